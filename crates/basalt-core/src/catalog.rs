@@ -1,0 +1,333 @@
+//! The model catalog: pinned, versioned model IDs with their capabilities, lifecycle
+//! and prices, validated from the configuration.
+//!
+//! Every model ID names exactly one set of weights, pinned by SHA-256; two IDs may share
+//! weights (a LEGACY alias of the same file), but no ID can be re-pointed without
+//! changing the configuration that pins it.
+
+use std::collections::BTreeMap;
+
+use time::OffsetDateTime;
+
+use crate::config::{ConfigFile, WeightsConfig};
+use crate::CoreError;
+
+/// What runs a model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EngineKind {
+    /// A GGUF chat model on llama.cpp.
+    LlamaCpp,
+    /// A BERT sentence-embedding model on candle.
+    CandleBert,
+}
+
+/// The native InvokeModel body a model takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NativeBody {
+    /// `{"prompt","max_gen_len","temperature","top_p"}` → `{"generation",...}`.
+    MetaLlama,
+    /// `{"inputText","dimensions","normalize"}` → `{"embedding","inputTextTokenCount"}`.
+    TitanEmbed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LifecycleStatus {
+    Active,
+    Legacy,
+    Eol,
+}
+
+impl LifecycleStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LifecycleStatus::Active => "ACTIVE",
+            LifecycleStatus::Legacy => "LEGACY",
+            LifecycleStatus::Eol => "EOL",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Lifecycle {
+    pub status: LifecycleStatus,
+    pub start_of_life: Option<OffsetDateTime>,
+    pub legacy_time: Option<OffsetDateTime>,
+    pub end_of_life: Option<OffsetDateTime>,
+    pub replacement: Option<String>,
+}
+
+impl Lifecycle {
+    /// The status at `now`: dates that have passed win over the configured status.
+    pub fn status_at(&self, now: OffsetDateTime) -> LifecycleStatus {
+        if self.status == LifecycleStatus::Eol || self.end_of_life.is_some_and(|t| t <= now) {
+            LifecycleStatus::Eol
+        } else if self.status == LifecycleStatus::Legacy || self.legacy_time.is_some_and(|t| t <= now) {
+            LifecycleStatus::Legacy
+        } else {
+            LifecycleStatus::Active
+        }
+    }
+}
+
+/// A validated catalog entry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelEntry {
+    pub id: String,
+    pub name: String,
+    pub provider: String,
+    pub engine: EngineKind,
+    /// Key into [`Catalog::weights`].
+    pub weights: String,
+    pub native_body: NativeBody,
+    pub input_modalities: Vec<String>,
+    pub output_modalities: Vec<String>,
+    pub streaming: bool,
+    pub tools: bool,
+    pub inference_types: Vec<String>,
+    pub customizations: Vec<String>,
+    pub default_max_tokens: u32,
+    pub max_input_tokens: Option<u32>,
+    pub lifecycle: Lifecycle,
+    pub input_price_per_1k: f64,
+    pub output_price_per_1k: f64,
+}
+
+impl ModelEntry {
+    pub fn is_embedding(&self) -> bool {
+        self.output_modalities.iter().any(|m| m == "EMBEDDING")
+    }
+
+    /// Cost in US dollars of an invocation.
+    pub fn cost(&self, input_tokens: u64, output_tokens: u64) -> f64 {
+        (input_tokens as f64 * self.input_price_per_1k + output_tokens as f64 * self.output_price_per_1k) / 1000.0
+    }
+}
+
+/// The validated catalog.
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    models: BTreeMap<String, ModelEntry>,
+    weights: BTreeMap<String, WeightsConfig>,
+}
+
+const MODALITIES: &[&str] = &["TEXT", "IMAGE", "EMBEDDING"];
+const INFERENCE_TYPES: &[&str] = &["ON_DEMAND", "PROVISIONED"];
+const CUSTOMIZATIONS: &[&str] = &["FINE_TUNING", "CONTINUED_PRE_TRAINING", "DISTILLATION"];
+
+fn invalid(id: &str, what: impl std::fmt::Display) -> CoreError {
+    CoreError::Validation(format!("invalid configuration for model {id}: {what}"))
+}
+
+fn parse_time(id: &str, field: &str, value: &Option<String>) -> Result<Option<OffsetDateTime>, CoreError> {
+    value
+        .as_deref()
+        .map(|v| {
+            OffsetDateTime::parse(v, &time::format_description::well_known::Rfc3339)
+                .map_err(|e| invalid(id, format!("lifecycle.{field} {v:?} is not an RFC 3339 time: {e}")))
+        })
+        .transpose()
+}
+
+/// `provider.name-vN:M` with lowercase ASCII, digits, `.`, `-` and `_`.
+fn is_pinned_model_id(id: &str) -> bool {
+    let Some((body, minor)) = id.rsplit_once(':') else { return false };
+    let Some((head, major)) = body.rsplit_once("-v") else { return false };
+    !minor.is_empty()
+        && minor.bytes().all(|b| b.is_ascii_digit())
+        && !major.is_empty()
+        && major.bytes().all(|b| b.is_ascii_digit())
+        && head.contains('.')
+        && head.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+}
+
+impl Catalog {
+    /// Validates the configuration into a catalog.
+    pub fn from_config(config: &ConfigFile) -> Result<Self, CoreError> {
+        for (name, w) in &config.weights {
+            if w.files.is_empty() {
+                return Err(CoreError::Validation(format!("invalid configuration: weights.{name} lists no files")));
+            }
+            for f in &w.files {
+                if f.sha256.len() != 64 || !f.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return Err(CoreError::Validation(format!(
+                        "invalid configuration: weights.{name} file {} has sha256 {:?}, expected 64 hex digits",
+                        f.path, f.sha256
+                    )));
+                }
+                if f.path.contains("..") || f.path.starts_with('/') {
+                    return Err(CoreError::Validation(format!(
+                        "invalid configuration: weights.{name} file path {:?} must be relative, without ..",
+                        f.path
+                    )));
+                }
+            }
+        }
+        let mut models = BTreeMap::new();
+        for m in &config.models {
+            let id = m.id.as_str();
+            if !is_pinned_model_id(id) {
+                return Err(invalid(id, "a model ID must be pinned and versioned, like provider.name-v1:0"));
+            }
+            if !config.weights.contains_key(&m.weights) {
+                return Err(invalid(id, format!("weights {:?} is not defined under [weights]", m.weights)));
+            }
+            let engine = match m.engine.as_str() {
+                "llama.cpp" => EngineKind::LlamaCpp,
+                "candle-bert" => EngineKind::CandleBert,
+                other => return Err(invalid(id, format!("engine {other:?} is not one of llama.cpp, candle-bert"))),
+            };
+            let native_body = match m.native_body.as_str() {
+                "meta-llama" => NativeBody::MetaLlama,
+                "titan-embed" => NativeBody::TitanEmbed,
+                other => return Err(invalid(id, format!("native_body {other:?} is not one of meta-llama, titan-embed"))),
+            };
+            let embedding = m.output_modalities.iter().any(|o| o == "EMBEDDING");
+            if embedding != (engine == EngineKind::CandleBert) || embedding != (native_body == NativeBody::TitanEmbed) {
+                return Err(invalid(id, "embedding models use engine candle-bert and native_body titan-embed; chat models llama.cpp and meta-llama"));
+            }
+            for (field, values, allowed) in [
+                ("input_modalities", &m.input_modalities, MODALITIES),
+                ("output_modalities", &m.output_modalities, MODALITIES),
+                ("inference_types", &m.inference_types, INFERENCE_TYPES),
+                ("customizations", &m.customizations, CUSTOMIZATIONS),
+            ] {
+                if let Some(bad) = values.iter().find(|v| !allowed.contains(&v.as_str())) {
+                    return Err(invalid(id, format!("{field} has {bad:?}; allowed: {}", allowed.join(", "))));
+                }
+            }
+            if m.tools {
+                return Err(invalid(id, "tool use is not available on local models yet; set tools = false"));
+            }
+            let status = match m.lifecycle.status.as_str() {
+                "ACTIVE" => LifecycleStatus::Active,
+                "LEGACY" => LifecycleStatus::Legacy,
+                "EOL" => LifecycleStatus::Eol,
+                other => return Err(invalid(id, format!("lifecycle.status {other:?} is not ACTIVE, LEGACY or EOL"))),
+            };
+            if status != LifecycleStatus::Active && m.lifecycle.replacement.is_none() {
+                return Err(invalid(id, "a LEGACY or EOL model must name its replacement"));
+            }
+            if m.price.input_per_1k < 0.0 || m.price.output_per_1k < 0.0 {
+                return Err(invalid(id, "prices cannot be negative"));
+            }
+            let entry = ModelEntry {
+                id: m.id.clone(),
+                name: m.name.clone(),
+                provider: m.provider.clone(),
+                engine,
+                weights: m.weights.clone(),
+                native_body,
+                input_modalities: m.input_modalities.clone(),
+                output_modalities: m.output_modalities.clone(),
+                streaming: m.streaming,
+                tools: m.tools,
+                inference_types: m.inference_types.clone(),
+                customizations: m.customizations.clone(),
+                default_max_tokens: m.default_max_tokens.max(1),
+                max_input_tokens: m.max_input_tokens,
+                lifecycle: Lifecycle {
+                    status,
+                    start_of_life: parse_time(id, "start_of_life", &m.lifecycle.start_of_life)?,
+                    legacy_time: parse_time(id, "legacy_time", &m.lifecycle.legacy_time)?,
+                    end_of_life: parse_time(id, "end_of_life", &m.lifecycle.end_of_life)?,
+                    replacement: m.lifecycle.replacement.clone(),
+                },
+                input_price_per_1k: m.price.input_per_1k,
+                output_price_per_1k: m.price.output_per_1k,
+            };
+            if models.insert(m.id.clone(), entry).is_some() {
+                return Err(invalid(id, "the ID is defined twice"));
+            }
+        }
+        for entry in models.values() {
+            if let Some(r) = &entry.lifecycle.replacement {
+                if !models.contains_key(r) {
+                    return Err(invalid(&entry.id, format!("replacement {r} is not in the catalog")));
+                }
+            }
+        }
+        Ok(Self { models, weights: config.weights.clone() })
+    }
+
+    pub fn get(&self, id: &str) -> Option<&ModelEntry> {
+        self.models.get(id)
+    }
+
+    pub fn models(&self) -> impl Iterator<Item = &ModelEntry> {
+        self.models.values()
+    }
+
+    pub fn weights(&self) -> &BTreeMap<String, WeightsConfig> {
+        &self.weights
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(extra: &str) -> Result<Catalog, CoreError> {
+        let text = format!(
+            r#"
+[weights.w]
+files = [{{ path = "m.gguf", sha256 = "{sha}" }}]
+
+[[models]]
+id = "acme.chat-v1:0"
+name = "Chat"
+provider = "Acme"
+engine = "llama.cpp"
+weights = "w"
+native_body = "meta-llama"
+input_modalities = ["TEXT"]
+output_modalities = ["TEXT"]
+lifecycle = {{ status = "ACTIVE" }}
+price = {{ input_per_1k = 0.1, output_per_1k = 0.2 }}
+{extra}
+"#,
+            sha = "a".repeat(64)
+        );
+        Catalog::from_config(&ConfigFile::parse(&text)?)
+    }
+
+    #[test]
+    fn accepts_a_valid_entry_and_prices_it() {
+        let catalog = config("").expect("valid");
+        let m = catalog.get("acme.chat-v1:0").expect("present");
+        assert!((m.cost(1000, 500) - 0.2).abs() < 1e-12);
+        assert!(!m.is_embedding());
+    }
+
+    #[test]
+    fn rejects_unpinned_ids_unknown_keys_and_dangling_replacements() {
+        let unpinned = config("[[models]]\nid = \"acme.latest\"\nname = \"x\"\nprovider = \"A\"\nengine = \"llama.cpp\"\nweights = \"w\"\nnative_body = \"meta-llama\"\ninput_modalities = [\"TEXT\"]\noutput_modalities = [\"TEXT\"]\nlifecycle = { status = \"ACTIVE\" }\nprice = { input_per_1k = 0.0 }\n");
+        assert!(unpinned.expect_err("unpinned").to_string().contains("pinned"));
+        let unknown = config("bogus = 1");
+        assert!(unknown.expect_err("unknown key").to_string().contains("bogus"));
+        let dangling = config("[[models]]\nid = \"acme.chat-v0:1\"\nname = \"old\"\nprovider = \"A\"\nengine = \"llama.cpp\"\nweights = \"w\"\nnative_body = \"meta-llama\"\ninput_modalities = [\"TEXT\"]\noutput_modalities = [\"TEXT\"]\nlifecycle = { status = \"EOL\", replacement = \"acme.gone-v9:0\" }\nprice = { input_per_1k = 0.0 }\n");
+        assert!(dangling.expect_err("dangling").to_string().contains("acme.gone-v9:0"));
+    }
+
+    #[test]
+    fn a_passed_end_of_life_date_makes_a_model_eol() {
+        let lifecycle = Lifecycle {
+            status: LifecycleStatus::Active,
+            start_of_life: None,
+            legacy_time: Some(time::macros::datetime!(2020-01-01 0:00 UTC)),
+            end_of_life: Some(time::macros::datetime!(2030-01-01 0:00 UTC)),
+            replacement: None,
+        };
+        assert_eq!(lifecycle.status_at(time::macros::datetime!(2019-01-01 0:00 UTC)), LifecycleStatus::Active);
+        assert_eq!(lifecycle.status_at(time::macros::datetime!(2025-01-01 0:00 UTC)), LifecycleStatus::Legacy);
+        assert_eq!(lifecycle.status_at(time::macros::datetime!(2031-01-01 0:00 UTC)), LifecycleStatus::Eol);
+    }
+
+    #[test]
+    fn pinned_id_shape() {
+        assert!(is_pinned_model_id("huggingfacetb.smollm2-135m-instruct-v1:0"));
+        assert!(is_pinned_model_id("sentence-transformers.all-minilm-l6-v2-v1:0"));
+        assert!(!is_pinned_model_id("smollm2"));
+        assert!(!is_pinned_model_id("acme.chat-v1"));
+        assert!(!is_pinned_model_id("Acme.Chat-v1:0"));
+    }
+}

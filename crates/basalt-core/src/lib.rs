@@ -1,0 +1,19 @@
+//! The provider-independent core of Basalt.
+//!
+//! Requests arrive here already translated from their wire dialect into the types of
+//! [`types`]; [`Basalt`] resolves the model in the [`catalog`], checks its lifecycle,
+//! runs it on its provider ([`provider`]), and meters the invocation ([`metering`]).
+//! Nothing in this crate knows HTTP or a wire format.
+
+pub mod catalog;
+pub mod config;
+mod error;
+pub mod keys;
+pub mod metering;
+pub mod model_fetch;
+pub mod provider;
+mod service;
+pub mod types;
+
+pub use error::CoreError;
+pub use service::{Basalt, CallContext, MeteredStream};

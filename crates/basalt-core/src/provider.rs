@@ -1,0 +1,196 @@
+//! Providers: what answers a model's requests. One trait per capability; the local
+//! engines implement them here, remote providers will sit beside them.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use basalt_engine::chat::{ChatEngine, ChatMessage, FinishReason, GenerationEvent, GenerationRequest, SamplingParams};
+use basalt_engine::embed::EmbeddingEngine;
+use futures::Stream;
+
+use crate::types::{ChatRequest, ContentBlock, GenerationDelta, InferenceParams, StopReason, TokenUsage};
+use crate::CoreError;
+
+/// Deltas of one generation; ends with `End` or `Error`.
+pub type DeltaStream = Pin<Box<dyn Stream<Item = GenerationDelta> + Send>>;
+
+/// A model that writes text.
+#[async_trait]
+pub trait ChatProvider: Send + Sync {
+    /// Input tokens of a chat request as the model will see it.
+    async fn count_chat_tokens(&self, request: &ChatRequest) -> Result<u32, CoreError>;
+    /// Input tokens of a raw prompt.
+    async fn count_prompt_tokens(&self, prompt: &str) -> Result<u32, CoreError>;
+    /// The longest prompt + output this provider takes, in tokens.
+    fn context_window(&self) -> u32;
+    async fn chat(&self, request: &ChatRequest, max_tokens: u32) -> Result<DeltaStream, CoreError>;
+    async fn complete(&self, prompt: &str, params: &InferenceParams, max_tokens: u32) -> Result<DeltaStream, CoreError>;
+}
+
+/// A model that embeds text.
+#[async_trait]
+pub trait EmbeddingProvider: Send + Sync {
+    fn dimensions(&self) -> usize;
+    async fn count_tokens(&self, text: &str) -> Result<u32, CoreError>;
+    /// Vectors (normalised) and token counts, in input order.
+    async fn embed(&self, inputs: Vec<String>) -> Result<(Vec<Vec<f32>>, Vec<u32>), CoreError>;
+}
+
+/// A GGUF chat model on the local llama.cpp engine.
+#[derive(Debug, Clone)]
+pub struct LocalChat {
+    engine: Arc<ChatEngine>,
+}
+
+impl LocalChat {
+    pub fn new(engine: Arc<ChatEngine>) -> Self {
+        Self { engine }
+    }
+
+    pub fn engine(&self) -> &ChatEngine {
+        &self.engine
+    }
+
+    fn chat_tokens(&self, request: &ChatRequest) -> Result<Vec<i32>, CoreError> {
+        let mut messages = Vec::with_capacity(request.messages.len() + 1);
+        if !request.system.is_empty() {
+            messages.push(ChatMessage { role: "system".into(), content: request.system.join("\n") });
+        }
+        for m in &request.messages {
+            let mut text = String::new();
+            for block in &m.content {
+                match block {
+                    ContentBlock::Text(t) => text.push_str(t),
+                    ContentBlock::Other { kind } => {
+                        return Err(CoreError::Validation(format!(
+                            "model {} does not support {kind} content blocks; send text",
+                            request.model_id
+                        )))
+                    }
+                }
+            }
+            messages.push(ChatMessage { role: m.role.as_str().into(), content: text });
+        }
+        let rendered = self.engine.render(&messages, true)?;
+        Ok(self.engine.tokenize(&rendered))
+    }
+
+    fn start(&self, prompt: Vec<i32>, params: &InferenceParams, max_tokens: u32) -> Result<DeltaStream, CoreError> {
+        let sampling = SamplingParams {
+            temperature: params.temperature.unwrap_or(0.0),
+            top_p: params.top_p.unwrap_or(1.0),
+            top_k: params.top_k.map_or(0, |k| k as i32),
+            seed: params.seed.unwrap_or_else(rand::random),
+        };
+        let mut events = self.engine.submit(GenerationRequest {
+            prompt,
+            max_tokens,
+            sampling,
+            stop_sequences: params.stop_sequences.clone(),
+        })?;
+        let stream = async_stream_from(move |tx: futures::channel::mpsc::UnboundedSender<GenerationDelta>| async move {
+            while let Some(event) = events.recv().await {
+                let delta = match event {
+                    GenerationEvent::Text(t) => GenerationDelta::Text(t),
+                    GenerationEvent::Finished(s) => GenerationDelta::End {
+                        stop_reason: match s.finish_reason {
+                            FinishReason::EndOfTurn => StopReason::EndTurn,
+                            FinishReason::MaxTokens => StopReason::MaxTokens,
+                            FinishReason::StopSequence => StopReason::StopSequence,
+                            FinishReason::ContextWindow => StopReason::ModelContextWindowExceeded,
+                        },
+                        usage: TokenUsage {
+                            input_tokens: s.prompt_tokens,
+                            output_tokens: s.completion_tokens,
+                            cache_read_input_tokens: s.cached_prompt_tokens,
+                        },
+                        latency_ms: 0,
+                        first_token_ms: None,
+                    },
+                    GenerationEvent::Failed(e) => GenerationDelta::Error(e.into()),
+                };
+                let last = !matches!(delta, GenerationDelta::Text(_));
+                if tx.unbounded_send(delta).is_err() || last {
+                    return;
+                }
+            }
+            let _ = tx.unbounded_send(GenerationDelta::Error(CoreError::ModelError(
+                "the engine stopped before the generation finished".into(),
+            )));
+        });
+        Ok(stream)
+    }
+}
+
+/// Runs `producer` on the Tokio runtime, feeding a channel that becomes the stream.
+/// Dropping the stream closes the channel, which ends the producer and (through the
+/// dropped engine receiver) frees the engine slot.
+fn async_stream_from<F, Fut>(producer: F) -> DeltaStream
+where
+    F: FnOnce(futures::channel::mpsc::UnboundedSender<GenerationDelta>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (tx, rx) = futures::channel::mpsc::unbounded();
+    tokio::spawn(producer(tx));
+    Box::pin(rx)
+}
+
+#[async_trait]
+impl ChatProvider for LocalChat {
+    async fn count_chat_tokens(&self, request: &ChatRequest) -> Result<u32, CoreError> {
+        Ok(self.chat_tokens(request)?.len() as u32)
+    }
+
+    async fn count_prompt_tokens(&self, prompt: &str) -> Result<u32, CoreError> {
+        Ok(self.engine.tokenize(prompt).len() as u32)
+    }
+
+    fn context_window(&self) -> u32 {
+        self.engine.context_window()
+    }
+
+    async fn chat(&self, request: &ChatRequest, max_tokens: u32) -> Result<DeltaStream, CoreError> {
+        let prompt = self.chat_tokens(request)?;
+        self.start(prompt, &request.params, max_tokens)
+    }
+
+    async fn complete(&self, prompt: &str, params: &InferenceParams, max_tokens: u32) -> Result<DeltaStream, CoreError> {
+        if prompt.is_empty() {
+            return Err(CoreError::Validation("prompt must not be empty".into()));
+        }
+        let tokens = self.engine.tokenize(prompt);
+        self.start(tokens, params, max_tokens)
+    }
+}
+
+/// A sentence-embedding model on the local candle engine.
+#[derive(Debug, Clone)]
+pub struct LocalEmbedding {
+    engine: Arc<EmbeddingEngine>,
+}
+
+impl LocalEmbedding {
+    pub fn new(engine: Arc<EmbeddingEngine>) -> Self {
+        Self { engine }
+    }
+}
+
+#[async_trait]
+impl EmbeddingProvider for LocalEmbedding {
+    fn dimensions(&self) -> usize {
+        self.engine.dimensions()
+    }
+
+    async fn count_tokens(&self, text: &str) -> Result<u32, CoreError> {
+        Ok(self.engine.count_tokens(text)?)
+    }
+
+    async fn embed(&self, inputs: Vec<String>) -> Result<(Vec<Vec<f32>>, Vec<u32>), CoreError> {
+        let engine = Arc::clone(&self.engine);
+        let out = tokio::task::spawn_blocking(move || engine.embed(&inputs))
+            .await
+            .map_err(|e| CoreError::Internal(format!("embedding task failed: {e}")))??;
+        Ok(out.into_iter().map(|e| (e.vector, e.tokens)).unzip())
+    }
+}

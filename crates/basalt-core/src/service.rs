@@ -1,0 +1,487 @@
+//! [`Basalt`]: the core facade the edge calls. It resolves models in the catalog,
+//! enforces their lifecycle and capabilities, runs them on their provider and meters
+//! every invocation.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::Instant;
+
+use basalt_engine::chat::{ChatEngine, ChatEngineConfig};
+use basalt_engine::embed::{EmbeddingEngine, EmbeddingEngineConfig};
+use basalt_store::InvocationRecord;
+use futures::{Stream, StreamExt};
+use time::OffsetDateTime;
+
+use crate::catalog::{Catalog, EngineKind, LifecycleStatus, ModelEntry};
+use crate::config::{ConfigFile, EngineConfig, LimitsConfig};
+use crate::keys::{KeyService, Principal};
+use crate::metering::Meter;
+use crate::model_fetch::verify_weights;
+use crate::provider::{ChatProvider, DeltaStream, EmbeddingProvider, LocalChat, LocalEmbedding};
+use crate::types::{ChatRequest, CompletionRequest, Embeddings, Generation, GenerationDelta, InferenceParams, Role, TokenUsage};
+use crate::CoreError;
+
+/// Who is calling and for what, carried through one request.
+#[derive(Debug, Clone)]
+pub struct CallContext {
+    pub principal: Option<Principal>,
+    pub request_id: String,
+    /// The API operation, for metering (`Converse`, `InvokeModel`, `ChatCompletions`, ...).
+    pub operation: &'static str,
+    pub started: Instant,
+    pub at_ms: i64,
+}
+
+impl CallContext {
+    pub fn new(principal: Option<Principal>, request_id: String, operation: &'static str) -> Self {
+        let at_ms = (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
+        Self { principal, request_id, operation, started: Instant::now(), at_ms }
+    }
+}
+
+/// The running core.
+pub struct Basalt {
+    catalog: Catalog,
+    chat: HashMap<String, Arc<dyn ChatProvider>>,
+    embedding: HashMap<String, Arc<dyn EmbeddingProvider>>,
+    local_chat_engines: Vec<Arc<ChatEngine>>,
+    meter: Meter,
+    keys: Arc<KeyService>,
+    limits: LimitsConfig,
+    region: String,
+}
+
+impl std::fmt::Debug for Basalt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Basalt").field("region", &self.region).finish_non_exhaustive()
+    }
+}
+
+fn default_threads() -> i32 {
+    std::thread::available_parallelism().map_or(2, |n| n.get() as i32)
+}
+
+impl Basalt {
+    /// Verifies and loads every model the catalog can serve (EOL models are not loaded).
+    pub fn start(config: &ConfigFile, models_dir: &Path, meter: Meter, keys: Arc<KeyService>) -> Result<Self, CoreError> {
+        let catalog = Catalog::from_config(config)?;
+        let now = OffsetDateTime::now_utc();
+        let mut chat_by_weights: HashMap<String, Arc<ChatEngine>> = HashMap::new();
+        let mut embed_by_weights: HashMap<String, Arc<EmbeddingEngine>> = HashMap::new();
+        let mut chat: HashMap<String, Arc<dyn ChatProvider>> = HashMap::new();
+        let mut embedding: HashMap<String, Arc<dyn EmbeddingProvider>> = HashMap::new();
+        for entry in catalog.models() {
+            if entry.lifecycle.status_at(now) == LifecycleStatus::Eol {
+                continue;
+            }
+            let weights = catalog
+                .weights()
+                .get(&entry.weights)
+                .ok_or_else(|| CoreError::Internal(format!("weights {} missing", entry.weights)))?;
+            let dir = match verify_weights(models_dir, &entry.weights, weights) {
+                Ok(dir) => dir,
+                Err(e) => return Err(CoreError::ServiceUnavailable(format!("model {}: {e}", entry.id))),
+            };
+            match entry.engine {
+                EngineKind::LlamaCpp => {
+                    let engine = match chat_by_weights.get(&entry.weights) {
+                        Some(e) => Arc::clone(e),
+                        None => {
+                            let file = weights.files.first().map(|f| dir.join(&f.path)).unwrap_or_else(|| PathBuf::from(&dir));
+                            tracing::info!(model = %entry.id, file = %file.display(), "loading chat model");
+                            let engine = Arc::new(ChatEngine::load(chat_config(&config.engine, file))?);
+                            chat_by_weights.insert(entry.weights.clone(), Arc::clone(&engine));
+                            engine
+                        }
+                    };
+                    chat.insert(entry.id.clone(), Arc::new(LocalChat::new(engine)));
+                }
+                EngineKind::CandleBert => {
+                    let engine = match embed_by_weights.get(&entry.weights) {
+                        Some(e) => Arc::clone(e),
+                        None => {
+                            tracing::info!(model = %entry.id, dir = %dir.display(), "loading embedding model");
+                            let engine = Arc::new(EmbeddingEngine::load(EmbeddingEngineConfig {
+                                model_dir: dir.clone(),
+                                max_tokens: entry.max_input_tokens.unwrap_or(512) as usize,
+                                batch_size: config.engine.embedding_batch.max(1),
+                            })?);
+                            embed_by_weights.insert(entry.weights.clone(), Arc::clone(&engine));
+                            engine
+                        }
+                    };
+                    embedding.insert(entry.id.clone(), Arc::new(LocalEmbedding::new(engine)));
+                }
+            }
+        }
+        Ok(Self {
+            catalog,
+            chat,
+            embedding,
+            local_chat_engines: chat_by_weights.into_values().collect(),
+            meter,
+            keys,
+            limits: config.limits.clone(),
+            region: config.region.clone(),
+        })
+    }
+
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    pub fn keys(&self) -> &KeyService {
+        &self.keys
+    }
+
+    pub fn meter(&self) -> &Meter {
+        &self.meter
+    }
+
+    pub fn limits(&self) -> &LimitsConfig {
+        &self.limits
+    }
+
+    pub fn region(&self) -> &str {
+        &self.region
+    }
+
+    /// The local chat engines (for their counters).
+    pub fn local_chat_engines(&self) -> &[Arc<ChatEngine>] {
+        &self.local_chat_engines
+    }
+
+    /// The catalog entry for an invocation: unknown IDs are NotFound, EOL models fail
+    /// naming their replacement, LEGACY models are logged.
+    pub fn resolve(&self, model_id: &str) -> Result<&ModelEntry, CoreError> {
+        let entry = self
+            .catalog
+            .get(model_id)
+            .ok_or_else(|| CoreError::NotFound(format!("model {model_id} is not in this server's catalog")))?;
+        match entry.lifecycle.status_at(OffsetDateTime::now_utc()) {
+            LifecycleStatus::Eol => Err(CoreError::Validation(format!(
+                "model {model_id} has reached end of life{}",
+                entry.lifecycle.replacement.as_deref().map(|r| format!("; use {r} instead")).unwrap_or_default()
+            ))),
+            LifecycleStatus::Legacy => {
+                tracing::warn!(
+                    model = model_id,
+                    replacement = entry.lifecycle.replacement.as_deref().unwrap_or(""),
+                    "invocation of a LEGACY model"
+                );
+                Ok(entry)
+            }
+            LifecycleStatus::Active => Ok(entry),
+        }
+    }
+
+    fn chat_provider(&self, entry: &ModelEntry) -> Result<Arc<dyn ChatProvider>, CoreError> {
+        if entry.is_embedding() {
+            return Err(CoreError::Validation(format!(
+                "model {} is an embedding model; it cannot generate text",
+                entry.id
+            )));
+        }
+        self.chat
+            .get(&entry.id)
+            .cloned()
+            .ok_or_else(|| CoreError::ModelNotReady(format!("model {} is not loaded", entry.id)))
+    }
+
+    fn embedding_provider(&self, entry: &ModelEntry) -> Result<Arc<dyn EmbeddingProvider>, CoreError> {
+        if !entry.is_embedding() {
+            return Err(CoreError::Validation(format!("model {} is not an embedding model", entry.id)));
+        }
+        self.embedding
+            .get(&entry.id)
+            .cloned()
+            .ok_or_else(|| CoreError::ModelNotReady(format!("model {} is not loaded", entry.id)))
+    }
+
+    /// Checks generation settings and returns the output token budget.
+    fn max_tokens(&self, entry: &ModelEntry, provider: &dyn ChatProvider, params: &InferenceParams) -> Result<u32, CoreError> {
+        let window = provider.context_window();
+        if let Some(t) = params.temperature {
+            if !(0.0..=1.0).contains(&t) || t.is_nan() {
+                return Err(CoreError::Validation(format!("temperature {t} is outside 0..1")));
+            }
+        }
+        if let Some(p) = params.top_p {
+            if !(0.0..=1.0).contains(&p) || p.is_nan() {
+                return Err(CoreError::Validation(format!("topP {p} is outside 0..1")));
+            }
+        }
+        if params.top_k.is_some_and(|k| k > 1000) {
+            return Err(CoreError::Validation("top_k must be at most 1000".into()));
+        }
+        if params.stop_sequences.len() > 16 {
+            return Err(CoreError::Validation("at most 16 stop sequences are allowed".into()));
+        }
+        match params.max_tokens {
+            Some(0) => Err(CoreError::Validation("maxTokens must be at least 1".into())),
+            Some(n) if n >= window => Err(CoreError::Validation(format!(
+                "maxTokens {n} exceeds the limit of model {}: its context window is {window} tokens (prompt + output)",
+                entry.id
+            ))),
+            Some(n) => Ok(n),
+            None => Ok(entry.default_max_tokens.min(window.saturating_sub(1)).max(1)),
+        }
+    }
+
+    fn validate_chat(entry: &ModelEntry, request: &ChatRequest) -> Result<(), CoreError> {
+        if request.messages.is_empty() {
+            return Err(CoreError::Validation("messages must contain at least one message".into()));
+        }
+        if request.has_tools && !entry.tools {
+            return Err(CoreError::Validation(format!(
+                "model {} does not support tool use; remove toolConfig",
+                entry.id
+            )));
+        }
+        let mut expected = Role::User;
+        for (i, m) in request.messages.iter().enumerate() {
+            if m.role != expected {
+                return Err(CoreError::Validation(format!(
+                    "messages[{i}] has role {}; a conversation starts with a user message and alternates user and assistant",
+                    m.role.as_str()
+                )));
+            }
+            if m.content.is_empty() {
+                return Err(CoreError::Validation(format!("messages[{i}].content must not be empty")));
+            }
+            expected = if m.role == Role::User { Role::Assistant } else { Role::User };
+        }
+        if request.messages.last().is_some_and(|m| m.role != Role::User) {
+            return Err(CoreError::Validation("the last message must come from the user".into()));
+        }
+        Ok(())
+    }
+
+    fn record(&self, ctx: &CallContext, entry: &ModelEntry, usage: TokenUsage, first_token_ms: Option<u64>, outcome: &str) {
+        self.meter.record(InvocationRecord {
+            at_ms: ctx.at_ms,
+            request_id: ctx.request_id.clone(),
+            key_id: ctx.principal.as_ref().map(|p| p.key_id.clone()),
+            key_name: ctx.principal.as_ref().map(|p| p.key_name.clone()),
+            model_id: entry.id.clone(),
+            inference_type: "ON_DEMAND".into(),
+            operation: ctx.operation.into(),
+            input_tokens: usage.input_tokens as u64,
+            output_tokens: usage.output_tokens as u64,
+            latency_ms: ctx.started.elapsed().as_millis() as u64,
+            first_token_ms,
+            cost_usd: entry.cost(usage.input_tokens as u64, usage.output_tokens as u64),
+            outcome: outcome.into(),
+        });
+    }
+
+    /// Meters a failure of a request whose model resolved.
+    fn failed<T>(&self, ctx: &CallContext, entry: &ModelEntry, error: CoreError) -> Result<T, CoreError> {
+        self.record(ctx, entry, TokenUsage::default(), None, error.outcome());
+        Err(error)
+    }
+
+    /// A streamed chat generation (Converse, ConverseStream, chat completions).
+    pub async fn chat_stream(self: &Arc<Self>, ctx: CallContext, request: ChatRequest) -> Result<MeteredStream, CoreError> {
+        let entry = self.resolve(&request.model_id)?.clone();
+        let started = async {
+            let provider = self.chat_provider(&entry)?;
+            Self::validate_chat(&entry, &request)?;
+            let max_tokens = self.max_tokens(&entry, provider.as_ref(), &request.params)?;
+            provider.chat(&request, max_tokens).await
+        }
+        .await;
+        match started {
+            Ok(inner) => Ok(MeteredStream::new(Arc::clone(self), ctx, entry, inner)),
+            Err(e) => self.failed(&ctx, &entry, e),
+        }
+    }
+
+    /// A streamed raw-prompt completion (InvokeModel with a Llama-style body).
+    pub async fn completion_stream(self: &Arc<Self>, ctx: CallContext, request: CompletionRequest) -> Result<MeteredStream, CoreError> {
+        let entry = self.resolve(&request.model_id)?.clone();
+        let started = async {
+            let provider = self.chat_provider(&entry)?;
+            let max_tokens = self.max_tokens(&entry, provider.as_ref(), &request.params)?;
+            provider.complete(&request.prompt, &request.params, max_tokens).await
+        }
+        .await;
+        match started {
+            Ok(inner) => Ok(MeteredStream::new(Arc::clone(self), ctx, entry, inner)),
+            Err(e) => self.failed(&ctx, &entry, e),
+        }
+    }
+
+    /// A whole chat generation.
+    pub async fn chat(self: &Arc<Self>, ctx: CallContext, request: ChatRequest) -> Result<Generation, CoreError> {
+        let legacy = self.is_legacy(&request.model_id);
+        let stream = self.chat_stream(ctx, request).await?;
+        collect(stream, legacy).await
+    }
+
+    /// A whole raw-prompt completion.
+    pub async fn complete(self: &Arc<Self>, ctx: CallContext, request: CompletionRequest) -> Result<Generation, CoreError> {
+        let legacy = self.is_legacy(&request.model_id);
+        let stream = self.completion_stream(ctx, request).await?;
+        collect(stream, legacy).await
+    }
+
+    /// Whether the model's lifecycle is LEGACY now.
+    pub fn is_legacy(&self, model_id: &str) -> bool {
+        self.catalog
+            .get(model_id)
+            .is_some_and(|e| e.lifecycle.status_at(OffsetDateTime::now_utc()) == LifecycleStatus::Legacy)
+    }
+
+    /// Embeds inputs with an embedding model.
+    pub async fn embed(&self, ctx: CallContext, model_id: &str, inputs: Vec<String>) -> Result<Embeddings, CoreError> {
+        let entry = self.resolve(model_id)?.clone();
+        let result = async {
+            let provider = self.embedding_provider(&entry)?;
+            if inputs.is_empty() {
+                return Err(CoreError::Validation("input must contain at least one text".into()));
+            }
+            if inputs.len() > self.limits.max_embedding_inputs {
+                return Err(CoreError::Validation(format!(
+                    "at most {} inputs are allowed in one request",
+                    self.limits.max_embedding_inputs
+                )));
+            }
+            if let Some(i) = inputs.iter().position(|s| s.is_empty()) {
+                return Err(CoreError::Validation(format!("input[{i}] is empty")));
+            }
+            provider.embed(inputs).await
+        }
+        .await;
+        match result {
+            Ok((vectors, tokens)) => {
+                let usage = TokenUsage { input_tokens: tokens.iter().sum(), ..TokenUsage::default() };
+                self.record(&ctx, &entry, usage, None, "success");
+                Ok(Embeddings { vectors, tokens, legacy: self.is_legacy(model_id) })
+            }
+            Err(e) => self.failed(&ctx, &entry, e),
+        }
+    }
+
+    /// The vector length of an embedding model.
+    pub fn embedding_dimensions(&self, model_id: &str) -> Result<usize, CoreError> {
+        let entry = self.resolve(model_id)?;
+        Ok(self.embedding_provider(entry)?.dimensions())
+    }
+
+    /// Input tokens of a chat request (CountTokens).
+    pub async fn count_chat_tokens(&self, request: &ChatRequest) -> Result<u32, CoreError> {
+        let entry = self.resolve(&request.model_id)?;
+        let provider = self.chat_provider(entry)?;
+        Self::validate_chat(entry, request)?;
+        provider.count_chat_tokens(request).await
+    }
+
+    /// Input tokens of a raw prompt or embedding input (CountTokens on an InvokeModel body).
+    pub async fn count_text_tokens(&self, model_id: &str, text: &str) -> Result<u32, CoreError> {
+        let entry = self.resolve(model_id)?;
+        if entry.is_embedding() {
+            self.embedding_provider(entry)?.count_tokens(text).await
+        } else {
+            self.chat_provider(entry)?.count_prompt_tokens(text).await
+        }
+    }
+}
+
+fn chat_config(engine: &EngineConfig, model_path: PathBuf) -> ChatEngineConfig {
+    ChatEngineConfig {
+        model_path,
+        slots: engine.slots.max(1),
+        context_per_slot: engine.context_per_slot.max(64),
+        batch_tokens: engine.batch_tokens.max(32),
+        queue_capacity: engine.queue_capacity.max(1),
+        threads: if engine.threads == 0 { default_threads() } else { engine.threads as i32 },
+    }
+}
+
+async fn collect(mut stream: MeteredStream, legacy: bool) -> Result<Generation, CoreError> {
+    let mut text = String::new();
+    while let Some(delta) = stream.next().await {
+        match delta {
+            GenerationDelta::Text(t) => text.push_str(&t),
+            GenerationDelta::End { stop_reason, usage, latency_ms, .. } => {
+                return Ok(Generation { text, stop_reason, usage, latency_ms, legacy })
+            }
+            GenerationDelta::Error(e) => return Err(e),
+        }
+    }
+    Err(CoreError::ModelError("the generation ended without a result".into()))
+}
+
+/// A generation stream that meters the invocation when it ends, fails, or is dropped
+/// (a client that disconnects), and fills in latency and time to first token.
+pub struct MeteredStream {
+    core: Arc<Basalt>,
+    ctx: CallContext,
+    entry: ModelEntry,
+    inner: DeltaStream,
+    first_token_ms: Option<u64>,
+    output_seen: bool,
+    finished: bool,
+}
+
+impl MeteredStream {
+    fn new(core: Arc<Basalt>, ctx: CallContext, entry: ModelEntry, inner: DeltaStream) -> Self {
+        Self { core, ctx, entry, inner, first_token_ms: None, output_seen: false, finished: false }
+    }
+
+    /// The model that answers.
+    pub fn model(&self) -> &ModelEntry {
+        &self.entry
+    }
+}
+
+impl Stream for MeteredStream {
+    type Item = GenerationDelta;
+
+    fn poll_next(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.finished {
+            return Poll::Ready(None);
+        }
+        let polled = self.inner.as_mut().poll_next(cx);
+        let this = &mut *self;
+        match polled {
+            Poll::Ready(Some(GenerationDelta::Text(t))) => {
+                if !this.output_seen {
+                    this.output_seen = true;
+                    this.first_token_ms = Some(this.ctx.started.elapsed().as_millis() as u64);
+                }
+                Poll::Ready(Some(GenerationDelta::Text(t)))
+            }
+            Poll::Ready(Some(GenerationDelta::End { stop_reason, usage, .. })) => {
+                this.finished = true;
+                let latency_ms = this.ctx.started.elapsed().as_millis() as u64;
+                let first = this.first_token_ms.or(Some(latency_ms));
+                this.core.record(&this.ctx, &this.entry, usage, first, "success");
+                Poll::Ready(Some(GenerationDelta::End { stop_reason, usage, latency_ms, first_token_ms: first }))
+            }
+            Poll::Ready(Some(GenerationDelta::Error(e))) => {
+                this.finished = true;
+                this.core.record(&this.ctx, &this.entry, TokenUsage::default(), this.first_token_ms, e.outcome());
+                Poll::Ready(Some(GenerationDelta::Error(e)))
+            }
+            Poll::Ready(None) => {
+                this.finished = true;
+                let e = CoreError::ModelError("the generation ended without a result".into());
+                this.core.record(&this.ctx, &this.entry, TokenUsage::default(), this.first_token_ms, e.outcome());
+                Poll::Ready(Some(GenerationDelta::Error(e)))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl Drop for MeteredStream {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.core.record(&self.ctx, &self.entry, TokenUsage::default(), self.first_token_ms, "cancelled");
+        }
+    }
+}

@@ -1,0 +1,248 @@
+//! Chat generation on llama.cpp.
+//!
+//! A [`ChatEngine`] owns one model. Callers render and tokenize on their own thread
+//! ([`ChatEngine::render`], [`ChatEngine::tokenize`]) and [`ChatEngine::submit`] a
+//! [`GenerationRequest`]; the model's scheduler thread decodes every active request in
+//! one llama.cpp batch per step and streams [`GenerationEvent`]s back. Dropping the
+//! receiver cancels the request and frees its slot at the next step.
+
+mod scheduler;
+mod stop;
+mod template;
+
+use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Arc, OnceLock};
+use std::time::Duration;
+
+use llama_cpp_2::llama_backend::LlamaBackend;
+use llama_cpp_2::model::params::LlamaModelParams;
+use llama_cpp_2::model::LlamaModel;
+use llama_cpp_2::token::LlamaToken;
+use tokio::sync::mpsc as tokio_mpsc;
+
+pub use stop::{StopMatcher, StopScan};
+pub use template::{ChatMessage, ChatTemplate};
+
+use crate::EngineError;
+
+/// How a chat engine is sized.
+#[derive(Debug, Clone)]
+pub struct ChatEngineConfig {
+    /// The GGUF file.
+    pub model_path: PathBuf,
+    /// Sequences decoded together (each has its own KV cache region).
+    pub slots: u32,
+    /// Context window of each slot, in tokens (prompt + output).
+    pub context_per_slot: u32,
+    /// Most tokens sent to llama.cpp in one decode step (prompt chunks share it).
+    pub batch_tokens: u32,
+    /// Requests that may wait for a slot before new ones are refused.
+    pub queue_capacity: usize,
+    /// CPU threads for llama.cpp.
+    pub threads: i32,
+}
+
+/// Sampling settings of one request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SamplingParams {
+    /// 0 means greedy decoding.
+    pub temperature: f32,
+    pub top_p: f32,
+    /// 0 means no top-k cut.
+    pub top_k: i32,
+    pub seed: u32,
+}
+
+impl Default for SamplingParams {
+    fn default() -> Self {
+        Self { temperature: 0.0, top_p: 1.0, top_k: 0, seed: 0 }
+    }
+}
+
+/// One generation: a tokenized prompt and how to continue it.
+#[derive(Debug, Clone)]
+pub struct GenerationRequest {
+    pub prompt: Vec<i32>,
+    pub max_tokens: u32,
+    pub sampling: SamplingParams,
+    pub stop_sequences: Vec<String>,
+}
+
+/// Why a generation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinishReason {
+    /// The model produced its end-of-turn token.
+    EndOfTurn,
+    /// `max_tokens` were produced.
+    MaxTokens,
+    /// A stop sequence matched (it is not part of the output).
+    StopSequence,
+    /// The slot's context window is full.
+    ContextWindow,
+}
+
+/// Counters of one finished generation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GenerationSummary {
+    pub finish_reason: FinishReason,
+    pub prompt_tokens: u32,
+    /// Prompt tokens whose KV entries were reused from an earlier request.
+    pub cached_prompt_tokens: u32,
+    pub completion_tokens: u32,
+}
+
+/// What the scheduler sends back for a request.
+#[derive(Debug)]
+pub enum GenerationEvent {
+    /// Output text, in order.
+    Text(String),
+    /// The generation ended; no more events follow.
+    Finished(GenerationSummary),
+    /// The generation failed; no more events follow.
+    Failed(EngineError),
+}
+
+/// Counters over the engine's life, for metrics and tests.
+#[derive(Debug, Default)]
+pub struct EngineCounters {
+    pub prompt_tokens_processed: std::sync::atomic::AtomicU64,
+    pub prompt_tokens_reused: std::sync::atomic::AtomicU64,
+    pub tokens_generated: std::sync::atomic::AtomicU64,
+    pub requests_finished: std::sync::atomic::AtomicU64,
+    pub decode_steps: std::sync::atomic::AtomicU64,
+}
+
+static BACKEND: OnceLock<Result<LlamaBackend, String>> = OnceLock::new();
+
+fn backend() -> Result<&'static LlamaBackend, EngineError> {
+    BACKEND
+        .get_or_init(|| {
+            llama_cpp_2::send_logs_to_tracing(llama_cpp_2::LogOptions::default());
+            LlamaBackend::init().map_err(|e| e.to_string())
+        })
+        .as_ref()
+        .map_err(|e| EngineError::Compute(format!("llama.cpp backend: {e}")))
+}
+
+/// A loaded chat model and its scheduler thread.
+pub struct ChatEngine {
+    model: Arc<LlamaModel>,
+    template: ChatTemplate,
+    jobs: mpsc::SyncSender<scheduler::Job>,
+    config: ChatEngineConfig,
+    counters: Arc<EngineCounters>,
+    context_train: u32,
+}
+
+impl std::fmt::Debug for ChatEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChatEngine").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+impl ChatEngine {
+    /// Loads the model, compiles its chat template and starts the scheduler thread.
+    pub fn load(config: ChatEngineConfig) -> Result<Self, EngineError> {
+        let backend = backend()?;
+        let load_err = |reason: String| EngineError::Load {
+            path: config.model_path.display().to_string(),
+            reason,
+        };
+        let params = LlamaModelParams::default().with_n_gpu_layers(if cfg!(feature = "cuda") {
+            999
+        } else {
+            0
+        });
+        let model = LlamaModel::load_from_file(backend, &config.model_path, &params)
+            .map_err(|e| load_err(e.to_string()))?;
+        let model = Arc::new(model);
+        let template_source = model
+            .chat_template(None)
+            .map_err(|e| load_err(format!("no chat template in the GGUF: {e}")))?
+            .to_string()
+            .map_err(|e| load_err(e.to_string()))?;
+        let vocab = model.vocab();
+        let piece = |t: LlamaToken| String::from_utf8_lossy(&vocab.token_to_piece(t, true, None)).into_owned();
+        let bos = piece(vocab.bos());
+        let eos = piece(vocab.eos());
+        let template = ChatTemplate::new(&template_source, &bos, &eos)?;
+        let context_train = model.n_ctx_train();
+        let config = ChatEngineConfig {
+            context_per_slot: config.context_per_slot.min(context_train).max(64),
+            slots: config.slots.max(1),
+            ..config
+        };
+        let counters = Arc::new(EngineCounters::default());
+        let (jobs, receiver) = mpsc::sync_channel(config.queue_capacity.max(1));
+        let ready = scheduler::spawn(backend, Arc::clone(&model), config.clone(), receiver, Arc::clone(&counters))?;
+        ready.recv_timeout(Duration::from_secs(120)).map_err(|_| EngineError::Stopped)??;
+        Ok(Self { model, template, jobs, config, counters, context_train })
+    }
+
+    /// Renders messages with the model's chat template.
+    pub fn render(&self, messages: &[ChatMessage], add_generation_prompt: bool) -> Result<String, EngineError> {
+        self.template.render(messages, add_generation_prompt)
+    }
+
+    /// Tokenizes rendered text (special tokens in the text are parsed as such).
+    pub fn tokenize(&self, text: &str) -> Vec<i32> {
+        self.model
+            .vocab()
+            .tokenize(text.as_bytes(), self.model.vocab().should_add_bos(), true)
+            .into_iter()
+            .map(|t| t.0)
+            .collect()
+    }
+
+    /// The context window of one request (prompt + output), in tokens.
+    pub fn context_window(&self) -> u32 {
+        self.config.context_per_slot
+    }
+
+    /// The context length the model was trained with.
+    pub fn trained_context(&self) -> u32 {
+        self.context_train
+    }
+
+    pub fn counters(&self) -> &EngineCounters {
+        &self.counters
+    }
+
+    pub fn config(&self) -> &ChatEngineConfig {
+        &self.config
+    }
+
+    /// Queues a generation. Fails at once when the request cannot fit the context
+    /// window or the queue is full.
+    pub fn submit(
+        &self,
+        request: GenerationRequest,
+    ) -> Result<tokio_mpsc::UnboundedReceiver<GenerationEvent>, EngineError> {
+        if request.prompt.is_empty() {
+            return Err(EngineError::InvalidRequest("the prompt is empty".into()));
+        }
+        let window = self.config.context_per_slot as usize;
+        if request.prompt.len() >= window {
+            return Err(EngineError::InvalidRequest(format!(
+                "the prompt is {} tokens; this model's context window is {window} tokens",
+                request.prompt.len()
+            )));
+        }
+        let (events, receiver) = tokio_mpsc::unbounded_channel();
+        let job = scheduler::Job { request, events };
+        match self.jobs.try_send(job) {
+            Ok(()) => Ok(receiver),
+            Err(mpsc::TrySendError::Full(_)) => {
+                Err(EngineError::Overloaded { capacity: self.config.queue_capacity })
+            }
+            Err(mpsc::TrySendError::Disconnected(_)) => Err(EngineError::Stopped),
+        }
+    }
+}
+
+/// Whether `path` looks like a GGUF file (checks the magic bytes).
+pub fn is_gguf(path: &Path) -> bool {
+    use std::io::Read;
+    let mut magic = [0u8; 4];
+    std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut magic)).is_ok() && &magic == b"GGUF"
+}

@@ -1,0 +1,368 @@
+//! The scheduler thread of one chat model: continuous batching over a fixed set of
+//! slots (llama.cpp sequence ids).
+//!
+//! Each step builds one batch: first the next token of every decoding slot, then
+//! chunks of waiting prompts up to the batch budget, so a long prompt never stalls
+//! the others for more than one step. A new request takes the free slot whose cached
+//! tokens share the longest prefix with its prompt, and only the rest is computed.
+
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
+use std::sync::{mpsc, Arc};
+
+use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::context::LlamaContext;
+use llama_cpp_2::llama_backend::LlamaBackend;
+use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::model::LlamaModel;
+use llama_cpp_2::sampling::LlamaSampler;
+use llama_cpp_2::token::LlamaToken;
+use tokio::sync::mpsc as tokio_mpsc;
+
+use super::stop::{StopMatcher, StopScan};
+use super::{ChatEngineConfig, EngineCounters, FinishReason, GenerationEvent, GenerationRequest, GenerationSummary};
+use crate::EngineError;
+
+/// A request handed to the scheduler.
+pub(super) struct Job {
+    pub request: GenerationRequest,
+    pub events: tokio_mpsc::UnboundedSender<GenerationEvent>,
+}
+
+/// A request occupying a slot.
+struct Active {
+    job: Job,
+    /// Prompt tokens already in the KV cache.
+    prompt_done: usize,
+    cached_prompt_tokens: u32,
+    sampler: LlamaSampler,
+    generated: u32,
+    /// A sampled token not yet fed back to the model.
+    pending: Option<LlamaToken>,
+    /// Bytes of a UTF-8 character split across tokens.
+    partial_utf8: Vec<u8>,
+    stops: StopMatcher,
+    /// Index in the current batch whose logits belong to this slot.
+    logits_at: Option<i32>,
+}
+
+struct Slot {
+    seq: i32,
+    /// The tokens whose KV entries this sequence holds, in order.
+    cached: Vec<LlamaToken>,
+    active: Option<Active>,
+}
+
+pub(super) fn spawn(
+    backend: &'static LlamaBackend,
+    model: Arc<LlamaModel>,
+    config: ChatEngineConfig,
+    jobs: mpsc::Receiver<Job>,
+    counters: Arc<EngineCounters>,
+) -> Result<mpsc::Receiver<Result<(), EngineError>>, EngineError> {
+    let (ready_tx, ready_rx) = mpsc::channel();
+    std::thread::Builder::new()
+        .name("basalt-chat-engine".into())
+        .spawn(move || {
+            let n_ctx = config.context_per_slot * config.slots;
+            let params = LlamaContextParams::default()
+                .with_n_ctx(std::num::NonZeroU32::new(n_ctx))
+                .with_n_batch(config.batch_tokens)
+                .with_n_ubatch(config.batch_tokens)
+                .with_n_seq_max(config.slots)
+                .with_n_threads(config.threads)
+                .with_n_threads_batch(config.threads);
+            let ctx = match model.new_context(backend, params) {
+                Ok(ctx) => ctx,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(EngineError::Compute(format!("cannot create context: {e}"))));
+                    return;
+                }
+            };
+            let _ = ready_tx.send(Ok(()));
+            Scheduler::new(&model, ctx, config, counters).run(jobs);
+        })
+        .map_err(|e| EngineError::Compute(format!("cannot start engine thread: {e}")))?;
+    Ok(ready_rx)
+}
+
+struct Scheduler<'m> {
+    model: &'m LlamaModel,
+    ctx: LlamaContext<'m>,
+    config: ChatEngineConfig,
+    counters: Arc<EngineCounters>,
+    slots: Vec<Slot>,
+    waiting: VecDeque<Job>,
+    batch: LlamaBatch<'static>,
+}
+
+impl<'m> Scheduler<'m> {
+    fn new(model: &'m LlamaModel, ctx: LlamaContext<'m>, config: ChatEngineConfig, counters: Arc<EngineCounters>) -> Self {
+        let slots = (0..config.slots as i32).map(|seq| Slot { seq, cached: Vec::new(), active: None }).collect();
+        let batch = LlamaBatch::new(config.batch_tokens as usize, config.slots as i32);
+        Self { model, ctx, config, counters, slots, waiting: VecDeque::new(), batch }
+    }
+
+    fn run(mut self, jobs: mpsc::Receiver<Job>) {
+        loop {
+            let busy = self.slots.iter().any(|s| s.active.is_some()) || !self.waiting.is_empty();
+            if !busy {
+                match jobs.recv() {
+                    Ok(job) => self.waiting.push_back(job),
+                    Err(_) => return, // the engine was dropped
+                }
+            }
+            while let Ok(job) = jobs.try_recv() {
+                self.waiting.push_back(job);
+            }
+            self.drop_cancelled();
+            self.admit_waiting();
+            if self.slots.iter().all(|s| s.active.is_none()) {
+                continue;
+            }
+            self.step();
+        }
+    }
+
+    /// Frees slots whose caller went away.
+    fn drop_cancelled(&mut self) {
+        self.waiting.retain(|job| !job.events.is_closed());
+        for slot in &mut self.slots {
+            if slot.active.as_ref().is_some_and(|a| a.job.events.is_closed()) {
+                slot.active = None;
+            }
+        }
+    }
+
+    /// Moves waiting jobs into free slots, reusing the longest cached prefix.
+    fn admit_waiting(&mut self) {
+        while let Some(job) = self.waiting.front() {
+            let prompt = &job.request.prompt;
+            let best = self
+                .slots
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| s.active.is_none())
+                .map(|(i, s)| (i, common_prefix(&s.cached, prompt)))
+                .max_by_key(|&(_, common)| common);
+            let Some((index, common)) = best else { return };
+            let Some(job) = self.waiting.pop_front() else { return };
+            // At least the last prompt token is recomputed: its logits start the answer.
+            let reuse = common.min(job.request.prompt.len().saturating_sub(1));
+            let slot = &mut self.slots[index];
+            if self.ctx.kv_cache_seq_rm(slot.seq, Some(reuse as u32), None).is_err() {
+                let _ = self.ctx.kv_cache_seq_rm(slot.seq, None, None);
+                slot.cached.clear();
+            } else {
+                slot.cached.truncate(reuse);
+            }
+            let reused = slot.cached.len();
+            self.counters.prompt_tokens_reused.fetch_add(reused as u64, Ordering::Relaxed);
+            let sampler = make_sampler(&job.request.sampling);
+            let stops = StopMatcher::new(job.request.stop_sequences.clone());
+            slot.active = Some(Active {
+                job,
+                prompt_done: reused,
+                cached_prompt_tokens: reused as u32,
+                sampler,
+                generated: 0,
+                pending: None,
+                partial_utf8: Vec::new(),
+                stops,
+                logits_at: None,
+            });
+        }
+    }
+
+    /// One decode step over every active slot.
+    fn step(&mut self) {
+        self.batch.clear();
+        let budget = self.config.batch_tokens as usize;
+        let mut used = 0usize;
+        // Decoding slots first: one token each keeps every stream moving.
+        for slot in &mut self.slots {
+            let Some(active) = slot.active.as_mut() else { continue };
+            active.logits_at = None;
+            if let Some(token) = active.pending.take() {
+                let pos = slot.cached.len() as i32;
+                if self.batch.add(token, pos, &[slot.seq], true).is_ok() {
+                    active.logits_at = Some(used as i32);
+                    slot.cached.push(token);
+                    used += 1;
+                } else {
+                    active.pending = Some(token);
+                }
+            }
+        }
+        // Then prompt chunks, in slot order, within what is left of the budget.
+        for slot in &mut self.slots {
+            let Some(active) = slot.active.as_mut() else { continue };
+            let prompt = &active.job.request.prompt;
+            if active.prompt_done >= prompt.len() || active.logits_at.is_some() {
+                continue;
+            }
+            let room = budget.saturating_sub(used);
+            if room == 0 {
+                break;
+            }
+            let start = active.prompt_done;
+            let end = prompt.len().min(start + room);
+            for i in active.prompt_done..end {
+                let token = LlamaToken(prompt[i]);
+                let last = i + 1 == prompt.len();
+                if self.batch.add(token, slot.cached.len() as i32, &[slot.seq], last).is_err() {
+                    break;
+                }
+                if last {
+                    active.logits_at = Some(used as i32);
+                }
+                slot.cached.push(token);
+                used += 1;
+                active.prompt_done = i + 1;
+            }
+            self.counters
+                .prompt_tokens_processed
+                .fetch_add((active.prompt_done - start) as u64, Ordering::Relaxed);
+        }
+        if used == 0 {
+            return;
+        }
+        self.counters.decode_steps.fetch_add(1, Ordering::Relaxed);
+        if let Err(e) = self.ctx.decode(&mut self.batch) {
+            self.fail_all(format!("llama.cpp decode failed: {e}"));
+            return;
+        }
+        self.sample_all();
+    }
+
+    fn sample_all(&mut self) {
+        let window = self.config.context_per_slot as usize;
+        for slot in &mut self.slots {
+            let Some(active) = slot.active.as_mut() else { continue };
+            let Some(at) = active.logits_at.take() else { continue };
+            let token = active.sampler.sample(&self.ctx, at);
+            let vocab = self.model.vocab();
+            let outcome = if vocab.is_eog(token) {
+                Some(FinishReason::EndOfTurn)
+            } else {
+                active.generated += 1;
+                self.counters.tokens_generated.fetch_add(1, Ordering::Relaxed);
+                active.partial_utf8.extend(vocab.token_to_piece(token, false, None));
+                let text = take_valid_utf8(&mut active.partial_utf8);
+                match active.stops.push(&text) {
+                    StopScan::Stopped(before) => {
+                        send_text(&active.job.events, before);
+                        Some(FinishReason::StopSequence)
+                    }
+                    StopScan::Continue(released) => {
+                        send_text(&active.job.events, released);
+                        if active.generated >= active.job.request.max_tokens {
+                            Some(FinishReason::MaxTokens)
+                        } else if slot.cached.len() + 1 >= window {
+                            Some(FinishReason::ContextWindow)
+                        } else {
+                            active.pending = Some(token);
+                            None
+                        }
+                    }
+                }
+            };
+            if let Some(reason) = outcome {
+                if reason != FinishReason::StopSequence {
+                    let mut rest = active.stops.finish();
+                    rest.push_str(&String::from_utf8_lossy(&active.partial_utf8));
+                    send_text(&active.job.events, rest);
+                }
+                let summary = GenerationSummary {
+                    finish_reason: reason,
+                    prompt_tokens: active.job.request.prompt.len() as u32,
+                    cached_prompt_tokens: active.cached_prompt_tokens,
+                    completion_tokens: active.generated,
+                };
+                let _ = active.job.events.send(GenerationEvent::Finished(summary));
+                self.counters.requests_finished.fetch_add(1, Ordering::Relaxed);
+                slot.active = None;
+            }
+        }
+    }
+
+    fn fail_all(&mut self, reason: String) {
+        for slot in &mut self.slots {
+            if let Some(active) = slot.active.take() {
+                let _ = active.job.events.send(GenerationEvent::Failed(EngineError::Compute(reason.clone())));
+            }
+            let _ = self.ctx.kv_cache_seq_rm(slot.seq, None, None);
+            slot.cached.clear();
+        }
+    }
+}
+
+fn send_text(events: &tokio_mpsc::UnboundedSender<GenerationEvent>, text: String) {
+    if !text.is_empty() {
+        let _ = events.send(GenerationEvent::Text(text));
+    }
+}
+
+fn make_sampler(params: &super::SamplingParams) -> LlamaSampler {
+    if params.temperature <= 0.0 {
+        return LlamaSampler::greedy();
+    }
+    let mut chain = Vec::new();
+    if params.top_k > 0 {
+        chain.push(LlamaSampler::top_k(params.top_k));
+    }
+    if params.top_p < 1.0 {
+        chain.push(LlamaSampler::top_p(params.top_p, 1));
+    }
+    chain.push(LlamaSampler::temp(params.temperature));
+    chain.push(LlamaSampler::dist(params.seed));
+    LlamaSampler::chain_simple(chain)
+}
+
+fn common_prefix(cached: &[LlamaToken], prompt: &[i32]) -> usize {
+    cached.iter().zip(prompt).take_while(|(c, p)| c.0 == **p).count()
+}
+
+/// Takes the longest valid UTF-8 prefix out of `bytes`, leaving an incomplete tail.
+fn take_valid_utf8(bytes: &mut Vec<u8>) -> String {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => {
+            let s = s.to_string();
+            bytes.clear();
+            s
+        }
+        Err(e) if e.error_len().is_none() => {
+            let valid = e.valid_up_to();
+            let s = String::from_utf8_lossy(&bytes[..valid]).into_owned();
+            bytes.drain(..valid);
+            s
+        }
+        Err(_) => {
+            let s = String::from_utf8_lossy(bytes).into_owned();
+            bytes.clear();
+            s
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_an_incomplete_utf8_tail() {
+        let mut bytes = "é".as_bytes()[..1].to_vec();
+        assert_eq!(take_valid_utf8(&mut bytes), "");
+        bytes.push("é".as_bytes()[1]);
+        assert_eq!(take_valid_utf8(&mut bytes), "é");
+        assert!(bytes.is_empty());
+    }
+
+    #[test]
+    fn common_prefix_counts_matching_tokens() {
+        let cached = [LlamaToken(1), LlamaToken(2), LlamaToken(3)];
+        assert_eq!(common_prefix(&cached, &[1, 2, 9]), 2);
+        assert_eq!(common_prefix(&cached, &[5]), 0);
+        assert_eq!(common_prefix(&[], &[1]), 0);
+    }
+}

@@ -1,0 +1,89 @@
+//! Persistence behind small traits, one per capability: [`KeyStore`] for API keys and
+//! [`InvocationLog`] for metering. [`SqliteStore`] implements both (WAL mode,
+//! migrations from `migrations/`); nothing here assumes SQLite in the traits, so a
+//! PostgreSQL implementation can be added beside it and run the same tests.
+
+mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+/// What can go wrong in the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(String),
+    #[error("a record with this {0} already exists")]
+    Duplicate(&'static str),
+}
+
+/// An API key as stored: identifiers and a hash, never a usable secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRecord {
+    pub id: String,
+    pub name: String,
+    /// The SigV4 access key ID (`AKIA`-style, public).
+    pub access_key_id: String,
+    /// Hex SHA-256 of the bearer token.
+    pub bearer_sha256: String,
+    pub is_admin: bool,
+    /// Unix seconds.
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
+/// API keys.
+pub trait KeyStore: Send + Sync {
+    fn insert_key(&self, key: &KeyRecord) -> Result<(), StoreError>;
+    fn key_by_access_key_id(&self, access_key_id: &str) -> Result<Option<KeyRecord>, StoreError>;
+    fn key_by_bearer_sha256(&self, bearer_sha256: &str) -> Result<Option<KeyRecord>, StoreError>;
+    fn list_keys(&self) -> Result<Vec<KeyRecord>, StoreError>;
+    /// Revokes the key whose `id` or `access_key_id` is given; false when none matched
+    /// or it was already revoked.
+    fn revoke_key(&self, id_or_access_key_id: &str, at: i64) -> Result<bool, StoreError>;
+    /// A value that changes whenever any writer (another process included) committed,
+    /// so callers can cache keys and notice revocations at once.
+    fn change_marker(&self) -> Result<i64, StoreError>;
+}
+
+/// One metered model invocation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InvocationRecord {
+    /// Unix milliseconds when the request arrived.
+    pub at_ms: i64,
+    pub request_id: String,
+    pub key_id: Option<String>,
+    pub key_name: Option<String>,
+    pub model_id: String,
+    /// `ON_DEMAND`, `PROVISIONED` or `BATCH`.
+    pub inference_type: String,
+    /// The API operation, e.g. `Converse`, `InvokeModel`, `ChatCompletions`.
+    pub operation: String,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub latency_ms: u64,
+    pub first_token_ms: Option<u64>,
+    pub cost_usd: f64,
+    /// `success`, `client_error`, `server_error` or `throttled`.
+    pub outcome: String,
+}
+
+/// Usage summed over a period for one key and model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UsageRow {
+    pub key_name: String,
+    pub model_id: String,
+    pub inference_type: String,
+    pub invocations: u64,
+    pub errors: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cost_usd: f64,
+    pub avg_latency_ms: f64,
+}
+
+/// Metering records.
+pub trait InvocationLog: Send + Sync {
+    fn record_invocations(&self, records: &[InvocationRecord]) -> Result<(), StoreError>;
+    /// Usage by key and model for invocations with `since_ms <= at_ms < until_ms`.
+    fn usage(&self, since_ms: i64, until_ms: i64) -> Result<Vec<UsageRow>, StoreError>;
+}

@@ -1,0 +1,300 @@
+//! The embedded SQLite store.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::{InvocationLog, InvocationRecord, KeyRecord, KeyStore, StoreError, UsageRow};
+
+/// Migrations, applied in order; the index + 1 is the schema version.
+const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_keys_and_invocations.sql")];
+
+/// SQLite in WAL mode behind a mutex (writes are short; metering is batched by callers).
+#[derive(Debug)]
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+}
+
+fn db(e: rusqlite::Error) -> StoreError {
+    StoreError::Database(e.to_string())
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file and applies pending migrations.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let conn = Connection::open(path).map_err(db)?;
+        Self::prepare(conn)
+    }
+
+    /// A private in-memory database (tests).
+    pub fn open_in_memory() -> Result<Self, StoreError> {
+        Self::prepare(Connection::open_in_memory().map_err(db)?)
+    }
+
+    fn prepare(mut conn: Connection) -> Result<Self, StoreError> {
+        conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(db)?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(db)?;
+        conn.pragma_update(None, "synchronous", "NORMAL").map_err(db)?;
+        conn.pragma_update(None, "foreign_keys", "ON").map_err(db)?;
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(db)?;
+        for (index, sql) in MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
+            let tx = conn.transaction().map_err(db)?;
+            tx.execute_batch(sql).map_err(db)?;
+            tx.pragma_update(None, "user_version", (index + 1) as i64).map_err(db)?;
+            tx.commit().map_err(db)?;
+        }
+        Ok(Self { conn: Mutex::new(conn) })
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let mut conn = self.conn.lock().map_err(|_| StoreError::Database("connection lock poisoned".into()))?;
+        f(&mut conn)
+    }
+}
+
+fn key_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<KeyRecord> {
+    Ok(KeyRecord {
+        id: row.get(0)?,
+        name: row.get(1)?,
+        access_key_id: row.get(2)?,
+        bearer_sha256: row.get(3)?,
+        is_admin: row.get::<_, i64>(4)? != 0,
+        created_at: row.get(5)?,
+        revoked_at: row.get(6)?,
+    })
+}
+
+const KEY_COLUMNS: &str = "id, name, access_key_id, bearer_sha256, is_admin, created_at, revoked_at";
+
+impl KeyStore for SqliteStore {
+    fn insert_key(&self, key: &KeyRecord) -> Result<(), StoreError> {
+        self.with(|conn| {
+            conn.execute(
+                "INSERT INTO api_keys (id, name, access_key_id, bearer_sha256, is_admin, created_at, revoked_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![key.id, key.name, key.access_key_id, key.bearer_sha256, key.is_admin as i64, key.created_at, key.revoked_at],
+            )
+            .map_err(|e| match e {
+                rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation => {
+                    StoreError::Duplicate("key id")
+                }
+                other => db(other),
+            })?;
+            Ok(())
+        })
+    }
+
+    fn key_by_access_key_id(&self, access_key_id: &str) -> Result<Option<KeyRecord>, StoreError> {
+        self.with(|conn| {
+            conn.query_row(
+                &format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE access_key_id = ?1"),
+                [access_key_id],
+                key_from_row,
+            )
+            .optional()
+            .map_err(db)
+        })
+    }
+
+    fn key_by_bearer_sha256(&self, bearer_sha256: &str) -> Result<Option<KeyRecord>, StoreError> {
+        self.with(|conn| {
+            conn.query_row(
+                &format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE bearer_sha256 = ?1"),
+                [bearer_sha256],
+                key_from_row,
+            )
+            .optional()
+            .map_err(db)
+        })
+    }
+
+    fn list_keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
+        self.with(|conn| {
+            let mut stmt = conn
+                .prepare(&format!("SELECT {KEY_COLUMNS} FROM api_keys ORDER BY created_at, id"))
+                .map_err(db)?;
+            let rows = stmt.query_map([], key_from_row).map_err(db)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(db)
+        })
+    }
+
+    fn revoke_key(&self, id_or_access_key_id: &str, at: i64) -> Result<bool, StoreError> {
+        self.with(|conn| {
+            let changed = conn
+                .execute(
+                    "UPDATE api_keys SET revoked_at = ?2
+                     WHERE (id = ?1 OR access_key_id = ?1) AND revoked_at IS NULL",
+                    params![id_or_access_key_id, at],
+                )
+                .map_err(db)?;
+            Ok(changed > 0)
+        })
+    }
+
+    fn change_marker(&self) -> Result<i64, StoreError> {
+        self.with(|conn| conn.pragma_query_value(None, "data_version", |r| r.get(0)).map_err(db))
+    }
+}
+
+impl InvocationLog for SqliteStore {
+    fn record_invocations(&self, records: &[InvocationRecord]) -> Result<(), StoreError> {
+        self.with(|conn| {
+            let tx = conn.transaction().map_err(db)?;
+            {
+                let mut stmt = tx
+                    .prepare_cached(
+                        "INSERT INTO invocations (at_ms, request_id, key_id, key_name, model_id, inference_type,
+                         operation, input_tokens, output_tokens, latency_ms, first_token_ms, cost_usd, outcome)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                    )
+                    .map_err(db)?;
+                for r in records {
+                    stmt.execute(params![
+                        r.at_ms,
+                        r.request_id,
+                        r.key_id,
+                        r.key_name,
+                        r.model_id,
+                        r.inference_type,
+                        r.operation,
+                        r.input_tokens as i64,
+                        r.output_tokens as i64,
+                        r.latency_ms as i64,
+                        r.first_token_ms.map(|v| v as i64),
+                        r.cost_usd,
+                        r.outcome,
+                    ])
+                    .map_err(db)?;
+                }
+            }
+            tx.commit().map_err(db)
+        })
+    }
+
+    fn usage(&self, since_ms: i64, until_ms: i64) -> Result<Vec<UsageRow>, StoreError> {
+        self.with(|conn| {
+            let mut stmt = conn
+                .prepare(
+                    "SELECT COALESCE(key_name, '(none)'), model_id, inference_type, COUNT(*),
+                            SUM(CASE WHEN outcome = 'success' THEN 0 ELSE 1 END),
+                            SUM(input_tokens), SUM(output_tokens), SUM(cost_usd), AVG(latency_ms)
+                     FROM invocations WHERE at_ms >= ?1 AND at_ms < ?2
+                     GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
+                )
+                .map_err(db)?;
+            let rows = stmt
+                .query_map(params![since_ms, until_ms], |row| {
+                    Ok(UsageRow {
+                        key_name: row.get(0)?,
+                        model_id: row.get(1)?,
+                        inference_type: row.get(2)?,
+                        invocations: row.get::<_, i64>(3)? as u64,
+                        errors: row.get::<_, i64>(4)? as u64,
+                        input_tokens: row.get::<_, i64>(5)? as u64,
+                        output_tokens: row.get::<_, i64>(6)? as u64,
+                        cost_usd: row.get(7)?,
+                        avg_latency_ms: row.get(8)?,
+                    })
+                })
+                .map_err(db)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(db)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(id: &str, akid: &str) -> KeyRecord {
+        KeyRecord {
+            id: id.into(),
+            name: format!("name-{id}"),
+            access_key_id: akid.into(),
+            bearer_sha256: format!("hash-{id}"),
+            is_admin: false,
+            created_at: 1,
+            revoked_at: None,
+        }
+    }
+
+    fn invocation(key: &str, model: &str, input: u64, outcome: &str, at_ms: i64) -> InvocationRecord {
+        InvocationRecord {
+            at_ms,
+            request_id: "r".into(),
+            key_id: Some(key.into()),
+            key_name: Some(key.into()),
+            model_id: model.into(),
+            inference_type: "ON_DEMAND".into(),
+            operation: "Converse".into(),
+            input_tokens: input,
+            output_tokens: 2,
+            latency_ms: 10,
+            first_token_ms: None,
+            cost_usd: 0.5,
+            outcome: outcome.into(),
+        }
+    }
+
+    #[test]
+    fn keys_round_trip_and_revoke_by_either_id() {
+        let store = SqliteStore::open_in_memory().expect("open");
+        store.insert_key(&key("k1", "AKIA1")).expect("insert");
+        store.insert_key(&key("k2", "AKIA2")).expect("insert");
+        assert_eq!(store.key_by_access_key_id("AKIA1").expect("get").map(|k| k.id), Some("k1".into()));
+        assert_eq!(store.key_by_bearer_sha256("hash-k2").expect("get").map(|k| k.id), Some("k2".into()));
+        assert!(store.key_by_access_key_id("nope").expect("get").is_none());
+        assert!(store.revoke_key("AKIA1", 5).expect("revoke"));
+        assert!(!store.revoke_key("k1", 6).expect("revoke twice"), "second revoke must report nothing changed");
+        assert!(store.revoke_key("k2", 7).expect("revoke by id"));
+        let keys = store.list_keys().expect("list");
+        assert_eq!(keys.iter().map(|k| k.revoked_at).collect::<Vec<_>>(), vec![Some(5), Some(7)]);
+    }
+
+    #[test]
+    fn duplicate_access_key_is_refused() {
+        let store = SqliteStore::open_in_memory().expect("open");
+        store.insert_key(&key("k1", "AKIA1")).expect("insert");
+        let mut dup = key("k3", "AKIA1");
+        dup.bearer_sha256 = "other".into();
+        assert!(matches!(store.insert_key(&dup), Err(StoreError::Duplicate(_))));
+    }
+
+    #[test]
+    fn usage_groups_by_key_and_model_within_the_period() {
+        let store = SqliteStore::open_in_memory().expect("open");
+        store
+            .record_invocations(&[
+                invocation("a", "m1", 10, "success", 100),
+                invocation("a", "m1", 5, "client_error", 150),
+                invocation("b", "m1", 7, "success", 120),
+                invocation("a", "m1", 99, "success", 500),
+            ])
+            .expect("record");
+        let rows = store.usage(0, 200).expect("usage");
+        assert_eq!(rows.len(), 2);
+        assert_eq!((rows[0].key_name.as_str(), rows[0].invocations, rows[0].errors, rows[0].input_tokens), ("a", 2, 1, 15));
+        assert_eq!((rows[1].key_name.as_str(), rows[1].invocations, rows[1].input_tokens), ("b", 1, 7));
+        assert!((rows[0].cost_usd - 1.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn migrations_apply_once_on_reopen() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("basalt.db");
+        SqliteStore::open(&path).expect("first open").insert_key(&key("k1", "AKIA1")).expect("insert");
+        let again = SqliteStore::open(&path).expect("second open");
+        assert_eq!(again.list_keys().expect("list").len(), 1);
+    }
+
+    #[test]
+    fn change_marker_moves_when_another_connection_writes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("basalt.db");
+        let server = SqliteStore::open(&path).expect("open");
+        let before = server.change_marker().expect("marker");
+        SqliteStore::open(&path).expect("cli open").insert_key(&key("k1", "AKIA1")).expect("insert");
+        assert_ne!(server.change_marker().expect("marker"), before);
+    }
+}

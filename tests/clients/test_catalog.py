@@ -1,0 +1,161 @@
+"""Control plane: ListFoundationModels / GetFoundationModel through boto3 `bedrock`."""
+
+import re
+
+import pytest
+
+from basalt_support import (
+    CHAT_MODEL,
+    EMBED_MODEL,
+    EOL_MODEL,
+    LEGACY_MODEL,
+    UNKNOWN_MODEL,
+    expect_client_error,
+)
+
+CHAT_MODELS = {CHAT_MODEL, LEGACY_MODEL}
+
+
+def _ids(resp) -> set:
+    return {m["modelId"] for m in resp["modelSummaries"]}
+
+
+def _by_id(resp) -> dict:
+    out = {}
+    for m in resp["modelSummaries"]:
+        assert m["modelId"] not in out, f"model {m['modelId']} listed twice"
+        out[m["modelId"]] = m
+    return out
+
+
+@pytest.fixture(scope="module")
+def listing(control):
+    resp = control.list_foundation_models()
+    assert resp["ResponseMetadata"]["HTTPStatusCode"] == 200
+    return resp
+
+
+def _check_summary(m: dict):
+    mid = m["modelId"]
+    arn_re = r"^arn:aws:bedrock:[a-z0-9-]+::foundation-model/" + re.escape(mid) + r"$"
+    assert re.match(arn_re, m["modelArn"]), f"{mid}: bad modelArn {m['modelArn']!r}"
+    assert isinstance(m.get("providerName"), str) and m["providerName"], f"{mid}: no providerName"
+    assert m.get("inferenceTypesSupported") == ["ON_DEMAND"], (
+        f"{mid}: inferenceTypesSupported is {m.get('inferenceTypesSupported')!r}"
+    )
+    assert isinstance(m.get("responseStreamingSupported"), bool), (
+        f"{mid}: responseStreamingSupported missing or not a bool"
+    )
+    assert m.get("modelLifecycle", {}).get("status") in ("ACTIVE", "LEGACY"), (
+        f"{mid}: modelLifecycle.status is {m.get('modelLifecycle')!r}"
+    )
+
+
+def test_list_contains_configured_models(listing):
+    ids = _ids(listing)
+    for mid in (CHAT_MODEL, EMBED_MODEL, LEGACY_MODEL):
+        assert mid in ids, f"{mid} missing from ListFoundationModels: {sorted(ids)}"
+
+
+def test_list_hides_eol_models(listing):
+    assert EOL_MODEL not in _ids(listing), "an EOL model must not be listed"
+
+
+def test_every_summary_is_well_formed(listing):
+    assert listing["modelSummaries"], "no models listed"
+    for m in _by_id(listing).values():
+        _check_summary(m)
+
+
+def test_chat_model_summary(listing):
+    m = _by_id(listing)[CHAT_MODEL]
+    assert m["providerName"].lower() == "huggingfacetb", m["providerName"]
+    assert "TEXT" in m["inputModalities"], m["inputModalities"]
+    assert m["outputModalities"] == ["TEXT"], m["outputModalities"]
+    assert m["responseStreamingSupported"] is True
+    assert m["modelLifecycle"]["status"] == "ACTIVE"
+
+
+def test_embedding_model_summary(listing):
+    m = _by_id(listing)[EMBED_MODEL]
+    assert m["providerName"].lower() == "sentence-transformers", m["providerName"]
+    assert "TEXT" in m["inputModalities"], m["inputModalities"]
+    assert m["outputModalities"] == ["EMBEDDING"], m["outputModalities"]
+    assert m["responseStreamingSupported"] is False, "embedder cannot stream"
+    assert m["modelLifecycle"]["status"] == "ACTIVE"
+
+
+def test_legacy_model_summary(listing):
+    m = _by_id(listing)[LEGACY_MODEL]
+    assert m["modelLifecycle"]["status"] == "LEGACY", m["modelLifecycle"]
+
+
+@pytest.mark.parametrize("provider", ["HuggingFaceTB", "huggingfacetb", "HUGGINGFACETB"])
+def test_filter_by_provider_chat(control, provider):
+    ids = _ids(control.list_foundation_models(byProvider=provider))
+    assert CHAT_MODELS <= ids, f"byProvider={provider} lacks chat models: {sorted(ids)}"
+    assert EMBED_MODEL not in ids, f"byProvider={provider} returned the embedder"
+
+
+def test_filter_by_provider_embedder(control):
+    ids = _ids(control.list_foundation_models(byProvider="sentence-transformers"))
+    assert ids == {EMBED_MODEL}, f"byProvider=sentence-transformers returned {sorted(ids)}"
+
+
+def test_filter_by_unknown_provider_is_empty(control):
+    resp = control.list_foundation_models(byProvider="nosuchprovider")
+    assert resp["modelSummaries"] == [], resp["modelSummaries"]
+
+
+def test_filter_by_output_modality_embedding(control):
+    ids = _ids(control.list_foundation_models(byOutputModality="EMBEDDING"))
+    assert ids == {EMBED_MODEL}, f"byOutputModality=EMBEDDING returned {sorted(ids)}"
+
+
+def test_filter_by_output_modality_text(control):
+    ids = _ids(control.list_foundation_models(byOutputModality="TEXT"))
+    assert CHAT_MODELS <= ids, f"byOutputModality=TEXT lacks chat models: {sorted(ids)}"
+    assert EMBED_MODEL not in ids, "byOutputModality=TEXT returned the embedder"
+
+
+def test_filter_by_inference_type(control, listing):
+    on_demand = _ids(control.list_foundation_models(byInferenceType="ON_DEMAND"))
+    assert on_demand == _ids(listing), "every model is ON_DEMAND, so the filter must keep all"
+    provisioned = control.list_foundation_models(byInferenceType="PROVISIONED")
+    assert provisioned["modelSummaries"] == [], "no model supports PROVISIONED"
+
+
+def test_filters_combine(control):
+    resp = control.list_foundation_models(byProvider="HuggingFaceTB", byOutputModality="EMBEDDING")
+    assert resp["modelSummaries"] == [], "HuggingFaceTB has no embedding model"
+
+
+@pytest.mark.parametrize("model_id", [CHAT_MODEL, EMBED_MODEL, LEGACY_MODEL])
+def test_get_foundation_model_matches_listing(control, listing, model_id):
+    details = control.get_foundation_model(modelIdentifier=model_id)["modelDetails"]
+    summary = _by_id(listing)[model_id]
+    _check_summary(details)
+    for field in (
+        "modelId",
+        "modelArn",
+        "providerName",
+        "inputModalities",
+        "outputModalities",
+        "responseStreamingSupported",
+        "inferenceTypesSupported",
+    ):
+        assert details.get(field) == summary.get(field), (
+            f"GetFoundationModel({model_id}).{field}={details.get(field)!r} "
+            f"but ListFoundationModels says {summary.get(field)!r}"
+        )
+    assert details["modelLifecycle"]["status"] == summary["modelLifecycle"]["status"]
+
+
+def test_get_unknown_model_is_not_found(control):
+    expect_client_error(
+        lambda: control.get_foundation_model(modelIdentifier=UNKNOWN_MODEL),
+        "ResourceNotFoundException",
+        404,
+    )
+    # still serving
+    assert CHAT_MODEL in _ids(control.list_foundation_models())
