@@ -61,7 +61,9 @@ def pytest_runtest_makereport(item, call):
     outcome = yield
     report = outcome.get_result()
     if report.failed and _SERVER_LOG is not None:
-        report.sections.append(("basalt server log (tail)", _tail(_SERVER_LOG)))
+        report.sections.append(
+            ("basalt server log (tail)", f"{_SERVER_LOG}\n{_tail(_SERVER_LOG)}")
+        )
 
 
 # --------------------------------------------------------------------------

@@ -1,7 +1,5 @@
 """bedrock-runtime ConverseStream through boto3: event order and equality with Converse."""
 
-import pytest
-
 from basalt_support import (
     CHAT_MODEL,
     CHATML_SPECIAL,

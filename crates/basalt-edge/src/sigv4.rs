@@ -97,7 +97,6 @@ fn parse_fields(rest: &str) -> Result<Authorization, SigV4Error> {
 }
 
 /// What the verifier needs from the HTTP request.
-#[derive(Debug)]
 pub struct RequestParts<'a> {
     pub method: &'a str,
     /// The path exactly as received (percent-encoded).

@@ -1,1 +1,18 @@
-fn main() {}
+//! The `basalt` binary: the server and its operator CLI. A thin shell over the
+//! library crates; see ARCHITECTURE.md.
+
+mod cli;
+mod serve;
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let args = cli::Cli::parse();
+    match cli::run(args) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("basalt: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

