@@ -61,7 +61,9 @@ impl Lifecycle {
     pub fn status_at(&self, now: OffsetDateTime) -> LifecycleStatus {
         if self.status == LifecycleStatus::Eol || self.end_of_life.is_some_and(|t| t <= now) {
             LifecycleStatus::Eol
-        } else if self.status == LifecycleStatus::Legacy || self.legacy_time.is_some_and(|t| t <= now) {
+        } else if self.status == LifecycleStatus::Legacy
+            || self.legacy_time.is_some_and(|t| t <= now)
+        {
             LifecycleStatus::Legacy
         } else {
             LifecycleStatus::Active
@@ -99,7 +101,9 @@ impl ModelEntry {
 
     /// Cost in US dollars of an invocation.
     pub fn cost(&self, input_tokens: u64, output_tokens: u64) -> f64 {
-        (input_tokens as f64 * self.input_price_per_1k + output_tokens as f64 * self.output_price_per_1k) / 1000.0
+        (input_tokens as f64 * self.input_price_per_1k
+            + output_tokens as f64 * self.output_price_per_1k)
+            / 1000.0
     }
 }
 
@@ -118,26 +122,40 @@ fn invalid(id: &str, what: impl std::fmt::Display) -> CoreError {
     CoreError::Validation(format!("invalid configuration for model {id}: {what}"))
 }
 
-fn parse_time(id: &str, field: &str, value: &Option<String>) -> Result<Option<OffsetDateTime>, CoreError> {
+fn parse_time(
+    id: &str,
+    field: &str,
+    value: &Option<String>,
+) -> Result<Option<OffsetDateTime>, CoreError> {
     value
         .as_deref()
         .map(|v| {
-            OffsetDateTime::parse(v, &time::format_description::well_known::Rfc3339)
-                .map_err(|e| invalid(id, format!("lifecycle.{field} {v:?} is not an RFC 3339 time: {e}")))
+            OffsetDateTime::parse(v, &time::format_description::well_known::Rfc3339).map_err(|e| {
+                invalid(
+                    id,
+                    format!("lifecycle.{field} {v:?} is not an RFC 3339 time: {e}"),
+                )
+            })
         })
         .transpose()
 }
 
 /// `provider.name-vN:M` with lowercase ASCII, digits, `.`, `-` and `_`.
 fn is_pinned_model_id(id: &str) -> bool {
-    let Some((body, minor)) = id.rsplit_once(':') else { return false };
-    let Some((head, major)) = body.rsplit_once("-v") else { return false };
+    let Some((body, minor)) = id.rsplit_once(':') else {
+        return false;
+    };
+    let Some((head, major)) = body.rsplit_once("-v") else {
+        return false;
+    };
     !minor.is_empty()
         && minor.bytes().all(|b| b.is_ascii_digit())
         && !major.is_empty()
         && major.bytes().all(|b| b.is_ascii_digit())
         && head.contains('.')
-        && head.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+        && head
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
 }
 
 impl Catalog {
@@ -145,7 +163,9 @@ impl Catalog {
     pub fn from_config(config: &ConfigFile) -> Result<Self, CoreError> {
         for (name, w) in &config.weights {
             if w.files.is_empty() {
-                return Err(CoreError::Validation(format!("invalid configuration: weights.{name} lists no files")));
+                return Err(CoreError::Validation(format!(
+                    "invalid configuration: weights.{name} lists no files"
+                )));
             }
             for f in &w.files {
                 if f.sha256.len() != 64 || !f.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -166,23 +186,41 @@ impl Catalog {
         for m in &config.models {
             let id = m.id.as_str();
             if !is_pinned_model_id(id) {
-                return Err(invalid(id, "a model ID must be pinned and versioned, like provider.name-v1:0"));
+                return Err(invalid(
+                    id,
+                    "a model ID must be pinned and versioned, like provider.name-v1:0",
+                ));
             }
             if !config.weights.contains_key(&m.weights) {
-                return Err(invalid(id, format!("weights {:?} is not defined under [weights]", m.weights)));
+                return Err(invalid(
+                    id,
+                    format!("weights {:?} is not defined under [weights]", m.weights),
+                ));
             }
             let engine = match m.engine.as_str() {
                 "llama.cpp" => EngineKind::LlamaCpp,
                 "candle-bert" => EngineKind::CandleBert,
-                other => return Err(invalid(id, format!("engine {other:?} is not one of llama.cpp, candle-bert"))),
+                other => {
+                    return Err(invalid(
+                        id,
+                        format!("engine {other:?} is not one of llama.cpp, candle-bert"),
+                    ))
+                }
             };
             let native_body = match m.native_body.as_str() {
                 "meta-llama" => NativeBody::MetaLlama,
                 "titan-embed" => NativeBody::TitanEmbed,
-                other => return Err(invalid(id, format!("native_body {other:?} is not one of meta-llama, titan-embed"))),
+                other => {
+                    return Err(invalid(
+                        id,
+                        format!("native_body {other:?} is not one of meta-llama, titan-embed"),
+                    ))
+                }
             };
             let embedding = m.output_modalities.iter().any(|o| o == "EMBEDDING");
-            if embedding != (engine == EngineKind::CandleBert) || embedding != (native_body == NativeBody::TitanEmbed) {
+            if embedding != (engine == EngineKind::CandleBert)
+                || embedding != (native_body == NativeBody::TitanEmbed)
+            {
                 return Err(invalid(id, "embedding models use engine candle-bert and native_body titan-embed; chat models llama.cpp and meta-llama"));
             }
             for (field, values, allowed) in [
@@ -192,20 +230,34 @@ impl Catalog {
                 ("customizations", &m.customizations, CUSTOMIZATIONS),
             ] {
                 if let Some(bad) = values.iter().find(|v| !allowed.contains(&v.as_str())) {
-                    return Err(invalid(id, format!("{field} has {bad:?}; allowed: {}", allowed.join(", "))));
+                    return Err(invalid(
+                        id,
+                        format!("{field} has {bad:?}; allowed: {}", allowed.join(", ")),
+                    ));
                 }
             }
             if m.tools {
-                return Err(invalid(id, "tool use is not available on local models yet; set tools = false"));
+                return Err(invalid(
+                    id,
+                    "tool use is not available on local models yet; set tools = false",
+                ));
             }
             let status = match m.lifecycle.status.as_str() {
                 "ACTIVE" => LifecycleStatus::Active,
                 "LEGACY" => LifecycleStatus::Legacy,
                 "EOL" => LifecycleStatus::Eol,
-                other => return Err(invalid(id, format!("lifecycle.status {other:?} is not ACTIVE, LEGACY or EOL"))),
+                other => {
+                    return Err(invalid(
+                        id,
+                        format!("lifecycle.status {other:?} is not ACTIVE, LEGACY or EOL"),
+                    ))
+                }
             };
             if status != LifecycleStatus::Active && m.lifecycle.replacement.is_none() {
-                return Err(invalid(id, "a LEGACY or EOL model must name its replacement"));
+                return Err(invalid(
+                    id,
+                    "a LEGACY or EOL model must name its replacement",
+                ));
             }
             if m.price.input_per_1k < 0.0 || m.price.output_per_1k < 0.0 {
                 return Err(invalid(id, "prices cannot be negative"));
@@ -242,11 +294,17 @@ impl Catalog {
         for entry in models.values() {
             if let Some(r) = &entry.lifecycle.replacement {
                 if !models.contains_key(r) {
-                    return Err(invalid(&entry.id, format!("replacement {r} is not in the catalog")));
+                    return Err(invalid(
+                        &entry.id,
+                        format!("replacement {r} is not in the catalog"),
+                    ));
                 }
             }
         }
-        Ok(Self { models, weights: config.weights.clone() })
+        Ok(Self {
+            models,
+            weights: config.weights.clone(),
+        })
     }
 
     pub fn get(&self, id: &str) -> Option<&ModelEntry> {
@@ -301,11 +359,20 @@ price = {{ input_per_1k = 0.1, output_per_1k = 0.2 }}
     #[test]
     fn rejects_unpinned_ids_unknown_keys_and_dangling_replacements() {
         let unpinned = config("[[models]]\nid = \"acme.latest\"\nname = \"x\"\nprovider = \"A\"\nengine = \"llama.cpp\"\nweights = \"w\"\nnative_body = \"meta-llama\"\ninput_modalities = [\"TEXT\"]\noutput_modalities = [\"TEXT\"]\nlifecycle = { status = \"ACTIVE\" }\nprice = { input_per_1k = 0.0 }\n");
-        assert!(unpinned.expect_err("unpinned").to_string().contains("pinned"));
+        assert!(unpinned
+            .expect_err("unpinned")
+            .to_string()
+            .contains("pinned"));
         let unknown = config("bogus = 1");
-        assert!(unknown.expect_err("unknown key").to_string().contains("bogus"));
+        assert!(unknown
+            .expect_err("unknown key")
+            .to_string()
+            .contains("bogus"));
         let dangling = config("[[models]]\nid = \"acme.chat-v0:1\"\nname = \"old\"\nprovider = \"A\"\nengine = \"llama.cpp\"\nweights = \"w\"\nnative_body = \"meta-llama\"\ninput_modalities = [\"TEXT\"]\noutput_modalities = [\"TEXT\"]\nlifecycle = { status = \"EOL\", replacement = \"acme.gone-v9:0\" }\nprice = { input_per_1k = 0.0 }\n");
-        assert!(dangling.expect_err("dangling").to_string().contains("acme.gone-v9:0"));
+        assert!(dangling
+            .expect_err("dangling")
+            .to_string()
+            .contains("acme.gone-v9:0"));
     }
 
     #[test]
@@ -317,15 +384,28 @@ price = {{ input_per_1k = 0.1, output_per_1k = 0.2 }}
             end_of_life: Some(time::macros::datetime!(2030-01-01 0:00 UTC)),
             replacement: None,
         };
-        assert_eq!(lifecycle.status_at(time::macros::datetime!(2019-01-01 0:00 UTC)), LifecycleStatus::Active);
-        assert_eq!(lifecycle.status_at(time::macros::datetime!(2025-01-01 0:00 UTC)), LifecycleStatus::Legacy);
-        assert_eq!(lifecycle.status_at(time::macros::datetime!(2031-01-01 0:00 UTC)), LifecycleStatus::Eol);
+        assert_eq!(
+            lifecycle.status_at(time::macros::datetime!(2019-01-01 0:00 UTC)),
+            LifecycleStatus::Active
+        );
+        assert_eq!(
+            lifecycle.status_at(time::macros::datetime!(2025-01-01 0:00 UTC)),
+            LifecycleStatus::Legacy
+        );
+        assert_eq!(
+            lifecycle.status_at(time::macros::datetime!(2031-01-01 0:00 UTC)),
+            LifecycleStatus::Eol
+        );
     }
 
     #[test]
     fn pinned_id_shape() {
-        assert!(is_pinned_model_id("huggingfacetb.smollm2-135m-instruct-v1:0"));
-        assert!(is_pinned_model_id("sentence-transformers.all-minilm-l6-v2-v1:0"));
+        assert!(is_pinned_model_id(
+            "huggingfacetb.smollm2-135m-instruct-v1:0"
+        ));
+        assert!(is_pinned_model_id(
+            "sentence-transformers.all-minilm-l6-v2-v1:0"
+        ));
         assert!(!is_pinned_model_id("smollm2"));
         assert!(!is_pinned_model_id("acme.chat-v1"));
         assert!(!is_pinned_model_id("Acme.Chat-v1:0"));

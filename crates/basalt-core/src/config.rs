@@ -54,7 +54,11 @@ pub struct LimitsConfig {
 
 impl Default for LimitsConfig {
     fn default() -> Self {
-        Self { max_body_bytes: 4 * 1024 * 1024, max_concurrent_requests: 1024, max_embedding_inputs: 2048 }
+        Self {
+            max_body_bytes: 4 * 1024 * 1024,
+            max_concurrent_requests: 1024,
+            max_embedding_inputs: 2048,
+        }
     }
 }
 
@@ -78,7 +82,14 @@ pub struct EngineConfig {
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        Self { slots: 4, context_per_slot: 2048, batch_tokens: 512, queue_capacity: 64, threads: 0, embedding_batch: 32 }
+        Self {
+            slots: 4,
+            context_per_slot: 2048,
+            batch_tokens: 512,
+            queue_capacity: 64,
+            threads: 0,
+            embedding_batch: 32,
+        }
     }
 }
 
@@ -193,6 +204,7 @@ pub struct PriceConfig {
 impl ConfigFile {
     /// Parses TOML text; errors name the offending key.
     pub fn parse(text: &str) -> Result<Self, CoreError> {
-        toml::from_str(text).map_err(|e| CoreError::Validation(format!("invalid configuration: {e}")))
+        toml::from_str(text)
+            .map_err(|e| CoreError::Validation(format!("invalid configuration: {e}")))
     }
 }

@@ -37,7 +37,9 @@ impl CoreError {
     /// The metering outcome this error counts as.
     pub fn outcome(&self) -> &'static str {
         match self {
-            CoreError::Validation(_) | CoreError::NotFound(_) | CoreError::AccessDenied(_) => "client_error",
+            CoreError::Validation(_) | CoreError::NotFound(_) | CoreError::AccessDenied(_) => {
+                "client_error"
+            }
             CoreError::Throttled(_) => "throttled",
             CoreError::ModelNotReady(_)
             | CoreError::ModelTimeout(_)
@@ -55,7 +57,9 @@ impl From<basalt_engine::EngineError> for CoreError {
             E::InvalidRequest(m) => CoreError::Validation(m),
             E::Overloaded { .. } => CoreError::Throttled(e.to_string()),
             E::Stopped => CoreError::ServiceUnavailable(e.to_string()),
-            E::Template(m) => CoreError::Validation(format!("the conversation cannot be rendered with this model's chat template: {m}")),
+            E::Template(m) => CoreError::Validation(format!(
+                "the conversation cannot be rendered with this model's chat template: {m}"
+            )),
             E::Load { .. } | E::Compute(_) => CoreError::ModelError(e.to_string()),
         }
     }

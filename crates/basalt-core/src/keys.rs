@@ -50,13 +50,13 @@ impl std::fmt::Debug for MasterKey {
 impl MasterKey {
     /// Loads the master key, creating it on first use.
     pub fn load_or_create(path: &Path) -> Result<Self, CoreError> {
-        let fail = |e: std::io::Error| CoreError::Internal(format!("master key {}: {e}", path.display()));
+        let fail =
+            |e: std::io::Error| CoreError::Internal(format!("master key {}: {e}", path.display()));
         match std::fs::read(path) {
             Ok(bytes) => {
-                let key: [u8; 32] = bytes
-                    .as_slice()
-                    .try_into()
-                    .map_err(|_| CoreError::Internal(format!("master key {} is not 32 bytes", path.display())))?;
+                let key: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
+                    CoreError::Internal(format!("master key {} is not 32 bytes", path.display()))
+                })?;
                 Ok(Self(key))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -74,7 +74,8 @@ impl MasterKey {
     }
 
     fn derive_secret(&self, access_key_id: &str) -> String {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.0).expect("HMAC takes any key length");
+        let mut mac =
+            <Hmac<Sha256> as Mac>::new_from_slice(&self.0).expect("HMAC takes any key length");
         mac.update(b"basalt-sigv4-secret:");
         mac.update(access_key_id.as_bytes());
         base64::engine::general_purpose::STANDARD_NO_PAD
@@ -88,7 +89,11 @@ impl MasterKey {
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
     f.write_all(bytes)?;
     f.sync_all()
 }
@@ -105,7 +110,10 @@ fn store_err(e: StoreError) -> CoreError {
 fn random_token(prefix: &str, bytes: usize, alphabet: &[u8]) -> String {
     let mut raw = vec![0u8; bytes];
     rand::rngs::OsRng.fill_bytes(&mut raw);
-    let body: String = raw.iter().map(|b| alphabet[*b as usize % alphabet.len()] as char).collect();
+    let body: String = raw
+        .iter()
+        .map(|b| alphabet[*b as usize % alphabet.len()] as char)
+        .collect();
     format!("{prefix}{body}")
 }
 
@@ -146,14 +154,20 @@ pub struct SigningKey {
 
 impl KeyService {
     pub fn new(store: Arc<dyn KeyStore>, master: MasterKey) -> Self {
-        Self { store, master, cache: RwLock::new(KeyCache::default()) }
+        Self {
+            store,
+            master,
+            cache: RwLock::new(KeyCache::default()),
+        }
     }
 
     /// Creates a key and returns its secrets, which are not kept.
     pub fn create(&self, name: &str, is_admin: bool, now: i64) -> Result<IssuedKey, CoreError> {
         let name = name.trim();
         if name.is_empty() || name.len() > 64 {
-            return Err(CoreError::Validation("a key name must have 1 to 64 characters".into()));
+            return Err(CoreError::Validation(
+                "a key name must have 1 to 64 characters".into(),
+            ));
         }
         let id = random_token("key-", 12, b"abcdefghijklmnopqrstuvwxyz0123456789");
         let access_key_id = random_token("BSLT", 16, UPPER_ALNUM);
@@ -168,8 +182,17 @@ impl KeyService {
             revoked_at: None,
         };
         self.store.insert_key(&record).map_err(store_err)?;
+        if let Ok(mut cache) = self.cache.write() {
+            *cache = KeyCache::default();
+        }
         let secret_access_key = self.master.derive_secret(&access_key_id);
-        Ok(IssuedKey { id, name: name.to_string(), access_key_id, secret_access_key, bearer_token })
+        Ok(IssuedKey {
+            id,
+            name: name.to_string(),
+            access_key_id,
+            secret_access_key,
+            bearer_token,
+        })
     }
 
     pub fn list(&self) -> Result<Vec<KeyRecord>, CoreError> {
@@ -182,7 +205,12 @@ impl KeyService {
 
     /// Revokes by key ID or access key ID.
     pub fn revoke(&self, id: &str, now: i64) -> Result<(), CoreError> {
-        if self.store.revoke_key(id, now).map_err(store_err)? {
+        let revoked = self.store.revoke_key(id, now).map_err(store_err)?;
+        // The store's change marker only moves for other connections' writes.
+        if let Ok(mut cache) = self.cache.write() {
+            *cache = KeyCache::default();
+        }
+        if revoked {
             Ok(())
         } else {
             Err(CoreError::NotFound(format!("no active key {id}")))
@@ -191,10 +219,17 @@ impl KeyService {
 
     fn refresh_cache(&self) -> Result<(), CoreError> {
         let marker = self.store.change_marker().map_err(store_err)?;
-        let stale = self.cache.read().map(|c| c.marker != Some(marker)).unwrap_or(true);
+        let stale = self
+            .cache
+            .read()
+            .map(|c| c.marker != Some(marker))
+            .unwrap_or(true);
         if stale {
             if let Ok(mut cache) = self.cache.write() {
-                *cache = KeyCache { marker: Some(marker), ..KeyCache::default() };
+                *cache = KeyCache {
+                    marker: Some(marker),
+                    ..KeyCache::default()
+                };
             }
         }
         Ok(())
@@ -226,10 +261,12 @@ impl KeyService {
                 c.by_access_key.insert(access_key_id.to_string(), r);
             },
         )?;
-        Ok(record.filter(|r| r.revoked_at.is_none()).map(|r| SigningKey {
-            secret_access_key: self.master.derive_secret(&r.access_key_id),
-            principal: principal(&r),
-        }))
+        Ok(record
+            .filter(|r| r.revoked_at.is_none())
+            .map(|r| SigningKey {
+                secret_access_key: self.master.derive_secret(&r.access_key_id),
+                principal: principal(&r),
+            }))
     }
 
     /// The active key this bearer token belongs to.
@@ -242,12 +279,18 @@ impl KeyService {
                 c.by_bearer.insert(hash.clone(), r);
             },
         )?;
-        Ok(record.filter(|r| r.revoked_at.is_none()).map(|r| principal(&r)))
+        Ok(record
+            .filter(|r| r.revoked_at.is_none())
+            .map(|r| principal(&r)))
     }
 }
 
 fn principal(r: &KeyRecord) -> Principal {
-    Principal { key_id: r.id.clone(), key_name: r.name.clone(), is_admin: r.is_admin }
+    Principal {
+        key_id: r.id.clone(),
+        key_name: r.name.clone(),
+        is_admin: r.is_admin,
+    }
 }
 
 #[cfg(test)]
@@ -256,20 +299,42 @@ mod tests {
     use basalt_store::SqliteStore;
 
     fn service() -> KeyService {
-        KeyService::new(Arc::new(SqliteStore::open_in_memory().expect("store")), MasterKey::from_bytes([7; 32]))
+        KeyService::new(
+            Arc::new(SqliteStore::open_in_memory().expect("store")),
+            MasterKey::from_bytes([7; 32]),
+        )
     }
 
     #[test]
     fn issued_secrets_authenticate_until_revoked() {
         let keys = service();
         let issued = keys.create("team-a", false, 1).expect("create");
-        let signing = keys.signing_key(&issued.access_key_id).expect("lookup").expect("known");
+        let signing = keys
+            .signing_key(&issued.access_key_id)
+            .expect("lookup")
+            .expect("known");
         assert_eq!(signing.secret_access_key, issued.secret_access_key);
-        assert_eq!(keys.bearer(&issued.bearer_token).expect("lookup").map(|p| p.key_name), Some("team-a".into()));
+        assert_eq!(
+            keys.bearer(&issued.bearer_token)
+                .expect("lookup")
+                .map(|p| p.key_name),
+            Some("team-a".into())
+        );
         keys.revoke(&issued.id, 2).expect("revoke");
-        assert!(keys.signing_key(&issued.access_key_id).expect("lookup").is_none(), "revoked SigV4 key still works");
-        assert!(keys.bearer(&issued.bearer_token).expect("lookup").is_none(), "revoked bearer token still works");
-        assert!(matches!(keys.revoke(&issued.id, 3), Err(CoreError::NotFound(_))));
+        assert!(
+            keys.signing_key(&issued.access_key_id)
+                .expect("lookup")
+                .is_none(),
+            "revoked SigV4 key still works"
+        );
+        assert!(
+            keys.bearer(&issued.bearer_token).expect("lookup").is_none(),
+            "revoked bearer token still works"
+        );
+        assert!(matches!(
+            keys.revoke(&issued.id, 3),
+            Err(CoreError::NotFound(_))
+        ));
     }
 
     #[test]

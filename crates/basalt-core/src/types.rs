@@ -22,7 +22,9 @@ pub enum ContentBlock {
     Text(String),
     /// A block kind this request carries that the chosen model may not accept
     /// (`image`, `document`, `toolUse`, ...); named for the error message.
-    Other { kind: String },
+    Other {
+        kind: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -113,7 +115,12 @@ pub struct Generation {
 #[derive(Debug, Clone, PartialEq)]
 pub enum GenerationDelta {
     Text(String),
-    End { stop_reason: StopReason, usage: TokenUsage, latency_ms: u64, first_token_ms: Option<u64> },
+    End {
+        stop_reason: StopReason,
+        usage: TokenUsage,
+        latency_ms: u64,
+        first_token_ms: Option<u64>,
+    },
     Error(crate::CoreError),
 }
 

@@ -47,13 +47,26 @@ fn deny(dialect: Dialect, reason: &str) -> Response {
 }
 
 fn header_values(headers: &HeaderMap, name: &str) -> Vec<String> {
-    headers.get_all(name).iter().filter_map(|v| v.to_str().ok().map(str::to_string)).collect()
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok().map(str::to_string))
+        .collect()
 }
 
 /// Resolves the caller from the Authorization header.
-fn authenticate_parts(state: &AppState, dialect: Dialect, request: &axum::http::request::Parts, body: &[u8]) -> Result<Principal, Response> {
+fn authenticate_parts(
+    state: &AppState,
+    dialect: Dialect,
+    request: &axum::http::request::Parts,
+    body: &[u8],
+) -> Result<Principal, Response> {
     let keys = state.core.keys();
-    let Some(value) = request.headers.get("authorization").and_then(|v| v.to_str().ok()) else {
+    let Some(value) = request
+        .headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+    else {
         return Err(deny(dialect, "no Authorization header"));
     };
     if let Some(token) = value.strip_prefix("Bearer ").map(str::trim) {
@@ -84,7 +97,13 @@ fn authenticate_parts(state: &AppState, dialect: Dialect, request: &axum::http::
         headers: &lookup,
         body,
     };
-    match sigv4::verify(&auth, &parts, &signing.secret_access_key, "bedrock", OffsetDateTime::now_utc()) {
+    match sigv4::verify(
+        &auth,
+        &parts,
+        &signing.secret_access_key,
+        "bedrock",
+        OffsetDateTime::now_utc(),
+    ) {
         Ok(()) => Ok(signing.principal),
         Err(e) => Err(deny(dialect, &e.to_string())),
     }
@@ -100,9 +119,38 @@ fn internal(dialect: Dialect, e: basalt_core::CoreError) -> Response {
 fn too_large(dialect: Dialect, limit: usize) -> Response {
     let message = format!("the request body exceeds the limit of {limit} bytes");
     match dialect {
-        Dialect::Bedrock => BedrockError { code: BedrockErrorCode::Validation, message }.into_response(),
+        Dialect::Bedrock => BedrockError {
+            code: BedrockErrorCode::Validation,
+            message,
+        }
+        .into_response(),
         Dialect::OpenAi => OpenAiError::invalid_request(message).into_response(),
     }
+}
+
+/// Bodies over the limit are still read (and dropped) up to this many bytes, so a
+/// client that is still sending gets the error response instead of a broken pipe.
+const DRAIN_CAP: usize = 64 * 1024 * 1024;
+
+/// Reads the body if it fits in `limit`; `None` when it does not.
+async fn read_limited(body: Body, limit: usize) -> Option<Bytes> {
+    use futures::StreamExt;
+    let mut stream = body.into_data_stream();
+    let mut buffer = Vec::new();
+    let mut seen = 0usize;
+    while let Some(chunk) = stream.next().await {
+        let Ok(chunk) = chunk else { return None };
+        seen += chunk.len();
+        if seen > limit {
+            if seen > DRAIN_CAP {
+                return None;
+            }
+            buffer = Vec::new();
+            continue;
+        }
+        buffer.extend_from_slice(&chunk);
+    }
+    (seen <= limit).then(|| Bytes::from(buffer))
 }
 
 /// The middleware: request ID, body limit, authentication.
@@ -111,25 +159,17 @@ pub async fn authenticate(State(state): State<AppState>, request: Request, next:
     let dialect = Dialect::of(request.uri().path());
     let limit = state.core.limits().max_body_bytes;
     let (mut parts, body) = request.into_parts();
-    let declared = parts
-        .headers
-        .get("content-length")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    let mut response = if declared.is_some_and(|n| n > limit) {
-        too_large(dialect, limit)
-    } else {
-        match axum::body::to_bytes(body, limit).await {
-            Err(_) => too_large(dialect, limit),
-            Ok(bytes) => match authenticate_parts(&state, dialect, &parts, &bytes) {
-                Err(denied) => denied,
-                Ok(principal) => {
-                    parts.extensions.insert(principal);
-                    parts.extensions.insert(RequestId(request_id.clone()));
-                    next.run(Request::from_parts(parts, Body::from(Bytes::clone(&bytes)))).await
-                }
-            },
-        }
+    let mut response = match read_limited(body, limit).await {
+        None => too_large(dialect, limit),
+        Some(bytes) => match authenticate_parts(&state, dialect, &parts, &bytes) {
+            Err(denied) => denied,
+            Ok(principal) => {
+                parts.extensions.insert(principal);
+                parts.extensions.insert(RequestId(request_id.clone()));
+                next.run(Request::from_parts(parts, Body::from(bytes)))
+                    .await
+            }
+        },
     };
     if dialect == Dialect::Bedrock {
         if let Ok(v) = HeaderValue::from_str(&request_id) {

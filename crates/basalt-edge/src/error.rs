@@ -77,7 +77,10 @@ pub struct BedrockError {
 
 impl BedrockError {
     pub fn validation(message: impl Into<String>) -> Self {
-        Self { code: BedrockErrorCode::Validation, message: message.into() }
+        Self {
+            code: BedrockErrorCode::Validation,
+            message: message.into(),
+        }
     }
 
     pub fn access_denied() -> Self {
@@ -101,7 +104,10 @@ impl From<CoreError> for BedrockError {
             CoreError::ServiceUnavailable(_) => BedrockErrorCode::ServiceUnavailable,
             CoreError::Internal(_) => BedrockErrorCode::InternalServer,
         };
-        Self { code, message: e.to_string() }
+        Self {
+            code,
+            message: e.to_string(),
+        }
     }
 }
 
@@ -110,8 +116,15 @@ impl IntoResponse for BedrockError {
         if self.code.status().is_server_error() {
             tracing::error!(code = self.code.name(), message = %self.message, "request failed");
         }
-        let mut response = (self.code.status(), axum::Json(json!({ "message": self.message }))).into_response();
-        response.headers_mut().insert("x-amzn-errortype", HeaderValue::from_static(self.code.name()));
+        let mut response = (
+            self.code.status(),
+            axum::Json(json!({ "message": self.message })),
+        )
+            .into_response();
+        response.headers_mut().insert(
+            "x-amzn-errortype",
+            HeaderValue::from_static(self.code.name()),
+        );
         response
     }
 }
@@ -128,7 +141,13 @@ pub struct OpenAiError {
 
 impl OpenAiError {
     pub fn invalid_request(message: impl Into<String>) -> Self {
-        Self { status: StatusCode::BAD_REQUEST, kind: "invalid_request_error", code: None, param: None, message: message.into() }
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            kind: "invalid_request_error",
+            code: None,
+            param: None,
+            message: message.into(),
+        }
     }
 
     pub fn unauthorized() -> Self {
@@ -146,16 +165,34 @@ impl From<CoreError> for OpenAiError {
     fn from(e: CoreError) -> Self {
         let (status, kind, code) = match &e {
             CoreError::Validation(_) => (StatusCode::BAD_REQUEST, "invalid_request_error", None),
-            CoreError::NotFound(_) => (StatusCode::NOT_FOUND, "invalid_request_error", Some("model_not_found")),
+            CoreError::NotFound(_) => (
+                StatusCode::NOT_FOUND,
+                "invalid_request_error",
+                Some("model_not_found"),
+            ),
             CoreError::AccessDenied(_) => (StatusCode::FORBIDDEN, "permission_error", None),
-            CoreError::Throttled(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limit_error", Some("rate_limit_exceeded")),
+            CoreError::Throttled(_) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limit_error",
+                Some("rate_limit_exceeded"),
+            ),
             CoreError::ModelNotReady(_) | CoreError::ServiceUnavailable(_) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "server_error", None)
             }
-            CoreError::ModelTimeout(_) => (StatusCode::GATEWAY_TIMEOUT, "server_error", Some("timeout")),
-            CoreError::ModelError(_) | CoreError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "server_error", None),
+            CoreError::ModelTimeout(_) => {
+                (StatusCode::GATEWAY_TIMEOUT, "server_error", Some("timeout"))
+            }
+            CoreError::ModelError(_) | CoreError::Internal(_) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "server_error", None)
+            }
         };
-        Self { status, kind, code, param: None, message: e.to_string() }
+        Self {
+            status,
+            kind,
+            code,
+            param: None,
+            message: e.to_string(),
+        }
     }
 }
 
@@ -167,7 +204,9 @@ impl IntoResponse for OpenAiError {
         let body = json!({ "error": { "message": self.message, "type": self.kind, "param": self.param, "code": self.code } });
         let mut response = (self.status, axum::Json(body)).into_response();
         if self.status == StatusCode::TOO_MANY_REQUESTS {
-            response.headers_mut().insert("retry-after", HeaderValue::from_static("1"));
+            response
+                .headers_mut()
+                .insert("retry-after", HeaderValue::from_static("1"));
         }
         response
     }
@@ -180,20 +219,58 @@ mod tests {
     #[test]
     fn every_core_error_maps_to_its_modelled_bedrock_status() {
         let cases = [
-            (CoreError::Validation("x".into()), 400, "ValidationException"),
-            (CoreError::NotFound("x".into()), 404, "ResourceNotFoundException"),
-            (CoreError::AccessDenied("x".into()), 403, "AccessDeniedException"),
+            (
+                CoreError::Validation("x".into()),
+                400,
+                "ValidationException",
+            ),
+            (
+                CoreError::NotFound("x".into()),
+                404,
+                "ResourceNotFoundException",
+            ),
+            (
+                CoreError::AccessDenied("x".into()),
+                403,
+                "AccessDeniedException",
+            ),
             (CoreError::Throttled("x".into()), 429, "ThrottlingException"),
-            (CoreError::ModelNotReady("x".into()), 429, "ModelNotReadyException"),
-            (CoreError::ModelTimeout("x".into()), 408, "ModelTimeoutException"),
-            (CoreError::ModelError("x".into()), 424, "ModelErrorException"),
-            (CoreError::ServiceUnavailable("x".into()), 503, "ServiceUnavailableException"),
-            (CoreError::Internal("x".into()), 500, "InternalServerException"),
+            (
+                CoreError::ModelNotReady("x".into()),
+                429,
+                "ModelNotReadyException",
+            ),
+            (
+                CoreError::ModelTimeout("x".into()),
+                408,
+                "ModelTimeoutException",
+            ),
+            (
+                CoreError::ModelError("x".into()),
+                424,
+                "ModelErrorException",
+            ),
+            (
+                CoreError::ServiceUnavailable("x".into()),
+                503,
+                "ServiceUnavailableException",
+            ),
+            (
+                CoreError::Internal("x".into()),
+                500,
+                "InternalServerException",
+            ),
         ];
         for (core, status, name) in cases {
             let response = BedrockError::from(core).into_response();
             assert_eq!(response.status().as_u16(), status, "{name}");
-            assert_eq!(response.headers().get("x-amzn-errortype").and_then(|v| v.to_str().ok()), Some(name));
+            assert_eq!(
+                response
+                    .headers()
+                    .get("x-amzn-errortype")
+                    .and_then(|v| v.to_str().ok()),
+                Some(name)
+            );
         }
     }
 

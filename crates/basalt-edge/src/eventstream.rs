@@ -56,14 +56,25 @@ mod tests {
     use aws_smithy_eventstream::frame::read_message_from;
 
     fn header_value<'a>(message: &'a Message, name: &str) -> Option<&'a str> {
-        message.headers().iter().find(|h| h.name().as_str() == name).and_then(|h| h.value().as_string().ok()).map(|s| s.as_str())
+        message
+            .headers()
+            .iter()
+            .find(|h| h.name().as_str() == name)
+            .and_then(|h| h.value().as_string().ok())
+            .map(|s| s.as_str())
     }
 
     #[test]
     fn event_frames_round_trip_through_the_reference_decoder() {
-        let bytes = event("contentBlockDelta", &serde_json::json!({"contentBlockIndex": 0, "delta": {"text": "hi"}}));
+        let bytes = event(
+            "contentBlockDelta",
+            &serde_json::json!({"contentBlockIndex": 0, "delta": {"text": "hi"}}),
+        );
         let message = read_message_from(bytes).expect("valid frame with correct CRCs");
-        assert_eq!(header_value(&message, ":event-type"), Some("contentBlockDelta"));
+        assert_eq!(
+            header_value(&message, ":event-type"),
+            Some("contentBlockDelta")
+        );
         assert_eq!(header_value(&message, ":message-type"), Some("event"));
         let payload: serde_json::Value = serde_json::from_slice(message.payload()).expect("json");
         assert_eq!(payload["delta"]["text"], "hi");
@@ -71,9 +82,15 @@ mod tests {
 
     #[test]
     fn exception_frames_name_the_modelled_member() {
-        let error = BedrockError { code: crate::BedrockErrorCode::Throttling, message: "slow down".into() };
+        let error = BedrockError {
+            code: crate::BedrockErrorCode::Throttling,
+            message: "slow down".into(),
+        };
         let message = read_message_from(exception(&error)).expect("valid frame");
-        assert_eq!(header_value(&message, ":exception-type"), Some("throttlingException"));
+        assert_eq!(
+            header_value(&message, ":exception-type"),
+            Some("throttlingException")
+        );
         assert_eq!(header_value(&message, ":message-type"), Some("exception"));
     }
 }

@@ -7,10 +7,13 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
-use base64::Engine as _;
 use basalt_core::keys::Principal;
-use basalt_core::types::{ChatRequest, ContentBlock, GenerationDelta, InferenceParams, Message, Role, StopReason, TokenUsage};
+use basalt_core::types::{
+    ChatRequest, ContentBlock, GenerationDelta, InferenceParams, Message, Role, StopReason,
+    TokenUsage,
+};
 use basalt_core::CallContext;
+use base64::Engine as _;
 use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -29,7 +32,17 @@ pub fn routes() -> Router<AppState> {
 }
 
 fn parse<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, OpenAiError> {
-    serde_json::from_slice(body).map_err(|e| OpenAiError::invalid_request(format!("We could not parse the JSON body of your request: {e}")))
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
+        let path = e.path().to_string();
+        OpenAiError {
+            param: (path != ".").then_some(path),
+            ..OpenAiError::invalid_request(format!(
+                "We could not parse the JSON body of your request: {}",
+                e.into_inner()
+            ))
+        }
+    })
 }
 
 #[derive(Debug, Deserialize)]
@@ -83,16 +96,25 @@ struct ContentPart {
     text: Option<String>,
 }
 
-fn content_blocks(content: Option<MessageContent>, at: &str) -> Result<Vec<ContentBlock>, OpenAiError> {
+fn content_blocks(
+    content: Option<MessageContent>,
+    at: &str,
+) -> Result<Vec<ContentBlock>, OpenAiError> {
     match content {
-        None => Err(OpenAiError::invalid_request(format!("{at}.content is required"))),
+        None => Err(OpenAiError::invalid_request(format!(
+            "{at}.content is required"
+        ))),
         Some(MessageContent::Text(t)) => Ok(vec![ContentBlock::Text(t)]),
         Some(MessageContent::Parts(parts)) => parts
             .into_iter()
             .map(|p| match (p.kind.as_str(), p.text) {
                 ("text", Some(t)) => Ok(ContentBlock::Text(t)),
-                ("text", None) => Err(OpenAiError::invalid_request(format!("{at}: a text part needs text"))),
-                (kind, _) => Ok(ContentBlock::Other { kind: kind.to_string() }),
+                ("text", None) => Err(OpenAiError::invalid_request(format!(
+                    "{at}: a text part needs text"
+                ))),
+                (kind, _) => Ok(ContentBlock::Other {
+                    kind: kind.to_string(),
+                }),
             })
             .collect(),
     }
@@ -103,16 +125,28 @@ impl ChatCompletionBody {
         if self.n.is_some_and(|n| n != 1) {
             return Err(OpenAiError::invalid_request("n must be 1"));
         }
-        if self.response_format.as_ref().and_then(|f| f.get("type")).and_then(Value::as_str).is_some_and(|t| t != "text") {
-            return Err(OpenAiError::invalid_request("response_format other than text is not supported by this server yet"));
+        if self
+            .response_format
+            .as_ref()
+            .and_then(|f| f.get("type"))
+            .and_then(Value::as_str)
+            .is_some_and(|t| t != "text")
+        {
+            return Err(OpenAiError::invalid_request(
+                "response_format other than text is not supported by this server yet",
+            ));
         }
         if let Some(t) = self.temperature {
             if !(0.0..=2.0).contains(&t) {
-                return Err(OpenAiError::invalid_request(format!("temperature {t} must be between 0 and 2")));
+                return Err(OpenAiError::invalid_request(format!(
+                    "temperature {t} must be between 0 and 2"
+                )));
             }
         }
         if self.messages.is_empty() {
-            return Err(OpenAiError::invalid_request("messages must contain at least one message"));
+            return Err(OpenAiError::invalid_request(
+                "messages must contain at least one message",
+            ));
         }
         let mut system = Vec::new();
         let mut messages = Vec::new();
@@ -126,17 +160,31 @@ impl ChatCompletionBody {
                         match b {
                             ContentBlock::Text(t) => system.push(t),
                             ContentBlock::Other { kind } => {
-                                return Err(OpenAiError::invalid_request(format!("{at}: {kind} parts are not allowed in system messages")))
+                                return Err(OpenAiError::invalid_request(format!(
+                                    "{at}: {kind} parts are not allowed in system messages"
+                                )))
                             }
                         }
                     }
                 }
-                "user" => messages.push(Message { role: Role::User, content: blocks }),
-                "assistant" => messages.push(Message { role: Role::Assistant, content: blocks }),
+                "user" => messages.push(Message {
+                    role: Role::User,
+                    content: blocks,
+                }),
+                "assistant" => messages.push(Message {
+                    role: Role::Assistant,
+                    content: blocks,
+                }),
                 "tool" | "function" => {
-                    return Err(OpenAiError::invalid_request(format!("{at}: this model does not support tool messages")))
+                    return Err(OpenAiError::invalid_request(format!(
+                        "{at}: this model does not support tool messages"
+                    )))
                 }
-                other => return Err(OpenAiError::invalid_request(format!("{at}.role {other:?} is not valid"))),
+                other => {
+                    return Err(OpenAiError::invalid_request(format!(
+                        "{at}.role {other:?} is not valid"
+                    )))
+                }
             }
         }
         let params = InferenceParams {
@@ -152,7 +200,13 @@ impl ChatCompletionBody {
             seed: self.seed.map(|s| s as u32),
         };
         let include_usage = self.stream_options.is_some_and(|o| o.include_usage);
-        let request = ChatRequest { model_id: self.model, system, messages, params, has_tools: self.tools.is_some_and(|t| !t.is_empty()) };
+        let request = ChatRequest {
+            model_id: self.model,
+            system,
+            messages,
+            params,
+            has_tools: self.tools.is_some_and(|t| !t.is_empty()),
+        };
         Ok((request, self.stream, include_usage))
     }
 }
@@ -179,7 +233,8 @@ async fn chat_completions(
     Extension(request_id): Extension<RequestId>,
     body: Bytes,
 ) -> Result<Response, OpenAiError> {
-    let (request, stream, include_usage) = parse::<ChatCompletionBody>(&body)?.into_chat_request()?;
+    let (request, stream, include_usage) =
+        parse::<ChatCompletionBody>(&body)?.into_chat_request()?;
     let model = request.model_id.clone();
     let id = format!("chatcmpl-{}", request_id.0.replace('-', ""));
     let created = now_secs();
@@ -215,15 +270,26 @@ async fn chat_completions(
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
     let sse = |v: &Value| Bytes::from(format!("data: {v}\n\n"));
     tokio::spawn(async move {
-        if tx.send(sse(&chunk(json!({ "role": "assistant", "content": "" }), None))).await.is_err() {
+        if tx
+            .send(sse(&chunk(
+                json!({ "role": "assistant", "content": "" }),
+                None,
+            )))
+            .await
+            .is_err()
+        {
             return;
         }
         let mut next = first;
         while let Some(delta) = next {
             let mut frames = Vec::new();
             match delta {
-                GenerationDelta::Text(text) => frames.push(sse(&chunk(json!({ "content": text }), None))),
-                GenerationDelta::End { stop_reason, usage, .. } => {
+                GenerationDelta::Text(text) => {
+                    frames.push(sse(&chunk(json!({ "content": text }), None)))
+                }
+                GenerationDelta::End {
+                    stop_reason, usage, ..
+                } => {
                     frames.push(sse(&chunk(json!({}), Some(finish_reason(stop_reason)))));
                     if include_usage {
                         let mut last = chunk(json!({}), None);
@@ -246,10 +312,17 @@ async fn chat_completions(
             next = deltas.next().await;
         }
     });
-    let body = Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx).map(Ok::<_, std::convert::Infallible>));
+    let body = Body::from_stream(
+        tokio_stream::wrappers::ReceiverStream::new(rx).map(Ok::<_, std::convert::Infallible>),
+    );
     let mut response = (StatusCode::OK, body).into_response();
-    response.headers_mut().insert("content-type", HeaderValue::from_static("text/event-stream"));
-    response.headers_mut().insert("cache-control", HeaderValue::from_static("no-cache"));
+    response.headers_mut().insert(
+        "content-type",
+        HeaderValue::from_static("text/event-stream"),
+    );
+    response
+        .headers_mut()
+        .insert("cache-control", HeaderValue::from_static("no-cache"));
     Ok(response)
 }
 
@@ -278,11 +351,17 @@ async fn embeddings(
     let base64_output = match request.encoding_format.as_deref() {
         None | Some("float") => false,
         Some("base64") => true,
-        Some(other) => return Err(OpenAiError::invalid_request(format!("encoding_format {other:?} must be float or base64"))),
+        Some(other) => {
+            return Err(OpenAiError::invalid_request(format!(
+                "encoding_format {other:?} must be float or base64"
+            )))
+        }
     };
     let dims = state.core.embedding_dimensions(&request.model)?;
     if request.dimensions.is_some_and(|d| d as usize != dims) {
-        return Err(OpenAiError::invalid_request(format!("dimensions must be {dims} for this model")));
+        return Err(OpenAiError::invalid_request(format!(
+            "dimensions must be {dims} for this model"
+        )));
     }
     let inputs = match request.input {
         EmbeddingInput::One(s) => vec![s],
@@ -325,18 +404,36 @@ async fn list_models(State(state): State<AppState>) -> Response {
         .catalog()
         .models()
         .filter(|m| m.lifecycle.status_at(now) != basalt_core::catalog::LifecycleStatus::Eol)
-        .map(|m| model_json(&m.id, &m.provider, m.lifecycle.start_of_life.map_or(0, |t| t.unix_timestamp())))
+        .map(|m| {
+            model_json(
+                &m.id,
+                &m.provider,
+                m.lifecycle.start_of_life.map_or(0, |t| t.unix_timestamp()),
+            )
+        })
         .collect();
     Json(json!({ "object": "list", "data": data })).into_response()
 }
 
-async fn get_model(State(state): State<AppState>, Path(model_id): Path<String>) -> Result<Response, OpenAiError> {
-    let m = state.core.catalog().get(&model_id).ok_or_else(|| OpenAiError {
-        status: StatusCode::NOT_FOUND,
-        kind: "invalid_request_error",
-        code: Some("model_not_found"),
-        param: Some("model".into()),
-        message: format!("The model '{model_id}' does not exist"),
-    })?;
-    Ok(Json(model_json(&m.id, &m.provider, m.lifecycle.start_of_life.map_or(0, |t| t.unix_timestamp()))).into_response())
+async fn get_model(
+    State(state): State<AppState>,
+    Path(model_id): Path<String>,
+) -> Result<Response, OpenAiError> {
+    let m = state
+        .core
+        .catalog()
+        .get(&model_id)
+        .ok_or_else(|| OpenAiError {
+            status: StatusCode::NOT_FOUND,
+            kind: "invalid_request_error",
+            code: Some("model_not_found"),
+            param: Some("model".into()),
+            message: format!("The model '{model_id}' does not exist"),
+        })?;
+    Ok(Json(model_json(
+        &m.id,
+        &m.provider,
+        m.lifecycle.start_of_life.map_or(0, |t| t.unix_timestamp()),
+    ))
+    .into_response())
 }

@@ -12,7 +12,11 @@ use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
 
 /// Characters left as they are by AWS URI encoding: unreserved `A-Za-z0-9-_.~`.
-const AWS_UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+const AWS_UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
 /// Path encoding also keeps `/`.
 const AWS_PATH: &AsciiSet = &AWS_UNRESERVED.remove(b'/');
 
@@ -62,7 +66,10 @@ fn parse_fields(rest: &str) -> Result<Authorization, SigV4Error> {
     let mut signed = None;
     let mut signature = None;
     for part in rest.split(',') {
-        let (k, v) = part.trim().split_once('=').ok_or(SigV4Error::Malformed("expected key=value"))?;
+        let (k, v) = part
+            .trim()
+            .split_once('=')
+            .ok_or(SigV4Error::Malformed("expected key=value"))?;
         match k {
             "Credential" => credential = Some(v),
             "SignedHeaders" => signed = Some(v),
@@ -72,10 +79,17 @@ fn parse_fields(rest: &str) -> Result<Authorization, SigV4Error> {
     }
     let credential = credential.ok_or(SigV4Error::Malformed("no Credential"))?;
     let mut scope = credential.split('/');
-    let (Some(akid), Some(date), Some(region), Some(service), Some("aws4_request"), None) =
-        (scope.next(), scope.next(), scope.next(), scope.next(), scope.next(), scope.next())
-    else {
-        return Err(SigV4Error::Malformed("Credential must be AKID/date/region/service/aws4_request"));
+    let (Some(akid), Some(date), Some(region), Some(service), Some("aws4_request"), None) = (
+        scope.next(),
+        scope.next(),
+        scope.next(),
+        scope.next(),
+        scope.next(),
+        scope.next(),
+    ) else {
+        return Err(SigV4Error::Malformed(
+            "Credential must be AKID/date/region/service/aws4_request",
+        ));
     };
     let signed_headers: Vec<String> = signed
         .ok_or(SigV4Error::Malformed("no SignedHeaders"))?
@@ -117,9 +131,15 @@ pub fn verify(
     now: OffsetDateTime,
 ) -> Result<(), SigV4Error> {
     if auth.service != expected_service {
-        return Err(SigV4Error::WrongService(auth.service.clone(), expected_service));
+        return Err(SigV4Error::WrongService(
+            auth.service.clone(),
+            expected_service,
+        ));
     }
-    let amz_date = (request.headers)("x-amz-date").into_iter().next().ok_or(SigV4Error::BadDate)?;
+    let amz_date = (request.headers)("x-amz-date")
+        .into_iter()
+        .next()
+        .ok_or(SigV4Error::BadDate)?;
     let request_time = parse_amz_date(&amz_date).ok_or(SigV4Error::BadDate)?;
     if (now - request_time).whole_seconds().abs() > MAX_CLOCK_SKEW_SECONDS {
         return Err(SigV4Error::ClockSkew);
@@ -131,10 +151,23 @@ pub fn verify(
         return Err(SigV4Error::HostNotSigned);
     }
     let canonical = canonical_request(auth, request)?;
-    let scope = format!("{}/{}/{}/aws4_request", auth.date, auth.region, auth.service);
-    let string_to_sign = format!("AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}", hex::encode(Sha256::digest(canonical.as_bytes())));
-    let mut key = hmac(format!("AWS4{secret_access_key}").as_bytes(), auth.date.as_bytes());
-    for part in [auth.region.as_bytes(), auth.service.as_bytes(), b"aws4_request"] {
+    let scope = format!(
+        "{}/{}/{}/aws4_request",
+        auth.date, auth.region, auth.service
+    );
+    let string_to_sign = format!(
+        "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
+        hex::encode(Sha256::digest(canonical.as_bytes()))
+    );
+    let mut key = hmac(
+        format!("AWS4{secret_access_key}").as_bytes(),
+        auth.date.as_bytes(),
+    );
+    for part in [
+        auth.region.as_bytes(),
+        auth.service.as_bytes(),
+        b"aws4_request",
+    ] {
         key = hmac(&key, part);
     }
     let expected = hex::encode(hmac(&key, string_to_sign.as_bytes()));
@@ -153,17 +186,25 @@ fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
 
 fn parse_amz_date(value: &str) -> Option<OffsetDateTime> {
     let format = time::macros::format_description!("[year][month][day]T[hour][minute][second]Z");
-    time::PrimitiveDateTime::parse(value, &format).ok().map(|t| t.assume_utc())
+    time::PrimitiveDateTime::parse(value, &format)
+        .ok()
+        .map(|t| t.assume_utc())
 }
 
-fn canonical_request(auth: &Authorization, request: &RequestParts<'_>) -> Result<String, SigV4Error> {
+fn canonical_request(
+    auth: &Authorization,
+    request: &RequestParts<'_>,
+) -> Result<String, SigV4Error> {
     let mut headers = String::new();
     for name in &auth.signed_headers {
         let values = (request.headers)(name);
         if values.is_empty() {
             return Err(SigV4Error::MissingSignedHeader(name.clone()));
         }
-        let joined: Vec<String> = values.iter().map(|v| v.split_whitespace().collect::<Vec<_>>().join(" ")).collect();
+        let joined: Vec<String> = values
+            .iter()
+            .map(|v| v.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect();
         headers.push_str(name);
         headers.push(':');
         headers.push_str(&joined.join(","));
@@ -210,7 +251,11 @@ fn canonical_query(raw_query: &str) -> String {
         .filter(|p| !p.is_empty())
         .map(|pair| {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            let decode = |s: &str| percent_encoding::percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().into_owned();
+            let decode = |s: &str| {
+                percent_encoding::percent_decode_str(&s.replace('+', " "))
+                    .decode_utf8_lossy()
+                    .into_owned()
+            };
             (
                 utf8_percent_encode(&decode(k), AWS_UNRESERVED).to_string(),
                 utf8_percent_encode(&decode(v), AWS_UNRESERVED).to_string(),
@@ -218,7 +263,11 @@ fn canonical_query(raw_query: &str) -> String {
         })
         .collect();
     pairs.sort();
-    pairs.into_iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("&")
+    pairs
+        .into_iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("&")
 }
 
 #[cfg(test)]
@@ -240,7 +289,13 @@ mod tests {
 
     fn check(body: &[u8], path: &str, secret: &str, now: OffsetDateTime) -> Result<(), SigV4Error> {
         let auth = parse_authorization(AUTH).expect("sigv4").expect("parses");
-        let parts = RequestParts { method: "POST", raw_path: path, raw_query: "b=2&a=x%20y", headers: &headers, body };
+        let parts = RequestParts {
+            method: "POST",
+            raw_path: path,
+            raw_query: "b=2&a=x%20y",
+            headers: &headers,
+            body,
+        };
         verify(&auth, &parts, secret, "bedrock", now)
     }
 
@@ -254,17 +309,32 @@ mod tests {
 
     #[test]
     fn refuses_a_wrong_secret_body_or_path() {
-        assert_eq!(check(BODY, PATH, "secretWRONG", NOW), Err(SigV4Error::Mismatch));
-        assert_eq!(check(b"{}", PATH, "secretEXAMPLE", NOW), Err(SigV4Error::Mismatch));
-        assert_eq!(check(BODY, "/model/other-v1%3A0/converse", "secretEXAMPLE", NOW), Err(SigV4Error::Mismatch));
+        assert_eq!(
+            check(BODY, PATH, "secretWRONG", NOW),
+            Err(SigV4Error::Mismatch)
+        );
+        assert_eq!(
+            check(b"{}", PATH, "secretEXAMPLE", NOW),
+            Err(SigV4Error::Mismatch)
+        );
+        assert_eq!(
+            check(BODY, "/model/other-v1%3A0/converse", "secretEXAMPLE", NOW),
+            Err(SigV4Error::Mismatch)
+        );
     }
 
     #[test]
     fn refuses_requests_outside_the_clock_skew() {
         let late = time::macros::datetime!(2026-11-25 06:27:00 UTC);
-        assert_eq!(check(BODY, PATH, "secretEXAMPLE", late), Err(SigV4Error::ClockSkew));
+        assert_eq!(
+            check(BODY, PATH, "secretEXAMPLE", late),
+            Err(SigV4Error::ClockSkew)
+        );
         let early = time::macros::datetime!(2026-11-25 05:56:00 UTC);
-        assert_eq!(check(BODY, PATH, "secretEXAMPLE", early), Err(SigV4Error::ClockSkew));
+        assert_eq!(
+            check(BODY, PATH, "secretEXAMPLE", early),
+            Err(SigV4Error::ClockSkew)
+        );
     }
 
     #[test]
@@ -275,14 +345,23 @@ mod tests {
             "AWS4-HMAC-SHA256 Credential=a/b/c/d/aws4_request, SignedHeaders=host, Signature=zz",
             "AWS4-HMAC-SHA256 garbage",
         ] {
-            assert!(matches!(parse_authorization(bad), Some(Err(SigV4Error::Malformed(_)))), "{bad}");
+            assert!(
+                matches!(
+                    parse_authorization(bad),
+                    Some(Err(SigV4Error::Malformed(_)))
+                ),
+                "{bad}"
+            );
         }
         assert!(parse_authorization("Bearer abc").is_none());
     }
 
     #[test]
     fn canonical_uri_double_encodes_and_normalises() {
-        assert_eq!(canonical_uri("/model/a%3A0/converse"), "/model/a%253A0/converse");
+        assert_eq!(
+            canonical_uri("/model/a%3A0/converse"),
+            "/model/a%253A0/converse"
+        );
         assert_eq!(canonical_uri("/a/./b/../c/"), "/a/c/");
         assert_eq!(canonical_uri("/"), "/");
     }

@@ -44,12 +44,17 @@ pub struct EmbeddingEngine {
 
 impl std::fmt::Debug for EmbeddingEngine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EmbeddingEngine").field("config", &self.config).finish_non_exhaustive()
+        f.debug_struct("EmbeddingEngine")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
     }
 }
 
 fn load_error(path: &Path, reason: impl std::fmt::Display) -> EngineError {
-    EngineError::Load { path: path.display().to_string(), reason: reason.to_string() }
+    EngineError::Load {
+        path: path.display().to_string(),
+        reason: reason.to_string(),
+    }
 }
 
 fn compute(e: impl std::fmt::Display) -> EngineError {
@@ -70,12 +75,24 @@ impl EmbeddingEngine {
             .map_err(|e| load_error(&weights_path, e))?;
         let model = BertModel::load(vb, &bert_config).map_err(|e| load_error(&weights_path, e))?;
         let tokenizer_path = dir.join("tokenizer.json");
-        let mut tokenizer = Tokenizer::from_file(&tokenizer_path).map_err(|e| load_error(&tokenizer_path, e))?;
-        tokenizer.with_padding(Some(PaddingParams { strategy: PaddingStrategy::BatchLongest, ..Default::default() }));
+        let mut tokenizer =
+            Tokenizer::from_file(&tokenizer_path).map_err(|e| load_error(&tokenizer_path, e))?;
+        tokenizer.with_padding(Some(PaddingParams {
+            strategy: PaddingStrategy::BatchLongest,
+            ..Default::default()
+        }));
         tokenizer
-            .with_truncation(Some(TruncationParams { max_length: config.max_tokens, ..Default::default() }))
+            .with_truncation(Some(TruncationParams {
+                max_length: config.max_tokens,
+                ..Default::default()
+            }))
             .map_err(|e| load_error(&tokenizer_path, e))?;
-        Ok(Self { model, tokenizer, dimensions: bert_config.hidden_size, config })
+        Ok(Self {
+            model,
+            tokenizer,
+            dimensions: bert_config.hidden_size,
+            config,
+        })
     }
 
     /// The length of every vector.
@@ -110,7 +127,10 @@ impl EmbeddingEngine {
     }
 
     fn embed_batch(&self, texts: &[&str]) -> Result<Vec<Embedding>, EngineError> {
-        let encodings = self.tokenizer.encode_batch(texts.to_vec(), true).map_err(compute)?;
+        let encodings = self
+            .tokenizer
+            .encode_batch(texts.to_vec(), true)
+            .map_err(compute)?;
         let len = encodings.first().map_or(0, |e| e.get_ids().len());
         let n = encodings.len();
         let mut ids = Vec::with_capacity(n * len);
@@ -127,15 +147,42 @@ impl EmbeddingEngine {
         let ids = Tensor::from_vec(ids, (n, len), device).map_err(compute)?;
         let type_ids = Tensor::from_vec(type_ids, (n, len), device).map_err(compute)?;
         let mask = Tensor::from_vec(mask, (n, len), device).map_err(compute)?;
-        let hidden = self.model.forward(&ids, &type_ids, Some(&mask)).map_err(compute)?;
+        let hidden = self
+            .model
+            .forward(&ids, &type_ids, Some(&mask))
+            .map_err(compute)?;
         // Masked mean over the sequence, then L2 normalisation.
-        let mask_f = mask.to_dtype(DType::F32).map_err(compute)?.unsqueeze(2).map_err(compute)?;
-        let summed = hidden.broadcast_mul(&mask_f).map_err(compute)?.sum(1).map_err(compute)?;
-        let counts = mask_f.sum(1).map_err(compute)?.clamp(1e-9, f64::MAX).map_err(compute)?;
+        let mask_f = mask
+            .to_dtype(DType::F32)
+            .map_err(compute)?
+            .unsqueeze(2)
+            .map_err(compute)?;
+        let summed = hidden
+            .broadcast_mul(&mask_f)
+            .map_err(compute)?
+            .sum(1)
+            .map_err(compute)?;
+        let counts = mask_f
+            .sum(1)
+            .map_err(compute)?
+            .clamp(1e-9, f64::MAX)
+            .map_err(compute)?;
         let mean = summed.broadcast_div(&counts).map_err(compute)?;
-        let norm = mean.sqr().map_err(compute)?.sum_keepdim(1).map_err(compute)?.sqrt().map_err(compute)?;
-        let normalised = mean.broadcast_div(&norm.clamp(1e-12, f64::MAX).map_err(compute)?).map_err(compute)?;
+        let norm = mean
+            .sqr()
+            .map_err(compute)?
+            .sum_keepdim(1)
+            .map_err(compute)?
+            .sqrt()
+            .map_err(compute)?;
+        let normalised = mean
+            .broadcast_div(&norm.clamp(1e-12, f64::MAX).map_err(compute)?)
+            .map_err(compute)?;
         let rows: Vec<Vec<f32>> = normalised.to_vec2().map_err(compute)?;
-        Ok(rows.into_iter().zip(tokens).map(|(vector, tokens)| Embedding { vector, tokens }).collect())
+        Ok(rows
+            .into_iter()
+            .zip(tokens)
+            .map(|(vector, tokens)| Embedding { vector, tokens })
+            .collect())
     }
 }

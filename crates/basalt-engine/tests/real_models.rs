@@ -4,7 +4,10 @@
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-use basalt_engine::chat::{ChatEngine, ChatEngineConfig, ChatMessage, FinishReason, GenerationEvent, GenerationRequest, SamplingParams};
+use basalt_engine::chat::{
+    ChatEngine, ChatEngineConfig, ChatMessage, FinishReason, GenerationEvent, GenerationRequest,
+    SamplingParams,
+};
 use basalt_engine::embed::{EmbeddingEngine, EmbeddingEngineConfig};
 
 fn models_dir() -> PathBuf {
@@ -17,7 +20,8 @@ fn chat() -> &'static ChatEngine {
     static ENGINE: OnceLock<ChatEngine> = OnceLock::new();
     ENGINE.get_or_init(|| {
         ChatEngine::load(ChatEngineConfig {
-            model_path: models_dir().join("smollm2-135m-instruct-q4_1/SmolLM2-135M-Instruct.Q4_1.gguf"),
+            model_path: models_dir()
+                .join("smollm2-135m-instruct-q4_1/SmolLM2-135M-Instruct.Q4_1.gguf"),
             slots: 4,
             context_per_slot: 1024,
             batch_tokens: 256,
@@ -31,12 +35,22 @@ fn chat() -> &'static ChatEngine {
 fn prompt(question: &str) -> Vec<i32> {
     let engine = chat();
     let text = engine
-        .render(&[ChatMessage { role: "user".into(), content: question.into() }], true)
+        .render(
+            &[ChatMessage {
+                role: "user".into(),
+                content: question.into(),
+            }],
+            true,
+        )
         .expect("template renders");
     engine.tokenize(&text)
 }
 
-fn generate(question: &str, max_tokens: u32, stops: &[&str]) -> (String, basalt_engine::chat::GenerationSummary) {
+fn generate(
+    question: &str,
+    max_tokens: u32,
+    stops: &[&str],
+) -> (String, basalt_engine::chat::GenerationSummary) {
     let mut rx = chat()
         .submit(GenerationRequest {
             prompt: prompt(question),
@@ -47,7 +61,10 @@ fn generate(question: &str, max_tokens: u32, stops: &[&str]) -> (String, basalt_
         .expect("accepted");
     let mut text = String::new();
     loop {
-        match rx.blocking_recv().expect("the engine ends every stream with Finished or Failed") {
+        match rx
+            .blocking_recv()
+            .expect("the engine ends every stream with Finished or Failed")
+        {
             GenerationEvent::Text(t) => text.push_str(&t),
             GenerationEvent::Finished(summary) => return (text, summary),
             GenerationEvent::Failed(e) => panic!("generation failed: {e}"),
@@ -62,8 +79,14 @@ fn greedy_generation_is_deterministic_and_counts_tokens() {
     assert!(!a.is_empty(), "the model produced no text");
     assert_eq!(a, b, "greedy decoding must repeat exactly");
     assert_eq!(sa.completion_tokens, sb.completion_tokens);
-    assert_eq!(sa.prompt_tokens as usize, prompt("What is the capital of France?").len());
-    assert!(sb.cached_prompt_tokens > 0, "the second identical prompt must reuse the cached prefix");
+    assert_eq!(
+        sa.prompt_tokens as usize,
+        prompt("What is the capital of France?").len()
+    );
+    assert!(
+        sb.cached_prompt_tokens > 0,
+        "the second identical prompt must reuse the cached prefix"
+    );
 }
 
 #[test]
@@ -76,15 +99,33 @@ fn max_tokens_stops_generation_exactly() {
 #[test]
 fn stop_sequence_cuts_the_output_before_it() {
     let (full, _) = generate("List three colors.", 32, &[]);
-    let word = full.split_whitespace().nth(2).expect("at least three words").to_string();
+    let word = full
+        .split_whitespace()
+        .nth(2)
+        .expect("at least three words")
+        .to_string();
     let (cut, summary) = generate("List three colors.", 32, &[&word]);
-    assert_eq!(summary.finish_reason, FinishReason::StopSequence, "full: {full:?} stop: {word:?}");
-    assert!(full.starts_with(&cut) && !cut.contains(&word), "cut {cut:?} of {full:?} at {word:?}");
+    assert_eq!(
+        summary.finish_reason,
+        FinishReason::StopSequence,
+        "full: {full:?} stop: {word:?}"
+    );
+    assert!(
+        full.starts_with(&cut) && !cut.contains(&word),
+        "cut {cut:?} of {full:?} at {word:?}"
+    );
 }
 
 #[test]
 fn concurrent_requests_match_their_solo_answers() {
-    let questions = ["Name a fruit.", "What is 2+2?", "Say hello in French.", "Name a planet.", "What color is the sky?", "Name a dog breed."];
+    let questions = [
+        "Name a fruit.",
+        "What is 2+2?",
+        "Say hello in French.",
+        "Name a planet.",
+        "What color is the sky?",
+        "Name a dog breed.",
+    ];
     let solo: Vec<String> = questions.iter().map(|q| generate(q, 16, &[]).0).collect();
     let handles: Vec<_> = questions
         .iter()
@@ -93,7 +134,10 @@ fn concurrent_requests_match_their_solo_answers() {
             std::thread::spawn(move || generate(&q, 16, &[]).0)
         })
         .collect();
-    let together: Vec<String> = handles.into_iter().map(|h| h.join().expect("thread")).collect();
+    let together: Vec<String> = handles
+        .into_iter()
+        .map(|h| h.join().expect("thread"))
+        .collect();
     assert_eq!(solo, together, "batched decoding changed a greedy answer");
 }
 
@@ -105,10 +149,14 @@ fn embeddings_are_normalised_and_meaningful() {
         batch_size: 8,
     })
     .expect("the MiniLM model loads");
-    let inputs: Vec<String> = ["A cat sits on the mat.", "A kitten is sitting on a rug.", "Stock markets fell sharply today."]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let inputs: Vec<String> = [
+        "A cat sits on the mat.",
+        "A kitten is sitting on a rug.",
+        "Stock markets fell sharply today.",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
     let out = engine.embed(&inputs).expect("embeds");
     assert_eq!(out.len(), 3);
     for e in &out {

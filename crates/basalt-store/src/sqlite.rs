@@ -33,22 +33,36 @@ impl SqliteStore {
     }
 
     fn prepare(mut conn: Connection) -> Result<Self, StoreError> {
-        conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(db)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(db)?;
-        conn.pragma_update(None, "synchronous", "NORMAL").map_err(db)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(db)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(db)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(db)?;
         conn.pragma_update(None, "foreign_keys", "ON").map_err(db)?;
-        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(db)?;
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(db)?;
         for (index, sql) in MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
             let tx = conn.transaction().map_err(db)?;
             tx.execute_batch(sql).map_err(db)?;
-            tx.pragma_update(None, "user_version", (index + 1) as i64).map_err(db)?;
+            tx.pragma_update(None, "user_version", (index + 1) as i64)
+                .map_err(db)?;
             tx.commit().map_err(db)?;
         }
-        Ok(Self { conn: Mutex::new(conn) })
+        Ok(Self {
+            conn: Mutex::new(conn),
+        })
     }
 
-    fn with<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
-        let mut conn = self.conn.lock().map_err(|_| StoreError::Database("connection lock poisoned".into()))?;
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self
+            .conn
+            .lock()
+            .map_err(|_| StoreError::Database("connection lock poisoned".into()))?;
         f(&mut conn)
     }
 }
@@ -65,7 +79,8 @@ fn key_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<KeyRecord> {
     })
 }
 
-const KEY_COLUMNS: &str = "id, name, access_key_id, bearer_sha256, is_admin, created_at, revoked_at";
+const KEY_COLUMNS: &str =
+    "id, name, access_key_id, bearer_sha256, is_admin, created_at, revoked_at";
 
 impl KeyStore for SqliteStore {
     fn insert_key(&self, key: &KeyRecord) -> Result<(), StoreError> {
@@ -112,7 +127,9 @@ impl KeyStore for SqliteStore {
     fn list_keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
         self.with(|conn| {
             let mut stmt = conn
-                .prepare(&format!("SELECT {KEY_COLUMNS} FROM api_keys ORDER BY created_at, id"))
+                .prepare(&format!(
+                    "SELECT {KEY_COLUMNS} FROM api_keys ORDER BY created_at, id"
+                ))
                 .map_err(db)?;
             let rows = stmt.query_map([], key_from_row).map_err(db)?;
             rows.collect::<Result<Vec<_>, _>>().map_err(db)
@@ -133,7 +150,10 @@ impl KeyStore for SqliteStore {
     }
 
     fn change_marker(&self) -> Result<i64, StoreError> {
-        self.with(|conn| conn.pragma_query_value(None, "data_version", |r| r.get(0)).map_err(db))
+        self.with(|conn| {
+            conn.pragma_query_value(None, "data_version", |r| r.get(0))
+                .map_err(db)
+        })
     }
 }
 
@@ -219,7 +239,13 @@ mod tests {
         }
     }
 
-    fn invocation(key: &str, model: &str, input: u64, outcome: &str, at_ms: i64) -> InvocationRecord {
+    fn invocation(
+        key: &str,
+        model: &str,
+        input: u64,
+        outcome: &str,
+        at_ms: i64,
+    ) -> InvocationRecord {
         InvocationRecord {
             at_ms,
             request_id: "r".into(),
@@ -242,14 +268,32 @@ mod tests {
         let store = SqliteStore::open_in_memory().expect("open");
         store.insert_key(&key("k1", "AKIA1")).expect("insert");
         store.insert_key(&key("k2", "AKIA2")).expect("insert");
-        assert_eq!(store.key_by_access_key_id("AKIA1").expect("get").map(|k| k.id), Some("k1".into()));
-        assert_eq!(store.key_by_bearer_sha256("hash-k2").expect("get").map(|k| k.id), Some("k2".into()));
+        assert_eq!(
+            store
+                .key_by_access_key_id("AKIA1")
+                .expect("get")
+                .map(|k| k.id),
+            Some("k1".into())
+        );
+        assert_eq!(
+            store
+                .key_by_bearer_sha256("hash-k2")
+                .expect("get")
+                .map(|k| k.id),
+            Some("k2".into())
+        );
         assert!(store.key_by_access_key_id("nope").expect("get").is_none());
         assert!(store.revoke_key("AKIA1", 5).expect("revoke"));
-        assert!(!store.revoke_key("k1", 6).expect("revoke twice"), "second revoke must report nothing changed");
+        assert!(
+            !store.revoke_key("k1", 6).expect("revoke twice"),
+            "second revoke must report nothing changed"
+        );
         assert!(store.revoke_key("k2", 7).expect("revoke by id"));
         let keys = store.list_keys().expect("list");
-        assert_eq!(keys.iter().map(|k| k.revoked_at).collect::<Vec<_>>(), vec![Some(5), Some(7)]);
+        assert_eq!(
+            keys.iter().map(|k| k.revoked_at).collect::<Vec<_>>(),
+            vec![Some(5), Some(7)]
+        );
     }
 
     #[test]
@@ -258,7 +302,10 @@ mod tests {
         store.insert_key(&key("k1", "AKIA1")).expect("insert");
         let mut dup = key("k3", "AKIA1");
         dup.bearer_sha256 = "other".into();
-        assert!(matches!(store.insert_key(&dup), Err(StoreError::Duplicate(_))));
+        assert!(matches!(
+            store.insert_key(&dup),
+            Err(StoreError::Duplicate(_))
+        ));
     }
 
     #[test]
@@ -274,8 +321,23 @@ mod tests {
             .expect("record");
         let rows = store.usage(0, 200).expect("usage");
         assert_eq!(rows.len(), 2);
-        assert_eq!((rows[0].key_name.as_str(), rows[0].invocations, rows[0].errors, rows[0].input_tokens), ("a", 2, 1, 15));
-        assert_eq!((rows[1].key_name.as_str(), rows[1].invocations, rows[1].input_tokens), ("b", 1, 7));
+        assert_eq!(
+            (
+                rows[0].key_name.as_str(),
+                rows[0].invocations,
+                rows[0].errors,
+                rows[0].input_tokens
+            ),
+            ("a", 2, 1, 15)
+        );
+        assert_eq!(
+            (
+                rows[1].key_name.as_str(),
+                rows[1].invocations,
+                rows[1].input_tokens
+            ),
+            ("b", 1, 7)
+        );
         assert!((rows[0].cost_usd - 1.0).abs() < 1e-9);
     }
 
@@ -283,7 +345,10 @@ mod tests {
     fn migrations_apply_once_on_reopen() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("basalt.db");
-        SqliteStore::open(&path).expect("first open").insert_key(&key("k1", "AKIA1")).expect("insert");
+        SqliteStore::open(&path)
+            .expect("first open")
+            .insert_key(&key("k1", "AKIA1"))
+            .expect("insert");
         let again = SqliteStore::open(&path).expect("second open");
         assert_eq!(again.list_keys().expect("list").len(), 1);
     }
@@ -294,7 +359,10 @@ mod tests {
         let path = dir.path().join("basalt.db");
         let server = SqliteStore::open(&path).expect("open");
         let before = server.change_marker().expect("marker");
-        SqliteStore::open(&path).expect("cli open").insert_key(&key("k1", "AKIA1")).expect("insert");
+        SqliteStore::open(&path)
+            .expect("cli open")
+            .insert_key(&key("k1", "AKIA1"))
+            .expect("insert");
         assert_ne!(server.change_marker().expect("marker"), before);
     }
 }

@@ -12,7 +12,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use time::OffsetDateTime;
 
 #[derive(Debug, Parser)]
-#[command(name = "basalt", version, about = "A self-hosted foundation-model platform: Bedrock and OpenAI APIs over local and hosted models")]
+#[command(
+    name = "basalt",
+    version,
+    about = "A self-hosted foundation-model platform: Bedrock and OpenAI APIs over local and hosted models"
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -133,7 +137,8 @@ impl Paths {
 
     pub fn load_config(&self) -> Result<ConfigFile> {
         let text = match &self.config {
-            Some(path) => std::fs::read_to_string(path).with_context(|| format!("cannot read config {}", path.display()))?,
+            Some(path) => std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read config {}", path.display()))?,
             None => DEFAULT_CONFIG.to_string(),
         };
         let config = ConfigFile::parse(&text)?;
@@ -143,7 +148,8 @@ impl Paths {
 
     fn ensure_data_dir(&self) -> Result<PathBuf> {
         let dir = self.data_dir()?;
-        std::fs::create_dir_all(&dir).with_context(|| format!("cannot create data directory {}", dir.display()))?;
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create data directory {}", dir.display()))?;
         Ok(dir)
     }
 
@@ -154,7 +160,10 @@ impl Paths {
 
     pub fn key_service(&self, store: Arc<SqliteStore>) -> Result<KeyService> {
         let dir = self.ensure_data_dir()?;
-        Ok(KeyService::new(store, MasterKey::load_or_create(&dir.join("master.key"))?))
+        Ok(KeyService::new(
+            store,
+            MasterKey::load_or_create(&dir.join("master.key"))?,
+        ))
     }
 }
 
@@ -163,7 +172,12 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Serve { paths, listen } => crate::serve::serve(&paths, &listen),
         Command::Models { paths, command } => models(&paths, command),
         Command::Keys { paths, command } => keys(&paths, command),
-        Command::Usage { paths, since, until, json } => usage(&paths, &since, until.as_deref(), json),
+        Command::Usage {
+            paths,
+            since,
+            until,
+            json,
+        } => usage(&paths, &since, until.as_deref(), json),
     }
 }
 
@@ -179,19 +193,28 @@ fn models(paths: &Paths, command: ModelsCommand) -> Result<()> {
             for (name, weights) in &config.weights {
                 match fetch_weights(&dir, name, weights, source)? {
                     FetchOutcome::AlreadyPresent => eprintln!("{name}: present, SHA-256 verified"),
-                    FetchOutcome::Fetched(s) => eprintln!("{name}: fetched from {s:?}, SHA-256 verified"),
+                    FetchOutcome::Fetched(s) => {
+                        eprintln!("{name}: fetched from {s:?}, SHA-256 verified")
+                    }
                 }
             }
             eprintln!("models are in {}", dir.display());
         }
         ModelsCommand::List => {
             for m in &config.models {
-                let status = match config.weights.get(&m.weights).map(|w| verify_weights(&dir, &m.weights, w)) {
+                let status = match config
+                    .weights
+                    .get(&m.weights)
+                    .map(|w| verify_weights(&dir, &m.weights, w))
+                {
                     Some(Ok(_)) => "verified".to_string(),
                     Some(Err(e)) => format!("not ready: {e}"),
                     None => "no weights".into(),
                 };
-                println!("{}\t{}\t{}\t{}", m.id, m.lifecycle.status, m.weights, status);
+                println!(
+                    "{}\t{}\t{}\t{}",
+                    m.id, m.lifecycle.status, m.weights, status
+                );
             }
         }
     }
@@ -205,7 +228,10 @@ fn now() -> i64 {
 fn format_time(secs: i64) -> String {
     OffsetDateTime::from_unix_timestamp(secs)
         .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_else(|| secs.to_string())
 }
 
@@ -246,7 +272,9 @@ fn keys(paths: &Paths, command: KeysCommand) -> Result<()> {
                 println!("{}", serde_json::Value::Array(rows));
             } else {
                 for k in list {
-                    let state = k.revoked_at.map_or("active".to_string(), |t| format!("revoked {}", format_time(t)));
+                    let state = k.revoked_at.map_or("active".to_string(), |t| {
+                        format!("revoked {}", format_time(t))
+                    });
                     println!("{}\t{}\t{}\t{}", k.id, k.access_key_id, k.name, state);
                 }
             }
@@ -299,14 +327,27 @@ fn usage(paths: &Paths, since: &str, until: Option<&str>, json: bool) -> Result<
                 })
             })
             .collect();
-        println!("{}", serde_json::json!({ "since_ms": since_ms, "until_ms": until_ms.min(i64::MAX), "rows": rows }));
+        println!(
+            "{}",
+            serde_json::json!({ "since_ms": since_ms, "until_ms": until_ms.min(i64::MAX), "rows": rows })
+        );
         return Ok(());
     }
-    println!("{:<20} {:<45} {:>8} {:>7} {:>12} {:>12} {:>12} {:>10}", "KEY", "MODEL", "CALLS", "ERRORS", "INPUT TOK", "OUTPUT TOK", "COST USD", "AVG MS");
+    println!(
+        "{:<20} {:<45} {:>8} {:>7} {:>12} {:>12} {:>12} {:>10}",
+        "KEY", "MODEL", "CALLS", "ERRORS", "INPUT TOK", "OUTPUT TOK", "COST USD", "AVG MS"
+    );
     for r in rows {
         println!(
             "{:<20} {:<45} {:>8} {:>7} {:>12} {:>12} {:>12.6} {:>10.1}",
-            r.key_name, r.model_id, r.invocations, r.errors, r.input_tokens, r.output_tokens, r.cost_usd, r.avg_latency_ms
+            r.key_name,
+            r.model_id,
+            r.invocations,
+            r.errors,
+            r.input_tokens,
+            r.output_tokens,
+            r.cost_usd,
+            r.avg_latency_ms
         );
     }
     Ok(())

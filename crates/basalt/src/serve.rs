@@ -13,8 +13,9 @@ use crate::cli::Paths;
 pub fn serve(paths: &Paths, listen: &str) -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("BASALT_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,llama_cpp_2=warn,llama-cpp-2=warn")),
+            tracing_subscriber::EnvFilter::try_from_env("BASALT_LOG").unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new("info,llama_cpp_2=warn,llama-cpp-2=warn")
+            }),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -24,20 +25,32 @@ pub fn serve(paths: &Paths, listen: &str) -> Result<()> {
     let first_key = if keys.any_active()? {
         None
     } else {
-        Some(keys.create("admin", true, time::OffsetDateTime::now_utc().unix_timestamp())?)
+        Some(keys.create(
+            "admin",
+            true,
+            time::OffsetDateTime::now_utc().unix_timestamp(),
+        )?)
     };
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
-        .set_buckets(&[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0])
+        .set_buckets(&[
+            0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+        ])
         .context("metric buckets")?
         .install_recorder()
         .context("cannot install the metrics recorder")?;
     let meter = Meter::start(store);
     let models_dir = paths.models_dir()?;
     let core = Arc::new(
-        Basalt::start(&config, &models_dir, meter.clone(), keys)
-            .with_context(|| format!("cannot start the models (weights in {})", models_dir.display()))?,
+        Basalt::start(&config, &models_dir, meter.clone(), keys).with_context(|| {
+            format!(
+                "cannot start the models (weights in {})",
+                models_dir.display()
+            )
+        })?,
     );
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
         let address = listener.local_addr()?;
@@ -64,13 +77,14 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {},
             _ = term.recv() => {},

@@ -52,17 +52,35 @@ fn summary(region: &str, m: &ModelEntry, now: OffsetDateTime) -> Value {
     })
 }
 
-fn filter_value(name: &str, value: &Option<String>, allowed: &[&str]) -> Result<Option<String>, BedrockError> {
+fn filter_value(
+    name: &str,
+    value: &Option<String>,
+    allowed: &[&str],
+) -> Result<Option<String>, BedrockError> {
     match value {
         None => Ok(None),
         Some(v) if allowed.contains(&v.as_str()) => Ok(Some(v.clone())),
-        Some(v) => Err(BedrockError::validation(format!("{name} {v:?} is not one of {}", allowed.join(", ")))),
+        Some(v) => Err(BedrockError::validation(format!(
+            "{name} {v:?} is not one of {}",
+            allowed.join(", ")
+        ))),
     }
 }
 
-pub async fn list_foundation_models(State(state): State<AppState>, Query(filters): Query<ListFilters>) -> Result<Response, BedrockError> {
-    let modality = filter_value("byOutputModality", &filters.by_output_modality, &["TEXT", "IMAGE", "EMBEDDING"])?;
-    let inference = filter_value("byInferenceType", &filters.by_inference_type, &["ON_DEMAND", "PROVISIONED"])?;
+pub async fn list_foundation_models(
+    State(state): State<AppState>,
+    Query(filters): Query<ListFilters>,
+) -> Result<Response, BedrockError> {
+    let modality = filter_value(
+        "byOutputModality",
+        &filters.by_output_modality,
+        &["TEXT", "IMAGE", "EMBEDDING"],
+    )?;
+    let inference = filter_value(
+        "byInferenceType",
+        &filters.by_inference_type,
+        &["ON_DEMAND", "PROVISIONED"],
+    )?;
     let customization = filter_value(
         "byCustomizationType",
         &filters.by_customization_type,
@@ -75,20 +93,45 @@ pub async fn list_foundation_models(State(state): State<AppState>, Query(filters
         .catalog()
         .models()
         .filter(|m| m.lifecycle.status_at(now) != LifecycleStatus::Eol)
-        .filter(|m| filters.by_provider.as_ref().is_none_or(|p| m.provider.eq_ignore_ascii_case(p)))
-        .filter(|m| modality.as_ref().is_none_or(|o| m.output_modalities.contains(o)))
-        .filter(|m| inference.as_ref().is_none_or(|t| m.inference_types.contains(t)))
-        .filter(|m| customization.as_ref().is_none_or(|c| m.customizations.contains(c)))
+        .filter(|m| {
+            filters
+                .by_provider
+                .as_ref()
+                .is_none_or(|p| m.provider.eq_ignore_ascii_case(p))
+        })
+        .filter(|m| {
+            modality
+                .as_ref()
+                .is_none_or(|o| m.output_modalities.contains(o))
+        })
+        .filter(|m| {
+            inference
+                .as_ref()
+                .is_none_or(|t| m.inference_types.contains(t))
+        })
+        .filter(|m| {
+            customization
+                .as_ref()
+                .is_none_or(|c| m.customizations.contains(c))
+        })
         .map(|m| summary(region, m, now))
         .collect();
     Ok(Json(json!({ "modelSummaries": summaries })).into_response())
 }
 
-pub async fn get_foundation_model(State(state): State<AppState>, Path(identifier): Path<String>) -> Result<Response, BedrockError> {
-    let id = identifier.rsplit_once(":foundation-model/").map_or(identifier.as_str(), |(_, id)| id);
+pub async fn get_foundation_model(
+    State(state): State<AppState>,
+    Path(identifier): Path<String>,
+) -> Result<Response, BedrockError> {
+    let id = identifier
+        .rsplit_once(":foundation-model/")
+        .map_or(identifier.as_str(), |(_, id)| id);
     let entry = state.core.catalog().get(id).ok_or_else(|| BedrockError {
         code: BedrockErrorCode::ResourceNotFound,
         message: format!("foundation model {identifier} is not in this server's catalog"),
     })?;
-    Ok(Json(json!({ "modelDetails": summary(state.core.region(), entry, OffsetDateTime::now_utc()) })).into_response())
+    Ok(Json(
+        json!({ "modelDetails": summary(state.core.region(), entry, OffsetDateTime::now_utc()) }),
+    )
+    .into_response())
 }

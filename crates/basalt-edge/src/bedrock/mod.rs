@@ -13,10 +13,22 @@ use crate::AppState;
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/model/{model_id}/converse", post(runtime::converse))
-        .route("/model/{model_id}/converse-stream", post(runtime::converse_stream))
+        .route(
+            "/model/{model_id}/converse-stream",
+            post(runtime::converse_stream),
+        )
         .route("/model/{model_id}/invoke", post(runtime::invoke_model))
-        .route("/model/{model_id}/invoke-with-response-stream", post(runtime::invoke_model_stream))
-        .route("/model/{model_id}/count-tokens", post(runtime::count_tokens))
+        .route(
+            "/model/{model_id}/invoke-with-response-stream",
+            post(runtime::invoke_model_stream),
+        )
+        .route(
+            "/model/{model_id}/count-tokens",
+            post(runtime::count_tokens),
+        )
         .route("/foundation-models", get(control::list_foundation_models))
-        .route("/foundation-models/{model_id}", get(control::get_foundation_model))
+        .route(
+            "/foundation-models/{model_id}",
+            get(control::get_foundation_model),
+        )
 }

@@ -8,11 +8,11 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use base64::Engine as _;
 use basalt_core::catalog::NativeBody;
 use basalt_core::keys::Principal;
 use basalt_core::types::{CompletionRequest, GenerationDelta, StopReason, TokenUsage};
 use basalt_core::{Basalt, CallContext, MeteredStream};
+use base64::Engine as _;
 use futures::StreamExt;
 use serde_json::{json, Value};
 
@@ -32,7 +32,10 @@ fn usage_json(usage: &TokenUsage) -> Value {
 
 fn with_lifecycle(mut response: Response, core: &Basalt, model_id: &str) -> Response {
     if core.is_legacy(model_id) {
-        response.headers_mut().insert("x-basalt-model-lifecycle", HeaderValue::from_static("LEGACY"));
+        response.headers_mut().insert(
+            "x-basalt-model-lifecycle",
+            HeaderValue::from_static("LEGACY"),
+        );
     }
     response
 }
@@ -45,14 +48,21 @@ pub async fn converse(
     body: Bytes,
 ) -> Result<Response, BedrockError> {
     let request = parse_json::<ConverseBody>(&body)?.into_chat_request(&model_id)?;
-    let generation = state.core.chat(context(principal, request_id, "Converse"), request).await?;
+    let generation = state
+        .core
+        .chat(context(principal, request_id, "Converse"), request)
+        .await?;
     let body = json!({
         "output": { "message": { "role": "assistant", "content": [ { "text": generation.text } ] } },
         "stopReason": generation.stop_reason.as_bedrock(),
         "usage": usage_json(&generation.usage),
         "metrics": { "latencyMs": generation.latency_ms },
     });
-    Ok(with_lifecycle(Json(body).into_response(), &state.core, &model_id))
+    Ok(with_lifecycle(
+        Json(body).into_response(),
+        &state.core,
+        &model_id,
+    ))
 }
 
 /// Waits for the first delta so that a failure before any output is a plain HTTP
@@ -65,9 +75,14 @@ async fn first_delta(stream: &mut MeteredStream) -> Result<Option<GenerationDelt
 }
 
 fn event_stream_response(frames: tokio::sync::mpsc::Receiver<Bytes>) -> Response {
-    let body = Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(frames).map(Ok::<_, std::convert::Infallible>));
+    let body = Body::from_stream(
+        tokio_stream::wrappers::ReceiverStream::new(frames).map(Ok::<_, std::convert::Infallible>),
+    );
     let mut response = (StatusCode::OK, body).into_response();
-    response.headers_mut().insert("content-type", HeaderValue::from_static(eventstream::CONTENT_TYPE));
+    response.headers_mut().insert(
+        "content-type",
+        HeaderValue::from_static(eventstream::CONTENT_TYPE),
+    );
     response
 }
 
@@ -79,21 +94,43 @@ pub async fn converse_stream(
     body: Bytes,
 ) -> Result<Response, BedrockError> {
     let request = parse_json::<ConverseBody>(&body)?.into_chat_request(&model_id)?;
-    let mut stream = state.core.chat_stream(context(principal, request_id, "ConverseStream"), request).await?;
+    let mut stream = state
+        .core
+        .chat_stream(context(principal, request_id, "ConverseStream"), request)
+        .await?;
     let first = first_delta(&mut stream).await?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
     tokio::spawn(async move {
-        let _ = tx.send(eventstream::event("messageStart", &json!({ "role": "assistant" }))).await;
+        let _ = tx
+            .send(eventstream::event(
+                "messageStart",
+                &json!({ "role": "assistant" }),
+            ))
+            .await;
         let mut next = first;
         while let Some(delta) = next {
             let frames: Vec<Bytes> = match delta {
                 GenerationDelta::Text(text) => {
-                    vec![eventstream::event("contentBlockDelta", &json!({ "contentBlockIndex": 0, "delta": { "text": text } }))]
+                    vec![eventstream::event(
+                        "contentBlockDelta",
+                        &json!({ "contentBlockIndex": 0, "delta": { "text": text } }),
+                    )]
                 }
-                GenerationDelta::End { stop_reason, usage, latency_ms, .. } => vec![
+                GenerationDelta::End {
+                    stop_reason,
+                    usage,
+                    latency_ms,
+                    ..
+                } => vec![
                     eventstream::event("contentBlockStop", &json!({ "contentBlockIndex": 0 })),
-                    eventstream::event("messageStop", &json!({ "stopReason": stop_reason.as_bedrock() })),
-                    eventstream::event("metadata", &json!({ "usage": usage_json(&usage), "metrics": { "latencyMs": latency_ms } })),
+                    eventstream::event(
+                        "messageStop",
+                        &json!({ "stopReason": stop_reason.as_bedrock() }),
+                    ),
+                    eventstream::event(
+                        "metadata",
+                        &json!({ "usage": usage_json(&usage), "metrics": { "latencyMs": latency_ms } }),
+                    ),
                 ],
                 GenerationDelta::Error(e) => vec![eventstream::exception(&BedrockError::from(e))],
             };
@@ -105,14 +142,20 @@ pub async fn converse_stream(
             next = stream.next().await;
         }
     });
-    Ok(with_lifecycle(event_stream_response(rx), &state.core, &model_id))
+    Ok(with_lifecycle(
+        event_stream_response(rx),
+        &state.core,
+        &model_id,
+    ))
 }
 
 fn check_accept(headers: &HeaderMap, name: &str) -> Result<(), BedrockError> {
     match headers.get(name).and_then(|v| v.to_str().ok()) {
         None => Ok(()),
         Some(v) if v.contains("application/json") || v.contains("*/*") => Ok(()),
-        Some(v) => Err(BedrockError::validation(format!("{name} {v} is not supported; this model answers application/json"))),
+        Some(v) => Err(BedrockError::validation(format!(
+            "{name} {v} is not supported; this model answers application/json"
+        ))),
     }
 }
 
@@ -126,8 +169,14 @@ fn llama_stop_reason(reason: StopReason) -> &'static str {
 fn invoke_headers(response: &mut Response, usage: &TokenUsage, latency_ms: u64) {
     let h = response.headers_mut();
     for (name, value) in [
-        ("x-amzn-bedrock-input-token-count", usage.input_tokens as u64),
-        ("x-amzn-bedrock-output-token-count", usage.output_tokens as u64),
+        (
+            "x-amzn-bedrock-input-token-count",
+            usage.input_tokens as u64,
+        ),
+        (
+            "x-amzn-bedrock-output-token-count",
+            usage.output_tokens as u64,
+        ),
         ("x-amzn-bedrock-invocation-latency", latency_ms),
     ] {
         if let Ok(v) = HeaderValue::from_str(&value.to_string()) {
@@ -136,7 +185,12 @@ fn invoke_headers(response: &mut Response, usage: &TokenUsage, latency_ms: u64) 
     }
 }
 
-async fn embed_titan(core: &Arc<Basalt>, ctx: CallContext, model_id: &str, body: &[u8]) -> Result<(Value, TokenUsage, u64), BedrockError> {
+async fn embed_titan(
+    core: &Arc<Basalt>,
+    ctx: CallContext,
+    model_id: &str,
+    body: &[u8],
+) -> Result<(Value, TokenUsage, u64), BedrockError> {
     let request = parse_json::<TitanEmbedBody>(body)?;
     let dimensions = core.embedding_dimensions(model_id)?;
     if let Some(d) = request.dimensions {
@@ -145,11 +199,15 @@ async fn embed_titan(core: &Arc<Basalt>, ctx: CallContext, model_id: &str, body:
         }
     }
     if request.normalize == Some(false) {
-        return Err(BedrockError::validation("normalize=false is not supported; this model returns normalised vectors"));
+        return Err(BedrockError::validation(
+            "normalize=false is not supported; this model returns normalised vectors",
+        ));
     }
     if let Some(types) = &request.embedding_types {
         if types.iter().any(|t| t != "float") {
-            return Err(BedrockError::validation("embeddingTypes supports only \"float\""));
+            return Err(BedrockError::validation(
+                "embeddingTypes supports only \"float\"",
+            ));
         }
     }
     let started = ctx.started;
@@ -160,7 +218,14 @@ async fn embed_titan(core: &Arc<Basalt>, ctx: CallContext, model_id: &str, body:
     if request.embedding_types.is_some() {
         out["embeddingsByType"] = json!({ "float": out["embedding"].clone() });
     }
-    Ok((out, TokenUsage { input_tokens: tokens, ..TokenUsage::default() }, started.elapsed().as_millis() as u64))
+    Ok((
+        out,
+        TokenUsage {
+            input_tokens: tokens,
+            ..TokenUsage::default()
+        },
+        started.elapsed().as_millis() as u64,
+    ))
 }
 
 pub async fn invoke_model(
@@ -178,7 +243,17 @@ pub async fn invoke_model(
         NativeBody::MetaLlama => {
             let request = parse_json::<LlamaBody>(&body)?;
             let params = request.params()?;
-            let generation = state.core.complete(ctx, CompletionRequest { model_id: model_id.clone(), prompt: request.prompt, params }).await?;
+            let generation = state
+                .core
+                .complete(
+                    ctx,
+                    CompletionRequest {
+                        model_id: model_id.clone(),
+                        prompt: request.prompt,
+                        params,
+                    },
+                )
+                .await?;
             let out = json!({
                 "generation": generation.text,
                 "prompt_token_count": generation.usage.input_tokens,
@@ -195,7 +270,8 @@ pub async fn invoke_model(
 }
 
 fn chunk(payload: &Value) -> Bytes {
-    let encoded = base64::engine::general_purpose::STANDARD.encode(serde_json::to_vec(payload).unwrap_or_default());
+    let encoded = base64::engine::general_purpose::STANDARD
+        .encode(serde_json::to_vec(payload).unwrap_or_default());
     eventstream::event("chunk", &json!({ "bytes": encoded }))
 }
 
@@ -210,15 +286,27 @@ pub async fn invoke_model_stream(
     check_accept(&headers, "x-amzn-bedrock-accept")?;
     let entry = state.core.resolve(&model_id)?;
     if entry.native_body != NativeBody::MetaLlama || !entry.streaming {
-        return Err(BedrockError::validation(format!("model {model_id} does not support response streaming")));
+        return Err(BedrockError::validation(format!(
+            "model {model_id} does not support response streaming"
+        )));
     }
     let request = parse_json::<LlamaBody>(&body)?;
     let params = request.params()?;
-    let prompt_tokens = state.core.count_text_tokens(&model_id, &request.prompt).await?;
+    let prompt_tokens = state
+        .core
+        .count_text_tokens(&model_id, &request.prompt)
+        .await?;
     let ctx = context(principal, request_id, "InvokeModelWithResponseStream");
     let mut stream = state
         .core
-        .completion_stream(ctx, CompletionRequest { model_id: model_id.clone(), prompt: request.prompt, params })
+        .completion_stream(
+            ctx,
+            CompletionRequest {
+                model_id: model_id.clone(),
+                prompt: request.prompt,
+                params,
+            },
+        )
         .await?;
     let first = first_delta(&mut stream).await?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
@@ -230,11 +318,22 @@ pub async fn invoke_model_stream(
             let frame = match delta {
                 GenerationDelta::Text(text) => {
                     generated += 1;
-                    let prompt_count = if first_chunk { json!(prompt_tokens) } else { Value::Null };
+                    let prompt_count = if first_chunk {
+                        json!(prompt_tokens)
+                    } else {
+                        Value::Null
+                    };
                     first_chunk = false;
-                    chunk(&json!({ "generation": text, "prompt_token_count": prompt_count, "generation_token_count": generated, "stop_reason": null }))
+                    chunk(
+                        &json!({ "generation": text, "prompt_token_count": prompt_count, "generation_token_count": generated, "stop_reason": null }),
+                    )
                 }
-                GenerationDelta::End { stop_reason, usage, latency_ms, first_token_ms } => chunk(&json!({
+                GenerationDelta::End {
+                    stop_reason,
+                    usage,
+                    latency_ms,
+                    first_token_ms,
+                } => chunk(&json!({
                     "generation": "",
                     "prompt_token_count": if first_chunk { json!(usage.input_tokens) } else { Value::Null },
                     "generation_token_count": usage.output_tokens,
@@ -255,7 +354,10 @@ pub async fn invoke_model_stream(
         }
     });
     let mut response = event_stream_response(rx);
-    response.headers_mut().insert("x-amzn-bedrock-content-type", HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(
+        "x-amzn-bedrock-content-type",
+        HeaderValue::from_static("application/json"),
+    );
     Ok(with_lifecycle(response, &state.core, &model_id))
 }
 
@@ -267,23 +369,27 @@ pub async fn count_tokens(
     let request = parse_json::<CountTokensBody>(&body)?;
     let mut members = request.input.into_iter();
     let (Some((kind, value)), None) = (members.next(), members.next()) else {
-        return Err(BedrockError::validation("input must set exactly one of converse, invokeModel"));
+        return Err(BedrockError::validation(
+            "input must set exactly one of converse, invokeModel",
+        ));
     };
     let input_tokens = match kind.as_str() {
         "converse" => {
-            let converse: ConverseBody = serde_json::from_value(value)
-                .map_err(|e| BedrockError::validation(format!("input.converse is malformed: {e}")))?;
+            let converse: ConverseBody = serde_json::from_value(value).map_err(|e| {
+                BedrockError::validation(format!("input.converse is malformed: {e}"))
+            })?;
             let request = converse.into_chat_request(&model_id)?;
             state.core.count_chat_tokens(&request).await?
         }
         "invokeModel" => {
-            let encoded = value
-                .get("body")
-                .and_then(Value::as_str)
-                .ok_or_else(|| BedrockError::validation("input.invokeModel.body must be a base64 string"))?;
+            let encoded = value.get("body").and_then(Value::as_str).ok_or_else(|| {
+                BedrockError::validation("input.invokeModel.body must be a base64 string")
+            })?;
             let raw = base64::engine::general_purpose::STANDARD
                 .decode(encoded)
-                .map_err(|e| BedrockError::validation(format!("input.invokeModel.body is not base64: {e}")))?;
+                .map_err(|e| {
+                    BedrockError::validation(format!("input.invokeModel.body is not base64: {e}"))
+                })?;
             let entry = state.core.resolve(&model_id)?;
             let text = match entry.native_body {
                 NativeBody::MetaLlama => parse_json::<LlamaBody>(&raw)?.prompt,
@@ -291,7 +397,11 @@ pub async fn count_tokens(
             };
             state.core.count_text_tokens(&model_id, &text).await?
         }
-        other => return Err(BedrockError::validation(format!("input.{other} is not supported; use converse or invokeModel"))),
+        other => {
+            return Err(BedrockError::validation(format!(
+                "input.{other} is not supported; use converse or invokeModel"
+            )))
+        }
     };
     Ok(Json(json!({ "inputTokens": input_tokens })).into_response())
 }

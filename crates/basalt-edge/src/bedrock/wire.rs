@@ -14,9 +14,20 @@ use crate::error::BedrockError;
 /// Parses a JSON body into `T`, mapping every failure to a ValidationException.
 pub fn parse_json<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, BedrockError> {
     if body.is_empty() {
-        return Err(BedrockError::validation("the request body is empty; expected a JSON object"));
+        return Err(BedrockError::validation(
+            "the request body is empty; expected a JSON object",
+        ));
     }
-    serde_json::from_slice(body).map_err(|e| BedrockError::validation(format!("malformed request body: {e}")))
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if inner.is_syntax() || inner.is_eof() || path == "." {
+            BedrockError::validation(format!("malformed request body: {inner}"))
+        } else {
+            BedrockError::validation(format!("malformed request body at {path}: {inner}"))
+        }
+    })
 }
 
 #[derive(Debug, Deserialize)]
@@ -53,14 +64,32 @@ pub struct WireInferenceConfig {
 }
 
 const CONTENT_MEMBERS: &[&str] = &[
-    "text", "image", "document", "video", "audio", "toolUse", "toolResult", "guardContent", "cachePoint",
-    "reasoningContent", "citationsContent", "searchResult", "toolAddition", "toolRemoval",
+    "text",
+    "image",
+    "document",
+    "video",
+    "audio",
+    "toolUse",
+    "toolResult",
+    "guardContent",
+    "cachePoint",
+    "reasoningContent",
+    "citationsContent",
+    "searchResult",
+    "toolAddition",
+    "toolRemoval",
 ];
 
-fn single_member<'a>(map: &'a Map<String, Value>, at: &str, members: &[&str]) -> Result<(&'a str, &'a Value), BedrockError> {
+fn single_member<'a>(
+    map: &'a Map<String, Value>,
+    at: &str,
+    members: &[&str],
+) -> Result<(&'a str, &'a Value), BedrockError> {
     let mut iter = map.iter();
     let (Some((key, value)), None) = (iter.next(), iter.next()) else {
-        return Err(BedrockError::validation(format!("{at} must set exactly one member")));
+        return Err(BedrockError::validation(format!(
+            "{at} must set exactly one member"
+        )));
     };
     if !members.contains(&key.as_str()) {
         return Err(BedrockError::validation(format!(
@@ -72,20 +101,29 @@ fn single_member<'a>(map: &'a Map<String, Value>, at: &str, members: &[&str]) ->
 }
 
 fn text_of(value: &Value, at: &str) -> Result<String, BedrockError> {
-    value.as_str().map(str::to_string).ok_or_else(|| BedrockError::validation(format!("{at}.text must be a string")))
+    value
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| BedrockError::validation(format!("{at}.text must be a string")))
 }
 
 impl ConverseBody {
     /// Translates to the core's chat request.
     pub fn into_chat_request(self, model_id: &str) -> Result<ChatRequest, BedrockError> {
         if self.guardrail_config.is_some() {
-            return Err(BedrockError::validation("guardrailConfig is not supported by this server yet"));
+            return Err(BedrockError::validation(
+                "guardrailConfig is not supported by this server yet",
+            ));
         }
         if self.output_config.is_some() {
-            return Err(BedrockError::validation("outputConfig (structured output) is not supported by this server yet"));
+            return Err(BedrockError::validation(
+                "outputConfig (structured output) is not supported by this server yet",
+            ));
         }
         if self.prompt_variables.is_some() {
-            return Err(BedrockError::validation("promptVariables apply to prompt resources, which this server does not have"));
+            return Err(BedrockError::validation(
+                "promptVariables apply to prompt resources, which this server does not have",
+            ));
         }
         let mut system = Vec::new();
         for (i, block) in self.system.iter().enumerate() {
@@ -93,10 +131,16 @@ impl ConverseBody {
             match single_member(block, &at, &["text", "guardContent", "cachePoint"])? {
                 ("text", v) => system.push(text_of(v, &at)?),
                 ("cachePoint", _) => {} // every prefix is cached; the marker needs no action
-                (other, _) => return Err(BedrockError::validation(format!("{at}: {other} is not supported by this server yet"))),
+                (other, _) => {
+                    return Err(BedrockError::validation(format!(
+                        "{at}: {other} is not supported by this server yet"
+                    )))
+                }
             }
         }
-        let messages = self.messages.ok_or_else(|| BedrockError::validation("messages is required"))?;
+        let messages = self
+            .messages
+            .ok_or_else(|| BedrockError::validation("messages is required"))?;
         let mut out = Vec::with_capacity(messages.len());
         for (i, m) in messages.into_iter().enumerate() {
             let role = match m.role.as_str() {
@@ -114,7 +158,9 @@ impl ConverseBody {
                 match single_member(block, &at, CONTENT_MEMBERS)? {
                     ("text", v) => content.push(ContentBlock::Text(text_of(v, &at)?)),
                     ("cachePoint", _) => {}
-                    (kind, _) => content.push(ContentBlock::Other { kind: kind.to_string() }),
+                    (kind, _) => content.push(ContentBlock::Other {
+                        kind: kind.to_string(),
+                    }),
                 }
             }
             out.push(Message { role, content });
@@ -123,16 +169,25 @@ impl ConverseBody {
         if let Some(c) = self.inference_config {
             if let Some(t) = c.temperature {
                 if !(0.0..=1.0).contains(&t) {
-                    return Err(BedrockError::validation(format!("inferenceConfig.temperature {t} must be between 0 and 1")));
+                    return Err(BedrockError::validation(format!(
+                        "inferenceConfig.temperature {t} must be between 0 and 1"
+                    )));
                 }
             }
             if let Some(p) = c.top_p {
                 if !(0.0..=1.0).contains(&p) {
-                    return Err(BedrockError::validation(format!("inferenceConfig.topP {p} must be between 0 and 1")));
+                    return Err(BedrockError::validation(format!(
+                        "inferenceConfig.topP {p} must be between 0 and 1"
+                    )));
                 }
             }
-            if c.stop_sequences.as_ref().is_some_and(|s| s.iter().any(String::is_empty)) {
-                return Err(BedrockError::validation("inferenceConfig.stopSequences must not contain empty strings"));
+            if c.stop_sequences
+                .as_ref()
+                .is_some_and(|s| s.iter().any(String::is_empty))
+            {
+                return Err(BedrockError::validation(
+                    "inferenceConfig.stopSequences must not contain empty strings",
+                ));
             }
             params.max_tokens = c.max_tokens;
             params.temperature = c.temperature;
@@ -153,7 +208,10 @@ impl ConverseBody {
 }
 
 /// `additionalModelRequestFields` the local engine understands: `top_k` and `seed`.
-fn apply_additional_fields(extra: &Map<String, Value>, params: &mut InferenceParams) -> Result<(), BedrockError> {
+fn apply_additional_fields(
+    extra: &Map<String, Value>,
+    params: &mut InferenceParams,
+) -> Result<(), BedrockError> {
     for (key, value) in extra {
         match key.as_str() {
             "top_k" | "topK" => {
@@ -194,12 +252,16 @@ impl LlamaBody {
     pub fn params(&self) -> Result<InferenceParams, BedrockError> {
         if let Some(t) = self.temperature {
             if !(0.0..=1.0).contains(&t) {
-                return Err(BedrockError::validation(format!("temperature {t} must be between 0 and 1")));
+                return Err(BedrockError::validation(format!(
+                    "temperature {t} must be between 0 and 1"
+                )));
             }
         }
         if let Some(p) = self.top_p {
             if !(0.0..=1.0).contains(&p) {
-                return Err(BedrockError::validation(format!("top_p {p} must be between 0 and 1")));
+                return Err(BedrockError::validation(format!(
+                    "top_p {p} must be between 0 and 1"
+                )));
             }
         }
         Ok(InferenceParams {
@@ -251,13 +313,28 @@ mod tests {
     #[test]
     fn wrong_types_unknown_members_and_bad_roles_are_validation_errors() {
         for (body, expect) in [
-            (r#"{"messages":[{"role":"user","content":[{"text":"a"}]}],"inferenceConfig":{"maxTokens":"ten"}}"#, "maxTokens"),
-            (r#"{"messages":[{"role":"user","content":[{"bogus":{}}]}]}"#, "bogus"),
-            (r#"{"messages":[{"role":"user","content":[{"text":"a","image":{}}]}]}"#, "exactly one"),
-            (r#"{"messages":[{"role":"robot","content":[{"text":"a"}]}]}"#, "robot"),
+            (
+                r#"{"messages":[{"role":"user","content":[{"text":"a"}]}],"inferenceConfig":{"maxTokens":"ten"}}"#,
+                "maxTokens",
+            ),
+            (
+                r#"{"messages":[{"role":"user","content":[{"bogus":{}}]}]}"#,
+                "bogus",
+            ),
+            (
+                r#"{"messages":[{"role":"user","content":[{"text":"a","image":{}}]}]}"#,
+                "exactly one",
+            ),
+            (
+                r#"{"messages":[{"role":"robot","content":[{"text":"a"}]}]}"#,
+                "robot",
+            ),
             (r#"{"messages":"hello"}"#, "invalid type"),
             (r#"{not json"#, "malformed"),
-            (r#"{"messages":[{"role":"user","content":[{"text":"a"}]}],"additionalModelRequestFields":{"mirostat":1}}"#, "mirostat"),
+            (
+                r#"{"messages":[{"role":"user","content":[{"text":"a"}]}],"additionalModelRequestFields":{"mirostat":1}}"#,
+                "mirostat",
+            ),
         ] {
             let err = converse(body).expect_err(body);
             assert_eq!(err.code, crate::BedrockErrorCode::Validation, "{body}");
@@ -268,6 +345,11 @@ mod tests {
     #[test]
     fn non_text_blocks_are_carried_for_the_model_to_refuse() {
         let r = converse(r#"{"messages":[{"role":"user","content":[{"image":{"format":"png","source":{"bytes":""}}}]}]}"#).expect("parses");
-        assert_eq!(r.messages[0].content, vec![ContentBlock::Other { kind: "image".into() }]);
+        assert_eq!(
+            r.messages[0].content,
+            vec![ContentBlock::Other {
+                kind: "image".into()
+            }]
+        );
     }
 }

@@ -55,7 +55,12 @@ pub struct SamplingParams {
 
 impl Default for SamplingParams {
     fn default() -> Self {
-        Self { temperature: 0.0, top_p: 1.0, top_k: 0, seed: 0 }
+        Self {
+            temperature: 0.0,
+            top_p: 1.0,
+            top_k: 0,
+            seed: 0,
+        }
     }
 }
 
@@ -136,7 +141,9 @@ pub struct ChatEngine {
 
 impl std::fmt::Debug for ChatEngine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ChatEngine").field("config", &self.config).finish_non_exhaustive()
+        f.debug_struct("ChatEngine")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
     }
 }
 
@@ -162,7 +169,9 @@ impl ChatEngine {
             .to_string()
             .map_err(|e| load_err(e.to_string()))?;
         let vocab = model.vocab();
-        let piece = |t: LlamaToken| String::from_utf8_lossy(&vocab.token_to_piece(t, true, None)).into_owned();
+        let piece = |t: LlamaToken| {
+            String::from_utf8_lossy(&vocab.token_to_piece(t, true, None)).into_owned()
+        };
         let bos = piece(vocab.bos());
         let eos = piece(vocab.eos());
         let template = ChatTemplate::new(&template_source, &bos, &eos)?;
@@ -174,13 +183,32 @@ impl ChatEngine {
         };
         let counters = Arc::new(EngineCounters::default());
         let (jobs, receiver) = mpsc::sync_channel(config.queue_capacity.max(1));
-        let ready = scheduler::spawn(backend, Arc::clone(&model), config.clone(), receiver, Arc::clone(&counters))?;
-        ready.recv_timeout(Duration::from_secs(120)).map_err(|_| EngineError::Stopped)??;
-        Ok(Self { model, template, jobs, config, counters, context_train })
+        let ready = scheduler::spawn(
+            backend,
+            Arc::clone(&model),
+            config.clone(),
+            receiver,
+            Arc::clone(&counters),
+        )?;
+        ready
+            .recv_timeout(Duration::from_secs(120))
+            .map_err(|_| EngineError::Stopped)??;
+        Ok(Self {
+            model,
+            template,
+            jobs,
+            config,
+            counters,
+            context_train,
+        })
     }
 
     /// Renders messages with the model's chat template.
-    pub fn render(&self, messages: &[ChatMessage], add_generation_prompt: bool) -> Result<String, EngineError> {
+    pub fn render(
+        &self,
+        messages: &[ChatMessage],
+        add_generation_prompt: bool,
+    ) -> Result<String, EngineError> {
         self.template.render(messages, add_generation_prompt)
     }
 
@@ -232,9 +260,9 @@ impl ChatEngine {
         let job = scheduler::Job { request, events };
         match self.jobs.try_send(job) {
             Ok(()) => Ok(receiver),
-            Err(mpsc::TrySendError::Full(_)) => {
-                Err(EngineError::Overloaded { capacity: self.config.queue_capacity })
-            }
+            Err(mpsc::TrySendError::Full(_)) => Err(EngineError::Overloaded {
+                capacity: self.config.queue_capacity,
+            }),
             Err(mpsc::TrySendError::Disconnected(_)) => Err(EngineError::Stopped),
         }
     }
@@ -244,5 +272,8 @@ impl ChatEngine {
 pub fn is_gguf(path: &Path) -> bool {
     use std::io::Read;
     let mut magic = [0u8; 4];
-    std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut magic)).is_ok() && &magic == b"GGUF"
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut magic))
+        .is_ok()
+        && &magic == b"GGUF"
 }

@@ -20,7 +20,10 @@ use llama_cpp_2::token::LlamaToken;
 use tokio::sync::mpsc as tokio_mpsc;
 
 use super::stop::{StopMatcher, StopScan};
-use super::{ChatEngineConfig, EngineCounters, FinishReason, GenerationEvent, GenerationRequest, GenerationSummary};
+use super::{
+    ChatEngineConfig, EngineCounters, FinishReason, GenerationEvent, GenerationRequest,
+    GenerationSummary,
+};
 use crate::EngineError;
 
 /// A request handed to the scheduler.
@@ -75,7 +78,9 @@ pub(super) fn spawn(
             let ctx = match model.new_context(backend, params) {
                 Ok(ctx) => ctx,
                 Err(e) => {
-                    let _ = ready_tx.send(Err(EngineError::Compute(format!("cannot create context: {e}"))));
+                    let _ = ready_tx.send(Err(EngineError::Compute(format!(
+                        "cannot create context: {e}"
+                    ))));
                     return;
                 }
             };
@@ -97,10 +102,29 @@ struct Scheduler<'m> {
 }
 
 impl<'m> Scheduler<'m> {
-    fn new(model: &'m LlamaModel, ctx: LlamaContext<'m>, config: ChatEngineConfig, counters: Arc<EngineCounters>) -> Self {
-        let slots = (0..config.slots as i32).map(|seq| Slot { seq, cached: Vec::new(), active: None }).collect();
+    fn new(
+        model: &'m LlamaModel,
+        ctx: LlamaContext<'m>,
+        config: ChatEngineConfig,
+        counters: Arc<EngineCounters>,
+    ) -> Self {
+        let slots = (0..config.slots as i32)
+            .map(|seq| Slot {
+                seq,
+                cached: Vec::new(),
+                active: None,
+            })
+            .collect();
         let batch = LlamaBatch::new(config.batch_tokens as usize, config.slots as i32);
-        Self { model, ctx, config, counters, slots, waiting: VecDeque::new(), batch }
+        Self {
+            model,
+            ctx,
+            config,
+            counters,
+            slots,
+            waiting: VecDeque::new(),
+            batch,
+        }
     }
 
     fn run(mut self, jobs: mpsc::Receiver<Job>) {
@@ -128,7 +152,11 @@ impl<'m> Scheduler<'m> {
     fn drop_cancelled(&mut self) {
         self.waiting.retain(|job| !job.events.is_closed());
         for slot in &mut self.slots {
-            if slot.active.as_ref().is_some_and(|a| a.job.events.is_closed()) {
+            if slot
+                .active
+                .as_ref()
+                .is_some_and(|a| a.job.events.is_closed())
+            {
                 slot.active = None;
             }
         }
@@ -146,18 +174,26 @@ impl<'m> Scheduler<'m> {
                 .map(|(i, s)| (i, common_prefix(&s.cached, prompt)))
                 .max_by_key(|&(_, common)| common);
             let Some((index, common)) = best else { return };
-            let Some(job) = self.waiting.pop_front() else { return };
+            let Some(job) = self.waiting.pop_front() else {
+                return;
+            };
             // At least the last prompt token is recomputed: its logits start the answer.
             let reuse = common.min(job.request.prompt.len().saturating_sub(1));
             let slot = &mut self.slots[index];
-            if self.ctx.kv_cache_seq_rm(slot.seq, Some(reuse as u32), None).is_err() {
+            if self
+                .ctx
+                .kv_cache_seq_rm(slot.seq, Some(reuse as u32), None)
+                .is_err()
+            {
                 let _ = self.ctx.kv_cache_seq_rm(slot.seq, None, None);
                 slot.cached.clear();
             } else {
                 slot.cached.truncate(reuse);
             }
             let reused = slot.cached.len();
-            self.counters.prompt_tokens_reused.fetch_add(reused as u64, Ordering::Relaxed);
+            self.counters
+                .prompt_tokens_reused
+                .fetch_add(reused as u64, Ordering::Relaxed);
             let sampler = make_sampler(&job.request.sampling);
             let stops = StopMatcher::new(job.request.stop_sequences.clone());
             slot.active = Some(Active {
@@ -181,7 +217,9 @@ impl<'m> Scheduler<'m> {
         let mut used = 0usize;
         // Decoding slots first: one token each keeps every stream moving.
         for slot in &mut self.slots {
-            let Some(active) = slot.active.as_mut() else { continue };
+            let Some(active) = slot.active.as_mut() else {
+                continue;
+            };
             active.logits_at = None;
             if let Some(token) = active.pending.take() {
                 let pos = slot.cached.len() as i32;
@@ -196,7 +234,9 @@ impl<'m> Scheduler<'m> {
         }
         // Then prompt chunks, in slot order, within what is left of the budget.
         for slot in &mut self.slots {
-            let Some(active) = slot.active.as_mut() else { continue };
+            let Some(active) = slot.active.as_mut() else {
+                continue;
+            };
             let prompt = &active.job.request.prompt;
             if active.prompt_done >= prompt.len() || active.logits_at.is_some() {
                 continue;
@@ -210,7 +250,11 @@ impl<'m> Scheduler<'m> {
             for i in active.prompt_done..end {
                 let token = LlamaToken(prompt[i]);
                 let last = i + 1 == prompt.len();
-                if self.batch.add(token, slot.cached.len() as i32, &[slot.seq], last).is_err() {
+                if self
+                    .batch
+                    .add(token, slot.cached.len() as i32, &[slot.seq], last)
+                    .is_err()
+                {
                     break;
                 }
                 if last {
@@ -238,16 +282,24 @@ impl<'m> Scheduler<'m> {
     fn sample_all(&mut self) {
         let window = self.config.context_per_slot as usize;
         for slot in &mut self.slots {
-            let Some(active) = slot.active.as_mut() else { continue };
-            let Some(at) = active.logits_at.take() else { continue };
+            let Some(active) = slot.active.as_mut() else {
+                continue;
+            };
+            let Some(at) = active.logits_at.take() else {
+                continue;
+            };
             let token = active.sampler.sample(&self.ctx, at);
             let vocab = self.model.vocab();
             let outcome = if vocab.is_eog(token) {
                 Some(FinishReason::EndOfTurn)
             } else {
                 active.generated += 1;
-                self.counters.tokens_generated.fetch_add(1, Ordering::Relaxed);
-                active.partial_utf8.extend(vocab.token_to_piece(token, false, None));
+                self.counters
+                    .tokens_generated
+                    .fetch_add(1, Ordering::Relaxed);
+                active
+                    .partial_utf8
+                    .extend(vocab.token_to_piece(token, false, None));
                 let text = take_valid_utf8(&mut active.partial_utf8);
                 match active.stops.push(&text) {
                     StopScan::Stopped(before) => {
@@ -280,7 +332,9 @@ impl<'m> Scheduler<'m> {
                     completion_tokens: active.generated,
                 };
                 let _ = active.job.events.send(GenerationEvent::Finished(summary));
-                self.counters.requests_finished.fetch_add(1, Ordering::Relaxed);
+                self.counters
+                    .requests_finished
+                    .fetch_add(1, Ordering::Relaxed);
                 slot.active = None;
             }
         }
@@ -289,7 +343,12 @@ impl<'m> Scheduler<'m> {
     fn fail_all(&mut self, reason: String) {
         for slot in &mut self.slots {
             if let Some(active) = slot.active.take() {
-                let _ = active.job.events.send(GenerationEvent::Failed(EngineError::Compute(reason.clone())));
+                let _ = active
+                    .job
+                    .events
+                    .send(GenerationEvent::Failed(EngineError::Compute(
+                        reason.clone(),
+                    )));
             }
             let _ = self.ctx.kv_cache_seq_rm(slot.seq, None, None);
             slot.cached.clear();
@@ -320,7 +379,11 @@ fn make_sampler(params: &super::SamplingParams) -> LlamaSampler {
 }
 
 fn common_prefix(cached: &[LlamaToken], prompt: &[i32]) -> usize {
-    cached.iter().zip(prompt).take_while(|(c, p)| c.0 == **p).count()
+    cached
+        .iter()
+        .zip(prompt)
+        .take_while(|(c, p)| c.0 == **p)
+        .count()
 }
 
 /// Takes the longest valid UTF-8 prefix out of `bytes`, leaving an incomplete tail.

@@ -34,7 +34,11 @@ impl ChatTemplate {
         });
         env.add_template_owned(TEMPLATE_NAME, source.to_string())
             .map_err(|e| EngineError::Template(e.to_string()))?;
-        Ok(Self { env, bos_token: bos_token.to_string(), eos_token: eos_token.to_string() })
+        Ok(Self {
+            env,
+            bos_token: bos_token.to_string(),
+            eos_token: eos_token.to_string(),
+        })
     }
 
     /// Renders the conversation; with `add_generation_prompt` the text ends where the
@@ -44,8 +48,10 @@ impl ChatTemplate {
         messages: &[ChatMessage],
         add_generation_prompt: bool,
     ) -> Result<String, EngineError> {
-        let template =
-            self.env.get_template(TEMPLATE_NAME).map_err(|e| EngineError::Template(e.to_string()))?;
+        let template = self
+            .env
+            .get_template(TEMPLATE_NAME)
+            .map_err(|e| EngineError::Template(e.to_string()))?;
         let messages: Vec<_> = messages
             .iter()
             .map(|m| context! { role => m.role.as_str(), content => m.content.as_str() })
@@ -68,7 +74,10 @@ mod tests {
     const CHATML: &str = "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n' }}{% endif %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
 
     fn msg(role: &str, content: &str) -> ChatMessage {
-        ChatMessage { role: role.into(), content: content.into() }
+        ChatMessage {
+            role: role.into(),
+            content: content.into(),
+        }
     }
 
     #[test]
@@ -85,7 +94,14 @@ mod tests {
     fn renders_given_system_prompt_and_turns() {
         let t = ChatTemplate::new(CHATML, "", "<|im_end|>").expect("compiles");
         let out = t
-            .render(&[msg("system", "Be brief."), msg("user", "Hi"), msg("assistant", "Hello")], false)
+            .render(
+                &[
+                    msg("system", "Be brief."),
+                    msg("user", "Hi"),
+                    msg("assistant", "Hello"),
+                ],
+                false,
+            )
             .expect("renders");
         assert_eq!(
             out,

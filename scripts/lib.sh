@@ -1,0 +1,52 @@
+# Shared by the scripts: paths and the one-time installs. Source it; do not run it.
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/basalt/target}"
+export BASALT_BIN="$CARGO_TARGET_DIR/release/basalt"
+export BASALT_MODELS_DIR="${BASALT_MODELS_DIR:-$REPO/models}"
+VENV="$REPO/.venv"
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+# System packages the build needs: cmake and a C++ compiler for llama.cpp,
+# libclang for its bindgen bindings, openssl for the TLS relay in the client tests.
+install_system_packages() {
+  local missing=()
+  command -v cmake >/dev/null 2>&1 || missing+=(cmake)
+  command -v g++ >/dev/null 2>&1 || missing+=(g++)
+  command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+  if ! ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 && ! ls /usr/lib/x86_64-linux-gnu/libclang*.so* >/dev/null 2>&1; then
+    missing+=(libclang-dev clang)
+  fi
+  if [ ${#missing[@]} -gt 0 ]; then
+    log "installing system packages: ${missing[*]}"
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+}
+
+# Python environment with the pinned test clients (boto3, openai, pytest).
+install_python_clients() {
+  if [ ! -x "$VENV/bin/python" ]; then
+    log "creating $VENV"
+    python3 -m venv "$VENV"
+  fi
+  if ! cmp -s "$REPO/tests/clients/requirements.txt" "$VENV/.installed-requirements" 2>/dev/null; then
+    log "installing pinned Python clients"
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check -r "$REPO/tests/clients/requirements.txt"
+    cp "$REPO/tests/clients/requirements.txt" "$VENV/.installed-requirements"
+  fi
+}
+
+build_release() {
+  log "building basalt (release, native CPU features) into $CARGO_TARGET_DIR"
+  (cd "$REPO" && cargo build --release --locked --bin basalt)
+}
+
+fetch_models() {
+  log "fetching and verifying models into $BASALT_MODELS_DIR"
+  "$BASALT_BIN" models fetch --models-dir "$BASALT_MODELS_DIR"
+}
