@@ -19,6 +19,9 @@ pub enum EngineKind {
     LlamaCpp,
     /// A BERT sentence-embedding model on candle.
     CandleBert,
+    /// No model: answers with the request's last user message at once. For measuring
+    /// the gateway's own overhead and for smoke tests.
+    Echo,
 }
 
 /// The native InvokeModel body a model takes.
@@ -78,8 +81,8 @@ pub struct ModelEntry {
     pub name: String,
     pub provider: String,
     pub engine: EngineKind,
-    /// Key into [`Catalog::weights`].
-    pub weights: String,
+    /// Key into [`Catalog::weights`]; `None` only for [`EngineKind::Echo`].
+    pub weights: Option<String>,
     pub native_body: NativeBody,
     pub input_modalities: Vec<String>,
     pub output_modalities: Vec<String>,
@@ -191,22 +194,32 @@ impl Catalog {
                     "a model ID must be pinned and versioned, like provider.name-v1:0",
                 ));
             }
-            if !config.weights.contains_key(&m.weights) {
-                return Err(invalid(
-                    id,
-                    format!("weights {:?} is not defined under [weights]", m.weights),
-                ));
-            }
             let engine = match m.engine.as_str() {
                 "llama.cpp" => EngineKind::LlamaCpp,
                 "candle-bert" => EngineKind::CandleBert,
+                "echo" => EngineKind::Echo,
                 other => {
                     return Err(invalid(
                         id,
-                        format!("engine {other:?} is not one of llama.cpp, candle-bert"),
+                        format!("engine {other:?} is not one of llama.cpp, candle-bert, echo"),
                     ))
                 }
             };
+            match (&m.weights, engine) {
+                (Some(_), EngineKind::Echo) => {
+                    return Err(invalid(id, "an echo model has no weights; remove weights"))
+                }
+                (None, EngineKind::LlamaCpp | EngineKind::CandleBert) => {
+                    return Err(invalid(id, "weights is required: a key of [weights]"))
+                }
+                (Some(w), _) if !config.weights.contains_key(w) => {
+                    return Err(invalid(
+                        id,
+                        format!("weights {w:?} is not defined under [weights]"),
+                    ))
+                }
+                _ => {}
+            }
             let native_body = match m.native_body.as_str() {
                 "meta-llama" => NativeBody::MetaLlama,
                 "titan-embed" => NativeBody::TitanEmbed,
@@ -218,10 +231,11 @@ impl Catalog {
                 }
             };
             let embedding = m.output_modalities.iter().any(|o| o == "EMBEDDING");
-            if embedding != (engine == EngineKind::CandleBert)
+            if engine != EngineKind::Echo && embedding != (engine == EngineKind::CandleBert)
                 || embedding != (native_body == NativeBody::TitanEmbed)
+                || (engine == EngineKind::Echo && embedding)
             {
-                return Err(invalid(id, "embedding models use engine candle-bert and native_body titan-embed; chat models llama.cpp and meta-llama"));
+                return Err(invalid(id, "embedding models use engine candle-bert and native_body titan-embed; chat models llama.cpp (or echo) and meta-llama"));
             }
             for (field, values, allowed) in [
                 ("input_modalities", &m.input_modalities, MODALITIES),

@@ -145,10 +145,12 @@ pub struct ModelConfig {
     pub id: String,
     pub name: String,
     pub provider: String,
-    /// `llama.cpp` (GGUF chat) or `candle-bert` (sentence embeddings).
+    /// `llama.cpp` (GGUF chat), `candle-bert` (sentence embeddings) or `echo` (answers
+    /// with the last user message at once, no model: for measuring the gateway alone).
     pub engine: String,
-    /// A key of `[weights]`.
-    pub weights: String,
+    /// A key of `[weights]` (not for `echo`).
+    #[serde(default)]
+    pub weights: Option<String>,
     /// The native InvokeModel body: `meta-llama` or `titan-embed`.
     pub native_body: String,
     pub input_modalities: Vec<String>,

@@ -223,3 +223,100 @@ impl EmbeddingProvider for LocalEmbedding {
         Ok(out.into_iter().map(|e| (e.vector, e.tokens)).unzip())
     }
 }
+
+/// A provider with no model: it answers with the last user message (or the prompt) at
+/// once, cut to `max_tokens` words. It exists to measure the gateway alone.
+#[derive(Debug, Clone, Default)]
+pub struct Echo;
+
+fn words(text: &str) -> u32 {
+    text.split_whitespace().count() as u32
+}
+
+impl Echo {
+    fn answer(text: &str, input_tokens: u32, max_tokens: u32) -> DeltaStream {
+        let all: Vec<&str> = text.split_whitespace().collect();
+        let (kept, stop_reason) = if all.len() > max_tokens as usize {
+            (&all[..max_tokens as usize], StopReason::MaxTokens)
+        } else {
+            (&all[..], StopReason::EndTurn)
+        };
+        let usage = TokenUsage {
+            input_tokens,
+            output_tokens: kept.len() as u32,
+            cache_read_input_tokens: 0,
+        };
+        let deltas = vec![
+            GenerationDelta::Text(kept.join(" ")),
+            GenerationDelta::End {
+                stop_reason,
+                usage,
+                latency_ms: 0,
+                first_token_ms: None,
+            },
+        ];
+        Box::pin(futures::stream::iter(deltas))
+    }
+
+    fn flatten(request: &ChatRequest) -> String {
+        let mut text = request.system.join(" ");
+        for m in &request.messages {
+            for b in &m.content {
+                if let ContentBlock::Text(t) = b {
+                    text.push(' ');
+                    text.push_str(t);
+                }
+            }
+        }
+        text
+    }
+}
+
+#[async_trait]
+impl ChatProvider for Echo {
+    async fn count_chat_tokens(&self, request: &ChatRequest) -> Result<u32, CoreError> {
+        Ok(words(&Self::flatten(request)))
+    }
+
+    async fn count_prompt_tokens(&self, prompt: &str) -> Result<u32, CoreError> {
+        Ok(words(prompt))
+    }
+
+    fn context_window(&self) -> u32 {
+        1 << 20
+    }
+
+    async fn chat(&self, request: &ChatRequest, max_tokens: u32) -> Result<DeltaStream, CoreError> {
+        let last = request
+            .messages
+            .last()
+            .map(|m| {
+                m.content
+                    .iter()
+                    .filter_map(|b| {
+                        if let ContentBlock::Text(t) = b {
+                            Some(t.as_str())
+                        } else {
+                            None
+                        }
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .unwrap_or_default();
+        Ok(Self::answer(
+            &last,
+            words(&Self::flatten(request)),
+            max_tokens,
+        ))
+    }
+
+    async fn complete(
+        &self,
+        prompt: &str,
+        _params: &InferenceParams,
+        max_tokens: u32,
+    ) -> Result<DeltaStream, CoreError> {
+        Ok(Self::answer(prompt, words(prompt), max_tokens))
+    }
+}

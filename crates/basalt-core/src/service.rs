@@ -19,7 +19,9 @@ use crate::config::{ConfigFile, EngineConfig, LimitsConfig};
 use crate::keys::{KeyService, Principal};
 use crate::metering::Meter;
 use crate::model_fetch::verify_weights;
-use crate::provider::{ChatProvider, DeltaStream, EmbeddingProvider, LocalChat, LocalEmbedding};
+use crate::provider::{
+    ChatProvider, DeltaStream, Echo, EmbeddingProvider, LocalChat, LocalEmbedding,
+};
 use crate::types::{
     ChatRequest, CompletionRequest, Embeddings, Generation, GenerationDelta, InferenceParams, Role,
     TokenUsage,
@@ -92,11 +94,16 @@ impl Basalt {
             if entry.lifecycle.status_at(now) == LifecycleStatus::Eol {
                 continue;
             }
+            if entry.engine == EngineKind::Echo {
+                chat.insert(entry.id.clone(), Arc::new(Echo));
+                continue;
+            }
+            let weights_name = entry.weights.clone().unwrap_or_default();
             let weights = catalog
                 .weights()
-                .get(&entry.weights)
-                .ok_or_else(|| CoreError::Internal(format!("weights {} missing", entry.weights)))?;
-            let dir = match verify_weights(models_dir, &entry.weights, weights) {
+                .get(&weights_name)
+                .ok_or_else(|| CoreError::Internal(format!("weights {weights_name} missing")))?;
+            let dir = match verify_weights(models_dir, &weights_name, weights) {
                 Ok(dir) => dir,
                 Err(e) => {
                     return Err(CoreError::ServiceUnavailable(format!(
@@ -107,7 +114,7 @@ impl Basalt {
             };
             match entry.engine {
                 EngineKind::LlamaCpp => {
-                    let engine = match chat_by_weights.get(&entry.weights) {
+                    let engine = match chat_by_weights.get(&weights_name) {
                         Some(e) => Arc::clone(e),
                         None => {
                             let file = weights
@@ -118,14 +125,15 @@ impl Basalt {
                             tracing::info!(model = %entry.id, file = %file.display(), "loading chat model");
                             let engine =
                                 Arc::new(ChatEngine::load(chat_config(&config.engine, file))?);
-                            chat_by_weights.insert(entry.weights.clone(), Arc::clone(&engine));
+                            chat_by_weights.insert(weights_name.clone(), Arc::clone(&engine));
                             engine
                         }
                     };
                     chat.insert(entry.id.clone(), Arc::new(LocalChat::new(engine)));
                 }
+                EngineKind::Echo => {}
                 EngineKind::CandleBert => {
-                    let engine = match embed_by_weights.get(&entry.weights) {
+                    let engine = match embed_by_weights.get(&weights_name) {
                         Some(e) => Arc::clone(e),
                         None => {
                             tracing::info!(model = %entry.id, dir = %dir.display(), "loading embedding model");
@@ -134,7 +142,7 @@ impl Basalt {
                                 max_tokens: entry.max_input_tokens.unwrap_or(512) as usize,
                                 batch_size: config.engine.embedding_batch.max(1),
                             })?);
-                            embed_by_weights.insert(entry.weights.clone(), Arc::clone(&engine));
+                            embed_by_weights.insert(weights_name.clone(), Arc::clone(&engine));
                             engine
                         }
                     };

@@ -202,19 +202,19 @@ fn models(paths: &Paths, command: ModelsCommand) -> Result<()> {
         }
         ModelsCommand::List => {
             for m in &config.models {
-                let status = match config
+                let weights = m.weights.as_deref().unwrap_or("-");
+                let status = match m
                     .weights
-                    .get(&m.weights)
-                    .map(|w| verify_weights(&dir, &m.weights, w))
+                    .as_ref()
+                    .and_then(|w| config.weights.get(w).map(|c| (w, c)))
                 {
-                    Some(Ok(_)) => "verified".to_string(),
-                    Some(Err(e)) => format!("not ready: {e}"),
-                    None => "no weights".into(),
+                    Some((name, w)) => match verify_weights(&dir, name, w) {
+                        Ok(_) => "verified".to_string(),
+                        Err(e) => format!("not ready: {e}"),
+                    },
+                    None => "no weights needed".into(),
                 };
-                println!(
-                    "{}\t{}\t{}\t{}",
-                    m.id, m.lifecycle.status, m.weights, status
-                );
+                println!("{}\t{}\t{}\t{}", m.id, m.lifecycle.status, weights, status);
             }
         }
     }
@@ -329,7 +329,7 @@ fn usage(paths: &Paths, since: &str, until: Option<&str>, json: bool) -> Result<
             .collect();
         println!(
             "{}",
-            serde_json::json!({ "since_ms": since_ms, "until_ms": until_ms.min(i64::MAX), "rows": rows })
+            serde_json::json!({ "since_ms": since_ms, "until_ms": (until_ms != i64::MAX).then_some(until_ms), "rows": rows })
         );
         return Ok(());
     }

@@ -1,6 +1,9 @@
 //! The `basalt` binary: the server and its operator CLI. A thin shell over the
 //! library crates; see ARCHITECTURE.md.
 
+// The CLI prints to stdout by design: it is the command-line interface.
+#![allow(clippy::print_stdout)]
+
 mod cli;
 mod serve;
 
