@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # Single-request decode speed: Basalt's ConverseStream vs llama.cpp's own llama-bench
-# (tg128) on the same model and thread count, in one run. llama-bench is built from
-# the llama.cpp sources that the llama-cpp-sys-2 crate vendors (the same kernels
-# Basalt links), with GGML_NATIVE=ON and AMX off, as Basalt's build.
+# (tg128) on the same model and thread count, in one run. llama-bench is built with
+# GGML_NATIVE=ON and AMX off, as Basalt's build.
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
 install_system_packages
 install_python_clients
@@ -10,11 +9,17 @@ build_release
 fetch_models
 THREADS="${THREADS:-$(nproc)}"
 MODEL="$BASALT_MODELS_DIR/smollm2-135m-instruct-q4_1/SmolLM2-135M-Instruct.Q4_1.gguf"
-SRC=$(cd "$REPO" && cargo metadata --format-version 1 --locked | python3 -c '
-import json, sys, os
-m = json.load(sys.stdin)
-p = next(p for p in m["packages"] if p["name"] == "llama-cpp-sys-2")
-print(os.path.join(os.path.dirname(p["manifest_path"]), "llama.cpp"))')
+# llama.cpp's own tools come from the llama-cpp-python sdist on PyPI (pinned), which
+# vendors the full llama.cpp tree (the llama-cpp-sys-2 crate ships only the library).
+LCP_VERSION=0.3.36
+WORKDIR="$REPO/benches/.work"
+SRC="$WORKDIR/llama_cpp_python-$LCP_VERSION/vendor/llama.cpp"
+if [ ! -d "$SRC" ]; then
+  log "fetching llama-cpp-python==$LCP_VERSION sdist (vendored llama.cpp)"
+  mkdir -p "$WORKDIR"
+  python3 -m pip download --quiet --no-deps --no-binary :all: "llama-cpp-python==$LCP_VERSION" -d "$WORKDIR"
+  tar xzf "$WORKDIR/llama_cpp_python-$LCP_VERSION.tar.gz" -C "$WORKDIR"
+fi
 BUILD="$REPO/benches/.work/llama-bench"
 if [ ! -x "$BUILD/bin/llama-bench" ]; then
   log "building llama-bench from $SRC"
