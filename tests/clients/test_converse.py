@@ -209,7 +209,8 @@ def test_sampling_parameters_accepted(runtime):
     check_converse(resp, 12)
 
 
-def test_tool_config_is_rejected(runtime, converse_ok):
+def test_tool_config_is_rejected_by_a_model_without_tools(runtime, converse_ok):
+    """The LEGACY test entry is configured with tools = false."""
     tool = {
         "toolSpec": {
             "name": "get_weather",
@@ -225,7 +226,7 @@ def test_tool_config_is_rejected(runtime, converse_ok):
     }
     expect_client_error(
         lambda: runtime.converse(
-            modelId=CHAT_MODEL,
+            modelId=LEGACY_MODEL,
             messages=[user_msg("What's the weather in Paris?")],
             inferenceConfig={"maxTokens": 8},
             toolConfig={"tools": [tool]},

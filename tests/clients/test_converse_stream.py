@@ -3,6 +3,7 @@
 from basalt_support import (
     CHAT_MODEL,
     CHATML_SPECIAL,
+    LEGACY_MODEL,
     LONG_PROMPT,
     UNKNOWN_MODEL,
     assistant_msg,
@@ -152,8 +153,9 @@ def test_stream_stop_sequence_matches_converse(runtime):
     assert_same(streamed, plain)
 
 
-def test_stream_tool_config_rejected(runtime, converse_ok):
+def test_stream_tool_config_rejected_by_a_model_without_tools(runtime, converse_ok):
     req = request([user_msg("Weather in Paris?")], 8)
+    req["modelId"] = LEGACY_MODEL
     req["toolConfig"] = {
         "tools": [
             {

@@ -250,11 +250,8 @@ impl Catalog {
                     ));
                 }
             }
-            if m.tools {
-                return Err(invalid(
-                    id,
-                    "tool use is not available on local models yet; set tools = false",
-                ));
+            if m.tools && engine != EngineKind::LlamaCpp {
+                return Err(invalid(id, "tool use needs a chat model on llama.cpp"));
             }
             let status = match m.lifecycle.status.as_str() {
                 "ACTIVE" => LifecycleStatus::Active,

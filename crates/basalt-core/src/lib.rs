@@ -13,6 +13,7 @@ pub mod metering;
 pub mod model_fetch;
 pub mod provider;
 mod service;
+pub mod tool_calls;
 pub mod types;
 
 pub use error::CoreError;

@@ -6,13 +6,15 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use basalt_engine::chat::{
-    ChatEngine, ChatMessage, FinishReason, GenerationEvent, GenerationRequest, SamplingParams,
+    json_schema_grammar, ChatEngine, ChatMessage, FinishReason, GenerationEvent, GenerationRequest,
+    OutputConstraint, SamplingParams,
 };
 use basalt_engine::embed::EmbeddingEngine;
 use futures::Stream;
 
+use crate::tool_calls;
 use crate::types::{
-    ChatRequest, ContentBlock, GenerationDelta, InferenceParams, StopReason, TokenUsage,
+    ChatRequest, ContentBlock, GenerationDelta, InferenceParams, StopReason, TokenUsage, ToolChoice,
 };
 use crate::CoreError;
 
@@ -63,10 +65,25 @@ impl LocalChat {
 
     fn chat_tokens(&self, request: &ChatRequest) -> Result<Vec<i32>, CoreError> {
         let mut messages = Vec::with_capacity(request.messages.len() + 1);
-        if !request.system.is_empty() {
+        let mut system = request.system.join("\n");
+        if let Some(tools) = &request.tools {
+            if !system.is_empty() {
+                system.push_str("\n\n");
+            }
+            system.push_str(&tool_calls::instructions(tools));
+        }
+        if let Some(schema) = &request.response_schema {
+            if !system.is_empty() {
+                system.push_str("\n\n");
+            }
+            system.push_str(&format!(
+                "Answer with only a JSON value that follows this JSON schema: {schema}"
+            ));
+        }
+        if !system.is_empty() {
             messages.push(ChatMessage {
                 role: "system".into(),
-                content: request.system.join("\n"),
+                content: system,
             });
         }
         for m in &request.messages {
@@ -74,6 +91,15 @@ impl LocalChat {
             for block in &m.content {
                 match block {
                     ContentBlock::Text(t) => text.push_str(t),
+                    ContentBlock::ToolUse(call) => text.push_str(&tool_calls::render_call(call)),
+                    ContentBlock::ToolResult {
+                        tool_use_id,
+                        content,
+                        is_error,
+                    } => {
+                        let kind = if *is_error { "error" } else { "result" };
+                        text.push_str(&format!("Tool {kind} for call {tool_use_id}: {content}\n"));
+                    }
                     ContentBlock::Other { kind } => {
                         return Err(CoreError::Validation(format!(
                             "model {} does not support {kind} content blocks; send text",
@@ -91,11 +117,37 @@ impl LocalChat {
         Ok(self.engine.tokenize(&rendered))
     }
 
+    /// The grammar a request's output must follow, compiled before any work is queued.
+    fn constraint(request: &ChatRequest) -> Result<Option<OutputConstraint>, CoreError> {
+        if let Some(schema) = &request.response_schema {
+            let grammar = json_schema_grammar(&schema.to_string()).map_err(|e| {
+                CoreError::Validation(format!("the response JSON schema is not usable: {e}"))
+            })?;
+            return Ok(Some(OutputConstraint::Grammar(grammar)));
+        }
+        let Some(tools) = &request.tools else {
+            return Ok(None);
+        };
+        let grammar =
+            json_schema_grammar(&tool_calls::call_schema(tools).to_string()).map_err(|e| {
+                CoreError::Validation(format!("a tool's input schema is not usable: {e}"))
+            })?;
+        Ok(Some(match tools.choice {
+            ToolChoice::Auto => OutputConstraint::LazyGrammar {
+                grammar,
+                trigger_patterns: vec![r"^\s*(\{)".to_string()],
+            },
+            ToolChoice::Any | ToolChoice::Tool(_) => OutputConstraint::Grammar(grammar),
+        }))
+    }
+
     fn start(
         &self,
         prompt: Vec<i32>,
         params: &InferenceParams,
         max_tokens: u32,
+        constraint: Option<OutputConstraint>,
+        tool_request: Option<ChatRequest>,
     ) -> Result<DeltaStream, CoreError> {
         let sampling = SamplingParams {
             temperature: params.temperature.unwrap_or(0.0),
@@ -108,34 +160,63 @@ impl LocalChat {
             max_tokens,
             sampling,
             stop_sequences: params.stop_sequences.clone(),
+            constraint,
         })?;
         let stream = async_stream_from(
             move |tx: futures::channel::mpsc::UnboundedSender<GenerationDelta>| async move {
+                // With tools, the output is held until it is known to be a call or text.
+                let mut held = tool_request.as_ref().map(|_| String::new());
                 while let Some(event) = events.recv().await {
-                    let delta = match event {
-                        GenerationEvent::Text(t) => GenerationDelta::Text(t),
-                        GenerationEvent::Finished(s) => GenerationDelta::End {
-                            stop_reason: match s.finish_reason {
+                    let mut deltas = Vec::with_capacity(2);
+                    match event {
+                        GenerationEvent::Text(t) => match held.as_mut() {
+                            Some(buffer) => buffer.push_str(&t),
+                            None => deltas.push(GenerationDelta::Text(t)),
+                        },
+                        GenerationEvent::Finished(s) => {
+                            let mut stop_reason = match s.finish_reason {
                                 FinishReason::EndOfTurn => StopReason::EndTurn,
                                 FinishReason::MaxTokens => StopReason::MaxTokens,
                                 FinishReason::StopSequence => StopReason::StopSequence,
                                 FinishReason::ContextWindow => {
                                     StopReason::ModelContextWindowExceeded
                                 }
-                            },
-                            usage: TokenUsage {
-                                input_tokens: s.prompt_tokens,
-                                output_tokens: s.completion_tokens,
-                                cache_read_input_tokens: s.cached_prompt_tokens,
-                            },
-                            latency_ms: 0,
-                            first_token_ms: None,
-                        },
-                        GenerationEvent::Failed(e) => GenerationDelta::Error(e.into()),
-                    };
-                    let last = !matches!(delta, GenerationDelta::Text(_));
-                    if tx.unbounded_send(delta).is_err() || last {
-                        return;
+                            };
+                            if let (Some(text), Some(request)) =
+                                (held.take(), tool_request.as_ref())
+                            {
+                                match tool_calls::parse_call(&text, request) {
+                                    Some(call) => {
+                                        deltas.push(GenerationDelta::ToolCall(call));
+                                        stop_reason = StopReason::ToolUse;
+                                    }
+                                    None if !text.is_empty() => {
+                                        deltas.push(GenerationDelta::Text(text))
+                                    }
+                                    None => {}
+                                }
+                            }
+                            deltas.push(GenerationDelta::End {
+                                stop_reason,
+                                usage: TokenUsage {
+                                    input_tokens: s.prompt_tokens,
+                                    output_tokens: s.completion_tokens,
+                                    cache_read_input_tokens: s.cached_prompt_tokens,
+                                },
+                                latency_ms: 0,
+                                first_token_ms: None,
+                            });
+                        }
+                        GenerationEvent::Failed(e) => deltas.push(GenerationDelta::Error(e.into())),
+                    }
+                    for delta in deltas {
+                        let last = matches!(
+                            delta,
+                            GenerationDelta::End { .. } | GenerationDelta::Error(_)
+                        );
+                        if tx.unbounded_send(delta).is_err() || last {
+                            return;
+                        }
                     }
                 }
                 let _ = tx.unbounded_send(GenerationDelta::Error(CoreError::ModelError(
@@ -175,8 +256,16 @@ impl ChatProvider for LocalChat {
     }
 
     async fn chat(&self, request: &ChatRequest, max_tokens: u32) -> Result<DeltaStream, CoreError> {
+        let constraint = Self::constraint(request)?;
         let prompt = self.chat_tokens(request)?;
-        self.start(prompt, &request.params, max_tokens)
+        let tool_request = request.tools.as_ref().map(|_| request.clone());
+        self.start(
+            prompt,
+            &request.params,
+            max_tokens,
+            constraint,
+            tool_request,
+        )
     }
 
     async fn complete(
@@ -189,7 +278,7 @@ impl ChatProvider for LocalChat {
             return Err(CoreError::Validation("prompt must not be empty".into()));
         }
         let tokens = self.engine.tokenize(prompt);
-        self.start(tokens, params, max_tokens)
+        self.start(tokens, params, max_tokens, None, None)
     }
 }
 

@@ -289,11 +289,26 @@ impl Basalt {
                 "messages must contain at least one message".into(),
             ));
         }
-        if request.has_tools && !entry.tools {
-            return Err(CoreError::Validation(format!(
-                "model {} does not support tool use; remove toolConfig",
-                entry.id
-            )));
+        if let Some(tools) = &request.tools {
+            if !entry.tools {
+                return Err(CoreError::Validation(format!(
+                    "model {} does not support tool use; remove toolConfig",
+                    entry.id
+                )));
+            }
+            crate::tool_calls::validate(tools)?;
+            if request.response_schema.is_some() {
+                return Err(CoreError::Validation(
+                    "tools and structured output (a response JSON schema) cannot be combined in one request".into(),
+                ));
+            }
+        }
+        if let Some(schema) = &request.response_schema {
+            if !schema.is_object() {
+                return Err(CoreError::Validation(
+                    "the response JSON schema must be a JSON object".into(),
+                ));
+            }
         }
         let mut expected = Role::User;
         for (i, m) in request.messages.iter().enumerate() {
@@ -518,9 +533,11 @@ fn chat_config(engine: &EngineConfig, model_path: PathBuf) -> ChatEngineConfig {
 
 async fn collect(mut stream: MeteredStream, legacy: bool) -> Result<Generation, CoreError> {
     let mut text = String::new();
+    let mut tool_calls = Vec::new();
     while let Some(delta) = stream.next().await {
         match delta {
             GenerationDelta::Text(t) => text.push_str(&t),
+            GenerationDelta::ToolCall(call) => tool_calls.push(call),
             GenerationDelta::End {
                 stop_reason,
                 usage,
@@ -529,6 +546,7 @@ async fn collect(mut stream: MeteredStream, legacy: bool) -> Result<Generation, 
             } => {
                 return Ok(Generation {
                     text,
+                    tool_calls,
                     stop_reason,
                     usage,
                     latency_ms,
@@ -587,12 +605,14 @@ impl Stream for MeteredStream {
         let polled = self.inner.as_mut().poll_next(cx);
         let this = &mut *self;
         match polled {
-            Poll::Ready(Some(GenerationDelta::Text(t))) => {
+            Poll::Ready(Some(
+                delta @ (GenerationDelta::Text(_) | GenerationDelta::ToolCall(_)),
+            )) => {
                 if !this.output_seen {
                     this.output_seen = true;
                     this.first_token_ms = Some(this.ctx.started.elapsed().as_millis() as u64);
                 }
-                Poll::Ready(Some(GenerationDelta::Text(t)))
+                Poll::Ready(Some(delta))
             }
             Poll::Ready(Some(GenerationDelta::End {
                 stop_reason, usage, ..

@@ -20,6 +20,14 @@ impl Role {
 #[derive(Debug, Clone, PartialEq)]
 pub enum ContentBlock {
     Text(String),
+    /// A tool call the assistant made earlier in the conversation.
+    ToolUse(ToolCall),
+    /// The caller's answer to a tool call.
+    ToolResult {
+        tool_use_id: String,
+        content: String,
+        is_error: bool,
+    },
     /// A block kind this request carries that the chosen model may not accept
     /// (`image`, `document`, `toolUse`, ...); named for the error message.
     Other {
@@ -44,6 +52,39 @@ pub struct InferenceParams {
     pub seed: Option<u32>,
 }
 
+/// A tool the model may call; `input_schema` is a JSON schema.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolSpec {
+    pub name: String,
+    pub description: Option<String>,
+    pub input_schema: serde_json::Value,
+}
+
+/// Whether and which tool must be called.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ToolChoice {
+    /// The model decides between text and a tool call.
+    Auto,
+    /// The model must call one of the tools.
+    Any,
+    /// The model must call this tool.
+    Tool(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolConfig {
+    pub tools: Vec<ToolSpec>,
+    pub choice: ToolChoice,
+}
+
+/// A tool call produced by the model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolCall {
+    pub id: String,
+    pub name: String,
+    pub input: serde_json::Value,
+}
+
 /// A chat request (Bedrock Converse, OpenAI chat completions).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChatRequest {
@@ -51,8 +92,9 @@ pub struct ChatRequest {
     pub system: Vec<String>,
     pub messages: Vec<Message>,
     pub params: InferenceParams,
-    /// Tool definitions were sent (the model must support tools).
-    pub has_tools: bool,
+    pub tools: Option<ToolConfig>,
+    /// The output must be JSON valid against this schema (structured output).
+    pub response_schema: Option<serde_json::Value>,
 }
 
 /// A raw prompt completion (a model's native InvokeModel body, e.g. Llama's `prompt`).
@@ -104,6 +146,8 @@ impl TokenUsage {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Generation {
     pub text: String,
+    /// Tool calls (then `stop_reason` is `ToolUse` and `text` is empty).
+    pub tool_calls: Vec<ToolCall>,
     pub stop_reason: StopReason,
     pub usage: TokenUsage,
     pub latency_ms: u64,
@@ -115,6 +159,8 @@ pub struct Generation {
 #[derive(Debug, Clone, PartialEq)]
 pub enum GenerationDelta {
     Text(String),
+    /// A complete tool call (sent before `End`).
+    ToolCall(ToolCall),
     End {
         stop_reason: StopReason,
         usage: TokenUsage,

@@ -10,7 +10,7 @@ use axum::{Extension, Json, Router};
 use basalt_core::keys::Principal;
 use basalt_core::types::{
     ChatRequest, ContentBlock, GenerationDelta, InferenceParams, Message, Role, StopReason,
-    TokenUsage,
+    TokenUsage, ToolCall, ToolChoice, ToolConfig, ToolSpec,
 };
 use basalt_core::CallContext;
 use base64::Engine as _;
@@ -60,6 +60,7 @@ struct ChatCompletionBody {
     seed: Option<i64>,
     n: Option<u32>,
     tools: Option<Vec<Value>>,
+    tool_choice: Option<Value>,
     response_format: Option<Value>,
 }
 
@@ -80,6 +81,8 @@ struct StreamOptions {
 struct ChatMessageBody {
     role: String,
     content: Option<MessageContent>,
+    tool_calls: Option<Vec<Value>>,
+    tool_call_id: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -125,17 +128,6 @@ impl ChatCompletionBody {
         if self.n.is_some_and(|n| n != 1) {
             return Err(OpenAiError::invalid_request("n must be 1"));
         }
-        if self
-            .response_format
-            .as_ref()
-            .and_then(|f| f.get("type"))
-            .and_then(Value::as_str)
-            .is_some_and(|t| t != "text")
-        {
-            return Err(OpenAiError::invalid_request(
-                "response_format other than text is not supported by this server yet",
-            ));
-        }
         if let Some(t) = self.temperature {
             if !(0.0..=2.0).contains(&t) {
                 return Err(OpenAiError::invalid_request(format!(
@@ -149,44 +141,88 @@ impl ChatCompletionBody {
             ));
         }
         let mut system = Vec::new();
-        let mut messages = Vec::new();
+        let mut messages: Vec<Message> = Vec::new();
         for (i, m) in self.messages.into_iter().enumerate() {
             let at = format!("messages[{i}]");
-            let role = m.role.clone();
-            let blocks = content_blocks(m.content, &at)?;
-            match role.as_str() {
+            let (role, blocks) = match m.role.as_str() {
                 "system" | "developer" => {
-                    for b in blocks {
+                    for b in content_blocks(m.content, &at)? {
                         match b {
                             ContentBlock::Text(t) => system.push(t),
-                            ContentBlock::Other { kind } => {
+                            _ => {
                                 return Err(OpenAiError::invalid_request(format!(
-                                    "{at}: {kind} parts are not allowed in system messages"
+                                    "{at}: only text is allowed in system messages"
                                 )))
                             }
                         }
                     }
+                    continue;
                 }
-                "user" => messages.push(Message {
-                    role: Role::User,
-                    content: blocks,
-                }),
-                "assistant" => messages.push(Message {
-                    role: Role::Assistant,
-                    content: blocks,
-                }),
-                "tool" | "function" => {
-                    return Err(OpenAiError::invalid_request(format!(
-                        "{at}: this model does not support tool messages"
-                    )))
+                "user" => (Role::User, content_blocks(m.content, &at)?),
+                "assistant" => {
+                    let mut blocks = match (&m.content, &m.tool_calls) {
+                        (None, Some(_)) => Vec::new(),
+                        _ => content_blocks(m.content, &at)?,
+                    };
+                    for (k, call) in m.tool_calls.unwrap_or_default().iter().enumerate() {
+                        blocks.push(ContentBlock::ToolUse(tool_call(
+                            call,
+                            &format!("{at}.tool_calls[{k}]"),
+                        )?));
+                    }
+                    (Role::Assistant, blocks)
+                }
+                "tool" => {
+                    let tool_use_id = m.tool_call_id.ok_or_else(|| {
+                        OpenAiError::invalid_request(format!(
+                            "{at}: a tool message needs tool_call_id"
+                        ))
+                    })?;
+                    let text = content_blocks(m.content, &at)?
+                        .into_iter()
+                        .filter_map(|b| {
+                            if let ContentBlock::Text(t) = b {
+                                Some(t)
+                            } else {
+                                None
+                            }
+                        })
+                        .collect::<Vec<_>>()
+                        .join("");
+                    (
+                        Role::User,
+                        vec![ContentBlock::ToolResult {
+                            tool_use_id,
+                            content: text,
+                            is_error: false,
+                        }],
+                    )
                 }
                 other => {
                     return Err(OpenAiError::invalid_request(format!(
                         "{at}.role {other:?} is not valid"
                     )))
                 }
+            };
+            // Tool results and the user turn after them form one user message.
+            match messages.last_mut() {
+                Some(last) if last.role == role && role == Role::User => {
+                    last.content.extend(blocks)
+                }
+                _ => messages.push(Message {
+                    role,
+                    content: blocks,
+                }),
             }
         }
+        let tools = match self.tools {
+            Some(list) if !list.is_empty() => tool_config(&list, self.tool_choice.as_ref())?,
+            _ => None,
+        };
+        let response_schema = match &self.response_format {
+            None => None,
+            Some(format) => response_schema(format)?,
+        };
         let params = InferenceParams {
             max_tokens: self.max_completion_tokens.or(self.max_tokens),
             temperature: self.temperature.map(|t| t.min(2.0)),
@@ -205,10 +241,112 @@ impl ChatCompletionBody {
             system,
             messages,
             params,
-            has_tools: self.tools.is_some_and(|t| !t.is_empty()),
+            tools,
+            response_schema,
         };
         Ok((request, self.stream, include_usage))
     }
+}
+
+fn tool_call(value: &Value, at: &str) -> Result<ToolCall, OpenAiError> {
+    let bad = |what: &str| OpenAiError::invalid_request(format!("{at}: {what}"));
+    let id = value
+        .get("id")
+        .and_then(Value::as_str)
+        .ok_or_else(|| bad("needs an id"))?;
+    let function = value
+        .get("function")
+        .ok_or_else(|| bad("needs a function"))?;
+    let name = function
+        .get("name")
+        .and_then(Value::as_str)
+        .ok_or_else(|| bad("needs function.name"))?;
+    let arguments = function
+        .get("arguments")
+        .and_then(Value::as_str)
+        .unwrap_or("{}");
+    let input = serde_json::from_str(arguments)
+        .map_err(|e| bad(&format!("function.arguments is not JSON: {e}")))?;
+    Ok(ToolCall {
+        id: id.to_string(),
+        name: name.to_string(),
+        input,
+    })
+}
+
+/// The tools and choice; `None` for `tool_choice: "none"` (the tools are not offered).
+fn tool_config(list: &[Value], choice: Option<&Value>) -> Result<Option<ToolConfig>, OpenAiError> {
+    let mut tools = Vec::with_capacity(list.len());
+    for (i, tool) in list.iter().enumerate() {
+        let bad = |what: &str| OpenAiError {
+            param: Some(format!("tools[{i}]")),
+            ..OpenAiError::invalid_request(format!("tools[{i}]: {what}"))
+        };
+        if tool.get("type").and_then(Value::as_str) != Some("function") {
+            return Err(bad("type must be function"));
+        }
+        let function = tool.get("function").ok_or_else(|| bad("needs function"))?;
+        tools.push(ToolSpec {
+            name: function
+                .get("name")
+                .and_then(Value::as_str)
+                .ok_or_else(|| bad("needs function.name"))?
+                .to_string(),
+            description: function
+                .get("description")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            input_schema: function
+                .get("parameters")
+                .cloned()
+                .unwrap_or_else(|| json!({"type": "object", "properties": {}})),
+        });
+    }
+    let choice = match choice {
+        None => ToolChoice::Auto,
+        Some(Value::String(c)) => match c.as_str() {
+            "auto" => ToolChoice::Auto,
+            "required" => ToolChoice::Any,
+            "none" => return Ok(None),
+            other => return Err(OpenAiError::invalid_request(format!("tool_choice {other:?} must be auto, required, none or a function"))),
+        },
+        Some(c) => match c.get("function").and_then(|f| f.get("name")).and_then(Value::as_str) {
+            Some(name) => ToolChoice::Tool(name.to_string()),
+            None => return Err(OpenAiError::invalid_request("tool_choice must name a function: {\"type\": \"function\", \"function\": {\"name\": ...}}")),
+        },
+    };
+    Ok(Some(ToolConfig { tools, choice }))
+}
+
+/// `response_format`: `text`, `json_object` (any JSON object) or `json_schema`.
+fn response_schema(format: &Value) -> Result<Option<Value>, OpenAiError> {
+    match format.get("type").and_then(Value::as_str) {
+        Some("text") => Ok(None),
+        Some("json_object") => Ok(Some(json!({"type": "object"}))),
+        Some("json_schema") => {
+            let schema = format
+                .get("json_schema")
+                .and_then(|j| j.get("schema"))
+                .cloned()
+                .ok_or_else(|| {
+                    OpenAiError::invalid_request("response_format.json_schema.schema is required")
+                })?;
+            Ok(Some(schema))
+        }
+        _ => Err(OpenAiError::invalid_request(
+            "response_format.type must be text, json_object or json_schema",
+        )),
+    }
+}
+
+fn tool_calls_json(calls: &[ToolCall]) -> Value {
+    Value::Array(
+        calls
+            .iter()
+            .enumerate()
+            .map(|(index, c)| json!({ "index": index, "id": c.id, "type": "function", "function": { "name": c.name, "arguments": c.input.to_string() } }))
+            .collect(),
+    )
 }
 
 fn finish_reason(reason: StopReason) -> &'static str {
@@ -248,7 +386,11 @@ async fn chat_completions(
             "model": model,
             "choices": [{
                 "index": 0,
-                "message": { "role": "assistant", "content": generation.text, "refusal": null },
+                "message": if generation.tool_calls.is_empty() {
+                    json!({ "role": "assistant", "content": generation.text, "refusal": null })
+                } else {
+                    json!({ "role": "assistant", "content": null, "refusal": null, "tool_calls": tool_calls_json(&generation.tool_calls) })
+                },
                 "finish_reason": finish_reason(generation.stop_reason),
                 "logprobs": null,
             }],
@@ -287,6 +429,10 @@ async fn chat_completions(
                 GenerationDelta::Text(text) => {
                     frames.push(sse(&chunk(json!({ "content": text }), None)))
                 }
+                GenerationDelta::ToolCall(call) => frames.push(sse(&chunk(
+                    json!({ "tool_calls": tool_calls_json(std::slice::from_ref(&call)) }),
+                    None,
+                ))),
                 GenerationDelta::End {
                     stop_reason, usage, ..
                 } => {

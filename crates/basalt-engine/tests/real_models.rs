@@ -57,6 +57,7 @@ fn generate(
             max_tokens,
             sampling: SamplingParams::default(),
             stop_sequences: stops.iter().map(|s| s.to_string()).collect(),
+            constraint: None,
         })
         .expect("accepted");
     let mut text = String::new();

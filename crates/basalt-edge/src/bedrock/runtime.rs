@@ -52,8 +52,17 @@ pub async fn converse(
         .core
         .chat(context(principal, request_id, "Converse"), request)
         .await?;
+    let mut content = Vec::new();
+    if !generation.text.is_empty() || generation.tool_calls.is_empty() {
+        content.push(json!({ "text": generation.text }));
+    }
+    for call in &generation.tool_calls {
+        content.push(
+            json!({ "toolUse": { "toolUseId": call.id, "name": call.name, "input": call.input } }),
+        );
+    }
     let body = json!({
-        "output": { "message": { "role": "assistant", "content": [ { "text": generation.text } ] } },
+        "output": { "message": { "role": "assistant", "content": content } },
         "stopReason": generation.stop_reason.as_bedrock(),
         "usage": usage_json(&generation.usage),
         "metrics": { "latencyMs": generation.latency_ms },
@@ -108,32 +117,75 @@ pub async fn converse_stream(
             ))
             .await;
         let mut next = first;
+        // Content blocks are numbered in order; a text block stays open until
+        // something else starts or the message ends.
+        let mut blocks = 0u32;
+        let mut open_text: Option<u32> = None;
         while let Some(delta) = next {
-            let frames: Vec<Bytes> = match delta {
+            let mut frames: Vec<Bytes> = Vec::new();
+            match delta {
                 GenerationDelta::Text(text) => {
-                    vec![eventstream::event(
+                    let index = *open_text.get_or_insert_with(|| {
+                        blocks += 1;
+                        blocks - 1
+                    });
+                    frames.push(eventstream::event(
                         "contentBlockDelta",
-                        &json!({ "contentBlockIndex": 0, "delta": { "text": text } }),
-                    )]
+                        &json!({ "contentBlockIndex": index, "delta": { "text": text } }),
+                    ));
+                }
+                GenerationDelta::ToolCall(call) => {
+                    if let Some(index) = open_text.take() {
+                        frames.push(eventstream::event(
+                            "contentBlockStop",
+                            &json!({ "contentBlockIndex": index }),
+                        ));
+                    }
+                    let index = blocks;
+                    blocks += 1;
+                    frames.push(eventstream::event(
+                        "contentBlockStart",
+                        &json!({ "contentBlockIndex": index, "start": { "toolUse": { "toolUseId": call.id, "name": call.name } } }),
+                    ));
+                    frames.push(eventstream::event(
+                        "contentBlockDelta",
+                        &json!({ "contentBlockIndex": index, "delta": { "toolUse": { "input": call.input.to_string() } } }),
+                    ));
+                    frames.push(eventstream::event(
+                        "contentBlockStop",
+                        &json!({ "contentBlockIndex": index }),
+                    ));
                 }
                 GenerationDelta::End {
                     stop_reason,
                     usage,
                     latency_ms,
                     ..
-                } => vec![
-                    eventstream::event("contentBlockStop", &json!({ "contentBlockIndex": 0 })),
-                    eventstream::event(
+                } => {
+                    if let Some(index) = open_text.take() {
+                        frames.push(eventstream::event(
+                            "contentBlockStop",
+                            &json!({ "contentBlockIndex": index }),
+                        ));
+                    } else if blocks == 0 {
+                        frames.push(eventstream::event(
+                            "contentBlockStop",
+                            &json!({ "contentBlockIndex": 0 }),
+                        ));
+                    }
+                    frames.push(eventstream::event(
                         "messageStop",
                         &json!({ "stopReason": stop_reason.as_bedrock() }),
-                    ),
-                    eventstream::event(
+                    ));
+                    frames.push(eventstream::event(
                         "metadata",
                         &json!({ "usage": usage_json(&usage), "metrics": { "latencyMs": latency_ms } }),
-                    ),
-                ],
-                GenerationDelta::Error(e) => vec![eventstream::exception(&BedrockError::from(e))],
-            };
+                    ));
+                }
+                GenerationDelta::Error(e) => {
+                    frames.push(eventstream::exception(&BedrockError::from(e)))
+                }
+            }
             for frame in frames {
                 if tx.send(frame).await.is_err() {
                     return; // the client went away; dropping the stream frees the engine slot
@@ -346,8 +398,10 @@ pub async fn invoke_model_stream(
                     }
                 })),
                 GenerationDelta::Error(e) => eventstream::exception(&BedrockError::from(e)),
+                // Raw completions carry no tools.
+                GenerationDelta::ToolCall(_) => Bytes::new(),
             };
-            if tx.send(frame).await.is_err() {
+            if !frame.is_empty() && tx.send(frame).await.is_err() {
                 return;
             }
             next = stream.next().await;

@@ -7,7 +7,10 @@
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use basalt_core::types::{ChatRequest, ContentBlock, InferenceParams, Message, Role};
+use basalt_core::types::{
+    ChatRequest, ContentBlock, InferenceParams, Message, Role, ToolCall, ToolChoice, ToolConfig,
+    ToolSpec,
+};
 
 use crate::error::BedrockError;
 
@@ -115,11 +118,6 @@ impl ConverseBody {
                 "guardrailConfig is not supported by this server yet",
             ));
         }
-        if self.output_config.is_some() {
-            return Err(BedrockError::validation(
-                "outputConfig (structured output) is not supported by this server yet",
-            ));
-        }
         if self.prompt_variables.is_some() {
             return Err(BedrockError::validation(
                 "promptVariables apply to prompt resources, which this server does not have",
@@ -158,6 +156,8 @@ impl ConverseBody {
                 match single_member(block, &at, CONTENT_MEMBERS)? {
                     ("text", v) => content.push(ContentBlock::Text(text_of(v, &at)?)),
                     ("cachePoint", _) => {}
+                    ("toolUse", v) => content.push(ContentBlock::ToolUse(tool_use(v, &at)?)),
+                    ("toolResult", v) => content.push(tool_result(v, &at)?),
                     (kind, _) => content.push(ContentBlock::Other {
                         kind: kind.to_string(),
                     }),
@@ -194,24 +194,199 @@ impl ConverseBody {
             params.top_p = c.top_p;
             params.stop_sequences = c.stop_sequences.unwrap_or_default();
         }
+        let mut response_schema = match &self.output_config {
+            Some(config) => Some(output_config_schema(config)?),
+            None => None,
+        };
         if let Some(extra) = &self.additional_model_request_fields {
-            apply_additional_fields(extra, &mut params)?;
+            if let Some(schema) = apply_additional_fields(extra, &mut params)? {
+                if response_schema.is_some() {
+                    return Err(BedrockError::validation(
+                        "give the response schema in outputConfig or in additionalModelRequestFields.response_format, not both",
+                    ));
+                }
+                response_schema = Some(schema);
+            }
         }
+        let tools = match &self.tool_config {
+            Some(config) => Some(tool_config(config)?),
+            None => None,
+        };
         Ok(ChatRequest {
             model_id: model_id.to_string(),
             system,
             messages: out,
             params,
-            has_tools: self.tool_config.is_some(),
+            tools,
+            response_schema,
         })
     }
 }
 
-/// `additionalModelRequestFields` the local engine understands: `top_k` and `seed`.
+fn invalid(at: &str, what: &str) -> BedrockError {
+    BedrockError::validation(format!("{at} {what}"))
+}
+
+fn string_field(value: &Value, at: &str, key: &str) -> Result<String, BedrockError> {
+    value
+        .get(key)
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .ok_or_else(|| invalid(at, &format!("needs a string {key}")))
+}
+
+fn tool_use(value: &Value, at: &str) -> Result<ToolCall, BedrockError> {
+    let at = format!("{at}.toolUse");
+    Ok(ToolCall {
+        id: string_field(value, &at, "toolUseId")?,
+        name: string_field(value, &at, "name")?,
+        input: value
+            .get("input")
+            .cloned()
+            .ok_or_else(|| invalid(&at, "needs input"))?,
+    })
+}
+
+fn tool_result(value: &Value, at: &str) -> Result<ContentBlock, BedrockError> {
+    let at = format!("{at}.toolResult");
+    let tool_use_id = string_field(value, &at, "toolUseId")?;
+    let parts = value
+        .get("content")
+        .and_then(Value::as_array)
+        .ok_or_else(|| invalid(&at, "needs a content list"))?;
+    let mut content = String::new();
+    for (k, part) in parts.iter().enumerate() {
+        let part = part
+            .as_object()
+            .ok_or_else(|| invalid(&at, "content items must be objects"))?;
+        match single_member(
+            part,
+            &format!("{at}.content[{k}]"),
+            &["text", "json", "image", "document", "video", "searchResult"],
+        )? {
+            ("text", v) => content.push_str(&text_of(v, &at)?),
+            ("json", v) => content.push_str(&v.to_string()),
+            (kind, _) => {
+                return Err(invalid(
+                    &at,
+                    &format!("content {kind} is not supported by this model; send text or json"),
+                ))
+            }
+        }
+    }
+    let is_error = match value.get("status").map(|v| v.as_str()) {
+        None => false,
+        Some(Some("success")) => false,
+        Some(Some("error")) => true,
+        Some(_) => return Err(invalid(&at, "status must be success or error")),
+    };
+    Ok(ContentBlock::ToolResult {
+        tool_use_id,
+        content,
+        is_error,
+    })
+}
+
+fn tool_config(value: &Value) -> Result<ToolConfig, BedrockError> {
+    let at = "toolConfig";
+    let list = value
+        .get("tools")
+        .and_then(Value::as_array)
+        .ok_or_else(|| invalid(at, "needs a tools list"))?;
+    let mut tools = Vec::with_capacity(list.len());
+    for (i, entry) in list.iter().enumerate() {
+        let at = format!("toolConfig.tools[{i}]");
+        let entry = entry
+            .as_object()
+            .ok_or_else(|| invalid(&at, "must be an object"))?;
+        match single_member(entry, &at, &["toolSpec", "systemTool", "cachePoint"])? {
+            ("toolSpec", spec) => {
+                let at = format!("{at}.toolSpec");
+                let schema = spec
+                    .get("inputSchema")
+                    .and_then(|s| s.get("json"))
+                    .cloned()
+                    .ok_or_else(|| invalid(&at, "needs inputSchema.json"))?;
+                tools.push(ToolSpec {
+                    name: string_field(spec, &at, "name")?,
+                    description: spec
+                        .get("description")
+                        .and_then(Value::as_str)
+                        .map(str::to_string),
+                    input_schema: schema,
+                });
+            }
+            ("cachePoint", _) => {}
+            (kind, _) => {
+                return Err(invalid(
+                    &at,
+                    &format!("{kind} is not supported by this server"),
+                ))
+            }
+        }
+    }
+    let choice = match value.get("toolChoice") {
+        None => ToolChoice::Auto,
+        Some(Value::Object(c)) => {
+            match single_member(c, "toolConfig.toolChoice", &["auto", "any", "tool"])? {
+                ("auto", _) => ToolChoice::Auto,
+                ("any", _) => ToolChoice::Any,
+                (_, t) => ToolChoice::Tool(string_field(t, "toolConfig.toolChoice.tool", "name")?),
+            }
+        }
+        Some(_) => return Err(invalid("toolConfig.toolChoice", "must be an object")),
+    };
+    Ok(ToolConfig { tools, choice })
+}
+
+/// A JSON schema given as an object or as JSON text.
+fn schema_value(value: &Value, at: &str) -> Result<Value, BedrockError> {
+    let schema = match value {
+        Value::String(text) => serde_json::from_str(text)
+            .map_err(|e| invalid(at, &format!("is not valid JSON: {e}")))?,
+        other => other.clone(),
+    };
+    if !schema.is_object() {
+        return Err(invalid(at, "must be a JSON schema object"));
+    }
+    Ok(schema)
+}
+
+/// `outputConfig.textFormat {type: json_schema, structure: {jsonSchema: {schema}}}`.
+fn output_config_schema(config: &Value) -> Result<Value, BedrockError> {
+    let format = config
+        .get("textFormat")
+        .ok_or_else(|| invalid("outputConfig", "needs textFormat"))?;
+    if format.get("type").and_then(Value::as_str) != Some("json_schema") {
+        return Err(invalid(
+            "outputConfig.textFormat.type",
+            "must be json_schema",
+        ));
+    }
+    let schema = format
+        .get("structure")
+        .and_then(|s| s.get("jsonSchema"))
+        .and_then(|s| s.get("schema"))
+        .ok_or_else(|| {
+            invalid(
+                "outputConfig.textFormat",
+                "needs structure.jsonSchema.schema",
+            )
+        })?;
+    schema_value(
+        schema,
+        "outputConfig.textFormat.structure.jsonSchema.schema",
+    )
+}
+
+/// `additionalModelRequestFields` the local engine understands: `top_k`, `seed` and
+/// `response_format` (`{"type": "json_schema", "json_schema": {"schema": {...}}}`, as
+/// in OpenAI's API); returns the response schema when one is given.
 fn apply_additional_fields(
     extra: &Map<String, Value>,
     params: &mut InferenceParams,
-) -> Result<(), BedrockError> {
+) -> Result<Option<Value>, BedrockError> {
+    let mut schema = None;
     for (key, value) in extra {
         match key.as_str() {
             "top_k" | "topK" => {
@@ -228,14 +403,25 @@ fn apply_additional_fields(
                     .ok_or_else(|| BedrockError::validation("additionalModelRequestFields.seed must be an unsigned 32-bit integer"))?;
                 params.seed = Some(s);
             }
+            "response_format" => {
+                let at = "additionalModelRequestFields.response_format";
+                if value.get("type").and_then(Value::as_str) != Some("json_schema") {
+                    return Err(invalid(at, "type must be json_schema"));
+                }
+                let s = value
+                    .get("json_schema")
+                    .and_then(|j| j.get("schema"))
+                    .ok_or_else(|| invalid(at, "needs json_schema.schema"))?;
+                schema = Some(schema_value(s, &format!("{at}.json_schema.schema"))?);
+            }
             other => {
                 return Err(BedrockError::validation(format!(
-                    "additionalModelRequestFields.{other} is not supported by this model; supported: top_k, seed"
+                    "additionalModelRequestFields.{other} is not supported by this model; supported: top_k, seed, response_format"
                 )))
             }
         }
     }
-    Ok(())
+    Ok(schema)
 }
 
 /// Meta Llama's native InvokeModel body.

@@ -64,6 +64,20 @@ impl Default for SamplingParams {
     }
 }
 
+/// A grammar the output must follow (llama.cpp GBNF, compiled from a JSON schema with
+/// [`json_schema_grammar`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutputConstraint {
+    /// The whole output follows the grammar.
+    Grammar(String),
+    /// The output is free until it matches one of the regex patterns (from the start of
+    /// the output); from the pattern's first group on it follows the grammar.
+    LazyGrammar {
+        grammar: String,
+        trigger_patterns: Vec<String>,
+    },
+}
+
 /// One generation: a tokenized prompt and how to continue it.
 #[derive(Debug, Clone)]
 pub struct GenerationRequest {
@@ -71,6 +85,14 @@ pub struct GenerationRequest {
     pub max_tokens: u32,
     pub sampling: SamplingParams,
     pub stop_sequences: Vec<String>,
+    pub constraint: Option<OutputConstraint>,
+}
+
+/// Compiles a JSON schema into a llama.cpp grammar whose outputs validate against it.
+pub fn json_schema_grammar(schema: &str) -> Result<String, EngineError> {
+    llama_cpp_2::json_schema_to_grammar(schema).map_err(|e| {
+        EngineError::InvalidRequest(format!("the JSON schema cannot be enforced: {e}"))
+    })
 }
 
 /// Why a generation ended.
@@ -256,8 +278,14 @@ impl ChatEngine {
                 request.prompt.len()
             )));
         }
+        let sampler =
+            scheduler::make_sampler(&self.model, &request.sampling, request.constraint.as_ref())?;
         let (events, receiver) = tokio_mpsc::unbounded_channel();
-        let job = scheduler::Job { request, events };
+        let job = scheduler::Job {
+            request,
+            events,
+            sampler,
+        };
         match self.jobs.try_send(job) {
             Ok(()) => Ok(receiver),
             Err(mpsc::TrySendError::Full(_)) => Err(EngineError::Overloaded {

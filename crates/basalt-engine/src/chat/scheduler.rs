@@ -30,6 +30,8 @@ use crate::EngineError;
 pub(super) struct Job {
     pub request: GenerationRequest,
     pub events: tokio_mpsc::UnboundedSender<GenerationEvent>,
+    /// Built (and its grammar compiled) before the job is queued.
+    pub sampler: LlamaSampler,
 }
 
 /// A request occupying a slot.
@@ -174,7 +176,7 @@ impl<'m> Scheduler<'m> {
                 .map(|(i, s)| (i, common_prefix(&s.cached, prompt)))
                 .max_by_key(|&(_, common)| common);
             let Some((index, common)) = best else { return };
-            let Some(job) = self.waiting.pop_front() else {
+            let Some(mut job) = self.waiting.pop_front() else {
                 return;
             };
             // At least the last prompt token is recomputed: its logits start the answer.
@@ -194,7 +196,7 @@ impl<'m> Scheduler<'m> {
             self.counters
                 .prompt_tokens_reused
                 .fetch_add(reused as u64, Ordering::Relaxed);
-            let sampler = make_sampler(&job.request.sampling);
+            let sampler = std::mem::replace(&mut job.sampler, LlamaSampler::greedy());
             let stops = StopMatcher::new(job.request.stop_sequences.clone());
             slot.active = Some(Active {
                 job,
@@ -362,20 +364,47 @@ fn send_text(events: &tokio_mpsc::UnboundedSender<GenerationEvent>, text: String
     }
 }
 
-fn make_sampler(params: &super::SamplingParams) -> LlamaSampler {
-    if params.temperature <= 0.0 {
-        return LlamaSampler::greedy();
-    }
+/// The sampler chain of a request: the grammar first (so it masks what the others see),
+/// then greedy or top-k / top-p / temperature / seeded draw.
+pub(super) fn make_sampler(
+    model: &LlamaModel,
+    params: &super::SamplingParams,
+    constraint: Option<&super::OutputConstraint>,
+) -> Result<LlamaSampler, EngineError> {
     let mut chain = Vec::new();
-    if params.top_k > 0 {
-        chain.push(LlamaSampler::top_k(params.top_k));
+    let bad_grammar = |e: llama_cpp_2::GrammarError| {
+        EngineError::InvalidRequest(format!("the output grammar is invalid: {e}"))
+    };
+    match constraint {
+        None => {}
+        Some(super::OutputConstraint::Grammar(g)) => {
+            chain.push(LlamaSampler::grammar(model, g, "root").map_err(bad_grammar)?)
+        }
+        Some(super::OutputConstraint::LazyGrammar {
+            grammar,
+            trigger_patterns,
+        }) => chain.push(
+            LlamaSampler::grammar_lazy_patterns(model, grammar, "root", trigger_patterns, &[])
+                .map_err(bad_grammar)?,
+        ),
     }
-    if params.top_p < 1.0 {
-        chain.push(LlamaSampler::top_p(params.top_p, 1));
+    if params.temperature <= 0.0 {
+        chain.push(LlamaSampler::greedy());
+    } else {
+        if params.top_k > 0 {
+            chain.push(LlamaSampler::top_k(params.top_k));
+        }
+        if params.top_p < 1.0 {
+            chain.push(LlamaSampler::top_p(params.top_p, 1));
+        }
+        chain.push(LlamaSampler::temp(params.temperature));
+        chain.push(LlamaSampler::dist(params.seed));
     }
-    chain.push(LlamaSampler::temp(params.temperature));
-    chain.push(LlamaSampler::dist(params.seed));
-    LlamaSampler::chain_simple(chain)
+    Ok(if chain.len() == 1 {
+        chain.remove(0)
+    } else {
+        LlamaSampler::chain_simple(chain)
+    })
 }
 
 fn common_prefix(cached: &[LlamaToken], prompt: &[i32]) -> usize {
