@@ -17,4 +17,9 @@ pub mod tool_calls;
 pub mod types;
 
 pub use error::CoreError;
+
+/// The local engine's counters, for `/metrics`.
+pub mod engine_counters {
+    pub use basalt_engine::chat::EngineCounters;
+}
 pub use service::{Basalt, CallContext, MeteredStream};

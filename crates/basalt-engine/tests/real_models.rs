@@ -120,26 +120,43 @@ fn stop_sequence_cuts_the_output_before_it() {
 #[test]
 fn concurrent_requests_match_their_solo_answers() {
     let questions = [
-        "Name a fruit.",
-        "What is 2+2?",
-        "Say hello in French.",
-        "Name a planet.",
-        "What color is the sky?",
-        "Name a dog breed.",
+        ("Name a fruit.", 16),
+        ("What is 2+2?", 5),
+        ("Say hello in French.", 24),
+        ("Name a planet.", 9),
+        ("What color is the sky?", 31),
+        ("Name a dog breed.", 12),
+        ("Write a haiku about rain.", 40),
+        ("What is the capital of Japan?", 7),
     ];
-    let solo: Vec<String> = questions.iter().map(|q| generate(q, 16, &[]).0).collect();
-    let handles: Vec<_> = questions
+    let solo: Vec<(String, u32)> = questions
         .iter()
-        .map(|q| {
-            let q = q.to_string();
-            std::thread::spawn(move || generate(&q, 16, &[]).0)
+        .map(|(q, n)| {
+            let (text, s) = generate(q, *n, &[]);
+            (text, s.completion_tokens)
         })
         .collect();
-    let together: Vec<String> = handles
+    let handles: Vec<_> = questions
+        .iter()
+        .map(|(q, n)| {
+            let (q, n) = (q.to_string(), *n);
+            std::thread::spawn(move || {
+                let (text, s) = generate(&q, n, &[]);
+                (text, s.completion_tokens)
+            })
+        })
+        .collect();
+    let together: Vec<(String, u32)> = handles
         .into_iter()
         .map(|h| h.join().expect("thread"))
         .collect();
-    assert_eq!(solo, together, "batched decoding changed a greedy answer");
+    assert_eq!(
+        solo, together,
+        "batched decoding changed a greedy answer or its token count"
+    );
+    for ((_, n), (_, got)) in questions.iter().zip(&solo) {
+        assert!(got <= n, "more tokens than maxTokens");
+    }
 }
 
 #[test]
@@ -170,4 +187,208 @@ fn embeddings_are_normalised_and_meaningful() {
     // Batched and single embedding agree (padding must not leak into the mean).
     let single = engine.embed(&inputs[2..3]).expect("embeds one");
     assert!(cos(&single[0].vector, &out[2].vector) > 0.9999);
+}
+
+fn small_engine(queue_capacity: usize) -> ChatEngine {
+    ChatEngine::load(ChatEngineConfig {
+        model_path: models_dir().join("smollm2-135m-instruct-q4_1/SmolLM2-135M-Instruct.Q4_1.gguf"),
+        slots: 1,
+        context_per_slot: 1024,
+        batch_tokens: 256,
+        queue_capacity,
+        threads: 2,
+    })
+    .expect("the SmolLM2 GGUF loads")
+}
+
+fn request(engine: &ChatEngine, question: &str, max_tokens: u32) -> GenerationRequest {
+    let text = engine
+        .render(
+            &[ChatMessage {
+                role: "user".into(),
+                content: question.into(),
+            }],
+            true,
+        )
+        .expect("renders");
+    GenerationRequest {
+        prompt: engine.tokenize(&text),
+        max_tokens,
+        sampling: SamplingParams::default(),
+        stop_sequences: vec![],
+        constraint: None,
+    }
+}
+
+fn drain(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<GenerationEvent>,
+) -> basalt_engine::chat::GenerationSummary {
+    loop {
+        match rx
+            .blocking_recv()
+            .expect("stream ends with Finished or Failed")
+        {
+            GenerationEvent::Text(_) => {}
+            GenerationEvent::Finished(s) => return s,
+            GenerationEvent::Failed(e) => panic!("generation failed: {e}"),
+        }
+    }
+}
+
+#[test]
+fn a_full_queue_refuses_new_requests_and_keeps_accepted_ones() {
+    let engine = small_engine(2);
+    // One request runs in the only slot; wait until it is admitted so the queue is empty.
+    let mut running = engine
+        .submit(request(&engine, "Write a story.", 48))
+        .expect("accepted");
+    match running.blocking_recv() {
+        Some(GenerationEvent::Text(_)) => {}
+        other => panic!("expected text first, got {other:?}"),
+    }
+    let mut queued: Vec<_> = (0..2)
+        .map(|i| {
+            engine
+                .submit(request(&engine, &format!("Question {i}?"), 4))
+                .expect("queued")
+        })
+        .collect();
+    let refused = engine.submit(request(&engine, "One too many?", 4));
+    assert!(
+        matches!(
+            refused,
+            Err(basalt_engine::EngineError::Overloaded { capacity: 2 })
+        ),
+        "{refused:?}"
+    );
+    assert!(drain(&mut running).completion_tokens > 0);
+    for rx in &mut queued {
+        assert_eq!(
+            drain(rx).completion_tokens,
+            4,
+            "an accepted request was dropped or cut"
+        );
+    }
+    engine
+        .submit(request(&engine, "Room again?", 2))
+        .expect("the queue has room once it drains");
+}
+
+#[test]
+fn dropping_the_receiver_frees_the_slot() {
+    let engine = small_engine(4);
+    let before = engine
+        .counters()
+        .tokens_generated
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let mut abandoned = engine
+        .submit(request(
+            &engine,
+            "Write a very long story about the sea.",
+            900,
+        ))
+        .expect("accepted");
+    match abandoned.blocking_recv() {
+        Some(GenerationEvent::Text(_)) => {}
+        other => panic!("expected text, got {other:?}"),
+    }
+    drop(abandoned);
+    let mut next = engine
+        .submit(request(&engine, "Say hi.", 3))
+        .expect("accepted");
+    assert_eq!(drain(&mut next).completion_tokens, 3);
+    let generated = engine
+        .counters()
+        .tokens_generated
+        .load(std::sync::atomic::Ordering::Relaxed)
+        - before;
+    assert!(
+        generated < 100,
+        "the abandoned request kept decoding: {generated} tokens generated"
+    );
+}
+
+#[test]
+fn a_shared_system_prompt_is_not_recomputed() {
+    let engine = small_engine(4);
+    let system = "You are a meticulous assistant for a shipping company. ".repeat(12);
+    let ask = |question: &str| {
+        let text = engine
+            .render(
+                &[
+                    ChatMessage {
+                        role: "system".into(),
+                        content: system.clone(),
+                    },
+                    ChatMessage {
+                        role: "user".into(),
+                        content: question.into(),
+                    },
+                ],
+                true,
+            )
+            .expect("renders");
+        let mut rx = engine
+            .submit(GenerationRequest {
+                prompt: engine.tokenize(&text),
+                max_tokens: 2,
+                sampling: SamplingParams::default(),
+                stop_sequences: vec![],
+                constraint: None,
+            })
+            .expect("accepted");
+        drain(&mut rx)
+    };
+    let first = ask("Where is my parcel?");
+    let processed_before = engine
+        .counters()
+        .prompt_tokens_processed
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let second = ask("How much does express shipping cost?");
+    let processed = engine
+        .counters()
+        .prompt_tokens_processed
+        .load(std::sync::atomic::Ordering::Relaxed)
+        - processed_before;
+    assert_eq!(first.cached_prompt_tokens, 0);
+    assert!(
+        second.cached_prompt_tokens > 100,
+        "shared prefix not reused: {second:?}"
+    );
+    assert_eq!(
+        processed,
+        (second.prompt_tokens - second.cached_prompt_tokens) as u64,
+        "only the new suffix is computed"
+    );
+}
+
+#[test]
+fn a_json_schema_grammar_constrains_the_output() {
+    let schema = r#"{"type":"object","properties":{"answer":{"type":"integer"},"unit":{"type":"string","enum":["m","km"]}},"required":["answer","unit"]}"#;
+    let grammar = basalt_engine::chat::json_schema_grammar(schema).expect("compiles");
+    let engine = chat();
+    let mut req = request(engine, "How far is the moon?", 64);
+    req.constraint = Some(basalt_engine::chat::OutputConstraint::Grammar(grammar));
+    let mut rx = engine.submit(req).expect("accepted");
+    let mut text = String::new();
+    loop {
+        match rx.blocking_recv().expect("events") {
+            GenerationEvent::Text(t) => text.push_str(&t),
+            GenerationEvent::Finished(s) => {
+                assert_eq!(s.finish_reason, FinishReason::EndOfTurn, "{text}");
+                break;
+            }
+            GenerationEvent::Failed(e) => panic!("{e}"),
+        }
+    }
+    let value: serde_json::Value =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON: {text:?}: {e}"));
+    assert!(
+        value["answer"].is_i64() && ["m", "km"].contains(&value["unit"].as_str().unwrap_or("")),
+        "{value}"
+    );
+    assert!(basalt_engine::chat::json_schema_grammar(
+        r##"{"type":"object","properties":{"a":{"$ref":"#/nope"}}}"##
+    )
+    .is_err());
 }

@@ -132,6 +132,8 @@ pub enum GenerationEvent {
 /// Counters over the engine's life, for metrics and tests.
 #[derive(Debug, Default)]
 pub struct EngineCounters {
+    /// Requests accepted but not yet in a slot (a gauge; bounded by `queue_capacity`).
+    pub waiting: std::sync::atomic::AtomicU64,
     pub prompt_tokens_processed: std::sync::atomic::AtomicU64,
     pub prompt_tokens_reused: std::sync::atomic::AtomicU64,
     pub tokens_generated: std::sync::atomic::AtomicU64,
@@ -204,7 +206,8 @@ impl ChatEngine {
             ..config
         };
         let counters = Arc::new(EngineCounters::default());
-        let (jobs, receiver) = mpsc::sync_channel(config.queue_capacity.max(1));
+        let (jobs, receiver) =
+            mpsc::sync_channel(config.queue_capacity.max(1) + config.slots as usize);
         let ready = scheduler::spawn(
             backend,
             Arc::clone(&model),
@@ -278,6 +281,13 @@ impl ChatEngine {
                 request.prompt.len()
             )));
         }
+        use std::sync::atomic::Ordering;
+        // Waiting requests are bounded here: the scheduler drains the channel at once.
+        if self.counters.waiting.load(Ordering::Relaxed) >= self.config.queue_capacity as u64 {
+            return Err(EngineError::Overloaded {
+                capacity: self.config.queue_capacity,
+            });
+        }
         let sampler =
             scheduler::make_sampler(&self.model, &request.sampling, request.constraint.as_ref())?;
         let (events, receiver) = tokio_mpsc::unbounded_channel();
@@ -286,11 +296,15 @@ impl ChatEngine {
             events,
             sampler,
         };
+        self.counters.waiting.fetch_add(1, Ordering::Relaxed);
         match self.jobs.try_send(job) {
             Ok(()) => Ok(receiver),
-            Err(mpsc::TrySendError::Full(_)) => Err(EngineError::Overloaded {
-                capacity: self.config.queue_capacity,
-            }),
+            Err(mpsc::TrySendError::Full(_)) => {
+                self.counters.waiting.fetch_sub(1, Ordering::Relaxed);
+                Err(EngineError::Overloaded {
+                    capacity: self.config.queue_capacity,
+                })
+            }
             Err(mpsc::TrySendError::Disconnected(_)) => Err(EngineError::Stopped),
         }
     }

@@ -152,7 +152,10 @@ impl<'m> Scheduler<'m> {
 
     /// Frees slots whose caller went away.
     fn drop_cancelled(&mut self) {
+        let before = self.waiting.len();
         self.waiting.retain(|job| !job.events.is_closed());
+        let dropped = (before - self.waiting.len()) as u64;
+        self.counters.waiting.fetch_sub(dropped, Ordering::Relaxed);
         for slot in &mut self.slots {
             if slot
                 .active
@@ -179,6 +182,7 @@ impl<'m> Scheduler<'m> {
             let Some(mut job) = self.waiting.pop_front() else {
                 return;
             };
+            self.counters.waiting.fetch_sub(1, Ordering::Relaxed);
             // At least the last prompt token is recomputed: its logits start the answer.
             let reuse = common.min(job.request.prompt.len().saturating_sub(1));
             let slot = &mut self.slots[index];
