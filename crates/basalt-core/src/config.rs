@@ -78,6 +78,9 @@ pub struct EngineConfig {
     pub threads: u32,
     /// Inputs per embedding forward pass.
     pub embedding_batch: usize,
+    /// Memory the KV cache of one chat model may take, in MiB; `slots` is lowered to
+    /// fit. 0 means no limit.
+    pub kv_cache_mib: u64,
 }
 
 impl Default for EngineConfig {
@@ -89,6 +92,7 @@ impl Default for EngineConfig {
             queue_capacity: 64,
             threads: 0,
             embedding_batch: 32,
+            kv_cache_mib: 0,
         }
     }
 }

@@ -523,6 +523,7 @@ fn chat_config(engine: &EngineConfig, model_path: PathBuf) -> ChatEngineConfig {
         context_per_slot: engine.context_per_slot.max(64),
         batch_tokens: engine.batch_tokens.max(32),
         queue_capacity: engine.queue_capacity.max(1),
+        kv_cache_budget_bytes: (engine.kv_cache_mib > 0).then(|| engine.kv_cache_mib * 1024 * 1024),
         threads: if engine.threads == 0 {
             default_threads()
         } else {

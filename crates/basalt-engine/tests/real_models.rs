@@ -27,6 +27,7 @@ fn chat() -> &'static ChatEngine {
             batch_tokens: 256,
             queue_capacity: 16,
             threads: 2,
+            kv_cache_budget_bytes: None,
         })
         .expect("the SmolLM2 GGUF loads (run `basalt models fetch` first)")
     })
@@ -197,6 +198,7 @@ fn small_engine(queue_capacity: usize) -> ChatEngine {
         batch_tokens: 256,
         queue_capacity,
         threads: 2,
+        kv_cache_budget_bytes: None,
     })
     .expect("the SmolLM2 GGUF loads")
 }
@@ -391,4 +393,26 @@ fn a_json_schema_grammar_constrains_the_output() {
         r##"{"type":"object","properties":{"a":{"$ref":"#/nope"}}}"##
     )
     .is_err());
+}
+
+#[test]
+fn slots_are_sized_to_the_kv_cache_budget() {
+    let load = |budget: u64| {
+        ChatEngine::load(ChatEngineConfig {
+            model_path: models_dir()
+                .join("smollm2-135m-instruct-q4_1/SmolLM2-135M-Instruct.Q4_1.gguf"),
+            slots: 8,
+            context_per_slot: 1024,
+            batch_tokens: 128,
+            queue_capacity: 4,
+            threads: 2,
+            kv_cache_budget_bytes: Some(budget),
+        })
+    };
+    // SmolLM2-135M: 30 layers x 3 KV heads x 64 dims x 2 (K and V) x 2 bytes = 23,040 bytes a token.
+    let per_slot = 23_040 * 1024;
+    let engine = load(3 * per_slot + 1).expect("fits three slots");
+    assert_eq!(engine.config().slots, 3);
+    let err = load(per_slot - 1).expect_err("not even one slot fits");
+    assert!(err.to_string().contains("KV-cache budget"), "{err}");
 }

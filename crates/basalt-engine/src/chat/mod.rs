@@ -40,6 +40,16 @@ pub struct ChatEngineConfig {
     pub queue_capacity: usize,
     /// CPU threads for llama.cpp.
     pub threads: i32,
+    /// Most bytes the KV cache may take; `slots` is lowered to fit (each slot holds
+    /// `context_per_slot` tokens of f16 keys and values). `None`: no limit.
+    pub kv_cache_budget_bytes: Option<u64>,
+}
+
+/// Bytes of f16 keys and values one token takes in the KV cache of `model`.
+fn kv_bytes_per_token(model: &LlamaModel) -> u64 {
+    let n_head = u64::from(model.n_head().max(1));
+    let head_dim = model.n_embd().max(1) as u64 / n_head;
+    u64::from(model.n_layer()) * 2 * u64::from(model.n_head_kv()) * head_dim * 2
 }
 
 /// Sampling settings of one request.
@@ -200,9 +210,27 @@ impl ChatEngine {
         let eos = piece(vocab.eos());
         let template = ChatTemplate::new(&template_source, &bos, &eos)?;
         let context_train = model.n_ctx_train();
+        let context_per_slot = config.context_per_slot.min(context_train).max(64);
+        let mut slots = config.slots.max(1);
+        if let Some(budget) = config.kv_cache_budget_bytes {
+            let per_slot = kv_bytes_per_token(&model) * u64::from(context_per_slot);
+            let fit = budget / per_slot.max(1);
+            if fit == 0 {
+                return Err(load_err(format!(
+                    "the KV-cache budget of {budget} bytes does not hold one {context_per_slot}-token slot ({per_slot} bytes); raise it or lower context_per_slot"
+                )));
+            }
+            slots = slots.min(fit as u32);
+        }
+        tracing::info!(
+            slots,
+            context_per_slot,
+            kv_bytes = kv_bytes_per_token(&model) * u64::from(context_per_slot) * u64::from(slots),
+            "chat engine sized"
+        );
         let config = ChatEngineConfig {
-            context_per_slot: config.context_per_slot.min(context_train).max(64),
-            slots: config.slots.max(1),
+            context_per_slot,
+            slots,
             ..config
         };
         let counters = Arc::new(EngineCounters::default());
