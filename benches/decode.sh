@@ -3,35 +3,18 @@
 # (tg128) on the same model and thread count, in one run. llama-bench is built with
 # GGML_NATIVE=ON and AMX off, as Basalt's build.
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
+source "$REPO/benches/llama_cpp.sh"
 install_system_packages
 install_python_clients
 build_release
 fetch_models
 THREADS="${THREADS:-$(nproc)}"
 MODEL="$BASALT_MODELS_DIR/smollm2-135m-instruct-q4_1/SmolLM2-135M-Instruct.Q4_1.gguf"
-# llama.cpp's own tools come from the llama-cpp-python sdist on PyPI (pinned), which
-# vendors the full llama.cpp tree (the llama-cpp-sys-2 crate ships only the library).
-LCP_VERSION=0.3.36
-WORKDIR="$REPO/benches/.work"
-SRC="$WORKDIR/llama_cpp_python-$LCP_VERSION/vendor/llama.cpp"
-if [ ! -d "$SRC" ]; then
-  log "fetching llama-cpp-python==$LCP_VERSION sdist (vendored llama.cpp)"
-  mkdir -p "$WORKDIR"
-  python3 -m pip download --quiet --no-deps --no-binary :all: "llama-cpp-python==$LCP_VERSION" -d "$WORKDIR"
-  tar xzf "$WORKDIR/llama_cpp_python-$LCP_VERSION.tar.gz" -C "$WORKDIR"
-fi
-BUILD="$REPO/benches/.work/llama-bench"
-if [ ! -x "$BUILD/bin/llama-bench" ]; then
-  log "building llama-bench from $SRC"
-  CFLAGS="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16" CXXFLAGS="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16" \
-    cmake -S "$SRC" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DLLAMA_CURL=OFF \
-      -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF >/dev/null
-  cmake --build "$BUILD" --target llama-bench -j "$(nproc)" >/dev/null
-fi
+BENCH=$(llama_cpp_tool llama-bench)
 WORK="$(mktemp -d)"
 trap 'kill $SERVER 2>/dev/null || true; rm -rf "$WORK"' EXIT
 log "llama-bench tg128, $THREADS threads"
-TG=$("$BUILD/bin/llama-bench" -m "$MODEL" -t "$THREADS" -p 0 -n 128 -r 5 -o json | python3 -c '
+TG=$("$BENCH" -m "$MODEL" -t "$THREADS" -p 0 -n 128 -r 5 -o json | python3 -c '
 import json, sys; r = json.load(sys.stdin); print(r[0]["avg_ts"])')
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 export BASALT_DATA_DIR="$WORK"

@@ -3,6 +3,7 @@
 # (benches/serving.py), alternating. llama-server is built from the llama.cpp tree in
 # the pinned llama-cpp-python sdist (GGML_NATIVE=ON, AMX off, as Basalt's build).
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
+source "$REPO/benches/llama_cpp.sh"
 install_system_packages
 install_python_clients
 build_release
@@ -11,27 +12,12 @@ SLOTS="${SLOTS:-16}"
 CTX_PER_SLOT="${CTX_PER_SLOT:-1024}"
 THREADS="${THREADS:-$(nproc)}"
 MODEL="$BASALT_MODELS_DIR/smollm2-135m-instruct-q4_1/SmolLM2-135M-Instruct.Q4_1.gguf"
-LCP_VERSION=0.3.36
-WORKDIR="$REPO/benches/.work"
-SRC="$WORKDIR/llama_cpp_python-$LCP_VERSION/vendor/llama.cpp"
-if [ ! -d "$SRC" ]; then
-  mkdir -p "$WORKDIR"
-  python3 -m pip download --quiet --no-deps --no-binary :all: "llama-cpp-python==$LCP_VERSION" -d "$WORKDIR"
-  tar xzf "$WORKDIR/llama_cpp_python-$LCP_VERSION.tar.gz" -C "$WORKDIR"
-fi
-BUILD="$WORKDIR/llama-server-build"
-if [ ! -x "$BUILD/bin/llama-server" ]; then
-  log "building llama-server"
-  CFLAGS="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16" CXXFLAGS="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16" \
-    cmake -S "$SRC" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DLLAMA_CURL=OFF \
-      -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=ON >/dev/null
-  cmake --build "$BUILD" --target llama-server -j "$(nproc)" >/dev/null
-fi
+SERVER_BIN=$(llama_cpp_tool llama-server)
 WORK="$(mktemp -d)"
 trap 'kill $BASALT $LLAMA 2>/dev/null || true; rm -rf "$WORK"' EXIT
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 LPORT=$(port); BPORT=$(port)
-"$BUILD/bin/llama-server" -m "$MODEL" -t "$THREADS" -np "$SLOTS" -c $((SLOTS * CTX_PER_SLOT)) --port "$LPORT" \
+"$SERVER_BIN" -m "$MODEL" -t "$THREADS" -np "$SLOTS" -c $((SLOTS * CTX_PER_SLOT)) --port "$LPORT" \
   --alias huggingfacetb.smollm2-135m-instruct-v1:0 --jinja > "$WORK/llama.log" 2>&1 &
 LLAMA=$!
 sed -e "s/^slots = .*/slots = $SLOTS/" -e "s/^context_per_slot = .*/context_per_slot = $CTX_PER_SLOT/" \

@@ -15,6 +15,7 @@ mod error;
 pub mod eventstream;
 pub mod openai;
 pub mod sigv4;
+mod streaming;
 
 use std::sync::Arc;
 

@@ -1,7 +1,7 @@
 //! The OpenAI dialect: `/v1/chat/completions` (with SSE streaming), `/v1/embeddings`,
 //! `/v1/models`.
 
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -409,58 +409,38 @@ async fn chat_completions(
             "choices": [{ "index": 0, "delta": delta, "finish_reason": finish, "logprobs": null }],
         })
     };
-    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
     let sse = |v: &Value| Bytes::from(format!("data: {v}\n\n"));
-    tokio::spawn(async move {
-        if tx
-            .send(sse(&chunk(
-                json!({ "role": "assistant", "content": "" }),
-                None,
-            )))
-            .await
-            .is_err()
-        {
-            return;
-        }
-        let mut next = first;
-        while let Some(delta) = next {
-            let mut frames = Vec::new();
-            match delta {
-                GenerationDelta::Text(text) => {
-                    frames.push(sse(&chunk(json!({ "content": text }), None)))
-                }
-                GenerationDelta::ToolCall(call) => frames.push(sse(&chunk(
-                    json!({ "tool_calls": tool_calls_json(std::slice::from_ref(&call)) }),
-                    None,
-                ))),
-                GenerationDelta::End {
-                    stop_reason, usage, ..
-                } => {
-                    frames.push(sse(&chunk(json!({}), Some(finish_reason(stop_reason)))));
-                    if include_usage {
-                        let mut last = chunk(json!({}), None);
-                        last["choices"] = json!([]);
-                        last["usage"] = usage_json(&usage);
-                        frames.push(sse(&last));
-                    }
-                    frames.push(Bytes::from_static(b"data: [DONE]\n\n"));
-                }
-                GenerationDelta::Error(e) => {
-                    let e = OpenAiError::from(e);
-                    frames.push(sse(&json!({ "error": { "message": e.message, "type": e.kind, "param": null, "code": e.code } })));
-                }
+    let prelude = vec![sse(&chunk(
+        json!({ "role": "assistant", "content": "" }),
+        None,
+    ))];
+    let encode = move |delta: GenerationDelta| match delta {
+        GenerationDelta::Text(text) => vec![sse(&chunk(json!({ "content": text }), None))],
+        GenerationDelta::ToolCall(call) => vec![sse(&chunk(
+            json!({ "tool_calls": tool_calls_json(std::slice::from_ref(&call)) }),
+            None,
+        ))],
+        GenerationDelta::End {
+            stop_reason, usage, ..
+        } => {
+            let mut frames = vec![sse(&chunk(json!({}), Some(finish_reason(stop_reason))))];
+            if include_usage {
+                let mut last = chunk(json!({}), None);
+                last["choices"] = json!([]);
+                last["usage"] = usage_json(&usage);
+                frames.push(sse(&last));
             }
-            for f in frames {
-                if tx.send(f).await.is_err() {
-                    return;
-                }
-            }
-            next = deltas.next().await;
+            frames.push(Bytes::from_static(b"data: [DONE]\n\n"));
+            frames
         }
-    });
-    let body = Body::from_stream(
-        tokio_stream::wrappers::ReceiverStream::new(rx).map(Ok::<_, std::convert::Infallible>),
-    );
+        GenerationDelta::Error(e) => {
+            let e = OpenAiError::from(e);
+            vec![sse(
+                &json!({ "error": { "message": e.message, "type": e.kind, "param": null, "code": e.code } }),
+            )]
+        }
+    };
+    let body = crate::streaming::forward(prelude, first, deltas, encode);
     let mut response = (StatusCode::OK, body).into_response();
     response.headers_mut().insert(
         "content-type",

@@ -83,10 +83,7 @@ async fn first_delta(stream: &mut MeteredStream) -> Result<Option<GenerationDelt
     }
 }
 
-fn event_stream_response(frames: tokio::sync::mpsc::Receiver<Bytes>) -> Response {
-    let body = Body::from_stream(
-        tokio_stream::wrappers::ReceiverStream::new(frames).map(Ok::<_, std::convert::Infallible>),
-    );
+fn event_stream_response(body: Body) -> Response {
     let mut response = (StatusCode::OK, body).into_response();
     response.headers_mut().insert(
         "content-type",
@@ -108,94 +105,84 @@ pub async fn converse_stream(
         .chat_stream(context(principal, request_id, "ConverseStream"), request)
         .await?;
     let first = first_delta(&mut stream).await?;
-    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
-    tokio::spawn(async move {
-        let _ = tx
-            .send(eventstream::event(
-                "messageStart",
-                &json!({ "role": "assistant" }),
-            ))
-            .await;
-        let mut next = first;
-        // Content blocks are numbered in order; a text block stays open until
-        // something else starts or the message ends.
-        let mut blocks = 0u32;
-        let mut open_text: Option<u32> = None;
-        while let Some(delta) = next {
-            let mut frames: Vec<Bytes> = Vec::new();
-            match delta {
-                GenerationDelta::Text(text) => {
-                    let index = *open_text.get_or_insert_with(|| {
-                        blocks += 1;
-                        blocks - 1
-                    });
-                    frames.push(eventstream::event(
-                        "contentBlockDelta",
-                        &json!({ "contentBlockIndex": index, "delta": { "text": text } }),
-                    ));
-                }
-                GenerationDelta::ToolCall(call) => {
-                    if let Some(index) = open_text.take() {
-                        frames.push(eventstream::event(
-                            "contentBlockStop",
-                            &json!({ "contentBlockIndex": index }),
-                        ));
-                    }
-                    let index = blocks;
+    let prelude = vec![eventstream::event(
+        "messageStart",
+        &json!({ "role": "assistant" }),
+    )];
+    // Content blocks are numbered in order; a text block stays open until
+    // something else starts or the message ends.
+    let mut blocks = 0u32;
+    let mut open_text: Option<u32> = None;
+    let encode = move |delta: GenerationDelta| {
+        let mut frames: Vec<Bytes> = Vec::new();
+        match delta {
+            GenerationDelta::Text(text) => {
+                let index = *open_text.get_or_insert_with(|| {
                     blocks += 1;
-                    frames.push(eventstream::event(
-                        "contentBlockStart",
-                        &json!({ "contentBlockIndex": index, "start": { "toolUse": { "toolUseId": call.id, "name": call.name } } }),
-                    ));
-                    frames.push(eventstream::event(
-                        "contentBlockDelta",
-                        &json!({ "contentBlockIndex": index, "delta": { "toolUse": { "input": call.input.to_string() } } }),
-                    ));
+                    blocks - 1
+                });
+                frames.push(eventstream::event(
+                    "contentBlockDelta",
+                    &json!({ "contentBlockIndex": index, "delta": { "text": text } }),
+                ));
+            }
+            GenerationDelta::ToolCall(call) => {
+                if let Some(index) = open_text.take() {
                     frames.push(eventstream::event(
                         "contentBlockStop",
                         &json!({ "contentBlockIndex": index }),
                     ));
                 }
-                GenerationDelta::End {
-                    stop_reason,
-                    usage,
-                    latency_ms,
-                    ..
-                } => {
-                    if let Some(index) = open_text.take() {
-                        frames.push(eventstream::event(
-                            "contentBlockStop",
-                            &json!({ "contentBlockIndex": index }),
-                        ));
-                    } else if blocks == 0 {
-                        frames.push(eventstream::event(
-                            "contentBlockStop",
-                            &json!({ "contentBlockIndex": 0 }),
-                        ));
-                    }
-                    frames.push(eventstream::event(
-                        "messageStop",
-                        &json!({ "stopReason": stop_reason.as_bedrock() }),
-                    ));
-                    frames.push(eventstream::event(
-                        "metadata",
-                        &json!({ "usage": usage_json(&usage), "metrics": { "latencyMs": latency_ms } }),
-                    ));
-                }
-                GenerationDelta::Error(e) => {
-                    frames.push(eventstream::exception(&BedrockError::from(e)))
-                }
+                let index = blocks;
+                blocks += 1;
+                frames.push(eventstream::event(
+                    "contentBlockStart",
+                    &json!({ "contentBlockIndex": index, "start": { "toolUse": { "toolUseId": call.id, "name": call.name } } }),
+                ));
+                frames.push(eventstream::event(
+                    "contentBlockDelta",
+                    &json!({ "contentBlockIndex": index, "delta": { "toolUse": { "input": call.input.to_string() } } }),
+                ));
+                frames.push(eventstream::event(
+                    "contentBlockStop",
+                    &json!({ "contentBlockIndex": index }),
+                ));
             }
-            for frame in frames {
-                if tx.send(frame).await.is_err() {
-                    return; // the client went away; dropping the stream frees the engine slot
+            GenerationDelta::End {
+                stop_reason,
+                usage,
+                latency_ms,
+                ..
+            } => {
+                if let Some(index) = open_text.take() {
+                    frames.push(eventstream::event(
+                        "contentBlockStop",
+                        &json!({ "contentBlockIndex": index }),
+                    ));
+                } else if blocks == 0 {
+                    frames.push(eventstream::event(
+                        "contentBlockStop",
+                        &json!({ "contentBlockIndex": 0 }),
+                    ));
                 }
+                frames.push(eventstream::event(
+                    "messageStop",
+                    &json!({ "stopReason": stop_reason.as_bedrock() }),
+                ));
+                frames.push(eventstream::event(
+                    "metadata",
+                    &json!({ "usage": usage_json(&usage), "metrics": { "latencyMs": latency_ms } }),
+                ));
             }
-            next = stream.next().await;
+            GenerationDelta::Error(e) => {
+                frames.push(eventstream::exception(&BedrockError::from(e)))
+            }
         }
-    });
+        frames
+    };
+    let body = crate::streaming::forward(prelude, first, stream, encode);
     Ok(with_lifecycle(
-        event_stream_response(rx),
+        event_stream_response(body),
         &state.core,
         &model_id,
     ))
@@ -361,53 +348,44 @@ pub async fn invoke_model_stream(
         )
         .await?;
     let first = first_delta(&mut stream).await?;
-    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
-    tokio::spawn(async move {
-        let mut next = first;
-        let mut generated = 0u32;
-        let mut first_chunk = true;
-        while let Some(delta) = next {
-            let frame = match delta {
-                GenerationDelta::Text(text) => {
-                    generated += 1;
-                    let prompt_count = if first_chunk {
-                        json!(prompt_tokens)
-                    } else {
-                        Value::Null
-                    };
-                    first_chunk = false;
-                    chunk(
-                        &json!({ "generation": text, "prompt_token_count": prompt_count, "generation_token_count": generated, "stop_reason": null }),
-                    )
-                }
-                GenerationDelta::End {
-                    stop_reason,
-                    usage,
-                    latency_ms,
-                    first_token_ms,
-                } => chunk(&json!({
-                    "generation": "",
-                    "prompt_token_count": if first_chunk { json!(usage.input_tokens) } else { Value::Null },
-                    "generation_token_count": usage.output_tokens,
-                    "stop_reason": llama_stop_reason(stop_reason),
-                    "amazon-bedrock-invocationMetrics": {
-                        "inputTokenCount": usage.input_tokens,
-                        "outputTokenCount": usage.output_tokens,
-                        "invocationLatency": latency_ms,
-                        "firstByteLatency": first_token_ms.unwrap_or(latency_ms),
-                    }
-                })),
-                GenerationDelta::Error(e) => eventstream::exception(&BedrockError::from(e)),
-                // Raw completions carry no tools.
-                GenerationDelta::ToolCall(_) => Bytes::new(),
+    let mut generated = 0u32;
+    let mut first_chunk = true;
+    let encode = move |delta: GenerationDelta| match delta {
+        GenerationDelta::Text(text) => {
+            generated += 1;
+            let prompt_count = if first_chunk {
+                json!(prompt_tokens)
+            } else {
+                Value::Null
             };
-            if !frame.is_empty() && tx.send(frame).await.is_err() {
-                return;
-            }
-            next = stream.next().await;
+            first_chunk = false;
+            vec![chunk(
+                &json!({ "generation": text, "prompt_token_count": prompt_count, "generation_token_count": generated, "stop_reason": null }),
+            )]
         }
-    });
-    let mut response = event_stream_response(rx);
+        GenerationDelta::End {
+            stop_reason,
+            usage,
+            latency_ms,
+            first_token_ms,
+        } => vec![chunk(&json!({
+            "generation": "",
+            "prompt_token_count": if first_chunk { json!(usage.input_tokens) } else { Value::Null },
+            "generation_token_count": usage.output_tokens,
+            "stop_reason": llama_stop_reason(stop_reason),
+            "amazon-bedrock-invocationMetrics": {
+                "inputTokenCount": usage.input_tokens,
+                "outputTokenCount": usage.output_tokens,
+                "invocationLatency": latency_ms,
+                "firstByteLatency": first_token_ms.unwrap_or(latency_ms),
+            }
+        }))],
+        GenerationDelta::Error(e) => vec![eventstream::exception(&BedrockError::from(e))],
+        // Raw completions carry no tools.
+        GenerationDelta::ToolCall(_) => Vec::new(),
+    };
+    let body = crate::streaming::forward(Vec::new(), first, stream, encode);
+    let mut response = event_stream_response(body);
     response.headers_mut().insert(
         "x-amzn-bedrock-content-type",
         HeaderValue::from_static("application/json"),
