@@ -41,6 +41,8 @@ struct Active {
     prompt_done: usize,
     cached_prompt_tokens: u32,
     sampler: LlamaSampler,
+    /// Temperature 0 and no grammar: the sampler is a plain argmax.
+    plain_greedy: bool,
     generated: u32,
     /// A sampled token not yet fed back to the model.
     pending: Option<LlamaToken>,
@@ -202,11 +204,14 @@ impl<'m> Scheduler<'m> {
                 .fetch_add(reused as u64, Ordering::Relaxed);
             let sampler = std::mem::replace(&mut job.sampler, LlamaSampler::greedy());
             let stops = StopMatcher::new(job.request.stop_sequences.clone());
+            let plain_greedy =
+                job.request.sampling.temperature <= 0.0 && job.request.constraint.is_none();
             slot.active = Some(Active {
                 job,
                 prompt_done: reused,
                 cached_prompt_tokens: reused as u32,
                 sampler,
+                plain_greedy,
                 generated: 0,
                 pending: None,
                 partial_utf8: Vec::new(),
@@ -294,7 +299,13 @@ impl<'m> Scheduler<'m> {
             let Some(at) = active.logits_at.take() else {
                 continue;
             };
-            let token = active.sampler.sample(&self.ctx, at);
+            let token = if active.plain_greedy {
+                // Greedy without a grammar: an argmax over the logits, which skips
+                // building llama.cpp's candidate array (the whole vocabulary) per token.
+                argmax(self.ctx.get_logits_ith(at))
+            } else {
+                active.sampler.sample(&self.ctx, at)
+            };
             let vocab = self.model.vocab();
             let outcome = if vocab.is_eog(token) {
                 Some(FinishReason::EndOfTurn)
@@ -411,6 +422,19 @@ pub(super) fn make_sampler(
     })
 }
 
+/// The index of the largest logit (the first one on ties, as llama.cpp's greedy sampler).
+fn argmax(logits: &[f32]) -> LlamaToken {
+    let mut best = 0usize;
+    let mut best_value = f32::NEG_INFINITY;
+    for (i, &v) in logits.iter().enumerate() {
+        if v > best_value {
+            best_value = v;
+            best = i;
+        }
+    }
+    LlamaToken(best as i32)
+}
+
 fn common_prefix(cached: &[LlamaToken], prompt: &[i32]) -> usize {
     cached
         .iter()
@@ -452,6 +476,12 @@ mod tests {
         bytes.push("é".as_bytes()[1]);
         assert_eq!(take_valid_utf8(&mut bytes), "é");
         assert!(bytes.is_empty());
+    }
+
+    #[test]
+    fn argmax_takes_the_first_maximum() {
+        assert_eq!(argmax(&[0.1, 3.0, -1.0, 3.0]).0, 1);
+        assert_eq!(argmax(&[f32::NEG_INFINITY, -5.0]).0, 1);
     }
 
     #[test]
