@@ -141,3 +141,19 @@ def test_prometheus_metrics(raw_get, runtime):
     assert tok1 >= tok0 + resp["usage"]["inputTokens"], (
         f"basalt_input_tokens_total grew by {tok1 - tok0}, call used {resp['usage']['inputTokens']}"
     )
+
+
+def test_rejected_requests_are_counted_by_dialect_and_status(raw_get, raw_post):
+    def rejected():
+        text = _metrics(raw_get)
+        total = 0.0
+        for line in text.splitlines():
+            m = SAMPLE_RE.match(line)
+            if m and m.group(1) == "basalt_http_responses_total" and 'dialect="bedrock"' in line and 'status="400"' in line:
+                total += float(m.group(3))
+        return total
+
+    before = rejected()
+    status, _, _ = raw_post(f"/model/{CHAT_MODEL.replace(':', '%3A')}/converse", b"{not json")
+    assert status == 400
+    assert rejected() == before + 1, "a malformed request was not counted in basalt_http_responses_total"

@@ -173,6 +173,14 @@ pub async fn authenticate(State(state): State<AppState>, request: Request, next:
             }
         },
     };
+    // Every API response by dialect and status, including those refused before a model
+    // is known (malformed bodies, bad credentials), which invocation metrics cannot see.
+    let dialect_label = match dialect {
+        Dialect::Bedrock => "bedrock",
+        Dialect::OpenAi => "openai",
+    };
+    metrics::counter!("basalt_http_responses_total", "dialect" => dialect_label, "status" => response.status().as_u16().to_string())
+        .increment(1);
     if dialect == Dialect::Bedrock {
         if let Ok(v) = HeaderValue::from_str(&request_id) {
             response.headers_mut().insert("x-amzn-requestid", v);
