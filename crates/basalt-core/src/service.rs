@@ -424,9 +424,8 @@ impl Basalt {
         ctx: CallContext,
         request: ChatRequest,
     ) -> Result<Generation, CoreError> {
-        let legacy = self.is_legacy(&request.model_id);
         let stream = self.chat_stream(ctx, request).await?;
-        collect(stream, legacy).await
+        collect(stream).await
     }
 
     /// A whole raw-prompt completion.
@@ -435,9 +434,8 @@ impl Basalt {
         ctx: CallContext,
         request: CompletionRequest,
     ) -> Result<Generation, CoreError> {
-        let legacy = self.is_legacy(&request.model_id);
         let stream = self.completion_stream(ctx, request).await?;
-        collect(stream, legacy).await
+        collect(stream).await
     }
 
     /// Whether the model's lifecycle is LEGACY now.
@@ -481,11 +479,7 @@ impl Basalt {
                     ..TokenUsage::default()
                 };
                 self.record(&ctx, &entry, usage, None, "success");
-                Ok(Embeddings {
-                    vectors,
-                    tokens,
-                    legacy: self.is_legacy(model_id),
-                })
+                Ok(Embeddings { vectors, tokens })
             }
             Err(e) => self.failed(&ctx, &entry, e),
         }
@@ -532,7 +526,7 @@ fn chat_config(engine: &EngineConfig, model_path: PathBuf) -> ChatEngineConfig {
     }
 }
 
-async fn collect(mut stream: MeteredStream, legacy: bool) -> Result<Generation, CoreError> {
+async fn collect(mut stream: MeteredStream) -> Result<Generation, CoreError> {
     let mut text = String::new();
     let mut tool_calls = Vec::new();
     while let Some(delta) = stream.next().await {
@@ -551,7 +545,6 @@ async fn collect(mut stream: MeteredStream, legacy: bool) -> Result<Generation, 
                     stop_reason,
                     usage,
                     latency_ms,
-                    legacy,
                 })
             }
             GenerationDelta::Error(e) => return Err(e),
@@ -585,6 +578,19 @@ impl MeteredStream {
             output_seen: false,
             finished: false,
         }
+    }
+
+    /// Ends the stream with an error, metering it.
+    fn fail(&mut self, e: CoreError) -> GenerationDelta {
+        self.finished = true;
+        self.core.record(
+            &self.ctx,
+            &self.entry,
+            TokenUsage::default(),
+            self.first_token_ms,
+            e.outcome(),
+        );
+        GenerationDelta::Error(e)
     }
 
     /// The model that answers.
@@ -630,29 +636,10 @@ impl Stream for MeteredStream {
                     first_token_ms: first,
                 }))
             }
-            Poll::Ready(Some(GenerationDelta::Error(e))) => {
-                this.finished = true;
-                this.core.record(
-                    &this.ctx,
-                    &this.entry,
-                    TokenUsage::default(),
-                    this.first_token_ms,
-                    e.outcome(),
-                );
-                Poll::Ready(Some(GenerationDelta::Error(e)))
-            }
-            Poll::Ready(None) => {
-                this.finished = true;
-                let e = CoreError::ModelError("the generation ended without a result".into());
-                this.core.record(
-                    &this.ctx,
-                    &this.entry,
-                    TokenUsage::default(),
-                    this.first_token_ms,
-                    e.outcome(),
-                );
-                Poll::Ready(Some(GenerationDelta::Error(e)))
-            }
+            Poll::Ready(Some(GenerationDelta::Error(e))) => Poll::Ready(Some(this.fail(e))),
+            Poll::Ready(None) => Poll::Ready(Some(this.fail(CoreError::ModelError(
+                "the generation ended without a result".into(),
+            )))),
             Poll::Pending => Poll::Pending,
         }
     }

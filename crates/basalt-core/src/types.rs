@@ -151,8 +151,6 @@ pub struct Generation {
     pub stop_reason: StopReason,
     pub usage: TokenUsage,
     pub latency_ms: u64,
-    /// The catalog entry's lifecycle is LEGACY.
-    pub legacy: bool,
 }
 
 /// One event of a streamed generation.
@@ -176,5 +174,4 @@ pub struct Embeddings {
     pub vectors: Vec<Vec<f32>>,
     /// Tokens of each input.
     pub tokens: Vec<u32>,
-    pub legacy: bool,
 }

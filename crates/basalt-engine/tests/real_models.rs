@@ -16,25 +16,31 @@ fn models_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models"))
 }
 
+fn engine_config(slots: u32, queue_capacity: usize) -> ChatEngineConfig {
+    ChatEngineConfig {
+        model_path: models_dir().join("smollm2-135m-instruct-q4_1/SmolLM2-135M-Instruct.Q4_1.gguf"),
+        slots,
+        context_per_slot: 1024,
+        batch_tokens: 256,
+        queue_capacity,
+        threads: 2,
+        kv_cache_budget_bytes: None,
+    }
+}
+
 fn chat() -> &'static ChatEngine {
     static ENGINE: OnceLock<ChatEngine> = OnceLock::new();
     ENGINE.get_or_init(|| {
-        ChatEngine::load(ChatEngineConfig {
-            model_path: models_dir()
-                .join("smollm2-135m-instruct-q4_1/SmolLM2-135M-Instruct.Q4_1.gguf"),
-            slots: 4,
-            context_per_slot: 1024,
-            batch_tokens: 256,
-            queue_capacity: 16,
-            threads: 2,
-            kv_cache_budget_bytes: None,
-        })
-        .expect("the SmolLM2 GGUF loads (run `basalt models fetch` first)")
+        ChatEngine::load(engine_config(4, 16))
+            .expect("the SmolLM2 GGUF loads (run `basalt models fetch` first)")
     })
 }
 
 fn prompt(question: &str) -> Vec<i32> {
-    let engine = chat();
+    prompt_for(chat(), question)
+}
+
+fn prompt_for(engine: &ChatEngine, question: &str) -> Vec<i32> {
     let text = engine
         .render(
             &[ChatMessage {
@@ -191,30 +197,12 @@ fn embeddings_are_normalised_and_meaningful() {
 }
 
 fn small_engine(queue_capacity: usize) -> ChatEngine {
-    ChatEngine::load(ChatEngineConfig {
-        model_path: models_dir().join("smollm2-135m-instruct-q4_1/SmolLM2-135M-Instruct.Q4_1.gguf"),
-        slots: 1,
-        context_per_slot: 1024,
-        batch_tokens: 256,
-        queue_capacity,
-        threads: 2,
-        kv_cache_budget_bytes: None,
-    })
-    .expect("the SmolLM2 GGUF loads")
+    ChatEngine::load(engine_config(1, queue_capacity)).expect("the SmolLM2 GGUF loads")
 }
 
 fn request(engine: &ChatEngine, question: &str, max_tokens: u32) -> GenerationRequest {
-    let text = engine
-        .render(
-            &[ChatMessage {
-                role: "user".into(),
-                content: question.into(),
-            }],
-            true,
-        )
-        .expect("renders");
     GenerationRequest {
-        prompt: engine.tokenize(&text),
+        prompt: prompt_for(engine, question),
         max_tokens,
         sampling: SamplingParams::default(),
         stop_sequences: vec![],
@@ -399,14 +387,9 @@ fn a_json_schema_grammar_constrains_the_output() {
 fn slots_are_sized_to_the_kv_cache_budget() {
     let load = |budget: u64| {
         ChatEngine::load(ChatEngineConfig {
-            model_path: models_dir()
-                .join("smollm2-135m-instruct-q4_1/SmolLM2-135M-Instruct.Q4_1.gguf"),
             slots: 8,
-            context_per_slot: 1024,
-            batch_tokens: 128,
-            queue_capacity: 4,
-            threads: 2,
             kv_cache_budget_bytes: Some(budget),
+            ..engine_config(8, 4)
         })
     };
     // SmolLM2-135M: 30 layers x 3 KV heads x 64 dims x 2 (K and V) x 2 bytes = 23,040 bytes a token.
