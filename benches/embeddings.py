@@ -36,6 +36,7 @@ def basalt():
 
 
 st_model = SentenceTransformer(model_dir, device="cpu")
+st_model.max_seq_length = 256  # as the wheel's sentence_bert_config.json (inputs here are ~43 tokens)
 
 
 def reference():

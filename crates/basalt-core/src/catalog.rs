@@ -17,8 +17,8 @@ use crate::CoreError;
 pub enum EngineKind {
     /// A GGUF chat model on llama.cpp.
     LlamaCpp,
-    /// A BERT sentence-embedding model on candle.
-    CandleBert,
+    /// A BERT sentence-embedding model (sentence-transformers layout), run on llama.cpp.
+    LlamaCppBert,
     /// No model: answers with the request's last user message at once. For measuring
     /// the gateway's own overhead and for smoke tests.
     Echo,
@@ -196,12 +196,12 @@ impl Catalog {
             }
             let engine = match m.engine.as_str() {
                 "llama.cpp" => EngineKind::LlamaCpp,
-                "candle-bert" => EngineKind::CandleBert,
+                "llama.cpp-bert" => EngineKind::LlamaCppBert,
                 "echo" => EngineKind::Echo,
                 other => {
                     return Err(invalid(
                         id,
-                        format!("engine {other:?} is not one of llama.cpp, candle-bert, echo"),
+                        format!("engine {other:?} is not one of llama.cpp, llama.cpp-bert, echo"),
                     ))
                 }
             };
@@ -209,7 +209,7 @@ impl Catalog {
                 (Some(_), EngineKind::Echo) => {
                     return Err(invalid(id, "an echo model has no weights; remove weights"))
                 }
-                (None, EngineKind::LlamaCpp | EngineKind::CandleBert) => {
+                (None, EngineKind::LlamaCpp | EngineKind::LlamaCppBert) => {
                     return Err(invalid(id, "weights is required: a key of [weights]"))
                 }
                 (Some(w), _) if !config.weights.contains_key(w) => {
@@ -231,11 +231,11 @@ impl Catalog {
                 }
             };
             let embedding = m.output_modalities.iter().any(|o| o == "EMBEDDING");
-            if engine != EngineKind::Echo && embedding != (engine == EngineKind::CandleBert)
+            if engine != EngineKind::Echo && embedding != (engine == EngineKind::LlamaCppBert)
                 || embedding != (native_body == NativeBody::TitanEmbed)
                 || (engine == EngineKind::Echo && embedding)
             {
-                return Err(invalid(id, "embedding models use engine candle-bert and native_body titan-embed; chat models llama.cpp (or echo) and meta-llama"));
+                return Err(invalid(id, "embedding models use engine llama.cpp-bert and native_body titan-embed; chat models llama.cpp (or echo) and meta-llama"));
             }
             for (field, values, allowed) in [
                 ("input_modalities", &m.input_modalities, MODALITIES),

@@ -76,8 +76,10 @@ pub struct EngineConfig {
     pub queue_capacity: usize,
     /// CPU threads; 0 means every available core.
     pub threads: u32,
-    /// Inputs per embedding forward pass.
+    /// Most inputs per embedding forward pass.
     pub embedding_batch: usize,
+    /// Most tokens per embedding forward pass.
+    pub embedding_batch_tokens: usize,
     /// Memory the KV cache of one chat model may take, in MiB; `slots` is lowered to
     /// fit. 0 means no limit.
     pub kv_cache_mib: u64,
@@ -91,7 +93,8 @@ impl Default for EngineConfig {
             batch_tokens: 512,
             queue_capacity: 64,
             threads: 0,
-            embedding_batch: 32,
+            embedding_batch: 8,
+            embedding_batch_tokens: 512,
             kv_cache_mib: 0,
         }
     }
@@ -149,7 +152,7 @@ pub struct ModelConfig {
     pub id: String,
     pub name: String,
     pub provider: String,
-    /// `llama.cpp` (GGUF chat), `candle-bert` (sentence embeddings) or `echo` (answers
+    /// `llama.cpp` (GGUF chat), `llama.cpp-bert` (sentence embeddings) or `echo` (answers
     /// with the last user message at once, no model: for measuring the gateway alone).
     pub engine: String,
     /// A key of `[weights]` (not for `echo`).

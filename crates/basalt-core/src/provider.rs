@@ -282,7 +282,7 @@ impl ChatProvider for LocalChat {
     }
 }
 
-/// A sentence-embedding model on the local candle engine.
+/// A sentence-embedding model on the local embedding engine (llama.cpp BERT).
 #[derive(Debug, Clone)]
 pub struct LocalEmbedding {
     engine: Arc<EmbeddingEngine>,

@@ -132,7 +132,7 @@ impl Basalt {
                     chat.insert(entry.id.clone(), Arc::new(LocalChat::new(engine)));
                 }
                 EngineKind::Echo => {}
-                EngineKind::CandleBert => {
+                EngineKind::LlamaCppBert => {
                     let engine = match embed_by_weights.get(&weights_name) {
                         Some(e) => Arc::clone(e),
                         None => {
@@ -141,6 +141,8 @@ impl Basalt {
                                 model_dir: dir.clone(),
                                 max_tokens: entry.max_input_tokens.unwrap_or(512) as usize,
                                 batch_size: config.engine.embedding_batch.max(1),
+                                batch_tokens: config.engine.embedding_batch_tokens,
+                                threads: engine_threads(&config.engine),
                             })?);
                             embed_by_weights.insert(weights_name.clone(), Arc::clone(&engine));
                             engine
@@ -518,11 +520,15 @@ fn chat_config(engine: &EngineConfig, model_path: PathBuf) -> ChatEngineConfig {
         batch_tokens: engine.batch_tokens.max(32),
         queue_capacity: engine.queue_capacity.max(1),
         kv_cache_budget_bytes: (engine.kv_cache_mib > 0).then(|| engine.kv_cache_mib * 1024 * 1024),
-        threads: if engine.threads == 0 {
-            default_threads()
-        } else {
-            engine.threads as i32
-        },
+        threads: engine_threads(engine),
+    }
+}
+
+fn engine_threads(engine: &EngineConfig) -> i32 {
+    if engine.threads == 0 {
+        default_threads()
+    } else {
+        engine.threads as i32
     }
 }
 

@@ -18,7 +18,7 @@ pub enum EngineError {
     /// The engine thread has stopped.
     #[error("the engine for this model is not running")]
     Stopped,
-    /// llama.cpp or candle failed while computing.
+    /// llama.cpp failed while computing.
     #[error("inference failed: {0}")]
     Compute(String),
 }

@@ -4,7 +4,8 @@
 //!   scheduler thread per model that decodes every in-flight request in one batch
 //!   (continuous batching) and reuses each slot's KV cache for a shared prompt prefix.
 //! - [`embed::EmbeddingEngine`]: a BERT sentence-embedding model (sentence-transformers
-//!   layout: safetensors + tokenizer.json) on candle, mean-pooled and L2-normalised.
+//!   layout: safetensors + tokenizer.json), converted at load to a Q8_0 GGUF and run on
+//!   llama.cpp, batched across calls, mean-pooled and L2-normalised.
 //!
 //! This crate knows nothing about HTTP, Bedrock or OpenAI: it takes token-level
 //! requests and returns text, tokens and counts.
@@ -14,3 +15,20 @@ pub mod embed;
 mod error;
 
 pub use error::EngineError;
+
+use std::sync::OnceLock;
+
+use llama_cpp_2::llama_backend::LlamaBackend;
+
+static BACKEND: OnceLock<Result<LlamaBackend, String>> = OnceLock::new();
+
+/// llama.cpp's process-wide backend, initialised on first use.
+fn backend() -> Result<&'static LlamaBackend, EngineError> {
+    BACKEND
+        .get_or_init(|| {
+            llama_cpp_2::send_logs_to_tracing(llama_cpp_2::LogOptions::default());
+            LlamaBackend::init().map_err(|e| e.to_string())
+        })
+        .as_ref()
+        .map_err(|e| EngineError::Compute(format!("llama.cpp backend: {e}")))
+}

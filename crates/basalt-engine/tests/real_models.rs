@@ -2,7 +2,7 @@
 //! `BASALT_MODELS_DIR`, default `./models` at the repository root).
 
 use std::path::PathBuf;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use basalt_engine::chat::{
     ChatEngine, ChatEngineConfig, ChatMessage, FinishReason, GenerationEvent, GenerationRequest,
@@ -168,12 +168,7 @@ fn concurrent_requests_match_their_solo_answers() {
 
 #[test]
 fn embeddings_are_normalised_and_meaningful() {
-    let engine = EmbeddingEngine::load(EmbeddingEngineConfig {
-        model_dir: models_dir().join("all-minilm-l6-v2"),
-        max_tokens: 256,
-        batch_size: 8,
-    })
-    .expect("the MiniLM model loads");
+    let engine = embedding_engine(8, 512);
     let inputs: Vec<String> = [
         "A cat sits on the mat.",
         "A kitten is sitting on a rug.",
@@ -194,6 +189,105 @@ fn embeddings_are_normalised_and_meaningful() {
     // Batched and single embedding agree (padding must not leak into the mean).
     let single = engine.embed(&inputs[2..3]).expect("embeds one");
     assert!(cos(&single[0].vector, &out[2].vector) > 0.9999);
+}
+
+fn embedding_engine(batch_size: usize, batch_tokens: usize) -> EmbeddingEngine {
+    EmbeddingEngine::load(EmbeddingEngineConfig {
+        model_dir: models_dir().join("all-minilm-l6-v2"),
+        max_tokens: 256,
+        batch_size,
+        batch_tokens,
+        threads: 2,
+    })
+    .expect("the MiniLM model converts and loads")
+}
+
+/// Vectors sentence-transformers computed for the same model files
+/// (`tests/fixtures/minilm-reference-embeddings.json` says how).
+#[test]
+fn embeddings_match_sentence_transformers() {
+    let fixture: serde_json::Value = serde_json::from_str(include_str!(
+        "../../../tests/fixtures/minilm-reference-embeddings.json"
+    ))
+    .expect("fixture parses");
+    let sentences: Vec<String> = fixture["sentences"]
+        .as_array()
+        .expect("sentences")
+        .iter()
+        .map(|s| s.as_str().expect("a sentence").to_string())
+        .collect();
+    let reference: Vec<Vec<f32>> = fixture["vectors"]
+        .as_array()
+        .expect("vectors")
+        .iter()
+        .map(|v| {
+            v.as_array()
+                .expect("a vector")
+                .iter()
+                .map(|x| x.as_f64().expect("a number") as f32)
+                .collect()
+        })
+        .collect();
+    // A small batch limit so the long (truncated) sentence is encoded alone and the
+    // short ones are packed together.
+    let engine = embedding_engine(2, 256);
+    let ours = engine.embed(&sentences).expect("embeds");
+    for ((sentence, got), want) in sentences.iter().zip(&ours).zip(&reference) {
+        assert_eq!(got.vector.len(), want.len());
+        let cos: f32 = got.vector.iter().zip(want).map(|(a, b)| a * b).sum();
+        assert!(
+            cos >= 0.99,
+            "cosine {cos} with sentence-transformers for {:?}",
+            &sentence[..sentence.len().min(40)]
+        );
+    }
+    // The long sentence is truncated to 256 tokens, as sentence-transformers does.
+    assert_eq!(ours[3].tokens, 256);
+}
+
+#[test]
+fn concurrent_embedding_calls_are_batched_and_answer_each_caller() {
+    let engine = Arc::new(embedding_engine(32, 2048));
+    let texts: Vec<String> = (0..24)
+        .map(|i| {
+            format!(
+                "Sentence number {i} talks about {}.",
+                ["rivers", "engines", "music"][i % 3]
+            )
+        })
+        .collect();
+    let alone: Vec<Vec<f32>> = texts
+        .iter()
+        .map(|t| {
+            engine.embed(std::slice::from_ref(t)).expect("embeds")[0]
+                .vector
+                .clone()
+        })
+        .collect();
+    let handles: Vec<_> = texts
+        .chunks(3)
+        .map(|chunk| {
+            let engine = Arc::clone(&engine);
+            let chunk = chunk.to_vec();
+            std::thread::spawn(move || engine.embed(&chunk).expect("embeds"))
+        })
+        .collect();
+    let together: Vec<Vec<f32>> = handles
+        .into_iter()
+        .flat_map(|h| h.join().expect("thread"))
+        .map(|e| e.vector)
+        .collect();
+    for (i, (a, b)) in alone.iter().zip(&together).enumerate() {
+        let cos: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+        // llama.cpp's int8 kernels take a different path for one row than for many
+        // (VNNI vs AMX tiles), so vectors agree to about 1e-4, not bit for bit; a
+        // sequence that leaked into another's attention would be far off.
+        assert!(
+            cos > 0.999,
+            "input {i}: batched vector differs from its solo vector ({cos})"
+        );
+    }
+    assert!(engine.embed(&[]).expect("no inputs").is_empty());
 }
 
 fn small_engine(queue_capacity: usize) -> ChatEngine {

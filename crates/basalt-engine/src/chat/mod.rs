@@ -11,10 +11,9 @@ mod stop;
 mod template;
 
 use std::path::{Path, PathBuf};
-use std::sync::{mpsc, Arc, OnceLock};
+use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
-use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
@@ -151,18 +150,6 @@ pub struct EngineCounters {
     pub decode_steps: std::sync::atomic::AtomicU64,
 }
 
-static BACKEND: OnceLock<Result<LlamaBackend, String>> = OnceLock::new();
-
-fn backend() -> Result<&'static LlamaBackend, EngineError> {
-    BACKEND
-        .get_or_init(|| {
-            llama_cpp_2::send_logs_to_tracing(llama_cpp_2::LogOptions::default());
-            LlamaBackend::init().map_err(|e| e.to_string())
-        })
-        .as_ref()
-        .map_err(|e| EngineError::Compute(format!("llama.cpp backend: {e}")))
-}
-
 /// A loaded chat model and its scheduler thread.
 pub struct ChatEngine {
     model: Arc<LlamaModel>,
@@ -184,7 +171,7 @@ impl std::fmt::Debug for ChatEngine {
 impl ChatEngine {
     /// Loads the model, compiles its chat template and starts the scheduler thread.
     pub fn load(config: ChatEngineConfig) -> Result<Self, EngineError> {
-        let backend = backend()?;
+        let backend = crate::backend()?;
         let load_err = |reason: String| EngineError::Load {
             path: config.model_path.display().to_string(),
             reason,
