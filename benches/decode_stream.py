@@ -41,4 +41,4 @@ for _ in range(repeats):
             usage = event["metadata"]["usage"]
     tokens = usage["outputTokens"]
     rates.append((tokens - 1) / (last - first))
-print(json.dumps({"output_tokens": tokens, "decode_tok_s": statistics.median(rates), "runs": rates}))
+print(json.dumps({"input_tokens": usage["inputTokens"], "output_tokens": tokens, "decode_tok_s": statistics.median(rates), "runs": rates}))
