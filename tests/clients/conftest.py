@@ -185,29 +185,28 @@ def _stop(proc: subprocess.Popen) -> None:
         proc.wait(timeout=30)
 
 
-@pytest.fixture(scope="session")
-def server(tmp_path_factory, _hermetic_client_env) -> Server:
-    global _SERVER_LOG
+def start_server(config: Path, base: Path, extra_env: dict | None = None) -> Server:
+    """Start `basalt serve` with `config` on a free port (data and log under `base`)
+    and wait until GET /health answers 200; fail the test with the log otherwise."""
     binary = _find_binary()
-    if not TEST_CONFIG.is_file():
-        pytest.fail(f"test config {TEST_CONFIG} is missing")
+    if not config.is_file():
+        pytest.fail(f"server config {config} is missing")
     models_dir = os.environ.get("BASALT_MODELS_DIR") or str(REPO / "models")
-
-    base = tmp_path_factory.mktemp("basalt")
     data_dir = base / "data"
-    data_dir.mkdir()
+    data_dir.mkdir(parents=True, exist_ok=True)
     log_path = base / "server.log"
     port = _free_port()
 
     env = dict(os.environ)
     env["BASALT_MODELS_DIR"] = models_dir
     env.setdefault("RUST_BACKTRACE", "1")
+    env.update(extra_env or {})
 
     cmd = [
         str(binary), "serve",
         "--listen", f"127.0.0.1:{port}",
         "--data-dir", str(data_dir),
-        "--config", str(TEST_CONFIG),
+        "--config", str(config),
     ]
     log = open(log_path, "wb")
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -226,12 +225,12 @@ def server(tmp_path_factory, _hermetic_client_env) -> Server:
         try:
             r = http_request(port, "GET", "/health", timeout=5)
             if r.status == 200:
-                break
+                return srv
             last_err = f"HTTP {r.status}: {r.body[:200]!r}"
         except OSError as e:
             last_err = repr(e)
         if time.monotonic() > deadline:
-            _stop(proc)
+            stop_server(srv)
             pytest.fail(
                 f"basalt serve did not answer GET /health with 200 within {timeout:.0f}s "
                 f"(last: {last_err})\ncommand: {' '.join(cmd)}\n"
@@ -239,16 +238,26 @@ def server(tmp_path_factory, _hermetic_client_env) -> Server:
             )
         time.sleep(0.25)
 
-    _SERVER_LOG = log_path
-    yield srv
 
-    crashed = proc.poll()
-    _stop(proc)
+def stop_server(srv: Server) -> int | None:
+    """Stop the server; returns its exit code if it had already exited (crashed)."""
+    crashed = srv.proc.poll()
+    _stop(srv.proc)
+    return crashed
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory, _hermetic_client_env) -> Server:
+    global _SERVER_LOG
+    srv = start_server(TEST_CONFIG, tmp_path_factory.mktemp("basalt"))
+    _SERVER_LOG = srv.log_path
+    yield srv
+    crashed = stop_server(srv)
     _SERVER_LOG = None
     if crashed is not None:
         pytest.fail(
             f"basalt serve exited (code {crashed}) while the tests were running\n"
-            f"--- server log tail ---\n{_tail(log_path)}"
+            f"--- server log tail ---\n{_tail(srv.log_path)}"
         )
 
 

@@ -19,6 +19,8 @@ pub enum EngineKind {
     LlamaCpp,
     /// A BERT sentence-embedding model (sentence-transformers layout), run on llama.cpp.
     LlamaCppBert,
+    /// A model served elsewhere, reached over HTTP (see [`crate::config::UpstreamConfig`]).
+    Remote,
     /// No model: answers with the request's last user message at once. For measuring
     /// the gateway's own overhead and for smoke tests.
     Echo,
@@ -81,8 +83,11 @@ pub struct ModelEntry {
     pub name: String,
     pub provider: String,
     pub engine: EngineKind,
-    /// Key into [`Catalog::weights`]; `None` only for [`EngineKind::Echo`].
+    /// Key into [`Catalog::weights`]; `None` for [`EngineKind::Echo`] and
+    /// [`EngineKind::Remote`].
     pub weights: Option<String>,
+    /// Where a [`EngineKind::Remote`] model is served.
+    pub upstream: Option<crate::config::UpstreamConfig>,
     pub native_body: NativeBody,
     pub input_modalities: Vec<String>,
     pub output_modalities: Vec<String>,
@@ -197,17 +202,49 @@ impl Catalog {
             let engine = match m.engine.as_str() {
                 "llama.cpp" => EngineKind::LlamaCpp,
                 "llama.cpp-bert" => EngineKind::LlamaCppBert,
+                "remote" => EngineKind::Remote,
                 "echo" => EngineKind::Echo,
                 other => {
                     return Err(invalid(
                         id,
-                        format!("engine {other:?} is not one of llama.cpp, llama.cpp-bert, echo"),
+                        format!(
+                        "engine {other:?} is not one of llama.cpp, llama.cpp-bert, remote, echo"
+                    ),
                     ))
                 }
             };
+            match (&m.upstream, engine) {
+                (None, EngineKind::Remote) => {
+                    return Err(invalid(id, "a remote model needs [models.upstream]"))
+                }
+                (Some(_), EngineKind::LlamaCpp | EngineKind::LlamaCppBert | EngineKind::Echo) => {
+                    return Err(invalid(
+                        id,
+                        "only a remote model has an upstream; remove it",
+                    ))
+                }
+                (Some(u), EngineKind::Remote) => {
+                    if u.api != "openai" {
+                        return Err(invalid(
+                            id,
+                            format!("upstream api {:?} is not one of: openai", u.api),
+                        ));
+                    }
+                    if !(u.base_url.starts_with("http://") || u.base_url.starts_with("https://")) {
+                        return Err(invalid(
+                            id,
+                            "upstream base_url must be an http:// or https:// URL",
+                        ));
+                    }
+                }
+                _ => {}
+            }
             match (&m.weights, engine) {
-                (Some(_), EngineKind::Echo) => {
-                    return Err(invalid(id, "an echo model has no weights; remove weights"))
+                (Some(_), EngineKind::Echo | EngineKind::Remote) => {
+                    return Err(invalid(
+                        id,
+                        "echo and remote models have no weights; remove weights",
+                    ))
                 }
                 (None, EngineKind::LlamaCpp | EngineKind::LlamaCppBert) => {
                     return Err(invalid(id, "weights is required: a key of [weights]"))
@@ -231,11 +268,13 @@ impl Catalog {
                 }
             };
             let embedding = m.output_modalities.iter().any(|o| o == "EMBEDDING");
-            if engine != EngineKind::Echo && embedding != (engine == EngineKind::LlamaCppBert)
+            if engine != EngineKind::Echo
+                && engine != EngineKind::Remote
+                && embedding != (engine == EngineKind::LlamaCppBert)
                 || embedding != (native_body == NativeBody::TitanEmbed)
-                || (engine == EngineKind::Echo && embedding)
+                || (matches!(engine, EngineKind::Echo | EngineKind::Remote) && embedding)
             {
-                return Err(invalid(id, "embedding models use engine llama.cpp-bert and native_body titan-embed; chat models llama.cpp (or echo) and meta-llama"));
+                return Err(invalid(id, "embedding models use engine llama.cpp-bert and native_body titan-embed; chat models llama.cpp, remote or echo and meta-llama"));
             }
             for (field, values, allowed) in [
                 ("input_modalities", &m.input_modalities, MODALITIES),
@@ -250,8 +289,11 @@ impl Catalog {
                     ));
                 }
             }
-            if m.tools && engine != EngineKind::LlamaCpp {
-                return Err(invalid(id, "tool use needs a chat model on llama.cpp"));
+            if m.tools && !matches!(engine, EngineKind::LlamaCpp | EngineKind::Remote) {
+                return Err(invalid(
+                    id,
+                    "tool use needs a chat model on llama.cpp or a remote one",
+                ));
             }
             let status = match m.lifecycle.status.as_str() {
                 "ACTIVE" => LifecycleStatus::Active,
@@ -279,6 +321,7 @@ impl Catalog {
                 provider: m.provider.clone(),
                 engine,
                 weights: m.weights.clone(),
+                upstream: m.upstream.clone(),
                 native_body,
                 input_modalities: m.input_modalities.clone(),
                 output_modalities: m.output_modalities.clone(),

@@ -152,12 +152,16 @@ pub struct ModelConfig {
     pub id: String,
     pub name: String,
     pub provider: String,
-    /// `llama.cpp` (GGUF chat), `llama.cpp-bert` (sentence embeddings) or `echo` (answers
+    /// `llama.cpp` (GGUF chat), `llama.cpp-bert` (sentence embeddings), `remote` (a
+    /// hosted provider or another inference server, see `upstream`) or `echo` (answers
     /// with the last user message at once, no model: for measuring the gateway alone).
     pub engine: String,
-    /// A key of `[weights]` (not for `echo`).
+    /// A key of `[weights]` (local engines only).
     #[serde(default)]
     pub weights: Option<String>,
+    /// Where a `remote` model is served (remote engines only).
+    #[serde(default)]
+    pub upstream: Option<UpstreamConfig>,
     /// The native InvokeModel body: `meta-llama` or `titan-embed`.
     pub native_body: String,
     pub input_modalities: Vec<String>,
@@ -178,6 +182,37 @@ pub struct ModelConfig {
     pub max_input_tokens: Option<u32>,
     pub lifecycle: LifecycleConfig,
     pub price: PriceConfig,
+}
+
+/// A remote model's endpoint. The credential is read from an environment variable at
+/// start-up and never written anywhere.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// The wire API: `openai` (OpenAI Chat Completions and every compatible server:
+    /// vLLM, TGI, llama-server, Ollama's `/v1`, another Basalt).
+    pub api: String,
+    /// Base URL including the API version, e.g. `https://api.openai.com/v1`.
+    pub base_url: String,
+    /// The upstream's name for the model.
+    pub model: String,
+    /// Environment variable that holds the API key (none: send no credential).
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    /// Longest wait for the upstream's answer to start, and for the whole stream.
+    #[serde(default = "default_upstream_timeout")]
+    pub timeout_secs: u64,
+    /// The model's context window (prompt + output), in tokens.
+    #[serde(default = "default_upstream_context")]
+    pub context_window: u32,
+}
+
+fn default_upstream_timeout() -> u64 {
+    300
+}
+
+fn default_upstream_context() -> u32 {
+    128_000
 }
 
 fn default_inference_types() -> Vec<String> {

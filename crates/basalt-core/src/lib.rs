@@ -14,7 +14,11 @@ pub mod model_fetch;
 pub mod provider;
 mod service;
 pub mod tool_calls;
-pub mod types;
+
+/// Provider-independent types (the `basalt-types` crate).
+pub mod types {
+    pub use basalt_types::*;
+}
 
 pub use error::CoreError;
 

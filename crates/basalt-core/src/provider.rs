@@ -12,6 +12,7 @@ use basalt_engine::chat::{
 use basalt_engine::embed::EmbeddingEngine;
 use futures::Stream;
 
+use crate::error::engine_error;
 use crate::tool_calls;
 use crate::types::{
     ChatRequest, ContentBlock, GenerationDelta, InferenceParams, StopReason, TokenUsage, ToolChoice,
@@ -113,7 +114,7 @@ impl LocalChat {
                 content: text,
             });
         }
-        let rendered = self.engine.render(&messages, true)?;
+        let rendered = self.engine.render(&messages, true).map_err(engine_error)?;
         Ok(self.engine.tokenize(&rendered))
     }
 
@@ -155,13 +156,16 @@ impl LocalChat {
             top_k: params.top_k.map_or(0, |k| k as i32),
             seed: params.seed.unwrap_or_else(rand::random),
         };
-        let mut events = self.engine.submit(GenerationRequest {
-            prompt,
-            max_tokens,
-            sampling,
-            stop_sequences: params.stop_sequences.clone(),
-            constraint,
-        })?;
+        let mut events = self
+            .engine
+            .submit(GenerationRequest {
+                prompt,
+                max_tokens,
+                sampling,
+                stop_sequences: params.stop_sequences.clone(),
+                constraint,
+            })
+            .map_err(engine_error)?;
         let stream = async_stream_from(
             move |tx: futures::channel::mpsc::UnboundedSender<GenerationDelta>| async move {
                 // With tools, the output is held until it is known to be a call or text.
@@ -207,7 +211,9 @@ impl LocalChat {
                                 first_token_ms: None,
                             });
                         }
-                        GenerationEvent::Failed(e) => deltas.push(GenerationDelta::Error(e.into())),
+                        GenerationEvent::Failed(e) => {
+                            deltas.push(GenerationDelta::Error(engine_error(e)))
+                        }
                     }
                     for delta in deltas {
                         let last = matches!(
@@ -282,6 +288,63 @@ impl ChatProvider for LocalChat {
     }
 }
 
+/// A chat model served by a remote provider or another inference server.
+#[derive(Debug, Clone)]
+pub struct RemoteChat {
+    model_id: String,
+    adapter: basalt_providers::openai::OpenAiChat,
+    context_window: u32,
+}
+
+impl RemoteChat {
+    pub fn new(
+        model_id: String,
+        adapter: basalt_providers::openai::OpenAiChat,
+        context_window: u32,
+    ) -> Self {
+        Self {
+            model_id,
+            adapter,
+            context_window,
+        }
+    }
+
+    fn cannot_count(&self) -> CoreError {
+        CoreError::Validation(format!(
+            "CountTokens is not supported for model {}: its upstream provider counts the tokens it bills",
+            self.model_id
+        ))
+    }
+}
+
+#[async_trait]
+impl ChatProvider for RemoteChat {
+    async fn count_chat_tokens(&self, _request: &ChatRequest) -> Result<u32, CoreError> {
+        Err(self.cannot_count())
+    }
+
+    async fn count_prompt_tokens(&self, _prompt: &str) -> Result<u32, CoreError> {
+        Err(self.cannot_count())
+    }
+
+    fn context_window(&self) -> u32 {
+        self.context_window
+    }
+
+    async fn chat(&self, request: &ChatRequest, max_tokens: u32) -> Result<DeltaStream, CoreError> {
+        self.adapter.chat(request, max_tokens).await
+    }
+
+    async fn complete(
+        &self,
+        prompt: &str,
+        params: &InferenceParams,
+        max_tokens: u32,
+    ) -> Result<DeltaStream, CoreError> {
+        self.adapter.complete(prompt, params, max_tokens).await
+    }
+}
+
 /// A sentence-embedding model on the local embedding engine (llama.cpp BERT).
 #[derive(Debug, Clone)]
 pub struct LocalEmbedding {
@@ -301,14 +364,15 @@ impl EmbeddingProvider for LocalEmbedding {
     }
 
     async fn count_tokens(&self, text: &str) -> Result<u32, CoreError> {
-        Ok(self.engine.count_tokens(text)?)
+        self.engine.count_tokens(text).map_err(engine_error)
     }
 
     async fn embed(&self, inputs: Vec<String>) -> Result<(Vec<Vec<f32>>, Vec<u32>), CoreError> {
         let engine = Arc::clone(&self.engine);
         let out = tokio::task::spawn_blocking(move || engine.embed(&inputs))
             .await
-            .map_err(|e| CoreError::Internal(format!("embedding task failed: {e}")))??;
+            .map_err(|e| CoreError::Internal(format!("embedding task failed: {e}")))?
+            .map_err(engine_error)?;
         Ok(out.into_iter().map(|e| (e.vector, e.tokens)).unzip())
     }
 }

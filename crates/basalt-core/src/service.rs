@@ -16,11 +16,12 @@ use time::OffsetDateTime;
 
 use crate::catalog::{Catalog, EngineKind, LifecycleStatus, ModelEntry};
 use crate::config::{ConfigFile, EngineConfig, LimitsConfig};
+use crate::error::engine_error;
 use crate::keys::{KeyService, Principal};
 use crate::metering::Meter;
 use crate::model_fetch::verify_weights;
 use crate::provider::{
-    ChatProvider, DeltaStream, Echo, EmbeddingProvider, LocalChat, LocalEmbedding,
+    ChatProvider, DeltaStream, Echo, EmbeddingProvider, LocalChat, LocalEmbedding, RemoteChat,
 };
 use crate::types::{
     ChatRequest, CompletionRequest, Embeddings, Generation, GenerationDelta, InferenceParams, Role,
@@ -90,12 +91,25 @@ impl Basalt {
         let mut embed_by_weights: HashMap<String, Arc<EmbeddingEngine>> = HashMap::new();
         let mut chat: HashMap<String, Arc<dyn ChatProvider>> = HashMap::new();
         let mut embedding: HashMap<String, Arc<dyn EmbeddingProvider>> = HashMap::new();
+        let mut http_client: Option<basalt_providers::reqwest::Client> = None;
         for entry in catalog.models() {
             if entry.lifecycle.status_at(now) == LifecycleStatus::Eol {
                 continue;
             }
             if entry.engine == EngineKind::Echo {
                 chat.insert(entry.id.clone(), Arc::new(Echo));
+                continue;
+            }
+            if entry.engine == EngineKind::Remote {
+                let client = match &http_client {
+                    Some(c) => c.clone(),
+                    None => {
+                        let c = basalt_providers::http_client()?;
+                        http_client = Some(c.clone());
+                        c
+                    }
+                };
+                chat.insert(entry.id.clone(), Arc::new(remote_chat(entry, client)?));
                 continue;
             }
             let weights_name = entry.weights.clone().unwrap_or_default();
@@ -123,27 +137,32 @@ impl Basalt {
                                 .map(|f| dir.join(&f.path))
                                 .unwrap_or_else(|| PathBuf::from(&dir));
                             tracing::info!(model = %entry.id, file = %file.display(), "loading chat model");
-                            let engine =
-                                Arc::new(ChatEngine::load(chat_config(&config.engine, file))?);
+                            let engine = Arc::new(
+                                ChatEngine::load(chat_config(&config.engine, file))
+                                    .map_err(engine_error)?,
+                            );
                             chat_by_weights.insert(weights_name.clone(), Arc::clone(&engine));
                             engine
                         }
                     };
                     chat.insert(entry.id.clone(), Arc::new(LocalChat::new(engine)));
                 }
-                EngineKind::Echo => {}
+                EngineKind::Echo | EngineKind::Remote => {}
                 EngineKind::LlamaCppBert => {
                     let engine = match embed_by_weights.get(&weights_name) {
                         Some(e) => Arc::clone(e),
                         None => {
                             tracing::info!(model = %entry.id, dir = %dir.display(), "loading embedding model");
-                            let engine = Arc::new(EmbeddingEngine::load(EmbeddingEngineConfig {
-                                model_dir: dir.clone(),
-                                max_tokens: entry.max_input_tokens.unwrap_or(512) as usize,
-                                batch_size: config.engine.embedding_batch.max(1),
-                                batch_tokens: config.engine.embedding_batch_tokens,
-                                threads: engine_threads(&config.engine),
-                            })?);
+                            let engine = Arc::new(
+                                EmbeddingEngine::load(EmbeddingEngineConfig {
+                                    model_dir: dir.clone(),
+                                    max_tokens: entry.max_input_tokens.unwrap_or(512) as usize,
+                                    batch_size: config.engine.embedding_batch.max(1),
+                                    batch_tokens: config.engine.embedding_batch_tokens,
+                                    threads: engine_threads(&config.engine),
+                                })
+                                .map_err(engine_error)?,
+                            );
                             embed_by_weights.insert(weights_name.clone(), Arc::clone(&engine));
                             engine
                         }
@@ -510,6 +529,43 @@ impl Basalt {
             self.chat_provider(entry)?.count_prompt_tokens(text).await
         }
     }
+}
+
+/// The adapter for a remote model; its credential comes from the environment variable
+/// the catalog names, read once here.
+fn remote_chat(
+    entry: &crate::catalog::ModelEntry,
+    client: basalt_providers::reqwest::Client,
+) -> Result<RemoteChat, CoreError> {
+    let upstream = entry
+        .upstream
+        .as_ref()
+        .ok_or_else(|| CoreError::Internal(format!("model {} has no upstream", entry.id)))?;
+    let api_key = match &upstream.api_key_env {
+        Some(var) => Some(std::env::var(var).map_err(|_| {
+            CoreError::ServiceUnavailable(format!(
+                "model {}: the environment variable {var} (its upstream API key) is not set",
+                entry.id
+            ))
+        })?),
+        None => None,
+    };
+    let adapter = basalt_providers::openai::OpenAiChat::new(
+        client,
+        basalt_providers::Upstream {
+            base_url: upstream.base_url.clone(),
+            model: upstream.model.clone(),
+            api_key,
+            timeout: std::time::Duration::from_secs(upstream.timeout_secs.max(1)),
+        },
+        format!("upstream {} of model {}", upstream.base_url, entry.id),
+    );
+    tracing::info!(model = %entry.id, base_url = %upstream.base_url, upstream_model = %upstream.model, "remote model");
+    Ok(RemoteChat::new(
+        entry.id.clone(),
+        adapter,
+        upstream.context_window,
+    ))
 }
 
 fn chat_config(engine: &EngineConfig, model_path: PathBuf) -> ChatEngineConfig {

@@ -189,6 +189,7 @@ mod tests {
             params: InferenceParams::default(),
             tools: Some(config(ToolChoice::Any)),
             response_schema: None,
+            stream: false,
         };
         let call = parse_call(
             r#" {"name": "get_weather", "arguments": {"city": "Paris"}} "#,

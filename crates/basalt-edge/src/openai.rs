@@ -243,6 +243,7 @@ impl ChatCompletionBody {
             params,
             tools,
             response_schema,
+            stream: self.stream,
         };
         Ok((request, self.stream, include_usage))
     }
@@ -354,6 +355,7 @@ fn finish_reason(reason: StopReason) -> &'static str {
         StopReason::MaxTokens | StopReason::ModelContextWindowExceeded => "length",
         StopReason::ToolUse => "tool_calls",
         StopReason::EndTurn | StopReason::StopSequence => "stop",
+        StopReason::ContentFiltered => "content_filter",
     }
 }
 

@@ -99,7 +99,8 @@ pub async fn converse_stream(
     Extension(request_id): Extension<RequestId>,
     body: Bytes,
 ) -> Result<Response, BedrockError> {
-    let request = parse_json::<ConverseBody>(&body)?.into_chat_request(&model_id)?;
+    let mut request = parse_json::<ConverseBody>(&body)?.into_chat_request(&model_id)?;
+    request.stream = true;
     let mut stream = state
         .core
         .chat_stream(context(principal, request_id, "ConverseStream"), request)
@@ -202,6 +203,7 @@ fn llama_stop_reason(reason: StopReason) -> &'static str {
     match reason {
         StopReason::MaxTokens | StopReason::ModelContextWindowExceeded => "length",
         StopReason::EndTurn | StopReason::StopSequence | StopReason::ToolUse => "stop",
+        StopReason::ContentFiltered => "content_filtered",
     }
 }
 

@@ -219,6 +219,7 @@ impl ConverseBody {
             params,
             tools,
             response_schema,
+            stream: false,
         })
     }
 }

@@ -1,4 +1,11 @@
-//! Provider-independent request and response types.
+//! Provider-independent request and response types, and the error every layer above
+//! the engines speaks. The bottom of the dependency graph: the core, the remote
+//! provider adapters and the HTTP edge all use these types; this crate uses none of
+//! theirs.
+
+mod error;
+
+pub use error::CoreError;
 
 /// Who wrote a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,6 +102,9 @@ pub struct ChatRequest {
     pub tools: Option<ToolConfig>,
     /// The output must be JSON valid against this schema (structured output).
     pub response_schema: Option<serde_json::Value>,
+    /// The caller receives the answer as a stream (ConverseStream, `stream: true`).
+    /// Providers may use it to pick their upstream's mode; the answer is the same.
+    pub stream: bool,
 }
 
 /// A raw prompt completion (a model's native InvokeModel body, e.g. Llama's `prompt`).
@@ -113,6 +123,8 @@ pub enum StopReason {
     StopSequence,
     ToolUse,
     ModelContextWindowExceeded,
+    /// A provider's own content filter stopped the output.
+    ContentFiltered,
 }
 
 impl StopReason {
@@ -123,6 +135,7 @@ impl StopReason {
             StopReason::StopSequence => "stop_sequence",
             StopReason::ToolUse => "tool_use",
             StopReason::ModelContextWindowExceeded => "model_context_window_exceeded",
+            StopReason::ContentFiltered => "content_filtered",
         }
     }
 }
@@ -165,7 +178,7 @@ pub enum GenerationDelta {
         latency_ms: u64,
         first_token_ms: Option<u64>,
     },
-    Error(crate::CoreError),
+    Error(CoreError),
 }
 
 /// Embeddings of one request, in input order.

@@ -1,0 +1,136 @@
+//! Remote model providers: each module translates Basalt's provider-independent chat
+//! requests ([`basalt_types::ChatRequest`]) into one provider's wire format, sends them
+//! over a pooled HTTP client, translates the provider's stream back event by event
+//! into [`basalt_types::GenerationDelta`]s, and maps the provider's errors onto
+//! [`basalt_types::CoreError`] so the edge answers them in the caller's dialect.
+//!
+//! - [`openai`]: OpenAI Chat Completions, which every OpenAI-compatible server speaks
+//!   (vLLM, TGI, llama-server, Ollama's `/v1`, another Basalt).
+//!
+//! Credentials are given to an adapter as values; they are never logged, never put in
+//! an error message and never shown by `Debug`.
+
+pub mod openai;
+pub use reqwest;
+mod sse;
+
+use std::time::Duration;
+
+use basalt_types::CoreError;
+
+/// Where a remote model lives and how to reach it.
+#[derive(Clone)]
+pub struct Upstream {
+    /// Base URL up to and including the API version, e.g. `https://api.openai.com/v1`.
+    pub base_url: String,
+    /// The provider's name for the model.
+    pub model: String,
+    /// The credential, if the upstream needs one.
+    pub api_key: Option<String>,
+    /// Longest wait for the response headers and between streamed chunks.
+    pub timeout: Duration,
+}
+
+impl std::fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upstream")
+            .field("base_url", &self.base_url)
+            .field("model", &self.model)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+/// The HTTP client every adapter shares: pooled connections, HTTP/2 where the upstream
+/// offers it (ALPN), TLS with the webpki roots.
+pub fn http_client() -> Result<reqwest::Client, CoreError> {
+    reqwest::Client::builder()
+        .pool_idle_timeout(Duration::from_secs(90))
+        .tcp_nodelay(true)
+        .connect_timeout(Duration::from_secs(10))
+        .build()
+        .map_err(|e| CoreError::Internal(format!("cannot build the HTTP client: {e}")))
+}
+
+/// What an upstream HTTP status means to Basalt's caller. `message` is the
+/// provider's own error text (never containing our credentials).
+pub fn error_for_status(
+    provider: &str,
+    status: u16,
+    message: &str,
+    retry_after: Option<&str>,
+) -> CoreError {
+    let text = format!("{provider} returned HTTP {status}: {message}");
+    match status {
+        400 | 413 | 422 => CoreError::Validation(text),
+        401 | 403 => CoreError::AccessDenied(format!(
+            "{text} (the upstream refused Basalt's credentials for this model)"
+        )),
+        429 => CoreError::Throttled(match retry_after {
+            Some(after) => format!("{text} (retry after {after} s)"),
+            None => text,
+        }),
+        408 | 504 => CoreError::ModelTimeout(text),
+        503 | 529 => CoreError::ServiceUnavailable(text),
+        _ => CoreError::ModelError(text),
+    }
+}
+
+/// What a transport failure (no HTTP status) means to the caller.
+pub fn error_for_transport(provider: &str, e: &reqwest::Error) -> CoreError {
+    // reqwest's Display never includes headers, so the credential cannot leak here.
+    let text = format!("{provider} could not be reached: {e}");
+    if e.is_timeout() {
+        CoreError::ModelTimeout(format!("{provider} did not answer in time"))
+    } else if e.is_connect() {
+        CoreError::ServiceUnavailable(text)
+    } else {
+        CoreError::ModelError(text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_map_to_the_error_a_caller_can_act_on() {
+        let cases = [
+            (400, "Validation"),
+            (422, "Validation"),
+            (401, "AccessDenied"),
+            (403, "AccessDenied"),
+            (404, "ModelError"),
+            (429, "Throttled"),
+            (408, "ModelTimeout"),
+            (504, "ModelTimeout"),
+            (500, "ModelError"),
+            (502, "ModelError"),
+            (503, "ServiceUnavailable"),
+        ];
+        for (status, want) in cases {
+            let got = error_for_status("upstream", status, "boom", None);
+            let name = format!("{got:?}");
+            assert!(
+                name.starts_with(want),
+                "HTTP {status} became {name}, expected {want}"
+            );
+        }
+        let throttled = error_for_status("upstream", 429, "slow down", Some("7"));
+        assert!(throttled.to_string().contains("retry after 7 s"));
+    }
+
+    #[test]
+    fn debug_never_shows_the_credential() {
+        let upstream = Upstream {
+            base_url: "http://x/v1".into(),
+            model: "m".into(),
+            api_key: Some("sk-secret-value".into()),
+            timeout: Duration::from_secs(1),
+        };
+        let shown = format!("{upstream:?}");
+        assert!(!shown.contains("sk-secret-value"));
+        assert!(shown.contains("<redacted>"));
+    }
+}

@@ -1,0 +1,784 @@
+//! OpenAI Chat Completions (`POST {base}/chat/completions`), as OpenAI documents it
+//! and as every OpenAI-compatible server (vLLM, TGI, llama-server, Ollama's `/v1`,
+//! another Basalt) serves it.
+//!
+//! A caller who streams gets an upstream stream (`stream: true` with
+//! `stream_options.include_usage`, so usage arrives in the last chunk), relayed delta by
+//! delta; a caller who does not gets one upstream JSON completion. Either kind of
+//! answer is read by its `content-type`, so a server that ignores `stream` still works.
+//! Tool-call argument fragments are joined per `index` and handed on as whole calls
+//! once the upstream finishes.
+
+use std::collections::BTreeMap;
+use std::pin::Pin;
+use std::time::Instant;
+
+use basalt_types::{
+    ChatRequest, ContentBlock, CoreError, GenerationDelta, InferenceParams, Role, StopReason,
+    TokenUsage, ToolCall, ToolChoice,
+};
+use futures::{Stream, StreamExt};
+use serde_json::{json, Map, Value};
+
+use crate::sse;
+use crate::{error_for_status, error_for_transport, Upstream};
+
+/// Deltas of one generation; ends with `End` or `Error`.
+pub type DeltaStream = Pin<Box<dyn Stream<Item = GenerationDelta> + Send>>;
+
+/// Most bytes of an upstream error body we read.
+const MAX_ERROR_BODY: usize = 64 * 1024;
+
+/// A chat model behind an OpenAI-compatible endpoint.
+#[derive(Debug, Clone)]
+pub struct OpenAiChat {
+    client: reqwest::Client,
+    upstream: Upstream,
+    /// The name used in error messages (e.g. "OpenAI", "vLLM at gpu-1").
+    label: String,
+}
+
+impl OpenAiChat {
+    pub fn new(client: reqwest::Client, upstream: Upstream, label: impl Into<String>) -> Self {
+        Self {
+            client,
+            upstream,
+            label: label.into(),
+        }
+    }
+
+    /// The JSON body for `request`.
+    pub fn request_body(&self, request: &ChatRequest, max_tokens: u32) -> Result<Value, CoreError> {
+        let mut messages = Vec::new();
+        if !request.system.is_empty() {
+            messages.push(json!({"role": "system", "content": request.system.join("\n")}));
+        }
+        for message in &request.messages {
+            push_message(&mut messages, message.role, &message.content)?;
+        }
+        let mut body = Map::new();
+        body.insert("model".into(), json!(self.upstream.model));
+        body.insert("messages".into(), Value::Array(messages));
+        body.insert("max_tokens".into(), json!(max_tokens));
+        insert_params(&mut body, &request.params);
+        if let Some(tools) = &request.tools {
+            let specs: Vec<Value> = tools
+                .tools
+                .iter()
+                .map(|t| {
+                    let mut function = Map::new();
+                    function.insert("name".into(), json!(t.name));
+                    if let Some(d) = &t.description {
+                        function.insert("description".into(), json!(d));
+                    }
+                    function.insert("parameters".into(), t.input_schema.clone());
+                    json!({"type": "function", "function": function})
+                })
+                .collect();
+            body.insert("tools".into(), Value::Array(specs));
+            body.insert(
+                "tool_choice".into(),
+                match &tools.choice {
+                    ToolChoice::Auto => json!("auto"),
+                    ToolChoice::Any => json!("required"),
+                    ToolChoice::Tool(name) => {
+                        json!({"type": "function", "function": {"name": name}})
+                    }
+                },
+            );
+        }
+        if let Some(schema) = &request.response_schema {
+            body.insert(
+                "response_format".into(),
+                json!({"type": "json_schema", "json_schema": {"name": "response", "schema": schema, "strict": true}}),
+            );
+        }
+        if request.stream {
+            body.insert("stream".into(), json!(true));
+            body.insert("stream_options".into(), json!({"include_usage": true}));
+        }
+        Ok(Value::Object(body))
+    }
+
+    /// Sends a chat request and streams the answer.
+    pub async fn chat(
+        &self,
+        request: &ChatRequest,
+        max_tokens: u32,
+    ) -> Result<DeltaStream, CoreError> {
+        let body = self.request_body(request, max_tokens)?;
+        self.send(body).await
+    }
+
+    /// A raw prompt (a native InvokeModel body) sent as one user message.
+    pub async fn complete(
+        &self,
+        prompt: &str,
+        params: &InferenceParams,
+        max_tokens: u32,
+    ) -> Result<DeltaStream, CoreError> {
+        let mut body = Map::new();
+        body.insert("model".into(), json!(self.upstream.model));
+        body.insert(
+            "messages".into(),
+            json!([{"role": "user", "content": prompt}]),
+        );
+        body.insert("max_tokens".into(), json!(max_tokens));
+        insert_params(&mut body, params);
+        body.insert("stream".into(), json!(true));
+        body.insert("stream_options".into(), json!({"include_usage": true}));
+        self.send(Value::Object(body)).await
+    }
+
+    async fn send(&self, body: Value) -> Result<DeltaStream, CoreError> {
+        let started = Instant::now();
+        let url = format!(
+            "{}/chat/completions",
+            self.upstream.base_url.trim_end_matches('/')
+        );
+        let mut builder = self
+            .client
+            .post(&url)
+            .timeout(self.upstream.timeout)
+            .header("accept", "text/event-stream")
+            .json(&body);
+        if let Some(key) = &self.upstream.api_key {
+            builder = builder.bearer_auth(key);
+        }
+        let response = builder
+            .send()
+            .await
+            .map_err(|e| error_for_transport(&self.label, &e))?;
+        let status = response.status();
+        let is_json = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/json"));
+        if !status.is_success() {
+            let retry_after = response
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            let message = error_message(response).await;
+            return Err(error_for_status(
+                &self.label,
+                status.as_u16(),
+                &message,
+                retry_after.as_deref(),
+            ));
+        }
+        if is_json {
+            let mut state = StreamState::new(self.label.clone(), started);
+            let body = response
+                .bytes()
+                .await
+                .map_err(|e| error_for_transport(&self.label, &e))?;
+            state.completion(&body);
+            return Ok(Box::pin(futures::stream::iter(state.queued)));
+        }
+        let state = StreamState {
+            label: self.label.clone(),
+            bytes: Box::pin(response.bytes_stream()),
+            parser: sse::Parser::default(),
+            queued: Default::default(),
+            tool_calls: BTreeMap::new(),
+            usage: None,
+            finish: None,
+            started,
+            first_token_ms: None,
+            finished: false,
+        };
+        Ok(Box::pin(futures::stream::unfold(
+            state,
+            |mut state| async move {
+                let delta = state.next_delta().await?;
+                Some((delta, state))
+            },
+        )))
+    }
+}
+
+/// The upstream's error text: OpenAI's `{"error": {"message"}}`, or the body itself.
+async fn error_message(response: reqwest::Response) -> String {
+    let mut body = Vec::new();
+    let mut chunks = response.bytes_stream();
+    while let Some(Ok(chunk)) = chunks.next().await {
+        body.extend_from_slice(&chunk);
+        if body.len() >= MAX_ERROR_BODY {
+            body.truncate(MAX_ERROR_BODY);
+            break;
+        }
+    }
+    let text = String::from_utf8_lossy(&body).into_owned();
+    match serde_json::from_str::<Value>(&text) {
+        Ok(v) => v
+            .pointer("/error/message")
+            .or_else(|| v.get("message"))
+            .or_else(|| v.get("error"))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .unwrap_or(text),
+        Err(_) => text.trim().to_string(),
+    }
+}
+
+fn insert_params(body: &mut Map<String, Value>, params: &InferenceParams) {
+    if let Some(t) = params.temperature {
+        body.insert("temperature".into(), json!(t));
+    }
+    if let Some(p) = params.top_p {
+        body.insert("top_p".into(), json!(p));
+    }
+    if let Some(k) = params.top_k {
+        // Not in OpenAI's API; vLLM, llama-server and Basalt take it as an extension.
+        body.insert("top_k".into(), json!(k));
+    }
+    if !params.stop_sequences.is_empty() {
+        body.insert("stop".into(), json!(params.stop_sequences));
+    }
+    if let Some(seed) = params.seed {
+        body.insert("seed".into(), json!(seed));
+    }
+}
+
+/// Appends one Converse message as OpenAI messages: tool results become `tool`
+/// messages (which must directly follow the assistant's `tool_calls`), assistant tool
+/// calls become `tool_calls`.
+fn push_message(
+    out: &mut Vec<Value>,
+    role: Role,
+    content: &[ContentBlock],
+) -> Result<(), CoreError> {
+    let mut text = String::new();
+    let mut calls = Vec::new();
+    let mut results = Vec::new();
+    for block in content {
+        match block {
+            ContentBlock::Text(t) => text.push_str(t),
+            ContentBlock::ToolUse(call) => calls.push(json!({
+                "id": call.id,
+                "type": "function",
+                "function": {"name": call.name, "arguments": call.input.to_string()},
+            })),
+            ContentBlock::ToolResult {
+                tool_use_id,
+                content,
+                is_error,
+            } => {
+                let content = if *is_error {
+                    format!("Error: {content}")
+                } else {
+                    content.clone()
+                };
+                results
+                    .push(json!({"role": "tool", "tool_call_id": tool_use_id, "content": content}));
+            }
+            ContentBlock::Other { kind } => {
+                return Err(CoreError::Validation(format!(
+                    "this model does not accept {kind} content blocks"
+                )))
+            }
+        }
+    }
+    match role {
+        Role::Assistant => {
+            let mut m = Map::new();
+            m.insert("role".into(), json!("assistant"));
+            m.insert(
+                "content".into(),
+                if text.is_empty() && !calls.is_empty() {
+                    Value::Null
+                } else {
+                    json!(text)
+                },
+            );
+            if !calls.is_empty() {
+                m.insert("tool_calls".into(), Value::Array(calls));
+            }
+            out.push(Value::Object(m));
+        }
+        Role::User => {
+            out.extend(results);
+            if !text.is_empty() {
+                out.push(json!({"role": "user", "content": text}));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A tool call being assembled from streamed fragments.
+#[derive(Debug, Default)]
+struct PartialCall {
+    id: String,
+    name: String,
+    arguments: String,
+}
+
+struct StreamState {
+    label: String,
+    bytes: Pin<Box<dyn Stream<Item = Result<bytes::Bytes, reqwest::Error>> + Send>>,
+    parser: sse::Parser,
+    queued: std::collections::VecDeque<GenerationDelta>,
+    tool_calls: BTreeMap<u64, PartialCall>,
+    usage: Option<TokenUsage>,
+    finish: Option<StopReason>,
+    started: Instant,
+    first_token_ms: Option<u64>,
+    finished: bool,
+}
+
+impl StreamState {
+    fn new(label: String, started: Instant) -> Self {
+        StreamState {
+            label,
+            bytes: Box::pin(futures::stream::empty()),
+            parser: sse::Parser::default(),
+            queued: Default::default(),
+            tool_calls: BTreeMap::new(),
+            usage: None,
+            finish: None,
+            started,
+            first_token_ms: None,
+            finished: false,
+        }
+    }
+
+    /// A whole (non-streamed) chat completion, read as if it had been one chunk.
+    fn completion(&mut self, body: &[u8]) {
+        let completion: Value = match serde_json::from_slice(body) {
+            Ok(v) => v,
+            Err(e) => {
+                self.fail(CoreError::ModelError(format!(
+                    "{} answered with JSON that does not parse: {e}",
+                    self.label
+                )));
+                return;
+            }
+        };
+        let Some(choice) = completion.pointer("/choices/0") else {
+            self.fail(CoreError::ModelError(format!(
+                "{} answered without choices",
+                self.label
+            )));
+            return;
+        };
+        let mut delta = choice.get("message").cloned().unwrap_or_else(|| json!({}));
+        if let Some(calls) = delta.get_mut("tool_calls").and_then(Value::as_array_mut) {
+            for (index, call) in calls.iter_mut().enumerate() {
+                if let Some(call) = call.as_object_mut() {
+                    call.insert("index".into(), json!(index));
+                }
+            }
+        }
+        let chunk = json!({
+            "choices": [{"index": 0, "delta": delta, "finish_reason": choice.get("finish_reason")}],
+            "usage": completion.get("usage"),
+        });
+        self.event(&chunk.to_string());
+        if !self.finished {
+            self.end();
+        }
+    }
+
+    async fn next_delta(&mut self) -> Option<GenerationDelta> {
+        loop {
+            if let Some(delta) = self.queued.pop_front() {
+                return Some(delta);
+            }
+            if self.finished {
+                return None;
+            }
+            match self.bytes.next().await {
+                Some(Ok(chunk)) => match self.parser.push(&chunk) {
+                    Ok(events) => {
+                        for event in events {
+                            self.event(&event.data);
+                            if self.finished {
+                                break;
+                            }
+                        }
+                    }
+                    Err(e) => self.fail(CoreError::ModelError(format!("{}: {e}", self.label))),
+                },
+                Some(Err(e)) => self.fail(error_for_transport(&self.label, &e)),
+                None => {
+                    if self.finish.is_some() {
+                        // Some servers end the stream after the last chunk without [DONE].
+                        self.end();
+                    } else {
+                        self.fail(CoreError::ModelError(format!(
+                            "{} ended the stream before finishing the answer",
+                            self.label
+                        )));
+                    }
+                }
+            }
+        }
+    }
+
+    fn fail(&mut self, error: CoreError) {
+        self.queued.push_back(GenerationDelta::Error(error));
+        self.finished = true;
+    }
+
+    fn event(&mut self, data: &str) {
+        if data == "[DONE]" {
+            self.end();
+            return;
+        }
+        let chunk: Value = match serde_json::from_str(data) {
+            Ok(v) => v,
+            Err(e) => {
+                self.fail(CoreError::ModelError(format!(
+                    "{} sent a stream event that is not JSON: {e}",
+                    self.label
+                )));
+                return;
+            }
+        };
+        if let Some(error) = chunk.get("error") {
+            let message = error
+                .get("message")
+                .and_then(Value::as_str)
+                .unwrap_or("unknown error");
+            self.fail(CoreError::ModelError(format!(
+                "{} failed while answering: {message}",
+                self.label
+            )));
+            return;
+        }
+        if let Some(usage) = chunk.get("usage").filter(|u| !u.is_null()) {
+            let count = |key: &str| usage.get(key).and_then(Value::as_u64).unwrap_or(0) as u32;
+            self.usage = Some(TokenUsage {
+                input_tokens: count("prompt_tokens"),
+                output_tokens: count("completion_tokens"),
+                cache_read_input_tokens: usage
+                    .pointer("/prompt_tokens_details/cached_tokens")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(0) as u32,
+            });
+        }
+        let Some(choice) = chunk.get("choices").and_then(|c| c.get(0)) else {
+            return;
+        };
+        if let Some(delta) = choice.get("delta") {
+            if let Some(text) = delta.get("content").and_then(Value::as_str) {
+                if !text.is_empty() {
+                    self.first_token();
+                    self.queued
+                        .push_back(GenerationDelta::Text(text.to_string()));
+                }
+            }
+            if let Some(calls) = delta.get("tool_calls").and_then(Value::as_array) {
+                self.first_token();
+                for call in calls {
+                    let index = call.get("index").and_then(Value::as_u64).unwrap_or(0);
+                    let partial = self.tool_calls.entry(index).or_default();
+                    if let Some(id) = call.get("id").and_then(Value::as_str) {
+                        partial.id = id.to_string();
+                    }
+                    if let Some(f) = call.get("function") {
+                        if let Some(name) = f.get("name").and_then(Value::as_str) {
+                            partial.name.push_str(name);
+                        }
+                        if let Some(args) = f.get("arguments").and_then(Value::as_str) {
+                            partial.arguments.push_str(args);
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(reason) = choice.get("finish_reason").and_then(Value::as_str) {
+            self.finish = Some(match reason {
+                "length" => StopReason::MaxTokens,
+                "tool_calls" | "function_call" => StopReason::ToolUse,
+                "content_filter" => StopReason::ContentFiltered,
+                _ => StopReason::EndTurn,
+            });
+        }
+    }
+
+    fn first_token(&mut self) {
+        if self.first_token_ms.is_none() {
+            self.first_token_ms = Some(self.started.elapsed().as_millis() as u64);
+        }
+    }
+
+    /// Emits the assembled tool calls and the end of the generation.
+    fn end(&mut self) {
+        let calls = std::mem::take(&mut self.tool_calls);
+        let had_calls = !calls.is_empty();
+        for (index, call) in calls {
+            let input = if call.arguments.trim().is_empty() {
+                json!({})
+            } else {
+                match serde_json::from_str(&call.arguments) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        self.fail(CoreError::ModelError(format!(
+                            "{} returned arguments for tool {} that are not JSON: {e}",
+                            self.label, call.name
+                        )));
+                        return;
+                    }
+                }
+            };
+            let id = if call.id.is_empty() {
+                format!("call_{index}")
+            } else {
+                call.id
+            };
+            self.queued.push_back(GenerationDelta::ToolCall(ToolCall {
+                id,
+                name: call.name,
+                input,
+            }));
+        }
+        let stop_reason = match self.finish {
+            Some(_) if had_calls => StopReason::ToolUse,
+            Some(reason) => reason,
+            None => StopReason::EndTurn,
+        };
+        self.queued.push_back(GenerationDelta::End {
+            stop_reason,
+            usage: self.usage.unwrap_or_default(),
+            latency_ms: self.started.elapsed().as_millis() as u64,
+            first_token_ms: self.first_token_ms,
+        });
+        self.finished = true;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use basalt_types::{Message, ToolConfig, ToolSpec};
+    use std::time::Duration;
+
+    fn adapter() -> OpenAiChat {
+        OpenAiChat::new(
+            reqwest::Client::new(),
+            Upstream {
+                base_url: "http://127.0.0.1:1/v1".into(),
+                model: "gpt-test".into(),
+                api_key: None,
+                timeout: Duration::from_secs(1),
+            },
+            "test upstream",
+        )
+    }
+
+    #[test]
+    fn a_tool_round_trip_becomes_openai_messages() {
+        let request = ChatRequest {
+            model_id: "x".into(),
+            system: vec!["Be brief.".into()],
+            messages: vec![
+                Message {
+                    role: Role::User,
+                    content: vec![ContentBlock::Text("Weather in Paris?".into())],
+                },
+                Message {
+                    role: Role::Assistant,
+                    content: vec![ContentBlock::ToolUse(ToolCall {
+                        id: "call_1".into(),
+                        name: "weather".into(),
+                        input: json!({"city": "Paris"}),
+                    })],
+                },
+                Message {
+                    role: Role::User,
+                    content: vec![ContentBlock::ToolResult {
+                        tool_use_id: "call_1".into(),
+                        content: "{\"temp\": 21}".into(),
+                        is_error: false,
+                    }],
+                },
+            ],
+            params: InferenceParams {
+                temperature: Some(0.0),
+                stop_sequences: vec!["END".into()],
+                ..Default::default()
+            },
+            tools: Some(ToolConfig {
+                tools: vec![ToolSpec {
+                    name: "weather".into(),
+                    description: Some("Current weather".into()),
+                    input_schema: json!({"type": "object", "properties": {"city": {"type": "string"}}}),
+                }],
+                choice: ToolChoice::Any,
+            }),
+            response_schema: None,
+            stream: false,
+        };
+        let body = adapter().request_body(&request, 64).expect("translates");
+        assert_eq!(body["model"], "gpt-test");
+        assert_eq!(body["max_tokens"], 64);
+        assert_eq!(body["stop"], json!(["END"]));
+        assert_eq!(body["tool_choice"], "required");
+        assert_eq!(body["tools"][0]["function"]["name"], "weather");
+        let messages = body["messages"].as_array().expect("messages");
+        assert_eq!(
+            messages[0],
+            json!({"role": "system", "content": "Be brief."})
+        );
+        assert_eq!(
+            messages[1],
+            json!({"role": "user", "content": "Weather in Paris?"})
+        );
+        assert_eq!(messages[2]["role"], "assistant");
+        assert_eq!(messages[2]["content"], Value::Null);
+        assert_eq!(
+            messages[2]["tool_calls"][0]["function"]["arguments"],
+            "{\"city\":\"Paris\"}"
+        );
+        assert_eq!(
+            messages[3],
+            json!({"role": "tool", "tool_call_id": "call_1", "content": "{\"temp\": 21}"})
+        );
+        assert!(
+            body.get("stream").is_none(),
+            "a caller who does not stream gets one JSON answer"
+        );
+        let streamed = adapter()
+            .request_body(
+                &ChatRequest {
+                    stream: true,
+                    ..request
+                },
+                64,
+            )
+            .expect("translates");
+        assert_eq!(streamed["stream"], true);
+        assert_eq!(streamed["stream_options"]["include_usage"], true);
+    }
+
+    #[test]
+    fn image_blocks_are_refused_with_a_validation_error() {
+        let request = ChatRequest {
+            model_id: "x".into(),
+            system: vec![],
+            messages: vec![Message {
+                role: Role::User,
+                content: vec![ContentBlock::Other {
+                    kind: "image".into(),
+                }],
+            }],
+            params: InferenceParams::default(),
+            tools: None,
+            response_schema: None,
+            stream: false,
+        };
+        assert!(matches!(
+            adapter().request_body(&request, 8),
+            Err(CoreError::Validation(_))
+        ));
+    }
+
+    fn state() -> StreamState {
+        StreamState::new("up".into(), Instant::now())
+    }
+
+    #[test]
+    fn a_whole_completion_becomes_the_same_deltas() {
+        let mut s = state();
+        s.completion(br#"{"id":"c","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":null,"tool_calls":[{"id":"a","type":"function","function":{"name":"f","arguments":"{\"x\":1}"}},{"id":"b","type":"function","function":{"name":"g","arguments":"{}"}}]},"finish_reason":"tool_calls"}],"usage":{"prompt_tokens":5,"completion_tokens":7,"total_tokens":12}}"#);
+        let deltas: Vec<_> = s.queued.drain(..).collect();
+        assert_eq!(deltas.len(), 3, "{deltas:?}");
+        assert_eq!(
+            deltas[0],
+            GenerationDelta::ToolCall(ToolCall {
+                id: "a".into(),
+                name: "f".into(),
+                input: json!({"x": 1})
+            })
+        );
+        assert_eq!(
+            deltas[1],
+            GenerationDelta::ToolCall(ToolCall {
+                id: "b".into(),
+                name: "g".into(),
+                input: json!({})
+            })
+        );
+        assert!(
+            matches!(&deltas[2], GenerationDelta::End { stop_reason: StopReason::ToolUse, usage, .. } if usage.output_tokens == 7)
+        );
+        let mut s = state();
+        s.completion(b"not json");
+        assert!(matches!(
+            s.queued.pop_front(),
+            Some(GenerationDelta::Error(CoreError::ModelError(_)))
+        ));
+    }
+
+    #[test]
+    fn streamed_tool_call_fragments_are_joined() {
+        let mut s = state();
+        s.event(r#"{"choices":[{"index":0,"delta":{"role":"assistant","tool_calls":[{"index":0,"id":"call_9","type":"function","function":{"name":"weather","arguments":""}}]}}]}"#);
+        s.event(r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\"ci"}}]}}]}"#);
+        s.event(r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"ty\": \"Oslo\"}"}}]}}]}"#);
+        s.event(r#"{"choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}]}"#);
+        s.event(r#"{"choices":[],"usage":{"prompt_tokens":31,"completion_tokens":9,"total_tokens":40,"prompt_tokens_details":{"cached_tokens":16}}}"#);
+        s.event("[DONE]");
+        let deltas: Vec<_> = s.queued.drain(..).collect();
+        assert_eq!(
+            deltas[0],
+            GenerationDelta::ToolCall(ToolCall {
+                id: "call_9".into(),
+                name: "weather".into(),
+                input: json!({"city": "Oslo"})
+            })
+        );
+        match &deltas[1] {
+            GenerationDelta::End {
+                stop_reason, usage, ..
+            } => {
+                assert_eq!(*stop_reason, StopReason::ToolUse);
+                assert_eq!(
+                    *usage,
+                    TokenUsage {
+                        input_tokens: 31,
+                        output_tokens: 9,
+                        cache_read_input_tokens: 16
+                    }
+                );
+            }
+            other => panic!("expected End, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_error_event_mid_stream_ends_it_with_a_model_error() {
+        let mut s = state();
+        s.event(r#"{"choices":[{"index":0,"delta":{"content":"Hel"}}]}"#);
+        s.event(r#"{"error":{"message":"upstream overloaded","type":"server_error"}}"#);
+        let deltas: Vec<_> = s.queued.drain(..).collect();
+        assert_eq!(deltas[0], GenerationDelta::Text("Hel".into()));
+        assert!(
+            matches!(&deltas[1], GenerationDelta::Error(CoreError::ModelError(m)) if m.contains("upstream overloaded"))
+        );
+        assert!(s.finished);
+    }
+
+    #[test]
+    fn finish_reasons_map_to_bedrock_stop_reasons() {
+        for (reason, want) in [
+            ("stop", StopReason::EndTurn),
+            ("length", StopReason::MaxTokens),
+            ("content_filter", StopReason::ContentFiltered),
+        ] {
+            let mut s = state();
+            s.event(&format!(r#"{{"choices":[{{"index":0,"delta":{{"content":"x"}},"finish_reason":"{reason}"}}]}}"#));
+            s.event("[DONE]");
+            let end = s.queued.drain(..).last().expect("an end");
+            assert!(
+                matches!(end, GenerationDelta::End { stop_reason, .. } if stop_reason == want),
+                "{reason}"
+            );
+        }
+    }
+}

@@ -1,0 +1,52 @@
+//! The error type of the core, the providers and the edge: each variant says what the
+//! caller did wrong or what failed, and the edge maps each one, exhaustively, to its
+//! dialect's error shape.
+
+/// Errors of the core, by cause.
+#[derive(Debug, Clone, thiserror::Error, PartialEq)]
+pub enum CoreError {
+    /// The request is malformed or not allowed (HTTP 400).
+    #[error("{0}")]
+    Validation(String),
+    /// The named resource does not exist (HTTP 404).
+    #[error("{0}")]
+    NotFound(String),
+    /// The caller may not do this (HTTP 403).
+    #[error("{0}")]
+    AccessDenied(String),
+    /// Too many requests or tokens; retry later (HTTP 429).
+    #[error("{0}")]
+    Throttled(String),
+    /// The model is not ready to serve (HTTP 429 on the runtime).
+    #[error("{0}")]
+    ModelNotReady(String),
+    /// The model took too long (HTTP 408).
+    #[error("{0}")]
+    ModelTimeout(String),
+    /// The model failed while answering (HTTP 424).
+    #[error("{0}")]
+    ModelError(String),
+    /// The service cannot take requests now (HTTP 503).
+    #[error("{0}")]
+    ServiceUnavailable(String),
+    /// A fault of ours (HTTP 500). The message is safe to show.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl CoreError {
+    /// The metering outcome this error counts as.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            CoreError::Validation(_) | CoreError::NotFound(_) | CoreError::AccessDenied(_) => {
+                "client_error"
+            }
+            CoreError::Throttled(_) => "throttled",
+            CoreError::ModelNotReady(_)
+            | CoreError::ModelTimeout(_)
+            | CoreError::ModelError(_)
+            | CoreError::ServiceUnavailable(_)
+            | CoreError::Internal(_) => "server_error",
+        }
+    }
+}
