@@ -27,7 +27,8 @@ pub struct Upstream {
     pub model: String,
     /// The credential, if the upstream needs one.
     pub api_key: Option<String>,
-    /// Longest wait for the response headers and between streamed chunks.
+    /// Longest a whole request may take, from sending it to the end of the answer
+    /// (streamed or not); past it the caller gets a model timeout.
     pub timeout: Duration,
 }
 
