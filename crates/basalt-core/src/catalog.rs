@@ -224,10 +224,14 @@ impl Catalog {
                     ))
                 }
                 (Some(u), EngineKind::Remote) => {
-                    if u.api != "openai" {
+                    if !basalt_providers::ChatAdapter::APIS.contains(&u.api.as_str()) {
                         return Err(invalid(
                             id,
-                            format!("upstream api {:?} is not one of: openai", u.api),
+                            format!(
+                                "upstream api {:?} is not one of: {}",
+                                u.api,
+                                basalt_providers::ChatAdapter::APIS.join(", ")
+                            ),
                         ));
                     }
                     if !(u.base_url.starts_with("http://") || u.base_url.starts_with("https://")) {

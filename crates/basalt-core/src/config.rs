@@ -190,7 +190,8 @@ pub struct ModelConfig {
 #[serde(deny_unknown_fields)]
 pub struct UpstreamConfig {
     /// The wire API: `openai` (OpenAI Chat Completions and every compatible server:
-    /// vLLM, TGI, llama-server, Ollama's `/v1`, another Basalt).
+    /// vLLM, TGI, llama-server, Ollama's `/v1`, another Basalt) or `anthropic`
+    /// (Anthropic's Messages API).
     pub api: String,
     /// Base URL including the API version, e.g. `https://api.openai.com/v1`.
     pub base_url: String,

@@ -292,14 +292,14 @@ impl ChatProvider for LocalChat {
 #[derive(Debug, Clone)]
 pub struct RemoteChat {
     model_id: String,
-    adapter: basalt_providers::openai::OpenAiChat,
+    adapter: basalt_providers::ChatAdapter,
     context_window: u32,
 }
 
 impl RemoteChat {
     pub fn new(
         model_id: String,
-        adapter: basalt_providers::openai::OpenAiChat,
+        adapter: basalt_providers::ChatAdapter,
         context_window: u32,
     ) -> Self {
         Self {

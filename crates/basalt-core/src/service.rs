@@ -550,7 +550,8 @@ fn remote_chat(
         })?),
         None => None,
     };
-    let adapter = basalt_providers::openai::OpenAiChat::new(
+    let adapter = basalt_providers::ChatAdapter::new(
+        &upstream.api,
         client,
         basalt_providers::Upstream {
             base_url: upstream.base_url.clone(),
@@ -559,7 +560,13 @@ fn remote_chat(
             timeout: std::time::Duration::from_secs(upstream.timeout_secs.max(1)),
         },
         format!("upstream {} of model {}", upstream.base_url, entry.id),
-    );
+    )
+    .ok_or_else(|| {
+        CoreError::Internal(format!(
+            "model {}: unknown upstream api {}",
+            entry.id, upstream.api
+        ))
+    })?;
     tracing::info!(model = %entry.id, base_url = %upstream.base_url, upstream_model = %upstream.model, "remote model");
     Ok(RemoteChat::new(
         entry.id.clone(),

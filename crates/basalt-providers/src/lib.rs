@@ -6,10 +6,12 @@
 //!
 //! - [`openai`]: OpenAI Chat Completions, which every OpenAI-compatible server speaks
 //!   (vLLM, TGI, llama-server, Ollama's `/v1`, another Basalt).
+//! - [`anthropic`]: Anthropic's Messages API.
 //!
 //! Credentials are given to an adapter as values; they are never logged, never put in
 //! an error message and never shown by `Debug`.
 
+pub mod anthropic;
 pub mod openai;
 pub use reqwest;
 mod sse;
@@ -40,6 +42,59 @@ impl std::fmt::Debug for Upstream {
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
             .field("timeout", &self.timeout)
             .finish()
+    }
+}
+
+/// A chat adapter for one of the wire APIs above.
+#[derive(Debug, Clone)]
+pub enum ChatAdapter {
+    OpenAi(openai::OpenAiChat),
+    Anthropic(anthropic::AnthropicChat),
+}
+
+impl ChatAdapter {
+    /// The adapter for `api` (`openai` or `anthropic`); `None` for an unknown API.
+    pub fn new(
+        api: &str,
+        client: reqwest::Client,
+        upstream: Upstream,
+        label: String,
+    ) -> Option<Self> {
+        match api {
+            "openai" => Some(Self::OpenAi(openai::OpenAiChat::new(
+                client, upstream, label,
+            ))),
+            "anthropic" => Some(Self::Anthropic(anthropic::AnthropicChat::new(
+                client, upstream, label,
+            ))),
+            _ => None,
+        }
+    }
+
+    /// The wire APIs [`ChatAdapter::new`] knows.
+    pub const APIS: &'static [&'static str] = &["openai", "anthropic"];
+
+    pub async fn chat(
+        &self,
+        request: &basalt_types::ChatRequest,
+        max_tokens: u32,
+    ) -> Result<openai::DeltaStream, CoreError> {
+        match self {
+            Self::OpenAi(a) => a.chat(request, max_tokens).await,
+            Self::Anthropic(a) => a.chat(request, max_tokens).await,
+        }
+    }
+
+    pub async fn complete(
+        &self,
+        prompt: &str,
+        params: &basalt_types::InferenceParams,
+        max_tokens: u32,
+    ) -> Result<openai::DeltaStream, CoreError> {
+        match self {
+            Self::OpenAi(a) => a.complete(prompt, params, max_tokens).await,
+            Self::Anthropic(a) => a.complete(prompt, params, max_tokens).await,
+        }
     }
 }
 

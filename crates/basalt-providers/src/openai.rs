@@ -161,7 +161,7 @@ impl OpenAiChat {
                 .get("retry-after")
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string);
-            let message = error_message(response).await;
+            let message = error_text(response).await;
             return Err(error_for_status(
                 &self.label,
                 status.as_u16(),
@@ -200,8 +200,9 @@ impl OpenAiChat {
     }
 }
 
-/// The upstream's error text: OpenAI's `{"error": {"message"}}`, or the body itself.
-async fn error_message(response: reqwest::Response) -> String {
+/// The upstream's error text: `{"error": {"message"}}` (OpenAI, Anthropic), a top-level
+/// `message`, or the body itself.
+pub(crate) async fn error_text(response: reqwest::Response) -> String {
     let mut body = Vec::new();
     let mut chunks = response.bytes_stream();
     while let Some(Ok(chunk)) = chunks.next().await {
