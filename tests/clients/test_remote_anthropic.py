@@ -28,6 +28,8 @@ tools = true
 lifecycle = {{ status = "ACTIVE" }}
 price = {{ input_per_1k = 0.003, output_per_1k = 0.015 }}
 upstream = {{ api = "anthropic", base_url = "{base}", model = "claude-double", api_key_env = "{env}", timeout_secs = 30 }}
+# The adapter alone: no retries, no breaker (test_routing.py covers those).
+routing = {{ retries = 0, failure_threshold = 1000 }}
 """
 
 

@@ -86,8 +86,11 @@ pub struct ModelEntry {
     /// Key into [`Catalog::weights`]; `None` for [`EngineKind::Echo`] and
     /// [`EngineKind::Remote`].
     pub weights: Option<String>,
-    /// Where a [`EngineKind::Remote`] model is served.
-    pub upstream: Option<crate::config::UpstreamConfig>,
+    /// Where a [`EngineKind::Remote`] model is served (one or more deployments).
+    pub deployments: Vec<crate::config::UpstreamConfig>,
+    pub routing: crate::config::RoutingConfig,
+    /// Models that answer when this one's deployments all failed.
+    pub fallbacks: Vec<String>,
     pub native_body: NativeBody,
     pub input_modalities: Vec<String>,
     pub output_modalities: Vec<String>,
@@ -213,35 +216,37 @@ impl Catalog {
                     ))
                 }
             };
-            match (&m.upstream, engine) {
-                (None, EngineKind::Remote) => {
-                    return Err(invalid(id, "a remote model needs [models.upstream]"))
-                }
-                (Some(_), EngineKind::LlamaCpp | EngineKind::LlamaCppBert | EngineKind::Echo) => {
+            let remote = engine == EngineKind::Remote;
+            let has_upstream = m.upstream.is_some() || !m.deployments.is_empty();
+            if remote && m.upstream.is_some() == !m.deployments.is_empty() {
+                return Err(invalid(
+                    id,
+                    "a remote model needs exactly one of [models.upstream] or deployments = [...]",
+                ));
+            }
+            if !remote && (has_upstream || !m.fallbacks.is_empty()) {
+                return Err(invalid(
+                    id,
+                    "only a remote model has an upstream, deployments or fallbacks; remove them",
+                ));
+            }
+            for u in m.upstream.iter().chain(&m.deployments) {
+                if !basalt_providers::ChatAdapter::APIS.contains(&u.api.as_str()) {
                     return Err(invalid(
                         id,
-                        "only a remote model has an upstream; remove it",
-                    ))
+                        format!(
+                            "upstream api {:?} is not one of: {}",
+                            u.api,
+                            basalt_providers::ChatAdapter::APIS.join(", ")
+                        ),
+                    ));
                 }
-                (Some(u), EngineKind::Remote) => {
-                    if !basalt_providers::ChatAdapter::APIS.contains(&u.api.as_str()) {
-                        return Err(invalid(
-                            id,
-                            format!(
-                                "upstream api {:?} is not one of: {}",
-                                u.api,
-                                basalt_providers::ChatAdapter::APIS.join(", ")
-                            ),
-                        ));
-                    }
-                    if !(u.base_url.starts_with("http://") || u.base_url.starts_with("https://")) {
-                        return Err(invalid(
-                            id,
-                            "upstream base_url must be an http:// or https:// URL",
-                        ));
-                    }
+                if !(u.base_url.starts_with("http://") || u.base_url.starts_with("https://")) {
+                    return Err(invalid(
+                        id,
+                        "upstream base_url must be an http:// or https:// URL",
+                    ));
                 }
-                _ => {}
             }
             match (&m.weights, engine) {
                 (Some(_), EngineKind::Echo | EngineKind::Remote) => {
@@ -325,7 +330,9 @@ impl Catalog {
                 provider: m.provider.clone(),
                 engine,
                 weights: m.weights.clone(),
-                upstream: m.upstream.clone(),
+                deployments: m.upstream.iter().chain(&m.deployments).cloned().collect(),
+                routing: m.routing.clone(),
+                fallbacks: m.fallbacks.clone(),
                 native_body,
                 input_modalities: m.input_modalities.clone(),
                 output_modalities: m.output_modalities.clone(),
@@ -356,6 +363,23 @@ impl Catalog {
                         &entry.id,
                         format!("replacement {r} is not in the catalog"),
                     ));
+                }
+            }
+            for f in &entry.fallbacks {
+                match models.get(f) {
+                    None => {
+                        return Err(invalid(
+                            &entry.id,
+                            format!("fallback {f} is not in the catalog"),
+                        ))
+                    }
+                    Some(target) if target.id == entry.id || target.is_embedding() => {
+                        return Err(invalid(
+                            &entry.id,
+                            format!("fallback {f} must be another chat model"),
+                        ))
+                    }
+                    Some(_) => {}
                 }
             }
         }

@@ -162,6 +162,18 @@ pub struct ModelConfig {
     /// Where a `remote` model is served (remote engines only).
     #[serde(default)]
     pub upstream: Option<UpstreamConfig>,
+    /// Several places a `remote` model is served, instead of `upstream`: requests are
+    /// balanced across them (see `routing`).
+    #[serde(default)]
+    pub deployments: Vec<UpstreamConfig>,
+    /// Retries and circuit breaking across a remote model's deployments.
+    #[serde(default)]
+    pub routing: RoutingConfig,
+    /// Pinned model IDs that answer, in order, when every deployment of this model
+    /// failed before answering. Off unless listed; the response names the model that
+    /// answered (`x-basalt-answered-by`).
+    #[serde(default)]
+    pub fallbacks: Vec<String>,
     /// The native InvokeModel body: `meta-llama` or `titan-embed`.
     pub native_body: String,
     pub input_modalities: Vec<String>,
@@ -206,6 +218,31 @@ pub struct UpstreamConfig {
     /// The model's context window (prompt + output), in tokens.
     #[serde(default = "default_upstream_context")]
     pub context_window: u32,
+}
+
+/// Retries and circuit breaking for a remote model.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RoutingConfig {
+    /// Extra attempts after a retryable failure, before any answer byte.
+    pub retries: u32,
+    /// First retry backoff in milliseconds (doubled per attempt, full jitter).
+    pub backoff_ms: u64,
+    /// Consecutive failures that take a deployment out.
+    pub failure_threshold: u32,
+    /// Seconds a failed deployment stays out before it is tried again.
+    pub cooldown_secs: u64,
+}
+
+impl Default for RoutingConfig {
+    fn default() -> Self {
+        Self {
+            retries: 2,
+            backoff_ms: 50,
+            failure_threshold: 3,
+            cooldown_secs: 30,
+        }
+    }
 }
 
 fn default_upstream_timeout() -> u64 {

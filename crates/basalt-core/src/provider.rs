@@ -289,17 +289,17 @@ impl ChatProvider for LocalChat {
 }
 
 /// A chat model served by a remote provider or another inference server.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct RemoteChat {
     model_id: String,
-    adapter: basalt_providers::ChatAdapter,
+    adapter: basalt_providers::router::Router,
     context_window: u32,
 }
 
 impl RemoteChat {
     pub fn new(
         model_id: String,
-        adapter: basalt_providers::ChatAdapter,
+        adapter: basalt_providers::router::Router,
         context_window: u32,
     ) -> Self {
         Self {

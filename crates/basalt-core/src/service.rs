@@ -405,17 +405,67 @@ impl Basalt {
         request: ChatRequest,
     ) -> Result<MeteredStream, CoreError> {
         let entry = self.resolve(&request.model_id)?.clone();
-        let started = async {
-            let provider = self.chat_provider(&entry)?;
-            Self::validate_chat(&entry, &request)?;
-            let max_tokens = self.max_tokens(&entry, provider.as_ref(), &request.params)?;
-            provider.chat(&request, max_tokens).await
+        let error = match self.start_chat(&entry, &request).await {
+            Ok(inner) => return Ok(MeteredStream::new(Arc::clone(self), ctx, entry, inner)),
+            Err(e) => e,
+        };
+        // The explicit fallback chain: only for failures of the model's upstreams
+        // (never for the caller's mistakes), each fallback metered as its own call.
+        let upstream_failure = matches!(
+            error,
+            CoreError::ServiceUnavailable(_)
+                | CoreError::ModelTimeout(_)
+                | CoreError::ModelError(_)
+                | CoreError::Throttled(_)
+                | CoreError::ModelNotReady(_)
+        );
+        if !upstream_failure || entry.fallbacks.is_empty() {
+            return self.failed(&ctx, &entry, error);
         }
-        .await;
-        match started {
-            Ok(inner) => Ok(MeteredStream::new(Arc::clone(self), ctx, entry, inner)),
-            Err(e) => self.failed(&ctx, &entry, e),
+        self.record(&ctx, &entry, TokenUsage::default(), None, error.outcome());
+        let mut last = error;
+        for fallback in &entry.fallbacks {
+            let Ok(fallback_entry) = self.resolve(fallback).cloned() else {
+                continue;
+            };
+            let request = ChatRequest {
+                model_id: fallback.clone(),
+                ..request.clone()
+            };
+            match self.start_chat(&fallback_entry, &request).await {
+                Ok(inner) => {
+                    tracing::warn!(model = %entry.id, fallback = %fallback, error = %last, "answered by a fallback model");
+                    return Ok(MeteredStream::new(
+                        Arc::clone(self),
+                        ctx,
+                        fallback_entry,
+                        inner,
+                    ));
+                }
+                Err(e) => {
+                    self.record(
+                        &ctx,
+                        &fallback_entry,
+                        TokenUsage::default(),
+                        None,
+                        e.outcome(),
+                    );
+                    last = e;
+                }
+            }
         }
+        Err(last)
+    }
+
+    async fn start_chat(
+        &self,
+        entry: &ModelEntry,
+        request: &ChatRequest,
+    ) -> Result<DeltaStream, CoreError> {
+        let provider = self.chat_provider(entry)?;
+        Self::validate_chat(entry, request)?;
+        let max_tokens = self.max_tokens(entry, provider.as_ref(), &request.params)?;
+        provider.chat(request, max_tokens).await
     }
 
     /// A streamed raw-prompt completion (InvokeModel with a Llama-style body).
@@ -531,48 +581,60 @@ impl Basalt {
     }
 }
 
-/// The adapter for a remote model; its credential comes from the environment variable
-/// the catalog names, read once here.
+/// The router over a remote model's deployments; credentials come from the
+/// environment variables the catalog names, read once here.
 fn remote_chat(
     entry: &crate::catalog::ModelEntry,
     client: basalt_providers::reqwest::Client,
 ) -> Result<RemoteChat, CoreError> {
-    let upstream = entry
-        .upstream
-        .as_ref()
-        .ok_or_else(|| CoreError::Internal(format!("model {} has no upstream", entry.id)))?;
-    let api_key = match &upstream.api_key_env {
-        Some(var) => Some(std::env::var(var).map_err(|_| {
-            CoreError::ServiceUnavailable(format!(
-                "model {}: the environment variable {var} (its upstream API key) is not set",
-                entry.id
+    let mut deployments = Vec::with_capacity(entry.deployments.len());
+    for upstream in &entry.deployments {
+        let api_key = match &upstream.api_key_env {
+            Some(var) => Some(std::env::var(var).map_err(|_| {
+                CoreError::ServiceUnavailable(format!(
+                    "model {}: the environment variable {var} (its upstream API key) is not set",
+                    entry.id
+                ))
+            })?),
+            None => None,
+        };
+        let adapter = basalt_providers::ChatAdapter::new(
+            &upstream.api,
+            client.clone(),
+            basalt_providers::Upstream {
+                base_url: upstream.base_url.clone(),
+                model: upstream.model.clone(),
+                api_key,
+                timeout: std::time::Duration::from_secs(upstream.timeout_secs.max(1)),
+            },
+            format!("upstream {} of model {}", upstream.base_url, entry.id),
+        )
+        .ok_or_else(|| {
+            CoreError::Internal(format!(
+                "model {}: unknown upstream api {}",
+                entry.id, upstream.api
             ))
-        })?),
-        None => None,
-    };
-    let adapter = basalt_providers::ChatAdapter::new(
-        &upstream.api,
-        client,
-        basalt_providers::Upstream {
-            base_url: upstream.base_url.clone(),
-            model: upstream.model.clone(),
-            api_key,
-            timeout: std::time::Duration::from_secs(upstream.timeout_secs.max(1)),
+        })?;
+        tracing::info!(model = %entry.id, base_url = %upstream.base_url, upstream_model = %upstream.model, "remote deployment");
+        deployments.push((adapter, upstream.base_url.clone()));
+    }
+    let context_window = entry
+        .deployments
+        .iter()
+        .map(|u| u.context_window)
+        .min()
+        .unwrap_or(1);
+    let routing = &entry.routing;
+    let router = basalt_providers::router::Router::new(
+        deployments,
+        basalt_providers::router::RoutingPolicy {
+            retries: routing.retries,
+            backoff: std::time::Duration::from_millis(routing.backoff_ms),
+            failure_threshold: routing.failure_threshold.max(1),
+            cooldown: std::time::Duration::from_secs(routing.cooldown_secs),
         },
-        format!("upstream {} of model {}", upstream.base_url, entry.id),
-    )
-    .ok_or_else(|| {
-        CoreError::Internal(format!(
-            "model {}: unknown upstream api {}",
-            entry.id, upstream.api
-        ))
-    })?;
-    tracing::info!(model = %entry.id, base_url = %upstream.base_url, upstream_model = %upstream.model, "remote model");
-    Ok(RemoteChat::new(
-        entry.id.clone(),
-        adapter,
-        upstream.context_window,
-    ))
+    );
+    Ok(RemoteChat::new(entry.id.clone(), router, context_window))
 }
 
 fn chat_config(engine: &EngineConfig, model_path: PathBuf) -> ChatEngineConfig {
@@ -614,6 +676,7 @@ async fn collect(mut stream: MeteredStream) -> Result<Generation, CoreError> {
                     stop_reason,
                     usage,
                     latency_ms,
+                    model_id: stream.model_id().to_string(),
                 })
             }
             GenerationDelta::Error(e) => return Err(e),
@@ -637,6 +700,11 @@ pub struct MeteredStream {
 }
 
 impl MeteredStream {
+    /// The model answering: the requested one, or one of its fallbacks.
+    pub fn model_id(&self) -> &str {
+        &self.entry.id
+    }
+
     fn new(core: Arc<Basalt>, ctx: CallContext, entry: ModelEntry, inner: DeltaStream) -> Self {
         Self {
             core,

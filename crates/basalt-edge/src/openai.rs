@@ -381,7 +381,8 @@ async fn chat_completions(
     let ctx = CallContext::new(Some(principal), request_id.0, "ChatCompletions");
     if !stream {
         let generation = state.core.chat(ctx, request).await?;
-        return Ok(Json(json!({
+        let answering = generation.model_id.clone();
+        let mut response = Json(json!({
             "id": id,
             "object": "chat.completion",
             "created": created,
@@ -398,7 +399,9 @@ async fn chat_completions(
             }],
             "usage": usage_json(&generation.usage),
         }))
-        .into_response());
+        .into_response();
+        crate::bedrock::answered_by(&mut response, &answering);
+        return Ok(response);
     }
     let mut deltas = state.core.chat_stream(ctx, request).await?;
     let first = match deltas.next().await {
@@ -442,8 +445,10 @@ async fn chat_completions(
             )]
         }
     };
+    let answering = deltas.model_id().to_string();
     let body = crate::streaming::forward(prelude, first, deltas, encode);
     let mut response = (StatusCode::OK, body).into_response();
+    crate::bedrock::answered_by(&mut response, &answering);
     response.headers_mut().insert(
         "content-type",
         HeaderValue::from_static("text/event-stream"),

@@ -7,12 +7,15 @@
 //! - [`openai`]: OpenAI Chat Completions, which every OpenAI-compatible server speaks
 //!   (vLLM, TGI, llama-server, Ollama's `/v1`, another Basalt).
 //! - [`anthropic`]: Anthropic's Messages API.
+//! - [`router`]: several deployments of one model: least in-flight balancing, circuit
+//!   breakers, retries with jittered backoff before the first streamed byte.
 //!
 //! Credentials are given to an adapter as values; they are never logged, never put in
 //! an error message and never shown by `Debug`.
 
 pub mod anthropic;
 pub mod openai;
+pub mod router;
 pub use reqwest;
 mod sse;
 

@@ -164,6 +164,8 @@ pub struct Generation {
     pub stop_reason: StopReason,
     pub usage: TokenUsage,
     pub latency_ms: u64,
+    /// The model that answered: the requested one, or one of its fallbacks.
+    pub model_id: String,
 }
 
 /// One event of a streamed generation.

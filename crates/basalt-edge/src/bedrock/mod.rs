@@ -2,6 +2,7 @@
 
 mod control;
 mod runtime;
+pub(crate) use runtime::answered_by;
 pub mod wire;
 
 use axum::routing::{get, post};

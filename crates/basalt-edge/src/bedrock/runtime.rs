@@ -67,11 +67,16 @@ pub async fn converse(
         "usage": usage_json(&generation.usage),
         "metrics": { "latencyMs": generation.latency_ms },
     });
-    Ok(with_lifecycle(
-        Json(body).into_response(),
-        &state.core,
-        &model_id,
-    ))
+    let mut response = Json(body).into_response();
+    answered_by(&mut response, &generation.model_id);
+    Ok(with_lifecycle(response, &state.core, &model_id))
+}
+
+/// Names the model that answered (the requested one, or a fallback).
+pub(crate) fn answered_by(response: &mut Response, model_id: &str) {
+    if let Ok(value) = HeaderValue::from_str(model_id) {
+        response.headers_mut().insert("x-basalt-answered-by", value);
+    }
 }
 
 /// Waits for the first delta so that a failure before any output is a plain HTTP
@@ -181,12 +186,11 @@ pub async fn converse_stream(
         }
         frames
     };
+    let answering = stream.model_id().to_string();
     let body = crate::streaming::forward(prelude, first, stream, encode);
-    Ok(with_lifecycle(
-        event_stream_response(body),
-        &state.core,
-        &model_id,
-    ))
+    let mut response = event_stream_response(body);
+    answered_by(&mut response, &answering);
+    Ok(with_lifecycle(response, &state.core, &model_id))
 }
 
 fn check_accept(headers: &HeaderMap, name: &str) -> Result<(), BedrockError> {

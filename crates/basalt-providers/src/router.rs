@@ -1,0 +1,334 @@
+//! Several deployments of one model (two vLLM servers, OpenAI plus an Azure-style
+//! OpenAI-compatible endpoint, ...) behind one catalog entry.
+//!
+//! - **Least in-flight:** each request goes to the healthy deployment with the fewest
+//!   requests in flight (ties: the first configured).
+//! - **Circuit breaker:** `failure_threshold` consecutive failures (unavailable, timed
+//!   out, upstream error; throttling does not count, it is load, not ill health) open a
+//!   deployment's breaker for `cooldown`; while open it gets no traffic. After the
+//!   cool-down it is half-open: requests may try it again; a success closes the
+//!   breaker, a single failure opens it again at once.
+//! - **Retries:** a retryable failure (throttled, unavailable, timed out, upstream
+//!   error) before any byte of the answer was received is retried on another
+//!   deployment (or the same one, if it is the only one left) after a jittered
+//!   exponential backoff, up to `retries` times. Errors that are the caller's
+//!   (validation, access denied) are never retried. Once an answer has started
+//!   streaming, nothing is retried: the caller may already have seen part of it.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use basalt_types::{ChatRequest, CoreError, GenerationDelta, InferenceParams};
+use futures::StreamExt;
+
+use crate::openai::DeltaStream;
+use crate::ChatAdapter;
+
+/// How a model's deployments are used.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RoutingPolicy {
+    /// Extra attempts after a retryable failure.
+    pub retries: u32,
+    /// First backoff; doubled per attempt, with full jitter.
+    pub backoff: Duration,
+    /// Consecutive failures that open a deployment's breaker.
+    pub failure_threshold: u32,
+    /// How long an open breaker keeps a deployment out.
+    pub cooldown: Duration,
+}
+
+impl Default for RoutingPolicy {
+    fn default() -> Self {
+        Self {
+            retries: 2,
+            backoff: Duration::from_millis(50),
+            failure_threshold: 3,
+            cooldown: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A deployment's breaker.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+struct Breaker {
+    consecutive_failures: u32,
+    open_until: Option<Instant>,
+}
+
+impl Breaker {
+    /// Whether the deployment may take a request at `now` (closed, or half-open).
+    fn admits(&self, now: Instant) -> bool {
+        self.open_until.is_none_or(|until| now >= until)
+    }
+
+    fn success(&mut self) {
+        *self = Breaker::default();
+    }
+
+    fn failure(&mut self, now: Instant, policy: &RoutingPolicy) {
+        self.consecutive_failures += 1;
+        // A failure while half-open re-opens at once.
+        if self.consecutive_failures >= policy.failure_threshold || self.open_until.is_some() {
+            self.open_until = Some(now + policy.cooldown);
+        }
+    }
+}
+
+/// One deployment and its state.
+#[derive(Debug)]
+struct Deployment {
+    adapter: ChatAdapter,
+    /// Where it is (base URL): the label in `/metrics`, never a secret.
+    name: String,
+    in_flight: AtomicUsize,
+    breaker: Mutex<Breaker>,
+}
+
+/// The deployments of one model.
+#[derive(Debug)]
+pub struct Router {
+    deployments: Vec<Arc<Deployment>>,
+    policy: RoutingPolicy,
+    jitter_seed: AtomicU64,
+}
+
+/// Whether an error is worth another attempt elsewhere.
+fn retryable(error: &CoreError) -> bool {
+    matches!(
+        error,
+        CoreError::Throttled(_)
+            | CoreError::ServiceUnavailable(_)
+            | CoreError::ModelTimeout(_)
+            | CoreError::ModelError(_)
+            | CoreError::ModelNotReady(_)
+    )
+}
+
+impl Router {
+    /// `deployments`: (adapter, name) in preference order for ties.
+    pub fn new(deployments: Vec<(ChatAdapter, String)>, policy: RoutingPolicy) -> Self {
+        Self {
+            deployments: deployments
+                .into_iter()
+                .map(|(adapter, name)| {
+                    Arc::new(Deployment {
+                        adapter,
+                        name,
+                        in_flight: AtomicUsize::new(0),
+                        breaker: Mutex::new(Breaker::default()),
+                    })
+                })
+                .collect(),
+            policy,
+            jitter_seed: AtomicU64::new(0x9E37_79B9_7F4A_7C15),
+        }
+    }
+
+    /// The deployment for the next attempt: least in flight among those whose
+    /// breaker admits a request, preferring ones not tried yet for this request.
+    fn pick(&self, tried: &[usize]) -> Option<usize> {
+        let now = Instant::now();
+        let admitted: Vec<usize> = (0..self.deployments.len())
+            .filter(|&i| {
+                self.deployments[i]
+                    .breaker
+                    .lock()
+                    .map(|b| b.admits(now))
+                    .unwrap_or(true)
+            })
+            .collect();
+        let fresh: Vec<usize> = admitted
+            .iter()
+            .copied()
+            .filter(|i| !tried.contains(i))
+            .collect();
+        let pool = if fresh.is_empty() { admitted } else { fresh };
+        pool.into_iter()
+            .min_by_key(|&i| self.deployments[i].in_flight.load(Ordering::Relaxed))
+    }
+
+    fn record(&self, index: usize, outcome: Result<(), &CoreError>) {
+        let deployment = &self.deployments[index];
+        let label = match outcome {
+            Ok(()) => "ok",
+            Err(e) if retryable(e) => "retryable_error",
+            Err(_) => "client_error",
+        };
+        metrics::counter!("basalt_upstream_attempts_total", "deployment" => deployment.name.clone(), "outcome" => label)
+            .increment(1);
+        if let Ok(mut breaker) = deployment.breaker.lock() {
+            match outcome {
+                Ok(()) => breaker.success(),
+                // Throttling is load, not ill health: retried, but it does not trip the breaker.
+                Err(CoreError::Throttled(_)) => {}
+                Err(e) if retryable(e) => breaker.failure(Instant::now(), &self.policy),
+                // The caller's mistake says nothing about the deployment's health.
+                Err(_) => {}
+            }
+            let open = breaker.open_until.is_some_and(|u| Instant::now() < u);
+            metrics::gauge!("basalt_upstream_breaker_open", "deployment" => deployment.name.clone())
+                .set(if open { 1.0 } else { 0.0 });
+        }
+    }
+
+    /// Full-jitter backoff for attempt `n` (1-based).
+    fn backoff(&self, attempt: u32) -> Duration {
+        let cap = self.policy.backoff.saturating_mul(1 << attempt.min(10));
+        // xorshift: no need for a cryptographic generator to spread retries.
+        let mut x = self.jitter_seed.load(Ordering::Relaxed);
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.jitter_seed.store(x, Ordering::Relaxed);
+        let fraction = (x % 1000) as f64 / 1000.0;
+        cap.mul_f64(fraction)
+    }
+
+    pub async fn chat(
+        &self,
+        request: &ChatRequest,
+        max_tokens: u32,
+    ) -> Result<DeltaStream, CoreError> {
+        self.attempt(|adapter| {
+            let adapter = adapter.clone();
+            let request = request.clone();
+            async move { adapter.chat(&request, max_tokens).await }
+        })
+        .await
+    }
+
+    pub async fn complete(
+        &self,
+        prompt: &str,
+        params: &InferenceParams,
+        max_tokens: u32,
+    ) -> Result<DeltaStream, CoreError> {
+        self.attempt(|adapter| {
+            let adapter = adapter.clone();
+            let prompt = prompt.to_string();
+            let params = params.clone();
+            async move { adapter.complete(&prompt, &params, max_tokens).await }
+        })
+        .await
+    }
+
+    async fn attempt<F, Fut>(&self, call: F) -> Result<DeltaStream, CoreError>
+    where
+        F: Fn(&ChatAdapter) -> Fut,
+        Fut: std::future::Future<Output = Result<DeltaStream, CoreError>>,
+    {
+        let mut tried = Vec::new();
+        let mut last_error = None;
+        for attempt in 0..=self.policy.retries {
+            let Some(index) = self.pick(&tried) else {
+                break;
+            };
+            if attempt > 0 {
+                tokio::time::sleep(self.backoff(attempt)).await;
+            }
+            tried.push(index);
+            let deployment = Arc::clone(&self.deployments[index]);
+            deployment.in_flight.fetch_add(1, Ordering::Relaxed);
+            match call(&deployment.adapter).await {
+                Ok(stream) => {
+                    self.record(index, Ok(()));
+                    return Ok(Box::pin(InFlight::wrap(stream, deployment)));
+                }
+                Err(e) => {
+                    deployment.in_flight.fetch_sub(1, Ordering::Relaxed);
+                    self.record(index, Err(&e));
+                    if !retryable(&e) {
+                        return Err(e);
+                    }
+                    tracing::warn!(deployment = %deployment.name, attempt, error = %e, "upstream attempt failed");
+                    last_error = Some(e);
+                }
+            }
+        }
+        Err(last_error.unwrap_or_else(|| {
+            CoreError::ServiceUnavailable(
+                "every deployment of this model is cooling down after failures; retry later".into(),
+            )
+        }))
+    }
+}
+
+/// Keeps a deployment's in-flight count up until the answer's stream ends or is dropped.
+struct InFlight {
+    deployment: Arc<Deployment>,
+}
+
+impl InFlight {
+    fn wrap(
+        stream: DeltaStream,
+        deployment: Arc<Deployment>,
+    ) -> impl futures::Stream<Item = GenerationDelta> + Send {
+        let guard = InFlight { deployment };
+        stream.map(move |delta| {
+            let _keep = &guard;
+            delta
+        })
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.deployment.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> RoutingPolicy {
+        RoutingPolicy {
+            retries: 2,
+            backoff: Duration::from_millis(1),
+            failure_threshold: 3,
+            cooldown: Duration::from_secs(30),
+        }
+    }
+
+    #[test]
+    fn the_breaker_opens_after_the_threshold_and_half_opens_after_the_cooldown() {
+        let p = policy();
+        let t0 = Instant::now();
+        let mut b = Breaker::default();
+        b.failure(t0, &p);
+        b.failure(t0, &p);
+        assert!(b.admits(t0), "two failures keep it closed");
+        b.failure(t0, &p);
+        assert!(
+            !b.admits(t0 + Duration::from_secs(29)),
+            "open during the cool-down"
+        );
+        assert!(b.admits(t0 + Duration::from_secs(30)), "half-open after it");
+        // A failure while half-open re-opens it at once.
+        b.failure(t0 + Duration::from_secs(30), &p);
+        assert!(!b.admits(t0 + Duration::from_secs(31)));
+        b.success();
+        assert_eq!(b, Breaker::default());
+    }
+
+    #[test]
+    fn only_upstream_failures_are_retried() {
+        assert!(retryable(&CoreError::ServiceUnavailable("x".into())));
+        assert!(retryable(&CoreError::Throttled("x".into())));
+        assert!(retryable(&CoreError::ModelTimeout("x".into())));
+        assert!(!retryable(&CoreError::Validation("x".into())));
+        assert!(!retryable(&CoreError::AccessDenied("x".into())));
+    }
+
+    #[test]
+    fn backoff_is_jittered_and_bounded() {
+        let router = Router::new(Vec::new(), policy());
+        let waits: Vec<Duration> = (0..20).map(|_| router.backoff(2)).collect();
+        assert!(waits.iter().all(|w| *w <= Duration::from_millis(4)));
+        assert!(
+            waits.windows(2).any(|w| w[0] != w[1]),
+            "jitter varies the wait"
+        );
+    }
+}
