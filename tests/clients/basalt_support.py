@@ -280,3 +280,36 @@ class TLSProxy:
     def close(self):
         self._closed = True
         self.listener.close()
+
+
+def inline_table(**fields) -> str:
+    """A TOML inline table; strings quoted, numbers as they are, None left out."""
+    parts = []
+    for k, v in fields.items():
+        if v is None:
+            continue
+        parts.append(f'{k} = "{v}"' if isinstance(v, str) else f"{k} = {v}")
+    return "{ " + ", ".join(parts) + " }"
+
+
+def remote_model_toml(model_id: str, placement: str, *, provider: str = "Basalt", tools: bool = False,
+                      price: tuple = (0.001, 0.002), extra: tuple = ()) -> str:
+    """A catalog entry for a `remote` chat model. `placement` is its `upstream = {...}`
+    or `deployments = [...]` line; `extra` lines (routing, fallbacks, ...) follow."""
+    lines = [
+        "[[models]]",
+        f'id = "{model_id}"',
+        f'name = "{model_id}"',
+        f'provider = "{provider}"',
+        'engine = "remote"',
+        'native_body = "meta-llama"',
+        'input_modalities = ["TEXT"]',
+        'output_modalities = ["TEXT"]',
+        "streaming = true",
+        f"tools = {'true' if tools else 'false'}",
+        'lifecycle = { status = "ACTIVE", start_of_life = "2024-11-01T00:00:00Z" }',
+        f"price = {{ input_per_1k = {price[0]}, output_per_1k = {price[1]} }}",
+        placement,
+        *extra,
+    ]
+    return "\n" + "\n".join(lines) + "\n"

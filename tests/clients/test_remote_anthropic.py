@@ -7,30 +7,23 @@ import openai
 import pytest
 
 from anthropic_double import API_KEY, AnthropicDouble
-from basalt_support import REGION, converse_text, http_request, user_msg
+from basalt_support import REGION, converse_text, http_request, inline_table, remote_model_toml, user_msg
 from conftest import BOTO_CONFIG, _tail, start_server, stop_server
 from test_metering import wait_for_row
 
 CLAUDE = "anthropic.claude-double-v1:0"
 CLAUDE_BAD_KEY = "anthropic.claude-double-bad-key-v1:0"
 
-MODEL = """
-[[models]]
-id = "{id}"
-name = "{id}"
-provider = "Anthropic"
-engine = "remote"
-native_body = "meta-llama"
-input_modalities = ["TEXT"]
-output_modalities = ["TEXT"]
-streaming = true
-tools = true
-lifecycle = {{ status = "ACTIVE" }}
-price = {{ input_per_1k = 0.003, output_per_1k = 0.015 }}
-upstream = {{ api = "anthropic", base_url = "{base}", model = "claude-double", api_key_env = "{env}", timeout_secs = 30 }}
-# The adapter alone: no retries, no breaker (test_routing.py covers those).
-routing = {{ retries = 0, failure_threshold = 1000 }}
-"""
+
+
+def claude(model_id, base, key_env):
+    return remote_model_toml(
+        model_id,
+        "upstream = " + inline_table(api="anthropic", base_url=base, model="claude-double", api_key_env=key_env, timeout_secs=30),
+        provider="Anthropic", tools=True, price=(0.003, 0.015),
+        # The adapter alone: no retries, no breaker (test_routing.py covers those).
+        extra=("routing = { retries = 0, failure_threshold = 1000 }",),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +38,8 @@ def front(double, tmp_path_factory, _hermetic_client_env):
     base = tmp_path_factory.mktemp("anthropic-front")
     path = base / "front.toml"
     path.write_text('region = "us-east-1"\n'
-                    + MODEL.format(id=CLAUDE, base=double.base_url, env="BASALT_TEST_ANTHROPIC_KEY")
-                    + MODEL.format(id=CLAUDE_BAD_KEY, base=double.base_url, env="BASALT_TEST_ANTHROPIC_BAD_KEY"))
+                    + claude(CLAUDE, double.base_url, "BASALT_TEST_ANTHROPIC_KEY")
+                    + claude(CLAUDE_BAD_KEY, double.base_url, "BASALT_TEST_ANTHROPIC_BAD_KEY"))
     srv = start_server(path, base, {"BASALT_TEST_ANTHROPIC_KEY": API_KEY, "BASALT_TEST_ANTHROPIC_BAD_KEY": "sk-ant-wrong"})
     yield srv
     crashed = stop_server(srv)

@@ -8,14 +8,13 @@ sent upstream, and translated back. Greedy decoding makes the upstream determini
 so the front's answers must equal the upstream's own, token counts included.
 """
 import json
-import re
 
 import boto3
 import jsonschema
 import openai
 import pytest
 
-from basalt_support import CHAT_MODEL, REGION, converse_text, http_request, user_msg
+from basalt_support import CHAT_MODEL, REGION, converse_text, http_request, inline_table, remote_model_toml, user_msg
 from conftest import BOTO_CONFIG, _free_port, start_server, stop_server, _tail
 from test_metering import wait_for_row
 
@@ -24,22 +23,6 @@ BAD_KEY = "basalt.smollm2-bad-key-v1:0"
 DOWN = "basalt.smollm2-down-v1:0"
 MISSING = "basalt.no-such-upstream-model-v1:0"
 
-MODEL_TEMPLATE = """
-[[models]]
-id = "{id}"
-name = "{id}"
-provider = "Basalt"
-engine = "remote"
-native_body = "meta-llama"
-input_modalities = ["TEXT"]
-output_modalities = ["TEXT"]
-streaming = true
-tools = true
-default_max_tokens = 256
-lifecycle = {{ status = "ACTIVE", start_of_life = "2024-11-01T00:00:00Z" }}
-price = {{ input_per_1k = 0.001, output_per_1k = 0.002 }}
-upstream = {{ api = "openai", base_url = "{base}", model = "{model}", api_key_env = "{key_env}", timeout_secs = 120, context_window = 1024 }}
-"""
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +31,9 @@ def front(server, create_key, tmp_path_factory):
     closed = f"http://127.0.0.1:{_free_port()}/v1"
     up = f"{server.url}/v1"
     config = 'region = "us-east-1"\n' + "".join(
-        MODEL_TEMPLATE.format(id=i, base=b, model=m, key_env=k)
+        remote_model_toml(i, "upstream = " + inline_table(
+            api="openai", base_url=b, model=m, api_key_env=k, timeout_secs=120, context_window=1024,
+        ), tools=True, extra=("default_max_tokens = 256",))
         for i, b, m, k in [
             (REMOTE, up, CHAT_MODEL, "BASALT_TEST_UPSTREAM_KEY"),
             (BAD_KEY, up, CHAT_MODEL, "BASALT_TEST_BAD_KEY"),

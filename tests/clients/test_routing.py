@@ -4,7 +4,6 @@ after its cool-down), timeouts, no retry once an answer has started streaming, n
 retry of the caller's own errors, and the explicit fallback chain that says which
 model answered. Upstreams: the session's Basalt (`/v1`), a closed port, a socket that
 accepts and never answers, and the Anthropic double."""
-import re
 import socket
 import threading
 import time
@@ -13,7 +12,7 @@ import boto3
 import pytest
 
 from anthropic_double import API_KEY, AnthropicDouble
-from basalt_support import CHAT_MODEL, REGION, converse_text, http_request, user_msg
+from basalt_support import CHAT_MODEL, REGION, converse_text, http_request, inline_table, remote_model_toml, user_msg
 from conftest import BOTO_CONFIG, _free_port, _tail, start_server, stop_server
 
 ROUTED = "basalt.routed-v1:0"
@@ -25,30 +24,15 @@ CLAUDE_PAIR_BAD_KEY = "anthropic.claude-pair-bad-key-v1:0"
 
 
 def model(id, deployments, routing="", fallbacks=""):
-    return f"""
-[[models]]
-id = "{id}"
-name = "{id}"
-provider = "Basalt"
-engine = "remote"
-native_body = "meta-llama"
-input_modalities = ["TEXT"]
-output_modalities = ["TEXT"]
-streaming = true
-lifecycle = {{ status = "ACTIVE" }}
-price = {{ input_per_1k = 0.001, output_per_1k = 0.002 }}
-deployments = [{", ".join(deployments)}]
-{routing}
-{fallbacks}
-"""
+    return remote_model_toml(id, f"deployments = [{', '.join(deployments)}]", extra=(routing, fallbacks))
 
 
 def openai_dep(base, timeout=60):
-    return f'{{ api = "openai", base_url = "{base}", model = "{CHAT_MODEL}", api_key_env = "UP_KEY", timeout_secs = {timeout}, context_window = 1024 }}'
+    return inline_table(api="openai", base_url=base, model=CHAT_MODEL, api_key_env="UP_KEY", timeout_secs=timeout, context_window=1024)
 
 
 def anthropic_dep(base, env="ANT_KEY"):
-    return f'{{ api = "anthropic", base_url = "{base}", model = "claude-double", api_key_env = "{env}" }}'
+    return inline_table(api="anthropic", base_url=base, model="claude-double", api_key_env=env)
 
 
 class Hanging:

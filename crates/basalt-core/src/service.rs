@@ -411,15 +411,7 @@ impl Basalt {
         };
         // The explicit fallback chain: only for failures of the model's upstreams
         // (never for the caller's mistakes), each fallback metered as its own call.
-        let upstream_failure = matches!(
-            error,
-            CoreError::ServiceUnavailable(_)
-                | CoreError::ModelTimeout(_)
-                | CoreError::ModelError(_)
-                | CoreError::Throttled(_)
-                | CoreError::ModelNotReady(_)
-        );
-        if !upstream_failure || entry.fallbacks.is_empty() {
+        if !error.is_upstream_failure() || entry.fallbacks.is_empty() {
             return self.failed(&ctx, &entry, error);
         }
         self.record(&ctx, &entry, TokenUsage::default(), None, error.outcome());

@@ -17,12 +17,10 @@ use basalt_types::{
     ChatRequest, ContentBlock, CoreError, GenerationDelta, InferenceParams, StopReason, TokenUsage,
     ToolCall, ToolChoice,
 };
-use futures::StreamExt;
 use serde_json::{json, Map, Value};
 
-use crate::openai::DeltaStream;
-use crate::sse;
-use crate::{error_for_status, error_for_transport, Upstream};
+use crate::exchange::{exchange, Outbox, Translator};
+use crate::{DeltaStream, Upstream};
 
 /// The API version every request names.
 pub const API_VERSION: &str = "2023-06-01";
@@ -126,89 +124,17 @@ impl AnthropicChat {
     async fn send(&self, body: Value) -> Result<DeltaStream, CoreError> {
         let started = Instant::now();
         let url = format!("{}/messages", self.upstream.base_url.trim_end_matches('/'));
-        let mut builder = self
+        let mut request = self
             .client
             .post(&url)
             .timeout(self.upstream.timeout)
             .header("anthropic-version", API_VERSION)
             .json(&body);
         if let Some(key) = &self.upstream.api_key {
-            builder = builder.header("x-api-key", key);
+            request = request.header("x-api-key", key);
         }
-        let response = builder
-            .send()
-            .await
-            .map_err(|e| error_for_transport(&self.label, &e))?;
-        let status = response.status();
-        let is_json = response
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("application/json"));
-        if !status.is_success() {
-            let retry_after = response
-                .headers()
-                .get("retry-after")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string);
-            let message = crate::openai::error_text(response).await;
-            return Err(error_for_status(
-                &self.label,
-                status.as_u16(),
-                &message,
-                retry_after.as_deref(),
-            ));
-        }
-        let mut state = Translator::new(self.label.clone(), started);
-        if is_json {
-            let body = response
-                .bytes()
-                .await
-                .map_err(|e| error_for_transport(&self.label, &e))?;
-            state.message(&body);
-            return Ok(Box::pin(futures::stream::iter(state.queued)));
-        }
-        let bytes = response.bytes_stream();
-        let parser = sse::Parser::default();
-        Ok(Box::pin(futures::stream::unfold(
-            (state, bytes, parser),
-            |(mut state, mut bytes, mut parser)| async move {
-                loop {
-                    if let Some(delta) = state.queued.pop_front() {
-                        return Some((delta, (state, bytes, parser)));
-                    }
-                    if state.finished {
-                        return None;
-                    }
-                    match bytes.next().await {
-                        Some(Ok(chunk)) => match parser.push(&chunk) {
-                            Ok(events) => {
-                                for event in events {
-                                    state.event(&event.data);
-                                    if state.finished {
-                                        break;
-                                    }
-                                }
-                            }
-                            Err(e) => {
-                                let label = state.label.clone();
-                                state.fail(CoreError::ModelError(format!("{label}: {e}")));
-                            }
-                        },
-                        Some(Err(e)) => {
-                            let error = error_for_transport(&state.label, &e);
-                            state.fail(error);
-                        }
-                        None => {
-                            let label = state.label.clone();
-                            state.fail(CoreError::ModelError(format!(
-                                "{label} ended the stream before message_stop"
-                            )));
-                        }
-                    }
-                }
-            },
-        )))
+        let reader = MessageReader::new(self.label.clone(), started);
+        exchange(request, self.label.clone(), reader).await
     }
 }
 
@@ -271,34 +197,27 @@ enum Block {
 }
 
 /// Turns Anthropic's events (or a whole message) into deltas.
-struct Translator {
+struct MessageReader {
     label: String,
-    queued: std::collections::VecDeque<GenerationDelta>,
+    outbox: Outbox,
     blocks: BTreeMap<u64, Block>,
     usage: TokenUsage,
     stop: Option<StopReason>,
     started: Instant,
     first_token_ms: Option<u64>,
-    finished: bool,
 }
 
-impl Translator {
+impl MessageReader {
     fn new(label: String, started: Instant) -> Self {
         Self {
             label,
-            queued: Default::default(),
+            outbox: Outbox::default(),
             blocks: BTreeMap::new(),
             usage: TokenUsage::default(),
             stop: None,
             started,
             first_token_ms: None,
-            finished: false,
         }
-    }
-
-    fn fail(&mut self, error: CoreError) {
-        self.queued.push_back(GenerationDelta::Error(error));
-        self.finished = true;
     }
 
     fn first_token(&mut self) {
@@ -326,7 +245,7 @@ impl Translator {
             Ok(v) => v,
             Err(e) => {
                 let label = self.label.clone();
-                self.fail(CoreError::ModelError(format!(
+                self.outbox.fail(CoreError::ModelError(format!(
                     "{label} answered with JSON that does not parse: {e}"
                 )));
                 return;
@@ -341,21 +260,12 @@ impl Translator {
             match block.get("type").and_then(Value::as_str) {
                 Some("text") => {
                     if let Some(text) = block.get("text").and_then(Value::as_str) {
-                        self.queued
-                            .push_back(GenerationDelta::Text(text.to_string()));
+                        self.outbox.push(GenerationDelta::Text(text.to_string()));
                     }
                 }
-                Some("tool_use") => self.queued.push_back(GenerationDelta::ToolCall(ToolCall {
-                    id: block
-                        .get("id")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                        .to_string(),
-                    name: block
-                        .get("name")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                        .to_string(),
+                Some("tool_use") => self.outbox.push(GenerationDelta::ToolCall(ToolCall {
+                    id: str_field(&block, "id"),
+                    name: str_field(&block, "name"),
                     input: block.get("input").cloned().unwrap_or_else(|| json!({})),
                 })),
                 _ => {}
@@ -377,7 +287,7 @@ impl Translator {
             Ok(v) => v,
             Err(e) => {
                 let label = self.label.clone();
-                self.fail(CoreError::ModelError(format!(
+                self.outbox.fail(CoreError::ModelError(format!(
                     "{label} sent a stream event that is not JSON: {e}"
                 )));
                 return;
@@ -394,16 +304,8 @@ impl Translator {
                 let block = event.get("content_block").cloned().unwrap_or(Value::Null);
                 let started = match block.get("type").and_then(Value::as_str) {
                     Some("tool_use") => Block::Tool {
-                        id: block
-                            .get("id")
-                            .and_then(Value::as_str)
-                            .unwrap_or_default()
-                            .to_string(),
-                        name: block
-                            .get("name")
-                            .and_then(Value::as_str)
-                            .unwrap_or_default()
-                            .to_string(),
+                        id: str_field(&block, "id"),
+                        name: str_field(&block, "name"),
                         json: String::new(),
                     },
                     _ => Block::Text,
@@ -414,8 +316,7 @@ impl Translator {
                     .filter(|t| !t.is_empty())
                 {
                     self.first_token();
-                    self.queued
-                        .push_back(GenerationDelta::Text(text.to_string()));
+                    self.outbox.push(GenerationDelta::Text(text.to_string()));
                 }
                 self.blocks.insert(index, started);
             }
@@ -425,8 +326,7 @@ impl Translator {
                     Some("text_delta") => {
                         if let Some(text) = delta.get("text").and_then(Value::as_str) {
                             self.first_token();
-                            self.queued
-                                .push_back(GenerationDelta::Text(text.to_string()));
+                            self.outbox.push(GenerationDelta::Text(text.to_string()));
                         }
                     }
                     Some("input_json_delta") => {
@@ -451,14 +351,14 @@ impl Translator {
                         serde_json::from_str(&json)
                     };
                     match input {
-                        Ok(input) => self.queued.push_back(GenerationDelta::ToolCall(ToolCall {
+                        Ok(input) => self.outbox.push(GenerationDelta::ToolCall(ToolCall {
                             id,
                             name,
                             input,
                         })),
                         Err(e) => {
                             let label = self.label.clone();
-                            self.fail(CoreError::ModelError(format!(
+                            self.outbox.fail(CoreError::ModelError(format!(
                                 "{label} returned arguments for tool {name} that are not JSON: {e}"
                             )));
                         }
@@ -486,7 +386,7 @@ impl Translator {
                     .unwrap_or("error");
                 let label = self.label.clone();
                 let text = format!("{label} failed while answering ({kind}): {message}");
-                self.fail(match kind {
+                self.outbox.fail(match kind {
                     "overloaded_error" => CoreError::ServiceUnavailable(text),
                     "rate_limit_error" => CoreError::Throttled(text),
                     _ => CoreError::ModelError(text),
@@ -497,14 +397,39 @@ impl Translator {
     }
 
     fn end(&mut self) {
-        self.queued.push_back(GenerationDelta::End {
+        self.outbox.finish(GenerationDelta::End {
             stop_reason: self.stop.unwrap_or(StopReason::EndTurn),
             usage: self.usage,
             latency_ms: self.started.elapsed().as_millis() as u64,
             first_token_ms: self.first_token_ms,
         });
-        self.finished = true;
     }
+}
+
+impl Translator for MessageReader {
+    fn outbox(&mut self) -> &mut Outbox {
+        &mut self.outbox
+    }
+
+    fn whole(&mut self, body: &[u8]) {
+        self.message(body);
+    }
+
+    fn event(&mut self, data: &str) {
+        MessageReader::event(self, data);
+    }
+
+    /// A stream that closes before `message_stop` is cut short (the exchange says so).
+    fn closed(&mut self) {}
+}
+
+/// A string field of a JSON object, or "" when it is missing.
+fn str_field(value: &Value, key: &str) -> String {
+    value
+        .get(key)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
 }
 
 #[cfg(test)]
@@ -586,7 +511,7 @@ mod tests {
 
     #[test]
     fn the_event_stream_becomes_deltas() {
-        let mut t = Translator::new("a".into(), Instant::now());
+        let mut t = MessageReader::new("a".into(), Instant::now());
         for e in [
             r#"{"type":"message_start","message":{"id":"m","type":"message","role":"assistant","content":[],"model":"c","stop_reason":null,"usage":{"input_tokens":25,"output_tokens":1}}}"#,
             r#"{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#,
@@ -602,7 +527,7 @@ mod tests {
         ] {
             t.event(e);
         }
-        let deltas: Vec<_> = t.queued.drain(..).collect();
+        let deltas: Vec<_> = t.outbox.drain();
         assert_eq!(deltas[0], GenerationDelta::Text("Let me check.".into()));
         assert_eq!(
             deltas[1],
@@ -620,12 +545,12 @@ mod tests {
 
     #[test]
     fn an_overloaded_error_event_ends_the_stream() {
-        let mut t = Translator::new("a".into(), Instant::now());
+        let mut t = MessageReader::new("a".into(), Instant::now());
         t.event(r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#);
         assert!(matches!(
-            t.queued.pop_front(),
+            t.outbox.drain().into_iter().next(),
             Some(GenerationDelta::Error(CoreError::ServiceUnavailable(_)))
         ));
-        assert!(t.finished);
+        assert!(t.outbox.is_finished());
     }
 }

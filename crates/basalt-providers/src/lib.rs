@@ -14,14 +14,20 @@
 //! an error message and never shown by `Debug`.
 
 pub mod anthropic;
+mod exchange;
 pub mod openai;
 pub mod router;
 pub use reqwest;
 mod sse;
 
+use std::pin::Pin;
 use std::time::Duration;
 
-use basalt_types::CoreError;
+use basalt_types::{CoreError, GenerationDelta};
+use futures::Stream;
+
+/// Deltas of one generation; ends with `End` or `Error`.
+pub type DeltaStream = Pin<Box<dyn Stream<Item = GenerationDelta> + Send>>;
 
 /// Where a remote model lives and how to reach it.
 #[derive(Clone)]
@@ -81,7 +87,7 @@ impl ChatAdapter {
         &self,
         request: &basalt_types::ChatRequest,
         max_tokens: u32,
-    ) -> Result<openai::DeltaStream, CoreError> {
+    ) -> Result<DeltaStream, CoreError> {
         match self {
             Self::OpenAi(a) => a.chat(request, max_tokens).await,
             Self::Anthropic(a) => a.chat(request, max_tokens).await,
@@ -93,7 +99,7 @@ impl ChatAdapter {
         prompt: &str,
         params: &basalt_types::InferenceParams,
         max_tokens: u32,
-    ) -> Result<openai::DeltaStream, CoreError> {
+    ) -> Result<DeltaStream, CoreError> {
         match self {
             Self::OpenAi(a) => a.complete(prompt, params, max_tokens).await,
             Self::Anthropic(a) => a.complete(prompt, params, max_tokens).await,

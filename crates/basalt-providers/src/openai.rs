@@ -10,24 +10,16 @@
 //! once the upstream finishes.
 
 use std::collections::BTreeMap;
-use std::pin::Pin;
 use std::time::Instant;
 
 use basalt_types::{
     ChatRequest, ContentBlock, CoreError, GenerationDelta, InferenceParams, Role, StopReason,
     TokenUsage, ToolCall, ToolChoice,
 };
-use futures::{Stream, StreamExt};
 use serde_json::{json, Map, Value};
 
-use crate::sse;
-use crate::{error_for_status, error_for_transport, Upstream};
-
-/// Deltas of one generation; ends with `End` or `Error`.
-pub type DeltaStream = Pin<Box<dyn Stream<Item = GenerationDelta> + Send>>;
-
-/// Most bytes of an upstream error body we read.
-const MAX_ERROR_BODY: usize = 64 * 1024;
+use crate::exchange::{exchange, Outbox, Translator};
+use crate::{DeltaStream, Upstream};
 
 /// A chat model behind an OpenAI-compatible endpoint.
 #[derive(Debug, Clone)]
@@ -136,92 +128,17 @@ impl OpenAiChat {
             "{}/chat/completions",
             self.upstream.base_url.trim_end_matches('/')
         );
-        let mut builder = self
+        let mut request = self
             .client
             .post(&url)
             .timeout(self.upstream.timeout)
             .header("accept", "text/event-stream")
             .json(&body);
         if let Some(key) = &self.upstream.api_key {
-            builder = builder.bearer_auth(key);
+            request = request.bearer_auth(key);
         }
-        let response = builder
-            .send()
-            .await
-            .map_err(|e| error_for_transport(&self.label, &e))?;
-        let status = response.status();
-        let is_json = response
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("application/json"));
-        if !status.is_success() {
-            let retry_after = response
-                .headers()
-                .get("retry-after")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string);
-            let message = error_text(response).await;
-            return Err(error_for_status(
-                &self.label,
-                status.as_u16(),
-                &message,
-                retry_after.as_deref(),
-            ));
-        }
-        if is_json {
-            let mut state = StreamState::new(self.label.clone(), started);
-            let body = response
-                .bytes()
-                .await
-                .map_err(|e| error_for_transport(&self.label, &e))?;
-            state.completion(&body);
-            return Ok(Box::pin(futures::stream::iter(state.queued)));
-        }
-        let state = StreamState {
-            label: self.label.clone(),
-            bytes: Box::pin(response.bytes_stream()),
-            parser: sse::Parser::default(),
-            queued: Default::default(),
-            tool_calls: BTreeMap::new(),
-            usage: None,
-            finish: None,
-            started,
-            first_token_ms: None,
-            finished: false,
-        };
-        Ok(Box::pin(futures::stream::unfold(
-            state,
-            |mut state| async move {
-                let delta = state.next_delta().await?;
-                Some((delta, state))
-            },
-        )))
-    }
-}
-
-/// The upstream's error text: `{"error": {"message"}}` (OpenAI, Anthropic), a top-level
-/// `message`, or the body itself.
-pub(crate) async fn error_text(response: reqwest::Response) -> String {
-    let mut body = Vec::new();
-    let mut chunks = response.bytes_stream();
-    while let Some(Ok(chunk)) = chunks.next().await {
-        body.extend_from_slice(&chunk);
-        if body.len() >= MAX_ERROR_BODY {
-            body.truncate(MAX_ERROR_BODY);
-            break;
-        }
-    }
-    let text = String::from_utf8_lossy(&body).into_owned();
-    match serde_json::from_str::<Value>(&text) {
-        Ok(v) => v
-            .pointer("/error/message")
-            .or_else(|| v.get("message"))
-            .or_else(|| v.get("error"))
-            .and_then(Value::as_str)
-            .map(str::to_string)
-            .unwrap_or(text),
-        Err(_) => text.trim().to_string(),
+        let state = StreamState::new(self.label.clone(), started);
+        exchange(request, self.label.clone(), state).await
     }
 }
 
@@ -320,30 +237,24 @@ struct PartialCall {
 
 struct StreamState {
     label: String,
-    bytes: Pin<Box<dyn Stream<Item = Result<bytes::Bytes, reqwest::Error>> + Send>>,
-    parser: sse::Parser,
-    queued: std::collections::VecDeque<GenerationDelta>,
+    outbox: Outbox,
     tool_calls: BTreeMap<u64, PartialCall>,
     usage: Option<TokenUsage>,
     finish: Option<StopReason>,
     started: Instant,
     first_token_ms: Option<u64>,
-    finished: bool,
 }
 
 impl StreamState {
     fn new(label: String, started: Instant) -> Self {
         StreamState {
             label,
-            bytes: Box::pin(futures::stream::empty()),
-            parser: sse::Parser::default(),
-            queued: Default::default(),
+            outbox: Outbox::default(),
             tool_calls: BTreeMap::new(),
             usage: None,
             finish: None,
             started,
             first_token_ms: None,
-            finished: false,
         }
     }
 
@@ -352,7 +263,7 @@ impl StreamState {
         let completion: Value = match serde_json::from_slice(body) {
             Ok(v) => v,
             Err(e) => {
-                self.fail(CoreError::ModelError(format!(
+                self.outbox.fail(CoreError::ModelError(format!(
                     "{} answered with JSON that does not parse: {e}",
                     self.label
                 )));
@@ -360,7 +271,7 @@ impl StreamState {
             }
         };
         let Some(choice) = completion.pointer("/choices/0") else {
-            self.fail(CoreError::ModelError(format!(
+            self.outbox.fail(CoreError::ModelError(format!(
                 "{} answered without choices",
                 self.label
             )));
@@ -379,50 +290,9 @@ impl StreamState {
             "usage": completion.get("usage"),
         });
         self.event(&chunk.to_string());
-        if !self.finished {
+        if !self.outbox.is_finished() {
             self.end();
         }
-    }
-
-    async fn next_delta(&mut self) -> Option<GenerationDelta> {
-        loop {
-            if let Some(delta) = self.queued.pop_front() {
-                return Some(delta);
-            }
-            if self.finished {
-                return None;
-            }
-            match self.bytes.next().await {
-                Some(Ok(chunk)) => match self.parser.push(&chunk) {
-                    Ok(events) => {
-                        for event in events {
-                            self.event(&event.data);
-                            if self.finished {
-                                break;
-                            }
-                        }
-                    }
-                    Err(e) => self.fail(CoreError::ModelError(format!("{}: {e}", self.label))),
-                },
-                Some(Err(e)) => self.fail(error_for_transport(&self.label, &e)),
-                None => {
-                    if self.finish.is_some() {
-                        // Some servers end the stream after the last chunk without [DONE].
-                        self.end();
-                    } else {
-                        self.fail(CoreError::ModelError(format!(
-                            "{} ended the stream before finishing the answer",
-                            self.label
-                        )));
-                    }
-                }
-            }
-        }
-    }
-
-    fn fail(&mut self, error: CoreError) {
-        self.queued.push_back(GenerationDelta::Error(error));
-        self.finished = true;
     }
 
     fn event(&mut self, data: &str) {
@@ -433,7 +303,7 @@ impl StreamState {
         let chunk: Value = match serde_json::from_str(data) {
             Ok(v) => v,
             Err(e) => {
-                self.fail(CoreError::ModelError(format!(
+                self.outbox.fail(CoreError::ModelError(format!(
                     "{} sent a stream event that is not JSON: {e}",
                     self.label
                 )));
@@ -445,7 +315,7 @@ impl StreamState {
                 .get("message")
                 .and_then(Value::as_str)
                 .unwrap_or("unknown error");
-            self.fail(CoreError::ModelError(format!(
+            self.outbox.fail(CoreError::ModelError(format!(
                 "{} failed while answering: {message}",
                 self.label
             )));
@@ -469,8 +339,7 @@ impl StreamState {
             if let Some(text) = delta.get("content").and_then(Value::as_str) {
                 if !text.is_empty() {
                     self.first_token();
-                    self.queued
-                        .push_back(GenerationDelta::Text(text.to_string()));
+                    self.outbox.push(GenerationDelta::Text(text.to_string()));
                 }
             }
             if let Some(calls) = delta.get("tool_calls").and_then(Value::as_array) {
@@ -519,7 +388,7 @@ impl StreamState {
                 match serde_json::from_str(&call.arguments) {
                     Ok(v) => v,
                     Err(e) => {
-                        self.fail(CoreError::ModelError(format!(
+                        self.outbox.fail(CoreError::ModelError(format!(
                             "{} returned arguments for tool {} that are not JSON: {e}",
                             self.label, call.name
                         )));
@@ -532,7 +401,7 @@ impl StreamState {
             } else {
                 call.id
             };
-            self.queued.push_back(GenerationDelta::ToolCall(ToolCall {
+            self.outbox.push(GenerationDelta::ToolCall(ToolCall {
                 id,
                 name: call.name,
                 input,
@@ -543,13 +412,33 @@ impl StreamState {
             Some(reason) => reason,
             None => StopReason::EndTurn,
         };
-        self.queued.push_back(GenerationDelta::End {
+        self.outbox.finish(GenerationDelta::End {
             stop_reason,
             usage: self.usage.unwrap_or_default(),
             latency_ms: self.started.elapsed().as_millis() as u64,
             first_token_ms: self.first_token_ms,
         });
-        self.finished = true;
+    }
+}
+
+impl Translator for StreamState {
+    fn outbox(&mut self) -> &mut Outbox {
+        &mut self.outbox
+    }
+
+    fn whole(&mut self, body: &[u8]) {
+        self.completion(body);
+    }
+
+    fn event(&mut self, data: &str) {
+        StreamState::event(self, data);
+    }
+
+    fn closed(&mut self) {
+        // Some servers end the stream after the last chunk without [DONE].
+        if self.finish.is_some() {
+            self.end();
+        }
     }
 }
 
@@ -687,7 +576,7 @@ mod tests {
     fn a_whole_completion_becomes_the_same_deltas() {
         let mut s = state();
         s.completion(br#"{"id":"c","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":null,"tool_calls":[{"id":"a","type":"function","function":{"name":"f","arguments":"{\"x\":1}"}},{"id":"b","type":"function","function":{"name":"g","arguments":"{}"}}]},"finish_reason":"tool_calls"}],"usage":{"prompt_tokens":5,"completion_tokens":7,"total_tokens":12}}"#);
-        let deltas: Vec<_> = s.queued.drain(..).collect();
+        let deltas: Vec<_> = s.outbox.drain();
         assert_eq!(deltas.len(), 3, "{deltas:?}");
         assert_eq!(
             deltas[0],
@@ -711,7 +600,7 @@ mod tests {
         let mut s = state();
         s.completion(b"not json");
         assert!(matches!(
-            s.queued.pop_front(),
+            s.outbox.drain().into_iter().next(),
             Some(GenerationDelta::Error(CoreError::ModelError(_)))
         ));
     }
@@ -725,7 +614,7 @@ mod tests {
         s.event(r#"{"choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}]}"#);
         s.event(r#"{"choices":[],"usage":{"prompt_tokens":31,"completion_tokens":9,"total_tokens":40,"prompt_tokens_details":{"cached_tokens":16}}}"#);
         s.event("[DONE]");
-        let deltas: Vec<_> = s.queued.drain(..).collect();
+        let deltas: Vec<_> = s.outbox.drain();
         assert_eq!(
             deltas[0],
             GenerationDelta::ToolCall(ToolCall {
@@ -757,12 +646,12 @@ mod tests {
         let mut s = state();
         s.event(r#"{"choices":[{"index":0,"delta":{"content":"Hel"}}]}"#);
         s.event(r#"{"error":{"message":"upstream overloaded","type":"server_error"}}"#);
-        let deltas: Vec<_> = s.queued.drain(..).collect();
+        let deltas: Vec<_> = s.outbox.drain();
         assert_eq!(deltas[0], GenerationDelta::Text("Hel".into()));
         assert!(
             matches!(&deltas[1], GenerationDelta::Error(CoreError::ModelError(m)) if m.contains("upstream overloaded"))
         );
-        assert!(s.finished);
+        assert!(s.outbox.is_finished());
     }
 
     #[test]
@@ -775,7 +664,7 @@ mod tests {
             let mut s = state();
             s.event(&format!(r#"{{"choices":[{{"index":0,"delta":{{"content":"x"}},"finish_reason":"{reason}"}}]}}"#));
             s.event("[DONE]");
-            let end = s.queued.drain(..).last().expect("an end");
+            let end = s.outbox.drain().pop().expect("an end");
             assert!(
                 matches!(end, GenerationDelta::End { stop_reason, .. } if stop_reason == want),
                 "{reason}"

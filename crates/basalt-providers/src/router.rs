@@ -22,8 +22,7 @@ use std::time::{Duration, Instant};
 use basalt_types::{ChatRequest, CoreError, GenerationDelta, InferenceParams};
 use futures::StreamExt;
 
-use crate::openai::DeltaStream;
-use crate::ChatAdapter;
+use crate::{ChatAdapter, DeltaStream};
 
 /// How a model's deployments are used.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -93,18 +92,6 @@ pub struct Router {
     jitter_seed: AtomicU64,
 }
 
-/// Whether an error is worth another attempt elsewhere.
-fn retryable(error: &CoreError) -> bool {
-    matches!(
-        error,
-        CoreError::Throttled(_)
-            | CoreError::ServiceUnavailable(_)
-            | CoreError::ModelTimeout(_)
-            | CoreError::ModelError(_)
-            | CoreError::ModelNotReady(_)
-    )
-}
-
 impl Router {
     /// `deployments`: (adapter, name) in preference order for ties.
     pub fn new(deployments: Vec<(ChatAdapter, String)>, policy: RoutingPolicy) -> Self {
@@ -152,7 +139,7 @@ impl Router {
         let deployment = &self.deployments[index];
         let label = match outcome {
             Ok(()) => "ok",
-            Err(e) if retryable(e) => "retryable_error",
+            Err(e) if e.is_upstream_failure() => "retryable_error",
             Err(_) => "client_error",
         };
         metrics::counter!("basalt_upstream_attempts_total", "deployment" => deployment.name.clone(), "outcome" => label)
@@ -162,7 +149,7 @@ impl Router {
                 Ok(()) => breaker.success(),
                 // Throttling is load, not ill health: retried, but it does not trip the breaker.
                 Err(CoreError::Throttled(_)) => {}
-                Err(e) if retryable(e) => breaker.failure(Instant::now(), &self.policy),
+                Err(e) if e.is_upstream_failure() => breaker.failure(Instant::now(), &self.policy),
                 // The caller's mistake says nothing about the deployment's health.
                 Err(_) => {}
             }
@@ -238,7 +225,7 @@ impl Router {
                 Err(e) => {
                     deployment.in_flight.fetch_sub(1, Ordering::Relaxed);
                     self.record(index, Err(&e));
-                    if !retryable(&e) {
+                    if !e.is_upstream_failure() {
                         return Err(e);
                     }
                     tracing::warn!(deployment = %deployment.name, attempt, error = %e, "upstream attempt failed");
@@ -314,11 +301,11 @@ mod tests {
 
     #[test]
     fn only_upstream_failures_are_retried() {
-        assert!(retryable(&CoreError::ServiceUnavailable("x".into())));
-        assert!(retryable(&CoreError::Throttled("x".into())));
-        assert!(retryable(&CoreError::ModelTimeout("x".into())));
-        assert!(!retryable(&CoreError::Validation("x".into())));
-        assert!(!retryable(&CoreError::AccessDenied("x".into())));
+        assert!(CoreError::ServiceUnavailable("x".into()).is_upstream_failure());
+        assert!(CoreError::Throttled("x".into()).is_upstream_failure());
+        assert!(CoreError::ModelTimeout("x".into()).is_upstream_failure());
+        assert!(!CoreError::Validation("x".into()).is_upstream_failure());
+        assert!(!CoreError::AccessDenied("x".into()).is_upstream_failure());
     }
 
     #[test]

@@ -35,6 +35,19 @@ pub enum CoreError {
 }
 
 impl CoreError {
+    /// Whether the model's upstream failed (not the caller): such a failure is worth
+    /// another deployment, a retry or a fallback model; the caller's mistakes are not.
+    pub fn is_upstream_failure(&self) -> bool {
+        matches!(
+            self,
+            CoreError::Throttled(_)
+                | CoreError::ServiceUnavailable(_)
+                | CoreError::ModelTimeout(_)
+                | CoreError::ModelError(_)
+                | CoreError::ModelNotReady(_)
+        )
+    }
+
     /// The metering outcome this error counts as.
     pub fn outcome(&self) -> &'static str {
         match self {

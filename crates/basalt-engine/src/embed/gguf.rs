@@ -171,9 +171,8 @@ fn gguf_name(hf: &str) -> Option<String> {
     Some(format!("blk.{layer}.{module}.{kind}"))
 }
 
-/// Writes the GGUF for the model in `dir` to `out`.
-pub(super) fn convert(dir: &Path, out: &Path) -> Result<BertConfig, EngineError> {
-    let config = read_config(dir)?;
+/// Writes the GGUF for the model in `dir` (whose `config.json` says `config`) to `out`.
+pub(super) fn convert(dir: &Path, config: &BertConfig, out: &Path) -> Result<(), EngineError> {
     let weights_path = dir.join("model.safetensors");
     let tensors = candle_core::safetensors::load(&weights_path, &Device::Cpu)
         .map_err(|e| load_error(&weights_path, e))?;
@@ -250,7 +249,7 @@ pub(super) fn convert(dir: &Path, out: &Path) -> Result<BertConfig, EngineError>
     candle_core::quantized::gguf_file::write(&mut writer, &metadata_refs, &tensor_refs)
         .map_err(|e| load_error(out, e))?;
     std::io::Write::flush(&mut writer).map_err(|e| load_error(out, e))?;
-    Ok(config)
+    Ok(())
 }
 
 #[cfg(test)]

@@ -108,21 +108,17 @@ impl EmbeddingEngine {
             }))
             .map_err(|e| load_err(e.to_string()))?;
 
-        let gguf_path = temporary_gguf_path();
-        let converted = gguf::convert(&dir, &gguf_path);
-        let bert = match converted {
-            Ok(bert) => bert,
-            Err(e) => {
-                let _ = std::fs::remove_file(&gguf_path);
-                return Err(e);
-            }
-        };
+        let bert = gguf::read_config(&dir)?;
         if config.max_tokens > bert.max_position_embeddings {
-            let _ = std::fs::remove_file(&gguf_path);
             return Err(load_err(format!(
                 "max_tokens {} exceeds the model's {} positions",
                 config.max_tokens, bert.max_position_embeddings
             )));
+        }
+        let gguf_path = temporary_gguf_path();
+        if let Err(e) = gguf::convert(&dir, &bert, &gguf_path) {
+            let _ = std::fs::remove_file(&gguf_path);
+            return Err(e);
         }
         let config = EmbeddingEngineConfig {
             batch_size: config.batch_size.clamp(1, 256),
@@ -203,16 +199,15 @@ fn worker(
         reason,
     };
     let loaded = crate::backend().and_then(|backend| {
-        let model = LlamaModel::load_from_file(backend, &gguf_path, &LlamaModelParams::default())
-            .map_err(|e| load_err(format!("llama.cpp cannot load the converted model: {e}")));
-        // The file is mapped (or read) now; it is not needed on disk any more.
-        let _ = std::fs::remove_file(&gguf_path);
-        Ok((backend, model?))
+        LlamaModel::load_from_file(backend, &gguf_path, &LlamaModelParams::default())
+            .map(|model| (backend, model))
+            .map_err(|e| load_err(format!("llama.cpp cannot load the converted model: {e}")))
     });
+    // Loaded (mapped or read) or not, the file is not needed on disk any more.
+    let _ = std::fs::remove_file(&gguf_path);
     let (backend, model) = match loaded {
         Ok(loaded) => loaded,
         Err(e) => {
-            let _ = std::fs::remove_file(&gguf_path);
             let _ = ready.send(Err(e));
             return;
         }
