@@ -1,0 +1,324 @@
+//! The policies that compare meanings, on sentence embeddings the caller computes.
+//!
+//! Denied topics: every guarded sentence (and each guarded block whole) is compared
+//! with the topic's definition and examples; the topic's score is the highest cosine
+//! similarity, and it is detected at or above [`TOPIC_THRESHOLD`].
+//!
+//! Contextual grounding: each response sentence's support is its best similarity to a
+//! source sentence, scaled by how many of its salient tokens (numbers, capitalised
+//! words) the source contains — embeddings alone rate "Paris" and "Berlin" as close,
+//! the token check does not; the grounding score is the mean support. Relevance is the
+//! best similarity of the query to the response or one of its sentences.
+
+use std::ops::Range;
+
+use crate::policy::TopicRule;
+use crate::{Qualifier, Segment};
+
+/// Cosine similarity (all-MiniLM-L6-v2, normalised vectors) at which a sentence is on
+/// a denied topic. Calibrated on held-out examples: see `benches/guardrails/`.
+pub const TOPIC_THRESHOLD: f32 = 0.50;
+
+/// Splits text into sentences (on `.`, `!`, `?` followed by whitespace, and on line
+/// breaks); blank pieces are dropped.
+pub fn sentences(text: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let bytes = text.as_bytes();
+    for (i, c) in text.char_indices() {
+        let boundary = match c {
+            '\n' => true,
+            '.' | '!' | '?' => bytes.get(i + 1).is_none_or(|b| b.is_ascii_whitespace()),
+            _ => false,
+        };
+        if boundary {
+            let piece = text[start..i + c.len_utf8()].trim();
+            if !piece.is_empty() {
+                out.push(piece);
+            }
+            start = i + c.len_utf8();
+        }
+    }
+    let rest = text[start..].trim();
+    if !rest.is_empty() {
+        out.push(rest);
+    }
+    out
+}
+
+fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let na: f32 = a.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let nb: f32 = b.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if na == 0.0 || nb == 0.0 {
+        0.0
+    } else {
+        dot / (na * nb)
+    }
+}
+
+/// Which texts one evaluation needs embedded, and where each group sits in `texts`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EmbeddingPlan {
+    pub texts: Vec<String>,
+    /// Guarded sentences and whole guarded blocks, for the topic policy.
+    topic_units: Range<usize>,
+    grounding: Option<GroundingPlan>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct GroundingPlan {
+    response_sentences: Range<usize>,
+    response_whole: usize,
+    source_sentences: Range<usize>,
+    query: Option<usize>,
+}
+
+/// The two grounding scores of a response.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GroundingScores {
+    pub grounding: f64,
+    pub relevance: f64,
+}
+
+impl EmbeddingPlan {
+    pub(crate) fn new(segments: &[Segment], topics: bool, grounding: bool) -> Self {
+        let mut texts: Vec<String> = Vec::new();
+        let guarded: Vec<&Segment> = segments.iter().filter(|s| s.is_guarded()).collect();
+        let start = texts.len();
+        if topics {
+            for segment in &guarded {
+                let pieces = sentences(&segment.text);
+                if pieces.len() > 1 {
+                    texts.push(segment.text.clone());
+                }
+                texts.extend(pieces.into_iter().map(str::to_string));
+            }
+        }
+        let topic_units = start..texts.len();
+        let sources: Vec<&Segment> = segments
+            .iter()
+            .filter(|s| s.qualifiers.contains(&Qualifier::GroundingSource))
+            .collect();
+        let query = segments
+            .iter()
+            .find(|s| s.qualifiers.contains(&Qualifier::Query));
+        let grounding = (grounding && (!sources.is_empty() || query.is_some())).then(|| {
+            let response: String = guarded
+                .iter()
+                .map(|s| s.text.as_str())
+                .collect::<Vec<_>>()
+                .join("\n");
+            let r0 = texts.len();
+            texts.extend(sentences(&response).into_iter().map(str::to_string));
+            let response_sentences = r0..texts.len();
+            let response_whole = texts.len();
+            texts.push(response);
+            let s0 = texts.len();
+            for source in &sources {
+                texts.extend(sentences(&source.text).into_iter().map(str::to_string));
+            }
+            let source_sentences = s0..texts.len();
+            let query = query.map(|q| {
+                texts.push(q.text.clone());
+                texts.len() - 1
+            });
+            GroundingPlan {
+                response_sentences,
+                response_whole,
+                source_sentences,
+                query,
+            }
+        });
+        Self {
+            texts,
+            topic_units,
+            grounding,
+        }
+    }
+
+    /// Grounding and relevance of the response, when grounding was planned.
+    pub(crate) fn grounding_scores(
+        &self,
+        segments: &[Segment],
+        vectors: &[Vec<f32>],
+    ) -> Option<GroundingScores> {
+        let plan = self.grounding.as_ref()?;
+        if vectors.len() != self.texts.len() {
+            return None;
+        }
+        let source_text: String = segments
+            .iter()
+            .filter(|s| s.qualifiers.contains(&Qualifier::GroundingSource))
+            .map(|s| s.text.to_lowercase())
+            .collect::<Vec<_>>()
+            .join(" ");
+        let sources = &vectors[plan.source_sentences.clone()];
+        let supports: Vec<f64> = plan
+            .response_sentences
+            .clone()
+            .map(|i| {
+                let similarity = sources
+                    .iter()
+                    .map(|s| cosine(&vectors[i], s))
+                    .fold(0.0f32, f32::max);
+                f64::from(similarity.max(0.0)) * salient_coverage(&self.texts[i], &source_text)
+            })
+            .collect();
+        let grounding = if supports.is_empty() {
+            1.0
+        } else {
+            supports.iter().sum::<f64>() / supports.len() as f64
+        };
+        let relevance = match plan.query {
+            None => 1.0,
+            Some(q) => plan
+                .response_sentences
+                .clone()
+                .chain([plan.response_whole])
+                .map(|i| cosine(&vectors[q], &vectors[i]))
+                .fold(0.0f32, f32::max)
+                .max(0.0)
+                .into(),
+        };
+        Some(GroundingScores {
+            grounding: round2(grounding),
+            relevance: round2(relevance),
+        })
+    }
+}
+
+fn round2(x: f64) -> f64 {
+    (x.clamp(0.0, 1.0) * 100.0).round() / 100.0
+}
+
+/// The share of a sentence's salient tokens (numbers, capitalised words not at the
+/// start) that appear in the source; 1 when it has none.
+fn salient_coverage(sentence: &str, source_lower: &str) -> f64 {
+    let tokens: Vec<&str> = sentence
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|t| !t.is_empty())
+        .collect();
+    let salient: Vec<String> = tokens
+        .iter()
+        .enumerate()
+        .filter(|(i, t)| {
+            t.chars().any(|c| c.is_ascii_digit())
+                || (*i > 0 && t.chars().next().is_some_and(char::is_uppercase))
+        })
+        .map(|(_, t)| t.to_lowercase())
+        .collect();
+    if salient.is_empty() {
+        return 1.0;
+    }
+    let found = salient
+        .iter()
+        .filter(|t| {
+            source_lower
+                .split(|c: char| !c.is_alphanumeric())
+                .any(|s| s == t.as_str())
+        })
+        .count();
+    found as f64 / salient.len() as f64
+}
+
+/// The embedded definitions and examples of the denied topics.
+#[derive(Debug, Default)]
+pub(crate) struct TopicIndex {
+    /// For each topic, the texts that describe it.
+    texts: Vec<Vec<String>>,
+    /// Their vectors, same shape, once supplied.
+    vectors: Vec<Vec<Vec<f32>>>,
+}
+
+impl TopicIndex {
+    pub(crate) fn new(topics: &[TopicRule]) -> Self {
+        let texts = topics
+            .iter()
+            .map(|t| {
+                let mut refs = vec![format!("{}: {}", t.name, t.definition)];
+                refs.extend(t.examples.iter().cloned());
+                refs
+            })
+            .collect();
+        Self {
+            texts,
+            vectors: Vec::new(),
+        }
+    }
+
+    pub(crate) fn reference_texts(&self) -> Vec<String> {
+        self.texts.iter().flatten().cloned().collect()
+    }
+
+    pub(crate) fn set_references(&mut self, vectors: Vec<Vec<f32>>) -> Result<(), String> {
+        let expected: usize = self.texts.iter().map(Vec::len).sum();
+        if vectors.len() != expected {
+            return Err(format!(
+                "expected {expected} topic reference vectors, got {}",
+                vectors.len()
+            ));
+        }
+        let mut it = vectors.into_iter();
+        self.vectors = self
+            .texts
+            .iter()
+            .map(|refs| it.by_ref().take(refs.len()).collect())
+            .collect();
+        Ok(())
+    }
+
+    /// Each topic's highest similarity to any planned topic unit (0 without vectors).
+    pub(crate) fn scores(&self, plan: &EmbeddingPlan, vectors: &[Vec<f32>]) -> Vec<f32> {
+        self.texts
+            .iter()
+            .enumerate()
+            .map(|(t, _)| {
+                let Some(refs) = self.vectors.get(t) else {
+                    return 0.0;
+                };
+                plan.topic_units
+                    .clone()
+                    .filter_map(|i| vectors.get(i))
+                    .flat_map(|v| refs.iter().map(move |r| cosine(v, r)))
+                    .fold(0.0f32, f32::max)
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sentences_split_on_terminal_punctuation_and_lines() {
+        assert_eq!(
+            sentences("Hi there. Version 1.2 is out!\nNew line? yes"),
+            vec!["Hi there.", "Version 1.2 is out!", "New line?", "yes"]
+        );
+    }
+
+    #[test]
+    fn salient_tokens_catch_swapped_facts() {
+        let source = "the capital of france is paris. it has 2 million people.";
+        assert_eq!(salient_coverage("The capital is Paris.", source), 1.0);
+        assert_eq!(salient_coverage("The capital is Berlin.", source), 0.0);
+        assert_eq!(salient_coverage("It is big.", source), 1.0);
+    }
+
+    #[test]
+    fn topic_scores_take_the_best_sentence() {
+        let segments = vec![Segment::guarded("Hello. Buy stocks now.")];
+        let plan = EmbeddingPlan::new(&segments, true, false);
+        assert_eq!(plan.texts.len(), 3, "whole block and two sentences");
+        let mut index = TopicIndex {
+            texts: vec![vec!["investing".into()]],
+            vectors: Vec::new(),
+        };
+        index.set_references(vec![vec![1.0, 0.0]]).expect("one ref");
+        let vectors = vec![vec![0.6, 0.8], vec![0.0, 1.0], vec![1.0, 0.1]];
+        let scores = index.scores(&plan, &vectors);
+        assert!(scores[0] > 0.99, "{scores:?}");
+    }
+}
