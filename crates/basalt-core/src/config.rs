@@ -27,6 +27,8 @@ pub struct ConfigFile {
     #[serde(default)]
     pub engine: EngineConfig,
     #[serde(default)]
+    pub guardrails: GuardrailsConfig,
+    #[serde(default)]
     pub weights: BTreeMap<String, WeightsConfig>,
     #[serde(default)]
     pub models: Vec<ModelConfig>,
@@ -96,6 +98,30 @@ impl Default for EngineConfig {
             embedding_batch: 8,
             embedding_batch_tokens: 512,
             kv_cache_mib: 0,
+        }
+    }
+}
+
+/// Guardrails: the embedding model of the meaning-based policies, and quotas.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GuardrailsConfig {
+    /// The catalog's embedding model used by denied topics and contextual grounding;
+    /// empty means the first embedding model of the catalog. Guardrails with those
+    /// policies are refused when there is none.
+    pub embedding_model: String,
+    /// Most guardrails on this server (Bedrock's default quota is 100 per account).
+    pub max_guardrails: usize,
+    /// Most numbered versions per guardrail (Bedrock: 20).
+    pub max_versions: usize,
+}
+
+impl Default for GuardrailsConfig {
+    fn default() -> Self {
+        Self {
+            embedding_model: String::new(),
+            max_guardrails: 100,
+            max_versions: 20,
         }
     }
 }

@@ -8,6 +8,7 @@
 pub mod catalog;
 pub mod config;
 mod error;
+pub mod guardrails;
 pub mod keys;
 pub mod metering;
 pub mod model_fetch;
@@ -18,6 +19,11 @@ pub mod tool_calls;
 /// Provider-independent types (the `basalt-types` crate).
 pub mod types {
     pub use basalt_types::*;
+}
+
+/// Guardrail policies and their evaluation (the `basalt-guardrails` crate).
+pub mod guardrail_policy {
+    pub use basalt_guardrails::*;
 }
 
 pub use error::CoreError;

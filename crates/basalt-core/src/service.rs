@@ -10,13 +10,14 @@ use std::time::Instant;
 
 use basalt_engine::chat::{ChatEngine, ChatEngineConfig};
 use basalt_engine::embed::{EmbeddingEngine, EmbeddingEngineConfig};
-use basalt_store::InvocationRecord;
+use basalt_store::{GuardrailStore, InvocationRecord};
 use futures::{Stream, StreamExt};
 use time::OffsetDateTime;
 
 use crate::catalog::{Catalog, EngineKind, LifecycleStatus, ModelEntry};
 use crate::config::{ConfigFile, EngineConfig, LimitsConfig};
 use crate::error::engine_error;
+use crate::guardrails::Guardrails;
 use crate::keys::{KeyService, Principal};
 use crate::metering::Meter;
 use crate::model_fetch::verify_weights;
@@ -63,6 +64,8 @@ pub struct Basalt {
     keys: Arc<KeyService>,
     limits: LimitsConfig,
     region: String,
+    account_id: String,
+    guardrails: Guardrails,
 }
 
 impl std::fmt::Debug for Basalt {
@@ -84,6 +87,7 @@ impl Basalt {
         models_dir: &Path,
         meter: Meter,
         keys: Arc<KeyService>,
+        guardrail_store: Arc<dyn GuardrailStore>,
     ) -> Result<Self, CoreError> {
         let catalog = Catalog::from_config(config)?;
         let now = OffsetDateTime::now_utc();
@@ -180,6 +184,8 @@ impl Basalt {
             keys,
             limits: config.limits.clone(),
             region: config.region.clone(),
+            account_id: config.account_id.clone(),
+            guardrails: Guardrails::new(guardrail_store, config.guardrails.clone()),
         })
     }
 
@@ -201,6 +207,19 @@ impl Basalt {
 
     pub fn region(&self) -> &str {
         &self.region
+    }
+
+    /// The account ID written into ARNs of resources this server creates.
+    pub fn account_id(&self) -> &str {
+        &self.account_id
+    }
+
+    pub(crate) fn guardrails(&self) -> &Guardrails {
+        &self.guardrails
+    }
+
+    pub(crate) fn has_embedding_provider(&self, model_id: &str) -> bool {
+        self.embedding.contains_key(model_id)
     }
 
     /// The local chat engines (for their counters).
@@ -249,7 +268,7 @@ impl Basalt {
             .ok_or_else(|| CoreError::ModelNotReady(format!("model {} is not loaded", entry.id)))
     }
 
-    fn embedding_provider(
+    pub(crate) fn embedding_provider(
         &self,
         entry: &ModelEntry,
     ) -> Result<Arc<dyn EmbeddingProvider>, CoreError> {

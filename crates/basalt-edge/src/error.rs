@@ -13,6 +13,8 @@ use serde_json::json;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BedrockErrorCode {
     Validation,
+    Conflict,
+    ServiceQuotaExceeded,
     ResourceNotFound,
     AccessDenied,
     Throttling,
@@ -27,6 +29,8 @@ impl BedrockErrorCode {
     pub fn name(self) -> &'static str {
         match self {
             Self::Validation => "ValidationException",
+            Self::Conflict => "ConflictException",
+            Self::ServiceQuotaExceeded => "ServiceQuotaExceededException",
             Self::ResourceNotFound => "ResourceNotFoundException",
             Self::AccessDenied => "AccessDeniedException",
             Self::Throttling => "ThrottlingException",
@@ -42,6 +46,8 @@ impl BedrockErrorCode {
     pub fn stream_member(self) -> &'static str {
         match self {
             Self::Validation => "validationException",
+            Self::Conflict => "conflictException",
+            Self::ServiceQuotaExceeded => "serviceQuotaExceededException",
             Self::ResourceNotFound => "resourceNotFoundException",
             Self::AccessDenied => "accessDeniedException",
             Self::Throttling => "throttlingException",
@@ -56,7 +62,9 @@ impl BedrockErrorCode {
 
     pub fn status(self) -> StatusCode {
         match self {
-            Self::Validation => StatusCode::BAD_REQUEST,
+            Self::Validation | Self::Conflict | Self::ServiceQuotaExceeded => {
+                StatusCode::BAD_REQUEST
+            }
             Self::ResourceNotFound => StatusCode::NOT_FOUND,
             Self::AccessDenied => StatusCode::FORBIDDEN,
             Self::Throttling | Self::ModelNotReady => StatusCode::TOO_MANY_REQUESTS,
@@ -96,6 +104,8 @@ impl From<CoreError> for BedrockError {
         let code = match &e {
             CoreError::Validation(_) => BedrockErrorCode::Validation,
             CoreError::NotFound(_) => BedrockErrorCode::ResourceNotFound,
+            CoreError::Conflict(_) => BedrockErrorCode::Conflict,
+            CoreError::QuotaExceeded(_) => BedrockErrorCode::ServiceQuotaExceeded,
             CoreError::AccessDenied(_) => BedrockErrorCode::AccessDenied,
             CoreError::Throttled(_) => BedrockErrorCode::Throttling,
             CoreError::ModelNotReady(_) => BedrockErrorCode::ModelNotReady,
@@ -171,6 +181,12 @@ impl From<CoreError> for OpenAiError {
                 Some("model_not_found"),
             ),
             CoreError::AccessDenied(_) => (StatusCode::FORBIDDEN, "permission_error", None),
+            CoreError::Conflict(_) => (StatusCode::CONFLICT, "invalid_request_error", None),
+            CoreError::QuotaExceeded(_) => (
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                Some("quota_exceeded"),
+            ),
             CoreError::Throttled(_) => (
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate_limit_error",
@@ -235,6 +251,12 @@ mod tests {
                 "AccessDeniedException",
             ),
             (CoreError::Throttled("x".into()), 429, "ThrottlingException"),
+            (CoreError::Conflict("x".into()), 400, "ConflictException"),
+            (
+                CoreError::QuotaExceeded("x".into()),
+                400,
+                "ServiceQuotaExceededException",
+            ),
             (
                 CoreError::ModelNotReady("x".into()),
                 429,

@@ -355,7 +355,7 @@ fn finish_reason(reason: StopReason) -> &'static str {
         StopReason::MaxTokens | StopReason::ModelContextWindowExceeded => "length",
         StopReason::ToolUse => "tool_calls",
         StopReason::EndTurn | StopReason::StopSequence => "stop",
-        StopReason::ContentFiltered => "content_filter",
+        StopReason::ContentFiltered | StopReason::GuardrailIntervened => "content_filter",
     }
 }
 

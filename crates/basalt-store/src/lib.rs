@@ -1,9 +1,14 @@
-//! Persistence behind small traits, one per capability: [`KeyStore`] for API keys and
-//! [`InvocationLog`] for metering. [`SqliteStore`] implements both (WAL mode,
+//! Persistence behind small traits, one per capability: [`KeyStore`] for API keys,
+//! [`InvocationLog`] for metering, [`GuardrailStore`] for guardrail versions.
+//! [`SqliteStore`] implements them all (WAL mode,
 //! migrations from `migrations/`); nothing here assumes SQLite in the traits, so a
 //! PostgreSQL implementation can be added beside it and run the same tests.
 
+mod guardrails;
 mod sqlite;
+mod sqlite_guardrails;
+
+pub use guardrails::{GuardrailRecord, GuardrailStore, DRAFT};
 
 pub use sqlite::SqliteStore;
 

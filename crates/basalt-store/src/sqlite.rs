@@ -8,7 +8,10 @@ use rusqlite::{params, Connection, OptionalExtension};
 use crate::{InvocationLog, InvocationRecord, KeyRecord, KeyStore, StoreError, UsageRow};
 
 /// Migrations, applied in order; the index + 1 is the schema version.
-const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_keys_and_invocations.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/0001_keys_and_invocations.sql"),
+    include_str!("../migrations/0002_guardrails.sql"),
+];
 
 /// SQLite in WAL mode behind a mutex (writes are short; metering is batched by callers).
 #[derive(Debug)]
@@ -16,7 +19,7 @@ pub struct SqliteStore {
     conn: Mutex<Connection>,
 }
 
-fn db(e: rusqlite::Error) -> StoreError {
+pub(crate) fn db(e: rusqlite::Error) -> StoreError {
     StoreError::Database(e.to_string())
 }
 
@@ -55,7 +58,7 @@ impl SqliteStore {
         })
     }
 
-    fn with<T>(
+    pub(crate) fn with<T>(
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {

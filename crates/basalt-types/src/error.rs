@@ -14,6 +14,13 @@ pub enum CoreError {
     /// The caller may not do this (HTTP 403).
     #[error("{0}")]
     AccessDenied(String),
+    /// The request conflicts with a resource's current state, e.g. a name in use
+    /// (Bedrock's ConflictException, HTTP 400).
+    #[error("{0}")]
+    Conflict(String),
+    /// A resource quota of this server would be exceeded (HTTP 400).
+    #[error("{0}")]
+    QuotaExceeded(String),
     /// Too many requests or tokens; retry later (HTTP 429).
     #[error("{0}")]
     Throttled(String),
@@ -51,9 +58,11 @@ impl CoreError {
     /// The metering outcome this error counts as.
     pub fn outcome(&self) -> &'static str {
         match self {
-            CoreError::Validation(_) | CoreError::NotFound(_) | CoreError::AccessDenied(_) => {
-                "client_error"
-            }
+            CoreError::Validation(_)
+            | CoreError::NotFound(_)
+            | CoreError::AccessDenied(_)
+            | CoreError::Conflict(_)
+            | CoreError::QuotaExceeded(_) => "client_error",
             CoreError::Throttled(_) => "throttled",
             CoreError::ModelNotReady(_)
             | CoreError::ModelTimeout(_)

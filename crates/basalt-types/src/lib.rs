@@ -125,6 +125,8 @@ pub enum StopReason {
     ModelContextWindowExceeded,
     /// A provider's own content filter stopped the output.
     ContentFiltered,
+    /// A guardrail blocked the input or the output.
+    GuardrailIntervened,
 }
 
 impl StopReason {
@@ -136,6 +138,7 @@ impl StopReason {
             StopReason::ToolUse => "tool_use",
             StopReason::ModelContextWindowExceeded => "model_context_window_exceeded",
             StopReason::ContentFiltered => "content_filtered",
+            StopReason::GuardrailIntervened => "guardrail_intervened",
         }
     }
 }

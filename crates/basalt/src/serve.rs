@@ -38,10 +38,10 @@ pub fn serve(paths: &Paths, listen: &str) -> Result<()> {
         .context("metric buckets")?
         .install_recorder()
         .context("cannot install the metrics recorder")?;
-    let meter = Meter::start(store);
+    let meter = Meter::start(Arc::clone(&store) as _);
     let models_dir = paths.models_dir()?;
     let core = Arc::new(
-        Basalt::start(&config, &models_dir, meter.clone(), keys).with_context(|| {
+        Basalt::start(&config, &models_dir, meter.clone(), keys, store).with_context(|| {
             format!(
                 "cannot start the models (weights in {})",
                 models_dir.display()

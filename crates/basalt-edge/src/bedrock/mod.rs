@@ -1,6 +1,7 @@
 //! The Bedrock dialect: runtime (`bedrock-runtime`) and control plane (`bedrock`).
 
 mod control;
+mod guardrails;
 mod runtime;
 pub(crate) use runtime::answered_by;
 pub mod wire;
@@ -26,6 +27,21 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/model/{model_id}/count-tokens",
             post(runtime::count_tokens),
+        )
+        .route(
+            "/guardrail/{guardrail_id}/version/{guardrail_version}/apply",
+            post(guardrails::apply_guardrail),
+        )
+        .route(
+            "/guardrails",
+            post(guardrails::create_guardrail).get(guardrails::list_guardrails),
+        )
+        .route(
+            "/guardrails/{guardrail_id}",
+            get(guardrails::get_guardrail)
+                .put(guardrails::update_guardrail)
+                .post(guardrails::create_guardrail_version)
+                .delete(guardrails::delete_guardrail),
         )
         .route("/foundation-models", get(control::list_foundation_models))
         .route(

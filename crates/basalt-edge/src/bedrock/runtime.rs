@@ -9,6 +9,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use basalt_core::catalog::NativeBody;
+use basalt_core::guardrails::GuardedGeneration;
 use basalt_core::keys::Principal;
 use basalt_core::types::{CompletionRequest, GenerationDelta, StopReason, TokenUsage};
 use basalt_core::{Basalt, CallContext, MeteredStream};
@@ -16,6 +17,7 @@ use base64::Engine as _;
 use futures::StreamExt;
 use serde_json::{json, Value};
 
+use super::guardrails::{action_reason, assessment_json};
 use super::wire::{parse_json, ConverseBody, CountTokensBody, LlamaBody, TitanEmbedBody};
 use crate::auth::RequestId;
 use crate::error::BedrockError;
@@ -47,11 +49,17 @@ pub async fn converse(
     Extension(request_id): Extension<RequestId>,
     body: Bytes,
 ) -> Result<Response, BedrockError> {
-    let request = parse_json::<ConverseBody>(&body)?.into_chat_request(&model_id)?;
-    let generation = state
-        .core
-        .chat(context(principal, request_id, "Converse"), request)
-        .await?;
+    let (request, guardrail) =
+        parse_json::<ConverseBody>(&body)?.into_guarded_request(&model_id, false)?;
+    let ctx = context(principal, request_id, "Converse");
+    let (generation, trace) = match guardrail {
+        None => (state.core.chat(ctx, request).await?, None),
+        Some(call) => {
+            let guarded = state.core.chat_guarded(ctx, request, call.guard).await?;
+            let trace = call.trace.then(|| guardrail_trace(&guarded));
+            (guarded.generation, trace)
+        }
+    };
     let mut content = Vec::new();
     if !generation.text.is_empty() || generation.tool_calls.is_empty() {
         content.push(json!({ "text": generation.text }));
@@ -67,9 +75,36 @@ pub async fn converse(
         "usage": usage_json(&generation.usage),
         "metrics": { "latencyMs": generation.latency_ms },
     });
+    let mut body = body;
+    if let Some(trace) = trace {
+        body["trace"] = json!({ "guardrail": trace });
+    }
     let mut response = Json(body).into_response();
     answered_by(&mut response, &generation.model_id);
     Ok(with_lifecycle(response, &state.core, &model_id))
+}
+
+/// The `trace.guardrail` member of a guarded Converse answer.
+pub(crate) fn guardrail_trace(guarded: &GuardedGeneration) -> Value {
+    let mut trace = json!({
+        "inputAssessment": { &guarded.guardrail_id: assessment_json(&guarded.input.assessment, false) },
+    });
+    if let Some(output) = &guarded.output {
+        trace["outputAssessments"] =
+            json!({ &guarded.guardrail_id: [assessment_json(&output.assessment, false)] });
+    }
+    if let Some(original) = &guarded.model_output {
+        trace["modelOutput"] = json!([original]);
+    }
+    if guarded.intervened() {
+        let verdict = guarded
+            .output
+            .as_ref()
+            .filter(|o| o.intervened())
+            .unwrap_or(&guarded.input);
+        trace["actionReason"] = json!(action_reason(verdict));
+    }
+    trace
 }
 
 /// Names the model that answered (the requested one, or a fallback).
@@ -208,6 +243,7 @@ fn llama_stop_reason(reason: StopReason) -> &'static str {
         StopReason::MaxTokens | StopReason::ModelContextWindowExceeded => "length",
         StopReason::EndTurn | StopReason::StopSequence | StopReason::ToolUse => "stop",
         StopReason::ContentFiltered => "content_filtered",
+        StopReason::GuardrailIntervened => "guardrail_intervened",
     }
 }
 

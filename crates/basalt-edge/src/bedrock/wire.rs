@@ -12,6 +12,9 @@ use basalt_core::types::{
     ToolSpec,
 };
 
+use basalt_core::guardrail_policy::{Qualifier, Segment};
+use basalt_core::guardrails::{GuardrailUse, TextLocation};
+
 use crate::error::BedrockError;
 
 /// Parses a JSON body into `T`, mapping every failure to a ValidationException.
@@ -110,30 +113,146 @@ fn text_of(value: &Value, at: &str) -> Result<String, BedrockError> {
         .ok_or_else(|| BedrockError::validation(format!("{at}.text must be a string")))
 }
 
+/// `guardrailConfig` of Converse / ConverseStream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GuardrailCall {
+    pub guard: GuardrailUse,
+    /// `trace` is `enabled` or `enabled_full`.
+    pub trace: bool,
+    /// ConverseStream's `streamProcessingMode` is `async`.
+    pub asynchronous: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct WireGuardrailConfig {
+    guardrail_identifier: Option<String>,
+    guardrail_version: Option<String>,
+    trace: Option<String>,
+    stream_processing_mode: Option<String>,
+}
+
+fn guardrail_config(value: &Value, streaming: bool) -> Result<GuardrailCall, BedrockError> {
+    let config: WireGuardrailConfig = serde_json::from_value(value.clone())
+        .map_err(|e| BedrockError::validation(format!("guardrailConfig: {e}")))?;
+    let identifier = config.guardrail_identifier.ok_or_else(|| {
+        BedrockError::validation("guardrailConfig.guardrailIdentifier is required")
+    })?;
+    let version = config
+        .guardrail_version
+        .ok_or_else(|| BedrockError::validation("guardrailConfig.guardrailVersion is required"))?;
+    let trace = match config.trace.as_deref() {
+        None | Some("disabled") => false,
+        Some("enabled") | Some("enabled_full") => true,
+        Some(other) => {
+            return Err(BedrockError::validation(format!(
+                "guardrailConfig.trace {other:?} is not one of enabled, disabled, enabled_full"
+            )))
+        }
+    };
+    let asynchronous = match config.stream_processing_mode.as_deref() {
+        None | Some("sync") => false,
+        Some("async") if streaming => true,
+        Some("async") => {
+            return Err(BedrockError::validation(
+                "guardrailConfig.streamProcessingMode applies to ConverseStream only",
+            ))
+        }
+        Some(other) => {
+            return Err(BedrockError::validation(format!(
+                "guardrailConfig.streamProcessingMode {other:?} is not one of sync, async"
+            )))
+        }
+    };
+    Ok(GuardrailCall {
+        guard: GuardrailUse {
+            identifier,
+            version,
+            input: Vec::new(),
+        },
+        trace,
+        asynchronous,
+    })
+}
+
+/// A `guardContent` block: its text and qualifiers.
+fn guard_content(value: &Value, at: &str) -> Result<Segment, BedrockError> {
+    let at = format!("{at}.guardContent");
+    let Some(map) = value.as_object() else {
+        return Err(invalid(&at, "must be an object"));
+    };
+    match single_member(map, &at, &["text", "image"])? {
+        ("text", block) => {
+            let text = string_field(block, &format!("{at}.text"), "text")?;
+            let mut qualifiers = Vec::new();
+            if let Some(list) = block.get("qualifiers") {
+                let list = list
+                    .as_array()
+                    .ok_or_else(|| invalid(&at, "text.qualifiers must be a list"))?;
+                for q in list {
+                    qualifiers.push(match q.as_str() {
+                        Some("guard_content") => Qualifier::GuardContent,
+                        Some("grounding_source") => Qualifier::GroundingSource,
+                        Some("query") => Qualifier::Query,
+                        _ => {
+                            return Err(invalid(
+                                &at,
+                                "text.qualifiers must be guard_content, grounding_source or query",
+                            ))
+                        }
+                    });
+                }
+            }
+            Ok(Segment { text, qualifiers })
+        }
+        _ => Err(invalid(
+            &at,
+            "image guard content is not supported by this server",
+        )),
+    }
+}
+
 impl ConverseBody {
-    /// Translates to the core's chat request.
+    /// Translates to the core's chat request; a guardrail is refused (CountTokens).
     pub fn into_chat_request(self, model_id: &str) -> Result<ChatRequest, BedrockError> {
         if self.guardrail_config.is_some() {
             return Err(BedrockError::validation(
-                "guardrailConfig is not supported by this server yet",
+                "guardrailConfig is not accepted by this operation",
             ));
         }
+        Ok(self.into_guarded_request(model_id, false)?.0)
+    }
+
+    /// Translates to the core's chat request and the guardrail it names, with the
+    /// guarded input: the `guardContent` blocks when there are any, otherwise every
+    /// text block of the messages.
+    pub fn into_guarded_request(
+        self,
+        model_id: &str,
+        streaming: bool,
+    ) -> Result<(ChatRequest, Option<GuardrailCall>), BedrockError> {
+        let mut guardrail = match &self.guardrail_config {
+            Some(config) => Some(guardrail_config(config, streaming)?),
+            None => None,
+        };
         if self.prompt_variables.is_some() {
             return Err(BedrockError::validation(
                 "promptVariables apply to prompt resources, which this server does not have",
             ));
         }
+        let mut guarded: Vec<(TextLocation, Segment)> = Vec::new();
+        let mut plain: Vec<(TextLocation, Segment)> = Vec::new();
         let mut system = Vec::new();
         for (i, block) in self.system.iter().enumerate() {
             let at = format!("system[{i}]");
             match single_member(block, &at, &["text", "guardContent", "cachePoint"])? {
                 ("text", v) => system.push(text_of(v, &at)?),
-                ("cachePoint", _) => {} // every prefix is cached; the marker needs no action
-                (other, _) => {
-                    return Err(BedrockError::validation(format!(
-                        "{at}: {other} is not supported by this server yet"
-                    )))
+                ("guardContent", v) => {
+                    let segment = guard_content(v, &at)?;
+                    guarded.push((TextLocation::System(system.len()), segment.clone()));
+                    system.push(segment.text);
                 }
+                _ => {} // cachePoint: every prefix is cached; the marker needs no action
             }
         }
         let messages = self
@@ -154,7 +273,19 @@ impl ConverseBody {
             for (j, block) in m.content.iter().enumerate() {
                 let at = format!("messages[{i}].content[{j}]");
                 match single_member(block, &at, CONTENT_MEMBERS)? {
-                    ("text", v) => content.push(ContentBlock::Text(text_of(v, &at)?)),
+                    ("text", v) => {
+                        let text = text_of(v, &at)?;
+                        plain.push((
+                            TextLocation::Message(i, content.len()),
+                            Segment::guarded(text.clone()),
+                        ));
+                        content.push(ContentBlock::Text(text));
+                    }
+                    ("guardContent", v) => {
+                        let segment = guard_content(v, &at)?;
+                        guarded.push((TextLocation::Message(i, content.len()), segment.clone()));
+                        content.push(ContentBlock::Text(segment.text));
+                    }
                     ("cachePoint", _) => {}
                     ("toolUse", v) => content.push(ContentBlock::ToolUse(tool_use(v, &at)?)),
                     ("toolResult", v) => content.push(tool_result(v, &at)?),
@@ -212,15 +343,19 @@ impl ConverseBody {
             Some(config) => Some(tool_config(config)?),
             None => None,
         };
-        Ok(ChatRequest {
+        if let Some(call) = &mut guardrail {
+            call.guard.input = if guarded.is_empty() { plain } else { guarded };
+        }
+        let request = ChatRequest {
             model_id: model_id.to_string(),
             system,
             messages: out,
             params,
             tools,
             response_schema,
-            stream: false,
-        })
+            stream: streaming,
+        };
+        Ok((request, guardrail))
     }
 }
 
