@@ -3,10 +3,11 @@
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
+use basalt_core::guardrails::TextLocation;
 use basalt_core::keys::Principal;
 use basalt_core::types::{
     ChatRequest, ContentBlock, GenerationDelta, InferenceParams, Message, Role, StopReason,
@@ -62,6 +63,11 @@ struct ChatCompletionBody {
     tools: Option<Vec<Value>>,
     tool_choice: Option<Value>,
     response_format: Option<Value>,
+    /// Basalt's extension (`extra_body` in the OpenAI SDK): Bedrock's
+    /// `guardrailConfig` object. The headers `X-Amzn-Bedrock-GuardrailIdentifier` and
+    /// `X-Amzn-Bedrock-GuardrailVersion` (as on InvokeModel) work too.
+    #[serde(rename = "guardrailConfig")]
+    guardrail_config: Option<Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -367,22 +373,96 @@ fn now_secs() -> i64 {
     OffsetDateTime::now_utc().unix_timestamp()
 }
 
+/// The guardrail of a chat completion: the `guardrailConfig` body field, or the
+/// Bedrock guardrail headers.
+fn guardrail_call(
+    headers: &HeaderMap,
+    config: Option<Value>,
+    streaming: bool,
+) -> Result<Option<crate::bedrock::wire::GuardrailCall>, OpenAiError> {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let config = match (
+        config,
+        header("x-amzn-bedrock-guardrailidentifier"),
+        header("x-amzn-bedrock-guardrailversion"),
+    ) {
+        (Some(_), Some(_), _) => {
+            return Err(OpenAiError::invalid_request(
+                "give the guardrail in guardrailConfig or in the headers, not both",
+            ))
+        }
+        (Some(config), None, _) => config,
+        (None, Some(id), version) => {
+            let mut config = json!({ "guardrailIdentifier": id, "guardrailVersion": version.unwrap_or("DRAFT") });
+            if let Some(trace) = header("x-amzn-bedrock-trace") {
+                config["trace"] = json!(trace.to_ascii_lowercase());
+            }
+            config
+        }
+        (None, None, _) => return Ok(None),
+    };
+    crate::bedrock::wire::guardrail_config(&config, streaming)
+        .map(Some)
+        .map_err(|e| OpenAiError::invalid_request(e.message))
+}
+
+fn guardrail_action_header(response: &mut Response, intervened: bool) {
+    response.headers_mut().insert(
+        "x-amzn-bedrock-guardrail-action",
+        HeaderValue::from_static(if intervened { "INTERVENED" } else { "NONE" }),
+    );
+}
+
 async fn chat_completions(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     Extension(request_id): Extension<RequestId>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, OpenAiError> {
-    let (request, stream, include_usage) =
-        parse::<ChatCompletionBody>(&body)?.into_chat_request()?;
+    let mut body = parse::<ChatCompletionBody>(&body)?;
+    let guardrail = guardrail_call(&headers, body.guardrail_config.take(), body.stream)?;
+    let (request, stream, include_usage) = body.into_chat_request()?;
+    let mut guardrail = guardrail;
+    if let Some(call) = &mut guardrail {
+        // Every text block of the conversation is checked (the system prompt is not).
+        call.guard.input = request
+            .messages
+            .iter()
+            .enumerate()
+            .flat_map(|(m, message)| {
+                message
+                    .content
+                    .iter()
+                    .enumerate()
+                    .filter_map(move |(b, block)| match block {
+                        ContentBlock::Text(t) => Some((
+                            TextLocation::Message(m, b),
+                            basalt_core::guardrail_policy::Segment::guarded(t.clone()),
+                        )),
+                        _ => None,
+                    })
+            })
+            .collect();
+    }
     let model = request.model_id.clone();
     let id = format!("chatcmpl-{}", request_id.0.replace('-', ""));
     let created = now_secs();
     let ctx = CallContext::new(Some(principal), request_id.0, "ChatCompletions");
     if !stream {
-        let generation = state.core.chat(ctx, request).await?;
+        let (generation, trace, intervened) = match guardrail {
+            None => (state.core.chat(ctx, request).await?, None, None),
+            Some(call) => {
+                let guarded = state.core.chat_guarded(ctx, request, call.guard).await?;
+                let trace = call
+                    .trace
+                    .then(|| crate::bedrock::guardrail_trace(&guarded));
+                let intervened = guarded.intervened();
+                (guarded.generation, trace, Some(intervened))
+            }
+        };
         let answering = generation.model_id.clone();
-        let mut response = Json(json!({
+        let response = Json(json!({
             "id": id,
             "object": "chat.completion",
             "created": created,
@@ -398,12 +478,37 @@ async fn chat_completions(
                 "logprobs": null,
             }],
             "usage": usage_json(&generation.usage),
-        }))
-        .into_response();
+        }));
+        let mut response = match trace {
+            Some(trace) => {
+                let Json(mut body) = response;
+                body["guardrail"] = trace;
+                Json(body).into_response()
+            }
+            None => response.into_response(),
+        };
         crate::bedrock::answered_by(&mut response, &answering);
+        if let Some(intervened) = intervened {
+            guardrail_action_header(&mut response, intervened);
+        }
         return Ok(response);
     }
-    let mut deltas = state.core.chat_stream(ctx, request).await?;
+    let (mut deltas, answering): (futures::stream::BoxStream<'static, GenerationDelta>, String) =
+        match guardrail {
+            None => {
+                let stream = state.core.chat_stream(ctx, request).await?;
+                let answering = stream.model_id().to_string();
+                (stream.boxed(), answering)
+            }
+            Some(call) => {
+                let stream = state
+                    .core
+                    .chat_stream_guarded(ctx, request, call.guard, call.asynchronous)
+                    .await?;
+                let answering = stream.model_id().to_string();
+                (stream.boxed(), answering)
+            }
+        };
     let first = match deltas.next().await {
         Some(GenerationDelta::Error(e)) => return Err(e.into()),
         other => other,
@@ -445,7 +550,6 @@ async fn chat_completions(
             )]
         }
     };
-    let answering = deltas.model_id().to_string();
     let body = crate::streaming::forward(prelude, first, deltas, encode);
     let mut response = (StatusCode::OK, body).into_response();
     crate::bedrock::answered_by(&mut response, &answering);

@@ -5,17 +5,17 @@
 
 use axum::body::{Body, Bytes};
 use basalt_core::types::GenerationDelta;
-use basalt_core::MeteredStream;
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
 
 /// Streams `prelude`, then `encode(delta)` for `first` and every following delta.
-pub fn forward<F>(
+pub fn forward<S, F>(
     prelude: Vec<Bytes>,
     first: Option<GenerationDelta>,
-    mut stream: MeteredStream,
+    mut stream: S,
     mut encode: F,
 ) -> Body
 where
+    S: Stream<Item = GenerationDelta> + Send + Unpin + 'static,
     F: FnMut(GenerationDelta) -> Vec<Bytes> + Send + 'static,
 {
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);

@@ -1,8 +1,13 @@
 //! The policies that compare meanings, on sentence embeddings the caller computes.
 //!
 //! Denied topics: every guarded sentence (and each guarded block whole) is compared
-//! with the topic's definition and examples; the topic's score is the highest cosine
-//! similarity, and it is detected at or above [`TOPIC_THRESHOLD`].
+//! with the topic's definition and examples, and with a contrast text generated from
+//! the topic's name ("Explain how <name> works in general.") that stands for
+//! harmless general questions about the same subject. The topic's score is the best
+//! similarity to the topic minus [`CONTRAST_WEIGHT`] times the best similarity to the
+//! contrast text; it is detected at or above [`TOPIC_THRESHOLD`]. Without the
+//! contrast, questions *about* a subject ("what are the key factors to consider when
+//! investing?") score as high as requests *in* it.
 //!
 //! Contextual grounding: each response sentence's support is its best similarity to a
 //! source sentence, scaled by how many of its salient tokens (numbers, capitalised
@@ -15,9 +20,21 @@ use std::ops::Range;
 use crate::policy::TopicRule;
 use crate::{Qualifier, Segment};
 
-/// Cosine similarity (all-MiniLM-L6-v2, normalised vectors) at which a sentence is on
-/// a denied topic. Calibrated on held-out examples: see `benches/guardrails/`.
-pub const TOPIC_THRESHOLD: f32 = 0.50;
+/// Topic score at which a sentence is on a denied topic (all-MiniLM-L6-v2). Chosen
+/// on the calibration half of a public labelled set and checked on the other half:
+/// see `benches/guardrails/topics.py` and `benches/README.md`.
+pub const TOPIC_THRESHOLD: f32 = 0.23;
+
+/// How much similarity to the topic's contrast text counts against it.
+pub const CONTRAST_WEIGHT: f32 = 0.5;
+
+/// The contrast text of a topic: a harmless general question about its subject.
+pub fn contrast_text(topic_name: &str) -> String {
+    format!(
+        "Explain how {} works in general.",
+        topic_name.to_lowercase()
+    )
+}
 
 /// Splits text into sentences (on `.`, `!`, `?` followed by whitespace, and on line
 /// breaks); blank pieces are dropped.
@@ -238,6 +255,8 @@ impl TopicIndex {
             .map(|t| {
                 let mut refs = vec![format!("{}: {}", t.name, t.definition)];
                 refs.extend(t.examples.iter().cloned());
+                // The last text of each topic is its contrast text.
+                refs.push(contrast_text(&t.name));
                 refs
             })
             .collect();
@@ -268,20 +287,34 @@ impl TopicIndex {
         Ok(())
     }
 
-    /// Each topic's highest similarity to any planned topic unit (0 without vectors).
+    /// Each topic's score: over the planned topic units, the best similarity to the
+    /// topic minus the weighted best similarity to its contrast text (0 without
+    /// vectors).
     pub(crate) fn scores(&self, plan: &EmbeddingPlan, vectors: &[Vec<f32>]) -> Vec<f32> {
         self.texts
             .iter()
             .enumerate()
             .map(|(t, _)| {
-                let Some(refs) = self.vectors.get(t) else {
+                let Some((contrast, refs)) = self.vectors.get(t).and_then(|v| v.split_last())
+                else {
                     return 0.0;
                 };
-                plan.topic_units
-                    .clone()
-                    .filter_map(|i| vectors.get(i))
-                    .flat_map(|v| refs.iter().map(move |r| cosine(v, r)))
-                    .fold(0.0f32, f32::max)
+                if plan.topic_units.is_empty() {
+                    return 0.0;
+                }
+                let best = |refs: &[Vec<f32>]| {
+                    plan.topic_units
+                        .clone()
+                        .filter_map(|i| vectors.get(i))
+                        .flat_map(|v| refs.iter().map(move |r| cosine(v, r)))
+                        .fold(f32::MIN, f32::max)
+                };
+                let score = best(refs) - CONTRAST_WEIGHT * best(std::slice::from_ref(contrast));
+                if score.is_finite() {
+                    score
+                } else {
+                    0.0
+                }
             })
             .collect()
     }
@@ -313,12 +346,18 @@ mod tests {
         let plan = EmbeddingPlan::new(&segments, true, false);
         assert_eq!(plan.texts.len(), 3, "whole block and two sentences");
         let mut index = TopicIndex {
-            texts: vec![vec!["investing".into()]],
+            texts: vec![vec!["investing".into(), "contrast".into()]],
             vectors: Vec::new(),
         };
-        index.set_references(vec![vec![1.0, 0.0]]).expect("one ref");
-        let vectors = vec![vec![0.6, 0.8], vec![0.0, 1.0], vec![1.0, 0.1]];
+        index
+            .set_references(vec![vec![1.0, 0.0], vec![0.0, 1.0]])
+            .expect("one ref and the contrast");
+        let vectors = vec![vec![0.6, 0.8], vec![0.0, 1.0], vec![1.0, 0.0]];
         let scores = index.scores(&plan, &vectors);
-        assert!(scores[0] > 0.99, "{scores:?}");
+        // Best topic similarity 1.0 (third unit), best contrast similarity 1.0 (second).
+        assert!(
+            (scores[0] - (1.0 - CONTRAST_WEIGHT)).abs() < 1e-6,
+            "{scores:?}"
+        );
     }
 }

@@ -3,7 +3,7 @@
 mod control;
 mod guardrails;
 mod runtime;
-pub(crate) use runtime::answered_by;
+pub(crate) use runtime::{answered_by, guardrail_trace};
 pub mod wire;
 
 use axum::routing::{get, post};

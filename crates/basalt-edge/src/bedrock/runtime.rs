@@ -9,10 +9,10 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use basalt_core::catalog::NativeBody;
-use basalt_core::guardrails::GuardedGeneration;
+use basalt_core::guardrails::{GuardTrace, GuardedGeneration};
 use basalt_core::keys::Principal;
 use basalt_core::types::{CompletionRequest, GenerationDelta, StopReason, TokenUsage};
-use basalt_core::{Basalt, CallContext, MeteredStream};
+use basalt_core::{Basalt, CallContext};
 use base64::Engine as _;
 use futures::StreamExt;
 use serde_json::{json, Value};
@@ -116,7 +116,10 @@ pub(crate) fn answered_by(response: &mut Response, model_id: &str) {
 
 /// Waits for the first delta so that a failure before any output is a plain HTTP
 /// error rather than an error event in a 200 stream.
-async fn first_delta(stream: &mut MeteredStream) -> Result<Option<GenerationDelta>, BedrockError> {
+async fn first_delta<S>(stream: &mut S) -> Result<Option<GenerationDelta>, BedrockError>
+where
+    S: futures::Stream<Item = GenerationDelta> + Unpin,
+{
     match stream.next().await {
         Some(GenerationDelta::Error(e)) => Err(e.into()),
         other => Ok(other),
@@ -139,12 +142,39 @@ pub async fn converse_stream(
     Extension(request_id): Extension<RequestId>,
     body: Bytes,
 ) -> Result<Response, BedrockError> {
-    let mut request = parse_json::<ConverseBody>(&body)?.into_chat_request(&model_id)?;
-    request.stream = true;
-    let mut stream = state
-        .core
-        .chat_stream(context(principal, request_id, "ConverseStream"), request)
-        .await?;
+    let (request, guardrail) =
+        parse_json::<ConverseBody>(&body)?.into_guarded_request(&model_id, true)?;
+    let ctx = context(principal, request_id, "ConverseStream");
+    match guardrail {
+        None => {
+            let stream = state.core.chat_stream(ctx, request).await?;
+            let answering = stream.model_id().to_string();
+            converse_stream_response(&state, &model_id, answering, stream, None).await
+        }
+        Some(call) => {
+            let stream = state
+                .core
+                .chat_stream_guarded(ctx, request, call.guard, call.asynchronous)
+                .await?;
+            let answering = stream.model_id().to_string();
+            let trace = call.trace.then(|| stream.trace());
+            converse_stream_response(&state, &model_id, answering, stream, trace).await
+        }
+    }
+}
+
+/// The event stream of ConverseStream; `trace` (a guarded stream's findings, asked
+/// for with `trace: enabled`) goes into the closing `metadata` event.
+async fn converse_stream_response<S>(
+    state: &AppState,
+    model_id: &str,
+    answering: String,
+    mut stream: S,
+    trace: Option<Arc<std::sync::Mutex<GuardTrace>>>,
+) -> Result<Response, BedrockError>
+where
+    S: futures::Stream<Item = GenerationDelta> + Send + Unpin + 'static,
+{
     let first = first_delta(&mut stream).await?;
     let prelude = vec![eventstream::event(
         "messageStart",
@@ -210,10 +240,15 @@ pub async fn converse_stream(
                     "messageStop",
                     &json!({ "stopReason": stop_reason.as_bedrock() }),
                 ));
-                frames.push(eventstream::event(
-                    "metadata",
-                    &json!({ "usage": usage_json(&usage), "metrics": { "latencyMs": latency_ms } }),
-                ));
+                let mut metadata =
+                    json!({ "usage": usage_json(&usage), "metrics": { "latencyMs": latency_ms } });
+                if let Some(trace) = trace
+                    .as_ref()
+                    .and_then(|t| t.lock().ok().map(|t| t.clone()))
+                {
+                    metadata["trace"] = json!({ "guardrail": stream_trace_json(&trace) });
+                }
+                frames.push(eventstream::event("metadata", &metadata));
             }
             GenerationDelta::Error(e) => {
                 frames.push(eventstream::exception(&BedrockError::from(e)))
@@ -221,11 +256,34 @@ pub async fn converse_stream(
         }
         frames
     };
-    let answering = stream.model_id().to_string();
     let body = crate::streaming::forward(prelude, first, stream, encode);
     let mut response = event_stream_response(body);
     answered_by(&mut response, &answering);
-    Ok(with_lifecycle(response, &state.core, &model_id))
+    Ok(with_lifecycle(response, &state.core, model_id))
+}
+
+/// The `trace.guardrail` member of a guarded ConverseStream's metadata event.
+fn stream_trace_json(trace: &GuardTrace) -> Value {
+    let mut out = json!({});
+    if let Some(input) = &trace.input {
+        out["inputAssessment"] =
+            json!({ &trace.guardrail_id: assessment_json(&input.assessment, false) });
+    }
+    if !trace.outputs.is_empty() {
+        let list: Vec<Value> = trace
+            .outputs
+            .iter()
+            .map(|v| assessment_json(&v.assessment, false))
+            .collect();
+        out["outputAssessments"] = json!({ &trace.guardrail_id: list });
+    }
+    if let Some(original) = &trace.model_output {
+        out["modelOutput"] = json!([original]);
+    }
+    if let Some(verdict) = trace.deciding() {
+        out["actionReason"] = json!(action_reason(verdict));
+    }
+    out
 }
 
 fn check_accept(headers: &HeaderMap, name: &str) -> Result<(), BedrockError> {

@@ -132,7 +132,10 @@ struct WireGuardrailConfig {
     stream_processing_mode: Option<String>,
 }
 
-fn guardrail_config(value: &Value, streaming: bool) -> Result<GuardrailCall, BedrockError> {
+pub(crate) fn guardrail_config(
+    value: &Value,
+    streaming: bool,
+) -> Result<GuardrailCall, BedrockError> {
     let config: WireGuardrailConfig = serde_json::from_value(value.clone())
         .map_err(|e| BedrockError::validation(format!("guardrailConfig: {e}")))?;
     let identifier = config.guardrail_identifier.ok_or_else(|| {

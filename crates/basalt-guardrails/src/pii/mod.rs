@@ -453,21 +453,7 @@ fn phone_matches(text: &str, out: &mut Vec<(PiiMatch, Strength)>) {
         };
         let normalized = candidate.strip_prefix("00").map(|rest| format!("+{rest}"));
         let parsed = phonenumber::parse(region, normalized.as_deref().unwrap_or(candidate));
-        let valid = parsed.as_ref().is_ok_and(phonenumber::is_valid)
-            || (region.is_some()
-                && [
-                    phonenumber::country::Id::GB,
-                    phonenumber::country::Id::CA,
-                    phonenumber::country::Id::AU,
-                    phonenumber::country::Id::DE,
-                    phonenumber::country::Id::IN,
-                ]
-                .into_iter()
-                .any(|r| {
-                    phonenumber::parse(Some(r), candidate)
-                        .as_ref()
-                        .is_ok_and(phonenumber::is_valid)
-                }));
+        let valid = parsed.as_ref().is_ok_and(phonenumber::is_valid);
         if valid {
             let offset = m.as_str().find(candidate).unwrap_or(0);
             out.push((
@@ -485,6 +471,7 @@ fn phone_matches(text: &str, out: &mut Vec<(PiiMatch, Strength)>) {
 /// Finds entities of the wanted types in `text`, non-overlapping, in text order.
 pub fn detect(text: &str, wanted: &[PiiType]) -> Vec<PiiMatch> {
     let mut candidates: Vec<(PiiMatch, Strength)> = Vec::new();
+    // Numbers without a country code are read as North American (NANP) numbers.
     for recognizer in RECOGNIZERS.iter().filter(|r| wanted.contains(&r.kind)) {
         for caps in recognizer.pattern.captures_iter(text) {
             let Some(m) = caps.name("v").or_else(|| caps.get(0)) else {
@@ -693,6 +680,7 @@ mod tests {
             (PiiType::IpAddress, "version 300.1.2.3 released"),
             (PiiType::Name, "The Grand Canyon is in Arizona."),
             (PiiType::Phone, "the year 2024 had 366 days"),
+            (PiiType::Phone, "part 666-45-6789"),
             (PiiType::CreditDebitCardCvv, "I have 123 apples"),
             (PiiType::Address, "We walked 5 miles along the river."),
         ];

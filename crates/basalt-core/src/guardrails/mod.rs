@@ -13,6 +13,10 @@ use basalt_guardrails::{
 use basalt_store::{GuardrailRecord, GuardrailStore, StoreError, DRAFT};
 use rand::Rng;
 
+mod stream;
+
+pub use stream::{GuardTrace, GuardedChatStream};
+
 use crate::config::GuardrailsConfig;
 use crate::provider::EmbeddingProvider;
 use crate::types::{ChatRequest, ContentBlock, Generation, StopReason};
@@ -458,7 +462,7 @@ impl Basalt {
     }
 
     /// The compiled policy of one version (compiled once per version and DRAFT edit).
-    async fn compiled_guardrail(
+    pub(crate) async fn compiled_guardrail(
         &self,
         identifier: &str,
         version: &str,
@@ -506,7 +510,7 @@ impl Basalt {
         Ok(vectors)
     }
 
-    async fn evaluate(
+    pub(crate) async fn evaluate(
         &self,
         compiled: &CompiledGuardrail,
         source: Source,
@@ -614,7 +618,7 @@ impl Basalt {
 }
 
 /// Writes a masked text back into the request where it came from.
-fn write_back(request: &mut ChatRequest, location: TextLocation, text: &str) {
+pub(crate) fn write_back(request: &mut ChatRequest, location: TextLocation, text: &str) {
     match location {
         TextLocation::System(i) => {
             if let Some(s) = request.system.get_mut(i) {
