@@ -15,8 +15,6 @@
 //! the token check does not; the grounding score is the mean support. Relevance is the
 //! best similarity of the query to the response or one of its sentences.
 
-use std::ops::Range;
-
 use crate::policy::TopicRule;
 use crate::{Qualifier, Segment};
 
@@ -74,21 +72,40 @@ fn cosine(a: &[f32], b: &[f32]) -> f32 {
     }
 }
 
-/// Which texts one evaluation needs embedded, and where each group sits in `texts`.
+/// Which texts one evaluation needs embedded (each distinct text once), and which of
+/// them each check uses.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct EmbeddingPlan {
     pub texts: Vec<String>,
     /// Guarded sentences and whole guarded blocks, for the topic policy.
-    topic_units: Range<usize>,
+    topic_units: Vec<usize>,
     grounding: Option<GroundingPlan>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 struct GroundingPlan {
-    response_sentences: Range<usize>,
+    response_sentences: Vec<usize>,
     response_whole: usize,
-    source_sentences: Range<usize>,
+    source_sentences: Vec<usize>,
     query: Option<usize>,
+}
+
+/// Adds texts to a plan, each distinct text once.
+#[derive(Default)]
+struct Texts {
+    texts: Vec<String>,
+    index: std::collections::HashMap<String, usize>,
+}
+
+impl Texts {
+    fn add(&mut self, text: &str) -> usize {
+        if let Some(&i) = self.index.get(text) {
+            return i;
+        }
+        self.texts.push(text.to_string());
+        self.index.insert(text.to_string(), self.texts.len() - 1);
+        self.texts.len() - 1
+    }
 }
 
 /// The two grounding scores of a response.
@@ -100,19 +117,18 @@ pub struct GroundingScores {
 
 impl EmbeddingPlan {
     pub(crate) fn new(segments: &[Segment], topics: bool, grounding: bool) -> Self {
-        let mut texts: Vec<String> = Vec::new();
+        let mut texts = Texts::default();
         let guarded: Vec<&Segment> = segments.iter().filter(|s| s.is_guarded()).collect();
-        let start = texts.len();
+        let mut topic_units = Vec::new();
         if topics {
             for segment in &guarded {
                 let pieces = sentences(&segment.text);
                 if pieces.len() > 1 {
-                    texts.push(segment.text.clone());
+                    topic_units.push(texts.add(&segment.text));
                 }
-                texts.extend(pieces.into_iter().map(str::to_string));
+                topic_units.extend(pieces.into_iter().map(|p| texts.add(p)));
             }
         }
-        let topic_units = start..texts.len();
         let sources: Vec<&Segment> = segments
             .iter()
             .filter(|s| s.qualifiers.contains(&Qualifier::GroundingSource))
@@ -126,29 +142,22 @@ impl EmbeddingPlan {
                 .map(|s| s.text.as_str())
                 .collect::<Vec<_>>()
                 .join("\n");
-            let r0 = texts.len();
-            texts.extend(sentences(&response).into_iter().map(str::to_string));
-            let response_sentences = r0..texts.len();
-            let response_whole = texts.len();
-            texts.push(response);
-            let s0 = texts.len();
-            for source in &sources {
-                texts.extend(sentences(&source.text).into_iter().map(str::to_string));
-            }
-            let source_sentences = s0..texts.len();
-            let query = query.map(|q| {
-                texts.push(q.text.clone());
-                texts.len() - 1
-            });
+            let response_sentences = sentences(&response).into_iter().map(|p| texts.add(p)).collect();
+            let response_whole = texts.add(&response);
+            let source_sentences = sources
+                .iter()
+                .flat_map(|source| sentences(&source.text))
+                .map(|p| texts.add(p))
+                .collect();
             GroundingPlan {
                 response_sentences,
                 response_whole,
                 source_sentences,
-                query,
+                query: query.map(|q| texts.add(&q.text)),
             }
         });
         Self {
-            texts,
+            texts: texts.texts,
             topic_units,
             grounding,
         }
@@ -170,14 +179,14 @@ impl EmbeddingPlan {
             .map(|s| s.text.to_lowercase())
             .collect::<Vec<_>>()
             .join(" ");
-        let sources = &vectors[plan.source_sentences.clone()];
         let supports: Vec<f64> = plan
             .response_sentences
-            .clone()
-            .map(|i| {
-                let similarity = sources
+            .iter()
+            .map(|&i| {
+                let similarity = plan
+                    .source_sentences
                     .iter()
-                    .map(|s| cosine(&vectors[i], s))
+                    .map(|&s| cosine(&vectors[i], &vectors[s]))
                     .fold(0.0f32, f32::max);
                 f64::from(similarity.max(0.0)) * salient_coverage(&self.texts[i], &source_text)
             })
@@ -191,7 +200,8 @@ impl EmbeddingPlan {
             None => 1.0,
             Some(q) => plan
                 .response_sentences
-                .clone()
+                .iter()
+                .copied()
                 .chain([plan.response_whole])
                 .map(|i| cosine(&vectors[q], &vectors[i]))
                 .fold(0.0f32, f32::max)
@@ -304,8 +314,8 @@ impl TopicIndex {
                 }
                 let best = |refs: &[Vec<f32>]| {
                     plan.topic_units
-                        .clone()
-                        .filter_map(|i| vectors.get(i))
+                        .iter()
+                        .filter_map(|&i| vectors.get(i))
                         .flat_map(|v| refs.iter().map(move |r| cosine(v, r)))
                         .fold(f32::MIN, f32::max)
                 };
