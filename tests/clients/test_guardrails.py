@@ -397,3 +397,12 @@ def test_guardrail_units_are_metered(control, runtime, raw_get):
     r = apply(runtime, gid, "b" * 2500)
     assert r["usage"]["wordPolicyUnits"] == 3, "2,500 characters are three text units"
     assert units() - before == 3
+
+
+def test_invoke_model_refuses_a_guardrail_it_cannot_apply(runtime, control):
+    gid = create(control, wordPolicyConfig={"wordsConfig": [{"text": "x"}]})
+    expect_client_error(
+        lambda: runtime.invoke_model(modelId=CHAT_MODEL, body=json.dumps({"prompt": "hi", "max_gen_len": 4}),
+                                     guardrailIdentifier=gid, guardrailVersion="DRAFT"),
+        "ValidationException", 400, message_contains="guardrails on InvokeModel",
+    )

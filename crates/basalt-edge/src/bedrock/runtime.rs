@@ -286,6 +286,17 @@ fn stream_trace_json(trace: &GuardTrace) -> Value {
     out
 }
 
+/// InvokeModel does not apply guardrails yet; a request that names one is refused
+/// rather than answered unchecked.
+fn refuse_guardrail_headers(headers: &HeaderMap) -> Result<(), BedrockError> {
+    if headers.contains_key("x-amzn-bedrock-guardrailidentifier") {
+        return Err(BedrockError::validation(
+            "guardrails on InvokeModel are not supported by this server yet; use Converse with guardrailConfig, or ApplyGuardrail",
+        ));
+    }
+    Ok(())
+}
+
 fn check_accept(headers: &HeaderMap, name: &str) -> Result<(), BedrockError> {
     match headers.get(name).and_then(|v| v.to_str().ok()) {
         None => Ok(()),
@@ -376,6 +387,7 @@ pub async fn invoke_model(
     body: Bytes,
 ) -> Result<Response, BedrockError> {
     check_accept(&headers, "accept")?;
+    refuse_guardrail_headers(&headers)?;
     let entry = state.core.resolve(&model_id)?;
     let ctx = context(principal, request_id, "InvokeModel");
     let (out, usage, latency) = match entry.native_body {
@@ -423,6 +435,7 @@ pub async fn invoke_model_stream(
     body: Bytes,
 ) -> Result<Response, BedrockError> {
     check_accept(&headers, "x-amzn-bedrock-accept")?;
+    refuse_guardrail_headers(&headers)?;
     let entry = state.core.resolve(&model_id)?;
     if entry.native_body != NativeBody::MetaLlama || !entry.streaming {
         return Err(BedrockError::validation(format!(
