@@ -4,6 +4,9 @@
 #      (benches/guardrails/pii.py), per entity type and overall;
 #   2. denied-topic detection on spikee's investment-advice seeds with its
 #      false-positive seeds (benches/guardrails/topics.py);
+#   2b. the PROMPT_ATTACK classifier: trained and evaluated on bastioncorpus and spikee
+#      (benches/guardrails/prompt_attack.py; add --write to regenerate the shipped
+#      weights);
 #   3. ApplyGuardrail latency over HTTP (benches/guardrails/latency.py) and the
 #      pattern tiers in process (cargo bench -p basalt-guardrails --bench tiers).
 # Presidio, its spaCy model and the data generators go into their own venv under
@@ -28,6 +31,13 @@ if [ ! -d "$SPIKEE_DIR/spikee" ]; then
   pip download --quiet --no-deps --dest "$SPIKEE_DIR" spikee==0.9.2
   python3 -m zipfile -e "$SPIKEE_DIR"/spikee-0.9.2-*.whl "$SPIKEE_DIR"
 fi
+BASTION_DIR="$WORK_DIR/bastioncorpus-0.6.0"
+if [ ! -d "$BASTION_DIR/bastioncorpus" ]; then
+  log "fetching the bastioncorpus 0.6.0 wheel (data only; nothing is installed)"
+  mkdir -p "$BASTION_DIR"
+  pip download --quiet --no-deps --dest "$BASTION_DIR" bastioncorpus==0.6.0
+  python3 -m zipfile -e "$BASTION_DIR"/bastioncorpus-0.6.0-*.whl "$BASTION_DIR"
+fi
 WORK="$(mktemp -d)"
 trap 'kill $BASALT 2>/dev/null || true; rm -rf "$WORK"' EXIT
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
@@ -42,6 +52,9 @@ log "PII: Basalt vs Presidio"
 "$PRESIDIO_VENV/bin/python" "$REPO/benches/guardrails/pii.py" "http://127.0.0.1:$PORT" "$TOKEN" 2>/dev/null
 log "denied topics"
 "$VENV/bin/python" "$REPO/benches/guardrails/topics.py" "http://127.0.0.1:$PORT" "$TOKEN" "$SPIKEE_DIR/spikee/data/workspace/datasets"
+log "prompt attacks"
+"$PRESIDIO_VENV/bin/python" "$REPO/benches/guardrails/prompt_attack.py" "http://127.0.0.1:$PORT" "$TOKEN" \
+  "$BASTION_DIR/bastioncorpus/corpus" "$SPIKEE_DIR/spikee/data/workspace/datasets"
 log "latency"
 "$VENV/bin/python" "$REPO/benches/guardrails/latency.py" "http://127.0.0.1:$PORT" "$TOKEN"
 cd "$REPO" && cargo bench --quiet -p basalt-guardrails --bench tiers

@@ -4,7 +4,9 @@
 use std::time::Instant;
 
 use basalt_guardrails::policy::{ManagedWordsRule, PiiRule, RegexRule, WordRule};
-use basalt_guardrails::{CompiledGuardrail, ConfiguredAction, GuardrailPolicy, PiiType, Segment, Source};
+use basalt_guardrails::{
+    CompiledGuardrail, ConfiguredAction, GuardrailPolicy, PiiType, Segment, Source,
+};
 
 const TEXT: &str = "Hello, my name is Maria Gonzalez and I am writing about my order from last week. \
 You can reach me at maria.gonzalez@example.com or on (212) 736-5000 after six. The package was sent to \
@@ -62,20 +64,26 @@ fn main() {
         input_enabled: None,
         output_enabled: None,
     })];
-    let regexes: Vec<RegexRule> = [r"TCK-\d{4}", r"ORD-[A-Z0-9]{8}", r"\b[A-Z]{3}-\d{6}\b", r"(?i)internal use only", r"\bEMP\d{5}\b"]
-        .iter()
-        .enumerate()
-        .map(|(i, p)| RegexRule {
-            name: format!("r{i}"),
-            description: None,
-            pattern: (*p).into(),
-            action: ConfiguredAction::Anonymize,
-            input_action: None,
-            output_action: None,
-            input_enabled: None,
-            output_enabled: None,
-        })
-        .collect();
+    let regexes: Vec<RegexRule> = [
+        r"TCK-\d{4}",
+        r"ORD-[A-Z0-9]{8}",
+        r"\b[A-Z]{3}-\d{6}\b",
+        r"(?i)internal use only",
+        r"\bEMP\d{5}\b",
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, p)| RegexRule {
+        name: format!("r{i}"),
+        description: None,
+        pattern: (*p).into(),
+        action: ConfiguredAction::Anonymize,
+        input_action: None,
+        output_action: None,
+        input_enabled: None,
+        output_enabled: None,
+    })
+    .collect();
     let pii: Vec<PiiRule> = PiiType::ALL
         .iter()
         .map(|&kind| PiiRule {
@@ -90,12 +98,34 @@ fn main() {
     println!("1,000 characters of input (a support e-mail with PII), 2,000 evaluations per tier");
     measure(
         "words (1,000 custom + managed profanity)",
-        GuardrailPolicy { words: words.clone(), managed_word_lists: managed.clone(), ..Default::default() },
+        GuardrailPolicy {
+            words: words.clone(),
+            managed_word_lists: managed.clone(),
+            ..Default::default()
+        },
     );
-    measure("custom regexes (5)", GuardrailPolicy { regexes: regexes.clone(), ..Default::default() });
-    measure("PII, all 31 types", GuardrailPolicy { pii_entities: pii.clone(), ..Default::default() });
+    measure(
+        "custom regexes (5)",
+        GuardrailPolicy {
+            regexes: regexes.clone(),
+            ..Default::default()
+        },
+    );
+    measure(
+        "PII, all 31 types",
+        GuardrailPolicy {
+            pii_entities: pii.clone(),
+            ..Default::default()
+        },
+    );
     measure(
         "words + regexes + all PII",
-        GuardrailPolicy { words, managed_word_lists: managed, regexes, pii_entities: pii, ..Default::default() },
+        GuardrailPolicy {
+            words,
+            managed_word_lists: managed,
+            regexes,
+            pii_entities: pii,
+            ..Default::default()
+        },
     );
 }

@@ -8,6 +8,7 @@
 //! to embed and [`CompiledGuardrail::evaluate`] takes their vectors. Everything else
 //! is pure pattern work with no model.
 
+pub mod content;
 pub mod pii;
 pub mod policy;
 pub mod semantic;
@@ -16,7 +17,9 @@ pub mod words;
 use std::time::Instant;
 
 pub use pii::PiiType;
-pub use policy::{ConfiguredAction, GroundingKind, GroundingRule, GuardrailPolicy, PolicyError};
+pub use policy::{
+    ConfiguredAction, GroundingKind, GroundingRule, GuardrailPolicy, PolicyError, Strength,
+};
 use regex::Regex;
 use semantic::{EmbeddingPlan, TopicIndex};
 use words::WordMatcher;
@@ -96,6 +99,16 @@ pub struct TopicFinding {
 }
 
 #[derive(Debug, Clone, PartialEq)]
+pub struct ContentFinding {
+    /// The category (`PROMPT_ATTACK`).
+    pub kind: String,
+    pub confidence: Strength,
+    pub strength: Strength,
+    pub detected: bool,
+    pub action: Taken,
+}
+
+#[derive(Debug, Clone, PartialEq)]
 pub struct WordFinding {
     pub matched: String,
     pub action: Taken,
@@ -140,6 +153,7 @@ pub struct Usage {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Assessment {
     pub topics: Vec<TopicFinding>,
+    pub content: Vec<ContentFinding>,
     pub custom_words: Vec<WordFinding>,
     pub managed_words: Vec<WordFinding>,
     pub pii: Vec<PiiFinding>,
@@ -240,7 +254,9 @@ impl CompiledGuardrail {
 
     /// Whether evaluations need sentence embeddings (denied topics or grounding).
     pub fn needs_embeddings(&self) -> bool {
-        !self.policy.topics.is_empty() || !self.policy.grounding_filters.is_empty()
+        !self.policy.topics.is_empty()
+            || !self.policy.grounding_filters.is_empty()
+            || !self.policy.content_filters.is_empty()
     }
 
     /// The texts (topic definitions and examples) whose vectors
@@ -271,7 +287,30 @@ impl CompiledGuardrail {
                 .grounding_filters
                 .iter()
                 .any(|g| g.enabled.unwrap_or(true));
-        EmbeddingPlan::new(segments, topics_on, grounding_on)
+        EmbeddingPlan::new(
+            segments,
+            topics_on,
+            !self.content_filters(source).is_empty(),
+            grounding_on,
+        )
+    }
+
+    /// The content filters active on `source`: (rule index, strength, action).
+    fn content_filters(&self, source: Source) -> Vec<(usize, Strength, ConfiguredAction)> {
+        self.policy
+            .content_filters
+            .iter()
+            .enumerate()
+            .filter_map(|(i, f)| {
+                let (strength, action, enabled) = match source {
+                    Source::Input => (&f.input_strength, f.input_action, f.input_enabled),
+                    Source::Output => (&f.output_strength, f.output_action, f.output_enabled),
+                };
+                let strength = Strength::parse(strength)?;
+                (enabled.unwrap_or(true) && strength != Strength::None)
+                    .then(|| (i, strength, action.unwrap_or(ConfiguredAction::Block)))
+            })
+            .collect()
     }
 
     /// Evaluates every policy on `segments`; `vectors` are the embeddings of
@@ -332,6 +371,43 @@ impl CompiledGuardrail {
         }
         if topics_billed {
             assessment.usage.topic_policy_units = text_units;
+        }
+
+        // Content filters (PROMPT_ATTACK: the classifier on each whole guarded block).
+        let filters = self.content_filters(source);
+        if !filters.is_empty() {
+            assessment.usage.content_policy_units = text_units;
+        }
+        for (index, strength, action) in filters {
+            let rule = &self.policy.content_filters[index];
+            let probability = match (rule.kind.as_str(), content::PROMPT_ATTACK.as_ref()) {
+                ("PROMPT_ATTACK", Some(classifier)) => plan
+                    .content_units
+                    .iter()
+                    .filter_map(|&i| vectors.get(i).and_then(|v| classifier.probability(v)))
+                    .fold(None, |best: Option<f32>, p| {
+                        Some(best.map_or(p, |b| b.max(p)))
+                    }),
+                _ => None,
+            };
+            let confidence = match (probability, content::PROMPT_ATTACK.as_ref()) {
+                (Some(p), Some(classifier)) => classifier.confidence(p),
+                _ => Strength::None,
+            };
+            let detected = confidence.trips(strength);
+            let taken = if detected {
+                Taken::from_configured(action)
+            } else {
+                Taken::None
+            };
+            note(taken);
+            assessment.content.push(ContentFinding {
+                kind: rule.kind.clone(),
+                confidence,
+                strength,
+                detected,
+                action: taken,
+            });
         }
 
         // Word filters.

@@ -37,6 +37,48 @@ pub struct TopicRule {
     pub output_enabled: Option<bool>,
 }
 
+/// A filter strength: how confident a classifier must be before the filter acts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Strength {
+    None,
+    Low,
+    Medium,
+    High,
+}
+
+impl Strength {
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "NONE" => Self::None,
+            "LOW" => Self::Low,
+            "MEDIUM" => Self::Medium,
+            "HIGH" => Self::High,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "NONE",
+            Self::Low => "LOW",
+            Self::Medium => "MEDIUM",
+            Self::High => "HIGH",
+        }
+    }
+
+    /// Whether a finding of this confidence trips a filter of `strength`: a LOW
+    /// filter acts on HIGH confidence only, MEDIUM on MEDIUM and up, HIGH on LOW and
+    /// up (Bedrock's mapping).
+    pub fn trips(self, strength: Strength) -> bool {
+        match strength {
+            Strength::None => false,
+            Strength::Low => self >= Strength::High,
+            Strength::Medium => self >= Strength::Medium,
+            Strength::High => self >= Strength::Low,
+        }
+    }
+}
+
 /// A content filter (HATE, INSULTS, …).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -268,10 +310,68 @@ impl GuardrailPolicy {
             check_tier("topicPolicyConfig.tierConfig.tierName", tier)?;
         }
         if !self.content_filters.is_empty() {
-            return Err(PolicyError::Unsupported(
-                "contentPolicyConfig: content filters (HATE, INSULTS, SEXUAL, VIOLENCE, MISCONDUCT, PROMPT_ATTACK) are not available on this server yet; configure the other policies"
-                    .into(),
-            ));
+            check_count(
+                "contentPolicyConfig.filtersConfig",
+                self.content_filters.len(),
+                1,
+                6,
+            )?;
+        }
+        let mut filter_types = std::collections::HashSet::new();
+        for (i, filter) in self.content_filters.iter().enumerate() {
+            let at = format!("contentPolicyConfig.filtersConfig[{i}]");
+            match filter.kind.as_str() {
+                "PROMPT_ATTACK" => {}
+                "HATE" | "INSULTS" | "SEXUAL" | "VIOLENCE" | "MISCONDUCT" => {
+                    return Err(PolicyError::Unsupported(format!(
+                        "{at}.type: the {} content filter is not available on this server yet (PROMPT_ATTACK is); configure the other policies",
+                        filter.kind
+                    )))
+                }
+                other => {
+                    return Err(invalid(
+                        format!("{at}.type"),
+                        format!("{other:?} is not one of HATE, INSULTS, SEXUAL, VIOLENCE, MISCONDUCT, PROMPT_ATTACK"),
+                    ))
+                }
+            }
+            if !filter_types.insert(filter.kind.as_str()) {
+                return Err(invalid(
+                    format!("{at}.type"),
+                    format!("{} is configured twice", filter.kind),
+                ));
+            }
+            for (field, strength) in [
+                ("inputStrength", &filter.input_strength),
+                ("outputStrength", &filter.output_strength),
+            ] {
+                if Strength::parse(strength).is_none() {
+                    return Err(invalid(
+                        format!("{at}.{field}"),
+                        format!("{strength:?} is not one of NONE, LOW, MEDIUM, HIGH"),
+                    ));
+                }
+            }
+            if filter.output_strength != "NONE" {
+                return Err(invalid(
+                    format!("{at}.outputStrength"),
+                    "must be NONE for PROMPT_ATTACK: prompt attacks are checked on inputs only",
+                ));
+            }
+            for (field, modalities) in [
+                ("inputModalities", &filter.input_modalities),
+                ("outputModalities", &filter.output_modalities),
+            ] {
+                if modalities
+                    .as_ref()
+                    .is_some_and(|m| m.iter().any(|x| x != "TEXT"))
+                {
+                    return Err(PolicyError::Unsupported(format!(
+                        "{at}.{field}: only TEXT is supported by this server"
+                    )));
+                }
+            }
+            no_anonymize(&at, filter.input_action, filter.output_action)?;
         }
         if !self.words.is_empty() {
             check_count("wordPolicyConfig.wordsConfig", self.words.len(), 1, 10_000)?;
@@ -434,6 +534,15 @@ mod tests {
             err.to_string().contains("regexesConfig[0].pattern"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn strengths_map_to_confidences_as_on_bedrock() {
+        use Strength::*;
+        assert!(High.trips(Low) && !Medium.trips(Low));
+        assert!(Medium.trips(Medium) && !Low.trips(Medium));
+        assert!(Low.trips(High) && !None.trips(High));
+        assert!(!High.trips(None));
     }
 
     #[test]

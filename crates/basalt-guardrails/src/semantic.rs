@@ -79,6 +79,8 @@ pub struct EmbeddingPlan {
     pub texts: Vec<String>,
     /// Guarded sentences and whole guarded blocks, for the topic policy.
     topic_units: Vec<usize>,
+    /// Whole guarded blocks, for the content filters.
+    pub(crate) content_units: Vec<usize>,
     grounding: Option<GroundingPlan>,
 }
 
@@ -116,9 +118,18 @@ pub struct GroundingScores {
 }
 
 impl EmbeddingPlan {
-    pub(crate) fn new(segments: &[Segment], topics: bool, grounding: bool) -> Self {
+    pub(crate) fn new(segments: &[Segment], topics: bool, content: bool, grounding: bool) -> Self {
         let mut texts = Texts::default();
         let guarded: Vec<&Segment> = segments.iter().filter(|s| s.is_guarded()).collect();
+        let content_units = if content {
+            guarded
+                .iter()
+                .filter(|s| !s.text.trim().is_empty())
+                .map(|s| texts.add(&s.text))
+                .collect()
+        } else {
+            Vec::new()
+        };
         let mut topic_units = Vec::new();
         if topics {
             for segment in &guarded {
@@ -142,7 +153,10 @@ impl EmbeddingPlan {
                 .map(|s| s.text.as_str())
                 .collect::<Vec<_>>()
                 .join("\n");
-            let response_sentences = sentences(&response).into_iter().map(|p| texts.add(p)).collect();
+            let response_sentences = sentences(&response)
+                .into_iter()
+                .map(|p| texts.add(p))
+                .collect();
             let response_whole = texts.add(&response);
             let source_sentences = sources
                 .iter()
@@ -159,6 +173,7 @@ impl EmbeddingPlan {
         Self {
             texts: texts.texts,
             topic_units,
+            content_units,
             grounding,
         }
     }
@@ -353,7 +368,7 @@ mod tests {
     #[test]
     fn topic_scores_take_the_best_sentence() {
         let segments = vec![Segment::guarded("Hello. Buy stocks now.")];
-        let plan = EmbeddingPlan::new(&segments, true, false);
+        let plan = EmbeddingPlan::new(&segments, true, false, false);
         assert_eq!(plan.texts.len(), 3, "whole block and two sentences");
         let mut index = TopicIndex {
             texts: vec![vec!["investing".into(), "contrast".into()]],

@@ -42,7 +42,7 @@ struct TierConfig {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct ContentPolicyConfig {
     filters_config: Vec<ContentFilterRule>,
-    /// Accepted; content filters are refused before the tier matters.
+    /// Accepted; this server has one classifier per category for every tier.
     #[allow(dead_code)]
     tier_config: Option<TierConfig>,
 }
@@ -563,6 +563,15 @@ pub fn assessment_json(a: &Assessment, full: bool) -> Value {
         .collect();
     if !topics.is_empty() {
         out.insert("topicPolicy".into(), json!({ "topics": topics }));
+    }
+    let filters: Vec<Value> = a
+        .content
+        .iter()
+        .filter(|f| full || f.detected)
+        .map(|f| json!({ "type": f.kind, "confidence": f.confidence.as_str(), "filterStrength": f.strength.as_str(), "action": taken(f.action), "detected": f.detected }))
+        .collect();
+    if !filters.is_empty() {
+        out.insert("contentPolicy".into(), json!({ "filters": filters }));
     }
     if !a.custom_words.is_empty() || !a.managed_words.is_empty() {
         out.insert(

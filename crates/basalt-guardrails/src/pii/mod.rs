@@ -389,13 +389,48 @@ static RECOGNIZERS: LazyLock<Vec<Recognizer>> = LazyLock::new(|| {
             Pattern,
         ),
         r(Address, ADDRESS, None, Pattern),
-        r(Address, r"\b(?P<v>(?:Via|Viale|Piazza|Corso|Largo|Strada|Rue|Chemin|Quai|Calle|Carrer|Avenida|Rua|Travessa|Paseo|Plaza|Ulica|Allee|Boulevard)\s+(?:\p{Lu}[\p{Ll}\p{M}'\-]*\.?\s+){0,4}\p{Lu}[\p{Ll}\p{M}'\-]*(?:,?\s+\d{1,5}[A-Za-z]?)?)", None, Pattern),
-        r(Address, r"(?i)\b(?P<v>(?-i:\p{Lu})[\p{Ll}\p{M}]*(?:straße|strasse|gasse|weg|gade|vej|gatan|vägen|veien|vei|veg|gata|laan|straat|plein|utca|katu|tie)\s+\d{1,5}[A-Za-z]?)\b", None, Pattern),
-        r(Phone, r"(?i)\b(?:call(?:\s+me)?(?:\s+(?:on|at))?|phone(?:\s+number)?|tel(?:ephone)?\.?|mobile(?:\s+number)?|cell(?:phone)?|fax|desk|reach\s+(?:me|us)\s+(?:on|at)|contact\s+(?:me|us)\s+(?:on|at)|contact\s+number|ring\s+(?:me\s+)?on|text\s+me\s+(?:on|at)|whatsapp|dial|answering\s+at)\s*(?:is|:|#|=|no\.?)?\s*(?P<v>\+?\(?\d[\d\s().\-]{5,18}\d)", Some(phone_digits), Context),
-        r(Age, r"(?i)\b(?:turned|turns|turning|turn|age\s+of)\s+(?P<v>\d{1,3})\b", Some(plausible_age), Context),
-        r(Phone, r"(?:^|[^\w(])(?P<v>\(\d{3}\)\s?\d{3}-\d{4}|\d{3}-\d{3}-\d{4})\b", None, Pattern),
-        r(Address, r"\b(?P<v>(?:Suite|Apt\.?|Apartment|Unit)\s+\d{1,5}[A-Z]?)\b", None, Pattern),
-        r(Age, r"(?i)\b(?:he|she|they|i|you|we)\s+(?:was|is|am|were|are)\s+(?P<v>\d{1,3})(?:\s*(?:years?|yrs?)(?:\s+old)?)?(?:$|[.,;!?)]|\s+(?:and|but|when|yesterday|today|now|last|this|in)\b)", Some(plausible_age), Context),
+        r(
+            Address,
+            r"\b(?P<v>(?:Via|Viale|Piazza|Corso|Largo|Strada|Rue|Chemin|Quai|Calle|Carrer|Avenida|Rua|Travessa|Paseo|Plaza|Ulica|Allee|Boulevard)\s+(?:\p{Lu}[\p{Ll}\p{M}'\-]*\.?\s+){0,4}\p{Lu}[\p{Ll}\p{M}'\-]*(?:,?\s+\d{1,5}[A-Za-z]?)?)",
+            None,
+            Pattern,
+        ),
+        r(
+            Address,
+            r"(?i)\b(?P<v>(?-i:\p{Lu})[\p{Ll}\p{M}]*(?:straße|strasse|gasse|weg|gade|vej|gatan|vägen|veien|vei|veg|gata|laan|straat|plein|utca|katu|tie)\s+\d{1,5}[A-Za-z]?)\b",
+            None,
+            Pattern,
+        ),
+        r(
+            Phone,
+            r"(?i)\b(?:call(?:\s+me)?(?:\s+(?:on|at))?|phone(?:\s+number)?|tel(?:ephone)?\.?|mobile(?:\s+number)?|cell(?:phone)?|fax|desk|reach\s+(?:me|us)\s+(?:on|at)|contact\s+(?:me|us)\s+(?:on|at)|contact\s+number|ring\s+(?:me\s+)?on|text\s+me\s+(?:on|at)|whatsapp|dial|answering\s+at)\s*(?:is|:|#|=|no\.?)?\s*(?P<v>\+?\(?\d[\d\s().\-]{5,18}\d)",
+            Some(phone_digits),
+            Context,
+        ),
+        r(
+            Age,
+            r"(?i)\b(?:turned|turns|turning|turn|age\s+of)\s+(?P<v>\d{1,3})\b",
+            Some(plausible_age),
+            Context,
+        ),
+        r(
+            Phone,
+            r"(?:^|[^\w(])(?P<v>\(\d{3}\)\s?\d{3}-\d{4}|\d{3}-\d{3}-\d{4})\b",
+            None,
+            Pattern,
+        ),
+        r(
+            Address,
+            r"\b(?P<v>(?:Suite|Apt\.?|Apartment|Unit)\s+\d{1,5}[A-Z]?)\b",
+            None,
+            Pattern,
+        ),
+        r(
+            Age,
+            r"(?i)\b(?:he|she|they|i|you|we)\s+(?:was|is|am|were|are)\s+(?P<v>\d{1,3})(?:\s*(?:years?|yrs?)(?:\s+old)?)?(?:$|[.,;!?)]|\s+(?:and|but|when|yesterday|today|now|last|this|in)\b)",
+            Some(plausible_age),
+            Context,
+        ),
     ]
 });
 
@@ -443,9 +478,8 @@ fn not_common_word(s: &str) -> bool {
     )
 }
 
-static PHONE_INTERNATIONAL: LazyLock<Regex> = LazyLock::new(|| {
-    rx(r"(?:^|[^\w+])(?P<v>\+\d{1,3}(?:[\s.\-]?\(?\d{1,5}\)?){2,6})(?:$|[^\w])")
-});
+static PHONE_INTERNATIONAL: LazyLock<Regex> =
+    LazyLock::new(|| rx(r"(?:^|[^\w+])(?P<v>\+\d{1,3}(?:[\s.\-]?\(?\d{1,5}\)?){2,6})(?:$|[^\w])"));
 
 static PHONE_CANDIDATE: LazyLock<Regex> = LazyLock::new(|| {
     rx(

@@ -31,44 +31,403 @@ static SURNAMES: LazyLock<HashSet<&'static str>> = LazyLock::new(|| {
 
 /// Capitalised words that appear in the name lists but are usually not names.
 const NOT_NAMES: &[&str] = &[
-    "A", "I", "In", "On", "At", "An", "As", "Is", "It", "Or", "So", "To", "Up", "No", "Ok", "De",
-    "La", "Le", "El", "Al", "Di", "Da", "Do", "Du", "Van", "Von", "Der", "Den", "Del", "Des",
-    "The", "And", "But", "For", "Not", "All", "Any", "Can", "May", "Will", "Would", "Should",
-    "Might", "Must", "Shall", "Could", "Did", "Does", "Has", "Had", "Have", "Was", "Were", "Are",
-    "Be", "Been", "This", "That", "These", "Those", "Then", "Than", "There", "Here", "When",
-    "Where", "Who", "Why", "How", "What", "Which", "While", "With", "From", "Into", "Over",
-    "Under", "After", "Before", "About", "Above", "Below", "Just", "Only", "Also", "Even",
-    "Still", "Very", "Much", "More", "Most", "Some", "Such", "Each", "Every", "Both", "Either",
-    "Neither", "Other", "Another", "Same", "New", "Old", "Young", "Little", "Big", "Long",
-    "Short", "Good", "Best", "Better", "Great", "Grand", "High", "Low", "First", "Last", "Next",
-    "January", "February", "March", "April", "June", "July", "August", "September", "October",
-    "November", "December", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday",
-    "Sunday", "Spring", "Summer", "Autumn", "Winter", "Christmas", "Easter", "Princess",
-    "Prince", "King", "Queen", "Royal", "Lord", "Lady", "Sir", "Dame", "Duke", "Earl", "Baron",
-    "Major", "General", "Captain", "Colonel", "Judge", "Bishop", "Pope", "Saint", "Doctor",
-    "Professor", "President", "Senator", "Mayor", "Chief", "Mr", "Mrs", "Ms", "Miss", "Dr",
-    "Mister", "Madam", "Please", "Thanks", "Thank", "Hello", "Hi", "Hey", "Dear", "Yes", "Yeah",
-    "Grant", "Mark", "Bill", "Rose", "Hope", "Joy", "Faith", "Grace", "Art", "Guy", "Page",
-    "Sky", "Dawn", "Eve", "Holly", "Ivy", "Lily", "Iris", "Pearl", "Ruby", "Amber", "Crystal",
-    "Brook", "Chase", "Chance", "Hunter", "Miles", "Rich", "Sunny", "Price", "Rice", "White",
-    "Black", "Brown", "Green", "Gray", "Grey", "Frank", "Ray", "Don", "Max", "Sterling",
-    "Golden", "Angel", "Star", "Destiny", "Harmony", "Melody", "Precious", "Rain", "Sandy",
-    "Cliff", "Dale", "Glen", "Forest", "River", "Cash", "Penny", "Candy", "Ginger", "Honey",
-    "Cherry", "Olive", "Basil", "Sage", "Jade", "Robin", "Jay", "Wren", "Drew", "Lane", "Park",
-    "Street", "Road", "Avenue", "North", "South", "East", "West", "Central", "City", "County",
-    "State", "Street", "Bank", "Church", "Hall", "House", "Home", "Office", "Service", "Services",
-    "Company", "Group", "Inc", "Ltd", "Corp", "University", "College", "School", "Hospital",
-    "Mobile", "Desk", "Fax", "Phone", "Email", "Mail", "Tel", "Address", "Name", "Account",
-    "Card", "Number", "Date", "Time", "Day", "Week", "Month", "Year", "Today", "Tomorrow",
-    "Yesterday", "God", "Lord", "Jesus", "Christ", "America", "American", "English", "French",
-    "German", "Spanish", "Italian", "Chinese", "Japanese", "Indian", "European", "African",
-    "Asian", "Canadian", "British", "Irish", "Scottish", "Welsh", "Australian", "Mexican",
-    "Brazilian", "Russian", "Many", "Few", "One", "Two", "Three", "Four", "Five", "Six",
-    "Seven", "Eight", "Nine", "Ten", "Love", "Happy", "Merry", "Sorry", "Welcome", "Congrats",
-    "Me", "My", "Mine", "You", "Your", "We", "Our", "Us", "He", "She", "His", "Her", "Him",
-    "They", "Their", "Them", "Its", "Baby", "Back", "Killed", "Big", "Song", "Album", "Film",
-    "Carry", "Keep", "Take", "Make", "Let", "Get", "Go", "Come", "See", "Look", "Call", "Help",
-    "Stay", "Stop", "Start", "Run", "Walk", "Read", "Tell", "Ask", "Give", "Bring", "Send",
+    "A",
+    "I",
+    "In",
+    "On",
+    "At",
+    "An",
+    "As",
+    "Is",
+    "It",
+    "Or",
+    "So",
+    "To",
+    "Up",
+    "No",
+    "Ok",
+    "De",
+    "La",
+    "Le",
+    "El",
+    "Al",
+    "Di",
+    "Da",
+    "Do",
+    "Du",
+    "Van",
+    "Von",
+    "Der",
+    "Den",
+    "Del",
+    "Des",
+    "The",
+    "And",
+    "But",
+    "For",
+    "Not",
+    "All",
+    "Any",
+    "Can",
+    "May",
+    "Will",
+    "Would",
+    "Should",
+    "Might",
+    "Must",
+    "Shall",
+    "Could",
+    "Did",
+    "Does",
+    "Has",
+    "Had",
+    "Have",
+    "Was",
+    "Were",
+    "Are",
+    "Be",
+    "Been",
+    "This",
+    "That",
+    "These",
+    "Those",
+    "Then",
+    "Than",
+    "There",
+    "Here",
+    "When",
+    "Where",
+    "Who",
+    "Why",
+    "How",
+    "What",
+    "Which",
+    "While",
+    "With",
+    "From",
+    "Into",
+    "Over",
+    "Under",
+    "After",
+    "Before",
+    "About",
+    "Above",
+    "Below",
+    "Just",
+    "Only",
+    "Also",
+    "Even",
+    "Still",
+    "Very",
+    "Much",
+    "More",
+    "Most",
+    "Some",
+    "Such",
+    "Each",
+    "Every",
+    "Both",
+    "Either",
+    "Neither",
+    "Other",
+    "Another",
+    "Same",
+    "New",
+    "Old",
+    "Young",
+    "Little",
+    "Big",
+    "Long",
+    "Short",
+    "Good",
+    "Best",
+    "Better",
+    "Great",
+    "Grand",
+    "High",
+    "Low",
+    "First",
+    "Last",
+    "Next",
+    "January",
+    "February",
+    "March",
+    "April",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+    "Monday",
+    "Tuesday",
+    "Wednesday",
+    "Thursday",
+    "Friday",
+    "Saturday",
+    "Sunday",
+    "Spring",
+    "Summer",
+    "Autumn",
+    "Winter",
+    "Christmas",
+    "Easter",
+    "Princess",
+    "Prince",
+    "King",
+    "Queen",
+    "Royal",
+    "Lord",
+    "Lady",
+    "Sir",
+    "Dame",
+    "Duke",
+    "Earl",
+    "Baron",
+    "Major",
+    "General",
+    "Captain",
+    "Colonel",
+    "Judge",
+    "Bishop",
+    "Pope",
+    "Saint",
+    "Doctor",
+    "Professor",
+    "President",
+    "Senator",
+    "Mayor",
+    "Chief",
+    "Mr",
+    "Mrs",
+    "Ms",
+    "Miss",
+    "Dr",
+    "Mister",
+    "Madam",
+    "Please",
+    "Thanks",
+    "Thank",
+    "Hello",
+    "Hi",
+    "Hey",
+    "Dear",
+    "Yes",
+    "Yeah",
+    "Grant",
+    "Mark",
+    "Bill",
+    "Rose",
+    "Hope",
+    "Joy",
+    "Faith",
+    "Grace",
+    "Art",
+    "Guy",
+    "Page",
+    "Sky",
+    "Dawn",
+    "Eve",
+    "Holly",
+    "Ivy",
+    "Lily",
+    "Iris",
+    "Pearl",
+    "Ruby",
+    "Amber",
+    "Crystal",
+    "Brook",
+    "Chase",
+    "Chance",
+    "Hunter",
+    "Miles",
+    "Rich",
+    "Sunny",
+    "Price",
+    "Rice",
+    "White",
+    "Black",
+    "Brown",
+    "Green",
+    "Gray",
+    "Grey",
+    "Frank",
+    "Ray",
+    "Don",
+    "Max",
+    "Sterling",
+    "Golden",
+    "Angel",
+    "Star",
+    "Destiny",
+    "Harmony",
+    "Melody",
+    "Precious",
+    "Rain",
+    "Sandy",
+    "Cliff",
+    "Dale",
+    "Glen",
+    "Forest",
+    "River",
+    "Cash",
+    "Penny",
+    "Candy",
+    "Ginger",
+    "Honey",
+    "Cherry",
+    "Olive",
+    "Basil",
+    "Sage",
+    "Jade",
+    "Robin",
+    "Jay",
+    "Wren",
+    "Drew",
+    "Lane",
+    "Park",
+    "Street",
+    "Road",
+    "Avenue",
+    "North",
+    "South",
+    "East",
+    "West",
+    "Central",
+    "City",
+    "County",
+    "State",
+    "Street",
+    "Bank",
+    "Church",
+    "Hall",
+    "House",
+    "Home",
+    "Office",
+    "Service",
+    "Services",
+    "Company",
+    "Group",
+    "Inc",
+    "Ltd",
+    "Corp",
+    "University",
+    "College",
+    "School",
+    "Hospital",
+    "Mobile",
+    "Desk",
+    "Fax",
+    "Phone",
+    "Email",
+    "Mail",
+    "Tel",
+    "Address",
+    "Name",
+    "Account",
+    "Card",
+    "Number",
+    "Date",
+    "Time",
+    "Day",
+    "Week",
+    "Month",
+    "Year",
+    "Today",
+    "Tomorrow",
+    "Yesterday",
+    "God",
+    "Lord",
+    "Jesus",
+    "Christ",
+    "America",
+    "American",
+    "English",
+    "French",
+    "German",
+    "Spanish",
+    "Italian",
+    "Chinese",
+    "Japanese",
+    "Indian",
+    "European",
+    "African",
+    "Asian",
+    "Canadian",
+    "British",
+    "Irish",
+    "Scottish",
+    "Welsh",
+    "Australian",
+    "Mexican",
+    "Brazilian",
+    "Russian",
+    "Many",
+    "Few",
+    "One",
+    "Two",
+    "Three",
+    "Four",
+    "Five",
+    "Six",
+    "Seven",
+    "Eight",
+    "Nine",
+    "Ten",
+    "Love",
+    "Happy",
+    "Merry",
+    "Sorry",
+    "Welcome",
+    "Congrats",
+    "Me",
+    "My",
+    "Mine",
+    "You",
+    "Your",
+    "We",
+    "Our",
+    "Us",
+    "He",
+    "She",
+    "His",
+    "Her",
+    "Him",
+    "They",
+    "Their",
+    "Them",
+    "Its",
+    "Baby",
+    "Back",
+    "Killed",
+    "Big",
+    "Song",
+    "Album",
+    "Film",
+    "Carry",
+    "Keep",
+    "Take",
+    "Make",
+    "Let",
+    "Get",
+    "Go",
+    "Come",
+    "See",
+    "Look",
+    "Call",
+    "Help",
+    "Stay",
+    "Stop",
+    "Start",
+    "Run",
+    "Walk",
+    "Read",
+    "Tell",
+    "Ask",
+    "Give",
+    "Bring",
+    "Send",
 ];
 
 /// Capitalised words (with inner apostrophes and hyphens, any Latin letters) and
@@ -79,7 +438,9 @@ static WORD: LazyLock<Regex> = LazyLock::new(|| {
 
 /// Phrases after which capitalised words are a name.
 static CONTEXT: LazyLock<Regex> = LazyLock::new(|| {
-    super::rx(r"(?:\b(?i:my name is|my name's|name\s*:|call me|signed|sincerely|regards|dear|attn\.?|attention|contact person\s*:?|hi|hello|hey|thanks|thank you|said|asked|told)|\b(?:Mr|Mrs|Ms|Miss|Dr|Prof|Sir|Madam|Mx)\b\.?)\s*,?\s*$")
+    super::rx(
+        r"(?:\b(?i:my name is|my name's|name\s*:|call me|signed|sincerely|regards|dear|attn\.?|attention|contact person\s*:?|hi|hello|hey|thanks|thank you|said|asked|told)|\b(?:Mr|Mrs|Ms|Miss|Dr|Prof|Sir|Madam|Mx)\b\.?)\s*,?\s*$",
+    )
 });
 
 struct Word {
@@ -119,8 +480,19 @@ fn place_like(text: &str, words: &[Word], i: usize) -> bool {
         .to_lowercase();
     matches!(
         previous.as_str(),
-        "in" | "at" | "near" | "across" | "through" | "into" | "around" | "outside"
-            | "inside" | "visit" | "visited" | "visiting" | "toward" | "towards"
+        "in" | "at"
+            | "near"
+            | "across"
+            | "through"
+            | "into"
+            | "around"
+            | "outside"
+            | "inside"
+            | "visit"
+            | "visited"
+            | "visiting"
+            | "toward"
+            | "towards"
     )
 }
 
@@ -135,9 +507,8 @@ pub fn find(text: &str) -> Vec<(usize, usize, bool)> {
         .collect();
     let word = |w: &Word| &text[w.start..w.end];
     // Words are adjacent when only spaces separate them.
-    let adjacent = |a: &Word, b: &Word| {
-        a.end <= b.start && text[a.end..b.start].chars().all(|c| c == ' ')
-    };
+    let adjacent =
+        |a: &Word, b: &Word| a.end <= b.start && text[a.end..b.start].chars().all(|c| c == ' ');
     let usable = |t: &str| !NOT_NAMES.contains(&t.trim_end_matches('.'));
     let mut found = Vec::new();
     let mut i = 0;
@@ -146,7 +517,11 @@ pub fn find(text: &str) -> Vec<(usize, usize, bool)> {
         let first_word = word(first);
         // The run of adjacent capitalised words starting here (at most four).
         let mut j = i + 1;
-        while j < words.len() && j - i < 4 && adjacent(&words[j - 1], &words[j]) && usable(word(&words[j])) {
+        while j < words.len()
+            && j - i < 4
+            && adjacent(&words[j - 1], &words[j])
+            && usable(word(&words[j]))
+        {
             j += 1;
         }
         let run = &words[i..j];
@@ -160,12 +535,18 @@ pub fn find(text: &str) -> Vec<(usize, usize, bool)> {
             // a known surname or an initial.
             let second_ok = run.len() > 1 && {
                 let second = word(&run[1]);
-                !opens_sentence(text, first.start) || is_initial(second) || SURNAMES.contains(second)
+                !opens_sentence(text, first.start)
+                    || is_initial(second)
+                    || SURNAMES.contains(second)
             };
             if second_ok {
                 let last = &run[run.len() - 1];
                 let ends_well = !is_initial(word(last));
-                let k = if ends_well { run.len() - 1 } else { run.len() - 2 };
+                let k = if ends_well {
+                    run.len() - 1
+                } else {
+                    run.len() - 2
+                };
                 if k >= 1 {
                     found.push((first.start, run[k].end, false));
                     i += k + 1;
@@ -198,14 +579,20 @@ mod tests {
     use super::*;
 
     fn names(text: &str) -> Vec<&str> {
-        find(text).into_iter().map(|(s, e, _)| &text[s..e]).collect()
+        find(text)
+            .into_iter()
+            .map(|(s, e, _)| &text[s..e])
+            .collect()
     }
 
     #[test]
     fn given_name_and_surname() {
         assert_eq!(names("Ask Robert Johnson about it"), vec!["Robert Johnson"]);
         assert_eq!(names("Sent by Mary J. Williams."), vec!["Mary J. Williams"]);
-        assert_eq!(names("a huge Cecilie Josefsen fan"), vec!["Cecilie Josefsen"]);
+        assert_eq!(
+            names("a huge Cecilie Josefsen fan"),
+            vec!["Cecilie Josefsen"]
+        );
         assert_eq!(names("You can tell Søren was happy"), vec!["Søren"]);
     }
 
@@ -213,7 +600,10 @@ mod tests {
     fn context_introduces_unlisted_names() {
         assert_eq!(names("Dear Xiomara,"), vec!["Xiomara"]);
         assert_eq!(names("Dr. Okonkwo will see you"), vec!["Okonkwo"]);
-        assert_eq!(names("my name is Zbigniew Brzezinski"), vec!["Zbigniew Brzezinski"]);
+        assert_eq!(
+            names("my name is Zbigniew Brzezinski"),
+            vec!["Zbigniew Brzezinski"]
+        );
     }
 
     #[test]
