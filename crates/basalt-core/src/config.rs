@@ -29,6 +29,8 @@ pub struct ConfigFile {
     #[serde(default)]
     pub guardrails: GuardrailsConfig,
     #[serde(default)]
+    pub quotas: QuotasConfig,
+    #[serde(default)]
     pub weights: BTreeMap<String, WeightsConfig>,
     #[serde(default)]
     pub models: Vec<ModelConfig>,
@@ -100,6 +102,41 @@ impl Default for EngineConfig {
             kv_cache_mib: 0,
         }
     }
+}
+
+/// On-demand quotas: server defaults per key and model, per-model overrides, and the
+/// monthly budget per key. Absent or 0 means unlimited; a key's own overrides
+/// (`basalt keys update`) win over these.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QuotasConfig {
+    pub requests_per_minute: Option<u64>,
+    pub tokens_per_minute: Option<u64>,
+    pub monthly_budget_usd: Option<f64>,
+    /// Share of the budget at which a warning is logged (once a month per key).
+    pub budget_warning_fraction: f64,
+    /// Per-model defaults, by model ID.
+    pub models: BTreeMap<String, ModelQuotaConfig>,
+}
+
+impl Default for QuotasConfig {
+    fn default() -> Self {
+        Self {
+            requests_per_minute: None,
+            tokens_per_minute: None,
+            monthly_budget_usd: None,
+            budget_warning_fraction: 0.8,
+            models: BTreeMap::new(),
+        }
+    }
+}
+
+/// A model's default per-minute quotas (per key).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelQuotaConfig {
+    pub requests_per_minute: Option<u64>,
+    pub tokens_per_minute: Option<u64>,
 }
 
 /// Guardrails: the embedding model of the meaning-based policies, and quotas.

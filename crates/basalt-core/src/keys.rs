@@ -15,16 +15,20 @@ use hmac::{Hmac, Mac};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
+pub use basalt_store::KeyLimits;
 use basalt_store::{KeyRecord, KeyStore, StoreError};
 
 use crate::CoreError;
 
 /// The caller a request was authenticated as.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Principal {
     pub key_id: String,
     pub key_name: String,
     pub is_admin: bool,
+    /// The key's own quota overrides (read with the key, so a change made by
+    /// `basalt keys update` is seen at the next request).
+    pub limits: KeyLimits,
 }
 
 /// A newly created key with its secrets (shown once).
@@ -180,6 +184,7 @@ impl KeyService {
             is_admin,
             created_at: now,
             revoked_at: None,
+            limits: KeyLimits::default(),
         };
         self.store.insert_key(&record).map_err(store_err)?;
         if let Ok(mut cache) = self.cache.write() {
@@ -215,6 +220,44 @@ impl KeyService {
         } else {
             Err(CoreError::NotFound(format!("no active key {id}")))
         }
+    }
+
+    /// Replaces a key's quota overrides (by key ID or access key ID).
+    pub fn set_limits(&self, id: &str, limits: KeyLimits) -> Result<(), CoreError> {
+        for (name, value) in [
+            (
+                "requests per minute",
+                limits.requests_per_minute.map(|v| v as f64),
+            ),
+            (
+                "tokens per minute",
+                limits.tokens_per_minute.map(|v| v as f64),
+            ),
+            ("monthly budget", limits.monthly_budget_usd),
+        ] {
+            if value.is_some_and(|v| !v.is_finite() || v < 0.0) {
+                return Err(CoreError::Validation(format!(
+                    "the {name} limit must be a non-negative number"
+                )));
+            }
+        }
+        let found = self.store.set_key_limits(id, &limits).map_err(store_err)?;
+        if let Ok(mut cache) = self.cache.write() {
+            *cache = KeyCache::default();
+        }
+        if found {
+            Ok(())
+        } else {
+            Err(CoreError::NotFound(format!("no key {id}")))
+        }
+    }
+
+    /// One key by key ID or access key ID.
+    pub fn get(&self, id: &str) -> Result<KeyRecord, CoreError> {
+        self.list()?
+            .into_iter()
+            .find(|k| k.id == id || k.access_key_id == id)
+            .ok_or_else(|| CoreError::NotFound(format!("no key {id}")))
     }
 
     fn refresh_cache(&self) -> Result<(), CoreError> {
@@ -290,6 +333,7 @@ fn principal(r: &KeyRecord) -> Principal {
         key_id: r.id.clone(),
         key_name: r.name.clone(),
         is_admin: r.is_admin,
+        limits: r.limits,
     }
 }
 

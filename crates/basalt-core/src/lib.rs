@@ -13,6 +13,7 @@ pub mod keys;
 pub mod metering;
 pub mod model_fetch;
 pub mod provider;
+pub mod quotas;
 mod service;
 pub mod tool_calls;
 

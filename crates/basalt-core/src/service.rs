@@ -4,13 +4,13 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::Instant;
 
 use basalt_engine::chat::{ChatEngine, ChatEngineConfig};
 use basalt_engine::embed::{EmbeddingEngine, EmbeddingEngineConfig};
-use basalt_store::{GuardrailStore, InvocationRecord};
+use basalt_store::{GuardrailStore, InvocationLog, InvocationRecord, QuotaStore};
 use futures::{Stream, StreamExt};
 use time::OffsetDateTime;
 
@@ -24,9 +24,10 @@ use crate::model_fetch::verify_weights;
 use crate::provider::{
     ChatProvider, DeltaStream, Echo, EmbeddingProvider, LocalChat, LocalEmbedding, RemoteChat,
 };
+use crate::quotas::{Clock, QuotaTicket, Quotas, SystemClock};
 use crate::types::{
-    ChatRequest, CompletionRequest, Embeddings, Generation, GenerationDelta, InferenceParams, Role,
-    TokenUsage,
+    ChatRequest, CompletionRequest, ContentBlock, Embeddings, Generation, GenerationDelta,
+    InferenceParams, Role, TokenUsage,
 };
 use crate::CoreError;
 
@@ -39,6 +40,8 @@ pub struct CallContext {
     pub operation: &'static str,
     pub started: Instant,
     pub at_ms: i64,
+    /// The quota hold of this call, settled by the first metering record.
+    quota: Arc<Mutex<Option<QuotaTicket>>>,
 }
 
 impl CallContext {
@@ -50,8 +53,33 @@ impl CallContext {
             operation,
             started: Instant::now(),
             at_ms,
+            quota: Arc::new(Mutex::new(None)),
         }
     }
+}
+
+/// A rough input-token count for a quota reservation (4 characters a token); the
+/// reservation is settled to the real count when the call ends.
+fn estimated_tokens<'a>(texts: impl IntoIterator<Item = &'a str>) -> u64 {
+    texts
+        .into_iter()
+        .map(|t| t.chars().count() as u64)
+        .sum::<u64>()
+        .div_ceil(4)
+}
+
+fn chat_texts(request: &ChatRequest) -> impl Iterator<Item = &str> {
+    request.system.iter().map(String::as_str).chain(
+        request
+            .messages
+            .iter()
+            .flat_map(|m| m.content.iter())
+            .filter_map(|b| match b {
+                ContentBlock::Text(t) => Some(t.as_str()),
+                ContentBlock::ToolResult { content, .. } => Some(content.as_str()),
+                _ => None,
+            }),
+    )
 }
 
 /// The running core.
@@ -66,6 +94,7 @@ pub struct Basalt {
     region: String,
     account_id: String,
     guardrails: Guardrails,
+    quotas: Arc<Quotas>,
 }
 
 impl std::fmt::Debug for Basalt {
@@ -82,14 +111,56 @@ fn default_threads() -> i32 {
 
 impl Basalt {
     /// Verifies and loads every model the catalog can serve (EOL models are not loaded).
-    pub fn start(
+    pub fn start<S>(
         config: &ConfigFile,
         models_dir: &Path,
         meter: Meter,
         keys: Arc<KeyService>,
-        guardrail_store: Arc<dyn GuardrailStore>,
-    ) -> Result<Self, CoreError> {
+        store: Arc<S>,
+    ) -> Result<Self, CoreError>
+    where
+        S: GuardrailStore + QuotaStore + InvocationLog + 'static,
+    {
+        Self::start_with_clock(
+            config,
+            models_dir,
+            meter,
+            keys,
+            store,
+            Arc::new(SystemClock),
+        )
+    }
+
+    /// [`Self::start`] with a given clock for the quota windows.
+    pub fn start_with_clock<S>(
+        config: &ConfigFile,
+        models_dir: &Path,
+        meter: Meter,
+        keys: Arc<KeyService>,
+        store: Arc<S>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, CoreError>
+    where
+        S: GuardrailStore + QuotaStore + InvocationLog + 'static,
+    {
         let catalog = Catalog::from_config(config)?;
+        if let Some(unknown) = config
+            .quotas
+            .models
+            .keys()
+            .find(|id| catalog.get(id).is_none())
+        {
+            return Err(CoreError::Validation(format!(
+                "[quotas.models] names {unknown:?}, which is not in the catalog"
+            )));
+        }
+        let quotas = Arc::new(Quotas::new(
+            config.quotas.clone(),
+            clock,
+            store.clone(),
+            store.clone(),
+        )?);
+        Quotas::start_flusher(&quotas);
         let now = OffsetDateTime::now_utc();
         let mut chat_by_weights: HashMap<String, Arc<ChatEngine>> = HashMap::new();
         let mut embed_by_weights: HashMap<String, Arc<EmbeddingEngine>> = HashMap::new();
@@ -185,7 +256,8 @@ impl Basalt {
             limits: config.limits.clone(),
             region: config.region.clone(),
             account_id: config.account_id.clone(),
-            guardrails: Guardrails::new(guardrail_store, config.guardrails.clone()),
+            guardrails: Guardrails::new(store.clone(), config.guardrails.clone()),
+            quotas,
         })
     }
 
@@ -212,6 +284,27 @@ impl Basalt {
     /// The account ID written into ARNs of resources this server creates.
     pub fn account_id(&self) -> &str {
         &self.account_id
+    }
+
+    /// Quota state (limits, windows, budgets).
+    pub fn quotas(&self) -> &Quotas {
+        &self.quotas
+    }
+
+    /// Admits a call against its key's quotas, holding `reserve_tokens`.
+    fn admit(
+        &self,
+        ctx: &CallContext,
+        entry: &ModelEntry,
+        reserve_tokens: u64,
+    ) -> Result<(), CoreError> {
+        let ticket = self
+            .quotas
+            .admit(ctx.principal.as_ref(), &entry.id, reserve_tokens)?;
+        if let Ok(mut slot) = ctx.quota.lock() {
+            *slot = ticket;
+        }
+        Ok(())
     }
 
     pub(crate) fn guardrails(&self) -> &Guardrails {
@@ -404,6 +497,17 @@ impl Basalt {
             cost_usd: entry.cost(usage.input_tokens as u64, usage.output_tokens as u64),
             outcome: outcome.into(),
         });
+        self.quotas.add_spend(
+            ctx.principal.as_ref(),
+            entry.cost(usage.input_tokens as u64, usage.output_tokens as u64),
+        );
+        // A cancelled call keeps its reservation: what it used is unknown.
+        if outcome != "cancelled" {
+            let ticket = ctx.quota.lock().ok().and_then(|mut t| t.take());
+            if let Some(ticket) = ticket {
+                self.quotas.settle(ticket, u64::from(usage.total()));
+            }
+        }
     }
 
     /// Meters a failure of a request whose model resolved.
@@ -424,6 +528,16 @@ impl Basalt {
         request: ChatRequest,
     ) -> Result<MeteredStream, CoreError> {
         let entry = self.resolve(&request.model_id)?.clone();
+        let reserve = estimated_tokens(chat_texts(&request))
+            + u64::from(
+                request
+                    .params
+                    .max_tokens
+                    .unwrap_or(entry.default_max_tokens),
+            );
+        if let Err(e) = self.admit(&ctx, &entry, reserve) {
+            return self.failed(&ctx, &entry, e);
+        }
         let error = match self.start_chat(&entry, &request).await {
             Ok(inner) => return Ok(MeteredStream::new(Arc::clone(self), ctx, entry, inner)),
             Err(e) => e,
@@ -486,6 +600,16 @@ impl Basalt {
         request: CompletionRequest,
     ) -> Result<MeteredStream, CoreError> {
         let entry = self.resolve(&request.model_id)?.clone();
+        let reserve = estimated_tokens([request.prompt.as_str()])
+            + u64::from(
+                request
+                    .params
+                    .max_tokens
+                    .unwrap_or(entry.default_max_tokens),
+            );
+        if let Err(e) = self.admit(&ctx, &entry, reserve) {
+            return self.failed(&ctx, &entry, e);
+        }
         let started = async {
             let provider = self.chat_provider(&entry)?;
             let max_tokens = self.max_tokens(&entry, provider.as_ref(), &request.params)?;
@@ -537,6 +661,11 @@ impl Basalt {
         let entry = self.resolve(model_id)?.clone();
         let result = async {
             let provider = self.embedding_provider(&entry)?;
+            self.admit(
+                &ctx,
+                &entry,
+                estimated_tokens(inputs.iter().map(String::as_str)),
+            )?;
             if inputs.is_empty() {
                 return Err(CoreError::Validation(
                     "input must contain at least one text".into(),

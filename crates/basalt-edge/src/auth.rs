@@ -199,6 +199,7 @@ pub async fn not_found(request: Request) -> Response {
         }
         .into_response(),
         Dialect::OpenAi => OpenAiError {
+            retry_after_secs: 1,
             status: axum::http::StatusCode::NOT_FOUND,
             kind: "invalid_request_error",
             code: Some("unknown_url"),

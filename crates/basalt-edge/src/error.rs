@@ -107,7 +107,8 @@ impl From<CoreError> for BedrockError {
             CoreError::Conflict(_) => BedrockErrorCode::Conflict,
             CoreError::QuotaExceeded(_) => BedrockErrorCode::ServiceQuotaExceeded,
             CoreError::AccessDenied(_) => BedrockErrorCode::AccessDenied,
-            CoreError::Throttled(_) => BedrockErrorCode::Throttling,
+            CoreError::Throttled(_) | CoreError::RateLimited { .. } => BedrockErrorCode::Throttling,
+            CoreError::BudgetExhausted(_) => BedrockErrorCode::ServiceQuotaExceeded,
             CoreError::ModelNotReady(_) => BedrockErrorCode::ModelNotReady,
             CoreError::ModelTimeout(_) => BedrockErrorCode::ModelTimeout,
             CoreError::ModelError(_) => BedrockErrorCode::ModelError,
@@ -142,6 +143,8 @@ impl IntoResponse for BedrockError {
 /// An error in OpenAI's shape.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OpenAiError {
+    /// Seconds in `retry-after` on a 429 (1 when unknown).
+    pub retry_after_secs: u64,
     pub status: StatusCode,
     pub kind: &'static str,
     pub code: Option<&'static str>,
@@ -152,6 +155,7 @@ pub struct OpenAiError {
 impl OpenAiError {
     pub fn invalid_request(message: impl Into<String>) -> Self {
         Self {
+            retry_after_secs: 1,
             status: StatusCode::BAD_REQUEST,
             kind: "invalid_request_error",
             code: None,
@@ -162,6 +166,7 @@ impl OpenAiError {
 
     pub fn unauthorized() -> Self {
         Self {
+            retry_after_secs: 1,
             status: StatusCode::UNAUTHORIZED,
             kind: "invalid_request_error",
             code: Some("invalid_api_key"),
@@ -187,10 +192,15 @@ impl From<CoreError> for OpenAiError {
                 "invalid_request_error",
                 Some("quota_exceeded"),
             ),
-            CoreError::Throttled(_) => (
+            CoreError::Throttled(_) | CoreError::RateLimited { .. } => (
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate_limit_error",
                 Some("rate_limit_exceeded"),
+            ),
+            CoreError::BudgetExhausted(_) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "insufficient_quota",
+                Some("insufficient_quota"),
             ),
             CoreError::ModelNotReady(_) | CoreError::ServiceUnavailable(_) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "server_error", None)
@@ -202,7 +212,14 @@ impl From<CoreError> for OpenAiError {
                 (StatusCode::INTERNAL_SERVER_ERROR, "server_error", None)
             }
         };
+        let retry_after_secs = match &e {
+            CoreError::RateLimited {
+                retry_after_secs, ..
+            } => *retry_after_secs,
+            _ => 1,
+        };
         Self {
+            retry_after_secs,
             status,
             kind,
             code,
@@ -220,9 +237,9 @@ impl IntoResponse for OpenAiError {
         let body = json!({ "error": { "message": self.message, "type": self.kind, "param": self.param, "code": self.code } });
         let mut response = (self.status, axum::Json(body)).into_response();
         if self.status == StatusCode::TOO_MANY_REQUESTS {
-            response
-                .headers_mut()
-                .insert("retry-after", HeaderValue::from_static("1"));
+            if let Ok(value) = HeaderValue::from_str(&self.retry_after_secs.to_string()) {
+                response.headers_mut().insert("retry-after", value);
+            }
         }
         response
     }

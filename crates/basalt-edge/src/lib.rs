@@ -9,6 +9,7 @@
 //!
 //! [`app`] builds the router; the binary serves it.
 
+mod admin;
 pub mod auth;
 pub mod bedrock;
 mod error;
@@ -39,6 +40,7 @@ pub fn app(state: AppState) -> Router {
     let api = Router::new()
         .merge(bedrock::routes())
         .merge(openai::routes())
+        .merge(admin::routes())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::authenticate,

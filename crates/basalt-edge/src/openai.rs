@@ -661,6 +661,7 @@ async fn get_model(
         .catalog()
         .get(&model_id)
         .ok_or_else(|| OpenAiError {
+            retry_after_secs: 1,
             status: StatusCode::NOT_FOUND,
             kind: "invalid_request_error",
             code: Some("model_not_found"),

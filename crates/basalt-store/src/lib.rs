@@ -1,5 +1,6 @@
 //! Persistence behind small traits, one per capability: [`KeyStore`] for API keys,
-//! [`InvocationLog`] for metering, [`GuardrailStore`] for guardrail versions.
+//! [`InvocationLog`] for metering, [`GuardrailStore`] for guardrail versions,
+//! [`QuotaStore`] for quota windows.
 //! [`SqliteStore`] implements them all (WAL mode,
 //! migrations from `migrations/`); nothing here assumes SQLite in the traits, so a
 //! PostgreSQL implementation can be added beside it and run the same tests.
@@ -21,8 +22,16 @@ pub enum StoreError {
     Duplicate(&'static str),
 }
 
+/// A key's own quota overrides; `None` means the configured default applies.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct KeyLimits {
+    pub requests_per_minute: Option<u64>,
+    pub tokens_per_minute: Option<u64>,
+    pub monthly_budget_usd: Option<f64>,
+}
+
 /// An API key as stored: identifiers and a hash, never a usable secret.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct KeyRecord {
     pub id: String,
     pub name: String,
@@ -34,6 +43,7 @@ pub struct KeyRecord {
     /// Unix seconds.
     pub created_at: i64,
     pub revoked_at: Option<i64>,
+    pub limits: KeyLimits,
 }
 
 /// API keys.
@@ -45,6 +55,13 @@ pub trait KeyStore: Send + Sync {
     /// Revokes the key whose `id` or `access_key_id` is given; false when none matched
     /// or it was already revoked.
     fn revoke_key(&self, id_or_access_key_id: &str, at: i64) -> Result<bool, StoreError>;
+    /// Replaces the quota overrides of the key whose `id` or `access_key_id` is given;
+    /// false when there is no such key.
+    fn set_key_limits(
+        &self,
+        id_or_access_key_id: &str,
+        limits: &KeyLimits,
+    ) -> Result<bool, StoreError>;
     /// A value that changes whenever any writer (another process included) committed,
     /// so callers can cache keys and notice revocations at once.
     fn change_marker(&self) -> Result<i64, StoreError>;
@@ -80,6 +97,8 @@ pub struct UsageRow {
     pub inference_type: String,
     pub invocations: u64,
     pub errors: u64,
+    /// Invocations refused by a quota or budget (counted in `errors` too).
+    pub throttles: u64,
     pub input_tokens: u64,
     pub output_tokens: u64,
     pub cost_usd: f64,
@@ -91,4 +110,26 @@ pub trait InvocationLog: Send + Sync {
     fn record_invocations(&self, records: &[InvocationRecord]) -> Result<(), StoreError>;
     /// Usage by key and model for invocations with `since_ms <= at_ms < until_ms`.
     fn usage(&self, since_ms: i64, until_ms: i64) -> Result<Vec<UsageRow>, StoreError>;
+    /// Cost per key ID of the invocations since `since_ms`.
+    fn spend_by_key(&self, since_ms: i64) -> Result<Vec<(String, f64)>, StoreError>;
+}
+
+/// Requests and tokens counted in one quota window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuotaWindow {
+    pub key_id: String,
+    pub model_id: String,
+    pub window_start_ms: i64,
+    pub requests: u64,
+    pub tokens: u64,
+}
+
+/// Quota windows, written behind the in-memory counters.
+pub trait QuotaStore: Send + Sync {
+    /// Inserts or replaces these windows' counts.
+    fn save_quota_windows(&self, windows: &[QuotaWindow]) -> Result<(), StoreError>;
+    /// Windows that started at or after `since_ms`.
+    fn quota_windows_since(&self, since_ms: i64) -> Result<Vec<QuotaWindow>, StoreError>;
+    /// Drops windows that started before `before_ms`.
+    fn prune_quota_windows(&self, before_ms: i64) -> Result<(), StoreError>;
 }

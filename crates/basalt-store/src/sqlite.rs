@@ -5,12 +5,16 @@ use std::sync::Mutex;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use crate::{InvocationLog, InvocationRecord, KeyRecord, KeyStore, StoreError, UsageRow};
+use crate::{
+    InvocationLog, InvocationRecord, KeyLimits, KeyRecord, KeyStore, QuotaStore, QuotaWindow,
+    StoreError, UsageRow,
+};
 
 /// Migrations, applied in order; the index + 1 is the schema version.
 const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0001_keys_and_invocations.sql"),
     include_str!("../migrations/0002_guardrails.sql"),
+    include_str!("../migrations/0003_quotas.sql"),
 ];
 
 /// SQLite in WAL mode behind a mutex (writes are short; metering is batched by callers).
@@ -79,19 +83,27 @@ fn key_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<KeyRecord> {
         is_admin: row.get::<_, i64>(4)? != 0,
         created_at: row.get(5)?,
         revoked_at: row.get(6)?,
+        limits: KeyLimits {
+            requests_per_minute: row.get::<_, Option<i64>>(7)?.map(|v| v.max(0) as u64),
+            tokens_per_minute: row.get::<_, Option<i64>>(8)?.map(|v| v.max(0) as u64),
+            monthly_budget_usd: row.get(9)?,
+        },
     })
 }
 
 const KEY_COLUMNS: &str =
-    "id, name, access_key_id, bearer_sha256, is_admin, created_at, revoked_at";
+    "id, name, access_key_id, bearer_sha256, is_admin, created_at, revoked_at,
+     requests_per_minute, tokens_per_minute, monthly_budget_usd";
 
 impl KeyStore for SqliteStore {
     fn insert_key(&self, key: &KeyRecord) -> Result<(), StoreError> {
         self.with(|conn| {
             conn.execute(
-                "INSERT INTO api_keys (id, name, access_key_id, bearer_sha256, is_admin, created_at, revoked_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![key.id, key.name, key.access_key_id, key.bearer_sha256, key.is_admin as i64, key.created_at, key.revoked_at],
+                "INSERT INTO api_keys (id, name, access_key_id, bearer_sha256, is_admin, created_at, revoked_at,
+                 requests_per_minute, tokens_per_minute, monthly_budget_usd)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                params![key.id, key.name, key.access_key_id, key.bearer_sha256, key.is_admin as i64, key.created_at, key.revoked_at,
+                    key.limits.requests_per_minute.map(|v| v as i64), key.limits.tokens_per_minute.map(|v| v as i64), key.limits.monthly_budget_usd],
             )
             .map_err(|e| match e {
                 rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation => {
@@ -152,6 +164,28 @@ impl KeyStore for SqliteStore {
         })
     }
 
+    fn set_key_limits(
+        &self,
+        id_or_access_key_id: &str,
+        limits: &KeyLimits,
+    ) -> Result<bool, StoreError> {
+        self.with(|conn| {
+            let changed = conn
+                .execute(
+                    "UPDATE api_keys SET requests_per_minute = ?2, tokens_per_minute = ?3, monthly_budget_usd = ?4
+                     WHERE id = ?1 OR access_key_id = ?1",
+                    params![
+                        id_or_access_key_id,
+                        limits.requests_per_minute.map(|v| v as i64),
+                        limits.tokens_per_minute.map(|v| v as i64),
+                        limits.monthly_budget_usd
+                    ],
+                )
+                .map_err(db)?;
+            Ok(changed > 0)
+        })
+    }
+
     fn change_marker(&self) -> Result<i64, StoreError> {
         self.with(|conn| {
             conn.pragma_query_value(None, "data_version", |r| r.get(0))
@@ -201,7 +235,8 @@ impl InvocationLog for SqliteStore {
                 .prepare(
                     "SELECT COALESCE(key_name, '(none)'), model_id, inference_type, COUNT(*),
                             SUM(CASE WHEN outcome = 'success' THEN 0 ELSE 1 END),
-                            SUM(input_tokens), SUM(output_tokens), SUM(cost_usd), AVG(latency_ms)
+                            SUM(input_tokens), SUM(output_tokens), SUM(cost_usd), AVG(latency_ms),
+                            SUM(CASE WHEN outcome = 'throttled' THEN 1 ELSE 0 END)
                      FROM invocations WHERE at_ms >= ?1 AND at_ms < ?2
                      GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
                 )
@@ -218,10 +253,83 @@ impl InvocationLog for SqliteStore {
                         output_tokens: row.get::<_, i64>(6)? as u64,
                         cost_usd: row.get(7)?,
                         avg_latency_ms: row.get(8)?,
+                        throttles: row.get::<_, i64>(9)? as u64,
                     })
                 })
                 .map_err(db)?;
             rows.collect::<Result<Vec<_>, _>>().map_err(db)
+        })
+    }
+
+    fn spend_by_key(&self, since_ms: i64) -> Result<Vec<(String, f64)>, StoreError> {
+        self.with(|conn| {
+            let mut stmt = conn
+                .prepare(
+                    "SELECT key_id, SUM(cost_usd) FROM invocations
+                     WHERE key_id IS NOT NULL AND at_ms >= ?1 GROUP BY key_id",
+                )
+                .map_err(db)?;
+            let rows = stmt
+                .query_map([since_ms], |row| Ok((row.get(0)?, row.get(1)?)))
+                .map_err(db)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(db)
+        })
+    }
+}
+
+impl QuotaStore for SqliteStore {
+    fn save_quota_windows(&self, windows: &[QuotaWindow]) -> Result<(), StoreError> {
+        self.with(|conn| {
+            let tx = conn.transaction().map_err(db)?;
+            {
+                let mut stmt = tx
+                    .prepare_cached(
+                        "INSERT INTO quota_windows (key_id, model_id, window_start_ms, requests, tokens)
+                         VALUES (?1, ?2, ?3, ?4, ?5)
+                         ON CONFLICT (key_id, model_id, window_start_ms)
+                         DO UPDATE SET requests = excluded.requests, tokens = excluded.tokens",
+                    )
+                    .map_err(db)?;
+                for w in windows {
+                    stmt.execute(params![w.key_id, w.model_id, w.window_start_ms, w.requests as i64, w.tokens as i64])
+                        .map_err(db)?;
+                }
+            }
+            tx.commit().map_err(db)
+        })
+    }
+
+    fn quota_windows_since(&self, since_ms: i64) -> Result<Vec<QuotaWindow>, StoreError> {
+        self.with(|conn| {
+            let mut stmt = conn
+                .prepare(
+                    "SELECT key_id, model_id, window_start_ms, requests, tokens FROM quota_windows
+                     WHERE window_start_ms >= ?1",
+                )
+                .map_err(db)?;
+            let rows = stmt
+                .query_map([since_ms], |row| {
+                    Ok(QuotaWindow {
+                        key_id: row.get(0)?,
+                        model_id: row.get(1)?,
+                        window_start_ms: row.get(2)?,
+                        requests: row.get::<_, i64>(3)?.max(0) as u64,
+                        tokens: row.get::<_, i64>(4)?.max(0) as u64,
+                    })
+                })
+                .map_err(db)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(db)
+        })
+    }
+
+    fn prune_quota_windows(&self, before_ms: i64) -> Result<(), StoreError> {
+        self.with(|conn| {
+            conn.execute(
+                "DELETE FROM quota_windows WHERE window_start_ms < ?1",
+                [before_ms],
+            )
+            .map_err(db)?;
+            Ok(())
         })
     }
 }
@@ -239,6 +347,7 @@ mod tests {
             is_admin: false,
             created_at: 1,
             revoked_at: None,
+            limits: KeyLimits::default(),
         }
     }
 
@@ -342,6 +451,50 @@ mod tests {
             ("b", 1, 7)
         );
         assert!((rows[0].cost_usd - 1.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn key_limits_and_quota_windows_round_trip() {
+        let store = SqliteStore::open_in_memory().expect("open");
+        store.insert_key(&key("k1", "AKIA1")).expect("insert");
+        let limits = KeyLimits {
+            requests_per_minute: Some(3),
+            tokens_per_minute: None,
+            monthly_budget_usd: Some(2.5),
+        };
+        assert!(store.set_key_limits("AKIA1", &limits).expect("set"));
+        assert!(!store.set_key_limits("nope", &limits).expect("set"));
+        let got = store
+            .key_by_access_key_id("AKIA1")
+            .expect("get")
+            .expect("exists");
+        assert_eq!(got.limits, limits);
+        let w = |start, requests| QuotaWindow {
+            key_id: "k1".into(),
+            model_id: "m".into(),
+            window_start_ms: start,
+            requests,
+            tokens: 10 * requests,
+        };
+        store
+            .save_quota_windows(&[w(60_000, 1), w(120_000, 2)])
+            .expect("save");
+        store.save_quota_windows(&[w(120_000, 5)]).expect("update");
+        assert_eq!(
+            store.quota_windows_since(120_000).expect("load"),
+            vec![w(120_000, 5)]
+        );
+        store.prune_quota_windows(120_000).expect("prune");
+        assert_eq!(store.quota_windows_since(0).expect("load").len(), 1);
+        store
+            .record_invocations(&[
+                invocation("k1", "m", 1, "success", 100),
+                invocation("k1", "m", 1, "success", 50),
+            ])
+            .expect("record");
+        let spend = store.spend_by_key(60).expect("spend");
+        assert_eq!(spend.len(), 1);
+        assert!((spend[0].1 - 0.5).abs() < 1e-9, "{spend:?}");
     }
 
     #[test]

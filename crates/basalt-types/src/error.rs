@@ -24,6 +24,16 @@ pub enum CoreError {
     /// Too many requests or tokens; retry later (HTTP 429).
     #[error("{0}")]
     Throttled(String),
+    /// The caller's own per-minute quota is used up (HTTP 429, with when to retry).
+    #[error("{message}")]
+    RateLimited {
+        message: String,
+        retry_after_secs: u64,
+    },
+    /// The caller's key has spent its budget (Bedrock: ServiceQuotaExceededException;
+    /// OpenAI: 429 `insufficient_quota`).
+    #[error("{0}")]
+    BudgetExhausted(String),
     /// The model is not ready to serve (HTTP 429 on the runtime).
     #[error("{0}")]
     ModelNotReady(String),
@@ -63,7 +73,9 @@ impl CoreError {
             | CoreError::AccessDenied(_)
             | CoreError::Conflict(_)
             | CoreError::QuotaExceeded(_) => "client_error",
-            CoreError::Throttled(_) => "throttled",
+            CoreError::Throttled(_)
+            | CoreError::RateLimited { .. }
+            | CoreError::BudgetExhausted(_) => "throttled",
             CoreError::ModelNotReady(_)
             | CoreError::ModelTimeout(_)
             | CoreError::ModelError(_)

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context, Result};
 use basalt_core::config::{ConfigFile, DEFAULT_CONFIG};
-use basalt_core::keys::{KeyService, MasterKey};
+use basalt_core::keys::{KeyLimits, KeyService, MasterKey};
 use basalt_core::model_fetch::{fetch_weights, verify_weights, FetchOutcome, Source};
 use basalt_store::{InvocationLog, SqliteStore};
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -106,6 +106,14 @@ enum KeysCommand {
         /// An administrator key.
         #[arg(long)]
         admin: bool,
+        #[command(flatten)]
+        limits: LimitArgs,
+    },
+    /// Change a key's quotas (by its ID or access key ID); `none` removes an override.
+    Update {
+        id: String,
+        #[command(flatten)]
+        limits: LimitArgs,
     },
     /// List keys (no secrets).
     List {
@@ -114,6 +122,68 @@ enum KeysCommand {
     },
     /// Revoke a key by its ID or access key ID.
     Revoke { id: String },
+}
+
+/// A key's quota overrides: a number sets one, `none` removes it (the configured
+/// default applies again); an option not given is left as it is.
+#[derive(Debug, Clone, Default, clap::Args)]
+struct LimitArgs {
+    /// Requests per minute on each model.
+    #[arg(long, value_name = "N|none")]
+    rpm: Option<String>,
+    /// Tokens (input + output) per minute on each model.
+    #[arg(long, value_name = "N|none")]
+    tpm: Option<String>,
+    /// Spend per calendar month, in US dollars, from the catalog's prices.
+    #[arg(long, value_name = "USD|none")]
+    budget: Option<String>,
+}
+
+impl LimitArgs {
+    fn is_empty(&self) -> bool {
+        self.rpm.is_none() && self.tpm.is_none() && self.budget.is_none()
+    }
+
+    /// `current` with the given options applied.
+    fn apply(&self, mut current: KeyLimits) -> Result<KeyLimits> {
+        fn count(flag: &str, v: &str) -> Result<Option<u64>> {
+            if v == "none" {
+                return Ok(None);
+            }
+            v.parse::<u64>()
+                .map(Some)
+                .map_err(|_| anyhow!("--{flag} takes a whole number or `none`, not {v:?}"))
+        }
+        if let Some(v) = &self.rpm {
+            current.requests_per_minute = count("rpm", v)?;
+        }
+        if let Some(v) = &self.tpm {
+            current.tokens_per_minute = count("tpm", v)?;
+        }
+        if let Some(v) = &self.budget {
+            current.monthly_budget_usd = if v == "none" {
+                None
+            } else {
+                Some(
+                    v.parse::<f64>()
+                        .ok()
+                        .filter(|b| b.is_finite() && *b >= 0.0)
+                        .ok_or_else(|| {
+                            anyhow!("--budget takes an amount in USD or `none`, not {v:?}")
+                        })?,
+                )
+            };
+        }
+        Ok(current)
+    }
+}
+
+fn limits_json(l: &KeyLimits) -> serde_json::Value {
+    serde_json::json!({
+        "requests_per_minute": l.requests_per_minute,
+        "tokens_per_minute": l.tokens_per_minute,
+        "monthly_budget_usd": l.monthly_budget_usd,
+    })
 }
 
 impl Paths {
@@ -239,8 +309,17 @@ fn keys(paths: &Paths, command: KeysCommand) -> Result<()> {
     let store = paths.open_store()?;
     let keys = paths.key_service(store)?;
     match command {
-        KeysCommand::Create { name, json, admin } => {
+        KeysCommand::Create {
+            name,
+            json,
+            admin,
+            limits,
+        } => {
+            let wanted = limits.apply(KeyLimits::default())?;
             let k = keys.create(&name, admin, now())?;
+            if !limits.is_empty() {
+                keys.set_limits(&k.id, wanted)?;
+            }
             if json {
                 println!(
                     "{}",
@@ -266,6 +345,7 @@ fn keys(paths: &Paths, command: KeysCommand) -> Result<()> {
                         serde_json::json!({
                             "id": k.id, "name": k.name, "access_key_id": k.access_key_id, "admin": k.is_admin,
                             "created_at": format_time(k.created_at), "revoked_at": k.revoked_at.map(format_time),
+                            "limits": limits_json(&k.limits),
                         })
                     })
                     .collect();
@@ -278,6 +358,15 @@ fn keys(paths: &Paths, command: KeysCommand) -> Result<()> {
                     println!("{}\t{}\t{}\t{}", k.id, k.access_key_id, k.name, state);
                 }
             }
+        }
+        KeysCommand::Update { id, limits } => {
+            if limits.is_empty() {
+                bail!("nothing to update: give --rpm, --tpm or --budget");
+            }
+            let current = keys.get(&id)?;
+            let updated = limits.apply(current.limits)?;
+            keys.set_limits(&id, updated)?;
+            eprintln!("{id}: {}", limits_json(&updated));
         }
         KeysCommand::Revoke { id } => {
             keys.revoke(&id, now())?;
@@ -316,39 +405,97 @@ fn usage(paths: &Paths, since: &str, until: Option<&str>, json: bool) -> Result<
     }
     let store = paths.open_store()?;
     let rows = store.usage(since_ms, until_ms)?;
+    let budgets = budgets(paths, &store)?;
     if json {
         let rows: Vec<_> = rows
             .iter()
             .map(|r| {
                 serde_json::json!({
                     "key_name": r.key_name, "model_id": r.model_id, "inference_type": r.inference_type,
-                    "invocations": r.invocations, "errors": r.errors, "input_tokens": r.input_tokens,
+                    "invocations": r.invocations, "errors": r.errors, "throttles": r.throttles, "input_tokens": r.input_tokens,
                     "output_tokens": r.output_tokens, "cost_usd": r.cost_usd, "avg_latency_ms": r.avg_latency_ms,
                 })
             })
             .collect();
         println!(
             "{}",
-            serde_json::json!({ "since_ms": since_ms, "until_ms": (until_ms != i64::MAX).then_some(until_ms), "rows": rows })
+            serde_json::json!({ "since_ms": since_ms, "until_ms": (until_ms != i64::MAX).then_some(until_ms), "rows": rows, "budgets": budgets })
         );
         return Ok(());
     }
     println!(
-        "{:<20} {:<45} {:>8} {:>7} {:>12} {:>12} {:>12} {:>10}",
-        "KEY", "MODEL", "CALLS", "ERRORS", "INPUT TOK", "OUTPUT TOK", "COST USD", "AVG MS"
+        "{:<20} {:<45} {:>8} {:>7} {:>9} {:>12} {:>12} {:>12} {:>10}",
+        "KEY",
+        "MODEL",
+        "CALLS",
+        "ERRORS",
+        "THROTTLED",
+        "INPUT TOK",
+        "OUTPUT TOK",
+        "COST USD",
+        "AVG MS"
     );
     for r in rows {
         println!(
-            "{:<20} {:<45} {:>8} {:>7} {:>12} {:>12} {:>12.6} {:>10.1}",
+            "{:<20} {:<45} {:>8} {:>7} {:>9} {:>12} {:>12} {:>12.6} {:>10.1}",
             r.key_name,
             r.model_id,
             r.invocations,
             r.errors,
+            r.throttles,
             r.input_tokens,
             r.output_tokens,
             r.cost_usd,
             r.avg_latency_ms
         );
     }
+    for b in budgets {
+        println!(
+            "budget {}: ${:.6} of ${:.6} spent this month{}",
+            b["key_name"].as_str().unwrap_or("?"),
+            b["spent_usd"].as_f64().unwrap_or(0.0),
+            b["budget_usd"].as_f64().unwrap_or(0.0),
+            match b["state"].as_str() {
+                Some("exhausted") => " — EXHAUSTED: requests are refused",
+                Some("warning") => " — WARNING: past the warning threshold",
+                _ => "",
+            }
+        );
+    }
     Ok(())
+}
+
+/// This month's spend of every active key with a budget (its own or the default).
+fn budgets(paths: &Paths, store: &SqliteStore) -> Result<Vec<serde_json::Value>> {
+    let config = paths.load_config()?;
+    let now = OffsetDateTime::now_utc();
+    let month_start = now
+        .replace_day(1)
+        .map(|d| d.replace_time(time::Time::MIDNIGHT))
+        .unwrap_or(now);
+    let spend: std::collections::HashMap<String, f64> = store
+        .spend_by_key((month_start.unix_timestamp_nanos() / 1_000_000) as i64)?
+        .into_iter()
+        .collect();
+    let keys = basalt_store::KeyStore::list_keys(store)?;
+    Ok(keys
+        .into_iter()
+        .filter(|k| k.revoked_at.is_none())
+        .filter_map(|k| {
+            let budget = k
+                .limits
+                .monthly_budget_usd
+                .or(config.quotas.monthly_budget_usd)
+                .filter(|b| *b > 0.0)?;
+            let spent = spend.get(&k.id).copied().unwrap_or(0.0);
+            let state = if spent >= budget {
+                "exhausted"
+            } else if spent >= budget * config.quotas.budget_warning_fraction {
+                "warning"
+            } else {
+                "ok"
+            };
+            Some(serde_json::json!({ "key_name": k.name, "key_id": k.id, "spent_usd": spent, "budget_usd": budget, "state": state }))
+        })
+        .collect())
 }
