@@ -247,9 +247,16 @@ def stop_server(srv: Server) -> int | None:
 
 
 @pytest.fixture(scope="session")
-def server(tmp_path_factory, _hermetic_client_env) -> Server:
+def batch_root(tmp_path_factory) -> Path:
+    """The directory the session server allows file:// batch locations under."""
+    return tmp_path_factory.mktemp("batch-root")
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory, _hermetic_client_env, batch_root) -> Server:
     global _SERVER_LOG
-    srv = start_server(TEST_CONFIG, tmp_path_factory.mktemp("basalt"))
+    srv = start_server(TEST_CONFIG, tmp_path_factory.mktemp("basalt"),
+                       {"BASALT_ALLOWED_PATHS": str(batch_root)})
     _SERVER_LOG = srv.log_path
     yield srv
     crashed = stop_server(srv)

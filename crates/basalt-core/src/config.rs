@@ -31,6 +31,12 @@ pub struct ConfigFile {
     #[serde(default)]
     pub quotas: QuotasConfig,
     #[serde(default)]
+    pub batch: BatchConfig,
+    /// Directories under which `file:///…` URIs (batch input and output) may point;
+    /// `BASALT_ALLOWED_PATHS` (colon-separated) adds more. Empty: none.
+    #[serde(default)]
+    pub allowed_local_paths: Vec<String>,
+    #[serde(default)]
     pub weights: BTreeMap<String, WeightsConfig>,
     #[serde(default)]
     pub models: Vec<ModelConfig>,
@@ -100,6 +106,28 @@ impl Default for EngineConfig {
             embedding_batch: 8,
             embedding_batch_tokens: 512,
             kv_cache_mib: 0,
+        }
+    }
+}
+
+/// Batch inference.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BatchConfig {
+    /// Records of one job in flight at once.
+    pub concurrency: usize,
+    /// Most records in one job.
+    pub max_records: u64,
+    /// Largest input line, in bytes.
+    pub max_record_bytes: usize,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        Self {
+            concurrency: 8,
+            max_records: 50_000,
+            max_record_bytes: 1 << 20,
         }
     }
 }

@@ -5,11 +5,13 @@
 //! runs it on its provider ([`provider`]), and meters the invocation ([`metering`]).
 //! Nothing in this crate knows HTTP or a wire format.
 
+pub mod batch;
 pub mod catalog;
 pub mod config;
 mod error;
 pub mod guardrails;
 pub mod keys;
+pub mod local_paths;
 pub mod metering;
 pub mod model_fetch;
 pub mod provider;
@@ -33,4 +35,4 @@ pub use error::CoreError;
 pub mod engine_counters {
     pub use basalt_engine::chat::EngineCounters;
 }
-pub use service::{Basalt, CallContext, MeteredStream};
+pub use service::{Basalt, CallContext, MeteredStream, BATCH_PRICE_FACTOR};

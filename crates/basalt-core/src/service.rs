@@ -10,15 +10,16 @@ use std::time::Instant;
 
 use basalt_engine::chat::{ChatEngine, ChatEngineConfig};
 use basalt_engine::embed::{EmbeddingEngine, EmbeddingEngineConfig};
-use basalt_store::{GuardrailStore, InvocationLog, InvocationRecord, QuotaStore};
+use basalt_store::{BatchJobStore, GuardrailStore, InvocationLog, InvocationRecord, QuotaStore};
 use futures::{Stream, StreamExt};
 use time::OffsetDateTime;
 
 use crate::catalog::{Catalog, EngineKind, LifecycleStatus, ModelEntry};
-use crate::config::{ConfigFile, EngineConfig, LimitsConfig};
+use crate::config::{BatchConfig, ConfigFile, EngineConfig, LimitsConfig};
 use crate::error::engine_error;
 use crate::guardrails::Guardrails;
 use crate::keys::{KeyService, Principal};
+use crate::local_paths::AllowedPaths;
 use crate::metering::Meter;
 use crate::model_fetch::verify_weights;
 use crate::provider::{
@@ -42,6 +43,8 @@ pub struct CallContext {
     pub at_ms: i64,
     /// The quota hold of this call, settled by the first metering record.
     quota: Arc<Mutex<Option<QuotaTicket>>>,
+    /// `ON_DEMAND` or `BATCH` (batch calls skip on-demand quotas and cost half).
+    pub inference_type: &'static str,
 }
 
 impl CallContext {
@@ -54,9 +57,21 @@ impl CallContext {
             started: Instant::now(),
             at_ms,
             quota: Arc::new(Mutex::new(None)),
+            inference_type: "ON_DEMAND",
+        }
+    }
+
+    /// A call made by a batch job on behalf of the key that created it.
+    pub fn batch(principal: Option<Principal>, request_id: String) -> Self {
+        Self {
+            inference_type: "BATCH",
+            ..Self::new(principal, request_id, "ModelInvocationJob")
         }
     }
 }
+
+/// Batch inference is metered at this share of the on-demand token price.
+pub const BATCH_PRICE_FACTOR: f64 = 0.5;
 
 /// A rough input-token count for a quota reservation (4 characters a token); the
 /// reservation is settled to the real count when the call ends.
@@ -95,6 +110,10 @@ pub struct Basalt {
     account_id: String,
     guardrails: Guardrails,
     quotas: Arc<Quotas>,
+    batch_store: Arc<dyn BatchJobStore>,
+    batch_config: BatchConfig,
+    batch_wakeup: tokio::sync::Notify,
+    allowed_paths: AllowedPaths,
 }
 
 impl std::fmt::Debug for Basalt {
@@ -119,7 +138,7 @@ impl Basalt {
         store: Arc<S>,
     ) -> Result<Self, CoreError>
     where
-        S: GuardrailStore + QuotaStore + InvocationLog + 'static,
+        S: GuardrailStore + QuotaStore + InvocationLog + BatchJobStore + 'static,
     {
         Self::start_with_clock(
             config,
@@ -141,7 +160,7 @@ impl Basalt {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, CoreError>
     where
-        S: GuardrailStore + QuotaStore + InvocationLog + 'static,
+        S: GuardrailStore + QuotaStore + InvocationLog + BatchJobStore + 'static,
     {
         let catalog = Catalog::from_config(config)?;
         if let Some(unknown) = config
@@ -258,6 +277,10 @@ impl Basalt {
             account_id: config.account_id.clone(),
             guardrails: Guardrails::new(store.clone(), config.guardrails.clone()),
             quotas,
+            batch_store: store,
+            batch_config: config.batch.clone(),
+            batch_wakeup: tokio::sync::Notify::new(),
+            allowed_paths: AllowedPaths::from_config(&config.allowed_local_paths),
         })
     }
 
@@ -286,6 +309,25 @@ impl Basalt {
         &self.account_id
     }
 
+    pub(crate) fn batch_store(&self) -> &dyn BatchJobStore {
+        self.batch_store.as_ref()
+    }
+
+    /// Batch settings.
+    pub fn batch_config(&self) -> &BatchConfig {
+        &self.batch_config
+    }
+
+    /// Woken when a batch job is created or stopped.
+    pub fn batch_wakeup(&self) -> &tokio::sync::Notify {
+        &self.batch_wakeup
+    }
+
+    /// Where `file://` URIs may point.
+    pub fn allowed_paths(&self) -> &AllowedPaths {
+        &self.allowed_paths
+    }
+
     /// Quota state (limits, windows, budgets).
     pub fn quotas(&self) -> &Quotas {
         &self.quotas
@@ -298,6 +340,9 @@ impl Basalt {
         entry: &ModelEntry,
         reserve_tokens: u64,
     ) -> Result<(), CoreError> {
+        if ctx.inference_type == "BATCH" {
+            return Ok(());
+        }
         let ticket = self
             .quotas
             .admit(ctx.principal.as_ref(), &entry.id, reserve_tokens)?;
@@ -482,25 +527,28 @@ impl Basalt {
         first_token_ms: Option<u64>,
         outcome: &str,
     ) {
+        let price_factor = if ctx.inference_type == "BATCH" {
+            BATCH_PRICE_FACTOR
+        } else {
+            1.0
+        };
+        let cost = entry.cost(usage.input_tokens as u64, usage.output_tokens as u64) * price_factor;
         self.meter.record(InvocationRecord {
             at_ms: ctx.at_ms,
             request_id: ctx.request_id.clone(),
             key_id: ctx.principal.as_ref().map(|p| p.key_id.clone()),
             key_name: ctx.principal.as_ref().map(|p| p.key_name.clone()),
             model_id: entry.id.clone(),
-            inference_type: "ON_DEMAND".into(),
+            inference_type: ctx.inference_type.into(),
             operation: ctx.operation.into(),
             input_tokens: usage.input_tokens as u64,
             output_tokens: usage.output_tokens as u64,
             latency_ms: ctx.started.elapsed().as_millis() as u64,
             first_token_ms,
-            cost_usd: entry.cost(usage.input_tokens as u64, usage.output_tokens as u64),
+            cost_usd: cost,
             outcome: outcome.into(),
         });
-        self.quotas.add_spend(
-            ctx.principal.as_ref(),
-            entry.cost(usage.input_tokens as u64, usage.output_tokens as u64),
-        );
+        self.quotas.add_spend(ctx.principal.as_ref(), cost);
         // A cancelled call keeps its reservation: what it used is unknown.
         if outcome != "cancelled" {
             let ticket = ctx.quota.lock().ok().and_then(|mut t| t.take());

@@ -34,6 +34,12 @@ pub struct AppState {
     pub metrics: Option<PrometheusHandle>,
 }
 
+/// Starts the background work of the API (the batch job runner); call once, inside
+/// the runtime, before serving [`app`].
+pub fn start_background(state: &AppState) {
+    bedrock::spawn_batch_runner(Arc::clone(&state.core));
+}
+
 /// The whole HTTP API.
 pub fn app(state: AppState) -> Router {
     let limits = state.core.limits().clone();

@@ -5,10 +5,13 @@
 //! migrations from `migrations/`); nothing here assumes SQLite in the traits, so a
 //! PostgreSQL implementation can be added beside it and run the same tests.
 
+mod batch;
 mod guardrails;
 mod sqlite;
+mod sqlite_batch;
 mod sqlite_guardrails;
 
+pub use batch::{BatchCounts, BatchJobRecord, BatchJobStore};
 pub use guardrails::{GuardrailRecord, GuardrailStore, DRAFT};
 
 pub use sqlite::SqliteStore;

@@ -15,6 +15,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0001_keys_and_invocations.sql"),
     include_str!("../migrations/0002_guardrails.sql"),
     include_str!("../migrations/0003_quotas.sql"),
+    include_str!("../migrations/0004_batch_jobs.sql"),
 ];
 
 /// SQLite in WAL mode behind a mutex (writes are short; metering is batched by callers).

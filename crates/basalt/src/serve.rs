@@ -65,6 +65,7 @@ pub fn serve(paths: &Paths, listen: &str) -> Result<()> {
             println!("Create more with `basalt keys create --name NAME`.");
         }
         let state = AppState { core: Arc::clone(&core), metrics: Some(metrics) };
+        basalt_edge::start_background(&state);
         axum::serve(listener, app(state)).with_graceful_shutdown(shutdown_signal()).await?;
         tracing::info!("shutting down");
         anyhow::Ok(())

@@ -1,8 +1,10 @@
 //! The Bedrock dialect: runtime (`bedrock-runtime`) and control plane (`bedrock`).
 
+mod batch;
 mod control;
 mod guardrails;
 mod runtime;
+pub use batch::spawn_runner as spawn_batch_runner;
 pub(crate) use runtime::{answered_by, guardrail_trace};
 pub mod wire;
 
@@ -43,6 +45,10 @@ pub fn routes() -> Router<AppState> {
                 .post(guardrails::create_guardrail_version)
                 .delete(guardrails::delete_guardrail),
         )
+        .route("/model-invocation-job", post(batch::create_job))
+        .route("/model-invocation-job/{job_id}", get(batch::get_job))
+        .route("/model-invocation-job/{job_id}/stop", post(batch::stop_job))
+        .route("/model-invocation-jobs", get(batch::list_jobs))
         .route("/foundation-models", get(control::list_foundation_models))
         .route(
             "/foundation-models/{model_id}",

@@ -60,22 +60,7 @@ pub async fn converse(
             (guarded.generation, trace)
         }
     };
-    let mut content = Vec::new();
-    if !generation.text.is_empty() || generation.tool_calls.is_empty() {
-        content.push(json!({ "text": generation.text }));
-    }
-    for call in &generation.tool_calls {
-        content.push(
-            json!({ "toolUse": { "toolUseId": call.id, "name": call.name, "input": call.input } }),
-        );
-    }
-    let body = json!({
-        "output": { "message": { "role": "assistant", "content": content } },
-        "stopReason": generation.stop_reason.as_bedrock(),
-        "usage": usage_json(&generation.usage),
-        "metrics": { "latencyMs": generation.latency_ms },
-    });
-    let mut body = body;
+    let mut body = converse_body(&generation);
     if let Some(trace) = trace {
         body["trace"] = json!({ "guardrail": trace });
     }
@@ -286,6 +271,72 @@ fn stream_trace_json(trace: &GuardTrace) -> Value {
     out
 }
 
+/// A model's native InvokeModel body run to completion: the response body, the token
+/// usage and the latency (InvokeModel, and batch records).
+pub(crate) async fn invoke_native(
+    core: &Arc<Basalt>,
+    ctx: CallContext,
+    model_id: &str,
+    body: &[u8],
+) -> Result<(Value, TokenUsage, u64), BedrockError> {
+    let entry = core.resolve(model_id)?;
+    match entry.native_body {
+        NativeBody::MetaLlama => {
+            let request = parse_json::<LlamaBody>(body)?;
+            let params = request.params()?;
+            let generation = core
+                .complete(
+                    ctx,
+                    CompletionRequest {
+                        model_id: model_id.to_string(),
+                        prompt: request.prompt,
+                        params,
+                    },
+                )
+                .await?;
+            let out = json!({
+                "generation": generation.text,
+                "prompt_token_count": generation.usage.input_tokens,
+                "generation_token_count": generation.usage.output_tokens,
+                "stop_reason": llama_stop_reason(generation.stop_reason),
+            });
+            Ok((out, generation.usage, generation.latency_ms))
+        }
+        NativeBody::TitanEmbed => embed_titan(core, ctx, model_id, body).await,
+    }
+}
+
+/// A Converse body run to completion: the Converse response body and the usage
+/// (batch records of `modelInvocationType: Converse`; no guardrail).
+pub(crate) async fn converse_native(
+    core: &Arc<Basalt>,
+    ctx: CallContext,
+    model_id: &str,
+    body: &[u8],
+) -> Result<(Value, TokenUsage), BedrockError> {
+    let request = parse_json::<ConverseBody>(body)?.into_chat_request(model_id)?;
+    let generation = core.chat(ctx, request).await?;
+    Ok((converse_body(&generation), generation.usage))
+}
+
+fn converse_body(generation: &basalt_core::types::Generation) -> Value {
+    let mut content = Vec::new();
+    if !generation.text.is_empty() || generation.tool_calls.is_empty() {
+        content.push(json!({ "text": generation.text }));
+    }
+    for call in &generation.tool_calls {
+        content.push(
+            json!({ "toolUse": { "toolUseId": call.id, "name": call.name, "input": call.input } }),
+        );
+    }
+    json!({
+        "output": { "message": { "role": "assistant", "content": content } },
+        "stopReason": generation.stop_reason.as_bedrock(),
+        "usage": usage_json(&generation.usage),
+        "metrics": { "latencyMs": generation.latency_ms },
+    })
+}
+
 /// InvokeModel does not apply guardrails yet; a request that names one is refused
 /// rather than answered unchecked.
 fn refuse_guardrail_headers(headers: &HeaderMap) -> Result<(), BedrockError> {
@@ -388,33 +439,8 @@ pub async fn invoke_model(
 ) -> Result<Response, BedrockError> {
     check_accept(&headers, "accept")?;
     refuse_guardrail_headers(&headers)?;
-    let entry = state.core.resolve(&model_id)?;
     let ctx = context(principal, request_id, "InvokeModel");
-    let (out, usage, latency) = match entry.native_body {
-        NativeBody::MetaLlama => {
-            let request = parse_json::<LlamaBody>(&body)?;
-            let params = request.params()?;
-            let generation = state
-                .core
-                .complete(
-                    ctx,
-                    CompletionRequest {
-                        model_id: model_id.clone(),
-                        prompt: request.prompt,
-                        params,
-                    },
-                )
-                .await?;
-            let out = json!({
-                "generation": generation.text,
-                "prompt_token_count": generation.usage.input_tokens,
-                "generation_token_count": generation.usage.output_tokens,
-                "stop_reason": llama_stop_reason(generation.stop_reason),
-            });
-            (out, generation.usage, generation.latency_ms)
-        }
-        NativeBody::TitanEmbed => embed_titan(&state.core, ctx, &model_id, &body).await?,
-    };
+    let (out, usage, latency) = invoke_native(&state.core, ctx, &model_id, &body).await?;
     let mut response = Json(out).into_response();
     invoke_headers(&mut response, &usage, latency);
     Ok(with_lifecycle(response, &state.core, &model_id))

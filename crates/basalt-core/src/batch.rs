@@ -1,0 +1,281 @@
+//! Batch inference jobs in the core: their definition, validation, persistence and
+//! status. The runner that reads the input records and writes the output lives with
+//! the Bedrock dialect (`basalt-edge`, `bedrock/batch.rs`), since records are Bedrock
+//! request bodies.
+
+use basalt_store::StoreError;
+pub use basalt_store::{BatchCounts, BatchJobRecord};
+use rand::Rng;
+
+use crate::keys::Principal;
+use crate::{Basalt, CoreError};
+
+/// Bedrock's job statuses.
+pub mod status {
+    pub const SUBMITTED: &str = "Submitted";
+    pub const VALIDATING: &str = "Validating";
+    pub const SCHEDULED: &str = "Scheduled";
+    pub const IN_PROGRESS: &str = "InProgress";
+    pub const COMPLETED: &str = "Completed";
+    pub const PARTIALLY_COMPLETED: &str = "PartiallyCompleted";
+    pub const FAILED: &str = "Failed";
+    pub const STOPPING: &str = "Stopping";
+    pub const STOPPED: &str = "Stopped";
+    pub const EXPIRED: &str = "Expired";
+    /// Statuses a job never leaves.
+    pub const FINAL: &[&str] = &[COMPLETED, PARTIALLY_COMPLETED, FAILED, STOPPED, EXPIRED];
+    /// Every status, for filters.
+    pub const ALL: &[&str] = &[
+        SUBMITTED,
+        VALIDATING,
+        SCHEDULED,
+        IN_PROGRESS,
+        COMPLETED,
+        PARTIALLY_COMPLETED,
+        FAILED,
+        STOPPING,
+        STOPPED,
+        EXPIRED,
+    ];
+}
+
+/// What CreateModelInvocationJob asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchJobSpec {
+    pub name: String,
+    pub role_arn: String,
+    pub model_id: String,
+    /// `InvokeModel` (records are the model's native body) or `Converse`.
+    pub invocation_type: String,
+    pub input_uri: String,
+    pub output_uri: String,
+    pub timeout_hours: Option<i64>,
+    pub client_token: Option<String>,
+}
+
+fn store_error(e: StoreError) -> CoreError {
+    CoreError::Internal(format!("batch job store: {e}"))
+}
+
+fn now_ms() -> i64 {
+    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+fn valid_job_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '+' | '.'))
+}
+
+/// The job ID in an identifier that is an ID or a job ARN.
+fn job_id(identifier: &str) -> Result<&str, CoreError> {
+    let id = identifier
+        .rsplit_once(":model-invocation-job/")
+        .map_or(identifier, |(_, id)| id);
+    if id.len() == 12
+        && id
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+    {
+        Ok(id)
+    } else {
+        Err(CoreError::Validation(format!(
+            "jobIdentifier {identifier:?} is not a job ID (12 lowercase letters and digits) or job ARN"
+        )))
+    }
+}
+
+impl Basalt {
+    pub fn batch_job_arn(&self, id: &str) -> String {
+        format!(
+            "arn:aws:bedrock:{}:{}:model-invocation-job/{id}",
+            self.region(),
+            self.account_id()
+        )
+    }
+
+    /// CreateModelInvocationJob: validates the request (locations, model, names) and
+    /// records the job as `Submitted`; a repeated client token returns its job.
+    pub fn create_batch_job(
+        &self,
+        principal: &Principal,
+        spec: BatchJobSpec,
+    ) -> Result<BatchJobRecord, CoreError> {
+        let store = self.batch_store();
+        if let Some(token) = &spec.client_token {
+            if let Some(job) = store
+                .batch_job_by_client_token(token)
+                .map_err(store_error)?
+            {
+                return Ok(job);
+            }
+        }
+        if !valid_job_name(&spec.name) {
+            return Err(CoreError::Validation(format!(
+                "jobName {:?} must be 1 to 63 letters, digits, -, + or ., starting with a letter or digit",
+                spec.name
+            )));
+        }
+        if !(spec.role_arn.starts_with("arn:aws") && spec.role_arn.contains(":role/")) {
+            return Err(CoreError::Validation(format!(
+                "roleArn {:?} is not an IAM role ARN (arn:aws:iam::<account>:role/<name>)",
+                spec.role_arn
+            )));
+        }
+        let entry = self.resolve(&spec.model_id)?;
+        match spec.invocation_type.as_str() {
+            "InvokeModel" => {}
+            "Converse" if !entry.is_embedding() => {}
+            "Converse" => {
+                return Err(CoreError::Validation(format!(
+                    "model {} is an embedding model; Converse records need a chat model",
+                    entry.id
+                )))
+            }
+            other => {
+                return Err(CoreError::Validation(format!(
+                    "modelInvocationType {other:?} is not one of InvokeModel, Converse"
+                )))
+            }
+        }
+        let timeout_hours = spec.timeout_hours.unwrap_or(24);
+        if !(24..=168).contains(&timeout_hours) {
+            return Err(CoreError::Validation(format!(
+                "timeoutDurationInHours {timeout_hours} must be between 24 and 168"
+            )));
+        }
+        for (field, uri) in [
+            ("inputDataConfig", &spec.input_uri),
+            ("outputDataConfig", &spec.output_uri),
+        ] {
+            if uri.starts_with("s3://") {
+                return Err(CoreError::Validation(format!(
+                    "{field}: s3:// locations are not supported by this server yet; use file:///absolute/path/ under the allowed local paths"
+                )));
+            }
+        }
+        self.allowed_paths().existing(&spec.input_uri)?;
+        self.allowed_paths().writable_dir(&spec.output_uri)?;
+        let at = now_ms();
+        const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+        let mut rng = rand::thread_rng();
+        let id: String = (0..12)
+            .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
+            .collect();
+        let job = BatchJobRecord {
+            id,
+            name: spec.name,
+            model_id: entry.id.clone(),
+            role_arn: spec.role_arn,
+            invocation_type: spec.invocation_type,
+            input_uri: spec.input_uri,
+            output_uri: spec.output_uri,
+            key_id: Some(principal.key_id.clone()),
+            key_name: Some(principal.key_name.clone()),
+            client_token: spec.client_token,
+            status: status::SUBMITTED.into(),
+            message: None,
+            timeout_hours,
+            submit_time_ms: at,
+            last_modified_ms: at,
+            end_time_ms: None,
+            counts: BatchCounts::default(),
+        };
+        store.insert_batch_job(&job).map_err(store_error)?;
+        self.batch_wakeup().notify_one();
+        Ok(job)
+    }
+
+    /// GetModelInvocationJob.
+    pub fn batch_job(&self, identifier: &str) -> Result<BatchJobRecord, CoreError> {
+        let id = job_id(identifier)?;
+        self.batch_store()
+            .batch_job(id)
+            .map_err(store_error)?
+            .ok_or_else(|| {
+                CoreError::NotFound(format!("model invocation job {identifier} does not exist"))
+            })
+    }
+
+    /// Every batch job, oldest first.
+    pub fn list_batch_jobs(&self) -> Result<Vec<BatchJobRecord>, CoreError> {
+        self.batch_store().list_batch_jobs().map_err(store_error)
+    }
+
+    /// StopModelInvocationJob: a job not yet running stops at once; a running one goes
+    /// to `Stopping` and its runner stops it after the records in flight.
+    pub fn stop_batch_job(&self, identifier: &str) -> Result<(), CoreError> {
+        let job = self.batch_job(identifier)?;
+        if status::FINAL.contains(&job.status.as_str()) {
+            return Err(CoreError::Conflict(format!(
+                "job {} is {} and cannot be stopped",
+                job.id, job.status
+            )));
+        }
+        let next = if job.status == status::IN_PROGRESS {
+            status::STOPPING
+        } else {
+            status::STOPPED
+        };
+        let mut unless = status::FINAL.to_vec();
+        unless.push(status::STOPPING);
+        let end = (next == status::STOPPED).then(now_ms);
+        self.batch_store()
+            .set_batch_status(
+                &job.id,
+                next,
+                Some("stopped by request"),
+                end,
+                now_ms(),
+                &unless,
+            )
+            .map_err(store_error)?;
+        self.batch_wakeup().notify_one();
+        Ok(())
+    }
+
+    /// Moves a job to `status` unless it is final (or in `also_unless`).
+    pub fn set_batch_status(
+        &self,
+        id: &str,
+        to: &str,
+        message: Option<&str>,
+        also_unless: &[&str],
+    ) -> Result<bool, CoreError> {
+        let mut unless = status::FINAL.to_vec();
+        unless.extend_from_slice(also_unless);
+        let end = status::FINAL.contains(&to).then(now_ms);
+        self.batch_store()
+            .set_batch_status(id, to, message, end, now_ms(), &unless)
+            .map_err(store_error)
+    }
+
+    pub fn set_batch_counts(&self, id: &str, counts: &BatchCounts) -> Result<(), CoreError> {
+        self.batch_store()
+            .set_batch_counts(id, counts, now_ms())
+            .map_err(store_error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_identifiers() {
+        assert!(valid_job_name("nightly-run.2+x"));
+        assert!(!valid_job_name("-lead") && !valid_job_name("has space") && !valid_job_name(""));
+        assert_eq!(job_id("abcdef123456").ok(), Some("abcdef123456"));
+        assert_eq!(
+            job_id("arn:aws:bedrock:us-east-1:000000000000:model-invocation-job/abcdef123456").ok(),
+            Some("abcdef123456")
+        );
+        assert!(job_id("ABC").is_err());
+    }
+}

@@ -1,0 +1,152 @@
+//! [`BatchJobStore`] on SQLite.
+
+use rusqlite::{params, OptionalExtension};
+
+use crate::sqlite::db;
+use crate::{BatchCounts, BatchJobRecord, BatchJobStore, SqliteStore, StoreError};
+
+const COLUMNS: &str =
+    "id, name, model_id, role_arn, invocation_type, input_uri, output_uri, key_id,
+    key_name, client_token, status, message, timeout_hours, submit_time_ms, last_modified_ms,
+    end_time_ms, total_records, processed_records, success_records, error_records, input_tokens,
+    output_tokens";
+
+fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<BatchJobRecord> {
+    let count = |i: usize| -> rusqlite::Result<u64> { Ok(row.get::<_, i64>(i)?.max(0) as u64) };
+    Ok(BatchJobRecord {
+        id: row.get(0)?,
+        name: row.get(1)?,
+        model_id: row.get(2)?,
+        role_arn: row.get(3)?,
+        invocation_type: row.get(4)?,
+        input_uri: row.get(5)?,
+        output_uri: row.get(6)?,
+        key_id: row.get(7)?,
+        key_name: row.get(8)?,
+        client_token: row.get(9)?,
+        status: row.get(10)?,
+        message: row.get(11)?,
+        timeout_hours: row.get(12)?,
+        submit_time_ms: row.get(13)?,
+        last_modified_ms: row.get(14)?,
+        end_time_ms: row.get(15)?,
+        counts: BatchCounts {
+            total: row.get::<_, Option<i64>>(16)?.map(|v| v.max(0) as u64),
+            processed: count(17)?,
+            success: count(18)?,
+            error: count(19)?,
+            input_tokens: count(20)?,
+            output_tokens: count(21)?,
+        },
+    })
+}
+
+impl BatchJobStore for SqliteStore {
+    fn insert_batch_job(&self, j: &BatchJobRecord) -> Result<(), StoreError> {
+        self.with(|conn| {
+            conn.execute(
+                &format!("INSERT INTO batch_jobs ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)"),
+                params![
+                    j.id, j.name, j.model_id, j.role_arn, j.invocation_type, j.input_uri, j.output_uri,
+                    j.key_id, j.key_name, j.client_token, j.status, j.message, j.timeout_hours,
+                    j.submit_time_ms, j.last_modified_ms, j.end_time_ms,
+                    j.counts.total.map(|v| v as i64), j.counts.processed as i64, j.counts.success as i64,
+                    j.counts.error as i64, j.counts.input_tokens as i64, j.counts.output_tokens as i64
+                ],
+            )
+            .map_err(|e| match e {
+                rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation => {
+                    StoreError::Duplicate("client token")
+                }
+                other => db(other),
+            })?;
+            Ok(())
+        })
+    }
+
+    fn batch_job(&self, id: &str) -> Result<Option<BatchJobRecord>, StoreError> {
+        self.with(|conn| {
+            conn.query_row(
+                &format!("SELECT {COLUMNS} FROM batch_jobs WHERE id = ?1"),
+                [id],
+                from_row,
+            )
+            .optional()
+            .map_err(db)
+        })
+    }
+
+    fn batch_job_by_client_token(&self, token: &str) -> Result<Option<BatchJobRecord>, StoreError> {
+        self.with(|conn| {
+            conn.query_row(
+                &format!("SELECT {COLUMNS} FROM batch_jobs WHERE client_token = ?1"),
+                [token],
+                from_row,
+            )
+            .optional()
+            .map_err(db)
+        })
+    }
+
+    fn list_batch_jobs(&self) -> Result<Vec<BatchJobRecord>, StoreError> {
+        self.with(|conn| {
+            let mut stmt = conn
+                .prepare(&format!(
+                    "SELECT {COLUMNS} FROM batch_jobs ORDER BY submit_time_ms, id"
+                ))
+                .map_err(db)?;
+            let rows = stmt.query_map([], from_row).map_err(db)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(db)
+        })
+    }
+
+    fn set_batch_status(
+        &self,
+        id: &str,
+        status: &str,
+        message: Option<&str>,
+        end_time_ms: Option<i64>,
+        at_ms: i64,
+        unless: &[&str],
+    ) -> Result<bool, StoreError> {
+        self.with(|conn| {
+            let current: Option<String> = conn
+                .query_row("SELECT status FROM batch_jobs WHERE id = ?1", [id], |r| r.get(0))
+                .optional()
+                .map_err(db)?;
+            match current {
+                Some(c) if !unless.contains(&c.as_str()) => {
+                    conn.execute(
+                        "UPDATE batch_jobs SET status = ?2, message = COALESCE(?3, message),
+                         end_time_ms = COALESCE(?4, end_time_ms), last_modified_ms = ?5 WHERE id = ?1",
+                        params![id, status, message, end_time_ms, at_ms],
+                    )
+                    .map_err(db)?;
+                    Ok(true)
+                }
+                _ => Ok(false),
+            }
+        })
+    }
+
+    fn set_batch_counts(&self, id: &str, c: &BatchCounts, at_ms: i64) -> Result<(), StoreError> {
+        self.with(|conn| {
+            conn.execute(
+                "UPDATE batch_jobs SET total_records = ?2, processed_records = ?3, success_records = ?4,
+                 error_records = ?5, input_tokens = ?6, output_tokens = ?7, last_modified_ms = ?8 WHERE id = ?1",
+                params![
+                    id,
+                    c.total.map(|v| v as i64),
+                    c.processed as i64,
+                    c.success as i64,
+                    c.error as i64,
+                    c.input_tokens as i64,
+                    c.output_tokens as i64,
+                    at_ms
+                ],
+            )
+            .map_err(db)?;
+            Ok(())
+        })
+    }
+}
