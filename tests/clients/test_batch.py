@@ -208,3 +208,23 @@ def test_a_killed_job_resumes_and_writes_every_record_once(tmp_path_factory, _he
         assert manifest(out, arn)["successRecordCount"] == 300
     finally:
         stop_server(srv)
+
+
+def test_batch_records_are_metered_as_batch_at_half_price(server, control, batch_root, key):
+    work = batch_root / uuid.uuid4().hex[:8]
+    work.mkdir()
+    inp = work / "metered.jsonl"
+    write_input(inp, 4)
+    arn = create(control, CHAT_MODEL, inp, work / "out")
+    assert wait(control, arn)["status"] == "Completed"
+    deadline = time.monotonic() + 30
+    while True:
+        rows = [r for r in server.cli_json("usage", "--json")["rows"]
+                if r["key_name"] == key.name and r["inference_type"] == "BATCH"]
+        if rows and rows[0]["invocations"] >= 4 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    row = rows[0]
+    # Catalog prices per 1k tokens: input 0.00002, output 0.00008; batch pays half.
+    full = row["input_tokens"] / 1000 * 0.00002 + row["output_tokens"] / 1000 * 0.00008
+    assert abs(row["cost_usd"] - full / 2) < 1e-12, (row, full)

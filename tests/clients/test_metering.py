@@ -17,9 +17,11 @@ def usage_rows(server) -> list:
     return data["rows"]
 
 
-def find_row(rows, key_name, model_id):
-    matches = [r for r in rows if r.get("key_name") == key_name and r.get("model_id") == model_id]
-    assert len(matches) <= 1, f"several usage rows for ({key_name}, {model_id}): {matches}"
+def find_row(rows, key_name, model_id, inference_type="ON_DEMAND"):
+    """The row of one key, model and inference type (batch jobs have their own rows)."""
+    matches = [r for r in rows if r.get("key_name") == key_name and r.get("model_id") == model_id
+               and r.get("inference_type") == inference_type]
+    assert len(matches) <= 1, f"several usage rows for ({key_name}, {model_id}, {inference_type}): {matches}"
     return matches[0] if matches else None
 
 
