@@ -101,10 +101,11 @@ fn release_point(buffer: &str) -> Option<usize> {
         }
     }
     if buffer.len() >= CHUNK_MAX_CHARS {
-        return buffer[..CHUNK_MAX_CHARS]
+        let limit = buffer.floor_char_boundary_compat(CHUNK_MAX_CHARS);
+        return buffer[..limit]
             .rfind(' ')
             .map(|i| i + 1)
-            .or(Some(buffer.floor_char_boundary_compat(CHUNK_MAX_CHARS)));
+            .or(Some(limit).filter(|&l| l > 0));
     }
     None
 }
@@ -354,6 +355,13 @@ mod tests {
         let text = format!("{} end. And more", "word ".repeat(30));
         let cut = release_point(&text).expect("a sentence ended past the minimum");
         assert!(text[..cut].ends_with("end."), "{:?}", &text[..cut]);
+    }
+
+    #[test]
+    fn a_cut_never_splits_a_character() {
+        let text = format!("a{}", "é".repeat(700));
+        let cut = release_point(&text).expect("past the maximum");
+        assert!(text.is_char_boundary(cut) && cut > 0);
     }
 
     #[test]
