@@ -40,8 +40,9 @@ def _check_summary(m: dict):
     arn_re = r"^arn:aws:bedrock:[a-z0-9-]+::foundation-model/" + re.escape(mid) + r"$"
     assert re.match(arn_re, m["modelArn"]), f"{mid}: bad modelArn {m['modelArn']!r}"
     assert isinstance(m.get("providerName"), str) and m["providerName"], f"{mid}: no providerName"
-    assert m.get("inferenceTypesSupported") == ["ON_DEMAND"], (
-        f"{mid}: inferenceTypesSupported is {m.get('inferenceTypesSupported')!r}"
+    types = m.get("inferenceTypesSupported")
+    assert types and set(types) <= {"ON_DEMAND", "PROVISIONED"}, (
+        f"{mid}: inferenceTypesSupported is {types!r}"
     )
     assert isinstance(m.get("responseStreamingSupported"), bool), (
         f"{mid}: responseStreamingSupported missing or not a bool"
@@ -119,10 +120,11 @@ def test_filter_by_output_modality_text(control):
 
 
 def test_filter_by_inference_type(control, listing):
+    custom = "basalt.smollm2-135m-custom-v1:0"
     on_demand = _ids(control.list_foundation_models(byInferenceType="ON_DEMAND"))
-    assert on_demand == _ids(listing), "every model is ON_DEMAND, so the filter must keep all"
-    provisioned = control.list_foundation_models(byInferenceType="PROVISIONED")
-    assert provisioned["modelSummaries"] == [], "no model supports PROVISIONED"
+    assert on_demand == _ids(listing) - {custom}, "every model but the custom one is ON_DEMAND"
+    provisioned = _ids(control.list_foundation_models(byInferenceType="PROVISIONED"))
+    assert provisioned == {CHAT_MODEL, custom}, provisioned
 
 
 def test_filters_combine(control):

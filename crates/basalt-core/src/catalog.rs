@@ -103,6 +103,10 @@ pub struct ModelEntry {
     pub lifecycle: Lifecycle,
     pub input_price_per_1k: f64,
     pub output_price_per_1k: f64,
+    /// Hourly price of one provisioned model unit.
+    pub provisioned_unit_hour_price: f64,
+    /// A custom or imported model: invocable only through provisioned throughput.
+    pub custom: bool,
 }
 
 impl ModelEntry {
@@ -340,6 +344,8 @@ impl Catalog {
                 tools: m.tools,
                 inference_types: m.inference_types.clone(),
                 customizations: m.customizations.clone(),
+                custom: m.custom,
+                provisioned_unit_hour_price: m.price.provisioned_unit_hour.max(0.0),
                 default_max_tokens: m.default_max_tokens.max(1),
                 max_input_tokens: m.max_input_tokens,
                 lifecycle: Lifecycle {

@@ -32,6 +32,8 @@ pub struct ConfigFile {
     pub quotas: QuotasConfig,
     #[serde(default)]
     pub batch: BatchConfig,
+    #[serde(default)]
+    pub provisioned: ProvisionedConfig,
     /// Directories under which `file:///…` URIs (batch input and output) may point;
     /// `BASALT_ALLOWED_PATHS` (colon-separated) adds more. Empty: none.
     #[serde(default)]
@@ -106,6 +108,28 @@ impl Default for EngineConfig {
             embedding_batch: 8,
             embedding_batch_tokens: 512,
             kv_cache_mib: 0,
+        }
+    }
+}
+
+/// Provisioned throughput: what one model unit reserves.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProvisionedConfig {
+    /// Engine slots (sequences decoded together) one unit reserves on a local model.
+    pub local_slots_per_unit: u32,
+    /// Concurrent requests one unit reserves on a remote model.
+    pub remote_concurrency_per_unit: u32,
+    /// Engine slots always left to on-demand traffic on a local model.
+    pub on_demand_min_slots: u32,
+}
+
+impl Default for ProvisionedConfig {
+    fn default() -> Self {
+        Self {
+            local_slots_per_unit: 1,
+            remote_concurrency_per_unit: 4,
+            on_demand_min_slots: 1,
         }
     }
 }
@@ -277,6 +301,9 @@ pub struct ModelConfig {
     pub inference_types: Vec<String>,
     #[serde(default)]
     pub customizations: Vec<String>,
+    /// A custom or imported model: invocable only through provisioned throughput.
+    #[serde(default)]
+    pub custom: bool,
     /// Output tokens when a request sets none.
     #[serde(default = "default_max_tokens")]
     pub default_max_tokens: u32,
@@ -372,6 +399,9 @@ pub struct PriceConfig {
     pub input_per_1k: f64,
     #[serde(default)]
     pub output_per_1k: f64,
+    /// Price of one provisioned model unit per hour.
+    #[serde(default)]
+    pub provisioned_unit_hour: f64,
 }
 
 impl ConfigFile {

@@ -15,6 +15,7 @@ pub mod local_paths;
 pub mod metering;
 pub mod model_fetch;
 pub mod provider;
+pub mod provisioned;
 pub mod quotas;
 mod service;
 pub mod tool_calls;

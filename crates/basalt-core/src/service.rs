@@ -10,7 +10,9 @@ use std::time::Instant;
 
 use basalt_engine::chat::{ChatEngine, ChatEngineConfig};
 use basalt_engine::embed::{EmbeddingEngine, EmbeddingEngineConfig};
-use basalt_store::{BatchJobStore, GuardrailStore, InvocationLog, InvocationRecord, QuotaStore};
+use basalt_store::{
+    BatchJobStore, GuardrailStore, InvocationLog, InvocationRecord, ProvisionedStore, QuotaStore,
+};
 use futures::{Stream, StreamExt};
 use time::OffsetDateTime;
 
@@ -25,6 +27,7 @@ use crate::model_fetch::verify_weights;
 use crate::provider::{
     ChatProvider, DeltaStream, Echo, EmbeddingProvider, LocalChat, LocalEmbedding, RemoteChat,
 };
+use crate::provisioned::{provisioned_id, Capacity};
 use crate::quotas::{Clock, QuotaTicket, Quotas, SystemClock};
 use crate::types::{
     ChatRequest, CompletionRequest, ContentBlock, Embeddings, Generation, GenerationDelta,
@@ -43,8 +46,11 @@ pub struct CallContext {
     pub at_ms: i64,
     /// The quota hold of this call, settled by the first metering record.
     quota: Arc<Mutex<Option<QuotaTicket>>>,
-    /// `ON_DEMAND` or `BATCH` (batch calls skip on-demand quotas and cost half).
+    /// `ON_DEMAND`, `BATCH` (outside on-demand quotas, half price) or
+    /// `PROVISIONED` (reserved capacity, billed by the hour).
     pub inference_type: &'static str,
+    /// The engine capacity this call holds, given back by its metering record.
+    capacity: Arc<Mutex<Option<tokio::sync::OwnedSemaphorePermit>>>,
 }
 
 impl CallContext {
@@ -58,6 +64,7 @@ impl CallContext {
             at_ms,
             quota: Arc::new(Mutex::new(None)),
             inference_type: "ON_DEMAND",
+            capacity: Arc::new(Mutex::new(None)),
         }
     }
 
@@ -114,6 +121,8 @@ pub struct Basalt {
     batch_config: BatchConfig,
     batch_wakeup: tokio::sync::Notify,
     allowed_paths: AllowedPaths,
+    provisioned_store: Arc<dyn ProvisionedStore>,
+    capacity: Capacity,
 }
 
 impl std::fmt::Debug for Basalt {
@@ -138,7 +147,7 @@ impl Basalt {
         store: Arc<S>,
     ) -> Result<Self, CoreError>
     where
-        S: GuardrailStore + QuotaStore + InvocationLog + BatchJobStore + 'static,
+        S: GuardrailStore + QuotaStore + InvocationLog + BatchJobStore + ProvisionedStore + 'static,
     {
         Self::start_with_clock(
             config,
@@ -160,7 +169,7 @@ impl Basalt {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, CoreError>
     where
-        S: GuardrailStore + QuotaStore + InvocationLog + BatchJobStore + 'static,
+        S: GuardrailStore + QuotaStore + InvocationLog + BatchJobStore + ProvisionedStore + 'static,
     {
         let catalog = Catalog::from_config(config)?;
         if let Some(unknown) = config
@@ -186,6 +195,7 @@ impl Basalt {
         let mut chat: HashMap<String, Arc<dyn ChatProvider>> = HashMap::new();
         let mut embedding: HashMap<String, Arc<dyn EmbeddingProvider>> = HashMap::new();
         let mut http_client: Option<basalt_providers::reqwest::Client> = None;
+        let mut local_slots: HashMap<String, u32> = HashMap::new();
         for entry in catalog.models() {
             if entry.lifecycle.status_at(now) == LifecycleStatus::Eol {
                 continue;
@@ -239,6 +249,7 @@ impl Basalt {
                             engine
                         }
                     };
+                    local_slots.insert(weights_name.clone(), engine.config().slots);
                     chat.insert(entry.id.clone(), Arc::new(LocalChat::new(engine)));
                 }
                 EngineKind::Echo | EngineKind::Remote => {}
@@ -265,7 +276,7 @@ impl Basalt {
                 }
             }
         }
-        Ok(Self {
+        let core = Self {
             catalog,
             chat,
             embedding,
@@ -277,11 +288,15 @@ impl Basalt {
             account_id: config.account_id.clone(),
             guardrails: Guardrails::new(store.clone(), config.guardrails.clone()),
             quotas,
-            batch_store: store,
+            batch_store: store.clone(),
             batch_config: config.batch.clone(),
             batch_wakeup: tokio::sync::Notify::new(),
             allowed_paths: AllowedPaths::from_config(&config.allowed_local_paths),
-        })
+            provisioned_store: store,
+            capacity: Capacity::new(config.provisioned.clone(), local_slots),
+        };
+        core.restore_provisioned()?;
+        Ok(core)
     }
 
     pub fn catalog(&self) -> &Catalog {
@@ -307,6 +322,48 @@ impl Basalt {
     /// The account ID written into ARNs of resources this server creates.
     pub fn account_id(&self) -> &str {
         &self.account_id
+    }
+
+    pub(crate) fn provisioned_store(&self) -> &dyn ProvisionedStore {
+        self.provisioned_store.as_ref()
+    }
+
+    /// Reserved and on-demand capacity per model.
+    pub fn capacity(&self) -> &Capacity {
+        &self.capacity
+    }
+
+    /// Where a call runs: through a provisioned model's reserved capacity (its ARN as
+    /// the model ID), or on the on-demand share. Custom models have no on-demand share.
+    async fn place(
+        &self,
+        ctx: &mut CallContext,
+        requested_id: &str,
+        entry: &ModelEntry,
+    ) -> Result<(), CoreError> {
+        let permit = if let Some(pm) = provisioned_id(requested_id) {
+            let record = self.provisioned_model(pm)?;
+            if record.status != crate::provisioned::status::IN_SERVICE {
+                return Err(CoreError::ModelNotReady(format!(
+                    "provisioned model {} is {}",
+                    record.name, record.status
+                )));
+            }
+            ctx.inference_type = "PROVISIONED";
+            Some(self.capacity.admit_provisioned(&record.id).await?)
+        } else {
+            if entry.custom {
+                return Err(CoreError::Validation(format!(
+                    "model {} is a custom model; it can be invoked only through provisioned throughput (CreateProvisionedModelThroughput, then its ARN as modelId)",
+                    entry.id
+                )));
+            }
+            self.capacity.admit_on_demand(entry).await?
+        };
+        if let Ok(mut slot) = ctx.capacity.lock() {
+            *slot = permit;
+        }
+        Ok(())
     }
 
     pub(crate) fn batch_store(&self) -> &dyn BatchJobStore {
@@ -340,7 +397,7 @@ impl Basalt {
         entry: &ModelEntry,
         reserve_tokens: u64,
     ) -> Result<(), CoreError> {
-        if ctx.inference_type == "BATCH" {
+        if ctx.inference_type != "ON_DEMAND" {
             return Ok(());
         }
         let ticket = self
@@ -368,6 +425,10 @@ impl Basalt {
     /// The catalog entry for an invocation: unknown IDs are NotFound, EOL models fail
     /// naming their replacement, LEGACY models are logged.
     pub fn resolve(&self, model_id: &str) -> Result<&ModelEntry, CoreError> {
+        if let Some(pm) = provisioned_id(model_id) {
+            let record = self.provisioned_model(pm)?;
+            return self.resolve(&record.model_id);
+        }
         let entry = self.catalog.get(model_id).ok_or_else(|| {
             CoreError::NotFound(format!("model {model_id} is not in this server's catalog"))
         })?;
@@ -527,10 +588,11 @@ impl Basalt {
         first_token_ms: Option<u64>,
         outcome: &str,
     ) {
-        let price_factor = if ctx.inference_type == "BATCH" {
-            BATCH_PRICE_FACTOR
-        } else {
-            1.0
+        let price_factor = match ctx.inference_type {
+            "BATCH" => BATCH_PRICE_FACTOR,
+            // Provisioned capacity is billed by the hour, not by the token.
+            "PROVISIONED" => 0.0,
+            _ => 1.0,
         };
         let cost = entry.cost(usage.input_tokens as u64, usage.output_tokens as u64) * price_factor;
         self.meter.record(InvocationRecord {
@@ -549,6 +611,9 @@ impl Basalt {
             outcome: outcome.into(),
         });
         self.quotas.add_spend(ctx.principal.as_ref(), cost);
+        if let Ok(mut permit) = ctx.capacity.lock() {
+            permit.take();
+        }
         // A cancelled call keeps its reservation: what it used is unknown.
         if outcome != "cancelled" {
             let ticket = ctx.quota.lock().ok().and_then(|mut t| t.take());
@@ -576,6 +641,12 @@ impl Basalt {
         request: ChatRequest,
     ) -> Result<MeteredStream, CoreError> {
         let entry = self.resolve(&request.model_id)?.clone();
+        let mut ctx = ctx;
+        if let Err(e) = self.place(&mut ctx, &request.model_id, &entry).await {
+            return self.failed(&ctx, &entry, e);
+        }
+        let mut request = request;
+        request.model_id = entry.id.clone();
         let reserve = estimated_tokens(chat_texts(&request))
             + u64::from(
                 request
@@ -648,6 +719,12 @@ impl Basalt {
         request: CompletionRequest,
     ) -> Result<MeteredStream, CoreError> {
         let entry = self.resolve(&request.model_id)?.clone();
+        let mut ctx = ctx;
+        if let Err(e) = self.place(&mut ctx, &request.model_id, &entry).await {
+            return self.failed(&ctx, &entry, e);
+        }
+        let mut request = request;
+        request.model_id = entry.id.clone();
         let reserve = estimated_tokens([request.prompt.as_str()])
             + u64::from(
                 request

@@ -7,12 +7,15 @@
 
 mod batch;
 mod guardrails;
+mod provisioned;
 mod sqlite;
 mod sqlite_batch;
 mod sqlite_guardrails;
+mod sqlite_provisioned;
 
 pub use batch::{BatchCounts, BatchJobRecord, BatchJobStore};
 pub use guardrails::{GuardrailRecord, GuardrailStore, DRAFT};
+pub use provisioned::{ProvisionedRecord, ProvisionedStore};
 
 pub use sqlite::SqliteStore;
 

@@ -16,6 +16,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0002_guardrails.sql"),
     include_str!("../migrations/0003_quotas.sql"),
     include_str!("../migrations/0004_batch_jobs.sql"),
+    include_str!("../migrations/0005_provisioned.sql"),
 ];
 
 /// SQLite in WAL mode behind a mutex (writes are short; metering is batched by callers).

@@ -150,3 +150,74 @@ impl BatchJobStore for SqliteStore {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(id: &str, token: &str) -> BatchJobRecord {
+        BatchJobRecord {
+            id: id.into(),
+            name: "n".into(),
+            model_id: "m".into(),
+            role_arn: "arn:aws:iam::000000000000:role/r".into(),
+            invocation_type: "InvokeModel".into(),
+            input_uri: "file:///in".into(),
+            output_uri: "file:///out/".into(),
+            key_id: None,
+            key_name: None,
+            client_token: Some(token.into()),
+            status: "Submitted".into(),
+            message: None,
+            timeout_hours: 24,
+            submit_time_ms: 1,
+            last_modified_ms: 1,
+            end_time_ms: None,
+            counts: BatchCounts::default(),
+        }
+    }
+
+    #[test]
+    fn status_changes_skip_final_statuses_and_counts_persist() {
+        let store = SqliteStore::open_in_memory().expect("open");
+        store.insert_batch_job(&job("j1", "t1")).expect("insert");
+        assert!(matches!(
+            store.insert_batch_job(&job("j2", "t1")),
+            Err(StoreError::Duplicate(_))
+        ));
+        assert!(store
+            .set_batch_status("j1", "InProgress", None, None, 2, &["Completed"])
+            .expect("set"));
+        assert!(store
+            .set_batch_status("j1", "Completed", Some("done"), Some(3), 3, &["Completed"])
+            .expect("set"));
+        assert!(
+            !store
+                .set_batch_status("j1", "InProgress", None, None, 4, &["Completed"])
+                .expect("set"),
+            "a final status is kept"
+        );
+        let counts = BatchCounts {
+            total: Some(5),
+            processed: 5,
+            success: 4,
+            error: 1,
+            input_tokens: 9,
+            output_tokens: 7,
+        };
+        store.set_batch_counts("j1", &counts, 5).expect("counts");
+        let got = store.batch_job("j1").expect("get").expect("exists");
+        assert_eq!(
+            (got.status.as_str(), got.message.as_deref(), got.end_time_ms),
+            ("Completed", Some("done"), Some(3))
+        );
+        assert_eq!(got.counts, counts);
+        assert_eq!(
+            store
+                .batch_job_by_client_token("t1")
+                .expect("get")
+                .map(|j| j.id),
+            Some("j1".into())
+        );
+    }
+}

@@ -406,6 +406,7 @@ fn usage(paths: &Paths, since: &str, until: Option<&str>, json: bool) -> Result<
     let store = paths.open_store()?;
     let rows = store.usage(since_ms, until_ms)?;
     let budgets = budgets(paths, &store)?;
+    let provisioned = provisioned_costs(paths, &store, since_ms, until_ms)?;
     if json {
         let rows: Vec<_> = rows
             .iter()
@@ -419,7 +420,7 @@ fn usage(paths: &Paths, since: &str, until: Option<&str>, json: bool) -> Result<
             .collect();
         println!(
             "{}",
-            serde_json::json!({ "since_ms": since_ms, "until_ms": (until_ms != i64::MAX).then_some(until_ms), "rows": rows, "budgets": budgets })
+            serde_json::json!({ "since_ms": since_ms, "until_ms": (until_ms != i64::MAX).then_some(until_ms), "rows": rows, "budgets": budgets, "provisioned": provisioned })
         );
         return Ok(());
     }
@@ -449,6 +450,16 @@ fn usage(paths: &Paths, since: &str, until: Option<&str>, json: bool) -> Result<
             r.avg_latency_ms
         );
     }
+    for p in &provisioned {
+        println!(
+            "provisioned {} on {}: {} unit(s) x {:.2} h = ${:.4}",
+            p["name"].as_str().unwrap_or("?"),
+            p["model_id"].as_str().unwrap_or("?"),
+            p["model_units"],
+            p["hours"].as_f64().unwrap_or(0.0),
+            p["cost_usd"].as_f64().unwrap_or(0.0)
+        );
+    }
     for b in budgets {
         println!(
             "budget {}: ${:.6} of ${:.6} spent this month{}",
@@ -463,6 +474,35 @@ fn usage(paths: &Paths, since: &str, until: Option<&str>, json: bool) -> Result<
         );
     }
     Ok(())
+}
+
+/// Hourly cost of the provisioned models over the period (units × hours × the
+/// catalog's `provisioned_unit_hour` price); deleted ones are no longer listed.
+fn provisioned_costs(
+    paths: &Paths,
+    store: &SqliteStore,
+    since_ms: i64,
+    until_ms: i64,
+) -> Result<Vec<serde_json::Value>> {
+    let config = paths.load_config()?;
+    let now_ms = (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
+    let until = until_ms.min(now_ms);
+    Ok(basalt_store::ProvisionedStore::list_provisioned(store)?
+        .into_iter()
+        .map(|p| {
+            let start = p.created_ms.max(since_ms);
+            let hours = (until - start).max(0) as f64 / 3_600_000.0;
+            let price = config
+                .models
+                .iter()
+                .find(|m| m.id == p.model_id)
+                .map_or(0.0, |m| m.price.provisioned_unit_hour);
+            serde_json::json!({
+                "name": p.name, "id": p.id, "model_id": p.model_id, "model_units": p.model_units,
+                "status": p.status, "hours": hours, "cost_usd": hours * f64::from(p.model_units) * price,
+            })
+        })
+        .collect())
 }
 
 /// This month's spend of every active key with a budget (its own or the default).

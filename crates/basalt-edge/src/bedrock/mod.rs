@@ -3,6 +3,7 @@
 mod batch;
 mod control;
 mod guardrails;
+mod provisioned;
 mod runtime;
 pub use batch::spawn_runner as spawn_batch_runner;
 pub(crate) use runtime::{answered_by, guardrail_trace};
@@ -49,6 +50,14 @@ pub fn routes() -> Router<AppState> {
         .route("/model-invocation-job/{job_id}", get(batch::get_job))
         .route("/model-invocation-job/{job_id}/stop", post(batch::stop_job))
         .route("/model-invocation-jobs", get(batch::list_jobs))
+        .route("/provisioned-model-throughput", post(provisioned::create))
+        .route(
+            "/provisioned-model-throughput/{provisioned_id}",
+            get(provisioned::get)
+                .patch(provisioned::update)
+                .delete(provisioned::delete),
+        )
+        .route("/provisioned-model-throughputs", get(provisioned::list))
         .route("/foundation-models", get(control::list_foundation_models))
         .route(
             "/foundation-models/{model_id}",

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Provisioned-throughput isolation (benches/provisioned.py): default config, 2 threads.
+source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
+install_system_packages
+install_python_clients
+build_release
+fetch_models
+WORK="$(mktemp -d)"
+trap 'kill $BASALT 2>/dev/null || true; rm -rf "$WORK"' EXIT
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+sed -e "s/^threads = .*/threads = ${THREADS:-2}/" "$REPO/config/basalt.toml" > "$WORK/basalt.toml"
+BASALT_DATA_DIR="$WORK/data" "$BASALT_BIN" serve --config "$WORK/basalt.toml" --listen "127.0.0.1:$PORT" \
+  --models-dir "$BASALT_MODELS_DIR" > "$WORK/basalt.log" 2>&1 &
+BASALT=$!
+for _ in $(seq 300); do curl -sf "http://127.0.0.1:$PORT/health" >/dev/null && break; sleep 0.2; done
+TOKEN=$(BASALT_DATA_DIR="$WORK/data" "$BASALT_BIN" keys create --name bench --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["bearer_token"])')
+"$VENV/bin/python" "$REPO/benches/provisioned.py" "http://127.0.0.1:$PORT" "$TOKEN"

@@ -1,0 +1,496 @@
+//! Provisioned throughput: capacity reserved on one model, in model units.
+//!
+//! What a unit buys: on a local model, `local_slots_per_unit` engine slots
+//! (sequences decoded together) that on-demand traffic cannot take — on-demand calls
+//! to that model are admitted only while fewer than `slots − reserved` of them are in
+//! flight, so a provisioned call always finds a free slot and starts at the next
+//! decode step; on a remote model, `remote_concurrency_per_unit` concurrent calls.
+//! A purchase the node cannot honour (fewer than `on_demand_min_slots` left to
+//! on-demand traffic) is refused with the capacity left. Calls through the provisioned
+//! model's ARN skip on-demand quotas and are metered as `PROVISIONED` (tokens counted,
+//! cost by the hour per unit).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub use basalt_store::ProvisionedRecord;
+use basalt_store::StoreError;
+use rand::Rng;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::catalog::{EngineKind, ModelEntry};
+use crate::config::ProvisionedConfig;
+use crate::{Basalt, CoreError};
+
+/// Provisioned model statuses.
+pub mod status {
+    pub const CREATING: &str = "Creating";
+    pub const IN_SERVICE: &str = "InService";
+    pub const UPDATING: &str = "Updating";
+    pub const FAILED: &str = "Failed";
+    pub const ALL: &[&str] = &[CREATING, IN_SERVICE, UPDATING, FAILED];
+}
+
+/// How long an on-demand call waits for one of the slots left to on-demand traffic
+/// before it is throttled.
+const ON_DEMAND_WAIT: Duration = Duration::from_secs(120);
+
+#[derive(Default)]
+struct ModelCapacity {
+    /// Units reserved on this model.
+    reserved_units: u32,
+    /// On-demand calls in flight (local models with reservations only).
+    on_demand: Option<Arc<Semaphore>>,
+}
+
+/// The capacity state of a running server.
+pub struct Capacity {
+    config: ProvisionedConfig,
+    /// Engine slots of each local chat engine, by weights name (models that share
+    /// weights share one engine, so they share its capacity).
+    local_slots: HashMap<String, u32>,
+    models: Mutex<HashMap<String, ModelCapacity>>,
+    /// Concurrency of each provisioned model.
+    provisioned: Mutex<HashMap<String, Arc<Semaphore>>>,
+}
+
+impl std::fmt::Debug for Capacity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Capacity")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What capacity a model draws on: its engine (weights) when local, itself when remote.
+fn capacity_key(entry: &ModelEntry) -> String {
+    match (&entry.engine, &entry.weights) {
+        (EngineKind::LlamaCpp, Some(weights)) => format!("weights:{weights}"),
+        _ => format!("model:{}", entry.id),
+    }
+}
+
+impl Capacity {
+    /// `local_slots`: each local chat engine's slots, by weights name.
+    pub fn new(config: ProvisionedConfig, local_slots: HashMap<String, u32>) -> Self {
+        let local_slots = local_slots
+            .into_iter()
+            .map(|(weights, slots)| (format!("weights:{weights}"), slots))
+            .collect();
+        Self {
+            config,
+            local_slots,
+            models: Mutex::new(HashMap::new()),
+            provisioned: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn concurrency(&self, entry: &ModelEntry, units: u32) -> usize {
+        let per_unit = if entry.engine == EngineKind::Remote {
+            self.config.remote_concurrency_per_unit
+        } else {
+            self.config.local_slots_per_unit
+        };
+        (units.saturating_mul(per_unit.max(1))) as usize
+    }
+
+    /// Units still purchasable on a model (None: no limit, a remote model).
+    pub fn units_left(&self, entry: &ModelEntry) -> Option<u32> {
+        let key = capacity_key(entry);
+        let slots = *self.local_slots.get(&key)?;
+        let reserved = self
+            .models
+            .lock()
+            .map(|m| m.get(&key).map_or(0, |c| c.reserved_units))
+            .unwrap_or(0);
+        let per_unit = self.config.local_slots_per_unit.max(1);
+        let usable = slots.saturating_sub(self.config.on_demand_min_slots);
+        Some((usable / per_unit).saturating_sub(reserved))
+    }
+
+    /// Reserves `units` on a model for provisioned model `pm_id`.
+    pub fn reserve(&self, entry: &ModelEntry, pm_id: &str, units: u32) -> Result<(), CoreError> {
+        if let Some(left) = self.units_left(entry) {
+            if units > left {
+                return Err(CoreError::QuotaExceeded(format!(
+                    "model {} has capacity for {left} more model unit(s) on this node ({} engine slots, {} kept for on-demand traffic, {} per unit); {units} were asked for",
+                    entry.id,
+                    self.local_slots.get(&capacity_key(entry)).copied().unwrap_or(0),
+                    self.config.on_demand_min_slots,
+                    self.config.local_slots_per_unit.max(1)
+                )));
+            }
+        }
+        let mut models = self
+            .models
+            .lock()
+            .map_err(|_| CoreError::Internal("capacity lock poisoned".into()))?;
+        let model = models.entry(capacity_key(entry)).or_default();
+        model.reserved_units += units;
+        self.resize_on_demand(entry, model);
+        if let Ok(mut p) = self.provisioned.lock() {
+            p.insert(
+                pm_id.to_string(),
+                Arc::new(Semaphore::new(self.concurrency(entry, units).max(1))),
+            );
+        }
+        Ok(())
+    }
+
+    /// Gives back a provisioned model's units.
+    pub fn release(&self, entry: &ModelEntry, pm_id: &str, units: u32) {
+        if let Ok(mut models) = self.models.lock() {
+            if let Some(model) = models.get_mut(&capacity_key(entry)) {
+                model.reserved_units = model.reserved_units.saturating_sub(units);
+                self.resize_on_demand(entry, model);
+            }
+        }
+        if let Ok(mut p) = self.provisioned.lock() {
+            p.remove(pm_id);
+        }
+    }
+
+    fn resize_on_demand(&self, entry: &ModelEntry, model: &mut ModelCapacity) {
+        let Some(&slots) = self.local_slots.get(&capacity_key(entry)) else {
+            return;
+        };
+        let reserved = model.reserved_units * self.config.local_slots_per_unit.max(1);
+        // A new semaphore: calls holding permits of the old one finish on it.
+        model.on_demand = (reserved > 0).then(|| {
+            Arc::new(Semaphore::new(
+                slots.saturating_sub(reserved).max(1) as usize
+            ))
+        });
+    }
+
+    /// Waits for one of the slots left to on-demand traffic, when the model has
+    /// reservations.
+    pub async fn admit_on_demand(
+        &self,
+        entry: &ModelEntry,
+    ) -> Result<Option<OwnedSemaphorePermit>, CoreError> {
+        let model_id = &entry.id;
+        let semaphore = self.models.lock().ok().and_then(|m| {
+            m.get(&capacity_key(entry))
+                .and_then(|c| c.on_demand.clone())
+        });
+        let Some(semaphore) = semaphore else {
+            return Ok(None);
+        };
+        match tokio::time::timeout(ON_DEMAND_WAIT, semaphore.acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(Some(permit)),
+            _ => Err(CoreError::Throttled(format!(
+                "model {model_id}: the capacity left to on-demand traffic is busy; retry later or use provisioned throughput"
+            ))),
+        }
+    }
+
+    /// Waits for one of a provisioned model's reserved slots.
+    pub async fn admit_provisioned(&self, pm_id: &str) -> Result<OwnedSemaphorePermit, CoreError> {
+        let semaphore = self
+            .provisioned
+            .lock()
+            .ok()
+            .and_then(|p| p.get(pm_id).cloned())
+            .ok_or_else(|| {
+                CoreError::ModelNotReady(format!(
+                    "provisioned model {pm_id} has no capacity reserved"
+                ))
+            })?;
+        semaphore
+            .acquire_owned()
+            .await
+            .map_err(|_| CoreError::ModelNotReady(format!("provisioned model {pm_id} was deleted")))
+    }
+}
+
+/// What CreateProvisionedModelThroughput asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProvisionedSpec {
+    pub name: String,
+    pub model_id: String,
+    pub model_units: u32,
+    pub commitment: Option<String>,
+    pub client_token: Option<String>,
+}
+
+fn store_error(e: StoreError) -> CoreError {
+    CoreError::Internal(format!("provisioned store: {e}"))
+}
+
+fn now_ms() -> i64 {
+    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        && !name.contains("__")
+        && !name.contains("--")
+}
+
+/// The provisioned model ID in an ARN, or None when `model_id` is no provisioned ARN.
+pub fn provisioned_id(model_id: &str) -> Option<&str> {
+    model_id
+        .split_once(":provisioned-model/")
+        .filter(|(prefix, _)| prefix.starts_with("arn:"))
+        .map(|(_, id)| id)
+}
+
+impl Basalt {
+    pub fn provisioned_arn(&self, id: &str) -> String {
+        format!(
+            "arn:aws:bedrock:{}:{}:provisioned-model/{id}",
+            self.region(),
+            self.account_id()
+        )
+    }
+
+    /// Re-reserves the capacity of the stored provisioned models (at start); one that
+    /// no longer fits is marked `Failed` with the reason.
+    pub(crate) fn restore_provisioned(&self) -> Result<(), CoreError> {
+        for mut record in self
+            .provisioned_store()
+            .list_provisioned()
+            .map_err(store_error)?
+        {
+            if record.status == status::FAILED {
+                continue;
+            }
+            let reserved = self
+                .catalog()
+                .get(&record.model_id)
+                .ok_or_else(|| {
+                    CoreError::NotFound(format!("model {} is not in the catalog", record.model_id))
+                })
+                .and_then(|entry| {
+                    self.capacity()
+                        .reserve(entry, &record.id, record.model_units)
+                });
+            if let Err(e) = reserved {
+                record.status = status::FAILED.into();
+                record.failure_message = Some(e.to_string());
+                record.updated_ms = now_ms();
+                self.provisioned_store()
+                    .update_provisioned(&record)
+                    .map_err(store_error)?;
+                tracing::error!(provisioned = %record.id, error = %e, "provisioned model could not be restored");
+            } else if record.status != status::IN_SERVICE {
+                record.status = status::IN_SERVICE.into();
+                record.updated_ms = now_ms();
+                self.provisioned_store()
+                    .update_provisioned(&record)
+                    .map_err(store_error)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// CreateProvisionedModelThroughput: reserves the capacity or refuses with what
+    /// is left.
+    pub fn create_provisioned(
+        &self,
+        spec: ProvisionedSpec,
+    ) -> Result<ProvisionedRecord, CoreError> {
+        let store = self.provisioned_store();
+        if let Some(token) = &spec.client_token {
+            if let Some(existing) = store
+                .provisioned_by_client_token(token)
+                .map_err(store_error)?
+            {
+                return Ok(existing);
+            }
+        }
+        if !valid_name(&spec.name) {
+            return Err(CoreError::Validation(format!(
+                "provisionedModelName {:?} must be 1 to 63 letters, digits, single _ or -, starting with a letter or digit",
+                spec.name
+            )));
+        }
+        if spec.model_units == 0 {
+            return Err(CoreError::Validation(
+                "modelUnits must be at least 1".into(),
+            ));
+        }
+        let commitment_ms = match spec.commitment.as_deref() {
+            None => None,
+            Some("OneMonth") => Some(30 * 86_400_000),
+            Some("SixMonths") => Some(182 * 86_400_000),
+            Some(other) => {
+                return Err(CoreError::Validation(format!(
+                    "commitmentDuration {other:?} is not one of OneMonth, SixMonths"
+                )))
+            }
+        };
+        let model_id = spec
+            .model_id
+            .rsplit_once(":foundation-model/")
+            .map_or(spec.model_id.as_str(), |(_, id)| id);
+        let entry = self.resolve(model_id)?;
+        if entry.is_embedding() {
+            return Err(CoreError::Validation(format!(
+                "model {} is an embedding model; provisioned throughput is for chat models",
+                entry.id
+            )));
+        }
+        if !entry.inference_types.iter().any(|t| t == "PROVISIONED") && !entry.custom {
+            return Err(CoreError::Validation(format!(
+                "model {} does not support provisioned throughput (its catalog entry's inference_types)",
+                entry.id
+            )));
+        }
+        if store
+            .provisioned(&spec.name)
+            .map_err(store_error)?
+            .is_some()
+        {
+            return Err(CoreError::Conflict(format!(
+                "a provisioned model named {:?} already exists",
+                spec.name
+            )));
+        }
+        const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+        let mut rng = rand::thread_rng();
+        let id: String = (0..12)
+            .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
+            .collect();
+        let at = now_ms();
+        self.capacity().reserve(entry, &id, spec.model_units)?;
+        let record = ProvisionedRecord {
+            id: id.clone(),
+            name: spec.name,
+            model_id: entry.id.clone(),
+            desired_model_id: entry.id.clone(),
+            model_units: spec.model_units,
+            status: status::IN_SERVICE.into(),
+            failure_message: None,
+            commitment: spec.commitment,
+            commitment_expires_ms: commitment_ms.map(|d| at + d),
+            client_token: spec.client_token,
+            created_ms: at,
+            updated_ms: at,
+        };
+        if let Err(e) = store.insert_provisioned(&record) {
+            self.capacity().release(entry, &id, spec.model_units);
+            return Err(match e {
+                StoreError::Duplicate(what) => CoreError::Conflict(format!(
+                    "a provisioned model with this {what} already exists"
+                )),
+                other => store_error(other),
+            });
+        }
+        Ok(record)
+    }
+
+    /// GetProvisionedModelThroughput (by ID, ARN or name).
+    pub fn provisioned_model(&self, identifier: &str) -> Result<ProvisionedRecord, CoreError> {
+        let key = provisioned_id(identifier).unwrap_or(identifier);
+        self.provisioned_store()
+            .provisioned(key)
+            .map_err(store_error)?
+            .ok_or_else(|| {
+                CoreError::NotFound(format!("provisioned model {identifier} does not exist"))
+            })
+    }
+
+    pub fn list_provisioned(&self) -> Result<Vec<ProvisionedRecord>, CoreError> {
+        self.provisioned_store()
+            .list_provisioned()
+            .map_err(store_error)
+    }
+
+    /// UpdateProvisionedModelThroughput: a new name and/or a new model (the capacity
+    /// moves to it, or the update is refused and nothing changes).
+    pub fn update_provisioned(
+        &self,
+        identifier: &str,
+        name: Option<String>,
+        model_id: Option<String>,
+    ) -> Result<(), CoreError> {
+        let mut record = self.provisioned_model(identifier)?;
+        if let Some(name) = name {
+            if !valid_name(&name) {
+                return Err(CoreError::Validation(format!(
+                    "desiredProvisionedModelName {name:?} is not a valid name"
+                )));
+            }
+            if name != record.name
+                && self
+                    .provisioned_store()
+                    .provisioned(&name)
+                    .map_err(store_error)?
+                    .is_some()
+            {
+                return Err(CoreError::Conflict(format!(
+                    "a provisioned model named {name:?} already exists"
+                )));
+            }
+            record.name = name;
+        }
+        if let Some(model_id) = model_id {
+            let new = self.resolve(&model_id)?.clone();
+            if new.id != record.model_id {
+                let old = self.resolve(&record.model_id)?.clone();
+                self.capacity()
+                    .release(&old, &record.id, record.model_units);
+                if let Err(e) = self
+                    .capacity()
+                    .reserve(&new, &record.id, record.model_units)
+                {
+                    // Put the old reservation back; the update is refused.
+                    self.capacity()
+                        .reserve(&old, &record.id, record.model_units)?;
+                    return Err(e);
+                }
+                record.model_id = new.id.clone();
+                record.desired_model_id = new.id;
+            }
+        }
+        record.status = status::IN_SERVICE.into();
+        record.updated_ms = now_ms();
+        self.provisioned_store()
+            .update_provisioned(&record)
+            .map_err(|e| match e {
+                StoreError::Duplicate(_) => CoreError::Conflict("that name is taken".into()),
+                other => store_error(other),
+            })
+    }
+
+    /// DeleteProvisionedModelThroughput: releases the capacity.
+    pub fn delete_provisioned(&self, identifier: &str) -> Result<(), CoreError> {
+        let record = self.provisioned_model(identifier)?;
+        if let Some(entry) = self.catalog().get(&record.model_id) {
+            self.capacity()
+                .release(entry, &record.id, record.model_units);
+        }
+        self.provisioned_store()
+            .delete_provisioned(&record.id)
+            .map_err(store_error)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_arns() {
+        assert!(
+            valid_name("my-model_1") && !valid_name("-x") && !valid_name("a__b") && !valid_name("")
+        );
+        assert_eq!(
+            provisioned_id("arn:aws:bedrock:us-east-1:000000000000:provisioned-model/abc123def456"),
+            Some("abc123def456")
+        );
+        assert_eq!(
+            provisioned_id("huggingfacetb.smollm2-135m-instruct-v1:0"),
+            None
+        );
+    }
+}

@@ -1,0 +1,178 @@
+//! [`ProvisionedStore`] on SQLite.
+
+use rusqlite::{params, OptionalExtension};
+
+use crate::sqlite::db;
+use crate::{ProvisionedRecord, ProvisionedStore, SqliteStore, StoreError};
+
+const COLUMNS: &str = "id, name, model_id, desired_model_id, model_units, status, failure_message,
+    commitment, commitment_expires_ms, client_token, created_ms, updated_ms";
+
+fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ProvisionedRecord> {
+    Ok(ProvisionedRecord {
+        id: row.get(0)?,
+        name: row.get(1)?,
+        model_id: row.get(2)?,
+        desired_model_id: row.get(3)?,
+        model_units: row.get::<_, i64>(4)?.clamp(0, i64::from(u32::MAX)) as u32,
+        status: row.get(5)?,
+        failure_message: row.get(6)?,
+        commitment: row.get(7)?,
+        commitment_expires_ms: row.get(8)?,
+        client_token: row.get(9)?,
+        created_ms: row.get(10)?,
+        updated_ms: row.get(11)?,
+    })
+}
+
+fn constraint(e: rusqlite::Error) -> StoreError {
+    match &e {
+        rusqlite::Error::SqliteFailure(f, Some(m))
+            if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+        {
+            if m.contains("client_token") {
+                StoreError::Duplicate("client token")
+            } else if m.contains("name") {
+                StoreError::Duplicate("name")
+            } else {
+                StoreError::Duplicate("id")
+            }
+        }
+        _ => db(e),
+    }
+}
+
+impl ProvisionedStore for SqliteStore {
+    fn insert_provisioned(&self, r: &ProvisionedRecord) -> Result<(), StoreError> {
+        self.with(|conn| {
+            conn.execute(
+                &format!("INSERT INTO provisioned_models ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"),
+                params![
+                    r.id, r.name, r.model_id, r.desired_model_id, i64::from(r.model_units), r.status,
+                    r.failure_message, r.commitment, r.commitment_expires_ms, r.client_token, r.created_ms, r.updated_ms
+                ],
+            )
+            .map_err(constraint)?;
+            Ok(())
+        })
+    }
+
+    fn provisioned(&self, id_or_name: &str) -> Result<Option<ProvisionedRecord>, StoreError> {
+        self.with(|conn| {
+            conn.query_row(
+                &format!("SELECT {COLUMNS} FROM provisioned_models WHERE id = ?1 OR name = ?1"),
+                [id_or_name],
+                from_row,
+            )
+            .optional()
+            .map_err(db)
+        })
+    }
+
+    fn provisioned_by_client_token(
+        &self,
+        token: &str,
+    ) -> Result<Option<ProvisionedRecord>, StoreError> {
+        self.with(|conn| {
+            conn.query_row(
+                &format!("SELECT {COLUMNS} FROM provisioned_models WHERE client_token = ?1"),
+                [token],
+                from_row,
+            )
+            .optional()
+            .map_err(db)
+        })
+    }
+
+    fn list_provisioned(&self) -> Result<Vec<ProvisionedRecord>, StoreError> {
+        self.with(|conn| {
+            let mut stmt = conn
+                .prepare(&format!(
+                    "SELECT {COLUMNS} FROM provisioned_models ORDER BY created_ms, id"
+                ))
+                .map_err(db)?;
+            let rows = stmt.query_map([], from_row).map_err(db)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(db)
+        })
+    }
+
+    fn update_provisioned(&self, r: &ProvisionedRecord) -> Result<(), StoreError> {
+        self.with(|conn| {
+            conn.execute(
+                "UPDATE provisioned_models SET name = ?2, model_id = ?3, desired_model_id = ?4, status = ?5,
+                 failure_message = ?6, updated_ms = ?7 WHERE id = ?1",
+                params![r.id, r.name, r.model_id, r.desired_model_id, r.status, r.failure_message, r.updated_ms],
+            )
+            .map_err(constraint)?;
+            Ok(())
+        })
+    }
+
+    fn delete_provisioned(&self, id: &str) -> Result<bool, StoreError> {
+        self.with(|conn| {
+            Ok(conn
+                .execute("DELETE FROM provisioned_models WHERE id = ?1", [id])
+                .map_err(db)?
+                > 0)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: &str, name: &str, token: Option<&str>) -> ProvisionedRecord {
+        ProvisionedRecord {
+            id: id.into(),
+            name: name.into(),
+            model_id: "m".into(),
+            desired_model_id: "m".into(),
+            model_units: 2,
+            status: "InService".into(),
+            failure_message: None,
+            commitment: None,
+            commitment_expires_ms: None,
+            client_token: token.map(str::to_string),
+            created_ms: 1,
+            updated_ms: 1,
+        }
+    }
+
+    #[test]
+    fn names_and_tokens_are_unique_and_lookups_take_id_or_name() {
+        let store = SqliteStore::open_in_memory().expect("open");
+        store
+            .insert_provisioned(&record("p1", "alpha", Some("t1")))
+            .expect("insert");
+        assert!(matches!(
+            store.insert_provisioned(&record("p2", "alpha", None)),
+            Err(StoreError::Duplicate("name"))
+        ));
+        assert!(matches!(
+            store.insert_provisioned(&record("p3", "beta", Some("t1"))),
+            Err(StoreError::Duplicate("client token"))
+        ));
+        assert_eq!(
+            store.provisioned("alpha").expect("get").map(|r| r.id),
+            Some("p1".into())
+        );
+        assert_eq!(
+            store
+                .provisioned_by_client_token("t1")
+                .expect("get")
+                .map(|r| r.name),
+            Some("alpha".into())
+        );
+        let mut renamed = record("p1", "gamma", None);
+        renamed.status = "Failed".into();
+        store.update_provisioned(&renamed).expect("update");
+        let got = store.provisioned("p1").expect("get").expect("exists");
+        assert_eq!(
+            (got.name.as_str(), got.status.as_str(), got.model_units),
+            ("gamma", "Failed", 2)
+        );
+        assert!(store.delete_provisioned("p1").expect("delete"));
+        assert!(store.list_provisioned().expect("list").is_empty());
+    }
+}
