@@ -16,7 +16,10 @@ install_system_packages() {
   command -v cmake >/dev/null 2>&1 || missing+=(cmake)
   command -v g++ >/dev/null 2>&1 || missing+=(g++)
   command -v openssl >/dev/null 2>&1 || missing+=(openssl)
-  if ! ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 && ! ls /usr/lib/x86_64-linux-gnu/libclang*.so* >/dev/null 2>&1; then
+  # bindgen needs libclang itself (libclang.so / libclang-N.so), not libclang-cpp.
+  if ! command -v clang >/dev/null 2>&1 \
+     || ! ls /usr/lib/llvm-*/lib/libclang.so* /usr/lib/llvm-*/lib/libclang-[0-9]*.so* \
+             /usr/lib/x86_64-linux-gnu/libclang.so* /usr/lib/x86_64-linux-gnu/libclang-[0-9]*.so* >/dev/null 2>&1; then
     missing+=(libclang-dev clang)
   fi
   if [ ${#missing[@]} -gt 0 ]; then
