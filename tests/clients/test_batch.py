@@ -145,7 +145,7 @@ def test_bad_locations_and_files(control, batch_root, tmp_path):
         jobName="s3job", roleArn=ROLE, modelId=CHAT_MODEL,
         inputDataConfig={"s3InputDataConfig": {"s3Uri": "s3://bucket/in.jsonl"}},
         outputDataConfig={"s3OutputDataConfig": {"s3Uri": "s3://bucket/out/"}}),
-        "ValidationException", 400, message_contains="s3://")
+        "AccessDeniedException", 403, message_contains="allows no S3 buckets")
     expect_client_error(lambda: create(control, EMBED_MODEL, good, out, modelInvocationType="Converse"),
                         "ValidationException", 400, message_contains="embedding model")
     expect_client_error(lambda: create(control, "no.such-model-v1:0", good, out), "ResourceNotFoundException", 404)

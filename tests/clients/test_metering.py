@@ -159,3 +159,34 @@ def test_rejected_requests_are_counted_by_dialect_and_status(raw_get, raw_post):
     status, _, _ = raw_post(f"/model/{CHAT_MODEL.replace(':', '%3A')}/converse", b"{not json")
     assert status == 400
     assert rejected() == before + 1, "a malformed request was not counted in basalt_http_responses_total"
+
+
+def test_usage_report_has_latency_percentiles_per_hour_and_recommendations(server, runtime, key):
+    runtime.converse(modelId=CHAT_MODEL, messages=[user_msg("Report me.")],
+                     inferenceConfig={"maxTokens": 3, "temperature": 0.0})
+    deadline = time.monotonic() + 15
+    while True:
+        data = server.cli_json("usage", "--json", "--by", "hour")
+        groups = [g for g in data["groups"] if g["key_name"] == "tests" and g["model_id"] == CHAT_MODEL
+                  and g["inference_type"] == "ON_DEMAND"]
+        if groups or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert groups, data["groups"]
+    g = groups[-1]
+    assert g["bucket_start_ms"] % 3_600_000 == 0
+    assert g["p50_latency_ms"] is not None and g["p99_latency_ms"] >= g["p50_latency_ms"]
+    assert isinstance(data["recommendations"], list)
+    admin = server.cli_json("keys", "create", "--name", "usage-admin", "--admin", "--json")
+    from basalt_support import http_request
+
+    ok = http_request(server.port, "GET", "/basalt/v1/usage?by=day", b"",
+                      {"Authorization": f"Bearer {admin['bearer_token']}"})
+    assert ok.status == 200, ok.body
+    body = json.loads(ok.body)
+    assert any(g["model_id"] == CHAT_MODEL for g in body["groups"]) and "recommendations" in body
+    denied = http_request(server.port, "GET", "/basalt/v1/usage", b"", {"Authorization": f"Bearer {key.bearer_token}"})
+    assert denied.status == 403
+    bad = http_request(server.port, "GET", "/basalt/v1/usage?by=week", b"",
+                       {"Authorization": f"Bearer {admin['bearer_token']}"})
+    assert bad.status == 400

@@ -150,18 +150,18 @@ impl Basalt {
                 "timeoutDurationInHours {timeout_hours} must be between 24 and 168"
             )));
         }
-        for (field, uri) in [
-            ("inputDataConfig", &spec.input_uri),
-            ("outputDataConfig", &spec.output_uri),
-        ] {
-            if uri.starts_with("s3://") {
-                return Err(CoreError::Validation(format!(
-                    "{field}: s3:// locations are not supported by this server yet; use file:///absolute/path/ under the allowed local paths"
-                )));
-            }
+        // s3:// locations: syntax and bucket permission now, the objects themselves
+        // when the job is validated (as Bedrock does); file:// ones must exist now.
+        if spec.input_uri.starts_with("s3://") {
+            self.s3().check(&spec.input_uri)?;
+        } else {
+            self.allowed_paths().existing(&spec.input_uri)?;
         }
-        self.allowed_paths().existing(&spec.input_uri)?;
-        self.allowed_paths().writable_dir(&spec.output_uri)?;
+        if spec.output_uri.starts_with("s3://") {
+            self.s3().check(&spec.output_uri)?;
+        } else {
+            self.allowed_paths().writable_dir(&spec.output_uri)?;
+        }
         let at = now_ms();
         const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
         let mut rng = rand::thread_rng();

@@ -34,6 +34,9 @@ pub struct ConfigFile {
     pub batch: BatchConfig,
     #[serde(default)]
     pub provisioned: ProvisionedConfig,
+    /// S3-compatible object storage for `s3://` locations.
+    #[serde(default)]
+    pub s3: S3Config,
     /// Directories under which `file:///…` URIs (batch input and output) may point;
     /// `BASALT_ALLOWED_PATHS` (colon-separated) adds more. Empty: none.
     #[serde(default)]
@@ -134,6 +137,49 @@ impl Default for ProvisionedConfig {
     }
 }
 
+/// S3-compatible object storage (`s3://bucket/key` locations in batch jobs). The
+/// server reads and writes with its own credentials, so only the listed buckets may
+/// be named by callers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct S3Config {
+    /// Endpoint URL, e.g. `http://127.0.0.1:9000` for MinIO. Empty: the
+    /// `AWS_ENDPOINT_URL_S3` or `AWS_ENDPOINT_URL` environment variable, else AWS.
+    pub endpoint: String,
+    /// Signing region; empty: the server's `region`.
+    pub region: String,
+    /// Path-style requests (`endpoint/bucket/key`), as MinIO and most self-hosted
+    /// stores want; false: virtual-hosted style (`bucket.endpoint/key`).
+    pub path_style: bool,
+    /// Buckets callers may name (`"*"`: any the credentials reach). Empty: none.
+    pub allowed_buckets: Vec<String>,
+    /// Environment variables holding the credentials (never logged). Unset ones
+    /// fall back to the instance's role (instance metadata), as the AWS SDKs do.
+    pub access_key_id_env: String,
+    pub secret_access_key_env: String,
+    pub session_token_env: String,
+    /// Per-request timeout and retry budget, in seconds.
+    pub timeout_secs: u64,
+    /// Retries of a failed request (with back-off) within the timeout.
+    pub max_retries: usize,
+}
+
+impl Default for S3Config {
+    fn default() -> Self {
+        Self {
+            endpoint: String::new(),
+            region: String::new(),
+            path_style: true,
+            allowed_buckets: Vec::new(),
+            access_key_id_env: "AWS_ACCESS_KEY_ID".into(),
+            secret_access_key_env: "AWS_SECRET_ACCESS_KEY".into(),
+            session_token_env: "AWS_SESSION_TOKEN".into(),
+            timeout_secs: 30,
+            max_retries: 3,
+        }
+    }
+}
+
 /// Batch inference.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -144,6 +190,9 @@ pub struct BatchConfig {
     pub max_records: u64,
     /// Largest input line, in bytes.
     pub max_record_bytes: usize,
+    /// Where jobs with `s3://` locations keep their staged input and their output
+    /// until it is uploaded (durable across restarts). Empty: `<data dir>/batch`.
+    pub staging_dir: String,
 }
 
 impl Default for BatchConfig {
@@ -152,6 +201,7 @@ impl Default for BatchConfig {
             concurrency: 8,
             max_records: 50_000,
             max_record_bytes: 1 << 20,
+            staging_dir: String::new(),
         }
     }
 }

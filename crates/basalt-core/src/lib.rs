@@ -17,8 +17,10 @@ pub mod model_fetch;
 pub mod provider;
 pub mod provisioned;
 pub mod quotas;
+pub mod s3;
 mod service;
 pub mod tool_calls;
+pub mod usage;
 
 /// Provider-independent types (the `basalt-types` crate).
 pub mod types {

@@ -164,6 +164,7 @@ impl LocalChat {
                 sampling,
                 stop_sequences: params.stop_sequences.clone(),
                 constraint,
+                background: params.background,
             })
             .map_err(engine_error)?;
         let stream = async_stream_from(

@@ -36,6 +36,10 @@ pub mod status {
 /// before it is throttled.
 const ON_DEMAND_WAIT: Duration = Duration::from_secs(120);
 
+/// How long a batch call waits for left-over capacity before it is throttled (the
+/// batch runner then retries it with back-off).
+const BACKGROUND_WAIT: Duration = Duration::from_secs(600);
+
 #[derive(Default)]
 struct ModelCapacity {
     /// Units reserved on this model.
@@ -183,6 +187,43 @@ impl Capacity {
             _ => Err(CoreError::Throttled(format!(
                 "model {model_id}: the capacity left to on-demand traffic is busy; retry later or use provisioned throughput"
             ))),
+        }
+    }
+
+    /// Batch work on a model with reservations: takes one of the on-demand share's
+    /// slots only when it is free and no on-demand call is waiting for it (the
+    /// semaphore hands released permits to waiters first), checking every 50 ms.
+    pub async fn admit_background(
+        &self,
+        entry: &ModelEntry,
+    ) -> Result<Option<OwnedSemaphorePermit>, CoreError> {
+        let semaphore = self.models.lock().ok().and_then(|m| {
+            m.get(&capacity_key(entry))
+                .and_then(|c| c.on_demand.clone())
+        });
+        let Some(semaphore) = semaphore else {
+            return Ok(None);
+        };
+        let deadline = tokio::time::Instant::now() + BACKGROUND_WAIT;
+        loop {
+            match Arc::clone(&semaphore).try_acquire_owned() {
+                Ok(permit) => return Ok(Some(permit)),
+                Err(tokio::sync::TryAcquireError::Closed) => {
+                    return Err(CoreError::ModelNotReady(format!(
+                        "model {}: its capacity was reconfigured",
+                        entry.id
+                    )))
+                }
+                Err(tokio::sync::TryAcquireError::NoPermits) => {}
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(CoreError::Throttled(format!(
+                    "model {}: on-demand traffic has used all its capacity for {} s",
+                    entry.id,
+                    BACKGROUND_WAIT.as_secs()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 

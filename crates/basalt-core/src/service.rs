@@ -121,8 +121,11 @@ pub struct Basalt {
     batch_config: BatchConfig,
     batch_wakeup: tokio::sync::Notify,
     allowed_paths: AllowedPaths,
+    s3: crate::s3::S3Locations,
     provisioned_store: Arc<dyn ProvisionedStore>,
     capacity: Capacity,
+    invocation_log: Arc<dyn InvocationLog>,
+    provisioned_config: crate::config::ProvisionedConfig,
 }
 
 impl std::fmt::Debug for Basalt {
@@ -292,8 +295,11 @@ impl Basalt {
             batch_config: config.batch.clone(),
             batch_wakeup: tokio::sync::Notify::new(),
             allowed_paths: AllowedPaths::from_config(&config.allowed_local_paths),
+            s3: crate::s3::S3Locations::new(&config.s3, &config.region),
+            invocation_log: store.clone(),
             provisioned_store: store,
             capacity: Capacity::new(config.provisioned.clone(), local_slots),
+            provisioned_config: config.provisioned.clone(),
         };
         core.restore_provisioned()?;
         Ok(core)
@@ -328,6 +334,29 @@ impl Basalt {
         self.provisioned_store.as_ref()
     }
 
+    /// The usage report over `[since_ms, until_ms)` (see [`crate::usage`]).
+    pub fn usage_report(
+        &self,
+        since_ms: i64,
+        until_ms: i64,
+        bucket: crate::usage::Bucket,
+    ) -> Result<crate::usage::UsageReport, CoreError> {
+        let samples = self
+            .invocation_log
+            .invocation_samples(since_ms, until_ms)
+            .map_err(|e| CoreError::Internal(format!("invocation log: {e}")))?;
+        let provisioned = self.list_provisioned()?;
+        Ok(crate::usage::report(
+            &samples,
+            &provisioned,
+            &self.catalog,
+            &self.provisioned_config,
+            since_ms,
+            until_ms,
+            bucket,
+        ))
+    }
+
     /// Reserved and on-demand capacity per model.
     pub fn capacity(&self) -> &Capacity {
         &self.capacity
@@ -358,7 +387,11 @@ impl Basalt {
                     entry.id
                 )));
             }
-            self.capacity.admit_on_demand(entry).await?
+            if ctx.inference_type == "BATCH" {
+                self.capacity.admit_background(entry).await?
+            } else {
+                self.capacity.admit_on_demand(entry).await?
+            }
         };
         if let Ok(mut slot) = ctx.capacity.lock() {
             *slot = permit;
@@ -381,6 +414,20 @@ impl Basalt {
     }
 
     /// Where `file://` URIs may point.
+    /// The server's S3 access (`s3://` locations, allowed buckets only).
+    pub fn s3(&self) -> &crate::s3::S3Locations {
+        &self.s3
+    }
+
+    /// Where batch jobs with `s3://` locations stage their input and output.
+    pub fn batch_staging_dir(&self) -> std::path::PathBuf {
+        if self.batch_config.staging_dir.is_empty() {
+            std::env::temp_dir().join("basalt-batch")
+        } else {
+            std::path::PathBuf::from(&self.batch_config.staging_dir)
+        }
+    }
+
     pub fn allowed_paths(&self) -> &AllowedPaths {
         &self.allowed_paths
     }
@@ -647,6 +694,7 @@ impl Basalt {
         }
         let mut request = request;
         request.model_id = entry.id.clone();
+        request.params.background = ctx.inference_type == "BATCH";
         let reserve = estimated_tokens(chat_texts(&request))
             + u64::from(
                 request
@@ -725,6 +773,7 @@ impl Basalt {
         }
         let mut request = request;
         request.model_id = entry.id.clone();
+        request.params.background = ctx.inference_type == "BATCH";
         let reserve = estimated_tokens([request.prompt.as_str()])
             + u64::from(
                 request

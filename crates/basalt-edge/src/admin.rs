@@ -1,6 +1,7 @@
 //! Basalt's own control-plane routes (no AWS counterpart), for administrator keys:
 //! `GET` / `PUT /basalt/v1/keys/{key}/limits` — a key's quota overrides, as
-//! `basalt keys update` sets them. Errors use the Bedrock error shape.
+//! `basalt keys update` sets them; `GET /basalt/v1/usage` — the usage report with
+//! latency percentiles and recommendations. Errors use the Bedrock error shape.
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -8,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Json, Router};
 use basalt_core::keys::{KeyLimits, Principal};
+use basalt_core::usage::Bucket;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -16,10 +18,57 @@ use crate::error::{BedrockError, BedrockErrorCode};
 use crate::AppState;
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route(
-        "/basalt/v1/keys/{key_id}/limits",
-        get(get_limits).put(put_limits),
-    )
+    Router::new()
+        .route(
+            "/basalt/v1/keys/{key_id}/limits",
+            get(get_limits).put(put_limits),
+        )
+        .route("/basalt/v1/usage", get(usage))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct UsageQuery {
+    since: Option<String>,
+    until: Option<String>,
+    by: Option<String>,
+}
+
+/// A time as unix milliseconds or RFC 3339.
+fn instant(name: &str, value: &str) -> Result<i64, BedrockError> {
+    value.parse::<i64>().or_else(|_| {
+        time::OffsetDateTime::parse(value, &time::format_description::well_known::Rfc3339)
+            .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
+            .map_err(|_| BedrockError::validation(format!("{name} {value:?} is neither unix milliseconds nor an RFC 3339 time")))
+    })
+}
+
+/// `GET /basalt/v1/usage?since=&until=&by=hour|day`: the usage report (default: the
+/// last 24 hours, whole period), for administrator keys.
+async fn usage(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    axum::extract::Query(q): axum::extract::Query<UsageQuery>,
+) -> Result<Response, BedrockError> {
+    if !principal.is_admin {
+        return Err(BedrockError {
+            code: BedrockErrorCode::AccessDenied,
+            message: "only an administrator key may read the usage report".into(),
+        });
+    }
+    let now = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
+    let since = q.since.as_deref().map(|v| instant("since", v)).transpose()?.unwrap_or(now - 86_400_000);
+    let until = q.until.as_deref().map(|v| instant("until", v)).transpose()?.unwrap_or(now + 1);
+    if until <= since {
+        return Err(BedrockError::validation("until must be after since"));
+    }
+    let bucket = match q.by.as_deref() {
+        None | Some("none") => Bucket::Whole,
+        Some("hour") => Bucket::Hour,
+        Some("day") => Bucket::Day,
+        Some(other) => return Err(BedrockError::validation(format!("by {other:?} is not one of hour, day, none"))),
+    };
+    let report = state.core.usage_report(since, until, bucket)?;
+    Ok(Json(json!({ "sinceMs": since, "untilMs": until, "groups": report.groups, "recommendations": report.recommendations })).into_response())
 }
 
 fn admin_only(principal: &Principal) -> Result<(), BedrockError> {

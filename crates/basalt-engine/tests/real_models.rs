@@ -65,6 +65,7 @@ fn generate(
             sampling: SamplingParams::default(),
             stop_sequences: stops.iter().map(|s| s.to_string()).collect(),
             constraint: None,
+            background: false,
         })
         .expect("accepted");
     let mut text = String::new();
@@ -301,6 +302,7 @@ fn request(engine: &ChatEngine, question: &str, max_tokens: u32) -> GenerationRe
         sampling: SamplingParams::default(),
         stop_sequences: vec![],
         constraint: None,
+        background: false,
     }
 }
 
@@ -356,6 +358,39 @@ fn a_full_queue_refuses_new_requests_and_keeps_accepted_ones() {
     engine
         .submit(request(&engine, "Room again?", 2))
         .expect("the queue has room once it drains");
+}
+
+#[test]
+fn a_waiting_foreground_request_goes_before_waiting_background_work() {
+    let engine = small_engine(8);
+    // The only slot is busy, so both of the next requests wait.
+    let mut running = engine
+        .submit(request(&engine, "Write a story.", 32))
+        .expect("accepted");
+    match running.blocking_recv() {
+        Some(GenerationEvent::Text(_)) => {}
+        other => panic!("expected text first, got {other:?}"),
+    }
+    let mut background = engine
+        .submit(GenerationRequest {
+            background: true,
+            ..request(&engine, "Write a long story about a lighthouse keeper.", 200)
+        })
+        .expect("queued");
+    let mut foreground = engine
+        .submit(request(&engine, "What is 2 + 2?", 8))
+        .expect("queued");
+    drain(&mut running);
+    drain(&mut foreground);
+    // One slot: had the background request (queued first) been admitted first, it
+    // would have finished before the foreground one started.
+    while let Ok(event) = background.try_recv() {
+        assert!(
+            !matches!(event, GenerationEvent::Finished(_)),
+            "the background request ran before the foreground one queued after it"
+        );
+    }
+    assert!(drain(&mut background).completion_tokens > 0, "background work still runs");
 }
 
 #[test]
@@ -419,6 +454,7 @@ fn a_shared_system_prompt_is_not_recomputed() {
                 sampling: SamplingParams::default(),
                 stop_sequences: vec![],
                 constraint: None,
+                background: false,
             })
             .expect("accepted");
         drain(&mut rx)

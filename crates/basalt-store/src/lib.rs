@@ -118,6 +118,23 @@ pub trait InvocationLog: Send + Sync {
     fn usage(&self, since_ms: i64, until_ms: i64) -> Result<Vec<UsageRow>, StoreError>;
     /// Cost per key ID of the invocations since `since_ms`.
     fn spend_by_key(&self, since_ms: i64) -> Result<Vec<(String, f64)>, StoreError>;
+    /// Every invocation with `since_ms <= at_ms < until_ms`, oldest first (for
+    /// percentiles and time buckets).
+    fn invocation_samples(&self, since_ms: i64, until_ms: i64) -> Result<Vec<InvocationSample>, StoreError>;
+}
+
+/// One invocation, as the usage report needs it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InvocationSample {
+    pub at_ms: i64,
+    pub key_name: String,
+    pub model_id: String,
+    pub inference_type: String,
+    pub outcome: String,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub latency_ms: u64,
+    pub cost_usd: f64,
 }
 
 /// Requests and tokens counted in one quota window.

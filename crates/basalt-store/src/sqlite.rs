@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::{
-    InvocationLog, InvocationRecord, KeyLimits, KeyRecord, KeyStore, QuotaStore, QuotaWindow,
+    InvocationLog, InvocationRecord, InvocationSample, KeyLimits, KeyRecord, KeyStore, QuotaStore, QuotaWindow,
     StoreError, UsageRow,
 };
 
@@ -256,6 +256,34 @@ impl InvocationLog for SqliteStore {
                         cost_usd: row.get(7)?,
                         avg_latency_ms: row.get(8)?,
                         throttles: row.get::<_, i64>(9)? as u64,
+                    })
+                })
+                .map_err(db)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(db)
+        })
+    }
+
+    fn invocation_samples(&self, since_ms: i64, until_ms: i64) -> Result<Vec<InvocationSample>, StoreError> {
+        self.with(|conn| {
+            let mut stmt = conn
+                .prepare(
+                    "SELECT at_ms, COALESCE(key_name, '(none)'), model_id, inference_type, outcome,
+                            input_tokens, output_tokens, latency_ms, cost_usd
+                     FROM invocations WHERE at_ms >= ?1 AND at_ms < ?2 ORDER BY at_ms",
+                )
+                .map_err(db)?;
+            let rows = stmt
+                .query_map(params![since_ms, until_ms], |row| {
+                    Ok(InvocationSample {
+                        at_ms: row.get(0)?,
+                        key_name: row.get(1)?,
+                        model_id: row.get(2)?,
+                        inference_type: row.get(3)?,
+                        outcome: row.get(4)?,
+                        input_tokens: row.get::<_, i64>(5)?.max(0) as u64,
+                        output_tokens: row.get::<_, i64>(6)?.max(0) as u64,
+                        latency_ms: row.get::<_, i64>(7)?.max(0) as u64,
+                        cost_usd: row.get(8)?,
                     })
                 })
                 .map_err(db)?;

@@ -57,6 +57,9 @@ pub struct InferenceParams {
     pub top_k: Option<u32>,
     pub stop_sequences: Vec<String>,
     pub seed: Option<u32>,
+    /// Run on capacity other traffic leaves over (batch jobs): a local engine admits
+    /// a background request only when no other request is waiting.
+    pub background: bool,
 }
 
 /// A tool the model may call; `input_schema` is a JSON schema.

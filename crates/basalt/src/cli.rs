@@ -70,10 +70,19 @@ enum Command {
         /// End of the period (same forms); default now.
         #[arg(long)]
         until: Option<String>,
+        /// Split the report per hour or per day.
+        #[arg(long, value_enum)]
+        by: Option<ByArg>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ByArg {
+    Hour,
+    Day,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -246,8 +255,9 @@ pub fn run(cli: Cli) -> Result<()> {
             paths,
             since,
             until,
+            by,
             json,
-        } => usage(&paths, &since, until.as_deref(), json),
+        } => usage(&paths, &since, until.as_deref(), by, json),
     }
 }
 
@@ -394,7 +404,13 @@ fn parse_instant(value: &str) -> Result<i64> {
     Ok((t.unix_timestamp_nanos() / 1_000_000) as i64)
 }
 
-fn usage(paths: &Paths, since: &str, until: Option<&str>, json: bool) -> Result<()> {
+fn usage(
+    paths: &Paths,
+    since: &str,
+    until: Option<&str>,
+    by: Option<ByArg>,
+    json: bool,
+) -> Result<()> {
     let since_ms = parse_instant(since)?;
     let until_ms = match until {
         Some(u) => parse_instant(u)?,
@@ -407,6 +423,22 @@ fn usage(paths: &Paths, since: &str, until: Option<&str>, json: bool) -> Result<
     let rows = store.usage(since_ms, until_ms)?;
     let budgets = budgets(paths, &store)?;
     let provisioned = provisioned_costs(paths, &store, since_ms, until_ms)?;
+    let config = paths.load_config()?;
+    let catalog = basalt_core::catalog::Catalog::from_config(&config)?;
+    let now_ms = (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
+    let report = basalt_core::usage::report(
+        &store.invocation_samples(since_ms, until_ms)?,
+        &basalt_store::ProvisionedStore::list_provisioned(store.as_ref())?,
+        &catalog,
+        &config.provisioned,
+        since_ms,
+        until_ms.min(now_ms + 1),
+        match by {
+            None => basalt_core::usage::Bucket::Whole,
+            Some(ByArg::Hour) => basalt_core::usage::Bucket::Hour,
+            Some(ByArg::Day) => basalt_core::usage::Bucket::Day,
+        },
+    );
     if json {
         let rows: Vec<_> = rows
             .iter()
@@ -420,35 +452,37 @@ fn usage(paths: &Paths, since: &str, until: Option<&str>, json: bool) -> Result<
             .collect();
         println!(
             "{}",
-            serde_json::json!({ "since_ms": since_ms, "until_ms": (until_ms != i64::MAX).then_some(until_ms), "rows": rows, "budgets": budgets, "provisioned": provisioned })
+            serde_json::json!({ "since_ms": since_ms, "until_ms": (until_ms != i64::MAX).then_some(until_ms), "rows": rows, "budgets": budgets, "provisioned": provisioned, "groups": report.groups, "recommendations": report.recommendations })
         );
         return Ok(());
     }
     println!(
-        "{:<20} {:<45} {:>8} {:>7} {:>9} {:>12} {:>12} {:>12} {:>10}",
-        "KEY",
-        "MODEL",
-        "CALLS",
-        "ERRORS",
-        "THROTTLED",
-        "INPUT TOK",
-        "OUTPUT TOK",
-        "COST USD",
-        "AVG MS"
+        "{:<17} {:<16} {:<42} {:<11} {:>7} {:>6} {:>9} {:>10} {:>10} {:>11} {:>8} {:>8}",
+        "PERIOD", "KEY", "MODEL", "MODE", "CALLS", "ERRORS", "THROTTLED", "INPUT TOK", "OUTPUT TOK", "COST USD", "P50 MS", "P99 MS"
     );
-    for r in rows {
+    let ms = |v: Option<u64>| v.map_or("-".to_string(), |v| v.to_string());
+    for g in &report.groups {
+        let period: String = g
+            .bucket_start_ms
+            .map_or("whole".to_string(), |b| format_time(b / 1000).chars().take(16).collect());
         println!(
-            "{:<20} {:<45} {:>8} {:>7} {:>9} {:>12} {:>12} {:>12.6} {:>10.1}",
-            r.key_name,
-            r.model_id,
-            r.invocations,
-            r.errors,
-            r.throttles,
-            r.input_tokens,
-            r.output_tokens,
-            r.cost_usd,
-            r.avg_latency_ms
+            "{:<17} {:<16} {:<42} {:<11} {:>7} {:>6} {:>9} {:>10} {:>10} {:>11.6} {:>8} {:>8}",
+            period,
+            g.key_name,
+            g.model_id,
+            g.inference_type,
+            g.invocations,
+            g.errors,
+            g.throttles,
+            g.input_tokens,
+            g.output_tokens,
+            g.cost_usd,
+            ms(g.p50_latency_ms),
+            ms(g.p99_latency_ms)
         );
+    }
+    for r in &report.recommendations {
+        println!("recommendation: {r}");
     }
     for p in &provisioned {
         println!(

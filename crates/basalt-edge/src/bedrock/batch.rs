@@ -322,14 +322,58 @@ fn now_ms() -> i64 {
     (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
 }
 
-/// The input files of a job: the file itself, or every `.jsonl` file of a directory.
-fn input_files(core: &Basalt, job: &BatchJobRecord) -> Result<Vec<PathBuf>, String> {
+/// One input file of a job: where its records are read from here, the name its
+/// output file takes (`<name>.out`), and the location the caller gave.
+struct InputFile {
+    name: String,
+    path: PathBuf,
+    uri: String,
+}
+
+/// The local input files of a job: the file itself, or every `.jsonl` file of a
+/// directory; for `s3://` input, the object (or every `.jsonl` object directly under
+/// the prefix) copied into the job's staging directory first.
+async fn input_files(core: &Basalt, job: &BatchJobRecord) -> Result<Vec<InputFile>, String> {
+    if job.input_uri.starts_with("s3://") {
+        let location = core.s3().check(&job.input_uri).map_err(|e| e.to_string())?;
+        let objects = core
+            .s3()
+            .objects(&location, ".jsonl")
+            .await
+            .map_err(|e| e.to_string())?;
+        let dir = staging_dir(core, job).join("input");
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| format!("cannot create the staging directory: {e}"))?;
+        let mut files = Vec::with_capacity(objects.len());
+        for object in objects {
+            let path = dir.join(&object.name);
+            core.s3()
+                .download(&location.bucket, &object.key, &path)
+                .await
+                .map_err(|e| e.to_string())?;
+            files.push(InputFile {
+                name: object.name,
+                path,
+                uri: location.uri_of(&object.key),
+            });
+        }
+        return Ok(files);
+    }
     let path = core
         .allowed_paths()
         .existing(&job.input_uri)
         .map_err(|e| e.to_string())?;
+    let file_name = |p: &FsPath| {
+        p.file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default()
+    };
     if path.is_file() {
-        return Ok(vec![path]);
+        return Ok(vec![InputFile {
+            name: file_name(&path),
+            uri: job.input_uri.clone(),
+            path,
+        }]);
     }
     let mut files: Vec<PathBuf> = std::fs::read_dir(&path)
         .map_err(|e| format!("{} cannot be listed: {e}", job.input_uri))?
@@ -340,26 +384,77 @@ fn input_files(core: &Basalt, job: &BatchJobRecord) -> Result<Vec<PathBuf>, Stri
     if files.is_empty() {
         return Err(format!("{} has no .jsonl files", job.input_uri));
     }
-    Ok(files)
+    Ok(files
+        .into_iter()
+        .map(|p| InputFile {
+            name: file_name(&p),
+            uri: format!("file://{}", p.display()),
+            path: p,
+        })
+        .collect())
+}
+
+/// A job's own directory for staged `s3://` input and output.
+fn staging_dir(core: &Basalt, job: &BatchJobRecord) -> PathBuf {
+    core.batch_staging_dir().join(&job.id)
+}
+
+/// The local directory a job's output lines are written to: `<output>/<job id>/`
+/// for `file://` output, the staging directory for `s3://` output (uploaded to
+/// `<output>/<job id>/` when the job ends).
+fn output_dir(core: &Basalt, job: &BatchJobRecord) -> Result<PathBuf, BedrockError> {
+    if job.output_uri.starts_with("s3://") {
+        core.s3().check(&job.output_uri)?;
+        return Ok(staging_dir(core, job).join("output"));
+    }
+    Ok(core
+        .allowed_paths()
+        .writable_dir(&job.output_uri)
+        .map_err(BedrockError::from)?
+        .join(&job.id))
+}
+
+/// Uploads the output files of an `s3://`-output job to `<output>/<job id>/`.
+async fn upload_output(core: &Basalt, job: &BatchJobRecord, out_dir: &FsPath) -> Result<(), BedrockError> {
+    let location = core.s3().check(&job.output_uri)?;
+    let prefix = format!("{}{}/", location.dir_prefix(), job.id);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(out_dir)
+        .map_err(internal)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "out"))
+        .collect();
+    files.sort();
+    // The manifest last: its presence says the output is whole.
+    files.sort_by_key(|p| p.file_name().is_some_and(|n| n == "manifest.json.out"));
+    for file in files {
+        let name = file
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
+        core.s3()
+            .upload(&file, &location.bucket, &format!("{prefix}{name}"))
+            .await?;
+    }
+    Ok(())
 }
 
 /// Counts a file's records and checks it is JSONL (its first record parses as a
 /// JSON object; later bad lines become error records).
-fn validate_file(path: &FsPath, max_line: usize) -> Result<u64, String> {
-    let file =
-        std::fs::File::open(path).map_err(|e| format!("{} cannot be read: {e}", path.display()))?;
+fn validate_file(input: &InputFile, max_line: usize) -> Result<u64, String> {
+    let shown = &input.uri;
+    let file = std::fs::File::open(&input.path).map_err(|e| format!("{shown} cannot be read: {e}"))?;
     let mut records = 0;
     let mut checked = false;
     for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
         let line = line
-            .map_err(|e| format!("{} is not UTF-8 text (line {}): {e}", path.display(), i + 1))?;
+            .map_err(|e| format!("{} is not UTF-8 text (line {}): {e}", shown, i + 1))?;
         if line.trim().is_empty() {
             continue;
         }
         if line.len() > max_line {
             return Err(format!(
                 "{} line {} is longer than {max_line} bytes",
-                path.display(),
+                shown,
                 i + 1
             ));
         }
@@ -369,14 +464,14 @@ fn validate_file(path: &FsPath, max_line: usize) -> Result<u64, String> {
                 Ok(_) => {
                     return Err(format!(
                         "{} is not JSONL: line {} is not a JSON object",
-                        path.display(),
+                        shown,
                         i + 1
                     ))
                 }
                 Err(e) => {
                     return Err(format!(
                         "{} is not JSONL: line {}: {e}",
-                        path.display(),
+                        shown,
                         i + 1
                     ))
                 }
@@ -385,7 +480,7 @@ fn validate_file(path: &FsPath, max_line: usize) -> Result<u64, String> {
         records += 1;
     }
     if records == 0 {
-        return Err(format!("{} has no records", path.display()));
+        return Err(format!("{} has no records", shown));
     }
     Ok(records)
 }
@@ -405,7 +500,7 @@ async fn run_job(core: &Arc<Basalt>, job: BatchJobRecord) -> Result<(), BedrockE
     }
     core.set_batch_status(&job.id, status::VALIDATING, None, &[status::STOPPING])?;
     let config = core.batch_config().clone();
-    let validated = input_files(core, &job).and_then(|files| {
+    let validated = input_files(core, &job).await.and_then(|files| {
         let mut total = 0;
         for f in &files {
             total += validate_file(f, config.max_record_bytes)?;
@@ -434,11 +529,7 @@ async fn run_job(core: &Arc<Basalt>, job: BatchJobRecord) -> Result<(), BedrockE
     )?;
     core.set_batch_status(&job.id, status::SCHEDULED, None, &[status::STOPPING])?;
     core.set_batch_status(&job.id, status::IN_PROGRESS, None, &[status::STOPPING])?;
-    let out_dir = core
-        .allowed_paths()
-        .writable_dir(&job.output_uri)
-        .map_err(|e| BedrockError::from(e))?
-        .join(&job.id);
+    let out_dir = output_dir(core, &job)?;
     std::fs::create_dir_all(&out_dir).map_err(internal)?;
     let progress = Arc::new(Progress::default());
     for (file_index, file) in files.iter().enumerate() {
@@ -455,12 +546,8 @@ struct Progress {
     processed: AtomicU64,
 }
 
-fn output_path(out_dir: &FsPath, input: &FsPath) -> PathBuf {
-    let name = input
-        .file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_default();
-    out_dir.join(format!("{name}.out"))
+fn output_path(out_dir: &FsPath, input: &InputFile) -> PathBuf {
+    out_dir.join(format!("{}.out", input.name))
 }
 
 /// Cuts a half-written last line off an output file and returns the record IDs in it.
@@ -589,7 +676,7 @@ async fn run_file(
     core: &Arc<Basalt>,
     job: &BatchJobRecord,
     file_index: usize,
-    input: &FsPath,
+    input: &InputFile,
     out_dir: &FsPath,
     progress: &Arc<Progress>,
     total: u64,
@@ -621,7 +708,7 @@ async fn run_file(
     let mut tasks = tokio::task::JoinSet::new();
     let job_arc = Arc::new(job.clone());
     let mut seen: HashSet<String> = HashSet::new();
-    let reader = std::io::BufReader::new(std::fs::File::open(input).map_err(internal)?);
+    let reader = std::io::BufReader::new(std::fs::File::open(&input.path).map_err(internal)?);
     let mut stopped = false;
     let mut since_check = 0u32;
     let mut last_count_update = std::time::Instant::now();
@@ -710,11 +797,7 @@ async fn finish(
     forced: Option<&str>,
 ) -> Result<(), BedrockError> {
     let current = core.batch_job(&job.id)?;
-    let out_dir = core
-        .allowed_paths()
-        .writable_dir(&job.output_uri)
-        .map_err(BedrockError::from)?
-        .join(&job.id);
+    let out_dir = output_dir(core, job)?;
     let mut counts = BatchCounts {
         total: current.counts.total,
         ..BatchCounts::default()
@@ -762,6 +845,10 @@ async fn finish(
         format!("{}\n", Value::Object(manifest)),
     )
     .map_err(internal)?;
+    if job.output_uri.starts_with("s3://") {
+        // Idempotent: a runner restarted after a partial upload uploads it all again.
+        upload_output(core, job, &out_dir).await?;
+    }
     core.set_batch_counts(&job.id, &counts)?;
     let status = forced.unwrap_or(if counts.error == 0 {
         status::COMPLETED
@@ -773,6 +860,12 @@ async fn finish(
     let message = (status == status::FAILED && forced.is_none())
         .then_some("every record failed; see the error lines in the output");
     core.set_batch_status(&job.id, status, message, &[])?;
+    let staging = staging_dir(core, job);
+    if staging.exists() {
+        if let Err(e) = std::fs::remove_dir_all(&staging) {
+            tracing::warn!(job = %job.id, error = %e, "cannot remove the job's staging directory");
+        }
+    }
     Ok(())
 }
 

@@ -95,6 +95,9 @@ pub struct GenerationRequest {
     pub sampling: SamplingParams,
     pub stop_sequences: Vec<String>,
     pub constraint: Option<OutputConstraint>,
+    /// Admitted to a slot only when no foreground request is waiting (batch work on
+    /// left-over capacity).
+    pub background: bool,
 }
 
 /// Compiles a JSON schema into a llama.cpp grammar whose outputs validate against it.

