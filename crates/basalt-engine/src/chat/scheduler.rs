@@ -174,7 +174,7 @@ impl<'m> Scheduler<'m> {
     fn next_waiting(&self) -> Option<usize> {
         self.waiting
             .iter()
-            .position(|job| !job.request.background && false)
+            .position(|job| !job.request.background)
             .or_else(|| (!self.waiting.is_empty()).then_some(0))
     }
 
