@@ -9,6 +9,10 @@ WORK="$(mktemp -d)"
 trap 'kill $BASALT 2>/dev/null || true; rm -rf "$WORK"' EXIT
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 sed -e "s/^threads = .*/threads = ${THREADS:-2}/" "$REPO/config/basalt.toml" > "$WORK/basalt.toml"
+# SHARED_STEP_INTERVAL=N overrides [provisioned] shared_step_interval (1: no compute kept).
+if [ -n "${SHARED_STEP_INTERVAL:-}" ]; then
+  printf '\n[provisioned]\nshared_step_interval = %s\n' "$SHARED_STEP_INTERVAL" >> "$WORK/basalt.toml"
+fi
 BASALT_DATA_DIR="$WORK/data" "$BASALT_BIN" serve --config "$WORK/basalt.toml" --listen "127.0.0.1:$PORT" \
   --models-dir "$BASALT_MODELS_DIR" > "$WORK/basalt.log" 2>&1 &
 BASALT=$!

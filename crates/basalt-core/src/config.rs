@@ -125,6 +125,10 @@ pub struct ProvisionedConfig {
     pub remote_concurrency_per_unit: u32,
     /// Engine slots always left to on-demand traffic on a local model.
     pub on_demand_min_slots: u32,
+    /// Compute kept for provisioned calls on a local engine: while one decodes,
+    /// other sequences join one decode step in this many (1: every step — slots
+    /// are reserved but compute is shared).
+    pub shared_step_interval: u32,
 }
 
 impl Default for ProvisionedConfig {
@@ -133,6 +137,7 @@ impl Default for ProvisionedConfig {
             local_slots_per_unit: 1,
             remote_concurrency_per_unit: 4,
             on_demand_min_slots: 1,
+            shared_step_interval: 12,
         }
     }
 }

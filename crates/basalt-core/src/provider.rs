@@ -164,7 +164,11 @@ impl LocalChat {
                 sampling,
                 stop_sequences: params.stop_sequences.clone(),
                 constraint,
-                background: params.background,
+                priority: match params.priority {
+                    crate::types::Priority::Background => basalt_engine::chat::Priority::Background,
+                    crate::types::Priority::Standard => basalt_engine::chat::Priority::Standard,
+                    crate::types::Priority::Reserved => basalt_engine::chat::Priority::Reserved,
+                },
             })
             .map_err(engine_error)?;
         let stream = async_stream_from(

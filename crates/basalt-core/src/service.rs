@@ -54,6 +54,15 @@ pub struct CallContext {
 }
 
 impl CallContext {
+    /// How a local engine schedules this call.
+    pub fn priority(&self) -> crate::types::Priority {
+        match self.inference_type {
+            "BATCH" => crate::types::Priority::Background,
+            "PROVISIONED" => crate::types::Priority::Reserved,
+            _ => crate::types::Priority::Standard,
+        }
+    }
+
     pub fn new(principal: Option<Principal>, request_id: String, operation: &'static str) -> Self {
         let at_ms = (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
         Self {
@@ -245,7 +254,7 @@ impl Basalt {
                                 .unwrap_or_else(|| PathBuf::from(&dir));
                             tracing::info!(model = %entry.id, file = %file.display(), "loading chat model");
                             let engine = Arc::new(
-                                ChatEngine::load(chat_config(&config.engine, file))
+                                ChatEngine::load(chat_config(&config.engine, &config.provisioned, file))
                                     .map_err(engine_error)?,
                             );
                             chat_by_weights.insert(weights_name.clone(), Arc::clone(&engine));
@@ -694,7 +703,7 @@ impl Basalt {
         }
         let mut request = request;
         request.model_id = entry.id.clone();
-        request.params.background = ctx.inference_type == "BATCH";
+        request.params.priority = ctx.priority();
         let reserve = estimated_tokens(chat_texts(&request))
             + u64::from(
                 request
@@ -773,7 +782,7 @@ impl Basalt {
         }
         let mut request = request;
         request.model_id = entry.id.clone();
-        request.params.background = ctx.inference_type == "BATCH";
+        request.params.priority = ctx.priority();
         let reserve = estimated_tokens([request.prompt.as_str()])
             + u64::from(
                 request
@@ -951,7 +960,11 @@ fn remote_chat(
     Ok(RemoteChat::new(entry.id.clone(), router, context_window))
 }
 
-fn chat_config(engine: &EngineConfig, model_path: PathBuf) -> ChatEngineConfig {
+fn chat_config(
+    engine: &EngineConfig,
+    provisioned: &crate::config::ProvisionedConfig,
+    model_path: PathBuf,
+) -> ChatEngineConfig {
     ChatEngineConfig {
         model_path,
         slots: engine.slots.max(1),
@@ -960,6 +973,7 @@ fn chat_config(engine: &EngineConfig, model_path: PathBuf) -> ChatEngineConfig {
         queue_capacity: engine.queue_capacity.max(1),
         kv_cache_budget_bytes: (engine.kv_cache_mib > 0).then(|| engine.kv_cache_mib * 1024 * 1024),
         threads: engine_threads(engine),
+        shared_step_interval: provisioned.shared_step_interval.max(1),
     }
 }
 

@@ -240,7 +240,7 @@ impl ChatCompletionBody {
                 Some(StopField::Many(v)) => v,
             },
             seed: self.seed.map(|s| s as u32),
-            background: false,
+            priority: Default::default(),
         };
         let include_usage = self.stream_options.is_some_and(|o| o.include_usage);
         let request = ChatRequest {

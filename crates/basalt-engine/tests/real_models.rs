@@ -6,7 +6,7 @@ use std::sync::{Arc, OnceLock};
 
 use basalt_engine::chat::{
     ChatEngine, ChatEngineConfig, ChatMessage, FinishReason, GenerationEvent, GenerationRequest,
-    SamplingParams,
+    Priority, SamplingParams,
 };
 use basalt_engine::embed::{EmbeddingEngine, EmbeddingEngineConfig};
 
@@ -25,6 +25,7 @@ fn engine_config(slots: u32, queue_capacity: usize) -> ChatEngineConfig {
         queue_capacity,
         threads: 2,
         kv_cache_budget_bytes: None,
+        shared_step_interval: 1,
     }
 }
 
@@ -65,7 +66,7 @@ fn generate(
             sampling: SamplingParams::default(),
             stop_sequences: stops.iter().map(|s| s.to_string()).collect(),
             constraint: None,
-            background: false,
+            priority: Priority::Standard,
         })
         .expect("accepted");
     let mut text = String::new();
@@ -302,7 +303,7 @@ fn request(engine: &ChatEngine, question: &str, max_tokens: u32) -> GenerationRe
         sampling: SamplingParams::default(),
         stop_sequences: vec![],
         constraint: None,
-        background: false,
+        priority: Priority::Standard,
     }
 }
 
@@ -377,7 +378,7 @@ fn a_waiting_foreground_request_goes_before_waiting_background_work() {
     let story = "Write a long story about a lighthouse keeper and the ships she guides.";
     let mut background = engine
         .submit(GenerationRequest {
-            background: true,
+            priority: Priority::Background,
             ..request(&engine, story, 8)
         })
         .expect("queued");
@@ -395,6 +396,55 @@ fn a_waiting_foreground_request_goes_before_waiting_background_work() {
         foreground.cached_prompt_tokens,
         background.cached_prompt_tokens
     );
+}
+
+fn collect_text(rx: &mut tokio::sync::mpsc::UnboundedReceiver<GenerationEvent>) -> (String, u32) {
+    let mut text = String::new();
+    loop {
+        match rx.blocking_recv().expect("stream ends with Finished or Failed") {
+            GenerationEvent::Text(t) => text.push_str(&t),
+            GenerationEvent::Finished(s) => return (text, s.completion_tokens),
+            GenerationEvent::Failed(e) => panic!("generation failed: {e}"),
+        }
+    }
+}
+
+#[test]
+fn sequences_held_out_of_reserved_steps_still_answer_exactly_as_alone() {
+    // While the reserved request decodes, the standard ones join one step in three:
+    // their pending tokens must carry over the skipped steps unchanged.
+    let engine = ChatEngine::load(ChatEngineConfig {
+        shared_step_interval: 3,
+        ..engine_config(3, 8)
+    })
+    .expect("the SmolLM2 GGUF loads");
+    let standard = ["Describe a forest in spring.", "List three uses of copper."];
+    let reserved_question = "Explain why the sky is blue.";
+    let solo = |question: &str, priority: Priority| {
+        let mut rx = engine
+            .submit(GenerationRequest {
+                priority,
+                ..request(&engine, question, 24)
+            })
+            .expect("accepted");
+        collect_text(&mut rx)
+    };
+    let expected: Vec<(String, u32)> = standard.iter().map(|q| solo(q, Priority::Standard)).collect();
+    let expected_reserved = solo(reserved_question, Priority::Reserved);
+    let mut running: Vec<_> = standard
+        .iter()
+        .map(|q| engine.submit(request(&engine, q, 24)).expect("accepted"))
+        .collect();
+    let mut reserved = engine
+        .submit(GenerationRequest {
+            priority: Priority::Reserved,
+            ..request(&engine, reserved_question, 24)
+        })
+        .expect("accepted");
+    assert_eq!(collect_text(&mut reserved), expected_reserved);
+    for (rx, want) in running.iter_mut().zip(&expected) {
+        assert_eq!(&collect_text(rx), want, "a standard request's answer changed");
+    }
 }
 
 #[test]
@@ -458,7 +508,7 @@ fn a_shared_system_prompt_is_not_recomputed() {
                 sampling: SamplingParams::default(),
                 stop_sequences: vec![],
                 constraint: None,
-                background: false,
+                priority: Priority::Standard,
             })
             .expect("accepted");
         drain(&mut rx)

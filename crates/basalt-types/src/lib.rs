@@ -57,9 +57,22 @@ pub struct InferenceParams {
     pub top_k: Option<u32>,
     pub stop_sequences: Vec<String>,
     pub seed: Option<u32>,
-    /// Run on capacity other traffic leaves over (batch jobs): a local engine admits
-    /// a background request only when no other request is waiting.
-    pub background: bool,
+    /// How the call is scheduled against other traffic (set by the core from the
+    /// call's inference type, never by a caller).
+    pub priority: Priority,
+}
+
+/// Scheduling class of a call on a local engine.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Priority {
+    /// Batch work: admitted to a slot only when nothing else is waiting.
+    Background,
+    /// On-demand traffic.
+    #[default]
+    Standard,
+    /// Provisioned throughput: admitted first, and while it decodes other work
+    /// shares the engine's steps only as the engine's reservation allows.
+    Reserved,
 }
 
 /// A tool the model may call; `input_schema` is a JSON schema.

@@ -42,6 +42,9 @@ pub struct ChatEngineConfig {
     /// Most bytes the KV cache may take; `slots` is lowered to fit (each slot holds
     /// `context_per_slot` tokens of f16 keys and values). `None`: no limit.
     pub kv_cache_budget_bytes: Option<u64>,
+    /// While a `Reserved` request runs, the other requests join one decode step in
+    /// this many (1: every step, i.e. no compute kept for reserved requests).
+    pub shared_step_interval: u32,
 }
 
 /// Bytes of f16 keys and values one token takes in the KV cache of `model`.
@@ -95,9 +98,20 @@ pub struct GenerationRequest {
     pub sampling: SamplingParams,
     pub stop_sequences: Vec<String>,
     pub constraint: Option<OutputConstraint>,
-    /// Admitted to a slot only when no foreground request is waiting (batch work on
-    /// left-over capacity).
-    pub background: bool,
+    pub priority: Priority,
+}
+
+/// Scheduling class of a request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Priority {
+    /// Admitted to a free slot only when no other request is waiting (batch work
+    /// on left-over capacity).
+    Background,
+    #[default]
+    Standard,
+    /// Admitted first; while one decodes, other requests join only one decode step
+    /// in `ChatEngineConfig::shared_step_interval` (compute kept for it).
+    Reserved,
 }
 
 /// Compiles a JSON schema into a llama.cpp grammar whose outputs validate against it.

@@ -22,7 +22,7 @@ use tokio::sync::mpsc as tokio_mpsc;
 use super::stop::{StopMatcher, StopScan};
 use super::{
     ChatEngineConfig, EngineCounters, FinishReason, GenerationEvent, GenerationRequest,
-    GenerationSummary,
+    GenerationSummary, Priority,
 };
 use crate::EngineError;
 
@@ -95,6 +95,10 @@ pub(super) fn spawn(
     Ok(ready_rx)
 }
 
+/// Prompt tokens of other requests one shared step may carry while a reserved
+/// request runs (a long prefill would otherwise make that step many times longer).
+const SHARED_STEP_PROMPT_TOKENS: usize = 16;
+
 struct Scheduler<'m> {
     model: &'m LlamaModel,
     ctx: LlamaContext<'m>,
@@ -103,6 +107,8 @@ struct Scheduler<'m> {
     slots: Vec<Slot>,
     waiting: VecDeque<Job>,
     batch: LlamaBatch<'static>,
+    /// Steps taken while a reserved request runs (for `shared_step_interval`).
+    reserved_steps: u32,
 }
 
 impl<'m> Scheduler<'m> {
@@ -128,6 +134,7 @@ impl<'m> Scheduler<'m> {
             slots,
             waiting: VecDeque::new(),
             batch,
+            reserved_steps: 0,
         }
     }
 
@@ -169,13 +176,13 @@ impl<'m> Scheduler<'m> {
         }
     }
 
-    /// The waiting job to admit next: the oldest foreground one, else the oldest
-    /// background one (background work only takes capacity nobody else is waiting for).
+    /// The waiting job to admit next: the oldest of the highest priority waiting
+    /// (background work only takes capacity nobody else is waiting for).
     fn next_waiting(&self) -> Option<usize> {
+        let top = self.waiting.iter().map(|job| job.request.priority).max()?;
         self.waiting
             .iter()
-            .position(|job| !job.request.background)
-            .or_else(|| (!self.waiting.is_empty()).then_some(0))
+            .position(|job| job.request.priority == top)
     }
 
     /// Moves waiting jobs into free slots, reusing the longest cached prefix.
@@ -238,12 +245,33 @@ impl<'m> Scheduler<'m> {
         self.batch.clear();
         let budget = self.config.batch_tokens as usize;
         let mut used = 0usize;
+        // While a reserved request runs, the others join one step in
+        // `shared_step_interval`: the steps in between carry only reserved work, so
+        // they cost what a step of the reserved requests alone costs.
+        let reserved_running = self.slots.iter().any(|s| {
+            s.active
+                .as_ref()
+                .is_some_and(|a| a.job.request.priority == Priority::Reserved)
+        });
+        let others_join = if reserved_running {
+            self.reserved_steps = self.reserved_steps.wrapping_add(1);
+            self.reserved_steps % self.config.shared_step_interval.max(1) == 0
+        } else {
+            self.reserved_steps = 0;
+            true
+        };
+        let takes_part =
+            |active: &Active| others_join || active.job.request.priority == Priority::Reserved;
+        let mut others_prompt = 0usize;
         // Decoding slots first: one token each keeps every stream moving.
         for slot in &mut self.slots {
             let Some(active) = slot.active.as_mut() else {
                 continue;
             };
             active.logits_at = None;
+            if !takes_part(active) {
+                continue;
+            }
             if let Some(token) = active.pending.take() {
                 let pos = slot.cached.len() as i32;
                 if self.batch.add(token, pos, &[slot.seq], true).is_ok() {
@@ -261,12 +289,16 @@ impl<'m> Scheduler<'m> {
                 continue;
             };
             let prompt = &active.job.request.prompt;
-            if active.prompt_done >= prompt.len() || active.logits_at.is_some() {
+            if active.prompt_done >= prompt.len() || active.logits_at.is_some() || !takes_part(active) {
                 continue;
             }
-            let room = budget.saturating_sub(used);
+            let mut room = budget.saturating_sub(used);
+            if reserved_running && active.job.request.priority != Priority::Reserved {
+                // A shared step stays short: others' prompts advance a little at a time.
+                room = room.min(SHARED_STEP_PROMPT_TOKENS.saturating_sub(others_prompt));
+            }
             if room == 0 {
-                break;
+                continue;
             }
             let start = active.prompt_done;
             let end = prompt.len().min(start + room);
@@ -286,6 +318,9 @@ impl<'m> Scheduler<'m> {
                 slot.cached.push(token);
                 used += 1;
                 active.prompt_done = i + 1;
+            }
+            if active.job.request.priority != Priority::Reserved {
+                others_prompt += active.prompt_done - start;
             }
             self.counters
                 .prompt_tokens_processed
