@@ -83,6 +83,8 @@ pub struct S3Object {
     pub name: String,
     pub key: String,
     pub size: u64,
+    /// The store's own path of it (kept so the key is never re-encoded).
+    path: ObjectPath,
 }
 
 /// The server's S3 access: one client per bucket, made on first use.
@@ -214,6 +216,7 @@ impl S3Locations {
                         name: meta.location.filename().unwrap_or_default().to_string(),
                         key: meta.location.to_string(),
                         size: meta.size,
+                        path: meta.location,
                     }])
                 }
                 Err(object_store::Error::NotFound { .. }) => {}
@@ -235,6 +238,7 @@ impl S3Locations {
                     name,
                     key: meta.location.to_string(),
                     size: meta.size,
+                    path: meta.location,
                 })
             })
             .collect();
@@ -247,12 +251,13 @@ impl S3Locations {
         Ok(found)
     }
 
-    /// Copies an object to a local file (written to a temporary name, then renamed).
-    pub async fn download(&self, bucket: &str, key: &str, dest: &Path) -> Result<(), CoreError> {
-        let uri = format!("s3://{bucket}/{key}");
+    /// Copies an object found by [`Self::objects`] to a local file (written to a
+    /// temporary name, then renamed).
+    pub async fn download(&self, bucket: &str, object: &S3Object, dest: &Path) -> Result<(), CoreError> {
+        let uri = format!("s3://{bucket}/{}", object.key);
         let store = self.store(bucket)?;
         let result = store
-            .get(&ObjectPath::from(key))
+            .get(&object.path)
             .await
             .map_err(|e| object_error(&uri, e))?;
         let partial = dest.with_extension("partial");

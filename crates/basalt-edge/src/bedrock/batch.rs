@@ -348,7 +348,7 @@ async fn input_files(core: &Basalt, job: &BatchJobRecord) -> Result<Vec<InputFil
         for object in objects {
             let path = dir.join(&object.name);
             core.s3()
-                .download(&location.bucket, &object.key, &path)
+                .download(&location.bucket, &object, &path)
                 .await
                 .map_err(|e| e.to_string())?;
             files.push(InputFile {
