@@ -313,3 +313,23 @@ def remote_model_toml(model_id: str, placement: str, *, provider: str = "Basalt"
         *extra,
     ]
     return "\n" + "\n".join(lines) + "\n"
+
+
+def remote_embedding_toml(model_id: str, placement: str, dimensions: int, *, provider: str = "Basalt",
+                          price: float = 0.0001) -> str:
+    """A catalog entry for a `remote` embedding model (Titan-style native body)."""
+    lines = [
+        "[[models]]",
+        f'id = "{model_id}"',
+        f'name = "{model_id}"',
+        f'provider = "{provider}"',
+        'engine = "remote"',
+        'native_body = "titan-embed"',
+        'input_modalities = ["TEXT"]',
+        'output_modalities = ["EMBEDDING"]',
+        f"dimensions = {dimensions}",
+        'lifecycle = { status = "ACTIVE", start_of_life = "2024-11-01T00:00:00Z" }',
+        f"price = {{ input_per_1k = {price} }}",
+        placement,
+    ]
+    return "\n" + "\n".join(lines) + "\n"

@@ -14,7 +14,8 @@ import jsonschema
 import openai
 import pytest
 
-from basalt_support import CHAT_MODEL, REGION, converse_text, http_request, inline_table, remote_model_toml, user_msg
+from basalt_support import (CHAT_MODEL, EMBED_MODEL, REGION, converse_text, cosine, expect_client_error, http_request,
+                            inline_table, remote_embedding_toml, remote_model_toml, user_msg)
 from conftest import BOTO_CONFIG, _free_port, start_server, stop_server, _tail
 from test_metering import wait_for_row
 
@@ -22,6 +23,7 @@ REMOTE = "basalt.smollm2-remote-v1:0"
 BAD_KEY = "basalt.smollm2-bad-key-v1:0"
 DOWN = "basalt.smollm2-down-v1:0"
 MISSING = "basalt.no-such-upstream-model-v1:0"
+REMOTE_EMBED = "basalt.minilm-remote-v1:0"
 
 
 
@@ -40,7 +42,9 @@ def front(server, create_key, tmp_path_factory):
             (DOWN, closed, CHAT_MODEL, "BASALT_TEST_UPSTREAM_KEY"),
             (MISSING, up, "nobody.no-such-model-v1:0", "BASALT_TEST_UPSTREAM_KEY"),
         ]
-    )
+    ) + remote_embedding_toml(REMOTE_EMBED, "upstream = " + inline_table(
+        api="openai", base_url=up, model=EMBED_MODEL, api_key_env="BASALT_TEST_UPSTREAM_KEY", timeout_secs=60,
+    ), 384)
     base = tmp_path_factory.mktemp("front")
     path = base / "front.toml"
     path.write_text(config)
@@ -235,3 +239,20 @@ def test_remote_invocations_are_metered_with_the_upstream_counts(front, front_ru
     assert row["input_tokens"] == resp["usage"]["inputTokens"], (row, resp["usage"])
     assert row["output_tokens"] == resp["usage"]["outputTokens"], (row, resp["usage"])
     assert row["cost_usd"] > 0, row
+
+
+def test_remote_embeddings_equal_the_upstreams_own(front, front_key, front_runtime, oai):
+    client = openai.OpenAI(base_url=f"{front.url}/v1", api_key=front_key["bearer_token"], max_retries=0)
+    texts = ["The cat sat on the mat.", "Quarterly revenue grew by four percent.", "ok"]
+    remote = client.embeddings.create(model=REMOTE_EMBED, input=texts)
+    direct = oai.embeddings.create(model=EMBED_MODEL, input=texts)
+    assert [d.index for d in remote.data] == [0, 1, 2]
+    for r, d in zip(remote.data, direct.data):
+        assert len(r.embedding) == 384
+        assert cosine(r.embedding, d.embedding) > 0.99999
+    assert remote.usage.prompt_tokens == direct.usage.prompt_tokens, "the upstream's own token count"
+    one = json.loads(front_runtime.invoke_model(modelId=REMOTE_EMBED, body=json.dumps({"inputText": texts[1]}))["body"].read())
+    assert len(one["embedding"]) == 384 and cosine(one["embedding"], direct.data[1].embedding) > 0.99999
+    assert one["inputTextTokenCount"] == oai.embeddings.create(model=EMBED_MODEL, input=[texts[1]]).usage.prompt_tokens
+    expect_client_error(lambda: front_runtime.invoke_model(modelId=REMOTE_EMBED, body=json.dumps(
+        {"inputText": "x", "dimensions": 256})), "ValidationException", 400)

@@ -100,6 +100,8 @@ pub struct ModelEntry {
     pub customizations: Vec<String>,
     pub default_max_tokens: u32,
     pub max_input_tokens: Option<u32>,
+    /// Vector length of a remote embedding model.
+    pub dimensions: Option<u32>,
     pub lifecycle: Lifecycle,
     pub input_price_per_1k: f64,
     pub output_price_per_1k: f64,
@@ -234,14 +236,21 @@ impl Catalog {
                     "only a remote model has an upstream, deployments or fallbacks; remove them",
                 ));
             }
+            let embedding = m.output_modalities.iter().any(|o| o == "EMBEDDING");
+            let apis = if embedding {
+                basalt_providers::EmbeddingAdapter::APIS
+            } else {
+                basalt_providers::ChatAdapter::APIS
+            };
             for u in m.upstream.iter().chain(&m.deployments) {
-                if !basalt_providers::ChatAdapter::APIS.contains(&u.api.as_str()) {
+                if !apis.contains(&u.api.as_str()) {
                     return Err(invalid(
                         id,
                         format!(
-                            "upstream api {:?} is not one of: {}",
+                            "upstream api {:?} is not one of{}: {}",
                             u.api,
-                            basalt_providers::ChatAdapter::APIS.join(", ")
+                            if embedding { " the APIs with embeddings" } else { "" },
+                            apis.join(", ")
                         ),
                     ));
                 }
@@ -280,14 +289,22 @@ impl Catalog {
                     ))
                 }
             };
-            let embedding = m.output_modalities.iter().any(|o| o == "EMBEDDING");
             if engine != EngineKind::Echo
                 && engine != EngineKind::Remote
                 && embedding != (engine == EngineKind::LlamaCppBert)
                 || embedding != (native_body == NativeBody::TitanEmbed)
-                || (matches!(engine, EngineKind::Echo | EngineKind::Remote) && embedding)
+                || (engine == EngineKind::Echo && embedding)
             {
-                return Err(invalid(id, "embedding models use engine llama.cpp-bert and native_body titan-embed; chat models llama.cpp, remote or echo and meta-llama"));
+                return Err(invalid(id, "embedding models use engine llama.cpp-bert or remote and native_body titan-embed; chat models llama.cpp, remote or echo and meta-llama"));
+            }
+            if (remote && embedding) != m.dimensions.is_some() {
+                return Err(invalid(
+                    id,
+                    "dimensions (the vector length) is required for a remote embedding model, and only there",
+                ));
+            }
+            if remote && embedding && !m.fallbacks.is_empty() {
+                return Err(invalid(id, "fallbacks are for chat models"));
             }
             for (field, values, allowed) in [
                 ("input_modalities", &m.input_modalities, MODALITIES),
@@ -348,6 +365,7 @@ impl Catalog {
                 provisioned_unit_hour_price: m.price.provisioned_unit_hour.max(0.0),
                 default_max_tokens: m.default_max_tokens.max(1),
                 max_input_tokens: m.max_input_tokens,
+                dimensions: m.dimensions,
                 lifecycle: Lifecycle {
                     status,
                     start_of_life: parse_time(id, "start_of_life", &m.lifecycle.start_of_life)?,

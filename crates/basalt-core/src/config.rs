@@ -365,6 +365,9 @@ pub struct ModelConfig {
     /// Longest input for embedding models, in tokens.
     #[serde(default)]
     pub max_input_tokens: Option<u32>,
+    /// Vector length of a remote embedding model (its upstream's).
+    #[serde(default)]
+    pub dimensions: Option<u32>,
     pub lifecycle: LifecycleConfig,
     pub price: PriceConfig,
 }
@@ -375,8 +378,9 @@ pub struct ModelConfig {
 #[serde(deny_unknown_fields)]
 pub struct UpstreamConfig {
     /// The wire API: `openai` (OpenAI Chat Completions and every compatible server:
-    /// vLLM, TGI, llama-server, Ollama's `/v1`, another Basalt) or `anthropic`
-    /// (Anthropic's Messages API).
+    /// vLLM, TGI, llama-server, Ollama's `/v1`, another Basalt), `mistral` (Mistral's
+    /// chat completions) or `anthropic` (Anthropic's Messages API). Embedding models:
+    /// `openai` or `mistral` (their `/embeddings`).
     pub api: String,
     /// Base URL including the API version, e.g. `https://api.openai.com/v1`.
     pub base_url: String,

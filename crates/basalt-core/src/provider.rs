@@ -382,6 +382,56 @@ impl EmbeddingProvider for LocalEmbedding {
     }
 }
 
+/// An embedding model served by a remote provider (OpenAI, Mistral, any
+/// OpenAI-compatible server), across its deployments.
+#[derive(Debug)]
+pub struct RemoteEmbedding {
+    model_id: String,
+    router: basalt_providers::router::Router<basalt_providers::EmbeddingAdapter>,
+    dimensions: usize,
+}
+
+impl RemoteEmbedding {
+    pub fn new(
+        model_id: String,
+        router: basalt_providers::router::Router<basalt_providers::EmbeddingAdapter>,
+        dimensions: usize,
+    ) -> Self {
+        Self {
+            model_id,
+            router,
+            dimensions,
+        }
+    }
+}
+
+#[async_trait]
+impl EmbeddingProvider for RemoteEmbedding {
+    fn dimensions(&self) -> usize {
+        self.dimensions
+    }
+
+    async fn count_tokens(&self, _text: &str) -> Result<u32, CoreError> {
+        Err(CoreError::Validation(format!(
+            "CountTokens is not supported for model {}: its upstream provider counts the tokens it bills",
+            self.model_id
+        )))
+    }
+
+    async fn embed(&self, inputs: Vec<String>) -> Result<(Vec<Vec<f32>>, Vec<u32>), CoreError> {
+        let embedded = self.router.embed(&inputs).await?;
+        if let Some(v) = embedded.vectors.iter().find(|v| v.len() != self.dimensions) {
+            return Err(CoreError::ModelError(format!(
+                "the upstream of model {} answered {}-dimensional vectors; the catalog says {}",
+                self.model_id,
+                v.len(),
+                self.dimensions
+            )));
+        }
+        Ok((embedded.vectors, embedded.input_tokens))
+    }
+}
+
 /// A provider with no model: it answers with the last user message (or the prompt) at
 /// once, cut to `max_tokens` words. It exists to measure the gateway alone.
 #[derive(Debug, Clone, Default)]

@@ -225,7 +225,11 @@ impl Basalt {
                         c
                     }
                 };
-                chat.insert(entry.id.clone(), Arc::new(remote_chat(entry, client)?));
+                if entry.is_embedding() {
+                    embedding.insert(entry.id.clone(), Arc::new(remote_embedding(entry, client)?));
+                } else {
+                    chat.insert(entry.id.clone(), Arc::new(remote_chat(entry, client)?));
+                }
                 continue;
             }
             let weights_name = entry.weights.clone().unwrap_or_default();
@@ -904,12 +908,14 @@ impl Basalt {
     }
 }
 
-/// The router over a remote model's deployments; credentials come from the
-/// environment variables the catalog names, read once here.
-fn remote_chat(
+/// A remote model's deployments as adapters built by `make` (with their base URLs
+/// as names); credentials come from the environment variables the catalog names,
+/// read once here.
+fn remote_deployments<A>(
     entry: &crate::catalog::ModelEntry,
-    client: basalt_providers::reqwest::Client,
-) -> Result<RemoteChat, CoreError> {
+    client: &basalt_providers::reqwest::Client,
+    make: impl Fn(&str, basalt_providers::reqwest::Client, basalt_providers::Upstream, String) -> Option<A>,
+) -> Result<Vec<(A, String)>, CoreError> {
     let mut deployments = Vec::with_capacity(entry.deployments.len());
     for upstream in &entry.deployments {
         let api_key = match &upstream.api_key_env {
@@ -921,7 +927,7 @@ fn remote_chat(
             })?),
             None => None,
         };
-        let adapter = basalt_providers::ChatAdapter::new(
+        let adapter = make(
             &upstream.api,
             client.clone(),
             basalt_providers::Upstream {
@@ -941,23 +947,46 @@ fn remote_chat(
         tracing::info!(model = %entry.id, base_url = %upstream.base_url, upstream_model = %upstream.model, "remote deployment");
         deployments.push((adapter, upstream.base_url.clone()));
     }
+    Ok(deployments)
+}
+
+fn routing_policy(routing: &crate::config::RoutingConfig) -> basalt_providers::router::RoutingPolicy {
+    basalt_providers::router::RoutingPolicy {
+        retries: routing.retries,
+        backoff: std::time::Duration::from_millis(routing.backoff_ms),
+        failure_threshold: routing.failure_threshold.max(1),
+        cooldown: std::time::Duration::from_secs(routing.cooldown_secs),
+    }
+}
+
+/// The router over a remote chat model's deployments.
+fn remote_chat(
+    entry: &crate::catalog::ModelEntry,
+    client: basalt_providers::reqwest::Client,
+) -> Result<RemoteChat, CoreError> {
+    let deployments = remote_deployments(entry, &client, basalt_providers::ChatAdapter::new)?;
     let context_window = entry
         .deployments
         .iter()
         .map(|u| u.context_window)
         .min()
         .unwrap_or(1);
-    let routing = &entry.routing;
-    let router = basalt_providers::router::Router::new(
-        deployments,
-        basalt_providers::router::RoutingPolicy {
-            retries: routing.retries,
-            backoff: std::time::Duration::from_millis(routing.backoff_ms),
-            failure_threshold: routing.failure_threshold.max(1),
-            cooldown: std::time::Duration::from_secs(routing.cooldown_secs),
-        },
-    );
+    let router = basalt_providers::router::Router::new(deployments, routing_policy(&entry.routing));
     Ok(RemoteChat::new(entry.id.clone(), router, context_window))
+}
+
+/// The router over a remote embedding model's deployments.
+fn remote_embedding(
+    entry: &crate::catalog::ModelEntry,
+    client: basalt_providers::reqwest::Client,
+) -> Result<crate::provider::RemoteEmbedding, CoreError> {
+    let deployments = remote_deployments(entry, &client, basalt_providers::EmbeddingAdapter::new)?;
+    let router = basalt_providers::router::Router::new(deployments, routing_policy(&entry.routing));
+    Ok(crate::provider::RemoteEmbedding::new(
+        entry.id.clone(),
+        router,
+        entry.dimensions.unwrap_or(0) as usize,
+    ))
 }
 
 fn chat_config(

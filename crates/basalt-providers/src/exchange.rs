@@ -58,17 +58,17 @@ pub(crate) trait Translator: Send + 'static {
     fn closed(&mut self);
 }
 
-/// Sends `request` and relays its answer through `translator`. `label` names the
-/// upstream in error messages.
-pub(crate) async fn exchange<T: Translator>(
+/// Sends `request`; a non-2xx answer becomes the `CoreError` its status means, with
+/// the provider's error text and `retry-after`. Returns the response and whether it
+/// is one JSON body.
+async fn send_checked(
     request: reqwest::RequestBuilder,
-    label: String,
-    mut translator: T,
-) -> Result<DeltaStream, CoreError> {
+    label: &str,
+) -> Result<(reqwest::Response, bool), CoreError> {
     let response = request
         .send()
         .await
-        .map_err(|e| error_for_transport(&label, &e))?;
+        .map_err(|e| error_for_transport(label, &e))?;
     let status = response.status();
     let header = |name: &str| {
         response
@@ -82,12 +82,38 @@ pub(crate) async fn exchange<T: Translator>(
         let retry_after = header("retry-after");
         let message = error_text(response).await;
         return Err(error_for_status(
-            &label,
+            label,
             status.as_u16(),
             &message,
             retry_after.as_deref(),
         ));
     }
+    Ok((response, is_json))
+}
+
+/// Sends `request` and parses its JSON answer.
+pub(crate) async fn exchange_json(
+    request: reqwest::RequestBuilder,
+    label: &str,
+) -> Result<serde_json::Value, CoreError> {
+    let (response, _) = send_checked(request, label).await?;
+    let body = response
+        .bytes()
+        .await
+        .map_err(|e| error_for_transport(label, &e))?;
+    serde_json::from_slice(&body).map_err(|e| {
+        CoreError::ModelError(format!("{label} answered with JSON that does not parse: {e}"))
+    })
+}
+
+/// Sends `request` and relays its answer through `translator`. `label` names the
+/// upstream in error messages.
+pub(crate) async fn exchange<T: Translator>(
+    request: reqwest::RequestBuilder,
+    label: String,
+    mut translator: T,
+) -> Result<DeltaStream, CoreError> {
+    let (response, is_json) = send_checked(request, &label).await?;
     if is_json {
         let body = response
             .bytes()

@@ -5,7 +5,8 @@
 //! [`basalt_types::CoreError`] so the edge answers them in the caller's dialect.
 //!
 //! - [`openai`]: OpenAI Chat Completions, which every OpenAI-compatible server speaks
-//!   (vLLM, TGI, llama-server, Ollama's `/v1`, another Basalt).
+//!   (vLLM, TGI, llama-server, Ollama's `/v1`, another Basalt), and Mistral's chat
+//!   completions as a flavour of it.
 //! - [`anthropic`]: Anthropic's Messages API.
 //! - [`router`]: several deployments of one model: least in-flight balancing, circuit
 //!   breakers, retries with jittered backoff before the first streamed byte.
@@ -14,6 +15,7 @@
 //! an error message and never shown by `Debug`.
 
 pub mod anthropic;
+pub mod embeddings;
 mod exchange;
 pub mod openai;
 pub mod router;
@@ -62,7 +64,8 @@ pub enum ChatAdapter {
 }
 
 impl ChatAdapter {
-    /// The adapter for `api` (`openai` or `anthropic`); `None` for an unknown API.
+    /// The adapter for `api` (`openai`, `mistral` or `anthropic`); `None` for an
+    /// unknown API.
     pub fn new(
         api: &str,
         client: reqwest::Client,
@@ -73,6 +76,9 @@ impl ChatAdapter {
             "openai" => Some(Self::OpenAi(openai::OpenAiChat::new(
                 client, upstream, label,
             ))),
+            "mistral" => Some(Self::OpenAi(openai::OpenAiChat::mistral(
+                client, upstream, label,
+            ))),
             "anthropic" => Some(Self::Anthropic(anthropic::AnthropicChat::new(
                 client, upstream, label,
             ))),
@@ -81,7 +87,7 @@ impl ChatAdapter {
     }
 
     /// The wire APIs [`ChatAdapter::new`] knows.
-    pub const APIS: &'static [&'static str] = &["openai", "anthropic"];
+    pub const APIS: &'static [&'static str] = &["openai", "mistral", "anthropic"];
 
     pub async fn chat(
         &self,
@@ -103,6 +109,35 @@ impl ChatAdapter {
         match self {
             Self::OpenAi(a) => a.complete(prompt, params, max_tokens).await,
             Self::Anthropic(a) => a.complete(prompt, params, max_tokens).await,
+        }
+    }
+}
+
+/// An embedding model's wire API, chosen by the catalog's `upstream.api`.
+#[derive(Debug, Clone)]
+pub enum EmbeddingAdapter {
+    /// OpenAI's embeddings API; Mistral's is the same.
+    OpenAi(embeddings::OpenAiEmbeddings),
+}
+
+impl EmbeddingAdapter {
+    /// The adapter for `api` (`openai` or `mistral`); `None` for an API without
+    /// embeddings here.
+    pub fn new(api: &str, client: reqwest::Client, upstream: Upstream, label: String) -> Option<Self> {
+        match api {
+            "openai" | "mistral" => Some(Self::OpenAi(embeddings::OpenAiEmbeddings::new(
+                client, upstream, label,
+            ))),
+            _ => None,
+        }
+    }
+
+    /// The wire APIs with embeddings.
+    pub const APIS: &'static [&'static str] = &["openai", "mistral"];
+
+    pub async fn embed(&self, inputs: &[String]) -> Result<embeddings::Embedded, CoreError> {
+        match self {
+            Self::OpenAi(a) => a.embed(inputs).await,
         }
     }
 }

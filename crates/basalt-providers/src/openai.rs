@@ -8,6 +8,12 @@
 //! answer is read by its `content-type`, so a server that ignores `stream` still works.
 //! Tool-call argument fragments are joined per `index` and handed on as whole calls
 //! once the upstream finishes.
+//!
+//! Mistral's chat completions API (`https://api.mistral.ai/v1`) is this wire format
+//! with its own differences, chosen by [`Flavor::Mistral`]: `random_seed` for `seed`,
+//! `tool_choice: "any"` for "required", no `stream_options` (the last chunk carries
+//! `usage` anyway), no `top_k`, tool-call IDs of exactly nine letters and digits, and
+//! the finish reasons `model_length` and `error`.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -21,6 +27,15 @@ use serde_json::{json, Map, Value};
 use crate::exchange::{exchange, Outbox, Translator};
 use crate::{DeltaStream, Upstream};
 
+/// Which API of the OpenAI family an upstream speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    /// OpenAI and the servers compatible with it.
+    OpenAi,
+    /// Mistral's chat completions.
+    Mistral,
+}
+
 /// A chat model behind an OpenAI-compatible endpoint.
 #[derive(Debug, Clone)]
 pub struct OpenAiChat {
@@ -28,6 +43,7 @@ pub struct OpenAiChat {
     upstream: Upstream,
     /// The name used in error messages (e.g. "OpenAI", "vLLM at gpu-1").
     label: String,
+    flavor: Flavor,
 }
 
 impl OpenAiChat {
@@ -36,6 +52,15 @@ impl OpenAiChat {
             client,
             upstream,
             label: label.into(),
+            flavor: Flavor::OpenAi,
+        }
+    }
+
+    /// A model behind Mistral's API.
+    pub fn mistral(client: reqwest::Client, upstream: Upstream, label: impl Into<String>) -> Self {
+        Self {
+            flavor: Flavor::Mistral,
+            ..Self::new(client, upstream, label)
         }
     }
 
@@ -46,13 +71,13 @@ impl OpenAiChat {
             messages.push(json!({"role": "system", "content": request.system.join("\n")}));
         }
         for message in &request.messages {
-            push_message(&mut messages, message.role, &message.content)?;
+            push_message(&mut messages, message.role, &message.content, self.flavor)?;
         }
         let mut body = Map::new();
         body.insert("model".into(), json!(self.upstream.model));
         body.insert("messages".into(), Value::Array(messages));
         body.insert("max_tokens".into(), json!(max_tokens));
-        insert_params(&mut body, &request.params);
+        self.insert_params(&mut body, &request.params)?;
         if let Some(tools) = &request.tools {
             let specs: Vec<Value> = tools
                 .tools
@@ -72,6 +97,7 @@ impl OpenAiChat {
                 "tool_choice".into(),
                 match &tools.choice {
                     ToolChoice::Auto => json!("auto"),
+                    ToolChoice::Any if self.flavor == Flavor::Mistral => json!("any"),
                     ToolChoice::Any => json!("required"),
                     ToolChoice::Tool(name) => {
                         json!({"type": "function", "function": {"name": name}})
@@ -86,10 +112,46 @@ impl OpenAiChat {
             );
         }
         if request.stream {
-            body.insert("stream".into(), json!(true));
-            body.insert("stream_options".into(), json!({"include_usage": true}));
+            self.insert_stream(&mut body);
         }
         Ok(Value::Object(body))
+    }
+
+    fn insert_stream(&self, body: &mut Map<String, Value>) {
+        body.insert("stream".into(), json!(true));
+        if self.flavor == Flavor::OpenAi {
+            body.insert("stream_options".into(), json!({"include_usage": true}));
+        }
+    }
+
+    fn insert_params(&self, body: &mut Map<String, Value>, params: &InferenceParams) -> Result<(), CoreError> {
+        if let Some(t) = params.temperature {
+            body.insert("temperature".into(), json!(t));
+        }
+        if let Some(p) = params.top_p {
+            body.insert("top_p".into(), json!(p));
+        }
+        if let Some(k) = params.top_k {
+            if self.flavor == Flavor::Mistral {
+                return Err(CoreError::Validation(format!(
+                    "{}: Mistral's API has no top_k; use topP",
+                    self.label
+                )));
+            }
+            // Not in OpenAI's API; vLLM, llama-server and Basalt take it as an extension.
+            body.insert("top_k".into(), json!(k));
+        }
+        if !params.stop_sequences.is_empty() {
+            body.insert("stop".into(), json!(params.stop_sequences));
+        }
+        if let Some(seed) = params.seed {
+            let name = match self.flavor {
+                Flavor::OpenAi => "seed",
+                Flavor::Mistral => "random_seed",
+            };
+            body.insert(name.into(), json!(seed));
+        }
+        Ok(())
     }
 
     /// Sends a chat request and streams the answer.
@@ -116,9 +178,8 @@ impl OpenAiChat {
             json!([{"role": "user", "content": prompt}]),
         );
         body.insert("max_tokens".into(), json!(max_tokens));
-        insert_params(&mut body, params);
-        body.insert("stream".into(), json!(true));
-        body.insert("stream_options".into(), json!({"include_usage": true}));
+        self.insert_params(&mut body, params)?;
+        self.insert_stream(&mut body);
         self.send(Value::Object(body)).await
     }
 
@@ -142,23 +203,26 @@ impl OpenAiChat {
     }
 }
 
-fn insert_params(body: &mut Map<String, Value>, params: &InferenceParams) {
-    if let Some(t) = params.temperature {
-        body.insert("temperature".into(), json!(t));
+/// A tool-call ID as Mistral takes them (exactly nine ASCII letters and digits): kept
+/// when it already is one, otherwise derived from it (FNV-1a, base 62), so a call and
+/// its result still match.
+fn mistral_tool_id(id: &str) -> String {
+    if id.len() == 9 && id.chars().all(|c| c.is_ascii_alphanumeric()) {
+        return id.to_string();
     }
-    if let Some(p) = params.top_p {
-        body.insert("top_p".into(), json!(p));
+    const DIGITS: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in id.bytes() {
+        hash ^= u64::from(b);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
     }
-    if let Some(k) = params.top_k {
-        // Not in OpenAI's API; vLLM, llama-server and Basalt take it as an extension.
-        body.insert("top_k".into(), json!(k));
-    }
-    if !params.stop_sequences.is_empty() {
-        body.insert("stop".into(), json!(params.stop_sequences));
-    }
-    if let Some(seed) = params.seed {
-        body.insert("seed".into(), json!(seed));
-    }
+    (0..9)
+        .map(|_| {
+            let digit = DIGITS[(hash % 62) as usize] as char;
+            hash /= 62;
+            digit
+        })
+        .collect()
 }
 
 /// Appends one Converse message as OpenAI messages: tool results become `tool`
@@ -168,7 +232,12 @@ fn push_message(
     out: &mut Vec<Value>,
     role: Role,
     content: &[ContentBlock],
+    flavor: Flavor,
 ) -> Result<(), CoreError> {
+    let tool_id = |id: &str| match flavor {
+        Flavor::OpenAi => id.to_string(),
+        Flavor::Mistral => mistral_tool_id(id),
+    };
     let mut text = String::new();
     let mut calls = Vec::new();
     let mut results = Vec::new();
@@ -176,7 +245,7 @@ fn push_message(
         match block {
             ContentBlock::Text(t) => text.push_str(t),
             ContentBlock::ToolUse(call) => calls.push(json!({
-                "id": call.id,
+                "id": tool_id(&call.id),
                 "type": "function",
                 "function": {"name": call.name, "arguments": call.input.to_string()},
             })),
@@ -191,7 +260,7 @@ fn push_message(
                     content.clone()
                 };
                 results
-                    .push(json!({"role": "tool", "tool_call_id": tool_use_id, "content": content}));
+                    .push(json!({"role": "tool", "tool_call_id": tool_id(tool_use_id), "content": content}));
             }
             ContentBlock::Other { kind } => {
                 return Err(CoreError::Validation(format!(
@@ -364,6 +433,15 @@ impl StreamState {
         if let Some(reason) = choice.get("finish_reason").and_then(Value::as_str) {
             self.finish = Some(match reason {
                 "length" => StopReason::MaxTokens,
+                // Mistral: the prompt and answer reached the model's context window.
+                "model_length" => StopReason::ModelContextWindowExceeded,
+                "error" => {
+                    self.outbox.fail(CoreError::ModelError(format!(
+                        "{} stopped the answer with an error",
+                        self.label
+                    )));
+                    return;
+                }
                 "tool_calls" | "function_call" => StopReason::ToolUse,
                 "content_filter" => StopReason::ContentFiltered,
                 _ => StopReason::EndTurn,
@@ -544,6 +622,66 @@ mod tests {
             .expect("translates");
         assert_eq!(streamed["stream"], true);
         assert_eq!(streamed["stream_options"]["include_usage"], true);
+    }
+
+    #[test]
+    fn the_mistral_flavour_speaks_mistrals_differences() {
+        let mistral = OpenAiChat::mistral(
+            reqwest::Client::new(),
+            Upstream {
+                base_url: "http://127.0.0.1:1/v1".into(),
+                model: "mistral-small-latest".into(),
+                api_key: None,
+                timeout: Duration::from_secs(1),
+            },
+            "test mistral",
+        );
+        let call = ToolCall {
+            id: "tooluse_8NqHz0JdQ3yWJpYk5sYxkA".into(),
+            name: "weather".into(),
+            input: json!({"city": "Paris"}),
+        };
+        let request = ChatRequest {
+            model_id: "x".into(),
+            system: vec![],
+            messages: vec![
+                Message { role: Role::User, content: vec![ContentBlock::Text("Weather?".into())] },
+                Message { role: Role::Assistant, content: vec![ContentBlock::ToolUse(call.clone())] },
+                Message {
+                    role: Role::User,
+                    content: vec![ContentBlock::ToolResult {
+                        tool_use_id: call.id.clone(),
+                        content: "sunny".into(),
+                        is_error: false,
+                    }],
+                },
+            ],
+            params: InferenceParams { seed: Some(7), ..Default::default() },
+            tools: Some(ToolConfig {
+                tools: vec![ToolSpec {
+                    name: "weather".into(),
+                    description: None,
+                    input_schema: json!({"type": "object"}),
+                }],
+                choice: ToolChoice::Any,
+            }),
+            response_schema: None,
+            stream: true,
+        };
+        let body = mistral.request_body(&request, 32).expect("translates");
+        assert_eq!(body["random_seed"], 7);
+        assert!(body.get("seed").is_none() && body.get("stream_options").is_none(), "{body}");
+        assert_eq!(body["tool_choice"], "any");
+        let id = body["messages"][1]["tool_calls"][0]["id"].as_str().expect("id").to_string();
+        assert!(id.len() == 9 && id.chars().all(|c| c.is_ascii_alphanumeric()), "{id}");
+        assert_eq!(body["messages"][2]["tool_call_id"], id.as_str(), "the result names the same call");
+        assert_eq!(mistral_tool_id("D681PevKs"), "D681PevKs", "Mistral's own IDs are kept");
+        assert_ne!(mistral_tool_id("call_1"), mistral_tool_id("call_2"));
+        let top_k = ChatRequest {
+            params: InferenceParams { top_k: Some(5), ..Default::default() },
+            ..request
+        };
+        assert!(matches!(mistral.request_body(&top_k, 32), Err(CoreError::Validation(m)) if m.contains("top_k")));
     }
 
     #[test]

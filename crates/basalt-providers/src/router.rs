@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use basalt_types::{ChatRequest, CoreError, GenerationDelta, InferenceParams};
 use futures::StreamExt;
 
-use crate::{ChatAdapter, DeltaStream};
+use crate::{ChatAdapter, DeltaStream, EmbeddingAdapter};
 
 /// How a model's deployments are used.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -76,25 +76,25 @@ impl Breaker {
 
 /// One deployment and its state.
 #[derive(Debug)]
-struct Deployment {
-    adapter: ChatAdapter,
+struct Deployment<A> {
+    adapter: A,
     /// Where it is (base URL): the label in `/metrics`, never a secret.
     name: String,
     in_flight: AtomicUsize,
     breaker: Mutex<Breaker>,
 }
 
-/// The deployments of one model.
+/// The deployments of one model (chat adapters, or embedding adapters).
 #[derive(Debug)]
-pub struct Router {
-    deployments: Vec<Arc<Deployment>>,
+pub struct Router<A = ChatAdapter> {
+    deployments: Vec<Arc<Deployment<A>>>,
     policy: RoutingPolicy,
     jitter_seed: AtomicU64,
 }
 
-impl Router {
+impl<A> Router<A> {
     /// `deployments`: (adapter, name) in preference order for ties.
-    pub fn new(deployments: Vec<(ChatAdapter, String)>, policy: RoutingPolicy) -> Self {
+    pub fn new(deployments: Vec<(A, String)>, policy: RoutingPolicy) -> Self {
         Self {
             deployments: deployments
                 .into_iter()
@@ -172,38 +172,12 @@ impl Router {
         cap.mul_f64(fraction)
     }
 
-    pub async fn chat(
-        &self,
-        request: &ChatRequest,
-        max_tokens: u32,
-    ) -> Result<DeltaStream, CoreError> {
-        self.attempt(|adapter| {
-            let adapter = adapter.clone();
-            let request = request.clone();
-            async move { adapter.chat(&request, max_tokens).await }
-        })
-        .await
-    }
-
-    pub async fn complete(
-        &self,
-        prompt: &str,
-        params: &InferenceParams,
-        max_tokens: u32,
-    ) -> Result<DeltaStream, CoreError> {
-        self.attempt(|adapter| {
-            let adapter = adapter.clone();
-            let prompt = prompt.to_string();
-            let params = params.clone();
-            async move { adapter.complete(&prompt, &params, max_tokens).await }
-        })
-        .await
-    }
-
-    async fn attempt<F, Fut>(&self, call: F) -> Result<DeltaStream, CoreError>
+    /// Tries deployments until one answers: the answer, and its deployment with its
+    /// in-flight count still raised (the caller lowers it when the answer is done).
+    async fn attempt<T, F, Fut>(&self, call: F) -> Result<(T, Arc<Deployment<A>>), CoreError>
     where
-        F: Fn(&ChatAdapter) -> Fut,
-        Fut: std::future::Future<Output = Result<DeltaStream, CoreError>>,
+        F: Fn(&A) -> Fut,
+        Fut: std::future::Future<Output = Result<T, CoreError>>,
     {
         let mut tried = Vec::new();
         let mut last_error = None;
@@ -218,9 +192,9 @@ impl Router {
             let deployment = Arc::clone(&self.deployments[index]);
             deployment.in_flight.fetch_add(1, Ordering::Relaxed);
             match call(&deployment.adapter).await {
-                Ok(stream) => {
+                Ok(answer) => {
                     self.record(index, Ok(()));
-                    return Ok(Box::pin(InFlight::wrap(stream, deployment)));
+                    return Ok((answer, deployment));
                 }
                 Err(e) => {
                     deployment.in_flight.fetch_sub(1, Ordering::Relaxed);
@@ -241,15 +215,64 @@ impl Router {
     }
 }
 
+impl Router<ChatAdapter> {
+    pub async fn chat(
+        &self,
+        request: &ChatRequest,
+        max_tokens: u32,
+    ) -> Result<DeltaStream, CoreError> {
+        let (stream, deployment) = self
+            .attempt(|adapter| {
+                let adapter = adapter.clone();
+                let request = request.clone();
+                async move { adapter.chat(&request, max_tokens).await }
+            })
+            .await?;
+        Ok(Box::pin(InFlight::wrap(stream, deployment)))
+    }
+
+    pub async fn complete(
+        &self,
+        prompt: &str,
+        params: &InferenceParams,
+        max_tokens: u32,
+    ) -> Result<DeltaStream, CoreError> {
+        let (stream, deployment) = self
+            .attempt(|adapter| {
+                let adapter = adapter.clone();
+                let prompt = prompt.to_string();
+                let params = params.clone();
+                async move { adapter.complete(&prompt, &params, max_tokens).await }
+            })
+            .await?;
+        Ok(Box::pin(InFlight::wrap(stream, deployment)))
+    }
+}
+
+impl Router<EmbeddingAdapter> {
+    /// Vectors for `inputs` from the first deployment that answers.
+    pub async fn embed(&self, inputs: &[String]) -> Result<crate::embeddings::Embedded, CoreError> {
+        let (answer, deployment) = self
+            .attempt(|adapter| {
+                let adapter = adapter.clone();
+                let inputs = inputs.to_vec();
+                async move { adapter.embed(&inputs).await }
+            })
+            .await?;
+        deployment.in_flight.fetch_sub(1, Ordering::Relaxed);
+        Ok(answer)
+    }
+}
+
 /// Keeps a deployment's in-flight count up until the answer's stream ends or is dropped.
 struct InFlight {
-    deployment: Arc<Deployment>,
+    deployment: Arc<Deployment<ChatAdapter>>,
 }
 
 impl InFlight {
     fn wrap(
         stream: DeltaStream,
-        deployment: Arc<Deployment>,
+        deployment: Arc<Deployment<ChatAdapter>>,
     ) -> impl futures::Stream<Item = GenerationDelta> + Send {
         let guard = InFlight { deployment };
         stream.map(move |delta| {
