@@ -333,7 +333,7 @@ mod tests {
 
     #[test]
     fn backoff_is_jittered_and_bounded() {
-        let router = Router::new(Vec::new(), policy());
+        let router: Router = Router::new(Vec::new(), policy());
         let waits: Vec<Duration> = (0..20).map(|_| router.backoff(2)).collect();
         assert!(waits.iter().all(|w| *w <= Duration::from_millis(4)));
         assert!(
