@@ -102,7 +102,7 @@ fn read_answer(answer: &Value, inputs: &[String], label: &str) -> Result<Embedde
     })
 }
 
-fn normalised(mut v: Vec<f32>) -> Vec<f32> {
+pub(crate) fn normalised(mut v: Vec<f32>) -> Vec<f32> {
     let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
     if norm > 0.0 {
         v.iter_mut().for_each(|x| *x /= norm);
@@ -111,7 +111,7 @@ fn normalised(mut v: Vec<f32>) -> Vec<f32> {
 }
 
 /// `total` split over the inputs by length (largest remainders), summing to `total`.
-fn split_tokens(total: u64, inputs: &[String]) -> Vec<u32> {
+pub(crate) fn split_tokens(total: u64, inputs: &[String]) -> Vec<u32> {
     let weights: Vec<u64> = inputs.iter().map(|s| s.chars().count().max(1) as u64).collect();
     let sum: u64 = weights.iter().sum::<u64>().max(1);
     let mut shares: Vec<u64> = weights.iter().map(|w| total * w / sum).collect();

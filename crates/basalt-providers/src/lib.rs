@@ -8,6 +8,8 @@
 //!   (vLLM, TGI, llama-server, Ollama's `/v1`, another Basalt), and Mistral's chat
 //!   completions as a flavour of it.
 //! - [`anthropic`]: Anthropic's Messages API.
+//! - [`cohere`]: Cohere's v2 Chat and Embed.
+//! - [`embeddings`]: OpenAI-style `/embeddings` (OpenAI, compatible servers, Mistral).
 //! - [`router`]: several deployments of one model: least in-flight balancing, circuit
 //!   breakers, retries with jittered backoff before the first streamed byte.
 //!
@@ -15,6 +17,7 @@
 //! an error message and never shown by `Debug`.
 
 pub mod anthropic;
+pub mod cohere;
 pub mod embeddings;
 mod exchange;
 pub mod openai;
@@ -61,11 +64,12 @@ impl std::fmt::Debug for Upstream {
 pub enum ChatAdapter {
     OpenAi(openai::OpenAiChat),
     Anthropic(anthropic::AnthropicChat),
+    Cohere(cohere::CohereChat),
 }
 
 impl ChatAdapter {
-    /// The adapter for `api` (`openai`, `mistral` or `anthropic`); `None` for an
-    /// unknown API.
+    /// The adapter for `api` (`openai`, `mistral`, `anthropic` or `cohere`); `None`
+    /// for an unknown API.
     pub fn new(
         api: &str,
         client: reqwest::Client,
@@ -82,12 +86,13 @@ impl ChatAdapter {
             "anthropic" => Some(Self::Anthropic(anthropic::AnthropicChat::new(
                 client, upstream, label,
             ))),
+            "cohere" => Some(Self::Cohere(cohere::CohereChat::new(client, upstream, label))),
             _ => None,
         }
     }
 
     /// The wire APIs [`ChatAdapter::new`] knows.
-    pub const APIS: &'static [&'static str] = &["openai", "mistral", "anthropic"];
+    pub const APIS: &'static [&'static str] = &["openai", "mistral", "anthropic", "cohere"];
 
     pub async fn chat(
         &self,
@@ -97,6 +102,7 @@ impl ChatAdapter {
         match self {
             Self::OpenAi(a) => a.chat(request, max_tokens).await,
             Self::Anthropic(a) => a.chat(request, max_tokens).await,
+            Self::Cohere(a) => a.chat(request, max_tokens).await,
         }
     }
 
@@ -109,6 +115,7 @@ impl ChatAdapter {
         match self {
             Self::OpenAi(a) => a.complete(prompt, params, max_tokens).await,
             Self::Anthropic(a) => a.complete(prompt, params, max_tokens).await,
+            Self::Cohere(a) => a.complete(prompt, params, max_tokens).await,
         }
     }
 }
@@ -118,26 +125,29 @@ impl ChatAdapter {
 pub enum EmbeddingAdapter {
     /// OpenAI's embeddings API; Mistral's is the same.
     OpenAi(embeddings::OpenAiEmbeddings),
+    Cohere(cohere::CohereEmbeddings),
 }
 
 impl EmbeddingAdapter {
-    /// The adapter for `api` (`openai` or `mistral`); `None` for an API without
-    /// embeddings here.
+    /// The adapter for `api` (`openai`, `mistral` or `cohere`); `None` for an API
+    /// without embeddings here.
     pub fn new(api: &str, client: reqwest::Client, upstream: Upstream, label: String) -> Option<Self> {
         match api {
             "openai" | "mistral" => Some(Self::OpenAi(embeddings::OpenAiEmbeddings::new(
                 client, upstream, label,
             ))),
+            "cohere" => Some(Self::Cohere(cohere::CohereEmbeddings::new(client, upstream, label))),
             _ => None,
         }
     }
 
     /// The wire APIs with embeddings.
-    pub const APIS: &'static [&'static str] = &["openai", "mistral"];
+    pub const APIS: &'static [&'static str] = &["openai", "mistral", "cohere"];
 
     pub async fn embed(&self, inputs: &[String]) -> Result<embeddings::Embedded, CoreError> {
         match self {
             Self::OpenAi(a) => a.embed(inputs).await,
+            Self::Cohere(a) => a.embed(inputs).await,
         }
     }
 }
@@ -164,7 +174,8 @@ pub fn error_for_status(
     let text = format!("{provider} returned HTTP {status}: {message}");
     match status {
         400 | 413 | 422 => CoreError::Validation(text),
-        401 | 403 => CoreError::AccessDenied(format!(
+        // 498: Cohere's "invalid token".
+        401 | 403 | 498 => CoreError::AccessDenied(format!(
             "{text} (the upstream refused Basalt's credentials for this model)"
         )),
         429 => CoreError::Throttled(match retry_after {
