@@ -9,6 +9,8 @@
 //!   completions as a flavour of it.
 //! - [`anthropic`]: Anthropic's Messages API.
 //! - [`cohere`]: Cohere's v2 Chat and Embed.
+//! - [`gemini`]: Google's Gemini `generateContent` / `streamGenerateContent` and
+//!   `batchEmbedContents`.
 //! - [`embeddings`]: OpenAI-style `/embeddings` (OpenAI, compatible servers, Mistral).
 //! - [`router`]: several deployments of one model: least in-flight balancing, circuit
 //!   breakers, retries with jittered backoff before the first streamed byte.
@@ -19,6 +21,7 @@
 pub mod anthropic;
 pub mod cohere;
 pub mod embeddings;
+pub mod gemini;
 mod exchange;
 pub mod openai;
 pub mod router;
@@ -65,11 +68,12 @@ pub enum ChatAdapter {
     OpenAi(openai::OpenAiChat),
     Anthropic(anthropic::AnthropicChat),
     Cohere(cohere::CohereChat),
+    Gemini(gemini::GeminiChat),
 }
 
 impl ChatAdapter {
-    /// The adapter for `api` (`openai`, `mistral`, `anthropic` or `cohere`); `None`
-    /// for an unknown API.
+    /// The adapter for `api` (`openai`, `mistral`, `anthropic`, `cohere` or
+    /// `gemini`); `None` for an unknown API.
     pub fn new(
         api: &str,
         client: reqwest::Client,
@@ -87,12 +91,13 @@ impl ChatAdapter {
                 client, upstream, label,
             ))),
             "cohere" => Some(Self::Cohere(cohere::CohereChat::new(client, upstream, label))),
+            "gemini" => Some(Self::Gemini(gemini::GeminiChat::new(client, upstream, label))),
             _ => None,
         }
     }
 
     /// The wire APIs [`ChatAdapter::new`] knows.
-    pub const APIS: &'static [&'static str] = &["openai", "mistral", "anthropic", "cohere"];
+    pub const APIS: &'static [&'static str] = &["openai", "mistral", "anthropic", "cohere", "gemini"];
 
     pub async fn chat(
         &self,
@@ -103,6 +108,7 @@ impl ChatAdapter {
             Self::OpenAi(a) => a.chat(request, max_tokens).await,
             Self::Anthropic(a) => a.chat(request, max_tokens).await,
             Self::Cohere(a) => a.chat(request, max_tokens).await,
+            Self::Gemini(a) => a.chat(request, max_tokens).await,
         }
     }
 
@@ -116,6 +122,7 @@ impl ChatAdapter {
             Self::OpenAi(a) => a.complete(prompt, params, max_tokens).await,
             Self::Anthropic(a) => a.complete(prompt, params, max_tokens).await,
             Self::Cohere(a) => a.complete(prompt, params, max_tokens).await,
+            Self::Gemini(a) => a.complete(prompt, params, max_tokens).await,
         }
     }
 }
@@ -126,28 +133,31 @@ pub enum EmbeddingAdapter {
     /// OpenAI's embeddings API; Mistral's is the same.
     OpenAi(embeddings::OpenAiEmbeddings),
     Cohere(cohere::CohereEmbeddings),
+    Gemini(gemini::GeminiEmbeddings),
 }
 
 impl EmbeddingAdapter {
-    /// The adapter for `api` (`openai`, `mistral` or `cohere`); `None` for an API
-    /// without embeddings here.
+    /// The adapter for `api` (`openai`, `mistral`, `cohere` or `gemini`); `None` for
+    /// an API without embeddings here.
     pub fn new(api: &str, client: reqwest::Client, upstream: Upstream, label: String) -> Option<Self> {
         match api {
             "openai" | "mistral" => Some(Self::OpenAi(embeddings::OpenAiEmbeddings::new(
                 client, upstream, label,
             ))),
             "cohere" => Some(Self::Cohere(cohere::CohereEmbeddings::new(client, upstream, label))),
+            "gemini" => Some(Self::Gemini(gemini::GeminiEmbeddings::new(client, upstream, label))),
             _ => None,
         }
     }
 
     /// The wire APIs with embeddings.
-    pub const APIS: &'static [&'static str] = &["openai", "mistral", "cohere"];
+    pub const APIS: &'static [&'static str] = &["openai", "mistral", "cohere", "gemini"];
 
     pub async fn embed(&self, inputs: &[String]) -> Result<embeddings::Embedded, CoreError> {
         match self {
             Self::OpenAi(a) => a.embed(inputs).await,
             Self::Cohere(a) => a.embed(inputs).await,
+            Self::Gemini(a) => a.embed(inputs).await,
         }
     }
 }
