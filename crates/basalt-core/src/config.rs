@@ -379,16 +379,30 @@ pub struct ModelConfig {
 pub struct UpstreamConfig {
     /// The wire API: `openai` (OpenAI Chat Completions and every compatible server:
     /// vLLM, TGI, llama-server, Ollama's `/v1`, another Basalt), `mistral` (Mistral's
-    /// chat completions) or `anthropic` (Anthropic's Messages API). Embedding models:
+    /// chat completions), `anthropic` (Anthropic's Messages API), `cohere` (v2 Chat),
+    /// `gemini` (Google's Gemini API) or `bedrock` (Amazon Bedrock's Converse, with a
+    /// base URL such as `https://bedrock-runtime.us-east-1.amazonaws.com`). Embedding models:
     /// `openai` or `mistral` (their `/embeddings`).
     pub api: String,
     /// Base URL including the API version, e.g. `https://api.openai.com/v1`.
     pub base_url: String,
     /// The upstream's name for the model.
     pub model: String,
-    /// Environment variable that holds the API key (none: send no credential).
+    /// Environment variable that holds the API key (none: send no credential). For
+    /// `bedrock`, a Bedrock API key sent as a bearer token.
     #[serde(default)]
     pub api_key_env: Option<String>,
+    /// `bedrock` with SigV4: the environment variables holding the access key ID,
+    /// the secret access key and (optionally) a session token, and the signing region
+    /// (default `us-east-1`). Used instead of `api_key_env` when both keys are named.
+    #[serde(default)]
+    pub aws_access_key_id_env: Option<String>,
+    #[serde(default)]
+    pub aws_secret_access_key_env: Option<String>,
+    #[serde(default)]
+    pub aws_session_token_env: Option<String>,
+    #[serde(default)]
+    pub region: Option<String>,
     /// Longest wait for the upstream's answer to start, and for the whole stream.
     #[serde(default = "default_upstream_timeout")]
     pub timeout_secs: u64,

@@ -918,14 +918,29 @@ fn remote_deployments<A>(
 ) -> Result<Vec<(A, String)>, CoreError> {
     let mut deployments = Vec::with_capacity(entry.deployments.len());
     for upstream in &entry.deployments {
-        let api_key = match &upstream.api_key_env {
-            Some(var) => Some(std::env::var(var).map_err(|_| {
-                CoreError::ServiceUnavailable(format!(
-                    "model {}: the environment variable {var} (its upstream API key) is not set",
-                    entry.id
-                ))
-            })?),
-            None => None,
+        let secret = |var: &Option<String>, what: &str| -> Result<Option<String>, CoreError> {
+            match var {
+                Some(var) => std::env::var(var).map(Some).map_err(|_| {
+                    CoreError::ServiceUnavailable(format!(
+                        "model {}: the environment variable {var} (its upstream {what}) is not set",
+                        entry.id
+                    ))
+                }),
+                None => Ok(None),
+            }
+        };
+        let api_key = secret(&upstream.api_key_env, "API key")?;
+        let aws = match (
+            secret(&upstream.aws_access_key_id_env, "access key ID")?,
+            secret(&upstream.aws_secret_access_key_env, "secret access key")?,
+        ) {
+            (Some(access_key_id), Some(secret_access_key)) => Some(basalt_providers::bedrock::AwsSigning {
+                access_key_id,
+                secret_access_key,
+                session_token: secret(&upstream.aws_session_token_env, "session token")?,
+                region: upstream.region.clone().unwrap_or_else(|| "us-east-1".into()),
+            }),
+            _ => None,
         };
         let adapter = make(
             &upstream.api,
@@ -934,6 +949,7 @@ fn remote_deployments<A>(
                 base_url: upstream.base_url.clone(),
                 model: upstream.model.clone(),
                 api_key,
+                aws,
                 timeout: std::time::Duration::from_secs(upstream.timeout_secs.max(1)),
             },
             format!("upstream {} of model {}", upstream.base_url, entry.id),

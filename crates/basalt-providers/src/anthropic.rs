@@ -445,6 +445,7 @@ mod tests {
                 base_url: "http://127.0.0.1:1/v1".into(),
                 model: "claude-test".into(),
                 api_key: Some("k".into()),
+                aws: None,
                 timeout: Duration::from_secs(1),
             },
             "anthropic",

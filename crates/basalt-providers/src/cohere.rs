@@ -525,6 +525,7 @@ mod tests {
                 base_url: "http://127.0.0.1:1/v2".into(),
                 model: "command-r".into(),
                 api_key: None,
+                aws: None,
                 timeout: Duration::from_secs(1),
             },
             "test cohere",

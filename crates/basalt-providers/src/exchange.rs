@@ -41,6 +41,16 @@ impl Outbox {
         self.finished
     }
 
+    /// The next delta to hand on.
+    pub fn pop(&mut self) -> Option<GenerationDelta> {
+        self.queued.pop_front()
+    }
+
+    /// Every delta produced so far.
+    pub fn take_queued(&mut self) -> Vec<GenerationDelta> {
+        self.queued.drain(..).collect()
+    }
+
     #[cfg(test)]
     pub fn drain(&mut self) -> Vec<GenerationDelta> {
         self.queued.drain(..).collect()
@@ -61,7 +71,7 @@ pub(crate) trait Translator: Send + 'static {
 /// Sends `request`; a non-2xx answer becomes the `CoreError` its status means, with
 /// the provider's error text and `retry-after`. Returns the response and whether it
 /// is one JSON body.
-async fn send_checked(
+pub(crate) async fn send_checked(
     request: reqwest::RequestBuilder,
     label: &str,
 ) -> Result<(reqwest::Response, bool), CoreError> {

@@ -444,6 +444,7 @@ mod tests {
                 base_url: "http://127.0.0.1:1/v1beta".into(),
                 model: "gemini-2.0-flash".into(),
                 api_key: None,
+                aws: None,
                 timeout: Duration::from_secs(1),
             },
             "test gemini",

@@ -8,6 +8,7 @@
 //!   (vLLM, TGI, llama-server, Ollama's `/v1`, another Basalt), and Mistral's chat
 //!   completions as a flavour of it.
 //! - [`anthropic`]: Anthropic's Messages API.
+//! - [`bedrock`]: Amazon Bedrock's Converse / ConverseStream, SigV4-signed.
 //! - [`cohere`]: Cohere's v2 Chat and Embed.
 //! - [`gemini`]: Google's Gemini `generateContent` / `streamGenerateContent` and
 //!   `batchEmbedContents`.
@@ -19,6 +20,7 @@
 //! an error message and never shown by `Debug`.
 
 pub mod anthropic;
+pub mod bedrock;
 pub mod cohere;
 pub mod embeddings;
 pub mod gemini;
@@ -46,6 +48,8 @@ pub struct Upstream {
     pub model: String,
     /// The credential, if the upstream needs one.
     pub api_key: Option<String>,
+    /// SigV4 credentials (Bedrock as an upstream); used instead of `api_key`.
+    pub aws: Option<bedrock::AwsSigning>,
     /// Longest a whole request may take, from sending it to the end of the answer
     /// (streamed or not); past it the caller gets a model timeout.
     pub timeout: Duration,
@@ -57,6 +61,7 @@ impl std::fmt::Debug for Upstream {
             .field("base_url", &self.base_url)
             .field("model", &self.model)
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field("aws", &self.aws)
             .field("timeout", &self.timeout)
             .finish()
     }
@@ -69,11 +74,12 @@ pub enum ChatAdapter {
     Anthropic(anthropic::AnthropicChat),
     Cohere(cohere::CohereChat),
     Gemini(gemini::GeminiChat),
+    Bedrock(bedrock::BedrockChat),
 }
 
 impl ChatAdapter {
-    /// The adapter for `api` (`openai`, `mistral`, `anthropic`, `cohere` or
-    /// `gemini`); `None` for an unknown API.
+    /// The adapter for `api` (`openai`, `mistral`, `anthropic`, `cohere`, `gemini`
+    /// or `bedrock`); `None` for an unknown API.
     pub fn new(
         api: &str,
         client: reqwest::Client,
@@ -92,12 +98,14 @@ impl ChatAdapter {
             ))),
             "cohere" => Some(Self::Cohere(cohere::CohereChat::new(client, upstream, label))),
             "gemini" => Some(Self::Gemini(gemini::GeminiChat::new(client, upstream, label))),
+            "bedrock" => Some(Self::Bedrock(bedrock::BedrockChat::new(client, upstream, label))),
             _ => None,
         }
     }
 
     /// The wire APIs [`ChatAdapter::new`] knows.
-    pub const APIS: &'static [&'static str] = &["openai", "mistral", "anthropic", "cohere", "gemini"];
+    pub const APIS: &'static [&'static str] =
+        &["openai", "mistral", "anthropic", "cohere", "gemini", "bedrock"];
 
     pub async fn chat(
         &self,
@@ -109,6 +117,7 @@ impl ChatAdapter {
             Self::Anthropic(a) => a.chat(request, max_tokens).await,
             Self::Cohere(a) => a.chat(request, max_tokens).await,
             Self::Gemini(a) => a.chat(request, max_tokens).await,
+            Self::Bedrock(a) => a.chat(request, max_tokens).await,
         }
     }
 
@@ -123,6 +132,7 @@ impl ChatAdapter {
             Self::Anthropic(a) => a.complete(prompt, params, max_tokens).await,
             Self::Cohere(a) => a.complete(prompt, params, max_tokens).await,
             Self::Gemini(a) => a.complete(prompt, params, max_tokens).await,
+            Self::Bedrock(a) => a.complete(prompt, params, max_tokens).await,
         }
     }
 }
@@ -248,6 +258,7 @@ mod tests {
             base_url: "http://x/v1".into(),
             model: "m".into(),
             api_key: Some("sk-secret-value".into()),
+            aws: None,
             timeout: Duration::from_secs(1),
         };
         let shown = format!("{upstream:?}");
