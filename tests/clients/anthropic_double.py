@@ -81,6 +81,9 @@ def validate(headers, body) -> str | None:
                 "text": lambda: isinstance(b.get("text"), str),
                 "tool_use": lambda: m["role"] == "assistant" and b.get("id") and b.get("name") and isinstance(b.get("input"), dict),
                 "tool_result": lambda: m["role"] == "user" and b.get("tool_use_id"),
+                "image": lambda: m["role"] == "user" and b.get("source", {}).get("type") == "base64"
+                and b["source"].get("media_type") in ("image/jpeg", "image/png", "image/gif", "image/webp")
+                and isinstance(b["source"].get("data"), str) and b["source"]["data"],
             }.get(kind)
             if ok is None or not ok():
                 return f"messages.{i}.content.{j}: invalid {kind!r} block"

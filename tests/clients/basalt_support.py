@@ -293,7 +293,7 @@ def inline_table(**fields) -> str:
 
 
 def remote_model_toml(model_id: str, placement: str, *, provider: str = "Basalt", tools: bool = False,
-                      price: tuple = (0.001, 0.002), extra: tuple = ()) -> str:
+                      price: tuple = (0.001, 0.002), extra: tuple = (), images: bool = False) -> str:
     """A catalog entry for a `remote` chat model. `placement` is its `upstream = {...}`
     or `deployments = [...]` line; `extra` lines (routing, fallbacks, ...) follow."""
     lines = [
@@ -303,7 +303,7 @@ def remote_model_toml(model_id: str, placement: str, *, provider: str = "Basalt"
         f'provider = "{provider}"',
         'engine = "remote"',
         'native_body = "meta-llama"',
-        'input_modalities = ["TEXT"]',
+        'input_modalities = ["TEXT", "IMAGE"]' if images else 'input_modalities = ["TEXT"]',
         'output_modalities = ["TEXT"]',
         "streaming = true",
         f"tools = {'true' if tools else 'false'}",
@@ -333,3 +333,24 @@ def remote_embedding_toml(model_id: str, placement: str, dimensions: int, *, pro
         placement,
     ]
     return "\n" + "\n".join(lines) + "\n"
+
+
+def _png_1x1() -> bytes:
+    """A real 1x1 PNG (one red pixel), built with zlib."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0)
+    pixels = zlib.compress(b"\x00\xff\x00\x00")
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+
+
+PNG_1X1 = _png_1x1()
+
+
+def image_msg(text: str, image: bytes = PNG_1X1) -> dict:
+    """A user turn with text and a PNG image block."""
+    return {"role": "user", "content": [{"text": text}, {"image": {"format": "png", "source": {"bytes": image}}}]}

@@ -85,6 +85,13 @@ def validate_chat(body: dict):
                 return _invalid(f"messages[{i}].content is required")
         elif not isinstance(m.get("content"), (str, list)):
             return _invalid(f"messages[{i}].content is required")
+        elif isinstance(m["content"], list):
+            for part in m["content"]:
+                ok = (part.get("type") == "text" and isinstance(part.get("text"), str)) or (
+                    part.get("type") == "image_url" and str((part.get("image_url") or {}).get("url", "")).startswith(
+                        ("data:image/", "https://")))
+                if not ok:
+                    return _invalid(f"messages[{i}].content: parts are text or image_url {{url}}")
     for j, t in enumerate(body.get("tools") or []):
         f = t.get("function") or {}
         if t.get("type") != "function" or not f.get("name") or not isinstance(f.get("parameters", {}), dict):

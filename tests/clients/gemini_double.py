@@ -88,6 +88,9 @@ def validate_generate(body: dict):
                 if c["role"] != "model" or not p["functionCall"].get("name"):
                     return _error(400, "INVALID_ARGUMENT", "functionCall parts belong to model turns and need a name")
                 pending.append(p["functionCall"]["name"])
+            if "inlineData" in p and not (p["inlineData"].get("mimeType", "").startswith("image/")
+                                           and isinstance(p["inlineData"].get("data"), str)):
+                return _error(400, "INVALID_ARGUMENT", "inline_data needs mime_type and base64 data")
             if "functionResponse" in p and not isinstance(p["functionResponse"].get("response"), dict):
                 return _error(400, "INVALID_ARGUMENT", "functionResponse.response must be an object")
     names = []

@@ -122,6 +122,16 @@ def validate_chat(body: dict):
                 return _bad_request(f"Unexpected tool call id {tid} in tool results")
         elif not isinstance(m.get("content"), (str, list)):
             return _unprocessable(["messages", i, "content"], "Field required", "missing")
+        elif isinstance(m["content"], list):
+            for j, part in enumerate(m["content"]):
+                url = part.get("image_url")
+                url = url.get("url") if isinstance(url, dict) else url
+                if part.get("type") == "text" and isinstance(part.get("text"), str):
+                    continue
+                if part.get("type") == "image_url" and isinstance(url, str) and (
+                        url.startswith("data:image/") or url.startswith("https://")):
+                    continue
+                return _unprocessable(["messages", i, "content", j], "Input should be a text or image_url chunk")
     if messages[-1]["role"] == "assistant":
         return _bad_request("Expected last role User or Tool (or Assistant with prefix True) for serving but got assistant")
     for j, t in enumerate(body.get("tools") or []):

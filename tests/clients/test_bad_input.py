@@ -215,3 +215,13 @@ def test_invoke_embedding_without_input_text(runtime, converse_ok):
         400,
     )
     converse_ok()
+
+
+def test_images_on_a_text_only_model_are_refused_and_nothing_is_lost(runtime, raw_post, converse_ok):
+    from basalt_support import image_msg
+    expect_client_error(lambda: runtime.converse(modelId=CHAT_MODEL, messages=[image_msg("What is this?")]),
+                        "ValidationException", 400, message_contains="does not accept image")
+    path = f"/model/{CHAT_MODEL.replace(':', '%3A')}/converse"
+    body = b'{"messages":[{"role":"user","content":[{"image":{"format":"png","source":{"bytes":"!!"}}}]}]}'
+    assert_bedrock_error(raw_post(path, body), "ValidationException", 400)
+    converse_ok()

@@ -7,7 +7,7 @@ import openai
 import pytest
 
 from anthropic_double import API_KEY, AnthropicDouble
-from basalt_support import REGION, converse_text, http_request, inline_table, remote_model_toml, user_msg
+from basalt_support import PNG_1X1, image_msg, REGION, converse_text, http_request, inline_table, remote_model_toml, user_msg
 from conftest import BOTO_CONFIG, _tail, start_server, stop_server
 from test_metering import wait_for_row
 
@@ -20,7 +20,7 @@ def claude(model_id, base, key_env):
     return remote_model_toml(
         model_id,
         "upstream = " + inline_table(api="anthropic", base_url=base, model="claude-double", api_key_env=key_env, timeout_secs=30),
-        provider="Anthropic", tools=True, price=(0.003, 0.015),
+        provider="Anthropic", tools=True, price=(0.003, 0.015), images=True,
         # The adapter alone: no retries, no breaker (test_routing.py covers those).
         extra=("routing = { retries = 0, failure_threshold = 1000 }",),
     )
@@ -187,3 +187,13 @@ def test_anthropic_calls_are_metered(front, rt):
     row = wait_for_row(front, "anthropic-tests", CLAUDE)
     assert row["output_tokens"] >= resp["usage"]["outputTokens"]
     assert row["cost_usd"] > 0
+
+
+def test_images_reach_anthropic_as_base64_image_blocks(rt, double):
+    import base64
+    r = rt.converse(modelId=CLAUDE, messages=[image_msg("What is in this picture?")], inferenceConfig={"maxTokens": 40})
+    assert r["stopReason"] in ("end_turn", "max_tokens")
+    content = double.requests[-1]["body"]["messages"][-1]["content"]
+    image = next(b for b in content if b["type"] == "image")
+    assert image["source"]["type"] == "base64" and image["source"]["media_type"] == "image/png"
+    assert base64.b64decode(image["source"]["data"]) == PNG_1X1

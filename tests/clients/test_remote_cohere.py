@@ -7,7 +7,7 @@ import boto3
 import openai
 import pytest
 
-from basalt_support import (REGION, converse_text, cosine, expect_client_error, inline_table, remote_embedding_toml,
+from basalt_support import (PNG_1X1, image_msg, REGION, converse_text, cosine, expect_client_error, inline_table, remote_embedding_toml,
                             remote_model_toml, user_msg)
 from cohere_double import API_KEY, DIMENSIONS, MAX_TEXTS, CohereDouble
 from conftest import BOTO_CONFIG, _tail, start_server, stop_server
@@ -36,7 +36,8 @@ def front(double, tmp_path_factory, _hermetic_client_env):
     path = base / "front.toml"
     path.write_text('region = "us-east-1"\n'
                     + remote_model_toml(CHAT, upstream("command-r-08-2024", "BASALT_TEST_COHERE_KEY"),
-                                        provider="Cohere", tools=True, extra=("routing = { retries = 0 }",))
+                                        provider="Cohere", tools=True, images=True,
+                                        extra=("routing = { retries = 0 }",))
                     + remote_model_toml(CHAT_BAD_KEY, upstream("command-r-08-2024", "BASALT_TEST_COHERE_BAD_KEY"),
                                         provider="Cohere")
                     + remote_embedding_toml(EMBED, upstream("embed-english-v3.0", "BASALT_TEST_COHERE_KEY"),
@@ -169,3 +170,18 @@ def front_invoke(front, key, model, body):
 ])
 def test_cohere_errors_map_to_bedrock_errors(rt, model, text, code, status):
     expect_client_error(lambda: rt.converse(modelId=model, messages=[user_msg(text)]), code, status)
+
+
+def test_images_reach_cohere_as_image_url_parts(rt, double):
+    import base64
+    rt.converse(modelId=CHAT, messages=[image_msg("Describe this")], inferenceConfig={"maxTokens": 40})
+    content = double.last()["messages"][-1]["content"]
+    assert content[0] == {"type": "text", "text": "Describe this"} and content[1]["type"] == "image_url"
+    assert base64.b64decode(content[1]["image_url"]["url"].split(",", 1)[1]) == PNG_1X1
+
+
+def test_a_model_without_image_input_refuses_images_before_sending(rt, double):
+    before = len(double.requests)
+    expect_client_error(lambda: rt.converse(modelId=CHAT_BAD_KEY, messages=[image_msg("Describe this")]),
+                        "ValidationException", 400, message_contains="image")
+    assert len(double.requests) == before

@@ -7,7 +7,7 @@ import boto3
 import openai
 import pytest
 
-from basalt_support import (REGION, converse_text, cosine, expect_client_error, inline_table, remote_embedding_toml,
+from basalt_support import (PNG_1X1, image_msg, REGION, converse_text, cosine, expect_client_error, inline_table, remote_embedding_toml,
                             remote_model_toml, user_msg)
 from conftest import BOTO_CONFIG, _tail, start_server, stop_server
 from gemini_double import API_KEY, DIMENSIONS, MAX_BATCH, GeminiDouble, vector768
@@ -35,7 +35,8 @@ def front(double, tmp_path_factory, _hermetic_client_env):
     path = base / "front.toml"
     path.write_text('region = "us-east-1"\n'
                     + remote_model_toml(CHAT, upstream("gemini-2.0-flash", "BASALT_TEST_GEMINI_KEY"),
-                                        provider="Google", tools=True, extra=("routing = { retries = 0 }",))
+                                        provider="Google", tools=True, images=True,
+                                        extra=("routing = { retries = 0 }",))
                     + remote_model_toml(CHAT_BAD_KEY, upstream("gemini-2.0-flash", "BASALT_TEST_GEMINI_BAD_KEY"),
                                         provider="Google")
                     + remote_embedding_toml(EMBED, upstream("text-embedding-004", "BASALT_TEST_GEMINI_KEY"),
@@ -150,3 +151,11 @@ def test_embeddings_in_batches_of_100(front, key, double, rt):
 ])
 def test_gemini_errors_map_to_bedrock_errors(rt, model, text, code, status):
     expect_client_error(lambda: rt.converse(modelId=model, messages=[user_msg(text)]), code, status)
+
+
+def test_images_reach_gemini_as_inline_data(rt, double):
+    import base64
+    rt.converse(modelId=CHAT, messages=[image_msg("Describe this")], inferenceConfig={"maxTokens": 40})
+    parts = double.last()["body"]["contents"][-1]["parts"]
+    assert parts[0] == {"text": "Describe this"} and parts[1]["inlineData"]["mimeType"] == "image/png"
+    assert base64.b64decode(parts[1]["inlineData"]["data"]) == PNG_1X1

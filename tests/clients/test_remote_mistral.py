@@ -8,7 +8,7 @@ import boto3
 import openai
 import pytest
 
-from basalt_support import (REGION, converse_text, cosine, expect_client_error, inline_table, remote_embedding_toml,
+from basalt_support import (PNG_1X1, image_msg, REGION, converse_text, cosine, expect_client_error, inline_table, remote_embedding_toml,
                             remote_model_toml, user_msg)
 from conftest import BOTO_CONFIG, _tail, start_server, stop_server
 from mistral_double import API_KEY, DIMENSIONS, MistralDouble, vector
@@ -36,7 +36,7 @@ def front(double, tmp_path_factory, _hermetic_client_env):
     path = base / "front.toml"
     path.write_text('region = "us-east-1"\n'
                     + remote_model_toml(CHAT, upstream("mistral-small-latest", "BASALT_TEST_MISTRAL_KEY"),
-                                        provider="Mistral AI", tools=True,
+                                        provider="Mistral AI", tools=True, images=True,
                                         extra=("routing = { retries = 0 }",))
                     + remote_model_toml(CHAT_BAD_KEY, upstream("mistral-small-latest", "BASALT_TEST_MISTRAL_BAD_KEY"),
                                         provider="Mistral AI")
@@ -162,3 +162,21 @@ def test_a_refused_key_is_access_denied_and_top_k_is_refused_before_sending(rt, 
                                             additionalModelRequestFields={"top_k": 5}),
                         "ValidationException", 400, message_contains="top_k")
     assert len(double.requests) == before, "a request Mistral cannot take is not sent"
+
+
+def test_images_reach_mistral_as_data_url_chunks(rt, double, front, key):
+    import base64
+    rt.converse(modelId=CHAT, messages=[image_msg("Describe this")], inferenceConfig={"maxTokens": 40})
+    content = double.last()["messages"][-1]["content"]
+    assert content[0] == {"type": "text", "text": "Describe this"}
+    url = content[1]["image_url"]["url"]
+    assert content[1]["type"] == "image_url" and url.startswith("data:image/png;base64,")
+    assert base64.b64decode(url.split(",", 1)[1]) == PNG_1X1
+    client = openai.OpenAI(base_url=f"{front.url}/v1", api_key=key["bearer_token"], max_retries=0)
+    data_url = "data:image/png;base64," + base64.b64encode(PNG_1X1).decode()
+    client.chat.completions.create(model=CHAT, max_tokens=20, messages=[{"role": "user", "content": [
+        {"type": "text", "text": "and this?"}, {"type": "image_url", "image_url": {"url": data_url}}]}])
+    assert double.last()["messages"][-1]["content"][1]["image_url"]["url"] == data_url
+    with pytest.raises(openai.BadRequestError, match="data: URL"):
+        client.chat.completions.create(model=CHAT, max_tokens=20, messages=[{"role": "user", "content": [
+            {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}]}])

@@ -107,6 +107,12 @@ impl LocalChat {
                             request.model_id
                         )))
                     }
+                    ContentBlock::Image(_) => {
+                        return Err(CoreError::Validation(format!(
+                            "model {} does not accept image content",
+                            request.model_id
+                        )))
+                    }
                 }
             }
             messages.push(ChatMessage {

@@ -609,6 +609,17 @@ impl Basalt {
                 ));
             }
         }
+        let has_image = request
+            .messages
+            .iter()
+            .any(|m| m.content.iter().any(|b| matches!(b, ContentBlock::Image(_))));
+        if has_image && !entry.input_modalities.iter().any(|m| m == "IMAGE") {
+            return Err(CoreError::Validation(format!(
+                "model {} does not accept image content (its input modalities: {})",
+                entry.id,
+                entry.input_modalities.join(", ")
+            )));
+        }
         let mut expected = Role::User;
         for (i, m) in request.messages.iter().enumerate() {
             if m.role != expected {

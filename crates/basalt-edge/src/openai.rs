@@ -103,6 +103,35 @@ struct ContentPart {
     #[serde(rename = "type")]
     kind: String,
     text: Option<String>,
+    image_url: Option<ImageUrl>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum ImageUrl {
+    Object { url: String },
+    Text(String),
+}
+
+/// An `image_url` part: only `data:image/...;base64,` URLs (the server fetches nothing).
+fn image_part(url: &ImageUrl, at: &str) -> Result<ContentBlock, OpenAiError> {
+    use base64::Engine;
+    let url = match url {
+        ImageUrl::Object { url } | ImageUrl::Text(url) => url,
+    };
+    let bad = |m: &str| OpenAiError::invalid_request(format!("{at}: {m}"));
+    let rest = url
+        .strip_prefix("data:")
+        .ok_or_else(|| bad("image_url must be a data: URL (data:image/png;base64,...); the server does not fetch URLs"))?;
+    let (mime, data) = rest
+        .split_once(";base64,")
+        .ok_or_else(|| bad("image_url must be base64 (data:image/png;base64,...)"))?;
+    let format = basalt_core::types::ImageFormat::from_mime(mime)
+        .ok_or_else(|| bad("the image must be png, jpeg, gif or webp"))?;
+    let data = base64::engine::general_purpose::STANDARD
+        .decode(data)
+        .map_err(|_| bad("the image data is not base64"))?;
+    Ok(ContentBlock::Image(basalt_core::types::Image { format, data }))
 }
 
 fn content_blocks(
@@ -118,6 +147,12 @@ fn content_blocks(
             .into_iter()
             .map(|p| match (p.kind.as_str(), p.text) {
                 ("text", Some(t)) => Ok(ContentBlock::Text(t)),
+                ("image_url", _) => match &p.image_url {
+                    Some(url) => image_part(url, at),
+                    None => Err(OpenAiError::invalid_request(format!(
+                        "{at}: an image_url part needs image_url"
+                    ))),
+                },
                 ("text", None) => Err(OpenAiError::invalid_request(format!(
                     "{at}: a text part needs text"
                 ))),

@@ -158,6 +158,8 @@ fn content_blocks(content: &[ContentBlock]) -> Result<Vec<Value>, CoreError> {
         .iter()
         .map(|block| match block {
             ContentBlock::Text(t) => Ok(json!({"type": "text", "text": t})),
+            ContentBlock::Image(image) => Ok(json!({"type": "image", "source": {
+                "type": "base64", "media_type": image.format.mime(), "data": image.base64()}})),
             ContentBlock::ToolUse(call) => Ok(json!({
                 "type": "tool_use", "id": call.id, "name": call.name, "input": call.input,
             })),

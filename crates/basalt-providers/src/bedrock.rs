@@ -85,6 +85,8 @@ impl BedrockChat {
                 .iter()
                 .map(|block| match block {
                     ContentBlock::Text(t) => Ok(json!({"text": t})),
+                    ContentBlock::Image(image) => Ok(json!({"image": {
+                        "format": image.format.name(), "source": {"bytes": image.base64()}}})),
                     ContentBlock::ToolUse(call) => Ok(json!({"toolUse": {
                         "toolUseId": call.id, "name": call.name, "input": call.input}})),
                     ContentBlock::ToolResult { tool_use_id, content, is_error } => {
@@ -542,7 +544,16 @@ mod tests {
         let request = ChatRequest {
             model_id: "x".into(),
             system: vec!["Be brief.".into()],
-            messages: vec![ChatMessage { role: Role::User, content: vec![ContentBlock::Text("hi".into())] }],
+            messages: vec![ChatMessage {
+                role: Role::User,
+                content: vec![
+                    ContentBlock::Text("hi".into()),
+                    ContentBlock::Image(basalt_types::Image {
+                        format: basalt_types::ImageFormat::Jpeg,
+                        data: vec![0xff, 0xd8, 0xff],
+                    }),
+                ],
+            }],
             params: InferenceParams { top_k: Some(5), temperature: Some(0.0), ..Default::default() },
             tools: Some(ToolConfig {
                 tools: vec![ToolSpec { name: "f".into(), description: None, input_schema: json!({"type": "object"}) }],
@@ -553,6 +564,7 @@ mod tests {
         };
         let body = chat.request_body(&request, 7).expect("translates");
         assert_eq!(body["system"], json!([{"text": "Be brief."}]));
+        assert_eq!(body["messages"][0]["content"][1], json!({"image": {"format": "jpeg", "source": {"bytes": "/9j/"}}}));
         assert_eq!(body["inferenceConfig"], json!({"maxTokens": 7, "temperature": 0.0}));
         assert_eq!(body["additionalModelRequestFields"], json!({"top_k": 5}));
         assert_eq!(body["toolConfig"]["toolChoice"], json!({"tool": {"name": "f"}}));

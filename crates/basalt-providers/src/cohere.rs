@@ -168,9 +168,21 @@ fn push_message(out: &mut Vec<Value>, role: Role, content: &[ContentBlock]) -> R
     let mut text = String::new();
     let mut calls = Vec::new();
     let mut results = Vec::new();
+    let mut parts: Vec<Value> = Vec::new();
+    let mut has_image = false;
     for block in content {
         match block {
-            ContentBlock::Text(t) => text.push_str(t),
+            ContentBlock::Text(t) => {
+                text.push_str(t);
+                parts.push(json!({"type": "text", "text": t}));
+            }
+            ContentBlock::Image(image) => {
+                if role == Role::Assistant {
+                    return Err(CoreError::Validation("images are accepted in user turns only".into()));
+                }
+                has_image = true;
+                parts.push(json!({"type": "image_url", "image_url": {"url": image.data_url()}}));
+            }
             ContentBlock::ToolUse(call) => calls.push(json!({
                 "id": call.id,
                 "type": "function",
@@ -209,7 +221,9 @@ fn push_message(out: &mut Vec<Value>, role: Role, content: &[ContentBlock]) -> R
         }
         Role::User => {
             out.extend(results);
-            if !text.is_empty() {
+            if has_image {
+                out.push(json!({"role": "user", "content": parts}));
+            } else if !text.is_empty() {
                 out.push(json!({"role": "user", "content": text}));
             }
         }

@@ -76,6 +76,8 @@ impl GeminiChat {
             for block in &message.content {
                 parts.push(match block {
                     ContentBlock::Text(t) => json!({"text": t}),
+                    ContentBlock::Image(image) => json!({"inlineData": {
+                        "mimeType": image.format.mime(), "data": image.base64()}}),
                     ContentBlock::ToolUse(call) => {
                         call_names.insert(call.id.as_str(), call.name.as_str());
                         json!({"functionCall": {"name": call.name, "args": call.input}})

@@ -35,11 +35,88 @@ pub enum ContentBlock {
         content: String,
         is_error: bool,
     },
+    /// An image (decoded bytes), for models whose catalog entry takes `IMAGE` input.
+    Image(Image),
     /// A block kind this request carries that the chosen model may not accept
-    /// (`image`, `document`, `toolUse`, ...); named for the error message.
+    /// (`document`, `video`, ...); named for the error message.
     Other {
         kind: String,
     },
+}
+
+/// An image in a message.
+#[derive(Clone, PartialEq)]
+pub struct Image {
+    /// `png`, `jpeg`, `gif` or `webp` (Bedrock's names).
+    pub format: ImageFormat,
+    pub data: Vec<u8>,
+}
+
+impl std::fmt::Debug for Image {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Image({:?}, {} bytes)", self.format, self.data.len())
+    }
+}
+
+/// The image formats Bedrock's Converse takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageFormat {
+    Png,
+    Jpeg,
+    Gif,
+    Webp,
+}
+
+impl ImageFormat {
+    /// Bedrock's name (`png`, `jpeg`, `gif`, `webp`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Png => "png",
+            Self::Jpeg => "jpeg",
+            Self::Gif => "gif",
+            Self::Webp => "webp",
+        }
+    }
+
+    /// From Bedrock's name.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Some(match name {
+            "png" => Self::Png,
+            "jpeg" => Self::Jpeg,
+            "gif" => Self::Gif,
+            "webp" => Self::Webp,
+            _ => return None,
+        })
+    }
+
+    /// The MIME type (`image/png`, ...).
+    pub fn mime(self) -> &'static str {
+        match self {
+            Self::Png => "image/png",
+            Self::Jpeg => "image/jpeg",
+            Self::Gif => "image/gif",
+            Self::Webp => "image/webp",
+        }
+    }
+
+    /// From a MIME type.
+    pub fn from_mime(mime: &str) -> Option<Self> {
+        Self::from_name(mime.strip_prefix("image/")?.trim())
+            .or_else(|| (mime.trim() == "image/jpg").then_some(Self::Jpeg))
+    }
+}
+
+impl Image {
+    /// The image as base64.
+    pub fn base64(&self) -> String {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(&self.data)
+    }
+
+    /// The image as a `data:` URL.
+    pub fn data_url(&self) -> String {
+        format!("data:{};base64,{}", self.format.mime(), self.base64())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -292,6 +292,7 @@ impl ConverseBody {
                     ("cachePoint", _) => {}
                     ("toolUse", v) => content.push(ContentBlock::ToolUse(tool_use(v, &at)?)),
                     ("toolResult", v) => content.push(tool_result(v, &at)?),
+                    ("image", v) => content.push(image(v, &at)?),
                     (kind, _) => content.push(ContentBlock::Other {
                         kind: kind.to_string(),
                     }),
@@ -384,6 +385,35 @@ fn tool_use(value: &Value, at: &str) -> Result<ToolCall, BedrockError> {
             .cloned()
             .ok_or_else(|| invalid(&at, "needs input"))?,
     })
+}
+
+/// `{"format": "png|jpeg|gif|webp", "source": {"bytes": <base64>}}`.
+fn image(value: &Value, at: &str) -> Result<ContentBlock, BedrockError> {
+    use base64::Engine;
+    let at = format!("{at}.image");
+    let format = value
+        .get("format")
+        .and_then(Value::as_str)
+        .and_then(basalt_core::types::ImageFormat::from_name)
+        .ok_or_else(|| invalid(&at, "format must be one of png, jpeg, gif, webp"))?;
+    let source = value
+        .get("source")
+        .and_then(Value::as_object)
+        .ok_or_else(|| invalid(&at, "needs a source"))?;
+    let bytes = match source.get("bytes") {
+        Some(Value::String(b)) => base64::engine::general_purpose::STANDARD
+            .decode(b)
+            .map_err(|_| invalid(&at, "source.bytes is not base64"))?,
+        Some(_) => return Err(invalid(&at, "source.bytes must be base64 text")),
+        None if source.contains_key("s3Location") => {
+            return Err(invalid(&at, "s3Location image sources are not supported; send the bytes"))
+        }
+        None => return Err(invalid(&at, "source needs bytes")),
+    };
+    if bytes.is_empty() {
+        return Err(invalid(&at, "source.bytes is empty"));
+    }
+    Ok(ContentBlock::Image(basalt_core::types::Image { format, data: bytes }))
 }
 
 fn tool_result(value: &Value, at: &str) -> Result<ContentBlock, BedrockError> {
@@ -668,13 +698,24 @@ mod tests {
     }
 
     #[test]
-    fn non_text_blocks_are_carried_for_the_model_to_refuse() {
-        let r = converse(r#"{"messages":[{"role":"user","content":[{"image":{"format":"png","source":{"bytes":""}}}]}]}"#).expect("parses");
+    fn images_are_decoded_and_other_blocks_carried_for_the_model_to_refuse() {
+        let r = converse(r#"{"messages":[{"role":"user","content":[{"image":{"format":"png","source":{"bytes":"iVBORw=="}}}]}]}"#).expect("parses");
         assert_eq!(
             r.messages[0].content,
-            vec![ContentBlock::Other {
-                kind: "image".into()
-            }]
+            vec![ContentBlock::Image(basalt_core::types::Image {
+                format: basalt_core::types::ImageFormat::Png,
+                data: vec![0x89, 0x50, 0x4e, 0x47],
+            })]
         );
+        for (body, expect) in [
+            (r#"{"messages":[{"role":"user","content":[{"image":{"format":"bmp","source":{"bytes":"iVBORw=="}}}]}]}"#, "format"),
+            (r#"{"messages":[{"role":"user","content":[{"image":{"format":"png","source":{"bytes":"!!"}}}]}]}"#, "base64"),
+            (r#"{"messages":[{"role":"user","content":[{"image":{"format":"png","source":{"s3Location":{"uri":"s3://b/k"}}}}]}]}"#, "s3Location"),
+        ] {
+            let err = converse(body).expect_err(body);
+            assert!(err.message.contains(expect), "{body}: {}", err.message);
+        }
+        let r = converse(r#"{"messages":[{"role":"user","content":[{"document":{"format":"pdf","name":"d","source":{"bytes":""}}}]}]}"#).expect("parses");
+        assert_eq!(r.messages[0].content, vec![ContentBlock::Other { kind: "document".into() }]);
     }
 }
