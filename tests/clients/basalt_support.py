@@ -354,3 +354,29 @@ PNG_1X1 = _png_1x1()
 def image_msg(text: str, image: bytes = PNG_1X1) -> dict:
     """A user turn with text and a PNG image block."""
     return {"role": "user", "content": [{"text": text}, {"image": {"format": "png", "source": {"bytes": image}}}]}
+
+
+def collect_stream(resp) -> tuple[str, str | None, dict | None]:
+    """A ConverseStream answer's text, stop reason and usage."""
+    text, stop, usage = "", None, None
+    for event in resp["stream"]:
+        if "contentBlockDelta" in event and "text" in event["contentBlockDelta"]["delta"]:
+            text += event["contentBlockDelta"]["delta"]["text"]
+        elif "messageStop" in event:
+            stop = event["messageStop"]["stopReason"]
+        elif "metadata" in event:
+            usage = event["metadata"]["usage"]
+    return text, stop, usage
+
+
+def collect_tool_stream(resp) -> tuple[list[str], str, str | None]:
+    """A streamed tool call: the tool names started, the joined input JSON, the stop reason."""
+    names, fragments, stop = [], "", None
+    for event in resp["stream"]:
+        if "contentBlockStart" in event:
+            names.append(event["contentBlockStart"]["start"]["toolUse"]["name"])
+        elif "contentBlockDelta" in event and "toolUse" in event["contentBlockDelta"]["delta"]:
+            fragments += event["contentBlockDelta"]["delta"]["toolUse"]["input"]
+        elif "messageStop" in event:
+            stop = event["messageStop"]["stopReason"]
+    return names, fragments, stop

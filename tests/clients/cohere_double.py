@@ -24,10 +24,9 @@ Behaviour is chosen by the last user text, as in the other doubles: "use the too
 from __future__ import annotations
 
 import json
-import threading
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from double_http import DoubleServer, JsonHandler
 from mistral_double import _example, tokens, vector
 
 API_KEY = "cohere-test-double-key"
@@ -123,22 +122,12 @@ class CohereDouble:
         self.requests: list[dict] = []
         double = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
+        class Handler(JsonHandler):
             def _json(self, status, payload):
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                self.send_json(status, payload, "application/json")
 
             def do_POST(self):
-                raw = self.rfile.read(int(self.headers.get("content-length", "0")))
+                raw = self.read_body()
                 try:
                     body = json.loads(raw)
                 except ValueError:
@@ -191,11 +180,7 @@ class CohereDouble:
                 return " ".join(words), [], finish
 
             def stream(self, content, calls, finish, usage, fail):
-                self.send_response(200)
-                self.send_header("content-type", "text/event-stream")
-                self.send_header("cache-control", "no-cache")
-                self.send_header("connection", "close")
-                self.end_headers()
+                self.start_events("text/event-stream")
                 mid = str(uuid.uuid4())
 
                 def send(data):
@@ -236,11 +221,8 @@ class CohereDouble:
                                  "meta": {"api_version": {"version": "2"}, "billed_units": {"input_tokens": n}},
                                  "response_type": "embeddings_by_type"})
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+        self.http = DoubleServer(Handler)
+        self.port = self.http.port
 
     @property
     def base_url(self) -> str:
@@ -250,5 +232,4 @@ class CohereDouble:
         return next(r for r in reversed(self.requests) if r["path"] == path)["body"]
 
     def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+        self.http.close()

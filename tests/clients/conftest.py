@@ -246,6 +246,26 @@ def stop_server(srv: Server) -> int | None:
     return crashed
 
 
+def serve_front(tmp_path_factory, name: str, models_toml: str, env: dict):
+    """For a module fixture (`yield from`): a second server whose catalog is
+    `models_toml` (remote models), started with `env`, stopped after the module, and
+    failing the module if it crashed meanwhile."""
+    base = tmp_path_factory.mktemp(name)
+    path = base / "front.toml"
+    path.write_text('region = "us-east-1"\n' + models_toml)
+    srv = start_server(path, base, env)
+    yield srv
+    crashed = stop_server(srv)
+    assert crashed is None, f"the front server crashed:\n{_tail(srv.log_path)}"
+
+
+def runtime_for(srv, key: dict):
+    """A bedrock-runtime client for `srv`, SigV4-signed with `key` (from `keys create --json`)."""
+    return boto3.session.Session().client(
+        "bedrock-runtime", endpoint_url=srv.url, region_name=REGION, aws_access_key_id=key["access_key_id"],
+        aws_secret_access_key=key["secret_access_key"], config=BOTO_CONFIG)
+
+
 @pytest.fixture(scope="session")
 def batch_root(tmp_path_factory) -> Path:
     """The directory the session server allows file:// batch locations under."""

@@ -21,10 +21,9 @@ from __future__ import annotations
 
 import json
 import re
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit, parse_qs
 
+from double_http import DoubleServer, JsonHandler
 from mistral_double import _example, tokens, vector
 
 API_KEY = "gemini-test-double-key"
@@ -117,22 +116,12 @@ class GeminiDouble:
         self.requests: list[dict] = []
         double = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
+        class Handler(JsonHandler):
             def _json(self, status, payload):
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("content-type", "application/json; charset=UTF-8")
-                self.send_header("content-length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                self.send_json(status, payload, "application/json; charset=UTF-8")
 
             def do_POST(self):
-                raw = self.rfile.read(int(self.headers.get("content-length", "0")))
+                raw = self.read_body()
                 url = urlsplit(self.path)
                 query = parse_qs(url.query)
                 match = PATH.match(url.path)
@@ -189,10 +178,7 @@ class GeminiDouble:
                 return [{"text": " ".join(words)}], finish
 
             def stream(self, parts, finish, usage, fail):
-                self.send_response(200)
-                self.send_header("content-type", "text/event-stream")
-                self.send_header("connection", "close")
-                self.end_headers()
+                self.start_events("text/event-stream")
 
                 def send(chunk):
                     self.wfile.write(f"data: {json.dumps(chunk)}\r\n\r\n".encode())
@@ -232,11 +218,8 @@ class GeminiDouble:
                 self._json(200, {"embeddings": [{"values": vector768(" ".join(p["text"] for p in r["content"]["parts"]))}
                                                 for r in requests]})
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+        self.http = DoubleServer(Handler)
+        self.port = self.http.port
 
     @property
     def base_url(self) -> str:
@@ -246,5 +229,4 @@ class GeminiDouble:
         return next(r for r in reversed(self.requests) if r["path"].endswith(":" + method))
 
     def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+        self.http.close()

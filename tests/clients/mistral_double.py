@@ -30,8 +30,8 @@ import json
 import math
 import re
 import struct
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from double_http import DoubleServer, JsonHandler
 
 API_KEY = "mistral-test-double-key"
 DIMENSIONS = 1024
@@ -172,22 +172,12 @@ class MistralDouble:
         self.calls = 0
         double = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
+        class Handler(JsonHandler):
             def _json(self, status, payload):
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                self.send_json(status, payload, "application/json")
 
             def do_POST(self):
-                raw = self.rfile.read(int(self.headers.get("content-length", "0")))
+                raw = self.read_body()
                 try:
                     body = json.loads(raw)
                 except ValueError:
@@ -241,11 +231,7 @@ class MistralDouble:
                 return {"role": "assistant", "content": " ".join(words), "prefix": False, "tool_calls": None}, finish
 
             def stream(self, body, message, finish, usage, fail):
-                self.send_response(200)
-                self.send_header("content-type", "text/event-stream; charset=utf-8")
-                self.send_header("cache-control", "no-cache")
-                self.send_header("connection", "close")
-                self.end_headers()
+                self.start_events("text/event-stream; charset=utf-8")
 
                 def chunk(delta, finish_reason=None, with_usage=False):
                     c = {"id": "cmpl-double", "object": "chat.completion.chunk", "created": 1700000000,
@@ -282,11 +268,8 @@ class MistralDouble:
                                           for i, t in enumerate(inputs)],
                                  "usage": {"prompt_tokens": n, "total_tokens": n, "completion_tokens": 0}})
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+        self.http = DoubleServer(Handler)
+        self.port = self.http.port
 
     @property
     def base_url(self) -> str:
@@ -296,5 +279,4 @@ class MistralDouble:
         return next(r for r in reversed(self.requests) if r["path"] == path)["body"]
 
     def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+        self.http.close()

@@ -9,8 +9,8 @@ import json
 import boto3
 import pytest
 
-from basalt_support import (CHAT_MODEL, REGION, converse_text, expect_client_error, inline_table, remote_model_toml,
-                            user_msg)
+from basalt_support import (CHAT_MODEL, REGION, collect_stream, collect_tool_stream, converse_text,
+                            expect_client_error, inline_table, remote_model_toml, user_msg)
 from conftest import BOTO_CONFIG, _tail, start_server, stop_server
 
 SIGNED = "aws.smollm2-via-bedrock-v1:0"
@@ -88,14 +88,7 @@ def test_converse_stream_decodes_the_upstreams_event_stream(front_runtime, runti
     direct = ask(runtime, CHAT_MODEL, messages, 24)
     resp = front_runtime.converse_stream(modelId=SIGNED, messages=messages,
                                          inferenceConfig={"maxTokens": 24, "temperature": 0})
-    text, stop, usage = "", None, None
-    for event in resp["stream"]:
-        if "contentBlockDelta" in event:
-            text += event["contentBlockDelta"]["delta"]["text"]
-        elif "messageStop" in event:
-            stop = event["messageStop"]["stopReason"]
-        elif "metadata" in event:
-            usage = event["metadata"]["usage"]
+    text, stop, usage = collect_stream(resp)
     assert text == converse_text(direct) and stop == direct["stopReason"]
     assert usage["outputTokens"] == direct["usage"]["outputTokens"]
 
@@ -125,14 +118,7 @@ def test_streamed_tool_use(front_runtime):
     resp = front_runtime.converse_stream(modelId=SIGNED, messages=[user_msg("Weather in Oslo?")],
                                          toolConfig={**TOOLS, "toolChoice": {"tool": {"name": "weather"}}},
                                          inferenceConfig={"maxTokens": 64, "temperature": 0})
-    names, fragments, stop = [], "", None
-    for event in resp["stream"]:
-        if "contentBlockStart" in event:
-            names.append(event["contentBlockStart"]["start"]["toolUse"]["name"])
-        elif "contentBlockDelta" in event and "toolUse" in event["contentBlockDelta"]["delta"]:
-            fragments += event["contentBlockDelta"]["delta"]["toolUse"]["input"]
-        elif "messageStop" in event:
-            stop = event["messageStop"]["stopReason"]
+    names, fragments, stop = collect_tool_stream(resp)
     assert names == ["weather"] and stop == "tool_use" and isinstance(json.loads(fragments)["city"], str)
 
 

@@ -3,14 +3,14 @@ answers in Cohere's JSON, event-stream and error formats and refuses requests it
 documented schema does not allow."""
 import json
 
-import boto3
 import openai
 import pytest
 
-from basalt_support import (PNG_1X1, image_msg, REGION, converse_text, cosine, expect_client_error, inline_table, remote_embedding_toml,
+from basalt_support import (PNG_1X1, collect_stream, collect_tool_stream, converse_text, cosine,
+                            expect_client_error, image_msg, inline_table, remote_embedding_toml,
                             remote_model_toml, user_msg)
 from cohere_double import API_KEY, DIMENSIONS, MAX_TEXTS, CohereDouble
-from conftest import BOTO_CONFIG, _tail, start_server, stop_server
+from conftest import runtime_for, serve_front
 from mistral_double import vector
 
 CHAT = "cohere.command-r-v1:0"
@@ -30,22 +30,18 @@ def double():
 
 @pytest.fixture(scope="module")
 def front(double, tmp_path_factory, _hermetic_client_env):
-    base = tmp_path_factory.mktemp("cohere-front")
     upstream = lambda model, env: "upstream = " + inline_table(  # noqa: E731
         api="cohere", base_url=double.base_url, model=model, api_key_env=env, timeout_secs=30, context_window=128000)
-    path = base / "front.toml"
-    path.write_text('region = "us-east-1"\n'
-                    + remote_model_toml(CHAT, upstream("command-r-08-2024", "BASALT_TEST_COHERE_KEY"),
-                                        provider="Cohere", tools=True, images=True,
-                                        extra=("routing = { retries = 0 }",))
-                    + remote_model_toml(CHAT_BAD_KEY, upstream("command-r-08-2024", "BASALT_TEST_COHERE_BAD_KEY"),
-                                        provider="Cohere")
-                    + remote_embedding_toml(EMBED, upstream("embed-english-v3.0", "BASALT_TEST_COHERE_KEY"),
-                                            DIMENSIONS, provider="Cohere"))
-    srv = start_server(path, base, {"BASALT_TEST_COHERE_KEY": API_KEY, "BASALT_TEST_COHERE_BAD_KEY": "wrong"})
-    yield srv
-    crashed = stop_server(srv)
-    assert crashed is None, f"the front server crashed:\n{_tail(srv.log_path)}"
+    models = (
+        remote_model_toml(CHAT, upstream("command-r-08-2024", "BASALT_TEST_COHERE_KEY"),
+            provider="Cohere", tools=True, images=True,
+            extra=("routing = { retries = 0 }",))
+        + remote_model_toml(CHAT_BAD_KEY, upstream("command-r-08-2024", "BASALT_TEST_COHERE_BAD_KEY"),
+            provider="Cohere")
+        + remote_embedding_toml(EMBED, upstream("embed-english-v3.0", "BASALT_TEST_COHERE_KEY"),
+            DIMENSIONS, provider="Cohere"))
+    yield from serve_front(tmp_path_factory, "cohere-front", models,
+                           {"BASALT_TEST_COHERE_KEY": API_KEY, "BASALT_TEST_COHERE_BAD_KEY": "wrong"})
 
 
 @pytest.fixture(scope="module")
@@ -55,9 +51,7 @@ def key(front):
 
 @pytest.fixture(scope="module")
 def rt(front, key):
-    return boto3.session.Session().client(
-        "bedrock-runtime", endpoint_url=front.url, region_name=REGION, aws_access_key_id=key["access_key_id"],
-        aws_secret_access_key=key["secret_access_key"], config=BOTO_CONFIG)
+    return runtime_for(front, key)
 
 
 def test_converse_speaks_cohere_and_reports_processed_tokens(rt, double):
@@ -84,14 +78,7 @@ def test_finish_reasons(rt, text, max_tokens, stop, reason, answer):
 
 def test_converse_stream_reads_cohere_events(rt):
     resp = rt.converse_stream(modelId=CHAT, messages=[user_msg("stream this please")], inferenceConfig={"maxTokens": 50})
-    text, stop, usage = "", None, None
-    for event in resp["stream"]:
-        if "contentBlockDelta" in event:
-            text += event["contentBlockDelta"]["delta"]["text"]
-        elif "messageStop" in event:
-            stop = event["messageStop"]["stopReason"]
-        elif "metadata" in event:
-            usage = event["metadata"]["usage"]
+    text, stop, usage = collect_stream(resp)
     assert (text, stop) == ("You said: stream this please", "end_turn")
     assert usage["outputTokens"] == 6
 
@@ -130,14 +117,7 @@ def test_tool_round_trip_and_a_named_tool_choice(rt, double):
 def test_streamed_tool_call(rt):
     resp = rt.converse_stream(modelId=CHAT, messages=[user_msg("Weather in Paris? use the tool")],
                               toolConfig={"tools": TOOLS, "toolChoice": {"any": {}}}, inferenceConfig={"maxTokens": 64})
-    starts, inputs, stop = [], "", None
-    for event in resp["stream"]:
-        if "contentBlockStart" in event:
-            starts.append(event["contentBlockStart"]["start"]["toolUse"]["name"])
-        elif "contentBlockDelta" in event and "toolUse" in event["contentBlockDelta"]["delta"]:
-            inputs += event["contentBlockDelta"]["delta"]["toolUse"]["input"]
-        elif "messageStop" in event:
-            stop = event["messageStop"]["stopReason"]
+    starts, inputs, stop = collect_tool_stream(resp)
     assert starts == ["weather"] and json.loads(inputs) == {"city": "Paris"} and stop == "tool_use"
 
 
@@ -157,10 +137,7 @@ def test_embeddings_in_batches_of_96(front, key, double):
 
 
 def front_invoke(front, key, model, body):
-    rt = boto3.session.Session().client(
-        "bedrock-runtime", endpoint_url=front.url, region_name=REGION, aws_access_key_id=key["access_key_id"],
-        aws_secret_access_key=key["secret_access_key"], config=BOTO_CONFIG)
-    return rt.invoke_model(modelId=model, body=json.dumps(body))["body"].read()
+    return runtime_for(front, key).invoke_model(modelId=model, body=json.dumps(body))["body"].read()
 
 
 @pytest.mark.parametrize("model,text,code,status", [

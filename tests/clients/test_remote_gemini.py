@@ -3,13 +3,12 @@ batchEmbedContents), against `gemini_double.py`, which answers in Gemini's JSON,
 and error formats and refuses requests the API would refuse."""
 import json
 
-import boto3
 import openai
 import pytest
 
-from basalt_support import (PNG_1X1, image_msg, REGION, converse_text, cosine, expect_client_error, inline_table, remote_embedding_toml,
-                            remote_model_toml, user_msg)
-from conftest import BOTO_CONFIG, _tail, start_server, stop_server
+from basalt_support import (PNG_1X1, collect_stream, converse_text, cosine, expect_client_error, image_msg,
+                            inline_table, remote_embedding_toml, remote_model_toml, user_msg)
+from conftest import runtime_for, serve_front
 from gemini_double import API_KEY, DIMENSIONS, MAX_BATCH, GeminiDouble, vector768
 
 CHAT = "google.gemini-2-flash-v1:0"
@@ -29,22 +28,18 @@ def double():
 
 @pytest.fixture(scope="module")
 def front(double, tmp_path_factory, _hermetic_client_env):
-    base = tmp_path_factory.mktemp("gemini-front")
     upstream = lambda model, env: "upstream = " + inline_table(  # noqa: E731
         api="gemini", base_url=double.base_url, model=model, api_key_env=env, timeout_secs=30, context_window=1000000)
-    path = base / "front.toml"
-    path.write_text('region = "us-east-1"\n'
-                    + remote_model_toml(CHAT, upstream("gemini-2.0-flash", "BASALT_TEST_GEMINI_KEY"),
-                                        provider="Google", tools=True, images=True,
-                                        extra=("routing = { retries = 0 }",))
-                    + remote_model_toml(CHAT_BAD_KEY, upstream("gemini-2.0-flash", "BASALT_TEST_GEMINI_BAD_KEY"),
-                                        provider="Google")
-                    + remote_embedding_toml(EMBED, upstream("text-embedding-004", "BASALT_TEST_GEMINI_KEY"),
-                                            DIMENSIONS, provider="Google"))
-    srv = start_server(path, base, {"BASALT_TEST_GEMINI_KEY": API_KEY, "BASALT_TEST_GEMINI_BAD_KEY": "wrong"})
-    yield srv
-    crashed = stop_server(srv)
-    assert crashed is None, f"the front server crashed:\n{_tail(srv.log_path)}"
+    models = (
+        remote_model_toml(CHAT, upstream("gemini-2.0-flash", "BASALT_TEST_GEMINI_KEY"),
+            provider="Google", tools=True, images=True,
+            extra=("routing = { retries = 0 }",))
+        + remote_model_toml(CHAT_BAD_KEY, upstream("gemini-2.0-flash", "BASALT_TEST_GEMINI_BAD_KEY"),
+            provider="Google")
+        + remote_embedding_toml(EMBED, upstream("text-embedding-004", "BASALT_TEST_GEMINI_KEY"),
+            DIMENSIONS, provider="Google"))
+    yield from serve_front(tmp_path_factory, "gemini-front", models,
+                           {"BASALT_TEST_GEMINI_KEY": API_KEY, "BASALT_TEST_GEMINI_BAD_KEY": "wrong"})
 
 
 @pytest.fixture(scope="module")
@@ -54,9 +49,7 @@ def key(front):
 
 @pytest.fixture(scope="module")
 def rt(front, key):
-    return boto3.session.Session().client(
-        "bedrock-runtime", endpoint_url=front.url, region_name=REGION, aws_access_key_id=key["access_key_id"],
-        aws_secret_access_key=key["secret_access_key"], config=BOTO_CONFIG)
+    return runtime_for(front, key)
 
 
 def test_converse_speaks_gemini(rt, double):
@@ -78,14 +71,7 @@ def test_max_tokens_and_stream(rt, double):
     r = rt.converse(modelId=CHAT, messages=[user_msg("one two three four")], inferenceConfig={"maxTokens": 3})
     assert (r["stopReason"], converse_text(r)) == ("max_tokens", "You said: one")
     resp = rt.converse_stream(modelId=CHAT, messages=[user_msg("stream this please")], inferenceConfig={"maxTokens": 50})
-    text, stop, usage = "", None, None
-    for event in resp["stream"]:
-        if "contentBlockDelta" in event:
-            text += event["contentBlockDelta"]["delta"]["text"]
-        elif "messageStop" in event:
-            stop = event["messageStop"]["stopReason"]
-        elif "metadata" in event:
-            usage = event["metadata"]["usage"]
+    text, stop, usage = collect_stream(resp)
     assert (text, stop, usage["outputTokens"]) == ("You said: stream this please", "end_turn", 5)
     assert double.last("streamGenerateContent")["query"] == {"alt": ["sse"]}
 

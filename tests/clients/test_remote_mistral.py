@@ -4,13 +4,12 @@ requests its documented schema does not allow (OpenAI-only fields, tool-call IDs
 are not nine letters and digits, tool results without their call)."""
 import json
 
-import boto3
 import openai
 import pytest
 
-from basalt_support import (PNG_1X1, image_msg, REGION, converse_text, cosine, expect_client_error, inline_table, remote_embedding_toml,
-                            remote_model_toml, user_msg)
-from conftest import BOTO_CONFIG, _tail, start_server, stop_server
+from basalt_support import (PNG_1X1, collect_stream, converse_text, cosine, expect_client_error, image_msg,
+                            inline_table, remote_embedding_toml, remote_model_toml, user_msg)
+from conftest import runtime_for, serve_front
 from mistral_double import API_KEY, DIMENSIONS, MistralDouble, vector
 
 CHAT = "mistral.mistral-small-v1:0"
@@ -30,22 +29,18 @@ def double():
 
 @pytest.fixture(scope="module")
 def front(double, tmp_path_factory, _hermetic_client_env):
-    base = tmp_path_factory.mktemp("mistral-front")
     upstream = lambda model, env: "upstream = " + inline_table(  # noqa: E731
         api="mistral", base_url=double.base_url, model=model, api_key_env=env, timeout_secs=30, context_window=32000)
-    path = base / "front.toml"
-    path.write_text('region = "us-east-1"\n'
-                    + remote_model_toml(CHAT, upstream("mistral-small-latest", "BASALT_TEST_MISTRAL_KEY"),
-                                        provider="Mistral AI", tools=True, images=True,
-                                        extra=("routing = { retries = 0 }",))
-                    + remote_model_toml(CHAT_BAD_KEY, upstream("mistral-small-latest", "BASALT_TEST_MISTRAL_BAD_KEY"),
-                                        provider="Mistral AI")
-                    + remote_embedding_toml(EMBED, upstream("mistral-embed", "BASALT_TEST_MISTRAL_KEY"), DIMENSIONS,
-                                            provider="Mistral AI"))
-    srv = start_server(path, base, {"BASALT_TEST_MISTRAL_KEY": API_KEY, "BASALT_TEST_MISTRAL_BAD_KEY": "wrong"})
-    yield srv
-    crashed = stop_server(srv)
-    assert crashed is None, f"the front server crashed:\n{_tail(srv.log_path)}"
+    models = (
+        remote_model_toml(CHAT, upstream("mistral-small-latest", "BASALT_TEST_MISTRAL_KEY"),
+            provider="Mistral AI", tools=True, images=True,
+            extra=("routing = { retries = 0 }",))
+        + remote_model_toml(CHAT_BAD_KEY, upstream("mistral-small-latest", "BASALT_TEST_MISTRAL_BAD_KEY"),
+            provider="Mistral AI")
+        + remote_embedding_toml(EMBED, upstream("mistral-embed", "BASALT_TEST_MISTRAL_KEY"), DIMENSIONS,
+            provider="Mistral AI"))
+    yield from serve_front(tmp_path_factory, "mistral-front", models,
+                           {"BASALT_TEST_MISTRAL_KEY": API_KEY, "BASALT_TEST_MISTRAL_BAD_KEY": "wrong"})
 
 
 @pytest.fixture(scope="module")
@@ -55,9 +50,7 @@ def key(front):
 
 @pytest.fixture(scope="module")
 def rt(front, key):
-    return boto3.session.Session().client(
-        "bedrock-runtime", endpoint_url=front.url, region_name=REGION, aws_access_key_id=key["access_key_id"],
-        aws_secret_access_key=key["secret_access_key"], config=BOTO_CONFIG)
+    return runtime_for(front, key)
 
 
 def test_converse_speaks_mistrals_request_format(rt, double):
@@ -81,14 +74,7 @@ def test_max_tokens_maps_to_length(rt):
 def test_converse_stream_relays_chunks_and_usage_without_stream_options(rt, double):
     resp = rt.converse_stream(modelId=CHAT, messages=[user_msg("stream this please")],
                               inferenceConfig={"maxTokens": 50})
-    text, stop, usage = "", None, None
-    for event in resp["stream"]:
-        if "contentBlockDelta" in event:
-            text += event["contentBlockDelta"]["delta"]["text"]
-        elif "messageStop" in event:
-            stop = event["messageStop"]["stopReason"]
-        elif "metadata" in event:
-            usage = event["metadata"]["usage"]
+    text, stop, usage = collect_stream(resp)
     assert text == "You said: stream this please" and stop == "end_turn"
     assert usage["outputTokens"] == 5
     sent = double.last()

@@ -21,13 +21,14 @@ use aws_smithy_eventstream::frame::{DecodedFrame, MessageFrameDecoder};
 use aws_smithy_types::event_stream::{HeaderValue, Message};
 use basalt_types::{
     ChatRequest, ContentBlock, CoreError, GenerationDelta, InferenceParams, Role, StopReason,
-    TokenUsage, ToolCall, ToolChoice,
+    TokenUsage, ToolChoice,
 };
 use bytes::Buf;
 use futures::StreamExt;
 use serde_json::{json, Map, Value};
 
 use crate::exchange::{send_checked, Outbox};
+use crate::partial_call::{push_all, PartialCall};
 use crate::{error_for_transport, DeltaStream, Upstream};
 
 /// SigV4 credentials for an upstream (redacted in `Debug`, never logged).
@@ -314,18 +315,12 @@ fn stop_reason(reason: &str) -> StopReason {
     }
 }
 
-#[derive(Debug, Default)]
-struct PartialTool {
-    id: String,
-    name: String,
-    input: String,
-}
 
 /// Reads a Converse response or a ConverseStream's frames into deltas.
 struct ConverseReader {
     label: String,
     outbox: Outbox,
-    tools: BTreeMap<u64, PartialTool>,
+    tools: BTreeMap<u64, PartialCall>,
     stop: Option<StopReason>,
     usage: TokenUsage,
     started: Instant,
@@ -363,23 +358,8 @@ impl ConverseReader {
 
     fn end(&mut self) {
         let tools = std::mem::take(&mut self.tools);
-        for (_, tool) in tools {
-            let input = if tool.input.trim().is_empty() {
-                json!({})
-            } else {
-                match serde_json::from_str(&tool.input) {
-                    Ok(v) => v,
-                    Err(e) => {
-                        let label = self.label.clone();
-                        self.outbox.fail(CoreError::ModelError(format!(
-                            "{label} returned input for tool {} that is not JSON: {e}",
-                            tool.name
-                        )));
-                        return;
-                    }
-                }
-            };
-            self.outbox.push(GenerationDelta::ToolCall(ToolCall { id: tool.id, name: tool.name, input }));
+        if !push_all(&mut self.outbox, tools, &self.label) {
+            return;
         }
         self.outbox.finish(GenerationDelta::End {
             stop_reason: self.stop.unwrap_or(StopReason::EndTurn),
@@ -410,10 +390,10 @@ impl ConverseReader {
                 self.outbox.push(GenerationDelta::Text(text.to_string()));
             } else if let Some(tool) = block.get("toolUse") {
                 let s = |k: &str| tool.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
-                self.tools.insert(i as u64, PartialTool {
+                self.tools.insert(i as u64, PartialCall {
                     id: s("toolUseId"),
                     name: s("name"),
-                    input: tool.get("input").map(Value::to_string).unwrap_or_default(),
+                    arguments: tool.get("input").map(Value::to_string).unwrap_or_default(),
                 });
             }
         }
@@ -446,7 +426,7 @@ impl ConverseReader {
             Some("contentBlockStart") => {
                 if let Some(tool) = payload.pointer("/start/toolUse") {
                     let s = |k: &str| tool.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
-                    self.tools.insert(index, PartialTool { id: s("toolUseId"), name: s("name"), input: String::new() });
+                    self.tools.insert(index, PartialCall { id: s("toolUseId"), name: s("name"), arguments: String::new() });
                 }
             }
             Some("contentBlockDelta") => {
@@ -456,7 +436,7 @@ impl ConverseReader {
                 if let Some(text) = payload.pointer("/delta/text").and_then(Value::as_str) {
                     self.outbox.push(GenerationDelta::Text(text.to_string()));
                 } else if let Some(part) = payload.pointer("/delta/toolUse/input").and_then(Value::as_str) {
-                    self.tools.entry(index).or_default().input.push_str(part);
+                    self.tools.entry(index).or_default().arguments.push_str(part);
                 }
             }
             Some("messageStop") => {

@@ -21,12 +21,13 @@ use std::time::Instant;
 
 use basalt_types::{
     ChatRequest, ContentBlock, CoreError, GenerationDelta, InferenceParams, Role, StopReason,
-    TokenUsage, ToolCall, ToolChoice,
+    TokenUsage, ToolChoice,
 };
 use serde_json::{json, Map, Value};
 
-use crate::embeddings::{split_tokens, Embedded};
+use crate::embeddings::{split_tokens, unit_vector, Embedded};
 use crate::exchange::{exchange, exchange_json, Outbox, Translator};
+use crate::partial_call::{push_all, PartialCall};
 use crate::{DeltaStream, Upstream};
 
 /// Most texts Cohere embeds in one call.
@@ -241,12 +242,6 @@ fn stop_reason(reason: &str) -> Option<StopReason> {
     })
 }
 
-#[derive(Debug, Default)]
-struct PartialCall {
-    id: String,
-    name: String,
-    arguments: String,
-}
 
 /// Reads Cohere's chat answer (whole, or as its event stream) into deltas.
 struct ChatReader {
@@ -302,27 +297,8 @@ impl ChatReader {
         }
         let calls = std::mem::take(&mut self.calls);
         let had_calls = !calls.is_empty();
-        for (_, call) in calls {
-            let input = if call.arguments.trim().is_empty() {
-                json!({})
-            } else {
-                match serde_json::from_str(&call.arguments) {
-                    Ok(v) => v,
-                    Err(e) => {
-                        let label = self.label.clone();
-                        self.outbox.fail(CoreError::ModelError(format!(
-                            "{label} returned arguments for tool {} that are not JSON: {e}",
-                            call.name
-                        )));
-                        return;
-                    }
-                }
-            };
-            self.outbox.push(GenerationDelta::ToolCall(ToolCall {
-                id: call.id,
-                name: call.name,
-                input,
-            }));
+        if !push_all(&mut self.outbox, calls, &self.label) {
+            return;
         }
         let stop_reason = match finish.and_then(stop_reason) {
             _ if had_calls => StopReason::ToolUse,
@@ -504,14 +480,9 @@ impl CohereEmbeddings {
                 return Err(bad(&format!("{} vectors for {} texts", floats.len(), texts.len())));
             }
             for v in floats {
-                let v: Vec<f32> = v
-                    .as_array()
-                    .ok_or_else(|| bad("an embedding that is not a list"))?
-                    .iter()
-                    .map(|x| x.as_f64().map(|x| x as f32))
-                    .collect::<Option<_>>()
-                    .ok_or_else(|| bad("an embedding that is not numbers"))?;
-                vectors.push(crate::embeddings::normalised(v));
+                vectors.push(
+                    unit_vector(Some(v)).ok_or_else(|| bad("an embedding that is not a list of numbers"))?,
+                );
             }
             let billed = answer
                 .pointer("/meta/billed_units/input_tokens")

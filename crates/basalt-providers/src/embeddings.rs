@@ -75,16 +75,10 @@ fn read_answer(answer: &Value, inputs: &[String], label: &str) -> Result<Embedde
             .get("index")
             .and_then(Value::as_u64)
             .map_or(position, |i| i as usize);
-        let vector: Vec<f32> = item
-            .get("embedding")
-            .and_then(Value::as_array)
-            .ok_or_else(|| bad("an item without a float embedding"))?
-            .iter()
-            .map(|x| x.as_f64().map(|x| x as f32))
-            .collect::<Option<_>>()
-            .ok_or_else(|| bad("an embedding that is not numbers"))?;
+        let vector = unit_vector(item.get("embedding"))
+            .ok_or_else(|| bad("an embedding that is not a list of numbers"))?;
         match vectors.get_mut(index) {
-            Some(slot @ None) => *slot = Some(normalised(vector)),
+            Some(slot @ None) => *slot = Some(vector),
             _ => return Err(bad(&format!("index {index} twice or out of range"))),
         }
     }
@@ -100,6 +94,16 @@ fn read_answer(answer: &Value, inputs: &[String], label: &str) -> Result<Embedde
         vectors,
         input_tokens: split_tokens(total, inputs),
     })
+}
+
+/// A JSON array of numbers as a normalised vector; None when it is not one.
+pub(crate) fn unit_vector(value: Option<&Value>) -> Option<Vec<f32>> {
+    let v: Vec<f32> = value?
+        .as_array()?
+        .iter()
+        .map(|x| x.as_f64().map(|x| x as f32))
+        .collect::<Option<_>>()?;
+    Some(normalised(v))
 }
 
 pub(crate) fn normalised(mut v: Vec<f32>) -> Vec<f32> {

@@ -29,7 +29,7 @@ use basalt_types::{
 };
 use serde_json::{json, Map, Value};
 
-use crate::embeddings::{normalised, Embedded};
+use crate::embeddings::{unit_vector, Embedded};
 use crate::exchange::{exchange, exchange_json, Outbox, Translator};
 use crate::{DeltaStream, Upstream};
 
@@ -412,15 +412,9 @@ impl GeminiEmbeddings {
                 return Err(bad(&format!("{} vectors for {} texts", embeddings.len(), texts.len())));
             }
             for e in embeddings {
-                let v: Vec<f32> = e
-                    .get("values")
-                    .and_then(Value::as_array)
-                    .ok_or_else(|| bad("an embedding without values"))?
-                    .iter()
-                    .map(|x| x.as_f64().map(|x| x as f32))
-                    .collect::<Option<_>>()
-                    .ok_or_else(|| bad("an embedding that is not numbers"))?;
-                vectors.push(normalised(v));
+                vectors.push(
+                    unit_vector(e.get("values")).ok_or_else(|| bad("an embedding whose values are not numbers"))?,
+                );
             }
         }
         Ok(Embedded {

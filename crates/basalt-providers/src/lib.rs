@@ -26,6 +26,7 @@ pub mod embeddings;
 pub mod gemini;
 mod exchange;
 pub mod openai;
+mod partial_call;
 pub mod router;
 pub use reqwest;
 mod sse;

@@ -20,11 +20,12 @@ use std::time::Instant;
 
 use basalt_types::{
     ChatRequest, ContentBlock, CoreError, GenerationDelta, InferenceParams, Role, StopReason,
-    TokenUsage, ToolCall, ToolChoice,
+    TokenUsage, ToolChoice,
 };
 use serde_json::{json, Map, Value};
 
 use crate::exchange::{exchange, Outbox, Translator};
+use crate::partial_call::{push_all, PartialCall};
 use crate::{DeltaStream, Upstream};
 
 /// Which API of the OpenAI family an upstream speaks.
@@ -313,13 +314,6 @@ fn push_message(
     Ok(())
 }
 
-/// A tool call being assembled from streamed fragments.
-#[derive(Debug, Default)]
-struct PartialCall {
-    id: String,
-    name: String,
-    arguments: String,
-}
 
 struct StreamState {
     label: String,
@@ -476,31 +470,8 @@ impl StreamState {
     fn end(&mut self) {
         let calls = std::mem::take(&mut self.tool_calls);
         let had_calls = !calls.is_empty();
-        for (index, call) in calls {
-            let input = if call.arguments.trim().is_empty() {
-                json!({})
-            } else {
-                match serde_json::from_str(&call.arguments) {
-                    Ok(v) => v,
-                    Err(e) => {
-                        self.outbox.fail(CoreError::ModelError(format!(
-                            "{} returned arguments for tool {} that are not JSON: {e}",
-                            self.label, call.name
-                        )));
-                        return;
-                    }
-                }
-            };
-            let id = if call.id.is_empty() {
-                format!("call_{index}")
-            } else {
-                call.id
-            };
-            self.outbox.push(GenerationDelta::ToolCall(ToolCall {
-                id,
-                name: call.name,
-                input,
-            }));
+        if !push_all(&mut self.outbox, calls, &self.label) {
+            return;
         }
         let stop_reason = match self.finish {
             Some(_) if had_calls => StopReason::ToolUse,
@@ -540,7 +511,7 @@ impl Translator for StreamState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use basalt_types::{Message, ToolConfig, ToolSpec};
+    use basalt_types::{Message, ToolCall, ToolConfig, ToolSpec};
     use std::time::Duration;
 
     fn adapter() -> OpenAiChat {
