@@ -3,7 +3,7 @@ set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/basalt/target}"
-export BASALT_BIN="$CARGO_TARGET_DIR/release/basalt"
+export BASALT_BIN="${BASALT_BIN:-$CARGO_TARGET_DIR/release/basalt}"
 export BASALT_MODELS_DIR="${BASALT_MODELS_DIR:-$REPO/models}"
 VENV="$REPO/.venv"
 

@@ -38,6 +38,11 @@ pub struct Meter {
     sender: mpsc::Sender<Message>,
 }
 
+/// How long records gather before one write.
+const BATCH_WINDOW: Duration = Duration::from_millis(20);
+/// Most records in one write.
+const MAX_BATCH: usize = 512;
+
 enum Message {
     Record(Box<InvocationRecord>),
     Flush(mpsc::Sender<()>),
@@ -51,20 +56,20 @@ impl Meter {
             let mut pending: Vec<InvocationRecord> = Vec::new();
             let mut waiters: Vec<mpsc::Sender<()>> = Vec::new();
             while let Ok(first) = receiver.recv() {
+                // The first record opens a batch window. Sleeping through it, rather
+                // than waiting on the channel, lets the request threads queue their
+                // records without waking this thread once per request.
+                if matches!(first, Message::Record(_)) {
+                    std::thread::sleep(BATCH_WINDOW);
+                }
                 let mut next = Some(first);
-                // Gather what is already queued, waiting a little for stragglers.
-                loop {
-                    match next.take() {
-                        Some(Message::Record(r)) => pending.push(*r),
-                        Some(Message::Flush(w)) => waiters.push(w),
-                        None => {}
+                while let Some(message) = next.take() {
+                    match message {
+                        Message::Record(r) => pending.push(*r),
+                        Message::Flush(w) => waiters.push(w),
                     }
-                    if pending.len() >= 512 {
-                        break;
-                    }
-                    match receiver.recv_timeout(Duration::from_millis(20)) {
-                        Ok(m) => next = Some(m),
-                        Err(_) => break,
+                    if pending.len() < MAX_BATCH {
+                        next = receiver.try_recv().ok();
                     }
                 }
                 if !pending.is_empty() {
