@@ -249,7 +249,11 @@ impl Catalog {
                         format!(
                             "upstream api {:?} is not one of{}: {}",
                             u.api,
-                            if embedding { " the APIs with embeddings" } else { "" },
+                            if embedding {
+                                " the APIs with embeddings"
+                            } else {
+                                ""
+                            },
                             apis.join(", ")
                         ),
                     ));

@@ -50,7 +50,10 @@ impl S3Uri {
                 "{uri}: {bucket:?} is not a valid S3 bucket name"
             )));
         }
-        if key.split('/').any(|segment| segment == "." || segment == "..") {
+        if key
+            .split('/')
+            .any(|segment| segment == "." || segment == "..")
+        {
             return Err(CoreError::Validation(format!(
                 "{uri}: a key may not contain . or .. segments"
             )));
@@ -108,9 +111,10 @@ fn object_error(uri: &str, e: object_store::Error) -> CoreError {
         object_store::Error::NotFound { .. } => {
             CoreError::Validation(format!("{uri} does not exist"))
         }
-        object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. } => {
-            CoreError::AccessDenied(format!("the server's S3 credentials may not access {uri}: {e}"))
-        }
+        object_store::Error::PermissionDenied { .. }
+        | object_store::Error::Unauthenticated { .. } => CoreError::AccessDenied(format!(
+            "the server's S3 credentials may not access {uri}: {e}"
+        )),
         other => CoreError::ServiceUnavailable(format!("S3 request for {uri} failed: {other}")),
     }
 }
@@ -206,7 +210,11 @@ impl S3Locations {
     /// The input objects a location names: the object itself when the key names one,
     /// otherwise the objects directly under it (as a folder) whose names end in
     /// `suffix`, sorted by name. None found is a ValidationException.
-    pub async fn objects(&self, location: &S3Uri, suffix: &str) -> Result<Vec<S3Object>, CoreError> {
+    pub async fn objects(
+        &self,
+        location: &S3Uri,
+        suffix: &str,
+    ) -> Result<Vec<S3Object>, CoreError> {
         let store = self.store(&location.bucket)?;
         let uri = location.uri_of(&location.key);
         if !location.key.is_empty() && !location.key.ends_with('/') {
@@ -224,7 +232,8 @@ impl S3Locations {
             }
         }
         let prefix = location.dir_prefix();
-        let prefix_path = (!prefix.is_empty()).then(|| ObjectPath::from(prefix.trim_end_matches('/')));
+        let prefix_path =
+            (!prefix.is_empty()).then(|| ObjectPath::from(prefix.trim_end_matches('/')));
         let listing = store
             .list_with_delimiter(prefix_path.as_ref())
             .await
@@ -253,7 +262,12 @@ impl S3Locations {
 
     /// Copies an object found by [`Self::objects`] to a local file (written to a
     /// temporary name, then renamed).
-    pub async fn download(&self, bucket: &str, object: &S3Object, dest: &Path) -> Result<(), CoreError> {
+    pub async fn download(
+        &self,
+        bucket: &str,
+        object: &S3Object,
+        dest: &Path,
+    ) -> Result<(), CoreError> {
         let uri = format!("s3://{bucket}/{}", object.key);
         let store = self.store(bucket)?;
         let result = store
@@ -261,7 +275,8 @@ impl S3Locations {
             .await
             .map_err(|e| object_error(&uri, e))?;
         let partial = dest.with_extension("partial");
-        let io = |e: std::io::Error| CoreError::Internal(format!("cannot stage {uri} locally: {e}"));
+        let io =
+            |e: std::io::Error| CoreError::Internal(format!("cannot stage {uri} locally: {e}"));
         let mut file = tokio::fs::File::create(&partial).await.map_err(io)?;
         let mut body = result.into_stream();
         while let Some(chunk) = body.next().await {
@@ -312,21 +327,49 @@ mod tests {
     fn uris_parse_into_bucket_and_key() {
         assert_eq!(
             S3Uri::parse("s3://my-bucket/in/records.jsonl").expect("uri"),
-            S3Uri { bucket: "my-bucket".into(), key: "in/records.jsonl".into() }
+            S3Uri {
+                bucket: "my-bucket".into(),
+                key: "in/records.jsonl".into()
+            }
         );
         assert_eq!(S3Uri::parse("s3://my-bucket").expect("uri").key, "");
-        assert_eq!(S3Uri::parse("s3://my-bucket/out").expect("uri").dir_prefix(), "out/");
-        assert_eq!(S3Uri::parse("s3://my-bucket/out/").expect("uri").dir_prefix(), "out/");
-        for bad in ["s3://", "s3://ab/x", "s3://Upper/x", "s3://-dash/x", "s3://b_u/x", "file:///x", "s3://bucket/a/../b"] {
-            assert!(matches!(S3Uri::parse(bad), Err(CoreError::Validation(_))), "{bad} parsed");
+        assert_eq!(
+            S3Uri::parse("s3://my-bucket/out")
+                .expect("uri")
+                .dir_prefix(),
+            "out/"
+        );
+        assert_eq!(
+            S3Uri::parse("s3://my-bucket/out/")
+                .expect("uri")
+                .dir_prefix(),
+            "out/"
+        );
+        for bad in [
+            "s3://",
+            "s3://ab/x",
+            "s3://Upper/x",
+            "s3://-dash/x",
+            "s3://b_u/x",
+            "file:///x",
+            "s3://bucket/a/../b",
+        ] {
+            assert!(
+                matches!(S3Uri::parse(bad), Err(CoreError::Validation(_))),
+                "{bad} parsed"
+            );
         }
     }
 
     #[test]
     fn only_allowed_buckets_pass() {
         assert!(locations(&["data"]).check("s3://data/x").is_ok());
-        assert!(matches!(locations(&["data"]).check("s3://other/x"), Err(CoreError::AccessDenied(m)) if m.contains("other")));
-        assert!(matches!(locations(&[]).check("s3://data/x"), Err(CoreError::AccessDenied(m)) if m.contains("allows no S3 buckets")));
+        assert!(
+            matches!(locations(&["data"]).check("s3://other/x"), Err(CoreError::AccessDenied(m)) if m.contains("other"))
+        );
+        assert!(
+            matches!(locations(&[]).check("s3://data/x"), Err(CoreError::AccessDenied(m)) if m.contains("allows no S3 buckets"))
+        );
         assert!(locations(&["*"]).check("s3://anything/x").is_ok());
     }
 }

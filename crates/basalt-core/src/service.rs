@@ -258,8 +258,12 @@ impl Basalt {
                                 .unwrap_or_else(|| PathBuf::from(&dir));
                             tracing::info!(model = %entry.id, file = %file.display(), "loading chat model");
                             let engine = Arc::new(
-                                ChatEngine::load(chat_config(&config.engine, &config.provisioned, file))
-                                    .map_err(engine_error)?,
+                                ChatEngine::load(chat_config(
+                                    &config.engine,
+                                    &config.provisioned,
+                                    file,
+                                ))
+                                .map_err(engine_error)?,
                             );
                             chat_by_weights.insert(weights_name.clone(), Arc::clone(&engine));
                             engine
@@ -609,10 +613,11 @@ impl Basalt {
                 ));
             }
         }
-        let has_image = request
-            .messages
-            .iter()
-            .any(|m| m.content.iter().any(|b| matches!(b, ContentBlock::Image(_))));
+        let has_image = request.messages.iter().any(|m| {
+            m.content
+                .iter()
+                .any(|b| matches!(b, ContentBlock::Image(_)))
+        });
         if has_image && !entry.input_modalities.iter().any(|m| m == "IMAGE") {
             return Err(CoreError::Validation(format!(
                 "model {} does not accept image content (its input modalities: {})",
@@ -925,7 +930,12 @@ impl Basalt {
 fn remote_deployments<A>(
     entry: &crate::catalog::ModelEntry,
     client: &basalt_providers::reqwest::Client,
-    make: impl Fn(&str, basalt_providers::reqwest::Client, basalt_providers::Upstream, String) -> Option<A>,
+    make: impl Fn(
+        &str,
+        basalt_providers::reqwest::Client,
+        basalt_providers::Upstream,
+        String,
+    ) -> Option<A>,
 ) -> Result<Vec<(A, String)>, CoreError> {
     let mut deployments = Vec::with_capacity(entry.deployments.len());
     for upstream in &entry.deployments {
@@ -945,12 +955,17 @@ fn remote_deployments<A>(
             secret(&upstream.aws_access_key_id_env, "access key ID")?,
             secret(&upstream.aws_secret_access_key_env, "secret access key")?,
         ) {
-            (Some(access_key_id), Some(secret_access_key)) => Some(basalt_providers::bedrock::AwsSigning {
-                access_key_id,
-                secret_access_key,
-                session_token: secret(&upstream.aws_session_token_env, "session token")?,
-                region: upstream.region.clone().unwrap_or_else(|| "us-east-1".into()),
-            }),
+            (Some(access_key_id), Some(secret_access_key)) => {
+                Some(basalt_providers::bedrock::AwsSigning {
+                    access_key_id,
+                    secret_access_key,
+                    session_token: secret(&upstream.aws_session_token_env, "session token")?,
+                    region: upstream
+                        .region
+                        .clone()
+                        .unwrap_or_else(|| "us-east-1".into()),
+                })
+            }
             _ => None,
         };
         let adapter = make(
@@ -977,7 +992,9 @@ fn remote_deployments<A>(
     Ok(deployments)
 }
 
-fn routing_policy(routing: &crate::config::RoutingConfig) -> basalt_providers::router::RoutingPolicy {
+fn routing_policy(
+    routing: &crate::config::RoutingConfig,
+) -> basalt_providers::router::RoutingPolicy {
     basalt_providers::router::RoutingPolicy {
         retries: routing.retries,
         backoff: std::time::Duration::from_millis(routing.backoff_ms),

@@ -85,7 +85,12 @@ pub fn report(
     for s in samples {
         let start = bucket.ms().map(|b| s.at_ms - s.at_ms.rem_euclid(b));
         let acc = groups
-            .entry((start.unwrap_or(0), s.key_name.clone(), s.model_id.clone(), s.inference_type.clone()))
+            .entry((
+                start.unwrap_or(0),
+                s.key_name.clone(),
+                s.model_id.clone(),
+                s.inference_type.clone(),
+            ))
             .or_default();
         let g = acc.group.get_or_insert_with(|| UsageGroup {
             bucket_start_ms: start,
@@ -125,7 +130,14 @@ pub fn report(
             Some(g)
         })
         .collect();
-    let recommendations = recommend(samples, provisioned, catalog, provisioned_config, since_ms, until_ms);
+    let recommendations = recommend(
+        samples,
+        provisioned,
+        catalog,
+        provisioned_config,
+        since_ms,
+        until_ms,
+    );
     UsageReport {
         groups,
         recommendations,
@@ -158,7 +170,10 @@ fn recommend(
                 entry.id
             ));
         }
-        let throttles = on_demand.iter().filter(|s| s.outcome == "throttled").count();
+        let throttles = on_demand
+            .iter()
+            .filter(|s| s.outcome == "throttled")
+            .count();
         let mut latencies: Vec<u64> = on_demand
             .iter()
             .filter(|s| s.outcome == "success")
@@ -166,7 +181,8 @@ fn recommend(
             .collect();
         latencies.sort_unstable();
         let (p50, p99) = (percentile(&latencies, 0.5), percentile(&latencies, 0.99));
-        let spiky = matches!((p50, p99), (Some(a), Some(b)) if latencies.len() >= 20 && b > 4 * a.max(1));
+        let spiky =
+            matches!((p50, p99), (Some(a), Some(b)) if latencies.len() >= 20 && b > 4 * a.max(1));
         if throttles * 20 > on_demand.len() || spiky {
             out.push(format!(
                 "{}: {throttles} of {} on-demand calls were throttled{}: provisioned throughput would be steadier",
@@ -189,7 +205,9 @@ fn recommend(
         }
         let busy_ms: f64 = samples
             .iter()
-            .filter(|s| s.model_id == p.model_id && s.inference_type == "PROVISIONED" && s.at_ms >= start)
+            .filter(|s| {
+                s.model_id == p.model_id && s.inference_type == "PROVISIONED" && s.at_ms >= start
+            })
             .map(|s| s.latency_ms as f64)
             .sum();
         let utilisation = busy_ms / reserved_ms;
@@ -210,7 +228,13 @@ fn recommend(
 mod tests {
     use super::*;
 
-    fn sample(at_ms: i64, kind: &str, outcome: &str, latency_ms: u64, cost: f64) -> InvocationSample {
+    fn sample(
+        at_ms: i64,
+        kind: &str,
+        outcome: &str,
+        latency_ms: u64,
+        cost: f64,
+    ) -> InvocationSample {
         InvocationSample {
             at_ms,
             key_name: "k".into(),
@@ -225,7 +249,8 @@ mod tests {
     }
 
     fn catalog() -> Catalog {
-        let config = crate::config::ConfigFile::parse(crate::config::DEFAULT_CONFIG).expect("default config");
+        let config = crate::config::ConfigFile::parse(crate::config::DEFAULT_CONFIG)
+            .expect("default config");
         Catalog::from_config(&config).expect("catalog")
     }
 
@@ -236,10 +261,28 @@ mod tests {
             .map(|i| sample(i * 1000, "ON_DEMAND", "success", i as u64, 0.0))
             .chain([sample(hour + 5, "ON_DEMAND", "throttled", 0, 0.0)])
             .collect();
-        let r = report(&samples, &[], &catalog(), &ProvisionedConfig::default(), 0, 2 * hour, Bucket::Hour);
+        let r = report(
+            &samples,
+            &[],
+            &catalog(),
+            &ProvisionedConfig::default(),
+            0,
+            2 * hour,
+            Bucket::Hour,
+        );
         assert_eq!(r.groups.len(), 2);
-        assert_eq!((r.groups[0].p50_latency_ms, r.groups[0].p99_latency_ms), (Some(50), Some(99)));
-        assert_eq!((r.groups[1].invocations, r.groups[1].throttles, r.groups[1].p50_latency_ms), (1, 1, None));
+        assert_eq!(
+            (r.groups[0].p50_latency_ms, r.groups[0].p99_latency_ms),
+            (Some(50), Some(99))
+        );
+        assert_eq!(
+            (
+                r.groups[1].invocations,
+                r.groups[1].throttles,
+                r.groups[1].p50_latency_ms
+            ),
+            (1, 1, None)
+        );
     }
 
     #[test]
@@ -261,8 +304,28 @@ mod tests {
             created_ms: 0,
             updated_ms: 0,
         };
-        let r = report(&samples, &[idle], &catalog(), &ProvisionedConfig::default(), 0, hour, Bucket::Whole);
-        assert!(r.recommendations.iter().any(|m| m.contains("would be cheaper")), "{:?}", r.recommendations);
-        assert!(r.recommendations.iter().any(|m| m.contains("idle-one") && m.contains("idle")), "{:?}", r.recommendations);
+        let r = report(
+            &samples,
+            &[idle],
+            &catalog(),
+            &ProvisionedConfig::default(),
+            0,
+            hour,
+            Bucket::Whole,
+        );
+        assert!(
+            r.recommendations
+                .iter()
+                .any(|m| m.contains("would be cheaper")),
+            "{:?}",
+            r.recommendations
+        );
+        assert!(
+            r.recommendations
+                .iter()
+                .any(|m| m.contains("idle-one") && m.contains("idle")),
+            "{:?}",
+            r.recommendations
+        );
     }
 }

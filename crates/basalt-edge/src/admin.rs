@@ -38,7 +38,11 @@ fn instant(name: &str, value: &str) -> Result<i64, BedrockError> {
     value.parse::<i64>().or_else(|_| {
         time::OffsetDateTime::parse(value, &time::format_description::well_known::Rfc3339)
             .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
-            .map_err(|_| BedrockError::validation(format!("{name} {value:?} is neither unix milliseconds nor an RFC 3339 time")))
+            .map_err(|_| {
+                BedrockError::validation(format!(
+                    "{name} {value:?} is neither unix milliseconds nor an RFC 3339 time"
+                ))
+            })
     })
 }
 
@@ -56,8 +60,18 @@ async fn usage(
         });
     }
     let now = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
-    let since = q.since.as_deref().map(|v| instant("since", v)).transpose()?.unwrap_or(now - 86_400_000);
-    let until = q.until.as_deref().map(|v| instant("until", v)).transpose()?.unwrap_or(now + 1);
+    let since = q
+        .since
+        .as_deref()
+        .map(|v| instant("since", v))
+        .transpose()?
+        .unwrap_or(now - 86_400_000);
+    let until = q
+        .until
+        .as_deref()
+        .map(|v| instant("until", v))
+        .transpose()?
+        .unwrap_or(now + 1);
     if until <= since {
         return Err(BedrockError::validation("until must be after since"));
     }
@@ -65,7 +79,11 @@ async fn usage(
         None | Some("none") => Bucket::Whole,
         Some("hour") => Bucket::Hour,
         Some("day") => Bucket::Day,
-        Some(other) => return Err(BedrockError::validation(format!("by {other:?} is not one of hour, day, none"))),
+        Some(other) => {
+            return Err(BedrockError::validation(format!(
+                "by {other:?} is not one of hour, day, none"
+            )))
+        }
     };
     let report = state.core.usage_report(since, until, bucket)?;
     Ok(Json(json!({ "sinceMs": since, "untilMs": until, "groups": report.groups, "recommendations": report.recommendations })).into_response())

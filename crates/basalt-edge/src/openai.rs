@@ -131,7 +131,10 @@ fn image_part(url: &ImageUrl, at: &str) -> Result<ContentBlock, OpenAiError> {
     let data = base64::engine::general_purpose::STANDARD
         .decode(data)
         .map_err(|_| bad("the image data is not base64"))?;
-    Ok(ContentBlock::Image(basalt_core::types::Image { format, data }))
+    Ok(ContentBlock::Image(basalt_core::types::Image {
+        format,
+        data,
+    }))
 }
 
 fn content_blocks(

@@ -383,12 +383,19 @@ fn a_waiting_foreground_request_goes_before_waiting_background_work() {
         })
         .expect("queued");
     let mut foreground = engine
-        .submit(request(&engine, &format!("{story} No, wait: what is 2 + 2?"), 8))
+        .submit(request(
+            &engine,
+            &format!("{story} No, wait: what is 2 + 2?"),
+            8,
+        ))
         .expect("queued");
     drain(&mut running);
     let foreground = drain(&mut foreground);
     let background = drain(&mut background);
-    assert!(background.completion_tokens > 0, "background work still runs");
+    assert!(
+        background.completion_tokens > 0,
+        "background work still runs"
+    );
     assert!(
         foreground.cached_prompt_tokens < background.cached_prompt_tokens,
         "the background request (queued first) ran before the foreground one: cached prompt \
@@ -401,7 +408,10 @@ fn a_waiting_foreground_request_goes_before_waiting_background_work() {
 fn collect_text(rx: &mut tokio::sync::mpsc::UnboundedReceiver<GenerationEvent>) -> (String, u32) {
     let mut text = String::new();
     loop {
-        match rx.blocking_recv().expect("stream ends with Finished or Failed") {
+        match rx
+            .blocking_recv()
+            .expect("stream ends with Finished or Failed")
+        {
             GenerationEvent::Text(t) => text.push_str(&t),
             GenerationEvent::Finished(s) => return (text, s.completion_tokens),
             GenerationEvent::Failed(e) => panic!("generation failed: {e}"),
@@ -429,7 +439,10 @@ fn sequences_held_out_of_reserved_steps_still_answer_exactly_as_alone() {
             .expect("accepted");
         collect_text(&mut rx)
     };
-    let expected: Vec<(String, u32)> = standard.iter().map(|q| solo(q, Priority::Standard)).collect();
+    let expected: Vec<(String, u32)> = standard
+        .iter()
+        .map(|q| solo(q, Priority::Standard))
+        .collect();
     let expected_reserved = solo(reserved_question, Priority::Reserved);
     let mut running: Vec<_> = standard
         .iter()
@@ -443,7 +456,11 @@ fn sequences_held_out_of_reserved_steps_still_answer_exactly_as_alone() {
         .expect("accepted");
     assert_eq!(collect_text(&mut reserved), expected_reserved);
     for (rx, want) in running.iter_mut().zip(&expected) {
-        assert_eq!(&collect_text(rx), want, "a standard request's answer changed");
+        assert_eq!(
+            &collect_text(rx),
+            want,
+            "a standard request's answer changed"
+        );
     }
 }
 

@@ -62,7 +62,9 @@ pub struct BedrockChat {
 fn encode_segment(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()
@@ -90,8 +92,13 @@ impl BedrockChat {
                         "format": image.format.name(), "source": {"bytes": image.base64()}}})),
                     ContentBlock::ToolUse(call) => Ok(json!({"toolUse": {
                         "toolUseId": call.id, "name": call.name, "input": call.input}})),
-                    ContentBlock::ToolResult { tool_use_id, content, is_error } => {
-                        let mut result = json!({"toolUseId": tool_use_id, "content": [{"text": content}]});
+                    ContentBlock::ToolResult {
+                        tool_use_id,
+                        content,
+                        is_error,
+                    } => {
+                        let mut result =
+                            json!({"toolUseId": tool_use_id, "content": [{"text": content}]});
                         if *is_error {
                             result["status"] = json!("error");
                         }
@@ -137,7 +144,10 @@ impl BedrockChat {
                 ToolChoice::Any => json!({"any": {}}),
                 ToolChoice::Tool(name) => json!({"tool": {"name": name}}),
             };
-            body.insert("toolConfig".into(), json!({"tools": specs, "toolChoice": choice}));
+            body.insert(
+                "toolConfig".into(),
+                json!({"tools": specs, "toolChoice": choice}),
+            );
         }
         if let Some(schema) = &request.response_schema {
             additional.insert(
@@ -146,12 +156,19 @@ impl BedrockChat {
             );
         }
         if !additional.is_empty() {
-            body.insert("additionalModelRequestFields".into(), Value::Object(additional));
+            body.insert(
+                "additionalModelRequestFields".into(),
+                Value::Object(additional),
+            );
         }
         Ok(Value::Object(body))
     }
 
-    pub async fn chat(&self, request: &ChatRequest, max_tokens: u32) -> Result<DeltaStream, CoreError> {
+    pub async fn chat(
+        &self,
+        request: &ChatRequest,
+        max_tokens: u32,
+    ) -> Result<DeltaStream, CoreError> {
         let body = self.request_body(request, max_tokens)?;
         self.send(body, request.stream).await
     }
@@ -175,8 +192,17 @@ impl BedrockChat {
     }
 
     /// The request, signed (SigV4) or with the bearer key.
-    fn build(&self, url: &str, body: Vec<u8>, stream: bool) -> Result<reqwest::RequestBuilder, CoreError> {
-        let accept = if stream { "application/vnd.amazon.eventstream" } else { "application/json" };
+    fn build(
+        &self,
+        url: &str,
+        body: Vec<u8>,
+        stream: bool,
+    ) -> Result<reqwest::RequestBuilder, CoreError> {
+        let accept = if stream {
+            "application/vnd.amazon.eventstream"
+        } else {
+            "application/json"
+        };
         let mut request = self
             .client
             .post(url)
@@ -227,7 +253,11 @@ impl BedrockChat {
             "{}/model/{}/{}",
             self.upstream.base_url.trim_end_matches('/'),
             encode_segment(&self.upstream.model),
-            if stream { "converse-stream" } else { "converse" }
+            if stream {
+                "converse-stream"
+            } else {
+                "converse"
+            }
         );
         let bytes = serde_json::to_vec(&body)
             .map_err(|e| CoreError::Internal(format!("cannot encode the request: {e}")))?;
@@ -242,7 +272,12 @@ impl BedrockChat {
             reader.whole(&body);
             return Ok(Box::pin(futures::stream::iter(reader.outbox.take_queued())));
         }
-        let state = (reader, response.bytes_stream(), MessageFrameDecoder::new(), bytes::BytesMut::new());
+        let state = (
+            reader,
+            response.bytes_stream(),
+            MessageFrameDecoder::new(),
+            bytes::BytesMut::new(),
+        );
         Ok(Box::pin(futures::stream::unfold(
             state,
             |(mut reader, mut body, mut decoder, mut buffer)| async move {
@@ -282,7 +317,10 @@ impl BedrockChat {
     }
 }
 
-fn inference_config(params: &InferenceParams, max_tokens: u32) -> (Map<String, Value>, Map<String, Value>) {
+fn inference_config(
+    params: &InferenceParams,
+    max_tokens: u32,
+) -> (Map<String, Value>, Map<String, Value>) {
     let mut inference = Map::new();
     inference.insert("maxTokens".into(), json!(max_tokens));
     if let Some(t) = params.temperature {
@@ -315,7 +353,6 @@ fn stop_reason(reason: &str) -> StopReason {
     }
 }
 
-
 /// Reads a Converse response or a ConverseStream's frames into deltas.
 struct ConverseReader {
     label: String,
@@ -328,10 +365,14 @@ struct ConverseReader {
 }
 
 fn header<'m>(message: &'m Message, name: &str) -> Option<&'m str> {
-    message.headers().iter().find(|h| h.name().as_str() == name).and_then(|h| match h.value() {
-        HeaderValue::String(s) => Some(s.as_str()),
-        _ => None,
-    })
+    message
+        .headers()
+        .iter()
+        .find(|h| h.name().as_str() == name)
+        .and_then(|h| match h.value() {
+            HeaderValue::String(s) => Some(s.as_str()),
+            _ => None,
+        })
 }
 
 impl ConverseReader {
@@ -375,7 +416,9 @@ impl ConverseReader {
             Ok(v) => v,
             Err(e) => {
                 let label = self.label.clone();
-                self.outbox.fail(CoreError::ModelError(format!("{label} answered with JSON that does not parse: {e}")));
+                self.outbox.fail(CoreError::ModelError(format!(
+                    "{label} answered with JSON that does not parse: {e}"
+                )));
                 return;
             }
         };
@@ -389,18 +432,29 @@ impl ConverseReader {
             if let Some(text) = block.get("text").and_then(Value::as_str) {
                 self.outbox.push(GenerationDelta::Text(text.to_string()));
             } else if let Some(tool) = block.get("toolUse") {
-                let s = |k: &str| tool.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
-                self.tools.insert(i as u64, PartialCall {
-                    id: s("toolUseId"),
-                    name: s("name"),
-                    arguments: tool.get("input").map(Value::to_string).unwrap_or_default(),
-                });
+                let s = |k: &str| {
+                    tool.get(k)
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_string()
+                };
+                self.tools.insert(
+                    i as u64,
+                    PartialCall {
+                        id: s("toolUseId"),
+                        name: s("name"),
+                        arguments: tool.get("input").map(Value::to_string).unwrap_or_default(),
+                    },
+                );
             }
         }
         if let Some(usage) = response.get("usage") {
             self.read_usage(usage);
         }
-        self.stop = response.get("stopReason").and_then(Value::as_str).map(stop_reason);
+        self.stop = response
+            .get("stopReason")
+            .and_then(Value::as_str)
+            .map(stop_reason);
         self.end();
     }
 
@@ -409,7 +463,10 @@ impl ConverseReader {
         let payload: Value = serde_json::from_slice(message.payload()).unwrap_or(Value::Null);
         if header(message, ":message-type") == Some("exception") {
             let kind = header(message, ":exception-type").unwrap_or("exception");
-            let text = payload.get("message").and_then(Value::as_str).unwrap_or("no message");
+            let text = payload
+                .get("message")
+                .and_then(Value::as_str)
+                .unwrap_or("no message");
             let label = self.label.clone();
             let full = format!("{label} sent {kind}: {text}");
             self.outbox.fail(match kind {
@@ -421,12 +478,27 @@ impl ConverseReader {
             });
             return;
         }
-        let index = payload.get("contentBlockIndex").and_then(Value::as_u64).unwrap_or(0);
+        let index = payload
+            .get("contentBlockIndex")
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
         match header(message, ":event-type") {
             Some("contentBlockStart") => {
                 if let Some(tool) = payload.pointer("/start/toolUse") {
-                    let s = |k: &str| tool.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
-                    self.tools.insert(index, PartialCall { id: s("toolUseId"), name: s("name"), arguments: String::new() });
+                    let s = |k: &str| {
+                        tool.get(k)
+                            .and_then(Value::as_str)
+                            .unwrap_or_default()
+                            .to_string()
+                    };
+                    self.tools.insert(
+                        index,
+                        PartialCall {
+                            id: s("toolUseId"),
+                            name: s("name"),
+                            arguments: String::new(),
+                        },
+                    );
                 }
             }
             Some("contentBlockDelta") => {
@@ -435,12 +507,22 @@ impl ConverseReader {
                 }
                 if let Some(text) = payload.pointer("/delta/text").and_then(Value::as_str) {
                     self.outbox.push(GenerationDelta::Text(text.to_string()));
-                } else if let Some(part) = payload.pointer("/delta/toolUse/input").and_then(Value::as_str) {
-                    self.tools.entry(index).or_default().arguments.push_str(part);
+                } else if let Some(part) = payload
+                    .pointer("/delta/toolUse/input")
+                    .and_then(Value::as_str)
+                {
+                    self.tools
+                        .entry(index)
+                        .or_default()
+                        .arguments
+                        .push_str(part);
                 }
             }
             Some("messageStop") => {
-                self.stop = payload.get("stopReason").and_then(Value::as_str).map(stop_reason);
+                self.stop = payload
+                    .get("stopReason")
+                    .and_then(Value::as_str)
+                    .map(stop_reason);
             }
             Some("metadata") => {
                 if let Some(usage) = payload.get("usage") {
@@ -458,7 +540,9 @@ impl ConverseReader {
             self.end();
         } else {
             let label = self.label.clone();
-            self.outbox.fail(CoreError::ModelError(format!("{label} ended the stream before finishing the answer")));
+            self.outbox.fail(CoreError::ModelError(format!(
+                "{label} ended the stream before finishing the answer"
+            )));
         }
     }
 }
@@ -472,8 +556,14 @@ mod tests {
 
     fn frame(event: &str, payload: Value) -> Vec<u8> {
         let message = Message::new(payload.to_string().into_bytes())
-            .add_header(Header::new(":message-type", HeaderValue::String("event".into())))
-            .add_header(Header::new(":event-type", HeaderValue::String(event.to_string().into())));
+            .add_header(Header::new(
+                ":message-type",
+                HeaderValue::String("event".into()),
+            ))
+            .add_header(Header::new(
+                ":event-type",
+                HeaderValue::String(event.to_string().into()),
+            ));
         let mut out = Vec::new();
         write_message_to(&message, &mut out).expect("frame");
         out
@@ -502,9 +592,16 @@ mod tests {
                 }
             }
             let deltas = reader.outbox.take_queued();
-            assert!(matches!(&deltas[0], GenerationDelta::Text(t) if t == "Hi"), "split {split}");
-            assert!(matches!(&deltas[1], GenerationDelta::ToolCall(c) if c.id == "t1" && c.input == json!({"a": 2})));
-            assert!(matches!(&deltas[2], GenerationDelta::End { stop_reason: StopReason::ToolUse, usage, .. } if usage.output_tokens == 5));
+            assert!(
+                matches!(&deltas[0], GenerationDelta::Text(t) if t == "Hi"),
+                "split {split}"
+            );
+            assert!(
+                matches!(&deltas[1], GenerationDelta::ToolCall(c) if c.id == "t1" && c.input == json!({"a": 2}))
+            );
+            assert!(
+                matches!(&deltas[2], GenerationDelta::End { stop_reason: StopReason::ToolUse, usage, .. } if usage.output_tokens == 5)
+            );
         }
     }
 
@@ -534,9 +631,17 @@ mod tests {
                     }),
                 ],
             }],
-            params: InferenceParams { top_k: Some(5), temperature: Some(0.0), ..Default::default() },
+            params: InferenceParams {
+                top_k: Some(5),
+                temperature: Some(0.0),
+                ..Default::default()
+            },
             tools: Some(ToolConfig {
-                tools: vec![ToolSpec { name: "f".into(), description: None, input_schema: json!({"type": "object"}) }],
+                tools: vec![ToolSpec {
+                    name: "f".into(),
+                    description: None,
+                    input_schema: json!({"type": "object"}),
+                }],
                 choice: ToolChoice::Tool("f".into()),
             }),
             response_schema: None,
@@ -544,10 +649,22 @@ mod tests {
         };
         let body = chat.request_body(&request, 7).expect("translates");
         assert_eq!(body["system"], json!([{"text": "Be brief."}]));
-        assert_eq!(body["messages"][0]["content"][1], json!({"image": {"format": "jpeg", "source": {"bytes": "/9j/"}}}));
-        assert_eq!(body["inferenceConfig"], json!({"maxTokens": 7, "temperature": 0.0}));
+        assert_eq!(
+            body["messages"][0]["content"][1],
+            json!({"image": {"format": "jpeg", "source": {"bytes": "/9j/"}}})
+        );
+        assert_eq!(
+            body["inferenceConfig"],
+            json!({"maxTokens": 7, "temperature": 0.0})
+        );
         assert_eq!(body["additionalModelRequestFields"], json!({"top_k": 5}));
-        assert_eq!(body["toolConfig"]["toolChoice"], json!({"tool": {"name": "f"}}));
-        assert_eq!(encode_segment("meta.llama3-8b-instruct-v1:0"), "meta.llama3-8b-instruct-v1%3A0");
+        assert_eq!(
+            body["toolConfig"]["toolChoice"],
+            json!({"tool": {"name": "f"}})
+        );
+        assert_eq!(
+            encode_segment("meta.llama3-8b-instruct-v1:0"),
+            "meta.llama3-8b-instruct-v1%3A0"
+        );
     }
 }

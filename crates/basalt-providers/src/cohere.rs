@@ -106,7 +106,11 @@ impl CohereChat {
         Ok(Value::Object(body))
     }
 
-    pub async fn chat(&self, request: &ChatRequest, max_tokens: u32) -> Result<DeltaStream, CoreError> {
+    pub async fn chat(
+        &self,
+        request: &ChatRequest,
+        max_tokens: u32,
+    ) -> Result<DeltaStream, CoreError> {
         let body = self.request_body(request, max_tokens)?;
         self.send(body).await
     }
@@ -120,7 +124,10 @@ impl CohereChat {
     ) -> Result<DeltaStream, CoreError> {
         let mut body = Map::new();
         body.insert("model".into(), json!(self.upstream.model));
-        body.insert("messages".into(), json!([{"role": "user", "content": prompt}]));
+        body.insert(
+            "messages".into(),
+            json!([{"role": "user", "content": prompt}]),
+        );
         body.insert("max_tokens".into(), json!(max_tokens));
         insert_params(&mut body, params);
         body.insert("stream".into(), json!(true));
@@ -139,7 +146,12 @@ impl CohereChat {
         if let Some(key) = &self.upstream.api_key {
             request = request.bearer_auth(key);
         }
-        exchange(request, self.label.clone(), ChatReader::new(self.label.clone(), started)).await
+        exchange(
+            request,
+            self.label.clone(),
+            ChatReader::new(self.label.clone(), started),
+        )
+        .await
     }
 }
 
@@ -165,7 +177,11 @@ fn insert_params(body: &mut Map<String, Value>, params: &InferenceParams) {
 
 /// Appends one Converse message as Cohere messages: tool results become `tool`
 /// messages, assistant tool calls `tool_calls`.
-fn push_message(out: &mut Vec<Value>, role: Role, content: &[ContentBlock]) -> Result<(), CoreError> {
+fn push_message(
+    out: &mut Vec<Value>,
+    role: Role,
+    content: &[ContentBlock],
+) -> Result<(), CoreError> {
     let mut text = String::new();
     let mut calls = Vec::new();
     let mut results = Vec::new();
@@ -179,7 +195,9 @@ fn push_message(out: &mut Vec<Value>, role: Role, content: &[ContentBlock]) -> R
             }
             ContentBlock::Image(image) => {
                 if role == Role::Assistant {
-                    return Err(CoreError::Validation("images are accepted in user turns only".into()));
+                    return Err(CoreError::Validation(
+                        "images are accepted in user turns only".into(),
+                    ));
                 }
                 has_image = true;
                 parts.push(json!({"type": "image_url", "image_url": {"url": image.data_url()}}));
@@ -199,7 +217,8 @@ fn push_message(out: &mut Vec<Value>, role: Role, content: &[ContentBlock]) -> R
                 } else {
                     content.clone()
                 };
-                results.push(json!({"role": "tool", "tool_call_id": tool_use_id, "content": content}));
+                results
+                    .push(json!({"role": "tool", "tool_call_id": tool_use_id, "content": content}));
             }
             ContentBlock::Other { kind } => {
                 return Err(CoreError::Validation(format!(
@@ -241,7 +260,6 @@ fn stop_reason(reason: &str) -> Option<StopReason> {
         _ => return None,
     })
 }
-
 
 /// Reads Cohere's chat answer (whole, or as its event stream) into deltas.
 struct ChatReader {
@@ -325,12 +343,23 @@ impl ChatReader {
             }
         };
         let message = answer.get("message").cloned().unwrap_or(Value::Null);
-        for block in message.get("content").and_then(Value::as_array).into_iter().flatten() {
+        for block in message
+            .get("content")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             if let Some(text) = block.get("text").and_then(Value::as_str) {
                 self.outbox.push(GenerationDelta::Text(text.to_string()));
             }
         }
-        for (i, call) in message.get("tool_calls").and_then(Value::as_array).into_iter().flatten().enumerate() {
+        for (i, call) in message
+            .get("tool_calls")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
             self.calls.insert(
                 i as u64,
                 PartialCall {
@@ -343,7 +372,10 @@ impl ChatReader {
         if let Some(usage) = answer.get("usage") {
             self.read_usage(usage);
         }
-        let finish = answer.get("finish_reason").and_then(Value::as_str).map(str::to_string);
+        let finish = answer
+            .get("finish_reason")
+            .and_then(Value::as_str)
+            .map(str::to_string);
         self.end(finish.as_deref());
     }
 
@@ -372,7 +404,10 @@ impl ChatReader {
             }
             Some("tool-call-start") => {
                 self.first_token();
-                let call = event.pointer("/delta/message/tool_calls").cloned().unwrap_or(Value::Null);
+                let call = event
+                    .pointer("/delta/message/tool_calls")
+                    .cloned()
+                    .unwrap_or(Value::Null);
                 self.calls.insert(
                     index,
                     PartialCall {
@@ -387,7 +422,11 @@ impl ChatReader {
                     .pointer("/delta/message/tool_calls/function/arguments")
                     .and_then(Value::as_str)
                 {
-                    self.calls.entry(index).or_default().arguments.push_str(args);
+                    self.calls
+                        .entry(index)
+                        .or_default()
+                        .arguments
+                        .push_str(args);
                 }
             }
             Some("message-end") => {
@@ -477,11 +516,16 @@ impl CohereEmbeddings {
                 .and_then(Value::as_array)
                 .ok_or_else(|| bad("without embeddings.float"))?;
             if floats.len() != texts.len() {
-                return Err(bad(&format!("{} vectors for {} texts", floats.len(), texts.len())));
+                return Err(bad(&format!(
+                    "{} vectors for {} texts",
+                    floats.len(),
+                    texts.len()
+                )));
             }
             for v in floats {
                 vectors.push(
-                    unit_vector(Some(v)).ok_or_else(|| bad("an embedding that is not a list of numbers"))?,
+                    unit_vector(Some(v))
+                        .ok_or_else(|| bad("an embedding that is not a list of numbers"))?,
                 );
             }
             let billed = answer
@@ -552,16 +596,34 @@ mod tests {
             stream: true,
         };
         let body = chat().request_body(&request, 10).expect("translates");
-        assert_eq!(body["messages"][0], json!({"role": "system", "content": "Be brief."}));
-        assert_eq!((body["p"].as_f64(), body["k"].as_u64(), body["seed"].as_u64()), (Some(0.99), Some(40), Some(3)));
+        assert_eq!(
+            body["messages"][0],
+            json!({"role": "system", "content": "Be brief."})
+        );
+        assert_eq!(
+            (
+                body["p"].as_f64(),
+                body["k"].as_u64(),
+                body["seed"].as_u64()
+            ),
+            (Some(0.99), Some(40), Some(3))
+        );
         assert_eq!(body["stop_sequences"], json!(["END"]));
         assert_eq!(body["tools"].as_array().map(Vec::len), Some(1));
         assert_eq!(body["tools"][0]["function"]["name"], "b");
         assert_eq!(body["tool_choice"], "REQUIRED");
         let auto = chat()
-            .request_body(&ChatRequest { tools: tools(ToolChoice::Auto), ..request }, 10)
+            .request_body(
+                &ChatRequest {
+                    tools: tools(ToolChoice::Auto),
+                    ..request
+                },
+                10,
+            )
             .expect("translates");
-        assert!(auto.get("tool_choice").is_none() && auto["tools"].as_array().map(Vec::len) == Some(2));
+        assert!(
+            auto.get("tool_choice").is_none() && auto["tools"].as_array().map(Vec::len) == Some(2)
+        );
     }
 
     #[test]
@@ -585,15 +647,24 @@ mod tests {
         assert!(r.outbox.is_finished());
         let deltas = r.outbox.drain();
         assert!(matches!(&deltas[0], GenerationDelta::Text(t) if t == "Hel"));
-        assert!(matches!(&deltas[2], GenerationDelta::ToolCall(c) if c.id == "f_1" && c.input == json!({"x": 1})));
-        assert!(matches!(&deltas[3], GenerationDelta::End { stop_reason: StopReason::ToolUse, usage, .. }
-            if usage.input_tokens == 70 && usage.output_tokens == 9));
+        assert!(
+            matches!(&deltas[2], GenerationDelta::ToolCall(c) if c.id == "f_1" && c.input == json!({"x": 1}))
+        );
+        assert!(
+            matches!(&deltas[3], GenerationDelta::End { stop_reason: StopReason::ToolUse, usage, .. }
+            if usage.input_tokens == 70 && usage.output_tokens == 9)
+        );
     }
 
     #[test]
     fn an_error_finish_is_a_model_error() {
         let mut r = ChatReader::new("up".into(), Instant::now());
-        r.whole_answer(br#"{"id":"x","finish_reason":"ERROR","message":{"role":"assistant","content":[]}}"#);
-        assert!(matches!(r.outbox.drain().last(), Some(GenerationDelta::Error(CoreError::ModelError(_)))));
+        r.whole_answer(
+            br#"{"id":"x","finish_reason":"ERROR","message":{"role":"assistant","content":[]}}"#,
+        );
+        assert!(matches!(
+            r.outbox.drain().last(),
+            Some(GenerationDelta::Error(CoreError::ModelError(_)))
+        ));
     }
 }

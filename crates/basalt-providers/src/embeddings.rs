@@ -45,7 +45,10 @@ impl OpenAiEmbeddings {
     }
 
     pub async fn embed(&self, inputs: &[String]) -> Result<Embedded, CoreError> {
-        let url = format!("{}/embeddings", self.upstream.base_url.trim_end_matches('/'));
+        let url = format!(
+            "{}/embeddings",
+            self.upstream.base_url.trim_end_matches('/')
+        );
         let mut request = self
             .client
             .post(&url)
@@ -67,7 +70,11 @@ fn read_answer(answer: &Value, inputs: &[String], label: &str) -> Result<Embedde
         .and_then(Value::as_array)
         .ok_or_else(|| bad("without data"))?;
     if data.len() != inputs.len() {
-        return Err(bad(&format!("{} vectors for {} inputs", data.len(), inputs.len())));
+        return Err(bad(&format!(
+            "{} vectors for {} inputs",
+            data.len(),
+            inputs.len()
+        )));
     }
     let mut vectors: Vec<Option<Vec<f32>>> = vec![None; inputs.len()];
     for (position, item) in data.iter().enumerate() {
@@ -116,7 +123,10 @@ pub(crate) fn normalised(mut v: Vec<f32>) -> Vec<f32> {
 
 /// `total` split over the inputs by length (largest remainders), summing to `total`.
 pub(crate) fn split_tokens(total: u64, inputs: &[String]) -> Vec<u32> {
-    let weights: Vec<u64> = inputs.iter().map(|s| s.chars().count().max(1) as u64).collect();
+    let weights: Vec<u64> = inputs
+        .iter()
+        .map(|s| s.chars().count().max(1) as u64)
+        .collect();
     let sum: u64 = weights.iter().sum::<u64>().max(1);
     let mut shares: Vec<u64> = weights.iter().map(|w| total * w / sum).collect();
     let mut rest = total - shares.iter().sum::<u64>();
@@ -129,7 +139,10 @@ pub(crate) fn split_tokens(total: u64, inputs: &[String]) -> Vec<u32> {
         shares[i] += 1;
         rest -= 1;
     }
-    shares.into_iter().map(|s| s.min(u64::from(u32::MAX)) as u32).collect()
+    shares
+        .into_iter()
+        .map(|s| s.min(u64::from(u32::MAX)) as u32)
+        .collect()
 }
 
 #[cfg(test)]
@@ -159,7 +172,13 @@ mod tests {
             json!({"data": [{"index": 0, "embedding": "AAAA"}, {"index": 1, "embedding": [1.0]}]}),
             json!({"data": [{"index": 0, "embedding": [1.0]}, {"index": 1, "embedding": [1.0, 2.0]}]}),
         ] {
-            assert!(matches!(read_answer(&answer, &inputs, "up"), Err(CoreError::ModelError(_))), "{answer}");
+            assert!(
+                matches!(
+                    read_answer(&answer, &inputs, "up"),
+                    Err(CoreError::ModelError(_))
+                ),
+                "{answer}"
+            );
         }
     }
 
@@ -167,7 +186,13 @@ mod tests {
     fn token_shares_add_up() {
         let inputs: Vec<String> = ["x", "yy", "zzz"].iter().map(|s| s.to_string()).collect();
         for total in [0, 1, 5, 6, 7, 100] {
-            assert_eq!(split_tokens(total, &inputs).iter().map(|&t| u64::from(t)).sum::<u64>(), total);
+            assert_eq!(
+                split_tokens(total, &inputs)
+                    .iter()
+                    .map(|&t| u64::from(t))
+                    .sum::<u64>(),
+                total
+            );
         }
     }
 }

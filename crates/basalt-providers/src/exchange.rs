@@ -112,7 +112,9 @@ pub(crate) async fn exchange_json(
         .await
         .map_err(|e| error_for_transport(label, &e))?;
     serde_json::from_slice(&body).map_err(|e| {
-        CoreError::ModelError(format!("{label} answered with JSON that does not parse: {e}"))
+        CoreError::ModelError(format!(
+            "{label} answered with JSON that does not parse: {e}"
+        ))
     })
 }
 

@@ -48,7 +48,9 @@ pub struct GeminiChat {
 /// caller's request, that is wrong.
 fn key_refusal(e: CoreError) -> CoreError {
     match e {
-        CoreError::Validation(m) if m.contains("API key not valid") || m.contains("API_KEY_INVALID") => {
+        CoreError::Validation(m)
+            if m.contains("API key not valid") || m.contains("API_KEY_INVALID") =>
+        {
             CoreError::AccessDenied(format!(
                 "{m} (the upstream refused Basalt's credentials for this model)"
             ))
@@ -140,18 +142,28 @@ impl GeminiChat {
                     Value::Object(d)
                 })
                 .collect();
-            body.insert("tools".into(), json!([{"functionDeclarations": declarations}]));
+            body.insert(
+                "tools".into(),
+                json!([{"functionDeclarations": declarations}]),
+            );
             let config = match &tools.choice {
                 ToolChoice::Auto => json!({"mode": "AUTO"}),
                 ToolChoice::Any => json!({"mode": "ANY"}),
                 ToolChoice::Tool(name) => json!({"mode": "ANY", "allowedFunctionNames": [name]}),
             };
-            body.insert("toolConfig".into(), json!({"functionCallingConfig": config}));
+            body.insert(
+                "toolConfig".into(),
+                json!({"functionCallingConfig": config}),
+            );
         }
         Ok(Value::Object(body))
     }
 
-    pub async fn chat(&self, request: &ChatRequest, max_tokens: u32) -> Result<DeltaStream, CoreError> {
+    pub async fn chat(
+        &self,
+        request: &ChatRequest,
+        max_tokens: u32,
+    ) -> Result<DeltaStream, CoreError> {
         let body = self.request_body(request, max_tokens)?;
         self.send(body, request.stream).await
     }
@@ -174,7 +186,10 @@ impl GeminiChat {
         let started = Instant::now();
         let base = self.upstream.base_url.trim_end_matches('/');
         let url = if stream {
-            format!("{base}/models/{}:streamGenerateContent?alt=sse", self.upstream.model)
+            format!(
+                "{base}/models/{}:streamGenerateContent?alt=sse",
+                self.upstream.model
+            )
         } else {
             format!("{base}/models/{}:generateContent", self.upstream.model)
         };
@@ -186,9 +201,13 @@ impl GeminiChat {
         if let Some(key) = &self.upstream.api_key {
             request = request.header("x-goog-api-key", key);
         }
-        exchange(request, self.label.clone(), ResponseReader::new(self.label.clone(), started))
-            .await
-            .map_err(key_refusal)
+        exchange(
+            request,
+            self.label.clone(),
+            ResponseReader::new(self.label.clone(), started),
+        )
+        .await
+        .map_err(key_refusal)
     }
 }
 
@@ -240,9 +259,14 @@ impl ResponseReader {
     /// One response (or stream chunk).
     fn response(&mut self, response: &Value) {
         if let Some(error) = response.get("error") {
-            let message = error.get("message").and_then(Value::as_str).unwrap_or("unknown error");
+            let message = error
+                .get("message")
+                .and_then(Value::as_str)
+                .unwrap_or("unknown error");
             let label = self.label.clone();
-            self.outbox.fail(CoreError::ModelError(format!("{label} failed while answering: {message}")));
+            self.outbox.fail(CoreError::ModelError(format!(
+                "{label} failed while answering: {message}"
+            )));
             return;
         }
         if let Some(reason) = response
@@ -261,18 +285,26 @@ impl ResponseReader {
                 if part.get("thought").and_then(Value::as_bool) == Some(true) {
                     continue;
                 }
-                if let Some(text) = part.get("text").and_then(Value::as_str).filter(|t| !t.is_empty()) {
+                if let Some(text) = part
+                    .get("text")
+                    .and_then(Value::as_str)
+                    .filter(|t| !t.is_empty())
+                {
                     if self.first_token_ms.is_none() {
                         self.first_token_ms = Some(self.started.elapsed().as_millis() as u64);
                     }
                     self.outbox.push(GenerationDelta::Text(text.to_string()));
                 }
                 if let Some(call) = part.get("functionCall") {
-                    let name = call.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
-                    let id = call
-                        .get("id")
+                    let name = call
+                        .get("name")
                         .and_then(Value::as_str)
-                        .map_or_else(|| format!("tooluse_{}_{name}", self.calls.len()), str::to_string);
+                        .unwrap_or_default()
+                        .to_string();
+                    let id = call.get("id").and_then(Value::as_str).map_or_else(
+                        || format!("tooluse_{}_{name}", self.calls.len()),
+                        str::to_string,
+                    );
                     self.calls.push(ToolCall {
                         id,
                         name,
@@ -402,18 +434,25 @@ impl GeminiEmbeddings {
             if let Some(key) = &self.upstream.api_key {
                 request = request.header("x-goog-api-key", key);
             }
-            let answer = exchange_json(request, &self.label).await.map_err(key_refusal)?;
+            let answer = exchange_json(request, &self.label)
+                .await
+                .map_err(key_refusal)?;
             let bad = |what: &str| CoreError::ModelError(format!("{} answered {what}", self.label));
             let embeddings = answer
                 .get("embeddings")
                 .and_then(Value::as_array)
                 .ok_or_else(|| bad("without embeddings"))?;
             if embeddings.len() != texts.len() {
-                return Err(bad(&format!("{} vectors for {} texts", embeddings.len(), texts.len())));
+                return Err(bad(&format!(
+                    "{} vectors for {} texts",
+                    embeddings.len(),
+                    texts.len()
+                )));
             }
             for e in embeddings {
                 vectors.push(
-                    unit_vector(e.get("values")).ok_or_else(|| bad("an embedding whose values are not numbers"))?,
+                    unit_vector(e.get("values"))
+                        .ok_or_else(|| bad("an embedding whose values are not numbers"))?,
                 );
             }
         }
@@ -449,13 +488,23 @@ mod tests {
 
     #[test]
     fn tool_results_are_named_after_their_calls() {
-        let call = ToolCall { id: "t1".into(), name: "weather".into(), input: json!({"city": "Oslo"}) };
+        let call = ToolCall {
+            id: "t1".into(),
+            name: "weather".into(),
+            input: json!({"city": "Oslo"}),
+        };
         let request = ChatRequest {
             model_id: "x".into(),
             system: vec!["Be brief.".into()],
             messages: vec![
-                Message { role: Role::User, content: vec![ContentBlock::Text("Weather?".into())] },
-                Message { role: Role::Assistant, content: vec![ContentBlock::ToolUse(call)] },
+                Message {
+                    role: Role::User,
+                    content: vec![ContentBlock::Text("Weather?".into())],
+                },
+                Message {
+                    role: Role::Assistant,
+                    content: vec![ContentBlock::ToolUse(call)],
+                },
                 Message {
                     role: Role::User,
                     content: vec![ContentBlock::ToolResult {
@@ -465,43 +514,88 @@ mod tests {
                     }],
                 },
             ],
-            params: InferenceParams { top_k: Some(20), ..Default::default() },
+            params: InferenceParams {
+                top_k: Some(20),
+                ..Default::default()
+            },
             tools: Some(ToolConfig {
-                tools: vec![ToolSpec { name: "weather".into(), description: None, input_schema: json!({"type": "object"}) }],
+                tools: vec![ToolSpec {
+                    name: "weather".into(),
+                    description: None,
+                    input_schema: json!({"type": "object"}),
+                }],
                 choice: ToolChoice::Tool("weather".into()),
             }),
             response_schema: None,
             stream: false,
         };
         let body = chat().request_body(&request, 9).expect("translates");
-        assert_eq!(body["systemInstruction"], json!({"parts": [{"text": "Be brief."}]}));
-        assert_eq!(body["contents"][1], json!({"role": "model", "parts": [{"functionCall": {"name": "weather", "args": {"city": "Oslo"}}}]}));
-        assert_eq!(body["contents"][2]["parts"][0], json!({"functionResponse": {"name": "weather", "response": {"temp": 3}}}));
-        assert_eq!(body["generationConfig"], json!({"maxOutputTokens": 9, "topK": 20}));
-        assert_eq!(body["toolConfig"]["functionCallingConfig"], json!({"mode": "ANY", "allowedFunctionNames": ["weather"]}));
-        let orphan = ChatRequest { messages: vec![request.messages[2].clone()], ..request };
-        assert!(matches!(chat().request_body(&orphan, 9), Err(CoreError::Validation(_))));
+        assert_eq!(
+            body["systemInstruction"],
+            json!({"parts": [{"text": "Be brief."}]})
+        );
+        assert_eq!(
+            body["contents"][1],
+            json!({"role": "model", "parts": [{"functionCall": {"name": "weather", "args": {"city": "Oslo"}}}]})
+        );
+        assert_eq!(
+            body["contents"][2]["parts"][0],
+            json!({"functionResponse": {"name": "weather", "response": {"temp": 3}}})
+        );
+        assert_eq!(
+            body["generationConfig"],
+            json!({"maxOutputTokens": 9, "topK": 20})
+        );
+        assert_eq!(
+            body["toolConfig"]["functionCallingConfig"],
+            json!({"mode": "ANY", "allowedFunctionNames": ["weather"]})
+        );
+        let orphan = ChatRequest {
+            messages: vec![request.messages[2].clone()],
+            ..request
+        };
+        assert!(matches!(
+            chat().request_body(&orphan, 9),
+            Err(CoreError::Validation(_))
+        ));
     }
 
     #[test]
     fn stream_chunks_become_deltas() {
         let mut r = ResponseReader::new("up".into(), Instant::now());
-        r.event(r#"{"candidates":[{"content":{"role":"model","parts":[{"text":"Hel"}]},"index":0}]}"#);
+        r.event(
+            r#"{"candidates":[{"content":{"role":"model","parts":[{"text":"Hel"}]},"index":0}]}"#,
+        );
         r.event(r#"{"candidates":[{"content":{"role":"model","parts":[{"text":"lo"},{"functionCall":{"name":"f","args":{"x":1}}}]},"finishReason":"STOP","index":0}],"usageMetadata":{"promptTokenCount":4,"candidatesTokenCount":2,"totalTokenCount":6}}"#);
         r.closed();
         let deltas = r.outbox.drain();
         assert!(matches!(&deltas[1], GenerationDelta::Text(t) if t == "lo"));
-        assert!(matches!(&deltas[2], GenerationDelta::ToolCall(c) if c.name == "f" && c.id == "tooluse_0_f"));
-        assert!(matches!(&deltas[3], GenerationDelta::End { stop_reason: StopReason::ToolUse, usage, .. } if usage.input_tokens == 4 && usage.output_tokens == 2));
+        assert!(
+            matches!(&deltas[2], GenerationDelta::ToolCall(c) if c.name == "f" && c.id == "tooluse_0_f")
+        );
+        assert!(
+            matches!(&deltas[3], GenerationDelta::End { stop_reason: StopReason::ToolUse, usage, .. } if usage.input_tokens == 4 && usage.output_tokens == 2)
+        );
         let mut blocked = ResponseReader::new("up".into(), Instant::now());
         blocked.whole(br#"{"candidates":[{"content":{"parts":[]},"finishReason":"SAFETY"}]}"#);
-        assert!(matches!(blocked.outbox.drain().last(), Some(GenerationDelta::End { stop_reason: StopReason::ContentFiltered, .. })));
+        assert!(matches!(
+            blocked.outbox.drain().last(),
+            Some(GenerationDelta::End {
+                stop_reason: StopReason::ContentFiltered,
+                ..
+            })
+        ));
     }
 
     #[test]
     fn an_invalid_key_is_an_access_error() {
-        let e = key_refusal(CoreError::Validation("returned HTTP 400: API key not valid. Please pass a valid API key.".into()));
+        let e = key_refusal(CoreError::Validation(
+            "returned HTTP 400: API key not valid. Please pass a valid API key.".into(),
+        ));
         assert!(matches!(e, CoreError::AccessDenied(_)));
-        assert!(matches!(key_refusal(CoreError::Validation("bad field".into())), CoreError::Validation(_)));
+        assert!(matches!(
+            key_refusal(CoreError::Validation("bad field".into())),
+            CoreError::Validation(_)
+        ));
     }
 }

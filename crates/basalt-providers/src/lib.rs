@@ -23,8 +23,8 @@ pub mod anthropic;
 pub mod bedrock;
 pub mod cohere;
 pub mod embeddings;
-pub mod gemini;
 mod exchange;
+pub mod gemini;
 pub mod openai;
 mod partial_call;
 pub mod router;
@@ -97,16 +97,28 @@ impl ChatAdapter {
             "anthropic" => Some(Self::Anthropic(anthropic::AnthropicChat::new(
                 client, upstream, label,
             ))),
-            "cohere" => Some(Self::Cohere(cohere::CohereChat::new(client, upstream, label))),
-            "gemini" => Some(Self::Gemini(gemini::GeminiChat::new(client, upstream, label))),
-            "bedrock" => Some(Self::Bedrock(bedrock::BedrockChat::new(client, upstream, label))),
+            "cohere" => Some(Self::Cohere(cohere::CohereChat::new(
+                client, upstream, label,
+            ))),
+            "gemini" => Some(Self::Gemini(gemini::GeminiChat::new(
+                client, upstream, label,
+            ))),
+            "bedrock" => Some(Self::Bedrock(bedrock::BedrockChat::new(
+                client, upstream, label,
+            ))),
             _ => None,
         }
     }
 
     /// The wire APIs [`ChatAdapter::new`] knows.
-    pub const APIS: &'static [&'static str] =
-        &["openai", "mistral", "anthropic", "cohere", "gemini", "bedrock"];
+    pub const APIS: &'static [&'static str] = &[
+        "openai",
+        "mistral",
+        "anthropic",
+        "cohere",
+        "gemini",
+        "bedrock",
+    ];
 
     pub async fn chat(
         &self,
@@ -150,13 +162,22 @@ pub enum EmbeddingAdapter {
 impl EmbeddingAdapter {
     /// The adapter for `api` (`openai`, `mistral`, `cohere` or `gemini`); `None` for
     /// an API without embeddings here.
-    pub fn new(api: &str, client: reqwest::Client, upstream: Upstream, label: String) -> Option<Self> {
+    pub fn new(
+        api: &str,
+        client: reqwest::Client,
+        upstream: Upstream,
+        label: String,
+    ) -> Option<Self> {
         match api {
             "openai" | "mistral" => Some(Self::OpenAi(embeddings::OpenAiEmbeddings::new(
                 client, upstream, label,
             ))),
-            "cohere" => Some(Self::Cohere(cohere::CohereEmbeddings::new(client, upstream, label))),
-            "gemini" => Some(Self::Gemini(gemini::GeminiEmbeddings::new(client, upstream, label))),
+            "cohere" => Some(Self::Cohere(cohere::CohereEmbeddings::new(
+                client, upstream, label,
+            ))),
+            "gemini" => Some(Self::Gemini(gemini::GeminiEmbeddings::new(
+                client, upstream, label,
+            ))),
             _ => None,
         }
     }

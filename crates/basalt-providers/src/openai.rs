@@ -125,7 +125,11 @@ impl OpenAiChat {
         }
     }
 
-    fn insert_params(&self, body: &mut Map<String, Value>, params: &InferenceParams) -> Result<(), CoreError> {
+    fn insert_params(
+        &self,
+        body: &mut Map<String, Value>,
+        params: &InferenceParams,
+    ) -> Result<(), CoreError> {
         if let Some(t) = params.temperature {
             body.insert("temperature".into(), json!(t));
         }
@@ -313,7 +317,6 @@ fn push_message(
     }
     Ok(())
 }
-
 
 struct StreamState {
     label: String,
@@ -635,8 +638,14 @@ mod tests {
             model_id: "x".into(),
             system: vec![],
             messages: vec![
-                Message { role: Role::User, content: vec![ContentBlock::Text("Weather?".into())] },
-                Message { role: Role::Assistant, content: vec![ContentBlock::ToolUse(call.clone())] },
+                Message {
+                    role: Role::User,
+                    content: vec![ContentBlock::Text("Weather?".into())],
+                },
+                Message {
+                    role: Role::Assistant,
+                    content: vec![ContentBlock::ToolUse(call.clone())],
+                },
                 Message {
                     role: Role::User,
                     content: vec![ContentBlock::ToolResult {
@@ -646,7 +655,10 @@ mod tests {
                     }],
                 },
             ],
-            params: InferenceParams { seed: Some(7), ..Default::default() },
+            params: InferenceParams {
+                seed: Some(7),
+                ..Default::default()
+            },
             tools: Some(ToolConfig {
                 tools: vec![ToolSpec {
                     name: "weather".into(),
@@ -660,18 +672,40 @@ mod tests {
         };
         let body = mistral.request_body(&request, 32).expect("translates");
         assert_eq!(body["random_seed"], 7);
-        assert!(body.get("seed").is_none() && body.get("stream_options").is_none(), "{body}");
+        assert!(
+            body.get("seed").is_none() && body.get("stream_options").is_none(),
+            "{body}"
+        );
         assert_eq!(body["tool_choice"], "any");
-        let id = body["messages"][1]["tool_calls"][0]["id"].as_str().expect("id").to_string();
-        assert!(id.len() == 9 && id.chars().all(|c| c.is_ascii_alphanumeric()), "{id}");
-        assert_eq!(body["messages"][2]["tool_call_id"], id.as_str(), "the result names the same call");
-        assert_eq!(mistral_tool_id("D681PevKs"), "D681PevKs", "Mistral's own IDs are kept");
+        let id = body["messages"][1]["tool_calls"][0]["id"]
+            .as_str()
+            .expect("id")
+            .to_string();
+        assert!(
+            id.len() == 9 && id.chars().all(|c| c.is_ascii_alphanumeric()),
+            "{id}"
+        );
+        assert_eq!(
+            body["messages"][2]["tool_call_id"],
+            id.as_str(),
+            "the result names the same call"
+        );
+        assert_eq!(
+            mistral_tool_id("D681PevKs"),
+            "D681PevKs",
+            "Mistral's own IDs are kept"
+        );
         assert_ne!(mistral_tool_id("call_1"), mistral_tool_id("call_2"));
         let top_k = ChatRequest {
-            params: InferenceParams { top_k: Some(5), ..Default::default() },
+            params: InferenceParams {
+                top_k: Some(5),
+                ..Default::default()
+            },
             ..request
         };
-        assert!(matches!(mistral.request_body(&top_k, 32), Err(CoreError::Validation(m)) if m.contains("top_k")));
+        assert!(
+            matches!(mistral.request_body(&top_k, 32), Err(CoreError::Validation(m)) if m.contains("top_k"))
+        );
     }
 
     #[test]

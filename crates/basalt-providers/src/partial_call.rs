@@ -11,7 +11,11 @@ use crate::exchange::Outbox;
 
 /// Pushes the finished calls onto `outbox` in index order; false (the outbox then
 /// ends with the error) when one's arguments are not JSON.
-pub(crate) fn push_all(outbox: &mut Outbox, calls: BTreeMap<u64, PartialCall>, label: &str) -> bool {
+pub(crate) fn push_all(
+    outbox: &mut Outbox,
+    calls: BTreeMap<u64, PartialCall>,
+    label: &str,
+) -> bool {
     for (index, call) in calls {
         match call.finish(index, label) {
             Ok(call) => outbox.push(GenerationDelta::ToolCall(call)),
@@ -67,11 +71,32 @@ mod tests {
 
     #[test]
     fn calls_finish_with_parsed_arguments_or_say_why_not() {
-        let call = PartialCall { id: String::new(), name: "f".into(), arguments: "{\"a\":1}".into() };
-        assert_eq!(call.finish(2, "up").expect("finishes"), ToolCall { id: "call_2".into(), name: "f".into(), input: json!({"a": 1}) });
-        let empty = PartialCall { id: "x".into(), name: "g".into(), arguments: " ".into() };
+        let call = PartialCall {
+            id: String::new(),
+            name: "f".into(),
+            arguments: "{\"a\":1}".into(),
+        };
+        assert_eq!(
+            call.finish(2, "up").expect("finishes"),
+            ToolCall {
+                id: "call_2".into(),
+                name: "f".into(),
+                input: json!({"a": 1})
+            }
+        );
+        let empty = PartialCall {
+            id: "x".into(),
+            name: "g".into(),
+            arguments: " ".into(),
+        };
         assert_eq!(empty.finish(0, "up").expect("finishes").input, json!({}));
-        let bad = PartialCall { id: "x".into(), name: "g".into(), arguments: "{".into() };
-        assert!(matches!(bad.finish(0, "up"), Err(CoreError::ModelError(m)) if m.contains("tool g")));
+        let bad = PartialCall {
+            id: "x".into(),
+            name: "g".into(),
+            arguments: "{".into(),
+        };
+        assert!(
+            matches!(bad.finish(0, "up"), Err(CoreError::ModelError(m)) if m.contains("tool g"))
+        );
     }
 }

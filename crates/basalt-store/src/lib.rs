@@ -120,7 +120,11 @@ pub trait InvocationLog: Send + Sync {
     fn spend_by_key(&self, since_ms: i64) -> Result<Vec<(String, f64)>, StoreError>;
     /// Every invocation with `since_ms <= at_ms < until_ms`, oldest first (for
     /// percentiles and time buckets).
-    fn invocation_samples(&self, since_ms: i64, until_ms: i64) -> Result<Vec<InvocationSample>, StoreError>;
+    fn invocation_samples(
+        &self,
+        since_ms: i64,
+        until_ms: i64,
+    ) -> Result<Vec<InvocationSample>, StoreError>;
 }
 
 /// One invocation, as the usage report needs it.

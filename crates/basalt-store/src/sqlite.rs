@@ -6,8 +6,8 @@ use std::sync::Mutex;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::{
-    InvocationLog, InvocationRecord, InvocationSample, KeyLimits, KeyRecord, KeyStore, QuotaStore, QuotaWindow,
-    StoreError, UsageRow,
+    InvocationLog, InvocationRecord, InvocationSample, KeyLimits, KeyRecord, KeyStore, QuotaStore,
+    QuotaWindow, StoreError, UsageRow,
 };
 
 /// Migrations, applied in order; the index + 1 is the schema version.
@@ -263,7 +263,11 @@ impl InvocationLog for SqliteStore {
         })
     }
 
-    fn invocation_samples(&self, since_ms: i64, until_ms: i64) -> Result<Vec<InvocationSample>, StoreError> {
+    fn invocation_samples(
+        &self,
+        since_ms: i64,
+        until_ms: i64,
+    ) -> Result<Vec<InvocationSample>, StoreError> {
         self.with(|conn| {
             let mut stmt = conn
                 .prepare(

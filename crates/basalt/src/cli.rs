@@ -458,13 +458,24 @@ fn usage(
     }
     println!(
         "{:<17} {:<16} {:<42} {:<11} {:>7} {:>6} {:>9} {:>10} {:>10} {:>11} {:>8} {:>8}",
-        "PERIOD", "KEY", "MODEL", "MODE", "CALLS", "ERRORS", "THROTTLED", "INPUT TOK", "OUTPUT TOK", "COST USD", "P50 MS", "P99 MS"
+        "PERIOD",
+        "KEY",
+        "MODEL",
+        "MODE",
+        "CALLS",
+        "ERRORS",
+        "THROTTLED",
+        "INPUT TOK",
+        "OUTPUT TOK",
+        "COST USD",
+        "P50 MS",
+        "P99 MS"
     );
     let ms = |v: Option<u64>| v.map_or("-".to_string(), |v| v.to_string());
     for g in &report.groups {
-        let period: String = g
-            .bucket_start_ms
-            .map_or("whole".to_string(), |b| format_time(b / 1000).chars().take(16).collect());
+        let period: String = g.bucket_start_ms.map_or("whole".to_string(), |b| {
+            format_time(b / 1000).chars().take(16).collect()
+        });
         println!(
             "{:<17} {:<16} {:<42} {:<11} {:>7} {:>6} {:>9} {:>10} {:>10} {:>11.6} {:>8} {:>8}",
             period,

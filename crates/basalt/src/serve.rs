@@ -21,7 +21,11 @@ pub fn serve(paths: &Paths, listen: &str) -> Result<()> {
         .init();
     let mut config = paths.load_config()?;
     if config.batch.staging_dir.is_empty() {
-        config.batch.staging_dir = paths.data_dir()?.join("batch").to_string_lossy().into_owned();
+        config.batch.staging_dir = paths
+            .data_dir()?
+            .join("batch")
+            .to_string_lossy()
+            .into_owned();
     }
     let store = paths.open_store()?;
     let keys = Arc::new(paths.key_service(Arc::clone(&store))?);

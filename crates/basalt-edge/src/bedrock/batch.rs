@@ -415,7 +415,11 @@ fn output_dir(core: &Basalt, job: &BatchJobRecord) -> Result<PathBuf, BedrockErr
 }
 
 /// Uploads the output files of an `s3://`-output job to `<output>/<job id>/`.
-async fn upload_output(core: &Basalt, job: &BatchJobRecord, out_dir: &FsPath) -> Result<(), BedrockError> {
+async fn upload_output(
+    core: &Basalt,
+    job: &BatchJobRecord,
+    out_dir: &FsPath,
+) -> Result<(), BedrockError> {
     let location = core.s3().check(&job.output_uri)?;
     let prefix = format!("{}{}/", location.dir_prefix(), job.id);
     let mut files: Vec<PathBuf> = std::fs::read_dir(out_dir)
@@ -442,12 +446,13 @@ async fn upload_output(core: &Basalt, job: &BatchJobRecord, out_dir: &FsPath) ->
 /// JSON object; later bad lines become error records).
 fn validate_file(input: &InputFile, max_line: usize) -> Result<u64, String> {
     let shown = &input.uri;
-    let file = std::fs::File::open(&input.path).map_err(|e| format!("{shown} cannot be read: {e}"))?;
+    let file =
+        std::fs::File::open(&input.path).map_err(|e| format!("{shown} cannot be read: {e}"))?;
     let mut records = 0;
     let mut checked = false;
     for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
-        let line = line
-            .map_err(|e| format!("{} is not UTF-8 text (line {}): {e}", shown, i + 1))?;
+        let line =
+            line.map_err(|e| format!("{} is not UTF-8 text (line {}): {e}", shown, i + 1))?;
         if line.trim().is_empty() {
             continue;
         }
@@ -468,13 +473,7 @@ fn validate_file(input: &InputFile, max_line: usize) -> Result<u64, String> {
                         i + 1
                     ))
                 }
-                Err(e) => {
-                    return Err(format!(
-                        "{} is not JSONL: line {}: {e}",
-                        shown,
-                        i + 1
-                    ))
-                }
+                Err(e) => return Err(format!("{} is not JSONL: line {}: {e}", shown, i + 1)),
             }
         }
         records += 1;

@@ -406,14 +406,20 @@ fn image(value: &Value, at: &str) -> Result<ContentBlock, BedrockError> {
             .map_err(|_| invalid(&at, "source.bytes is not base64"))?,
         Some(_) => return Err(invalid(&at, "source.bytes must be base64 text")),
         None if source.contains_key("s3Location") => {
-            return Err(invalid(&at, "s3Location image sources are not supported; send the bytes"))
+            return Err(invalid(
+                &at,
+                "s3Location image sources are not supported; send the bytes",
+            ))
         }
         None => return Err(invalid(&at, "source needs bytes")),
     };
     if bytes.is_empty() {
         return Err(invalid(&at, "source.bytes is empty"));
     }
-    Ok(ContentBlock::Image(basalt_core::types::Image { format, data: bytes }))
+    Ok(ContentBlock::Image(basalt_core::types::Image {
+        format,
+        data: bytes,
+    }))
 }
 
 fn tool_result(value: &Value, at: &str) -> Result<ContentBlock, BedrockError> {
@@ -708,14 +714,28 @@ mod tests {
             })]
         );
         for (body, expect) in [
-            (r#"{"messages":[{"role":"user","content":[{"image":{"format":"bmp","source":{"bytes":"iVBORw=="}}}]}]}"#, "format"),
-            (r#"{"messages":[{"role":"user","content":[{"image":{"format":"png","source":{"bytes":"!!"}}}]}]}"#, "base64"),
-            (r#"{"messages":[{"role":"user","content":[{"image":{"format":"png","source":{"s3Location":{"uri":"s3://b/k"}}}}]}]}"#, "s3Location"),
+            (
+                r#"{"messages":[{"role":"user","content":[{"image":{"format":"bmp","source":{"bytes":"iVBORw=="}}}]}]}"#,
+                "format",
+            ),
+            (
+                r#"{"messages":[{"role":"user","content":[{"image":{"format":"png","source":{"bytes":"!!"}}}]}]}"#,
+                "base64",
+            ),
+            (
+                r#"{"messages":[{"role":"user","content":[{"image":{"format":"png","source":{"s3Location":{"uri":"s3://b/k"}}}}]}]}"#,
+                "s3Location",
+            ),
         ] {
             let err = converse(body).expect_err(body);
             assert!(err.message.contains(expect), "{body}: {}", err.message);
         }
         let r = converse(r#"{"messages":[{"role":"user","content":[{"document":{"format":"pdf","name":"d","source":{"bytes":""}}}]}]}"#).expect("parses");
-        assert_eq!(r.messages[0].content, vec![ContentBlock::Other { kind: "document".into() }]);
+        assert_eq!(
+            r.messages[0].content,
+            vec![ContentBlock::Other {
+                kind: "document".into()
+            }]
+        );
     }
 }

@@ -289,7 +289,10 @@ impl<'m> Scheduler<'m> {
                 continue;
             };
             let prompt = &active.job.request.prompt;
-            if active.prompt_done >= prompt.len() || active.logits_at.is_some() || !takes_part(active) {
+            if active.prompt_done >= prompt.len()
+                || active.logits_at.is_some()
+                || !takes_part(active)
+            {
                 continue;
             }
             let mut room = budget.saturating_sub(used);
