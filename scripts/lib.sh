@@ -9,6 +9,16 @@ VENV="$REPO/.venv"
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
+# Whether a libclang shared library (what bindgen loads) is installed.
+has_libclang() {
+  local f
+  for f in /usr/lib/llvm-*/lib/libclang.so* /usr/lib/llvm-*/lib/libclang-[0-9]*.so* \
+           /usr/lib/x86_64-linux-gnu/libclang.so* /usr/lib/x86_64-linux-gnu/libclang-[0-9]*.so*; do
+    [ -e "$f" ] && return 0
+  done
+  return 1
+}
+
 # System packages the build needs: cmake and a C++ compiler for llama.cpp,
 # libclang for its bindgen bindings, openssl for the TLS relay in the client tests.
 install_system_packages() {
@@ -17,9 +27,7 @@ install_system_packages() {
   command -v g++ >/dev/null 2>&1 || missing+=(g++)
   command -v openssl >/dev/null 2>&1 || missing+=(openssl)
   # bindgen needs libclang itself (libclang.so / libclang-N.so), not libclang-cpp.
-  if ! command -v clang >/dev/null 2>&1 \
-     || ! ls /usr/lib/llvm-*/lib/libclang.so* /usr/lib/llvm-*/lib/libclang-[0-9]*.so* \
-             /usr/lib/x86_64-linux-gnu/libclang.so* /usr/lib/x86_64-linux-gnu/libclang-[0-9]*.so* >/dev/null 2>&1; then
+  if ! command -v clang >/dev/null 2>&1 || ! has_libclang; then
     missing+=(libclang-dev clang)
   fi
   if [ ${#missing[@]} -gt 0 ]; then
