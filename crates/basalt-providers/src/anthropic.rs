@@ -66,15 +66,7 @@ impl AnthropicChat {
             let specs: Vec<Value> = tools
                 .tools
                 .iter()
-                .map(|t| {
-                    let mut spec = Map::new();
-                    spec.insert("name".into(), json!(t.name));
-                    if let Some(d) = &t.description {
-                        spec.insert("description".into(), json!(d));
-                    }
-                    spec.insert("input_schema".into(), t.input_schema.clone());
-                    Value::Object(spec)
-                })
+                .map(|t| crate::tool_declaration(t, "input_schema", t.input_schema.clone()))
                 .collect();
             body.insert("tools".into(), Value::Array(specs));
             body.insert(

@@ -129,15 +129,7 @@ impl BedrockChat {
             let specs: Vec<Value> = tools
                 .tools
                 .iter()
-                .map(|t| {
-                    let mut spec = Map::new();
-                    spec.insert("name".into(), json!(t.name));
-                    if let Some(d) = &t.description {
-                        spec.insert("description".into(), json!(d));
-                    }
-                    spec.insert("inputSchema".into(), json!({"json": t.input_schema}));
-                    json!({ "toolSpec": spec })
-                })
+                .map(|t| json!({"toolSpec": crate::tool_declaration(t, "inputSchema", json!({"json": t.input_schema}))}))
                 .collect();
             let choice = match &tools.choice {
                 ToolChoice::Auto => json!({"auto": {}}),

@@ -132,15 +132,7 @@ impl GeminiChat {
             let declarations: Vec<Value> = tools
                 .tools
                 .iter()
-                .map(|t| {
-                    let mut d = Map::new();
-                    d.insert("name".into(), json!(t.name));
-                    if let Some(desc) = &t.description {
-                        d.insert("description".into(), json!(desc));
-                    }
-                    d.insert("parametersJsonSchema".into(), t.input_schema.clone());
-                    Value::Object(d)
-                })
+                .map(|t| crate::tool_declaration(t, "parametersJsonSchema", t.input_schema.clone()))
                 .collect();
             body.insert(
                 "tools".into(),

@@ -194,6 +194,22 @@ impl EmbeddingAdapter {
     }
 }
 
+/// A tool as most providers declare one: `{"name", "description"?, <schema_key>: schema}`
+/// (OpenAI and Cohere nest it under `function`, Bedrock under `toolSpec`).
+pub(crate) fn tool_declaration(
+    tool: &basalt_types::ToolSpec,
+    schema_key: &str,
+    schema: serde_json::Value,
+) -> serde_json::Value {
+    let mut spec = serde_json::Map::new();
+    spec.insert("name".into(), tool.name.clone().into());
+    if let Some(d) = &tool.description {
+        spec.insert("description".into(), d.clone().into());
+    }
+    spec.insert(schema_key.into(), schema);
+    serde_json::Value::Object(spec)
+}
+
 /// The HTTP client every adapter shares: pooled connections, HTTP/2 where the upstream
 /// offers it (ALPN), TLS with the webpki roots.
 pub fn http_client() -> Result<reqwest::Client, CoreError> {

@@ -83,15 +83,7 @@ impl OpenAiChat {
             let specs: Vec<Value> = tools
                 .tools
                 .iter()
-                .map(|t| {
-                    let mut function = Map::new();
-                    function.insert("name".into(), json!(t.name));
-                    if let Some(d) = &t.description {
-                        function.insert("description".into(), json!(d));
-                    }
-                    function.insert("parameters".into(), t.input_schema.clone());
-                    json!({"type": "function", "function": function})
-                })
+                .map(|t| json!({"type": "function", "function": crate::tool_declaration(t, "parameters", t.input_schema.clone())}))
                 .collect();
             body.insert("tools".into(), Value::Array(specs));
             body.insert(
