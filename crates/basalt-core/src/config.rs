@@ -37,6 +37,9 @@ pub struct ConfigFile {
     /// S3-compatible object storage for `s3://` locations.
     #[serde(default)]
     pub s3: S3Config,
+    /// Knowledge bases (RAG).
+    #[serde(default)]
+    pub knowledge_bases: KnowledgeBasesConfig,
     /// Directories under which `file:///…` URIs (batch input and output) may point;
     /// `BASALT_ALLOWED_PATHS` (colon-separated) adds more. Empty: none.
     #[serde(default)]
@@ -181,6 +184,35 @@ impl Default for S3Config {
             session_token_env: "AWS_SESSION_TOKEN".into(),
             timeout_secs: 30,
             max_retries: 3,
+        }
+    }
+}
+
+/// Knowledge bases: where their embedded stores live and the limits of ingestion
+/// and retrieval.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KnowledgeBasesConfig {
+    /// One directory per knowledge base (`<index_dir>/<id>/`). Empty: `<data dir>/kb`.
+    pub index_dir: String,
+    /// Largest document read, in bytes (a larger one is counted as failed).
+    pub max_document_bytes: u64,
+    /// Documents parsed, chunked and embedded at once by one ingestion job.
+    pub ingestion_concurrency: usize,
+    /// Texts in one embedding call made by ingestion.
+    pub embedding_batch: usize,
+    /// Most documents in one IngestKnowledgeBaseDocuments call.
+    pub max_direct_documents: usize,
+}
+
+impl Default for KnowledgeBasesConfig {
+    fn default() -> Self {
+        Self {
+            index_dir: String::new(),
+            max_document_bytes: 50 * 1024 * 1024,
+            ingestion_concurrency: 4,
+            embedding_batch: 32,
+            max_direct_documents: 25,
         }
     }
 }

@@ -29,6 +29,8 @@ pub struct Principal {
     /// The key's own quota overrides (read with the key, so a change made by
     /// `basalt keys update` is seen at the next request).
     pub limits: KeyLimits,
+    /// A knowledge-base retrieval filter joined to every retrieval this key makes.
+    pub retrieval_filter: Option<String>,
 }
 
 /// A newly created key with its secrets (shown once).
@@ -185,6 +187,7 @@ impl KeyService {
             created_at: now,
             revoked_at: None,
             limits: KeyLimits::default(),
+            retrieval_filter: None,
         };
         self.store.insert_key(&record).map_err(store_err)?;
         if let Ok(mut cache) = self.cache.write() {
@@ -219,6 +222,30 @@ impl KeyService {
             Ok(())
         } else {
             Err(CoreError::NotFound(format!("no active key {id}")))
+        }
+    }
+
+    /// Sets (or with `None` clears) a key's mandatory retrieval filter, a Bedrock
+    /// `RetrievalFilter` in JSON (checked here).
+    pub fn set_retrieval_filter(&self, id: &str, filter: Option<&str>) -> Result<(), CoreError> {
+        if let Some(text) = filter {
+            let value: serde_json::Value = serde_json::from_str(text).map_err(|e| {
+                CoreError::Validation(format!("the retrieval filter is not JSON: {e}"))
+            })?;
+            basalt_kb::filter::Filter::parse(&value)
+                .map_err(|e| CoreError::Validation(e.to_string()))?;
+        }
+        let found = self
+            .store
+            .set_key_retrieval_filter(id, filter)
+            .map_err(store_err)?;
+        if let Ok(mut cache) = self.cache.write() {
+            *cache = KeyCache::default();
+        }
+        if found {
+            Ok(())
+        } else {
+            Err(CoreError::NotFound(format!("no key {id}")))
         }
     }
 
@@ -334,6 +361,7 @@ fn principal(r: &KeyRecord) -> Principal {
         key_name: r.name.clone(),
         is_admin: r.is_admin,
         limits: r.limits,
+        retrieval_filter: r.retrieval_filter.clone(),
     }
 }
 

@@ -11,6 +11,7 @@ pub mod config;
 mod error;
 pub mod guardrails;
 pub mod keys;
+pub mod knowledge;
 pub mod local_paths;
 pub mod metering;
 pub mod model_fetch;

@@ -45,6 +45,11 @@ pub trait ChatProvider: Send + Sync {
 pub trait EmbeddingProvider: Send + Sync {
     fn dimensions(&self) -> usize;
     async fn count_tokens(&self, text: &str) -> Result<u32, CoreError>;
+    /// Byte spans of each token of `text` (no special tokens, no truncation), when the
+    /// model's tokenizer is here; `None` for a remote model (chunking then counts words).
+    fn token_spans(&self, _text: &str) -> Option<Result<Vec<(usize, usize)>, CoreError>> {
+        None
+    }
     /// Vectors (normalised) and token counts, in input order.
     async fn embed(&self, inputs: Vec<String>) -> Result<(Vec<Vec<f32>>, Vec<u32>), CoreError>;
 }
@@ -376,6 +381,10 @@ impl EmbeddingProvider for LocalEmbedding {
 
     async fn count_tokens(&self, text: &str) -> Result<u32, CoreError> {
         self.engine.count_tokens(text).map_err(engine_error)
+    }
+
+    fn token_spans(&self, text: &str) -> Option<Result<Vec<(usize, usize)>, CoreError>> {
+        Some(self.engine.token_spans(text).map_err(engine_error))
     }
 
     async fn embed(&self, inputs: Vec<String>) -> Result<(Vec<Vec<f32>>, Vec<u32>), CoreError> {

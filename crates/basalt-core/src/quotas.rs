@@ -414,6 +414,7 @@ mod tests {
             key_name: "tests".into(),
             is_admin: false,
             limits,
+            retrieval_filter: None,
         }
     }
 

@@ -260,6 +260,56 @@ impl S3Locations {
         Ok(found)
     }
 
+    /// Every object under a location's key prefix, at any depth, sorted by key (a
+    /// knowledge-base data source). A bucket that does not exist is an error; an empty
+    /// prefix is an empty list.
+    pub async fn objects_under(&self, location: &S3Uri) -> Result<Vec<S3Object>, CoreError> {
+        let store = self.store(&location.bucket)?;
+        let uri = location.uri_of(&location.key);
+        let prefix = location.key.trim_end_matches('/');
+        let prefix_path = (!prefix.is_empty()).then(|| ObjectPath::from(prefix));
+        let mut listing = store.list(prefix_path.as_ref());
+        let mut found = Vec::new();
+        while let Some(meta) = listing.next().await {
+            let meta = meta.map_err(|e| object_error(&uri, e))?;
+            let key = meta.location.to_string();
+            if !key.starts_with(location.key.as_str()) {
+                continue;
+            }
+            found.push(S3Object {
+                name: meta.location.filename().unwrap_or_default().to_string(),
+                key,
+                size: meta.size,
+                path: meta.location,
+            });
+        }
+        found.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(found)
+    }
+
+    /// An object's bytes (at most `limit`; a larger object is a ValidationException).
+    pub async fn read(
+        &self,
+        bucket: &str,
+        object: &S3Object,
+        limit: u64,
+    ) -> Result<Vec<u8>, CoreError> {
+        let uri = format!("s3://{bucket}/{}", object.key);
+        if object.size > limit {
+            return Err(CoreError::Validation(format!(
+                "{uri} is {} bytes; the limit is {limit}",
+                object.size
+            )));
+        }
+        let store = self.store(bucket)?;
+        let result = store
+            .get(&object.path)
+            .await
+            .map_err(|e| object_error(&uri, e))?;
+        let bytes = result.bytes().await.map_err(|e| object_error(&uri, e))?;
+        Ok(bytes.to_vec())
+    }
+
     /// Copies an object found by [`Self::objects`] to a local file (written to a
     /// temporary name, then renamed).
     pub async fn download(

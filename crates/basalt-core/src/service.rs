@@ -113,6 +113,26 @@ fn chat_texts(request: &ChatRequest) -> impl Iterator<Item = &str> {
     )
 }
 
+/// Byte spans of whitespace-separated words.
+fn word_spans(text: &str) -> Vec<(usize, usize)> {
+    let mut spans = Vec::new();
+    let mut start = None;
+    for (i, c) in text.char_indices() {
+        match (c.is_whitespace(), start) {
+            (true, Some(s)) => {
+                spans.push((s, i));
+                start = None;
+            }
+            (false, None) => start = Some(i),
+            _ => {}
+        }
+    }
+    if let Some(s) = start {
+        spans.push((s, text.len()));
+    }
+    spans
+}
+
 /// The running core.
 pub struct Basalt {
     catalog: Catalog,
@@ -135,6 +155,7 @@ pub struct Basalt {
     capacity: Capacity,
     invocation_log: Arc<dyn InvocationLog>,
     provisioned_config: crate::config::ProvisionedConfig,
+    knowledge_bases: crate::knowledge::KnowledgeBases,
 }
 
 impl std::fmt::Debug for Basalt {
@@ -159,7 +180,13 @@ impl Basalt {
         store: Arc<S>,
     ) -> Result<Self, CoreError>
     where
-        S: GuardrailStore + QuotaStore + InvocationLog + BatchJobStore + ProvisionedStore + 'static,
+        S: GuardrailStore
+            + QuotaStore
+            + InvocationLog
+            + BatchJobStore
+            + ProvisionedStore
+            + basalt_store::KnowledgeStore
+            + 'static,
     {
         Self::start_with_clock(
             config,
@@ -181,7 +208,13 @@ impl Basalt {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, CoreError>
     where
-        S: GuardrailStore + QuotaStore + InvocationLog + BatchJobStore + ProvisionedStore + 'static,
+        S: GuardrailStore
+            + QuotaStore
+            + InvocationLog
+            + BatchJobStore
+            + ProvisionedStore
+            + basalt_store::KnowledgeStore
+            + 'static,
     {
         let catalog = Catalog::from_config(config)?;
         if let Some(unknown) = config
@@ -314,11 +347,16 @@ impl Basalt {
             allowed_paths: AllowedPaths::from_config(&config.allowed_local_paths),
             s3: crate::s3::S3Locations::new(&config.s3, &config.region),
             invocation_log: store.clone(),
+            knowledge_bases: crate::knowledge::KnowledgeBases::new(
+                store.clone(),
+                config.knowledge_bases.clone(),
+            ),
             provisioned_store: store,
             capacity: Capacity::new(config.provisioned.clone(), local_slots),
             provisioned_config: config.provisioned.clone(),
         };
         core.restore_provisioned()?;
+        core.knowledge_bases.fail_interrupted_jobs()?;
         Ok(core)
     }
 
@@ -896,6 +934,25 @@ impl Basalt {
                 Ok(Embeddings { vectors, tokens })
             }
             Err(e) => self.failed(&ctx, &entry, e),
+        }
+    }
+
+    /// The knowledge bases of this server.
+    pub(crate) fn knowledge_bases(&self) -> &crate::knowledge::KnowledgeBases {
+        &self.knowledge_bases
+    }
+
+    /// Byte spans of the tokens of `text` under an embedding model's tokenizer; for a
+    /// remote model (whose tokenizer is not here) each word counts as one token.
+    pub fn embedding_token_spans(
+        &self,
+        model_id: &str,
+        text: &str,
+    ) -> Result<Vec<(usize, usize)>, CoreError> {
+        let entry = self.resolve(model_id)?;
+        match self.embedding_provider(entry)?.token_spans(text) {
+            Some(spans) => spans,
+            None => Ok(word_spans(text)),
         }
     }
 

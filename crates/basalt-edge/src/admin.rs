@@ -107,6 +107,7 @@ fn body(state: &AppState, key_id: &str) -> Result<Response, BedrockError> {
         key_name: record.name.clone(),
         is_admin: record.is_admin,
         limits: record.limits,
+        retrieval_filter: record.retrieval_filter.clone(),
     };
     let (spent, budget) = state.core.quotas().budget_status(&principal);
     Ok(Json(json!({

@@ -14,6 +14,8 @@ use serde_json::json;
 pub enum BedrockErrorCode {
     Validation,
     Conflict,
+    /// The agent services' ConflictException (409, where the runtime's is 400).
+    ResourceConflict,
     ServiceQuotaExceeded,
     ResourceNotFound,
     AccessDenied,
@@ -29,7 +31,7 @@ impl BedrockErrorCode {
     pub fn name(self) -> &'static str {
         match self {
             Self::Validation => "ValidationException",
-            Self::Conflict => "ConflictException",
+            Self::Conflict | Self::ResourceConflict => "ConflictException",
             Self::ServiceQuotaExceeded => "ServiceQuotaExceededException",
             Self::ResourceNotFound => "ResourceNotFoundException",
             Self::AccessDenied => "AccessDeniedException",
@@ -46,7 +48,7 @@ impl BedrockErrorCode {
     pub fn stream_member(self) -> &'static str {
         match self {
             Self::Validation => "validationException",
-            Self::Conflict => "conflictException",
+            Self::Conflict | Self::ResourceConflict => "conflictException",
             Self::ServiceQuotaExceeded => "serviceQuotaExceededException",
             Self::ResourceNotFound => "resourceNotFoundException",
             Self::AccessDenied => "accessDeniedException",
@@ -65,6 +67,7 @@ impl BedrockErrorCode {
             Self::Validation | Self::Conflict | Self::ServiceQuotaExceeded => {
                 StatusCode::BAD_REQUEST
             }
+            Self::ResourceConflict => StatusCode::CONFLICT,
             Self::ResourceNotFound => StatusCode::NOT_FOUND,
             Self::AccessDenied => StatusCode::FORBIDDEN,
             Self::Throttling | Self::ModelNotReady => StatusCode::TOO_MANY_REQUESTS,
@@ -89,6 +92,15 @@ impl BedrockError {
             code: BedrockErrorCode::Validation,
             message: message.into(),
         }
+    }
+
+    /// The agent services' spelling of a core error (Conflict is 409 there).
+    pub fn agent(e: CoreError) -> Self {
+        let mut error = Self::from(e);
+        if error.code == BedrockErrorCode::Conflict {
+            error.code = BedrockErrorCode::ResourceConflict;
+        }
+        error
     }
 
     pub fn access_denied() -> Self {

@@ -1,20 +1,23 @@
 //! Persistence behind small traits, one per capability: [`KeyStore`] for API keys,
 //! [`InvocationLog`] for metering, [`GuardrailStore`] for guardrail versions,
-//! [`QuotaStore`] for quota windows.
+//! [`QuotaStore`] for quota windows, [`KnowledgeStore`] for knowledge-base records.
 //! [`SqliteStore`] implements them all (WAL mode,
 //! migrations from `migrations/`); nothing here assumes SQLite in the traits, so a
 //! PostgreSQL implementation can be added beside it and run the same tests.
 
 mod batch;
 mod guardrails;
+pub mod knowledge;
 mod provisioned;
 mod sqlite;
 mod sqlite_batch;
 mod sqlite_guardrails;
+mod sqlite_knowledge;
 mod sqlite_provisioned;
 
 pub use batch::{BatchCounts, BatchJobRecord, BatchJobStore};
 pub use guardrails::{GuardrailRecord, GuardrailStore, DRAFT};
+pub use knowledge::{KnowledgeKind, KnowledgeRecord, KnowledgeStore};
 pub use provisioned::{ProvisionedRecord, ProvisionedStore};
 
 pub use sqlite::SqliteStore;
@@ -50,6 +53,8 @@ pub struct KeyRecord {
     pub created_at: i64,
     pub revoked_at: Option<i64>,
     pub limits: KeyLimits,
+    /// A mandatory knowledge-base retrieval filter (RetrievalFilter JSON).
+    pub retrieval_filter: Option<String>,
 }
 
 /// API keys.
@@ -63,6 +68,12 @@ pub trait KeyStore: Send + Sync {
     fn revoke_key(&self, id_or_access_key_id: &str, at: i64) -> Result<bool, StoreError>;
     /// Replaces the quota overrides of the key whose `id` or `access_key_id` is given;
     /// false when there is no such key.
+    /// Replaces the key's mandatory retrieval filter; false when no such key.
+    fn set_key_retrieval_filter(
+        &self,
+        id_or_access_key_id: &str,
+        filter: Option<&str>,
+    ) -> Result<bool, StoreError>;
     fn set_key_limits(
         &self,
         id_or_access_key_id: &str,

@@ -17,6 +17,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0003_quotas.sql"),
     include_str!("../migrations/0004_batch_jobs.sql"),
     include_str!("../migrations/0005_provisioned.sql"),
+    include_str!("../migrations/0006_knowledge_bases.sql"),
+    include_str!("../migrations/0007_key_retrieval_filter.sql"),
 ];
 
 /// SQLite in WAL mode behind a mutex (writes are short; metering is batched by callers).
@@ -90,12 +92,13 @@ fn key_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<KeyRecord> {
             tokens_per_minute: row.get::<_, Option<i64>>(8)?.map(|v| v.max(0) as u64),
             monthly_budget_usd: row.get(9)?,
         },
+        retrieval_filter: row.get(10)?,
     })
 }
 
 const KEY_COLUMNS: &str =
     "id, name, access_key_id, bearer_sha256, is_admin, created_at, revoked_at,
-     requests_per_minute, tokens_per_minute, monthly_budget_usd";
+     requests_per_minute, tokens_per_minute, monthly_budget_usd, retrieval_filter";
 
 impl KeyStore for SqliteStore {
     fn insert_key(&self, key: &KeyRecord) -> Result<(), StoreError> {
@@ -182,6 +185,22 @@ impl KeyStore for SqliteStore {
                         limits.tokens_per_minute.map(|v| v as i64),
                         limits.monthly_budget_usd
                     ],
+                )
+                .map_err(db)?;
+            Ok(changed > 0)
+        })
+    }
+
+    fn set_key_retrieval_filter(
+        &self,
+        id_or_access_key_id: &str,
+        filter: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        self.with(|conn| {
+            let changed = conn
+                .execute(
+                    "UPDATE api_keys SET retrieval_filter = ?2 WHERE id = ?1 OR access_key_id = ?1",
+                    params![id_or_access_key_id, filter],
                 )
                 .map_err(db)?;
             Ok(changed > 0)
@@ -382,6 +401,7 @@ mod tests {
             created_at: 1,
             revoked_at: None,
             limits: KeyLimits::default(),
+            retrieval_filter: None,
         }
     }
 

@@ -146,11 +146,26 @@ struct LimitArgs {
     /// Spend per calendar month, in US dollars, from the catalog's prices.
     #[arg(long, value_name = "USD|none")]
     budget: Option<String>,
+    /// A knowledge-base RetrievalFilter (JSON) joined to every retrieval the key
+    /// makes, e.g. '{"equals":{"key":"tenant","value":"acme"}}' (tenant isolation).
+    #[arg(long, value_name = "JSON|none")]
+    retrieval_filter: Option<String>,
 }
 
 impl LimitArgs {
     fn is_empty(&self) -> bool {
-        self.rpm.is_none() && self.tpm.is_none() && self.budget.is_none()
+        self.rpm.is_none()
+            && self.tpm.is_none()
+            && self.budget.is_none()
+            && self.retrieval_filter.is_none()
+    }
+
+    /// Sets or clears the key's retrieval filter when the option was given.
+    fn apply_filter(&self, keys: &basalt_core::keys::KeyService, id: &str) -> Result<()> {
+        if let Some(f) = &self.retrieval_filter {
+            keys.set_retrieval_filter(id, (f != "none").then_some(f.as_str()))?;
+        }
+        Ok(())
     }
 
     /// `current` with the given options applied.
@@ -329,6 +344,7 @@ fn keys(paths: &Paths, command: KeysCommand) -> Result<()> {
             let k = keys.create(&name, admin, now())?;
             if !limits.is_empty() {
                 keys.set_limits(&k.id, wanted)?;
+                limits.apply_filter(&keys, &k.id)?;
             }
             if json {
                 println!(
@@ -356,6 +372,7 @@ fn keys(paths: &Paths, command: KeysCommand) -> Result<()> {
                             "id": k.id, "name": k.name, "access_key_id": k.access_key_id, "admin": k.is_admin,
                             "created_at": format_time(k.created_at), "revoked_at": k.revoked_at.map(format_time),
                             "limits": limits_json(&k.limits),
+                            "retrieval_filter": k.retrieval_filter.as_deref().and_then(|f| serde_json::from_str::<serde_json::Value>(f).ok()),
                         })
                     })
                     .collect();
@@ -371,11 +388,12 @@ fn keys(paths: &Paths, command: KeysCommand) -> Result<()> {
         }
         KeysCommand::Update { id, limits } => {
             if limits.is_empty() {
-                bail!("nothing to update: give --rpm, --tpm or --budget");
+                bail!("nothing to update: give --rpm, --tpm, --budget or --retrieval-filter");
             }
             let current = keys.get(&id)?;
             let updated = limits.apply(current.limits)?;
             keys.set_limits(&id, updated)?;
+            limits.apply_filter(&keys, &id)?;
             eprintln!("{id}: {}", limits_json(&updated));
         }
         KeysCommand::Revoke { id } => {

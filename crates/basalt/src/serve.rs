@@ -20,6 +20,10 @@ pub fn serve(paths: &Paths, listen: &str) -> Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let mut config = paths.load_config()?;
+    if config.knowledge_bases.index_dir.is_empty() {
+        config.knowledge_bases.index_dir =
+            paths.data_dir()?.join("kb").to_string_lossy().into_owned();
+    }
     if config.batch.staging_dir.is_empty() {
         config.batch.staging_dir = paths
             .data_dir()?

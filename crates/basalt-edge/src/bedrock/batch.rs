@@ -633,6 +633,7 @@ async fn run_record(
         key_name: job.key_name.clone().unwrap_or_default(),
         is_admin: false,
         limits: KeyLimits::default(),
+        retrieval_filter: None,
     });
     let body = input.to_string().into_bytes();
     let mut delay = Duration::from_millis(200);

@@ -1,15 +1,18 @@
-//! The Bedrock dialect: runtime (`bedrock-runtime`) and control plane (`bedrock`).
+//! The Bedrock dialect: runtime (`bedrock-runtime`), control plane (`bedrock`), and
+//! the knowledge-base parts of `bedrock-agent` and `bedrock-agent-runtime`.
 
 mod batch;
 mod control;
 mod guardrails;
+mod knowledge;
 mod provisioned;
+mod retrieval;
 mod runtime;
 pub use batch::spawn_runner as spawn_batch_runner;
 pub(crate) use runtime::{answered_by, guardrail_trace};
 pub mod wire;
 
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::Router;
 
 use crate::AppState;
@@ -58,6 +61,59 @@ pub fn routes() -> Router<AppState> {
                 .delete(provisioned::delete),
         )
         .route("/provisioned-model-throughputs", get(provisioned::list))
+        .route(
+            "/knowledgebases/",
+            put(knowledge::create_knowledge_base).post(knowledge::list_knowledge_bases),
+        )
+        .route(
+            "/knowledgebases/{kb}",
+            get(knowledge::get_knowledge_base)
+                .put(knowledge::update_knowledge_base)
+                .delete(knowledge::delete_knowledge_base),
+        )
+        .route(
+            "/knowledgebases/{kb}/datasources/",
+            put(knowledge::create_data_source).post(knowledge::list_data_sources),
+        )
+        .route(
+            "/knowledgebases/{kb}/datasources/{ds}",
+            get(knowledge::get_data_source)
+                .put(knowledge::update_data_source)
+                .delete(knowledge::delete_data_source),
+        )
+        .route(
+            "/knowledgebases/{kb}/datasources/{ds}/ingestionjobs/",
+            put(knowledge::start_ingestion_job).post(knowledge::list_ingestion_jobs),
+        )
+        .route(
+            "/knowledgebases/{kb}/datasources/{ds}/ingestionjobs/{job}",
+            get(knowledge::get_ingestion_job),
+        )
+        .route(
+            "/knowledgebases/{kb}/datasources/{ds}/ingestionjobs/{job}/stop",
+            post(knowledge::stop_ingestion_job),
+        )
+        .route(
+            "/knowledgebases/{kb}/datasources/{ds}/documents",
+            put(knowledge::ingest_documents).post(knowledge::list_documents),
+        )
+        .route(
+            "/knowledgebases/{kb}/datasources/{ds}/documents/deleteDocuments",
+            post(knowledge::delete_documents),
+        )
+        .route(
+            "/knowledgebases/{kb}/datasources/{ds}/documents/getDocuments",
+            post(knowledge::get_documents),
+        )
+        .route("/knowledgebases/{kb}/retrieve", post(retrieval::retrieve))
+        .route(
+            "/retrieveAndGenerate",
+            post(retrieval::retrieve_and_generate),
+        )
+        .route(
+            "/retrieveAndGenerateStream",
+            post(retrieval::retrieve_and_generate_stream),
+        )
         .route("/foundation-models", get(control::list_foundation_models))
         .route(
             "/foundation-models/{model_id}",

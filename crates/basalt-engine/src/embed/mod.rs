@@ -62,6 +62,8 @@ struct Job {
 /// A loaded sentence-embedding model and its worker thread.
 pub struct EmbeddingEngine {
     tokenizer: Tokenizer,
+    /// The same tokenizer without truncation (token spans of whole documents).
+    untruncated: Tokenizer,
     dimensions: usize,
     jobs: mpsc::Sender<Job>,
     config: EmbeddingEngineConfig,
@@ -101,6 +103,10 @@ impl EmbeddingEngine {
         let mut tokenizer =
             Tokenizer::from_file(&tokenizer_path).map_err(|e| load_err(e.to_string()))?;
         tokenizer.with_padding(None);
+        let mut untruncated = tokenizer.clone();
+        untruncated
+            .with_truncation(None)
+            .map_err(|e| load_err(e.to_string()))?;
         tokenizer
             .with_truncation(Some(TruncationParams {
                 max_length: config.max_tokens,
@@ -144,6 +150,7 @@ impl EmbeddingEngine {
         }
         Ok(Self {
             tokenizer,
+            untruncated,
             dimensions,
             jobs,
             config,
@@ -159,6 +166,13 @@ impl EmbeddingEngine {
     pub fn count_tokens(&self, text: &str) -> Result<u32, EngineError> {
         let encoding = self.tokenizer.encode(text, true).map_err(compute)?;
         Ok(encoding.get_ids().len() as u32)
+    }
+
+    /// Byte spans of each token of `text`, special tokens left out and nothing
+    /// truncated (for cutting a document into chunks of so many tokens).
+    pub fn token_spans(&self, text: &str) -> Result<Vec<(usize, usize)>, EngineError> {
+        let encoding = self.untruncated.encode(text, false).map_err(compute)?;
+        Ok(encoding.get_offsets().to_vec())
     }
 
     /// Embeds every input, in order. Blocks until the worker has embedded them

@@ -1,0 +1,1020 @@
+//! Knowledge bases (managed RAG): the control plane (knowledge bases, data sources,
+//! ingestion jobs as Bedrock defines them), ingestion ([`ingest`]) and retrieval
+//! ([`retrieve`]). The records are kept by a [`KnowledgeStore`]; the chunks by each
+//! knowledge base's store, `BASALT_EMBEDDED` (the `basalt-kb` crate) being the one
+//! this build has.
+//!
+//! The records are Bedrock's own JSON shapes (camelCase), with the configurations
+//! the caller gave kept as given and their parsed form next to them.
+
+pub mod ingest;
+pub mod retrieve;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+
+use basalt_kb::chunking::Chunking;
+use basalt_kb::filter::Filter;
+use basalt_kb::index::EmbeddedIndex;
+use basalt_store::knowledge::{KnowledgeKind, KnowledgeRecord, KnowledgeStore};
+use basalt_store::StoreError;
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::config::KnowledgeBasesConfig;
+use crate::keys::Principal;
+use crate::service::Basalt;
+use crate::CoreError;
+
+pub use basalt_kb::index::SearchType;
+pub use basalt_kb::parse::Format as DocumentFormat;
+
+/// A typed metadata value (`{"type": "STRING", "stringValue": …}`) as plain JSON.
+pub fn typed_metadata_value(value: &Value) -> Result<Value, String> {
+    basalt_kb::metadata::typed_value(value)
+}
+
+fn now_ms() -> i64 {
+    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+/// A Bedrock resource ID: 10 characters of `[0-9A-Z]`.
+pub fn new_id() -> String {
+    const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    let mut rng = rand::thread_rng();
+    (0..10)
+        .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
+        .collect()
+}
+
+fn store_error(e: StoreError) -> CoreError {
+    match e {
+        StoreError::Duplicate(what) => {
+            CoreError::Conflict(format!("a resource with this {what} already exists"))
+        }
+        other => CoreError::Internal(other.to_string()),
+    }
+}
+
+pub(crate) fn kb_error(e: basalt_kb::KbError) -> CoreError {
+    use basalt_kb::KbError as E;
+    match e {
+        E::InvalidFilter(m) => CoreError::Validation(format!("invalid filter: {m}")),
+        E::InvalidConfiguration(m) | E::Parse(m) => CoreError::Validation(m),
+        E::Index(m) => CoreError::Internal(m),
+    }
+}
+
+/// The stores a knowledge base may use.
+pub const STORAGE_TYPES: &str = "BASALT_EMBEDDED";
+
+/// A knowledge base.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct KnowledgeBase {
+    pub knowledge_base_id: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub role_arn: String,
+    pub knowledge_base_configuration: Value,
+    pub storage_configuration: Value,
+    /// The catalog ID of the embedding model.
+    pub embedding_model_id: String,
+    pub dimensions: usize,
+    pub status: String,
+    pub failure_reasons: Vec<String>,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+}
+
+/// What CreateKnowledgeBase / UpdateKnowledgeBase give.
+#[derive(Debug, Clone)]
+pub struct KnowledgeBaseSpec {
+    pub name: String,
+    pub description: Option<String>,
+    pub role_arn: String,
+    pub knowledge_base_configuration: Value,
+    pub storage_configuration: Option<Value>,
+}
+
+/// A data source.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct DataSource {
+    pub data_source_id: String,
+    pub knowledge_base_id: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub data_source_configuration: Value,
+    pub vector_ingestion_configuration: Option<Value>,
+    /// `DELETE` (default) or `RETAIN`.
+    pub data_deletion_policy: String,
+    pub status: String,
+    pub failure_reasons: Vec<String>,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+}
+
+/// What CreateDataSource / UpdateDataSource give.
+#[derive(Debug, Clone)]
+pub struct DataSourceSpec {
+    pub name: String,
+    pub description: Option<String>,
+    pub data_source_configuration: Value,
+    pub vector_ingestion_configuration: Option<Value>,
+    pub data_deletion_policy: Option<String>,
+}
+
+/// Where a data source's documents come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Location {
+    /// A `file:///` folder under the allowed local paths.
+    Folder { uri: String, prefixes: Vec<String> },
+    /// An `s3://` bucket (and prefixes).
+    Bucket { uri: String, prefixes: Vec<String> },
+    /// Documents arrive only through IngestKnowledgeBaseDocuments.
+    Custom,
+}
+
+/// Bedrock's ingestion statistics.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Statistics {
+    pub number_of_documents_scanned: u64,
+    pub number_of_metadata_documents_scanned: u64,
+    pub number_of_new_documents_indexed: u64,
+    pub number_of_modified_documents_indexed: u64,
+    pub number_of_metadata_documents_modified: u64,
+    pub number_of_documents_deleted: u64,
+    pub number_of_documents_failed: u64,
+    pub number_of_documents_skipped: u64,
+}
+
+/// An ingestion job.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct IngestionJob {
+    pub ingestion_job_id: String,
+    pub knowledge_base_id: String,
+    pub data_source_id: String,
+    pub description: Option<String>,
+    /// STARTING | IN_PROGRESS | COMPLETE | FAILED | STOPPING | STOPPED.
+    pub status: String,
+    pub statistics: Statistics,
+    pub failure_reasons: Vec<String>,
+    pub started_ms: i64,
+    pub updated_ms: i64,
+}
+
+impl IngestionJob {
+    pub fn is_running(&self) -> bool {
+        matches!(
+            self.status.as_str(),
+            "STARTING" | "IN_PROGRESS" | "STOPPING"
+        )
+    }
+}
+
+/// The knowledge-base state of a running server.
+pub struct KnowledgeBases {
+    store: Arc<dyn KnowledgeStore>,
+    config: KnowledgeBasesConfig,
+    index_dir: PathBuf,
+    indexes: Mutex<HashMap<String, Arc<EmbeddedIndex>>>,
+    /// Stop flags of running jobs, by job ID.
+    running: Mutex<HashMap<String, Arc<AtomicBool>>>,
+}
+
+impl std::fmt::Debug for KnowledgeBases {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KnowledgeBases")
+            .field("index_dir", &self.index_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+fn parse_body<T: serde::de::DeserializeOwned>(record: &KnowledgeRecord) -> Result<T, CoreError> {
+    serde_json::from_str(&record.body).map_err(|e| {
+        CoreError::Internal(format!(
+            "stored {} {}: {e}",
+            record.kind.as_str(),
+            record.id
+        ))
+    })
+}
+
+fn body_of<T: Serialize>(value: &T) -> Result<String, CoreError> {
+    serde_json::to_string(value).map_err(|e| CoreError::Internal(e.to_string()))
+}
+
+impl KnowledgeBases {
+    pub fn new(store: Arc<dyn KnowledgeStore>, config: KnowledgeBasesConfig) -> Self {
+        let index_dir = if config.index_dir.is_empty() {
+            std::env::temp_dir().join("basalt-kb")
+        } else {
+            PathBuf::from(&config.index_dir)
+        };
+        Self {
+            store,
+            config,
+            index_dir,
+            indexes: Mutex::new(HashMap::new()),
+            running: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn config(&self) -> &KnowledgeBasesConfig {
+        &self.config
+    }
+
+    /// Jobs a previous process left running are failed (their documents so far are
+    /// indexed; the next job completes the rest).
+    pub fn fail_interrupted_jobs(&self) -> Result<(), CoreError> {
+        for record in self
+            .store
+            .list_knowledge(KnowledgeKind::IngestionJob, None)
+            .map_err(store_error)?
+        {
+            let mut job: IngestionJob = parse_body(&record)?;
+            if job.is_running() {
+                job.status = "FAILED".into();
+                job.failure_reasons.push(
+                    "the server stopped during this job; documents indexed so far are kept, and a new ingestion job indexes the rest".into(),
+                );
+                job.updated_ms = now_ms();
+                self.save_job(&job)?;
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn index(&self, kb: &KnowledgeBase) -> Result<Arc<EmbeddedIndex>, CoreError> {
+        let mut indexes = self
+            .indexes
+            .lock()
+            .map_err(|_| CoreError::Internal("index cache poisoned".into()))?;
+        if let Some(i) = indexes.get(&kb.knowledge_base_id) {
+            return Ok(Arc::clone(i));
+        }
+        let index = Arc::new(
+            EmbeddedIndex::open(&self.index_dir.join(&kb.knowledge_base_id), kb.dimensions)
+                .map_err(kb_error)?,
+        );
+        indexes.insert(kb.knowledge_base_id.clone(), Arc::clone(&index));
+        Ok(index)
+    }
+
+    pub fn knowledge_base(&self, id: &str) -> Result<KnowledgeBase, CoreError> {
+        let record = self
+            .store
+            .knowledge(KnowledgeKind::KnowledgeBase, id)
+            .map_err(store_error)?
+            .ok_or_else(|| CoreError::NotFound(format!("knowledge base {id} does not exist")))?;
+        parse_body(&record)
+    }
+
+    pub fn data_source(&self, kb_id: &str, id: &str) -> Result<DataSource, CoreError> {
+        self.knowledge_base(kb_id)?;
+        let record = self
+            .store
+            .knowledge(KnowledgeKind::DataSource, id)
+            .map_err(store_error)?
+            .filter(|r| r.parent == kb_id)
+            .ok_or_else(|| {
+                CoreError::NotFound(format!(
+                    "data source {id} does not exist in knowledge base {kb_id}"
+                ))
+            })?;
+        parse_body(&record)
+    }
+
+    pub fn ingestion_job(
+        &self,
+        kb_id: &str,
+        ds_id: &str,
+        id: &str,
+    ) -> Result<IngestionJob, CoreError> {
+        self.data_source(kb_id, ds_id)?;
+        let record = self
+            .store
+            .knowledge(KnowledgeKind::IngestionJob, id)
+            .map_err(store_error)?
+            .filter(|r| r.parent == format!("{kb_id}/{ds_id}"))
+            .ok_or_else(|| CoreError::NotFound(format!("ingestion job {id} does not exist")))?;
+        parse_body(&record)
+    }
+
+    pub fn list_knowledge_bases(&self) -> Result<Vec<KnowledgeBase>, CoreError> {
+        self.store
+            .list_knowledge(KnowledgeKind::KnowledgeBase, None)
+            .map_err(store_error)?
+            .iter()
+            .map(parse_body)
+            .collect()
+    }
+
+    pub fn list_data_sources(&self, kb_id: &str) -> Result<Vec<DataSource>, CoreError> {
+        self.knowledge_base(kb_id)?;
+        self.store
+            .list_knowledge(KnowledgeKind::DataSource, Some(kb_id))
+            .map_err(store_error)?
+            .iter()
+            .map(parse_body)
+            .collect()
+    }
+
+    pub fn list_ingestion_jobs(
+        &self,
+        kb_id: &str,
+        ds_id: &str,
+    ) -> Result<Vec<IngestionJob>, CoreError> {
+        self.data_source(kb_id, ds_id)?;
+        self.store
+            .list_knowledge(
+                KnowledgeKind::IngestionJob,
+                Some(&format!("{kb_id}/{ds_id}")),
+            )
+            .map_err(store_error)?
+            .iter()
+            .map(parse_body)
+            .collect()
+    }
+
+    fn save_kb(&self, kb: &KnowledgeBase, insert: bool) -> Result<(), CoreError> {
+        let record = KnowledgeRecord {
+            kind: KnowledgeKind::KnowledgeBase,
+            id: kb.knowledge_base_id.clone(),
+            parent: String::new(),
+            name: kb.name.clone(),
+            body: body_of(kb)?,
+            created_ms: kb.created_ms,
+            updated_ms: kb.updated_ms,
+        };
+        if insert {
+            self.store.insert_knowledge(&record).map_err(|e| match e {
+                StoreError::Duplicate(_) => CoreError::Conflict(format!(
+                    "a knowledge base named {:?} already exists",
+                    kb.name
+                )),
+                other => store_error(other),
+            })
+        } else {
+            self.store
+                .update_knowledge(&record)
+                .map(|_| ())
+                .map_err(|e| match e {
+                    StoreError::Duplicate(_) => CoreError::Conflict(format!(
+                        "a knowledge base named {:?} already exists",
+                        kb.name
+                    )),
+                    other => store_error(other),
+                })
+        }
+    }
+
+    fn save_ds(&self, ds: &DataSource, insert: bool) -> Result<(), CoreError> {
+        let record = KnowledgeRecord {
+            kind: KnowledgeKind::DataSource,
+            id: ds.data_source_id.clone(),
+            parent: ds.knowledge_base_id.clone(),
+            name: ds.name.clone(),
+            body: body_of(ds)?,
+            created_ms: ds.created_ms,
+            updated_ms: ds.updated_ms,
+        };
+        let named = |e: StoreError| match e {
+            StoreError::Duplicate(_) => CoreError::Conflict(format!(
+                "knowledge base {} already has a data source named {:?}",
+                ds.knowledge_base_id, ds.name
+            )),
+            other => store_error(other),
+        };
+        if insert {
+            self.store.insert_knowledge(&record).map_err(named)
+        } else {
+            self.store
+                .update_knowledge(&record)
+                .map(|_| ())
+                .map_err(named)
+        }
+    }
+
+    pub(crate) fn save_job(&self, job: &IngestionJob) -> Result<(), CoreError> {
+        let record = KnowledgeRecord {
+            kind: KnowledgeKind::IngestionJob,
+            id: job.ingestion_job_id.clone(),
+            parent: format!("{}/{}", job.knowledge_base_id, job.data_source_id),
+            name: job.ingestion_job_id.clone(),
+            body: body_of(job)?,
+            created_ms: job.started_ms,
+            updated_ms: job.updated_ms,
+        };
+        if self.store.update_knowledge(&record).map_err(store_error)? {
+            Ok(())
+        } else {
+            self.store.insert_knowledge(&record).map_err(store_error)
+        }
+    }
+
+    pub(crate) fn stop_flag(&self, job_id: &str) -> Arc<AtomicBool> {
+        let flag = Arc::new(AtomicBool::new(false));
+        if let Ok(mut running) = self.running.lock() {
+            running.insert(job_id.to_owned(), Arc::clone(&flag));
+        }
+        flag
+    }
+
+    pub(crate) fn finished(&self, job_id: &str) {
+        if let Ok(mut running) = self.running.lock() {
+            running.remove(job_id);
+        }
+    }
+
+    fn request_stop(&self, job_id: &str) -> bool {
+        self.running
+            .lock()
+            .ok()
+            .and_then(|r| r.get(job_id).cloned())
+            .map(|flag| flag.store(true, std::sync::atomic::Ordering::SeqCst))
+            .is_some()
+    }
+}
+
+/// The model ID inside a model ARN (`arn:aws:bedrock:…:foundation-model/ID`), or the
+/// identifier itself.
+pub fn model_id_of(identifier: &str) -> &str {
+    if identifier.starts_with("arn:") {
+        identifier.rsplit_once('/').map_or(identifier, |(_, id)| id)
+    } else {
+        identifier
+    }
+}
+
+fn str_at<'a>(value: &'a Value, path: &[&str]) -> Option<&'a str> {
+    path.iter().try_fold(value, |v, k| v.get(k))?.as_str()
+}
+
+fn usize_at(value: &Value, path: &[&str], name: &str) -> Result<usize, CoreError> {
+    path.iter()
+        .try_fold(value, |v, k| v.get(k))
+        .and_then(Value::as_u64)
+        .map(|n| n as usize)
+        .ok_or_else(|| CoreError::Validation(format!("{name} is required (a positive integer)")))
+}
+
+/// The chunking a data source's `vectorIngestionConfiguration` asks for.
+pub fn chunking_of(config: Option<&Value>) -> Result<Chunking, CoreError> {
+    let Some(chunking) = config.and_then(|c| c.get("chunkingConfiguration")) else {
+        return Ok(Chunking::default());
+    };
+    let strategy = str_at(chunking, &["chunkingStrategy"]).ok_or_else(|| {
+        CoreError::Validation("chunkingConfiguration.chunkingStrategy is required".into())
+    })?;
+    let parsed = match strategy {
+        "FIXED_SIZE" => Chunking::FixedSize {
+            max_tokens: usize_at(
+                chunking,
+                &["fixedSizeChunkingConfiguration", "maxTokens"],
+                "fixedSizeChunkingConfiguration.maxTokens",
+            )?,
+            overlap_percentage: usize_at(
+                chunking,
+                &["fixedSizeChunkingConfiguration", "overlapPercentage"],
+                "fixedSizeChunkingConfiguration.overlapPercentage",
+            )?,
+        },
+        "HIERARCHICAL" => {
+            let h = chunking
+                .get("hierarchicalChunkingConfiguration")
+                .ok_or_else(|| {
+                    CoreError::Validation(
+                        "HIERARCHICAL needs hierarchicalChunkingConfiguration".into(),
+                    )
+                })?;
+            let levels = h
+                .get("levelConfigurations")
+                .and_then(Value::as_array)
+                .filter(|l| l.len() == 2)
+                .ok_or_else(|| {
+                    CoreError::Validation(
+                        "hierarchicalChunkingConfiguration.levelConfigurations must hold two levels: parent, then child".into(),
+                    )
+                })?;
+            Chunking::Hierarchical {
+                parent_max_tokens: usize_at(
+                    &levels[0],
+                    &["maxTokens"],
+                    "levelConfigurations[0].maxTokens",
+                )?,
+                child_max_tokens: usize_at(
+                    &levels[1],
+                    &["maxTokens"],
+                    "levelConfigurations[1].maxTokens",
+                )?,
+                overlap_tokens: usize_at(
+                    h,
+                    &["overlapTokens"],
+                    "hierarchicalChunkingConfiguration.overlapTokens",
+                )?,
+            }
+        }
+        "SEMANTIC" => Chunking::Semantic {
+            max_tokens: usize_at(
+                chunking,
+                &["semanticChunkingConfiguration", "maxTokens"],
+                "semanticChunkingConfiguration.maxTokens",
+            )?,
+            buffer_size: usize_at(
+                chunking,
+                &["semanticChunkingConfiguration", "bufferSize"],
+                "semanticChunkingConfiguration.bufferSize",
+            )?,
+            breakpoint_percentile: usize_at(
+                chunking,
+                &[
+                    "semanticChunkingConfiguration",
+                    "breakpointPercentileThreshold",
+                ],
+                "semanticChunkingConfiguration.breakpointPercentileThreshold",
+            )?,
+        },
+        "NONE" => Chunking::None,
+        other => {
+            return Err(CoreError::Validation(format!(
+                "chunkingStrategy {other:?} is not one of FIXED_SIZE, HIERARCHICAL, SEMANTIC, NONE"
+            )))
+        }
+    };
+    parsed.validate().map_err(kb_error)?;
+    if let Some(parsing) = config.and_then(|c| c.get("parsingConfiguration")) {
+        return Err(CoreError::Validation(format!(
+            "parsingConfiguration ({}) is not supported by this server: documents are parsed by file type",
+            str_at(parsing, &["parsingStrategy"]).unwrap_or("?")
+        )));
+    }
+    if config.is_some_and(|c| {
+        c.get("customTransformationConfiguration").is_some()
+            || c.get("contextEnrichmentConfiguration").is_some()
+    }) {
+        return Err(CoreError::Validation(
+            "customTransformationConfiguration and contextEnrichmentConfiguration are not supported by this server".into(),
+        ));
+    }
+    Ok(parsed)
+}
+
+fn prefixes_of(s3: &Value) -> Vec<String> {
+    s3.get("inclusionPrefixes")
+        .and_then(Value::as_array)
+        .map(|l| {
+            l.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+impl DataSource {
+    /// Where the documents come from.
+    pub fn location(&self) -> Result<Location, CoreError> {
+        location_of(&self.data_source_configuration)
+    }
+
+    pub fn chunking(&self) -> Result<Chunking, CoreError> {
+        chunking_of(self.vector_ingestion_configuration.as_ref())
+    }
+}
+
+/// `s3Configuration.bucketArn` (`file:///…`, `s3://…` or `arn:aws:s3:::bucket`) or CUSTOM.
+pub fn location_of(config: &Value) -> Result<Location, CoreError> {
+    let kind = str_at(config, &["type"])
+        .ok_or_else(|| CoreError::Validation("dataSourceConfiguration.type is required".into()))?;
+    match kind {
+        "S3" => {
+            let s3 = config.get("s3Configuration").ok_or_else(|| {
+                CoreError::Validation("an S3 data source needs s3Configuration".into())
+            })?;
+            let arn = str_at(s3, &["bucketArn"])
+                .ok_or_else(|| CoreError::Validation("s3Configuration.bucketArn is required".into()))?;
+            let prefixes = prefixes_of(s3);
+            if arn.starts_with("file://") {
+                Ok(Location::Folder { uri: arn.to_owned(), prefixes })
+            } else if let Some(bucket) = arn.strip_prefix("arn:aws:s3:::") {
+                Ok(Location::Bucket { uri: format!("s3://{bucket}/"), prefixes })
+            } else if arn.starts_with("s3://") {
+                Ok(Location::Bucket { uri: arn.to_owned(), prefixes })
+            } else {
+                Err(CoreError::Validation(format!(
+                    "s3Configuration.bucketArn {arn:?} must be arn:aws:s3:::bucket, s3://bucket/prefix/ or file:///absolute/path/"
+                )))
+            }
+        }
+        "CUSTOM" => Ok(Location::Custom),
+        other => Err(CoreError::Validation(format!(
+            "data source type {other} is not supported by this server; supported: S3 (s3:// buckets and file:/// folders), CUSTOM"
+        ))),
+    }
+}
+
+impl Basalt {
+    pub fn knowledge(&self) -> &KnowledgeBases {
+        self.knowledge_bases()
+    }
+
+    fn kb_arn(&self, id: &str) -> String {
+        format!(
+            "arn:aws:bedrock:{}:{}:knowledge-base/{id}",
+            self.region(),
+            self.account_id()
+        )
+    }
+
+    /// The ARN of a knowledge base.
+    pub fn knowledge_base_arn(&self, id: &str) -> String {
+        self.kb_arn(id)
+    }
+
+    fn checked_kb(&self, spec: &KnowledgeBaseSpec) -> Result<(String, usize, Value), CoreError> {
+        if spec.name.trim().is_empty() || spec.name.len() > 100 {
+            return Err(CoreError::Validation(
+                "name must be 1..100 characters".into(),
+            ));
+        }
+        let config = &spec.knowledge_base_configuration;
+        match str_at(config, &["type"]) {
+            Some("VECTOR") => {}
+            Some(other) => {
+                return Err(CoreError::Validation(format!(
+                    "knowledgeBaseConfiguration.type {other} is not supported by this server; supported: VECTOR"
+                )))
+            }
+            None => {
+                return Err(CoreError::Validation(
+                    "knowledgeBaseConfiguration.type is required".into(),
+                ))
+            }
+        }
+        let arn = str_at(config, &["vectorKnowledgeBaseConfiguration", "embeddingModelArn"]).ok_or_else(|| {
+            CoreError::Validation(
+                "knowledgeBaseConfiguration.vectorKnowledgeBaseConfiguration.embeddingModelArn is required".into(),
+            )
+        })?;
+        let model_id = model_id_of(arn);
+        let entry = self.catalog().get(model_id).ok_or_else(|| {
+            CoreError::Validation(format!(
+                "embedding model {model_id} is not in this server's catalog"
+            ))
+        })?;
+        if !entry.is_embedding() {
+            return Err(CoreError::Validation(format!(
+                "{model_id} is not an embedding model"
+            )));
+        }
+        let dimensions = self.embedding_dimensions(model_id)?;
+        if let Some(asked) = config
+            .pointer("/vectorKnowledgeBaseConfiguration/embeddingModelConfiguration/bedrockEmbeddingModelConfiguration/dimensions")
+            .and_then(Value::as_u64)
+        {
+            if asked as usize != dimensions {
+                return Err(CoreError::Validation(format!(
+                    "{model_id} makes {dimensions}-dimensional vectors, not {asked}"
+                )));
+            }
+        }
+        if let Some(t) = config
+            .pointer("/vectorKnowledgeBaseConfiguration/embeddingModelConfiguration/bedrockEmbeddingModelConfiguration/embeddingDataType")
+            .and_then(Value::as_str)
+            .filter(|t| *t != "FLOAT32")
+        {
+            return Err(CoreError::Validation(format!(
+                "embeddingDataType {t} is not supported; supported: FLOAT32"
+            )));
+        }
+        let storage = spec.storage_configuration.clone().ok_or_else(|| {
+            CoreError::Validation(format!(
+                "storageConfiguration is required; supported types: {STORAGE_TYPES} (e.g. {{\"type\": \"BASALT_EMBEDDED\"}})"
+            ))
+        })?;
+        match str_at(&storage, &["type"]) {
+            Some("BASALT_EMBEDDED") => {}
+            Some("RDS") => {
+                return Err(CoreError::Validation(format!(
+                    "storageConfiguration type RDS (PostgreSQL/pgvector) is not available in this build yet; supported types: {STORAGE_TYPES}"
+                )))
+            }
+            Some(other) => {
+                return Err(CoreError::Validation(format!(
+                    "storageConfiguration type {other} is not supported by this server; supported types: {STORAGE_TYPES}"
+                )))
+            }
+            None => {
+                return Err(CoreError::Validation(format!(
+                    "storageConfiguration.type is required; supported types: {STORAGE_TYPES}"
+                )))
+            }
+        }
+        Ok((model_id.to_owned(), dimensions, storage))
+    }
+
+    pub fn create_knowledge_base(
+        &self,
+        spec: KnowledgeBaseSpec,
+    ) -> Result<KnowledgeBase, CoreError> {
+        let (embedding_model_id, dimensions, storage) = self.checked_kb(&spec)?;
+        let now = now_ms();
+        let kb = KnowledgeBase {
+            knowledge_base_id: new_id(),
+            name: spec.name,
+            description: spec.description,
+            role_arn: spec.role_arn,
+            knowledge_base_configuration: spec.knowledge_base_configuration,
+            storage_configuration: storage,
+            embedding_model_id,
+            dimensions,
+            status: "ACTIVE".into(),
+            failure_reasons: Vec::new(),
+            created_ms: now,
+            updated_ms: now,
+        };
+        self.knowledge().index(&kb)?;
+        self.knowledge().save_kb(&kb, true)?;
+        Ok(kb)
+    }
+
+    /// Name, description and role may change; the embedding model and the store may
+    /// not (the stored vectors depend on them).
+    pub fn update_knowledge_base(
+        &self,
+        id: &str,
+        spec: KnowledgeBaseSpec,
+    ) -> Result<KnowledgeBase, CoreError> {
+        let mut kb = self.knowledge().knowledge_base(id)?;
+        let (model, _, storage) = self.checked_kb(&KnowledgeBaseSpec {
+            storage_configuration: spec
+                .storage_configuration
+                .clone()
+                .or_else(|| Some(kb.storage_configuration.clone())),
+            ..spec.clone()
+        })?;
+        if model != kb.embedding_model_id || storage != kb.storage_configuration {
+            return Err(CoreError::Validation(
+                "the embedding model and storageConfiguration of a knowledge base cannot change; create a new knowledge base".into(),
+            ));
+        }
+        kb.name = spec.name;
+        kb.description = spec.description;
+        kb.role_arn = spec.role_arn;
+        kb.knowledge_base_configuration = spec.knowledge_base_configuration;
+        kb.updated_ms = now_ms();
+        self.knowledge().save_kb(&kb, false)?;
+        Ok(kb)
+    }
+
+    /// Deletes a knowledge base with its data sources, jobs and stored chunks.
+    pub fn delete_knowledge_base(&self, id: &str) -> Result<KnowledgeBase, CoreError> {
+        let mut kb = self.knowledge().knowledge_base(id)?;
+        let kbs = self.knowledge();
+        for ds in kbs.list_data_sources(id)? {
+            if kbs
+                .list_ingestion_jobs(id, &ds.data_source_id)?
+                .iter()
+                .any(IngestionJob::is_running)
+            {
+                return Err(CoreError::Conflict(format!(
+                    "data source {} has an ingestion job running; stop it first",
+                    ds.data_source_id
+                )));
+            }
+        }
+        for ds in kbs.list_data_sources(id)? {
+            self.remove_data_source_records(&ds)?;
+        }
+        let index = kbs
+            .indexes
+            .lock()
+            .map_err(|_| CoreError::Internal("index cache poisoned".into()))?
+            .remove(id);
+        kbs.store
+            .delete_knowledge(KnowledgeKind::KnowledgeBase, id)
+            .map_err(store_error)?;
+        drop(index);
+        let dir = kbs.index_dir.join(id);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir)
+                .map_err(|e| CoreError::Internal(format!("remove {}: {e}", dir.display())))?;
+        }
+        kb.status = "DELETING".into();
+        Ok(kb)
+    }
+
+    fn checked_ds(&self, spec: &DataSourceSpec) -> Result<String, CoreError> {
+        if spec.name.trim().is_empty() || spec.name.len() > 100 {
+            return Err(CoreError::Validation(
+                "name must be 1..100 characters".into(),
+            ));
+        }
+        match self.check_location(&location_of(&spec.data_source_configuration)?) {
+            Ok(()) => {}
+            Err(e) => return Err(e),
+        }
+        chunking_of(spec.vector_ingestion_configuration.as_ref())?;
+        match spec.data_deletion_policy.as_deref() {
+            None | Some("DELETE") => Ok("DELETE".into()),
+            Some("RETAIN") => Ok("RETAIN".into()),
+            Some(other) => Err(CoreError::Validation(format!(
+                "dataDeletionPolicy {other:?} is not one of DELETE, RETAIN"
+            ))),
+        }
+    }
+
+    fn check_location(&self, location: &Location) -> Result<(), CoreError> {
+        match location {
+            Location::Folder { uri, .. } => {
+                let dir = self.allowed_paths().existing(uri)?;
+                if !dir.is_dir() {
+                    return Err(CoreError::Validation(format!("{uri} is not a directory")));
+                }
+                Ok(())
+            }
+            Location::Bucket { uri, .. } => self.s3().check(uri).map(|_| ()),
+            Location::Custom => Ok(()),
+        }
+    }
+
+    pub fn create_data_source(
+        &self,
+        kb_id: &str,
+        spec: DataSourceSpec,
+    ) -> Result<DataSource, CoreError> {
+        self.knowledge().knowledge_base(kb_id)?;
+        let policy = self.checked_ds(&spec)?;
+        let now = now_ms();
+        let ds = DataSource {
+            data_source_id: new_id(),
+            knowledge_base_id: kb_id.to_owned(),
+            name: spec.name,
+            description: spec.description,
+            data_source_configuration: spec.data_source_configuration,
+            vector_ingestion_configuration: spec.vector_ingestion_configuration,
+            data_deletion_policy: policy,
+            status: "AVAILABLE".into(),
+            failure_reasons: Vec::new(),
+            created_ms: now,
+            updated_ms: now,
+        };
+        self.knowledge().save_ds(&ds, true)?;
+        Ok(ds)
+    }
+
+    /// A changed location or chunking applies from the next ingestion job (documents
+    /// whose content did not change keep their chunks).
+    pub fn update_data_source(
+        &self,
+        kb_id: &str,
+        ds_id: &str,
+        spec: DataSourceSpec,
+    ) -> Result<DataSource, CoreError> {
+        let mut ds = self.knowledge().data_source(kb_id, ds_id)?;
+        let policy = self.checked_ds(&spec)?;
+        ds.name = spec.name;
+        ds.description = spec.description;
+        ds.data_source_configuration = spec.data_source_configuration;
+        ds.vector_ingestion_configuration = spec.vector_ingestion_configuration;
+        ds.data_deletion_policy = policy;
+        ds.updated_ms = now_ms();
+        self.knowledge().save_ds(&ds, false)?;
+        Ok(ds)
+    }
+
+    fn remove_data_source_records(&self, ds: &DataSource) -> Result<(), CoreError> {
+        let kbs = self.knowledge();
+        for job in kbs.list_ingestion_jobs(&ds.knowledge_base_id, &ds.data_source_id)? {
+            kbs.store
+                .delete_knowledge(KnowledgeKind::IngestionJob, &job.ingestion_job_id)
+                .map_err(store_error)?;
+        }
+        kbs.store
+            .delete_knowledge(KnowledgeKind::DataSource, &ds.data_source_id)
+            .map_err(store_error)?;
+        Ok(())
+    }
+
+    /// Deletes a data source; with `dataDeletionPolicy` DELETE its chunks go too,
+    /// with RETAIN they stay searchable in the knowledge base.
+    pub fn delete_data_source(&self, kb_id: &str, ds_id: &str) -> Result<DataSource, CoreError> {
+        let mut ds = self.knowledge().data_source(kb_id, ds_id)?;
+        if self
+            .knowledge()
+            .list_ingestion_jobs(kb_id, ds_id)?
+            .iter()
+            .any(IngestionJob::is_running)
+        {
+            return Err(CoreError::Conflict(format!(
+                "data source {ds_id} has an ingestion job running; stop it first"
+            )));
+        }
+        if ds.data_deletion_policy == "DELETE" {
+            let kb = self.knowledge().knowledge_base(kb_id)?;
+            self.knowledge()
+                .index(&kb)?
+                .delete_data_source(ds_id)
+                .map_err(kb_error)?;
+        }
+        self.remove_data_source_records(&ds)?;
+        ds.status = "DELETING".into();
+        Ok(ds)
+    }
+
+    /// Starts an ingestion job (one at a time per data source).
+    pub fn start_ingestion_job(
+        self: &Arc<Self>,
+        principal: Option<Principal>,
+        kb_id: &str,
+        ds_id: &str,
+        description: Option<String>,
+    ) -> Result<IngestionJob, CoreError> {
+        let kb = self.knowledge().knowledge_base(kb_id)?;
+        let ds = self.knowledge().data_source(kb_id, ds_id)?;
+        if ds.location()? == Location::Custom {
+            return Err(CoreError::Validation(format!(
+                "data source {ds_id} is CUSTOM: its documents arrive through IngestKnowledgeBaseDocuments"
+            )));
+        }
+        if self
+            .knowledge()
+            .list_ingestion_jobs(kb_id, ds_id)?
+            .iter()
+            .any(IngestionJob::is_running)
+        {
+            return Err(CoreError::Conflict(format!(
+                "data source {ds_id} already has an ingestion job running"
+            )));
+        }
+        let now = now_ms();
+        let job = IngestionJob {
+            ingestion_job_id: new_id(),
+            knowledge_base_id: kb_id.to_owned(),
+            data_source_id: ds_id.to_owned(),
+            description,
+            status: "STARTING".into(),
+            statistics: Statistics::default(),
+            failure_reasons: Vec::new(),
+            started_ms: now,
+            updated_ms: now,
+        };
+        self.knowledge().save_job(&job)?;
+        let stop = self.knowledge().stop_flag(&job.ingestion_job_id);
+        let core = Arc::clone(self);
+        let running = job.clone();
+        tokio::spawn(async move {
+            ingest::run_job(core, principal, kb, ds, running, stop).await;
+        });
+        Ok(job)
+    }
+
+    pub fn stop_ingestion_job(
+        &self,
+        kb_id: &str,
+        ds_id: &str,
+        job_id: &str,
+    ) -> Result<IngestionJob, CoreError> {
+        let mut job = self.knowledge().ingestion_job(kb_id, ds_id, job_id)?;
+        if !job.is_running() {
+            return Err(CoreError::Conflict(format!(
+                "ingestion job {job_id} is {}; only a running job can be stopped",
+                job.status
+            )));
+        }
+        self.knowledge().request_stop(job_id);
+        job.status = "STOPPING".into();
+        job.updated_ms = now_ms();
+        self.knowledge().save_job(&job)?;
+        Ok(job)
+    }
+}
+
+/// A key's mandatory retrieval filter joined to the request's own.
+pub fn effective_filter(
+    principal: Option<&Principal>,
+    requested: Option<Filter>,
+) -> Result<Option<Filter>, CoreError> {
+    let mandatory = match principal.and_then(|p| p.retrieval_filter.as_deref()) {
+        None => None,
+        Some(text) => {
+            let value: Value = serde_json::from_str(text).map_err(|e| {
+                CoreError::Internal(format!("the key's retrieval filter is not JSON: {e}"))
+            })?;
+            Some(Filter::parse(&value).map_err(|e| {
+                CoreError::Internal(format!("the key's retrieval filter is invalid: {e}"))
+            })?)
+        }
+    };
+    Ok(match (mandatory, requested) {
+        (Some(m), Some(r)) => Some(m.and(r)),
+        (m, r) => m.or(r),
+    })
+}

@@ -1,0 +1,577 @@
+//! Retrieval: Retrieve (semantic or hybrid search with filters, a key's mandatory
+//! filter always joined), RetrieveAndGenerate (retrieval, a prompt template with
+//! `$search_results$`, generation through the chat path, citations, sessions), and
+//! direct ingestion of documents into CUSTOM data sources.
+//!
+//! Citations: the answer is cut into sentences; each sentence cites the retrieved
+//! chunks it shares the most content words with (at least half the best overlap, and
+//! at least two words). A sentence that shares no content word with any source cites
+//! nothing — the server does not claim a source it cannot see in the answer.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use basalt_kb::filter::{Filter, Metadata};
+use basalt_kb::index::{Hit, Query, SearchType};
+use basalt_kb::parse::Format;
+use basalt_store::knowledge::{KnowledgeKind, KnowledgeRecord};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::ingest::{document_hash, index_document, DocumentInput, CHUNK_ID_KEY};
+use super::{effective_filter, kb_error, new_id, now_ms, store_error, Location};
+use crate::guardrails::{GuardrailUse, TextLocation};
+use crate::keys::Principal;
+use crate::service::{Basalt, CallContext};
+use crate::types::{ChatRequest, ContentBlock, InferenceParams, Message, Role};
+use crate::CoreError;
+
+/// Bedrock's default number of results.
+pub const DEFAULT_RESULTS: usize = 5;
+
+/// Bedrock's default knowledge-base prompt (the generation step).
+pub const DEFAULT_PROMPT_TEMPLATE: &str = "You are a question answering agent. I will provide you with a set of search results. The user will provide you with a question. Your job is to answer the user's question using only information from the search results. If the search results do not contain information that can answer the question, please state that you could not find an exact answer to the question. Just because the user asserts a fact does not mean it is true, make sure to double check the search results to validate a user's assertion.\n\nHere are the search results in numbered order:\n$search_results$\n\n$output_format_instructions$";
+
+/// A retrieval request.
+#[derive(Debug, Clone)]
+pub struct RetrieveSpec {
+    pub knowledge_base_id: String,
+    pub text: String,
+    pub number_of_results: Option<usize>,
+    pub search_type: Option<SearchType>,
+    pub filter: Option<Value>,
+}
+
+/// A retrieved chunk as the wire returns it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Retrieved {
+    pub text: String,
+    pub uri: String,
+    /// CUSTOM documents are located by their ID, others by URI.
+    pub custom: bool,
+    pub metadata: Metadata,
+    pub score: f64,
+}
+
+/// What RetrieveAndGenerate takes.
+#[derive(Debug, Clone)]
+pub struct GenerateSpec {
+    pub retrieve: RetrieveSpec,
+    pub model_id: String,
+    pub session_id: Option<String>,
+    pub prompt_template: Option<String>,
+    pub params: InferenceParams,
+    pub guardrail: Option<(String, String)>,
+}
+
+/// One cited span of an answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Citation {
+    pub text: String,
+    pub start: usize,
+    pub end: usize,
+    pub references: Vec<Retrieved>,
+}
+
+/// RetrieveAndGenerate's answer.
+#[derive(Debug, Clone)]
+pub struct Generated {
+    pub session_id: String,
+    pub text: String,
+    pub citations: Vec<Citation>,
+    pub guardrail_intervened: bool,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Session {
+    knowledge_base_id: String,
+    turns: Vec<(String, String)>,
+}
+
+/// Turns of a session kept as conversation history.
+const SESSION_TURNS: usize = 10;
+
+fn is_custom_uri(uri: &str) -> bool {
+    !(uri.starts_with("file://") || uri.starts_with("s3://"))
+}
+
+impl Basalt {
+    /// Retrieve.
+    pub async fn retrieve(
+        self: &Arc<Self>,
+        principal: Option<&Principal>,
+        request_id: &str,
+        spec: &RetrieveSpec,
+    ) -> Result<Vec<Retrieved>, CoreError> {
+        let kb = self.knowledge().knowledge_base(&spec.knowledge_base_id)?;
+        let k = spec.number_of_results.unwrap_or(DEFAULT_RESULTS);
+        if !(1..=100).contains(&k) {
+            return Err(CoreError::Validation(format!(
+                "numberOfResults must be 1..100, got {k}"
+            )));
+        }
+        if spec.text.trim().is_empty() {
+            return Err(CoreError::Validation(
+                "retrievalQuery.text is required".into(),
+            ));
+        }
+        let requested = spec
+            .filter
+            .as_ref()
+            .map(Filter::parse)
+            .transpose()
+            .map_err(kb_error)?;
+        let filter = effective_filter(principal, requested)?;
+        let index = self.knowledge().index(&kb)?;
+        let ctx = CallContext::new(principal.cloned(), request_id.to_owned(), "Retrieve");
+        let vector = self
+            .embed(ctx, &kb.embedding_model_id, vec![spec.text.clone()])
+            .await?
+            .vectors
+            .pop()
+            .ok_or_else(|| CoreError::Internal("the embedding model answered no vector".into()))?;
+        let search = spec.search_type.unwrap_or(SearchType::Hybrid);
+        let text = spec.text.clone();
+        let hits: Vec<Hit> = tokio::task::spawn_blocking(move || {
+            index.search(&Query {
+                vector: &vector,
+                text: &text,
+                k,
+                filter: filter.as_ref(),
+                search,
+            })
+        })
+        .await
+        .map_err(|e| CoreError::Internal(e.to_string()))?
+        .map_err(kb_error)?;
+        Ok(hits
+            .into_iter()
+            .map(|h| {
+                let mut metadata = h.metadata;
+                metadata.insert(CHUNK_ID_KEY.into(), Value::String(h.chunk_id.to_string()));
+                Retrieved {
+                    custom: is_custom_uri(&h.uri),
+                    text: h.text,
+                    uri: h.uri,
+                    metadata,
+                    score: h.score,
+                }
+            })
+            .collect())
+    }
+
+    fn session(&self, id: &str) -> Result<Option<Session>, CoreError> {
+        let record = self
+            .knowledge()
+            .store
+            .knowledge(KnowledgeKind::Session, id)
+            .map_err(store_error)?;
+        record
+            .map(|r| {
+                serde_json::from_str(&r.body)
+                    .map_err(|e| CoreError::Internal(format!("stored session {id}: {e}")))
+            })
+            .transpose()
+    }
+
+    fn save_session(&self, id: &str, session: &Session, insert: bool) -> Result<(), CoreError> {
+        let now = now_ms();
+        let record = KnowledgeRecord {
+            kind: KnowledgeKind::Session,
+            id: id.to_owned(),
+            parent: String::new(),
+            name: id.to_owned(),
+            body: serde_json::to_string(session).map_err(|e| CoreError::Internal(e.to_string()))?,
+            created_ms: now,
+            updated_ms: now,
+        };
+        let store = &self.knowledge().store;
+        if insert {
+            store.insert_knowledge(&record).map_err(store_error)
+        } else {
+            store
+                .update_knowledge(&record)
+                .map(|_| ())
+                .map_err(store_error)
+        }
+    }
+
+    /// RetrieveAndGenerate with a knowledge base.
+    pub async fn retrieve_and_generate(
+        self: &Arc<Self>,
+        principal: Option<&Principal>,
+        request_id: &str,
+        spec: GenerateSpec,
+    ) -> Result<Generated, CoreError> {
+        let question = spec.retrieve.text.clone();
+        if question.chars().count() > 1000 {
+            return Err(CoreError::Validation(
+                "input.text may be at most 1000 characters".into(),
+            ));
+        }
+        let (session_id, mut session, new_session) = match &spec.session_id {
+            Some(id) => {
+                let s = self.session(id)?.ok_or_else(|| {
+                    CoreError::NotFound(format!("session {id} does not exist or has expired"))
+                })?;
+                if s.knowledge_base_id != spec.retrieve.knowledge_base_id {
+                    return Err(CoreError::Validation(format!(
+                        "session {id} belongs to another knowledge base"
+                    )));
+                }
+                (id.clone(), s, false)
+            }
+            None => (
+                uuid_like(),
+                Session {
+                    knowledge_base_id: spec.retrieve.knowledge_base_id.clone(),
+                    turns: Vec::new(),
+                },
+                true,
+            ),
+        };
+        let results = self.retrieve(principal, request_id, &spec.retrieve).await?;
+        let numbered: Vec<String> = results
+            .iter()
+            .enumerate()
+            .map(|(i, r)| format!("Source {}: {}", i + 1, r.text))
+            .collect();
+        let template = spec
+            .prompt_template
+            .as_deref()
+            .unwrap_or(DEFAULT_PROMPT_TEMPLATE);
+        if !template.contains("$search_results$") {
+            return Err(CoreError::Validation(
+                "promptTemplate.textPromptTemplate must contain $search_results$".into(),
+            ));
+        }
+        let system = template
+            .replace("$search_results$", &numbered.join("\n\n"))
+            .replace("$output_format_instructions$", "")
+            .replace("$query$", &question);
+        let mut messages = Vec::new();
+        for (q, a) in &session.turns {
+            messages.push(Message {
+                role: Role::User,
+                content: vec![ContentBlock::Text(q.clone())],
+            });
+            messages.push(Message {
+                role: Role::Assistant,
+                content: vec![ContentBlock::Text(a.clone())],
+            });
+        }
+        messages.push(Message {
+            role: Role::User,
+            content: vec![ContentBlock::Text(question.clone())],
+        });
+        let last = messages.len() - 1;
+        let request = ChatRequest {
+            model_id: spec.model_id.clone(),
+            system: vec![system],
+            messages,
+            params: spec.params.clone(),
+            tools: None,
+            response_schema: None,
+            stream: false,
+        };
+        let ctx = CallContext::new(
+            principal.cloned(),
+            request_id.to_owned(),
+            "RetrieveAndGenerate",
+        );
+        let (text, intervened) = match spec.guardrail {
+            None => (self.chat(ctx, request).await?.text, false),
+            Some((identifier, version)) => {
+                use crate::guardrail_policy::{Qualifier, Segment};
+                let mut input = vec![(
+                    TextLocation::Message(last, 0),
+                    Segment::guarded(question.clone()),
+                )];
+                for r in &results {
+                    input.push((
+                        TextLocation::Detached,
+                        Segment {
+                            text: r.text.clone(),
+                            qualifiers: vec![Qualifier::GroundingSource],
+                        },
+                    ));
+                }
+                input.push((
+                    TextLocation::Detached,
+                    Segment {
+                        text: question.clone(),
+                        qualifiers: vec![Qualifier::Query],
+                    },
+                ));
+                let guarded = self
+                    .chat_guarded(
+                        ctx,
+                        request,
+                        GuardrailUse {
+                            identifier,
+                            version,
+                            input,
+                        },
+                    )
+                    .await?;
+                let intervened = guarded.intervened();
+                (guarded.generation.text, intervened)
+            }
+        };
+        let citations = if intervened {
+            Vec::new()
+        } else {
+            cite(&text, &results)
+        };
+        session.turns.push((question, text.clone()));
+        if session.turns.len() > SESSION_TURNS {
+            session.turns.remove(0);
+        }
+        self.save_session(&session_id, &session, new_session)?;
+        Ok(Generated {
+            session_id,
+            text,
+            citations,
+            guardrail_intervened: intervened,
+        })
+    }
+
+    /// IngestKnowledgeBaseDocuments: each document indexed now; a failure is that
+    /// document's status, the others go on.
+    pub async fn ingest_documents(
+        self: &Arc<Self>,
+        principal: Option<&Principal>,
+        request_id: &str,
+        kb_id: &str,
+        ds_id: &str,
+        documents: Vec<DirectDocument>,
+    ) -> Result<Vec<DocumentStatus>, CoreError> {
+        let kb = self.knowledge().knowledge_base(kb_id)?;
+        let ds = self.knowledge().data_source(kb_id, ds_id)?;
+        if ds.location()? != Location::Custom {
+            return Err(CoreError::Validation(format!(
+                "data source {ds_id} is not CUSTOM; its documents come from its location through ingestion jobs"
+            )));
+        }
+        let max = self.knowledge().config().max_direct_documents;
+        if documents.is_empty() || documents.len() > max {
+            return Err(CoreError::Validation(format!(
+                "documents must hold 1..{max} documents"
+            )));
+        }
+        let chunking = ds.chunking()?;
+        let index = self.knowledge().index(&kb)?;
+        let mut out = Vec::with_capacity(documents.len());
+        for doc in documents {
+            let id = doc.id.clone();
+            let ctx = || {
+                CallContext::new(
+                    principal.cloned(),
+                    request_id.to_owned(),
+                    "IngestKnowledgeBaseDocuments",
+                )
+            };
+            let metadata_bytes = serde_json::to_vec(&doc.metadata).unwrap_or_default();
+            let input = DocumentInput {
+                uri: doc.id.clone(),
+                format: doc.format,
+                hash: document_hash(&doc.bytes, &metadata_bytes),
+                bytes: doc.bytes,
+                metadata: doc.metadata,
+            };
+            let result = index_document(self, &ctx, &kb, &index, ds_id, &chunking, input).await;
+            out.push(match result {
+                Ok(_) => DocumentStatus {
+                    id,
+                    status: "INDEXED",
+                    reason: None,
+                },
+                Err(e) => DocumentStatus {
+                    id,
+                    status: "FAILED",
+                    reason: Some(e.to_string()),
+                },
+            });
+        }
+        let flushing = Arc::clone(&index);
+        tokio::task::spawn_blocking(move || flushing.flush())
+            .await
+            .map_err(|e| CoreError::Internal(e.to_string()))?
+            .map_err(kb_error)?;
+        Ok(out)
+    }
+
+    /// DeleteKnowledgeBaseDocuments.
+    pub fn delete_documents(
+        &self,
+        kb_id: &str,
+        ds_id: &str,
+        ids: &[String],
+    ) -> Result<Vec<DocumentStatus>, CoreError> {
+        let kb = self.knowledge().knowledge_base(kb_id)?;
+        self.knowledge().data_source(kb_id, ds_id)?;
+        let index = self.knowledge().index(&kb)?;
+        let mut out = Vec::new();
+        for id in ids {
+            let removed = index.delete_document(ds_id, id).map_err(kb_error)?;
+            out.push(DocumentStatus {
+                id: id.clone(),
+                status: if removed { "DELETING" } else { "NOT_FOUND" },
+                reason: None,
+            });
+        }
+        index.flush().map_err(kb_error)?;
+        Ok(out)
+    }
+
+    /// GetKnowledgeBaseDocuments (`ids`) or ListKnowledgeBaseDocuments (`None`).
+    pub fn document_statuses(
+        &self,
+        kb_id: &str,
+        ds_id: &str,
+        ids: Option<&[String]>,
+    ) -> Result<Vec<DocumentStatus>, CoreError> {
+        let kb = self.knowledge().knowledge_base(kb_id)?;
+        self.knowledge().data_source(kb_id, ds_id)?;
+        let stored = self
+            .knowledge()
+            .index(&kb)?
+            .documents(ds_id)
+            .map_err(kb_error)?;
+        Ok(match ids {
+            Some(ids) => ids
+                .iter()
+                .map(|id| DocumentStatus {
+                    id: id.clone(),
+                    status: if stored.contains_key(id) {
+                        "INDEXED"
+                    } else {
+                        "NOT_FOUND"
+                    },
+                    reason: None,
+                })
+                .collect(),
+            None => {
+                let mut all: Vec<String> = stored.into_keys().collect();
+                all.sort();
+                all.into_iter()
+                    .map(|id| DocumentStatus {
+                        id,
+                        status: "INDEXED",
+                        reason: None,
+                    })
+                    .collect()
+            }
+        })
+    }
+}
+
+/// A document given inline to IngestKnowledgeBaseDocuments.
+#[derive(Debug, Clone)]
+pub struct DirectDocument {
+    pub id: String,
+    pub format: Format,
+    pub bytes: Vec<u8>,
+    pub metadata: Metadata,
+}
+
+/// One document's state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DocumentStatus {
+    /// The custom ID or the URI.
+    pub id: String,
+    pub status: &'static str,
+    pub reason: Option<String>,
+}
+
+fn uuid_like() -> String {
+    format!("{}-{}", new_id().to_lowercase(), new_id().to_lowercase())
+}
+
+const STOP_WORDS: &[&str] = &[
+    "the", "and", "for", "are", "was", "were", "that", "this", "with", "from", "have", "has",
+    "had", "not", "but", "you", "your", "its", "they", "their", "them", "what", "which", "who",
+    "when", "where", "how", "can", "could", "would", "should", "will", "into", "about", "there",
+    "than", "then", "also", "been", "being", "such", "these", "those", "some", "any", "all",
+];
+
+fn content_words(text: &str) -> HashSet<String> {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| w.chars().count() >= 3)
+        .map(str::to_lowercase)
+        .filter(|w| !STOP_WORDS.contains(&w.as_str()))
+        .collect()
+}
+
+/// Each answer sentence with the sources it draws on (see the module comment).
+pub fn cite(answer: &str, results: &[Retrieved]) -> Vec<Citation> {
+    let sources: Vec<HashSet<String>> = results.iter().map(|r| content_words(&r.text)).collect();
+    let mut citations = Vec::new();
+    for (start, end) in basalt_kb::chunking::sentences(answer) {
+        let sentence = &answer[start..end];
+        let words = content_words(sentence);
+        let overlaps: Vec<usize> = sources
+            .iter()
+            .map(|s| s.intersection(&words).count())
+            .collect();
+        let best = overlaps.iter().copied().max().unwrap_or(0);
+        if best < 2.min(words.len()).max(1) {
+            continue;
+        }
+        let references: Vec<Retrieved> = results
+            .iter()
+            .zip(&overlaps)
+            .filter(|(_, n)| **n * 2 >= best && **n > 0)
+            .map(|(r, _)| r.clone())
+            .collect();
+        // Spans count characters, as Bedrock's do.
+        let char_start = answer[..start].chars().count();
+        citations.push(Citation {
+            text: sentence.to_owned(),
+            start: char_start,
+            end: char_start + sentence.chars().count(),
+            references,
+        });
+    }
+    citations
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn source(uri: &str, text: &str) -> Retrieved {
+        Retrieved {
+            text: text.into(),
+            uri: uri.into(),
+            custom: false,
+            metadata: Metadata::new(),
+            score: 1.0,
+        }
+    }
+
+    #[test]
+    fn sentences_cite_the_sources_they_share_words_with() {
+        let results = [
+            source(
+                "file:///kb/basalt.txt",
+                "Basalt forms from rapidly cooling lava rich in magnesium and iron.",
+            ),
+            source(
+                "file:///kb/granite.txt",
+                "Granite is a coarse-grained intrusive rock of quartz and feldspar.",
+            ),
+        ];
+        let answer =
+            "Basalt forms from cooling lava. Granite contains quartz and feldspar. Hello there.";
+        let citations = cite(answer, &results);
+        assert_eq!(citations.len(), 2, "{citations:?}");
+        assert_eq!(citations[0].references.len(), 1);
+        assert_eq!(citations[0].references[0].uri, "file:///kb/basalt.txt");
+        assert_eq!(citations[1].references[0].uri, "file:///kb/granite.txt");
+        assert_eq!(
+            &answer[citations[1].start..citations[1].end],
+            "Granite contains quartz and feldspar."
+        );
+    }
+}

@@ -1,0 +1,671 @@
+//! The embedded store (`BASALT_EMBEDDED`): one directory per knowledge base holding
+//! `chunks.sqlite` (documents with their content hash, chunks with text, metadata and
+//! vector — the record) and `bm25/` (the tantivy keyword index derived from it). The
+//! vectors and metadata of every chunk are also held in memory for search.
+//!
+//! Consistency: a document's chunks are replaced in one SQLite transaction (old ones
+//! deleted, new ones inserted, the document's hash updated, the generation bumped),
+//! so a crash leaves either the old document or the new one, never a mix or a
+//! duplicate. The keyword index follows; its commits record the generation they
+//! reflect and an index that lags SQLite on open is rebuilt from it.
+//!
+//! Vector search is exact: a scan of every live vector (8-lane dot products the
+//! compiler vectorises), the filter evaluated only for a chunk that would enter the
+//! top k, so a filtered query still fills `k` whenever `k` chunks match. Recall
+//! against exact search is 1 by construction.
+
+use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::bm25::{doc_key, Bm25};
+use crate::filter::{Filter, Metadata};
+use crate::KbError;
+
+fn db_error(e: rusqlite::Error) -> KbError {
+    KbError::Index(format!("chunk store: {e}"))
+}
+
+/// A chunk to store.
+#[derive(Debug, Clone)]
+pub struct NewChunk {
+    pub text: String,
+    /// Returned by retrieval instead of `text` (a hierarchical chunk's parent).
+    pub context: Option<String>,
+    pub metadata: Metadata,
+    /// Normalised, `dimensions` long.
+    pub vector: Vec<f32>,
+}
+
+/// How retrieval ranks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SearchType {
+    /// Vectors alone.
+    Semantic,
+    /// Vectors and BM25, fused by reciprocal rank.
+    Hybrid,
+    /// BM25 alone (not a Bedrock search type; for benchmarks and diagnostics).
+    Keyword,
+}
+
+/// A search.
+#[derive(Debug, Clone, Copy)]
+pub struct Query<'a> {
+    pub vector: &'a [f32],
+    pub text: &'a str,
+    pub k: usize,
+    pub filter: Option<&'a Filter>,
+    pub search: SearchType,
+}
+
+/// A retrieved chunk.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hit {
+    pub chunk_id: i64,
+    pub data_source_id: String,
+    pub uri: String,
+    /// The chunk's context (parent) when it has one, else its text.
+    pub text: String,
+    pub metadata: Metadata,
+    pub score: f64,
+}
+
+/// Reciprocal-rank fusion constant (Cormack et al.).
+const RRF_K: f64 = 60.0;
+
+struct Slot {
+    id: i64,
+    metadata: Arc<Metadata>,
+    /// Chunks with the same group are one result (children of one parent).
+    group: u64,
+}
+
+#[derive(Default)]
+struct Vectors {
+    dimensions: usize,
+    /// Row-major, one row per slot.
+    matrix: Vec<f32>,
+    slots: Vec<Option<Slot>>,
+    slot_of: HashMap<i64, usize>,
+    dead: usize,
+}
+
+impl Vectors {
+    fn push(&mut self, id: i64, vector: &[f32], metadata: Arc<Metadata>, group: u64) {
+        self.slot_of.insert(id, self.slots.len());
+        self.slots.push(Some(Slot {
+            id,
+            metadata,
+            group,
+        }));
+        self.matrix.extend_from_slice(vector);
+    }
+
+    fn remove(&mut self, id: i64) {
+        if let Some(slot) = self.slot_of.remove(&id) {
+            self.slots[slot] = None;
+            self.dead += 1;
+        }
+        if self.dead > 1024 && self.dead * 2 > self.slots.len() {
+            self.compact();
+        }
+    }
+
+    fn compact(&mut self) {
+        let d = self.dimensions;
+        let mut matrix = Vec::with_capacity(self.matrix.len());
+        let mut slots = Vec::new();
+        self.slot_of.clear();
+        for (i, slot) in std::mem::take(&mut self.slots).into_iter().enumerate() {
+            if let Some(slot) = slot {
+                self.slot_of.insert(slot.id, slots.len());
+                matrix.extend_from_slice(&self.matrix[i * d..(i + 1) * d]);
+                slots.push(Some(slot));
+            }
+        }
+        self.matrix = matrix;
+        self.slots = slots;
+        self.dead = 0;
+    }
+
+    fn live(&self) -> usize {
+        self.slots.len() - self.dead
+    }
+
+    /// Exact top `k` by dot product among slots that pass `filter`.
+    fn top(&self, query: &[f32], k: usize, filter: Option<&Filter>) -> Vec<(usize, f32)> {
+        let d = self.dimensions;
+        if k == 0 || d == 0 || query.len() != d {
+            return Vec::new();
+        }
+        // Min-heap of the best k so far (scores negated through Reverse ordering).
+        let mut heap: BinaryHeap<std::cmp::Reverse<(Score, usize)>> =
+            BinaryHeap::with_capacity(k + 1);
+        for (slot, row) in self.matrix.chunks_exact(d).enumerate() {
+            let Some(entry) = &self.slots[slot] else {
+                continue;
+            };
+            let score = dot(query, row);
+            if heap.len() == k && heap.peek().is_some_and(|m| score <= m.0 .0 .0) {
+                continue;
+            }
+            if filter.is_some_and(|f| !f.matches(&entry.metadata)) {
+                continue;
+            }
+            heap.push(std::cmp::Reverse((Score(score), slot)));
+            if heap.len() > k {
+                heap.pop();
+            }
+        }
+        let mut out: Vec<(usize, f32)> = heap.into_iter().map(|r| (r.0 .1, r.0 .0 .0)).collect();
+        out.sort_by(|a, b| b.1.total_cmp(&a.1));
+        out
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Score(f32);
+impl Eq for Score {}
+impl PartialOrd for Score {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Score {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.total_cmp(&other.0)
+    }
+}
+
+/// Dot product in eight independent lanes (vectorised by the compiler).
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut lanes = [0.0f32; 8];
+    let ca = a.chunks_exact(8);
+    let cb = b.chunks_exact(8);
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for i in 0..8 {
+            lanes[i] += x[i] * y[i];
+        }
+    }
+    lanes.iter().sum::<f32>() + tail
+}
+
+fn group_of(uri: &str, context: Option<&str>, id: i64) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    match context {
+        Some(c) => (uri, c).hash(&mut h),
+        None => id.hash(&mut h),
+    }
+    h.finish()
+}
+
+fn vector_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+fn vector_of(bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
+}
+
+/// One knowledge base's embedded store.
+pub struct EmbeddedIndex {
+    dir: PathBuf,
+    db: Mutex<Connection>,
+    vectors: RwLock<Vectors>,
+    bm25: Bm25,
+}
+
+impl std::fmt::Debug for EmbeddedIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedIndex")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS documents(
+    data_source_id TEXT NOT NULL,
+    uri TEXT NOT NULL,
+    content_sha256 TEXT NOT NULL,
+    indexed_at INTEGER NOT NULL,
+    PRIMARY KEY (data_source_id, uri));
+CREATE TABLE IF NOT EXISTS chunks(
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    data_source_id TEXT NOT NULL,
+    uri TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    text TEXT NOT NULL,
+    context TEXT,
+    metadata TEXT NOT NULL,
+    vector BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS chunks_by_document ON chunks(data_source_id, uri);
+CREATE TABLE IF NOT EXISTS state(key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+INSERT OR IGNORE INTO state(key, value) VALUES ('generation', 0), ('dimensions', 0);
+";
+
+impl EmbeddedIndex {
+    /// Opens (or creates) the store in `dir` for vectors of `dimensions`; loads every
+    /// chunk's vector and metadata, and rebuilds the keyword index if it lags.
+    pub fn open(dir: &Path, dimensions: usize) -> Result<Self, KbError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| KbError::Index(format!("create {}: {e}", dir.display())))?;
+        let db = Connection::open(dir.join("chunks.sqlite")).map_err(db_error)?;
+        db.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;")
+            .map_err(db_error)?;
+        db.execute_batch(SCHEMA).map_err(db_error)?;
+        let stored: i64 = db
+            .query_row("SELECT value FROM state WHERE key='dimensions'", [], |r| {
+                r.get(0)
+            })
+            .map_err(db_error)?;
+        if stored == 0 {
+            db.execute(
+                "UPDATE state SET value=?1 WHERE key='dimensions'",
+                params![dimensions as i64],
+            )
+            .map_err(db_error)?;
+        } else if stored as usize != dimensions {
+            return Err(KbError::InvalidConfiguration(format!(
+                "the index at {} holds {stored}-dimensional vectors, the embedding model makes {dimensions}",
+                dir.display()
+            )));
+        }
+        let bm25 = Bm25::open(&dir.join("bm25"))?;
+        let index = Self {
+            dir: dir.to_owned(),
+            db: Mutex::new(db),
+            vectors: RwLock::new(Vectors {
+                dimensions,
+                ..Vectors::default()
+            }),
+            bm25,
+        };
+        index.load()?;
+        Ok(index)
+    }
+
+    fn db(&self) -> Result<std::sync::MutexGuard<'_, Connection>, KbError> {
+        self.db
+            .lock()
+            .map_err(|_| KbError::Index("chunk store lock poisoned".into()))
+    }
+
+    fn load(&self) -> Result<(), KbError> {
+        let db = self.db()?;
+        let mut vectors = self
+            .vectors
+            .write()
+            .map_err(|_| KbError::Index("vector lock poisoned".into()))?;
+        let d = vectors.dimensions;
+        let mut statement = db
+            .prepare("SELECT id, uri, context, metadata, vector FROM chunks ORDER BY id")
+            .map_err(db_error)?;
+        let mut rows = statement.query([]).map_err(db_error)?;
+        while let Some(row) = rows.next().map_err(db_error)? {
+            let id: i64 = row.get(0).map_err(db_error)?;
+            let uri: String = row.get(1).map_err(db_error)?;
+            let context: Option<String> = row.get(2).map_err(db_error)?;
+            let metadata: String = row.get(3).map_err(db_error)?;
+            let blob: Vec<u8> = row.get(4).map_err(db_error)?;
+            let vector = vector_of(&blob);
+            if vector.len() != d {
+                return Err(KbError::Index(format!(
+                    "chunk {id} has a {}-dimensional vector",
+                    vector.len()
+                )));
+            }
+            let metadata: Metadata = serde_json::from_str(&metadata).unwrap_or_default();
+            vectors.push(
+                id,
+                &vector,
+                Arc::new(metadata),
+                group_of(&uri, context.as_deref(), id),
+            );
+        }
+        drop(rows);
+        drop(statement);
+        let generation = generation(&db)?;
+        drop(vectors);
+        let committed = self.bm25.committed_generation()?;
+        if committed != Some(generation) {
+            if committed.is_some() || generation > 0 {
+                tracing::info!(dir = %self.dir.display(), generation, "rebuilding the keyword index from the chunk store");
+            }
+            let mut writer = self.bm25.writer()?;
+            self.bm25.delete_all(&writer)?;
+            let mut statement = db
+                .prepare("SELECT id, data_source_id, uri, text FROM chunks ORDER BY id")
+                .map_err(db_error)?;
+            let mut rows = statement.query([]).map_err(db_error)?;
+            while let Some(row) = rows.next().map_err(db_error)? {
+                let id: i64 = row.get(0).map_err(db_error)?;
+                let ds: String = row.get(1).map_err(db_error)?;
+                let uri: String = row.get(2).map_err(db_error)?;
+                let text: String = row.get(3).map_err(db_error)?;
+                self.bm25
+                    .add_chunk(&writer, &doc_key(&ds, &uri), id, &text)?;
+            }
+            self.bm25.commit(&mut writer, generation)?;
+        }
+        Ok(())
+    }
+
+    /// Live chunks.
+    pub fn chunk_count(&self) -> usize {
+        self.vectors.read().map(|v| v.live()).unwrap_or(0)
+    }
+
+    /// The vector length this store holds.
+    pub fn dimensions(&self) -> usize {
+        self.vectors.read().map(|v| v.dimensions).unwrap_or(0)
+    }
+
+    /// Every stored document of a data source: uri → content hash.
+    pub fn documents(&self, data_source_id: &str) -> Result<HashMap<String, String>, KbError> {
+        let db = self.db()?;
+        let mut statement = db
+            .prepare("SELECT uri, content_sha256 FROM documents WHERE data_source_id=?1")
+            .map_err(db_error)?;
+        let rows = statement
+            .query_map(params![data_source_id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(db_error)?;
+        rows.collect::<Result<_, _>>().map_err(db_error)
+    }
+
+    /// Chunks stored for one document.
+    pub fn document_chunks(&self, data_source_id: &str, uri: &str) -> Result<usize, KbError> {
+        let db = self.db()?;
+        db.query_row(
+            "SELECT COUNT(*) FROM chunks WHERE data_source_id=?1 AND uri=?2",
+            params![data_source_id, uri],
+            |r| r.get::<_, i64>(0),
+        )
+        .map(|n| n as usize)
+        .map_err(db_error)
+    }
+
+    /// Replaces a document's chunks (all or nothing). Returns how many were stored.
+    pub fn put_document(
+        &self,
+        data_source_id: &str,
+        uri: &str,
+        content_sha256: &str,
+        chunks: Vec<NewChunk>,
+    ) -> Result<usize, KbError> {
+        let d = self.dimensions();
+        if let Some(bad) = chunks.iter().find(|c| c.vector.len() != d) {
+            return Err(KbError::Index(format!(
+                "a {}-dimensional vector cannot go into a {d}-dimensional index",
+                bad.vector.len()
+            )));
+        }
+        let writer = self.bm25.writer()?;
+        let mut db = self.db()?;
+        let tx = db.transaction().map_err(db_error)?;
+        let old = old_chunk_ids(&tx, data_source_id, uri)?;
+        tx.execute(
+            "DELETE FROM chunks WHERE data_source_id=?1 AND uri=?2",
+            params![data_source_id, uri],
+        )
+        .map_err(db_error)?;
+        let mut stored = Vec::with_capacity(chunks.len());
+        {
+            let mut insert = tx
+                .prepare(
+                    "INSERT INTO chunks(data_source_id, uri, seq, text, context, metadata, vector)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )
+                .map_err(db_error)?;
+            for (seq, chunk) in chunks.into_iter().enumerate() {
+                let metadata = serde_json::to_string(&chunk.metadata)
+                    .map_err(|e| KbError::Index(format!("metadata: {e}")))?;
+                insert
+                    .execute(params![
+                        data_source_id,
+                        uri,
+                        seq as i64,
+                        chunk.text,
+                        chunk.context,
+                        metadata,
+                        vector_bytes(&chunk.vector)
+                    ])
+                    .map_err(db_error)?;
+                stored.push((tx.last_insert_rowid(), chunk));
+            }
+        }
+        tx.execute(
+            "INSERT INTO documents(data_source_id, uri, content_sha256, indexed_at)
+             VALUES (?1, ?2, ?3, strftime('%s','now'))
+             ON CONFLICT(data_source_id, uri) DO UPDATE SET
+               content_sha256=excluded.content_sha256, indexed_at=excluded.indexed_at",
+            params![data_source_id, uri, content_sha256],
+        )
+        .map_err(db_error)?;
+        bump_generation(&tx)?;
+        tx.commit().map_err(db_error)?;
+        drop(db);
+        let key = doc_key(data_source_id, uri);
+        self.bm25.delete_document(&writer, &key);
+        let count = stored.len();
+        let mut vectors = self
+            .vectors
+            .write()
+            .map_err(|_| KbError::Index("vector lock poisoned".into()))?;
+        for id in old {
+            vectors.remove(id);
+        }
+        for (id, chunk) in stored {
+            self.bm25.add_chunk(&writer, &key, id, &chunk.text)?;
+            let group = group_of(uri, chunk.context.as_deref(), id);
+            vectors.push(id, &chunk.vector, Arc::new(chunk.metadata), group);
+        }
+        Ok(count)
+    }
+
+    /// Removes a document and its chunks; false when it was not stored.
+    pub fn delete_document(&self, data_source_id: &str, uri: &str) -> Result<bool, KbError> {
+        let writer = self.bm25.writer()?;
+        let mut db = self.db()?;
+        let tx = db.transaction().map_err(db_error)?;
+        let old = old_chunk_ids(&tx, data_source_id, uri)?;
+        tx.execute(
+            "DELETE FROM chunks WHERE data_source_id=?1 AND uri=?2",
+            params![data_source_id, uri],
+        )
+        .map_err(db_error)?;
+        let removed = tx
+            .execute(
+                "DELETE FROM documents WHERE data_source_id=?1 AND uri=?2",
+                params![data_source_id, uri],
+            )
+            .map_err(db_error)?;
+        bump_generation(&tx)?;
+        tx.commit().map_err(db_error)?;
+        drop(db);
+        self.bm25
+            .delete_document(&writer, &doc_key(data_source_id, uri));
+        let mut vectors = self
+            .vectors
+            .write()
+            .map_err(|_| KbError::Index("vector lock poisoned".into()))?;
+        for id in old {
+            vectors.remove(id);
+        }
+        Ok(removed > 0)
+    }
+
+    /// Removes every document of a data source; returns how many.
+    pub fn delete_data_source(&self, data_source_id: &str) -> Result<usize, KbError> {
+        let uris: Vec<String> = self.documents(data_source_id)?.into_keys().collect();
+        for uri in &uris {
+            self.delete_document(data_source_id, uri)?;
+        }
+        self.flush()?;
+        Ok(uris.len())
+    }
+
+    /// Makes every write visible to keyword search (a tantivy commit).
+    pub fn flush(&self) -> Result<(), KbError> {
+        let mut writer = self.bm25.writer()?;
+        let generation = generation(&*self.db()?)?;
+        if self.bm25.committed_generation()? == Some(generation) {
+            return Ok(());
+        }
+        self.bm25.commit(&mut writer, generation)
+    }
+
+    /// The best `k` chunks (children of one parent count once).
+    pub fn search(&self, query: &Query<'_>) -> Result<Vec<Hit>, KbError> {
+        if query.k == 0 {
+            return Ok(Vec::new());
+        }
+        let vectors = self
+            .vectors
+            .read()
+            .map_err(|_| KbError::Index("vector lock poisoned".into()))?;
+        // Over-fetch so that merging children of one parent still leaves k.
+        let pool = (query.k * 4).max(50);
+        let mut fused: HashMap<usize, f64> = HashMap::new();
+        let semantic = match query.search {
+            SearchType::Keyword => Vec::new(),
+            _ => vectors.top(query.vector, pool, query.filter),
+        };
+        let keyword = match query.search {
+            SearchType::Semantic => Vec::new(),
+            _ => {
+                let allowed: Option<Arc<HashSet<i64>>> = match query.filter {
+                    None => None,
+                    Some(f) => Some(Arc::new(
+                        vectors
+                            .slots
+                            .iter()
+                            .flatten()
+                            .filter(|s| f.matches(&s.metadata))
+                            .map(|s| s.id)
+                            .collect(),
+                    )),
+                };
+                let live: Arc<HashSet<i64>> = Arc::new(vectors.slot_of.keys().copied().collect());
+                let hits = self.bm25.search(query.text, pool, move |id| {
+                    let id = id as i64;
+                    allowed
+                        .as_ref()
+                        .map_or_else(|| live.contains(&id), |a| a.contains(&id))
+                })?;
+                hits.into_iter()
+                    .filter_map(|(id, score)| vectors.slot_of.get(&id).map(|s| (*s, score)))
+                    .collect()
+            }
+        };
+        let ranked: Vec<(usize, f64)> = match query.search {
+            SearchType::Semantic => semantic.into_iter().map(|(s, v)| (s, v as f64)).collect(),
+            SearchType::Keyword => keyword.into_iter().map(|(s, v)| (s, v as f64)).collect(),
+            SearchType::Hybrid => {
+                for list in [&semantic, &keyword] {
+                    for (rank, (slot, _)) in list.iter().enumerate() {
+                        *fused.entry(*slot).or_default() += 1.0 / (RRF_K + rank as f64 + 1.0);
+                    }
+                }
+                let mut all: Vec<(usize, f64)> = fused.into_iter().collect();
+                all.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+                all
+            }
+        };
+        let mut seen = HashSet::new();
+        let mut picked = Vec::new();
+        for (slot, score) in ranked {
+            let Some(entry) = &vectors.slots[slot] else {
+                continue;
+            };
+            if seen.insert(entry.group) {
+                picked.push((entry.id, score));
+            }
+            if picked.len() == query.k {
+                break;
+            }
+        }
+        drop(vectors);
+        self.hits(picked)
+    }
+
+    fn hits(&self, picked: Vec<(i64, f64)>) -> Result<Vec<Hit>, KbError> {
+        let db = self.db()?;
+        let mut statement = db
+            .prepare_cached(
+                "SELECT data_source_id, uri, text, context, metadata FROM chunks WHERE id=?1",
+            )
+            .map_err(db_error)?;
+        let mut out = Vec::with_capacity(picked.len());
+        for (id, score) in picked {
+            let row = statement
+                .query_row(params![id], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, Option<String>>(3)?,
+                        r.get::<_, String>(4)?,
+                    ))
+                })
+                .optional()
+                .map_err(db_error)?;
+            if let Some((data_source_id, uri, text, context, metadata)) = row {
+                out.push(Hit {
+                    chunk_id: id,
+                    data_source_id,
+                    uri,
+                    text: context.unwrap_or(text),
+                    metadata: serde_json::from_str(&metadata).unwrap_or_default(),
+                    score,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Deletes the store's files (the knowledge base is gone).
+    pub fn destroy(self) -> Result<(), KbError> {
+        let dir = self.dir.clone();
+        drop(self);
+        std::fs::remove_dir_all(&dir)
+            .map_err(|e| KbError::Index(format!("remove {}: {e}", dir.display())))
+    }
+}
+
+fn generation(db: &Connection) -> Result<i64, KbError> {
+    db.query_row("SELECT value FROM state WHERE key='generation'", [], |r| {
+        r.get(0)
+    })
+    .map_err(db_error)
+}
+
+fn bump_generation(tx: &rusqlite::Transaction<'_>) -> Result<(), KbError> {
+    tx.execute("UPDATE state SET value=value+1 WHERE key='generation'", [])
+        .map(|_| ())
+        .map_err(db_error)
+}
+
+fn old_chunk_ids(tx: &rusqlite::Transaction<'_>, ds: &str, uri: &str) -> Result<Vec<i64>, KbError> {
+    let mut statement = tx
+        .prepare("SELECT id FROM chunks WHERE data_source_id=?1 AND uri=?2")
+        .map_err(db_error)?;
+    let ids = statement
+        .query_map(params![ds, uri], |r| r.get(0))
+        .map_err(db_error)?
+        .collect::<Result<Vec<i64>, _>>()
+        .map_err(db_error);
+    ids
+}

@@ -1,0 +1,545 @@
+"""Knowledge bases through boto3's bedrock-agent and bedrock-agent-runtime clients:
+a folder of mixed files (text, Markdown, HTML, CSV, PDF, DOCX, a corrupt PDF and an
+unsupported image) with metadata sidecars, ingested, re-synced, retrieved with every
+filter operator, hybrid and semantic, retrieve-and-generate with citations and
+sessions, direct ingestion, deletion policies, chunking strategies, tenant isolation
+bound to a key, and bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from botocore.exceptions import ClientError
+
+from basalt_support import CHAT_MODEL, PNG_1X1
+from kb_support import (
+    EMBED_ARN, EMBEDDED, ROLE_ARN, create_kb, folder_source, ingest, make_docx, make_pdf,
+    sidecar, uris,
+)
+
+CHAT_ARN = f"arn:aws:bedrock:us-east-1::foundation-model/{CHAT_MODEL}"
+
+ROCKS = {
+    "basalt.txt": ("Basalt is a dark volcanic rock. Columnar jointing forms when thick basalt "
+                   "lava flows cool and contract into hexagonal columns.",
+                   {"year": 2019, "rock": "basalt", "tags": ["volcanic", "dark"], "tenant": "a"}),
+    "granite.md": ("# Granite\n\nGranite is a coarse-grained plutonic rock made of quartz and feldspar.",
+                   {"year": 2021, "rock": "granite", "tags": ["plutonic"], "tenant": "b"}),
+    "obsidian.html": (None, {"year": 2022, "rock": "obsidian", "tags": ["volcanic", "glass"], "tenant": "a"}),
+    "pumice.pdf": (None, {"year": 2023, "rock": "pumice", "tenant": "b"}),
+    "tuff.docx": (None, {"year": 2020, "rock": "tuff", "tags": ["volcanic"], "tenant": "a"}),
+}
+
+OBSIDIAN_HTML = """<html><head><title>Obsidian</title><style>body{}</style></head><body>
+<nav><a href="/">Home</a> <a href="/shop">Shop</a> <a href="/login">Login</a></nav>
+<main><h1>Obsidian</h1><p>Obsidian is volcanic glass that forms when lava cools too quickly
+for crystals to grow.</p></main><footer>Copyright Rock Facts</footer></body></html>"""
+
+PUMICE_LINES = ["Pumice is a light porous volcanic rock", "that can float on water."]
+TUFF_PARAGRAPHS = ["Tuff is a rock made of volcanic ash", "ejected during an explosive eruption."]
+
+
+def write_corpus(folder):
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, (text, attributes) in ROCKS.items():
+        path = folder / name
+        if name.endswith(".html"):
+            path.write_text(OBSIDIAN_HTML)
+        elif name.endswith(".pdf"):
+            path.write_bytes(make_pdf(PUMICE_LINES))
+        elif name.endswith(".docx"):
+            path.write_bytes(make_docx(TUFF_PARAGRAPHS))
+        else:
+            path.write_text(text)
+        sidecar(path, attributes)
+    (folder / "minerals.csv").write_text("mineral,hardness\nquartz,7\ntalc,1\n")
+    (folder / "broken.pdf").write_bytes(b"%PDF-1.4\nthis is not a PDF body at all\n")
+    (folder / "photo.png").write_bytes(PNG_1X1)
+
+
+@pytest.fixture(scope="module")
+def agent(make_client, key):
+    return make_client("bedrock-agent", key)
+
+
+@pytest.fixture(scope="module")
+def agent_rt(make_client, key):
+    return make_client("bedrock-agent-runtime", key)
+
+
+@pytest.fixture(scope="module")
+def corpus(batch_root):
+    folder = batch_root / "kb-rocks"
+    write_corpus(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def rocks(agent, corpus):
+    """A knowledge base over the corpus, ingested once: (kb id, data source id, first job)."""
+    kb_id = create_kb(agent, "rocks")
+    ds_id = folder_source(agent, kb_id, "rocks-folder", corpus)
+    job = ingest(agent, kb_id, ds_id)
+    return kb_id, ds_id, job
+
+
+def retrieve(agent_rt, kb_id, text, k=20, search="SEMANTIC", flt=None):
+    config = {"numberOfResults": k, "overrideSearchType": search}
+    if flt is not None:
+        config["filter"] = flt
+    return agent_rt.retrieve(
+        knowledgeBaseId=kb_id,
+        retrievalQuery={"text": text},
+        retrievalConfiguration={"vectorSearchConfiguration": config},
+    )["retrievalResults"]
+
+
+def error_code(excinfo) -> str:
+    return excinfo.value.response["Error"]["Code"]
+
+
+def test_first_ingestion_reports_exact_statistics(rocks):
+    _, _, job = rocks
+    assert job["status"] == "COMPLETE", job
+    stats = job["statistics"]
+    # 8 documents: 5 rocks + minerals.csv + broken.pdf + photo.png; 5 sidecars.
+    assert stats["numberOfDocumentsScanned"] == 8, stats
+    assert stats["numberOfMetadataDocumentsScanned"] == 5, stats
+    assert stats["numberOfNewDocumentsIndexed"] == 6, stats
+    assert stats["numberOfModifiedDocumentsIndexed"] == 0, stats
+    assert stats["numberOfDocumentsDeleted"] == 0, stats
+    assert stats["numberOfDocumentsFailed"] == 1, stats
+    assert stats["numberOfDocumentsSkipped"] == 1, stats
+    reasons = " ".join(job.get("failureReasons", []))
+    assert "broken.pdf" in reasons and "PDF" in reasons, job
+
+
+def test_every_format_is_parsed_into_retrievable_text(agent_rt, rocks):
+    kb_id, _, _ = rocks
+    checks = [
+        ("columnar jointing in lava flows", "basalt.txt", "Columnar jointing"),
+        ("granite quartz feldspar", "granite.md", "coarse-grained plutonic"),
+        ("volcanic glass without crystals", "obsidian.html", "volcanic glass"),
+        ("a rock that floats on water", "pumice.pdf", "float on water"),
+        ("volcanic ash from an eruption", "tuff.docx", "volcanic ash"),
+        ("hardness of talc", "minerals.csv", "hardness: 1"),
+    ]
+    for query, name, phrase in checks:
+        results = retrieve(agent_rt, kb_id, query, k=1, search="HYBRID")
+        assert uris(results) == [name], (query, results)
+        assert phrase in results[0]["content"]["text"], results[0]
+    html = retrieve(agent_rt, kb_id, "obsidian", k=1)[0]["content"]["text"]
+    assert "Login" not in html and "Copyright" not in html and "body{}" not in html, html
+
+
+def test_results_carry_location_metadata_and_scores(agent_rt, rocks, corpus):
+    kb_id, ds_id, _ = rocks
+    (result,) = retrieve(agent_rt, kb_id, "basalt columns", k=1)
+    assert result["content"]["type"] == "TEXT"
+    assert result["location"] == {"type": "S3", "s3Location": {"uri": (corpus / "basalt.txt").as_uri()}}
+    meta = result["metadata"]
+    assert meta["rock"] == "basalt" and meta["year"] == 2019 and meta["tags"] == ["volcanic", "dark"]
+    assert meta["x-amz-bedrock-kb-source-uri"] == (corpus / "basalt.txt").as_uri()
+    assert meta["x-amz-bedrock-kb-data-source-id"] == ds_id
+    assert "x-amz-bedrock-kb-chunk-id" in meta
+    assert isinstance(result["score"], float) and result["score"] > 0
+
+
+FILTER_CASES = [
+    ({"equals": {"key": "rock", "value": "basalt"}}, {"basalt.txt"}),
+    ({"notEquals": {"key": "rock", "value": "basalt"}},
+     {"granite.md", "obsidian.html", "pumice.pdf", "tuff.docx", "minerals.csv"}),
+    ({"greaterThan": {"key": "year", "value": 2021}}, {"obsidian.html", "pumice.pdf"}),
+    ({"greaterThanOrEquals": {"key": "year", "value": 2021}}, {"granite.md", "obsidian.html", "pumice.pdf"}),
+    ({"lessThan": {"key": "year", "value": 2020}}, {"basalt.txt"}),
+    ({"lessThanOrEquals": {"key": "year", "value": 2020}}, {"basalt.txt", "tuff.docx"}),
+    ({"in": {"key": "rock", "value": ["granite", "tuff"]}}, {"granite.md", "tuff.docx"}),
+    ({"notIn": {"key": "rock", "value": ["granite", "tuff"]}},
+     {"basalt.txt", "obsidian.html", "pumice.pdf", "minerals.csv"}),
+    ({"startsWith": {"key": "rock", "value": "ob"}}, {"obsidian.html"}),
+    ({"listContains": {"key": "tags", "value": "volcanic"}}, {"basalt.txt", "obsidian.html", "tuff.docx"}),
+    ({"stringContains": {"key": "rock", "value": "an"}}, {"granite.md", "obsidian.html"}),
+    ({"andAll": [{"equals": {"key": "tenant", "value": "a"}}, {"greaterThan": {"key": "year", "value": 2019}}]},
+     {"obsidian.html", "tuff.docx"}),
+    ({"orAll": [{"equals": {"key": "rock", "value": "pumice"}}, {"equals": {"key": "rock", "value": "tuff"}}]},
+     {"pumice.pdf", "tuff.docx"}),
+]
+
+
+@pytest.mark.parametrize("search", ["SEMANTIC", "HYBRID"])
+@pytest.mark.parametrize("flt,expected", FILTER_CASES, ids=[next(iter(f)) for f, _ in FILTER_CASES])
+def test_every_filter_operator(agent_rt, rocks, flt, expected, search):
+    kb_id, _, _ = rocks
+    got = set(uris(retrieve(agent_rt, kb_id, "rock", k=20, search=search, flt=flt)))
+    assert got == expected, (flt, search)
+
+
+def test_a_filtered_query_still_fills_number_of_results(agent_rt, rocks):
+    kb_id, _, _ = rocks
+    flt = {"listContains": {"key": "tags", "value": "volcanic"}}
+    for search in ("SEMANTIC", "HYBRID"):
+        # The best unfiltered match for this query is granite, which the filter drops.
+        results = retrieve(agent_rt, kb_id, "granite quartz feldspar", k=2, search=search, flt=flt)
+        assert len(results) == 2, results
+        assert set(uris(results)) <= {"basalt.txt", "obsidian.html", "tuff.docx"}
+
+
+def test_hybrid_and_semantic_rank_differently_where_keywords_matter(agent_rt, rocks):
+    kb_id, _, _ = rocks
+    semantic = retrieve(agent_rt, kb_id, "talc", k=6, search="SEMANTIC")
+    hybrid = retrieve(agent_rt, kb_id, "talc", k=6, search="HYBRID")
+    assert uris(hybrid)[0] == "minerals.csv", uris(hybrid)
+    assert len(semantic) == len(hybrid) == 6
+    # Scores: cosine similarity for semantic, reciprocal-rank fusion for hybrid.
+    assert all(0 < r["score"] < 0.05 for r in hybrid), hybrid
+    assert semantic[0]["score"] > hybrid[0]["score"]
+
+
+def test_resync_reindexes_only_changed_documents(agent, agent_rt, batch_root):
+    folder = batch_root / "kb-resync"
+    write_corpus(folder)
+    kb_id = create_kb(agent, "resync")
+    ds_id = folder_source(agent, kb_id, "resync-folder", folder)
+    first = ingest(agent, kb_id, ds_id)
+    assert first["statistics"]["numberOfNewDocumentsIndexed"] == 6, first
+
+    unchanged = ingest(agent, kb_id, ds_id)["statistics"]
+    assert unchanged["numberOfDocumentsScanned"] == 8, unchanged
+    for field in ("numberOfNewDocumentsIndexed", "numberOfModifiedDocumentsIndexed",
+                  "numberOfMetadataDocumentsModified", "numberOfDocumentsDeleted"):
+        assert unchanged[field] == 0, (field, unchanged)
+
+    (folder / "granite.md").write_text("# Granite\n\nGranite countertops are polished slabs of granite.")
+    (folder / "obsidian.html").unlink()
+    (folder / "obsidian.html.metadata.json").unlink()
+    (folder / "scoria.txt").write_text("Scoria is a dark vesicular volcanic rock heavier than pumice.")
+    sidecar(folder / "basalt.txt", {"year": 2024, "rock": "basalt", "tags": ["volcanic"], "tenant": "a"})
+    job = ingest(agent, kb_id, ds_id)
+    stats = job["statistics"]
+    assert job["status"] == "COMPLETE", job
+    assert stats["numberOfDocumentsScanned"] == 8, stats
+    assert stats["numberOfMetadataDocumentsScanned"] == 4, stats
+    assert stats["numberOfNewDocumentsIndexed"] == 1, stats
+    assert stats["numberOfModifiedDocumentsIndexed"] == 1, stats
+    assert stats["numberOfMetadataDocumentsModified"] == 1, stats
+    assert stats["numberOfDocumentsDeleted"] == 1, stats
+    assert stats["numberOfDocumentsFailed"] == 1, stats
+
+    names = uris(retrieve(agent_rt, kb_id, "rock", k=20))
+    assert "obsidian.html" not in names and "scoria.txt" in names
+    assert len(names) == len(set(names)) == 6, names
+    granite = retrieve(agent_rt, kb_id, "granite", k=1, flt={"equals": {"key": "rock", "value": "granite"}})
+    assert "countertops" in granite[0]["content"]["text"]
+    basalt = retrieve(agent_rt, kb_id, "basalt", k=1, flt={"equals": {"key": "rock", "value": "basalt"}})
+    assert basalt[0]["metadata"]["year"] == 2024
+
+    jobs = agent.list_ingestion_jobs(knowledgeBaseId=kb_id, dataSourceId=ds_id)["ingestionJobSummaries"]
+    assert [j["status"] for j in jobs] == ["COMPLETE"] * 3
+    complete = agent.list_ingestion_jobs(
+        knowledgeBaseId=kb_id, dataSourceId=ds_id,
+        filters=[{"attribute": "STATUS", "operator": "EQ", "values": ["FAILED"]}])["ingestionJobSummaries"]
+    assert complete == []
+
+
+def test_retrieve_and_generate_cites_the_right_file_and_keeps_the_session(agent_rt, rocks):
+    kb_id, _, _ = rocks
+    config = {
+        "type": "KNOWLEDGE_BASE",
+        "knowledgeBaseConfiguration": {
+            "knowledgeBaseId": kb_id,
+            "modelArn": CHAT_ARN,
+            "retrievalConfiguration": {"vectorSearchConfiguration": {"numberOfResults": 2}},
+            "generationConfiguration": {
+                "inferenceConfig": {"textInferenceConfig": {"maxTokens": 60, "temperature": 0.0}},
+            },
+        },
+    }
+    answer = agent_rt.retrieve_and_generate(
+        input={"text": "What forms when thick basalt lava flows cool and contract?"},
+        retrieveAndGenerateConfiguration=config,
+    )
+    text = answer["output"]["text"]
+    assert text.strip(), answer
+    session = answer["sessionId"]
+    cited = [ref["location"]["s3Location"]["uri"].rsplit("/", 1)[-1]
+             for c in answer["citations"] for ref in c["retrievedReferences"]]
+    assert "basalt.txt" in cited, answer
+    for c in answer["citations"]:
+        part = c["generatedResponsePart"]["textResponsePart"]
+        assert text[part["span"]["start"]:part["span"]["end"]] == part["text"], c
+    follow = agent_rt.retrieve_and_generate(
+        input={"text": "And what is granite made of?"},
+        retrieveAndGenerateConfiguration=config,
+        sessionId=session,
+    )
+    assert follow["sessionId"] == session
+    assert follow["output"]["text"].strip()
+
+    with pytest.raises(ClientError) as e:
+        agent_rt.retrieve_and_generate(
+            input={"text": "Anything?"}, retrieveAndGenerateConfiguration=config, sessionId="no-such-session")
+    assert error_code(e) == "ResourceNotFoundException"
+
+
+def test_retrieve_and_generate_stream_sends_output_and_citations(agent_rt, rocks):
+    kb_id, _, _ = rocks
+    response = agent_rt.retrieve_and_generate_stream(
+        input={"text": "What forms when thick basalt lava flows cool and contract?"},
+        retrieveAndGenerateConfiguration={
+            "type": "KNOWLEDGE_BASE",
+            "knowledgeBaseConfiguration": {
+                "knowledgeBaseId": kb_id,
+                "modelArn": CHAT_ARN,
+                "retrievalConfiguration": {"vectorSearchConfiguration": {"numberOfResults": 2}},
+                "generationConfiguration": {
+                    "inferenceConfig": {"textInferenceConfig": {"maxTokens": 60, "temperature": 0.0}},
+                },
+            },
+        },
+    )
+    assert response["sessionId"]
+    events = list(response["stream"])
+    text = "".join(e["output"]["text"] for e in events if "output" in e)
+    assert text.strip(), events
+    citations = [e["citation"] for e in events if "citation" in e]
+    assert citations and all(c["retrievedReferences"] for c in citations), events
+
+
+def test_direct_ingestion_into_a_custom_data_source(agent, agent_rt):
+    kb_id = create_kb(agent, "direct")
+    ds_id = agent.create_data_source(
+        knowledgeBaseId=kb_id, name="custom", dataSourceConfiguration={"type": "CUSTOM"})["dataSource"]["dataSourceId"]
+    detail = agent.ingest_knowledge_base_documents(
+        knowledgeBaseId=kb_id, dataSourceId=ds_id,
+        documents=[
+            {
+                "content": {"dataSourceType": "CUSTOM", "custom": {
+                    "customDocumentIdentifier": {"id": "doc-1"}, "sourceType": "IN_LINE",
+                    "inlineContent": {"type": "TEXT", "textContent": {"data": "Gneiss is a banded metamorphic rock."}}}},
+                "metadata": {"type": "IN_LINE_ATTRIBUTE", "inlineAttributes": [
+                    {"key": "grade", "value": {"type": "NUMBER", "numberValue": 3}},
+                    {"key": "kind", "value": {"type": "STRING", "stringValue": "metamorphic"}}]},
+            },
+            {
+                "content": {"dataSourceType": "CUSTOM", "custom": {
+                    "customDocumentIdentifier": {"id": "doc-2"}, "sourceType": "IN_LINE",
+                    "inlineContent": {"type": "BYTE", "byteContent": {
+                        "mimeType": "application/pdf", "data": make_pdf(["Marble is metamorphosed limestone."])}}}},
+            },
+            {
+                "content": {"dataSourceType": "CUSTOM", "custom": {
+                    "customDocumentIdentifier": {"id": "doc-3"}, "sourceType": "IN_LINE",
+                    "inlineContent": {"type": "BYTE", "byteContent": {
+                        "mimeType": "application/pdf", "data": b"%PDF-1.4 corrupt"}}}},
+            },
+        ],
+    )["documentDetails"]
+    assert [(d["identifier"]["custom"]["id"], d["status"]) for d in detail] == [
+        ("doc-1", "INDEXED"), ("doc-2", "INDEXED"), ("doc-3", "FAILED")], detail
+    assert "PDF" in detail[2]["statusReason"]
+
+    (hit,) = retrieve(agent_rt, kb_id, "banded rock", k=1, flt={"equals": {"key": "kind", "value": "metamorphic"}})
+    assert hit["location"] == {"type": "CUSTOM", "customDocumentLocation": {"id": "doc-1"}}
+    assert hit["metadata"]["grade"] == 3
+    listed = agent.list_knowledge_base_documents(knowledgeBaseId=kb_id, dataSourceId=ds_id)["documentDetails"]
+    assert sorted(d["identifier"]["custom"]["id"] for d in listed) == ["doc-1", "doc-2"]
+
+    deleted = agent.delete_knowledge_base_documents(
+        knowledgeBaseId=kb_id, dataSourceId=ds_id,
+        documentIdentifiers=[{"dataSourceType": "CUSTOM", "custom": {"id": "doc-1"}}])["documentDetails"]
+    assert deleted[0]["status"] == "DELETING"
+    got = agent.get_knowledge_base_documents(
+        knowledgeBaseId=kb_id, dataSourceId=ds_id,
+        documentIdentifiers=[{"dataSourceType": "CUSTOM", "custom": {"id": "doc-1"}},
+                             {"dataSourceType": "CUSTOM", "custom": {"id": "doc-2"}}])["documentDetails"]
+    assert [d["status"] for d in got] == ["NOT_FOUND", "INDEXED"]
+    assert [r["location"]["customDocumentLocation"]["id"] for r in retrieve(agent_rt, kb_id, "rock")] == ["doc-2"]
+
+
+def test_data_deletion_policies(agent, agent_rt, batch_root):
+    kept = batch_root / "kb-kept"
+    dropped = batch_root / "kb-dropped"
+    for folder, text in ((kept, "Chalk is a soft white limestone."), (dropped, "Slate splits into thin sheets.")):
+        folder.mkdir(exist_ok=True)
+        (folder / "doc.txt").write_text(text)
+    kb_id = create_kb(agent, "policies")
+    retain = folder_source(agent, kb_id, "retain", kept, policy="RETAIN")
+    delete = folder_source(agent, kb_id, "delete", dropped)
+    assert agent.get_data_source(knowledgeBaseId=kb_id, dataSourceId=delete)["dataSource"]["dataDeletionPolicy"] == "DELETE"
+    for ds in (retain, delete):
+        assert ingest(agent, kb_id, ds)["status"] == "COMPLETE"
+    assert len(retrieve(agent_rt, kb_id, "rock")) == 2
+
+    for ds in (retain, delete):
+        out = agent.delete_data_source(knowledgeBaseId=kb_id, dataSourceId=ds)
+        assert out["status"] == "DELETING" and out["dataSourceId"] == ds
+    texts = [r["content"]["text"] for r in retrieve(agent_rt, kb_id, "rock")]
+    assert texts == ["Chalk is a soft white limestone."], texts
+    assert agent.list_data_sources(knowledgeBaseId=kb_id)["dataSourceSummaries"] == []
+    with pytest.raises(ClientError) as e:
+        agent.get_data_source(knowledgeBaseId=kb_id, dataSourceId=delete)
+    assert error_code(e) == "ResourceNotFoundException"
+
+
+def test_chunking_strategies(agent, agent_rt, batch_root):
+    folder = batch_root / "kb-chunking"
+    folder.mkdir(exist_ok=True)
+    sentences = [f"Sentence {i} is about {topic}." for i, topic in enumerate(
+        ["magma chambers"] * 6 + ["sandstone deserts"] * 6)]
+    (folder / "long.txt").write_text(" ".join(sentences))
+    kb_id = create_kb(agent, "chunking")
+    strategies = {
+        "fixed": {"chunkingStrategy": "FIXED_SIZE",
+                  "fixedSizeChunkingConfiguration": {"maxTokens": 20, "overlapPercentage": 10}},
+        "hierarchical": {"chunkingStrategy": "HIERARCHICAL", "hierarchicalChunkingConfiguration": {
+            "levelConfigurations": [{"maxTokens": 60}, {"maxTokens": 15}], "overlapTokens": 2}},
+        "semantic": {"chunkingStrategy": "SEMANTIC", "semanticChunkingConfiguration": {
+            "maxTokens": 200, "bufferSize": 0, "breakpointPercentileThreshold": 90}},
+        "none": {"chunkingStrategy": "NONE"},
+    }
+    chunks = {}
+    for name, chunking in strategies.items():
+        ds = folder_source(agent, kb_id, name, folder, chunking=chunking)
+        assert ingest(agent, kb_id, ds)["status"] == "COMPLETE"
+        results = retrieve(agent_rt, kb_id, "magma", k=100,
+                           flt={"equals": {"key": "x-amz-bedrock-kb-data-source-id", "value": ds}})
+        chunks[name] = [r["content"]["text"] for r in results]
+    whole = " ".join(sentences)
+    assert chunks["none"] == [whole]
+    assert len(chunks["fixed"]) >= 5 and all(len(c) < len(whole) / 3 for c in chunks["fixed"]), chunks["fixed"]
+    # Hierarchical: children are searched, their parents (longer, several children each) returned once.
+    assert 2 <= len(chunks["hierarchical"]) < len(chunks["fixed"]), chunks["hierarchical"]
+    assert all(len(c) > 150 for c in chunks["hierarchical"][:1]), chunks["hierarchical"]
+    # Semantic: no chunk mixes the two topics' sentences across the breakpoint in the middle.
+    assert len(chunks["semantic"]) >= 2, chunks["semantic"]
+    assert any("magma" in c and "sandstone" not in c for c in chunks["semantic"]), chunks["semantic"]
+
+
+def test_a_keys_mandatory_filter_isolates_tenants(server, make_client, rocks):
+    kb_id, _, _ = rocks
+    tenant = server.cli_json("keys", "create", "--name", "tenant-a", "--json",
+                             "--retrieval-filter", json.dumps({"equals": {"key": "tenant", "value": "a"}}))
+    client = make_client("bedrock-agent-runtime", access_key_id=tenant["access_key_id"],
+                         secret_access_key=tenant["secret_access_key"])
+    own = {"basalt.txt", "obsidian.html", "tuff.docx"}
+    assert set(uris(retrieve(client, kb_id, "rock"))) == own
+    # A request filter naming the other tenant, or matching everything, cannot widen it.
+    assert retrieve(client, kb_id, "rock", flt={"equals": {"key": "tenant", "value": "b"}}) == []
+    wide = {"orAll": [{"equals": {"key": "tenant", "value": "b"}}, {"notEquals": {"key": "tenant", "value": "b"}}]}
+    assert set(uris(retrieve(client, kb_id, "granite pumice", search="HYBRID", flt=wide))) == own
+    answer = client.retrieve_and_generate(
+        input={"text": "What is granite made of?"},
+        retrieveAndGenerateConfiguration={"type": "KNOWLEDGE_BASE", "knowledgeBaseConfiguration": {
+            "knowledgeBaseId": kb_id, "modelArn": CHAT_ARN,
+            "generationConfiguration": {"inferenceConfig": {"textInferenceConfig": {"maxTokens": 20}}}}})
+    for c in answer["citations"]:
+        for ref in c["retrievedReferences"]:
+            assert ref["metadata"]["tenant"] == "a", ref
+
+
+def test_control_plane_reads_lists_and_updates(agent):
+    kb_id = create_kb(agent, "crud")
+    got = agent.get_knowledge_base(knowledgeBaseId=kb_id)["knowledgeBase"]
+    assert got["name"] == "crud" and got["storageConfiguration"] == EMBEDDED
+    assert got["knowledgeBaseArn"].endswith(f":knowledge-base/{kb_id}")
+    names = [s["name"] for s in agent.list_knowledge_bases()["knowledgeBaseSummaries"]]
+    assert "crud" in names
+    page = agent.list_knowledge_bases(maxResults=1)
+    assert len(page["knowledgeBaseSummaries"]) == 1 and "nextToken" in page
+    updated = agent.update_knowledge_base(
+        knowledgeBaseId=kb_id, name="crud-renamed", roleArn=ROLE_ARN, description="renamed",
+        knowledgeBaseConfiguration={"type": "VECTOR", "vectorKnowledgeBaseConfiguration": {"embeddingModelArn": EMBED_ARN}},
+    )["knowledgeBase"]
+    assert updated["name"] == "crud-renamed" and updated["description"] == "renamed"
+    with pytest.raises(ClientError) as e:
+        create_kb(agent, "crud-renamed")
+    assert error_code(e) == "ConflictException"
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 409
+    assert agent.delete_knowledge_base(knowledgeBaseId=kb_id)["status"] == "DELETING"
+    with pytest.raises(ClientError) as e:
+        agent.get_knowledge_base(knowledgeBaseId=kb_id)
+    assert error_code(e) == "ResourceNotFoundException"
+
+
+def vector_config(arn=EMBED_ARN):
+    return {"type": "VECTOR", "vectorKnowledgeBaseConfiguration": {"embeddingModelArn": arn}}
+
+
+@pytest.mark.parametrize("storage,needle", [
+    ({"type": "OPENSEARCH_SERVERLESS", "opensearchServerlessConfiguration": {
+        "collectionArn": "arn:aws:aoss:us-east-1:000000000000:collection/x", "vectorIndexName": "i",
+        "fieldMapping": {"vectorField": "v", "textField": "t", "metadataField": "m"}}}, "BASALT_EMBEDDED"),
+    ({"type": "PINECONE", "pineconeConfiguration": {"connectionString": "x", "credentialsSecretArn": "y",
+                                                     "fieldMapping": {"textField": "t", "metadataField": "m"}}},
+     "BASALT_EMBEDDED"),
+    (None, "storageConfiguration is required"),
+])
+def test_unsupported_stores_are_refused_by_name(agent, storage, needle):
+    kwargs = {} if storage is None else {"storageConfiguration": storage}
+    with pytest.raises(ClientError) as e:
+        agent.create_knowledge_base(name="bad-store", roleArn=ROLE_ARN, knowledgeBaseConfiguration=vector_config(), **kwargs)
+    assert error_code(e) == "ValidationException"
+    assert needle in e.value.response["Error"]["Message"]
+
+
+def test_bad_input_gets_clear_errors(agent, agent_rt, rocks, batch_root, tmp_path):
+    kb_id, ds_id, _ = rocks
+    cases = []
+
+    def expect(code, needle, call, *args, **kwargs):
+        with pytest.raises(ClientError) as e:
+            call(*args, **kwargs)
+        got = e.value.response["Error"]
+        assert got["Code"] == code, (call.__name__, got)
+        assert needle in got["Message"], (call.__name__, got)
+        cases.append(call.__name__)
+
+    expect("ResourceNotFoundException", "NOSUCHKB00", agent_rt.retrieve,
+           knowledgeBaseId="NOSUCHKB00", retrievalQuery={"text": "x"})
+    expect("ValidationException", "filter.in.value must be a list", agent_rt.retrieve, knowledgeBaseId=kb_id,
+           retrievalQuery={"text": "x"},
+           retrievalConfiguration={"vectorSearchConfiguration": {"filter": {"in": {"key": "rock", "value": "basalt"}}}})
+    expect("ValidationException", "must be a number", agent_rt.retrieve, knowledgeBaseId=kb_id,
+           retrievalQuery={"text": "x"},
+           retrievalConfiguration={"vectorSearchConfiguration": {"filter": {"greaterThan": {"key": "year", "value": "new"}}}})
+    expect("ValidationException", "numberOfResults", agent_rt.retrieve, knowledgeBaseId=kb_id,
+           retrievalQuery={"text": "x"}, retrievalConfiguration={"vectorSearchConfiguration": {"numberOfResults": 500}})
+    expect("ValidationException", "overrideSearchType", agent_rt.retrieve, knowledgeBaseId=kb_id,
+           retrievalQuery={"text": "x"}, retrievalConfiguration={"vectorSearchConfiguration": {"overrideSearchType": "FUZZY"}})
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    expect("AccessDeniedException", "outside the directories", agent.create_data_source,
+           knowledgeBaseId=kb_id, name="outside",
+           dataSourceConfiguration={"type": "S3", "s3Configuration": {"bucketArn": outside.as_uri() + "/"}})
+    expect("AccessDeniedException", "..", agent.create_data_source,
+           knowledgeBaseId=kb_id, name="escape",
+           dataSourceConfiguration={"type": "S3", "s3Configuration": {"bucketArn": (batch_root / "kb-rocks").as_uri() + "/../../"}})
+    expect("ValidationException", "cannot be read", agent.create_data_source,
+           knowledgeBaseId=kb_id, name="missing",
+           dataSourceConfiguration={"type": "S3", "s3Configuration": {"bucketArn": (batch_root / "no-such-folder").as_uri() + "/"}})
+    expect("AccessDeniedException", "allows no S3 buckets", agent.create_data_source,
+           knowledgeBaseId=kb_id, name="bucket",
+           dataSourceConfiguration={"type": "S3", "s3Configuration": {"bucketArn": "arn:aws:s3:::no-such-bucket"}})
+    expect("ValidationException", "WEB", agent.create_data_source, knowledgeBaseId=kb_id, name="web",
+           dataSourceConfiguration={"type": "WEB", "webConfiguration": {"sourceConfiguration": {"urlConfiguration": {
+               "seedUrls": [{"url": "https://example.com"}]}}}})
+    expect("ValidationException", "overlapPercentage", agent.create_data_source, knowledgeBaseId=kb_id, name="chunky",
+           dataSourceConfiguration={"type": "S3", "s3Configuration": {"bucketArn": (batch_root / "kb-rocks").as_uri() + "/"}},
+           vectorIngestionConfiguration={"chunkingConfiguration": {"chunkingStrategy": "FIXED_SIZE",
+               "fixedSizeChunkingConfiguration": {"maxTokens": 100, "overlapPercentage": 100}}})
+    expect("ValidationException", "not an embedding model", agent.create_knowledge_base, name="chat-embed",
+           roleArn=ROLE_ARN, knowledgeBaseConfiguration=vector_config(CHAT_ARN), storageConfiguration=EMBEDDED)
+    expect("ValidationException", "KENDRA", agent.create_knowledge_base, name="kendra", roleArn=ROLE_ARN,
+           knowledgeBaseConfiguration={"type": "KENDRA", "kendraKnowledgeBaseConfiguration": {
+               "kendraIndexArn": "arn:aws:kendra:us-east-1:000000000000:index/x"}},
+           storageConfiguration=EMBEDDED)
+    expect("ResourceNotFoundException", "NOSUCHDS00", agent.start_ingestion_job,
+           knowledgeBaseId=kb_id, dataSourceId="NOSUCHDS00")
+    expect("ValidationException", "CUSTOM", agent.ingest_knowledge_base_documents,
+           knowledgeBaseId=kb_id, dataSourceId=ds_id, documents=[{"content": {"dataSourceType": "CUSTOM", "custom": {
+               "customDocumentIdentifier": {"id": "x"}, "sourceType": "IN_LINE",
+               "inlineContent": {"type": "TEXT", "textContent": {"data": "x"}}}}}])
+    # Nothing above touched the knowledge base.
+    assert len(uris(retrieve(agent_rt, kb_id, "rock"))) == 6
+    assert len(cases) == 15
