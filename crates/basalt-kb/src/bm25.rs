@@ -5,13 +5,14 @@
 //! writes (a crash between the two) is found on open and rebuilt from SQLite.
 
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use tantivy::collector::{FilterCollector, TopDocs};
 use tantivy::query::QueryParser;
 use tantivy::schema::{Field, Schema, TextFieldIndexing, TextOptions, FAST, INDEXED, STRING};
 use tantivy::{doc, Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
 
+use crate::vectors::IdSet;
 use crate::KbError;
 
 fn bm25_error(e: tantivy::TantivyError) -> KbError {
@@ -123,22 +124,29 @@ impl Bm25 {
         self.reader.reload().map_err(bm25_error)
     }
 
-    /// Chunk ids and BM25 scores of the best `limit` chunks that pass `keep`.
+    /// Chunk ids and BM25 scores of the best `limit` chunks (of those in `keep`).
     pub(crate) fn search(
         &self,
         query: &str,
         limit: usize,
-        keep: impl Fn(u64) -> bool + Send + Sync + Clone + 'static,
+        keep: Option<Arc<IdSet>>,
     ) -> Result<Vec<(i64, f32)>, KbError> {
         let searcher = self.reader.searcher();
         let parser = QueryParser::for_index(&self.index, vec![self.text]);
         let (parsed, _ignored) = parser.parse_query_lenient(query);
-        let collector = FilterCollector::new(
-            "chunk_id".to_owned(),
-            keep,
-            TopDocs::with_limit(limit.max(1)).order_by_score(),
-        );
-        let top = searcher.search(&parsed, &collector).map_err(bm25_error)?;
+        let top_docs = TopDocs::with_limit(limit.max(1)).order_by_score();
+        let top = match keep {
+            None => searcher.search(&parsed, &top_docs),
+            Some(set) => {
+                let collector = FilterCollector::new(
+                    "chunk_id".to_owned(),
+                    move |id: u64| set.contains(id),
+                    top_docs,
+                );
+                searcher.search(&parsed, &collector)
+            }
+        }
+        .map_err(bm25_error)?;
         let mut out = Vec::with_capacity(top.len());
         for (score, address) in top {
             let column = searcher

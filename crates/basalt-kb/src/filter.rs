@@ -128,31 +128,57 @@ impl Filter {
 
     /// Whether a chunk with this metadata passes.
     pub fn matches(&self, metadata: &Metadata) -> bool {
-        let get = |key: &str| metadata.get(key);
         match self {
-            Self::Equals(k, v) => get(k).is_some_and(|m| same(m, v)),
-            Self::NotEquals(k, v) => !get(k).is_some_and(|m| same(m, v)),
-            Self::GreaterThan(k, v) => number_of(get(k)).is_some_and(|m| m > *v),
-            Self::GreaterThanOrEquals(k, v) => number_of(get(k)).is_some_and(|m| m >= *v),
-            Self::LessThan(k, v) => number_of(get(k)).is_some_and(|m| m < *v),
-            Self::LessThanOrEquals(k, v) => number_of(get(k)).is_some_and(|m| m <= *v),
-            Self::In(k, list) => get(k).is_some_and(|m| list.iter().any(|v| same(m, v))),
-            Self::NotIn(k, list) => !get(k).is_some_and(|m| list.iter().any(|v| same(m, v))),
-            Self::StartsWith(k, prefix) => get(k)
+            Self::AndAll(parts) => parts.iter().all(|f| f.matches(metadata)),
+            Self::OrAll(parts) => parts.iter().any(|f| f.matches(metadata)),
+            leaf => leaf.leaf_matches(leaf.key().and_then(|k| metadata.get(k))),
+        }
+    }
+
+    /// The attribute a leaf operator tests (`None` for `andAll` / `orAll`).
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            Self::Equals(k, _)
+            | Self::NotEquals(k, _)
+            | Self::GreaterThan(k, _)
+            | Self::GreaterThanOrEquals(k, _)
+            | Self::LessThan(k, _)
+            | Self::LessThanOrEquals(k, _)
+            | Self::In(k, _)
+            | Self::NotIn(k, _)
+            | Self::StartsWith(k, _)
+            | Self::ListContains(k, _)
+            | Self::StringContains(k, _) => Some(k),
+            Self::AndAll(_) | Self::OrAll(_) => None,
+        }
+    }
+
+    /// Whether a leaf operator passes for the attribute's value (`None`: absent).
+    /// Combinators answer false; evaluate them with [`Self::matches`].
+    pub fn leaf_matches(&self, value: Option<&Value>) -> bool {
+        match self {
+            Self::Equals(_, v) => value.is_some_and(|m| same(m, v)),
+            Self::NotEquals(_, v) => !value.is_some_and(|m| same(m, v)),
+            Self::GreaterThan(_, v) => number_of(value).is_some_and(|m| m > *v),
+            Self::GreaterThanOrEquals(_, v) => number_of(value).is_some_and(|m| m >= *v),
+            Self::LessThan(_, v) => number_of(value).is_some_and(|m| m < *v),
+            Self::LessThanOrEquals(_, v) => number_of(value).is_some_and(|m| m <= *v),
+            Self::In(_, list) => value.is_some_and(|m| list.iter().any(|v| same(m, v))),
+            Self::NotIn(_, list) => !value.is_some_and(|m| list.iter().any(|v| same(m, v))),
+            Self::StartsWith(_, prefix) => value
                 .and_then(Value::as_str)
                 .is_some_and(|s| s.starts_with(prefix.as_str())),
-            Self::ListContains(k, v) => get(k)
+            Self::ListContains(_, v) => value
                 .and_then(Value::as_array)
                 .is_some_and(|l| l.iter().any(|m| same(m, v))),
-            Self::StringContains(k, needle) => match get(k) {
+            Self::StringContains(_, needle) => match value {
                 Some(Value::String(s)) => s.contains(needle.as_str()),
                 Some(Value::Array(l)) => l
                     .iter()
                     .any(|m| m.as_str().is_some_and(|s| s.contains(needle.as_str()))),
                 _ => false,
             },
-            Self::AndAll(parts) => parts.iter().all(|f| f.matches(metadata)),
-            Self::OrAll(parts) => parts.iter().any(|f| f.matches(metadata)),
+            Self::AndAll(_) | Self::OrAll(_) => false,
         }
     }
 

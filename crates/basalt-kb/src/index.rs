@@ -9,12 +9,15 @@
 //! duplicate. The keyword index follows; its commits record the generation they
 //! reflect and an index that lags SQLite on open is rebuilt from it.
 //!
-//! Vector search is exact: a scan of every live vector (8-lane dot products the
-//! compiler vectorises), the filter evaluated only for a chunk that would enter the
-//! top k, so a filtered query still fills `k` whenever `k` chunks match. Recall
-//! against exact search is 1 by construction.
+//! Vector search scans every live vector, so a filter is applied inside the search and
+//! a filtered query still fills `k` whenever `k` chunks match (the filter is evaluated
+//! only for a chunk that would enter the candidates). Below [`QUANTIZED_FROM`] chunks
+//! the scan is exact (f32, 8-lane dot products the compiler vectorises); above, it
+//! reads a per-vector int8 copy (a quarter of the memory traffic) for the best
+//! [`RESCORE_FACTOR`]·k candidates and ranks those by their exact f32 scores.
+//! `benches/kb_latency.sh` measures recall@10 of this against exact search.
 
-use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -22,6 +25,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::bm25::{doc_key, Bm25};
 use crate::filter::{Filter, Metadata};
+use crate::vectors::VectorSet;
 use crate::KbError;
 
 fn db_error(e: rusqlite::Error) -> KbError {
@@ -72,132 +76,6 @@ pub struct Hit {
     pub score: f64,
 }
 
-/// Reciprocal-rank fusion constant (Cormack et al.).
-const RRF_K: f64 = 60.0;
-
-struct Slot {
-    id: i64,
-    metadata: Arc<Metadata>,
-    /// Chunks with the same group are one result (children of one parent).
-    group: u64,
-}
-
-#[derive(Default)]
-struct Vectors {
-    dimensions: usize,
-    /// Row-major, one row per slot.
-    matrix: Vec<f32>,
-    slots: Vec<Option<Slot>>,
-    slot_of: HashMap<i64, usize>,
-    dead: usize,
-}
-
-impl Vectors {
-    fn push(&mut self, id: i64, vector: &[f32], metadata: Arc<Metadata>, group: u64) {
-        self.slot_of.insert(id, self.slots.len());
-        self.slots.push(Some(Slot {
-            id,
-            metadata,
-            group,
-        }));
-        self.matrix.extend_from_slice(vector);
-    }
-
-    fn remove(&mut self, id: i64) {
-        if let Some(slot) = self.slot_of.remove(&id) {
-            self.slots[slot] = None;
-            self.dead += 1;
-        }
-        if self.dead > 1024 && self.dead * 2 > self.slots.len() {
-            self.compact();
-        }
-    }
-
-    fn compact(&mut self) {
-        let d = self.dimensions;
-        let mut matrix = Vec::with_capacity(self.matrix.len());
-        let mut slots = Vec::new();
-        self.slot_of.clear();
-        for (i, slot) in std::mem::take(&mut self.slots).into_iter().enumerate() {
-            if let Some(slot) = slot {
-                self.slot_of.insert(slot.id, slots.len());
-                matrix.extend_from_slice(&self.matrix[i * d..(i + 1) * d]);
-                slots.push(Some(slot));
-            }
-        }
-        self.matrix = matrix;
-        self.slots = slots;
-        self.dead = 0;
-    }
-
-    fn live(&self) -> usize {
-        self.slots.len() - self.dead
-    }
-
-    /// Exact top `k` by dot product among slots that pass `filter`.
-    fn top(&self, query: &[f32], k: usize, filter: Option<&Filter>) -> Vec<(usize, f32)> {
-        let d = self.dimensions;
-        if k == 0 || d == 0 || query.len() != d {
-            return Vec::new();
-        }
-        // Min-heap of the best k so far (scores negated through Reverse ordering).
-        let mut heap: BinaryHeap<std::cmp::Reverse<(Score, usize)>> =
-            BinaryHeap::with_capacity(k + 1);
-        for (slot, row) in self.matrix.chunks_exact(d).enumerate() {
-            let Some(entry) = &self.slots[slot] else {
-                continue;
-            };
-            let score = dot(query, row);
-            if heap.len() == k && heap.peek().is_some_and(|m| score <= m.0 .0 .0) {
-                continue;
-            }
-            if filter.is_some_and(|f| !f.matches(&entry.metadata)) {
-                continue;
-            }
-            heap.push(std::cmp::Reverse((Score(score), slot)));
-            if heap.len() > k {
-                heap.pop();
-            }
-        }
-        let mut out: Vec<(usize, f32)> = heap.into_iter().map(|r| (r.0 .1, r.0 .0 .0)).collect();
-        out.sort_by(|a, b| b.1.total_cmp(&a.1));
-        out
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq)]
-struct Score(f32);
-impl Eq for Score {}
-impl PartialOrd for Score {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Score {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.0.total_cmp(&other.0)
-    }
-}
-
-/// Dot product in eight independent lanes (vectorised by the compiler).
-pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut lanes = [0.0f32; 8];
-    let ca = a.chunks_exact(8);
-    let cb = b.chunks_exact(8);
-    let tail: f32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in ca.zip(cb) {
-        for i in 0..8 {
-            lanes[i] += x[i] * y[i];
-        }
-    }
-    lanes.iter().sum::<f32>() + tail
-}
-
 fn group_of(uri: &str, context: Option<&str>, id: i64) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
@@ -223,7 +101,7 @@ fn vector_of(bytes: &[u8]) -> Vec<f32> {
 pub struct EmbeddedIndex {
     dir: PathBuf,
     db: Mutex<Connection>,
-    vectors: RwLock<Vectors>,
+    vectors: RwLock<VectorSet>,
     bm25: Bm25,
 }
 
@@ -287,10 +165,7 @@ impl EmbeddedIndex {
         let index = Self {
             dir: dir.to_owned(),
             db: Mutex::new(db),
-            vectors: RwLock::new(Vectors {
-                dimensions,
-                ..Vectors::default()
-            }),
+            vectors: RwLock::new(VectorSet::new(dimensions)),
             bm25,
         };
         index.load()?;
@@ -309,7 +184,7 @@ impl EmbeddedIndex {
             .vectors
             .write()
             .map_err(|_| KbError::Index("vector lock poisoned".into()))?;
-        let d = vectors.dimensions;
+        let d = vectors.dimensions();
         let mut statement = db
             .prepare("SELECT id, uri, context, metadata, vector FROM chunks ORDER BY id")
             .map_err(db_error)?;
@@ -331,7 +206,7 @@ impl EmbeddedIndex {
             vectors.push(
                 id,
                 &vector,
-                Arc::new(metadata),
+                &metadata,
                 group_of(&uri, context.as_deref(), id),
             );
         }
@@ -370,7 +245,7 @@ impl EmbeddedIndex {
 
     /// The vector length this store holds.
     pub fn dimensions(&self) -> usize {
-        self.vectors.read().map(|v| v.dimensions).unwrap_or(0)
+        self.vectors.read().map(|v| v.dimensions()).unwrap_or(0)
     }
 
     /// Every stored document of a data source: uri → content hash.
@@ -470,7 +345,7 @@ impl EmbeddedIndex {
         for (id, chunk) in stored {
             self.bm25.add_chunk(&writer, &key, id, &chunk.text)?;
             let group = group_of(uri, chunk.context.as_deref(), id);
-            vectors.push(id, &chunk.vector, Arc::new(chunk.metadata), group);
+            vectors.push(id, &chunk.vector, &chunk.metadata, group);
         }
         Ok(count)
     }
@@ -507,16 +382,6 @@ impl EmbeddedIndex {
         Ok(removed > 0)
     }
 
-    /// Removes every document of a data source; returns how many.
-    pub fn delete_data_source(&self, data_source_id: &str) -> Result<usize, KbError> {
-        let uris: Vec<String> = self.documents(data_source_id)?.into_keys().collect();
-        for uri in &uris {
-            self.delete_document(data_source_id, uri)?;
-        }
-        self.flush()?;
-        Ok(uris.len())
-    }
-
     /// Makes every write visible to keyword search (a tantivy commit).
     pub fn flush(&self) -> Result<(), KbError> {
         let mut writer = self.bm25.writer()?;
@@ -538,7 +403,6 @@ impl EmbeddedIndex {
             .map_err(|_| KbError::Index("vector lock poisoned".into()))?;
         // Over-fetch so that merging children of one parent still leaves k.
         let pool = (query.k * 4).max(50);
-        let mut fused: HashMap<usize, f64> = HashMap::new();
         let semantic = match query.search {
             SearchType::Keyword => Vec::new(),
             _ => vectors.top(query.vector, pool, query.filter),
@@ -546,25 +410,10 @@ impl EmbeddedIndex {
         let keyword = match query.search {
             SearchType::Semantic => Vec::new(),
             _ => {
-                let allowed: Option<Arc<HashSet<i64>>> = match query.filter {
-                    None => None,
-                    Some(f) => Some(Arc::new(
-                        vectors
-                            .slots
-                            .iter()
-                            .flatten()
-                            .filter(|s| f.matches(&s.metadata))
-                            .map(|s| s.id)
-                            .collect(),
-                    )),
-                };
-                let live: Arc<HashSet<i64>> = Arc::new(vectors.slot_of.keys().copied().collect());
-                let hits = self.bm25.search(query.text, pool, move |id| {
-                    let id = id as i64;
-                    allowed
-                        .as_ref()
-                        .map_or_else(|| live.contains(&id), |a| a.contains(&id))
-                })?;
+                let allowed = query.filter.map(|f| Arc::new(vectors.passing(f)));
+                // Chunks deleted since the last commit may still be in the keyword
+                // index; they have no slot and drop out here.
+                let hits = self.bm25.search(query.text, pool, allowed)?;
                 hits.into_iter()
                     .filter_map(|(id, score)| vectors.slot_of.get(&id).map(|s| (*s, score)))
                     .collect()
@@ -574,14 +423,9 @@ impl EmbeddedIndex {
             SearchType::Semantic => semantic.into_iter().map(|(s, v)| (s, v as f64)).collect(),
             SearchType::Keyword => keyword.into_iter().map(|(s, v)| (s, v as f64)).collect(),
             SearchType::Hybrid => {
-                for list in [&semantic, &keyword] {
-                    for (rank, (slot, _)) in list.iter().enumerate() {
-                        *fused.entry(*slot).or_default() += 1.0 / (RRF_K + rank as f64 + 1.0);
-                    }
-                }
-                let mut all: Vec<(usize, f64)> = fused.into_iter().collect();
-                all.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-                all
+                let semantic: Vec<usize> = semantic.iter().map(|(s, _)| *s).collect();
+                let keyword: Vec<usize> = keyword.iter().map(|(s, _)| *s).collect();
+                crate::store::fuse([&semantic, &keyword])
             }
         };
         let mut seen = HashSet::new();
@@ -599,6 +443,24 @@ impl EmbeddedIndex {
         }
         drop(vectors);
         self.hits(picked)
+    }
+
+    /// Chunk IDs of the exact top `k` by vector alone (for measuring recall).
+    pub fn exact_vector_search(
+        &self,
+        vector: &[f32],
+        k: usize,
+        filter: Option<&Filter>,
+    ) -> Result<Vec<i64>, KbError> {
+        let vectors = self
+            .vectors
+            .read()
+            .map_err(|_| KbError::Index("vector lock poisoned".into()))?;
+        Ok(vectors
+            .exact_top(vector, k, filter)
+            .into_iter()
+            .filter_map(|(slot, _)| vectors.id_of(slot))
+            .collect())
     }
 
     fn hits(&self, picked: Vec<(i64, f64)>) -> Result<Vec<Hit>, KbError> {
@@ -635,13 +497,38 @@ impl EmbeddedIndex {
         }
         Ok(out)
     }
+}
 
-    /// Deletes the store's files (the knowledge base is gone).
-    pub fn destroy(self) -> Result<(), KbError> {
-        let dir = self.dir.clone();
-        drop(self);
-        std::fs::remove_dir_all(&dir)
-            .map_err(|e| KbError::Index(format!("remove {}: {e}", dir.display())))
+impl crate::store::ChunkStore for EmbeddedIndex {
+    fn documents(&self, data_source_id: &str) -> Result<HashMap<String, String>, KbError> {
+        EmbeddedIndex::documents(self, data_source_id)
+    }
+
+    fn put_document(
+        &self,
+        data_source_id: &str,
+        uri: &str,
+        content_sha256: &str,
+        chunks: Vec<NewChunk>,
+    ) -> Result<usize, KbError> {
+        EmbeddedIndex::put_document(self, data_source_id, uri, content_sha256, chunks)
+    }
+
+    fn delete_document(&self, data_source_id: &str, uri: &str) -> Result<bool, KbError> {
+        EmbeddedIndex::delete_document(self, data_source_id, uri)
+    }
+
+    fn flush(&self) -> Result<(), KbError> {
+        EmbeddedIndex::flush(self)
+    }
+
+    fn search(&self, query: &Query<'_>) -> Result<Vec<Hit>, KbError> {
+        EmbeddedIndex::search(self, query)
+    }
+
+    /// The files go with the knowledge base's directory; nothing lives elsewhere.
+    fn destroy(&self) -> Result<(), KbError> {
+        Ok(())
     }
 }
 

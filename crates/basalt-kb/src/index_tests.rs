@@ -2,6 +2,7 @@ use serde_json::json;
 
 use crate::filter::{Filter, Metadata};
 use crate::index::{EmbeddedIndex, NewChunk, Query, SearchType};
+use crate::store::ChunkStore;
 
 fn unit(v: &[f32]) -> Vec<f32> {
     let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();

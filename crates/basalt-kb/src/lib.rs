@@ -1,7 +1,8 @@
 //! The knowledge-base storage engine, independent of HTTP and of the core: reading
 //! documents ([`parse`], [`metadata`]), cutting them ([`chunking`]), Bedrock's
 //! retrieval filters ([`filter`]), and the embedded store ([`index`]: SQLite chunks,
-//! exact vector search, tantivy BM25, hybrid by reciprocal-rank fusion).
+//! exact vector search, tantivy BM25, hybrid by reciprocal-rank fusion) and the
+//! PostgreSQL/pgvector store ([`postgres`]), both behind [`store::ChunkStore`].
 //!
 //! Embedding happens in the core (it is metered and may be remote); this crate takes
 //! vectors and token spans as inputs.
@@ -12,6 +13,9 @@ pub mod filter;
 pub mod index;
 pub mod metadata;
 pub mod parse;
+pub mod postgres;
+pub mod store;
+pub mod vectors;
 
 /// What can go wrong in a knowledge base's storage or a document's reading.
 #[derive(Debug, thiserror::Error)]

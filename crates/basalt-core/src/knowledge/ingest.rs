@@ -13,9 +13,10 @@ use std::time::Duration;
 
 use basalt_kb::chunking::{self, Chunking};
 use basalt_kb::filter::Metadata;
-use basalt_kb::index::{EmbeddedIndex, NewChunk};
+use basalt_kb::index::NewChunk;
 use basalt_kb::metadata::{parse_sidecar, SIDECAR_SUFFIX};
 use basalt_kb::parse::{extract_text, Format};
+use basalt_kb::store::ChunkStore;
 use futures::StreamExt;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -216,7 +217,7 @@ async fn run(
     flush(&index).await
 }
 
-async fn flush(index: &Arc<EmbeddedIndex>) -> Result<(), CoreError> {
+async fn flush(index: &Arc<dyn ChunkStore>) -> Result<(), CoreError> {
     let index = Arc::clone(index);
     tokio::task::spawn_blocking(move || index.flush())
         .await
@@ -367,7 +368,7 @@ async fn ingest_source_document(
     core: &Arc<Basalt>,
     principal: Option<Principal>,
     kb: &KnowledgeBase,
-    index: &Arc<EmbeddedIndex>,
+    index: &Arc<dyn ChunkStore>,
     ds_id: &str,
     chunking: &Chunking,
     stored: &HashMap<String, String>,
@@ -435,7 +436,7 @@ pub(crate) async fn index_document(
     core: &Arc<Basalt>,
     ctx: &(dyn Fn() -> CallContext + Send + Sync),
     kb: &KnowledgeBase,
-    index: &Arc<EmbeddedIndex>,
+    index: &Arc<dyn ChunkStore>,
     ds_id: &str,
     chunking: &Chunking,
     input: DocumentInput,

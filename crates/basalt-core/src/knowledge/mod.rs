@@ -18,6 +18,8 @@ use std::sync::{Arc, Mutex};
 use basalt_kb::chunking::Chunking;
 use basalt_kb::filter::Filter;
 use basalt_kb::index::EmbeddedIndex;
+use basalt_kb::postgres::{FieldMapping, PgStore};
+use basalt_kb::store::ChunkStore;
 use basalt_store::knowledge::{KnowledgeKind, KnowledgeRecord, KnowledgeStore};
 use basalt_store::StoreError;
 use rand::Rng;
@@ -183,7 +185,7 @@ pub struct KnowledgeBases {
     store: Arc<dyn KnowledgeStore>,
     config: KnowledgeBasesConfig,
     index_dir: PathBuf,
-    indexes: Mutex<HashMap<String, Arc<EmbeddedIndex>>>,
+    indexes: Mutex<HashMap<String, Arc<dyn ChunkStore>>>,
     /// Stop flags of running jobs, by job ID.
     running: Mutex<HashMap<String, Arc<AtomicBool>>>,
 }
@@ -251,7 +253,7 @@ impl KnowledgeBases {
         Ok(())
     }
 
-    pub(crate) fn index(&self, kb: &KnowledgeBase) -> Result<Arc<EmbeddedIndex>, CoreError> {
+    pub(crate) fn index(&self, kb: &KnowledgeBase) -> Result<Arc<dyn ChunkStore>, CoreError> {
         let mut indexes = self
             .indexes
             .lock()
@@ -259,10 +261,21 @@ impl KnowledgeBases {
         if let Some(i) = indexes.get(&kb.knowledge_base_id) {
             return Ok(Arc::clone(i));
         }
-        let index = Arc::new(
-            EmbeddedIndex::open(&self.index_dir.join(&kb.knowledge_base_id), kb.dimensions)
-                .map_err(kb_error)?,
-        );
+        let index: Arc<dyn ChunkStore> = match Storage::of(&kb.storage_configuration)? {
+            Storage::Embedded => Arc::new(
+                EmbeddedIndex::open(&self.index_dir.join(&kb.knowledge_base_id), kb.dimensions)
+                    .map_err(kb_error)?,
+            ),
+            Storage::Postgres(rds) => Arc::new(self.open_postgres(&rds, kb.dimensions).map_err(
+                |e| match e {
+                    CoreError::Validation(_) => e,
+                    other => CoreError::ServiceUnavailable(format!(
+                        "the PostgreSQL store of knowledge base {} is unavailable: {other}",
+                        kb.knowledge_base_id
+                    )),
+                },
+            )?),
+        };
         indexes.insert(kb.knowledge_base_id.clone(), Arc::clone(&index));
         Ok(index)
     }
@@ -620,6 +633,116 @@ pub fn location_of(config: &Value) -> Result<Location, CoreError> {
     }
 }
 
+/// Which store a knowledge base uses (`storageConfiguration`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Storage {
+    Embedded,
+    Postgres(RdsStore),
+}
+
+/// `rdsConfiguration`, resolved against the server's configured connections.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RdsStore {
+    /// The `[knowledge_bases.postgres]` connection name.
+    pub connection: String,
+    pub database: String,
+    pub table: String,
+    pub fields: FieldMapping,
+}
+
+impl Storage {
+    /// Parses a `storageConfiguration` (its type and, for RDS, its required fields).
+    pub fn of(storage: &Value) -> Result<Self, CoreError> {
+        match str_at(storage, &["type"]) {
+            Some("BASALT_EMBEDDED") => Ok(Self::Embedded),
+            Some("RDS") => {
+                let rds = storage.get("rdsConfiguration").ok_or_else(|| {
+                    CoreError::Validation("an RDS storageConfiguration needs rdsConfiguration".into())
+                })?;
+                let field = |name: &str| {
+                    str_at(rds, &[name]).map(str::to_owned).ok_or_else(|| {
+                        CoreError::Validation(format!("rdsConfiguration.{name} is required"))
+                    })
+                };
+                let mapping = |name: &str, default: &str| {
+                    str_at(rds, &["fieldMapping", name]).unwrap_or(default).to_owned()
+                };
+                let defaults = FieldMapping::default();
+                Ok(Self::Postgres(RdsStore {
+                    connection: field("resourceArn")?,
+                    database: field("databaseName")?,
+                    table: field("tableName")?,
+                    fields: FieldMapping {
+                        primary_key: mapping("primaryKeyField", &defaults.primary_key),
+                        vector: mapping("vectorField", &defaults.vector),
+                        text: mapping("textField", &defaults.text),
+                        metadata: mapping("metadataField", &defaults.metadata),
+                    },
+                }))
+            }
+            Some(other) => Err(CoreError::Validation(format!(
+                "storageConfiguration type {other} is not supported by this server; supported types: {STORAGE_TYPES}"
+            ))),
+            None => Err(CoreError::Validation(format!(
+                "storageConfiguration.type is required; supported types: {STORAGE_TYPES}"
+            ))),
+        }
+    }
+}
+
+impl KnowledgeBases {
+    /// The configured connection an `rdsConfiguration.resourceArn` names: its name,
+    /// or exactly its configured URL. Credentials never come from the request.
+    fn connection(
+        &self,
+        resource: &str,
+    ) -> Result<(&str, &crate::config::PostgresConnection), CoreError> {
+        if resource.starts_with("postgres") && resource.contains('@') {
+            return Err(CoreError::Validation(
+                "rdsConfiguration.resourceArn must not carry credentials; they come from the server's [knowledge_bases.postgres] configuration".into(),
+            ));
+        }
+        self.config
+            .postgres
+            .iter()
+            .find(|(name, c)| name.as_str() == resource || c.url == resource)
+            .map(|(name, c)| (name.as_str(), c))
+            .ok_or_else(|| {
+                let names: Vec<&str> = self.config.postgres.keys().map(String::as_str).collect();
+                CoreError::Validation(format!(
+                    "rdsConfiguration.resourceArn {resource:?} is not a PostgreSQL connection this server has; configured: {}",
+                    if names.is_empty() { "none ([knowledge_bases.postgres.<name>] in the configuration)".to_owned() } else { names.join(", ") }
+                ))
+            })
+    }
+
+    fn open_postgres(&self, rds: &RdsStore, dimensions: usize) -> Result<PgStore, CoreError> {
+        let (_, connection) = self.connection(&rds.connection)?;
+        if connection.url.contains("sslmode=require") || connection.url.contains("sslmode=verify") {
+            return Err(CoreError::Validation(
+                "TLS connections to PostgreSQL are not supported by this build; use a local socket or a trusted network".into(),
+            ));
+        }
+        let mut config: basalt_kb::postgres::PgConfig = connection.url.parse().map_err(|e| {
+            CoreError::Validation(format!("the configured PostgreSQL URL is not valid: {e}"))
+        })?;
+        config.dbname(&rds.database);
+        let env = |name: &str| {
+            (!name.is_empty())
+                .then(|| std::env::var(name).ok())
+                .flatten()
+        };
+        if let Some(user) = env(&connection.user_env) {
+            config.user(&user);
+        }
+        if let Some(password) = env(&connection.password_env) {
+            config.password(password);
+        }
+        config.connect_timeout(std::time::Duration::from_secs(10));
+        PgStore::open(config, &rds.table, rds.fields.clone(), dimensions).map_err(kb_error)
+    }
+}
+
 impl Basalt {
     pub fn knowledge(&self) -> &KnowledgeBases {
         self.knowledge_bases()
@@ -699,22 +822,10 @@ impl Basalt {
                 "storageConfiguration is required; supported types: {STORAGE_TYPES} (e.g. {{\"type\": \"BASALT_EMBEDDED\"}})"
             ))
         })?;
-        match str_at(&storage, &["type"]) {
-            Some("BASALT_EMBEDDED") => {}
-            Some("RDS") => {
-                return Err(CoreError::Validation(format!(
-                    "storageConfiguration type RDS (PostgreSQL/pgvector) is not available in this build yet; supported types: {STORAGE_TYPES}"
-                )))
-            }
-            Some(other) => {
-                return Err(CoreError::Validation(format!(
-                    "storageConfiguration type {other} is not supported by this server; supported types: {STORAGE_TYPES}"
-                )))
-            }
-            None => {
-                return Err(CoreError::Validation(format!(
-                    "storageConfiguration.type is required; supported types: {STORAGE_TYPES}"
-                )))
+        if let Storage::Postgres(rds) = Storage::of(&storage)? {
+            self.knowledge().connection(&rds.connection)?;
+            for (value, what) in [(&rds.table, "tableName")] {
+                basalt_kb::postgres::check_identifier(value, what).map_err(kb_error)?;
             }
         }
         Ok((model_id.to_owned(), dimensions, storage))
@@ -740,7 +851,27 @@ impl Basalt {
             created_ms: now,
             updated_ms: now,
         };
-        self.knowledge().index(&kb)?;
+        if let Storage::Postgres(rds) = Storage::of(&kb.storage_configuration)? {
+            let (wanted, _) = self.knowledge().connection(&rds.connection)?;
+            for other in self.knowledge().list_knowledge_bases()? {
+                if let Ok(Storage::Postgres(o)) = Storage::of(&other.storage_configuration) {
+                    let same_connection = self
+                        .knowledge()
+                        .connection(&o.connection)
+                        .is_ok_and(|(name, _)| name == wanted);
+                    if same_connection && o.database == rds.database && o.table == rds.table {
+                        return Err(CoreError::Conflict(format!(
+                            "knowledge base {} already stores its chunks in table {} of database {}",
+                            other.knowledge_base_id, rds.table, rds.database
+                        )));
+                    }
+                }
+            }
+        }
+        self.knowledge().index(&kb).map_err(|e| match e {
+            CoreError::ServiceUnavailable(m) => CoreError::Validation(m),
+            other => other,
+        })?;
         self.knowledge().save_kb(&kb, true)?;
         Ok(kb)
     }
@@ -790,6 +921,8 @@ impl Basalt {
                 )));
             }
         }
+        // Tables in PostgreSQL go first: if that fails, nothing is deleted.
+        kbs.index(&kb)?.destroy().map_err(kb_error)?;
         for ds in kbs.list_data_sources(id)? {
             self.remove_data_source_records(&ds)?;
         }
