@@ -80,6 +80,10 @@ def server(tmp_path_factory, batch_root, postgres_uri):
     config.write_text(TEST_CONFIG.read_text() + f"""
 [knowledge_bases.postgres.test]
 url = "{postgres_uri}"
+
+[knowledge_bases.web]
+allowed_hosts = ["127.0.0.1"]
+max_depth = 3
 """)
     srv = start_server(config, base, {"BASALT_ALLOWED_PATHS": str(batch_root)})
     yield srv
@@ -573,7 +577,7 @@ def test_bad_input_gets_clear_errors(agent, agent_rt, rocks, batch_root, tmp_pat
     expect("AccessDeniedException", "allows no S3 buckets", agent.create_data_source,
            knowledgeBaseId=kb_id, name="bucket",
            dataSourceConfiguration={"type": "S3", "s3Configuration": {"bucketArn": "arn:aws:s3:::no-such-bucket"}})
-    expect("ValidationException", "WEB", agent.create_data_source, knowledgeBaseId=kb_id, name="web",
+    expect("AccessDeniedException", "allowed_hosts", agent.create_data_source, knowledgeBaseId=kb_id, name="web",
            dataSourceConfiguration={"type": "WEB", "webConfiguration": {"sourceConfiguration": {"urlConfiguration": {
                "seedUrls": [{"url": "https://example.com"}]}}}})
     expect("ValidationException", "overlapPercentage", agent.create_data_source, knowledgeBaseId=kb_id, name="chunky",
@@ -619,3 +623,100 @@ def test_postgres_storage_configuration_is_checked(agent):
     with pytest.raises(ClientError) as e:
         create_kb_with(agent, "rds-shared-2", rds_storage("kb_shared"))
     assert e.value.response["Error"]["Code"] == "ConflictException", e.value.response
+
+
+SITE = {
+    "robots.txt": "User-agent: BasaltCrawler\nDisallow: /docs/private/\n",
+    "outside.html": "<html><body><p>Outside the seed path.</p></body></html>",
+    "docs/index.html": """<html><body><nav><a href="/">Home</a></nav><main>
+        <p>Rock index.</p>
+        <a href="a.html">andesite</a> <a href="a.html#top">again</a> <a href="sub/b.html">breccia</a>
+        <a href="../outside.html">outside</a> <a href="/docs/private/secret.html">secret</a>
+        <a href="http://localhost:{port}/docs/a.html">other host</a> <a href="missing.html">gone</a>
+        <a href="mailto:rocks@example.com">mail</a></main></body></html>""",
+    "docs/a.html": "<html><body><main><p>Andesite is an intermediate volcanic rock.</p>"
+                   "<a href='deep.html'>deeper</a></main></body></html>",
+    "docs/sub/b.html": "<html><body><p>Breccia is made of broken angular fragments.</p></body></html>",
+    "docs/deep.html": "<html><body><p>Depth two page about dacite.</p><a href='deeper.html'>on</a></body></html>",
+    "docs/deeper.html": "<html><body><p>Depth three page about diorite.</p><a href='deepest.html'>on</a></body></html>",
+    "docs/deepest.html": "<html><body><p>Depth four page about dunite.</p></body></html>",
+    "docs/private/secret.html": "<html><body><p>Robots must not read this.</p></body></html>",
+}
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    """A small web site on 127.0.0.1 (a threaded http.server over a folder)."""
+    import functools
+    import http.server
+    import threading
+
+    root = tmp_path_factory.mktemp("site")
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root)))
+    port = server.server_address[1]
+    for path, body in SITE.items():
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_text(body.replace("{port}", str(port)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield root, f"http://127.0.0.1:{port}"
+    server.shutdown()
+
+
+def web_source(agent, kb_id, name, seed, crawler=None):
+    config = {"sourceConfiguration": {"urlConfiguration": {"seedUrls": [{"url": seed}]}}}
+    if crawler:
+        config["crawlerConfiguration"] = crawler
+    return agent.create_data_source(knowledgeBaseId=kb_id, name=name,
+                                    dataSourceConfiguration={"type": "WEB", "webConfiguration": config}
+                                    )["dataSource"]["dataSourceId"]
+
+
+def page_names(agent, kb_id, ds_id):
+    details = agent.list_knowledge_base_documents(knowledgeBaseId=kb_id, dataSourceId=ds_id)["documentDetails"]
+    return sorted(d["identifier"]["s3"]["uri"].split("/", 3)[3] for d in details)
+
+
+def test_web_crawl_keeps_scope_depth_and_robots(agent, agent_rt, site):
+    root, base = site
+    kb_id = create_kb(agent, "web")
+    ds_id = web_source(agent, kb_id, "site", f"{base}/docs/index.html")
+    job = ingest(agent, kb_id, ds_id)
+    stats = job["statistics"]
+    assert job["status"] == "COMPLETE", job
+    assert page_names(agent, kb_id, ds_id) == [
+        "docs/a.html", "docs/deep.html", "docs/deeper.html", "docs/index.html", "docs/sub/b.html"]
+    assert (stats["numberOfDocumentsScanned"], stats["numberOfNewDocumentsIndexed"],
+            stats["numberOfDocumentsFailed"]) == (6, 5, 1), stats
+    assert any("missing.html" in r and "404" in r for r in job["failureReasons"]), job
+
+    (hit,) = retrieve(agent_rt, kb_id, "intermediate volcanic rock", k=1)
+    assert hit["location"] == {"type": "WEB", "webLocation": {"url": f"{base}/docs/a.html"}}
+    assert hit["content"]["text"].startswith("Andesite is an intermediate volcanic rock.")
+    texts = " ".join(r["content"]["text"] for r in retrieve(agent_rt, kb_id, "rock", k=20))
+    assert "Robots must not" not in texts and "Outside the seed" not in texts and "dunite" not in texts
+
+    (root / "docs" / "a.html").write_text("<html><body><p>Andesite was renamed here.</p></body></html>")
+    again = ingest(agent, kb_id, ds_id)["statistics"]
+    # a.html changed and no longer links deep.html, so deep and deeper are gone.
+    assert (again["numberOfModifiedDocumentsIndexed"], again["numberOfDocumentsDeleted"],
+            again["numberOfNewDocumentsIndexed"]) == (1, 2, 0), again
+
+
+def test_web_crawl_limits_and_filters(agent, site):
+    _, base = site
+    kb_id = create_kb(agent, "web-limits")
+    limited = web_source(agent, kb_id, "limited", f"{base}/docs/index.html",
+                         {"crawlerLimits": {"maxPages": 2, "rateLimit": 300}})
+    job = ingest(agent, kb_id, limited)
+    assert job["statistics"]["numberOfNewDocumentsIndexed"] == 2, job
+    assert any("maxPages" in r for r in job["failureReasons"]), job
+    filtered = web_source(agent, kb_id, "filtered", f"{base}/docs/index.html",
+                          {"scope": "HOST_ONLY", "exclusionFilters": [".*deep.*", ".*missing.*", ".*/$"]})
+    assert ingest(agent, kb_id, filtered)["status"] == "COMPLETE"
+    # HOST_ONLY leaves the seed's path: outside.html is in, the other host and robots' no are not.
+    assert page_names(agent, kb_id, filtered) == ["docs/a.html", "docs/index.html", "docs/sub/b.html", "outside.html"]
+    with pytest.raises(ClientError) as e:
+        web_source(agent, kb_id, "bad", f"{base}/docs/", {"inclusionFilters": ["(unclosed"]})
+    assert e.value.response["Error"]["Code"] == "ValidationException"

@@ -206,6 +206,27 @@ pub struct KnowledgeBasesConfig {
     /// PostgreSQL connections a knowledge base's `rdsConfiguration.resourceArn` may
     /// name (by this name, or by the exact URL).
     pub postgres: BTreeMap<String, PostgresConnection>,
+    /// Web data sources.
+    pub web: WebCrawlConfig,
+}
+
+/// What web data sources may crawl.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebCrawlConfig {
+    /// Hosts the crawler may fetch from (`"*"`: any). Empty: web data sources are refused.
+    pub allowed_hosts: Vec<String>,
+    /// Links followed from a seed URL at most.
+    pub max_depth: usize,
+}
+
+impl Default for WebCrawlConfig {
+    fn default() -> Self {
+        Self {
+            allowed_hosts: Vec::new(),
+            max_depth: 3,
+        }
+    }
 }
 
 /// A PostgreSQL server for knowledge-base storage (with the pgvector extension).
@@ -231,6 +252,7 @@ impl Default for KnowledgeBasesConfig {
             embedding_batch: 32,
             max_direct_documents: 25,
             postgres: BTreeMap::new(),
+            web: WebCrawlConfig::default(),
         }
     }
 }

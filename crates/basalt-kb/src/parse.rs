@@ -120,6 +120,19 @@ fn html_text(source: &str) -> String {
     collapse_blank_lines(&out)
 }
 
+/// The `href` of every `<a>` in a page, as written (resolve them against the page URL).
+pub fn html_links(source: &str) -> Vec<String> {
+    let document = scraper::Html::parse_document(source);
+    let Ok(selector) = scraper::Selector::parse("a[href]") else {
+        return Vec::new();
+    };
+    document
+        .select(&selector)
+        .filter_map(|a| a.value().attr("href"))
+        .map(str::to_owned)
+        .collect()
+}
+
 fn walk_html(node: ego_tree::NodeRef<'_, scraper::Node>, out: &mut String) {
     for child in node.children() {
         match child.value() {

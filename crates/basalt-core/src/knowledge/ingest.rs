@@ -39,6 +39,10 @@ pub const CHUNK_ID_KEY: &str = "x-amz-bedrock-kb-chunk-id";
 enum Origin {
     File(PathBuf),
     Object(String, crate::s3::S3Object),
+    /// A crawled page, already fetched.
+    Fetched(Vec<u8>),
+    /// A page the crawler could not fetch, with the reason.
+    Unreachable(String),
 }
 
 #[derive(Debug, Clone)]
@@ -46,6 +50,8 @@ struct SourceDocument {
     uri: String,
     origin: Origin,
     sidecar: Option<Origin>,
+    /// The format when the name does not tell it (crawled pages).
+    format: Option<Format>,
 }
 
 /// A document ready to index.
@@ -131,8 +137,11 @@ async fn run(
     let index = core.knowledge().index(kb)?;
     let chunking = ds.chunking()?;
     let location = ds.location()?;
-    let (documents, sidecars_scanned) = list(core, &location).await?;
-    update(&|j| j.statistics.number_of_metadata_documents_scanned = sidecars_scanned)?;
+    let (documents, sidecars_scanned, notes) = list(core, &location, stop).await?;
+    update(&|j| {
+        j.statistics.number_of_metadata_documents_scanned = sidecars_scanned;
+        j.failure_reasons.extend(notes.iter().cloned());
+    })?;
     let stored = {
         let index = Arc::clone(&index);
         let ds_id = ds.data_source_id.clone();
@@ -229,9 +238,58 @@ fn matches_prefixes(relative: &str, prefixes: &[String]) -> bool {
     prefixes.is_empty() || prefixes.iter().any(|p| relative.starts_with(p.as_str()))
 }
 
-/// The documents of a location (sidecars attached to their documents) and how many
-/// sidecars were found.
+/// The documents of a location (sidecars attached to their documents), how many
+/// sidecars were found, and notes for the job's failure reasons.
 async fn list(
+    core: &Arc<Basalt>,
+    location: &Location,
+    stop: &AtomicBool,
+) -> Result<(Vec<SourceDocument>, u64, Vec<String>), CoreError> {
+    if let Location::Web { config } = location {
+        let settings = &core.knowledge().config().web;
+        let spec = super::web::crawl_spec(config, settings.max_depth)?;
+        let crawl = super::web::crawl(
+            &spec,
+            &settings.allowed_hosts,
+            core.knowledge().config().max_document_bytes,
+            stop,
+        )
+        .await?;
+        let mut notes = Vec::new();
+        if crawl.truncated {
+            notes.push(format!(
+                "crawlerLimits.maxPages ({}) was reached; pages beyond it were not crawled",
+                spec.max_pages
+            ));
+        }
+        let mut docs: Vec<SourceDocument> = crawl
+            .pages
+            .into_iter()
+            .map(|p| SourceDocument {
+                uri: p.url,
+                origin: Origin::Fetched(p.body),
+                sidecar: None,
+                format: Some(p.format),
+            })
+            .collect();
+        docs.extend(
+            crawl
+                .failed
+                .into_iter()
+                .map(|(url, reason)| SourceDocument {
+                    uri: url,
+                    origin: Origin::Unreachable(reason),
+                    sidecar: None,
+                    format: Some(Format::Html),
+                }),
+        );
+        return Ok((docs, 0, notes));
+    }
+    let (documents, sidecars) = list_stored(core, location).await?;
+    Ok((documents, sidecars, Vec::new()))
+}
+
+async fn list_stored(
     core: &Arc<Basalt>,
     location: &Location,
 ) -> Result<(Vec<SourceDocument>, u64), CoreError> {
@@ -273,11 +331,12 @@ async fn list(
                     uri: location.uri_of(&object.key),
                     origin: Origin::Object(location.bucket.clone(), object),
                     sidecar,
+                    format: None,
                 });
             }
             Ok((docs, sidecars))
         }
-        Location::Custom => Ok((Vec::new(), 0)),
+        Location::Custom | Location::Web { .. } => Ok((Vec::new(), 0)),
     }
 }
 
@@ -336,6 +395,7 @@ fn list_folder(root: &Path, prefixes: &[String]) -> Result<(Vec<SourceDocument>,
             uri: file_uri(&path),
             origin: Origin::File(path),
             sidecar,
+            format: None,
         });
     }
     Ok((docs, sidecars))
@@ -360,6 +420,8 @@ async fn read(core: &Basalt, origin: &Origin, limit: u64) -> Result<Vec<u8>, Str
             .read(bucket, object, limit)
             .await
             .map_err(|e| e.to_string()),
+        Origin::Fetched(body) => Ok(body.clone()),
+        Origin::Unreachable(reason) => Err(reason.clone()),
     }
 }
 
@@ -376,7 +438,7 @@ async fn ingest_source_document(
     limit: u64,
     job_id: &str,
 ) -> Outcome {
-    let Some(format) = Format::of_name(&doc.uri) else {
+    let Some(format) = doc.format.or_else(|| Format::of_name(&doc.uri)) else {
         return Outcome::Skipped;
     };
     let bytes = match read(core, &doc.origin, limit).await {

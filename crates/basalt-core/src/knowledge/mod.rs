@@ -9,6 +9,7 @@
 
 pub mod ingest;
 pub mod retrieve;
+pub mod web;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -137,6 +138,8 @@ pub enum Location {
     Folder { uri: String, prefixes: Vec<String> },
     /// An `s3://` bucket (and prefixes).
     Bucket { uri: String, prefixes: Vec<String> },
+    /// Pages crawled from seed URLs (`webConfiguration`).
+    Web { config: Value },
     /// Documents arrive only through IngestKnowledgeBaseDocuments.
     Custom,
 }
@@ -627,8 +630,14 @@ pub fn location_of(config: &Value) -> Result<Location, CoreError> {
             }
         }
         "CUSTOM" => Ok(Location::Custom),
+        "WEB" => Ok(Location::Web {
+            config: config
+                .get("webConfiguration")
+                .cloned()
+                .ok_or_else(|| CoreError::Validation("a WEB data source needs webConfiguration".into()))?,
+        }),
         other => Err(CoreError::Validation(format!(
-            "data source type {other} is not supported by this server; supported: S3 (s3:// buckets and file:/// folders), CUSTOM"
+            "data source type {other} is not supported by this server; supported: S3 (s3:// buckets and file:/// folders), WEB, CUSTOM"
         ))),
     }
 }
@@ -974,6 +983,19 @@ impl Basalt {
                 Ok(())
             }
             Location::Bucket { uri, .. } => self.s3().check(uri).map(|_| ()),
+            Location::Web { config } => {
+                let web = &self.knowledge().config().web;
+                let spec = web::crawl_spec(config, web.max_depth)?;
+                for seed in &spec.seeds {
+                    let host = seed.host_str().unwrap_or_default();
+                    if !web::host_allowed(&web.allowed_hosts, host) {
+                        return Err(CoreError::AccessDenied(format!(
+                            "{seed}: host {host} is not one this server may crawl ([knowledge_bases.web] allowed_hosts)"
+                        )));
+                    }
+                }
+                Ok(())
+            }
             Location::Custom => Ok(()),
         }
     }

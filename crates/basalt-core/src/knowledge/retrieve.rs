@@ -47,8 +47,8 @@ pub struct RetrieveSpec {
 pub struct Retrieved {
     pub text: String,
     pub uri: String,
-    /// CUSTOM documents are located by their ID, others by URI.
-    pub custom: bool,
+    /// How the wire locates the document.
+    pub kind: LocationKind,
     pub metadata: Metadata,
     pub score: f64,
 }
@@ -91,8 +91,27 @@ struct Session {
 /// Turns of a session kept as conversation history.
 const SESSION_TURNS: usize = 10;
 
-fn is_custom_uri(uri: &str) -> bool {
-    !(uri.starts_with("file://") || uri.starts_with("s3://"))
+/// How a retrieved chunk's document is located on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LocationKind {
+    /// `s3://` objects and `file://` files.
+    S3,
+    /// Crawled pages.
+    Web,
+    /// Directly ingested documents (by their ID).
+    Custom,
+}
+
+impl LocationKind {
+    pub fn of(uri: &str) -> Self {
+        if uri.starts_with("file://") || uri.starts_with("s3://") {
+            Self::S3
+        } else if uri.starts_with("http://") || uri.starts_with("https://") {
+            Self::Web
+        } else {
+            Self::Custom
+        }
+    }
 }
 
 impl Basalt {
@@ -150,7 +169,7 @@ impl Basalt {
                 let mut metadata = h.metadata;
                 metadata.insert(CHUNK_ID_KEY.into(), Value::String(h.chunk_id.to_string()));
                 Retrieved {
-                    custom: is_custom_uri(&h.uri),
+                    kind: LocationKind::of(&h.uri),
                     text: h.text,
                     uri: h.uri,
                     metadata,
@@ -544,7 +563,7 @@ mod tests {
         Retrieved {
             text: text.into(),
             uri: uri.into(),
-            custom: false,
+            kind: LocationKind::S3,
             metadata: Metadata::new(),
             score: 1.0,
         }

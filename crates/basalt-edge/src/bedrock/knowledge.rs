@@ -570,6 +570,9 @@ fn direct_document(i: usize, doc: &Value) -> Result<DirectDocument, BedrockError
 fn document_detail(kb: &str, ds: &str, status: &DocumentStatus) -> Value {
     let identifier = if status.id.starts_with("s3://") || status.id.starts_with("file://") {
         json!({ "dataSourceType": "S3", "s3": { "uri": status.id } })
+    } else if status.id.starts_with("http://") || status.id.starts_with("https://") {
+        // The model's DocumentIdentifier has no web member; a page is named by its URL.
+        json!({ "dataSourceType": "WEB", "s3": { "uri": status.id } })
     } else {
         json!({ "dataSourceType": "CUSTOM", "custom": { "id": status.id } })
     };

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use basalt_core::keys::Principal;
 use basalt_core::knowledge::retrieve::{
-    Citation, GenerateSpec, Generated, RetrieveSpec, Retrieved,
+    Citation, GenerateSpec, Generated, LocationKind, RetrieveSpec, Retrieved,
 };
 use basalt_core::knowledge::{model_id_of, SearchType};
 use basalt_core::types::InferenceParams;
@@ -88,10 +88,12 @@ fn retrieve_spec(
 }
 
 fn location_json(r: &Retrieved) -> Value {
-    if r.custom {
-        json!({ "type": "CUSTOM", "customDocumentLocation": { "id": r.uri } })
-    } else {
-        json!({ "type": "S3", "s3Location": { "uri": r.uri } })
+    match r.kind {
+        LocationKind::Custom => {
+            json!({ "type": "CUSTOM", "customDocumentLocation": { "id": r.uri } })
+        }
+        LocationKind::Web => json!({ "type": "WEB", "webLocation": { "url": r.uri } }),
+        LocationKind::S3 => json!({ "type": "S3", "s3Location": { "uri": r.uri } }),
     }
 }
 
