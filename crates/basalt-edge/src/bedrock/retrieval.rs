@@ -63,9 +63,11 @@ fn retrieve_spec(
         None => None,
         Some("HYBRID") => Some(SearchType::Hybrid),
         Some("SEMANTIC") => Some(SearchType::Semantic),
+        // A Basalt extension (botocore does not check enum values): BM25 alone.
+        Some("KEYWORD") => Some(SearchType::Keyword),
         Some(other) => {
             return Err(BedrockError::validation(format!(
-                "overrideSearchType {other:?} is not one of HYBRID, SEMANTIC"
+                "overrideSearchType {other:?} is not one of HYBRID, SEMANTIC (or this server's KEYWORD)"
             )))
         }
     };

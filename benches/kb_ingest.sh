@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Knowledge-base ingestion throughput (and, with relevance judgements, retrieval
+# quality) through the server's API: benches/kb_bench.py. DATASET names a BEIR-format
+# directory (corpus.jsonl, queries.jsonl, qrels/test.tsv), e.g. SciFact; without one,
+# the corpus is this machine's Debian copyright files (/usr/share/doc/*/copyright, one
+# document each, no judgements), which measures throughput only.
+source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
+install_system_packages
+build_release
+fetch_models
+install_python_clients
+WORK="$(mktemp -d)"
+trap 'kill $BASALT 2>/dev/null || true; rm -rf "$WORK"' EXIT
+DATASET="${DATASET:-}"
+if [ -z "$DATASET" ]; then
+  DATASET="$WORK/debian-copyright"
+  mkdir -p "$DATASET"
+  python3 - "$DATASET" <<'PY'
+import json, pathlib, sys
+out = pathlib.Path(sys.argv[1]) / "corpus.jsonl"
+with out.open("w") as f:
+    for p in sorted(pathlib.Path("/usr/share/doc").glob("*/copyright")):
+        text = p.read_text(errors="replace").strip()
+        if text:
+            f.write(json.dumps({"_id": p.parent.name, "title": p.parent.name, "text": text}) + "\n")
+PY
+fi
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+BASALT_ALLOWED_PATHS="$WORK" BASALT_DATA_DIR="$WORK/data" "$BASALT_BIN" serve --config "$REPO/config/basalt.toml" \
+  --listen "127.0.0.1:$PORT" --models-dir "$BASALT_MODELS_DIR" > "$WORK/basalt.log" 2>&1 &
+BASALT=$!
+for _ in $(seq 300); do curl -sf "http://127.0.0.1:$PORT/health" >/dev/null && break; sleep 0.2; done
+BASALT_DATA_DIR="$WORK/data" "$BASALT_BIN" keys create --name bench --json > "$WORK/key.json"
+"$VENV/bin/python" "$REPO/benches/kb_bench.py" "http://127.0.0.1:$PORT" "$WORK/key.json" "$DATASET" "$WORK" ${MAX_DOCS:-}
