@@ -720,3 +720,29 @@ def test_web_crawl_limits_and_filters(agent, site):
     with pytest.raises(ClientError) as e:
         web_source(agent, kb_id, "bad", f"{base}/docs/", {"inclusionFilters": ["(unclosed"]})
     assert e.value.response["Error"]["Code"] == "ValidationException"
+
+
+def test_retrieve_and_generate_applies_a_guardrail(make_client, agent_rt, rocks):
+    kb_id, _, _ = rocks
+    control = make_client("bedrock")
+    guardrail = control.create_guardrail(
+        name=f"kb-words-{kb_id.lower()}", blockedInputMessaging="Blocked question.",
+        blockedOutputsMessaging="Blocked answer.",
+        wordPolicyConfig={"wordsConfig": [{"text": "obsidian"}]})["guardrailId"]
+    config = {"type": "KNOWLEDGE_BASE", "knowledgeBaseConfiguration": {
+        "knowledgeBaseId": kb_id, "modelArn": CHAT_ARN,
+        "generationConfiguration": {
+            "inferenceConfig": {"textInferenceConfig": {"maxTokens": 30}},
+            "guardrailConfiguration": {"guardrailId": guardrail, "guardrailVersion": "DRAFT"}}}}
+    blocked = agent_rt.retrieve_and_generate(input={"text": "Tell me about obsidian."},
+                                             retrieveAndGenerateConfiguration=config)
+    assert blocked["output"]["text"] == "Blocked question." and blocked["guardrailAction"] == "INTERVENED", blocked
+    assert blocked["citations"] == []
+    allowed = agent_rt.retrieve_and_generate(input={"text": "What is granite made of?"},
+                                             retrieveAndGenerateConfiguration=config)
+    # The question passes; the answer passes too unless the model itself says "obsidian".
+    assert allowed["output"]["text"] != "Blocked question.", allowed
+    if allowed.get("guardrailAction") == "INTERVENED":
+        assert allowed["output"]["text"] == "Blocked answer.", allowed
+    else:
+        assert "obsidian" not in allowed["output"]["text"].lower(), allowed
