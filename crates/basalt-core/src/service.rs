@@ -113,26 +113,6 @@ fn chat_texts(request: &ChatRequest) -> impl Iterator<Item = &str> {
     )
 }
 
-/// Byte spans of whitespace-separated words.
-fn word_spans(text: &str) -> Vec<(usize, usize)> {
-    let mut spans = Vec::new();
-    let mut start = None;
-    for (i, c) in text.char_indices() {
-        match (c.is_whitespace(), start) {
-            (true, Some(s)) => {
-                spans.push((s, i));
-                start = None;
-            }
-            (false, None) => start = Some(i),
-            _ => {}
-        }
-    }
-    if let Some(s) = start {
-        spans.push((s, text.len()));
-    }
-    spans
-}
-
 /// The running core.
 pub struct Basalt {
     catalog: Catalog,
@@ -952,7 +932,7 @@ impl Basalt {
         let entry = self.resolve(model_id)?;
         match self.embedding_provider(entry)?.token_spans(text) {
             Some(spans) => spans,
-            None => Ok(word_spans(text)),
+            None => Ok(basalt_kb::chunking::word_spans(text)),
         }
     }
 

@@ -200,6 +200,27 @@ fn windows(text: &str, spans: &[(usize, usize)], size: usize, overlap: usize) ->
         .collect()
 }
 
+/// Byte spans of whitespace-separated words (the token spans used when the
+/// embedding model's tokenizer is not at hand, e.g. a remote model).
+pub fn word_spans(text: &str) -> TokenSpans {
+    let mut spans = Vec::new();
+    let mut start = None;
+    for (i, c) in text.char_indices() {
+        match (c.is_whitespace(), start) {
+            (true, Some(s)) => {
+                spans.push((s, i));
+                start = None;
+            }
+            (false, None) => start = Some(i),
+            _ => {}
+        }
+    }
+    if let Some(s) = start {
+        spans.push((s, text.len()));
+    }
+    spans
+}
+
 /// Sentence spans: ends at `.`, `!` or `?` followed by whitespace, and at blank lines.
 pub fn sentences(text: &str) -> Vec<(usize, usize)> {
     let mut out = Vec::new();
@@ -328,26 +349,6 @@ fn percentile(values: &[f32], p: usize) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// One token per whitespace-separated word.
-    fn word_spans(text: &str) -> TokenSpans {
-        let mut spans = Vec::new();
-        let mut start = None;
-        for (i, c) in text.char_indices() {
-            match (c.is_whitespace(), start) {
-                (true, Some(s)) => {
-                    spans.push((s, i));
-                    start = None;
-                }
-                (false, None) => start = Some(i),
-                _ => {}
-            }
-        }
-        if let Some(s) = start {
-            spans.push((s, text.len()));
-        }
-        spans
-    }
 
     #[test]
     fn fixed_size_windows_overlap_by_the_percentage() {

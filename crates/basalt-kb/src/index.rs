@@ -290,12 +290,7 @@ impl EmbeddedIndex {
         let writer = self.bm25.writer()?;
         let mut db = self.db()?;
         let tx = db.transaction().map_err(db_error)?;
-        let old = old_chunk_ids(&tx, data_source_id, uri)?;
-        tx.execute(
-            "DELETE FROM chunks WHERE data_source_id=?1 AND uri=?2",
-            params![data_source_id, uri],
-        )
-        .map_err(db_error)?;
+        let old = delete_chunk_rows(&tx, data_source_id, uri)?;
         let mut stored = Vec::with_capacity(chunks.len());
         {
             let mut insert = tx
@@ -355,12 +350,7 @@ impl EmbeddedIndex {
         let writer = self.bm25.writer()?;
         let mut db = self.db()?;
         let tx = db.transaction().map_err(db_error)?;
-        let old = old_chunk_ids(&tx, data_source_id, uri)?;
-        tx.execute(
-            "DELETE FROM chunks WHERE data_source_id=?1 AND uri=?2",
-            params![data_source_id, uri],
-        )
-        .map_err(db_error)?;
+        let old = delete_chunk_rows(&tx, data_source_id, uri)?;
         let removed = tx
             .execute(
                 "DELETE FROM documents WHERE data_source_id=?1 AND uri=?2",
@@ -543,6 +533,21 @@ fn bump_generation(tx: &rusqlite::Transaction<'_>) -> Result<(), KbError> {
     tx.execute("UPDATE state SET value=value+1 WHERE key='generation'", [])
         .map(|_| ())
         .map_err(db_error)
+}
+
+/// Deletes a document's chunk rows; returns their IDs (to drop from memory).
+fn delete_chunk_rows(
+    tx: &rusqlite::Transaction<'_>,
+    ds: &str,
+    uri: &str,
+) -> Result<Vec<i64>, KbError> {
+    let old = old_chunk_ids(tx, ds, uri)?;
+    tx.execute(
+        "DELETE FROM chunks WHERE data_source_id=?1 AND uri=?2",
+        params![ds, uri],
+    )
+    .map_err(db_error)?;
+    Ok(old)
 }
 
 fn old_chunk_ids(tx: &rusqlite::Transaction<'_>, ds: &str, uri: &str) -> Result<Vec<i64>, KbError> {

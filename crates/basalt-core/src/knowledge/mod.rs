@@ -359,6 +359,22 @@ impl KnowledgeBases {
             .collect()
     }
 
+    /// Inserts or replaces a record; a name taken in its parent is `taken`'s Conflict.
+    fn save(&self, record: &KnowledgeRecord, insert: bool, taken: String) -> Result<(), CoreError> {
+        let named = |e: StoreError| match e {
+            StoreError::Duplicate(_) => CoreError::Conflict(taken.clone()),
+            other => store_error(other),
+        };
+        if insert {
+            self.store.insert_knowledge(record).map_err(named)
+        } else {
+            self.store
+                .update_knowledge(record)
+                .map(|_| ())
+                .map_err(named)
+        }
+    }
+
     fn save_kb(&self, kb: &KnowledgeBase, insert: bool) -> Result<(), CoreError> {
         let record = KnowledgeRecord {
             kind: KnowledgeKind::KnowledgeBase,
@@ -369,26 +385,8 @@ impl KnowledgeBases {
             created_ms: kb.created_ms,
             updated_ms: kb.updated_ms,
         };
-        if insert {
-            self.store.insert_knowledge(&record).map_err(|e| match e {
-                StoreError::Duplicate(_) => CoreError::Conflict(format!(
-                    "a knowledge base named {:?} already exists",
-                    kb.name
-                )),
-                other => store_error(other),
-            })
-        } else {
-            self.store
-                .update_knowledge(&record)
-                .map(|_| ())
-                .map_err(|e| match e {
-                    StoreError::Duplicate(_) => CoreError::Conflict(format!(
-                        "a knowledge base named {:?} already exists",
-                        kb.name
-                    )),
-                    other => store_error(other),
-                })
-        }
+        let taken = format!("a knowledge base named {:?} already exists", kb.name);
+        self.save(&record, insert, taken)
     }
 
     fn save_ds(&self, ds: &DataSource, insert: bool) -> Result<(), CoreError> {
@@ -401,21 +399,11 @@ impl KnowledgeBases {
             created_ms: ds.created_ms,
             updated_ms: ds.updated_ms,
         };
-        let named = |e: StoreError| match e {
-            StoreError::Duplicate(_) => CoreError::Conflict(format!(
-                "knowledge base {} already has a data source named {:?}",
-                ds.knowledge_base_id, ds.name
-            )),
-            other => store_error(other),
-        };
-        if insert {
-            self.store.insert_knowledge(&record).map_err(named)
-        } else {
-            self.store
-                .update_knowledge(&record)
-                .map(|_| ())
-                .map_err(named)
-        }
+        let taken = format!(
+            "knowledge base {} already has a data source named {:?}",
+            ds.knowledge_base_id, ds.name
+        );
+        self.save(&record, insert, taken)
     }
 
     pub(crate) fn save_job(&self, job: &IngestionJob) -> Result<(), CoreError> {
