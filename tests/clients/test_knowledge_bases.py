@@ -298,9 +298,9 @@ def test_resync_reindexes_only_changed_documents(agent, agent_rt, batch_root, st
     assert complete == []
 
 
-def test_retrieve_and_generate_cites_the_right_file_and_keeps_the_session(agent_rt, rocks):
-    kb_id, _, _ = rocks
-    config = {
+def rag_config(kb_id):
+    """RetrieveAndGenerate on a knowledge base: two sources, 60 greedy tokens."""
+    return {
         "type": "KNOWLEDGE_BASE",
         "knowledgeBaseConfiguration": {
             "knowledgeBaseId": kb_id,
@@ -311,6 +311,11 @@ def test_retrieve_and_generate_cites_the_right_file_and_keeps_the_session(agent_
             },
         },
     }
+
+
+def test_retrieve_and_generate_cites_the_right_file_and_keeps_the_session(agent_rt, rocks):
+    kb_id, _, _ = rocks
+    config = rag_config(kb_id)
     answer = agent_rt.retrieve_and_generate(
         input={"text": "What forms when thick basalt lava flows cool and contract?"},
         retrieveAndGenerateConfiguration=config,
@@ -342,17 +347,7 @@ def test_retrieve_and_generate_stream_sends_output_and_citations(agent_rt, rocks
     kb_id, _, _ = rocks
     response = agent_rt.retrieve_and_generate_stream(
         input={"text": "What forms when thick basalt lava flows cool and contract?"},
-        retrieveAndGenerateConfiguration={
-            "type": "KNOWLEDGE_BASE",
-            "knowledgeBaseConfiguration": {
-                "knowledgeBaseId": kb_id,
-                "modelArn": CHAT_ARN,
-                "retrievalConfiguration": {"vectorSearchConfiguration": {"numberOfResults": 2}},
-                "generationConfiguration": {
-                    "inferenceConfig": {"textInferenceConfig": {"maxTokens": 60, "temperature": 0.0}},
-                },
-            },
-        },
+        retrieveAndGenerateConfiguration=rag_config(kb_id),
     )
     assert response["sessionId"]
     events = list(response["stream"])

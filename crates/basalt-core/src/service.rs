@@ -10,9 +10,7 @@ use std::time::Instant;
 
 use basalt_engine::chat::{ChatEngine, ChatEngineConfig};
 use basalt_engine::embed::{EmbeddingEngine, EmbeddingEngineConfig};
-use basalt_store::{
-    BatchJobStore, GuardrailStore, InvocationLog, InvocationRecord, ProvisionedStore, QuotaStore,
-};
+use basalt_store::{BatchJobStore, InvocationLog, InvocationRecord, ProvisionedStore};
 use futures::{Stream, StreamExt};
 use time::OffsetDateTime;
 
@@ -160,13 +158,7 @@ impl Basalt {
         store: Arc<S>,
     ) -> Result<Self, CoreError>
     where
-        S: GuardrailStore
-            + QuotaStore
-            + InvocationLog
-            + BatchJobStore
-            + ProvisionedStore
-            + basalt_store::KnowledgeStore
-            + 'static,
+        S: basalt_store::CoreStore + 'static,
     {
         Self::start_with_clock(
             config,
@@ -188,13 +180,7 @@ impl Basalt {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, CoreError>
     where
-        S: GuardrailStore
-            + QuotaStore
-            + InvocationLog
-            + BatchJobStore
-            + ProvisionedStore
-            + basalt_store::KnowledgeStore
-            + 'static,
+        S: basalt_store::CoreStore + 'static,
     {
         let catalog = Catalog::from_config(config)?;
         if let Some(unknown) = config

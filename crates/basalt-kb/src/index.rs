@@ -178,23 +178,38 @@ impl EmbeddedIndex {
             .map_err(|_| KbError::Index("chunk store lock poisoned".into()))
     }
 
+    /// Loads every chunk's vector and metadata in one pass over the chunk table,
+    /// re-adding its text to the keyword index in the same pass when that index lags.
     fn load(&self) -> Result<(), KbError> {
         let db = self.db()?;
+        let generation = generation(&db)?;
+        let committed = self.bm25.committed_generation()?;
+        let mut rebuild = None;
+        if committed != Some(generation) {
+            if committed.is_some() || generation > 0 {
+                tracing::info!(dir = %self.dir.display(), generation, "rebuilding the keyword index from the chunk store");
+            }
+            let writer = self.bm25.writer()?;
+            self.bm25.delete_all(&writer)?;
+            rebuild = Some(writer);
+        }
         let mut vectors = self
             .vectors
             .write()
             .map_err(|_| KbError::Index("vector lock poisoned".into()))?;
         let d = vectors.dimensions();
         let mut statement = db
-            .prepare("SELECT id, uri, context, metadata, vector FROM chunks ORDER BY id")
+            .prepare(
+                "SELECT id, data_source_id, uri, context, metadata, vector, text FROM chunks ORDER BY id",
+            )
             .map_err(db_error)?;
         let mut rows = statement.query([]).map_err(db_error)?;
         while let Some(row) = rows.next().map_err(db_error)? {
             let id: i64 = row.get(0).map_err(db_error)?;
-            let uri: String = row.get(1).map_err(db_error)?;
-            let context: Option<String> = row.get(2).map_err(db_error)?;
-            let metadata: String = row.get(3).map_err(db_error)?;
-            let blob: Vec<u8> = row.get(4).map_err(db_error)?;
+            let uri: String = row.get(2).map_err(db_error)?;
+            let context: Option<String> = row.get(3).map_err(db_error)?;
+            let metadata: String = row.get(4).map_err(db_error)?;
+            let blob: Vec<u8> = row.get(5).map_err(db_error)?;
             let vector = vector_of(&blob);
             if vector.len() != d {
                 return Err(KbError::Index(format!(
@@ -209,31 +224,15 @@ impl EmbeddedIndex {
                 &metadata,
                 group_of(&uri, context.as_deref(), id),
             );
-        }
-        drop(rows);
-        drop(statement);
-        let generation = generation(&db)?;
-        drop(vectors);
-        let committed = self.bm25.committed_generation()?;
-        if committed != Some(generation) {
-            if committed.is_some() || generation > 0 {
-                tracing::info!(dir = %self.dir.display(), generation, "rebuilding the keyword index from the chunk store");
-            }
-            let mut writer = self.bm25.writer()?;
-            self.bm25.delete_all(&writer)?;
-            let mut statement = db
-                .prepare("SELECT id, data_source_id, uri, text FROM chunks ORDER BY id")
-                .map_err(db_error)?;
-            let mut rows = statement.query([]).map_err(db_error)?;
-            while let Some(row) = rows.next().map_err(db_error)? {
-                let id: i64 = row.get(0).map_err(db_error)?;
+            if let Some(writer) = &rebuild {
                 let ds: String = row.get(1).map_err(db_error)?;
-                let uri: String = row.get(2).map_err(db_error)?;
-                let text: String = row.get(3).map_err(db_error)?;
+                let text: String = row.get(6).map_err(db_error)?;
                 self.bm25
-                    .add_chunk(&writer, &doc_key(&ds, &uri), id, &text)?;
+                    .add_chunk(writer, &doc_key(&ds, &uri), id, &text)?;
             }
-            self.bm25.commit(&mut writer, generation)?;
+        }
+        if let Some(writer) = rebuild.as_mut() {
+            self.bm25.commit(writer, generation)?;
         }
         Ok(())
     }
@@ -280,13 +279,7 @@ impl EmbeddedIndex {
         content_sha256: &str,
         chunks: Vec<NewChunk>,
     ) -> Result<usize, KbError> {
-        let d = self.dimensions();
-        if let Some(bad) = chunks.iter().find(|c| c.vector.len() != d) {
-            return Err(KbError::Index(format!(
-                "a {}-dimensional vector cannot go into a {d}-dimensional index",
-                bad.vector.len()
-            )));
-        }
+        crate::store::check_dimensions(&chunks, self.dimensions())?;
         let writer = self.bm25.writer()?;
         let mut db = self.db()?;
         let tx = db.transaction().map_err(db_error)?;

@@ -407,13 +407,7 @@ impl ChunkStore for PgStore {
         content_sha256: &str,
         chunks: Vec<NewChunk>,
     ) -> Result<usize, KbError> {
-        if let Some(bad) = chunks.iter().find(|c| c.vector.len() != self.dimensions) {
-            return Err(KbError::Index(format!(
-                "a {}-dimensional vector cannot go into a {}-dimensional index",
-                bad.vector.len(),
-                self.dimensions
-            )));
-        }
+        crate::store::check_dimensions(&chunks, self.dimensions)?;
         let FieldMapping {
             vector,
             text,

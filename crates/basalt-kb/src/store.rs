@@ -39,6 +39,17 @@ pub trait ChunkStore: Send + Sync {
     fn destroy(&self) -> Result<(), KbError>;
 }
 
+/// Refuses chunks whose vectors are not `dimensions` long (before anything is written).
+pub fn check_dimensions(chunks: &[NewChunk], dimensions: usize) -> Result<(), KbError> {
+    match chunks.iter().find(|c| c.vector.len() != dimensions) {
+        Some(bad) => Err(KbError::Index(format!(
+            "a {}-dimensional vector cannot go into a {dimensions}-dimensional index",
+            bad.vector.len()
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// Reciprocal-rank fusion constant (Cormack et al.).
 pub const RRF_K: f64 = 60.0;
 

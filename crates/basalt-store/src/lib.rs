@@ -171,3 +171,19 @@ pub trait QuotaStore: Send + Sync {
     /// Drops windows that started before `before_ms`.
     fn prune_quota_windows(&self, before_ms: i64) -> Result<(), StoreError>;
 }
+
+/// Everything the core keeps in one store (a backend implements all of it).
+pub trait CoreStore:
+    GuardrailStore + QuotaStore + InvocationLog + BatchJobStore + ProvisionedStore + KnowledgeStore
+{
+}
+
+impl<T> CoreStore for T where
+    T: GuardrailStore
+        + QuotaStore
+        + InvocationLog
+        + BatchJobStore
+        + ProvisionedStore
+        + KnowledgeStore
+{
+}

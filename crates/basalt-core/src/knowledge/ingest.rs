@@ -515,7 +515,10 @@ pub(crate) async fn index_document(
         .map_err(|e| CoreError::Internal(e.to_string()))?
         .map_err(kb_error)?;
     let text = Arc::new(text);
-    let spans = {
+    // NONE keeps the text whole: no tokens to count.
+    let spans = if *chunking == Chunking::None {
+        Vec::new()
+    } else {
         let core = Arc::clone(core);
         let model = kb.embedding_model_id.clone();
         let text = Arc::clone(&text);

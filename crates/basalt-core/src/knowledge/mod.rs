@@ -947,10 +947,7 @@ impl Basalt {
                 "name must be 1..100 characters".into(),
             ));
         }
-        match self.check_location(&location_of(&spec.data_source_configuration)?) {
-            Ok(()) => {}
-            Err(e) => return Err(e),
-        }
+        self.check_location(&location_of(&spec.data_source_configuration)?)?;
         chunking_of(spec.vector_ingestion_configuration.as_ref())?;
         match spec.data_deletion_policy.as_deref() {
             None | Some("DELETE") => Ok("DELETE".into()),

@@ -395,12 +395,13 @@ pub async fn retrieve_and_generate_stream(
         &json!({ "text": answer.text }),
     ));
     for c in &answer.citations {
+        let citation = citation_json(c);
         frames.push(eventstream::event(
             "citation",
             &json!({
-                "citation": citation_json(c),
-                "generatedResponsePart": citation_json(c)["generatedResponsePart"].clone(),
-                "retrievedReferences": citation_json(c)["retrievedReferences"].clone(),
+                "generatedResponsePart": citation["generatedResponsePart"],
+                "retrievedReferences": citation["retrievedReferences"],
+                "citation": citation,
             }),
         ));
     }
