@@ -25,10 +25,6 @@ with out.open("w") as f:
             f.write(json.dumps({"_id": p.parent.name, "title": p.parent.name, "text": text}) + "\n")
 PY
 fi
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-BASALT_ALLOWED_PATHS="$WORK" BASALT_DATA_DIR="$WORK/data" "$BASALT_BIN" serve --config "$REPO/config/basalt.toml" \
-  --listen "127.0.0.1:$PORT" --models-dir "$BASALT_MODELS_DIR" > "$WORK/basalt.log" 2>&1 &
-BASALT=$!
-for _ in $(seq 300); do curl -sf "http://127.0.0.1:$PORT/health" >/dev/null && break; sleep 0.2; done
+start_basalt_in "$WORK"
 BASALT_DATA_DIR="$WORK/data" "$BASALT_BIN" keys create --name bench --json > "$WORK/key.json"
 "$VENV/bin/python" "$REPO/benches/kb_bench.py" "http://127.0.0.1:$PORT" "$WORK/key.json" "$DATASET" "$WORK" ${MAX_DOCS:-}

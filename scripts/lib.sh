@@ -85,3 +85,25 @@ fetch_models() {
   log "fetching and verifying models into $BASALT_MODELS_DIR"
   "$BASALT_BIN" models fetch --models-dir "$BASALT_MODELS_DIR"
 }
+
+# Starts the server on the default config with its data under $1 (local paths allowed
+# there) on a free port; sets PORT and BASALT (its PID) and waits until it answers.
+start_basalt_in() {
+  local work="$1"
+  PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  BASALT_ALLOWED_PATHS="$work" BASALT_DATA_DIR="$work/data" "$BASALT_BIN" serve --config "$REPO/config/basalt.toml" \
+    --listen "127.0.0.1:$PORT" --models-dir "$BASALT_MODELS_DIR" > "$work/basalt.log" 2>&1 &
+  BASALT=$!
+  for _ in $(seq 300); do curl -sf "http://127.0.0.1:$PORT/health" >/dev/null && return 0; sleep 0.2; done
+  log "the server did not start; its log:"; cat "$work/basalt.log" >&2; return 1
+}
+
+# The benchmarks' FAISS environment (faiss-cpu and numpy, pinned) at $PEER_VENV.
+ensure_faiss_venv() {
+  PEER_VENV="${PEER_VENV:-$REPO/benches/.work/faiss-venv}"
+  if [ ! -x "$PEER_VENV/bin/python" ]; then
+    log "creating $PEER_VENV with faiss-cpu==1.15.1 numpy==2.4.6"
+    python3 -m venv "$PEER_VENV"
+    "$PEER_VENV/bin/pip" install --quiet --disable-pip-version-check faiss-cpu==1.15.1 numpy==2.4.6
+  fi
+}

@@ -203,6 +203,11 @@ pub struct KnowledgeBasesConfig {
     pub embedding_batch: usize,
     /// Most documents in one IngestKnowledgeBaseDocuments call.
     pub max_direct_documents: usize,
+    /// Chunks from which an embedded store builds its approximate vector index.
+    pub approximate_index_from: usize,
+    /// Share of the vectors a query of that index reads (recall against latency;
+    /// 0.10 gives recall@10 ≈ 0.96 on real sentence embeddings). Kept in [0.001, 1].
+    pub approximate_scan_fraction: f64,
     /// PostgreSQL connections a knowledge base's `rdsConfiguration.resourceArn` may
     /// name (by this name, or by the exact URL).
     pub postgres: BTreeMap<String, PostgresConnection>,
@@ -251,6 +256,8 @@ impl Default for KnowledgeBasesConfig {
             ingestion_concurrency: 4,
             embedding_batch: 32,
             max_direct_documents: 25,
+            approximate_index_from: 262_144,
+            approximate_scan_fraction: 0.10,
             postgres: BTreeMap::new(),
             web: WebCrawlConfig::default(),
         }

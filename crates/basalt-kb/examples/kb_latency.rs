@@ -5,7 +5,8 @@
 //! figures are about the index, not the embedding model:
 //! - the whole store (SQLite + vectors + tantivy) at 10k and 100k chunks: semantic,
 //!   hybrid and filtered (10 % selectivity) queries through `EmbeddedIndex::search`;
-//! - the vector set alone at 1M vectors.
+//! - the vector set alone at 1M vectors (`vectors:N`), or on vectors another program
+//!   wrote (`file:DIR`, real sentence embeddings from benches/kb_ann_real.sh).
 //!
 //! Each prints p50/p99 over 300 queries and recall@10 against exact search.
 //! `cargo run --release -p basalt-kb --example kb_latency -- <out dir> [sizes…]`
@@ -120,6 +121,16 @@ fn store(n: usize) {
         "store n={n}: loaded in {:.1} s",
         started.elapsed().as_secs_f64()
     );
+    while index.ann_building() {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    if index.ann_cells() > 0 {
+        println!(
+            "store n={n}: approximate index of {} cells ready {:.1} s after the start",
+            index.ann_cells(),
+            started.elapsed().as_secs_f64()
+        );
+    }
     let filter =
         Filter::parse(&serde_json::json!({"equals": {"key": "group", "value": 3}})).unwrap();
     let queries: Vec<(Vec<f32>, String)> =
@@ -173,44 +184,123 @@ fn write_f32(path: &Path, rows: &[Vec<f32>]) {
 
 fn vectors_alone(n: usize, out: Option<&Path>) {
     let mut data = Data::new(11);
-    let mut set = VectorSet::new(D);
-    let mut rows = Vec::new();
-    for id in 0..n {
-        let v = data.vector();
-        set.push(id as i64, &v, &Metadata::new(), id as u64);
-        if out.is_some() {
-            rows.push(v);
-        }
-    }
+    let rows: Vec<Vec<f32>> = (0..n).map(|_| data.vector()).collect();
     let queries: Vec<Vec<f32>> = (0..QUERIES).map(|_| data.vector()).collect();
     if let Some(dir) = out {
         write_f32(&dir.join("base.f32"), &rows);
         write_f32(&dir.join("queries.f32"), &queries);
     }
-    drop(rows);
-    let (mut fast, mut exact, mut recalls) = (Vec::new(), Vec::new(), Vec::new());
-    for q in &queries {
-        let t = Instant::now();
-        let got = set.top(q, 10, None);
-        fast.push(t.elapsed().as_secs_f64() * 1000.0);
-        let t = Instant::now();
-        let truth = set.exact_top(q, 10, None);
-        exact.push(t.elapsed().as_secs_f64() * 1000.0);
-        let got: Vec<i64> = got.iter().filter_map(|(s, _)| set.id_of(*s)).collect();
-        let truth: Vec<i64> = truth.iter().filter_map(|(s, _)| set.id_of(*s)).collect();
-        recalls.push(recall(&got, &truth));
+    measure_vectors(&format!("n={n}"), rows, &queries);
+}
+
+/// The vectors (and queries) another program wrote: `base.f32` and `queries.f32` in
+/// `dir`, raw little-endian f32 rows of 384 (benches/kb_ann_real.sh).
+fn vectors_from(dir: &Path) {
+    let read = |name: &str| -> Vec<Vec<f32>> {
+        let bytes = std::fs::read(dir.join(name)).unwrap();
+        bytes
+            .chunks_exact(4 * D)
+            .map(|row| {
+                row.chunks_exact(4)
+                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                    .collect()
+            })
+            .collect()
+    };
+    let rows = read("base.f32");
+    let queries = read("queries.f32");
+    measure_vectors(&format!("n={} (real)", rows.len()), rows, &queries);
+}
+
+/// Latency and recall@10 of the exact scan, the int8 scan and (when the set is large
+/// enough to build one) the approximate index, without and with a 10 % filter.
+fn measure_vectors(label: &str, rows: Vec<Vec<f32>>, queries: &[Vec<f32>]) {
+    let mut set = VectorSet::new(D);
+    for (id, v) in rows.into_iter().enumerate() {
+        let mut metadata = Metadata::new();
+        metadata.insert("group".into(), serde_json::json!(id % 10));
+        set.push(id as i64, &v, &metadata, id as u64);
     }
-    let (p50, p99) = percentiles(fast);
+    let filter =
+        Filter::parse(&serde_json::json!({"equals": {"key": "group", "value": 3}})).unwrap();
+    let truth: Vec<Vec<i64>> = queries
+        .iter()
+        .map(|q| ids(&set, &set.exact_top(q, 10, None)))
+        .collect();
+    let filtered_truth: Vec<Vec<i64>> = queries
+        .iter()
+        .map(|q| ids(&set, &set.exact_top(q, 10, Some(&filter))))
+        .collect();
+    let mut exact = Vec::new();
+    for q in queries {
+        let t = Instant::now();
+        std::hint::black_box(set.exact_top(q, 10, None));
+        exact.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
     let (e50, e99) = percentiles(exact);
     println!(
-        "vectors n={n} int8+rescore p50={p50:.2} ms p99={p99:.2} ms recall@10={:.3}; exact f32 p50={e50:.2} ms p99={e99:.2} ms",
-        recalls.iter().sum::<f64>() / recalls.len() as f64
+        "vectors {label} {:26} p50={e50:.2} ms p99={e99:.2} ms recall@10=1.000",
+        "exact f32 scan"
     );
+    let measure = |set: &VectorSet, name: &str| {
+        for (suffix, filter, truth) in [
+            ("", None, &truth),
+            (" +filter", Some(&filter), &filtered_truth),
+        ] {
+            let (mut times, mut recalls) = (Vec::new(), Vec::new());
+            for (q, want) in queries.iter().zip(truth) {
+                let t = Instant::now();
+                let got = set.top(q, 10, filter);
+                times.push(t.elapsed().as_secs_f64() * 1000.0);
+                recalls.push(recall(&ids(set, &got), want));
+            }
+            let (p50, p99) = percentiles(times);
+            println!(
+                "vectors {label} {:26} p50={p50:.2} ms p99={p99:.2} ms recall@10={:.3}",
+                format!("{name}{suffix}"),
+                recalls.iter().sum::<f64>() / recalls.len() as f64
+            );
+        }
+    };
+    measure(&set, "int8 scan+rescore");
+    // Built from 65,536 vectors here (the store waits for 262,144 by default, the
+    // int8 scan being fast enough below) so that smaller real sets measure it too.
+    if set.live() >= 65_536 {
+        let t = Instant::now();
+        set.build_ann();
+        println!(
+            "vectors {label} approximate index: {} cells built in {:.1} s (scans {:.0} % of the vectors, at least {})",
+            set.ann_lists(),
+            t.elapsed().as_secs_f64(),
+            set.params().scan_fraction * 100.0,
+            set.params().scan_min
+        );
+        measure(&set, "IVF+int8+rescore");
+        // SCAN_FRACTIONS="0.02 0.08": the same index read deeper or shallower.
+        let sweep = std::env::var("SCAN_FRACTIONS").unwrap_or_default();
+        for fraction in sweep
+            .split_whitespace()
+            .filter_map(|f| f.parse::<f64>().ok())
+        {
+            let mut params = set.params();
+            params.scan_fraction = fraction;
+            params.scan_min = 0;
+            set.set_params(params);
+            measure(&set, &format!("IVF scan {:.0} %", fraction * 100.0));
+        }
+    }
+}
+
+fn ids(set: &VectorSet, hits: &[(usize, f32)]) -> Vec<i64> {
+    hits.iter().filter_map(|(s, _)| set.id_of(*s)).collect()
 }
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let out = args.next().map(std::path::PathBuf::from);
+    let out = args
+        .next()
+        .filter(|a| !a.is_empty())
+        .map(std::path::PathBuf::from);
     let sizes: Vec<String> = args.collect();
     let sizes: Vec<&str> = if sizes.is_empty() {
         vec!["store:10000", "store:100000", "vectors:1000000"]
@@ -221,7 +311,8 @@ fn main() {
         match size.split_once(':') {
             Some(("store", n)) => store(n.parse().unwrap()),
             Some(("vectors", n)) => vectors_alone(n.parse().unwrap(), out.as_deref()),
-            _ => println!("unknown size {size}; use store:N or vectors:N"),
+            Some(("file", dir)) => vectors_from(Path::new(dir)),
+            _ => println!("unknown size {size}; use store:N, vectors:N or file:DIR"),
         }
     }
 }

@@ -299,11 +299,7 @@ mod tests {
             (json!({"equals": {"key": "missing", "value": 1}}), false),
         ];
         for (filter, expected) in cases {
-            assert_eq!(
-                check(filter.clone(), m.clone().into()),
-                expected,
-                "{filter}"
-            );
+            assert_eq!(check(filter.clone(), m.clone()), expected, "{filter}");
         }
     }
 

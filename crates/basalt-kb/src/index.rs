@@ -9,23 +9,30 @@
 //! duplicate. The keyword index follows; its commits record the generation they
 //! reflect and an index that lags SQLite on open is rebuilt from it.
 //!
-//! Vector search scans every live vector, so a filter is applied inside the search and
-//! a filtered query still fills `k` whenever `k` chunks match (the filter is evaluated
-//! only for a chunk that would enter the candidates). Below [`QUANTIZED_FROM`] chunks
-//! the scan is exact (f32, 8-lane dot products the compiler vectorises); above, it
-//! reads a per-vector int8 copy (a quarter of the memory traffic) for the best
-//! [`RESCORE_FACTOR`]·k candidates and ranks those by their exact f32 scores.
+//! Vector search applies a filter inside the scan, so a filtered query still fills `k`
+//! whenever `k` chunks match (the filter is evaluated only for a chunk that would
+//! enter the candidates). Below [`QUANTIZED_FROM`] chunks the scan is exact (f32,
+//! 8-lane dot products the compiler vectorises); above, it reads per-vector int8 codes
+//! (a quarter of the memory traffic) for the best [`RESCORE_FACTOR`]·k candidates and
+//! ranks those by their exact f32 scores. From [`AnnParams::build_from`] chunks a
+//! background thread builds an inverted-file index ([`crate::ann`]), saved in the
+//! `ann` table; from then on a query reads only the cells nearest to it.
+//!
+//! [`QUANTIZED_FROM`]: crate::vectors::QUANTIZED_FROM
+//! [`RESCORE_FACTOR`]: crate::vectors::RESCORE_FACTOR
 //! `benches/kb_latency.sh` measures recall@10 of this against exact search.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use rusqlite::{params, Connection, OptionalExtension};
 
+use crate::ann::{AnnBuild, AnnParams};
 use crate::bm25::{doc_key, Bm25};
 use crate::filter::{Filter, Metadata};
-use crate::vectors::VectorSet;
+use crate::vectors::{Allowed, VectorSet};
 use crate::KbError;
 
 fn db_error(e: rusqlite::Error) -> KbError {
@@ -101,8 +108,10 @@ fn vector_of(bytes: &[u8]) -> Vec<f32> {
 pub struct EmbeddedIndex {
     dir: PathBuf,
     db: Mutex<Connection>,
-    vectors: RwLock<VectorSet>,
+    vectors: Arc<RwLock<VectorSet>>,
     bm25: Bm25,
+    /// Set while a thread builds the approximate index.
+    ann_building: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for EmbeddedIndex {
@@ -131,6 +140,12 @@ CREATE TABLE IF NOT EXISTS chunks(
     vector BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS chunks_by_document ON chunks(data_source_id, uri);
 CREATE TABLE IF NOT EXISTS state(key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS ann(
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    dimensions INTEGER NOT NULL,
+    trained_on INTEGER NOT NULL,
+    centroids BLOB NOT NULL,
+    assigned BLOB NOT NULL);
 INSERT OR IGNORE INTO state(key, value) VALUES ('generation', 0), ('dimensions', 0);
 ";
 
@@ -138,10 +153,20 @@ impl EmbeddedIndex {
     /// Opens (or creates) the store in `dir` for vectors of `dimensions`; loads every
     /// chunk's vector and metadata, and rebuilds the keyword index if it lags.
     pub fn open(dir: &Path, dimensions: usize) -> Result<Self, KbError> {
+        Self::open_with(dir, dimensions, AnnParams::default())
+    }
+
+    /// [`Self::open`] with the approximate index's parameters chosen.
+    pub fn open_with(dir: &Path, dimensions: usize, params: AnnParams) -> Result<Self, KbError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| KbError::Index(format!("create {}: {e}", dir.display())))?;
         let db = Connection::open(dir.join("chunks.sqlite")).map_err(db_error)?;
         db.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;")
+            .map_err(db_error)?;
+        // The approximate-index thread writes its build through a connection of its
+        // own; a write meeting it waits instead of failing (write transactions begin
+        // IMMEDIATE, so the wait happens at BEGIN, where SQLite can wait).
+        db.busy_timeout(std::time::Duration::from_secs(30))
             .map_err(db_error)?;
         db.execute_batch(SCHEMA).map_err(db_error)?;
         let stored: i64 = db
@@ -165,11 +190,69 @@ impl EmbeddedIndex {
         let index = Self {
             dir: dir.to_owned(),
             db: Mutex::new(db),
-            vectors: RwLock::new(VectorSet::new(dimensions)),
+            vectors: Arc::new(RwLock::new(VectorSet::with_params(dimensions, params))),
             bm25,
+            ann_building: Arc::new(AtomicBool::new(false)),
         };
         index.load()?;
+        index.maintain_ann();
         Ok(index)
+    }
+
+    /// Starts a thread that builds the approximate index when the set has grown to
+    /// need one (searches and writes go on meanwhile; see [`crate::ann`]). The build is
+    /// saved in the chunk store, so a restart reuses it.
+    fn maintain_ann(&self) {
+        let due = self.vectors.read().is_ok_and(|v| v.ann_due());
+        if !due || self.ann_building.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let vectors = Arc::clone(&self.vectors);
+        let building = Arc::clone(&self.ann_building);
+        let db_path = self.dir.join("chunks.sqlite");
+        let spawned = std::thread::Builder::new()
+            .name("kb-ann-build".into())
+            .spawn(move || {
+                struct Done(Arc<AtomicBool>);
+                impl Drop for Done {
+                    fn drop(&mut self) {
+                        self.0.store(false, Ordering::SeqCst);
+                    }
+                }
+                let _done = Done(building);
+                let started = std::time::Instant::now();
+                let Some(params) = vectors.read().ok().map(|v| v.params()) else {
+                    return;
+                };
+                let Some(build) = AnnBuild::compute(&*vectors, &params) else {
+                    return;
+                };
+                if let Err(e) = save_ann(&db_path, &build) {
+                    tracing::warn!(error = %e, "could not save the approximate index; it will be rebuilt on restart");
+                }
+                if let Ok(mut set) = vectors.write() {
+                    set.install_ann(&build);
+                }
+                tracing::info!(
+                    cells = build.centroids.len() / build.dimensions.max(1),
+                    vectors = build.trained_on,
+                    seconds = started.elapsed().as_secs_f64(),
+                    "built the approximate vector index"
+                );
+            });
+        if spawned.is_err() {
+            self.ann_building.store(false, Ordering::SeqCst);
+        }
+    }
+
+    /// Whether a thread is building the approximate index now.
+    pub fn ann_building(&self) -> bool {
+        self.ann_building.load(Ordering::SeqCst)
+    }
+
+    /// Cells of the approximate index in use (0: every query scans all vectors).
+    pub fn ann_cells(&self) -> usize {
+        self.vectors.read().map(|v| v.ann_lists()).unwrap_or(0)
     }
 
     fn db(&self) -> Result<std::sync::MutexGuard<'_, Connection>, KbError> {
@@ -234,6 +317,9 @@ impl EmbeddedIndex {
         if let Some(writer) = rebuild.as_mut() {
             self.bm25.commit(writer, generation)?;
         }
+        if let Some(build) = load_ann(&db, d)? {
+            vectors.install_ann(&build);
+        }
         Ok(())
     }
 
@@ -282,7 +368,9 @@ impl EmbeddedIndex {
         crate::store::check_dimensions(&chunks, self.dimensions())?;
         let writer = self.bm25.writer()?;
         let mut db = self.db()?;
-        let tx = db.transaction().map_err(db_error)?;
+        let tx = db
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(db_error)?;
         let old = delete_chunk_rows(&tx, data_source_id, uri)?;
         let mut stored = Vec::with_capacity(chunks.len());
         {
@@ -335,6 +423,8 @@ impl EmbeddedIndex {
             let group = group_of(uri, chunk.context.as_deref(), id);
             vectors.push(id, &chunk.vector, &chunk.metadata, group);
         }
+        drop(vectors);
+        self.maintain_ann();
         Ok(count)
     }
 
@@ -342,7 +432,9 @@ impl EmbeddedIndex {
     pub fn delete_document(&self, data_source_id: &str, uri: &str) -> Result<bool, KbError> {
         let writer = self.bm25.writer()?;
         let mut db = self.db()?;
-        let tx = db.transaction().map_err(db_error)?;
+        let tx = db
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(db_error)?;
         let old = delete_chunk_rows(&tx, data_source_id, uri)?;
         let removed = tx
             .execute(
@@ -386,14 +478,20 @@ impl EmbeddedIndex {
             .map_err(|_| KbError::Index("vector lock poisoned".into()))?;
         // Over-fetch so that merging children of one parent still leaves k.
         let pool = (query.k * 4).max(50);
-        let semantic = match query.search {
-            SearchType::Keyword => Vec::new(),
+        // The keyword half needs the passing chunks as a set; the vector half then
+        // tests membership in it instead of evaluating the filter again.
+        let allowed = match query.search {
+            SearchType::Semantic => None,
+            _ => query.filter.map(|f| Arc::new(vectors.passing(f))),
+        };
+        let semantic = match (query.search, &allowed) {
+            (SearchType::Keyword, _) => Vec::new(),
+            (_, Some(ids)) => vectors.top_allowed(query.vector, pool, Allowed::Ids(ids)),
             _ => vectors.top(query.vector, pool, query.filter),
         };
         let keyword = match query.search {
             SearchType::Semantic => Vec::new(),
             _ => {
-                let allowed = query.filter.map(|f| Arc::new(vectors.passing(f)));
                 // Chunks deleted since the last commit may still be in the keyword
                 // index; they have no slot and drop out here.
                 let hits = self.bm25.search(query.text, pool, allowed)?;
@@ -513,6 +611,77 @@ impl crate::store::ChunkStore for EmbeddedIndex {
     fn destroy(&self) -> Result<(), KbError> {
         Ok(())
     }
+}
+
+/// Writes a build of the approximate index (centroids as f32, then the cell of each
+/// chunk as `(id i64, cell u32)` little-endian pairs) over the previous one.
+fn save_ann(db_path: &Path, build: &AnnBuild) -> Result<(), KbError> {
+    // Never creates the file: a knowledge base deleted during the build stays gone.
+    let flags =
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let db = Connection::open_with_flags(db_path, flags).map_err(db_error)?;
+    db.busy_timeout(std::time::Duration::from_secs(30))
+        .map_err(db_error)?;
+    let mut assigned = Vec::with_capacity(build.assigned.len() * 12);
+    for (id, cell) in &build.assigned {
+        assigned.extend_from_slice(&id.to_le_bytes());
+        assigned.extend_from_slice(&cell.to_le_bytes());
+    }
+    db.execute(
+        "INSERT INTO ann(id, dimensions, trained_on, centroids, assigned) VALUES (1, ?1, ?2, ?3, ?4)
+         ON CONFLICT(id) DO UPDATE SET dimensions=excluded.dimensions,
+           trained_on=excluded.trained_on, centroids=excluded.centroids, assigned=excluded.assigned",
+        params![
+            build.dimensions as i64,
+            build.trained_on as i64,
+            vector_bytes(&build.centroids),
+            assigned
+        ],
+    )
+    .map(|_| ())
+    .map_err(db_error)
+}
+
+/// The saved build, if there is one for vectors of `dimensions`.
+fn load_ann(db: &Connection, dimensions: usize) -> Result<Option<AnnBuild>, KbError> {
+    let row = db
+        .query_row(
+            "SELECT dimensions, trained_on, centroids, assigned FROM ann WHERE id=1",
+            [],
+            |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, Vec<u8>>(2)?,
+                    r.get::<_, Vec<u8>>(3)?,
+                ))
+            },
+        )
+        .optional()
+        .map_err(db_error)?;
+    let Some((d, trained_on, centroids, assigned)) = row else {
+        return Ok(None);
+    };
+    if d as usize != dimensions || centroids.len() % (4 * dimensions.max(1)) != 0 {
+        return Ok(None);
+    }
+    let assigned = assigned
+        .chunks_exact(12)
+        .map(|b| {
+            let mut id = [0u8; 8];
+            id.copy_from_slice(&b[..8]);
+            (
+                i64::from_le_bytes(id),
+                u32::from_le_bytes([b[8], b[9], b[10], b[11]]),
+            )
+        })
+        .collect();
+    Ok(Some(AnnBuild {
+        dimensions,
+        centroids: vector_of(&centroids),
+        assigned,
+        trained_on: trained_on.max(0) as usize,
+    }))
 }
 
 fn generation(db: &Connection) -> Result<i64, KbError> {

@@ -287,3 +287,37 @@ fn a_store_refuses_vectors_of_another_length() {
     };
     assert!(index.put_document("ds", "x", "h", vec![bad]).is_err());
 }
+
+#[test]
+fn a_write_waits_for_another_writer_of_the_chunk_store_instead_of_failing() {
+    // The approximate-index thread saves its build through its own connection; a
+    // document written meanwhile must wait for it, not fail with "database is locked".
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let index = open(dir.path());
+    let first = index.put_document(
+        "ds",
+        "a.txt",
+        "h1",
+        vec![chunk("one", &[1.0, 0.0, 0.0], json!({}))],
+    );
+    assert_eq!(first.ok(), Some(1));
+    let other = rusqlite::Connection::open(dir.path().join("chunks.sqlite"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    other
+        .execute_batch("BEGIN IMMEDIATE; UPDATE state SET value = value WHERE key = 'generation';")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        other.execute_batch("COMMIT").map_err(|e| e.to_string())
+    });
+    let second = index.put_document(
+        "ds",
+        "a.txt",
+        "h2",
+        vec![chunk("two", &[0.0, 1.0, 0.0], json!({}))],
+    );
+    assert_eq!(second.map_err(|e| e.to_string()), Ok(1));
+    let deleted = index.delete_document("ds", "a.txt");
+    assert_eq!(deleted.map_err(|e| e.to_string()), Ok(true));
+    assert_eq!(release.join().ok(), Some(Ok(())));
+}

@@ -7,6 +7,7 @@
 //! Embedding happens in the core (it is metered and may be remote); this crate takes
 //! vectors and token spans as inputs.
 
+pub mod ann;
 mod bm25;
 pub mod chunking;
 pub mod filter;
@@ -14,6 +15,7 @@ pub mod index;
 pub mod metadata;
 pub mod parse;
 pub mod postgres;
+mod simd;
 pub mod store;
 pub mod vectors;
 
@@ -36,3 +38,6 @@ pub enum KbError {
 
 #[cfg(test)]
 mod index_tests;
+
+#[cfg(test)]
+mod ann_tests;

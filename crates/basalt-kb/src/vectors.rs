@@ -1,13 +1,17 @@
 //! The vectors of a store, in memory: a row-major f32 matrix with an int8 copy, the
 //! chunk ID and group of each row, and the metadata as columns (one per attribute,
 //! indexed by row) so that a filter is evaluated with one array lookup per leaf. The
-//! scan that searches them is described in the [`crate::index`] module comment.
+//! scan that searches them is described in the [`crate::index`] module comment; above
+//! [`AnnParams::build_from`] vectors it reads only the cells of the approximate index
+//! ([`crate::ann`]) nearest to the query.
 
 use std::collections::{BinaryHeap, HashMap};
 
 use serde_json::Value;
 
+use crate::ann::{AnnBuild, AnnParams, Cell, Ivf};
 use crate::filter::{Filter, Metadata};
+use crate::simd::QueryCodes;
 
 /// One stored vector's identity.
 pub(crate) struct Slot {
@@ -22,7 +26,8 @@ pub struct VectorSet {
     dimensions: usize,
     /// Row-major, one row per slot.
     matrix: Vec<f32>,
-    /// The same rows quantised to int8 (symmetric, one scale per row).
+    /// The same rows quantised to int8 (symmetric, one scale per row); empty while
+    /// the approximate index holds the codes, cell by cell.
     quantized: Vec<i8>,
     scales: Vec<f32>,
     pub(crate) slots: Vec<Option<Slot>>,
@@ -31,6 +36,8 @@ pub struct VectorSet {
     columns: HashMap<String, Vec<Option<Value>>>,
     dead: usize,
     max_id: i64,
+    ann: Option<Ivf>,
+    params: AnnParams,
 }
 
 /// A filter resolved against the columns once per query.
@@ -48,6 +55,38 @@ impl Compiled<'_> {
             }
             Self::All(parts) => parts.iter().all(|p| p.matches(slot)),
             Self::Any(parts) => parts.iter().any(|p| p.matches(slot)),
+        }
+    }
+}
+
+/// Which chunks a search may return.
+#[derive(Debug, Clone, Copy)]
+pub enum Allowed<'a> {
+    All,
+    /// Those a filter matches (evaluated only for a chunk that would be a candidate).
+    Matching(&'a Filter),
+    /// Those in a set computed before (e.g. for the keyword half of a hybrid query).
+    Ids(&'a IdSet),
+}
+
+/// [`Allowed`] resolved against the set once per query.
+enum Admit<'a> {
+    All,
+    Compiled(Compiled<'a>),
+    Ids(&'a IdSet),
+}
+
+impl Admit<'_> {
+    /// Whether a live `slot` may be returned.
+    fn admits(&self, set: &VectorSet, slot: usize) -> bool {
+        match self {
+            Self::All => true,
+            Self::Compiled(filter) => filter.matches(slot),
+            Self::Ids(ids) => set
+                .slots
+                .get(slot)
+                .and_then(Option::as_ref)
+                .is_some_and(|s| ids.contains(s.id as u64)),
         }
     }
 }
@@ -77,10 +116,128 @@ impl IdSet {
 impl VectorSet {
     /// An empty set of `dimensions`-long vectors.
     pub fn new(dimensions: usize) -> Self {
+        Self::with_params(dimensions, AnnParams::default())
+    }
+
+    /// An empty set whose approximate index follows `params`.
+    pub fn with_params(dimensions: usize, params: AnnParams) -> Self {
         Self {
             dimensions,
+            params,
             ..Self::default()
         }
+    }
+
+    pub fn params(&self) -> AnnParams {
+        self.params
+    }
+
+    /// Whether the approximate index should be (re)built: the set has reached
+    /// `build_from` vectors and has none, or has grown `regrow_factor` times since.
+    pub fn ann_due(&self) -> bool {
+        let live = self.live();
+        live >= self.params.build_from
+            && self.ann.as_ref().is_none_or(|ivf| {
+                live >= ivf
+                    .trained_on
+                    .saturating_mul(self.params.regrow_factor.max(2))
+            })
+    }
+
+    /// Cells of the approximate index (0 when there is none).
+    pub fn ann_lists(&self) -> usize {
+        self.ann.as_ref().map_or(0, Ivf::nlist)
+    }
+
+    /// Up to `count` live rows spread evenly over the set (deterministic in `seed`).
+    pub fn sample_rows(&self, count: usize, seed: u64) -> Vec<f32> {
+        let d = self.dimensions;
+        let live: Vec<usize> = (0..self.slots.len())
+            .filter(|s| self.slots[*s].is_some())
+            .collect();
+        let count = count.min(live.len());
+        let mut out = Vec::with_capacity(count * d);
+        if count == 0 {
+            return out;
+        }
+        let step = live.len() as f64 / count as f64;
+        let offset = (seed % 1024) as f64 / 1024.0 * step;
+        for i in 0..count {
+            let slot = live[((i as f64 * step + offset) as usize).min(live.len() - 1)];
+            out.extend_from_slice(&self.matrix[slot * d..(slot + 1) * d]);
+        }
+        out
+    }
+
+    /// IDs and rows of up to `count` live slots from slot `from`, and the slot to go on
+    /// from.
+    pub fn rows_from(&self, from: usize, count: usize) -> (Vec<i64>, Vec<f32>, usize) {
+        let d = self.dimensions;
+        let (mut ids, mut rows) = (Vec::with_capacity(count), Vec::with_capacity(count * d));
+        let mut slot = from;
+        while slot < self.slots.len() && ids.len() < count {
+            if let Some(s) = &self.slots[slot] {
+                ids.push(s.id);
+                rows.extend_from_slice(&self.matrix[slot * d..(slot + 1) * d]);
+            }
+            slot += 1;
+        }
+        (ids, rows, slot)
+    }
+
+    /// Builds the approximate index now, on this thread.
+    pub fn build_ann(&mut self) {
+        if let Some(build) = AnnBuild::compute(self, &self.params) {
+            self.install_ann(&build);
+        }
+    }
+
+    /// Puts a build in place: every live vector goes to the cell the build recorded
+    /// for it, or (written since the build read it) to its nearest one.
+    pub fn install_ann(&mut self, build: &AnnBuild) {
+        let d = self.dimensions;
+        if build.dimensions != d
+            || build.centroids.is_empty()
+            || !build.centroids.len().is_multiple_of(d)
+        {
+            return;
+        }
+        let nlist = build.centroids.len() / d;
+        let mut cell_of_slot = vec![u32::MAX; self.slots.len()];
+        let mut unassigned = Vec::new();
+        for (slot, entry) in self.slots.iter().enumerate() {
+            let Some(entry) = entry else { continue };
+            match build.cell_of(entry.id) {
+                Some(cell) if (cell as usize) < nlist => cell_of_slot[slot] = cell,
+                _ => unassigned.push(slot),
+            }
+        }
+        let rows: Vec<f32> = unassigned
+            .iter()
+            .flat_map(|s| self.matrix[s * d..(s + 1) * d].iter().copied())
+            .collect();
+        for (slot, (cell, _)) in
+            unassigned
+                .iter()
+                .zip(crate::ann::nearest_cells(&rows, &build.centroids, d))
+        {
+            cell_of_slot[*slot] = cell;
+        }
+        let mut ivf = Ivf {
+            dimensions: d,
+            centroids: build.centroids.clone(),
+            lists: vec![Cell::default(); nlist],
+            trained_on: build.trained_on,
+        };
+        for (slot, cell) in cell_of_slot.into_iter().enumerate() {
+            if let Some(list) = ivf.lists.get_mut(cell as usize) {
+                let (codes, scale) = quantize(&self.matrix[slot * d..(slot + 1) * d]);
+                list.push(slot as u32, &codes, scale);
+            }
+        }
+        self.ann = Some(ivf);
+        self.quantized = Vec::new();
+        self.scales = Vec::new();
     }
 
     pub fn dimensions(&self) -> usize {
@@ -90,6 +247,14 @@ impl VectorSet {
     /// The chunk ID in a slot (as [`Self::top`] answers).
     pub fn id_of(&self, slot: usize) -> Option<i64> {
         self.slots.get(slot)?.as_ref().map(|s| s.id)
+    }
+
+    fn admit<'a>(&'a self, allowed: Allowed<'a>) -> Admit<'a> {
+        match allowed {
+            Allowed::All => Admit::All,
+            Allowed::Matching(filter) => Admit::Compiled(self.compile(filter)),
+            Allowed::Ids(ids) => Admit::Ids(ids),
+        }
     }
 
     fn compile<'a>(&'a self, filter: &'a Filter) -> Compiled<'a> {
@@ -117,9 +282,19 @@ impl VectorSet {
             column.push(Some(value.clone()));
         }
         self.matrix.extend_from_slice(vector);
-        let (row, scale) = quantize(vector);
-        self.quantized.extend_from_slice(&row);
-        self.scales.push(scale);
+        let (codes, scale) = quantize(vector);
+        match &mut self.ann {
+            Some(ivf) => {
+                let cell = ivf.nearest(vector) as usize;
+                if let Some(list) = ivf.lists.get_mut(cell) {
+                    list.push(slot as u32, &codes, scale);
+                }
+            }
+            None => {
+                self.quantized.extend_from_slice(&codes);
+                self.scales.push(scale);
+            }
+        }
     }
 
     /// Removes chunk `id`'s vector.
@@ -145,13 +320,17 @@ impl VectorSet {
         let mut scales = Vec::with_capacity(self.scales.len());
         let mut slots = Vec::new();
         let mut kept = Vec::new();
+        let mut new_slot = vec![u32::MAX; self.slots.len()];
         self.slot_of.clear();
         for (i, slot) in std::mem::take(&mut self.slots).into_iter().enumerate() {
             if let Some(slot) = slot {
+                new_slot[i] = slots.len() as u32;
                 self.slot_of.insert(slot.id, slots.len());
                 matrix.extend_from_slice(&self.matrix[i * d..(i + 1) * d]);
-                quantized.extend_from_slice(&self.quantized[i * d..(i + 1) * d]);
-                scales.push(self.scales[i]);
+                if self.ann.is_none() {
+                    quantized.extend_from_slice(&self.quantized[i * d..(i + 1) * d]);
+                    scales.push(self.scales[i]);
+                }
                 slots.push(Some(slot));
                 kept.push(i);
             }
@@ -168,6 +347,9 @@ impl VectorSet {
         self.scales = scales;
         self.slots = slots;
         self.dead = 0;
+        if let Some(ivf) = &mut self.ann {
+            ivf.renumber(&new_slot);
+        }
     }
 
     /// Vectors stored.
@@ -191,37 +373,49 @@ impl VectorSet {
         set
     }
 
-    /// Slots and scores of the best `k` by dot product among those passing `filter`.
+    /// Slots and scores of the best `k` by dot product among those passing `filter`:
+    /// exact f32 below [`QUANTIZED_FROM`] vectors; above, the int8 scan of every
+    /// vector — or, once the approximate index is built, of the cells nearest to the
+    /// query — with the best [`RESCORE_FACTOR`]·k rescored exactly.
     pub fn top(&self, query: &[f32], k: usize, filter: Option<&Filter>) -> Vec<(usize, f32)> {
+        self.top_allowed(query, k, filter.map_or(Allowed::All, Allowed::Matching))
+    }
+
+    /// [`Self::top`] among the chunks `allowed`.
+    pub fn top_allowed(&self, query: &[f32], k: usize, allowed: Allowed<'_>) -> Vec<(usize, f32)> {
         let d = self.dimensions;
         if k == 0 || d == 0 || query.len() != d {
             return Vec::new();
         }
         if self.slots.len() < QUANTIZED_FROM {
-            return self.exact_top(query, k, filter);
+            return self.exact_top_allowed(query, k, allowed);
         }
-        let compiled = filter.map(|f| self.compile(f));
-        let (q, _) = quantize(query);
-        let pool = k * RESCORE_FACTOR;
-        let mut heap: BinaryHeap<std::cmp::Reverse<(Score, usize)>> =
-            BinaryHeap::with_capacity(pool + 1);
-        for (slot, row) in self.quantized.chunks_exact(d).enumerate() {
-            if self.slots[slot].is_none() {
-                continue;
+        let mut scan = Int8Scan::new(self, query, k * RESCORE_FACTOR, self.admit(allowed));
+        match &self.ann {
+            None => {
+                let rows = self.quantized.chunks_exact(d).zip(&self.scales);
+                for (slot, (codes, scale)) in rows.enumerate() {
+                    scan.offer(slot, codes, *scale);
+                }
             }
-            let score = dot_i8(&q, row) as f32 * self.scales[slot];
-            if heap.len() == pool && heap.peek().is_some_and(|m| score <= m.0 .0 .0) {
-                continue;
-            }
-            if compiled.as_ref().is_some_and(|f| !f.matches(slot)) {
-                continue;
-            }
-            heap.push(std::cmp::Reverse((Score(score), slot)));
-            if heap.len() > pool {
-                heap.pop();
+            Some(ivf) => {
+                let budget = self.scan_budget(&scan.admit);
+                let mut read = 0;
+                for cell in ivf.probe_order(query) {
+                    if read >= budget && scan.full() {
+                        break;
+                    }
+                    let list = &ivf.lists[cell as usize];
+                    let rows = list.codes.chunks_exact(d).zip(&list.scales);
+                    for (slot, (codes, scale)) in list.slots.iter().zip(rows) {
+                        scan.offer(*slot as usize, codes, *scale);
+                    }
+                    read += list.len();
+                }
             }
         }
-        let mut out: Vec<(usize, f32)> = heap
+        let mut out: Vec<(usize, f32)> = scan
+            .heap
             .into_iter()
             .map(|r| {
                 let slot = r.0 .1;
@@ -233,13 +427,53 @@ impl VectorSet {
         out
     }
 
+    /// Vectors an approximate query reads: `scan_fraction` of the live ones (at least
+    /// `scan_min`), divided by the square root of the share a filter lets through
+    /// (estimated on a sample of the slots): a filter's k best sit deeper in the
+    /// ranking, so more cells hold them.
+    fn scan_budget(&self, admit: &Admit<'_>) -> usize {
+        let live = self.live();
+        let base = ((live as f64 * self.params.scan_fraction) as usize).max(self.params.scan_min);
+        if matches!(admit, Admit::All) {
+            return base;
+        }
+        let (mut seen, mut passed) = (0usize, 0usize);
+        // Spread by a multiplicative hash, not a stride (which can alias with a
+        // metadata value repeating every few chunks).
+        let n = self.slots.len() as u64;
+        for i in 0..FILTER_SAMPLE as u64 {
+            let slot = (i.wrapping_mul(0x9e37_79b9_7f4a_7c15) % n.max(1)) as usize;
+            if self.slots[slot].is_some() {
+                seen += 1;
+                passed += usize::from(admit.admits(self, slot));
+            }
+        }
+        let share = (passed.max(1) as f64 / seen.max(1) as f64).min(1.0);
+        ((base as f64 / share.sqrt()) as usize).min(live)
+    }
+
+    /// Replaces the approximate index's parameters (the scan takes them at once; the
+    /// cells change at the next build).
+    pub fn set_params(&mut self, params: AnnParams) {
+        self.params = params;
+    }
+
     /// Exact top `k` (f32 scan of every vector).
     pub fn exact_top(&self, query: &[f32], k: usize, filter: Option<&Filter>) -> Vec<(usize, f32)> {
+        self.exact_top_allowed(query, k, filter.map_or(Allowed::All, Allowed::Matching))
+    }
+
+    fn exact_top_allowed(
+        &self,
+        query: &[f32],
+        k: usize,
+        allowed: Allowed<'_>,
+    ) -> Vec<(usize, f32)> {
         let d = self.dimensions;
         if k == 0 || d == 0 || query.len() != d {
             return Vec::new();
         }
-        let compiled = filter.map(|f| self.compile(f));
+        let admit = self.admit(allowed);
         let mut heap: BinaryHeap<std::cmp::Reverse<(Score, usize)>> =
             BinaryHeap::with_capacity(k + 1);
         for (slot, row) in self.matrix.chunks_exact(d).enumerate() {
@@ -250,7 +484,7 @@ impl VectorSet {
             if heap.len() == k && heap.peek().is_some_and(|m| score <= m.0 .0 .0) {
                 continue;
             }
-            if compiled.as_ref().is_some_and(|f| !f.matches(slot)) {
+            if !admit.admits(self, slot) {
                 continue;
             }
             heap.push(std::cmp::Reverse((Score(score), slot)));
@@ -261,6 +495,51 @@ impl VectorSet {
         let mut out: Vec<(usize, f32)> = heap.into_iter().map(|r| (r.0 .1, r.0 .0 .0)).collect();
         out.sort_by(|a, b| b.1.total_cmp(&a.1));
         out
+    }
+}
+
+/// The best `pool` slots by int8 score among those offered that pass the filter.
+struct Int8Scan<'a> {
+    set: &'a VectorSet,
+    query: QueryCodes,
+    pool: usize,
+    admit: Admit<'a>,
+    heap: BinaryHeap<std::cmp::Reverse<(Score, usize)>>,
+}
+
+impl<'a> Int8Scan<'a> {
+    fn new(set: &'a VectorSet, query: &[f32], pool: usize, admit: Admit<'a>) -> Self {
+        Self {
+            set,
+            query: QueryCodes::new(quantize(query).0),
+            pool,
+            admit,
+            heap: BinaryHeap::with_capacity(pool + 1),
+        }
+    }
+
+    fn full(&self) -> bool {
+        self.heap.len() >= self.pool
+    }
+
+    /// Scores one slot from its codes; whether it is live and passes the filter is
+    /// looked up only for a slot that would enter (a cell's slots are scattered over
+    /// the set, and most never do).
+    fn offer(&mut self, slot: usize, codes: &[i8], scale: f32) {
+        let score = self.query.dot(codes) as f32 * scale;
+        if self.full() && self.heap.peek().is_some_and(|m| score <= m.0 .0 .0) {
+            return;
+        }
+        if !matches!(self.set.slots.get(slot), Some(Some(_))) {
+            return;
+        }
+        if !self.admit.admits(self.set, slot) {
+            return;
+        }
+        self.heap.push(std::cmp::Reverse((Score(score), slot)));
+        if self.heap.len() > self.pool {
+            self.heap.pop();
+        }
     }
 }
 
@@ -281,6 +560,9 @@ impl Ord for Score {
 /// Chunk count from which vector search scans the int8 copy.
 pub const QUANTIZED_FROM: usize = 8192;
 
+/// Slots sampled to estimate how much of the set a filter lets through.
+const FILTER_SAMPLE: usize = 512;
+
 /// Candidates per requested result taken from the int8 scan for exact rescoring.
 pub const RESCORE_FACTOR: usize = 8;
 
@@ -297,25 +579,6 @@ fn quantize(v: &[f32]) -> (Vec<i8>, f32) {
             .collect(),
         scale,
     )
-}
-
-/// Integer dot product in 16 lanes of i32 (vectorised by the compiler).
-fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
-    let mut lanes = [0i32; 16];
-    let ca = a.chunks_exact(16);
-    let cb = b.chunks_exact(16);
-    let tail: i32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| i32::from(*x) * i32::from(*y))
-        .sum();
-    for (x, y) in ca.zip(cb) {
-        for i in 0..16 {
-            lanes[i] += i32::from(x[i]) * i32::from(y[i]);
-        }
-    }
-    lanes.iter().sum::<i32>() + tail
 }
 
 /// Dot product in eight independent lanes (vectorised by the compiler).

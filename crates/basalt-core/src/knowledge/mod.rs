@@ -235,6 +235,15 @@ impl KnowledgeBases {
         &self.config
     }
 
+    /// The embedded stores' approximate-index parameters from the configuration.
+    fn ann_params(&self) -> basalt_kb::ann::AnnParams {
+        basalt_kb::ann::AnnParams {
+            build_from: self.config.approximate_index_from.max(1),
+            scan_fraction: self.config.approximate_scan_fraction.clamp(0.001, 1.0),
+            ..basalt_kb::ann::AnnParams::default()
+        }
+    }
+
     /// Jobs a previous process left running are failed (their documents so far are
     /// indexed; the next job completes the rest).
     pub fn fail_interrupted_jobs(&self) -> Result<(), CoreError> {
@@ -266,8 +275,12 @@ impl KnowledgeBases {
         }
         let index: Arc<dyn ChunkStore> = match Storage::of(&kb.storage_configuration)? {
             Storage::Embedded => Arc::new(
-                EmbeddedIndex::open(&self.index_dir.join(&kb.knowledge_base_id), kb.dimensions)
-                    .map_err(kb_error)?,
+                EmbeddedIndex::open_with(
+                    &self.index_dir.join(&kb.knowledge_base_id),
+                    kb.dimensions,
+                    self.ann_params(),
+                )
+                .map_err(kb_error)?,
             ),
             Storage::Postgres(rds) => Arc::new(self.open_postgres(&rds, kb.dimensions).map_err(
                 |e| match e {
