@@ -226,3 +226,36 @@ fn semantic_ids(index: &EmbeddedIndex, vector: &[f32]) -> Vec<i64> {
         .map(|h| h.chunk_id)
         .collect()
 }
+
+#[test]
+fn the_full_int8_scan_tests_a_selective_filter_first_and_a_wide_one_after() {
+    let mut data = Clustered::new();
+    let mut set = filled(12_000, &mut data);
+    for id in 12_000..13_000i64 {
+        let mut metadata = Metadata::new();
+        metadata.insert("rare".into(), json!(false));
+        metadata.insert("wide".into(), json!(true));
+        set.push(id, &data.vector(), &metadata, id as u64);
+    }
+    assert_eq!(
+        set.ann_lists(),
+        0,
+        "no approximate index here: the full scan runs"
+    );
+    let rare = Filter::parse(&json!({"equals": {"key": "rare", "value": true}}))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let wide = Filter::parse(&json!({"notEquals": {"key": "rare", "value": true}}))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let queries: Vec<Vec<f32>> = (0..10).map(|_| data.vector()).collect();
+    for q in &queries {
+        let got = ids(&set, &set.top(q, 10, Some(&rare)));
+        assert_eq!(
+            got,
+            ids(&set, &set.exact_top(q, 10, Some(&rare))),
+            "rare filter"
+        );
+        let got = ids(&set, &set.top(q, 10, Some(&wide)));
+        assert!(got.iter().all(|id| id % 1000 != 7), "{got:?}");
+    }
+    assert!(mean_recall(&set, &queries, Some(&wide)) >= 0.99);
+}

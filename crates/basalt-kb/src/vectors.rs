@@ -392,6 +392,16 @@ impl VectorSet {
         }
         let mut scan = Int8Scan::new(self, query, k * RESCORE_FACTOR, self.admit(allowed));
         match &self.ann {
+            None if self.share_admitted(&scan.admit) < PREFILTER_BELOW => {
+                // A selective filter: test it first, slot by slot (its columns are
+                // read in order), and read the codes of the chunks it lets through only.
+                let rows = self.quantized.chunks_exact(d).zip(&self.scales);
+                for (slot, (codes, scale)) in rows.enumerate() {
+                    if self.slots[slot].is_some() && scan.admit.admits(self, slot) {
+                        scan.offer_admitted(slot, codes, *scale);
+                    }
+                }
+            }
             None => {
                 let rows = self.quantized.chunks_exact(d).zip(&self.scales);
                 for (slot, (codes, scale)) in rows.enumerate() {
@@ -437,19 +447,27 @@ impl VectorSet {
         if matches!(admit, Admit::All) {
             return base;
         }
+        ((base as f64 / self.share_admitted(admit).sqrt()) as usize).min(live)
+    }
+
+    /// The share of the live chunks `admit` lets through, estimated on a sample of
+    /// [`FILTER_SAMPLE`] slots (at least one in the sample counts, so never 0).
+    fn share_admitted(&self, admit: &Admit<'_>) -> f64 {
+        if matches!(admit, Admit::All) || self.slots.is_empty() {
+            return 1.0;
+        }
         let (mut seen, mut passed) = (0usize, 0usize);
         // Spread by a multiplicative hash, not a stride (which can alias with a
         // metadata value repeating every few chunks).
         let n = self.slots.len() as u64;
         for i in 0..FILTER_SAMPLE as u64 {
-            let slot = (i.wrapping_mul(0x9e37_79b9_7f4a_7c15) % n.max(1)) as usize;
+            let slot = (i.wrapping_mul(0x9e37_79b9_7f4a_7c15) % n) as usize;
             if self.slots[slot].is_some() {
                 seen += 1;
                 passed += usize::from(admit.admits(self, slot));
             }
         }
-        let share = (passed.max(1) as f64 / seen.max(1) as f64).min(1.0);
-        ((base as f64 / share.sqrt()) as usize).min(live)
+        (passed.max(1) as f64 / seen.max(1) as f64).min(1.0)
     }
 
     /// Replaces the approximate index's parameters (the scan takes them at once; the
@@ -522,6 +540,22 @@ impl<'a> Int8Scan<'a> {
         self.heap.len() >= self.pool
     }
 
+    /// Scores a slot already known to be live and admitted.
+    fn offer_admitted(&mut self, slot: usize, codes: &[i8], scale: f32) {
+        let score = self.query.dot(codes) as f32 * scale;
+        if self.full() && self.heap.peek().is_some_and(|m| score <= m.0 .0 .0) {
+            return;
+        }
+        self.push(slot, score);
+    }
+
+    fn push(&mut self, slot: usize, score: f32) {
+        self.heap.push(std::cmp::Reverse((Score(score), slot)));
+        if self.heap.len() > self.pool {
+            self.heap.pop();
+        }
+    }
+
     /// Scores one slot from its codes; whether it is live and passes the filter is
     /// looked up only for a slot that would enter (a cell's slots are scattered over
     /// the set, and most never do).
@@ -536,10 +570,7 @@ impl<'a> Int8Scan<'a> {
         if !self.admit.admits(self.set, slot) {
             return;
         }
-        self.heap.push(std::cmp::Reverse((Score(score), slot)));
-        if self.heap.len() > self.pool {
-            self.heap.pop();
-        }
+        self.push(slot, score);
     }
 }
 
@@ -562,6 +593,11 @@ pub const QUANTIZED_FROM: usize = 8192;
 
 /// Slots sampled to estimate how much of the set a filter lets through.
 const FILTER_SAMPLE: usize = 512;
+
+/// A filter letting through less than this share is tested before the dot product
+/// in the full scan (reading the codes of the few it admits); a wider one after it,
+/// for the few chunks that would become candidates.
+const PREFILTER_BELOW: f64 = 0.5;
 
 /// Candidates per requested result taken from the int8 scan for exact rescoring.
 pub const RESCORE_FACTOR: usize = 8;
