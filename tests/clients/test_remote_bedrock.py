@@ -108,10 +108,15 @@ def test_tool_use_round_trip(front_runtime, runtime):
     ]
     follow = ask(front_runtime, SIGNED, turns, 24, toolConfig=TOOLS)
     follow_direct = ask(runtime, CHAT_MODEL, turns, 24, toolConfig=TOOLS)
-    strip = lambda r: [{k: v for k, v in b.get("toolUse", b).items() if k != "toolUseId"}  # noqa: E731
-                       for b in r["output"]["message"]["content"]]
-    assert (follow["stopReason"], strip(follow)) == (follow_direct["stopReason"], strip(follow_direct)), \
+    # The upstream rendered the same prompt for both: the tool call and its result
+    # reached it as the caller sent them. (The answers themselves are not compared:
+    # the second identical prompt reuses the first one's cached prefix, and at a
+    # near-tie between answering and calling the tool again the greedy choice can
+    # differ with that — seen once in a full run.)
+    assert follow["usage"]["inputTokens"] == follow_direct["usage"]["inputTokens"], \
         "the tool result reached the upstream as the caller sent it"
+    assert follow["stopReason"] in ("end_turn", "tool_use", "max_tokens"), follow["stopReason"]
+    assert follow["output"]["message"]["content"], "an empty answer to the tool result"
 
 
 def test_streamed_tool_use(front_runtime):
