@@ -178,7 +178,7 @@ impl AnnBuild {
         if d == 0 || live < nlist * 4 {
             return None;
         }
-        let sample = source.read(|s| s.sample_rows(nlist * params.sample_per_list, 0x9e37))?;
+        let sample = source.read(|s| s.sample_rows(nlist * params.sample_per_list))?;
         let centroids = train(&sample, d, nlist, params.iterations);
         drop(sample);
         let mut assigned = Vec::with_capacity(live);

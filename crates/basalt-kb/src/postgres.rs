@@ -213,6 +213,21 @@ impl PgStore {
     }
 }
 
+/// Deletes a document's chunk rows inside `tx`.
+fn delete_chunk_rows(
+    tx: &mut postgres::Transaction<'_>,
+    table: &str,
+    data_source_id: &str,
+    uri: &str,
+) -> Result<(), KbError> {
+    tx.execute(
+        &format!("DELETE FROM {table} WHERE data_source_id = $1 AND uri = $2"),
+        &[&data_source_id, &uri],
+    )
+    .map(|_| ())
+    .map_err(pg_error)
+}
+
 fn vector_literal(v: &[f32]) -> String {
     let mut out = String::with_capacity(v.len() * 10 + 2);
     out.push('[');
@@ -417,11 +432,7 @@ impl ChunkStore for PgStore {
         let t = &self.table;
         self.with(|c| {
             let mut tx = c.transaction().map_err(pg_error)?;
-            tx.execute(
-                &format!("DELETE FROM {t} WHERE data_source_id = $1 AND uri = $2"),
-                &[&data_source_id, &uri],
-            )
-            .map_err(pg_error)?;
+            delete_chunk_rows(&mut tx, t, data_source_id, uri)?;
             let insert = tx
                 .prepare(&format!(
                     "INSERT INTO {t} (data_source_id, uri, seq, {text}, context, {metadata}, {vector})
@@ -462,11 +473,7 @@ impl ChunkStore for PgStore {
         let t = &self.table;
         self.with(|c| {
             let mut tx = c.transaction().map_err(pg_error)?;
-            tx.execute(
-                &format!("DELETE FROM {t} WHERE data_source_id = $1 AND uri = $2"),
-                &[&data_source_id, &uri],
-            )
-            .map_err(pg_error)?;
+            delete_chunk_rows(&mut tx, t, data_source_id, uri)?;
             let removed = tx
                 .execute(
                     &format!("DELETE FROM {t}_documents WHERE data_source_id = $1 AND uri = $2"),

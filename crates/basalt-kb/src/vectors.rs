@@ -149,24 +149,16 @@ impl VectorSet {
         self.ann.as_ref().map_or(0, Ivf::nlist)
     }
 
-    /// Up to `count` live rows spread evenly over the set (deterministic in `seed`).
-    pub fn sample_rows(&self, count: usize, seed: u64) -> Vec<f32> {
+    /// About `count` live rows taken at an even stride over the set.
+    pub fn sample_rows(&self, count: usize) -> Vec<f32> {
         let d = self.dimensions;
-        let live: Vec<usize> = (0..self.slots.len())
+        let step = (self.slots.len() / count.max(1)).max(1);
+        (0..self.slots.len())
+            .step_by(step)
             .filter(|s| self.slots[*s].is_some())
-            .collect();
-        let count = count.min(live.len());
-        let mut out = Vec::with_capacity(count * d);
-        if count == 0 {
-            return out;
-        }
-        let step = live.len() as f64 / count as f64;
-        let offset = (seed % 1024) as f64 / 1024.0 * step;
-        for i in 0..count {
-            let slot = live[((i as f64 * step + offset) as usize).min(live.len() - 1)];
-            out.extend_from_slice(&self.matrix[slot * d..(slot + 1) * d]);
-        }
-        out
+            .take(count)
+            .flat_map(|s| self.matrix[s * d..(s + 1) * d].iter().copied())
+            .collect()
     }
 
     /// IDs and rows of up to `count` live slots from slot `from`, and the slot to go on
@@ -540,13 +532,17 @@ impl<'a> Int8Scan<'a> {
         self.heap.len() >= self.pool
     }
 
+    /// Whether a candidate scoring `score` would enter the pool.
+    fn enters(&self, score: f32) -> bool {
+        !(self.full() && self.heap.peek().is_some_and(|m| score <= m.0 .0 .0))
+    }
+
     /// Scores a slot already known to be live and admitted.
     fn offer_admitted(&mut self, slot: usize, codes: &[i8], scale: f32) {
         let score = self.query.dot(codes) as f32 * scale;
-        if self.full() && self.heap.peek().is_some_and(|m| score <= m.0 .0 .0) {
-            return;
+        if self.enters(score) {
+            self.push(slot, score);
         }
-        self.push(slot, score);
     }
 
     fn push(&mut self, slot: usize, score: f32) {
@@ -561,7 +557,7 @@ impl<'a> Int8Scan<'a> {
     /// the set, and most never do).
     fn offer(&mut self, slot: usize, codes: &[i8], scale: f32) {
         let score = self.query.dot(codes) as f32 * scale;
-        if self.full() && self.heap.peek().is_some_and(|m| score <= m.0 .0 .0) {
+        if !self.enters(score) {
             return;
         }
         if !matches!(self.set.slots.get(slot), Some(Some(_))) {
