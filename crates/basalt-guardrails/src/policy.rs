@@ -6,6 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::content;
 use crate::pii::PiiType;
 
 /// What a policy does when it detects something (the control plane's spelling).
@@ -320,20 +321,21 @@ impl GuardrailPolicy {
         let mut filter_types = std::collections::HashSet::new();
         for (i, filter) in self.content_filters.iter().enumerate() {
             let at = format!("contentPolicyConfig.filtersConfig[{i}]");
-            match filter.kind.as_str() {
-                "PROMPT_ATTACK" => {}
-                "HATE" | "INSULTS" | "SEXUAL" | "VIOLENCE" | "MISCONDUCT" => {
-                    return Err(PolicyError::Unsupported(format!(
-                        "{at}.type: the {} content filter is not available on this server yet (PROMPT_ATTACK is); configure the other policies",
-                        filter.kind
-                    )))
-                }
-                other => {
-                    return Err(invalid(
-                        format!("{at}.type"),
-                        format!("{other:?} is not one of HATE, INSULTS, SEXUAL, VIOLENCE, MISCONDUCT, PROMPT_ATTACK"),
-                    ))
-                }
+            if !content::CATEGORIES.contains(&filter.kind.as_str()) {
+                return Err(invalid(
+                    format!("{at}.type"),
+                    format!(
+                        "{:?} is not one of {}",
+                        filter.kind,
+                        content::CATEGORIES.join(", ")
+                    ),
+                ));
+            }
+            if content::classifier(&filter.kind).is_none() {
+                return Err(PolicyError::Unsupported(format!(
+                    "{at}.type: the {} content filter has no classifier on this server; configure the other policies",
+                    filter.kind
+                )));
             }
             if !filter_types.insert(filter.kind.as_str()) {
                 return Err(invalid(
@@ -352,7 +354,7 @@ impl GuardrailPolicy {
                     ));
                 }
             }
-            if filter.output_strength != "NONE" {
+            if filter.kind == "PROMPT_ATTACK" && filter.output_strength != "NONE" {
                 return Err(invalid(
                     format!("{at}.outputStrength"),
                     "must be NONE for PROMPT_ATTACK: prompt attacks are checked on inputs only",
