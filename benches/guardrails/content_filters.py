@@ -260,8 +260,10 @@ for strength, acts in ACTS_ON.items():
         by_source = {}
         for i in np.flatnonzero(blocked & test & benign):
             by_source.setdefault(keys[i].split(":")[0], []).append(texts[i][:90])
+        held_benign = [keys[i].split(":")[0] for i in np.flatnonzero(test & benign)]
         for source, shown in sorted(by_source.items()):
-            print(f"    {strength}: {len(shown)} benign rows of {source} blocked, e.g. {shown[:3]}")
+            print(f"    {strength}: {len(shown)} of {held_benign.count(source)} held-out benign rows of {source} "
+                  f"blocked, e.g. {shown[:3]}")
     b_rate = blocked[test & benign].mean()
     h_rate = blocked[test & harmful].mean()
     print(f"| {strength} | {b_rate:.3f} ({int(blocked[test & benign].sum())}/{int((test & benign).sum())}) | "
