@@ -76,7 +76,7 @@ def cross_validate(X, y, keys, calibration=None, lams=(1e-3, 1e-2, 3e-2, 1e-1, 3
             scores[folds == f] = pf
             yf, cf = y[folds == f], calibration[folds == f]
             cv.append(detection_at(pf[yf == 1], pf[cf], fpr))
-        log(f"  lambda {lam:g}: cross-validated detection at {fpr:.0%} FPR {np.mean(cv):.3f}")
+        log(f"  lambda {lam:g}: cross-validated detection at {fpr * 100:g} % FPR {np.mean(cv):.3f}")
         if np.mean(cv) > best[1]:
             best = (lam, float(np.mean(cv)), scores)
     return best[0], best[2]
