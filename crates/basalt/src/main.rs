@@ -9,6 +9,11 @@ mod serve;
 
 use clap::Parser;
 
+/// mimalloc instead of glibc's malloc: under proxy load glibc's allocator took ~18 %
+/// of the server's CPU, partly waiting on its arena locks (`perf`, benches/README.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     let args = cli::Cli::parse();
     match cli::run(args) {
