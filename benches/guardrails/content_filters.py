@@ -205,7 +205,8 @@ report = []
 confidences = {}  # category -> confidence level of every held-out row
 for c in CATEGORIES:
     positive = np.array([c in s for s in labels])
-    other = np.array([bool(s - {BENIGN, c} - OVERLAPS[c]) and c not in s and not (s & OVERLAPS[c]) for s in labels])
+    excluded = {c} | OVERLAPS[c]
+    other = np.array([not (s & excluded) and bool(s - excluded - {BENIGN}) for s in labels])
     use = positive | benign | other
     y = positive.astype(np.float64)
     tr, te = use & ~test, use & test
@@ -216,11 +217,11 @@ for c in CATEGORIES:
                               lams=(1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2), fpr=0.015)
     w, b = train(X[tr], y[tr], lam)
     thresholds = level_thresholds(oof[benign[tr]], LEVELS)
-    p = probability(X[te], w, b)
+    held = probability(X[test], w, b)  # every held-out row; this category's are `te`
     confidences[c] = np.array(["NONE"] * len(keys), dtype=object)
-    pall = probability(X[test], w, b)
     for level, _ in reversed(LEVELS):
-        confidences[c][np.flatnonzero(test)[pall >= thresholds[level]]] = level
+        confidences[c][np.flatnonzero(test)[held >= thresholds[level]]] = level
+    p = held[te[test]]
     pos, neg, ben = p[positive[te]], p[~positive[te]], p[benign[te]]
     for level, t in thresholds.items():
         tp, fp = int((pos >= t).sum()), int((neg >= t).sum())

