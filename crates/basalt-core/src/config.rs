@@ -23,6 +23,8 @@ pub struct ConfigFile {
     #[serde(default = "default_account")]
     pub account_id: String,
     #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
     pub limits: LimitsConfig,
     #[serde(default)]
     pub engine: EngineConfig,
@@ -56,6 +58,14 @@ fn default_region() -> String {
 
 fn default_account() -> String {
     "000000000000".into()
+}
+
+/// The HTTP server.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Serving threads, each with its own single-threaded runtime; 0: one per core.
+    pub threads: usize,
 }
 
 /// Explicit request limits.

@@ -1,8 +1,11 @@
 //! Metering: every invocation becomes an [`InvocationRecord`] in the store and a set of
 //! Prometheus metrics named after Bedrock's CloudWatch metrics.
 //!
-//! Records go through a channel to one writer thread that inserts them in batches, so
-//! the request path never waits on the database.
+//! Records go through a channel to one writer thread that inserts them in batches and
+//! publishes their metrics, so the request path never waits on the database and pays
+//! no metrics-registry lookups: a batch looks each metric up once per model and
+//! operation. Metrics are therefore up to one batch window late; `/metrics` flushes the
+//! meter before it renders, so a scrape sees every invocation recorded before it.
 
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -73,6 +76,7 @@ impl Meter {
                     }
                 }
                 if !pending.is_empty() {
+                    publish_metrics(&pending);
                     if let Err(e) = log.record_invocations(&pending) {
                         tracing::error!(error = %e, records = pending.len(), "cannot write invocation records");
                     }
@@ -91,32 +95,61 @@ impl Meter {
 
     /// Records one invocation.
     pub fn record(&self, record: InvocationRecord) {
-        let labels = [
-            ("model_id", record.model_id.clone()),
-            ("operation", record.operation.clone()),
-        ];
-        metrics::counter!(names::INVOCATIONS, &labels).increment(1);
-        metrics::histogram!(names::LATENCY, &labels).record(record.latency_ms as f64 / 1000.0);
-        if let Some(ttft) = record.first_token_ms {
-            metrics::histogram!(names::TIME_TO_FIRST_TOKEN, &labels).record(ttft as f64 / 1000.0);
-        }
-        metrics::counter!(names::INPUT_TOKENS, &labels).increment(record.input_tokens);
-        metrics::counter!(names::OUTPUT_TOKENS, &labels).increment(record.output_tokens);
-        match record.outcome.as_str() {
-            "throttled" => metrics::counter!(names::THROTTLES, &labels).increment(1),
-            "client_error" => metrics::counter!(names::CLIENT_ERRORS, &labels).increment(1),
-            "server_error" => metrics::counter!(names::SERVER_ERRORS, &labels).increment(1),
-            _ => {}
-        }
-        metrics::counter!(names::COST, &labels).increment((record.cost_usd * 1e9) as u64);
         let _ = self.sender.send(Message::Record(Box::new(record)));
     }
 
-    /// Waits until everything recorded so far is in the store.
+    /// Waits until everything recorded so far is in the store and in the metrics.
     pub fn flush(&self, timeout: Duration) {
         let (tx, rx) = mpsc::channel();
         if self.sender.send(Message::Flush(tx)).is_ok() {
             let _ = rx.recv_timeout(timeout);
         }
+    }
+}
+
+/// The metrics of a batch of records, each metric looked up once per model and
+/// operation in the batch.
+fn publish_metrics(records: &[InvocationRecord]) {
+    let mut groups: Vec<(&str, &str, Vec<&InvocationRecord>)> = Vec::new();
+    for r in records {
+        match groups
+            .iter_mut()
+            .find(|(model, operation, _)| *model == r.model_id && *operation == r.operation)
+        {
+            Some((_, _, members)) => members.push(r),
+            None => groups.push((&r.model_id, &r.operation, vec![r])),
+        }
+    }
+    for (model, operation, members) in groups {
+        let labels = [
+            ("model_id", model.to_string()),
+            ("operation", operation.to_string()),
+        ];
+        let sum = |f: fn(&InvocationRecord) -> u64| members.iter().map(|r| f(r)).sum::<u64>();
+        let count = |outcome: &str| members.iter().filter(|r| r.outcome == outcome).count() as u64;
+        metrics::counter!(names::INVOCATIONS, &labels).increment(members.len() as u64);
+        let latency = metrics::histogram!(names::LATENCY, &labels);
+        for r in &members {
+            latency.record(r.latency_ms as f64 / 1000.0);
+        }
+        if members.iter().any(|r| r.first_token_ms.is_some()) {
+            let ttft = metrics::histogram!(names::TIME_TO_FIRST_TOKEN, &labels);
+            for t in members.iter().filter_map(|r| r.first_token_ms) {
+                ttft.record(t as f64 / 1000.0);
+            }
+        }
+        metrics::counter!(names::INPUT_TOKENS, &labels).increment(sum(|r| r.input_tokens));
+        metrics::counter!(names::OUTPUT_TOKENS, &labels).increment(sum(|r| r.output_tokens));
+        for (outcome, name) in [
+            ("throttled", names::THROTTLES),
+            ("client_error", names::CLIENT_ERRORS),
+            ("server_error", names::SERVER_ERRORS),
+        ] {
+            let n = count(outcome);
+            if n > 0 {
+                metrics::counter!(name, &labels).increment(n);
+            }
+        }
+        metrics::counter!(names::COST, &labels).increment(sum(|r| (r.cost_usd * 1e9) as u64));
     }
 }

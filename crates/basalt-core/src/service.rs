@@ -205,7 +205,7 @@ impl Basalt {
         let mut embed_by_weights: HashMap<String, Arc<EmbeddingEngine>> = HashMap::new();
         let mut chat: HashMap<String, Arc<dyn ChatProvider>> = HashMap::new();
         let mut embedding: HashMap<String, Arc<dyn EmbeddingProvider>> = HashMap::new();
-        let mut http_client: Option<basalt_providers::reqwest::Client> = None;
+        let mut http_client: Option<basalt_providers::HttpClient> = None;
         let mut local_slots: HashMap<String, u32> = HashMap::new();
         for entry in catalog.models() {
             if entry.lifecycle.status_at(now) == LifecycleStatus::Eol {
@@ -219,7 +219,7 @@ impl Basalt {
                 let client = match &http_client {
                     Some(c) => c.clone(),
                     None => {
-                        let c = basalt_providers::http_client()?;
+                        let c = basalt_providers::HttpClient::per_thread()?;
                         http_client = Some(c.clone());
                         c
                     }
@@ -952,13 +952,8 @@ impl Basalt {
 /// read once here.
 fn remote_deployments<A>(
     entry: &crate::catalog::ModelEntry,
-    client: &basalt_providers::reqwest::Client,
-    make: impl Fn(
-        &str,
-        basalt_providers::reqwest::Client,
-        basalt_providers::Upstream,
-        String,
-    ) -> Option<A>,
+    client: &basalt_providers::HttpClient,
+    make: impl Fn(&str, basalt_providers::HttpClient, basalt_providers::Upstream, String) -> Option<A>,
 ) -> Result<Vec<(A, String)>, CoreError> {
     let mut deployments = Vec::with_capacity(entry.deployments.len());
     for upstream in &entry.deployments {
@@ -1029,7 +1024,7 @@ fn routing_policy(
 /// The router over a remote chat model's deployments.
 fn remote_chat(
     entry: &crate::catalog::ModelEntry,
-    client: basalt_providers::reqwest::Client,
+    client: basalt_providers::HttpClient,
 ) -> Result<RemoteChat, CoreError> {
     let deployments = remote_deployments(entry, &client, basalt_providers::ChatAdapter::new)?;
     let context_window = entry
@@ -1045,7 +1040,7 @@ fn remote_chat(
 /// The router over a remote embedding model's deployments.
 fn remote_embedding(
     entry: &crate::catalog::ModelEntry,
-    client: basalt_providers::reqwest::Client,
+    client: basalt_providers::HttpClient,
 ) -> Result<crate::provider::RemoteEmbedding, CoreError> {
     let deployments = remote_deployments(entry, &client, basalt_providers::EmbeddingAdapter::new)?;
     let router = basalt_providers::router::Router::new(deployments, routing_policy(&entry.routing));

@@ -63,6 +63,11 @@ pub fn app(state: AppState) -> Router {
 }
 
 async fn render_metrics(axum::extract::State(state): axum::extract::State<AppState>) -> String {
+    // The meter publishes invocation metrics a batch at a time: flush it, so the scrape
+    // includes every invocation recorded before it.
+    let meter = state.core.meter().clone();
+    let _ =
+        tokio::task::spawn_blocking(move || meter.flush(std::time::Duration::from_secs(2))).await;
     let mut text = state
         .metrics
         .as_ref()

@@ -28,13 +28,13 @@ pub const API_VERSION: &str = "2023-06-01";
 /// A chat model behind Anthropic's Messages API.
 #[derive(Debug, Clone)]
 pub struct AnthropicChat {
-    client: reqwest::Client,
+    client: crate::HttpClient,
     upstream: Upstream,
     label: String,
 }
 
 impl AnthropicChat {
-    pub fn new(client: reqwest::Client, upstream: Upstream, label: impl Into<String>) -> Self {
+    pub fn new(client: crate::HttpClient, upstream: Upstream, label: impl Into<String>) -> Self {
         Self {
             client,
             upstream,
@@ -434,7 +434,7 @@ mod tests {
 
     fn adapter() -> AnthropicChat {
         AnthropicChat::new(
-            reqwest::Client::new(),
+            reqwest::Client::new().into(),
             Upstream {
                 base_url: "http://127.0.0.1:1/v1".into(),
                 model: "claude-test".into(),

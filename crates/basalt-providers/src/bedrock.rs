@@ -53,7 +53,7 @@ impl std::fmt::Debug for AwsSigning {
 /// A chat model on Amazon Bedrock (or anything serving Bedrock's runtime API).
 #[derive(Debug, Clone)]
 pub struct BedrockChat {
-    client: reqwest::Client,
+    client: crate::HttpClient,
     upstream: Upstream,
     label: String,
 }
@@ -71,7 +71,7 @@ fn encode_segment(s: &str) -> String {
 }
 
 impl BedrockChat {
-    pub fn new(client: reqwest::Client, upstream: Upstream, label: impl Into<String>) -> Self {
+    pub fn new(client: crate::HttpClient, upstream: Upstream, label: impl Into<String>) -> Self {
         Self {
             client,
             upstream,
@@ -600,7 +600,7 @@ mod tests {
     #[test]
     fn requests_are_converse_json() {
         let chat = BedrockChat::new(
-            reqwest::Client::new(),
+            reqwest::Client::new().into(),
             Upstream {
                 base_url: "http://127.0.0.1:1".into(),
                 model: "meta.llama3-8b-instruct-v1:0".into(),

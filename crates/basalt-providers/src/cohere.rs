@@ -36,13 +36,13 @@ pub const MAX_EMBED_TEXTS: usize = 96;
 /// A chat model behind Cohere's v2 Chat API.
 #[derive(Debug, Clone)]
 pub struct CohereChat {
-    client: reqwest::Client,
+    client: crate::HttpClient,
     upstream: Upstream,
     label: String,
 }
 
 impl CohereChat {
-    pub fn new(client: reqwest::Client, upstream: Upstream, label: impl Into<String>) -> Self {
+    pub fn new(client: crate::HttpClient, upstream: Upstream, label: impl Into<String>) -> Self {
         Self {
             client,
             upstream,
@@ -465,13 +465,13 @@ impl Translator for ChatReader {
 /// An embedding model behind Cohere's v2 Embed API.
 #[derive(Debug, Clone)]
 pub struct CohereEmbeddings {
-    client: reqwest::Client,
+    client: crate::HttpClient,
     upstream: Upstream,
     label: String,
 }
 
 impl CohereEmbeddings {
-    pub fn new(client: reqwest::Client, upstream: Upstream, label: impl Into<String>) -> Self {
+    pub fn new(client: crate::HttpClient, upstream: Upstream, label: impl Into<String>) -> Self {
         Self {
             client,
             upstream,
@@ -541,7 +541,7 @@ mod tests {
 
     fn chat() -> CohereChat {
         CohereChat::new(
-            reqwest::Client::new(),
+            reqwest::Client::new().into(),
             Upstream {
                 base_url: "http://127.0.0.1:1/v2".into(),
                 model: "command-r".into(),

@@ -26,13 +26,13 @@ pub struct Embedded {
 /// An embedding model behind an OpenAI-style embeddings endpoint.
 #[derive(Debug, Clone)]
 pub struct OpenAiEmbeddings {
-    client: reqwest::Client,
+    client: crate::HttpClient,
     upstream: Upstream,
     label: String,
 }
 
 impl OpenAiEmbeddings {
-    pub fn new(client: reqwest::Client, upstream: Upstream, label: impl Into<String>) -> Self {
+    pub fn new(client: crate::HttpClient, upstream: Upstream, label: impl Into<String>) -> Self {
         Self {
             client,
             upstream,

@@ -39,7 +39,7 @@ pub const MAX_EMBED_BATCH: usize = 100;
 /// A chat model behind the Gemini API.
 #[derive(Debug, Clone)]
 pub struct GeminiChat {
-    client: reqwest::Client,
+    client: crate::HttpClient,
     upstream: Upstream,
     label: String,
 }
@@ -60,7 +60,7 @@ fn key_refusal(e: CoreError) -> CoreError {
 }
 
 impl GeminiChat {
-    pub fn new(client: reqwest::Client, upstream: Upstream, label: impl Into<String>) -> Self {
+    pub fn new(client: crate::HttpClient, upstream: Upstream, label: impl Into<String>) -> Self {
         Self {
             client,
             upstream,
@@ -387,13 +387,13 @@ impl Translator for ResponseReader {
 /// An embedding model behind the Gemini API (`batchEmbedContents`).
 #[derive(Debug, Clone)]
 pub struct GeminiEmbeddings {
-    client: reqwest::Client,
+    client: crate::HttpClient,
     upstream: Upstream,
     label: String,
 }
 
 impl GeminiEmbeddings {
-    pub fn new(client: reqwest::Client, upstream: Upstream, label: impl Into<String>) -> Self {
+    pub fn new(client: crate::HttpClient, upstream: Upstream, label: impl Into<String>) -> Self {
         Self {
             client,
             upstream,
@@ -466,7 +466,7 @@ mod tests {
 
     fn chat() -> GeminiChat {
         GeminiChat::new(
-            reqwest::Client::new(),
+            reqwest::Client::new().into(),
             Upstream {
                 base_url: "http://127.0.0.1:1/v1beta".into(),
                 model: "gemini-2.0-flash".into(),

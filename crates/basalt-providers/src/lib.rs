@@ -25,9 +25,11 @@ pub mod cohere;
 pub mod embeddings;
 mod exchange;
 pub mod gemini;
+mod http;
 pub mod openai;
 mod partial_call;
 pub mod router;
+pub use http::HttpClient;
 pub use reqwest;
 mod sse;
 
@@ -81,12 +83,7 @@ pub enum ChatAdapter {
 impl ChatAdapter {
     /// The adapter for `api` (`openai`, `mistral`, `anthropic`, `cohere`, `gemini`
     /// or `bedrock`); `None` for an unknown API.
-    pub fn new(
-        api: &str,
-        client: reqwest::Client,
-        upstream: Upstream,
-        label: String,
-    ) -> Option<Self> {
+    pub fn new(api: &str, client: HttpClient, upstream: Upstream, label: String) -> Option<Self> {
         match api {
             "openai" => Some(Self::OpenAi(openai::OpenAiChat::new(
                 client, upstream, label,
@@ -162,12 +159,7 @@ pub enum EmbeddingAdapter {
 impl EmbeddingAdapter {
     /// The adapter for `api` (`openai`, `mistral`, `cohere` or `gemini`); `None` for
     /// an API without embeddings here.
-    pub fn new(
-        api: &str,
-        client: reqwest::Client,
-        upstream: Upstream,
-        label: String,
-    ) -> Option<Self> {
+    pub fn new(api: &str, client: HttpClient, upstream: Upstream, label: String) -> Option<Self> {
         match api {
             "openai" | "mistral" => Some(Self::OpenAi(embeddings::OpenAiEmbeddings::new(
                 client, upstream, label,
@@ -208,17 +200,6 @@ pub(crate) fn tool_declaration(
     }
     spec.insert(schema_key.into(), schema);
     serde_json::Value::Object(spec)
-}
-
-/// The HTTP client every adapter shares: pooled connections, HTTP/2 where the upstream
-/// offers it (ALPN), TLS with the webpki roots.
-pub fn http_client() -> Result<reqwest::Client, CoreError> {
-    reqwest::Client::builder()
-        .pool_idle_timeout(Duration::from_secs(90))
-        .tcp_nodelay(true)
-        .connect_timeout(Duration::from_secs(10))
-        .build()
-        .map_err(|e| CoreError::Internal(format!("cannot build the HTTP client: {e}")))
 }
 
 /// What an upstream HTTP status means to Basalt's caller. `message` is the

@@ -16,7 +16,7 @@
 //!   streaming, nothing is retried: the caller may already have seen part of it.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use basalt_types::{ChatRequest, CoreError, GenerationDelta, InferenceParams};
@@ -82,6 +82,35 @@ struct Deployment<A> {
     name: String,
     in_flight: AtomicUsize,
     breaker: Mutex<Breaker>,
+    /// Its metric handles, looked up in the registry once (at the first attempt, after
+    /// the server has installed its recorder) instead of at every attempt.
+    metrics: OnceLock<DeploymentMetrics>,
+}
+
+/// `basalt_upstream_attempts_total` by outcome and `basalt_upstream_breaker_open`.
+struct DeploymentMetrics {
+    ok: metrics::Counter,
+    retryable_error: metrics::Counter,
+    client_error: metrics::Counter,
+    breaker_open: metrics::Gauge,
+}
+
+impl std::fmt::Debug for DeploymentMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeploymentMetrics").finish_non_exhaustive()
+    }
+}
+
+impl DeploymentMetrics {
+    fn new(name: &str) -> Self {
+        let attempts = |outcome: &'static str| metrics::counter!("basalt_upstream_attempts_total", "deployment" => name.to_string(), "outcome" => outcome);
+        Self {
+            ok: attempts("ok"),
+            retryable_error: attempts("retryable_error"),
+            client_error: attempts("client_error"),
+            breaker_open: metrics::gauge!("basalt_upstream_breaker_open", "deployment" => name.to_string()),
+        }
+    }
 }
 
 /// The deployments of one model (chat adapters, or embedding adapters).
@@ -104,6 +133,7 @@ impl<A> Router<A> {
                         name,
                         in_flight: AtomicUsize::new(0),
                         breaker: Mutex::new(Breaker::default()),
+                        metrics: OnceLock::new(),
                     })
                 })
                 .collect(),
@@ -137,13 +167,15 @@ impl<A> Router<A> {
 
     fn record(&self, index: usize, outcome: Result<(), &CoreError>) {
         let deployment = &self.deployments[index];
-        let label = match outcome {
-            Ok(()) => "ok",
-            Err(e) if e.is_upstream_failure() => "retryable_error",
-            Err(_) => "client_error",
-        };
-        metrics::counter!("basalt_upstream_attempts_total", "deployment" => deployment.name.clone(), "outcome" => label)
-            .increment(1);
+        let metrics = deployment
+            .metrics
+            .get_or_init(|| DeploymentMetrics::new(&deployment.name));
+        match outcome {
+            Ok(()) => &metrics.ok,
+            Err(e) if e.is_upstream_failure() => &metrics.retryable_error,
+            Err(_) => &metrics.client_error,
+        }
+        .increment(1);
         if let Ok(mut breaker) = deployment.breaker.lock() {
             match outcome {
                 Ok(()) => breaker.success(),
@@ -154,8 +186,7 @@ impl<A> Router<A> {
                 Err(_) => {}
             }
             let open = breaker.open_until.is_some_and(|u| Instant::now() < u);
-            metrics::gauge!("basalt_upstream_breaker_open", "deployment" => deployment.name.clone())
-                .set(if open { 1.0 } else { 0.0 });
+            metrics.breaker_open.set(if open { 1.0 } else { 0.0 });
         }
     }
 

@@ -5,6 +5,7 @@
 #![allow(clippy::print_stdout)]
 
 mod cli;
+mod http;
 mod serve;
 
 use clap::Parser;

@@ -9,6 +9,7 @@ use basalt_core::Basalt;
 use basalt_edge::{app, AppState};
 
 use crate::cli::Paths;
+use crate::http;
 
 pub fn serve(paths: &Paths, listen: &str) -> Result<()> {
     tracing_subscriber::fmt()
@@ -59,30 +60,44 @@ pub fn serve(paths: &Paths, listen: &str) -> Result<()> {
             )
         })?,
     );
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
-        let address = listener.local_addr()?;
-        println!("basalt listening on http://{address}");
-        println!("  Bedrock: boto3.client(\"bedrock-runtime\", endpoint_url=\"http://{address}\", region_name=\"{}\", ...)", core.region());
-        println!("  OpenAI:  OpenAI(base_url=\"http://{address}/v1\", api_key=...)");
-        if let Some(k) = &first_key {
-            println!("No API keys existed, so an admin key was created. Its secrets are shown once:");
-            println!("  AWS_ACCESS_KEY_ID={}", k.access_key_id);
-            println!("  AWS_SECRET_ACCESS_KEY={}", k.secret_access_key);
-            println!("  bearer token (AWS_BEARER_TOKEN_BEDROCK / OpenAI api_key): {}", k.bearer_token);
-            println!("Create more with `basalt keys create --name NAME`.");
-        }
-        let state = AppState { core: Arc::clone(&core), metrics: Some(metrics) };
+    let std_listener = std::net::TcpListener::bind(listen)
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    std_listener.set_nonblocking(true)?;
+    let address = std_listener.local_addr()?;
+    println!("basalt listening on http://{address}");
+    println!("  Bedrock: boto3.client(\"bedrock-runtime\", endpoint_url=\"http://{address}\", region_name=\"{}\", ...)", core.region());
+    println!("  OpenAI:  OpenAI(base_url=\"http://{address}/v1\", api_key=...)");
+    if let Some(k) = &first_key {
+        println!("No API keys existed, so an admin key was created. Its secrets are shown once:");
+        println!("  AWS_ACCESS_KEY_ID={}", k.access_key_id);
+        println!("  AWS_SECRET_ACCESS_KEY={}", k.secret_access_key);
+        println!(
+            "  bearer token (AWS_BEARER_TOKEN_BEDROCK / OpenAI api_key): {}",
+            k.bearer_token
+        );
+        println!("Create more with `basalt keys create --name NAME`.");
+    }
+    let state = AppState {
+        core: Arc::clone(&core),
+        metrics: Some(metrics),
+    };
+    let threads = serving_threads(config.server.threads);
+    http::run(std_listener, app(state.clone()), threads, async move {
         basalt_edge::start_background(&state);
-        axum::serve(listener, app(state)).with_graceful_shutdown(shutdown_signal()).await?;
-        tracing::info!("shutting down");
-        anyhow::Ok(())
+        shutdown_signal().await;
     })?;
+    tracing::info!("shut down");
     meter.flush(Duration::from_secs(5));
     Ok(())
+}
+
+/// Serving threads: the configured number, or one per core.
+fn serving_threads(configured: usize) -> usize {
+    if configured > 0 {
+        configured
+    } else {
+        std::thread::available_parallelism().map_or(1, usize::from)
+    }
 }
 
 async fn shutdown_signal() {
