@@ -43,8 +43,10 @@ pub struct Meter {
 
 /// How long records gather before one write.
 const BATCH_WINDOW: Duration = Duration::from_millis(20);
-/// Most records in one write.
-const MAX_BATCH: usize = 512;
+/// Most records in one write. A full batch is followed by the next at once, so the
+/// queue cannot grow without bound however fast records arrive (one batch per window
+/// would cap metering at 512 / 20 ms, about 25k invocations a second).
+const MAX_BATCH: usize = 2048;
 
 enum Message {
     Record(Box<InvocationRecord>),
@@ -58,11 +60,14 @@ impl Meter {
         let spawned = std::thread::Builder::new().name("basalt-meter".into()).spawn(move || {
             let mut pending: Vec<InvocationRecord> = Vec::new();
             let mut waiters: Vec<mpsc::Sender<()>> = Vec::new();
+            // Whether the last batch was full: records are arriving faster than one
+            // batch per window, so the next one is written at once.
+            let mut behind = false;
             while let Ok(first) = receiver.recv() {
                 // The first record opens a batch window. Sleeping through it, rather
                 // than waiting on the channel, lets the request threads queue their
                 // records without waking this thread once per request.
-                if matches!(first, Message::Record(_)) {
+                if !behind && matches!(first, Message::Record(_)) {
                     std::thread::sleep(BATCH_WINDOW);
                 }
                 let mut next = Some(first);
@@ -75,6 +80,7 @@ impl Meter {
                         next = receiver.try_recv().ok();
                     }
                 }
+                behind = pending.len() >= MAX_BATCH;
                 if !pending.is_empty() {
                     publish_metrics(&pending);
                     if let Err(e) = log.record_invocations(&pending) {

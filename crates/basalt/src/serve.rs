@@ -50,6 +50,16 @@ pub fn serve(paths: &Paths, listen: &str) -> Result<()> {
         .context("metric buckets")?
         .install_recorder()
         .context("cannot install the metrics recorder")?;
+    // The exporter keeps each histogram sample until an upkeep folds it into the
+    // buckets; without one, memory grows with every request between scrapes.
+    let upkeep = metrics.clone();
+    std::thread::Builder::new()
+        .name("basalt-metrics-upkeep".into())
+        .spawn(move || loop {
+            std::thread::sleep(Duration::from_secs(5));
+            upkeep.run_upkeep();
+        })
+        .context("cannot start the metrics upkeep thread")?;
     let meter = Meter::start(Arc::clone(&store) as _);
     let models_dir = paths.models_dir()?;
     let core = Arc::new(
