@@ -224,3 +224,67 @@ async fn serves_both_dialects_with_auth_limits_and_metering() {
     }
     panic!("metering did not record the calls: {rows}");
 }
+
+/// SIGTERM while streamed answers are in flight on both serving threads (the acceptor
+/// hands connections out in turn, so four connections land on both): every answer is
+/// streamed to its end, and the process then exits cleanly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_lets_every_serving_thread_finish_its_answers() {
+    let mut server = start();
+    let key = create_key(&server, "stop");
+    let token = key["bearer_token"]
+        .as_str()
+        .expect("bearer token")
+        .to_string();
+    let mut streams = Vec::new();
+    for i in 0..4 {
+        // A client per request: one connection each.
+        let http = reqwest::Client::new();
+        let body = json!({"model":"huggingfacetb.smollm2-135m-instruct-v1:0","stream":true,"max_tokens":40,"temperature":0,
+            "messages":[{"role":"user","content":format!("Count from 1 to {}.", 30 + i)}]});
+        let response = http
+            .post(format!("{}/v1/chat/completions", server.base))
+            .bearer_auth(&token)
+            .json(&body)
+            .send()
+            .await
+            .expect("the streamed request is answered");
+        assert_eq!(response.status(), 200, "request {i} was not accepted");
+        streams.push(response);
+    }
+    let stopped = Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(stopped.success(), "SIGTERM could not be sent");
+    for (i, response) in streams.into_iter().enumerate() {
+        let text = response
+            .text()
+            .await
+            .unwrap_or_else(|e| panic!("stream {i} was cut off by the stop: {e}"));
+        assert!(
+            text.trim_end().ends_with("data: [DONE]"),
+            "stream {i} did not run to its end after SIGTERM: {text}"
+        );
+        assert!(
+            text.contains("\"finish_reason\":\"length\"")
+                || text.contains("\"finish_reason\":\"stop\""),
+            "stream {i} has no finish reason: {text}"
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = server.child.try_wait().expect("wait on the server") {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the server did not exit after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        status.success(),
+        "the server exited with {status} after SIGTERM"
+    );
+}
