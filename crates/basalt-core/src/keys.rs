@@ -228,7 +228,7 @@ impl KeyService {
     /// Revokes by key ID or access key ID.
     pub fn revoke(&self, id: &str, now: i64) -> Result<(), CoreError> {
         let revoked = self.store.revoke_key(id, now).map_err(store_err)?;
-        // The store's change marker only moves for other connections' writes.
+        // The change marker is read at most once a millisecond: clear the cache now.
         if let Ok(mut cache) = self.cache.write() {
             *cache = KeyCache::default();
         }

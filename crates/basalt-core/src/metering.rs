@@ -44,8 +44,9 @@ pub struct Meter {
 /// How long records gather before one write.
 const BATCH_WINDOW: Duration = Duration::from_millis(20);
 /// Most records in one write. A full batch is followed by the next at once, so the
-/// queue cannot grow without bound however fast records arrive (one batch per window
-/// would cap metering at 512 / 20 ms, about 25k invocations a second).
+/// writer keeps up as long as SQLite inserts faster than records arrive (one batch per
+/// window capped metering at 512 / 20 ms, about 25k invocations a second, and the queue
+/// grew beyond that).
 const MAX_BATCH: usize = 2048;
 
 enum Message {

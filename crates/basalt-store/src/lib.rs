@@ -79,7 +79,7 @@ pub trait KeyStore: Send + Sync {
         id_or_access_key_id: &str,
         limits: &KeyLimits,
     ) -> Result<bool, StoreError>;
-    /// A value that changes whenever any writer (another process included) committed,
+    /// A value that changes whenever the keys change (from any connection or process),
     /// so callers can cache keys and notice revocations at once.
     fn change_marker(&self) -> Result<i64, StoreError>;
 }

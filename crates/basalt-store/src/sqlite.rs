@@ -19,6 +19,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0005_provisioned.sql"),
     include_str!("../migrations/0006_knowledge_bases.sql"),
     include_str!("../migrations/0007_key_retrieval_filter.sql"),
+    include_str!("../migrations/0008_key_version.sql"),
 ];
 
 /// SQLite in WAL mode behind a mutex (writes are short; metering is batched by callers).
@@ -26,8 +27,8 @@ const MIGRATIONS: &[&str] = &[
 pub struct SqliteStore {
     conn: Mutex<Connection>,
     /// A second connection to the same file that only answers [`KeyStore::change_marker`],
-    /// which every authenticated request asks: it never waits behind the main
-    /// connection's writes (a metering batch holds that lock for about a millisecond).
+    /// which authenticated requests ask: it never waits behind the main connection's
+    /// writes (a metering batch of up to 2048 rows holds that lock for milliseconds).
     /// `None` for an in-memory database, which has no second connection.
     watcher: Option<Mutex<Connection>>,
 }
@@ -219,13 +220,11 @@ impl KeyStore for SqliteStore {
         })
     }
 
-    /// On the watcher connection, `data_version` moves with every commit, this
-    /// process's own included; without one (in memory), with other connections' only.
+    /// The `key_version` row, which triggers move on every change to `api_keys`
+    /// from any connection or process (and nothing else moves).
     fn change_marker(&self) -> Result<i64, StoreError> {
-        // A cached statement: every authenticated request asks, and preparing the
-        // pragma each time was a quarter of its cost.
         let read = |conn: &Connection| {
-            conn.prepare_cached("PRAGMA data_version")
+            conn.prepare_cached("SELECT version FROM key_version WHERE id = 1")
                 .and_then(|mut statement| statement.query_row([], |r| r.get(0)))
                 .map_err(db)
         };
@@ -602,16 +601,26 @@ mod tests {
     }
 
     #[test]
-    fn change_marker_moves_when_this_store_writes() {
+    fn change_marker_moves_with_key_writes_only() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = SqliteStore::open(&dir.path().join("basalt.db")).expect("open");
         let before = store.change_marker().expect("marker");
+        store
+            .record_invocations(&[invocation("k1", "m1", 3, "success", 1)])
+            .expect("metering write");
         assert_eq!(
             store.change_marker().expect("marker"),
             before,
-            "no write, no move"
+            "a metering write emptied the key cache"
         );
         store.insert_key(&key("k1", "AKIA1")).expect("insert");
-        assert_ne!(store.change_marker().expect("marker"), before);
+        let inserted = store.change_marker().expect("marker");
+        assert_ne!(inserted, before, "an inserted key did not move the marker");
+        assert!(store.revoke_key("k1", 5).expect("revoke"));
+        assert_ne!(
+            store.change_marker().expect("marker"),
+            inserted,
+            "a revocation did not move the marker"
+        );
     }
 }
