@@ -65,7 +65,7 @@ fn default_account() -> String {
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
     /// Serving threads, each with its own single-threaded runtime; 0: one per core.
-    pub threads: usize,
+    pub http_threads: usize,
 }
 
 /// Explicit request limits.

@@ -91,7 +91,7 @@ pub fn serve(paths: &Paths, listen: &str) -> Result<()> {
         core: Arc::clone(&core),
         metrics: Some(metrics),
     };
-    let threads = serving_threads(config.server.threads);
+    let threads = serving_threads(config.server.http_threads);
     http::run(std_listener, app(state.clone()), threads, async move {
         basalt_edge::start_background(&state);
         shutdown_signal().await;
