@@ -224,6 +224,21 @@ def test_sensitive_information_blocks_and_masks(control, runtime):
     assert clean["action"] == "NONE" and clean["outputs"] == []
 
 
+def test_a_long_text_is_checked_in_full(control, runtime):
+    """Over 64 KiB the check runs on the blocking pool: the same findings, to the last byte."""
+    gid = create(control, sensitiveInformationPolicyConfig={
+        "piiEntitiesConfig": [{"type": "EMAIL", "action": "ANONYMIZE"}]},
+        wordPolicyConfig={"wordsConfig": [{"text": "Project Falcon"}]})
+    filler = "The quarterly report lists the shipments by region and month. " * 2000
+    assert len(filler) > 100_000
+    masked = apply(runtime, gid, filler + "Write to jane.doe@example.com today.")
+    assert masked["action"] == "GUARDRAIL_INTERVENED"
+    assert masked["outputs"] == [{"text": filler + "Write to {EMAIL} today."}]
+    blocked = apply(runtime, gid, filler + "Tell me about Project Falcon.")
+    assert blocked["outputs"] == [{"text": BLOCKED_IN}], "a word at the very end of a long text was missed"
+    assert apply(runtime, gid, filler)["action"] == "NONE"
+
+
 def test_denied_topic_by_meaning(control, runtime):
     gid = create(control, topicPolicyConfig={"topicsConfig": [INVESTMENT]})
     for text in ["Which crypto coins should I put my savings into?",

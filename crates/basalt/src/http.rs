@@ -8,10 +8,10 @@
 //! work-stealing runtime instead wakes the other thread for most task hand-offs, and
 //! under proxy load those wake-ups (futexes, reschedule IPIs) were a large share of the
 //! server's CPU (benches/README.md, proxy overhead). Blocking and long work (embedding,
-//! indexing, parsing documents, the engines) runs on the blocking pools and the
-//! engines' own threads. A request's own CPU work (JSON, SigV4, guardrail checks) runs
-//! on its serving thread, and with no work stealing a long one delays the other
-//! connections of that thread.
+//! indexing, parsing documents, guardrail checks of long texts, the engines) runs on
+//! the blocking pools and the engines' own threads. A request's other CPU work (JSON,
+//! SigV4, short guardrail checks) runs on its serving thread, and with no work stealing
+//! a long one delays the other connections of that thread.
 //!
 //! Stopping: the acceptor stops, each serving thread serves every connection already
 //! handed to it, lets its requests finish, and exits; the calling thread's runtime

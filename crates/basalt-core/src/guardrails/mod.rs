@@ -22,6 +22,12 @@ use crate::provider::EmbeddingProvider;
 use crate::types::{ChatRequest, ContentBlock, Generation, StopReason};
 use crate::{Basalt, CallContext, CoreError};
 
+/// Guarded text up to this size is checked on the request's own thread; more goes to
+/// the blocking pool. A check's time grows with its text, and the serving threads do
+/// not take work from each other, so a long one would hold up that thread's other
+/// connections.
+const INLINE_CHECK_BYTES: usize = 64 * 1024;
+
 /// What a create or update asks for.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GuardrailSpec {
@@ -512,13 +518,23 @@ impl Basalt {
 
     pub(crate) async fn evaluate(
         &self,
-        compiled: &CompiledGuardrail,
+        compiled: &Arc<CompiledGuardrail>,
         source: Source,
         segments: &[Segment],
     ) -> Result<Verdict, CoreError> {
         let plan: EmbeddingPlan = compiled.plan(source, segments);
         let vectors = self.guardrail_embed(plan.texts.clone()).await?;
-        let verdict = compiled.evaluate(source, segments, &plan, &vectors);
+        let text_bytes: usize = segments.iter().map(|s| s.text.len()).sum();
+        let verdict = if text_bytes <= INLINE_CHECK_BYTES {
+            compiled.evaluate(source, segments, &plan, &vectors)
+        } else {
+            let (compiled, segments) = (Arc::clone(compiled), segments.to_vec());
+            tokio::task::spawn_blocking(move || {
+                compiled.evaluate(source, &segments, &plan, &vectors)
+            })
+            .await
+            .map_err(|e| CoreError::Internal(format!("the guardrail check failed: {e}")))?
+        };
         record_guardrail_metrics(source, &verdict);
         Ok(verdict)
     }
