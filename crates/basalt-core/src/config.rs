@@ -68,6 +68,22 @@ pub struct ServerConfig {
     pub http_threads: usize,
 }
 
+impl ServerConfig {
+    /// The serving threads to run: the configured number, or one per core.
+    pub fn serving_threads(&self) -> usize {
+        if self.http_threads > 0 {
+            self.http_threads
+        } else {
+            cores()
+        }
+    }
+}
+
+/// The machine's cores (2 if they cannot be counted): what a thread setting of 0 means.
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(2, usize::from)
+}
+
 /// Explicit request limits.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]

@@ -145,7 +145,7 @@ impl std::fmt::Debug for Basalt {
 }
 
 fn default_threads() -> i32 {
-    std::thread::available_parallelism().map_or(2, |n| n.get() as i32)
+    crate::config::cores() as i32
 }
 
 impl Basalt {

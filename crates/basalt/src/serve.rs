@@ -91,7 +91,7 @@ pub fn serve(paths: &Paths, listen: &str) -> Result<()> {
         core: Arc::clone(&core),
         metrics: Some(metrics),
     };
-    let threads = serving_threads(config.server.http_threads);
+    let threads = config.server.serving_threads();
     http::run(std_listener, app(state.clone()), threads, async move {
         basalt_edge::start_background(&state);
         shutdown_signal().await;
@@ -99,15 +99,6 @@ pub fn serve(paths: &Paths, listen: &str) -> Result<()> {
     tracing::info!("shut down");
     meter.flush(Duration::from_secs(5));
     Ok(())
-}
-
-/// Serving threads: the configured number, or one per core.
-fn serving_threads(configured: usize) -> usize {
-    if configured > 0 {
-        configured
-    } else {
-        std::thread::available_parallelism().map_or(1, usize::from)
-    }
 }
 
 async fn shutdown_signal() {
