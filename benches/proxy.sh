@@ -15,6 +15,11 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 build_release
+# The floor: Basalt's HTTP stack with none of Basalt's work (benches/relay).
+RELAY_TARGET="${RELAY_TARGET:-$HOME/.cache/basalt/relay-target}"
+log "building benches/relay"
+CARGO_TARGET_DIR="$RELAY_TARGET" cargo build --release --locked --quiet --manifest-path "$REPO/benches/relay/Cargo.toml"
+RELAY_BIN="$RELAY_TARGET/release/bench-relay"
 LITELLM_VERSION=1.108.7
 LITELLM_VENV="${LITELLM_VENV:-$REPO/benches/.work/litellm-venv}"
 if [ ! -x "$LITELLM_VENV/bin/litellm" ]; then
@@ -24,9 +29,10 @@ if [ ! -x "$LITELLM_VENV/bin/litellm" ]; then
 fi
 DURATION="${DURATION:-30s}"
 WORK="$(mktemp -d)"
-trap 'kill $BASALT $LITELLM 2>/dev/null || true; "$NGINX" -p "$WORK/nginx" -c "$WORK/nginx.conf" -s stop 2>/dev/null || true; rm -rf "$WORK"' EXIT
+BASALT=; LITELLM=; RELAY=
+trap 'kill $BASALT $LITELLM $RELAY 2>/dev/null || true; "$NGINX" -p "$WORK/nginx" -c "$WORK/nginx.conf" -s stop 2>/dev/null || true; rm -rf "$WORK"' EXIT
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-NPORT=$(port); BPORT=$(port); LPORT=$(port)
+NPORT=$(port); BPORT=$(port); LPORT=$(port); RPORT=$(port)
 
 COMPLETION='{"id":"chatcmpl-bench","object":"chat.completion","created":1700000000,"model":"bench","choices":[{"index":0,"message":{"role":"assistant","content":"I am fine, thank you."},"finish_reason":"stop"}],"usage":{"prompt_tokens":21,"completion_tokens":7,"total_tokens":28}}'
 mkdir -p "$WORK/nginx/logs"
@@ -81,9 +87,13 @@ YAML
 LITELLM_LOCAL_MODEL_COST_MAP=True "$LITELLM_VENV/bin/litellm" --config "$WORK/litellm.yaml" \
   --host 127.0.0.1 --port "$LPORT" --num_workers 1 > "$WORK/litellm.log" 2>&1 &
 LITELLM=$!
+"$RELAY_BIN" --listen "127.0.0.1:$RPORT" --upstream "http://127.0.0.1:$NPORT/v1/chat/completions" \
+  --threads "$(nproc)" > "$WORK/relay.log" 2>&1 &
+RELAY=$!
 for p in $BPORT $LPORT; do
   for _ in $(seq 600); do curl -s -o /dev/null "http://127.0.0.1:$p/health" && break; sleep 0.2; done
 done
+for _ in $(seq 100); do curl -s -o /dev/null -X POST "http://127.0.0.1:$RPORT/" && break; sleep 0.1; done
 TOKEN=$(BASALT_DATA_DIR="$WORK/data" "$BASALT_BIN" keys create --name bench --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["bearer_token"])')
 
 run() { # name lua url model token conc
@@ -97,6 +107,7 @@ run() { # name lua url model token conc
 printf '%-26s %5s %10s %9s %9s\n' "target" "conc" "req/s" "p50" "p99"
 for c in 1 16 64; do
   run "nginx direct" proxy_chat.lua "http://127.0.0.1:$NPORT" bench "" $c
+  run "bare relay -> nginx" proxy_chat.lua "http://127.0.0.1:$RPORT" bench "" $c
   run "basalt openai -> nginx" proxy_chat.lua "http://127.0.0.1:$BPORT" openai.bench-upstream-v1:0 "$TOKEN" $c
   run "basalt converse -> nginx" proxy_converse.lua "http://127.0.0.1:$BPORT" "" "$TOKEN" $c
   run "litellm -> nginx" proxy_chat.lua "http://127.0.0.1:$LPORT" bench sk-bench-master $c
