@@ -14,6 +14,7 @@ pub mod auth;
 pub mod bedrock;
 mod error;
 pub mod eventstream;
+mod json_body;
 pub mod openai;
 pub mod sigv4;
 mod streaming;

@@ -33,16 +33,12 @@ pub fn routes() -> Router<AppState> {
 }
 
 fn parse<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, OpenAiError> {
-    let mut deserializer = serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
-        let path = e.path().to_string();
-        OpenAiError {
-            param: (path != ".").then_some(path),
-            ..OpenAiError::invalid_request(format!(
-                "We could not parse the JSON body of your request: {}",
-                e.into_inner()
-            ))
-        }
+    crate::json_body::parse(body).map_err(|e| OpenAiError {
+        param: (e.path != ".").then_some(e.path),
+        ..OpenAiError::invalid_request(format!(
+            "We could not parse the JSON body of your request: {}",
+            e.error
+        ))
     })
 }
 

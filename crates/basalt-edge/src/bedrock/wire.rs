@@ -24,10 +24,8 @@ pub fn parse_json<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, Bedroc
             "the request body is empty; expected a JSON object",
         ));
     }
-    let mut deserializer = serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
+    crate::json_body::parse(body).map_err(|e| {
+        let (path, inner) = (e.path, e.error);
         if inner.is_syntax() || inner.is_eof() || path == "." {
             BedrockError::validation(format!("malformed request body: {inner}"))
         } else {
