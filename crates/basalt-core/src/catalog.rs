@@ -17,8 +17,8 @@ use crate::CoreError;
 pub enum EngineKind {
     /// A GGUF chat model on llama.cpp.
     LlamaCpp,
-    /// A BERT sentence-embedding model (sentence-transformers layout), run on llama.cpp.
-    LlamaCppBert,
+    /// A BERT sentence-embedding model (sentence-transformers layout), run on ONNX Runtime.
+    OnnxBert,
     /// A model served elsewhere, reached over HTTP (see [`crate::config::UpstreamConfig`]).
     Remote,
     /// No model: answers with the request's last user message at once. For measuring
@@ -210,14 +210,15 @@ impl Catalog {
             }
             let engine = match m.engine.as_str() {
                 "llama.cpp" => EngineKind::LlamaCpp,
-                "llama.cpp-bert" => EngineKind::LlamaCppBert,
+                // llama.cpp-bert: the engine's name while BERT ran on llama.cpp (older configs).
+                "onnxruntime-bert" | "llama.cpp-bert" => EngineKind::OnnxBert,
                 "remote" => EngineKind::Remote,
                 "echo" => EngineKind::Echo,
                 other => {
                     return Err(invalid(
                         id,
                         format!(
-                        "engine {other:?} is not one of llama.cpp, llama.cpp-bert, remote, echo"
+                        "engine {other:?} is not one of llama.cpp, onnxruntime-bert, remote, echo"
                     ),
                     ))
                 }
@@ -272,7 +273,7 @@ impl Catalog {
                         "echo and remote models have no weights; remove weights",
                     ))
                 }
-                (None, EngineKind::LlamaCpp | EngineKind::LlamaCppBert) => {
+                (None, EngineKind::LlamaCpp | EngineKind::OnnxBert) => {
                     return Err(invalid(id, "weights is required: a key of [weights]"))
                 }
                 (Some(w), _) if !config.weights.contains_key(w) => {
@@ -295,11 +296,11 @@ impl Catalog {
             };
             if engine != EngineKind::Echo
                 && engine != EngineKind::Remote
-                && embedding != (engine == EngineKind::LlamaCppBert)
+                && embedding != (engine == EngineKind::OnnxBert)
                 || embedding != (native_body == NativeBody::TitanEmbed)
                 || (engine == EngineKind::Echo && embedding)
             {
-                return Err(invalid(id, "embedding models use engine llama.cpp-bert or remote and native_body titan-embed; chat models llama.cpp, remote or echo and meta-llama"));
+                return Err(invalid(id, "embedding models use engine onnxruntime-bert or remote and native_body titan-embed; chat models llama.cpp, remote or echo and meta-llama"));
             }
             if (remote && embedding) != m.dimensions.is_some() {
                 return Err(invalid(

@@ -122,8 +122,11 @@ pub struct EngineConfig {
     pub threads: u32,
     /// Most inputs per embedding forward pass.
     pub embedding_batch: usize,
-    /// Most tokens per embedding forward pass.
+    /// Most padded tokens (inputs × longest) per embedding forward pass.
     pub embedding_batch_tokens: usize,
+    /// The `[weights]` entry that holds ONNX Runtime's shared library (its first
+    /// file), which runs the embedding models.
+    pub onnxruntime_weights: String,
     /// Memory the KV cache of one chat model may take, in MiB; `slots` is lowered to
     /// fit. 0 means no limit.
     pub kv_cache_mib: u64,
@@ -137,8 +140,9 @@ impl Default for EngineConfig {
             batch_tokens: 512,
             queue_capacity: 64,
             threads: 0,
-            embedding_batch: 8,
-            embedding_batch_tokens: 512,
+            embedding_batch: 32,
+            embedding_batch_tokens: 4096,
+            onnxruntime_weights: "onnxruntime".into(),
             kv_cache_mib: 0,
         }
     }
@@ -427,7 +431,7 @@ pub struct ModelConfig {
     pub id: String,
     pub name: String,
     pub provider: String,
-    /// `llama.cpp` (GGUF chat), `llama.cpp-bert` (sentence embeddings), `remote` (a
+    /// `llama.cpp` (GGUF chat), `onnxruntime-bert` (sentence embeddings), `remote` (a
     /// hosted provider or another inference server, see `upstream`) or `echo` (answers
     /// with the last user message at once, no model: for measuring the gateway alone).
     pub engine: String,

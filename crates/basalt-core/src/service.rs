@@ -272,7 +272,7 @@ impl Basalt {
                     chat.insert(entry.id.clone(), Arc::new(LocalChat::new(engine)));
                 }
                 EngineKind::Echo | EngineKind::Remote => {}
-                EngineKind::LlamaCppBert => {
+                EngineKind::OnnxBert => {
                     let engine = match embed_by_weights.get(&weights_name) {
                         Some(e) => Arc::clone(e),
                         None => {
@@ -284,6 +284,11 @@ impl Basalt {
                                     batch_size: config.engine.embedding_batch.max(1),
                                     batch_tokens: config.engine.embedding_batch_tokens,
                                     threads: engine_threads(&config.engine),
+                                    runtime_library: onnx_runtime_library(
+                                        &catalog,
+                                        models_dir,
+                                        &config.engine.onnxruntime_weights,
+                                    )?,
                                 })
                                 .map_err(engine_error)?,
                             );
@@ -1066,6 +1071,27 @@ fn chat_config(
         threads: engine_threads(engine),
         shared_step_interval: provisioned.shared_step_interval.max(1),
     }
+}
+
+/// ONNX Runtime's shared library, from the `[weights]` entry named `weights_name`
+/// (checked against its SHA-256 like model weights).
+fn onnx_runtime_library(
+    catalog: &Catalog,
+    models_dir: &Path,
+    weights_name: &str,
+) -> Result<PathBuf, CoreError> {
+    let weights = catalog.weights().get(weights_name).ok_or_else(|| {
+        CoreError::ServiceUnavailable(format!(
+            "embedding models run on ONNX Runtime, and [engine] onnxruntime_weights names \
+             {weights_name:?}, which is not a [weights] entry"
+        ))
+    })?;
+    let dir = verify_weights(models_dir, weights_name, weights)
+        .map_err(|e| CoreError::ServiceUnavailable(format!("ONNX Runtime: {e}")))?;
+    let file = weights.files.first().ok_or_else(|| {
+        CoreError::ServiceUnavailable(format!("[weights.{weights_name}] lists no file"))
+    })?;
+    Ok(dir.join(&file.path))
 }
 
 fn engine_threads(engine: &EngineConfig) -> i32 {

@@ -188,9 +188,12 @@ fn embeddings_are_normalised_and_meaningful() {
     }
     let cos = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>();
     assert!(cos(&out[0].vector, &out[1].vector) > cos(&out[0].vector, &out[2].vector) + 0.2);
-    // Batched and single embedding agree (padding must not leak into the mean).
+    // Batched and single embedding agree (padding must not leak into the mean). Not
+    // bit for bit: int8 activation scales are taken per batch. A padding leak or a
+    // neighbour leaking into attention would be far below this.
     let single = engine.embed(&inputs[2..3]).expect("embeds one");
-    assert!(cos(&single[0].vector, &out[2].vector) > 0.9999);
+    let agreement = cos(&single[0].vector, &out[2].vector);
+    assert!(agreement > 0.99, "batched vs alone: cosine {agreement}");
 }
 
 fn embedding_engine(batch_size: usize, batch_tokens: usize) -> EmbeddingEngine {
@@ -200,8 +203,9 @@ fn embedding_engine(batch_size: usize, batch_tokens: usize) -> EmbeddingEngine {
         batch_size,
         batch_tokens,
         threads: 2,
+        runtime_library: models_dir().join("onnxruntime/libonnxruntime.so.1.31.1"),
     })
-    .expect("the MiniLM model converts and loads")
+    .expect("the MiniLM graph builds and ONNX Runtime loads it")
 }
 
 /// Vectors sentence-transformers computed for the same model files
@@ -231,7 +235,7 @@ fn embeddings_match_sentence_transformers() {
         })
         .collect();
     // A small batch limit so the long (truncated) sentence is encoded alone and the
-    // short ones are packed together.
+    // short ones are batched together.
     let engine = embedding_engine(2, 256);
     let ours = engine.embed(&sentences).expect("embeds");
     for ((sentence, got), want) in sentences.iter().zip(&ours).zip(&reference) {
@@ -281,11 +285,11 @@ fn concurrent_embedding_calls_are_batched_and_answer_each_caller() {
         .collect();
     for (i, (a, b)) in alone.iter().zip(&together).enumerate() {
         let cos: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
-        // llama.cpp's int8 kernels take a different path for one row than for many
-        // (VNNI vs AMX tiles), so vectors agree to about 1e-4, not bit for bit; a
-        // sequence that leaked into another's attention would be far off.
+        // Int8 activation scales are taken over each batch, so a vector depends a
+        // little on its neighbours (cosine ~0.993 measured); a sequence that leaked
+        // into another's attention would be far off.
         assert!(
-            cos > 0.999,
+            cos > 0.99,
             "input {i}: batched vector differs from its solo vector ({cos})"
         );
     }

@@ -1,30 +1,32 @@
 //! Sentence embeddings with a BERT model in the sentence-transformers layout
-//! (`config.json`, `tokenizer.json`, `model.safetensors`), on llama.cpp.
+//! (`config.json`, `tokenizer.json`, `model.safetensors`), on ONNX Runtime.
 //!
-//! At load the safetensors weights are converted to a GGUF with Q8_0 layer matrices
-//! ([`gguf`]), which llama.cpp runs on its fastest CPU kernels (AMX or VNNI int8). One
-//! worker thread owns the llama.cpp context and batches across calls: inputs of every
-//! call waiting when it wakes are sorted by length and packed into encoder batches
-//! (up to `batch_size` sequences and `batch_tokens` tokens each), so many small
-//! requests cost about as much as one large one, and nothing is padded: each sequence
-//! attends only to itself. Pooling is the mean of the sequence's last hidden states,
-//! then L2 normalisation, as sentence-transformers' `all-MiniLM-L6-v2` pipeline does.
-//! Tokenization is the Hugging Face tokenizer (`tokenizers`), so token counts match
-//! the reference exactly.
+//! At load the safetensors weights become an ONNX graph in memory ([`graph`]), with
+//! int8 linear layers, which ONNX Runtime runs on its int8 CPU kernels (VNNI or AMX
+//! where the CPU has them). ONNX Runtime itself is a shared library loaded at run time
+//! (`libonnxruntime.so` from the pinned `onnxruntime` wheel, fetched and checked like
+//! the model weights), so building Basalt does not download or compile it.
+//!
+//! One worker thread owns the session and batches across calls: the inputs of every
+//! call waiting when it wakes are sorted by length and grouped into padded batches (up
+//! to `batch_size` sequences and `batch_tokens` padded tokens each), so many small
+//! requests cost about as much as one large one and padding stays small. Padding is
+//! masked out of attention and of the pooling, so a sequence's vector does not depend
+//! on its neighbours beyond int8 rounding. Pooling is the mean of the sequence's last
+//! hidden states, then L2 normalisation, as sentence-transformers' `all-MiniLM-L6-v2`
+//! pipeline does. Tokenization is the Hugging Face tokenizer (`tokenizers`), so token
+//! counts match the reference exactly.
 
-mod gguf;
+mod graph;
 
-use std::num::NonZeroU32;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::{Path, PathBuf};
 use std::sync::mpsc;
+use std::sync::OnceLock;
 
-use llama_cpp_2::context::params::{LlamaContextParams, LlamaPoolingType};
-use llama_cpp_2::context::LlamaContext;
-use llama_cpp_2::llama_batch::LlamaBatch;
-use llama_cpp_2::model::params::LlamaModelParams;
-use llama_cpp_2::model::LlamaModel;
-use llama_cpp_2::token::LlamaToken;
+use ort::environment::Environment;
+use ort::session::builder::GraphOptimizationLevel;
+use ort::session::Session;
+use ort::value::Tensor;
 use tokenizers::{Tokenizer, TruncationParams};
 
 use crate::EngineError;
@@ -39,10 +41,14 @@ pub struct EmbeddingEngineConfig {
     pub max_tokens: usize,
     /// Most sequences in one encoder batch.
     pub batch_size: usize,
-    /// Most tokens in one encoder batch (raised to `max_tokens` if lower).
+    /// Most padded tokens (sequences × longest) in one encoder batch (raised to
+    /// `max_tokens` if lower).
     pub batch_tokens: usize,
     /// CPU threads for the encoder.
     pub threads: i32,
+    /// ONNX Runtime's shared library (`libonnxruntime.so.<version>`). The first engine
+    /// loaded in a process loads it; later ones use the same.
+    pub runtime_library: PathBuf,
 }
 
 /// One embedded input.
@@ -81,18 +87,27 @@ fn compute(e: impl std::fmt::Display) -> EngineError {
     EngineError::Compute(e.to_string())
 }
 
-/// A unique path for a converted model in the temporary directory.
-fn temporary_gguf_path() -> PathBuf {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    std::env::temp_dir().join(format!(
-        "basalt-embedding-{}-{}.gguf",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    ))
+/// ONNX Runtime's process-wide environment, created from the first library path given.
+fn runtime(library: &Path) -> Result<&'static Environment, EngineError> {
+    static RUNTIME: OnceLock<Result<Environment, String>> = OnceLock::new();
+    RUNTIME
+        .get_or_init(|| {
+            ort::init_from(library)
+                .map_err(|e| format!("cannot load ONNX Runtime from {}: {e}", library.display()))?
+                .with_name("basalt")
+                .build()
+                .map_err(|e| format!("cannot start ONNX Runtime: {e}"))
+        })
+        .as_ref()
+        .map_err(|reason| EngineError::Load {
+            path: library.display().to_string(),
+            reason: reason.clone(),
+        })
 }
 
 impl EmbeddingEngine {
-    /// Converts the model for llama.cpp, loads it and starts the worker thread.
+    /// Builds the encoder graph, opens an ONNX Runtime session on it and starts the
+    /// worker thread.
     pub fn load(config: EmbeddingEngineConfig) -> Result<Self, EngineError> {
         let dir = config.model_dir.clone();
         let tokenizer_path = dir.join("tokenizer.json");
@@ -114,17 +129,12 @@ impl EmbeddingEngine {
             }))
             .map_err(|e| load_err(e.to_string()))?;
 
-        let bert = gguf::read_config(&dir)?;
+        let bert = graph::read_config(&dir)?;
         if config.max_tokens > bert.max_position_embeddings {
             return Err(load_err(format!(
                 "max_tokens {} exceeds the model's {} positions",
                 config.max_tokens, bert.max_position_embeddings
             )));
-        }
-        let gguf_path = temporary_gguf_path();
-        if let Err(e) = gguf::convert(&dir, &bert, &gguf_path) {
-            let _ = std::fs::remove_file(&gguf_path);
-            return Err(e);
         }
         let config = EmbeddingEngineConfig {
             batch_size: config.batch_size.clamp(1, 256),
@@ -132,26 +142,34 @@ impl EmbeddingEngine {
             threads: config.threads.max(1),
             ..config
         };
+        let environment = runtime(&config.runtime_library)?;
+        let model = graph::build(&dir, &bert)?;
+        let open = || -> Result<Session, String> {
+            fn text<R>(e: ort::Error<R>) -> String {
+                e.to_string()
+            }
+            let builder = Session::builder(environment)
+                .map_err(text)?
+                .with_optimization_level(GraphOptimizationLevel::All)
+                .map_err(text)?
+                .with_intra_threads(config.threads as usize)
+                .map_err(text)?
+                .with_inter_threads(1)
+                .map_err(text)?;
+            model.into_session(&builder).map_err(|e| e.to_string())
+        };
+        let session =
+            open().map_err(|e| load_err(format!("ONNX Runtime cannot open the encoder: {e}")))?;
         let (jobs, receiver) = mpsc::channel();
-        let (ready_tx, ready_rx) = mpsc::channel();
         let worker_config = config.clone();
         std::thread::Builder::new()
             .name("basalt-embedding-engine".into())
-            .spawn(move || worker(gguf_path, worker_config, receiver, ready_tx))
+            .spawn(move || worker(session, worker_config, receiver))
             .map_err(|e| load_err(format!("cannot start the embedding thread: {e}")))?;
-        let dimensions = ready_rx
-            .recv()
-            .map_err(|_| load_err("the embedding thread stopped while loading".into()))??;
-        if dimensions != bert.hidden_size {
-            return Err(load_err(format!(
-                "llama.cpp reports {dimensions} dimensions, config.json {}",
-                bert.hidden_size
-            )));
-        }
         Ok(Self {
             tokenizer,
             untruncated,
-            dimensions,
+            dimensions: bert.hidden_size,
             jobs,
             config,
         })
@@ -202,54 +220,7 @@ impl EmbeddingEngine {
 /// next round, so a huge call cannot hold small ones back for long.
 const MAX_SEQUENCES_PER_ROUND: usize = 4096;
 
-fn worker(
-    gguf_path: PathBuf,
-    config: EmbeddingEngineConfig,
-    jobs: mpsc::Receiver<Job>,
-    ready: mpsc::Sender<Result<usize, EngineError>>,
-) {
-    let load_err = |reason: String| EngineError::Load {
-        path: config.model_dir.display().to_string(),
-        reason,
-    };
-    let loaded = crate::backend().and_then(|backend| {
-        LlamaModel::load_from_file(backend, &gguf_path, &LlamaModelParams::default())
-            .map(|model| (backend, model))
-            .map_err(|e| load_err(format!("llama.cpp cannot load the converted model: {e}")))
-    });
-    // Loaded (mapped or read) or not, the file is not needed on disk any more.
-    let _ = std::fs::remove_file(&gguf_path);
-    let (backend, model) = match loaded {
-        Ok(loaded) => loaded,
-        Err(e) => {
-            let _ = ready.send(Err(e));
-            return;
-        }
-    };
-    let batch_tokens = config.batch_tokens as u32;
-    let params = LlamaContextParams::default()
-        .with_n_ctx(NonZeroU32::new(batch_tokens))
-        .with_n_batch(batch_tokens)
-        .with_n_ubatch(batch_tokens)
-        .with_n_seq_max(config.batch_size as u32)
-        .with_n_threads(config.threads)
-        .with_n_threads_batch(config.threads)
-        .with_embeddings(true)
-        .with_pooling_type(LlamaPoolingType::Mean)
-        // Flash attention skips the masked pairs of a packed batch, so sequences
-        // cost about what they would alone (without it: 16 instead of 277
-        // sentences/s on benches/embeddings.py).
-        .with_flash_attention_policy(llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_ENABLED);
-    let mut ctx = match model.new_context(backend, params) {
-        Ok(ctx) => ctx,
-        Err(e) => {
-            let _ = ready.send(Err(load_err(format!("cannot create the context: {e}"))));
-            return;
-        }
-    };
-    let dimensions = usize::try_from(model.n_embd()).unwrap_or(0);
-    let _ = ready.send(Ok(dimensions));
-    let mut batch = LlamaBatch::new(config.batch_tokens, config.batch_size as i32);
+fn worker(mut session: Session, config: EmbeddingEngineConfig, jobs: mpsc::Receiver<Job>) {
     while let Ok(first) = jobs.recv() {
         let mut round = vec![first];
         let mut sequences = round[0].sequences.len();
@@ -262,18 +233,12 @@ fn worker(
                 Err(_) => break,
             }
         }
-        embed_round(&mut ctx, &mut batch, &config, dimensions, round);
+        embed_round(&mut session, &config, round);
     }
 }
 
 /// Embeds the sequences of every job in `round` and answers each job.
-fn embed_round(
-    ctx: &mut LlamaContext<'_>,
-    batch: &mut LlamaBatch<'_>,
-    config: &EmbeddingEngineConfig,
-    dimensions: usize,
-    round: Vec<Job>,
-) {
+fn embed_round(session: &mut Session, config: &EmbeddingEngineConfig, round: Vec<Job>) {
     // (job, index in job) of every sequence, shortest first so that similar lengths
     // share a batch.
     let mut order: Vec<(usize, usize)> = round
@@ -290,27 +255,34 @@ fn embed_round(
 
     let mut start = 0;
     while start < order.len() {
-        // Pack sequences until the batch is full in sequences or tokens.
+        // Group sequences until the batch is full in sequences or padded tokens, or
+        // padding would pass a quarter of the batch (lengths only grow along
+        // `order`, so the last one added is the longest). Padding costs compute,
+        // and int8 activation scales are taken over the whole batch.
         let mut end = start;
-        let mut tokens = 0;
+        let mut real = 0;
         while end < order.len() && end - start < config.batch_size {
             let (j, i) = order[end];
-            let len = round[j].sequences[i].len();
-            if end > start && tokens + len > config.batch_tokens {
+            let longest = round[j].sequences[i].len();
+            let padded = (end - start + 1) * longest;
+            if end > start && (padded > config.batch_tokens || padded * 4 > (real + longest) * 5) {
                 break;
             }
-            tokens += len;
+            real += longest;
             end += 1;
         }
-        let group = &order[start..end];
-        match encode_group(ctx, batch, &round, group, dimensions) {
+        let group: Vec<&[u32]> = order[start..end]
+            .iter()
+            .map(|&(j, i)| round[j].sequences[i].as_slice())
+            .collect();
+        match encode_group(session, &group) {
             Ok(group_vectors) => {
-                for (&(j, i), v) in group.iter().zip(group_vectors) {
+                for (&(j, i), v) in order[start..end].iter().zip(group_vectors) {
                     vectors[j][i] = v;
                 }
             }
             Err(e) => {
-                for &(j, _) in group {
+                for &(j, _) in &order[start..end] {
                     failed[j] = Some(EngineError::Compute(e.to_string()));
                 }
             }
@@ -325,35 +297,80 @@ fn embed_round(
     }
 }
 
-fn encode_group(
-    ctx: &mut LlamaContext<'_>,
-    batch: &mut LlamaBatch<'_>,
-    round: &[Job],
-    group: &[(usize, usize)],
-    dimensions: usize,
-) -> Result<Vec<Vec<f32>>, EngineError> {
-    batch.clear();
-    for (seq, &(j, i)) in group.iter().enumerate() {
-        for (pos, &token) in round[j].sequences[i].iter().enumerate() {
-            batch
-                .add(LlamaToken(token as i32), pos as i32, &[seq as i32], true)
-                .map_err(compute)?;
+/// Added to the attention score of a padding position: softmax gives it no weight.
+const MASKED: f32 = -1e4;
+
+/// The graph's four inputs for a group of sequences, padded to the longest.
+struct PaddedBatch {
+    shape: [i64; 2],
+    input_ids: Vec<i64>,
+    position_ids: Vec<i64>,
+    attention_bias: Vec<f32>,
+    pool_weights: Vec<f32>,
+}
+
+fn pad(group: &[&[u32]]) -> PaddedBatch {
+    let rows = group.len();
+    let cols = group.iter().map(|s| s.len()).max().unwrap_or(0).max(1);
+    let mut batch = PaddedBatch {
+        shape: [rows as i64, cols as i64],
+        input_ids: vec![0; rows * cols],
+        position_ids: vec![0; rows * cols],
+        attention_bias: vec![MASKED; rows * cols],
+        pool_weights: vec![0.0; rows * cols],
+    };
+    for (r, sequence) in group.iter().enumerate() {
+        let weight = 1.0 / sequence.len().max(1) as f32;
+        for (c, &token) in sequence.iter().enumerate() {
+            let at = r * cols + c;
+            batch.input_ids[at] = i64::from(token);
+            batch.position_ids[at] = c as i64;
+            batch.attention_bias[at] = 0.0;
+            batch.pool_weights[at] = weight;
         }
     }
-    ctx.encode(batch).map_err(compute)?;
-    let mut out = Vec::with_capacity(group.len());
-    for seq in 0..group.len() {
-        let pooled = ctx.embeddings_seq_ith(seq as i32).map_err(|_| {
-            compute(format!(
-                "llama.cpp returned no pooled embedding for sequence {seq}"
-            ))
-        })?;
-        let mut vector: Vec<f32> = pooled.iter().take(dimensions).copied().collect();
-        let norm = vector.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
-        for x in &mut vector {
-            *x /= norm;
+    batch
+}
+
+fn encode_group(session: &mut Session, group: &[&[u32]]) -> Result<Vec<Vec<f32>>, EngineError> {
+    let batch = pad(group);
+    let [rows, cols] = batch.shape;
+    let inputs = ort::inputs![
+        graph::INPUT_IDS => Tensor::from_array((batch.shape, batch.input_ids)).map_err(compute)?,
+        graph::POSITION_IDS => Tensor::from_array((batch.shape, batch.position_ids)).map_err(compute)?,
+        graph::ATTENTION_BIAS => Tensor::from_array(([rows, 1, 1, cols], batch.attention_bias)).map_err(compute)?,
+        graph::POOL_WEIGHTS => Tensor::from_array(([rows, cols, 1], batch.pool_weights)).map_err(compute)?,
+    ];
+    let outputs = session.run(inputs).map_err(compute)?;
+    let (shape, data) = outputs[graph::EMBEDDING]
+        .try_extract_tensor::<f32>()
+        .map_err(compute)?;
+    let dims: &[i64] = shape;
+    let width = match dims {
+        [r, w] if *r == rows && *w > 0 => *w as usize,
+        other => {
+            return Err(compute(format!(
+                "the encoder returned shape {other:?} for {rows} sequences"
+            )))
         }
-        out.push(vector);
+    };
+    Ok(data.chunks_exact(width).map(<[f32]>::to_vec).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn padding_is_masked_and_left_out_of_the_mean() {
+        let long = [101u32, 7, 8, 102];
+        let short = [101u32, 102];
+        let batch = pad(&[&long, &short]);
+        assert_eq!(batch.shape, [2, 4]);
+        assert_eq!(batch.input_ids, vec![101, 7, 8, 102, 101, 102, 0, 0]);
+        assert_eq!(batch.position_ids, vec![0, 1, 2, 3, 0, 1, 0, 0]);
+        assert_eq!(batch.attention_bias[4..], [0.0, 0.0, MASKED, MASKED]);
+        assert_eq!(batch.pool_weights[..4], [0.25; 4]);
+        assert_eq!(batch.pool_weights[4..], [0.5, 0.5, 0.0, 0.0]);
     }
-    Ok(out)
 }
