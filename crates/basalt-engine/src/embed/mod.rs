@@ -7,21 +7,23 @@
 //! (`libonnxruntime.so` from the pinned `onnxruntime` wheel, fetched and checked like
 //! the model weights), so building Basalt does not download or compile it.
 //!
-//! One worker thread owns the session and batches across calls: the inputs of every
-//! call waiting when it wakes are sorted by length and grouped into padded batches (up
-//! to `batch_size` sequences and `batch_tokens` padded tokens each), so many small
-//! requests cost about as much as one large one and padding stays small. Padding is
-//! masked out of attention and of the pooling, so a sequence's vector does not depend
-//! on its neighbours beyond int8 rounding. Pooling is the mean of the sequence's last
-//! hidden states, then L2 normalisation, as sentence-transformers' `all-MiniLM-L6-v2`
-//! pipeline does. Tokenization is the Hugging Face tokenizer (`tokenizers`), so token
-//! counts match the reference exactly.
+//! Each of `threads` worker threads owns a session (one ONNX Runtime thread each) and
+//! takes inputs off one queue shared by all calls, `batch_size` at a time. With the
+//! default of 1 every input runs alone: its vector depends on its own text only,
+//! which int8 needs (activation scales are taken over a whole pass), and two cores
+//! encoding two inputs side by side beat two threads splitting one small matrix
+//! product. A larger `batch_size` pads several queued inputs into one pass (up to
+//! `batch_tokens` padded tokens); padding is masked out of attention and pooling, but
+//! the shared int8 scales then move a vector slightly with its neighbours. Pooling
+//! is the mean of the sequence's last hidden states, then L2 normalisation, as
+//! sentence-transformers' `all-MiniLM-L6-v2` pipeline does. Tokenization is the
+//! Hugging Face tokenizer (`tokenizers`), so token counts match the reference exactly.
 
 mod graph;
 
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
-use std::sync::OnceLock;
+use std::sync::{mpsc, Arc, Condvar, Mutex, OnceLock};
 
 use ort::environment::Environment;
 use ort::session::builder::GraphOptimizationLevel;
@@ -39,12 +41,12 @@ pub struct EmbeddingEngineConfig {
     /// Longest input in tokens; longer inputs are truncated (sentence-transformers'
     /// `max_seq_length`).
     pub max_tokens: usize,
-    /// Most sequences in one encoder batch.
+    /// Most inputs in one encoder pass (1: every input alone, see the module docs).
     pub batch_size: usize,
-    /// Most padded tokens (sequences × longest) in one encoder batch (raised to
+    /// Most padded tokens (inputs × longest) in one encoder pass (raised to
     /// `max_tokens` if lower).
     pub batch_tokens: usize,
-    /// CPU threads for the encoder.
+    /// Encoder worker threads, one session and one CPU core each.
     pub threads: i32,
     /// ONNX Runtime's shared library (`libonnxruntime.so.<version>`). The first engine
     /// loaded in a process loads it; later ones use the same.
@@ -59,20 +61,77 @@ pub struct Embedding {
     pub tokens: u32,
 }
 
-/// A call's token sequences and where its vectors go.
-struct Job {
+/// One call in progress: its inputs, the vectors so far and where they go.
+struct Call {
     sequences: Vec<Vec<u32>>,
+    outcome: Mutex<CallOutcome>,
     reply: mpsc::Sender<Result<Vec<Vec<f32>>, EngineError>>,
 }
 
-/// A loaded sentence-embedding model and its worker thread.
+struct CallOutcome {
+    vectors: Vec<Vec<f32>>,
+    failure: Option<EngineError>,
+    remaining: usize,
+}
+
+impl Call {
+    /// Records the vectors (or the failure) of some of the call's inputs; the last
+    /// one answers the caller.
+    fn finish(&self, indices: &[usize], result: &Result<Vec<Vec<f32>>, EngineError>) {
+        let Ok(mut outcome) = self.outcome.lock() else {
+            return;
+        };
+        match result {
+            Ok(vectors) => {
+                for (&i, v) in indices.iter().zip(vectors) {
+                    if let Some(slot) = outcome.vectors.get_mut(i) {
+                        *slot = v.clone();
+                    }
+                }
+            }
+            Err(e) => outcome.failure = Some(EngineError::Compute(e.to_string())),
+        }
+        outcome.remaining = outcome.remaining.saturating_sub(indices.len());
+        if outcome.remaining == 0 {
+            let answer = match outcome.failure.take() {
+                Some(e) => Err(e),
+                None => Ok(std::mem::take(&mut outcome.vectors)),
+            };
+            let _ = self.reply.send(answer);
+        }
+    }
+}
+
+/// Inputs waiting for a worker: (call, index of the input in the call).
+#[derive(Default)]
+struct Queue {
+    waiting: Mutex<Waiting>,
+    wakeup: Condvar,
+}
+
+#[derive(Default)]
+struct Waiting {
+    inputs: VecDeque<(Arc<Call>, usize)>,
+    stopped: bool,
+}
+
+/// A loaded sentence-embedding model and its worker threads.
 pub struct EmbeddingEngine {
     tokenizer: Tokenizer,
     /// The same tokenizer without truncation (token spans of whole documents).
     untruncated: Tokenizer,
     dimensions: usize,
-    jobs: mpsc::Sender<Job>,
+    queue: Arc<Queue>,
     config: EmbeddingEngineConfig,
+}
+
+impl Drop for EmbeddingEngine {
+    fn drop(&mut self) {
+        if let Ok(mut waiting) = self.queue.waiting.lock() {
+            waiting.stopped = true;
+        }
+        self.queue.wakeup.notify_all();
+    }
 }
 
 impl std::fmt::Debug for EmbeddingEngine {
@@ -143,34 +202,37 @@ impl EmbeddingEngine {
             ..config
         };
         let environment = runtime(&config.runtime_library)?;
-        let model = graph::build(&dir, &bert)?;
-        let open = || -> Result<Session, String> {
-            fn text<R>(e: ort::Error<R>) -> String {
-                e.to_string()
-            }
-            let builder = Session::builder(environment)
-                .map_err(text)?
-                .with_optimization_level(GraphOptimizationLevel::All)
-                .map_err(text)?
-                .with_intra_threads(config.threads as usize)
-                .map_err(text)?
-                .with_inter_threads(1)
-                .map_err(text)?;
-            model.into_session(&builder).map_err(|e| e.to_string())
-        };
-        let session =
-            open().map_err(|e| load_err(format!("ONNX Runtime cannot open the encoder: {e}")))?;
-        let (jobs, receiver) = mpsc::channel();
-        let worker_config = config.clone();
-        std::thread::Builder::new()
-            .name("basalt-embedding-engine".into())
-            .spawn(move || worker(session, worker_config, receiver))
-            .map_err(|e| load_err(format!("cannot start the embedding thread: {e}")))?;
+        let queue = Arc::new(Queue::default());
+        for worker_index in 0..config.threads {
+            let model = graph::build(&dir, &bert)?;
+            let open = || -> Result<Session, String> {
+                fn text<R>(e: ort::Error<R>) -> String {
+                    e.to_string()
+                }
+                let builder = Session::builder(environment)
+                    .map_err(text)?
+                    .with_optimization_level(GraphOptimizationLevel::All)
+                    .map_err(text)?
+                    .with_intra_threads(1)
+                    .map_err(text)?
+                    .with_inter_threads(1)
+                    .map_err(text)?;
+                model.into_session(&builder).map_err(|e| e.to_string())
+            };
+            let session = open()
+                .map_err(|e| load_err(format!("ONNX Runtime cannot open the encoder: {e}")))?;
+            let worker_queue = Arc::clone(&queue);
+            let worker_config = config.clone();
+            std::thread::Builder::new()
+                .name(format!("basalt-embedding-{worker_index}"))
+                .spawn(move || worker(session, &worker_config, &worker_queue))
+                .map_err(|e| load_err(format!("cannot start an embedding thread: {e}")))?;
+        }
         Ok(Self {
             tokenizer,
             untruncated,
             dimensions: bert.hidden_size,
-            jobs,
+            queue,
             config,
         })
     }
@@ -204,9 +266,28 @@ impl EmbeddingEngine {
         let sequences: Vec<Vec<u32>> = encodings.iter().map(|e| e.get_ids().to_vec()).collect();
         let tokens: Vec<u32> = sequences.iter().map(|s| s.len() as u32).collect();
         let (reply, answer) = mpsc::channel();
-        self.jobs
-            .send(Job { sequences, reply })
-            .map_err(|_| EngineError::Stopped)?;
+        let count = sequences.len();
+        let call = Arc::new(Call {
+            sequences,
+            outcome: Mutex::new(CallOutcome {
+                vectors: vec![Vec::new(); count],
+                failure: None,
+                remaining: count,
+            }),
+            reply,
+        });
+        {
+            let mut waiting = self
+                .queue
+                .waiting
+                .lock()
+                .map_err(|_| EngineError::Stopped)?;
+            waiting
+                .inputs
+                .extend((0..count).map(|i| (Arc::clone(&call), i)));
+        }
+        self.queue.wakeup.notify_all();
+        drop(call);
         let vectors = answer.recv().map_err(|_| EngineError::Stopped)??;
         Ok(vectors
             .into_iter()
@@ -216,85 +297,70 @@ impl EmbeddingEngine {
     }
 }
 
-/// Inputs of all waiting calls that one wake-up takes at most; the rest wait for the
-/// next round, so a huge call cannot hold small ones back for long.
-const MAX_SEQUENCES_PER_ROUND: usize = 4096;
-
-fn worker(mut session: Session, config: EmbeddingEngineConfig, jobs: mpsc::Receiver<Job>) {
-    while let Ok(first) = jobs.recv() {
-        let mut round = vec![first];
-        let mut sequences = round[0].sequences.len();
-        while sequences < MAX_SEQUENCES_PER_ROUND {
-            match jobs.try_recv() {
-                Ok(job) => {
-                    sequences += job.sequences.len();
-                    round.push(job);
-                }
-                Err(_) => break,
+fn worker(mut session: Session, config: &EmbeddingEngineConfig, queue: &Queue) {
+    loop {
+        let taken = {
+            let Ok(mut waiting) = queue.waiting.lock() else {
+                return;
+            };
+            while waiting.inputs.is_empty() && !waiting.stopped {
+                waiting = match queue.wakeup.wait(waiting) {
+                    Ok(w) => w,
+                    Err(_) => return,
+                };
             }
+            if waiting.inputs.is_empty() {
+                return; // stopped, and nothing left to answer
+            }
+            take_pass(&mut waiting.inputs, config)
+        };
+        let group: Vec<&[u32]> = taken
+            .iter()
+            .map(|(call, i)| call.sequences[*i].as_slice())
+            .collect();
+        let result = encode_group(&mut session, &group);
+        // Answer per call, in the order the inputs were taken.
+        let mut start = 0;
+        while start < taken.len() {
+            let call = &taken[start].0;
+            let mut end = start;
+            while end < taken.len() && Arc::ptr_eq(&taken[end].0, call) {
+                end += 1;
+            }
+            let indices: Vec<usize> = taken[start..end].iter().map(|(_, i)| *i).collect();
+            let part = match &result {
+                Ok(vectors) => Ok(vectors[start..end].to_vec()),
+                Err(e) => Err(EngineError::Compute(e.to_string())),
+            };
+            call.finish(&indices, &part);
+            start = end;
         }
-        embed_round(&mut session, &config, round);
     }
 }
 
-/// Embeds the sequences of every job in `round` and answers each job.
-fn embed_round(session: &mut Session, config: &EmbeddingEngineConfig, round: Vec<Job>) {
-    // (job, index in job) of every sequence, shortest first so that similar lengths
-    // share a batch.
-    let mut order: Vec<(usize, usize)> = round
-        .iter()
-        .enumerate()
-        .flat_map(|(j, job)| (0..job.sequences.len()).map(move |i| (j, i)))
-        .collect();
-    order.sort_by_key(|&(j, i)| round[j].sequences[i].len());
-    let mut vectors: Vec<Vec<Vec<f32>>> = round
-        .iter()
-        .map(|job| vec![Vec::new(); job.sequences.len()])
-        .collect();
-    let mut failed: Vec<Option<EngineError>> = round.iter().map(|_| None).collect();
-
-    let mut start = 0;
-    while start < order.len() {
-        // Group sequences until the batch is full in sequences or padded tokens, or
-        // padding would pass a quarter of the batch (lengths only grow along
-        // `order`, so the last one added is the longest). Padding costs compute,
-        // and int8 activation scales are taken over the whole batch.
-        let mut end = start;
-        let mut real = 0;
-        while end < order.len() && end - start < config.batch_size {
-            let (j, i) = order[end];
-            let longest = round[j].sequences[i].len();
-            let padded = (end - start + 1) * longest;
-            if end > start && (padded > config.batch_tokens || padded * 4 > (real + longest) * 5) {
-                break;
-            }
-            real += longest;
-            end += 1;
+/// The next inputs for one pass: the first waiting one, then as many following as
+/// fit in `batch_size` inputs and `batch_tokens` padded tokens.
+fn take_pass(
+    inputs: &mut VecDeque<(Arc<Call>, usize)>,
+    config: &EmbeddingEngineConfig,
+) -> Vec<(Arc<Call>, usize)> {
+    let mut taken: Vec<(Arc<Call>, usize)> = Vec::new();
+    let mut longest = 0;
+    while taken.len() < config.batch_size {
+        let Some((call, i)) = inputs.front() else {
+            break;
+        };
+        let len = call.sequences[*i].len();
+        let padded = (taken.len() + 1) * longest.max(len);
+        if !taken.is_empty() && padded > config.batch_tokens {
+            break;
         }
-        let group: Vec<&[u32]> = order[start..end]
-            .iter()
-            .map(|&(j, i)| round[j].sequences[i].as_slice())
-            .collect();
-        match encode_group(session, &group) {
-            Ok(group_vectors) => {
-                for (&(j, i), v) in order[start..end].iter().zip(group_vectors) {
-                    vectors[j][i] = v;
-                }
-            }
-            Err(e) => {
-                for &(j, _) in &order[start..end] {
-                    failed[j] = Some(EngineError::Compute(e.to_string()));
-                }
-            }
+        longest = longest.max(len);
+        if let Some(next) = inputs.pop_front() {
+            taken.push(next);
         }
-        start = end;
     }
-    for ((job, vectors), failure) in round.into_iter().zip(vectors).zip(failed) {
-        let _ = job.reply.send(match failure {
-            Some(e) => Err(e),
-            None => Ok(vectors),
-        });
-    }
+    taken
 }
 
 /// Added to the attention score of a padding position: softmax gives it no weight.
