@@ -165,8 +165,8 @@ fn runtime(library: &Path) -> Result<&'static Environment, EngineError> {
 }
 
 impl EmbeddingEngine {
-    /// Builds the encoder graph, opens an ONNX Runtime session on it and starts the
-    /// worker thread.
+    /// Builds the encoder graph, opens one ONNX Runtime session on it per worker and
+    /// starts the worker threads.
     pub fn load(config: EmbeddingEngineConfig) -> Result<Self, EngineError> {
         let dir = config.model_dir.clone();
         let tokenizer_path = dir.join("tokenizer.json");
@@ -202,8 +202,9 @@ impl EmbeddingEngine {
             ..config
         };
         let environment = runtime(&config.runtime_library)?;
-        let queue = Arc::new(Queue::default());
-        for worker_index in 0..config.threads {
+        // Every session first, so a failure leaves no thread behind.
+        let mut sessions = Vec::new();
+        for _ in 0..config.threads {
             let model = graph::build(&dir, &bert)?;
             let open = || -> Result<Session, String> {
                 fn text<R>(e: ort::Error<R>) -> String {
@@ -219,14 +220,26 @@ impl EmbeddingEngine {
                     .map_err(text)?;
                 model.into_session(&builder).map_err(|e| e.to_string())
             };
-            let session = open()
-                .map_err(|e| load_err(format!("ONNX Runtime cannot open the encoder: {e}")))?;
+            sessions.push(
+                open()
+                    .map_err(|e| load_err(format!("ONNX Runtime cannot open the encoder: {e}")))?,
+            );
+        }
+        let queue = Arc::new(Queue::default());
+        for (worker_index, session) in sessions.into_iter().enumerate() {
             let worker_queue = Arc::clone(&queue);
             let worker_config = config.clone();
-            std::thread::Builder::new()
+            let spawned = std::thread::Builder::new()
                 .name(format!("basalt-embedding-{worker_index}"))
-                .spawn(move || worker(session, &worker_config, &worker_queue))
-                .map_err(|e| load_err(format!("cannot start an embedding thread: {e}")))?;
+                .spawn(move || worker(session, &worker_config, &worker_queue));
+            if let Err(e) = spawned {
+                // Stop the workers already started.
+                if let Ok(mut waiting) = queue.waiting.lock() {
+                    waiting.stopped = true;
+                }
+                queue.wakeup.notify_all();
+                return Err(load_err(format!("cannot start an embedding thread: {e}")));
+            }
         }
         Ok(Self {
             tokenizer,
