@@ -123,13 +123,25 @@ struct Weights<'a> {
 }
 
 impl Weights<'_> {
-    fn read(&self, name: &str, shape: &[usize]) -> Result<Matrix, EngineError> {
-        // Some exports prefix every name with the architecture.
-        let view = self
-            .file
+    /// The tensor `name`; some exports prefix every name with the architecture.
+    fn find(&self, name: &str) -> Option<safetensors::tensor::TensorView<'_>> {
+        self.file
             .tensor(name)
             .or_else(|_| self.file.tensor(&format!("bert.{name}")))
-            .map_err(|_| load_error(self.path, format!("no tensor {name}")))?;
+            .ok()
+    }
+
+    /// How many rows the tensor `name` has (0 when it is absent).
+    fn rows(&self, name: &str) -> usize {
+        self.find(name)
+            .and_then(|t| t.shape().first().copied())
+            .unwrap_or(0)
+    }
+
+    fn read(&self, name: &str, shape: &[usize]) -> Result<Matrix, EngineError> {
+        let view = self
+            .find(name)
+            .ok_or_else(|| load_error(self.path, format!("no tensor {name}")))?;
         if view.shape() != shape {
             return Err(load_error(
                 self.path,
@@ -145,12 +157,12 @@ impl Weights<'_> {
             Dtype::F16 => view
                 .data()
                 .chunks_exact(2)
-                .map(|b| half_to_f32(u16::from_le_bytes([b[0], b[1]])))
+                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
                 .collect(),
             Dtype::BF16 => view
                 .data()
                 .chunks_exact(2)
-                .map(|b| f32::from_bits(u32::from(u16::from_le_bytes([b[0], b[1]])) << 16))
+                .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
                 .collect(),
             other => {
                 return Err(load_error(
@@ -166,29 +178,6 @@ impl Weights<'_> {
         };
         Ok(Matrix { rows, cols, data })
     }
-}
-
-/// IEEE half to float (weights stored as F16).
-fn half_to_f32(h: u16) -> f32 {
-    let sign = u32::from(h >> 15) << 31;
-    let exp = u32::from((h >> 10) & 0x1f);
-    let frac = u32::from(h & 0x3ff);
-    let bits = match (exp, frac) {
-        (0, 0) => sign,
-        (0, _) => {
-            // Subnormal: normalise.
-            let mut e = 127 - 15 + 1;
-            let mut f = frac;
-            while f & 0x400 == 0 {
-                f <<= 1;
-                e -= 1;
-            }
-            sign | (e << 23) | ((f & 0x3ff) << 13)
-        }
-        (0x1f, _) => sign | 0x7f80_0000 | (frac << 13),
-        _ => sign | ((exp + 127 - 15) << 23) | (frac << 13),
-    };
-    f32::from_bits(bits)
 }
 
 /// Weights quantised to int8 per output column (symmetric, zero point 0).
@@ -287,12 +276,25 @@ fn outlet(name: &str, ty: TensorElementType, dims: &[&str]) -> Outlet {
     )
 }
 
+/// The weights file of a model folder, read once for every graph built from it.
+pub(super) struct WeightsFile {
+    path: std::path::PathBuf,
+    bytes: Vec<u8>,
+}
+
+impl WeightsFile {
+    pub(super) fn read(dir: &Path) -> Result<Self, EngineError> {
+        let path = dir.join("model.safetensors");
+        let bytes = std::fs::read(&path).map_err(|e| load_error(&path, e))?;
+        Ok(Self { path, bytes })
+    }
+}
+
 /// Builds the encoder graph into an ONNX Runtime model.
-pub(super) fn build(dir: &Path, config: &BertConfig) -> Result<Model, EngineError> {
-    let path = dir.join("model.safetensors");
-    let bytes = std::fs::read(&path).map_err(|e| load_error(&path, e))?;
-    let file = SafeTensors::deserialize(&bytes).map_err(|e| load_error(&path, e))?;
-    let weights = Weights { file, path: &path };
+pub(super) fn build(source: &WeightsFile, config: &BertConfig) -> Result<Model, EngineError> {
+    let path = &source.path;
+    let file = SafeTensors::deserialize(&source.bytes).map_err(|e| load_error(path, e))?;
+    let weights = Weights { file, path };
     let h = config.hidden_size;
     let ff = config.intermediate_size;
     let heads = config.num_attention_heads;
@@ -326,31 +328,13 @@ pub(super) fn build(dir: &Path, config: &BertConfig) -> Result<Model, EngineErro
     let mut b = Builder { graph, next: 0 };
 
     // Embeddings.
-    let vocab = weights
-        .file
-        .tensor("embeddings.word_embeddings.weight")
-        .or_else(|_| {
-            weights
-                .file
-                .tensor("bert.embeddings.word_embeddings.weight")
-        })
-        .map(|t| t.shape().first().copied().unwrap_or(0))
-        .map_err(|_| load_error(&path, "no tensor embeddings.word_embeddings.weight"))?;
+    let vocab = weights.rows("embeddings.word_embeddings.weight");
     let words = weights.read("embeddings.word_embeddings.weight", &[vocab, h])?;
     let mut positions = weights.read(
         "embeddings.position_embeddings.weight",
         &[config.max_position_embeddings, h],
     )?;
-    let types = weights
-        .file
-        .tensor("embeddings.token_type_embeddings.weight")
-        .or_else(|_| {
-            weights
-                .file
-                .tensor("bert.embeddings.token_type_embeddings.weight")
-        })
-        .map(|t| t.shape().first().copied().unwrap_or(0))
-        .unwrap_or(0);
+    let types = weights.rows("embeddings.token_type_embeddings.weight");
     if types > 0 {
         // Every input is one segment (token type 0): fold its vector into positions.
         let token_type = weights.read("embeddings.token_type_embeddings.weight", &[types, h])?;
@@ -612,13 +596,5 @@ mod tests {
                 "{x} came back as {back}"
             );
         }
-    }
-
-    #[test]
-    fn half_floats_convert() {
-        assert_eq!(half_to_f32(0x3c00), 1.0);
-        assert_eq!(half_to_f32(0xc000), -2.0);
-        assert_eq!(half_to_f32(0x0000), 0.0);
-        assert!((half_to_f32(0x0001) - 5.960_464_5e-8).abs() < 1e-12);
     }
 }

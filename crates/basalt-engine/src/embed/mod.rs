@@ -77,7 +77,7 @@ struct CallOutcome {
 impl Call {
     /// Records the vectors (or the failure) of some of the call's inputs; the last
     /// one answers the caller.
-    fn finish(&self, indices: &[usize], result: &Result<Vec<Vec<f32>>, EngineError>) {
+    fn finish(&self, indices: &[usize], result: Result<Vec<Vec<f32>>, EngineError>) {
         let Ok(mut outcome) = self.outcome.lock() else {
             return;
         };
@@ -85,11 +85,11 @@ impl Call {
             Ok(vectors) => {
                 for (&i, v) in indices.iter().zip(vectors) {
                     if let Some(slot) = outcome.vectors.get_mut(i) {
-                        *slot = v.clone();
+                        *slot = v;
                     }
                 }
             }
-            Err(e) => outcome.failure = Some(EngineError::Compute(e.to_string())),
+            Err(e) => outcome.failure = Some(e),
         }
         outcome.remaining = outcome.remaining.saturating_sub(indices.len());
         if outcome.remaining == 0 {
@@ -203,9 +203,10 @@ impl EmbeddingEngine {
         };
         let environment = runtime(&config.runtime_library)?;
         // Every session first, so a failure leaves no thread behind.
+        let weights = graph::WeightsFile::read(&dir)?;
         let mut sessions = Vec::new();
         for _ in 0..config.threads {
-            let model = graph::build(&dir, &bert)?;
+            let model = graph::build(&weights, &bert)?;
             let open = || -> Result<Session, String> {
                 fn text<R>(e: ort::Error<R>) -> String {
                     e.to_string()
@@ -331,7 +332,10 @@ fn worker(mut session: Session, config: &EmbeddingEngineConfig, queue: &Queue) {
             .iter()
             .map(|(call, i)| call.sequences[*i].as_slice())
             .collect();
-        let result = encode_group(&mut session, &group);
+        let (mut vectors, failure) = match encode_group(&mut session, &group) {
+            Ok(vectors) => (vectors.into_iter(), None),
+            Err(e) => (Vec::new().into_iter(), Some(e.to_string())),
+        };
         // Answer per call, in the order the inputs were taken.
         let mut start = 0;
         while start < taken.len() {
@@ -341,11 +345,11 @@ fn worker(mut session: Session, config: &EmbeddingEngineConfig, queue: &Queue) {
                 end += 1;
             }
             let indices: Vec<usize> = taken[start..end].iter().map(|(_, i)| *i).collect();
-            let part = match &result {
-                Ok(vectors) => Ok(vectors[start..end].to_vec()),
-                Err(e) => Err(EngineError::Compute(e.to_string())),
+            let part = match &failure {
+                None => Ok(vectors.by_ref().take(end - start).collect()),
+                Some(reason) => Err(EngineError::Compute(reason.clone())),
             };
-            call.finish(&indices, &part);
+            call.finish(&indices, part);
             start = end;
         }
     }
