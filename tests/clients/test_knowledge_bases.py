@@ -298,14 +298,14 @@ def test_resync_reindexes_only_changed_documents(agent, agent_rt, batch_root, st
     assert complete == []
 
 
-def rag_config(kb_id):
-    """RetrieveAndGenerate on a knowledge base: two sources, 60 greedy tokens."""
+def rag_config(kb_id, sources=2):
+    """RetrieveAndGenerate on a knowledge base: `sources` results, 60 greedy tokens."""
     return {
         "type": "KNOWLEDGE_BASE",
         "knowledgeBaseConfiguration": {
             "knowledgeBaseId": kb_id,
             "modelArn": CHAT_ARN,
-            "retrievalConfiguration": {"vectorSearchConfiguration": {"numberOfResults": 2}},
+            "retrievalConfiguration": {"vectorSearchConfiguration": {"numberOfResults": sources}},
             "generationConfiguration": {
                 "inferenceConfig": {"textInferenceConfig": {"maxTokens": 60, "temperature": 0.0}},
             },
@@ -315,7 +315,11 @@ def rag_config(kb_id):
 
 def test_retrieve_and_generate_cites_the_right_file_and_keeps_the_session(agent_rt, rocks):
     kb_id, _, _ = rocks
-    config = rag_config(kb_id)
+    # One source: which of two sources the 135M model answers from under greedy
+    # decoding changes with the CPU's SIMD kernels (on AVX2 it took the second one),
+    # so with two the file cited would test the model, not retrieval and citation.
+    # Attribution among several sources is unit-tested (knowledge::retrieve::cite).
+    config = rag_config(kb_id, sources=1)
     answer = agent_rt.retrieve_and_generate(
         input={"text": "What forms when thick basalt lava flows cool and contract?"},
         retrieveAndGenerateConfiguration=config,

@@ -13,9 +13,17 @@
 //!
 //! Connections are plain TCP or a Unix socket without TLS (a URL asking for
 //! `sslmode=require` is refused rather than silently downgraded).
+//!
+//! The `postgres` client is synchronous: it drives its connection with a tokio
+//! runtime of its own, and starting (`block_on`) or dropping that runtime panics on
+//! a thread that is inside another runtime ("Cannot start a runtime from within a
+//! runtime"). The core calls this store from async handlers, so the client is
+//! created, used and dropped only on threads outside any runtime: [`PgStore::with`]
+//! moves the work to a thread of its own when called from inside a runtime, and
+//! dropping a [`PgStore`] there hands its client to a thread that closes it.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use postgres::types::ToSql;
 use postgres::{Client, NoTls};
@@ -29,8 +37,75 @@ use crate::KbError;
 /// Connection settings (libpq URL or key-value syntax), re-exported for the core.
 pub use postgres::Config as PgConfig;
 
+/// What went wrong, in words. The driver's own `Display` is only its kind of error
+/// ("db error", "error connecting to server"): for an error the server reported,
+/// the server's message (then its detail and hint, where there are some) says what
+/// went wrong (`database "x" does not exist`, `role "x" does not exist`); for any
+/// other, the causes behind it do (`error connecting to server: Connection refused
+/// (os error 111)`). No credentials: the driver puts neither the user's password
+/// nor the connection settings into its errors, and the server's messages name at
+/// most the role.
+pub fn describe(e: &postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        let mut out = db.message().to_owned();
+        if let Some(detail) = db.detail() {
+            out.push_str(": ");
+            out.push_str(detail);
+        }
+        if let Some(hint) = db.hint() {
+            out.push_str(" (hint: ");
+            out.push_str(hint);
+            out.push(')');
+        }
+        return out;
+    }
+    let mut out = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    // A bounded walk: a cause chain is short, and a cycle must not hang a request.
+    for _ in 0..8 {
+        let Some(c) = cause else { break };
+        let text = c.to_string();
+        if !text.is_empty() && !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cause = c.source();
+    }
+    out
+}
+
 fn pg_error(e: postgres::Error) -> KbError {
-    KbError::Index(format!("PostgreSQL: {e}"))
+    KbError::Index(format!("PostgreSQL: {}", describe(&e)))
+}
+
+/// Drops a client where that is allowed. Outside a runtime that is here; inside
+/// one (an async handler dropping the last reference to a store) the client's drop
+/// would `block_on` its own runtime and panic, so a thread of its own closes it.
+fn close(client: Client) {
+    if tokio::runtime::Handle::try_current().is_err() {
+        drop(client);
+        return;
+    }
+    // The client waits in a slot rather than moving into the closure: when the
+    // thread cannot start, the closure is dropped here, and a client inside it
+    // would be dropped on this thread after all.
+    let slot = Arc::new(Mutex::new(Some(client)));
+    let theirs = Arc::clone(&slot);
+    let spawned = std::thread::Builder::new()
+        .name("basalt-pg-close".into())
+        .spawn(move || {
+            let client = theirs.lock().ok().and_then(|mut c| c.take());
+            drop(client);
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(
+            error = %e,
+            "cannot start a thread to close a PostgreSQL connection; it is left open"
+        );
+        let client = slot.lock().ok().and_then(|mut c| c.take());
+        // Leaked, not dropped: dropping it here would panic this thread.
+        std::mem::forget(client);
+    }
 }
 
 /// Column names of the chunk table (`rdsConfiguration.fieldMapping`).
@@ -82,6 +157,21 @@ pub struct PgStore {
     dimensions: usize,
 }
 
+/// The client goes to a thread that may block on it (see [`close`]): the last
+/// reference to a store is often dropped by an async handler (DeleteKnowledgeBase,
+/// a failed CreateKnowledgeBase, a Retrieve racing a deletion).
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        let client = match self.client.get_mut() {
+            Ok(slot) => slot.take(),
+            Err(poisoned) => poisoned.into_inner().take(),
+        };
+        if let Some(client) = client {
+            close(client);
+        }
+    }
+}
+
 impl std::fmt::Debug for PgStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PgStore")
@@ -119,19 +209,29 @@ impl PgStore {
         Ok(store)
     }
 
-    /// Runs `f` with the connection. The `postgres` client drives its own runtime,
-    /// which cannot start on a thread that is inside another (an async handler), so
-    /// from inside one the work moves to a scoped thread of its own.
+    /// Runs `f` with the connection (connecting first when there is none or it
+    /// closed). The `postgres` client drives its own runtime, which cannot start on
+    /// a thread that is inside another (an async handler), so from inside one the
+    /// work, the connecting included, moves to a scoped thread of its own.
     fn with<T: Send>(
         &self,
         f: impl FnOnce(&mut Client) -> Result<T, KbError> + Send,
     ) -> Result<T, KbError> {
         if tokio::runtime::Handle::try_current().is_ok() {
             std::thread::scope(|scope| {
-                scope
-                    .spawn(|| self.with_here(f))
-                    .join()
-                    .unwrap_or_else(|_| Err(KbError::Index("PostgreSQL call panicked".into())))
+                // `Builder` rather than `scope.spawn`, which panics when no thread
+                // can start: that would take the calling handler down with it.
+                match std::thread::Builder::new()
+                    .name("basalt-pg".into())
+                    .spawn_scoped(scope, || self.with_here(f))
+                {
+                    Ok(call) => call
+                        .join()
+                        .unwrap_or_else(|_| Err(KbError::Index("PostgreSQL call panicked".into()))),
+                    Err(e) => Err(KbError::Index(format!(
+                        "cannot start a thread for a PostgreSQL call: {e}"
+                    ))),
+                }
             })
         } else {
             self.with_here(f)
@@ -142,10 +242,18 @@ impl PgStore {
         &self,
         f: impl FnOnce(&mut Client) -> Result<T, KbError>,
     ) -> Result<T, KbError> {
-        let mut guard = self
-            .client
-            .lock()
-            .map_err(|_| KbError::Index("PostgreSQL connection lock poisoned".into()))?;
+        let mut guard = match self.client.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => {
+                // A call panicked holding the connection, perhaps inside a
+                // transaction: that connection goes (dropped here, outside any
+                // runtime) and the next call connects afresh.
+                let mut guard = poisoned.into_inner();
+                *guard = None;
+                self.client.clear_poison();
+                guard
+            }
+        };
         if guard.as_ref().is_none_or(Client::is_closed) {
             *guard = Some(self.config.connect(NoTls).map_err(pg_error)?);
         }
@@ -171,7 +279,8 @@ impl PgStore {
             if !has_vector {
                 c.batch_execute("CREATE EXTENSION IF NOT EXISTS vector").map_err(|e| {
                     KbError::InvalidConfiguration(format!(
-                        "the pgvector extension is not installed in this database and cannot be created: {e}"
+                        "the pgvector extension is not installed in this database and cannot be created: PostgreSQL: {}",
+                        describe(&e)
                     ))
                 })?;
             }
@@ -482,6 +591,28 @@ impl ChunkStore for PgStore {
                 .map_err(pg_error)?;
             tx.commit().map_err(pg_error)?;
             Ok(removed > 0)
+        })
+    }
+
+    /// One transaction (and one trip to a connection thread) for the whole source,
+    /// where the default would delete document by document.
+    fn delete_data_source(&self, data_source_id: &str) -> Result<usize, KbError> {
+        let t = &self.table;
+        self.with(|c| {
+            let mut tx = c.transaction().map_err(pg_error)?;
+            tx.execute(
+                &format!("DELETE FROM {t} WHERE data_source_id = $1"),
+                &[&data_source_id],
+            )
+            .map_err(pg_error)?;
+            let removed = tx
+                .execute(
+                    &format!("DELETE FROM {t}_documents WHERE data_source_id = $1"),
+                    &[&data_source_id],
+                )
+                .map_err(pg_error)?;
+            tx.commit().map_err(pg_error)?;
+            Ok(removed as usize)
         })
     }
 

@@ -258,8 +258,8 @@ impl MessageReader {
                     }
                 }
                 Some("tool_use") => self.outbox.push(GenerationDelta::ToolCall(ToolCall {
-                    id: str_field(&block, "id"),
-                    name: str_field(&block, "name"),
+                    id: str_field(block, "id"),
+                    name: str_field(block, "name"),
                     input: block.get("input").cloned().unwrap_or_else(|| json!({})),
                 })),
                 _ => {}

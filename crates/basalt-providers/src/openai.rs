@@ -15,6 +15,7 @@
 //! `usage` anyway), no `top_k`, tool-call IDs of exactly nine letters and digits, and
 //! the finish reasons `model_length` and `error`.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::time::Instant;
 
@@ -27,6 +28,8 @@ use serde_json::{json, Map, Value};
 use crate::exchange::{exchange, Outbox, Translator};
 use crate::partial_call::{push_all, PartialCall};
 use crate::{DeltaStream, Upstream};
+
+mod wire;
 
 /// Which API of the OpenAI family an upstream speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -345,36 +348,29 @@ impl StreamState {
 
     /// A whole (non-streamed) chat completion, read as if it had been one chunk.
     fn completion(&mut self, body: &[u8]) {
-        let completion: Value = match serde_json::from_slice(body) {
-            Ok(v) => v,
+        let completion = match wire::Chunk::parse(body) {
+            Ok(c) => c,
             Err(e) => {
                 self.outbox.fail(CoreError::ModelError(format!(
-                    "{} answered with JSON that does not parse: {e}",
+                    "{} answered with JSON that is not a chat completion: {e}",
                     self.label
                 )));
                 return;
             }
         };
-        let Some(choice) = completion.pointer("/choices/0") else {
+        if self.failed_with(&completion) {
+            return;
+        }
+        let Some(choice) = completion.choices.and_then(|c| c.into_iter().next()) else {
             self.outbox.fail(CoreError::ModelError(format!(
                 "{} answered without choices",
                 self.label
             )));
             return;
         };
-        let mut delta = choice.get("message").cloned().unwrap_or_else(|| json!({}));
-        if let Some(calls) = delta.get_mut("tool_calls").and_then(Value::as_array_mut) {
-            for (index, call) in calls.iter_mut().enumerate() {
-                if let Some(call) = call.as_object_mut() {
-                    call.insert("index".into(), json!(index));
-                }
-            }
-        }
-        let chunk = json!({
-            "choices": [{"index": 0, "delta": delta, "finish_reason": choice.get("finish_reason")}],
-            "usage": completion.get("usage"),
-        });
-        self.chunk(&chunk);
+        self.read_usage(completion.usage);
+        // A whole message's tool calls are numbered by their place, not by `index`.
+        self.apply(choice.message, choice.finish_reason, true);
         if !self.outbox.is_finished() {
             self.end();
         }
@@ -385,70 +381,94 @@ impl StreamState {
             self.end();
             return;
         }
-        match serde_json::from_str::<Value>(data) {
-            Ok(chunk) => self.chunk(&chunk),
+        match wire::Chunk::parse(data.as_bytes()) {
+            Ok(chunk) => self.chunk(chunk),
             Err(e) => self.outbox.fail(CoreError::ModelError(format!(
-                "{} sent a stream event that is not JSON: {e}",
+                "{} sent a stream event that is not a chat completion chunk: {e}",
                 self.label
             ))),
         }
     }
 
-    /// One `chat.completion.chunk` (a whole completion is read as one, too).
-    fn chunk(&mut self, chunk: &Value) {
-        if let Some(error) = chunk.get("error") {
-            let message = error
-                .get("message")
-                .and_then(Value::as_str)
-                .unwrap_or("unknown error");
-            self.outbox.fail(CoreError::ModelError(format!(
-                "{} failed while answering: {message}",
-                self.label
-            )));
+    /// One `chat.completion.chunk`.
+    fn chunk(&mut self, chunk: wire::Chunk) {
+        if self.failed_with(&chunk) {
             return;
         }
-        if let Some(usage) = chunk.get("usage").filter(|u| !u.is_null()) {
-            let count = |key: &str| usage.get(key).and_then(Value::as_u64).unwrap_or(0) as u32;
+        self.read_usage(chunk.usage);
+        if let Some(choice) = chunk.choices.and_then(|c| c.into_iter().next()) {
+            self.apply(choice.delta, choice.finish_reason, false);
+        }
+    }
+
+    /// Fails the answer if the upstream sent an error in its place.
+    fn failed_with(&mut self, chunk: &wire::Chunk) -> bool {
+        let Some(error) = &chunk.error else {
+            return false;
+        };
+        let message = error
+            .get("message")
+            .and_then(Value::as_str)
+            .or_else(|| error.as_str())
+            .unwrap_or("unknown error");
+        self.outbox.fail(CoreError::ModelError(format!(
+            "{} failed while answering: {message}",
+            self.label
+        )));
+        true
+    }
+
+    fn read_usage(&mut self, usage: Option<wire::Usage>) {
+        if let Some(usage) = usage {
+            let count = |n: Option<u64>| n.unwrap_or(0) as u32;
             self.usage = Some(TokenUsage {
-                input_tokens: count("prompt_tokens"),
-                output_tokens: count("completion_tokens"),
-                cache_read_input_tokens: usage
-                    .pointer("/prompt_tokens_details/cached_tokens")
-                    .and_then(Value::as_u64)
-                    .unwrap_or(0) as u32,
+                input_tokens: count(usage.prompt_tokens),
+                output_tokens: count(usage.completion_tokens),
+                cache_read_input_tokens: count(
+                    usage.prompt_tokens_details.and_then(|d| d.cached_tokens),
+                ),
             });
         }
-        let Some(choice) = chunk.get("choices").and_then(|c| c.get(0)) else {
-            return;
-        };
-        if let Some(delta) = choice.get("delta") {
-            if let Some(text) = delta.get("content").and_then(Value::as_str) {
-                if !text.is_empty() {
-                    self.first_token();
-                    self.outbox.push(GenerationDelta::Text(text.to_string()));
-                }
-            }
-            if let Some(calls) = delta.get("tool_calls").and_then(Value::as_array) {
+    }
+
+    /// Hands on a message's (or an increment's) text, gathers its tool-call fragments,
+    /// and notes the finish reason.
+    fn apply(
+        &mut self,
+        delta: Option<wire::Delta>,
+        finish_reason: Option<Cow<str>>,
+        calls_by_position: bool,
+    ) {
+        if let Some(delta) = delta {
+            if let Some(text) = delta.content.filter(|t| !t.is_empty()) {
                 self.first_token();
-                for call in calls {
-                    let index = call.get("index").and_then(Value::as_u64).unwrap_or(0);
+                self.outbox.push(GenerationDelta::Text(text.into_owned()));
+            }
+            if let Some(calls) = delta.tool_calls {
+                self.first_token();
+                for (position, call) in calls.into_iter().enumerate() {
+                    let index = if calls_by_position {
+                        position as u64
+                    } else {
+                        call.index.unwrap_or(0)
+                    };
                     let partial = self.tool_calls.entry(index).or_default();
-                    if let Some(id) = call.get("id").and_then(Value::as_str) {
-                        partial.id = id.to_string();
+                    if let Some(id) = call.id {
+                        partial.id = id.into_owned();
                     }
-                    if let Some(f) = call.get("function") {
-                        if let Some(name) = f.get("name").and_then(Value::as_str) {
-                            partial.name.push_str(name);
+                    if let Some(f) = call.function {
+                        if let Some(name) = f.name {
+                            partial.name.push_str(&name);
                         }
-                        if let Some(args) = f.get("arguments").and_then(Value::as_str) {
-                            partial.arguments.push_str(args);
+                        if let Some(args) = f.arguments {
+                            partial.arguments.push_str(&args);
                         }
                     }
                 }
             }
         }
-        if let Some(reason) = choice.get("finish_reason").and_then(Value::as_str) {
-            self.finish = Some(match reason {
+        if let Some(reason) = finish_reason {
+            self.finish = Some(match &*reason {
                 "length" => StopReason::MaxTokens,
                 // Mistral: the prompt and answer reached the model's context window.
                 "model_length" => StopReason::ModelContextWindowExceeded,

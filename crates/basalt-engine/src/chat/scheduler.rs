@@ -255,7 +255,8 @@ impl<'m> Scheduler<'m> {
         });
         let others_join = if reserved_running {
             self.reserved_steps = self.reserved_steps.wrapping_add(1);
-            self.reserved_steps % self.config.shared_step_interval.max(1) == 0
+            self.reserved_steps
+                .is_multiple_of(self.config.shared_step_interval.max(1))
         } else {
             self.reserved_steps = 0;
             true

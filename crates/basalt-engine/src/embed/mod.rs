@@ -25,6 +25,7 @@ use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Condvar, Mutex, OnceLock};
 
+use ort::editor::Model;
 use ort::environment::Environment;
 use ort::session::builder::GraphOptimizationLevel;
 use ort::session::Session;
@@ -164,6 +165,86 @@ fn runtime(library: &Path) -> Result<&'static Environment, EngineError> {
         })
 }
 
+/// One single-threaded ONNX Runtime session on `model`.
+fn open_session(environment: &Environment, model: Model) -> Result<Session, EngineError> {
+    fn text<R>(e: ort::Error<R>) -> String {
+        e.to_string()
+    }
+    let open = || -> Result<Session, String> {
+        let builder = Session::builder(environment)
+            .map_err(text)?
+            .with_optimization_level(GraphOptimizationLevel::All)
+            .map_err(text)?
+            .with_intra_threads(1)
+            .map_err(text)?
+            .with_inter_threads(1)
+            .map_err(text)?
+            // The fused residual + layer norm (SkipLayerNormalization) of ONNX Runtime
+            // 1.31's CPU kernel keeps a running mean one element at a time: 10 % of an
+            // embedding's time on an AVX2 machine (perf), where the plain Add and
+            // LayerNormalization it replaces took a fifth of that.
+            .with_disabled_optimizers("SkipLayerNormFusion")
+            .map_err(text)?;
+        model.into_session(&builder).map_err(|e| e.to_string())
+    };
+    open().map_err(|e| EngineError::Load {
+        path: "ONNX Runtime session".into(),
+        reason: format!("ONNX Runtime cannot open the encoder: {e}"),
+    })
+}
+
+/// Texts whose feed-forward activations pick the float channels of the int8 graph: varied
+/// prose, questions, numbers, code and other languages, so that the channels that carry
+/// outliers on any kind of input show them here.
+const CALIBRATION_TEXTS: &[&str] = &[
+    "The committee approved the budget after a long debate about road repairs.",
+    "What time does the last train leave for the airport on Sundays?",
+    "Photosynthesis turns light, water and carbon dioxide into sugar and oxygen.",
+    "Invoice 4471-B: 12 units at $19.99 each, due on 2024-03-31.",
+    "fn main() { let total: u32 = values.iter().sum(); println!(\"{total}\"); }",
+    "Der Zug nach Berlin hat heute zwanzig Minuten Verspätung.",
+    "¿Dónde está la biblioteca más cercana?",
+    "ok",
+    "I loved the film, but the ending felt rushed and the sound was far too loud.",
+    "ERROR 503: upstream timed out after 30000 ms (retry 3 of 5)",
+    "Mix two cups of flour with a pinch of salt, then add the eggs one at a time.",
+    "Quarterly revenue rose 8% year over year, driven by subscriptions in Asia.",
+];
+
+/// Runs the float graph over [`CALIBRATION_TEXTS`], one text per pass, and returns the
+/// largest |GELU output| per channel of each layer's feed-forward block.
+fn calibrate(
+    environment: &Environment,
+    weights: &graph::WeightsFile,
+    bert: &graph::BertConfig,
+    tokenizer: &Tokenizer,
+) -> Result<Vec<Vec<f32>>, EngineError> {
+    let model = graph::build(weights, bert, &graph::Purpose::Calibration)?;
+    let mut session = open_session(environment, model)?;
+    let mut absmax = vec![vec![0f32; bert.intermediate_size]; bert.num_hidden_layers];
+    for text in CALIBRATION_TEXTS {
+        let encoding = tokenizer.encode(*text, true).map_err(compute)?;
+        let batch = pad(&[encoding.get_ids()]);
+        let outputs = session.run(batch.inputs()?).map_err(compute)?;
+        for (layer, seen) in absmax.iter_mut().enumerate() {
+            let (_, data) = outputs[graph::ffn_absmax_output(layer).as_str()]
+                .try_extract_tensor::<f32>()
+                .map_err(compute)?;
+            if data.len() != seen.len() {
+                return Err(compute(format!(
+                    "calibration returned {} channels for layer {layer}, expected {}",
+                    data.len(),
+                    seen.len()
+                )));
+            }
+            for (m, &x) in seen.iter_mut().zip(data) {
+                *m = m.max(x);
+            }
+        }
+    }
+    Ok(absmax)
+}
+
 impl EmbeddingEngine {
     /// Builds the encoder graph, opens one ONNX Runtime session on it per worker and
     /// starts the worker threads.
@@ -204,27 +285,15 @@ impl EmbeddingEngine {
         let environment = runtime(&config.runtime_library)?;
         // Every session first, so a failure leaves no thread behind.
         let weights = graph::WeightsFile::read(&dir)?;
+        let absmax = calibrate(environment, &weights, &bert, &tokenizer)?;
+        let ffn_float_channels = graph::float_channels(&absmax);
+        let purpose = graph::Purpose::Serving {
+            ffn_float_channels: &ffn_float_channels,
+        };
         let mut sessions = Vec::new();
         for _ in 0..config.threads {
-            let model = graph::build(&weights, &bert)?;
-            let open = || -> Result<Session, String> {
-                fn text<R>(e: ort::Error<R>) -> String {
-                    e.to_string()
-                }
-                let builder = Session::builder(environment)
-                    .map_err(text)?
-                    .with_optimization_level(GraphOptimizationLevel::All)
-                    .map_err(text)?
-                    .with_intra_threads(1)
-                    .map_err(text)?
-                    .with_inter_threads(1)
-                    .map_err(text)?;
-                model.into_session(&builder).map_err(|e| e.to_string())
-            };
-            sessions.push(
-                open()
-                    .map_err(|e| load_err(format!("ONNX Runtime cannot open the encoder: {e}")))?,
-            );
+            let model = graph::build(&weights, &bert, &purpose)?;
+            sessions.push(open_session(environment, model)?);
         }
         let queue = Arc::new(Queue::default());
         for (worker_index, session) in sessions.into_iter().enumerate() {
@@ -380,16 +449,46 @@ fn take_pass(
     taken
 }
 
-/// Added to the attention score of a padding position: softmax gives it no weight.
-const MASKED: f32 = -1e4;
-
 /// The graph's four inputs for a group of sequences, padded to the longest.
 struct PaddedBatch {
     shape: [i64; 2],
     input_ids: Vec<i64>,
     position_ids: Vec<i64>,
-    attention_bias: Vec<f32>,
+    key_mask: Vec<i32>,
     pool_weights: Vec<f32>,
+}
+
+impl PaddedBatch {
+    /// The graph's inputs, by name.
+    fn inputs(self) -> Result<Vec<(&'static str, ort::value::DynValue)>, EngineError> {
+        let [rows, cols] = self.shape;
+        Ok(vec![
+            (
+                graph::INPUT_IDS,
+                Tensor::from_array((self.shape, self.input_ids))
+                    .map_err(compute)?
+                    .into_dyn(),
+            ),
+            (
+                graph::POSITION_IDS,
+                Tensor::from_array((self.shape, self.position_ids))
+                    .map_err(compute)?
+                    .into_dyn(),
+            ),
+            (
+                graph::KEY_MASK,
+                Tensor::from_array((self.shape, self.key_mask))
+                    .map_err(compute)?
+                    .into_dyn(),
+            ),
+            (
+                graph::POOL_WEIGHTS,
+                Tensor::from_array(([rows, cols, 1], self.pool_weights))
+                    .map_err(compute)?
+                    .into_dyn(),
+            ),
+        ])
+    }
 }
 
 fn pad(group: &[&[u32]]) -> PaddedBatch {
@@ -399,7 +498,7 @@ fn pad(group: &[&[u32]]) -> PaddedBatch {
         shape: [rows as i64, cols as i64],
         input_ids: vec![0; rows * cols],
         position_ids: vec![0; rows * cols],
-        attention_bias: vec![MASKED; rows * cols],
+        key_mask: vec![0; rows * cols],
         pool_weights: vec![0.0; rows * cols],
     };
     for (r, sequence) in group.iter().enumerate() {
@@ -408,7 +507,7 @@ fn pad(group: &[&[u32]]) -> PaddedBatch {
             let at = r * cols + c;
             batch.input_ids[at] = i64::from(token);
             batch.position_ids[at] = c as i64;
-            batch.attention_bias[at] = 0.0;
+            batch.key_mask[at] = 1;
             batch.pool_weights[at] = weight;
         }
     }
@@ -417,14 +516,8 @@ fn pad(group: &[&[u32]]) -> PaddedBatch {
 
 fn encode_group(session: &mut Session, group: &[&[u32]]) -> Result<Vec<Vec<f32>>, EngineError> {
     let batch = pad(group);
-    let [rows, cols] = batch.shape;
-    let inputs = ort::inputs![
-        graph::INPUT_IDS => Tensor::from_array((batch.shape, batch.input_ids)).map_err(compute)?,
-        graph::POSITION_IDS => Tensor::from_array((batch.shape, batch.position_ids)).map_err(compute)?,
-        graph::ATTENTION_BIAS => Tensor::from_array(([rows, 1, 1, cols], batch.attention_bias)).map_err(compute)?,
-        graph::POOL_WEIGHTS => Tensor::from_array(([rows, cols, 1], batch.pool_weights)).map_err(compute)?,
-    ];
-    let outputs = session.run(inputs).map_err(compute)?;
+    let [rows, _] = batch.shape;
+    let outputs = session.run(batch.inputs()?).map_err(compute)?;
     let (shape, data) = outputs[graph::EMBEDDING]
         .try_extract_tensor::<f32>()
         .map_err(compute)?;
@@ -452,7 +545,7 @@ mod tests {
         assert_eq!(batch.shape, [2, 4]);
         assert_eq!(batch.input_ids, vec![101, 7, 8, 102, 101, 102, 0, 0]);
         assert_eq!(batch.position_ids, vec![0, 1, 2, 3, 0, 1, 0, 0]);
-        assert_eq!(batch.attention_bias[4..], [0.0, 0.0, MASKED, MASKED]);
+        assert_eq!(batch.key_mask, vec![1, 1, 1, 1, 1, 1, 0, 0]);
         assert_eq!(batch.pool_weights[..4], [0.25; 4]);
         assert_eq!(batch.pool_weights[4..], [0.5, 0.5, 0.0, 0.0]);
     }
