@@ -26,6 +26,7 @@ install_system_packages() {
   command -v cmake >/dev/null 2>&1 || missing+=(cmake)
   command -v g++ >/dev/null 2>&1 || missing+=(g++)
   command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+  command -v curl >/dev/null 2>&1 || missing+=(curl)
   # bindgen needs libclang itself (libclang.so / libclang-N.so), not libclang-cpp.
   if ! command -v clang >/dev/null 2>&1 || ! has_libclang; then
     missing+=(libclang-dev clang)

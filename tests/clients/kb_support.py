@@ -101,12 +101,12 @@ def ingest(agent, kb_id: str, ds_id: str) -> dict:
     return wait_for_job(agent, kb_id, ds_id, job["ingestionJobId"])
 
 
-def rds_storage(table: str) -> dict:
-    """An RDS storageConfiguration on the server's `[knowledge_bases.postgres.test]`."""
+def rds_storage(table: str, database: str = "postgres", connection: str = "test") -> dict:
+    """An RDS storageConfiguration on the server's `[knowledge_bases.postgres.<connection>]`."""
     return {"type": "RDS", "rdsConfiguration": {
-        "resourceArn": "test",
+        "resourceArn": connection,
         "credentialsSecretArn": "arn:aws:secretsmanager:us-east-1:000000000000:secret:unused",
-        "databaseName": "postgres",
+        "databaseName": database,
         "tableName": table,
         "fieldMapping": {"primaryKeyField": "id", "vectorField": "embedding", "textField": "chunks",
                          "metadataField": "metadata"},
@@ -145,6 +145,26 @@ def folder_source(agent, kb_id: str, name: str, folder: Path, chunking: dict | N
         **kwargs,
     )["dataSource"]
     return ds["dataSourceId"]
+
+
+def custom_source(agent, kb_id: str, name: str, policy: str | None = None) -> str:
+    """A CUSTOM data source (documents through ingest_knowledge_base_documents)."""
+    kwargs = {} if policy is None else {"dataDeletionPolicy": policy}
+    return agent.create_data_source(
+        knowledgeBaseId=kb_id, name=name, dataSourceConfiguration={"type": "CUSTOM"}, **kwargs,
+    )["dataSource"]["dataSourceId"]
+
+
+def ingest_texts(agent, kb_id: str, ds_id: str, texts: dict[str, str]) -> None:
+    """Index inline text documents (id → text) into a CUSTOM data source; all must index."""
+    details = agent.ingest_knowledge_base_documents(
+        knowledgeBaseId=kb_id, dataSourceId=ds_id,
+        documents=[{"content": {"dataSourceType": "CUSTOM", "custom": {
+            "customDocumentIdentifier": {"id": doc_id}, "sourceType": "IN_LINE",
+            "inlineContent": {"type": "TEXT", "textContent": {"data": text}}}}}
+            for doc_id, text in texts.items()],
+    )["documentDetails"]
+    assert [d["status"] for d in details] == ["INDEXED"] * len(texts), details
 
 
 def uris(results: list[dict]) -> list[str]:

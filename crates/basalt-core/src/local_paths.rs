@@ -42,6 +42,18 @@ impl AllowedPaths {
         Self { roots }
     }
 
+    /// Resolves a path found on the server's side — a file listed in a permitted
+    /// directory — with every symlink followed, and checks the result is still under
+    /// a permitted directory. Every file opened on a user's behalf goes through this
+    /// (or [`Self::existing`]) and is opened by the path it returns.
+    pub fn resolve(&self, path: &Path) -> Result<PathBuf, CoreError> {
+        let shown = format!("file://{}", path.display());
+        let resolved = std::fs::canonicalize(path)
+            .map_err(|e| CoreError::Validation(format!("{shown} cannot be read: {e}")))?;
+        self.check(&shown, &resolved)?;
+        Ok(resolved)
+    }
+
     fn check(&self, uri: &str, resolved: &Path) -> Result<(), CoreError> {
         if self.roots.iter().any(|root| resolved.starts_with(root)) {
             Ok(())

@@ -125,14 +125,13 @@ impl LocalChat {
                 content: text,
             });
         }
-        let rendered = self.engine.render(&messages, true).map_err(engine_error)?;
-        Ok(self.engine.tokenize(&rendered))
+        self.engine.tokenize_chat(&messages).map_err(engine_error)
     }
 
     /// The grammar a request's output must follow, compiled before any work is queued.
     fn constraint(request: &ChatRequest) -> Result<Option<OutputConstraint>, CoreError> {
         if let Some(schema) = &request.response_schema {
-            let grammar = json_schema_grammar(&schema.to_string()).map_err(|e| {
+            let grammar = json_schema_grammar(schema).map_err(|e| {
                 CoreError::Validation(format!("the response JSON schema is not usable: {e}"))
             })?;
             return Ok(Some(OutputConstraint::Grammar(grammar)));
@@ -140,10 +139,9 @@ impl LocalChat {
         let Some(tools) = &request.tools else {
             return Ok(None);
         };
-        let grammar =
-            json_schema_grammar(&tool_calls::call_schema(tools).to_string()).map_err(|e| {
-                CoreError::Validation(format!("a tool's input schema is not usable: {e}"))
-            })?;
+        let grammar = json_schema_grammar(&tool_calls::call_schema(tools)).map_err(|e| {
+            CoreError::Validation(format!("a tool's input schema is not usable: {e}"))
+        })?;
         Ok(Some(match tools.choice {
             ToolChoice::Auto => OutputConstraint::LazyGrammar {
                 grammar,
@@ -263,14 +261,29 @@ where
     Box::pin(rx)
 }
 
+/// Runs CPU work of a request on the blocking pool and waits for it.
+async fn off_serving_thread<T, F>(work: F) -> Result<T, CoreError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, CoreError> + Send + 'static,
+{
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| CoreError::Internal(format!("request preparation failed: {e}")))?
+}
+
 #[async_trait]
 impl ChatProvider for LocalChat {
     async fn count_chat_tokens(&self, request: &ChatRequest) -> Result<u32, CoreError> {
-        Ok(self.chat_tokens(request)?.len() as u32)
+        let this = self.clone();
+        let request = request.clone();
+        off_serving_thread(move || Ok(this.chat_tokens(&request)?.len() as u32)).await
     }
 
     async fn count_prompt_tokens(&self, prompt: &str) -> Result<u32, CoreError> {
-        Ok(self.engine.tokenize(prompt).len() as u32)
+        let engine = Arc::clone(&self.engine);
+        let prompt = prompt.to_string();
+        off_serving_thread(move || Ok(engine.tokenize(&prompt).len() as u32)).await
     }
 
     fn context_window(&self) -> u32 {
@@ -278,16 +291,23 @@ impl ChatProvider for LocalChat {
     }
 
     async fn chat(&self, request: &ChatRequest, max_tokens: u32) -> Result<DeltaStream, CoreError> {
-        let constraint = Self::constraint(request)?;
-        let prompt = self.chat_tokens(request)?;
-        let tool_request = request.tools.as_ref().map(|_| request.clone());
-        self.start(
-            prompt,
-            &request.params,
-            max_tokens,
-            constraint,
-            tool_request,
-        )
+        // Rendering, tokenizing and compiling a grammar are CPU work that grows with
+        // the request: never on the serving thread, whose other connections would wait.
+        let this = self.clone();
+        let request = request.clone();
+        off_serving_thread(move || {
+            let constraint = Self::constraint(&request)?;
+            let prompt = this.chat_tokens(&request)?;
+            let tool_request = request.tools.is_some().then(|| request.clone());
+            this.start(
+                prompt,
+                &request.params,
+                max_tokens,
+                constraint,
+                tool_request,
+            )
+        })
+        .await
     }
 
     async fn complete(
@@ -299,8 +319,14 @@ impl ChatProvider for LocalChat {
         if prompt.is_empty() {
             return Err(CoreError::Validation("prompt must not be empty".into()));
         }
-        let tokens = self.engine.tokenize(prompt);
-        self.start(tokens, params, max_tokens, None, None)
+        let this = self.clone();
+        let prompt = prompt.to_string();
+        let params = params.clone();
+        off_serving_thread(move || {
+            let tokens = this.engine.tokenize(&prompt);
+            this.start(tokens, &params, max_tokens, None, None)
+        })
+        .await
     }
 }
 

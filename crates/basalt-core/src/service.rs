@@ -595,11 +595,18 @@ impl Basalt {
         }
     }
 
-    fn validate_chat(entry: &ModelEntry, request: &ChatRequest) -> Result<(), CoreError> {
+    fn validate_chat(&self, entry: &ModelEntry, request: &ChatRequest) -> Result<(), CoreError> {
         if request.messages.is_empty() {
             return Err(CoreError::Validation(
                 "messages must contain at least one message".into(),
             ));
+        }
+        let max_messages = self.limits().max_messages;
+        if request.messages.len() > max_messages {
+            return Err(CoreError::Validation(format!(
+                "messages has {} messages; at most {max_messages} are accepted in one request",
+                request.messages.len()
+            )));
         }
         if let Some(tools) = &request.tools {
             if !entry.tools {
@@ -793,7 +800,7 @@ impl Basalt {
         request: &ChatRequest,
     ) -> Result<DeltaStream, CoreError> {
         let provider = self.chat_provider(entry)?;
-        Self::validate_chat(entry, request)?;
+        self.validate_chat(entry, request)?;
         let max_tokens = self.max_tokens(entry, provider.as_ref(), &request.params)?;
         provider.chat(request, max_tokens).await
     }
@@ -937,7 +944,7 @@ impl Basalt {
     pub async fn count_chat_tokens(&self, request: &ChatRequest) -> Result<u32, CoreError> {
         let entry = self.resolve(&request.model_id)?;
         let provider = self.chat_provider(entry)?;
-        Self::validate_chat(entry, request)?;
+        self.validate_chat(entry, request)?;
         provider.count_chat_tokens(request).await
     }
 

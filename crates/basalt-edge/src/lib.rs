@@ -33,6 +33,23 @@ pub use error::{BedrockError, BedrockErrorCode, OpenAiError};
 pub struct AppState {
     pub core: Arc<Basalt>,
     pub metrics: Option<PrometheusHandle>,
+    /// Permits to work and per-address upload budgets (`auth`).
+    pub admission: Arc<auth::Admission>,
+}
+
+impl AppState {
+    pub fn new(core: Arc<Basalt>, metrics: Option<PrometheusHandle>) -> Self {
+        let limits = core.limits();
+        let admission = Arc::new(auth::Admission::new(
+            limits.max_concurrent_requests,
+            limits.max_uploads_per_ip,
+        ));
+        Self {
+            core,
+            metrics,
+            admission,
+        }
+    }
 }
 
 /// Starts the background work of the API (the batch job runner); call once, inside
@@ -42,8 +59,11 @@ pub fn start_background(state: &AppState) {
 }
 
 /// The whole HTTP API.
+///
+/// The API routes sit behind [`auth::authenticate`], which enforces the body limit
+/// and the concurrency limit itself (after authentication); `/health` and `/metrics`
+/// are outside both, so a saturated or attacked server still answers them.
 pub fn app(state: AppState) -> Router {
-    let limits = state.core.limits().clone();
     let api = Router::new()
         .merge(bedrock::routes())
         .merge(openai::routes())
@@ -51,15 +71,15 @@ pub fn app(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::authenticate,
-        ));
+        ))
+        // The middleware has read the body within `max_body_bytes`; axum's own 2 MiB
+        // default would answer 2-4 MiB bodies with a bare 413.
+        .layer(axum::extract::DefaultBodyLimit::disable());
     Router::new()
         .route("/health", get(|| async { "ok" }))
         .route("/metrics", get(render_metrics))
         .merge(api)
         .fallback(auth::not_found)
-        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
-            limits.max_concurrent_requests.max(1),
-        ))
         .with_state(state)
 }
 

@@ -38,7 +38,7 @@ pub enum SigV4Error {
     ScopeDate,
     #[error("signed header {0} is missing from the request")]
     MissingSignedHeader(String),
-    #[error("host is not among the signed headers")]
+    #[error("neither host nor :authority is among the signed headers")]
     HostNotSigned,
     #[error("signature does not match")]
     Mismatch,
@@ -122,11 +122,11 @@ pub struct RequestParts<'a> {
     pub body: &'a [u8],
 }
 
-/// Checks the signature of a request with the key's secret.
-pub fn verify(
+/// The checks that need no body and no secret: service, date, clock skew, scope
+/// date, and that the authority (`host`, or `:authority` over HTTP/2) is signed.
+pub fn check_headers(
     auth: &Authorization,
-    request: &RequestParts<'_>,
-    secret_access_key: &str,
+    headers: &dyn Fn(&str) -> Vec<String>,
     expected_service: &'static str,
     now: OffsetDateTime,
 ) -> Result<(), SigV4Error> {
@@ -136,7 +136,7 @@ pub fn verify(
             expected_service,
         ));
     }
-    let amz_date = (request.headers)("x-amz-date")
+    let amz_date = headers("x-amz-date")
         .into_iter()
         .next()
         .ok_or(SigV4Error::BadDate)?;
@@ -147,9 +147,29 @@ pub fn verify(
     if !amz_date.starts_with(&auth.date) || auth.date.len() != 8 {
         return Err(SigV4Error::ScopeDate);
     }
-    if !auth.signed_headers.iter().any(|h| h == "host") {
+    if !auth
+        .signed_headers
+        .iter()
+        .any(|h| h == "host" || h == ":authority")
+    {
         return Err(SigV4Error::HostNotSigned);
     }
+    Ok(())
+}
+
+/// Checks the signature of a request with the key's secret.
+pub fn verify(
+    auth: &Authorization,
+    request: &RequestParts<'_>,
+    secret_access_key: &str,
+    expected_service: &'static str,
+    now: OffsetDateTime,
+) -> Result<(), SigV4Error> {
+    check_headers(auth, request.headers, expected_service, now)?;
+    let amz_date = (request.headers)("x-amz-date")
+        .into_iter()
+        .next()
+        .ok_or(SigV4Error::BadDate)?;
     let canonical = canonical_request(auth, request)?;
     let scope = format!(
         "{}/{}/{}/aws4_request",

@@ -572,8 +572,8 @@ fn a_shared_system_prompt_is_not_recomputed() {
 
 #[test]
 fn a_json_schema_grammar_constrains_the_output() {
-    let schema = r#"{"type":"object","properties":{"answer":{"type":"integer"},"unit":{"type":"string","enum":["m","km"]}},"required":["answer","unit"]}"#;
-    let grammar = basalt_engine::chat::json_schema_grammar(schema).expect("compiles");
+    let schema = serde_json::json!({"type":"object","properties":{"answer":{"type":"integer"},"unit":{"type":"string","enum":["m","km"]}},"required":["answer","unit"]});
+    let grammar = basalt_engine::chat::json_schema_grammar(&schema).expect("compiles");
     let engine = chat();
     let mut req = request(engine, "How far is the moon?", 64);
     req.constraint = Some(basalt_engine::chat::OutputConstraint::Grammar(grammar));
@@ -596,7 +596,7 @@ fn a_json_schema_grammar_constrains_the_output() {
         "{value}"
     );
     assert!(basalt_engine::chat::json_schema_grammar(
-        r##"{"type":"object","properties":{"a":{"$ref":"#/nope"}}}"##
+        &serde_json::json!({"type":"object","properties":{"a":{"$ref":"#/nope"}}})
     )
     .is_err());
 }

@@ -717,6 +717,38 @@ mod tests {
         );
     }
 
+    /// From inside a runtime (as the core's async handlers call it), opening a store
+    /// that cannot connect returns the cause instead of panicking, and says what it
+    /// was (the driver alone says only "error connecting to server").
+    #[test]
+    fn a_refused_connection_says_why_from_inside_a_runtime() {
+        let mut config = PgConfig::new();
+        config
+            .host("127.0.0.1")
+            .port(1)
+            .user("nobody")
+            .dbname("nothing")
+            .connect_timeout(std::time::Duration::from_secs(5));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let opened = runtime.block_on(async move {
+            PgStore::open(config, "kb_chunks", FieldMapping::default(), 4)
+        });
+        match opened {
+            Ok(store) => panic!("nothing listens on 127.0.0.1:1, yet {store:?} opened"),
+            Err(e) => {
+                let message = e.to_string();
+                assert!(
+                    message.starts_with("PostgreSQL: error connecting to server: ")
+                        && message.len() > "PostgreSQL: error connecting to server: ".len(),
+                    "{message}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn identifiers_and_queries_are_checked() {
         assert!(check_identifier("kb_chunks", "tableName").is_ok());

@@ -20,10 +20,19 @@
 use std::future::Future;
 use std::net::SocketAddr;
 
+use std::time::Duration;
+
 use anyhow::{Context, Result};
+use axum::extract::ConnectInfo;
 use axum::Router;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
+use tower::ServiceExt;
 
 /// A connection handed from the acceptor to a serving thread.
 type Handoff = (std::net::TcpStream, SocketAddr);
@@ -35,9 +44,9 @@ pub fn run(
     listener: std::net::TcpListener,
     router: Router,
     threads: usize,
+    limits: ConnectionLimits,
     main: impl Future<Output = ()>,
 ) -> Result<()> {
-    let local = listener.local_addr()?;
     let mut inboxes = Vec::with_capacity(threads.max(1));
     let mut workers = Vec::with_capacity(threads.max(1));
     for i in 0..threads.max(1) {
@@ -49,7 +58,7 @@ pub fn run(
         let runtime = runtime()?;
         let worker = std::thread::Builder::new()
             .name(format!("basalt-http-{i}"))
-            .spawn(move || runtime.block_on(serve_handoffs(handoffs, local, router)))
+            .spawn(move || runtime.block_on(serve_handoffs(handoffs, router, limits)))
             .context("cannot start a serving thread")?;
         workers.push(worker);
     }
@@ -121,58 +130,61 @@ async fn accept(
     }
 }
 
-/// One serving thread: axum over the connections handed to this thread, until the
-/// acceptor has stopped and every connection handed over is served.
+/// Per-connection HTTP settings: the timeouts that keep a slow or idle client from
+/// holding a connection forever.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    /// To send a request's headers; also how long a keep-alive connection may sit
+    /// idle between requests (HTTP/1.1).
+    pub header_timeout: Duration,
+    /// Headers a request may have (more are refused by the HTTP layer with 431).
+    pub max_headers: usize,
+}
+
+/// One serving thread: the connections handed to this thread, each served by hyper
+/// (HTTP/1.1, or HTTP/2 with prior knowledge) until the acceptor has stopped and every
+/// connection handed over is served.
 async fn serve_handoffs(
-    handoffs: mpsc::UnboundedReceiver<Handoff>,
-    local: SocketAddr,
+    mut handoffs: mpsc::UnboundedReceiver<Handoff>,
     router: Router,
+    limits: ConnectionLimits,
 ) -> Result<()> {
-    let (drained, all_handed_over) = oneshot::channel();
-    let listener = HandedOver {
-        handoffs,
-        local,
-        drained: Some(drained),
-    };
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async move {
-            let _ = all_handed_over.await;
-        })
-        .await?;
-    Ok(())
-}
-
-/// The connections handed to one serving thread, as an axum listener.
-struct HandedOver {
-    handoffs: mpsc::UnboundedReceiver<Handoff>,
-    local: SocketAddr,
-    /// Told when the acceptor has stopped and nothing is left to hand over: the
-    /// graceful stop starts only then, so no connection accepted is left unanswered.
-    drained: Option<oneshot::Sender<()>>,
-}
-
-impl axum::serve::Listener for HandedOver {
-    type Io = TcpStream;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        loop {
-            match self.handoffs.recv().await {
-                Some((stream, peer)) => match TcpStream::from_std(stream) {
-                    Ok(io) => return (io, peer),
-                    Err(e) => tracing::warn!("cannot take over a connection: {e}"),
-                },
-                None => {
-                    if let Some(drained) = self.drained.take() {
-                        let _ = drained.send(());
-                    }
-                    std::future::pending::<()>().await;
-                }
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .max_headers(limits.max_headers);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(limits.header_timeout)
+        .keep_alive_timeout(limits.header_timeout);
+    let graceful = GracefulShutdown::new();
+    while let Some((stream, peer)) = handoffs.recv().await {
+        let io = match TcpStream::from_std(stream) {
+            Ok(io) => io,
+            Err(e) => {
+                tracing::warn!("cannot take over a connection: {e}");
+                continue;
             }
-        }
+        };
+        // The peer's address reaches the middleware (per-address budgets) as axum's
+        // `ConnectInfo`, as `into_make_service_with_connect_info` would put it.
+        let service =
+            router
+                .clone()
+                .map_request(move |mut request: axum::extract::Request<Incoming>| {
+                    request.extensions_mut().insert(ConnectInfo(peer));
+                    request
+                });
+        let connection = builder
+            .serve_connection_with_upgrades(TokioIo::new(io), TowerToHyperService::new(service))
+            .into_owned();
+        tokio::spawn(graceful.watch(connection));
     }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        Ok(self.local)
-    }
+    // The acceptor has stopped and nothing is left to hand over: idle connections
+    // close, requests in flight finish.
+    graceful.shutdown().await;
+    Ok(())
 }

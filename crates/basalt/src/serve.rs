@@ -87,15 +87,22 @@ pub fn serve(paths: &Paths, listen: &str) -> Result<()> {
         );
         println!("Create more with `basalt keys create --name NAME`.");
     }
-    let state = AppState {
-        core: Arc::clone(&core),
-        metrics: Some(metrics),
-    };
+    let state = AppState::new(Arc::clone(&core), Some(metrics));
     let threads = config.server.serving_threads();
-    http::run(std_listener, app(state.clone()), threads, async move {
-        basalt_edge::start_background(&state);
-        shutdown_signal().await;
-    })?;
+    let connection_limits = http::ConnectionLimits {
+        header_timeout: Duration::from_secs(config.limits.header_timeout_secs.max(1)),
+        max_headers: basalt_edge::auth::HTTP_MAX_HEADERS,
+    };
+    http::run(
+        std_listener,
+        app(state.clone()),
+        threads,
+        connection_limits,
+        async move {
+            basalt_edge::start_background(&state);
+            shutdown_signal().await;
+        },
+    )?;
     tracing::info!("shut down");
     meter.flush(Duration::from_secs(5));
     Ok(())

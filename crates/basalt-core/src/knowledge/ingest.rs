@@ -353,7 +353,8 @@ fn list_folder(root: &Path, prefixes: &[String]) -> Result<(Vec<SourceDocument>,
         })?;
         for entry in entries.flatten() {
             let path = entry.path();
-            // Symlinks are followed only when they stay inside the folder.
+            // Symlinks are followed only when they stay inside the folder (which is
+            // inside a permitted directory; the reader resolves each again).
             let Ok(resolved) = std::fs::canonicalize(&path) else {
                 continue;
             };
@@ -403,7 +404,13 @@ fn list_folder(root: &Path, prefixes: &[String]) -> Result<(Vec<SourceDocument>,
 
 async fn read(core: &Basalt, origin: &Origin, limit: u64) -> Result<Vec<u8>, String> {
     match origin {
-        Origin::File(path) => {
+        Origin::File(listed) => {
+            // Resolved again at reading time: a link swapped in since the listing is
+            // followed and checked here, through the one shared check.
+            let path = &core
+                .allowed_paths()
+                .resolve(listed)
+                .map_err(|e| e.to_string())?;
             let size = tokio::fs::metadata(path)
                 .await
                 .map_err(|e| e.to_string())?

@@ -1,8 +1,8 @@
 //! Knowledge bases (managed RAG): the control plane (knowledge bases, data sources,
 //! ingestion jobs as Bedrock defines them), ingestion ([`ingest`]) and retrieval
 //! ([`retrieve`]). The records are kept by a [`KnowledgeStore`]; the chunks by each
-//! knowledge base's store, `BASALT_EMBEDDED` (the `basalt-kb` crate) being the one
-//! this build has.
+//! knowledge base's store ([`STORAGE_TYPES`]: `BASALT_EMBEDDED`, or PostgreSQL with
+//! pgvector as `RDS`; both in the `basalt-kb` crate).
 //!
 //! The records are Bedrock's own JSON shapes (camelCase), with the configurations
 //! the caller gave kept as given and their parsed form next to them.
@@ -71,8 +71,9 @@ pub(crate) fn kb_error(e: basalt_kb::KbError) -> CoreError {
     }
 }
 
-/// The stores a knowledge base may use.
-pub const STORAGE_TYPES: &str = "BASALT_EMBEDDED";
+/// The stores a knowledge base may use (`storageConfiguration.type`), as error
+/// messages list them.
+pub const STORAGE_TYPES: &str = "BASALT_EMBEDDED, RDS";
 
 /// A knowledge base.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -217,6 +218,7 @@ fn body_of<T: Serialize>(value: &T) -> Result<String, CoreError> {
 
 impl KnowledgeBases {
     pub fn new(store: Arc<dyn KnowledgeStore>, config: KnowledgeBasesConfig) -> Self {
+        warn_unset_credentials(&config);
         let index_dir = if config.index_dir.is_empty() {
             std::env::temp_dir().join("basalt-kb")
         } else {
@@ -265,6 +267,7 @@ impl KnowledgeBases {
         Ok(())
     }
 
+    /// The store of an existing knowledge base, opened once and kept.
     pub(crate) fn index(&self, kb: &KnowledgeBase) -> Result<Arc<dyn ChunkStore>, CoreError> {
         let mut indexes = self
             .indexes
@@ -273,6 +276,22 @@ impl KnowledgeBases {
         if let Some(i) = indexes.get(&kb.knowledge_base_id) {
             return Ok(Arc::clone(i));
         }
+        let index = self.open_index(kb).map_err(|e| match e {
+            CoreError::ServiceUnavailable(m) => CoreError::ServiceUnavailable(format!(
+                "the PostgreSQL store of knowledge base {} is unavailable: {m}",
+                kb.knowledge_base_id
+            )),
+            other => other,
+        })?;
+        indexes.insert(kb.knowledge_base_id.clone(), Arc::clone(&index));
+        Ok(index)
+    }
+
+    /// Opens a knowledge base's store without keeping it. A PostgreSQL store that
+    /// cannot be reached is `ServiceUnavailable` with PostgreSQL's words; the message
+    /// names no knowledge base, since CreateKnowledgeBase opens the store before the
+    /// knowledge base exists.
+    fn open_index(&self, kb: &KnowledgeBase) -> Result<Arc<dyn ChunkStore>, CoreError> {
         let index: Arc<dyn ChunkStore> = match Storage::of(&kb.storage_configuration)? {
             Storage::Embedded => Arc::new(
                 EmbeddedIndex::open_with(
@@ -282,18 +301,35 @@ impl KnowledgeBases {
                 )
                 .map_err(kb_error)?,
             ),
-            Storage::Postgres(rds) => Arc::new(self.open_postgres(&rds, kb.dimensions).map_err(
-                |e| match e {
-                    CoreError::Validation(_) => e,
-                    other => CoreError::ServiceUnavailable(format!(
-                        "the PostgreSQL store of knowledge base {} is unavailable: {other}",
-                        kb.knowledge_base_id
-                    )),
-                },
-            )?),
+            Storage::Postgres(rds) => Arc::new(self.open_postgres(&rds, kb.dimensions)?),
         };
-        indexes.insert(kb.knowledge_base_id.clone(), Arc::clone(&index));
         Ok(index)
+    }
+
+    /// Keeps the store a new knowledge base was created with (unless a request that
+    /// found the new record first has opened one already).
+    fn keep_index(&self, id: &str, index: Arc<dyn ChunkStore>) -> Result<(), CoreError> {
+        self.indexes
+            .lock()
+            .map_err(|_| CoreError::Internal("index cache poisoned".into()))?
+            .entry(id.to_owned())
+            .or_insert(index);
+        Ok(())
+    }
+
+    /// Removes what a knowledge base that was not created left under `index_dir`
+    /// (an embedded store's directory; a PostgreSQL store has none).
+    fn remove_index_dir(&self, id: &str) {
+        let dir = self.index_dir.join(id);
+        if dir.exists() {
+            if let Err(e) = std::fs::remove_dir_all(&dir) {
+                tracing::warn!(
+                    dir = %dir.display(),
+                    error = %e,
+                    "cannot remove the directory of a knowledge base that was not created"
+                );
+            }
+        }
     }
 
     pub fn knowledge_base(&self, id: &str) -> Result<KnowledgeBase, CoreError> {
@@ -457,6 +493,28 @@ impl KnowledgeBases {
             .and_then(|r| r.get(job_id).cloned())
             .map(|flag| flag.store(true, std::sync::atomic::Ordering::SeqCst))
             .is_some()
+    }
+}
+
+/// Says at start which `[knowledge_bases.postgres.*]` connections name a `user_env`
+/// or `password_env` variable that is not set: their connections then use the URL's
+/// user and password (the user defaults to the one running the server, and a server
+/// that asks for a password gets none), which fails only when a knowledge base first
+/// connects, far from the cause.
+fn warn_unset_credentials(config: &KnowledgeBasesConfig) {
+    for (name, connection) in &config.postgres {
+        for (key, variable) in [
+            ("user_env", &connection.user_env),
+            ("password_env", &connection.password_env),
+        ] {
+            if !variable.is_empty() && std::env::var(variable).is_err() {
+                tracing::warn!(
+                    connection = %name,
+                    variable = %variable,
+                    "[knowledge_bases.postgres.{name}] {key} names {variable}, which is not set; the connection uses the URL's value instead"
+                );
+            }
+        }
     }
 }
 
@@ -726,8 +784,12 @@ impl KnowledgeBases {
             })
     }
 
+    /// Opens a PostgreSQL store. What PostgreSQL said goes into the error and the
+    /// log (a refused CreateKnowledgeBase is otherwise not logged); a store that
+    /// cannot be reached is `ServiceUnavailable`, a configuration PostgreSQL refuses
+    /// (no pgvector, a table of other vectors) a `Validation`.
     fn open_postgres(&self, rds: &RdsStore, dimensions: usize) -> Result<PgStore, CoreError> {
-        let (_, connection) = self.connection(&rds.connection)?;
+        let (name, connection) = self.connection(&rds.connection)?;
         if connection.url.contains("sslmode=require") || connection.url.contains("sslmode=verify") {
             return Err(CoreError::Validation(
                 "TLS connections to PostgreSQL are not supported by this build; use a local socket or a trusted network".into(),
@@ -749,7 +811,19 @@ impl KnowledgeBases {
             config.password(password);
         }
         config.connect_timeout(std::time::Duration::from_secs(10));
-        PgStore::open(config, &rds.table, rds.fields.clone(), dimensions).map_err(kb_error)
+        PgStore::open(config, &rds.table, rds.fields.clone(), dimensions).map_err(|e| {
+            tracing::warn!(
+                connection = name,
+                database = %rds.database,
+                table = %rds.table,
+                error = %e,
+                "cannot open a knowledge base's PostgreSQL store"
+            );
+            match e {
+                basalt_kb::KbError::Index(m) => CoreError::ServiceUnavailable(m),
+                other => kb_error(other),
+            }
+        })
     }
 }
 
@@ -861,6 +935,18 @@ impl Basalt {
             created_ms: now,
             updated_ms: now,
         };
+        // Checked before the store is opened: opening creates tables.
+        if self
+            .knowledge()
+            .list_knowledge_bases()?
+            .iter()
+            .any(|other| other.name == kb.name)
+        {
+            return Err(CoreError::Conflict(format!(
+                "a knowledge base named {:?} already exists",
+                kb.name
+            )));
+        }
         if let Storage::Postgres(rds) = Storage::of(&kb.storage_configuration)? {
             let (wanted, _) = self.knowledge().connection(&rds.connection)?;
             for other in self.knowledge().list_knowledge_bases()? {
@@ -878,11 +964,30 @@ impl Basalt {
                 }
             }
         }
-        self.knowledge().index(&kb).map_err(|e| match e {
-            CoreError::ServiceUnavailable(m) => CoreError::Validation(m),
-            other => other,
-        })?;
-        self.knowledge().save_kb(&kb, true)?;
+        // The store opens before the record is written and is kept only after: a
+        // knowledge base whose store cannot open leaves no record, no cached store
+        // and no directory behind, and its error names no ID.
+        let kbs = self.knowledge();
+        let index = match kbs.open_index(&kb) {
+            Ok(index) => index,
+            Err(e) => {
+                kbs.remove_index_dir(&kb.knowledge_base_id);
+                return Err(match e {
+                    CoreError::ServiceUnavailable(m) => CoreError::Validation(format!(
+                        "the knowledge base's PostgreSQL store cannot be opened: {m}"
+                    )),
+                    other => other,
+                });
+            }
+        };
+        if let Err(e) = kbs.save_kb(&kb, true) {
+            // Closed before its directory goes (PostgreSQL tables stay: they may
+            // have held chunks before this request named them).
+            drop(index);
+            kbs.remove_index_dir(&kb.knowledge_base_id);
+            return Err(e);
+        }
+        kbs.keep_index(&kb.knowledge_base_id, index)?;
         Ok(kb)
     }
 
@@ -944,6 +1049,9 @@ impl Basalt {
         kbs.store
             .delete_knowledge(KnowledgeKind::KnowledgeBase, id)
             .map_err(store_error)?;
+        // Often the last reference to the store, dropped on the handler's async
+        // thread: a PostgreSQL store hands its connection to a thread of its own to
+        // close (`PgStore`'s `Drop`), as closing it here would panic.
         drop(index);
         let dir = kbs.index_dir.join(id);
         if dir.exists() {

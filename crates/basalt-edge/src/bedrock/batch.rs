@@ -375,21 +375,31 @@ async fn input_files(core: &Basalt, job: &BatchJobRecord) -> Result<Vec<InputFil
             path,
         }]);
     }
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&path)
+    let listed: Vec<PathBuf> = std::fs::read_dir(&path)
         .map_err(|e| format!("{} cannot be listed: {e}", job.input_uri))?
         .filter_map(|entry| entry.ok().map(|e| e.path()))
         .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "jsonl"))
         .collect();
+    // A file in the folder may be a symlink to anywhere: each is resolved and checked
+    // like the folder was, and read by its resolved path.
+    let mut files = Vec::with_capacity(listed.len());
+    for listed_path in listed {
+        let resolved = core
+            .allowed_paths()
+            .resolve(&listed_path)
+            .map_err(|e| e.to_string())?;
+        files.push((listed_path, resolved));
+    }
     files.sort();
     if files.is_empty() {
         return Err(format!("{} has no .jsonl files", job.input_uri));
     }
     Ok(files
         .into_iter()
-        .map(|p| InputFile {
-            name: file_name(&p),
-            uri: format!("file://{}", p.display()),
-            path: p,
+        .map(|(listed, resolved)| InputFile {
+            name: file_name(&listed),
+            uri: format!("file://{}", listed.display()),
+            path: resolved,
         })
         .collect())
 }
@@ -683,6 +693,8 @@ async fn run_file(
 ) -> Result<bool, BedrockError> {
     let out_path = output_path(out_dir, input);
     let done = recover(&out_path).map_err(internal)?;
+    let mut journal =
+        CrashJournal::open(&staging_dir(core, job), file_index, &done).map_err(internal)?;
     progress
         .processed
         .fetch_add(done.len() as u64, Ordering::Relaxed);
@@ -705,7 +717,7 @@ async fn run_file(
     };
     let concurrency = core.batch_config().concurrency.max(1);
     let permits = Arc::new(tokio::sync::Semaphore::new(concurrency));
-    let mut tasks = tokio::task::JoinSet::new();
+    let mut tasks: tokio::task::JoinSet<std::io::Result<()>> = tokio::task::JoinSet::new();
     let job_arc = Arc::new(job.clone());
     let mut seen: HashSet<String> = HashSet::new();
     let reader = std::io::BufReader::new(std::fs::File::open(&input.path).map_err(internal)?);
@@ -764,10 +776,32 @@ async fn run_file(
                 continue;
             }
         };
+        let crashes = journal.crashes(&record_id);
+        if crashes >= CrashJournal::GIVE_UP_AFTER {
+            let message = format!(
+                "the server stopped {crashes} times while this record was being processed; it is not tried again"
+            );
+            write_line(
+                &writer,
+                &error_line(&record_id, &model_input, 500, &message),
+            )
+            .map_err(internal)?;
+            progress.processed.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
+        let alone = crashes > 0;
+        if alone {
+            // In flight when the server stopped: run it with nothing else in flight,
+            // so that if it stops the server again, the blame is its own.
+            while let Some(done_task) = tasks.join_next().await {
+                done_task.map_err(internal)?.map_err(internal)?;
+            }
+        }
         let permit = Arc::clone(&permits)
             .acquire_owned()
             .await
             .map_err(internal)?;
+        journal.started(&record_id).map_err(internal)?;
         let core = Arc::clone(core);
         let job = Arc::clone(&job_arc);
         let writer = Arc::clone(&writer);
@@ -779,6 +813,11 @@ async fn run_file(
             drop(permit);
             written
         });
+        if alone {
+            while let Some(done_task) = tasks.join_next().await {
+                done_task.map_err(internal)?.map_err(internal)?;
+            }
+        }
         while let Some(done_task) = tasks.try_join_next() {
             done_task.map_err(internal)?.map_err(internal)?;
         }
@@ -786,7 +825,83 @@ async fn run_file(
     while let Some(done_task) = tasks.join_next().await {
         done_task.map_err(internal)?.map_err(internal)?;
     }
+    journal.finished().map_err(internal)?;
     Ok(stopped)
+}
+
+/// Which records were in flight when the server last stopped, so that a record that
+/// crashes the process is failed instead of crashing it at every start.
+///
+/// Before a record runs its ID is appended to `<staging>/<file>.inflight`. At the
+/// next start, every ID there without an output line was in flight when the process
+/// died: its count in `<file>.crashes` goes up by one. A record with a count runs
+/// alone; at [`Self::GIVE_UP_AFTER`] it is written as failed without running. (A
+/// record in flight during two `kill -9`s — the second while it ran alone — is
+/// failed too: the price of never looping.)
+struct CrashJournal {
+    inflight: std::fs::File,
+    inflight_path: PathBuf,
+    crashes_path: PathBuf,
+    counts: std::collections::HashMap<String, u32>,
+}
+
+impl CrashJournal {
+    const GIVE_UP_AFTER: u32 = 2;
+
+    fn open(dir: &FsPath, file_index: usize, done: &HashSet<String>) -> std::io::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let inflight_path = dir.join(format!("{file_index:02}.inflight"));
+        let crashes_path = dir.join(format!("{file_index:02}.crashes"));
+        let mut counts: std::collections::HashMap<String, u32> = std::fs::read(&crashes_path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        let interrupted: HashSet<String> = std::fs::read_to_string(&inflight_path)
+            .unwrap_or_default()
+            .lines()
+            .filter(|id| !id.is_empty() && !done.contains(*id))
+            .map(str::to_string)
+            .collect();
+        if !interrupted.is_empty() {
+            for id in interrupted {
+                *counts.entry(id).or_insert(0) += 1;
+            }
+            std::fs::write(&crashes_path, serde_json::to_vec(&counts)?)?;
+            tracing::warn!(
+                file = %crashes_path.display(),
+                "batch records were in flight when the server stopped; they run alone now"
+            );
+        }
+        let inflight = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .open(&inflight_path)?;
+        Ok(Self {
+            inflight,
+            inflight_path,
+            crashes_path,
+            counts,
+        })
+    }
+
+    fn crashes(&self, record_id: &str) -> u32 {
+        self.counts.get(record_id).copied().unwrap_or(0)
+    }
+
+    /// Notes a record as in flight (on disk before it runs).
+    fn started(&mut self, record_id: &str) -> std::io::Result<()> {
+        self.inflight
+            .write_all(format!("{record_id}\n").as_bytes())?;
+        self.inflight.sync_data()
+    }
+
+    /// The file is done: nothing is in flight.
+    fn finished(self) -> std::io::Result<()> {
+        drop(self.inflight);
+        let _ = std::fs::remove_file(&self.crashes_path);
+        std::fs::remove_file(&self.inflight_path)
+    }
 }
 
 /// Recomputes the counts from the output files, writes `manifest.json.out` and sets
@@ -887,6 +1002,31 @@ fn token_counts(output: &Value) -> (u64, u64) {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_record_in_flight_at_two_deaths_is_given_up_and_others_are_not() {
+        let dir = tempfile::tempdir().expect("dir");
+        let none = HashSet::new();
+        // First run: a and b in flight when the process dies (no `finished`).
+        let mut journal = CrashJournal::open(dir.path(), 0, &none).expect("open");
+        journal.started("a").expect("note");
+        journal.started("b").expect("note");
+        drop(journal);
+        // Restart: a's output line was written before the death, b's was not.
+        let done: HashSet<String> = ["a".to_string()].into();
+        let mut journal = CrashJournal::open(dir.path(), 0, &done).expect("reopen");
+        assert_eq!(journal.crashes("a"), 0);
+        assert_eq!(journal.crashes("b"), 1, "b was in flight at the death");
+        // b runs alone and the process dies again.
+        journal.started("b").expect("note");
+        drop(journal);
+        let journal = CrashJournal::open(dir.path(), 0, &done).expect("reopen");
+        assert_eq!(journal.crashes("b"), CrashJournal::GIVE_UP_AFTER);
+        // A finished file leaves nothing behind for the next job on it.
+        journal.finished().expect("finish");
+        let journal = CrashJournal::open(dir.path(), 0, &none).expect("reopen");
+        assert_eq!(journal.crashes("b"), 0);
+    }
     use super::*;
 
     #[test]

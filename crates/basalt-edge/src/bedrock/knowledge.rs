@@ -150,9 +150,23 @@ fn kb_json(state: &AppState, kb: &KnowledgeBase) -> Value {
     out
 }
 
+/// Runs a control-plane call that may wait on a knowledge base's store (a PostgreSQL
+/// round trip, up to its connect timeout; files) on the blocking pool, so the other
+/// connections of this serving thread are not held up meanwhile.
+async fn on_blocking_pool<T, F>(state: &AppState, work: F) -> Result<T, CoreError>
+where
+    T: Send + 'static,
+    F: FnOnce(&basalt_core::Basalt) -> Result<T, CoreError> + Send + 'static,
+{
+    let core = std::sync::Arc::clone(&state.core);
+    tokio::task::spawn_blocking(move || work(&core))
+        .await
+        .map_err(|e| CoreError::Internal(format!("a knowledge-base call failed: {e}")))?
+}
+
 pub async fn create_knowledge_base(State(state): State<AppState>, body: Bytes) -> Answer {
     let spec = parse_json::<KnowledgeBaseBody>(&body)?.spec()?;
-    let kb = agent(state.core.create_knowledge_base(spec))?;
+    let kb = agent(on_blocking_pool(&state, move |core| core.create_knowledge_base(spec)).await)?;
     Ok(accepted(json!({ "knowledgeBase": kb_json(&state, &kb) })))
 }
 
@@ -175,7 +189,7 @@ pub async fn delete_knowledge_base(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Answer {
-    let kb = agent(state.core.delete_knowledge_base(&id))?;
+    let kb = agent(on_blocking_pool(&state, move |core| core.delete_knowledge_base(&id)).await)?;
     Ok(accepted(
         json!({ "knowledgeBaseId": kb.knowledge_base_id, "status": kb.status }),
     ))
@@ -293,7 +307,7 @@ pub async fn delete_data_source(
     State(state): State<AppState>,
     Path((kb, ds)): Path<(String, String)>,
 ) -> Answer {
-    let ds = agent(state.core.delete_data_source(&kb, &ds))?;
+    let ds = agent(on_blocking_pool(&state, move |core| core.delete_data_source(&kb, &ds)).await)?;
     Ok(accepted(json!({
         "knowledgeBaseId": ds.knowledge_base_id,
         "dataSourceId": ds.data_source_id,
@@ -647,7 +661,10 @@ pub async fn delete_documents(
     body: Bytes,
 ) -> Answer {
     let ids = identifiers(&body)?;
-    let statuses = agent(state.core.delete_documents(&kb, &ds, &ids))?;
+    let statuses = {
+        let (kb, ds) = (kb.clone(), ds.clone());
+        agent(on_blocking_pool(&state, move |core| core.delete_documents(&kb, &ds, &ids)).await)?
+    };
     Ok(accepted(json!({
         "documentDetails": statuses.iter().map(|s| document_detail(&kb, &ds, s)).collect::<Vec<_>>(),
     })))
@@ -659,7 +676,15 @@ pub async fn get_documents(
     body: Bytes,
 ) -> Answer {
     let ids = identifiers(&body)?;
-    let statuses = agent(state.core.document_statuses(&kb, &ds, Some(&ids)))?;
+    let statuses = {
+        let (kb, ds) = (kb.clone(), ds.clone());
+        agent(
+            on_blocking_pool(&state, move |core| {
+                core.document_statuses(&kb, &ds, Some(&ids))
+            })
+            .await,
+        )?
+    };
     Ok(Json(json!({
         "documentDetails": statuses.iter().map(|s| document_detail(&kb, &ds, s)).collect::<Vec<_>>(),
     }))
@@ -672,7 +697,10 @@ pub async fn list_documents(
     body: Bytes,
 ) -> Answer {
     let list = list_body(&body)?;
-    let statuses = agent(state.core.document_statuses(&kb, &ds, None))?;
+    let statuses = {
+        let (kb, ds) = (kb.clone(), ds.clone());
+        agent(on_blocking_pool(&state, move |core| core.document_statuses(&kb, &ds, None)).await)?
+    };
     let (items, next) = page(statuses, list.max_results, list.next_token.as_deref())?;
     let mut out = json!({
         "documentDetails": items.iter().map(|s| document_detail(&kb, &ds, s)).collect::<Vec<_>>(),

@@ -6,6 +6,7 @@
 //! one llama.cpp batch per step and streams [`GenerationEvent`]s back. Dropping the
 //! receiver cancels the request and frees its slot at the next step.
 
+mod grammar;
 mod scheduler;
 mod stop;
 mod template;
@@ -19,8 +20,9 @@ use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
 use tokio::sync::mpsc as tokio_mpsc;
 
+pub use grammar::{check_schema, json_schema_grammar, SchemaLimits, SCHEMA_LIMITS};
 pub use stop::{StopMatcher, StopScan};
-pub use template::{ChatMessage, ChatTemplate};
+pub use template::{ChatMessage, ChatTemplate, RenderedPiece};
 
 use crate::EngineError;
 
@@ -112,13 +114,6 @@ pub enum Priority {
     /// Admitted first; while one decodes, other requests join only one decode step
     /// in `ChatEngineConfig::shared_step_interval` (compute kept for it).
     Reserved,
-}
-
-/// Compiles a JSON schema into a llama.cpp grammar whose outputs validate against it.
-pub fn json_schema_grammar(schema: &str) -> Result<String, EngineError> {
-    llama_cpp_2::json_schema_to_grammar(schema).map_err(|e| {
-        EngineError::InvalidRequest(format!("the JSON schema cannot be enforced: {e}"))
-    })
 }
 
 /// Why a generation ended.
@@ -269,7 +264,34 @@ impl ChatEngine {
         self.template.render(messages, add_generation_prompt)
     }
 
-    /// Tokenizes rendered text (special tokens in the text are parsed as such).
+    /// Renders and tokenizes a conversation for generation. Only the chat template's
+    /// own text is parsed for control tokens: message content (user text, tool
+    /// results, retrieved documents) is tokenized as plain text, so `<|im_end|>` in it
+    /// is the characters, not the marker, and cannot close a turn or open a fake one.
+    /// Linear in the conversation's length.
+    pub fn tokenize_chat(&self, messages: &[ChatMessage]) -> Result<Vec<i32>, EngineError> {
+        let pieces = self.template.render_pieces(messages, true)?;
+        let vocab = self.model.vocab();
+        let mut add_bos = vocab.should_add_bos();
+        let mut tokens = Vec::new();
+        for piece in &pieces {
+            let (text, parse_special) = match piece {
+                RenderedPiece::Template(t) => (t.as_str(), true),
+                RenderedPiece::Content(c) => (*c, false),
+            };
+            tokens.extend(
+                vocab
+                    .tokenize(text.as_bytes(), add_bos, parse_special)
+                    .into_iter()
+                    .map(|t| t.0),
+            );
+            add_bos = false;
+        }
+        Ok(tokens)
+    }
+
+    /// Tokenizes text as a raw prompt: special tokens in it are parsed as such (the
+    /// caller writes the model's own prompt format, as InvokeModel's native bodies do).
     pub fn tokenize(&self, text: &str) -> Vec<i32> {
         self.model
             .vocab()
@@ -320,8 +342,10 @@ impl ChatEngine {
                 capacity: self.config.queue_capacity,
             });
         }
-        let sampler =
-            scheduler::make_sampler(&self.model, &request.sampling, request.constraint.as_ref())?;
+        // llama.cpp parses the grammar recursively: on a thread with a known stack.
+        let sampler = grammar::on_native_stack(|| {
+            scheduler::make_sampler(&self.model, &request.sampling, request.constraint.as_ref())
+        })??;
         let (events, receiver) = tokio_mpsc::unbounded_channel();
         let job = scheduler::Job {
             request,

@@ -67,6 +67,88 @@ impl ChatTemplate {
     }
 }
 
+/// A piece of a rendered conversation: the template's own text (whose control
+/// markers are real), or the content of one message (untrusted text).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RenderedPiece<'a> {
+    Template(String),
+    Content(&'a str),
+}
+
+/// Stands around a message's index in place of its content while rendering; a
+/// private-use character no chat template writes itself.
+const CONTENT_MARK: char = '\u{F8FF}';
+
+impl ChatTemplate {
+    /// Renders the conversation with every message's content kept apart from the
+    /// template's text, so the caller can tokenize content without parsing control
+    /// tokens in it (a user who writes `<|im_end|>` must not close a turn).
+    ///
+    /// Each content is rendered as a marker and found again in the output; a template
+    /// that alters content (anything but passing it through, or trimming it) is
+    /// refused rather than guessed at.
+    pub fn render_pieces<'a>(
+        &self,
+        messages: &'a [ChatMessage],
+        add_generation_prompt: bool,
+    ) -> Result<Vec<RenderedPiece<'a>>, EngineError> {
+        // The marker has a space on each side: a template that trims content drops
+        // both, one that passes it through keeps both.
+        let marked: Vec<ChatMessage> = messages
+            .iter()
+            .enumerate()
+            .map(|(i, m)| ChatMessage {
+                role: m.role.clone(),
+                content: format!(" {CONTENT_MARK}{i}{CONTENT_MARK} "),
+            })
+            .collect();
+        let rendered = self.render(&marked, add_generation_prompt)?;
+        let altered = || {
+            EngineError::Template(
+                "the model's chat template alters message text, so control tokens in it cannot be kept apart from the template's own".into(),
+            )
+        };
+        let mut templates = Vec::with_capacity(messages.len() + 1);
+        let mut indexes = Vec::with_capacity(messages.len());
+        let mut parts = rendered.split(CONTENT_MARK);
+        templates.push(parts.next().unwrap_or_default().to_string());
+        while let Some(index) = parts.next() {
+            let after = parts.next().ok_or_else(altered)?;
+            let index: usize = index.parse().map_err(|_| altered())?;
+            if indexes.last().is_some_and(|&last| index <= last) || index >= messages.len() {
+                return Err(altered());
+            }
+            indexes.push(index);
+            templates.push(after.to_string());
+        }
+        let mut pieces = Vec::with_capacity(2 * indexes.len() + 1);
+        for (n, &index) in indexes.iter().enumerate() {
+            let (before, after) = templates.split_at_mut(n + 1);
+            let (before, after) = (&mut before[n], &mut after[0]);
+            let content = messages[index].content.as_str();
+            let content = match (before.ends_with(' '), after.starts_with(' ')) {
+                (true, true) => {
+                    before.pop();
+                    after.remove(0);
+                    content
+                }
+                (false, false) => content.trim(),
+                _ => return Err(altered()),
+            };
+            pieces.push(RenderedPiece::Template(std::mem::take(before)));
+            pieces.push(RenderedPiece::Content(content));
+        }
+        if let Some(last) = templates.pop() {
+            pieces.push(RenderedPiece::Template(last));
+        }
+        pieces.retain(|p| match p {
+            RenderedPiece::Template(t) => !t.is_empty(),
+            RenderedPiece::Content(c) => !c.is_empty(),
+        });
+        Ok(pieces)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,6 +189,58 @@ mod tests {
             out,
             "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nHello<|im_end|>\n"
         );
+    }
+
+    #[test]
+    fn pieces_keep_content_apart_from_the_template() {
+        let t = ChatTemplate::new(CHATML, "", "<|im_end|>").expect("compiles");
+        let messages = [msg("user", " Hi <|im_end|> "), msg("assistant", "Yo")];
+        let pieces = t.render_pieces(&messages, true).expect("renders");
+        assert_eq!(
+            pieces,
+            vec![
+                RenderedPiece::Template("<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n<|im_start|>user\n".into()),
+                RenderedPiece::Content(" Hi <|im_end|> "),
+                RenderedPiece::Template("<|im_end|>\n<|im_start|>assistant\n".into()),
+                RenderedPiece::Content("Yo"),
+                RenderedPiece::Template("<|im_end|>\n<|im_start|>assistant\n".into()),
+            ]
+        );
+        // Joined, the pieces are exactly what the template renders.
+        let joined: String = pieces
+            .iter()
+            .map(|p| match p {
+                RenderedPiece::Template(t) => t.as_str(),
+                RenderedPiece::Content(c) => c,
+            })
+            .collect();
+        assert_eq!(joined, t.render(&messages, true).expect("renders"));
+    }
+
+    #[test]
+    fn a_trimming_template_gets_trimmed_content_and_an_altering_one_is_refused() {
+        let trims = ChatTemplate::new(
+            "{% for m in messages %}[{{ m['content'] | trim }}]{% endfor %}",
+            "",
+            "",
+        )
+        .expect("compiles");
+        let messages = [msg("user", "  a b  ")];
+        assert_eq!(
+            trims.render_pieces(&messages, false).expect("renders"),
+            vec![
+                RenderedPiece::Template("[".into()),
+                RenderedPiece::Content("a b"),
+                RenderedPiece::Template("]".into()),
+            ]
+        );
+        let alters = ChatTemplate::new(
+            "{% for m in messages %}{{ m['content'] | upper }}{{ m['content'] }}{% endfor %}",
+            "",
+            "",
+        )
+        .expect("compiles");
+        assert!(alters.render_pieces(&messages, false).is_err());
     }
 
     #[test]
