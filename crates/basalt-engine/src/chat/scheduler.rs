@@ -305,7 +305,16 @@ impl<'m> Scheduler<'m> {
                 continue;
             }
             let start = active.prompt_done;
-            let end = prompt.len().min(start + room);
+            let mut end = prompt.len().min(start + room);
+            // The last prompt token (whose logits start the answer) is computed in a
+            // step of its own, never at the end of a longer chunk: llama.cpp's CPU
+            // kernels for a many-row chunk and for one row sum in different orders,
+            // so its logits would differ by rounding between a fresh prompt and one
+            // whose prefix is cached (where only that token is computed), and a
+            // greedy or grammar-constrained answer could take another path.
+            if end == prompt.len() && end - start > 1 {
+                end -= 1;
+            }
             for i in active.prompt_done..end {
                 let token = LlamaToken(prompt[i]);
                 let last = i + 1 == prompt.len();
