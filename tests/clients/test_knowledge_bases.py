@@ -745,3 +745,135 @@ def test_retrieve_and_generate_applies_a_guardrail(make_client, agent_rt, rocks)
         assert allowed["output"]["text"] == "Blocked answer.", allowed
     else:
         assert "obsidian" not in allowed["output"]["text"].lower(), allowed
+
+
+# ------------------------------------------------------------------- tenant keys
+
+
+def tenant_doc(doc_id: str, text: str, tenant: str) -> dict:
+    return {
+        "content": {"dataSourceType": "CUSTOM", "custom": {
+            "customDocumentIdentifier": {"id": doc_id}, "sourceType": "IN_LINE",
+            "inlineContent": {"type": "TEXT", "textContent": {"data": text}}}},
+        "metadata": {"type": "IN_LINE_ATTRIBUTE", "inlineAttributes": [
+            {"key": "tenant", "value": {"type": "STRING", "stringValue": tenant}}]},
+    }
+
+
+def custom_id(identifier: str) -> dict:
+    return {"dataSourceType": "CUSTOM", "custom": {"id": identifier}}
+
+
+@pytest.fixture(scope="module")
+def tenants(server, make_client):
+    """Keys a and b, each bound to its tenant by a mandatory retrieval filter:
+    {name: (bedrock-agent client, bedrock-agent-runtime client, bedrock client)}."""
+    out = {}
+    for name in ("a", "b"):
+        key = server.cli_json("keys", "create", "--name", f"tenant-{name}", "--json", "--retrieval-filter",
+                              json.dumps({"equals": {"key": "tenant", "value": name}}))
+        out[name] = tuple(make_client(service, access_key_id=key["access_key_id"],
+                                      secret_access_key=key["secret_access_key"])
+                          for service in ("bedrock-agent", "bedrock-agent-runtime", "bedrock"))
+    return out
+
+
+def expect_code(call, code, status):
+    with pytest.raises(ClientError) as e:
+        call()
+    assert (error_code(e), e.value.response["ResponseMetadata"]["HTTPStatusCode"]) == (code, status), (
+        e.value.response["Error"])
+    return e.value.response["Error"]["Message"]
+
+
+def test_tenant_keys_read_write_and_delete_only_inside_their_tenant(agent, agent_rt, tenants, store):
+    kb_id = create_kb(agent, "tenancy", store)
+    ds_id = agent.create_data_source(
+        knowledgeBaseId=kb_id, name="custom", dataSourceConfiguration={"type": "CUSTOM"})["dataSource"]["dataSourceId"]
+    (a_agent, a_rt, _), (b_agent, b_rt, _) = tenants["a"], tenants["b"]
+
+    # Each tenant ingests its own document; a document tagged for the other tenant,
+    # or replacing the other tenant's document, is refused whole (nothing written).
+    for client, name in ((a_agent, "a"), (b_agent, "b")):
+        detail = client.ingest_knowledge_base_documents(
+            knowledgeBaseId=kb_id, dataSourceId=ds_id,
+            documents=[tenant_doc(f"{name}-1", f"Tenant {name} keeps quartz samples.", name)])["documentDetails"]
+        assert detail[0]["status"] == "INDEXED", detail
+    message = expect_code(lambda: b_agent.ingest_knowledge_base_documents(
+        knowledgeBaseId=kb_id, dataSourceId=ds_id,
+        documents=[tenant_doc("b-2", "Fine.", "b"), tenant_doc("a-2", "Planted for a.", "a")]),
+        "AccessDeniedException", 403)
+    assert "a-2" in message
+    expect_code(lambda: b_agent.ingest_knowledge_base_documents(
+        knowledgeBaseId=kb_id, dataSourceId=ds_id, documents=[tenant_doc("a-1", "Overwritten by b.", "b")]),
+        "AccessDeniedException", 403)
+    everything = agent.list_knowledge_base_documents(knowledgeBaseId=kb_id, dataSourceId=ds_id)["documentDetails"]
+    assert sorted(d["identifier"]["custom"]["id"] for d in everything) == ["a-1", "b-1"], "nothing half-written"
+
+    # Listings, gets and deletions see only the tenant's own documents.
+    listed = b_agent.list_knowledge_base_documents(knowledgeBaseId=kb_id, dataSourceId=ds_id)["documentDetails"]
+    assert [d["identifier"]["custom"]["id"] for d in listed] == ["b-1"]
+    got = b_agent.get_knowledge_base_documents(
+        knowledgeBaseId=kb_id, dataSourceId=ds_id, documentIdentifiers=[custom_id("a-1")])["documentDetails"]
+    assert got[0]["status"] == "NOT_FOUND"
+    deleted = b_agent.delete_knowledge_base_documents(
+        knowledgeBaseId=kb_id, dataSourceId=ds_id, documentIdentifiers=[custom_id("a-1")])["documentDetails"]
+    assert deleted[0]["status"] == "NOT_FOUND"
+    hits = retrieve(a_rt, kb_id, "quartz samples")
+    assert [h["location"]["customDocumentLocation"]["id"] for h in hits] == ["a-1"], "a's document survived b"
+
+    # A RetrieveAndGenerate session belongs to the key that opened it.
+    config = {"type": "KNOWLEDGE_BASE", "knowledgeBaseConfiguration": {
+        "knowledgeBaseId": kb_id, "modelArn": CHAT_ARN,
+        "generationConfiguration": {"inferenceConfig": {"textInferenceConfig": {"maxTokens": 16, "temperature": 0.0}}}}}
+    first = a_rt.retrieve_and_generate(input={"text": "What does the tenant keep?"},
+                                       retrieveAndGenerateConfiguration=config)
+    expect_code(lambda: b_rt.retrieve_and_generate(
+        input={"text": "And what did I ask before?"}, retrieveAndGenerateConfiguration=config,
+        sessionId=first["sessionId"]), "ResourceNotFoundException", 404)
+    again = a_rt.retrieve_and_generate(input={"text": "Say it again."}, retrieveAndGenerateConfiguration=config,
+                                       sessionId=first["sessionId"])
+    assert again["sessionId"] == first["sessionId"]
+
+    # Changes to shared resources need a key without a tenant filter.
+    expect_code(lambda: b_agent.delete_knowledge_base(knowledgeBaseId=kb_id), "AccessDeniedException", 403)
+    expect_code(lambda: b_agent.delete_data_source(knowledgeBaseId=kb_id, dataSourceId=ds_id),
+                "AccessDeniedException", 403)
+    expect_code(lambda: b_agent.create_data_source(knowledgeBaseId=kb_id, name="mine",
+                                                   dataSourceConfiguration={"type": "CUSTOM"}),
+                "AccessDeniedException", 403)
+    expect_code(lambda: b_agent.start_ingestion_job(knowledgeBaseId=kb_id, dataSourceId=ds_id),
+                "AccessDeniedException", 403)
+    expect_code(lambda: create_kb(b_agent, "tenant-made", store), "AccessDeniedException", 403)
+    assert agent.get_knowledge_base(knowledgeBaseId=kb_id)["knowledgeBase"]["status"] == "ACTIVE"
+    # Reads of shared resources are allowed: a tenant must find what it uses.
+    assert b_agent.get_knowledge_base(knowledgeBaseId=kb_id)["knowledgeBase"]["knowledgeBaseId"] == kb_id
+
+
+def test_tenant_keys_leave_guardrails_and_other_keys_batch_jobs_alone(tenants, batch_root, make_client):
+    _, _, b_control = tenants["b"]
+    _, _, a_control = tenants["a"]
+    admin = make_client("bedrock")
+    guardrail = admin.create_guardrail(name="shared-guardrail", blockedInputMessaging="no",
+                                       blockedOutputsMessaging="no",
+                                       wordPolicyConfig={"wordsConfig": [{"text": "forbidden"}]})
+    gid = guardrail["guardrailId"]
+    expect_code(lambda: b_control.delete_guardrail(guardrailIdentifier=gid), "AccessDeniedException", 403)
+    expect_code(lambda: b_control.create_guardrail(name="tenant-guardrail", blockedInputMessaging="no",
+                                                   blockedOutputsMessaging="no",
+                                                   wordPolicyConfig={"wordsConfig": [{"text": "x"}]}),
+                "AccessDeniedException", 403)
+    assert b_control.get_guardrail(guardrailIdentifier=gid)["guardrailId"] == gid
+
+    from test_batch import create, wait, write_input
+    work = batch_root / "tenant-batch"
+    work.mkdir(exist_ok=True)
+    inp = work / "a.jsonl"
+    write_input(inp, 1)
+    arn = create(a_control, CHAT_MODEL, inp, work / "out")
+    wait(a_control, arn)
+    expect_code(lambda: b_control.get_model_invocation_job(jobIdentifier=arn), "ResourceNotFoundException", 404)
+    expect_code(lambda: b_control.stop_model_invocation_job(jobIdentifier=arn), "ResourceNotFoundException", 404)
+    listed = [j["jobArn"] for j in b_control.list_model_invocation_jobs()["invocationJobSummaries"]]
+    assert arn not in listed
+    assert arn in [j["jobArn"] for j in admin.list_model_invocation_jobs()["invocationJobSummaries"]]

@@ -35,6 +35,33 @@ pub struct Principal {
     pub retrieval_filter: Option<String>,
 }
 
+impl Principal {
+    /// A key with a mandatory retrieval filter is a tenant key: it reads, writes and
+    /// deletes only inside its tenant (the documents its filter admits, its own
+    /// sessions and batch jobs), and cannot change shared resources.
+    pub fn is_tenant(&self) -> bool {
+        self.retrieval_filter.is_some()
+    }
+
+    /// Refuses a change to a shared resource (knowledge bases, data sources,
+    /// ingestion jobs, guardrails, provisioned throughput) by a tenant key.
+    pub fn require_shared_write(&self, what: &str) -> Result<(), CoreError> {
+        if self.is_tenant() {
+            return Err(CoreError::AccessDenied(format!(
+                "key {} is a tenant key (it has a mandatory retrieval filter): {what} needs a key without one",
+                self.key_name
+            )));
+        }
+        Ok(())
+    }
+
+    /// Whether this key may see or act on something owned by `owner_key_id` (a batch
+    /// job): a tenant key only on its own; other keys on any.
+    pub fn may_act_on(&self, owner_key_id: Option<&str>) -> bool {
+        !self.is_tenant() || owner_key_id == Some(self.key_id.as_str())
+    }
+}
+
 /// A newly created key with its secrets (shown once).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IssuedKey {

@@ -345,6 +345,27 @@ impl EmbeddedIndex {
         rows.collect::<Result<_, _>>().map_err(db_error)
     }
 
+    /// The metadata of a document's first chunk (see [`ChunkStore::document_metadata`]).
+    pub fn document_metadata(
+        &self,
+        data_source_id: &str,
+        uri: &str,
+    ) -> Result<Option<Metadata>, KbError> {
+        let db = self.db()?;
+        let text: Option<String> = db
+            .query_row(
+                "SELECT metadata FROM chunks WHERE data_source_id=?1 AND uri=?2 ORDER BY seq LIMIT 1",
+                params![data_source_id, uri],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(db_error)?;
+        text.map(|t| {
+            serde_json::from_str(&t).map_err(|e| KbError::Index(format!("stored metadata: {e}")))
+        })
+        .transpose()
+    }
+
     /// Chunks stored for one document.
     pub fn document_chunks(&self, data_source_id: &str, uri: &str) -> Result<usize, KbError> {
         let db = self.db()?;
@@ -583,6 +604,14 @@ impl EmbeddedIndex {
 impl crate::store::ChunkStore for EmbeddedIndex {
     fn documents(&self, data_source_id: &str) -> Result<HashMap<String, String>, KbError> {
         EmbeddedIndex::documents(self, data_source_id)
+    }
+
+    fn document_metadata(
+        &self,
+        data_source_id: &str,
+        uri: &str,
+    ) -> Result<Option<Metadata>, KbError> {
+        EmbeddedIndex::document_metadata(self, data_source_id, uri)
     }
 
     fn put_document(

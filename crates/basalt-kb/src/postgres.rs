@@ -578,6 +578,31 @@ impl ChunkStore for PgStore {
         })
     }
 
+    fn document_metadata(
+        &self,
+        data_source_id: &str,
+        uri: &str,
+    ) -> Result<Option<Metadata>, KbError> {
+        let t = &self.table;
+        let metadata = &self.fields.metadata;
+        self.with(|c| {
+            let row = c
+                .query_opt(
+                    &format!(
+                        "SELECT {metadata}::text FROM {t} WHERE data_source_id = $1 AND uri = $2 ORDER BY seq LIMIT 1"
+                    ),
+                    &[&data_source_id, &uri],
+                )
+                .map_err(pg_error)?;
+            row.map(|r| {
+                let text: String = r.get(0);
+                serde_json::from_str(&text)
+                    .map_err(|e| KbError::Index(format!("stored metadata: {e}")))
+            })
+            .transpose()
+        })
+    }
+
     fn delete_document(&self, data_source_id: &str, uri: &str) -> Result<bool, KbError> {
         let t = &self.table;
         self.with(|c| {

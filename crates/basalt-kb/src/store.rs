@@ -20,6 +20,14 @@ pub trait ChunkStore: Send + Sync {
         content_sha256: &str,
         chunks: Vec<NewChunk>,
     ) -> Result<usize, KbError>;
+    /// The metadata a document's chunks carry (its first chunk's: every chunk of a
+    /// document has the document's metadata), or `None` when it has no chunks. What a
+    /// tenant key's filter is tested against before it may see or delete a document.
+    fn document_metadata(
+        &self,
+        data_source_id: &str,
+        uri: &str,
+    ) -> Result<Option<crate::filter::Metadata>, KbError>;
     /// Removes a document and its chunks; false when it was not stored.
     fn delete_document(&self, data_source_id: &str, uri: &str) -> Result<bool, KbError>;
     /// Removes every document of a data source; returns how many.

@@ -8,12 +8,13 @@
 //! at least two words). A sentence that shares no content word with any source cites
 //! nothing — the server does not claim a source it cannot see in the answer.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use basalt_kb::filter::{Filter, Metadata};
 use basalt_kb::index::{Hit, Query, SearchType};
 use basalt_kb::parse::Format;
+use basalt_kb::store::ChunkStore;
 use basalt_store::knowledge::{KnowledgeKind, KnowledgeRecord};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -85,6 +86,9 @@ pub struct Generated {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Session {
     knowledge_base_id: String,
+    /// The key that opened the session: only it may continue it.
+    #[serde(default)]
+    key_id: Option<String>,
     turns: Vec<(String, String)>,
 }
 
@@ -230,9 +234,15 @@ impl Basalt {
         }
         let (session_id, mut session, new_session) = match &spec.session_id {
             Some(id) => {
-                let s = self.session(id)?.ok_or_else(|| {
-                    CoreError::NotFound(format!("session {id} does not exist or has expired"))
-                })?;
+                // Another key's session is answered as missing: its existence is not
+                // revealed, nor its turns.
+                let owner = principal.map(|p| p.key_id.as_str());
+                let s = self
+                    .session(id)?
+                    .filter(|s| s.key_id.as_deref() == owner)
+                    .ok_or_else(|| {
+                        CoreError::NotFound(format!("session {id} does not exist or has expired"))
+                    })?;
                 if s.knowledge_base_id != spec.retrieve.knowledge_base_id {
                     return Err(CoreError::Validation(format!(
                         "session {id} belongs to another knowledge base"
@@ -244,6 +254,7 @@ impl Basalt {
                 uuid_like(),
                 Session {
                     knowledge_base_id: spec.retrieve.knowledge_base_id.clone(),
+                    key_id: principal.map(|p| p.key_id.clone()),
                     turns: Vec::new(),
                 },
                 true,
@@ -380,6 +391,28 @@ impl Basalt {
         }
         let chunking = ds.chunking()?;
         let index = self.knowledge().index(&kb)?;
+        // A tenant key writes only inside its tenant: each document's metadata must
+        // satisfy its filter, and it may not replace a document outside it. Checked
+        // for every document before any is written.
+        if let Some(tenant) = tenant_filter(principal)? {
+            let existing = index.documents(ds_id).map_err(kb_error)?;
+            for doc in &documents {
+                if !tenant.matches(&doc.metadata) {
+                    return Err(CoreError::AccessDenied(format!(
+                        "document {}: its metadata is outside this key's tenant (its retrieval filter)",
+                        doc.id
+                    )));
+                }
+                if existing.contains_key(&doc.id)
+                    && !present_within_tenant(&index, ds_id, &doc.id, &tenant)?
+                {
+                    return Err(CoreError::AccessDenied(format!(
+                        "document {} exists outside this key's tenant; it cannot be replaced with this key",
+                        doc.id
+                    )));
+                }
+            }
+        }
         let mut out = Vec::with_capacity(documents.len());
         for doc in documents {
             let id = doc.id.clone();
@@ -421,8 +454,10 @@ impl Basalt {
     }
 
     /// DeleteKnowledgeBaseDocuments.
+    /// A tenant key deletes only documents inside its tenant; others are NOT_FOUND.
     pub fn delete_documents(
         &self,
+        principal: Option<&Principal>,
         kb_id: &str,
         ds_id: &str,
         ids: &[String],
@@ -430,9 +465,14 @@ impl Basalt {
         let kb = self.knowledge().knowledge_base(kb_id)?;
         self.knowledge().data_source(kb_id, ds_id)?;
         let index = self.knowledge().index(&kb)?;
+        let tenant = tenant_filter(principal)?;
         let mut out = Vec::new();
         for id in ids {
-            let removed = index.delete_document(ds_id, id).map_err(kb_error)?;
+            let visible = match &tenant {
+                None => true,
+                Some(t) => present_within_tenant(&index, ds_id, id, t)?,
+            };
+            let removed = visible && index.delete_document(ds_id, id).map_err(kb_error)?;
             out.push(DocumentStatus {
                 id: id.clone(),
                 status: if removed { "DELETING" } else { "NOT_FOUND" },
@@ -444,19 +484,27 @@ impl Basalt {
     }
 
     /// GetKnowledgeBaseDocuments (`ids`) or ListKnowledgeBaseDocuments (`None`).
+    /// A tenant key sees only the documents inside its tenant.
     pub fn document_statuses(
         &self,
+        principal: Option<&Principal>,
         kb_id: &str,
         ds_id: &str,
         ids: Option<&[String]>,
     ) -> Result<Vec<DocumentStatus>, CoreError> {
         let kb = self.knowledge().knowledge_base(kb_id)?;
         self.knowledge().data_source(kb_id, ds_id)?;
-        let stored = self
-            .knowledge()
-            .index(&kb)?
-            .documents(ds_id)
-            .map_err(kb_error)?;
+        let index = self.knowledge().index(&kb)?;
+        let mut stored = index.documents(ds_id).map_err(kb_error)?;
+        if let Some(tenant) = tenant_filter(principal)? {
+            let mut inside = HashMap::with_capacity(stored.len());
+            for (uri, hash) in stored {
+                if present_within_tenant(&index, ds_id, &uri, &tenant)? {
+                    inside.insert(uri, hash);
+                }
+            }
+            stored = inside;
+        }
         Ok(match ids {
             Some(ids) => ids
                 .iter()
@@ -483,6 +531,25 @@ impl Basalt {
             }
         })
     }
+}
+
+/// A tenant key's filter (`None` for a key without one).
+fn tenant_filter(principal: Option<&Principal>) -> Result<Option<Filter>, CoreError> {
+    super::effective_filter(principal, None)
+}
+
+/// Whether a stored document is inside the tenant (its chunks' metadata satisfies the
+/// filter). A document with no chunks has no metadata to test and is outside.
+fn present_within_tenant(
+    index: &Arc<dyn ChunkStore>,
+    ds_id: &str,
+    uri: &str,
+    tenant: &Filter,
+) -> Result<bool, CoreError> {
+    Ok(index
+        .document_metadata(ds_id, uri)
+        .map_err(kb_error)?
+        .is_some_and(|metadata| tenant.matches(&metadata)))
 }
 
 /// A document given inline to IngestKnowledgeBaseDocuments.

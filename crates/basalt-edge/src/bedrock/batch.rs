@@ -162,18 +162,38 @@ fn job_json(core: &Basalt, job: &BatchJobRecord) -> Value {
     out
 }
 
+/// A job as `principal` may see it: a tenant key sees only its own jobs (another's
+/// is answered as missing, so its existence is not revealed).
+fn visible_job(
+    state: &AppState,
+    principal: &Principal,
+    identifier: &str,
+) -> Result<BatchJobRecord, BedrockError> {
+    let job = state.core.batch_job(identifier)?;
+    if !principal.may_act_on(job.key_id.as_deref()) {
+        return Err(BedrockError {
+            code: BedrockErrorCode::ResourceNotFound,
+            message: format!("batch job {identifier} does not exist"),
+        });
+    }
+    Ok(job)
+}
+
 pub async fn get_job(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     Path(identifier): Path<String>,
 ) -> Result<Response, BedrockError> {
-    let job = state.core.batch_job(&identifier)?;
+    let job = visible_job(&state, &principal, &identifier)?;
     Ok(Json(job_json(&state.core, &job)).into_response())
 }
 
 pub async fn stop_job(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     Path(identifier): Path<String>,
 ) -> Result<Response, BedrockError> {
+    visible_job(&state, &principal, &identifier)?;
     state.core.stop_batch_job(&identifier)?;
     Ok(Json(json!({})).into_response())
 }
@@ -200,6 +220,7 @@ fn parse_time(name: &str, value: &str) -> Result<i64, BedrockError> {
 
 pub async fn list_jobs(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     Query(q): Query<ListQuery>,
 ) -> Result<Response, BedrockError> {
     if let Some(s) = &q.status_equals {
@@ -252,6 +273,7 @@ pub async fn list_jobs(
         .core
         .list_batch_jobs()?
         .into_iter()
+        .filter(|j| principal.may_act_on(j.key_id.as_deref()))
         .filter(|j| q.status_equals.as_ref().is_none_or(|s| &j.status == s))
         .filter(|j| {
             q.name_contains

@@ -657,21 +657,7 @@ fn identifiers(body: &Bytes) -> Result<Vec<String>, BedrockError> {
 
 pub async fn delete_documents(
     State(state): State<AppState>,
-    Path((kb, ds)): Path<(String, String)>,
-    body: Bytes,
-) -> Answer {
-    let ids = identifiers(&body)?;
-    let statuses = {
-        let (kb, ds) = (kb.clone(), ds.clone());
-        agent(on_blocking_pool(&state, move |core| core.delete_documents(&kb, &ds, &ids)).await)?
-    };
-    Ok(accepted(json!({
-        "documentDetails": statuses.iter().map(|s| document_detail(&kb, &ds, s)).collect::<Vec<_>>(),
-    })))
-}
-
-pub async fn get_documents(
-    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     Path((kb, ds)): Path<(String, String)>,
     body: Bytes,
 ) -> Answer {
@@ -680,7 +666,28 @@ pub async fn get_documents(
         let (kb, ds) = (kb.clone(), ds.clone());
         agent(
             on_blocking_pool(&state, move |core| {
-                core.document_statuses(&kb, &ds, Some(&ids))
+                core.delete_documents(Some(&principal), &kb, &ds, &ids)
+            })
+            .await,
+        )?
+    };
+    Ok(accepted(json!({
+        "documentDetails": statuses.iter().map(|s| document_detail(&kb, &ds, s)).collect::<Vec<_>>(),
+    })))
+}
+
+pub async fn get_documents(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path((kb, ds)): Path<(String, String)>,
+    body: Bytes,
+) -> Answer {
+    let ids = identifiers(&body)?;
+    let statuses = {
+        let (kb, ds) = (kb.clone(), ds.clone());
+        agent(
+            on_blocking_pool(&state, move |core| {
+                core.document_statuses(Some(&principal), &kb, &ds, Some(&ids))
             })
             .await,
         )?
@@ -693,13 +700,19 @@ pub async fn get_documents(
 
 pub async fn list_documents(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     Path((kb, ds)): Path<(String, String)>,
     body: Bytes,
 ) -> Answer {
     let list = list_body(&body)?;
     let statuses = {
         let (kb, ds) = (kb.clone(), ds.clone());
-        agent(on_blocking_pool(&state, move |core| core.document_statuses(&kb, &ds, None)).await)?
+        agent(
+            on_blocking_pool(&state, move |core| {
+                core.document_statuses(Some(&principal), &kb, &ds, None)
+            })
+            .await,
+        )?
     };
     let (items, next) = page(statuses, list.max_results, list.next_token.as_deref())?;
     let mut out = json!({

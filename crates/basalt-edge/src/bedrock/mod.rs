@@ -8,6 +8,7 @@ mod knowledge;
 mod provisioned;
 mod retrieval;
 mod runtime;
+mod tenancy;
 pub use batch::spawn_runner as spawn_batch_runner;
 pub(crate) use runtime::{answered_by, guardrail_trace};
 pub mod wire;
@@ -119,4 +120,7 @@ pub fn routes() -> Router<AppState> {
             "/foundation-models/{model_id}",
             get(control::get_foundation_model),
         )
+        .route_layer(axum::middleware::from_fn(
+            tenancy::refuse_tenant_shared_writes,
+        ))
 }
