@@ -53,6 +53,29 @@ install_python_clients() {
   fi
 }
 
+# Node and the pinned AWS SDK for JavaScript v3 (tests/clients/js, `npm ci` from its
+# package-lock.json) for the JS client tests. Without node or npm, Debian's packages
+# (bookworm's Node 18 is below the SDK's `engines` range of >=20, which npm only warns
+# about; the clients' calls work on it).
+install_js_clients() {
+  local js="$REPO/tests/clients/js" missing=()
+  command -v node >/dev/null 2>&1 || missing+=(nodejs)
+  command -v npm >/dev/null 2>&1 || missing+=(npm)
+  if [ ${#missing[@]} -gt 0 ]; then
+    log "installing system packages: ${missing[*]}"
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+  local stamp="$js/node_modules/.installed-package-lock.json"
+  if ! cmp -s "$js/package-lock.json" "$stamp" 2>/dev/null; then
+    log "installing the pinned AWS SDK for JavaScript (npm ci in tests/clients/js)"
+    (cd "$js" && npm ci --no-audit --no-fund)
+    cp "$js/package-lock.json" "$stamp"
+  fi
+}
+
 # llama.cpp's AMX kernels (Intel Sapphire Rapids and later) make the engine 2.5x faster
 # at decoding and 4-5x at prompt processing on CPUs that have them. GCC 12 miscompiles
 # them (the stores that fill ggml's tile configuration are dropped, so `ldtilecfg` loads
