@@ -9,9 +9,7 @@ import http.client
 import json
 import math
 import re
-import select
 import socket
-import ssl
 import threading
 import urllib.parse
 from typing import Callable, NamedTuple
@@ -217,69 +215,6 @@ def assert_bedrock_error(resp: RawResponse, code: str, status: int) -> dict:
         f"error body must be {{\"message\": <non-empty string>}}, got {body!r}"
     )
     return body
-
-
-class TLSProxy:
-    """TLS-terminating TCP relay in front of the plain-HTTP server.
-
-    botocore only sends bearer tokens over https, so the bearer-auth boto3
-    tests go through this relay (with a throwaway self-signed certificate).
-    Each connection is relayed by a single thread, so the SSL object is never
-    used from two threads at once.
-    """
-
-    def __init__(self, target_port: int, certfile: str, keyfile: str):
-        self.target_port = target_port
-        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self.ctx.load_cert_chain(certfile, keyfile)
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self._closed = False
-        threading.Thread(target=self._accept_loop, daemon=True).start()
-
-    def _accept_loop(self):
-        while not self._closed:
-            try:
-                conn, _ = self.listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._relay, args=(conn,), daemon=True).start()
-
-    def _relay(self, conn):
-        tls = upstream = None
-        try:
-            conn.settimeout(60)
-            tls = self.ctx.wrap_socket(conn, server_side=True)
-            upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=600)
-            while True:
-                readable, _, _ = select.select([tls, upstream], [], [], 600)
-                if not readable:
-                    return
-                if tls in readable:
-                    data = tls.recv(65536)
-                    if not data:
-                        return
-                    upstream.sendall(data)
-                    while tls.pending():
-                        upstream.sendall(tls.recv(tls.pending()))
-                if upstream in readable:
-                    data = upstream.recv(65536)
-                    if not data:
-                        return
-                    tls.sendall(data)
-        except (OSError, ssl.SSLError):
-            return
-        finally:
-            for s in (tls, upstream, conn):
-                if s is not None:
-                    try:
-                        s.close()
-                    except OSError:
-                        pass
-
-    def close(self):
-        self._closed = True
-        self.listener.close()
 
 
 def inline_table(**fields) -> str:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -33,7 +32,6 @@ from basalt_support import (
     CHAT_MODEL,
     REGION,
     RawResponse,
-    TLSProxy,
     converse_text,
     http_request,
     model_path,
@@ -117,6 +115,7 @@ class Server:
     log_path: Path
     env: dict
     proc: subprocess.Popen
+    tls_port: int | None = None
 
     @property
     def url(self) -> str:
@@ -185,7 +184,7 @@ def _stop(proc: subprocess.Popen) -> None:
         proc.wait(timeout=30)
 
 
-def start_server(config: Path, base: Path, extra_env: dict | None = None) -> Server:
+def start_server(config: Path, base: Path, extra_env: dict | None = None, tls: bool = False) -> Server:
     """Start `basalt serve` with `config` on a free port (data and log under `base`)
     and wait until GET /health answers 200; fail the test with the log otherwise."""
     binary = _find_binary()
@@ -208,10 +207,15 @@ def start_server(config: Path, base: Path, extra_env: dict | None = None) -> Ser
         "--data-dir", str(data_dir),
         "--config", str(config),
     ]
+    tls_port = None
+    if tls:
+        # An HTTPS listener beside the plain one, with a self-signed certificate.
+        tls_port = _free_port()
+        cmd += ["--tls-listen", f"127.0.0.1:{tls_port}", "--tls", "self-signed"]
     log = open(log_path, "wb")
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     log.close()
-    srv = Server(binary, port, data_dir, log_path, env, proc)
+    srv = Server(binary, port, data_dir, log_path, env, proc, tls_port)
 
     timeout = float(os.environ.get("BASALT_TEST_STARTUP_TIMEOUT", "120"))
     deadline = time.monotonic() + timeout
@@ -276,7 +280,7 @@ def batch_root(tmp_path_factory) -> Path:
 def server(tmp_path_factory, _hermetic_client_env, batch_root) -> Server:
     global _SERVER_LOG
     srv = start_server(TEST_CONFIG, tmp_path_factory.mktemp("basalt"),
-                       {"BASALT_ALLOWED_PATHS": str(batch_root)})
+                       {"BASALT_ALLOWED_PATHS": str(batch_root)}, tls=True)
     _SERVER_LOG = srv.log_path
     yield srv
     crashed = stop_server(srv)
@@ -384,30 +388,17 @@ class AuthRecorder:
 
 
 @pytest.fixture(scope="session")
-def tls_endpoint(server, tmp_path_factory):
-    """(https URL, CA bundle path) of a TLS relay in front of the server.
+def tls_endpoint(server):
+    """(https URL, CA bundle path) of the session server's own HTTPS listener.
 
-    botocore refuses to send a bearer token over plain http, so boto3 users of
-    AWS_BEARER_TOKEN_BEDROCK need https; the relay provides it.
+    botocore sends bearer tokens only over https, so boto3 users of
+    AWS_BEARER_TOKEN_BEDROCK need https: the server serves it itself
+    (`--tls-listen` with `--tls self-signed`, whose certificate it keeps in
+    `<data dir>/tls/cert.pem`).
     """
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        pytest.skip("openssl CLI not found: cannot make a certificate for the bearer-auth relay")
-    d = tmp_path_factory.mktemp("tls")
-    cert, keyf = d / "cert.pem", d / "key.pem"
-    cp = subprocess.run(
-        [
-            openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes",
-            "-keyout", str(keyf), "-out", str(cert), "-days", "2",
-            "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-        ],
-        capture_output=True, text=True, timeout=60,
-    )
-    if cp.returncode != 0:
-        pytest.fail(f"openssl could not create a test certificate:\n{cp.stderr}")
-    proxy = TLSProxy(server.port, str(cert), str(keyf))
-    yield f"https://127.0.0.1:{proxy.port}", str(cert)
-    proxy.close()
+    cert = server.data_dir / "tls" / "cert.pem"
+    assert cert.is_file(), f"the server made no self-signed certificate at {cert}"
+    return f"https://127.0.0.1:{server.tls_port}", str(cert)
 
 
 @pytest.fixture

@@ -215,3 +215,36 @@ def test_sigv4_with_a_signed_authority_pseudo_header(server, key):
     ])
     assert (status, version) == (200, "2"), answer[:300]
     assert json.loads(answer)["usage"]["outputTokens"] >= 1
+
+
+def test_builtin_tls_serves_http2_and_http11_by_alpn(server, tls_endpoint, key):
+    """The server's own HTTPS (`--tls self-signed`): HTTP/2 and HTTP/1.1 by ALPN, and
+    SigV4 works over it."""
+    url, ca = tls_endpoint
+    curl = shutil.which("curl")
+    auth = ["--aws-sigv4", "aws:amz:us-east-1:bedrock", "-u", f"{key.access_key_id}:{key.secret_access_key}"]
+    for flag, version in (("--http2", "2"), ("--http1.1", "1.1")):
+        cp = subprocess.run(
+            [curl, "-s", "--cacert", ca, flag, *auth, "-o", "-", "-w", "\n%{http_code} %{http_version}",
+             f"{url}/foundation-models"],
+            capture_output=True, timeout=60,
+        )
+        body, _, tail = cp.stdout.rpartition(b"\n")
+        assert tail.decode().split() == ["200", version], (tail, body[:200], cp.stderr[:300])
+
+
+def test_unsigned_payload_is_accepted_over_tls(make_client, tls_endpoint, key):
+    import boto3
+    from conftest import BOTO_CONFIG
+
+    url, ca = tls_endpoint
+    client = boto3.session.Session().client(
+        "bedrock-runtime", endpoint_url=url, region_name="us-east-1", verify=ca,
+        aws_access_key_id=key.access_key_id, aws_secret_access_key=key.secret_access_key, config=BOTO_CONFIG,
+    )
+
+    def unsigned(request, **kwargs):
+        request.headers["X-Amz-Content-SHA256"] = "UNSIGNED-PAYLOAD"
+
+    client.meta.events.register("before-sign", unsigned)
+    assert tiny_converse(client)["usage"]["outputTokens"] >= 1

@@ -26,6 +26,10 @@ use crate::error::{BedrockError, BedrockErrorCode, OpenAiError};
 use crate::sigv4;
 use crate::AppState;
 
+/// Marks a request that arrived over TLS (set by the server per connection).
+#[derive(Debug, Clone, Copy)]
+pub struct OverTls;
+
 /// The request's ID, echoed in `x-amzn-RequestId`.
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
@@ -175,7 +179,8 @@ fn verify_signature(
     let unsigned_payload = lookup("x-amz-content-sha256")
         .first()
         .is_some_and(|v| v == "UNSIGNED-PAYLOAD");
-    if unsigned_payload && !body.is_empty() {
+    let over_tls = request.extensions.get::<OverTls>().is_some();
+    if unsigned_payload && !body.is_empty() && !over_tls {
         // Over plain HTTP an unsigned body could be replaced in transit and the
         // signature would still hold.
         tracing::info!(reason = "UNSIGNED-PAYLOAD with a body", "request refused");

@@ -42,9 +42,12 @@ enum Command {
     Serve {
         #[command(flatten)]
         paths: Paths,
-        /// Address to listen on.
+        /// Address to listen on (HTTPS when a certificate is given and no
+        /// --tls-listen is).
         #[arg(long, env = "BASALT_LISTEN", default_value = "127.0.0.1:8080")]
         listen: String,
+        #[command(flatten)]
+        tls: crate::serve::TlsArgs,
     },
     /// Model weights.
     Models {
@@ -263,7 +266,7 @@ impl Paths {
 
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Serve { paths, listen } => crate::serve::serve(&paths, &listen),
+        Command::Serve { paths, listen, tls } => crate::serve::serve(&paths, &listen, &tls),
         Command::Models { paths, command } => models(&paths, command),
         Command::Keys { paths, command } => keys(&paths, command),
         Command::Usage {

@@ -19,7 +19,6 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -32,16 +31,26 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
+use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
-/// A connection handed from the acceptor to a serving thread.
-type Handoff = (std::net::TcpStream, SocketAddr);
+use basalt_edge::auth::OverTls;
+
+/// A connection handed from the acceptor to a serving thread, with the TLS acceptor
+/// of its listener when it is an HTTPS one.
+type Handoff = (std::net::TcpStream, SocketAddr, Option<TlsAcceptor>);
+
+/// A listening socket and, for HTTPS, its TLS acceptor.
+pub struct Listener {
+    pub socket: std::net::TcpListener,
+    pub tls: Option<TlsAcceptor>,
+}
 
 /// Serves `router` on `listener` with `threads` serving threads until `main` (run on
 /// the calling thread, after the server is up) returns; then stops accepting, lets the
 /// requests in flight finish, and returns.
 pub fn run(
-    listener: std::net::TcpListener,
+    listeners: Vec<Listener>,
     router: Router,
     threads: usize,
     limits: ConnectionLimits,
@@ -64,14 +73,25 @@ pub fn run(
     }
     let (stop, stopped) = watch::channel(false);
     runtime()?.block_on(async move {
-        let listener = tokio::net::TcpListener::from_std(listener)?;
-        let acceptor = tokio::spawn(accept(listener, inboxes, stopped));
+        let mut acceptors = Vec::with_capacity(listeners.len());
+        for listener in listeners {
+            let socket = tokio::net::TcpListener::from_std(listener.socket)?;
+            acceptors.push(tokio::spawn(accept(
+                socket,
+                listener.tls,
+                inboxes.clone(),
+                stopped.clone(),
+            )));
+        }
+        drop(inboxes);
         main.await;
         let _ = stop.send(true);
-        // The acceptor returns and drops the inboxes: each serving thread then serves
+        // The acceptors return and drop the inboxes: each serving thread then serves
         // what it was handed, drains, and exits. Meanwhile this runtime keeps running
         // the background tasks and driving connections created on it.
-        let _ = acceptor.await;
+        for acceptor in acceptors {
+            let _ = acceptor.await;
+        }
         tokio::task::spawn_blocking(move || {
             for worker in workers {
                 match worker.join() {
@@ -96,6 +116,7 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 /// Accepts connections and hands them to the serving threads in turn.
 async fn accept(
     listener: tokio::net::TcpListener,
+    tls: Option<TlsAcceptor>,
     inboxes: Vec<mpsc::UnboundedSender<Handoff>>,
     mut stopped: watch::Receiver<bool>,
 ) {
@@ -126,7 +147,7 @@ async fn accept(
         next = next.wrapping_add(1);
         // Serving threads stop only after the acceptor has; should one have failed,
         // the connection closes.
-        let _ = inbox.send((stream, peer));
+        let _ = inbox.send((stream, peer, tls.clone()));
     }
 }
 
@@ -160,8 +181,9 @@ async fn serve_handoffs(
         .timer(TokioTimer::new())
         .keep_alive_interval(limits.header_timeout)
         .keep_alive_timeout(limits.header_timeout);
+    let builder = std::sync::Arc::new(builder);
     let graceful = GracefulShutdown::new();
-    while let Some((stream, peer)) = handoffs.recv().await {
+    while let Some((stream, peer, tls)) = handoffs.recv().await {
         let io = match TcpStream::from_std(stream) {
             Ok(io) => io,
             Err(e) => {
@@ -169,6 +191,7 @@ async fn serve_handoffs(
                 continue;
             }
         };
+        let over_tls = tls.is_some();
         // The peer's address reaches the middleware (per-address budgets) as axum's
         // `ConnectInfo`, as `into_make_service_with_connect_info` would put it.
         let service =
@@ -176,12 +199,45 @@ async fn serve_handoffs(
                 .clone()
                 .map_request(move |mut request: axum::extract::Request<Incoming>| {
                     request.extensions_mut().insert(ConnectInfo(peer));
+                    if over_tls {
+                        request.extensions_mut().insert(OverTls);
+                    }
                     request
                 });
-        let connection = builder
-            .serve_connection_with_upgrades(TokioIo::new(io), TowerToHyperService::new(service))
-            .into_owned();
-        tokio::spawn(graceful.watch(connection));
+        let service = TowerToHyperService::new(service);
+        match tls {
+            None => {
+                let connection = builder
+                    .serve_connection_with_upgrades(TokioIo::new(io), service)
+                    .into_owned();
+                tokio::spawn(graceful.watch(connection));
+            }
+            Some(acceptor) => {
+                // The handshake runs in the connection's own task, within the header
+                // time limit, so a slow one holds up nothing else.
+                let watcher = graceful.watcher();
+                let builder = std::sync::Arc::clone(&builder);
+                let handshake_timeout = limits.header_timeout;
+                tokio::spawn(async move {
+                    let tls_stream =
+                        match tokio::time::timeout(handshake_timeout, acceptor.accept(io)).await {
+                            Ok(Ok(s)) => s,
+                            Ok(Err(e)) => {
+                                tracing::debug!(%peer, "TLS handshake failed: {e}");
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::debug!(%peer, "TLS handshake timed out");
+                                return;
+                            }
+                        };
+                    let connection = builder
+                        .serve_connection_with_upgrades(TokioIo::new(tls_stream), service)
+                        .into_owned();
+                    let _ = watcher.watch(connection).await;
+                });
+            }
+        }
     }
     // The acceptor has stopped and nothing is left to hand over: idle connections
     // close, requests in flight finish.

@@ -7,6 +7,7 @@
 mod cli;
 mod http;
 mod serve;
+mod tls;
 
 use clap::Parser;
 

@@ -10,8 +10,68 @@ use basalt_edge::{app, AppState};
 
 use crate::cli::Paths;
 use crate::http;
+use crate::tls::{self, TlsSource};
 
-pub fn serve(paths: &Paths, listen: &str) -> Result<()> {
+/// HTTPS settings of `basalt serve`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct TlsArgs {
+    /// PEM certificate chain to serve HTTPS with (with --tls-key).
+    #[arg(long, env = "BASALT_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "BASALT_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
+    /// `self-signed`: serve HTTPS with a certificate made once and kept in
+    /// `<data dir>/tls/` (its path is printed; trust it with AWS_CA_BUNDLE).
+    #[arg(long, env = "BASALT_TLS", conflicts_with_all = ["tls_cert", "tls_key"])]
+    tls: Option<String>,
+    /// Serve HTTPS on this address as well, leaving --listen plain HTTP.
+    #[arg(long, env = "BASALT_TLS_LISTEN")]
+    tls_listen: Option<String>,
+}
+
+impl TlsArgs {
+    fn source(&self, data_dir: &std::path::Path, listens: &[&str]) -> Result<Option<TlsSource>> {
+        if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
+            return Ok(Some(TlsSource::Files {
+                cert: cert.clone(),
+                key: key.clone(),
+            }));
+        }
+        match self.tls.as_deref() {
+            None if self.tls_listen.is_some() => anyhow::bail!(
+                "--tls-listen needs a certificate: --tls-cert and --tls-key, or --tls self-signed"
+            ),
+            None => Ok(None),
+            Some("self-signed") => Ok(Some(TlsSource::SelfSigned {
+                dir: data_dir.join("tls"),
+                names: listens
+                    .iter()
+                    .filter_map(|l| {
+                        l.parse::<std::net::SocketAddr>()
+                            .map(|a| a.ip())
+                            .ok()
+                            .filter(|ip| !ip.is_unspecified())
+                            .map(|ip| ip.to_string())
+                    })
+                    .collect(),
+            })),
+            Some(other) => anyhow::bail!(
+                "--tls takes `self-signed`, not {other:?}; or give --tls-cert and --tls-key"
+            ),
+        }
+    }
+}
+
+/// Binds a listening socket for the serving threads.
+fn bind(address: &str) -> Result<std::net::TcpListener> {
+    let socket = std::net::TcpListener::bind(address)
+        .with_context(|| format!("cannot listen on {address}"))?;
+    socket.set_nonblocking(true)?;
+    Ok(socket)
+}
+
+pub fn serve(paths: &Paths, listen: &str, tls_args: &TlsArgs) -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("BASALT_LOG").unwrap_or_else(|_| {
@@ -70,13 +130,58 @@ pub fn serve(paths: &Paths, listen: &str) -> Result<()> {
             )
         })?,
     );
-    let std_listener = std::net::TcpListener::bind(listen)
-        .with_context(|| format!("cannot listen on {listen}"))?;
-    std_listener.set_nonblocking(true)?;
-    let address = std_listener.local_addr()?;
-    println!("basalt listening on http://{address}");
-    println!("  Bedrock: boto3.client(\"bedrock-runtime\", endpoint_url=\"http://{address}\", region_name=\"{}\", ...)", core.region());
-    println!("  OpenAI:  OpenAI(base_url=\"http://{address}/v1\", api_key=...)");
+    let mut listens = vec![listen];
+    listens.extend(tls_args.tls_listen.as_deref());
+    let tls = tls_args
+        .source(&paths.data_dir()?, &listens)?
+        .map(|source| tls::load(&source))
+        .transpose()?;
+    let plain = bind(listen)?;
+    let mut listeners = Vec::new();
+    let mut addresses = Vec::new();
+    match (&tls, &tls_args.tls_listen) {
+        (Some(t), Some(extra)) => {
+            let secure = bind(extra)?;
+            addresses.push(("http", plain.local_addr()?));
+            addresses.push(("https", secure.local_addr()?));
+            listeners.push(http::Listener {
+                socket: plain,
+                tls: None,
+            });
+            listeners.push(http::Listener {
+                socket: secure,
+                tls: Some(t.acceptor.clone()),
+            });
+        }
+        (Some(t), None) => {
+            addresses.push(("https", plain.local_addr()?));
+            listeners.push(http::Listener {
+                socket: plain,
+                tls: Some(t.acceptor.clone()),
+            });
+        }
+        (None, _) => {
+            addresses.push(("http", plain.local_addr()?));
+            listeners.push(http::Listener {
+                socket: plain,
+                tls: None,
+            });
+        }
+    }
+    for (scheme, address) in &addresses {
+        println!("basalt listening on {scheme}://{address}");
+    }
+    if let Some(t) = &tls {
+        println!(
+            "  TLS certificate: {0} (trust it with AWS_CA_BUNDLE={0}, or boto3's verify=)",
+            t.cert_path.display()
+        );
+    }
+    // The examples name the last listener: the HTTPS one when there is one.
+    if let Some((scheme, address)) = addresses.last() {
+        println!("  Bedrock: boto3.client(\"bedrock-runtime\", endpoint_url=\"{scheme}://{address}\", region_name=\"{}\", ...)", core.region());
+        println!("  OpenAI:  OpenAI(base_url=\"{scheme}://{address}/v1\", api_key=...)");
+    }
     if let Some(k) = &first_key {
         println!("No API keys existed, so an admin key was created. Its secrets are shown once:");
         println!("  AWS_ACCESS_KEY_ID={}", k.access_key_id);
@@ -94,7 +199,7 @@ pub fn serve(paths: &Paths, listen: &str) -> Result<()> {
         max_headers: basalt_edge::auth::HTTP_MAX_HEADERS,
     };
     http::run(
-        std_listener,
+        listeners,
         app(state.clone()),
         threads,
         connection_limits,
