@@ -250,3 +250,41 @@ def test_active_model_is_not_flagged_legacy(runtime):
     resp = greedy(runtime, [user_msg("Hi")], 2)
     value = resp["ResponseMetadata"]["HTTPHeaders"].get("x-basalt-model-lifecycle")
     assert value in (None, "ACTIVE"), f"active model flagged as {value!r}"
+
+
+def test_document_blocks_are_read_into_the_prompt(runtime, raw_post):
+    """Converse `document` blocks (bytes or text sources) become text with the
+    knowledge-base parsers: the model sees the document's words."""
+    from kb_support import make_docx, make_pdf
+
+    question = "What colour is the door? Answer with one word."
+    docs = [
+        ("txt", b"Note: the door is painted green."),
+        ("md", b"# House\n\nThe door is painted green."),
+        ("html", b"<html><body><p>The door is painted green.</p></body></html>"),
+        ("csv", b"part,colour\ndoor,green\n"),
+        ("pdf", make_pdf(["The door is painted green."])),
+        ("docx", make_docx(["The door is painted green."])),
+    ]
+    plain = runtime.count_tokens(modelId=CHAT_MODEL, input={"converse": {"messages": [user_msg(question)]}})
+    for fmt, data in docs:
+        messages = [{"role": "user", "content": [
+            {"document": {"format": fmt, "name": f"House notes {fmt}", "source": {"bytes": data}}},
+            {"text": question},
+        ]}]
+        counted = runtime.count_tokens(modelId=CHAT_MODEL, input={"converse": {"messages": messages}})
+        assert counted["inputTokens"] > plain["inputTokens"] + 5, (fmt, counted, plain)
+        r = runtime.converse(modelId=CHAT_MODEL, messages=messages,
+                             inferenceConfig={"maxTokens": 8, "temperature": 0.0})
+        assert r["usage"]["inputTokens"] == counted["inputTokens"], fmt
+    for fmt, expected in (("xlsx", "not supported"), ("exe", "is not one of")):
+        expect_client_error(lambda: runtime.converse(modelId=CHAT_MODEL, messages=[{"role": "user", "content": [
+            {"document": {"format": fmt, "name": "Sheet", "source": {"bytes": b"data"}}}, {"text": "Hi"}]}]),
+            "ValidationException", 400, message_contains=expected)
+    too_many = [{"document": {"format": "txt", "name": f"Doc {i}", "source": {"bytes": b"text"}}} for i in range(6)]
+    expect_client_error(lambda: runtime.converse(
+        modelId=CHAT_MODEL, messages=[{"role": "user", "content": too_many + [{"text": "Hi"}]}]),
+        "ValidationException", 400, message_contains="at most 5")
+    expect_client_error(lambda: runtime.converse(modelId=CHAT_MODEL, messages=[{"role": "user", "content": [
+        {"document": {"format": "pdf", "name": "Broken", "source": {"bytes": b"%PDF-1.4 broken"}}},
+        {"text": "Hi"}]}]), "ValidationException", 400, message_contains="cannot be read")

@@ -235,3 +235,17 @@ def test_empty_messages_is_400(oai):
         oai.chat.completions.create(model=CHAT_MODEL, messages=[], max_tokens=2)
     _check_error_body(ei.value)
     check_completion(chat(oai, "Hi", 2), 2)
+
+
+@pytest.mark.parametrize("tokens", [[9906, 1917], [[9906, 1917], [15339]]], ids=["ids", "lists"])
+def test_embeddings_of_token_ids_say_they_are_not_supported(oai, tokens):
+    with pytest.raises(openai.BadRequestError) as e:
+        oai.embeddings.create(model=EMBED_MODEL, input=tokens)
+    assert "token IDs is not supported" in str(e.value), e.value
+    assert e.value.body.get("param") == "input", e.value.body
+
+
+def test_embeddings_of_neither_text_nor_tokens_are_refused_plainly(raw_post):
+    r = raw_post("/v1/embeddings", json.dumps({"model": EMBED_MODEL, "input": [{"a": 1}]}).encode())
+    assert r.status == 400
+    assert r.json()["error"]["message"] == "input must be a string or an array of strings"

@@ -8,6 +8,7 @@
 pub mod batch;
 pub mod catalog;
 pub mod config;
+pub mod documents;
 mod error;
 pub mod guardrails;
 pub mod keys;

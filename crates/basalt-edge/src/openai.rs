@@ -606,11 +606,18 @@ struct EmbeddingsBody {
     dimensions: Option<u32>,
 }
 
+/// `input`: a string, strings, or (refused with a clear message) token IDs.
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
 enum EmbeddingInput {
     One(String),
     Many(Vec<String>),
+    /// Token IDs (`[1, 2]` or `[[1, 2], [3]]`), as OpenAI's tokenizer (tiktoken)
+    /// numbers them: they are not this model's tokens, so they are refused.
+    Tokens(#[allow(dead_code)] Vec<u64>),
+    TokenLists(#[allow(dead_code)] Vec<Vec<u64>>),
+    /// Anything else, refused with a plain message instead of serde's.
+    Other(#[allow(dead_code)] Value),
 }
 
 async fn embeddings(
@@ -638,6 +645,22 @@ async fn embeddings(
     let inputs = match request.input {
         EmbeddingInput::One(s) => vec![s],
         EmbeddingInput::Many(v) => v,
+        EmbeddingInput::Tokens(_) | EmbeddingInput::TokenLists(_) => {
+            return Err(OpenAiError {
+                param: Some("input".into()),
+                ..OpenAiError::invalid_request(
+                    "input as token IDs is not supported: the IDs are another tokenizer's (tiktoken's), not this model's; send the text (a string or an array of strings)",
+                )
+            })
+        }
+        EmbeddingInput::Other(_) => {
+            return Err(OpenAiError {
+                param: Some("input".into()),
+                ..OpenAiError::invalid_request(
+                    "input must be a string or an array of strings",
+                )
+            })
+        }
     };
     let ctx = CallContext::new(Some(principal), request_id.0, "Embeddings");
     let out = state.core.embed(ctx, &request.model, inputs).await?;

@@ -3,6 +3,7 @@
 
 mod batch;
 mod control;
+mod documents;
 mod guardrails;
 mod knowledge;
 mod provisioned;

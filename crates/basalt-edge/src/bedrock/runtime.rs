@@ -17,6 +17,7 @@ use base64::Engine as _;
 use futures::StreamExt;
 use serde_json::{json, Value};
 
+use super::documents::inline_documents;
 use super::guardrails::{action_reason, assessment_json};
 use super::wire::{parse_json, ConverseBody, CountTokensBody, LlamaBody, TitanEmbedBody};
 use crate::auth::RequestId;
@@ -49,8 +50,9 @@ pub async fn converse(
     Extension(request_id): Extension<RequestId>,
     body: Bytes,
 ) -> Result<Response, BedrockError> {
-    let (request, guardrail) =
-        parse_json::<ConverseBody>(&body)?.into_guarded_request(&model_id, false)?;
+    let mut converse = parse_json::<ConverseBody>(&body)?;
+    inline_documents(&mut converse).await?;
+    let (request, guardrail) = converse.into_guarded_request(&model_id, false)?;
     let ctx = context(principal, request_id, "Converse");
     let (generation, trace) = match guardrail {
         None => (state.core.chat(ctx, request).await?, None),
@@ -127,8 +129,9 @@ pub async fn converse_stream(
     Extension(request_id): Extension<RequestId>,
     body: Bytes,
 ) -> Result<Response, BedrockError> {
-    let (request, guardrail) =
-        parse_json::<ConverseBody>(&body)?.into_guarded_request(&model_id, true)?;
+    let mut converse = parse_json::<ConverseBody>(&body)?;
+    inline_documents(&mut converse).await?;
+    let (request, guardrail) = converse.into_guarded_request(&model_id, true)?;
     let ctx = context(principal, request_id, "ConverseStream");
     match guardrail {
         None => {
@@ -314,7 +317,9 @@ pub(crate) async fn converse_native(
     model_id: &str,
     body: &[u8],
 ) -> Result<(Value, TokenUsage), BedrockError> {
-    let request = parse_json::<ConverseBody>(body)?.into_chat_request(model_id)?;
+    let mut converse = parse_json::<ConverseBody>(body)?;
+    inline_documents(&mut converse).await?;
+    let request = converse.into_chat_request(model_id)?;
     let generation = core.chat(ctx, request).await?;
     Ok((converse_body(&generation), generation.usage))
 }
@@ -546,9 +551,10 @@ pub async fn count_tokens(
     };
     let input_tokens = match kind.as_str() {
         "converse" => {
-            let converse: ConverseBody = serde_json::from_value(value).map_err(|e| {
+            let mut converse: ConverseBody = serde_json::from_value(value).map_err(|e| {
                 BedrockError::validation(format!("input.converse is malformed: {e}"))
             })?;
+            inline_documents(&mut converse).await?;
             let request = converse.into_chat_request(&model_id)?;
             state.core.count_chat_tokens(&request).await?
         }
