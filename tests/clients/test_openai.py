@@ -249,3 +249,14 @@ def test_embeddings_of_neither_text_nor_tokens_are_refused_plainly(raw_post):
     r = raw_post("/v1/embeddings", json.dumps({"model": EMBED_MODEL, "input": [{"a": 1}]}).encode())
     assert r.status == 400
     assert r.json()["error"]["message"] == "input must be a string or an array of strings"
+
+
+def test_cached_prompt_tokens_are_the_engines_real_prefix_reuse(oai):
+    system = "You are a careful assistant for a geology museum. " * 8
+    messages = [{"role": "system", "content": system}, {"role": "user", "content": "Name a rock."}]
+    first = oai.chat.completions.create(model=CHAT_MODEL, messages=messages, max_tokens=2, temperature=0)
+    second = oai.chat.completions.create(model=CHAT_MODEL, messages=messages, max_tokens=2, temperature=0)
+    cached = second.usage.prompt_tokens_details.cached_tokens
+    # The whole prompt but its last token (recomputed to start the answer) was reused.
+    assert cached == second.usage.prompt_tokens - 1, second.usage
+    assert first.usage.prompt_tokens_details.cached_tokens < cached

@@ -400,8 +400,16 @@ fn finish_reason(reason: StopReason) -> &'static str {
     }
 }
 
+/// OpenAI's usage; `prompt_tokens_details.cached_tokens` is the part of the prompt
+/// the engine (or the upstream) really served from its prefix cache, a subset of
+/// `prompt_tokens` as in OpenAI's API.
 fn usage_json(usage: &TokenUsage) -> Value {
-    json!({ "prompt_tokens": usage.input_tokens, "completion_tokens": usage.output_tokens, "total_tokens": usage.total() })
+    json!({
+        "prompt_tokens": usage.input_tokens,
+        "completion_tokens": usage.output_tokens,
+        "total_tokens": usage.total(),
+        "prompt_tokens_details": { "cached_tokens": usage.cache_read_input_tokens.min(usage.input_tokens) },
+    })
 }
 
 fn now_secs() -> i64 {
