@@ -161,3 +161,28 @@ def test_get_unknown_model_is_not_found(control):
     )
     # still serving
     assert CHAT_MODEL in _ids(control.list_foundation_models())
+
+
+ALIAS = "anthropic.claude-3-haiku-20240307-v1:0"
+
+
+def test_an_alias_answers_as_its_target_and_is_listed_as_an_alias(runtime, control, raw_get, key):
+    """`[[aliases]]` in the test configuration maps a Bedrock model ID to SmolLM2:
+    code that hard-codes the ID runs unchanged, and says which model answered."""
+    seen = {}
+    runtime.meta.events.register(
+        "after-call.bedrock-runtime.Converse",
+        lambda http_response, **kw: seen.update(http_response.headers),
+    )
+    r = runtime.converse(modelId=ALIAS, messages=[{"role": "user", "content": [{"text": "Hi"}]}],
+                         inferenceConfig={"maxTokens": 2, "temperature": 0.0})
+    assert r["usage"]["outputTokens"] >= 1
+    assert seen.get("x-basalt-answered-by") == CHAT_MODEL, seen
+    models = {m["modelId"]: m for m in control.list_foundation_models()["modelSummaries"]}
+    assert ALIAS in models and models[ALIAS]["modelArn"].endswith(f"foundation-model/{ALIAS}")
+    got = control.get_foundation_model(modelIdentifier=ALIAS)["modelDetails"]
+    assert got["modelId"] == ALIAS
+    # The raw answer names the target (boto3 drops the field it does not model).
+    raw = raw_get("/foundation-models", headers={"Authorization": f"Bearer {key.bearer_token}"}).json()
+    (entry,) = [m for m in raw["modelSummaries"] if m["modelId"] == ALIAS]
+    assert entry["basaltAliasOf"] == CHAT_MODEL

@@ -129,6 +129,8 @@ impl ModelEntry {
 pub struct Catalog {
     models: BTreeMap<String, ModelEntry>,
     weights: BTreeMap<String, WeightsConfig>,
+    /// Alias → catalog model ID.
+    aliases: BTreeMap<String, String>,
 }
 
 const MODALITIES: &[&str] = &["TEXT", "IMAGE", "EMBEDDING"];
@@ -412,14 +414,58 @@ impl Catalog {
                 }
             }
         }
+        let mut aliases = BTreeMap::new();
+        for alias in &config.aliases {
+            let bad = |what: String| {
+                CoreError::Validation(format!(
+                    "invalid configuration: alias {:?}: {what}",
+                    alias.id
+                ))
+            };
+            if alias.id.is_empty()
+                || alias.id.len() > 256
+                || alias.id.chars().any(char::is_whitespace)
+            {
+                return Err(bad("an alias is 1-256 characters without spaces".into()));
+            }
+            if models.contains_key(&alias.id) {
+                return Err(bad("it is already a catalog model's ID".into()));
+            }
+            if !models.contains_key(&alias.target) {
+                return Err(bad(format!(
+                    "its target {} is not in the catalog",
+                    alias.target
+                )));
+            }
+            if aliases
+                .insert(alias.id.clone(), alias.target.clone())
+                .is_some()
+            {
+                return Err(bad("it is defined twice".into()));
+            }
+        }
         Ok(Self {
             models,
             weights: config.weights.clone(),
+            aliases,
         })
     }
 
+    /// A catalog model by its ID (aliases are not followed: see [`Self::lookup`]).
     pub fn get(&self, id: &str) -> Option<&ModelEntry> {
         self.models.get(id)
+    }
+
+    /// A catalog model by its ID or one of its aliases.
+    pub fn lookup(&self, id: &str) -> Option<&ModelEntry> {
+        self.models
+            .get(id)
+            .or_else(|| self.aliases.get(id).and_then(|t| self.models.get(t)))
+    }
+
+    /// The aliases: (alias, target model ID).
+    pub fn aliases(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.aliases.iter().map(|(a, t)| (a.as_str(), t.as_str()))
     }
 
     pub fn models(&self) -> impl Iterator<Item = &ModelEntry> {

@@ -50,6 +50,11 @@ pub struct ConfigFile {
     pub weights: BTreeMap<String, WeightsConfig>,
     #[serde(default)]
     pub models: Vec<ModelConfig>,
+    /// Other names for catalog models (`[[aliases]] id = "...", target = "..."`):
+    /// code that hard-codes a Bedrock model ID runs unchanged against the model the
+    /// operator chose. Explicit only; nothing is aliased by default.
+    #[serde(default)]
+    pub aliases: Vec<AliasConfig>,
 }
 
 fn default_region() -> String {
@@ -58,6 +63,16 @@ fn default_region() -> String {
 
 fn default_account() -> String {
     "000000000000".into()
+}
+
+/// One model alias.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AliasConfig {
+    /// The name clients use (e.g. `anthropic.claude-3-haiku-20240307-v1:0`).
+    pub id: String,
+    /// The catalog model that answers for it.
+    pub target: String,
 }
 
 /// The HTTP server.

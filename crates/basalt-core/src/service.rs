@@ -502,7 +502,7 @@ impl Basalt {
             let record = self.provisioned_model(pm)?;
             return self.resolve(&record.model_id);
         }
-        let entry = self.catalog.get(model_id).ok_or_else(|| {
+        let entry = self.catalog.lookup(model_id).ok_or_else(|| {
             CoreError::NotFound(format!("model {model_id} is not in this server's catalog"))
         })?;
         match entry.lifecycle.status_at(OffsetDateTime::now_utc()) {
@@ -865,7 +865,7 @@ impl Basalt {
 
     /// Whether the model's lifecycle is LEGACY now.
     pub fn is_legacy(&self, model_id: &str) -> bool {
-        self.catalog.get(model_id).is_some_and(|e| {
+        self.catalog.lookup(model_id).is_some_and(|e| {
             e.lifecycle.status_at(OffsetDateTime::now_utc()) == LifecycleStatus::Legacy
         })
     }

@@ -871,7 +871,7 @@ impl Basalt {
             )
         })?;
         let model_id = model_id_of(arn);
-        let entry = self.catalog().get(model_id).ok_or_else(|| {
+        let entry = self.catalog().lookup(model_id).ok_or_else(|| {
             CoreError::Validation(format!(
                 "embedding model {model_id} is not in this server's catalog"
             ))

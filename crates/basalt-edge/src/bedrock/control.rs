@@ -116,6 +116,23 @@ pub async fn list_foundation_models(
         })
         .map(|m| summary(region, m, now))
         .collect();
+    // Aliases are listed as the model they name, under their own ID, marked.
+    let catalog = state.core.catalog();
+    let listed: std::collections::HashSet<String> = summaries
+        .iter()
+        .filter_map(|s| s["modelId"].as_str().map(str::to_string))
+        .collect();
+    let mut summaries = summaries;
+    // An alias is for on-demand calls (provisioned throughput names the model itself).
+    let aliases_listed = inference.as_deref().is_none_or(|t| t == "ON_DEMAND");
+    for (alias, target) in catalog.aliases() {
+        if !aliases_listed || !listed.contains(target) {
+            continue;
+        }
+        if let Some(entry) = catalog.get(target) {
+            summaries.push(alias_summary(region, alias, entry, now));
+        }
+    }
     Ok(Json(json!({ "modelSummaries": summaries })).into_response())
 }
 
@@ -126,12 +143,29 @@ pub async fn get_foundation_model(
     let id = identifier
         .rsplit_once(":foundation-model/")
         .map_or(identifier.as_str(), |(_, id)| id);
-    let entry = state.core.catalog().get(id).ok_or_else(|| BedrockError {
+    let catalog = state.core.catalog();
+    let entry = catalog.lookup(id).ok_or_else(|| BedrockError {
         code: BedrockErrorCode::ResourceNotFound,
         message: format!("foundation model {identifier} is not in this server's catalog"),
     })?;
-    Ok(Json(
-        json!({ "modelDetails": summary(state.core.region(), entry, OffsetDateTime::now_utc()) }),
-    )
-    .into_response())
+    let now = OffsetDateTime::now_utc();
+    let details = if entry.id == id {
+        summary(state.core.region(), entry, now)
+    } else {
+        alias_summary(state.core.region(), id, entry, now)
+    };
+    Ok(Json(json!({ "modelDetails": details })).into_response())
+}
+
+/// An alias as ListFoundationModels shows it: the target's details under the alias's
+/// ID and ARN, with `basaltAliasOf` naming the model that answers.
+fn alias_summary(region: &str, alias: &str, entry: &ModelEntry, now: OffsetDateTime) -> Value {
+    let mut s = summary(region, entry, now);
+    s["modelId"] = json!(alias);
+    s["modelArn"] = json!(format!(
+        "arn:aws:bedrock:{region}::foundation-model/{alias}"
+    ));
+    s["basaltAliasOf"] = json!(entry.id);
+    s["inferenceTypesSupported"] = json!(["ON_DEMAND"]);
+    s
 }
