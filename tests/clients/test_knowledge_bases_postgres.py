@@ -13,6 +13,7 @@ The module runs its own Basalt server on its own PostgreSQL (the pinned
 from __future__ import annotations
 
 import re
+import textwrap
 
 import boto3
 import pytest
@@ -253,3 +254,24 @@ def test_the_unsupported_store_message_names_every_supported_store(agent, storag
     assert got["Code"] == "ValidationException", got
     assert f"storageConfiguration type {storage['type']} is not supported" in got["Message"], got
     assert "supported types: BASALT_EMBEDDED, RDS" in got["Message"], got
+
+
+def test_the_readme_rds_example_runs_as_written(server, agent, agent_rt):
+    """The README's RDS create_knowledge_base call, executed as it stands there, with
+    only the two names a reader replaces: the connection (`main` → this server's
+    `test`) and the database (`rag` → the test server's `postgres`)."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.S)
+    (snippet,) = [b for b in blocks if '"type": "RDS"' in b and "create_knowledge_base" in b]
+    snippet = snippet.replace('"resourceArn": "main"', '"resourceArn": "test"')
+    snippet = snippet.replace('"databaseName": "rag"', '"databaseName": "postgres"')
+    assert '"resourceArn": "test"' in snippet and '"databaseName": "postgres"' in snippet, snippet
+    namespace = {"agent": agent}
+    exec(compile(textwrap.dedent(snippet), "README.md", "exec"), namespace)  # noqa: S102
+    kb_id = namespace["kb"]
+    assert agent.get_knowledge_base(knowledgeBaseId=kb_id)["knowledgeBase"]["status"] == "ACTIVE"
+    agent.delete_knowledge_base(knowledgeBaseId=kb_id)
+    assert_serving(server)
