@@ -228,3 +228,21 @@ def test_batch_records_are_metered_as_batch_at_half_price(server, control, batch
     # Catalog prices per 1k tokens: input 0.00002, output 0.00008; batch pays half.
     full = row["input_tokens"] / 1000 * 0.00002 + row["output_tokens"] / 1000 * 0.00008
     assert abs(row["cost_usd"] - full / 2) < 1e-12, (row, full)
+
+
+def test_an_allowed_path_that_does_not_exist_stops_the_start(tmp_path, _hermetic_client_env):
+    import os
+    import subprocess
+
+    from conftest import REPO, _find_binary, _free_port
+
+    missing = tmp_path / "not-created"
+    env = dict(os.environ, BASALT_ALLOWED_PATHS=str(missing),
+               BASALT_MODELS_DIR=os.environ.get("BASALT_MODELS_DIR") or str(REPO / "models"))
+    cp = subprocess.run(
+        [str(_find_binary()), "serve", "--listen", f"127.0.0.1:{_free_port()}",
+         "--data-dir", str(tmp_path / "data"), "--config", str(TEST_CONFIG)],
+        env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert cp.returncode != 0, cp.stdout[-500:]
+    assert f"the allowed local path {missing}" in cp.stderr and "create it or remove it" in cp.stderr, cp.stderr[-800:]

@@ -18,24 +18,25 @@ pub struct AllowedPaths {
 pub const ALLOWED_PATHS_ENV: &str = "BASALT_ALLOWED_PATHS";
 
 impl AllowedPaths {
-    /// The configured directories plus those in `BASALT_ALLOWED_PATHS`; ones that do not
-    /// exist are skipped with a warning.
-    pub fn from_config(configured: &[String]) -> Self {
+    /// The configured directories plus those in `BASALT_ALLOWED_PATHS`. One that does
+    /// not exist stops the start with an error naming it (skipping it would only
+    /// surface later as an AccessDenied on a data source or batch job).
+    pub fn from_config(configured: &[String]) -> Result<Self, CoreError> {
         let from_env = std::env::var(ALLOWED_PATHS_ENV).unwrap_or_default();
         let roots = configured
             .iter()
             .map(String::as_str)
             .chain(from_env.split(':'))
             .filter(|p| !p.trim().is_empty())
-            .filter_map(|p| match std::fs::canonicalize(p) {
-                Ok(c) => Some(c),
-                Err(e) => {
-                    tracing::warn!(path = p, error = %e, "an allowed local path does not exist; skipped");
-                    None
-                }
+            .map(|p| {
+                std::fs::canonicalize(p).map_err(|e| {
+                    CoreError::Validation(format!(
+                        "the allowed local path {p} (allowed_local_paths or {ALLOWED_PATHS_ENV}) cannot be used: {e}; create it or remove it"
+                    ))
+                })
             })
-            .collect();
-        Self { roots }
+            .collect::<Result<_, _>>()?;
+        Ok(Self { roots })
     }
 
     pub fn new(roots: Vec<PathBuf>) -> Self {

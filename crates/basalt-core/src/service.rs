@@ -315,7 +315,7 @@ impl Basalt {
             batch_store: store.clone(),
             batch_config: config.batch.clone(),
             batch_wakeup: tokio::sync::Notify::new(),
-            allowed_paths: AllowedPaths::from_config(&config.allowed_local_paths),
+            allowed_paths: AllowedPaths::from_config(&config.allowed_local_paths)?,
             s3: crate::s3::S3Locations::new(&config.s3, &config.region),
             invocation_log: store.clone(),
             knowledge_bases: crate::knowledge::KnowledgeBases::new(
