@@ -19,25 +19,28 @@ has_libclang() {
   return 1
 }
 
+# Installs Debian packages (none given: nothing to do).
+apt_install() {
+  [ $# -gt 0 ] || return 0
+  log "installing system packages: $*"
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$@" >/dev/null
+}
+
 # System packages the build needs: cmake and a C++ compiler for llama.cpp,
-# libclang for its bindgen bindings, openssl for the TLS relay in the client tests.
+# libclang for its bindgen bindings, curl for the HTTP/2 SigV4 client tests.
 install_system_packages() {
   local missing=()
   command -v cmake >/dev/null 2>&1 || missing+=(cmake)
   command -v g++ >/dev/null 2>&1 || missing+=(g++)
-  command -v openssl >/dev/null 2>&1 || missing+=(openssl)
   command -v curl >/dev/null 2>&1 || missing+=(curl)
   # bindgen needs libclang itself (libclang.so / libclang-N.so), not libclang-cpp.
   if ! command -v clang >/dev/null 2>&1 || ! has_libclang; then
     missing+=(libclang-dev clang)
   fi
-  if [ ${#missing[@]} -gt 0 ]; then
-    log "installing system packages: ${missing[*]}"
-    local sudo=""
-    [ "$(id -u)" -eq 0 ] || sudo="sudo"
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
-  fi
+  apt_install "${missing[@]}"
 }
 
 # Python environment with the pinned test clients (boto3, openai, pytest).
@@ -61,13 +64,7 @@ install_js_clients() {
   local js="$REPO/tests/clients/js" missing=()
   command -v node >/dev/null 2>&1 || missing+=(nodejs)
   command -v npm >/dev/null 2>&1 || missing+=(npm)
-  if [ ${#missing[@]} -gt 0 ]; then
-    log "installing system packages: ${missing[*]}"
-    local sudo=""
-    [ "$(id -u)" -eq 0 ] || sudo="sudo"
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
-  fi
+  apt_install "${missing[@]}"
   local stamp="$js/node_modules/.installed-package-lock.json"
   if ! cmp -s "$js/package-lock.json" "$stamp" 2>/dev/null; then
     log "installing the pinned AWS SDK for JavaScript (npm ci in tests/clients/js)"

@@ -54,6 +54,26 @@ fn prompt_for(engine: &ChatEngine, question: &str) -> Vec<i32> {
     engine.tokenize(&text)
 }
 
+/// The tokens of a system prompt and one user question, as the template renders them.
+fn system_prompt_for(engine: &ChatEngine, system: &str, question: &str) -> Vec<i32> {
+    let text = engine
+        .render(
+            &[
+                ChatMessage {
+                    role: "system".into(),
+                    content: system.into(),
+                },
+                ChatMessage {
+                    role: "user".into(),
+                    content: question.into(),
+                },
+            ],
+            true,
+        )
+        .expect("renders");
+    engine.tokenize(&text)
+}
+
 fn generate(
     question: &str,
     max_tokens: u32,
@@ -520,24 +540,9 @@ fn a_shared_system_prompt_is_not_recomputed() {
     let engine = small_engine(4);
     let system = "You are a meticulous assistant for a shipping company. ".repeat(12);
     let ask = |question: &str| {
-        let text = engine
-            .render(
-                &[
-                    ChatMessage {
-                        role: "system".into(),
-                        content: system.clone(),
-                    },
-                    ChatMessage {
-                        role: "user".into(),
-                        content: question.into(),
-                    },
-                ],
-                true,
-            )
-            .expect("renders");
         let mut rx = engine
             .submit(GenerationRequest {
-                prompt: engine.tokenize(&text),
+                prompt: system_prompt_for(&engine, &system, question),
                 max_tokens: 2,
                 sampling: SamplingParams::default(),
                 stop_sequences: vec![],
@@ -643,23 +648,8 @@ fn a_cached_prompt_gets_the_same_answer_as_a_fresh_one() {
          Answer with only a JSON object: {{\"name\": \"book_flight\", \"arguments\": {{...}}}}."
     );
     let run = |question: &str, constrained: bool| {
-        let text = engine
-            .render(
-                &[
-                    ChatMessage {
-                        role: "system".into(),
-                        content: system.clone(),
-                    },
-                    ChatMessage {
-                        role: "user".into(),
-                        content: question.into(),
-                    },
-                ],
-                true,
-            )
-            .expect("renders");
         let mut req = request(&engine, question, 60);
-        req.prompt = engine.tokenize(&text);
+        req.prompt = system_prompt_for(&engine, &system, question);
         if constrained {
             req.constraint = Some(basalt_engine::chat::OutputConstraint::Grammar(
                 grammar.clone(),
