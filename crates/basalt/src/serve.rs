@@ -63,12 +63,34 @@ impl TlsArgs {
     }
 }
 
+/// Connections the kernel queues before the acceptor takes them. std's `bind` asks
+/// for 128; past it, a burst of connections (1,000 slow clients, say) is held back by
+/// SYN retransmits for seconds, so the server listens with a longer queue.
+const LISTEN_BACKLOG: i32 = 4096;
+
 /// Binds a listening socket for the serving threads.
 fn bind(address: &str) -> Result<std::net::TcpListener> {
-    let socket = std::net::TcpListener::bind(address)
+    use std::net::ToSocketAddrs;
+    let addr = address
+        .to_socket_addrs()
+        .with_context(|| format!("cannot resolve the listen address {address}"))?
+        .next()
+        .with_context(|| format!("the listen address {address} names no address"))?;
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )
+    .context("cannot create a listening socket")?;
+    socket.set_reuse_address(true)?;
+    socket
+        .bind(&addr.into())
+        .with_context(|| format!("cannot listen on {address}"))?;
+    socket
+        .listen(LISTEN_BACKLOG)
         .with_context(|| format!("cannot listen on {address}"))?;
     socket.set_nonblocking(true)?;
-    Ok(socket)
+    Ok(socket.into())
 }
 
 pub fn serve(paths: &Paths, listen: &str, tls_args: &TlsArgs) -> Result<()> {
