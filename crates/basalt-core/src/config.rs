@@ -35,6 +35,8 @@ pub struct ConfigFile {
     #[serde(default)]
     pub batch: BatchConfig,
     #[serde(default)]
+    pub jobs: crate::jobs::JobsConfig,
+    #[serde(default)]
     pub provisioned: ProvisionedConfig,
     /// S3-compatible object storage for `s3://` locations.
     #[serde(default)]

@@ -11,6 +11,7 @@ pub mod config;
 pub mod documents;
 mod error;
 pub mod guardrails;
+pub mod jobs;
 pub mod keys;
 pub mod knowledge;
 pub mod local_paths;

@@ -126,7 +126,7 @@ pub struct Basalt {
     quotas: Arc<Quotas>,
     batch_store: Arc<dyn BatchJobStore>,
     batch_config: BatchConfig,
-    batch_wakeup: tokio::sync::Notify,
+    jobs: Arc<crate::jobs::JobRunner>,
     allowed_paths: AllowedPaths,
     s3: crate::s3::S3Locations,
     provisioned_store: Arc<dyn ProvisionedStore>,
@@ -314,7 +314,7 @@ impl Basalt {
             quotas,
             batch_store: store.clone(),
             batch_config: config.batch.clone(),
-            batch_wakeup: tokio::sync::Notify::new(),
+            jobs: Arc::new(crate::jobs::JobRunner::new(store.clone(), &config.jobs)),
             allowed_paths: AllowedPaths::from_config(&config.allowed_local_paths)?,
             s3: crate::s3::S3Locations::new(&config.s3, &config.region),
             invocation_log: store.clone(),
@@ -327,7 +327,7 @@ impl Basalt {
             provisioned_config: config.provisioned.clone(),
         };
         core.restore_provisioned()?;
-        core.knowledge_bases.fail_interrupted_jobs()?;
+        core.knowledge_bases.fail_interrupted_jobs(&core.jobs)?;
         Ok(core)
     }
 
@@ -434,9 +434,27 @@ impl Basalt {
         &self.batch_config
     }
 
-    /// Woken when a batch job is created or stopped.
-    pub fn batch_wakeup(&self) -> &tokio::sync::Notify {
-        &self.batch_wakeup
+    /// The job runner (batch inference, ingestion).
+    pub fn jobs(&self) -> &crate::jobs::JobRunner {
+        &self.jobs
+    }
+
+    /// Registers the handler of every job kind and starts the job runner; call once,
+    /// inside the runtime. `records` reads batch records (the dialect's part).
+    pub fn start_jobs(
+        core: &Arc<Self>,
+        records: Arc<dyn crate::batch::runner::RecordInvoker>,
+    ) -> crate::jobs::RunnerTask {
+        core.jobs
+            .register(Arc::new(crate::batch::runner::BatchJobs::new(
+                Arc::clone(core),
+                records,
+            )));
+        core.jobs
+            .register(Arc::new(crate::knowledge::IngestionJobs::new(Arc::clone(
+                core,
+            ))));
+        core.jobs.start()
     }
 
     /// Where `file://` URIs may point.

@@ -52,10 +52,10 @@ impl AppState {
     }
 }
 
-/// Starts the background work of the API (the batch job runner); call once, inside
-/// the runtime, before serving [`app`].
+/// Starts the background work of the API: the core's job runner, with the Bedrock
+/// reading of batch records. Call once, inside the runtime, before serving [`app`].
 pub fn start_background(state: &AppState) {
-    bedrock::spawn_batch_runner(Arc::clone(&state.core));
+    Basalt::start_jobs(&state.core, Arc::new(bedrock::BedrockRecords));
 }
 
 /// The whole HTTP API.

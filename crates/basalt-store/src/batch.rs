@@ -1,5 +1,6 @@
 //! Batch inference jobs as stored.
 
+use crate::jobs::JobState;
 use crate::StoreError;
 
 /// One batch job.
@@ -17,8 +18,8 @@ pub struct BatchJobRecord {
     pub key_id: Option<String>,
     pub key_name: Option<String>,
     pub client_token: Option<String>,
-    /// Bedrock's status names (`Submitted`, `InProgress`, …).
-    pub status: String,
+    /// The state of the job's row in the job table.
+    pub status: JobState,
     pub message: Option<String>,
     pub timeout_hours: i64,
     pub submit_time_ms: i64,
@@ -38,25 +39,20 @@ pub struct BatchCounts {
     pub output_tokens: u64,
 }
 
-/// Batch jobs.
+/// The kind of a batch job's row in the job table.
+pub const BATCH_JOB_KIND: &str = "batch";
+
+/// Batch jobs: their definition and counts; their state, message and times are the
+/// job row's ([`crate::JobStore`]), written through it.
 pub trait BatchJobStore: Send + Sync {
-    /// `Duplicate("client token")` when the token was used before.
+    /// Inserts the job and its `Submitted` job row (kind [`BATCH_JOB_KIND`]) in one
+    /// transaction; `Duplicate("client token")` when the token was used before.
     fn insert_batch_job(&self, job: &BatchJobRecord) -> Result<(), StoreError>;
     fn batch_job(&self, id: &str) -> Result<Option<BatchJobRecord>, StoreError>;
     fn batch_job_by_client_token(&self, token: &str) -> Result<Option<BatchJobRecord>, StoreError>;
     /// Every job, oldest first.
     fn list_batch_jobs(&self) -> Result<Vec<BatchJobRecord>, StoreError>;
-    /// Sets a job's status (and message, end time) unless it is in one of `unless`;
-    /// returns whether it changed.
-    fn set_batch_status(
-        &self,
-        id: &str,
-        status: &str,
-        message: Option<&str>,
-        end_time_ms: Option<i64>,
-        at_ms: i64,
-        unless: &[&str],
-    ) -> Result<bool, StoreError>;
+    /// Saves the counts (and the job row's progress: processed of total).
     fn set_batch_counts(
         &self,
         id: &str,

@@ -1,22 +1,26 @@
 //! Persistence behind small traits, one per capability: [`KeyStore`] for API keys,
 //! [`InvocationLog`] for metering, [`GuardrailStore`] for guardrail versions,
-//! [`QuotaStore`] for quota windows, [`KnowledgeStore`] for knowledge-base records.
+//! [`QuotaStore`] for quota windows, [`KnowledgeStore`] for knowledge-base records,
+//! [`JobStore`] for long-running jobs of every kind (claimed under leases).
 //! [`SqliteStore`] implements them all (WAL mode,
 //! migrations from `migrations/`); nothing here assumes SQLite in the traits, so a
 //! PostgreSQL implementation can be added beside it and run the same tests.
 
 mod batch;
 mod guardrails;
+pub mod jobs;
 pub mod knowledge;
 mod provisioned;
 mod sqlite;
 mod sqlite_batch;
 mod sqlite_guardrails;
+mod sqlite_jobs;
 mod sqlite_knowledge;
 mod sqlite_provisioned;
 
-pub use batch::{BatchCounts, BatchJobRecord, BatchJobStore};
+pub use batch::{BatchCounts, BatchJobRecord, BatchJobStore, BATCH_JOB_KIND};
 pub use guardrails::{GuardrailRecord, GuardrailStore, DRAFT};
+pub use jobs::{Claim, JobProgress, JobRecord, JobState, JobStore, NewJob};
 pub use knowledge::{KnowledgeKind, KnowledgeRecord, KnowledgeStore};
 pub use provisioned::{ProvisionedRecord, ProvisionedStore};
 
@@ -174,7 +178,13 @@ pub trait QuotaStore: Send + Sync {
 
 /// Everything the core keeps in one store (a backend implements all of it).
 pub trait CoreStore:
-    GuardrailStore + QuotaStore + InvocationLog + BatchJobStore + ProvisionedStore + KnowledgeStore
+    GuardrailStore
+    + QuotaStore
+    + InvocationLog
+    + BatchJobStore
+    + JobStore
+    + ProvisionedStore
+    + KnowledgeStore
 {
 }
 
@@ -183,6 +193,7 @@ impl<T> CoreStore for T where
         + QuotaStore
         + InvocationLog
         + BatchJobStore
+        + JobStore
         + ProvisionedStore
         + KnowledgeStore
 {

@@ -11,7 +11,7 @@ use crate::{
 };
 
 /// Migrations, applied in order; the index + 1 is the schema version.
-const MIGRATIONS: &[&str] = &[
+pub(crate) const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0001_keys_and_invocations.sql"),
     include_str!("../migrations/0002_guardrails.sql"),
     include_str!("../migrations/0003_quotas.sql"),
@@ -20,6 +20,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0006_knowledge_bases.sql"),
     include_str!("../migrations/0007_key_retrieval_filter.sql"),
     include_str!("../migrations/0008_key_version.sql"),
+    include_str!("../migrations/0009_jobs.sql"),
 ];
 
 /// SQLite in WAL mode behind a mutex (writes are short; metering is batched by callers).

@@ -1,15 +1,22 @@
-//! [`BatchJobStore`] on SQLite.
+//! [`BatchJobStore`] on SQLite: `batch_jobs` holds a job's definition and counts,
+//! joined to its row in `jobs` for its state, message and times.
 
 use rusqlite::{params, OptionalExtension};
 
+use crate::jobs::NewJob;
 use crate::sqlite::db;
-use crate::{BatchCounts, BatchJobRecord, BatchJobStore, SqliteStore, StoreError};
+use crate::sqlite_jobs::{insert_job_row, state_of};
+use crate::{BatchCounts, BatchJobRecord, BatchJobStore, SqliteStore, StoreError, BATCH_JOB_KIND};
 
-const COLUMNS: &str =
-    "id, name, model_id, role_arn, invocation_type, input_uri, output_uri, key_id,
-    key_name, client_token, status, message, timeout_hours, submit_time_ms, last_modified_ms,
-    end_time_ms, total_records, processed_records, success_records, error_records, input_tokens,
-    output_tokens";
+const INSERT_COLUMNS: &str = "id, name, model_id, role_arn, invocation_type, input_uri, output_uri,
+    key_id, key_name, client_token, timeout_hours, submit_time_ms, total_records, processed_records,
+    success_records, error_records, input_tokens, output_tokens";
+
+const SELECT: &str = "SELECT b.id, b.name, b.model_id, b.role_arn, b.invocation_type, b.input_uri,
+    b.output_uri, b.key_id, b.key_name, b.client_token, j.state, j.message, b.timeout_hours,
+    b.submit_time_ms, j.updated_ms, j.end_time_ms, b.total_records, b.processed_records,
+    b.success_records, b.error_records, b.input_tokens, b.output_tokens
+    FROM batch_jobs b JOIN jobs j ON j.id = b.id";
 
 fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<BatchJobRecord> {
     let count = |i: usize| -> rusqlite::Result<u64> { Ok(row.get::<_, i64>(i)?.max(0) as u64) };
@@ -24,7 +31,7 @@ fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<BatchJobRecord> {
         key_id: row.get(7)?,
         key_name: row.get(8)?,
         client_token: row.get(9)?,
-        status: row.get(10)?,
+        status: state_of(row.get(10)?)?,
         message: row.get(11)?,
         timeout_hours: row.get(12)?,
         submit_time_ms: row.get(13)?,
@@ -44,12 +51,12 @@ fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<BatchJobRecord> {
 impl BatchJobStore for SqliteStore {
     fn insert_batch_job(&self, j: &BatchJobRecord) -> Result<(), StoreError> {
         self.with(|conn| {
-            conn.execute(
-                &format!("INSERT INTO batch_jobs ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)"),
+            let tx = conn.transaction().map_err(db)?;
+            tx.execute(
+                &format!("INSERT INTO batch_jobs ({INSERT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"),
                 params![
                     j.id, j.name, j.model_id, j.role_arn, j.invocation_type, j.input_uri, j.output_uri,
-                    j.key_id, j.key_name, j.client_token, j.status, j.message, j.timeout_hours,
-                    j.submit_time_ms, j.last_modified_ms, j.end_time_ms,
+                    j.key_id, j.key_name, j.client_token, j.timeout_hours, j.submit_time_ms,
                     j.counts.total.map(|v| v as i64), j.counts.processed as i64, j.counts.success as i64,
                     j.counts.error as i64, j.counts.input_tokens as i64, j.counts.output_tokens as i64
                 ],
@@ -60,26 +67,32 @@ impl BatchJobStore for SqliteStore {
                 }
                 other => db(other),
             })?;
+            insert_job_row(
+                &tx,
+                &NewJob {
+                    id: &j.id,
+                    kind: BATCH_JOB_KIND,
+                    payload: "{}",
+                    at_ms: j.submit_time_ms,
+                },
+            )?;
+            tx.commit().map_err(db)?;
             Ok(())
         })
     }
 
     fn batch_job(&self, id: &str) -> Result<Option<BatchJobRecord>, StoreError> {
         self.with(|conn| {
-            conn.query_row(
-                &format!("SELECT {COLUMNS} FROM batch_jobs WHERE id = ?1"),
-                [id],
-                from_row,
-            )
-            .optional()
-            .map_err(db)
+            conn.query_row(&format!("{SELECT} WHERE b.id = ?1"), [id], from_row)
+                .optional()
+                .map_err(db)
         })
     }
 
     fn batch_job_by_client_token(&self, token: &str) -> Result<Option<BatchJobRecord>, StoreError> {
         self.with(|conn| {
             conn.query_row(
-                &format!("SELECT {COLUMNS} FROM batch_jobs WHERE client_token = ?1"),
+                &format!("{SELECT} WHERE b.client_token = ?1"),
                 [token],
                 from_row,
             )
@@ -91,49 +104,19 @@ impl BatchJobStore for SqliteStore {
     fn list_batch_jobs(&self) -> Result<Vec<BatchJobRecord>, StoreError> {
         self.with(|conn| {
             let mut stmt = conn
-                .prepare(&format!(
-                    "SELECT {COLUMNS} FROM batch_jobs ORDER BY submit_time_ms, id"
-                ))
+                .prepare(&format!("{SELECT} ORDER BY b.submit_time_ms, b.id"))
                 .map_err(db)?;
             let rows = stmt.query_map([], from_row).map_err(db)?;
             rows.collect::<Result<Vec<_>, _>>().map_err(db)
         })
     }
 
-    fn set_batch_status(
-        &self,
-        id: &str,
-        status: &str,
-        message: Option<&str>,
-        end_time_ms: Option<i64>,
-        at_ms: i64,
-        unless: &[&str],
-    ) -> Result<bool, StoreError> {
-        self.with(|conn| {
-            let current: Option<String> = conn
-                .query_row("SELECT status FROM batch_jobs WHERE id = ?1", [id], |r| r.get(0))
-                .optional()
-                .map_err(db)?;
-            match current {
-                Some(c) if !unless.contains(&c.as_str()) => {
-                    conn.execute(
-                        "UPDATE batch_jobs SET status = ?2, message = COALESCE(?3, message),
-                         end_time_ms = COALESCE(?4, end_time_ms), last_modified_ms = ?5 WHERE id = ?1",
-                        params![id, status, message, end_time_ms, at_ms],
-                    )
-                    .map_err(db)?;
-                    Ok(true)
-                }
-                _ => Ok(false),
-            }
-        })
-    }
-
     fn set_batch_counts(&self, id: &str, c: &BatchCounts, at_ms: i64) -> Result<(), StoreError> {
         self.with(|conn| {
-            conn.execute(
+            let tx = conn.transaction().map_err(db)?;
+            tx.execute(
                 "UPDATE batch_jobs SET total_records = ?2, processed_records = ?3, success_records = ?4,
-                 error_records = ?5, input_tokens = ?6, output_tokens = ?7, last_modified_ms = ?8 WHERE id = ?1",
+                 error_records = ?5, input_tokens = ?6, output_tokens = ?7 WHERE id = ?1",
                 params![
                     id,
                     c.total.map(|v| v as i64),
@@ -142,10 +125,15 @@ impl BatchJobStore for SqliteStore {
                     c.error as i64,
                     c.input_tokens as i64,
                     c.output_tokens as i64,
-                    at_ms
                 ],
             )
             .map_err(db)?;
+            tx.execute(
+                "UPDATE jobs SET progress_done = ?2, progress_total = ?3, updated_ms = ?4 WHERE id = ?1",
+                params![id, c.processed as i64, c.total.map(|v| v as i64), at_ms],
+            )
+            .map_err(db)?;
+            tx.commit().map_err(db)?;
             Ok(())
         })
     }
@@ -154,6 +142,7 @@ impl BatchJobStore for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{JobState, JobStore};
 
     fn job(id: &str, token: &str) -> BatchJobRecord {
         BatchJobRecord {
@@ -167,7 +156,7 @@ mod tests {
             key_id: None,
             key_name: None,
             client_token: Some(token.into()),
-            status: "Submitted".into(),
+            status: JobState::Submitted,
             message: None,
             timeout_hours: 24,
             submit_time_ms: 1,
@@ -186,14 +175,14 @@ mod tests {
             Err(StoreError::Duplicate(_))
         ));
         assert!(store
-            .set_batch_status("j1", "InProgress", None, None, 2, &["Completed"])
+            .set_job_state("j1", None, JobState::InProgress, None, 2, &[])
             .expect("set"));
         assert!(store
-            .set_batch_status("j1", "Completed", Some("done"), Some(3), 3, &["Completed"])
+            .set_job_state("j1", None, JobState::Completed, Some("done"), 3, &[])
             .expect("set"));
         assert!(
             !store
-                .set_batch_status("j1", "InProgress", None, None, 4, &["Completed"])
+                .set_job_state("j1", None, JobState::InProgress, None, 4, &[])
                 .expect("set"),
             "a final status is kept"
         );
@@ -208,16 +197,70 @@ mod tests {
         store.set_batch_counts("j1", &counts, 5).expect("counts");
         let got = store.batch_job("j1").expect("get").expect("exists");
         assert_eq!(
-            (got.status.as_str(), got.message.as_deref(), got.end_time_ms),
-            ("Completed", Some("done"), Some(3))
+            (
+                got.status,
+                got.message.as_deref(),
+                got.end_time_ms,
+                got.last_modified_ms
+            ),
+            (JobState::Completed, Some("done"), Some(3), 5)
         );
         assert_eq!(got.counts, counts);
+        let row = store.job("j1").expect("get").expect("job row");
+        assert_eq!(
+            (row.kind.as_str(), row.progress.done, row.progress.total),
+            ("batch", 5, Some(5))
+        );
         assert_eq!(
             store
                 .batch_job_by_client_token("t1")
                 .expect("get")
                 .map(|j| j.id),
             Some("j1".into())
+        );
+    }
+
+    #[test]
+    fn jobs_of_an_older_database_move_to_the_job_table() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("old.sqlite");
+        {
+            let conn = rusqlite::Connection::open(&path).expect("open");
+            for sql in &crate::sqlite::MIGRATIONS[..8] {
+                conn.execute_batch(sql).expect("migrate");
+            }
+            conn.pragma_update(None, "user_version", 8)
+                .expect("version");
+            conn.execute(
+                "INSERT INTO batch_jobs (id, name, model_id, role_arn, invocation_type, input_uri,
+                 output_uri, client_token, status, message, timeout_hours, submit_time_ms,
+                 last_modified_ms, end_time_ms, total_records, processed_records)
+                 VALUES ('old1', 'n', 'm', 'r', 'InvokeModel', 'file:///in', 'file:///out/', NULL,
+                 'Stopping', 'stopped by request', 24, 10, 20, NULL, 9, 4)",
+                [],
+            )
+            .expect("insert");
+        }
+        let store = SqliteStore::open(&path).expect("migrated");
+        let job = store.batch_job("old1").expect("get").expect("kept");
+        assert_eq!(
+            (
+                job.status,
+                job.message.as_deref(),
+                job.last_modified_ms,
+                job.counts.processed
+            ),
+            (JobState::Stopping, Some("stopped by request"), 20, 4)
+        );
+        let row = store.job("old1").expect("get").expect("job row");
+        assert_eq!(
+            (
+                row.kind.as_str(),
+                row.stop_requested,
+                row.progress.done,
+                row.progress.total
+            ),
+            ("batch", true, 4, Some(9))
         );
     }
 }

@@ -114,6 +114,9 @@ pub fn serve(paths: &Paths, listen: &str, tls_args: &TlsArgs) -> Result<()> {
             .to_string_lossy()
             .into_owned();
     }
+    if config.jobs.node.is_empty() {
+        config.jobs.node = node_id(&paths.data_dir()?)?;
+    }
     let store = paths.open_store()?;
     let keys = Arc::new(paths.key_service(Arc::clone(&store))?);
     let first_key = if keys.any_active()? {
@@ -256,4 +259,23 @@ async fn shutdown_signal() {
     {
         let _ = ctrl_c.await;
     }
+}
+
+/// This server's name in the job runner's leases: kept in `<data dir>/node-id`, so a
+/// restarted server takes its own jobs back at once instead of waiting for their
+/// leases to expire.
+fn node_id(data_dir: &std::path::Path) -> Result<String> {
+    let path = data_dir.join("node-id");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        let id = text.trim();
+        if !id.is_empty() {
+            return Ok(id.to_owned());
+        }
+    }
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("cannot create {}", data_dir.display()))?;
+    let id = format!("node-{:016x}", rand::random::<u64>());
+    std::fs::write(&path, format!("{id}\n"))
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(id)
 }

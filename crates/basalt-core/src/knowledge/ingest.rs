@@ -21,7 +21,7 @@ use futures::StreamExt;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::{kb_error, now_ms, DataSource, IngestionJob, KnowledgeBase, Location};
+use super::{kb_error, now_ms, DataSource, IngestionJob, IngestionStatus, KnowledgeBase, Location};
 use crate::keys::Principal;
 use crate::service::{Basalt, CallContext};
 use crate::CoreError;
@@ -83,6 +83,7 @@ enum Outcome {
     Failed(String),
 }
 
+/// Runs an ingestion job to its end and records it; returns the final status.
 pub(crate) async fn run_job(
     core: Arc<Basalt>,
     principal: Option<Principal>,
@@ -90,7 +91,7 @@ pub(crate) async fn run_job(
     ds: DataSource,
     job: IngestionJob,
     stop: Arc<AtomicBool>,
-) {
+) -> IngestionStatus {
     let job_id = job.ingestion_job_id.clone();
     let shared = Arc::new(Mutex::new(job));
     let result = run(&core, principal, &kb, &ds, &shared, &stop).await;
@@ -99,11 +100,11 @@ pub(crate) async fn run_job(
         Err(p) => p.into_inner().clone(),
     };
     match result {
-        Ok(()) if stop.load(Ordering::SeqCst) => job.status = "STOPPED".into(),
-        Ok(()) => job.status = "COMPLETE".into(),
+        Ok(()) if stop.load(Ordering::SeqCst) => job.status = IngestionStatus::Stopped,
+        Ok(()) => job.status = IngestionStatus::Complete,
         Err(e) => {
             tracing::warn!(job = %job_id, error = %e, "ingestion job failed");
-            job.status = "FAILED".into();
+            job.status = IngestionStatus::Failed;
             job.failure_reasons.push(e.to_string());
         }
     }
@@ -111,7 +112,7 @@ pub(crate) async fn run_job(
     if let Err(e) = core.knowledge().save_job(&job) {
         tracing::error!(job = %job_id, error = %e, "cannot record the end of an ingestion job");
     }
-    core.knowledge().finished(&job_id);
+    job.status
 }
 
 async fn run(
@@ -133,7 +134,7 @@ async fn run(
         };
         core.knowledge().save_job(&job)
     };
-    update(&|j| j.status = "IN_PROGRESS".into())?;
+    update(&|j| j.status = IngestionStatus::InProgress)?;
     let index = core.knowledge().index(kb)?;
     let chunking = ds.chunking()?;
     let location = ds.location()?;

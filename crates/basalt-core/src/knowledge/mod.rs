@@ -13,7 +13,6 @@ pub mod web;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
 use basalt_kb::chunking::Chunking;
@@ -28,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::config::KnowledgeBasesConfig;
+use crate::jobs::{ActiveJob, JobEnd, JobHandler, JobKind, JobRunner, JobState};
 use crate::keys::Principal;
 use crate::service::Basalt;
 use crate::CoreError;
@@ -159,6 +159,47 @@ pub struct Statistics {
     pub number_of_documents_skipped: u64,
 }
 
+/// Where an ingestion job is (Bedrock's names, as stored).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum IngestionStatus {
+    Starting,
+    InProgress,
+    Complete,
+    Failed,
+    Stopping,
+    Stopped,
+}
+
+impl IngestionStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Starting => "STARTING",
+            Self::InProgress => "IN_PROGRESS",
+            Self::Complete => "COMPLETE",
+            Self::Failed => "FAILED",
+            Self::Stopping => "STOPPING",
+            Self::Stopped => "STOPPED",
+        }
+    }
+
+    /// The job runner's final state for a final status.
+    fn final_state(self) -> Option<JobState> {
+        match self {
+            Self::Complete => Some(JobState::Completed),
+            Self::Failed => Some(JobState::Failed),
+            Self::Stopped => Some(JobState::Stopped),
+            Self::Starting | Self::InProgress | Self::Stopping => None,
+        }
+    }
+}
+
+impl std::fmt::Display for IngestionStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// An ingestion job.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -167,8 +208,7 @@ pub struct IngestionJob {
     pub knowledge_base_id: String,
     pub data_source_id: String,
     pub description: Option<String>,
-    /// STARTING | IN_PROGRESS | COMPLETE | FAILED | STOPPING | STOPPED.
-    pub status: String,
+    pub status: IngestionStatus,
     pub statistics: Statistics,
     pub failure_reasons: Vec<String>,
     pub started_ms: i64,
@@ -177,10 +217,7 @@ pub struct IngestionJob {
 
 impl IngestionJob {
     pub fn is_running(&self) -> bool {
-        matches!(
-            self.status.as_str(),
-            "STARTING" | "IN_PROGRESS" | "STOPPING"
-        )
+        self.status.final_state().is_none()
     }
 }
 
@@ -190,8 +227,8 @@ pub struct KnowledgeBases {
     config: KnowledgeBasesConfig,
     index_dir: PathBuf,
     indexes: Mutex<HashMap<String, Arc<dyn ChunkStore>>>,
-    /// Stop flags of running jobs, by job ID.
-    running: Mutex<HashMap<String, Arc<AtomicBool>>>,
+    /// Who started each job of this process, by job ID, until its run takes it.
+    starters: Mutex<HashMap<String, Option<Principal>>>,
 }
 
 impl std::fmt::Debug for KnowledgeBases {
@@ -229,7 +266,7 @@ impl KnowledgeBases {
             config,
             index_dir,
             indexes: Mutex::new(HashMap::new()),
-            running: Mutex::new(HashMap::new()),
+            starters: Mutex::new(HashMap::new()),
         }
     }
 
@@ -246,21 +283,18 @@ impl KnowledgeBases {
         }
     }
 
-    /// Jobs a previous process left running are failed (their documents so far are
-    /// indexed; the next job completes the rest).
-    pub fn fail_interrupted_jobs(&self) -> Result<(), CoreError> {
+    /// Jobs a previous process left running without a job-runner row (made before
+    /// the runner existed) are failed; jobs with one are failed by their handler when
+    /// the runner claims them again ([`IngestionJobs`]).
+    pub fn fail_interrupted_jobs(&self, runner: &JobRunner) -> Result<(), CoreError> {
         for record in self
             .store
             .list_knowledge(KnowledgeKind::IngestionJob, None)
             .map_err(store_error)?
         {
             let mut job: IngestionJob = parse_body(&record)?;
-            if job.is_running() {
-                job.status = "FAILED".into();
-                job.failure_reasons.push(
-                    "the server stopped during this job; documents indexed so far are kept, and a new ingestion job indexes the rest".into(),
-                );
-                job.updated_ms = now_ms();
+            if job.is_running() && runner.job(&job.ingestion_job_id)?.is_none() {
+                fail_interrupted(&mut job);
                 self.save_job(&job)?;
             }
         }
@@ -472,27 +506,102 @@ impl KnowledgeBases {
         }
     }
 
-    pub(crate) fn stop_flag(&self, job_id: &str) -> Arc<AtomicBool> {
-        let flag = Arc::new(AtomicBool::new(false));
-        if let Ok(mut running) = self.running.lock() {
-            running.insert(job_id.to_owned(), Arc::clone(&flag));
-        }
-        flag
-    }
-
-    pub(crate) fn finished(&self, job_id: &str) {
-        if let Ok(mut running) = self.running.lock() {
-            running.remove(job_id);
-        }
-    }
-
-    fn request_stop(&self, job_id: &str) -> bool {
-        self.running
+    fn take_starter(&self, job_id: &str) -> Option<Principal> {
+        self.starters
             .lock()
             .ok()
-            .and_then(|r| r.get(job_id).cloned())
-            .map(|flag| flag.store(true, std::sync::atomic::Ordering::SeqCst))
-            .is_some()
+            .and_then(|mut s| s.remove(job_id))
+            .flatten()
+    }
+}
+
+/// Ingestion is not resumed: a job the server stopped during is failed (its
+/// documents so far are indexed, and the next job, comparing hashes, does the rest
+/// without redoing them).
+fn fail_interrupted(job: &mut IngestionJob) {
+    job.status = IngestionStatus::Failed;
+    job.failure_reasons.push(
+        "the server stopped during this job; documents indexed so far are kept, and a new ingestion job indexes the rest".into(),
+    );
+    job.updated_ms = now_ms();
+}
+
+/// What an ingestion job's runner row carries.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct IngestionPayload {
+    knowledge_base_id: String,
+    data_source_id: String,
+}
+
+/// The handler of ingestion jobs on the job runner.
+pub struct IngestionJobs {
+    core: Arc<Basalt>,
+}
+
+impl IngestionJobs {
+    pub fn new(core: Arc<Basalt>) -> Self {
+        Self { core }
+    }
+
+    async fn run_job(&self, active: &ActiveJob) -> Result<IngestionStatus, CoreError> {
+        let payload: IngestionPayload = serde_json::from_str(&active.record().payload)
+            .map_err(|e| CoreError::Internal(format!("ingestion job {}: {e}", active.id())))?;
+        let knowledge = self.core.knowledge();
+        let mut job = knowledge.ingestion_job(
+            &payload.knowledge_base_id,
+            &payload.data_source_id,
+            active.id(),
+        )?;
+        if !job.is_running() {
+            // Ended before its runner row was: nothing to run.
+            return Ok(job.status);
+        }
+        let starter = knowledge.take_starter(active.id());
+        if active.resumed() {
+            fail_interrupted(&mut job);
+            knowledge.save_job(&job)?;
+            return Ok(job.status);
+        }
+        if active.stop_requested() {
+            job.status = IngestionStatus::Stopped;
+            job.updated_ms = now_ms();
+            knowledge.save_job(&job)?;
+            return Ok(job.status);
+        }
+        let kb = knowledge.knowledge_base(&payload.knowledge_base_id)?;
+        let ds = knowledge.data_source(&payload.knowledge_base_id, &payload.data_source_id)?;
+        Ok(ingest::run_job(
+            Arc::clone(&self.core),
+            starter,
+            kb,
+            ds,
+            job,
+            active.stop_flag(),
+        )
+        .await)
+    }
+}
+
+#[async_trait::async_trait]
+impl JobHandler for IngestionJobs {
+    fn kind(&self) -> JobKind {
+        JobKind::Ingestion
+    }
+
+    /// Data sources ingested at once (one job at a time per data source).
+    fn max_running(&self) -> usize {
+        8
+    }
+
+    async fn run(&self, active: ActiveJob) -> JobEnd {
+        match self.run_job(&active).await {
+            Ok(status) => JobEnd::ended(status.final_state().unwrap_or(JobState::Failed), None),
+            Err(e) => {
+                tracing::warn!(job = %active.id(), error = %e, "ingestion job failed");
+                JobEnd::ended(JobState::Failed, Some(e.to_string()))
+            }
+        }
     }
 }
 
@@ -1221,19 +1330,23 @@ impl Basalt {
             knowledge_base_id: kb_id.to_owned(),
             data_source_id: ds_id.to_owned(),
             description,
-            status: "STARTING".into(),
+            status: IngestionStatus::Starting,
             statistics: Statistics::default(),
             failure_reasons: Vec::new(),
             started_ms: now,
             updated_ms: now,
         };
         self.knowledge().save_job(&job)?;
-        let stop = self.knowledge().stop_flag(&job.ingestion_job_id);
-        let core = Arc::clone(self);
-        let running = job.clone();
-        tokio::spawn(async move {
-            ingest::run_job(core, principal, kb, ds, running, stop).await;
-        });
+        if let Ok(mut starters) = self.knowledge().starters.lock() {
+            starters.insert(job.ingestion_job_id.clone(), principal);
+        }
+        let payload = serde_json::to_string(&IngestionPayload {
+            knowledge_base_id: kb.knowledge_base_id.clone(),
+            data_source_id: ds.data_source_id.clone(),
+        })
+        .map_err(|e| CoreError::Internal(e.to_string()))?;
+        self.jobs()
+            .submit(&job.ingestion_job_id, JobKind::Ingestion, &payload)?;
         Ok(job)
     }
 
@@ -1250,8 +1363,18 @@ impl Basalt {
                 job.status
             )));
         }
-        self.knowledge().request_stop(job_id);
-        job.status = "STOPPING".into();
+        self.jobs().request_stop(job_id)?;
+        // A job no runner had claimed yet has ended already; a running one stops
+        // after the documents in flight.
+        let ended = self
+            .jobs()
+            .job(job_id)?
+            .is_some_and(|row| row.state.is_final());
+        job.status = if ended {
+            IngestionStatus::Stopped
+        } else {
+            IngestionStatus::Stopping
+        };
         job.updated_ms = now_ms();
         self.knowledge().save_job(&job)?;
         Ok(job)

@@ -10,7 +10,7 @@ mod provisioned;
 mod retrieval;
 mod runtime;
 mod tenancy;
-pub use batch::spawn_runner as spawn_batch_runner;
+pub use batch::BedrockRecords;
 pub(crate) use runtime::{answered_by, guardrail_trace};
 pub mod wire;
 

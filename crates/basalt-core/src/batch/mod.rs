@@ -1,42 +1,45 @@
 //! Batch inference jobs in the core: their definition, validation, persistence and
-//! status. The runner that reads the input records and writes the output lives with
-//! the Bedrock dialect (`basalt-edge`, `bedrock/batch.rs`), since records are Bedrock
-//! request bodies.
+//! state ([`mod@self`]), and their run on the job runner ([`runner`]: staging, S3,
+//! recovery after a crash, retries). What a record's model input means — a native
+//! InvokeModel body or a Converse request — is the dialect's: the edge implements
+//! [`runner::RecordInvoker`].
+
+mod journal;
+pub mod runner;
 
 use basalt_store::StoreError;
-pub use basalt_store::{BatchCounts, BatchJobRecord};
+pub use basalt_store::{BatchCounts, BatchJobRecord, JobState};
 use rand::Rng;
 
 use crate::keys::Principal;
 use crate::{Basalt, CoreError};
 
-/// Bedrock's job statuses.
-pub mod status {
-    pub const SUBMITTED: &str = "Submitted";
-    pub const VALIDATING: &str = "Validating";
-    pub const SCHEDULED: &str = "Scheduled";
-    pub const IN_PROGRESS: &str = "InProgress";
-    pub const COMPLETED: &str = "Completed";
-    pub const PARTIALLY_COMPLETED: &str = "PartiallyCompleted";
-    pub const FAILED: &str = "Failed";
-    pub const STOPPING: &str = "Stopping";
-    pub const STOPPED: &str = "Stopped";
-    pub const EXPIRED: &str = "Expired";
-    /// Statuses a job never leaves.
-    pub const FINAL: &[&str] = &[COMPLETED, PARTIALLY_COMPLETED, FAILED, STOPPED, EXPIRED];
-    /// Every status, for filters.
-    pub const ALL: &[&str] = &[
-        SUBMITTED,
-        VALIDATING,
-        SCHEDULED,
-        IN_PROGRESS,
-        COMPLETED,
-        PARTIALLY_COMPLETED,
-        FAILED,
-        STOPPING,
-        STOPPED,
-        EXPIRED,
-    ];
+/// How the records of a job are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InvocationType {
+    /// Each record is the model's native InvokeModel body.
+    InvokeModel,
+    /// Each record is a Converse request.
+    Converse,
+}
+
+impl InvocationType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InvokeModel => "InvokeModel",
+            Self::Converse => "Converse",
+        }
+    }
+
+    pub fn parse(name: &str) -> Result<Self, CoreError> {
+        match name {
+            "InvokeModel" => Ok(Self::InvokeModel),
+            "Converse" => Ok(Self::Converse),
+            other => Err(CoreError::Validation(format!(
+                "modelInvocationType {other:?} is not one of InvokeModel, Converse"
+            ))),
+        }
+    }
 }
 
 /// What CreateModelInvocationJob asks for.
@@ -45,8 +48,7 @@ pub struct BatchJobSpec {
     pub name: String,
     pub role_arn: String,
     pub model_id: String,
-    /// `InvokeModel` (records are the model's native body) or `Converse`.
-    pub invocation_type: String,
+    pub invocation_type: InvocationType,
     pub input_uri: String,
     pub output_uri: String,
     pub timeout_hours: Option<i64>,
@@ -129,20 +131,11 @@ impl Basalt {
             )));
         }
         let entry = self.resolve(&spec.model_id)?;
-        match spec.invocation_type.as_str() {
-            "InvokeModel" => {}
-            "Converse" if !entry.is_embedding() => {}
-            "Converse" => {
-                return Err(CoreError::Validation(format!(
-                    "model {} is an embedding model; Converse records need a chat model",
-                    entry.id
-                )))
-            }
-            other => {
-                return Err(CoreError::Validation(format!(
-                    "modelInvocationType {other:?} is not one of InvokeModel, Converse"
-                )))
-            }
+        if spec.invocation_type == InvocationType::Converse && entry.is_embedding() {
+            return Err(CoreError::Validation(format!(
+                "model {} is an embedding model; Converse records need a chat model",
+                entry.id
+            )));
         }
         let timeout_hours = spec.timeout_hours.unwrap_or(24);
         if !(24..=168).contains(&timeout_hours) {
@@ -173,13 +166,13 @@ impl Basalt {
             name: spec.name,
             model_id: entry.id.clone(),
             role_arn: spec.role_arn,
-            invocation_type: spec.invocation_type,
+            invocation_type: spec.invocation_type.as_str().to_owned(),
             input_uri: spec.input_uri,
             output_uri: spec.output_uri,
             key_id: Some(principal.key_id.clone()),
             key_name: Some(principal.key_name.clone()),
             client_token: spec.client_token,
-            status: status::SUBMITTED.into(),
+            status: JobState::Submitted,
             message: None,
             timeout_hours,
             submit_time_ms: at,
@@ -188,7 +181,7 @@ impl Basalt {
             counts: BatchCounts::default(),
         };
         store.insert_batch_job(&job).map_err(store_error)?;
-        self.batch_wakeup().notify_one();
+        self.jobs().wake();
         Ok(job)
     }
 
@@ -208,52 +201,17 @@ impl Basalt {
         self.batch_store().list_batch_jobs().map_err(store_error)
     }
 
-    /// StopModelInvocationJob: a job not yet running stops at once; a running one goes
-    /// to `Stopping` and its runner stops it after the records in flight.
+    /// StopModelInvocationJob: a job no runner has claimed stops at once; a claimed
+    /// one goes to `Stopping` and its runner stops it after the records in flight.
     pub fn stop_batch_job(&self, identifier: &str) -> Result<(), CoreError> {
         let job = self.batch_job(identifier)?;
-        if status::FINAL.contains(&job.status.as_str()) {
+        if job.status.is_final() || !self.jobs().request_stop(&job.id)? {
             return Err(CoreError::Conflict(format!(
                 "job {} is {} and cannot be stopped",
                 job.id, job.status
             )));
         }
-        let next = if job.status == status::IN_PROGRESS {
-            status::STOPPING
-        } else {
-            status::STOPPED
-        };
-        let mut unless = status::FINAL.to_vec();
-        unless.push(status::STOPPING);
-        let end = (next == status::STOPPED).then(now_ms);
-        self.batch_store()
-            .set_batch_status(
-                &job.id,
-                next,
-                Some("stopped by request"),
-                end,
-                now_ms(),
-                &unless,
-            )
-            .map_err(store_error)?;
-        self.batch_wakeup().notify_one();
         Ok(())
-    }
-
-    /// Moves a job to `status` unless it is final (or in `also_unless`).
-    pub fn set_batch_status(
-        &self,
-        id: &str,
-        to: &str,
-        message: Option<&str>,
-        also_unless: &[&str],
-    ) -> Result<bool, CoreError> {
-        let mut unless = status::FINAL.to_vec();
-        unless.extend_from_slice(also_unless);
-        let end = status::FINAL.contains(&to).then(now_ms);
-        self.batch_store()
-            .set_batch_status(id, to, message, end, now_ms(), &unless)
-            .map_err(store_error)
     }
 
     pub fn set_batch_counts(&self, id: &str, counts: &BatchCounts) -> Result<(), CoreError> {
