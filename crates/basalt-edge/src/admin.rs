@@ -37,7 +37,7 @@ pub struct UsageQuery {
 fn instant(name: &str, value: &str) -> Result<i64, BedrockError> {
     value.parse::<i64>().or_else(|_| {
         time::OffsetDateTime::parse(value, &time::format_description::well_known::Rfc3339)
-            .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
+            .map(crate::common::unix_ms)
             .map_err(|_| {
                 BedrockError::validation(format!(
                     "{name} {value:?} is neither unix milliseconds nor an RFC 3339 time"
@@ -59,7 +59,7 @@ async fn usage(
             message: "only an administrator key may read the usage report".into(),
         });
     }
-    let now = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
+    let now = crate::common::now_ms();
     let since = q
         .since
         .as_deref()

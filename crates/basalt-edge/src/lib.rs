@@ -12,6 +12,7 @@
 mod admin;
 pub mod auth;
 pub mod bedrock;
+mod common;
 mod error;
 pub mod eventstream;
 mod json_body;

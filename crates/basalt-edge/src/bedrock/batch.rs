@@ -20,6 +20,7 @@ use time::OffsetDateTime;
 
 use super::runtime::{converse_native, invoke_native};
 use super::wire::parse_json;
+use crate::common::timestamp;
 use crate::error::{BedrockError, BedrockErrorCode};
 use crate::AppState;
 
@@ -110,13 +111,6 @@ pub async fn create_job(
         },
     )?;
     Ok(Json(json!({ "jobArn": state.core.batch_job_arn(&job.id) })).into_response())
-}
-
-fn timestamp(ms: i64) -> Value {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .ok()
-        .and_then(|t| t.format(&Rfc3339).ok())
-        .map_or(Value::Null, Value::String)
 }
 
 fn job_json(core: &Basalt, job: &BatchJobRecord) -> Value {
@@ -244,22 +238,12 @@ pub async fn list_jobs(
         .as_deref()
         .map(|v| parse_time("submitTimeBefore", v))
         .transpose()?;
-    let max = match &q.max_results {
-        None => 1000,
-        Some(v) => v
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=1000).contains(n))
-            .ok_or_else(|| {
-                BedrockError::validation("maxResults must be a number from 1 to 1000")
-            })?,
-    };
-    let start = match &q.next_token {
-        None => 0,
-        Some(t) => t
-            .parse::<usize>()
-            .map_err(|_| BedrockError::validation("nextToken is not one this server issued"))?,
-    };
+    let paging = super::paging::Paging::from_query(
+        "ListModelInvocationJobs",
+        &principal.key_id,
+        q.max_results.as_deref(),
+        q.next_token.as_deref(),
+    )?;
     let mut jobs: Vec<BatchJobRecord> = state
         .core
         .list_batch_jobs()?
@@ -281,16 +265,9 @@ pub async fn list_jobs(
     if descending {
         jobs.reverse();
     }
-    let page: Vec<Value> = jobs
-        .iter()
-        .skip(start)
-        .take(max)
-        .map(|j| job_json(&state.core, j))
-        .collect();
-    let mut body = json!({ "invocationJobSummaries": page });
-    if start + max < jobs.len() {
-        body["nextToken"] = json!((start + max).to_string());
-    }
+    let body = paging
+        .page(jobs)
+        .into_json("invocationJobSummaries", |j| job_json(&state.core, j));
     Ok(Json(body).into_response())
 }
 

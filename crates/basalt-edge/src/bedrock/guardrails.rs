@@ -6,7 +6,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use basalt_core::guardrail_policy::policy::{
     ContentFilterRule, GroundingRule, ManagedWordsRule, PiiRule, RegexRule, TopicRule, WordRule,
 };
@@ -14,12 +14,13 @@ use basalt_core::guardrail_policy::{
     Assessment, GuardrailPolicy, Qualifier, Segment, Source, Taken, Usage, Verdict,
 };
 use basalt_core::guardrails::{GuardrailInfo, GuardrailSpec};
+use basalt_core::keys::Principal;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
-use time::format_description::well_known::Rfc3339;
-use time::OffsetDateTime;
 
+use super::paging::Paging;
 use super::wire::parse_json;
+use crate::common::rfc3339;
 use crate::error::BedrockError;
 use crate::AppState;
 
@@ -173,11 +174,9 @@ impl GuardrailBody {
     }
 }
 
+/// Guardrail timestamps: RFC 3339, empty for a time out of range.
 fn timestamp(ms: i64) -> String {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .ok()
-        .and_then(|t| t.format(&Rfc3339).ok())
-        .unwrap_or_default()
+    rfc3339(ms).unwrap_or_default()
 }
 
 fn accepted(body: Value) -> Response {
@@ -333,52 +332,33 @@ pub struct ListQuery {
 
 pub async fn list_guardrails(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     Query(query): Query<ListQuery>,
 ) -> Result<Response, BedrockError> {
-    let max = match &query.max_results {
-        None => 1000,
-        Some(v) => match v.parse::<usize>() {
-            Ok(n) if (1..=1000).contains(&n) => n,
-            _ => {
-                return Err(BedrockError::validation(
-                    "maxResults must be a number from 1 to 1000",
-                ))
-            }
-        },
-    };
-    let start = match &query.next_token {
-        None => 0,
-        Some(t) => t
-            .parse::<usize>()
-            .map_err(|_| BedrockError::validation("nextToken is not one this server issued"))?,
-    };
+    let paging = Paging::from_query(
+        "ListGuardrails",
+        &principal.key_id,
+        query.max_results.as_deref(),
+        query.next_token.as_deref(),
+    )?;
     let all = state
         .core
         .list_guardrails(query.guardrail_identifier.as_deref())?;
-    let page: Vec<Value> = all
-        .iter()
-        .skip(start)
-        .take(max)
-        .map(|info| {
-            let mut summary = json!({
-                "id": info.id,
-                "arn": info.arn,
-                "status": "READY",
-                "name": info.name,
-                "version": info.version,
-                "createdAt": timestamp(info.created_at_ms),
-                "updatedAt": timestamp(info.updated_at_ms),
-            });
-            if let Some(d) = &info.description {
-                summary["description"] = json!(d);
-            }
-            summary
-        })
-        .collect();
-    let mut body = json!({ "guardrails": page });
-    if start + max < all.len() {
-        body["nextToken"] = json!((start + max).to_string());
-    }
+    let body = paging.page(all).into_json("guardrails", |info| {
+        let mut summary = json!({
+            "id": info.id,
+            "arn": info.arn,
+            "status": "READY",
+            "name": info.name,
+            "version": info.version,
+            "createdAt": timestamp(info.created_at_ms),
+            "updatedAt": timestamp(info.updated_at_ms),
+        });
+        if let Some(d) = &info.description {
+            summary["description"] = json!(d);
+        }
+        summary
+    });
     Ok(Json(body).into_response())
 }
 

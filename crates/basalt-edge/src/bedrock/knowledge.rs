@@ -17,11 +17,11 @@ use basalt_core::CoreError;
 use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
-use time::format_description::well_known::Rfc3339;
-use time::OffsetDateTime;
 
+use super::paging::Paging;
 use super::wire::parse_json;
 use crate::auth::RequestId;
+use crate::common::{now_ms, timestamp};
 use crate::error::BedrockError;
 use crate::AppState;
 
@@ -31,50 +31,12 @@ fn agent<T>(r: Result<T, CoreError>) -> Result<T, BedrockError> {
     r.map_err(BedrockError::agent)
 }
 
-fn timestamp(ms: i64) -> Value {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .ok()
-        .and_then(|t| t.format(&Rfc3339).ok())
-        .map_or(Value::Null, Value::String)
-}
-
 fn accepted(body: Value) -> Response {
     (StatusCode::ACCEPTED, Json(body)).into_response()
 }
 
 fn required<T>(value: Option<T>, name: &str) -> Result<T, BedrockError> {
     value.ok_or_else(|| BedrockError::validation(format!("{name} is required")))
-}
-
-/// `nextToken` / `maxResults` over a listed collection (tokens are offsets).
-fn page<T>(
-    items: Vec<T>,
-    max_results: Option<i64>,
-    next_token: Option<&str>,
-) -> Result<(Vec<T>, Option<String>), BedrockError> {
-    let max = max_results.unwrap_or(1000);
-    if !(1..=1000).contains(&max) {
-        return Err(BedrockError::validation(format!(
-            "maxResults must be 1..1000, got {max}"
-        )));
-    }
-    let start = match next_token {
-        None => 0,
-        Some(t) => t
-            .parse::<usize>()
-            .map_err(|_| BedrockError::validation("nextToken is not one this server issued"))?,
-    };
-    let total = items.len();
-    let end = (start + max as usize).min(total);
-    let next = (end < total).then(|| end.to_string());
-    Ok((
-        items
-            .into_iter()
-            .skip(start)
-            .take(end.saturating_sub(start))
-            .collect(),
-        next,
-    ))
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -93,6 +55,22 @@ fn list_body(body: &Bytes) -> Result<ListBody, BedrockError> {
         Ok(ListBody::default())
     } else {
         parse_json(body)
+    }
+}
+
+impl ListBody {
+    /// The page this body asks for, of `operation`, for the caller `key_id`.
+    fn paging<'a>(
+        &self,
+        operation: &'static str,
+        key_id: &'a str,
+    ) -> Result<Paging<'a>, BedrockError> {
+        Paging::from_body(
+            operation,
+            key_id,
+            self.max_results,
+            self.next_token.as_deref(),
+        )
     }
 }
 
@@ -195,29 +173,26 @@ pub async fn delete_knowledge_base(
     ))
 }
 
-pub async fn list_knowledge_bases(State(state): State<AppState>, body: Bytes) -> Answer {
+pub async fn list_knowledge_bases(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    body: Bytes,
+) -> Answer {
     let list = list_body(&body)?;
     let all = agent(state.core.knowledge().list_knowledge_bases())?;
-    let (items, next) = page(all, list.max_results, list.next_token.as_deref())?;
-    let summaries: Vec<Value> = items
-        .iter()
-        .map(|kb| {
-            let mut s = json!({
-                "knowledgeBaseId": kb.knowledge_base_id,
-                "name": kb.name,
-                "status": kb.status,
-                "updatedAt": timestamp(kb.updated_ms),
-            });
-            if let Some(d) = &kb.description {
-                s["description"] = json!(d);
-            }
-            s
-        })
-        .collect();
-    let mut out = json!({ "knowledgeBaseSummaries": summaries });
-    if let Some(n) = next {
-        out["nextToken"] = json!(n);
-    }
+    let paging = list.paging("ListKnowledgeBases", &principal.key_id)?;
+    let out = paging.page(all).into_json("knowledgeBaseSummaries", |kb| {
+        let mut s = json!({
+            "knowledgeBaseId": kb.knowledge_base_id,
+            "name": kb.name,
+            "status": kb.status,
+            "updatedAt": timestamp(kb.updated_ms),
+        });
+        if let Some(d) = &kb.description {
+            s["description"] = json!(d);
+        }
+        s
+    });
     Ok(Json(out).into_response())
 }
 
@@ -317,32 +292,26 @@ pub async fn delete_data_source(
 
 pub async fn list_data_sources(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     Path(kb): Path<String>,
     body: Bytes,
 ) -> Answer {
     let list = list_body(&body)?;
     let all = agent(state.core.knowledge().list_data_sources(&kb))?;
-    let (items, next) = page(all, list.max_results, list.next_token.as_deref())?;
-    let summaries: Vec<Value> = items
-        .iter()
-        .map(|ds| {
-            let mut s = json!({
-                "knowledgeBaseId": ds.knowledge_base_id,
-                "dataSourceId": ds.data_source_id,
-                "name": ds.name,
-                "status": ds.status,
-                "updatedAt": timestamp(ds.updated_ms),
-            });
-            if let Some(d) = &ds.description {
-                s["description"] = json!(d);
-            }
-            s
-        })
-        .collect();
-    let mut out = json!({ "dataSourceSummaries": summaries });
-    if let Some(n) = next {
-        out["nextToken"] = json!(n);
-    }
+    let paging = list.paging("ListDataSources", &principal.key_id)?;
+    let out = paging.page(all).into_json("dataSourceSummaries", |ds| {
+        let mut s = json!({
+            "knowledgeBaseId": ds.knowledge_base_id,
+            "dataSourceId": ds.data_source_id,
+            "name": ds.name,
+            "status": ds.status,
+            "updatedAt": timestamp(ds.updated_ms),
+        });
+        if let Some(d) = &ds.description {
+            s["description"] = json!(d);
+        }
+        s
+    });
     Ok(Json(out).into_response())
 }
 
@@ -416,6 +385,7 @@ pub async fn stop_ingestion_job(
 
 pub async fn list_ingestion_jobs(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     Path((kb, ds)): Path<(String, String)>,
     body: Bytes,
 ) -> Answer {
@@ -446,13 +416,10 @@ pub async fn list_ingestion_jobs(
     if descending {
         all.reverse();
     }
-    let (items, next) = page(all, list.max_results, list.next_token.as_deref())?;
-    let mut out = json!({
-        "ingestionJobSummaries": items.iter().map(|j| job_json(j, true)).collect::<Vec<_>>(),
-    });
-    if let Some(n) = next {
-        out["nextToken"] = json!(n);
-    }
+    let out = list
+        .paging("ListIngestionJobs", &principal.key_id)?
+        .page(all)
+        .into_json("ingestionJobSummaries", |j| job_json(j, true));
     Ok(Json(out).into_response())
 }
 
@@ -595,7 +562,7 @@ fn document_detail(kb: &str, ds: &str, status: &DocumentStatus) -> Value {
         "dataSourceId": ds,
         "status": status.status,
         "identifier": identifier,
-        "updatedAt": timestamp((OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64),
+        "updatedAt": timestamp(now_ms()),
     });
     if let Some(r) = &status.reason {
         out["statusReason"] = json!(r);
@@ -705,6 +672,7 @@ pub async fn list_documents(
     body: Bytes,
 ) -> Answer {
     let list = list_body(&body)?;
+    let key_id = principal.key_id.clone();
     let statuses = {
         let (kb, ds) = (kb.clone(), ds.clone());
         agent(
@@ -714,12 +682,9 @@ pub async fn list_documents(
             .await,
         )?
     };
-    let (items, next) = page(statuses, list.max_results, list.next_token.as_deref())?;
-    let mut out = json!({
-        "documentDetails": items.iter().map(|s| document_detail(&kb, &ds, s)).collect::<Vec<_>>(),
-    });
-    if let Some(n) = next {
-        out["nextToken"] = json!(n);
-    }
+    let out = list
+        .paging("ListDocuments", &key_id)?
+        .page(statuses)
+        .into_json("documentDetails", |s| document_detail(&kb, &ds, s));
     Ok(Json(out).into_response())
 }

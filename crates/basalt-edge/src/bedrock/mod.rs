@@ -6,6 +6,7 @@ mod control;
 mod documents;
 mod guardrails;
 mod knowledge;
+mod paging;
 mod provisioned;
 mod retrieval;
 mod runtime;

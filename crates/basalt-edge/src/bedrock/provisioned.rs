@@ -5,15 +5,16 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
+use basalt_core::keys::Principal;
 use basalt_core::provisioned::{status, ProvisionedRecord, ProvisionedSpec};
 use basalt_core::Basalt;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use time::format_description::well_known::Rfc3339;
-use time::OffsetDateTime;
 
+use super::paging::Paging;
 use super::wire::parse_json;
+use crate::common::timestamp;
 use crate::error::BedrockError;
 use crate::AppState;
 
@@ -27,13 +28,6 @@ struct CreateBody {
     commitment_duration: Option<String>,
     #[allow(dead_code)]
     tags: Option<Value>,
-}
-
-fn timestamp(ms: i64) -> Value {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .ok()
-        .and_then(|t| t.format(&Rfc3339).ok())
-        .map_or(Value::Null, Value::String)
 }
 
 fn model_arn(core: &Basalt, id: &str) -> String {
@@ -115,6 +109,7 @@ pub struct ListQuery {
 
 pub async fn list(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     Query(q): Query<ListQuery>,
 ) -> Result<Response, BedrockError> {
     if let Some(s) = &q.status_equals {
@@ -125,22 +120,12 @@ pub async fn list(
             )));
         }
     }
-    let max = match &q.max_results {
-        None => 1000,
-        Some(v) => v
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=1000).contains(n))
-            .ok_or_else(|| {
-                BedrockError::validation("maxResults must be a number from 1 to 1000")
-            })?,
-    };
-    let start = match &q.next_token {
-        None => 0,
-        Some(t) => t
-            .parse::<usize>()
-            .map_err(|_| BedrockError::validation("nextToken is not one this server issued"))?,
-    };
+    let paging = Paging::from_query(
+        "ListProvisionedModelThroughputs",
+        &principal.key_id,
+        q.max_results.as_deref(),
+        q.next_token.as_deref(),
+    )?;
     let mut records: Vec<ProvisionedRecord> = state
         .core
         .list_provisioned()?
@@ -160,16 +145,9 @@ pub async fn list(
     if q.sort_order.as_deref() != Some("Ascending") {
         records.reverse();
     }
-    let page: Vec<Value> = records
-        .iter()
-        .skip(start)
-        .take(max)
-        .map(|r| summary(&state.core, r))
-        .collect();
-    let mut body = json!({ "provisionedModelSummaries": page });
-    if start + max < records.len() {
-        body["nextToken"] = json!((start + max).to_string());
-    }
+    let body = paging
+        .page(records)
+        .into_json("provisionedModelSummaries", |r| summary(&state.core, r));
     Ok(Json(body).into_response())
 }
 
