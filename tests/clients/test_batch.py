@@ -174,6 +174,23 @@ def test_stop_keeps_what_was_done(control, batch_root):
     expect_client_error(lambda: control.stop_model_invocation_job(jobIdentifier=arn), "ConflictException", 400)
 
 
+def test_jobs_list_shows_each_job_with_its_progress(server, control, batch_root):
+    work = batch_root / uuid.uuid4().hex[:8]
+    work.mkdir()
+    inp, out = work / "few.jsonl", work / "out"
+    write_input(inp, 20)
+    arn = create(control, CHAT_MODEL, inp, out)
+    assert wait(control, arn)["status"] == "Completed"
+    rows = {r["id"]: r for r in server.cli_json("jobs", "list", "--kind", "batch", "--json")}
+    row = rows[arn.rsplit("/", 1)[1]]
+    assert (row["kind"], row["state"], row["done"], row["total"]) == ("batch", "Completed", 20, 20), row
+    assert row["node"] is None and row["claims"] == 1 and row["end_time_ms"], "an ended job holds no lease"
+    table = server.cli("jobs", "list").stdout
+    assert arn.rsplit("/", 1)[1] in table and "20/20 (100%)" in table, table
+    refused = server.cli("jobs", "list", "--kind", "nope", check=False)
+    assert refused.returncode != 0 and "not one of batch, ingestion" in refused.stderr, refused.stderr
+
+
 def bedrock_client(srv, key: dict):
     return boto3.session.Session().client(
         "bedrock", endpoint_url=srv.url, region_name="us-east-1", aws_access_key_id=key["access_key_id"],

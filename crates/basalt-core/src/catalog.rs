@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use time::OffsetDateTime;
 
 use crate::config::{ConfigFile, WeightsConfig};
+use crate::types::{CustomizationType, InferenceType, Modality};
 use crate::CoreError;
 
 /// What runs a model.
@@ -92,12 +93,12 @@ pub struct ModelEntry {
     /// Models that answer when this one's deployments all failed.
     pub fallbacks: Vec<String>,
     pub native_body: NativeBody,
-    pub input_modalities: Vec<String>,
-    pub output_modalities: Vec<String>,
+    pub input_modalities: Vec<Modality>,
+    pub output_modalities: Vec<Modality>,
     pub streaming: bool,
     pub tools: bool,
-    pub inference_types: Vec<String>,
-    pub customizations: Vec<String>,
+    pub inference_types: Vec<InferenceType>,
+    pub customizations: Vec<CustomizationType>,
     pub default_max_tokens: u32,
     pub max_input_tokens: Option<u32>,
     /// Vector length of a remote embedding model.
@@ -113,7 +114,7 @@ pub struct ModelEntry {
 
 impl ModelEntry {
     pub fn is_embedding(&self) -> bool {
-        self.output_modalities.iter().any(|m| m == "EMBEDDING")
+        self.output_modalities.contains(&Modality::Embedding)
     }
 
     /// Cost in US dollars of an invocation.
@@ -133,9 +134,31 @@ pub struct Catalog {
     aliases: BTreeMap<String, String>,
 }
 
-const MODALITIES: &[&str] = &["TEXT", "IMAGE", "EMBEDDING"];
-const INFERENCE_TYPES: &[&str] = &["ON_DEMAND", "PROVISIONED"];
-const CUSTOMIZATIONS: &[&str] = &["FINE_TUNING", "CONTINUED_PRE_TRAINING", "DISTILLATION"];
+/// The inference types a catalog entry may list (`BATCH` is every model's).
+const CATALOG_INFERENCE_TYPES: &[InferenceType] =
+    &[InferenceType::OnDemand, InferenceType::Provisioned];
+
+/// A catalog list of named values, each parsed; `field` and the allowed values in
+/// the error.
+fn parse_values<T: Copy>(
+    id: &str,
+    field: &str,
+    values: &[String],
+    parse: impl Fn(&str) -> Option<T>,
+    allowed: &[&str],
+) -> Result<Vec<T>, CoreError> {
+    values
+        .iter()
+        .map(|v| {
+            parse(v).ok_or_else(|| {
+                invalid(
+                    id,
+                    format!("{field} has {v:?}; allowed: {}", allowed.join(", ")),
+                )
+            })
+        })
+        .collect()
+}
 
 fn invalid(id: &str, what: impl std::fmt::Display) -> CoreError {
     CoreError::Validation(format!("invalid configuration for model {id}: {what}"))
@@ -313,19 +336,39 @@ impl Catalog {
             if remote && embedding && !m.fallbacks.is_empty() {
                 return Err(invalid(id, "fallbacks are for chat models"));
             }
-            for (field, values, allowed) in [
-                ("input_modalities", &m.input_modalities, MODALITIES),
-                ("output_modalities", &m.output_modalities, MODALITIES),
-                ("inference_types", &m.inference_types, INFERENCE_TYPES),
-                ("customizations", &m.customizations, CUSTOMIZATIONS),
-            ] {
-                if let Some(bad) = values.iter().find(|v| !allowed.contains(&v.as_str())) {
-                    return Err(invalid(
-                        id,
-                        format!("{field} has {bad:?}; allowed: {}", allowed.join(", ")),
-                    ));
-                }
-            }
+            let modalities: Vec<&str> = Modality::ALL.iter().map(|m| m.as_str()).collect();
+            let input_modalities = parse_values(
+                id,
+                "input_modalities",
+                &m.input_modalities,
+                Modality::parse,
+                &modalities,
+            )?;
+            let output_modalities = parse_values(
+                id,
+                "output_modalities",
+                &m.output_modalities,
+                Modality::parse,
+                &modalities,
+            )?;
+            let inference_names: Vec<&str> =
+                CATALOG_INFERENCE_TYPES.iter().map(|t| t.as_str()).collect();
+            let inference_types = parse_values(
+                id,
+                "inference_types",
+                &m.inference_types,
+                |v| InferenceType::parse(v).filter(|t| CATALOG_INFERENCE_TYPES.contains(t)),
+                &inference_names,
+            )?;
+            let customization_names: Vec<&str> =
+                CustomizationType::ALL.iter().map(|c| c.as_str()).collect();
+            let customizations = parse_values(
+                id,
+                "customizations",
+                &m.customizations,
+                CustomizationType::parse,
+                &customization_names,
+            )?;
             if m.tools && !matches!(engine, EngineKind::LlamaCpp | EngineKind::Remote) {
                 return Err(invalid(
                     id,
@@ -362,12 +405,12 @@ impl Catalog {
                 routing: m.routing.clone(),
                 fallbacks: m.fallbacks.clone(),
                 native_body,
-                input_modalities: m.input_modalities.clone(),
-                output_modalities: m.output_modalities.clone(),
+                input_modalities,
+                output_modalities,
                 streaming: m.streaming,
                 tools: m.tools,
-                inference_types: m.inference_types.clone(),
-                customizations: m.customizations.clone(),
+                inference_types,
+                customizations,
                 custom: m.custom,
                 provisioned_unit_hour_price: m.price.provisioned_unit_hour.max(0.0),
                 default_max_tokens: m.default_max_tokens.max(1),

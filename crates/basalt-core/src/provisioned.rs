@@ -23,13 +23,19 @@ use crate::catalog::{EngineKind, ModelEntry};
 use crate::config::ProvisionedConfig;
 use crate::{Basalt, CoreError};
 
-/// Provisioned model statuses.
-pub mod status {
-    pub const CREATING: &str = "Creating";
-    pub const IN_SERVICE: &str = "InService";
-    pub const UPDATING: &str = "Updating";
-    pub const FAILED: &str = "Failed";
-    pub const ALL: &[&str] = &[CREATING, IN_SERVICE, UPDATING, FAILED];
+crate::types::named_values! {
+    /// Where a provisioned model is (Bedrock's names, as stored).
+    pub enum ProvisionedStatus {
+        Creating => "Creating",
+        InService => "InService",
+        Updating => "Updating",
+        Failed => "Failed",
+    }
+}
+
+/// A stored record's status; a name this server does not know reads as `Failed`.
+pub fn status_of(record: &ProvisionedRecord) -> ProvisionedStatus {
+    ProvisionedStatus::parse(&record.status).unwrap_or(ProvisionedStatus::Failed)
 }
 
 /// How long an on-demand call waits for one of the slots left to on-demand traffic
@@ -300,7 +306,7 @@ impl Basalt {
             .list_provisioned()
             .map_err(store_error)?
         {
-            if record.status == status::FAILED {
+            if status_of(&record) == ProvisionedStatus::Failed {
                 continue;
             }
             let reserved = self
@@ -314,15 +320,15 @@ impl Basalt {
                         .reserve(entry, &record.id, record.model_units)
                 });
             if let Err(e) = reserved {
-                record.status = status::FAILED.into();
+                record.status = ProvisionedStatus::Failed.as_str().into();
                 record.failure_message = Some(e.to_string());
                 record.updated_ms = now_ms();
                 self.provisioned_store()
                     .update_provisioned(&record)
                     .map_err(store_error)?;
                 tracing::error!(provisioned = %record.id, error = %e, "provisioned model could not be restored");
-            } else if record.status != status::IN_SERVICE {
-                record.status = status::IN_SERVICE.into();
+            } else if status_of(&record) != ProvisionedStatus::InService {
+                record.status = ProvisionedStatus::InService.as_str().into();
                 record.updated_ms = now_ms();
                 self.provisioned_store()
                     .update_provisioned(&record)
@@ -379,7 +385,11 @@ impl Basalt {
                 entry.id
             )));
         }
-        if !entry.inference_types.iter().any(|t| t == "PROVISIONED") && !entry.custom {
+        if !entry
+            .inference_types
+            .contains(&crate::types::InferenceType::Provisioned)
+            && !entry.custom
+        {
             return Err(CoreError::Validation(format!(
                 "model {} does not support provisioned throughput (its catalog entry's inference_types)",
                 entry.id
@@ -408,7 +418,7 @@ impl Basalt {
             model_id: entry.id.clone(),
             desired_model_id: entry.id.clone(),
             model_units: spec.model_units,
-            status: status::IN_SERVICE.into(),
+            status: ProvisionedStatus::InService.as_str().into(),
             failure_message: None,
             commitment: spec.commitment,
             commitment_expires_ms: commitment_ms.map(|d| at + d),
@@ -492,7 +502,7 @@ impl Basalt {
                 record.desired_model_id = new.id;
             }
         }
-        record.status = status::IN_SERVICE.into();
+        record.status = ProvisionedStatus::InService.as_str().into();
         record.updated_ms = now_ms();
         self.provisioned_store()
             .update_provisioned(&record)

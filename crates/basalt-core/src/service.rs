@@ -29,7 +29,7 @@ use crate::provisioned::{provisioned_id, Capacity};
 use crate::quotas::{Clock, QuotaTicket, Quotas, SystemClock};
 use crate::types::{
     ChatRequest, CompletionRequest, ContentBlock, Embeddings, Generation, GenerationDelta,
-    InferenceParams, Role, TokenUsage,
+    InferenceParams, InferenceType, Outcome, Role, TokenUsage,
 };
 use crate::CoreError;
 
@@ -44,9 +44,9 @@ pub struct CallContext {
     pub at_ms: i64,
     /// The quota hold of this call, settled by the first metering record.
     quota: Arc<Mutex<Option<QuotaTicket>>>,
-    /// `ON_DEMAND`, `BATCH` (outside on-demand quotas, half price) or
-    /// `PROVISIONED` (reserved capacity, billed by the hour).
-    pub inference_type: &'static str,
+    /// On demand, batch (outside on-demand quotas, half price) or provisioned
+    /// (reserved capacity, billed by the hour).
+    pub inference_type: InferenceType,
     /// The engine capacity this call holds, given back by its metering record.
     capacity: Arc<Mutex<Option<tokio::sync::OwnedSemaphorePermit>>>,
 }
@@ -54,11 +54,7 @@ pub struct CallContext {
 impl CallContext {
     /// How a local engine schedules this call.
     pub fn priority(&self) -> crate::types::Priority {
-        match self.inference_type {
-            "BATCH" => crate::types::Priority::Background,
-            "PROVISIONED" => crate::types::Priority::Reserved,
-            _ => crate::types::Priority::Standard,
-        }
+        self.inference_type.priority()
     }
 
     pub fn new(principal: Option<Principal>, request_id: String, operation: &'static str) -> Self {
@@ -70,7 +66,7 @@ impl CallContext {
             started: Instant::now(),
             at_ms,
             quota: Arc::new(Mutex::new(None)),
-            inference_type: "ON_DEMAND",
+            inference_type: InferenceType::OnDemand,
             capacity: Arc::new(Mutex::new(None)),
         }
     }
@@ -78,7 +74,7 @@ impl CallContext {
     /// A call made by a batch job on behalf of the key that created it.
     pub fn batch(principal: Option<Principal>, request_id: String) -> Self {
         Self {
-            inference_type: "BATCH",
+            inference_type: InferenceType::Batch,
             ..Self::new(principal, request_id, "ModelInvocationJob")
         }
     }
@@ -398,13 +394,15 @@ impl Basalt {
     ) -> Result<(), CoreError> {
         let permit = if let Some(pm) = provisioned_id(requested_id) {
             let record = self.provisioned_model(pm)?;
-            if record.status != crate::provisioned::status::IN_SERVICE {
+            if crate::provisioned::status_of(&record)
+                != crate::provisioned::ProvisionedStatus::InService
+            {
                 return Err(CoreError::ModelNotReady(format!(
                     "provisioned model {} is {}",
                     record.name, record.status
                 )));
             }
-            ctx.inference_type = "PROVISIONED";
+            ctx.inference_type = InferenceType::Provisioned;
             Some(self.capacity.admit_provisioned(&record.id).await?)
         } else {
             if entry.custom {
@@ -413,7 +411,7 @@ impl Basalt {
                     entry.id
                 )));
             }
-            if ctx.inference_type == "BATCH" {
+            if ctx.inference_type == InferenceType::Batch {
                 self.capacity.admit_background(entry).await?
             } else {
                 self.capacity.admit_on_demand(entry).await?
@@ -488,7 +486,7 @@ impl Basalt {
         entry: &ModelEntry,
         reserve_tokens: u64,
     ) -> Result<(), CoreError> {
-        if ctx.inference_type != "ON_DEMAND" {
+        if ctx.inference_type != InferenceType::OnDemand {
             return Ok(());
         }
         let ticket = self
@@ -652,11 +650,20 @@ impl Basalt {
                 .iter()
                 .any(|b| matches!(b, ContentBlock::Image(_)))
         });
-        if has_image && !entry.input_modalities.iter().any(|m| m == "IMAGE") {
+        if has_image
+            && !entry
+                .input_modalities
+                .contains(&crate::types::Modality::Image)
+        {
             return Err(CoreError::Validation(format!(
                 "model {} does not accept image content (its input modalities: {})",
                 entry.id,
-                entry.input_modalities.join(", ")
+                entry
+                    .input_modalities
+                    .iter()
+                    .map(|m| m.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )));
         }
         let mut expected = Role::User;
@@ -696,13 +703,13 @@ impl Basalt {
         entry: &ModelEntry,
         usage: TokenUsage,
         first_token_ms: Option<u64>,
-        outcome: &str,
+        outcome: Outcome,
     ) {
         let price_factor = match ctx.inference_type {
-            "BATCH" => BATCH_PRICE_FACTOR,
+            InferenceType::Batch => BATCH_PRICE_FACTOR,
             // Provisioned capacity is billed by the hour, not by the token.
-            "PROVISIONED" => 0.0,
-            _ => 1.0,
+            InferenceType::Provisioned => 0.0,
+            InferenceType::OnDemand => 1.0,
         };
         let cost = entry.cost(usage.input_tokens as u64, usage.output_tokens as u64) * price_factor;
         self.meter.record(InvocationRecord {
@@ -711,21 +718,21 @@ impl Basalt {
             key_id: ctx.principal.as_ref().map(|p| p.key_id.clone()),
             key_name: ctx.principal.as_ref().map(|p| p.key_name.clone()),
             model_id: entry.id.clone(),
-            inference_type: ctx.inference_type.into(),
+            inference_type: ctx.inference_type.as_str().into(),
             operation: ctx.operation.into(),
             input_tokens: usage.input_tokens as u64,
             output_tokens: usage.output_tokens as u64,
             latency_ms: ctx.started.elapsed().as_millis() as u64,
             first_token_ms,
             cost_usd: cost,
-            outcome: outcome.into(),
+            outcome: outcome.as_str().into(),
         });
         self.quotas.add_spend(ctx.principal.as_ref(), cost);
         if let Ok(mut permit) = ctx.capacity.lock() {
             permit.take();
         }
         // A cancelled call keeps its reservation: what it used is unknown.
-        if outcome != "cancelled" {
+        if outcome != Outcome::Cancelled {
             let ticket = ctx.quota.lock().ok().and_then(|mut t| t.take());
             if let Some(ticket) = ticket {
                 self.quotas.settle(ticket, u64::from(usage.total()));
@@ -926,7 +933,7 @@ impl Basalt {
                     input_tokens: tokens.iter().sum(),
                     ..TokenUsage::default()
                 };
-                self.record(&ctx, &entry, usage, None, "success");
+                self.record(&ctx, &entry, usage, None, Outcome::Success);
                 Ok(Embeddings { vectors, tokens })
             }
             Err(e) => self.failed(&ctx, &entry, e),
@@ -1235,7 +1242,7 @@ impl Stream for MeteredStream {
                 let latency_ms = this.ctx.started.elapsed().as_millis() as u64;
                 let first = this.first_token_ms.or(Some(latency_ms));
                 this.core
-                    .record(&this.ctx, &this.entry, usage, first, "success");
+                    .record(&this.ctx, &this.entry, usage, first, Outcome::Success);
                 Poll::Ready(Some(GenerationDelta::End {
                     stop_reason,
                     usage,
@@ -1260,7 +1267,7 @@ impl Drop for MeteredStream {
                 &self.entry,
                 TokenUsage::default(),
                 self.first_token_ms,
-                "cancelled",
+                Outcome::Cancelled,
             );
         }
     }

@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use crate::catalog::Catalog;
 use crate::config::ProvisionedConfig;
+use crate::types::{InferenceType, Outcome};
 
 /// Time buckets of a report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,16 +108,17 @@ pub fn report(
             p99_latency_ms: None,
         });
         g.invocations += 1;
-        if s.outcome != "success" {
+        let outcome = Outcome::parse(&s.outcome);
+        if outcome != Some(Outcome::Success) {
             g.errors += 1;
         }
-        if s.outcome == "throttled" {
+        if outcome == Some(Outcome::Throttled) {
             g.throttles += 1;
         }
         g.input_tokens += s.input_tokens;
         g.output_tokens += s.output_tokens;
         g.cost_usd += s.cost_usd;
-        if s.outcome == "success" {
+        if outcome == Some(Outcome::Success) {
             acc.latencies.push(s.latency_ms);
         }
     }
@@ -157,9 +159,12 @@ fn recommend(
     for entry in catalog.models() {
         let on_demand: Vec<&InvocationSample> = samples
             .iter()
-            .filter(|s| s.model_id == entry.id && s.inference_type == "ON_DEMAND")
+            .filter(|s| {
+                s.model_id == entry.id
+                    && InferenceType::parse(&s.inference_type) == Some(InferenceType::OnDemand)
+            })
             .collect();
-        if on_demand.is_empty() || !entry.inference_types.iter().any(|t| t == "PROVISIONED") {
+        if on_demand.is_empty() || !entry.inference_types.contains(&InferenceType::Provisioned) {
             continue;
         }
         let cost_per_hour = on_demand.iter().map(|s| s.cost_usd).sum::<f64>() / hours;
@@ -172,11 +177,11 @@ fn recommend(
         }
         let throttles = on_demand
             .iter()
-            .filter(|s| s.outcome == "throttled")
+            .filter(|s| Outcome::parse(&s.outcome) == Some(Outcome::Throttled))
             .count();
         let mut latencies: Vec<u64> = on_demand
             .iter()
-            .filter(|s| s.outcome == "success")
+            .filter(|s| Outcome::parse(&s.outcome) == Some(Outcome::Success))
             .map(|s| s.latency_ms)
             .collect();
         latencies.sort_unstable();
@@ -206,7 +211,9 @@ fn recommend(
         let busy_ms: f64 = samples
             .iter()
             .filter(|s| {
-                s.model_id == p.model_id && s.inference_type == "PROVISIONED" && s.at_ms >= start
+                s.model_id == p.model_id
+                    && InferenceType::parse(&s.inference_type) == Some(InferenceType::Provisioned)
+                    && s.at_ms >= start
             })
             .map(|s| s.latency_ms as f64)
             .sum();

@@ -66,21 +66,21 @@ impl CoreError {
     }
 
     /// The metering outcome this error counts as.
-    pub fn outcome(&self) -> &'static str {
+    pub fn outcome(&self) -> crate::Outcome {
         match self {
             CoreError::Validation(_)
             | CoreError::NotFound(_)
             | CoreError::AccessDenied(_)
             | CoreError::Conflict(_)
-            | CoreError::QuotaExceeded(_) => "client_error",
+            | CoreError::QuotaExceeded(_) => crate::Outcome::ClientError,
             CoreError::Throttled(_)
             | CoreError::RateLimited { .. }
-            | CoreError::BudgetExhausted(_) => "throttled",
+            | CoreError::BudgetExhausted(_) => crate::Outcome::Throttled,
             CoreError::ModelNotReady(_)
             | CoreError::ModelTimeout(_)
             | CoreError::ModelError(_)
             | CoreError::ServiceUnavailable(_)
-            | CoreError::Internal(_) => "server_error",
+            | CoreError::Internal(_) => crate::Outcome::ServerError,
         }
     }
 }

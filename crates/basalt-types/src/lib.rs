@@ -139,6 +139,97 @@ pub struct InferenceParams {
     pub priority: Priority,
 }
 
+/// A closed set of protocol values, each with its one spelling (on the wire, in the
+/// catalog, in stored rows): `as_str`, `parse`, `ALL` and `Display`. Parse at the
+/// boundary (config, edge, store rows); compare the enum inside.
+#[macro_export]
+macro_rules! named_values {
+    ($(#[$meta:meta])* $vis:vis enum $name:ident { $($(#[$vmeta:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        $vis enum $name { $($(#[$vmeta])* $variant),+ }
+
+        impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The value's spelling.
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+
+            /// The value spelled `text`, if any.
+            pub fn parse(text: &str) -> Option<Self> {
+                Self::ALL.iter().copied().find(|v| v.as_str() == text)
+            }
+
+            /// Every spelling, comma-separated (for error messages).
+            pub fn spellings() -> String {
+                Self::ALL.iter().map(|v| v.as_str()).collect::<Vec<_>>().join(", ")
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+named_values! {
+    /// How a call is bought: Bedrock's inference types and batch jobs' records
+    /// (`BATCH`: outside on-demand quotas, at the batch price).
+    pub enum InferenceType {
+        OnDemand => "ON_DEMAND",
+        Provisioned => "PROVISIONED",
+        Batch => "BATCH",
+    }
+}
+
+impl InferenceType {
+    /// How a local engine schedules a call of this type.
+    pub fn priority(self) -> Priority {
+        match self {
+            Self::OnDemand => Priority::Standard,
+            Self::Provisioned => Priority::Reserved,
+            Self::Batch => Priority::Background,
+        }
+    }
+}
+
+named_values! {
+    /// How an invocation ended, for metering.
+    pub enum Outcome {
+        Success => "success",
+        /// The caller's mistake (validation, not found, access, quota).
+        ClientError => "client_error",
+        /// Refused for capacity, rate or budget.
+        Throttled => "throttled",
+        ServerError => "server_error",
+        /// The client went away before the answer was complete.
+        Cancelled => "cancelled",
+    }
+}
+
+named_values! {
+    /// What a model takes or gives (Bedrock's modality names).
+    pub enum Modality {
+        Text => "TEXT",
+        Image => "IMAGE",
+        Embedding => "EMBEDDING",
+    }
+}
+
+named_values! {
+    /// How a model may be customized (Bedrock's customization types).
+    pub enum CustomizationType {
+        FineTuning => "FINE_TUNING",
+        ContinuedPreTraining => "CONTINUED_PRE_TRAINING",
+        Distillation => "DISTILLATION",
+    }
+}
+
 /// Scheduling class of a call on a local engine.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Priority {

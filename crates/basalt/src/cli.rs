@@ -63,6 +63,13 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Long-running jobs of every kind (batch inference, ingestion) and their progress.
+    Jobs {
+        #[command(flatten)]
+        paths: Paths,
+        #[command(subcommand)]
+        command: JobsCommand,
+    },
     /// Usage and cost by key and model.
     Usage {
         #[command(flatten)]
@@ -76,6 +83,19 @@ enum Command {
         /// Split the report per hour or per day.
         #[arg(long, value_enum)]
         by: Option<ByArg>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum JobsCommand {
+    /// Every job, oldest first: kind, state, progress, the node holding it.
+    List {
+        /// Only jobs of this kind (batch, ingestion).
+        #[arg(long)]
+        kind: Option<String>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -269,6 +289,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Serve { paths, listen, tls } => crate::serve::serve(&paths, &listen, &tls),
         Command::Models { paths, command } => models(&paths, command),
         Command::Keys { paths, command } => keys(&paths, command),
+        Command::Jobs { paths, command } => jobs(&paths, command),
         Command::Usage {
             paths,
             since,
@@ -277,6 +298,70 @@ pub fn run(cli: Cli) -> Result<()> {
             json,
         } => usage(&paths, &since, until.as_deref(), by, json),
     }
+}
+
+fn jobs(paths: &Paths, command: JobsCommand) -> Result<()> {
+    use basalt_store::JobStore;
+    let JobsCommand::List { kind, json } = command;
+    if let Some(k) = &kind {
+        if basalt_core::jobs::JobKind::parse(k).is_none() {
+            anyhow::bail!("--kind {k:?} is not one of batch, ingestion");
+        }
+    }
+    let store = paths.open_store()?;
+    let jobs = store.list_jobs(kind.as_deref())?;
+    let progress = |j: &basalt_store::JobRecord| match j.progress.total {
+        Some(total) if total > 0 => format!(
+            "{}/{} ({:.0}%)",
+            j.progress.done,
+            total,
+            100.0 * j.progress.done as f64 / total as f64
+        ),
+        Some(total) => format!("{}/{total}", j.progress.done),
+        None => j.progress.done.to_string(),
+    };
+    let time = |ms: i64| {
+        time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+            .ok()
+            .and_then(|t| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            })
+            .unwrap_or_default()
+    };
+    if json {
+        let rows: Vec<serde_json::Value> = jobs
+            .iter()
+            .map(|j| {
+                serde_json::json!({
+                    "id": j.id, "kind": j.kind, "state": j.state.as_str(), "message": j.message,
+                    "done": j.progress.done, "total": j.progress.total, "node": j.owner,
+                    "lease_until_ms": j.lease_until_ms, "claims": j.claims,
+                    "stop_requested": j.stop_requested, "created_ms": j.created_ms,
+                    "updated_ms": j.updated_ms, "end_time_ms": j.end_time_ms,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(());
+    }
+    println!(
+        "{:<14} {:<10} {:<19} {:<18} {:<22} {:<20} MESSAGE",
+        "ID", "KIND", "STATE", "PROGRESS", "NODE", "UPDATED"
+    );
+    for j in &jobs {
+        println!(
+            "{:<14} {:<10} {:<19} {:<18} {:<22} {:<20} {}",
+            j.id,
+            j.kind,
+            j.state.as_str(),
+            progress(j),
+            j.owner.as_deref().unwrap_or("-"),
+            time(j.updated_ms),
+            j.message.as_deref().unwrap_or("")
+        );
+    }
+    Ok(())
 }
 
 fn models(paths: &Paths, command: ModelsCommand) -> Result<()> {

@@ -220,10 +220,9 @@ impl Basalt {
     fn guardrail_embedder(&self) -> Result<Arc<dyn EmbeddingProvider>, CoreError> {
         let configured = &self.guardrails().config.embedding_model;
         let entry = if configured.is_empty() {
-            self.catalog().models().find(|m| {
-                m.output_modalities.iter().any(|o| o == "EMBEDDING")
-                    && self.has_embedding_provider(&m.id)
-            })
+            self.catalog()
+                .models()
+                .find(|m| m.is_embedding() && self.has_embedding_provider(&m.id))
         } else {
             self.catalog().get(configured)
         };

@@ -5,6 +5,7 @@ use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use basalt_core::catalog::{LifecycleStatus, ModelEntry};
+use basalt_core::types::{CustomizationType, InferenceType, Modality};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use time::format_description::well_known::Rfc3339;
@@ -43,27 +44,39 @@ fn summary(region: &str, m: &ModelEntry, now: OffsetDateTime) -> Value {
         "modelId": m.id,
         "modelName": m.name,
         "providerName": m.provider,
-        "inputModalities": m.input_modalities,
-        "outputModalities": m.output_modalities,
+        "inputModalities": names(&m.input_modalities, |v| v.as_str()),
+        "outputModalities": names(&m.output_modalities, |v| v.as_str()),
         "responseStreamingSupported": m.streaming,
-        "customizationsSupported": m.customizations,
-        "inferenceTypesSupported": m.inference_types,
+        "customizationsSupported": names(&m.customizations, |v| v.as_str()),
+        "inferenceTypesSupported": names(&m.inference_types, |v| v.as_str()),
         "modelLifecycle": lifecycle,
     })
 }
 
-fn filter_value(
+fn names<T: Copy>(values: &[T], name: impl Fn(T) -> &'static str) -> Vec<&'static str> {
+    values.iter().map(|v| name(*v)).collect()
+}
+
+/// A list filter's value parsed, or a ValidationException naming the allowed ones.
+fn filter_value<T: Copy>(
     name: &str,
     value: &Option<String>,
-    allowed: &[&str],
-) -> Result<Option<String>, BedrockError> {
+    allowed: &[T],
+    spell: impl Fn(T) -> &'static str,
+) -> Result<Option<T>, BedrockError> {
     match value {
         None => Ok(None),
-        Some(v) if allowed.contains(&v.as_str()) => Ok(Some(v.clone())),
-        Some(v) => Err(BedrockError::validation(format!(
-            "{name} {v:?} is not one of {}",
-            allowed.join(", ")
-        ))),
+        Some(v) => allowed
+            .iter()
+            .copied()
+            .find(|a| spell(*a) == v)
+            .map(Some)
+            .ok_or_else(|| {
+                BedrockError::validation(format!(
+                    "{name} {v:?} is not one of {}",
+                    names(allowed, spell).join(", ")
+                ))
+            }),
     }
 }
 
@@ -74,17 +87,20 @@ pub async fn list_foundation_models(
     let modality = filter_value(
         "byOutputModality",
         &filters.by_output_modality,
-        &["TEXT", "IMAGE", "EMBEDDING"],
+        Modality::ALL,
+        Modality::as_str,
     )?;
     let inference = filter_value(
         "byInferenceType",
         &filters.by_inference_type,
-        &["ON_DEMAND", "PROVISIONED"],
+        &[InferenceType::OnDemand, InferenceType::Provisioned],
+        InferenceType::as_str,
     )?;
     let customization = filter_value(
         "byCustomizationType",
         &filters.by_customization_type,
-        &["FINE_TUNING", "CONTINUED_PRE_TRAINING", "DISTILLATION"],
+        CustomizationType::ALL,
+        CustomizationType::as_str,
     )?;
     let now = OffsetDateTime::now_utc();
     let region = state.core.region();
@@ -99,21 +115,9 @@ pub async fn list_foundation_models(
                 .as_ref()
                 .is_none_or(|p| m.provider.eq_ignore_ascii_case(p))
         })
-        .filter(|m| {
-            modality
-                .as_ref()
-                .is_none_or(|o| m.output_modalities.contains(o))
-        })
-        .filter(|m| {
-            inference
-                .as_ref()
-                .is_none_or(|t| m.inference_types.contains(t))
-        })
-        .filter(|m| {
-            customization
-                .as_ref()
-                .is_none_or(|c| m.customizations.contains(c))
-        })
+        .filter(|m| modality.is_none_or(|o| m.output_modalities.contains(&o)))
+        .filter(|m| inference.is_none_or(|t| m.inference_types.contains(&t)))
+        .filter(|m| customization.is_none_or(|c| m.customizations.contains(&c)))
         .map(|m| summary(region, m, now))
         .collect();
     // Aliases are listed as the model they name, under their own ID, marked.
@@ -124,7 +128,7 @@ pub async fn list_foundation_models(
         .collect();
     let mut summaries = summaries;
     // An alias is for on-demand calls (provisioned throughput names the model itself).
-    let aliases_listed = inference.as_deref().is_none_or(|t| t == "ON_DEMAND");
+    let aliases_listed = inference.is_none_or(|t| t == InferenceType::OnDemand);
     for (alias, target) in catalog.aliases() {
         if !aliases_listed || !listed.contains(target) {
             continue;

@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use basalt_core::keys::Principal;
-use basalt_core::provisioned::{status, ProvisionedRecord, ProvisionedSpec};
+use basalt_core::provisioned::{ProvisionedRecord, ProvisionedSpec, ProvisionedStatus};
 use basalt_core::Basalt;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -113,10 +113,10 @@ pub async fn list(
     Query(q): Query<ListQuery>,
 ) -> Result<Response, BedrockError> {
     if let Some(s) = &q.status_equals {
-        if !status::ALL.contains(&s.as_str()) {
+        if ProvisionedStatus::parse(s).is_none() {
             return Err(BedrockError::validation(format!(
                 "statusEquals {s:?} is not one of {}",
-                status::ALL.join(", ")
+                ProvisionedStatus::spellings()
             )));
         }
     }
