@@ -22,6 +22,7 @@ pub mod provisioned;
 pub mod quotas;
 pub mod s3;
 mod service;
+pub mod services;
 pub mod tool_calls;
 pub mod usage;
 
@@ -42,3 +43,4 @@ pub mod engine_counters {
     pub use basalt_engine::chat::EngineCounters;
 }
 pub use service::{Basalt, CallContext, MeteredStream, BATCH_PRICE_FACTOR};
+pub use services::Services;

@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub use basalt_store::ProvisionedRecord;
+use basalt_store::ProvisionedStore;
 use basalt_store::StoreError;
 use rand::Rng;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -289,48 +290,78 @@ pub fn provisioned_id(model_id: &str) -> Option<&str> {
         .map(|(_, id)| id)
 }
 
-impl Basalt {
+/// Provisioned throughput: reserved capacity per provisioned model, its records, and
+/// their restoration at start. Calls run through the calling path ([`Basalt`]), which
+/// places a call with a provisioned model's ARN on its reservation.
+pub struct ProvisionedService {
+    core: Arc<Basalt>,
+    store: Arc<dyn ProvisionedStore>,
+}
+
+impl std::fmt::Debug for ProvisionedService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProvisionedService").finish_non_exhaustive()
+    }
+}
+
+/// A provisioned model by ID, ARN or name.
+pub(crate) fn find(
+    store: &dyn ProvisionedStore,
+    identifier: &str,
+) -> Result<ProvisionedRecord, CoreError> {
+    let key = provisioned_id(identifier).unwrap_or(identifier);
+    store.provisioned(key).map_err(store_error)?.ok_or_else(|| {
+        CoreError::NotFound(format!("provisioned model {identifier} does not exist"))
+    })
+}
+
+impl ProvisionedService {
+    /// The service, with the stored provisioned models' capacity reserved again.
+    pub fn start(core: Arc<Basalt>, store: Arc<dyn ProvisionedStore>) -> Result<Self, CoreError> {
+        let service = Self { core, store };
+        service.restore_provisioned()?;
+        Ok(service)
+    }
+
     pub fn provisioned_arn(&self, id: &str) -> String {
         format!(
             "arn:aws:bedrock:{}:{}:provisioned-model/{id}",
-            self.region(),
-            self.account_id()
+            self.core.region(),
+            self.core.account_id()
         )
     }
 
     /// Re-reserves the capacity of the stored provisioned models (at start); one that
     /// no longer fits is marked `Failed` with the reason.
-    pub(crate) fn restore_provisioned(&self) -> Result<(), CoreError> {
-        for mut record in self
-            .provisioned_store()
-            .list_provisioned()
-            .map_err(store_error)?
-        {
+    fn restore_provisioned(&self) -> Result<(), CoreError> {
+        for mut record in self.store.list_provisioned().map_err(store_error)? {
             if status_of(&record) == ProvisionedStatus::Failed {
                 continue;
             }
             let reserved = self
+                .core
                 .catalog()
                 .get(&record.model_id)
                 .ok_or_else(|| {
                     CoreError::NotFound(format!("model {} is not in the catalog", record.model_id))
                 })
                 .and_then(|entry| {
-                    self.capacity()
+                    self.core
+                        .capacity()
                         .reserve(entry, &record.id, record.model_units)
                 });
             if let Err(e) = reserved {
                 record.status = ProvisionedStatus::Failed.as_str().into();
                 record.failure_message = Some(e.to_string());
                 record.updated_ms = now_ms();
-                self.provisioned_store()
+                self.store
                     .update_provisioned(&record)
                     .map_err(store_error)?;
                 tracing::error!(provisioned = %record.id, error = %e, "provisioned model could not be restored");
             } else if status_of(&record) != ProvisionedStatus::InService {
                 record.status = ProvisionedStatus::InService.as_str().into();
                 record.updated_ms = now_ms();
-                self.provisioned_store()
+                self.store
                     .update_provisioned(&record)
                     .map_err(store_error)?;
             }
@@ -344,7 +375,7 @@ impl Basalt {
         &self,
         spec: ProvisionedSpec,
     ) -> Result<ProvisionedRecord, CoreError> {
-        let store = self.provisioned_store();
+        let store = self.store.as_ref();
         if let Some(token) = &spec.client_token {
             if let Some(existing) = store
                 .provisioned_by_client_token(token)
@@ -378,7 +409,7 @@ impl Basalt {
             .model_id
             .rsplit_once(":foundation-model/")
             .map_or(spec.model_id.as_str(), |(_, id)| id);
-        let entry = self.resolve(model_id)?;
+        let entry = self.core.resolve(model_id)?;
         if entry.is_embedding() {
             return Err(CoreError::Validation(format!(
                 "model {} is an embedding model; provisioned throughput is for chat models",
@@ -411,7 +442,7 @@ impl Basalt {
             .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
             .collect();
         let at = now_ms();
-        self.capacity().reserve(entry, &id, spec.model_units)?;
+        self.core.capacity().reserve(entry, &id, spec.model_units)?;
         let record = ProvisionedRecord {
             id: id.clone(),
             name: spec.name,
@@ -427,7 +458,7 @@ impl Basalt {
             updated_ms: at,
         };
         if let Err(e) = store.insert_provisioned(&record) {
-            self.capacity().release(entry, &id, spec.model_units);
+            self.core.capacity().release(entry, &id, spec.model_units);
             return Err(match e {
                 StoreError::Duplicate(what) => CoreError::Conflict(format!(
                     "a provisioned model with this {what} already exists"
@@ -440,19 +471,11 @@ impl Basalt {
 
     /// GetProvisionedModelThroughput (by ID, ARN or name).
     pub fn provisioned_model(&self, identifier: &str) -> Result<ProvisionedRecord, CoreError> {
-        let key = provisioned_id(identifier).unwrap_or(identifier);
-        self.provisioned_store()
-            .provisioned(key)
-            .map_err(store_error)?
-            .ok_or_else(|| {
-                CoreError::NotFound(format!("provisioned model {identifier} does not exist"))
-            })
+        find(self.store.as_ref(), identifier)
     }
 
     pub fn list_provisioned(&self) -> Result<Vec<ProvisionedRecord>, CoreError> {
-        self.provisioned_store()
-            .list_provisioned()
-            .map_err(store_error)
+        self.store.list_provisioned().map_err(store_error)
     }
 
     /// UpdateProvisionedModelThroughput: a new name and/or a new model (the capacity
@@ -472,7 +495,7 @@ impl Basalt {
             }
             if name != record.name
                 && self
-                    .provisioned_store()
+                    .store
                     .provisioned(&name)
                     .map_err(store_error)?
                     .is_some()
@@ -484,17 +507,20 @@ impl Basalt {
             record.name = name;
         }
         if let Some(model_id) = model_id {
-            let new = self.resolve(&model_id)?.clone();
+            let new = self.core.resolve(&model_id)?.clone();
             if new.id != record.model_id {
-                let old = self.resolve(&record.model_id)?.clone();
-                self.capacity()
+                let old = self.core.resolve(&record.model_id)?.clone();
+                self.core
+                    .capacity()
                     .release(&old, &record.id, record.model_units);
                 if let Err(e) = self
+                    .core
                     .capacity()
                     .reserve(&new, &record.id, record.model_units)
                 {
                     // Put the old reservation back; the update is refused.
-                    self.capacity()
+                    self.core
+                        .capacity()
                         .reserve(&old, &record.id, record.model_units)?;
                     return Err(e);
                 }
@@ -504,22 +530,21 @@ impl Basalt {
         }
         record.status = ProvisionedStatus::InService.as_str().into();
         record.updated_ms = now_ms();
-        self.provisioned_store()
-            .update_provisioned(&record)
-            .map_err(|e| match e {
-                StoreError::Duplicate(_) => CoreError::Conflict("that name is taken".into()),
-                other => store_error(other),
-            })
+        self.store.update_provisioned(&record).map_err(|e| match e {
+            StoreError::Duplicate(_) => CoreError::Conflict("that name is taken".into()),
+            other => store_error(other),
+        })
     }
 
     /// DeleteProvisionedModelThroughput: releases the capacity.
     pub fn delete_provisioned(&self, identifier: &str) -> Result<(), CoreError> {
         let record = self.provisioned_model(identifier)?;
-        if let Some(entry) = self.catalog().get(&record.model_id) {
-            self.capacity()
+        if let Some(entry) = self.core.catalog().get(&record.model_id) {
+            self.core
+                .capacity()
                 .release(entry, &record.id, record.model_units);
         }
-        self.provisioned_store()
+        self.store
             .delete_provisioned(&record.id)
             .map_err(store_error)?;
         Ok(())

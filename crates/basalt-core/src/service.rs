@@ -10,12 +10,12 @@ use std::time::Instant;
 
 use basalt_engine::chat::{ChatEngine, ChatEngineConfig};
 use basalt_engine::embed::{EmbeddingEngine, EmbeddingEngineConfig};
-use basalt_store::{BatchJobStore, InvocationLog, InvocationRecord, ProvisionedStore};
+use basalt_store::{InvocationLog, InvocationRecord, ProvisionedStore};
 use futures::{Stream, StreamExt};
 use time::OffsetDateTime;
 
 use crate::catalog::{Catalog, EngineKind, LifecycleStatus, ModelEntry};
-use crate::config::{BatchConfig, ConfigFile, EngineConfig, LimitsConfig};
+use crate::config::{ConfigFile, EngineConfig, LimitsConfig};
 use crate::error::engine_error;
 use crate::guardrails::Guardrails;
 use crate::keys::{KeyService, Principal};
@@ -120,8 +120,6 @@ pub struct Basalt {
     account_id: String,
     guardrails: Guardrails,
     quotas: Arc<Quotas>,
-    batch_store: Arc<dyn BatchJobStore>,
-    batch_config: BatchConfig,
     jobs: Arc<crate::jobs::JobRunner>,
     allowed_paths: AllowedPaths,
     s3: crate::s3::S3Locations,
@@ -308,8 +306,6 @@ impl Basalt {
             account_id: config.account_id.clone(),
             guardrails: Guardrails::new(store.clone(), config.guardrails.clone()),
             quotas,
-            batch_store: store.clone(),
-            batch_config: config.batch.clone(),
             jobs: Arc::new(crate::jobs::JobRunner::new(store.clone(), &config.jobs)),
             allowed_paths: AllowedPaths::from_config(&config.allowed_local_paths)?,
             s3: crate::s3::S3Locations::new(&config.s3, &config.region),
@@ -322,7 +318,6 @@ impl Basalt {
             capacity: Capacity::new(config.provisioned.clone(), local_slots),
             provisioned_config: config.provisioned.clone(),
         };
-        core.restore_provisioned()?;
         core.knowledge_bases.fail_interrupted_jobs(&core.jobs)?;
         Ok(core)
     }
@@ -352,10 +347,6 @@ impl Basalt {
         &self.account_id
     }
 
-    pub(crate) fn provisioned_store(&self) -> &dyn ProvisionedStore {
-        self.provisioned_store.as_ref()
-    }
-
     /// The usage report over `[since_ms, until_ms)` (see [`crate::usage`]).
     pub fn usage_report(
         &self,
@@ -367,7 +358,10 @@ impl Basalt {
             .invocation_log
             .invocation_samples(since_ms, until_ms)
             .map_err(|e| CoreError::Internal(format!("invocation log: {e}")))?;
-        let provisioned = self.list_provisioned()?;
+        let provisioned = self
+            .provisioned_store
+            .list_provisioned()
+            .map_err(|e| CoreError::Internal(format!("provisioned store: {e}")))?;
         Ok(crate::usage::report(
             &samples,
             &provisioned,
@@ -393,7 +387,7 @@ impl Basalt {
         entry: &ModelEntry,
     ) -> Result<(), CoreError> {
         let permit = if let Some(pm) = provisioned_id(requested_id) {
-            let record = self.provisioned_model(pm)?;
+            let record = crate::provisioned::find(self.provisioned_store.as_ref(), pm)?;
             if crate::provisioned::status_of(&record)
                 != crate::provisioned::ProvisionedStatus::InService
             {
@@ -423,51 +417,15 @@ impl Basalt {
         Ok(())
     }
 
-    pub(crate) fn batch_store(&self) -> &dyn BatchJobStore {
-        self.batch_store.as_ref()
-    }
-
-    /// Batch settings.
-    pub fn batch_config(&self) -> &BatchConfig {
-        &self.batch_config
-    }
-
     /// The job runner (batch inference, ingestion).
-    pub fn jobs(&self) -> &crate::jobs::JobRunner {
+    pub fn jobs(&self) -> &Arc<crate::jobs::JobRunner> {
         &self.jobs
-    }
-
-    /// Registers the handler of every job kind and starts the job runner; call once,
-    /// inside the runtime. `records` reads batch records (the dialect's part).
-    pub fn start_jobs(
-        core: &Arc<Self>,
-        records: Arc<dyn crate::batch::runner::RecordInvoker>,
-    ) -> crate::jobs::RunnerTask {
-        core.jobs
-            .register(Arc::new(crate::batch::runner::BatchJobs::new(
-                Arc::clone(core),
-                records,
-            )));
-        core.jobs
-            .register(Arc::new(crate::knowledge::IngestionJobs::new(Arc::clone(
-                core,
-            ))));
-        core.jobs.start()
     }
 
     /// Where `file://` URIs may point.
     /// The server's S3 access (`s3://` locations, allowed buckets only).
     pub fn s3(&self) -> &crate::s3::S3Locations {
         &self.s3
-    }
-
-    /// Where batch jobs with `s3://` locations stage their input and output.
-    pub fn batch_staging_dir(&self) -> std::path::PathBuf {
-        if self.batch_config.staging_dir.is_empty() {
-            std::env::temp_dir().join("basalt-batch")
-        } else {
-            std::path::PathBuf::from(&self.batch_config.staging_dir)
-        }
     }
 
     pub fn allowed_paths(&self) -> &AllowedPaths {
@@ -515,7 +473,7 @@ impl Basalt {
     /// naming their replacement, LEGACY models are logged.
     pub fn resolve(&self, model_id: &str) -> Result<&ModelEntry, CoreError> {
         if let Some(pm) = provisioned_id(model_id) {
-            let record = self.provisioned_model(pm)?;
+            let record = crate::provisioned::find(self.provisioned_store.as_ref(), pm)?;
             return self.resolve(&record.model_id);
         }
         let entry = self.catalog.lookup(model_id).ok_or_else(|| {

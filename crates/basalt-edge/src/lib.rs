@@ -24,7 +24,9 @@ use std::sync::Arc;
 
 use axum::routing::get;
 use axum::Router;
-use basalt_core::Basalt;
+use basalt_core::batch::BatchService;
+use basalt_core::provisioned::ProvisionedService;
+use basalt_core::{Basalt, Services};
 use metrics_exporter_prometheus::PrometheusHandle;
 
 pub use error::{BedrockError, BedrockErrorCode, OpenAiError};
@@ -32,14 +34,20 @@ pub use error::{BedrockError, BedrockErrorCode, OpenAiError};
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
+    /// The calling path: resolve, place, admit, run and meter a model call.
     pub core: Arc<Basalt>,
+    pub provisioned: Arc<ProvisionedService>,
+    pub batch: Arc<BatchService>,
+    /// Every service (for the background work).
+    pub services: Services,
     pub metrics: Option<PrometheusHandle>,
     /// Permits to work and per-address upload budgets (`auth`).
     pub admission: Arc<auth::Admission>,
 }
 
 impl AppState {
-    pub fn new(core: Arc<Basalt>, metrics: Option<PrometheusHandle>) -> Self {
+    pub fn new(services: Services, metrics: Option<PrometheusHandle>) -> Self {
+        let core = Arc::clone(&services.core);
         let limits = core.limits();
         let admission = Arc::new(auth::Admission::new(
             limits.max_concurrent_requests,
@@ -47,6 +55,9 @@ impl AppState {
         ));
         Self {
             core,
+            provisioned: Arc::clone(&services.provisioned),
+            batch: Arc::clone(&services.batch),
+            services,
             metrics,
             admission,
         }
@@ -56,7 +67,7 @@ impl AppState {
 /// Starts the background work of the API: the core's job runner, with the Bedrock
 /// reading of batch records. Call once, inside the runtime, before serving [`app`].
 pub fn start_background(state: &AppState) {
-    Basalt::start_jobs(&state.core, Arc::new(bedrock::BedrockRecords));
+    state.services.start_jobs(Arc::new(bedrock::BedrockRecords));
 }
 
 /// The whole HTTP API.

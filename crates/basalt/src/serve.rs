@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use basalt_core::metering::Meter;
-use basalt_core::Basalt;
+use basalt_core::Services;
 use basalt_edge::{app, AppState};
 
 use crate::cli::Paths;
@@ -147,14 +147,13 @@ pub fn serve(paths: &Paths, listen: &str, tls_args: &TlsArgs) -> Result<()> {
         .context("cannot start the metrics upkeep thread")?;
     let meter = Meter::start(Arc::clone(&store) as _);
     let models_dir = paths.models_dir()?;
-    let core = Arc::new(
-        Basalt::start(&config, &models_dir, meter.clone(), keys, store).with_context(|| {
+    let services =
+        Services::start(&config, &models_dir, meter.clone(), keys, store).with_context(|| {
             format!(
                 "cannot start the models (weights in {})",
                 models_dir.display()
             )
-        })?,
-    );
+        })?;
     let mut listens = vec![listen];
     listens.extend(tls_args.tls_listen.as_deref());
     let tls = tls_args
@@ -204,7 +203,7 @@ pub fn serve(paths: &Paths, listen: &str, tls_args: &TlsArgs) -> Result<()> {
     }
     // The examples name the last listener: the HTTPS one when there is one.
     if let Some((scheme, address)) = addresses.last() {
-        println!("  Bedrock: boto3.client(\"bedrock-runtime\", endpoint_url=\"{scheme}://{address}\", region_name=\"{}\", ...)", core.region());
+        println!("  Bedrock: boto3.client(\"bedrock-runtime\", endpoint_url=\"{scheme}://{address}\", region_name=\"{}\", ...)", services.core.region());
         println!("  OpenAI:  OpenAI(base_url=\"{scheme}://{address}/v1\", api_key=...)");
     }
     if let Some(k) = &first_key {
@@ -217,7 +216,7 @@ pub fn serve(paths: &Paths, listen: &str, tls_args: &TlsArgs) -> Result<()> {
         );
         println!("Create more with `basalt keys create --name NAME`.");
     }
-    let state = AppState::new(Arc::clone(&core), Some(metrics));
+    let state = AppState::new(services, Some(metrics));
     let threads = config.server.serving_threads();
     let connection_limits = http::ConnectionLimits {
         header_timeout: Duration::from_secs(config.limits.header_timeout_secs.max(1)),

@@ -7,10 +7,14 @@
 mod journal;
 pub mod runner;
 
-use basalt_store::StoreError;
+use std::sync::Arc;
+
 pub use basalt_store::{BatchCounts, BatchJobRecord, JobState};
+use basalt_store::{BatchJobStore, StoreError};
 use rand::Rng;
 
+use crate::config::BatchConfig;
+use crate::jobs::JobRunner;
 use crate::keys::Principal;
 use crate::{Basalt, CoreError};
 
@@ -93,12 +97,60 @@ fn job_id(identifier: &str) -> Result<&str, CoreError> {
     }
 }
 
-impl Basalt {
+/// Batch inference jobs: their records (a [`BatchJobStore`]) and their runs on the
+/// job runner ([`runner::BatchRunner`]), calling models through the calling path.
+pub struct BatchService {
+    core: Arc<Basalt>,
+    store: Arc<dyn BatchJobStore>,
+    jobs: Arc<JobRunner>,
+    config: BatchConfig,
+}
+
+impl std::fmt::Debug for BatchService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BatchService").finish_non_exhaustive()
+    }
+}
+
+impl BatchService {
+    pub fn new(
+        core: Arc<Basalt>,
+        store: Arc<dyn BatchJobStore>,
+        jobs: Arc<JobRunner>,
+        config: BatchConfig,
+    ) -> Self {
+        Self {
+            core,
+            store,
+            jobs,
+            config,
+        }
+    }
+
+    /// The calling path the records run through.
+    pub fn core(&self) -> &Arc<Basalt> {
+        &self.core
+    }
+
+    /// Batch settings.
+    pub fn config(&self) -> &BatchConfig {
+        &self.config
+    }
+
+    /// Where batch jobs with `s3://` locations stage their input and output.
+    pub fn staging_dir(&self) -> std::path::PathBuf {
+        if self.config.staging_dir.is_empty() {
+            std::env::temp_dir().join("basalt-batch")
+        } else {
+            std::path::PathBuf::from(&self.config.staging_dir)
+        }
+    }
+
     pub fn batch_job_arn(&self, id: &str) -> String {
         format!(
             "arn:aws:bedrock:{}:{}:model-invocation-job/{id}",
-            self.region(),
-            self.account_id()
+            self.core.region(),
+            self.core.account_id()
         )
     }
 
@@ -109,7 +161,7 @@ impl Basalt {
         principal: &Principal,
         spec: BatchJobSpec,
     ) -> Result<BatchJobRecord, CoreError> {
-        let store = self.batch_store();
+        let store = self.store.as_ref();
         if let Some(token) = &spec.client_token {
             if let Some(job) = store
                 .batch_job_by_client_token(token)
@@ -130,7 +182,7 @@ impl Basalt {
                 spec.role_arn
             )));
         }
-        let entry = self.resolve(&spec.model_id)?;
+        let entry = self.core.resolve(&spec.model_id)?;
         if spec.invocation_type == InvocationType::Converse && entry.is_embedding() {
             return Err(CoreError::Validation(format!(
                 "model {} is an embedding model; Converse records need a chat model",
@@ -146,14 +198,14 @@ impl Basalt {
         // s3:// locations: syntax and bucket permission now, the objects themselves
         // when the job is validated (as Bedrock does); file:// ones must exist now.
         if spec.input_uri.starts_with("s3://") {
-            self.s3().check(&spec.input_uri)?;
+            self.core.s3().check(&spec.input_uri)?;
         } else {
-            self.allowed_paths().existing(&spec.input_uri)?;
+            self.core.allowed_paths().existing(&spec.input_uri)?;
         }
         if spec.output_uri.starts_with("s3://") {
-            self.s3().check(&spec.output_uri)?;
+            self.core.s3().check(&spec.output_uri)?;
         } else {
-            self.allowed_paths().writable_dir(&spec.output_uri)?;
+            self.core.allowed_paths().writable_dir(&spec.output_uri)?;
         }
         let at = now_ms();
         const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
@@ -181,14 +233,14 @@ impl Basalt {
             counts: BatchCounts::default(),
         };
         store.insert_batch_job(&job).map_err(store_error)?;
-        self.jobs().wake();
+        self.jobs.wake();
         Ok(job)
     }
 
     /// GetModelInvocationJob.
     pub fn batch_job(&self, identifier: &str) -> Result<BatchJobRecord, CoreError> {
         let id = job_id(identifier)?;
-        self.batch_store()
+        self.store
             .batch_job(id)
             .map_err(store_error)?
             .ok_or_else(|| {
@@ -198,14 +250,14 @@ impl Basalt {
 
     /// Every batch job, oldest first.
     pub fn list_batch_jobs(&self) -> Result<Vec<BatchJobRecord>, CoreError> {
-        self.batch_store().list_batch_jobs().map_err(store_error)
+        self.store.list_batch_jobs().map_err(store_error)
     }
 
     /// StopModelInvocationJob: a job no runner has claimed stops at once; a claimed
     /// one goes to `Stopping` and its runner stops it after the records in flight.
     pub fn stop_batch_job(&self, identifier: &str) -> Result<(), CoreError> {
         let job = self.batch_job(identifier)?;
-        if job.status.is_final() || !self.jobs().request_stop(&job.id)? {
+        if job.status.is_final() || !self.jobs.request_stop(&job.id)? {
             return Err(CoreError::Conflict(format!(
                 "job {} is {} and cannot be stopped",
                 job.id, job.status
@@ -215,7 +267,7 @@ impl Basalt {
     }
 
     pub fn set_batch_counts(&self, id: &str, counts: &BatchCounts) -> Result<(), CoreError> {
-        self.batch_store()
+        self.store
             .set_batch_counts(id, counts, now_ms())
             .map_err(store_error)
     }

@@ -24,7 +24,7 @@ use async_trait::async_trait;
 use serde_json::{json, Map, Value};
 
 use super::journal::CrashJournal;
-use super::{BatchCounts, BatchJobRecord, InvocationType};
+use super::{BatchCounts, BatchJobRecord, BatchService, InvocationType};
 use crate::jobs::{now_ms, ActiveJob, JobEnd, JobHandler, JobKind, JobProgress, JobState};
 use crate::keys::{KeyLimits, Principal};
 use crate::{Basalt, CallContext, CoreError};
@@ -57,19 +57,19 @@ pub trait RecordInvoker: Send + Sync {
 }
 
 /// The handler of batch jobs.
-pub struct BatchJobs {
-    core: Arc<Basalt>,
+pub struct BatchRunner {
+    batch: Arc<BatchService>,
     invoker: Arc<dyn RecordInvoker>,
 }
 
-impl BatchJobs {
-    pub fn new(core: Arc<Basalt>, invoker: Arc<dyn RecordInvoker>) -> Self {
-        Self { core, invoker }
+impl BatchRunner {
+    pub fn new(batch: Arc<BatchService>, invoker: Arc<dyn RecordInvoker>) -> Self {
+        Self { batch, invoker }
     }
 }
 
 #[async_trait]
-impl JobHandler for BatchJobs {
+impl JobHandler for BatchRunner {
     fn kind(&self) -> JobKind {
         JobKind::Batch
     }
@@ -81,7 +81,7 @@ impl JobHandler for BatchJobs {
     }
 
     async fn run(&self, active: ActiveJob) -> JobEnd {
-        match run_job(&self.core, &self.invoker, &active).await {
+        match run_job(&self.batch, &self.invoker, &active).await {
             Ok(end) => end,
             Err(e) => {
                 tracing::error!(job = %active.id(), error = %e, "batch job failed");
@@ -106,7 +106,8 @@ struct InputFile {
 /// The local input files of a job: the file itself, or every `.jsonl` file of a
 /// directory; for `s3://` input, the object (or every `.jsonl` object directly under
 /// the prefix) copied into the job's staging directory first.
-async fn input_files(core: &Basalt, job: &BatchJobRecord) -> Result<Vec<InputFile>, String> {
+async fn input_files(batch: &BatchService, job: &BatchJobRecord) -> Result<Vec<InputFile>, String> {
+    let core = batch.core();
     if job.input_uri.starts_with("s3://") {
         let location = core.s3().check(&job.input_uri).map_err(|e| e.to_string())?;
         let objects = core
@@ -114,7 +115,7 @@ async fn input_files(core: &Basalt, job: &BatchJobRecord) -> Result<Vec<InputFil
             .objects(&location, ".jsonl")
             .await
             .map_err(|e| e.to_string())?;
-        let dir = staging_dir(core, job).join("input");
+        let dir = staging_dir(batch, job).join("input");
         std::fs::create_dir_all(&dir)
             .map_err(|e| format!("cannot create the staging directory: {e}"))?;
         let mut files = Vec::with_capacity(objects.len());
@@ -178,19 +179,20 @@ async fn input_files(core: &Basalt, job: &BatchJobRecord) -> Result<Vec<InputFil
 }
 
 /// A job's own directory for staged `s3://` input and output and its crash journal.
-fn staging_dir(core: &Basalt, job: &BatchJobRecord) -> PathBuf {
-    core.batch_staging_dir().join(&job.id)
+fn staging_dir(batch: &BatchService, job: &BatchJobRecord) -> PathBuf {
+    batch.staging_dir().join(&job.id)
 }
 
 /// The local directory a job's output lines are written to: `<output>/<job id>/`
 /// for `file://` output, the staging directory for `s3://` output (uploaded to
 /// `<output>/<job id>/` when the job ends).
-fn output_dir(core: &Basalt, job: &BatchJobRecord) -> Result<PathBuf, CoreError> {
+fn output_dir(batch: &BatchService, job: &BatchJobRecord) -> Result<PathBuf, CoreError> {
     if job.output_uri.starts_with("s3://") {
-        core.s3().check(&job.output_uri)?;
-        return Ok(staging_dir(core, job).join("output"));
+        batch.core().s3().check(&job.output_uri)?;
+        return Ok(staging_dir(batch, job).join("output"));
     }
-    Ok(core
+    Ok(batch
+        .core()
         .allowed_paths()
         .writable_dir(&job.output_uri)?
         .join(&job.id))
@@ -267,13 +269,13 @@ fn validate_file(input: &InputFile, max_line: usize) -> Result<u64, String> {
 }
 
 async fn run_job(
-    core: &Arc<Basalt>,
+    batch: &BatchService,
     invoker: &Arc<dyn RecordInvoker>,
     active: &ActiveJob,
 ) -> Result<JobEnd, CoreError> {
-    let job = core.batch_job(active.id())?;
+    let job = batch.batch_job(active.id())?;
     if active.stop_requested() {
-        return finish(core, invoker, &job, Some(JobState::Stopped)).await;
+        return finish(batch, invoker, &job, Some(JobState::Stopped)).await;
     }
     if now_ms() > job.submit_time_ms + job.timeout_hours * 3_600_000 {
         return Ok(JobEnd::ended(
@@ -283,8 +285,8 @@ async fn run_job(
     }
     let invocation_type = InvocationType::parse(&job.invocation_type)?;
     active.set_state(JobState::Validating, &[JobState::Stopping])?;
-    let config = core.batch_config().clone();
-    let validated = input_files(core, &job).await.and_then(|files| {
+    let config = batch.config().clone();
+    let validated = input_files(batch, &job).await.and_then(|files| {
         let mut total = 0;
         for f in &files {
             total += validate_file(f, config.max_record_bytes)?;
@@ -301,7 +303,7 @@ async fn run_job(
         Ok(v) => v,
         Err(message) => return Ok(JobEnd::ended(JobState::Failed, Some(message))),
     };
-    core.set_batch_counts(
+    batch.set_batch_counts(
         &job.id,
         &BatchCounts {
             total: Some(total),
@@ -310,10 +312,10 @@ async fn run_job(
     )?;
     active.set_state(JobState::Scheduled, &[JobState::Stopping])?;
     active.set_state(JobState::InProgress, &[JobState::Stopping])?;
-    let out_dir = output_dir(core, &job)?;
+    let out_dir = output_dir(batch, &job)?;
     std::fs::create_dir_all(&out_dir).map_err(internal)?;
     let run = FileRun {
-        core,
+        batch,
         invoker,
         active,
         job: Arc::new(job.clone()),
@@ -325,11 +327,11 @@ async fn run_job(
     for (file_index, file) in files.iter().enumerate() {
         match run.file(file_index, file).await? {
             FileEnd::Done => {}
-            FileEnd::Stopped => return finish(core, invoker, &job, Some(JobState::Stopped)).await,
+            FileEnd::Stopped => return finish(batch, invoker, &job, Some(JobState::Stopped)).await,
             FileEnd::LeaseLost => return Ok(JobEnd::Released),
         }
     }
-    finish(core, invoker, &job, None).await
+    finish(batch, invoker, &job, None).await
 }
 
 fn output_path(out_dir: &FsPath, input: &InputFile) -> PathBuf {
@@ -453,7 +455,7 @@ enum FileEnd {
 
 /// What every file of one run shares.
 struct FileRun<'a> {
-    core: &'a Arc<Basalt>,
+    batch: &'a BatchService,
     invoker: &'a Arc<dyn RecordInvoker>,
     active: &'a ActiveJob,
     job: Arc<BatchJobRecord>,
@@ -482,7 +484,7 @@ impl FileRun<'_> {
         let job = &self.job;
         let out_path = output_path(self.out_dir, input);
         let done = recover(&out_path).map_err(internal)?;
-        let mut journal = CrashJournal::open(&staging_dir(self.core, job), file_index, &done)
+        let mut journal = CrashJournal::open(&staging_dir(self.batch, job), file_index, &done)
             .map_err(internal)?;
         self.processed
             .fetch_add(done.len() as u64, Ordering::Relaxed);
@@ -493,7 +495,7 @@ impl FileRun<'_> {
                 .open(&out_path)
                 .map_err(internal)?,
         ));
-        let concurrency = self.core.batch_config().concurrency.max(1);
+        let concurrency = self.batch.config().concurrency.max(1);
         let permits = Arc::new(tokio::sync::Semaphore::new(concurrency));
         let mut tasks: tokio::task::JoinSet<std::io::Result<()>> = tokio::task::JoinSet::new();
         let mut seen: HashSet<String> = HashSet::new();
@@ -565,7 +567,7 @@ impl FileRun<'_> {
                 .await
                 .map_err(internal)?;
             journal.started(&record_id).map_err(internal)?;
-            let core = Arc::clone(self.core);
+            let core = Arc::clone(self.batch.core());
             let invoker = Arc::clone(self.invoker);
             let job = Arc::clone(job);
             let writer = Arc::clone(&writer);
@@ -594,7 +596,7 @@ impl FileRun<'_> {
     /// Publishes the records done so far (the API's counts and the job row's progress).
     fn save_progress(&self) {
         let processed = self.processed.load(Ordering::Relaxed);
-        let _ = self.core.set_batch_counts(
+        let _ = self.batch.set_batch_counts(
             &self.job.id,
             &BatchCounts {
                 total: Some(self.total),
@@ -622,13 +624,13 @@ async fn drain(tasks: &mut tokio::task::JoinSet<std::io::Result<()>>) -> Result<
 /// Recomputes the counts from the output files, writes `manifest.json.out`, uploads
 /// `s3://` output, and says how the job ends (`forced`, or from the counts).
 async fn finish(
-    core: &Arc<Basalt>,
+    batch: &BatchService,
     invoker: &Arc<dyn RecordInvoker>,
     job: &BatchJobRecord,
     forced: Option<JobState>,
 ) -> Result<JobEnd, CoreError> {
-    let current = core.batch_job(&job.id)?;
-    let out_dir = output_dir(core, job)?;
+    let current = batch.batch_job(&job.id)?;
+    let out_dir = output_dir(batch, job)?;
     let mut counts = BatchCounts {
         total: current.counts.total,
         ..BatchCounts::default()
@@ -678,9 +680,9 @@ async fn finish(
     .map_err(internal)?;
     if job.output_uri.starts_with("s3://") {
         // Idempotent: a runner restarted after a partial upload uploads it all again.
-        upload_output(core, job, &out_dir).await?;
+        upload_output(batch.core(), job, &out_dir).await?;
     }
-    core.set_batch_counts(&job.id, &counts)?;
+    batch.set_batch_counts(&job.id, &counts)?;
     let state = forced.unwrap_or(if counts.error == 0 {
         JobState::Completed
     } else if counts.success > 0 {
@@ -690,7 +692,7 @@ async fn finish(
     });
     let message = (state == JobState::Failed && forced.is_none())
         .then(|| "every record failed; see the error lines in the output".to_owned());
-    let staging = staging_dir(core, job);
+    let staging = staging_dir(batch, job);
     if staging.exists() {
         if let Err(e) = std::fs::remove_dir_all(&staging) {
             tracing::warn!(job = %job.id, error = %e, "cannot remove the job's staging directory");

@@ -10,7 +10,7 @@ use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use basalt_core::batch::runner::{RecordError, RecordInvoker};
-use basalt_core::batch::{BatchJobRecord, BatchJobSpec, InvocationType, JobState};
+use basalt_core::batch::{BatchJobRecord, BatchJobSpec, BatchService, InvocationType, JobState};
 use basalt_core::keys::Principal;
 use basalt_core::{Basalt, CallContext};
 use serde::Deserialize;
@@ -93,7 +93,7 @@ pub async fn create_job(
         required(body.output_data_config, "outputDataConfig")?.s3_output_data_config,
         "outputDataConfig.s3OutputDataConfig",
     )?;
-    let job = state.core.create_batch_job(
+    let job = state.batch.create_batch_job(
         &principal,
         BatchJobSpec {
             name: required(body.job_name, "jobName")?,
@@ -110,12 +110,12 @@ pub async fn create_job(
             client_token: body.client_request_token,
         },
     )?;
-    Ok(Json(json!({ "jobArn": state.core.batch_job_arn(&job.id) })).into_response())
+    Ok(Json(json!({ "jobArn": state.batch.batch_job_arn(&job.id) })).into_response())
 }
 
-fn job_json(core: &Basalt, job: &BatchJobRecord) -> Value {
+fn job_json(batch: &BatchService, job: &BatchJobRecord) -> Value {
     let mut out = json!({
-        "jobArn": core.batch_job_arn(&job.id),
+        "jobArn": batch.batch_job_arn(&job.id),
         "jobName": job.name,
         "modelId": job.model_id,
         "roleArn": job.role_arn,
@@ -153,7 +153,7 @@ fn visible_job(
     principal: &Principal,
     identifier: &str,
 ) -> Result<BatchJobRecord, BedrockError> {
-    let job = state.core.batch_job(identifier)?;
+    let job = state.batch.batch_job(identifier)?;
     if !principal.may_act_on(job.key_id.as_deref()) {
         return Err(BedrockError {
             code: BedrockErrorCode::ResourceNotFound,
@@ -169,7 +169,7 @@ pub async fn get_job(
     Path(identifier): Path<String>,
 ) -> Result<Response, BedrockError> {
     let job = visible_job(&state, &principal, &identifier)?;
-    Ok(Json(job_json(&state.core, &job)).into_response())
+    Ok(Json(job_json(&state.batch, &job)).into_response())
 }
 
 pub async fn stop_job(
@@ -178,7 +178,7 @@ pub async fn stop_job(
     Path(identifier): Path<String>,
 ) -> Result<Response, BedrockError> {
     visible_job(&state, &principal, &identifier)?;
-    state.core.stop_batch_job(&identifier)?;
+    state.batch.stop_batch_job(&identifier)?;
     Ok(Json(json!({})).into_response())
 }
 
@@ -245,7 +245,7 @@ pub async fn list_jobs(
         q.next_token.as_deref(),
     )?;
     let mut jobs: Vec<BatchJobRecord> = state
-        .core
+        .batch
         .list_batch_jobs()?
         .into_iter()
         .filter(|j| principal.may_act_on(j.key_id.as_deref()))
@@ -267,7 +267,7 @@ pub async fn list_jobs(
     }
     let body = paging
         .page(jobs)
-        .into_json("invocationJobSummaries", |j| job_json(&state.core, j));
+        .into_json("invocationJobSummaries", |j| job_json(&state.batch, j));
     Ok(Json(body).into_response())
 }
 

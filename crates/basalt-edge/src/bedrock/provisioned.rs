@@ -34,13 +34,13 @@ fn model_arn(core: &Basalt, id: &str) -> String {
     format!("arn:aws:bedrock:{}::foundation-model/{id}", core.region())
 }
 
-fn summary(core: &Basalt, r: &ProvisionedRecord) -> Value {
+fn summary(state: &AppState, r: &ProvisionedRecord) -> Value {
     let mut out = json!({
         "provisionedModelName": r.name,
-        "provisionedModelArn": core.provisioned_arn(&r.id),
-        "modelArn": model_arn(core, &r.model_id),
-        "desiredModelArn": model_arn(core, &r.desired_model_id),
-        "foundationModelArn": model_arn(core, &r.model_id),
+        "provisionedModelArn": state.provisioned.provisioned_arn(&r.id),
+        "modelArn": model_arn(&state.core, &r.model_id),
+        "desiredModelArn": model_arn(&state.core, &r.desired_model_id),
+        "foundationModelArn": model_arn(&state.core, &r.model_id),
         "modelUnits": r.model_units,
         "desiredModelUnits": r.model_units,
         "status": r.status,
@@ -70,7 +70,7 @@ pub async fn create(State(state): State<AppState>, body: Bytes) -> Result<Respon
         .ok_or_else(|| {
             BedrockError::validation("modelUnits must be a whole number of at least 1")
         })?;
-    let record = state.core.create_provisioned(ProvisionedSpec {
+    let record = state.provisioned.create_provisioned(ProvisionedSpec {
         name: body
             .provisioned_model_name
             .ok_or_else(|| BedrockError::validation("provisionedModelName is required"))?,
@@ -83,7 +83,7 @@ pub async fn create(State(state): State<AppState>, body: Bytes) -> Result<Respon
     })?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({ "provisionedModelArn": state.core.provisioned_arn(&record.id) })),
+        Json(json!({ "provisionedModelArn": state.provisioned.provisioned_arn(&record.id) })),
     )
         .into_response())
 }
@@ -92,8 +92,8 @@ pub async fn get(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, BedrockError> {
-    let record = state.core.provisioned_model(&id)?;
-    Ok(Json(summary(&state.core, &record)).into_response())
+    let record = state.provisioned.provisioned_model(&id)?;
+    Ok(Json(summary(&state, &record)).into_response())
 }
 
 #[derive(Debug, Deserialize)]
@@ -127,7 +127,7 @@ pub async fn list(
         q.next_token.as_deref(),
     )?;
     let mut records: Vec<ProvisionedRecord> = state
-        .core
+        .provisioned
         .list_provisioned()?
         .into_iter()
         .filter(|r| q.status_equals.as_ref().is_none_or(|s| &r.status == s))
@@ -147,7 +147,7 @@ pub async fn list(
     }
     let body = paging
         .page(records)
-        .into_json("provisionedModelSummaries", |r| summary(&state.core, r));
+        .into_json("provisionedModelSummaries", |r| summary(&state, r));
     Ok(Json(body).into_response())
 }
 
@@ -171,7 +171,7 @@ pub async fn update(
     } else {
         parse_json(&body)?
     };
-    state.core.update_provisioned(
+    state.provisioned.update_provisioned(
         &id,
         body.desired_provisioned_model_name,
         body.desired_model_id,
@@ -183,6 +183,6 @@ pub async fn delete(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, BedrockError> {
-    state.core.delete_provisioned(&id)?;
+    state.provisioned.delete_provisioned(&id)?;
     Ok(Json(json!({})).into_response())
 }

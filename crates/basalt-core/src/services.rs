@@ -1,0 +1,74 @@
+//! The running platform: the calling path ([`Basalt`]) and one service per feature,
+//! each owning its store and holding a handle to the calling path. The edge holds a
+//! [`Services`]; a new feature adds a service here and its routes in the edge,
+//! touching no other service.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::batch::runner::{BatchRunner, RecordInvoker};
+use crate::batch::BatchService;
+use crate::config::ConfigFile;
+use crate::jobs::{JobRunner, RunnerTask};
+use crate::keys::KeyService;
+use crate::knowledge::IngestionJobs;
+use crate::metering::Meter;
+use crate::provisioned::ProvisionedService;
+use crate::{Basalt, CoreError};
+
+/// Every service of a running server.
+#[derive(Debug, Clone)]
+pub struct Services {
+    /// Resolve, place, admit, run and meter a model call (chat, stream, embed).
+    pub core: Arc<Basalt>,
+    /// Long work of every kind, claimed under leases.
+    pub jobs: Arc<JobRunner>,
+    pub provisioned: Arc<ProvisionedService>,
+    pub batch: Arc<BatchService>,
+}
+
+impl Services {
+    /// Loads the models and starts every service on `store`.
+    pub fn start<S>(
+        config: &ConfigFile,
+        models_dir: &Path,
+        meter: Meter,
+        keys: Arc<KeyService>,
+        store: Arc<S>,
+    ) -> Result<Self, CoreError>
+    where
+        S: basalt_store::CoreStore + 'static,
+    {
+        let core = Arc::new(Basalt::start(
+            config,
+            models_dir,
+            meter,
+            keys,
+            store.clone(),
+        )?);
+        let jobs = Arc::clone(core.jobs());
+        let provisioned = Arc::new(ProvisionedService::start(Arc::clone(&core), store.clone())?);
+        let batch = Arc::new(BatchService::new(
+            Arc::clone(&core),
+            store,
+            Arc::clone(&jobs),
+            config.batch.clone(),
+        ));
+        Ok(Self {
+            core,
+            jobs,
+            provisioned,
+            batch,
+        })
+    }
+
+    /// Registers the handler of every job kind and starts the job runner; call once,
+    /// inside the runtime. `records` reads batch records (the dialect's part).
+    pub fn start_jobs(&self, records: Arc<dyn RecordInvoker>) -> RunnerTask {
+        self.jobs
+            .register(Arc::new(BatchRunner::new(Arc::clone(&self.batch), records)));
+        self.jobs
+            .register(Arc::new(IngestionJobs::new(Arc::clone(&self.core))));
+        self.jobs.start()
+    }
+}
