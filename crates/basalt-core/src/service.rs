@@ -17,7 +17,6 @@ use time::OffsetDateTime;
 use crate::catalog::{Catalog, EngineKind, LifecycleStatus, ModelEntry};
 use crate::config::{ConfigFile, EngineConfig, LimitsConfig};
 use crate::error::engine_error;
-use crate::guardrails::Guardrails;
 use crate::keys::{KeyService, Principal};
 use crate::local_paths::AllowedPaths;
 use crate::metering::Meter;
@@ -118,16 +117,13 @@ pub struct Basalt {
     limits: LimitsConfig,
     region: String,
     account_id: String,
-    guardrails: Guardrails,
     quotas: Arc<Quotas>,
-    jobs: Arc<crate::jobs::JobRunner>,
     allowed_paths: AllowedPaths,
     s3: crate::s3::S3Locations,
     provisioned_store: Arc<dyn ProvisionedStore>,
     capacity: Capacity,
     invocation_log: Arc<dyn InvocationLog>,
     provisioned_config: crate::config::ProvisionedConfig,
-    knowledge_bases: crate::knowledge::KnowledgeBases,
 }
 
 impl std::fmt::Debug for Basalt {
@@ -304,21 +300,14 @@ impl Basalt {
             limits: config.limits.clone(),
             region: config.region.clone(),
             account_id: config.account_id.clone(),
-            guardrails: Guardrails::new(store.clone(), config.guardrails.clone()),
             quotas,
-            jobs: Arc::new(crate::jobs::JobRunner::new(store.clone(), &config.jobs)),
             allowed_paths: AllowedPaths::from_config(&config.allowed_local_paths)?,
             s3: crate::s3::S3Locations::new(&config.s3, &config.region),
             invocation_log: store.clone(),
-            knowledge_bases: crate::knowledge::KnowledgeBases::new(
-                store.clone(),
-                config.knowledge_bases.clone(),
-            ),
             provisioned_store: store,
             capacity: Capacity::new(config.provisioned.clone(), local_slots),
             provisioned_config: config.provisioned.clone(),
         };
-        core.knowledge_bases.fail_interrupted_jobs(&core.jobs)?;
         Ok(core)
     }
 
@@ -417,11 +406,6 @@ impl Basalt {
         Ok(())
     }
 
-    /// The job runner (batch inference, ingestion).
-    pub fn jobs(&self) -> &Arc<crate::jobs::JobRunner> {
-        &self.jobs
-    }
-
     /// Where `file://` URIs may point.
     /// The server's S3 access (`s3://` locations, allowed buckets only).
     pub fn s3(&self) -> &crate::s3::S3Locations {
@@ -454,10 +438,6 @@ impl Basalt {
             *slot = ticket;
         }
         Ok(())
-    }
-
-    pub(crate) fn guardrails(&self) -> &Guardrails {
-        &self.guardrails
     }
 
     pub(crate) fn has_embedding_provider(&self, model_id: &str) -> bool {
@@ -896,11 +876,6 @@ impl Basalt {
             }
             Err(e) => self.failed(&ctx, &entry, e),
         }
-    }
-
-    /// The knowledge bases of this server.
-    pub(crate) fn knowledge_bases(&self) -> &crate::knowledge::KnowledgeBases {
-        &self.knowledge_bases
     }
 
     /// Byte spans of the tokens of `text` under an embedding model's tokenizer; for a

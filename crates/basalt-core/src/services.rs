@@ -9,9 +9,10 @@ use std::sync::Arc;
 use crate::batch::runner::{BatchRunner, RecordInvoker};
 use crate::batch::BatchService;
 use crate::config::ConfigFile;
+use crate::guardrails::GuardrailService;
 use crate::jobs::{JobRunner, RunnerTask};
 use crate::keys::KeyService;
-use crate::knowledge::IngestionJobs;
+use crate::knowledge::{IngestionJobs, KnowledgeService};
 use crate::metering::Meter;
 use crate::provisioned::ProvisionedService;
 use crate::{Basalt, CoreError};
@@ -24,7 +25,9 @@ pub struct Services {
     /// Long work of every kind, claimed under leases.
     pub jobs: Arc<JobRunner>,
     pub provisioned: Arc<ProvisionedService>,
+    pub guardrails: Arc<GuardrailService>,
     pub batch: Arc<BatchService>,
+    pub knowledge: Arc<KnowledgeService>,
 }
 
 impl Services {
@@ -46,19 +49,33 @@ impl Services {
             keys,
             store.clone(),
         )?);
-        let jobs = Arc::clone(core.jobs());
+        let jobs = Arc::new(JobRunner::new(store.clone(), &config.jobs));
         let provisioned = Arc::new(ProvisionedService::start(Arc::clone(&core), store.clone())?);
+        let guardrails = Arc::new(GuardrailService::new(
+            Arc::clone(&core),
+            store.clone(),
+            config.guardrails.clone(),
+        ));
         let batch = Arc::new(BatchService::new(
             Arc::clone(&core),
-            store,
+            store.clone(),
             Arc::clone(&jobs),
             config.batch.clone(),
         ));
+        let knowledge = Arc::new(KnowledgeService::start(
+            Arc::clone(&core),
+            Arc::clone(&guardrails),
+            Arc::clone(&jobs),
+            store,
+            config.knowledge_bases.clone(),
+        )?);
         Ok(Self {
             core,
             jobs,
             provisioned,
+            guardrails,
             batch,
+            knowledge,
         })
     }
 
@@ -68,7 +85,7 @@ impl Services {
         self.jobs
             .register(Arc::new(BatchRunner::new(Arc::clone(&self.batch), records)));
         self.jobs
-            .register(Arc::new(IngestionJobs::new(Arc::clone(&self.core))));
+            .register(Arc::new(IngestionJobs::new(Arc::clone(&self.knowledge))));
         self.jobs.start()
     }
 }

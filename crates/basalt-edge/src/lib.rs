@@ -38,6 +38,8 @@ pub struct AppState {
     pub core: Arc<Basalt>,
     pub provisioned: Arc<ProvisionedService>,
     pub batch: Arc<BatchService>,
+    pub guardrails: Arc<basalt_core::guardrails::GuardrailService>,
+    pub knowledge: Arc<basalt_core::knowledge::KnowledgeService>,
     /// Every service (for the background work).
     pub services: Services,
     pub metrics: Option<PrometheusHandle>,
@@ -57,6 +59,8 @@ impl AppState {
             core,
             provisioned: Arc::clone(&services.provisioned),
             batch: Arc::clone(&services.batch),
+            guardrails: Arc::clone(&services.guardrails),
+            knowledge: Arc::clone(&services.knowledge),
             services,
             metrics,
             admission,

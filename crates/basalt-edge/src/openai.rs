@@ -496,7 +496,10 @@ async fn chat_completions(
         let (generation, trace, intervened) = match guardrail {
             None => (state.core.chat(ctx, request).await?, None, None),
             Some(call) => {
-                let guarded = state.core.chat_guarded(ctx, request, call.guard).await?;
+                let guarded = state
+                    .guardrails
+                    .chat_guarded(ctx, request, call.guard)
+                    .await?;
                 let trace = call
                     .trace
                     .then(|| crate::bedrock::guardrail_trace(&guarded));
@@ -545,7 +548,7 @@ async fn chat_completions(
             }
             Some(call) => {
                 let stream = state
-                    .core
+                    .guardrails
                     .chat_stream_guarded(ctx, request, call.guard, call.asynchronous)
                     .await?;
                 let answering = stream.model_id().to_string();

@@ -106,25 +106,32 @@ impl GuardedGeneration {
 
 type CacheKey = (String, String);
 
-/// The guardrail state of a running server.
-pub struct Guardrails {
+/// Guardrails: their versions (a [`GuardrailStore`]), compiled and cached, applied
+/// to content (ApplyGuardrail) and around calls of the calling path.
+pub struct GuardrailService {
+    core: Arc<Basalt>,
     store: Arc<dyn GuardrailStore>,
     config: GuardrailsConfig,
     /// Compiled versions with the `updated_at_ms` they were compiled from.
     cache: Mutex<HashMap<CacheKey, (i64, Arc<CompiledGuardrail>)>>,
 }
 
-impl std::fmt::Debug for Guardrails {
+impl std::fmt::Debug for GuardrailService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Guardrails")
+        f.debug_struct("GuardrailService")
             .field("config", &self.config)
             .finish()
     }
 }
 
-impl Guardrails {
-    pub fn new(store: Arc<dyn GuardrailStore>, config: GuardrailsConfig) -> Self {
+impl GuardrailService {
+    pub fn new(
+        core: Arc<Basalt>,
+        store: Arc<dyn GuardrailStore>,
+        config: GuardrailsConfig,
+    ) -> Self {
         Self {
+            core,
             store,
             config,
             cache: Mutex::new(HashMap::new()),
@@ -188,12 +195,12 @@ pub fn check_version(version: &str) -> Result<(), CoreError> {
     }
 }
 
-impl Basalt {
+impl GuardrailService {
     fn guardrail_arn(&self, id: &str) -> String {
         format!(
             "arn:aws:bedrock:{}:{}:guardrail/{id}",
-            self.region(),
-            self.account_id()
+            self.core.region(),
+            self.core.account_id()
         )
     }
 
@@ -218,20 +225,21 @@ impl Basalt {
 
     /// The embedding model of the meaning-based policies.
     fn guardrail_embedder(&self) -> Result<Arc<dyn EmbeddingProvider>, CoreError> {
-        let configured = &self.guardrails().config.embedding_model;
+        let configured = &self.config.embedding_model;
         let entry = if configured.is_empty() {
-            self.catalog()
+            self.core
+                .catalog()
                 .models()
-                .find(|m| m.is_embedding() && self.has_embedding_provider(&m.id))
+                .find(|m| m.is_embedding() && self.core.has_embedding_provider(&m.id))
         } else {
-            self.catalog().get(configured)
+            self.core.catalog().get(configured)
         };
         let Some(entry) = entry else {
             return Err(CoreError::Validation(
                 "denied topics and contextual grounding need an embedding model, and this server has none configured ([guardrails] embedding_model)".into(),
             ));
         };
-        self.embedding_provider(entry)
+        self.core.embedding_provider(entry)
     }
 
     fn validate_spec(&self, spec: &GuardrailSpec) -> Result<(), CoreError> {
@@ -296,7 +304,7 @@ impl Basalt {
     /// CreateGuardrail: a new guardrail's DRAFT. A repeated client token returns the
     /// guardrail it created.
     pub fn create_guardrail(&self, spec: GuardrailSpec) -> Result<GuardrailInfo, CoreError> {
-        let store = &self.guardrails().store;
+        let store = &self.store;
         if let Some(token) = &spec.client_token {
             if let Some(existing) = store
                 .guardrail_by_client_token(token)
@@ -310,10 +318,10 @@ impl Basalt {
             return Err(CoreError::Validation("at most 200 tags are allowed".into()));
         }
         let count = store.list_guardrails(None).map_err(store_error)?.len();
-        if count >= self.guardrails().config.max_guardrails {
+        if count >= self.config.max_guardrails {
             return Err(CoreError::QuotaExceeded(format!(
                 "this server allows {} guardrails and has {count}",
-                self.guardrails().config.max_guardrails
+                self.config.max_guardrails
             )));
         }
         let record = self.record_from_spec(new_id(), &spec, now_ms())?;
@@ -334,7 +342,7 @@ impl Basalt {
         spec: GuardrailSpec,
     ) -> Result<GuardrailInfo, CoreError> {
         let id = guardrail_id(identifier)?;
-        let store = &self.guardrails().store;
+        let store = &self.store;
         let Some(current) = store.guardrail(id, DRAFT).map_err(store_error)? else {
             return Err(not_found(identifier, DRAFT));
         };
@@ -361,7 +369,7 @@ impl Basalt {
         client_token: Option<&str>,
     ) -> Result<(String, String), CoreError> {
         let id = guardrail_id(identifier)?;
-        let store = &self.guardrails().store;
+        let store = &self.store;
         if let Some(token) = client_token {
             if let Some(existing) = store
                 .guardrail_by_client_token(token)
@@ -381,7 +389,7 @@ impl Basalt {
         }
         let versions = store.list_guardrails(Some(id)).map_err(store_error)?;
         let numbered = versions.iter().filter(|r| r.version != DRAFT).count();
-        if numbered >= self.guardrails().config.max_versions {
+        if numbered >= self.config.max_versions {
             return Err(CoreError::QuotaExceeded(format!(
                 "guardrail {id} already has {numbered} versions, the most this server allows"
             )));
@@ -404,12 +412,7 @@ impl Basalt {
         let id = guardrail_id(identifier)?;
         let version = version.unwrap_or(DRAFT);
         check_version(version)?;
-        match self
-            .guardrails()
-            .store
-            .guardrail(id, version)
-            .map_err(store_error)?
-        {
+        match self.store.guardrail(id, version).map_err(store_error)? {
             Some(r) => self.guardrail_info(r),
             None => Err(not_found(identifier, version)),
         }
@@ -421,11 +424,7 @@ impl Basalt {
         identifier: Option<&str>,
     ) -> Result<Vec<GuardrailInfo>, CoreError> {
         let id = identifier.map(guardrail_id).transpose()?;
-        let records = self
-            .guardrails()
-            .store
-            .list_guardrails(id)
-            .map_err(store_error)?;
+        let records = self.store.list_guardrails(id).map_err(store_error)?;
         if let (Some(identifier), true) = (identifier, records.is_empty()) {
             return Err(not_found(identifier, DRAFT));
         }
@@ -451,14 +450,13 @@ impl Basalt {
             }
         }
         if !self
-            .guardrails()
             .store
             .delete_guardrail(id, version)
             .map_err(store_error)?
         {
             return Err(not_found(identifier, version.unwrap_or(DRAFT)));
         }
-        if let Ok(mut cache) = self.guardrails().cache.lock() {
+        if let Ok(mut cache) = self.cache.lock() {
             cache.retain(|(cached_id, v), _| {
                 cached_id != id || version.is_some_and(|want| want != v)
             });
@@ -475,13 +473,12 @@ impl Basalt {
         let id = guardrail_id(identifier)?;
         check_version(version)?;
         let record = self
-            .guardrails()
             .store
             .guardrail(id, version)
             .map_err(store_error)?
             .ok_or_else(|| not_found(identifier, version))?;
         let key = (record.id.clone(), record.version.clone());
-        if let Ok(cache) = self.guardrails().cache.lock() {
+        if let Ok(cache) = self.cache.lock() {
             if let Some((at, compiled)) = cache.get(&key) {
                 if *at == record.updated_at_ms {
                     return Ok((record, Arc::clone(compiled)));
@@ -500,7 +497,7 @@ impl Basalt {
                 .map_err(CoreError::Internal)?;
         }
         let compiled = Arc::new(compiled);
-        if let Ok(mut cache) = self.guardrails().cache.lock() {
+        if let Ok(mut cache) = self.cache.lock() {
             cache.insert(key, (record.updated_at_ms, Arc::clone(&compiled)));
         }
         Ok((record, compiled))
@@ -602,7 +599,7 @@ impl Basalt {
                 write_back(&mut request, *location, masked);
             }
         }
-        let mut generation = self.chat(ctx, request).await?;
+        let mut generation = self.core.chat(ctx, request).await?;
         let mut output_segments = vec![Segment::guarded(generation.text.clone())];
         output_segments.extend(context);
         let output = self

@@ -20,9 +20,9 @@ use basalt_guardrails::{CompiledGuardrail, Segment, Source, Verdict};
 use futures::{Stream, StreamExt};
 use tokio::sync::mpsc;
 
-use super::{GuardrailUse, TextLocation};
+use super::{GuardrailService, GuardrailUse, TextLocation};
 use crate::types::{ChatRequest, GenerationDelta, StopReason, TokenUsage};
-use crate::{Basalt, CallContext, CoreError};
+use crate::{CallContext, CoreError};
 
 /// A chunk is released at a sentence end once it has this many characters.
 pub const CHUNK_MIN_CHARS: usize = 120;
@@ -126,7 +126,7 @@ impl FloorCharBoundary for str {
 }
 
 struct Guard {
-    core: Arc<Basalt>,
+    service: Arc<GuardrailService>,
     compiled: Arc<CompiledGuardrail>,
     /// Grounding sources and the query from the input, for the output checks.
     context: Vec<Segment>,
@@ -147,7 +147,7 @@ impl Guard {
         let mut segments = vec![Segment::guarded(chunk)];
         segments.extend(self.context.iter().cloned());
         let verdict = self
-            .core
+            .service
             .evaluate(&self.compiled, Source::Output, &segments)
             .await?;
         let outcome = if verdict.blocked {
@@ -173,7 +173,7 @@ fn end(stop_reason: StopReason, usage: TokenUsage) -> GenerationDelta {
     }
 }
 
-impl Basalt {
+impl GuardrailService {
     /// ConverseStream with a guardrail (see the module documentation for the modes).
     pub async fn chat_stream_guarded(
         self: &Arc<Self>,
@@ -219,7 +219,7 @@ impl Basalt {
         }
         let holds_whole_answer = !compiled.policy().grounding_filters.is_empty() && !asynchronous;
         let guard = Guard {
-            core: Arc::clone(self),
+            service: Arc::clone(self),
             context: input_segments
                 .into_iter()
                 .filter(|s| !s.is_guarded())
@@ -229,7 +229,7 @@ impl Basalt {
             trace: Arc::clone(&trace),
             asynchronous,
         };
-        let mut model = self.chat_stream(ctx, request).await?;
+        let mut model = self.core.chat_stream(ctx, request).await?;
         let model_id = model.model_id().to_string();
         tokio::spawn(async move {
             let mut buffer = String::new();

@@ -21,9 +21,10 @@ use futures::StreamExt;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use super::KnowledgeService;
 use super::{kb_error, now_ms, DataSource, IngestionJob, IngestionStatus, KnowledgeBase, Location};
 use crate::keys::Principal;
-use crate::service::{Basalt, CallContext};
+use crate::service::CallContext;
 use crate::CoreError;
 
 /// Most failure reasons kept on one job.
@@ -85,7 +86,7 @@ enum Outcome {
 
 /// Runs an ingestion job to its end and records it; returns the final status.
 pub(crate) async fn run_job(
-    core: Arc<Basalt>,
+    service: Arc<KnowledgeService>,
     principal: Option<Principal>,
     kb: KnowledgeBase,
     ds: DataSource,
@@ -94,7 +95,7 @@ pub(crate) async fn run_job(
 ) -> IngestionStatus {
     let job_id = job.ingestion_job_id.clone();
     let shared = Arc::new(Mutex::new(job));
-    let result = run(&core, principal, &kb, &ds, &shared, &stop).await;
+    let result = run(&service, principal, &kb, &ds, &shared, &stop).await;
     let mut job = match shared.lock() {
         Ok(j) => j.clone(),
         Err(p) => p.into_inner().clone(),
@@ -109,14 +110,14 @@ pub(crate) async fn run_job(
         }
     }
     job.updated_ms = now_ms();
-    if let Err(e) = core.knowledge().save_job(&job) {
+    if let Err(e) = service.save_job(&job) {
         tracing::error!(job = %job_id, error = %e, "cannot record the end of an ingestion job");
     }
     job.status
 }
 
 async fn run(
-    core: &Arc<Basalt>,
+    service: &Arc<KnowledgeService>,
     principal: Option<Principal>,
     kb: &KnowledgeBase,
     ds: &DataSource,
@@ -132,13 +133,13 @@ async fn run(
             job.updated_ms = now_ms();
             job.clone()
         };
-        core.knowledge().save_job(&job)
+        service.save_job(&job)
     };
     update(&|j| j.status = IngestionStatus::InProgress)?;
-    let index = core.knowledge().index(kb)?;
+    let index = service.index(kb)?;
     let chunking = ds.chunking()?;
     let location = ds.location()?;
-    let (documents, sidecars_scanned, notes) = list(core, &location, stop).await?;
+    let (documents, sidecars_scanned, notes) = list(service, &location, stop).await?;
     update(&|j| {
         j.statistics.number_of_metadata_documents_scanned = sidecars_scanned;
         j.failure_reasons.extend(notes.iter().cloned());
@@ -153,15 +154,15 @@ async fn run(
     };
     let seen: HashSet<String> = documents.iter().map(|d| d.uri.clone()).collect();
     let stored = Arc::new(stored);
-    let limit = core.knowledge().config().max_document_bytes;
-    let concurrency = core.knowledge().config().ingestion_concurrency.max(1);
+    let limit = service.config().max_document_bytes;
+    let concurrency = service.config().ingestion_concurrency.max(1);
     let job_id = shared
         .lock()
         .map(|j| j.ingestion_job_id.clone())
         .unwrap_or_default();
     let mut outcomes = futures::stream::iter(documents)
         .map(|doc| {
-            let core = Arc::clone(core);
+            let service = Arc::clone(service);
             let index = Arc::clone(&index);
             let stored = Arc::clone(&stored);
             let chunking = chunking.clone();
@@ -176,7 +177,8 @@ async fn run(
                 }
                 let uri = doc.uri.clone();
                 let outcome = ingest_source_document(
-                    &core, principal, &kb, &index, &ds_id, &chunking, &stored, doc, limit, &job_id,
+                    &service, principal, &kb, &index, &ds_id, &chunking, &stored, doc, limit,
+                    &job_id,
                 )
                 .await;
                 Some((uri, outcome))
@@ -242,17 +244,17 @@ fn matches_prefixes(relative: &str, prefixes: &[String]) -> bool {
 /// The documents of a location (sidecars attached to their documents), how many
 /// sidecars were found, and notes for the job's failure reasons.
 async fn list(
-    core: &Arc<Basalt>,
+    service: &Arc<KnowledgeService>,
     location: &Location,
     stop: &AtomicBool,
 ) -> Result<(Vec<SourceDocument>, u64, Vec<String>), CoreError> {
     if let Location::Web { config } = location {
-        let settings = &core.knowledge().config().web;
+        let settings = &service.config().web;
         let spec = super::web::crawl_spec(config, settings.max_depth)?;
         let crawl = super::web::crawl(
             &spec,
             &settings.allowed_hosts,
-            core.knowledge().config().max_document_bytes,
+            service.config().max_document_bytes,
             stop,
         )
         .await?;
@@ -286,17 +288,17 @@ async fn list(
         );
         return Ok((docs, 0, notes));
     }
-    let (documents, sidecars) = list_stored(core, location).await?;
+    let (documents, sidecars) = list_stored(service, location).await?;
     Ok((documents, sidecars, Vec::new()))
 }
 
 async fn list_stored(
-    core: &Arc<Basalt>,
+    service: &Arc<KnowledgeService>,
     location: &Location,
 ) -> Result<(Vec<SourceDocument>, u64), CoreError> {
     match location {
         Location::Folder { uri, prefixes } => {
-            let root = core.allowed_paths().existing(uri)?;
+            let root = service.core.allowed_paths().existing(uri)?;
             if !root.is_dir() {
                 return Err(CoreError::Validation(format!("{uri} is not a directory")));
             }
@@ -306,8 +308,8 @@ async fn list_stored(
                 .map_err(|e| CoreError::Internal(e.to_string()))?
         }
         Location::Bucket { uri, prefixes } => {
-            let location = core.s3().check(uri)?;
-            let objects = core.s3().objects_under(&location).await?;
+            let location = service.core.s3().check(uri)?;
+            let objects = service.core.s3().objects_under(&location).await?;
             let keys: HashMap<String, crate::s3::S3Object> =
                 objects.iter().map(|o| (o.key.clone(), o.clone())).collect();
             let mut docs = Vec::new();
@@ -403,12 +405,13 @@ fn list_folder(root: &Path, prefixes: &[String]) -> Result<(Vec<SourceDocument>,
     Ok((docs, sidecars))
 }
 
-async fn read(core: &Basalt, origin: &Origin, limit: u64) -> Result<Vec<u8>, String> {
+async fn read(service: &KnowledgeService, origin: &Origin, limit: u64) -> Result<Vec<u8>, String> {
     match origin {
         Origin::File(listed) => {
             // Resolved again at reading time: a link swapped in since the listing is
             // followed and checked here, through the one shared check.
-            let path = &core
+            let path = &service
+                .core
                 .allowed_paths()
                 .resolve(listed)
                 .map_err(|e| e.to_string())?;
@@ -423,7 +426,8 @@ async fn read(core: &Basalt, origin: &Origin, limit: u64) -> Result<Vec<u8>, Str
             }
             tokio::fs::read(path).await.map_err(|e| e.to_string())
         }
-        Origin::Object(bucket, object) => core
+        Origin::Object(bucket, object) => service
+            .core
             .s3()
             .read(bucket, object, limit)
             .await
@@ -435,7 +439,7 @@ async fn read(core: &Basalt, origin: &Origin, limit: u64) -> Result<Vec<u8>, Str
 
 #[allow(clippy::too_many_arguments)]
 async fn ingest_source_document(
-    core: &Arc<Basalt>,
+    service: &Arc<KnowledgeService>,
     principal: Option<Principal>,
     kb: &KnowledgeBase,
     index: &Arc<dyn ChunkStore>,
@@ -449,13 +453,19 @@ async fn ingest_source_document(
     let Some(format) = doc.format.or_else(|| Format::of_name(&doc.uri)) else {
         return Outcome::Skipped;
     };
-    let bytes = match read(core, &doc.origin, limit).await {
+    let bytes = match read(service, &doc.origin, limit).await {
         Ok(b) => b,
         Err(e) => return Outcome::Failed(e),
     };
     let sidecar = match &doc.sidecar {
         Some(origin) => {
-            match read(core, origin, basalt_kb::metadata::MAX_SIDECAR_BYTES as u64).await {
+            match read(
+                service,
+                origin,
+                basalt_kb::metadata::MAX_SIDECAR_BYTES as u64,
+            )
+            .await
+            {
                 Ok(b) => b,
                 Err(e) => return Outcome::Failed(format!("metadata file: {e}")),
             }
@@ -489,7 +499,7 @@ async fn ingest_source_document(
             "KnowledgeBaseIngestion",
         )
     };
-    match index_document(core, &ctx, kb, index, ds_id, chunking, input).await {
+    match index_document(service, &ctx, kb, index, ds_id, chunking, input).await {
         Ok(_) => match previous {
             None => Outcome::New,
             Some(old) if old.split(':').next() == hash.split(':').next() => {
@@ -503,7 +513,7 @@ async fn ingest_source_document(
 
 /// Parses, chunks, embeds and stores one document; returns its chunk count.
 pub(crate) async fn index_document(
-    core: &Arc<Basalt>,
+    service: &Arc<KnowledgeService>,
     ctx: &(dyn Fn() -> CallContext + Send + Sync),
     kb: &KnowledgeBase,
     index: &Arc<dyn ChunkStore>,
@@ -527,7 +537,7 @@ pub(crate) async fn index_document(
     let spans = if *chunking == Chunking::None {
         Vec::new()
     } else {
-        let core = Arc::clone(core);
+        let core = Arc::clone(&service.core);
         let model = kb.embedding_model_id.clone();
         let text = Arc::clone(&text);
         tokio::task::spawn_blocking(move || core.embedding_token_spans(&model, &text))
@@ -542,7 +552,7 @@ pub(crate) async fn index_document(
         } => {
             let sentences = chunking::sentences(&text);
             let windows = chunking::semantic_windows(&text, &sentences, *buffer_size);
-            let vectors = embed_all(core, ctx, &kb.embedding_model_id, windows).await?;
+            let vectors = embed_all(service, ctx, &kb.embedding_model_id, windows).await?;
             chunking::semantic_chunks(
                 &text,
                 &sentences,
@@ -560,7 +570,7 @@ pub(crate) async fn index_document(
     metadata.insert(SOURCE_URI_KEY.into(), Value::String(uri.clone()));
     metadata.insert(DATA_SOURCE_KEY.into(), Value::String(ds_id.to_owned()));
     let vectors = embed_all(
-        core,
+        service,
         ctx,
         &kb.embedding_model_id,
         chunks.iter().map(|c| c.text.clone()).collect(),
@@ -586,18 +596,18 @@ pub(crate) async fn index_document(
 
 /// Embeds texts in batches, waiting out throttling (ingestion is background work).
 pub(crate) async fn embed_all(
-    core: &Arc<Basalt>,
+    service: &Arc<KnowledgeService>,
     ctx: &(dyn Fn() -> CallContext + Send + Sync),
     model: &str,
     texts: Vec<String>,
 ) -> Result<Vec<Vec<f32>>, CoreError> {
-    let batch = core.knowledge().config().embedding_batch.max(1);
+    let batch = service.config().embedding_batch.max(1);
     let mut out = Vec::with_capacity(texts.len());
     for part in texts.chunks(batch) {
         let mut delay = Duration::from_millis(100);
         let mut attempts = 0;
         loop {
-            match core.embed(ctx(), model, part.to_vec()).await {
+            match service.core.embed(ctx(), model, part.to_vec()).await {
                 Ok(e) => {
                     out.extend(e.vectors);
                     break;

@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::config::KnowledgeBasesConfig;
+use crate::guardrails::GuardrailService;
 use crate::jobs::{ActiveJob, JobEnd, JobHandler, JobKind, JobRunner, JobState};
 use crate::keys::Principal;
 use crate::service::Basalt;
@@ -221,8 +222,13 @@ impl IngestionJob {
     }
 }
 
-/// The knowledge-base state of a running server.
-pub struct KnowledgeBases {
+/// Knowledge bases: their records (a [`KnowledgeStore`]), their chunk stores,
+/// ingestion on the job runner ([`IngestionJobs`]) and retrieval, embedding and
+/// generating through the calling path.
+pub struct KnowledgeService {
+    core: Arc<Basalt>,
+    guardrails: Arc<GuardrailService>,
+    jobs: Arc<JobRunner>,
     store: Arc<dyn KnowledgeStore>,
     config: KnowledgeBasesConfig,
     index_dir: PathBuf,
@@ -231,9 +237,9 @@ pub struct KnowledgeBases {
     starters: Mutex<HashMap<String, Option<Principal>>>,
 }
 
-impl std::fmt::Debug for KnowledgeBases {
+impl std::fmt::Debug for KnowledgeService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KnowledgeBases")
+        f.debug_struct("KnowledgeService")
             .field("index_dir", &self.index_dir)
             .finish_non_exhaustive()
     }
@@ -253,8 +259,28 @@ fn body_of<T: Serialize>(value: &T) -> Result<String, CoreError> {
     serde_json::to_string(value).map_err(|e| CoreError::Internal(e.to_string()))
 }
 
-impl KnowledgeBases {
-    pub fn new(store: Arc<dyn KnowledgeStore>, config: KnowledgeBasesConfig) -> Self {
+impl KnowledgeService {
+    /// The service; ingestion jobs a previous process left without a runner row are
+    /// failed.
+    pub fn start(
+        core: Arc<Basalt>,
+        guardrails: Arc<GuardrailService>,
+        jobs: Arc<JobRunner>,
+        store: Arc<dyn KnowledgeStore>,
+        config: KnowledgeBasesConfig,
+    ) -> Result<Self, CoreError> {
+        let service = Self::new(core, guardrails, jobs, store, config);
+        service.fail_interrupted_jobs()?;
+        Ok(service)
+    }
+
+    fn new(
+        core: Arc<Basalt>,
+        guardrails: Arc<GuardrailService>,
+        jobs: Arc<JobRunner>,
+        store: Arc<dyn KnowledgeStore>,
+        config: KnowledgeBasesConfig,
+    ) -> Self {
         warn_unset_credentials(&config);
         let index_dir = if config.index_dir.is_empty() {
             std::env::temp_dir().join("basalt-kb")
@@ -262,6 +288,9 @@ impl KnowledgeBases {
             PathBuf::from(&config.index_dir)
         };
         Self {
+            core,
+            guardrails,
+            jobs,
             store,
             config,
             index_dir,
@@ -286,14 +315,14 @@ impl KnowledgeBases {
     /// Jobs a previous process left running without a job-runner row (made before
     /// the runner existed) are failed; jobs with one are failed by their handler when
     /// the runner claims them again ([`IngestionJobs`]).
-    pub fn fail_interrupted_jobs(&self, runner: &JobRunner) -> Result<(), CoreError> {
+    fn fail_interrupted_jobs(&self) -> Result<(), CoreError> {
         for record in self
             .store
             .list_knowledge(KnowledgeKind::IngestionJob, None)
             .map_err(store_error)?
         {
             let mut job: IngestionJob = parse_body(&record)?;
-            if job.is_running() && runner.job(&job.ingestion_job_id)?.is_none() {
+            if job.is_running() && self.jobs.job(&job.ingestion_job_id)?.is_none() {
                 fail_interrupted(&mut job);
                 self.save_job(&job)?;
             }
@@ -536,18 +565,18 @@ struct IngestionPayload {
 
 /// The handler of ingestion jobs on the job runner.
 pub struct IngestionJobs {
-    core: Arc<Basalt>,
+    knowledge: Arc<KnowledgeService>,
 }
 
 impl IngestionJobs {
-    pub fn new(core: Arc<Basalt>) -> Self {
-        Self { core }
+    pub fn new(knowledge: Arc<KnowledgeService>) -> Self {
+        Self { knowledge }
     }
 
     async fn run_job(&self, active: &ActiveJob) -> Result<IngestionStatus, CoreError> {
         let payload: IngestionPayload = serde_json::from_str(&active.record().payload)
             .map_err(|e| CoreError::Internal(format!("ingestion job {}: {e}", active.id())))?;
-        let knowledge = self.core.knowledge();
+        let knowledge = &self.knowledge;
         let mut job = knowledge.ingestion_job(
             &payload.knowledge_base_id,
             &payload.data_source_id,
@@ -572,7 +601,7 @@ impl IngestionJobs {
         let kb = knowledge.knowledge_base(&payload.knowledge_base_id)?;
         let ds = knowledge.data_source(&payload.knowledge_base_id, &payload.data_source_id)?;
         Ok(ingest::run_job(
-            Arc::clone(&self.core),
+            Arc::clone(&self.knowledge),
             starter,
             kb,
             ds,
@@ -867,7 +896,7 @@ impl Storage {
     }
 }
 
-impl KnowledgeBases {
+impl KnowledgeService {
     /// The configured connection an `rdsConfiguration.resourceArn` names: its name,
     /// or exactly its configured URL. Credentials never come from the request.
     fn connection(
@@ -936,16 +965,17 @@ impl KnowledgeBases {
     }
 }
 
-impl Basalt {
-    pub fn knowledge(&self) -> &KnowledgeBases {
-        self.knowledge_bases()
+impl KnowledgeService {
+    /// The calling path.
+    pub fn core(&self) -> &Arc<Basalt> {
+        &self.core
     }
 
     fn kb_arn(&self, id: &str) -> String {
         format!(
             "arn:aws:bedrock:{}:{}:knowledge-base/{id}",
-            self.region(),
-            self.account_id()
+            self.core.region(),
+            self.core.account_id()
         )
     }
 
@@ -980,7 +1010,7 @@ impl Basalt {
             )
         })?;
         let model_id = model_id_of(arn);
-        let entry = self.catalog().lookup(model_id).ok_or_else(|| {
+        let entry = self.core.catalog().lookup(model_id).ok_or_else(|| {
             CoreError::Validation(format!(
                 "embedding model {model_id} is not in this server's catalog"
             ))
@@ -990,7 +1020,7 @@ impl Basalt {
                 "{model_id} is not an embedding model"
             )));
         }
-        let dimensions = self.embedding_dimensions(model_id)?;
+        let dimensions = self.core.embedding_dimensions(model_id)?;
         if let Some(asked) = config
             .pointer("/vectorKnowledgeBaseConfiguration/embeddingModelConfiguration/bedrockEmbeddingModelConfiguration/dimensions")
             .and_then(Value::as_u64)
@@ -1016,7 +1046,7 @@ impl Basalt {
             ))
         })?;
         if let Storage::Postgres(rds) = Storage::of(&storage)? {
-            self.knowledge().connection(&rds.connection)?;
+            self.connection(&rds.connection)?;
             for (value, what) in [(&rds.table, "tableName")] {
                 basalt_kb::postgres::check_identifier(value, what).map_err(kb_error)?;
             }
@@ -1046,7 +1076,6 @@ impl Basalt {
         };
         // Checked before the store is opened: opening creates tables.
         if self
-            .knowledge()
             .list_knowledge_bases()?
             .iter()
             .any(|other| other.name == kb.name)
@@ -1057,11 +1086,10 @@ impl Basalt {
             )));
         }
         if let Storage::Postgres(rds) = Storage::of(&kb.storage_configuration)? {
-            let (wanted, _) = self.knowledge().connection(&rds.connection)?;
-            for other in self.knowledge().list_knowledge_bases()? {
+            let (wanted, _) = self.connection(&rds.connection)?;
+            for other in self.list_knowledge_bases()? {
                 if let Ok(Storage::Postgres(o)) = Storage::of(&other.storage_configuration) {
                     let same_connection = self
-                        .knowledge()
                         .connection(&o.connection)
                         .is_ok_and(|(name, _)| name == wanted);
                     if same_connection && o.database == rds.database && o.table == rds.table {
@@ -1076,7 +1104,7 @@ impl Basalt {
         // The store opens before the record is written and is kept only after: a
         // knowledge base whose store cannot open leaves no record, no cached store
         // and no directory behind, and its error names no ID.
-        let kbs = self.knowledge();
+        let kbs = self;
         let index = match kbs.open_index(&kb) {
             Ok(index) => index,
             Err(e) => {
@@ -1107,7 +1135,7 @@ impl Basalt {
         id: &str,
         spec: KnowledgeBaseSpec,
     ) -> Result<KnowledgeBase, CoreError> {
-        let mut kb = self.knowledge().knowledge_base(id)?;
+        let mut kb = self.knowledge_base(id)?;
         let (model, _, storage) = self.checked_kb(&KnowledgeBaseSpec {
             storage_configuration: spec
                 .storage_configuration
@@ -1125,14 +1153,14 @@ impl Basalt {
         kb.role_arn = spec.role_arn;
         kb.knowledge_base_configuration = spec.knowledge_base_configuration;
         kb.updated_ms = now_ms();
-        self.knowledge().save_kb(&kb, false)?;
+        self.save_kb(&kb, false)?;
         Ok(kb)
     }
 
     /// Deletes a knowledge base with its data sources, jobs and stored chunks.
     pub fn delete_knowledge_base(&self, id: &str) -> Result<KnowledgeBase, CoreError> {
-        let mut kb = self.knowledge().knowledge_base(id)?;
-        let kbs = self.knowledge();
+        let mut kb = self.knowledge_base(id)?;
+        let kbs = self;
         for ds in kbs.list_data_sources(id)? {
             if kbs
                 .list_ingestion_jobs(id, &ds.data_source_id)?
@@ -1191,15 +1219,15 @@ impl Basalt {
     fn check_location(&self, location: &Location) -> Result<(), CoreError> {
         match location {
             Location::Folder { uri, .. } => {
-                let dir = self.allowed_paths().existing(uri)?;
+                let dir = self.core.allowed_paths().existing(uri)?;
                 if !dir.is_dir() {
                     return Err(CoreError::Validation(format!("{uri} is not a directory")));
                 }
                 Ok(())
             }
-            Location::Bucket { uri, .. } => self.s3().check(uri).map(|_| ()),
+            Location::Bucket { uri, .. } => self.core.s3().check(uri).map(|_| ()),
             Location::Web { config } => {
-                let web = &self.knowledge().config().web;
+                let web = &self.config().web;
                 let spec = web::crawl_spec(config, web.max_depth)?;
                 for seed in &spec.seeds {
                     let host = seed.host_str().unwrap_or_default();
@@ -1220,7 +1248,7 @@ impl Basalt {
         kb_id: &str,
         spec: DataSourceSpec,
     ) -> Result<DataSource, CoreError> {
-        self.knowledge().knowledge_base(kb_id)?;
+        self.knowledge_base(kb_id)?;
         let policy = self.checked_ds(&spec)?;
         let now = now_ms();
         let ds = DataSource {
@@ -1236,7 +1264,7 @@ impl Basalt {
             created_ms: now,
             updated_ms: now,
         };
-        self.knowledge().save_ds(&ds, true)?;
+        self.save_ds(&ds, true)?;
         Ok(ds)
     }
 
@@ -1248,7 +1276,7 @@ impl Basalt {
         ds_id: &str,
         spec: DataSourceSpec,
     ) -> Result<DataSource, CoreError> {
-        let mut ds = self.knowledge().data_source(kb_id, ds_id)?;
+        let mut ds = self.data_source(kb_id, ds_id)?;
         let policy = self.checked_ds(&spec)?;
         ds.name = spec.name;
         ds.description = spec.description;
@@ -1256,12 +1284,12 @@ impl Basalt {
         ds.vector_ingestion_configuration = spec.vector_ingestion_configuration;
         ds.data_deletion_policy = policy;
         ds.updated_ms = now_ms();
-        self.knowledge().save_ds(&ds, false)?;
+        self.save_ds(&ds, false)?;
         Ok(ds)
     }
 
     fn remove_data_source_records(&self, ds: &DataSource) -> Result<(), CoreError> {
-        let kbs = self.knowledge();
+        let kbs = self;
         for job in kbs.list_ingestion_jobs(&ds.knowledge_base_id, &ds.data_source_id)? {
             kbs.store
                 .delete_knowledge(KnowledgeKind::IngestionJob, &job.ingestion_job_id)
@@ -1276,9 +1304,8 @@ impl Basalt {
     /// Deletes a data source; with `dataDeletionPolicy` DELETE its chunks go too,
     /// with RETAIN they stay searchable in the knowledge base.
     pub fn delete_data_source(&self, kb_id: &str, ds_id: &str) -> Result<DataSource, CoreError> {
-        let mut ds = self.knowledge().data_source(kb_id, ds_id)?;
+        let mut ds = self.data_source(kb_id, ds_id)?;
         if self
-            .knowledge()
             .list_ingestion_jobs(kb_id, ds_id)?
             .iter()
             .any(IngestionJob::is_running)
@@ -1288,9 +1315,8 @@ impl Basalt {
             )));
         }
         if ds.data_deletion_policy == "DELETE" {
-            let kb = self.knowledge().knowledge_base(kb_id)?;
-            self.knowledge()
-                .index(&kb)?
+            let kb = self.knowledge_base(kb_id)?;
+            self.index(&kb)?
                 .delete_data_source(ds_id)
                 .map_err(kb_error)?;
         }
@@ -1307,15 +1333,14 @@ impl Basalt {
         ds_id: &str,
         description: Option<String>,
     ) -> Result<IngestionJob, CoreError> {
-        let kb = self.knowledge().knowledge_base(kb_id)?;
-        let ds = self.knowledge().data_source(kb_id, ds_id)?;
+        let kb = self.knowledge_base(kb_id)?;
+        let ds = self.data_source(kb_id, ds_id)?;
         if ds.location()? == Location::Custom {
             return Err(CoreError::Validation(format!(
                 "data source {ds_id} is CUSTOM: its documents arrive through IngestKnowledgeBaseDocuments"
             )));
         }
         if self
-            .knowledge()
             .list_ingestion_jobs(kb_id, ds_id)?
             .iter()
             .any(IngestionJob::is_running)
@@ -1336,8 +1361,8 @@ impl Basalt {
             started_ms: now,
             updated_ms: now,
         };
-        self.knowledge().save_job(&job)?;
-        if let Ok(mut starters) = self.knowledge().starters.lock() {
+        self.save_job(&job)?;
+        if let Ok(mut starters) = self.starters.lock() {
             starters.insert(job.ingestion_job_id.clone(), principal);
         }
         let payload = serde_json::to_string(&IngestionPayload {
@@ -1345,7 +1370,7 @@ impl Basalt {
             data_source_id: ds.data_source_id.clone(),
         })
         .map_err(|e| CoreError::Internal(e.to_string()))?;
-        self.jobs()
+        self.jobs
             .submit(&job.ingestion_job_id, JobKind::Ingestion, &payload)?;
         Ok(job)
     }
@@ -1356,18 +1381,18 @@ impl Basalt {
         ds_id: &str,
         job_id: &str,
     ) -> Result<IngestionJob, CoreError> {
-        let mut job = self.knowledge().ingestion_job(kb_id, ds_id, job_id)?;
+        let mut job = self.ingestion_job(kb_id, ds_id, job_id)?;
         if !job.is_running() {
             return Err(CoreError::Conflict(format!(
                 "ingestion job {job_id} is {}; only a running job can be stopped",
                 job.status
             )));
         }
-        self.jobs().request_stop(job_id)?;
+        self.jobs.request_stop(job_id)?;
         // A job no runner had claimed yet has ended already; a running one stops
         // after the documents in flight.
         let ended = self
-            .jobs()
+            .jobs
             .job(job_id)?
             .is_some_and(|row| row.state.is_final());
         job.status = if ended {
@@ -1376,7 +1401,7 @@ impl Basalt {
             IngestionStatus::Stopping
         };
         job.updated_ms = now_ms();
-        self.knowledge().save_job(&job)?;
+        self.save_job(&job)?;
         Ok(job)
     }
 }

@@ -20,10 +20,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::ingest::{document_hash, index_document, DocumentInput, CHUNK_ID_KEY};
+use super::KnowledgeService;
 use super::{effective_filter, kb_error, new_id, now_ms, store_error, Location};
 use crate::guardrails::{GuardrailUse, TextLocation};
 use crate::keys::Principal;
-use crate::service::{Basalt, CallContext};
+use crate::service::CallContext;
 use crate::types::{ChatRequest, ContentBlock, InferenceParams, Message, Role};
 use crate::CoreError;
 
@@ -118,7 +119,7 @@ impl LocationKind {
     }
 }
 
-impl Basalt {
+impl KnowledgeService {
     /// Retrieve.
     pub async fn retrieve(
         self: &Arc<Self>,
@@ -126,7 +127,7 @@ impl Basalt {
         request_id: &str,
         spec: &RetrieveSpec,
     ) -> Result<Vec<Retrieved>, CoreError> {
-        let kb = self.knowledge().knowledge_base(&spec.knowledge_base_id)?;
+        let kb = self.knowledge_base(&spec.knowledge_base_id)?;
         let k = spec.number_of_results.unwrap_or(DEFAULT_RESULTS);
         if !(1..=100).contains(&k) {
             return Err(CoreError::Validation(format!(
@@ -145,9 +146,10 @@ impl Basalt {
             .transpose()
             .map_err(kb_error)?;
         let filter = effective_filter(principal, requested)?;
-        let index = self.knowledge().index(&kb)?;
+        let index = self.index(&kb)?;
         let ctx = CallContext::new(principal.cloned(), request_id.to_owned(), "Retrieve");
         let vector = self
+            .core
             .embed(ctx, &kb.embedding_model_id, vec![spec.text.clone()])
             .await?
             .vectors
@@ -185,7 +187,6 @@ impl Basalt {
 
     fn session(&self, id: &str) -> Result<Option<Session>, CoreError> {
         let record = self
-            .knowledge()
             .store
             .knowledge(KnowledgeKind::Session, id)
             .map_err(store_error)?;
@@ -208,7 +209,7 @@ impl Basalt {
             created_ms: now,
             updated_ms: now,
         };
-        let store = &self.knowledge().store;
+        let store = &self.store;
         if insert {
             store.insert_knowledge(&record).map_err(store_error)
         } else {
@@ -310,7 +311,7 @@ impl Basalt {
             "RetrieveAndGenerate",
         );
         let (text, intervened) = match spec.guardrail {
-            None => (self.chat(ctx, request).await?.text, false),
+            None => (self.core.chat(ctx, request).await?.text, false),
             Some((identifier, version)) => {
                 use crate::guardrail_policy::{Qualifier, Segment};
                 let mut input = vec![(
@@ -334,6 +335,7 @@ impl Basalt {
                     },
                 ));
                 let guarded = self
+                    .guardrails
                     .chat_guarded(
                         ctx,
                         request,
@@ -376,21 +378,21 @@ impl Basalt {
         ds_id: &str,
         documents: Vec<DirectDocument>,
     ) -> Result<Vec<DocumentStatus>, CoreError> {
-        let kb = self.knowledge().knowledge_base(kb_id)?;
-        let ds = self.knowledge().data_source(kb_id, ds_id)?;
+        let kb = self.knowledge_base(kb_id)?;
+        let ds = self.data_source(kb_id, ds_id)?;
         if ds.location()? != Location::Custom {
             return Err(CoreError::Validation(format!(
                 "data source {ds_id} is not CUSTOM; its documents come from its location through ingestion jobs"
             )));
         }
-        let max = self.knowledge().config().max_direct_documents;
+        let max = self.config().max_direct_documents;
         if documents.is_empty() || documents.len() > max {
             return Err(CoreError::Validation(format!(
                 "documents must hold 1..{max} documents"
             )));
         }
         let chunking = ds.chunking()?;
-        let index = self.knowledge().index(&kb)?;
+        let index = self.index(&kb)?;
         // A tenant key writes only inside its tenant: each document's metadata must
         // satisfy its filter, and it may not replace a document outside it. Checked
         // for every document before any is written.
@@ -462,9 +464,9 @@ impl Basalt {
         ds_id: &str,
         ids: &[String],
     ) -> Result<Vec<DocumentStatus>, CoreError> {
-        let kb = self.knowledge().knowledge_base(kb_id)?;
-        self.knowledge().data_source(kb_id, ds_id)?;
-        let index = self.knowledge().index(&kb)?;
+        let kb = self.knowledge_base(kb_id)?;
+        self.data_source(kb_id, ds_id)?;
+        let index = self.index(&kb)?;
         let tenant = tenant_filter(principal)?;
         let mut out = Vec::new();
         for id in ids {
@@ -492,9 +494,9 @@ impl Basalt {
         ds_id: &str,
         ids: Option<&[String]>,
     ) -> Result<Vec<DocumentStatus>, CoreError> {
-        let kb = self.knowledge().knowledge_base(kb_id)?;
-        self.knowledge().data_source(kb_id, ds_id)?;
-        let index = self.knowledge().index(&kb)?;
+        let kb = self.knowledge_base(kb_id)?;
+        self.data_source(kb_id, ds_id)?;
+        let index = self.index(&kb)?;
         let mut stored = index.documents(ds_id).map_err(kb_error)?;
         if let Some(tenant) = tenant_filter(principal)? {
             let mut inside = HashMap::with_capacity(stored.len());

@@ -188,7 +188,7 @@ pub async fn create_guardrail(
     body: Bytes,
 ) -> Result<Response, BedrockError> {
     let spec = parse_json::<GuardrailBody>(&body)?.into_spec(true)?;
-    let info = state.core.create_guardrail(spec)?;
+    let info = state.guardrails.create_guardrail(spec)?;
     Ok(accepted(json!({
         "guardrailId": info.id,
         "guardrailArn": info.arn,
@@ -203,7 +203,7 @@ pub async fn update_guardrail(
     body: Bytes,
 ) -> Result<Response, BedrockError> {
     let spec = parse_json::<GuardrailBody>(&body)?.into_spec(false)?;
-    let info = state.core.update_guardrail(&identifier, spec)?;
+    let info = state.guardrails.update_guardrail(&identifier, spec)?;
     Ok(accepted(json!({
         "guardrailId": info.id,
         "guardrailArn": info.arn,
@@ -232,7 +232,7 @@ pub async fn create_guardrail_version(
     } else {
         parse_json(&body)?
     };
-    let (id, version) = state.core.create_guardrail_version(
+    let (id, version) = state.guardrails.create_guardrail_version(
         &identifier,
         body.description.as_deref(),
         body.client_request_token.as_deref(),
@@ -297,7 +297,7 @@ pub async fn get_guardrail(
     Query(query): Query<VersionQuery>,
 ) -> Result<Response, BedrockError> {
     let info = state
-        .core
+        .guardrails
         .get_guardrail(&identifier, query.guardrail_version.as_deref())?;
     let mut body = json!({
         "name": info.name,
@@ -342,7 +342,7 @@ pub async fn list_guardrails(
         query.next_token.as_deref(),
     )?;
     let all = state
-        .core
+        .guardrails
         .list_guardrails(query.guardrail_identifier.as_deref())?;
     let body = paging.page(all).into_json("guardrails", |info| {
         let mut summary = json!({
@@ -368,7 +368,7 @@ pub async fn delete_guardrail(
     Query(query): Query<VersionQuery>,
 ) -> Result<Response, BedrockError> {
     state
-        .core
+        .guardrails
         .delete_guardrail(&identifier, query.guardrail_version.as_deref())?;
     Ok(accepted(json!({})))
 }
@@ -474,7 +474,7 @@ pub async fn apply_guardrail(
         .filter(|&i| segments[i].is_guarded())
         .collect();
     let outcome = state
-        .core
+        .guardrails
         .apply_guardrail(&identifier, &version, source, segments)
         .await?;
     let verdict = &outcome.verdict;

@@ -111,7 +111,7 @@ fn kb_json(state: &AppState, kb: &KnowledgeBase) -> Value {
     let mut out = json!({
         "knowledgeBaseId": kb.knowledge_base_id,
         "name": kb.name,
-        "knowledgeBaseArn": state.core.knowledge_base_arn(&kb.knowledge_base_id),
+        "knowledgeBaseArn": state.knowledge.knowledge_base_arn(&kb.knowledge_base_id),
         "roleArn": kb.role_arn,
         "knowledgeBaseConfiguration": kb.knowledge_base_configuration,
         "storageConfiguration": kb.storage_configuration,
@@ -134,10 +134,10 @@ fn kb_json(state: &AppState, kb: &KnowledgeBase) -> Value {
 async fn on_blocking_pool<T, F>(state: &AppState, work: F) -> Result<T, CoreError>
 where
     T: Send + 'static,
-    F: FnOnce(&basalt_core::Basalt) -> Result<T, CoreError> + Send + 'static,
+    F: FnOnce(&basalt_core::knowledge::KnowledgeService) -> Result<T, CoreError> + Send + 'static,
 {
-    let core = std::sync::Arc::clone(&state.core);
-    tokio::task::spawn_blocking(move || work(&core))
+    let knowledge = std::sync::Arc::clone(&state.knowledge);
+    tokio::task::spawn_blocking(move || work(&knowledge))
         .await
         .map_err(|e| CoreError::Internal(format!("a knowledge-base call failed: {e}")))?
 }
@@ -149,7 +149,7 @@ pub async fn create_knowledge_base(State(state): State<AppState>, body: Bytes) -
 }
 
 pub async fn get_knowledge_base(State(state): State<AppState>, Path(id): Path<String>) -> Answer {
-    let kb = agent(state.core.knowledge().knowledge_base(&id))?;
+    let kb = agent(state.knowledge.knowledge_base(&id))?;
     Ok(Json(json!({ "knowledgeBase": kb_json(&state, &kb) })).into_response())
 }
 
@@ -159,7 +159,7 @@ pub async fn update_knowledge_base(
     body: Bytes,
 ) -> Answer {
     let spec = parse_json::<KnowledgeBaseBody>(&body)?.spec()?;
-    let kb = agent(state.core.update_knowledge_base(&id, spec))?;
+    let kb = agent(state.knowledge.update_knowledge_base(&id, spec))?;
     Ok(accepted(json!({ "knowledgeBase": kb_json(&state, &kb) })))
 }
 
@@ -179,7 +179,7 @@ pub async fn list_knowledge_bases(
     body: Bytes,
 ) -> Answer {
     let list = list_body(&body)?;
-    let all = agent(state.core.knowledge().list_knowledge_bases())?;
+    let all = agent(state.knowledge.list_knowledge_bases())?;
     let paging = list.paging("ListKnowledgeBases", &principal.key_id)?;
     let out = paging.page(all).into_json("knowledgeBaseSummaries", |kb| {
         let mut s = json!({
@@ -256,7 +256,7 @@ pub async fn create_data_source(
     body: Bytes,
 ) -> Answer {
     let spec = parse_json::<DataSourceBody>(&body)?.spec()?;
-    let ds = agent(state.core.create_data_source(&kb, spec))?;
+    let ds = agent(state.knowledge.create_data_source(&kb, spec))?;
     Ok(Json(json!({ "dataSource": ds_json(&ds) })).into_response())
 }
 
@@ -264,7 +264,7 @@ pub async fn get_data_source(
     State(state): State<AppState>,
     Path((kb, ds)): Path<(String, String)>,
 ) -> Answer {
-    let ds = agent(state.core.knowledge().data_source(&kb, &ds))?;
+    let ds = agent(state.knowledge.data_source(&kb, &ds))?;
     Ok(Json(json!({ "dataSource": ds_json(&ds) })).into_response())
 }
 
@@ -274,7 +274,7 @@ pub async fn update_data_source(
     body: Bytes,
 ) -> Answer {
     let spec = parse_json::<DataSourceBody>(&body)?.spec()?;
-    let ds = agent(state.core.update_data_source(&kb, &ds, spec))?;
+    let ds = agent(state.knowledge.update_data_source(&kb, &ds, spec))?;
     Ok(Json(json!({ "dataSource": ds_json(&ds) })).into_response())
 }
 
@@ -297,7 +297,7 @@ pub async fn list_data_sources(
     body: Bytes,
 ) -> Answer {
     let list = list_body(&body)?;
-    let all = agent(state.core.knowledge().list_data_sources(&kb))?;
+    let all = agent(state.knowledge.list_data_sources(&kb))?;
     let paging = list.paging("ListDataSources", &principal.key_id)?;
     let out = paging.page(all).into_json("dataSourceSummaries", |ds| {
         let mut s = json!({
@@ -359,11 +359,12 @@ pub async fn start_ingestion_job(
     } else {
         parse_json(&body)?
     };
-    let job = agent(
-        state
-            .core
-            .start_ingestion_job(Some(principal), &kb, &ds, body.description),
-    )?;
+    let job = agent(state.knowledge.start_ingestion_job(
+        Some(principal),
+        &kb,
+        &ds,
+        body.description,
+    ))?;
     Ok(accepted(json!({ "ingestionJob": job_json(&job, false) })))
 }
 
@@ -371,7 +372,7 @@ pub async fn get_ingestion_job(
     State(state): State<AppState>,
     Path((kb, ds, job)): Path<(String, String, String)>,
 ) -> Answer {
-    let job = agent(state.core.knowledge().ingestion_job(&kb, &ds, &job))?;
+    let job = agent(state.knowledge.ingestion_job(&kb, &ds, &job))?;
     Ok(Json(json!({ "ingestionJob": job_json(&job, false) })).into_response())
 }
 
@@ -379,7 +380,7 @@ pub async fn stop_ingestion_job(
     State(state): State<AppState>,
     Path((kb, ds, job)): Path<(String, String, String)>,
 ) -> Answer {
-    let job = agent(state.core.stop_ingestion_job(&kb, &ds, &job))?;
+    let job = agent(state.knowledge.stop_ingestion_job(&kb, &ds, &job))?;
     Ok(accepted(json!({ "ingestionJob": job_json(&job, false) })))
 }
 
@@ -390,7 +391,7 @@ pub async fn list_ingestion_jobs(
     body: Bytes,
 ) -> Answer {
     let list = list_body(&body)?;
-    let mut all = agent(state.core.knowledge().list_ingestion_jobs(&kb, &ds))?;
+    let mut all = agent(state.knowledge.list_ingestion_jobs(&kb, &ds))?;
     if let Some(filters) = list.filters.as_ref().and_then(Value::as_array) {
         for f in filters {
             let attribute = f.get("attribute").and_then(Value::as_str);
@@ -585,7 +586,7 @@ pub async fn ingest_documents(
         .collect::<Result<Vec<_>, _>>()?;
     let statuses = agent(
         state
-            .core
+            .knowledge
             .ingest_documents(Some(&principal), &request_id.0, &kb, &ds, documents)
             .await,
     )?;

@@ -161,7 +161,7 @@ pub async fn retrieve(
         .ok_or_else(|| BedrockError::validation("retrievalQuery.text is required"))?;
     let spec = retrieve_spec(kb, text, body.retrieval_configuration)?;
     let results = state
-        .core
+        .knowledge
         .retrieve(Some(&principal), &request_id.0, &spec)
         .await
         .map_err(BedrockError::agent)?;
@@ -358,7 +358,7 @@ async fn generate(
 ) -> Result<Generated, BedrockError> {
     let spec = generate_spec(parse_json(body)?)?;
     state
-        .core
+        .knowledge
         .retrieve_and_generate(Some(principal), &request_id.0, spec)
         .await
         .map_err(BedrockError::agent)

@@ -57,7 +57,10 @@ pub async fn converse(
     let (generation, trace) = match guardrail {
         None => (state.core.chat(ctx, request).await?, None),
         Some(call) => {
-            let guarded = state.core.chat_guarded(ctx, request, call.guard).await?;
+            let guarded = state
+                .guardrails
+                .chat_guarded(ctx, request, call.guard)
+                .await?;
             let trace = call.trace.then(|| guardrail_trace(&guarded));
             (guarded.generation, trace)
         }
@@ -141,7 +144,7 @@ pub async fn converse_stream(
         }
         Some(call) => {
             let stream = state
-                .core
+                .guardrails
                 .chat_stream_guarded(ctx, request, call.guard, call.asynchronous)
                 .await?;
             let answering = stream.model_id().to_string();
