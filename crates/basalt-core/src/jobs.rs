@@ -142,7 +142,7 @@ impl std::fmt::Debug for ActiveJob {
 }
 
 fn store_error(e: StoreError) -> CoreError {
-    CoreError::Internal(format!("job store: {e}"))
+    crate::common::store_error("job")(e)
 }
 
 impl ActiveJob {
@@ -213,9 +213,7 @@ impl ActiveJob {
     }
 }
 
-pub(crate) fn now_ms() -> i64 {
-    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
-}
+pub(crate) use crate::common::now_ms;
 
 /// The runner: claims jobs for its handlers and works on them.
 pub struct JobRunner {

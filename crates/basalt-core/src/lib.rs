@@ -7,6 +7,7 @@
 
 pub mod batch;
 pub mod catalog;
+pub mod common;
 pub mod config;
 pub mod documents;
 mod error;

@@ -17,7 +17,6 @@ use std::time::Duration;
 pub use basalt_store::ProvisionedRecord;
 use basalt_store::ProvisionedStore;
 use basalt_store::StoreError;
-use rand::Rng;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::catalog::{EngineKind, ModelEntry};
@@ -264,12 +263,10 @@ pub struct ProvisionedSpec {
 }
 
 fn store_error(e: StoreError) -> CoreError {
-    CoreError::Internal(format!("provisioned store: {e}"))
+    crate::common::store_error("provisioned model")(e)
 }
 
-fn now_ms() -> i64 {
-    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
-}
+use crate::common::now_ms;
 
 fn valid_name(name: &str) -> bool {
     !name.is_empty()
@@ -436,11 +433,7 @@ impl ProvisionedService {
                 spec.name
             )));
         }
-        const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
-        let mut rng = rand::thread_rng();
-        let id: String = (0..12)
-            .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
-            .collect();
+        let id = crate::common::random_id(12, crate::common::LOWER_ALNUM);
         let at = now_ms();
         self.core.capacity().reserve(entry, &id, spec.model_units)?;
         let record = ProvisionedRecord {

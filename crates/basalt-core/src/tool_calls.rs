@@ -126,13 +126,10 @@ pub fn parse_call(output: &str, request: &ChatRequest) -> Option<ToolCall> {
 }
 
 fn new_tool_use_id() -> String {
-    use rand::Rng;
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    let mut rng = rand::thread_rng();
-    let body: String = (0..22)
-        .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
-        .collect();
-    format!("tooluse_{body}")
+    format!(
+        "tooluse_{}",
+        crate::common::random_id(22, crate::common::ALNUM)
+    )
 }
 
 #[cfg(test)]

@@ -11,7 +11,6 @@ use std::sync::Arc;
 
 pub use basalt_store::{BatchCounts, BatchJobRecord, JobState};
 use basalt_store::{BatchJobStore, StoreError};
-use rand::Rng;
 
 use crate::config::BatchConfig;
 use crate::jobs::JobRunner;
@@ -60,12 +59,10 @@ pub struct BatchJobSpec {
 }
 
 fn store_error(e: StoreError) -> CoreError {
-    CoreError::Internal(format!("batch job store: {e}"))
+    crate::common::store_error("batch job")(e)
 }
 
-fn now_ms() -> i64 {
-    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
-}
+use crate::common::now_ms;
 
 fn valid_job_name(name: &str) -> bool {
     !name.is_empty()
@@ -208,11 +205,7 @@ impl BatchService {
             self.core.allowed_paths().writable_dir(&spec.output_uri)?;
         }
         let at = now_ms();
-        const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
-        let mut rng = rand::thread_rng();
-        let id: String = (0..12)
-            .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
-            .collect();
+        let id = crate::common::random_id(12, crate::common::LOWER_ALNUM);
         let job = BatchJobRecord {
             id,
             name: spec.name,

@@ -11,7 +11,6 @@ use basalt_guardrails::{
     CompiledGuardrail, GuardrailPolicy, PolicyError, Segment, Source, Verdict,
 };
 use basalt_store::{GuardrailRecord, GuardrailStore, StoreError, DRAFT};
-use rand::Rng;
 
 mod stream;
 
@@ -140,24 +139,18 @@ impl GuardrailService {
 }
 
 fn store_error(e: StoreError) -> CoreError {
-    CoreError::Internal(format!("guardrail store: {e}"))
+    crate::common::store_error("guardrail")(e)
 }
 
 fn policy_error(e: PolicyError) -> CoreError {
     CoreError::Validation(e.to_string())
 }
 
-fn now_ms() -> i64 {
-    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
-}
+use crate::common::now_ms;
 
 /// A new guardrail ID: 12 lowercase letters and digits (Bedrock's `[a-z0-9]+`).
 fn new_id() -> String {
-    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
-    let mut rng = rand::thread_rng();
-    (0..12)
-        .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
-        .collect()
+    crate::common::random_id(12, crate::common::LOWER_ALNUM)
 }
 
 /// The guardrail ID in an identifier that is an ID or a guardrail ARN.

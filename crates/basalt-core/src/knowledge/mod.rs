@@ -22,7 +22,6 @@ use basalt_kb::postgres::{FieldMapping, PgStore};
 use basalt_kb::store::ChunkStore;
 use basalt_store::knowledge::{KnowledgeKind, KnowledgeRecord, KnowledgeStore};
 use basalt_store::StoreError;
-use rand::Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -41,26 +40,15 @@ pub fn typed_metadata_value(value: &Value) -> Result<Value, String> {
     basalt_kb::metadata::typed_value(value)
 }
 
-fn now_ms() -> i64 {
-    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
-}
+use crate::common::now_ms;
 
 /// A Bedrock resource ID: 10 characters of `[0-9A-Z]`.
 pub fn new_id() -> String {
-    const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ";
-    let mut rng = rand::thread_rng();
-    (0..10)
-        .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
-        .collect()
+    crate::common::random_id(10, crate::common::UPPER_ALNUM)
 }
 
 fn store_error(e: StoreError) -> CoreError {
-    match e {
-        StoreError::Duplicate(what) => {
-            CoreError::Conflict(format!("a resource with this {what} already exists"))
-        }
-        other => CoreError::Internal(other.to_string()),
-    }
+    crate::common::store_error("knowledge base")(e)
 }
 
 pub(crate) fn kb_error(e: basalt_kb::KbError) -> CoreError {
