@@ -18,6 +18,7 @@ pub mod knowledge;
 pub mod local_paths;
 pub mod metering;
 pub mod model_fetch;
+pub mod profiles;
 pub mod provider;
 pub mod provisioned;
 pub mod quotas;

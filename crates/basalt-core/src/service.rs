@@ -48,6 +48,8 @@ pub struct CallContext {
     pub inference_type: InferenceType,
     /// The engine capacity this call holds, given back by its metering record.
     capacity: Arc<Mutex<Option<tokio::sync::OwnedSemaphorePermit>>>,
+    /// The application inference profile the call names, metered with it.
+    pub inference_profile: Option<String>,
 }
 
 impl CallContext {
@@ -67,6 +69,7 @@ impl CallContext {
             quota: Arc::new(Mutex::new(None)),
             inference_type: InferenceType::OnDemand,
             capacity: Arc::new(Mutex::new(None)),
+            inference_profile: None,
         }
     }
 
@@ -121,6 +124,7 @@ pub struct Basalt {
     allowed_paths: AllowedPaths,
     s3: crate::s3::S3Locations,
     provisioned_store: Arc<dyn ProvisionedStore>,
+    profile_store: Arc<dyn basalt_store::InferenceProfileStore>,
     capacity: Capacity,
     invocation_log: Arc<dyn InvocationLog>,
     provisioned_config: crate::config::ProvisionedConfig,
@@ -304,6 +308,7 @@ impl Basalt {
             allowed_paths: AllowedPaths::from_config(&config.allowed_local_paths)?,
             s3: crate::s3::S3Locations::new(&config.s3, &config.region),
             invocation_log: store.clone(),
+            profile_store: store.clone(),
             provisioned_store: store,
             capacity: Capacity::new(config.provisioned.clone(), local_slots),
             provisioned_config: config.provisioned.clone(),
@@ -375,6 +380,7 @@ impl Basalt {
         requested_id: &str,
         entry: &ModelEntry,
     ) -> Result<(), CoreError> {
+        ctx.inference_profile = crate::profiles::profile_id(requested_id).map(str::to_owned);
         let permit = if let Some(pm) = provisioned_id(requested_id) {
             let record = crate::provisioned::find(self.provisioned_store.as_ref(), pm)?;
             if crate::provisioned::status_of(&record)
@@ -452,6 +458,10 @@ impl Basalt {
     /// The catalog entry for an invocation: unknown IDs are NotFound, EOL models fail
     /// naming their replacement, LEGACY models are logged.
     pub fn resolve(&self, model_id: &str) -> Result<&ModelEntry, CoreError> {
+        if crate::profiles::profile_id(model_id).is_some() {
+            let profile = crate::profiles::find(self.profile_store.as_ref(), model_id)?;
+            return self.resolve(&profile.model_id);
+        }
         if let Some(pm) = provisioned_id(model_id) {
             let record = crate::provisioned::find(self.provisioned_store.as_ref(), pm)?;
             return self.resolve(&record.model_id);
@@ -664,6 +674,7 @@ impl Basalt {
             first_token_ms,
             cost_usd: cost,
             outcome: outcome.as_str().into(),
+            inference_profile: ctx.inference_profile.clone(),
         });
         self.quotas.add_spend(ctx.principal.as_ref(), cost);
         if let Ok(mut permit) = ctx.capacity.lock() {
@@ -841,6 +852,8 @@ impl Basalt {
         inputs: Vec<String>,
     ) -> Result<Embeddings, CoreError> {
         let entry = self.resolve(model_id)?.clone();
+        let mut ctx = ctx;
+        ctx.inference_profile = crate::profiles::profile_id(model_id).map(str::to_owned);
         let result = async {
             let provider = self.embedding_provider(&entry)?;
             self.admit(

@@ -14,6 +14,7 @@ use crate::jobs::{JobRunner, RunnerTask};
 use crate::keys::KeyService;
 use crate::knowledge::{IngestionJobs, KnowledgeService};
 use crate::metering::Meter;
+use crate::profiles::InferenceProfileService;
 use crate::provisioned::ProvisionedService;
 use crate::{Basalt, CoreError};
 
@@ -25,6 +26,7 @@ pub struct Services {
     /// Long work of every kind, claimed under leases.
     pub jobs: Arc<JobRunner>,
     pub provisioned: Arc<ProvisionedService>,
+    pub profiles: Arc<InferenceProfileService>,
     pub guardrails: Arc<GuardrailService>,
     pub batch: Arc<BatchService>,
     pub knowledge: Arc<KnowledgeService>,
@@ -51,6 +53,10 @@ impl Services {
         )?);
         let jobs = Arc::new(JobRunner::new(store.clone(), &config.jobs));
         let provisioned = Arc::new(ProvisionedService::start(Arc::clone(&core), store.clone())?);
+        let profiles = Arc::new(InferenceProfileService::new(
+            Arc::clone(&core),
+            store.clone(),
+        ));
         let guardrails = Arc::new(GuardrailService::new(
             Arc::clone(&core),
             store.clone(),
@@ -73,6 +79,7 @@ impl Services {
             core,
             jobs,
             provisioned,
+            profiles,
             guardrails,
             batch,
             knowledge,

@@ -39,6 +39,10 @@ pub struct UsageGroup {
     pub key_name: String,
     pub model_id: String,
     pub inference_type: String,
+    /// The application inference profile the calls were made through (Bedrock's way
+    /// of tagging spend per application); absent for calls that named a model.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inference_profile: Option<String>,
     pub invocations: u64,
     pub errors: u64,
     pub throttles: u64,
@@ -82,7 +86,8 @@ pub fn report(
     until_ms: i64,
     bucket: Bucket,
 ) -> UsageReport {
-    let mut groups: BTreeMap<(i64, String, String, String), Acc> = BTreeMap::new();
+    type GroupKey = (i64, String, String, String, Option<String>);
+    let mut groups: BTreeMap<GroupKey, Acc> = BTreeMap::new();
     for s in samples {
         let start = bucket.ms().map(|b| s.at_ms - s.at_ms.rem_euclid(b));
         let acc = groups
@@ -91,6 +96,7 @@ pub fn report(
                 s.key_name.clone(),
                 s.model_id.clone(),
                 s.inference_type.clone(),
+                s.inference_profile.clone(),
             ))
             .or_default();
         let g = acc.group.get_or_insert_with(|| UsageGroup {
@@ -98,6 +104,7 @@ pub fn report(
             key_name: s.key_name.clone(),
             model_id: s.model_id.clone(),
             inference_type: s.inference_type.clone(),
+            inference_profile: s.inference_profile.clone(),
             invocations: 0,
             errors: 0,
             throttles: 0,
@@ -252,6 +259,7 @@ mod tests {
             output_tokens: 5,
             latency_ms,
             cost_usd: cost,
+            inference_profile: None,
         }
     }
 

@@ -37,6 +37,7 @@ pub struct AppState {
     /// The calling path: resolve, place, admit, run and meter a model call.
     pub core: Arc<Basalt>,
     pub provisioned: Arc<ProvisionedService>,
+    pub profiles: Arc<basalt_core::profiles::InferenceProfileService>,
     pub batch: Arc<BatchService>,
     pub guardrails: Arc<basalt_core::guardrails::GuardrailService>,
     pub knowledge: Arc<basalt_core::knowledge::KnowledgeService>,
@@ -58,6 +59,7 @@ impl AppState {
         Self {
             core,
             provisioned: Arc::clone(&services.provisioned),
+            profiles: Arc::clone(&services.profiles),
             batch: Arc::clone(&services.batch),
             guardrails: Arc::clone(&services.guardrails),
             knowledge: Arc::clone(&services.knowledge),

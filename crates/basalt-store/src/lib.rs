@@ -10,18 +10,21 @@ mod batch;
 mod guardrails;
 pub mod jobs;
 pub mod knowledge;
+mod profiles;
 mod provisioned;
 mod sqlite;
 mod sqlite_batch;
 mod sqlite_guardrails;
 mod sqlite_jobs;
 mod sqlite_knowledge;
+mod sqlite_profiles;
 mod sqlite_provisioned;
 
 pub use batch::{BatchCounts, BatchJobRecord, BatchJobStore, BATCH_JOB_KIND};
 pub use guardrails::{GuardrailRecord, GuardrailStore, DRAFT};
 pub use jobs::{Claim, JobProgress, JobRecord, JobState, JobStore, NewJob};
 pub use knowledge::{KnowledgeKind, KnowledgeRecord, KnowledgeStore};
+pub use profiles::{InferenceProfileRecord, InferenceProfileStore};
 pub use provisioned::{ProvisionedRecord, ProvisionedStore};
 
 pub use sqlite::SqliteStore;
@@ -108,6 +111,8 @@ pub struct InvocationRecord {
     pub cost_usd: f64,
     /// `success`, `client_error`, `server_error` or `throttled`.
     pub outcome: String,
+    /// The application inference profile the call was made through, if any.
+    pub inference_profile: Option<String>,
 }
 
 /// Usage summed over a period for one key and model.
@@ -154,6 +159,8 @@ pub struct InvocationSample {
     pub output_tokens: u64,
     pub latency_ms: u64,
     pub cost_usd: f64,
+    /// The application inference profile the call was made through, if any.
+    pub inference_profile: Option<String>,
 }
 
 /// Requests and tokens counted in one quota window.
@@ -184,6 +191,7 @@ pub trait CoreStore:
     + BatchJobStore
     + JobStore
     + ProvisionedStore
+    + InferenceProfileStore
     + KnowledgeStore
 {
 }
@@ -195,6 +203,7 @@ impl<T> CoreStore for T where
         + BatchJobStore
         + JobStore
         + ProvisionedStore
+        + InferenceProfileStore
         + KnowledgeStore
 {
 }

@@ -21,6 +21,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0007_key_retrieval_filter.sql"),
     include_str!("../migrations/0008_key_version.sql"),
     include_str!("../migrations/0009_jobs.sql"),
+    include_str!("../migrations/0010_inference_profiles.sql"),
 ];
 
 /// SQLite in WAL mode behind a mutex (writes are short; metering is batched by callers).
@@ -248,8 +249,9 @@ impl InvocationLog for SqliteStore {
                 let mut stmt = tx
                     .prepare_cached(
                         "INSERT INTO invocations (at_ms, request_id, key_id, key_name, model_id, inference_type,
-                         operation, input_tokens, output_tokens, latency_ms, first_token_ms, cost_usd, outcome)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                         operation, input_tokens, output_tokens, latency_ms, first_token_ms, cost_usd, outcome,
+                         inference_profile)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
                     )
                     .map_err(db)?;
                 for r in records {
@@ -267,6 +269,7 @@ impl InvocationLog for SqliteStore {
                         r.first_token_ms.map(|v| v as i64),
                         r.cost_usd,
                         r.outcome,
+                        r.inference_profile,
                     ])
                     .map_err(db)?;
                 }
@@ -316,7 +319,7 @@ impl InvocationLog for SqliteStore {
             let mut stmt = conn
                 .prepare(
                     "SELECT at_ms, COALESCE(key_name, '(none)'), model_id, inference_type, outcome,
-                            input_tokens, output_tokens, latency_ms, cost_usd
+                            input_tokens, output_tokens, latency_ms, cost_usd, inference_profile
                      FROM invocations WHERE at_ms >= ?1 AND at_ms < ?2 ORDER BY at_ms",
                 )
                 .map_err(db)?;
@@ -332,6 +335,7 @@ impl InvocationLog for SqliteStore {
                         output_tokens: row.get::<_, i64>(6)?.max(0) as u64,
                         latency_ms: row.get::<_, i64>(7)?.max(0) as u64,
                         cost_usd: row.get(8)?,
+                        inference_profile: row.get(9)?,
                     })
                 })
                 .map_err(db)?;
@@ -451,6 +455,7 @@ mod tests {
             first_token_ms: None,
             cost_usd: 0.5,
             outcome: outcome.into(),
+            inference_profile: None,
         }
     }
 

@@ -586,7 +586,9 @@ fn usage(
             "{:<17} {:<16} {:<42} {:<11} {:>7} {:>6} {:>9} {:>10} {:>10} {:>11.6} {:>8} {:>8}",
             period,
             g.key_name,
-            g.model_id,
+            g.inference_profile
+                .as_ref()
+                .map_or_else(|| g.model_id.clone(), |p| format!("{} ({p})", g.model_id)),
             g.inference_type,
             g.invocations,
             g.errors,

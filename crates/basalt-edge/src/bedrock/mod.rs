@@ -7,6 +7,7 @@ mod documents;
 mod guardrails;
 mod knowledge;
 mod paging;
+mod profiles;
 mod provisioned;
 mod retrieval;
 mod runtime;
@@ -56,6 +57,14 @@ pub fn routes() -> Router<AppState> {
         .route("/model-invocation-job/{job_id}", get(batch::get_job))
         .route("/model-invocation-job/{job_id}/stop", post(batch::stop_job))
         .route("/model-invocation-jobs", get(batch::list_jobs))
+        .route(
+            "/inference-profiles",
+            post(profiles::create).get(profiles::list),
+        )
+        .route(
+            "/inference-profiles/{profile_id}",
+            get(profiles::get).delete(profiles::delete),
+        )
         .route("/provisioned-model-throughput", post(provisioned::create))
         .route(
             "/provisioned-model-throughput/{provisioned_id}",

@@ -45,6 +45,16 @@ const SHARED_WRITES: &[(Method, &str, &str)] = &[
         "/provisioned-model-throughput/{provisioned_id}",
         "deleting provisioned throughput",
     ),
+    (
+        Method::POST,
+        "/inference-profiles",
+        "creating an inference profile",
+    ),
+    (
+        Method::DELETE,
+        "/inference-profiles/{profile_id}",
+        "deleting an inference profile",
+    ),
     (Method::PUT, "/knowledgebases/", "creating a knowledge base"),
     (
         Method::PUT,
