@@ -38,6 +38,45 @@ pub fn status_of(record: &ProvisionedRecord) -> ProvisionedStatus {
     ProvisionedStatus::parse(&record.status).unwrap_or(ProvisionedStatus::Failed)
 }
 
+/// A provisioned model as the service gives it out (the store's row with its values
+/// typed); the edge writes its wire form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProvisionedModel {
+    /// 12 lowercase letters and digits.
+    pub id: String,
+    pub name: String,
+    pub model_id: String,
+    pub desired_model_id: String,
+    pub model_units: u32,
+    pub status: ProvisionedStatus,
+    pub failure_message: Option<String>,
+    /// `OneMonth`, `SixMonths`, or none (no commitment).
+    pub commitment: Option<String>,
+    pub commitment_expires_ms: Option<i64>,
+    pub client_token: Option<String>,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+}
+
+impl From<ProvisionedRecord> for ProvisionedModel {
+    fn from(r: ProvisionedRecord) -> Self {
+        Self {
+            status: status_of(&r),
+            id: r.id,
+            name: r.name,
+            model_id: r.model_id,
+            desired_model_id: r.desired_model_id,
+            model_units: r.model_units,
+            failure_message: r.failure_message,
+            commitment: r.commitment,
+            commitment_expires_ms: r.commitment_expires_ms,
+            client_token: r.client_token,
+            created_ms: r.created_ms,
+            updated_ms: r.updated_ms,
+        }
+    }
+}
+
 /// How long an on-demand call waits for one of the slots left to on-demand traffic
 /// before it is throttled.
 const ON_DEMAND_WAIT: Duration = Duration::from_secs(120);
@@ -368,17 +407,14 @@ impl ProvisionedService {
 
     /// CreateProvisionedModelThroughput: reserves the capacity or refuses with what
     /// is left.
-    pub fn create_provisioned(
-        &self,
-        spec: ProvisionedSpec,
-    ) -> Result<ProvisionedRecord, CoreError> {
+    pub fn create_provisioned(&self, spec: ProvisionedSpec) -> Result<ProvisionedModel, CoreError> {
         let store = self.store.as_ref();
         if let Some(token) = &spec.client_token {
             if let Some(existing) = store
                 .provisioned_by_client_token(token)
                 .map_err(store_error)?
             {
-                return Ok(existing);
+                return Ok(existing.into());
             }
         }
         if !valid_name(&spec.name) {
@@ -459,16 +495,27 @@ impl ProvisionedService {
                 other => store_error(other),
             });
         }
-        Ok(record)
+        Ok(record.into())
     }
 
     /// GetProvisionedModelThroughput (by ID, ARN or name).
-    pub fn provisioned_model(&self, identifier: &str) -> Result<ProvisionedRecord, CoreError> {
+    pub fn provisioned_model(&self, identifier: &str) -> Result<ProvisionedModel, CoreError> {
+        self.record(identifier).map(ProvisionedModel::from)
+    }
+
+    fn record(&self, identifier: &str) -> Result<ProvisionedRecord, CoreError> {
         find(self.store.as_ref(), identifier)
     }
 
-    pub fn list_provisioned(&self) -> Result<Vec<ProvisionedRecord>, CoreError> {
-        self.store.list_provisioned().map_err(store_error)
+    /// Every provisioned model, oldest first.
+    pub fn list_provisioned(&self) -> Result<Vec<ProvisionedModel>, CoreError> {
+        Ok(self
+            .store
+            .list_provisioned()
+            .map_err(store_error)?
+            .into_iter()
+            .map(ProvisionedModel::from)
+            .collect())
     }
 
     /// UpdateProvisionedModelThroughput: a new name and/or a new model (the capacity
@@ -479,7 +526,7 @@ impl ProvisionedService {
         name: Option<String>,
         model_id: Option<String>,
     ) -> Result<(), CoreError> {
-        let mut record = self.provisioned_model(identifier)?;
+        let mut record = self.record(identifier)?;
         if let Some(name) = name {
             if !valid_name(&name) {
                 return Err(CoreError::Validation(format!(
@@ -531,7 +578,7 @@ impl ProvisionedService {
 
     /// DeleteProvisionedModelThroughput: releases the capacity.
     pub fn delete_provisioned(&self, identifier: &str) -> Result<(), CoreError> {
-        let record = self.provisioned_model(identifier)?;
+        let record = self.record(identifier)?;
         if let Some(entry) = self.core.catalog().get(&record.model_id) {
             self.core
                 .capacity()

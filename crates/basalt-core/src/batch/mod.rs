@@ -9,7 +9,8 @@ pub mod runner;
 
 use std::sync::Arc;
 
-pub use basalt_store::{BatchCounts, BatchJobRecord, JobState};
+use basalt_store::BatchJobRecord;
+pub use basalt_store::{BatchCounts, JobState};
 use basalt_store::{BatchJobStore, StoreError};
 
 use crate::config::BatchConfig;
@@ -42,6 +43,62 @@ impl InvocationType {
                 "modelInvocationType {other:?} is not one of InvokeModel, Converse"
             ))),
         }
+    }
+}
+
+/// A batch job as the service gives it out: its definition, its state (the job
+/// runner's row) and its counts, typed; the edge writes its wire form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchJob {
+    /// 12 lowercase letters and digits.
+    pub id: String,
+    pub name: String,
+    pub model_id: String,
+    pub role_arn: String,
+    pub invocation_type: InvocationType,
+    pub input_uri: String,
+    pub output_uri: String,
+    /// The key that created it (a tenant key sees only its own jobs).
+    pub key_id: Option<String>,
+    pub key_name: Option<String>,
+    pub client_token: Option<String>,
+    pub status: JobState,
+    pub message: Option<String>,
+    pub timeout_hours: i64,
+    pub submit_time_ms: i64,
+    pub last_modified_ms: i64,
+    pub end_time_ms: Option<i64>,
+    pub counts: BatchCounts,
+}
+
+impl TryFrom<BatchJobRecord> for BatchJob {
+    type Error = CoreError;
+
+    fn try_from(r: BatchJobRecord) -> Result<Self, CoreError> {
+        Ok(Self {
+            invocation_type: InvocationType::parse(&r.invocation_type).map_err(|_| {
+                CoreError::Internal(format!(
+                    "stored batch job {} has invocation type {:?}",
+                    r.id, r.invocation_type
+                ))
+            })?,
+            id: r.id,
+            name: r.name,
+            model_id: r.model_id,
+            role_arn: r.role_arn,
+            input_uri: r.input_uri,
+            output_uri: r.output_uri,
+            key_id: r.key_id,
+            key_name: r.key_name,
+            client_token: r.client_token,
+            status: r.status,
+            message: r.message,
+            timeout_hours: r.timeout_hours,
+            submit_time_ms: r.submit_time_ms,
+            last_modified_ms: r.last_modified_ms,
+            end_time_ms: r.end_time_ms,
+            counts: r.counts,
+        })
     }
 }
 
@@ -157,14 +214,14 @@ impl BatchService {
         &self,
         principal: &Principal,
         spec: BatchJobSpec,
-    ) -> Result<BatchJobRecord, CoreError> {
+    ) -> Result<BatchJob, CoreError> {
         let store = self.store.as_ref();
         if let Some(token) = &spec.client_token {
             if let Some(job) = store
                 .batch_job_by_client_token(token)
                 .map_err(store_error)?
             {
-                return Ok(job);
+                return job.try_into();
             }
         }
         if !valid_job_name(&spec.name) {
@@ -227,23 +284,29 @@ impl BatchService {
         };
         store.insert_batch_job(&job).map_err(store_error)?;
         self.jobs.wake();
-        Ok(job)
+        job.try_into()
     }
 
     /// GetModelInvocationJob.
-    pub fn batch_job(&self, identifier: &str) -> Result<BatchJobRecord, CoreError> {
+    pub fn batch_job(&self, identifier: &str) -> Result<BatchJob, CoreError> {
         let id = job_id(identifier)?;
         self.store
             .batch_job(id)
             .map_err(store_error)?
             .ok_or_else(|| {
                 CoreError::NotFound(format!("model invocation job {identifier} does not exist"))
-            })
+            })?
+            .try_into()
     }
 
     /// Every batch job, oldest first.
-    pub fn list_batch_jobs(&self) -> Result<Vec<BatchJobRecord>, CoreError> {
-        self.store.list_batch_jobs().map_err(store_error)
+    pub fn list_batch_jobs(&self) -> Result<Vec<BatchJob>, CoreError> {
+        self.store
+            .list_batch_jobs()
+            .map_err(store_error)?
+            .into_iter()
+            .map(BatchJob::try_from)
+            .collect()
     }
 
     /// StopModelInvocationJob: a job no runner has claimed stops at once; a claimed

@@ -24,7 +24,7 @@ use async_trait::async_trait;
 use serde_json::{json, Map, Value};
 
 use super::journal::CrashJournal;
-use super::{BatchCounts, BatchJobRecord, BatchService, InvocationType};
+use super::{BatchCounts, BatchJob, BatchService, InvocationType};
 use crate::jobs::{now_ms, ActiveJob, JobEnd, JobHandler, JobKind, JobProgress, JobState};
 use crate::keys::{KeyLimits, Principal};
 use crate::{Basalt, CallContext, CoreError};
@@ -106,7 +106,7 @@ struct InputFile {
 /// The local input files of a job: the file itself, or every `.jsonl` file of a
 /// directory; for `s3://` input, the object (or every `.jsonl` object directly under
 /// the prefix) copied into the job's staging directory first.
-async fn input_files(batch: &BatchService, job: &BatchJobRecord) -> Result<Vec<InputFile>, String> {
+async fn input_files(batch: &BatchService, job: &BatchJob) -> Result<Vec<InputFile>, String> {
     let core = batch.core();
     if job.input_uri.starts_with("s3://") {
         let location = core.s3().check(&job.input_uri).map_err(|e| e.to_string())?;
@@ -179,14 +179,14 @@ async fn input_files(batch: &BatchService, job: &BatchJobRecord) -> Result<Vec<I
 }
 
 /// A job's own directory for staged `s3://` input and output and its crash journal.
-fn staging_dir(batch: &BatchService, job: &BatchJobRecord) -> PathBuf {
+fn staging_dir(batch: &BatchService, job: &BatchJob) -> PathBuf {
     batch.staging_dir().join(&job.id)
 }
 
 /// The local directory a job's output lines are written to: `<output>/<job id>/`
 /// for `file://` output, the staging directory for `s3://` output (uploaded to
 /// `<output>/<job id>/` when the job ends).
-fn output_dir(batch: &BatchService, job: &BatchJobRecord) -> Result<PathBuf, CoreError> {
+fn output_dir(batch: &BatchService, job: &BatchJob) -> Result<PathBuf, CoreError> {
     if job.output_uri.starts_with("s3://") {
         batch.core().s3().check(&job.output_uri)?;
         return Ok(staging_dir(batch, job).join("output"));
@@ -199,11 +199,7 @@ fn output_dir(batch: &BatchService, job: &BatchJobRecord) -> Result<PathBuf, Cor
 }
 
 /// Uploads the output files of an `s3://`-output job to `<output>/<job id>/`.
-async fn upload_output(
-    core: &Basalt,
-    job: &BatchJobRecord,
-    out_dir: &FsPath,
-) -> Result<(), CoreError> {
+async fn upload_output(core: &Basalt, job: &BatchJob, out_dir: &FsPath) -> Result<(), CoreError> {
     let location = core.s3().check(&job.output_uri)?;
     let prefix = format!("{}{}/", location.dir_prefix(), job.id);
     let mut files: Vec<PathBuf> = std::fs::read_dir(out_dir)
@@ -283,7 +279,7 @@ async fn run_job(
             Some("the job ran past its timeoutDurationInHours".into()),
         ));
     }
-    let invocation_type = InvocationType::parse(&job.invocation_type)?;
+    let invocation_type = job.invocation_type;
     active.set_state(JobState::Validating, &[JobState::Stopping])?;
     let config = batch.config().clone();
     let validated = input_files(batch, &job).await.and_then(|files| {
@@ -414,7 +410,7 @@ fn error_line(record_id: &str, model_input: &Value, code: u16, message: &str) ->
 async fn run_record(
     core: Arc<Basalt>,
     invoker: Arc<dyn RecordInvoker>,
-    job: Arc<BatchJobRecord>,
+    job: Arc<BatchJob>,
     invocation_type: InvocationType,
     record_id: String,
     input: Value,
@@ -458,7 +454,7 @@ struct FileRun<'a> {
     batch: &'a BatchService,
     invoker: &'a Arc<dyn RecordInvoker>,
     active: &'a ActiveJob,
-    job: Arc<BatchJobRecord>,
+    job: Arc<BatchJob>,
     invocation_type: InvocationType,
     out_dir: &'a FsPath,
     processed: Arc<AtomicU64>,
@@ -626,7 +622,7 @@ async fn drain(tasks: &mut tokio::task::JoinSet<std::io::Result<()>>) -> Result<
 async fn finish(
     batch: &BatchService,
     invoker: &Arc<dyn RecordInvoker>,
-    job: &BatchJobRecord,
+    job: &BatchJob,
     forced: Option<JobState>,
 ) -> Result<JobEnd, CoreError> {
     let current = batch.batch_job(&job.id)?;

@@ -10,7 +10,7 @@ use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use basalt_core::batch::runner::{RecordError, RecordInvoker};
-use basalt_core::batch::{BatchJobRecord, BatchJobSpec, BatchService, InvocationType, JobState};
+use basalt_core::batch::{BatchJob, BatchJobSpec, BatchService, InvocationType, JobState};
 use basalt_core::keys::Principal;
 use basalt_core::{Basalt, CallContext};
 use serde::Deserialize;
@@ -113,7 +113,7 @@ pub async fn create_job(
     Ok(Json(json!({ "jobArn": state.batch.batch_job_arn(&job.id) })).into_response())
 }
 
-fn job_json(batch: &BatchService, job: &BatchJobRecord) -> Value {
+fn job_json(batch: &BatchService, job: &BatchJob) -> Value {
     let mut out = json!({
         "jobArn": batch.batch_job_arn(&job.id),
         "jobName": job.name,
@@ -126,7 +126,7 @@ fn job_json(batch: &BatchService, job: &BatchJobRecord) -> Value {
         "outputDataConfig": { "s3OutputDataConfig": { "s3Uri": job.output_uri } },
         "timeoutDurationInHours": job.timeout_hours,
         "jobExpirationTime": timestamp(job.submit_time_ms + job.timeout_hours * 3_600_000),
-        "modelInvocationType": job.invocation_type,
+        "modelInvocationType": job.invocation_type.as_str(),
         "processedRecordCount": job.counts.processed,
         "successRecordCount": job.counts.success,
         "errorRecordCount": job.counts.error,
@@ -152,7 +152,7 @@ fn visible_job(
     state: &AppState,
     principal: &Principal,
     identifier: &str,
-) -> Result<BatchJobRecord, BedrockError> {
+) -> Result<BatchJob, BedrockError> {
     let job = state.batch.batch_job(identifier)?;
     if !principal.may_act_on(job.key_id.as_deref()) {
         return Err(BedrockError {
@@ -244,7 +244,7 @@ pub async fn list_jobs(
         q.max_results.as_deref(),
         q.next_token.as_deref(),
     )?;
-    let mut jobs: Vec<BatchJobRecord> = state
+    let mut jobs: Vec<BatchJob> = state
         .batch
         .list_batch_jobs()?
         .into_iter()

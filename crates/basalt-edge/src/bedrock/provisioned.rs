@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use basalt_core::keys::Principal;
-use basalt_core::provisioned::{ProvisionedRecord, ProvisionedSpec, ProvisionedStatus};
+use basalt_core::provisioned::{ProvisionedModel, ProvisionedSpec, ProvisionedStatus};
 use basalt_core::Basalt;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -34,7 +34,7 @@ fn model_arn(core: &Basalt, id: &str) -> String {
     format!("arn:aws:bedrock:{}::foundation-model/{id}", core.region())
 }
 
-fn summary(state: &AppState, r: &ProvisionedRecord) -> Value {
+fn summary(state: &AppState, r: &ProvisionedModel) -> Value {
     let mut out = json!({
         "provisionedModelName": r.name,
         "provisionedModelArn": state.provisioned.provisioned_arn(&r.id),
@@ -43,7 +43,7 @@ fn summary(state: &AppState, r: &ProvisionedRecord) -> Value {
         "foundationModelArn": model_arn(&state.core, &r.model_id),
         "modelUnits": r.model_units,
         "desiredModelUnits": r.model_units,
-        "status": r.status,
+        "status": r.status.as_str(),
         "creationTime": timestamp(r.created_ms),
         "lastModifiedTime": timestamp(r.updated_ms),
     });
@@ -126,11 +126,15 @@ pub async fn list(
         q.max_results.as_deref(),
         q.next_token.as_deref(),
     )?;
-    let mut records: Vec<ProvisionedRecord> = state
+    let mut records: Vec<ProvisionedModel> = state
         .provisioned
         .list_provisioned()?
         .into_iter()
-        .filter(|r| q.status_equals.as_ref().is_none_or(|s| &r.status == s))
+        .filter(|r| {
+            q.status_equals
+                .as_ref()
+                .is_none_or(|s| r.status.as_str() == s)
+        })
         .filter(|r| {
             q.name_contains
                 .as_ref()
