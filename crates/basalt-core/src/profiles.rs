@@ -5,8 +5,7 @@
 
 use std::sync::Arc;
 
-pub use basalt_store::InferenceProfileRecord;
-use basalt_store::{InferenceProfileStore, StoreError};
+use basalt_store::{InferenceProfileRecord, InferenceProfileStore, StoreError};
 
 use crate::common::{now_ms, random_id, LOWER_ALNUM};
 use crate::{Basalt, CoreError};
@@ -35,6 +34,47 @@ pub(crate) fn find(
         .ok_or_else(|| {
             CoreError::NotFound(format!("inference profile {identifier} does not exist"))
         })
+}
+
+/// An application inference profile as the service gives it out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InferenceProfile {
+    /// 12 lowercase letters and digits.
+    pub id: String,
+    pub name: String,
+    pub description: Option<String>,
+    /// The catalog model its calls go to.
+    pub model_id: String,
+    pub tags: Vec<(String, String)>,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+}
+
+impl From<InferenceProfileRecord> for InferenceProfile {
+    fn from(r: InferenceProfileRecord) -> Self {
+        let tags = r
+            .tags_json
+            .as_deref()
+            .and_then(|t| serde_json::from_str::<Vec<serde_json::Value>>(t).ok())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|t| {
+                Some((
+                    t.get("key")?.as_str()?.to_owned(),
+                    t.get("value")?.as_str()?.to_owned(),
+                ))
+            })
+            .collect();
+        Self {
+            id: r.id,
+            name: r.name,
+            description: r.description,
+            model_id: r.model_id,
+            tags,
+            created_ms: r.created_ms,
+            updated_ms: r.updated_ms,
+        }
+    }
 }
 
 /// What CreateInferenceProfile asks for.
@@ -113,14 +153,14 @@ impl InferenceProfileService {
     }
 
     /// CreateInferenceProfile; a repeated client token returns the profile it made.
-    pub fn create(&self, spec: InferenceProfileSpec) -> Result<InferenceProfileRecord, CoreError> {
+    pub fn create(&self, spec: InferenceProfileSpec) -> Result<InferenceProfile, CoreError> {
         if let Some(token) = &spec.client_token {
             if let Some(existing) = self
                 .store
                 .inference_profile_by_client_token(token)
                 .map_err(store_error)?
             {
-                return Ok(existing);
+                return Ok(existing.into());
             }
         }
         if !valid_name(&spec.name) {
@@ -180,17 +220,23 @@ impl InferenceProfileService {
                 )),
                 other => store_error(other),
             })?;
-        Ok(record)
+        Ok(record.into())
     }
 
     /// GetInferenceProfile (by ID or ARN).
-    pub fn get(&self, identifier: &str) -> Result<InferenceProfileRecord, CoreError> {
-        find(self.store.as_ref(), identifier)
+    pub fn get(&self, identifier: &str) -> Result<InferenceProfile, CoreError> {
+        find(self.store.as_ref(), identifier).map(InferenceProfile::from)
     }
 
     /// Every application inference profile, oldest first.
-    pub fn list(&self) -> Result<Vec<InferenceProfileRecord>, CoreError> {
-        self.store.list_inference_profiles().map_err(store_error)
+    pub fn list(&self) -> Result<Vec<InferenceProfile>, CoreError> {
+        Ok(self
+            .store
+            .list_inference_profiles()
+            .map_err(store_error)?
+            .into_iter()
+            .map(InferenceProfile::from)
+            .collect())
     }
 
     /// DeleteInferenceProfile.

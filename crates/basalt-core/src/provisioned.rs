@@ -14,9 +14,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-pub use basalt_store::ProvisionedRecord;
-use basalt_store::ProvisionedStore;
 use basalt_store::StoreError;
+use basalt_store::{ProvisionedRecord, ProvisionedStore};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::catalog::{EngineKind, ModelEntry};

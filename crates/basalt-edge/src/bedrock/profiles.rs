@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use basalt_core::keys::Principal;
-use basalt_core::profiles::{InferenceProfileRecord, InferenceProfileSpec};
+use basalt_core::profiles::{InferenceProfile, InferenceProfileSpec};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -42,7 +42,7 @@ struct CreateBody {
     tags: Vec<Tag>,
 }
 
-fn summary(state: &AppState, r: &InferenceProfileRecord) -> Value {
+fn summary(state: &AppState, r: &InferenceProfile) -> Value {
     let mut out = json!({
         "inferenceProfileName": r.name,
         "inferenceProfileArn": state.profiles.arn(&r.id),
