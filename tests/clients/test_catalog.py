@@ -1,6 +1,8 @@
 """Control plane: ListFoundationModels / GetFoundationModel through boto3 `bedrock`."""
 
 import re
+import time
+import uuid
 
 import pytest
 
@@ -186,3 +188,24 @@ def test_an_alias_answers_as_its_target_and_is_listed_as_an_alias(runtime, contr
     raw = raw_get("/foundation-models", headers={"Authorization": f"Bearer {key.bearer_token}"}).json()
     (entry,) = [m for m in raw["modelSummaries"] if m["modelId"] == ALIAS]
     assert entry["basaltAliasOf"] == CHAT_MODEL
+
+
+def test_usage_records_name_the_alias_beside_the_model_that_answered(server, make_client, create_key):
+    key = create_key(f"alias-{uuid.uuid4().hex[:6]}")
+    runtime = make_client("bedrock-runtime", key)
+    via_alias = runtime.converse(modelId=ALIAS, messages=[{"role": "user", "content": [{"text": "Hi"}]}],
+                                 inferenceConfig={"maxTokens": 2, "temperature": 0.0})
+    direct = runtime.converse(modelId=CHAT_MODEL, messages=[{"role": "user", "content": [{"text": "Hi"}]}],
+                              inferenceConfig={"maxTokens": 2, "temperature": 0.0})
+    deadline = time.monotonic() + 15
+    while True:
+        groups = [g for g in server.cli_json("usage", "--json")["groups"] if g["key_name"] == key.name]
+        if sum(g["invocations"] for g in groups) >= 2:
+            break
+        assert time.monotonic() < deadline, f"no usage groups for {key.name}: {groups}"
+        time.sleep(0.5)
+    by_alias = {g.get("model_alias"): g for g in groups}
+    assert set(by_alias) == {ALIAS, None}, groups
+    assert by_alias[ALIAS]["model_id"] == by_alias[None]["model_id"] == CHAT_MODEL, groups
+    assert by_alias[ALIAS]["input_tokens"] == via_alias["usage"]["inputTokens"], (groups, via_alias)
+    assert by_alias[None]["input_tokens"] == direct["usage"]["inputTokens"], (groups, direct)

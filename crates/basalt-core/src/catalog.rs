@@ -506,6 +506,11 @@ impl Catalog {
             .or_else(|| self.aliases.get(id).and_then(|t| self.models.get(t)))
     }
 
+    /// Whether `id` is an alias (not a catalog model ID).
+    pub fn is_alias(&self, id: &str) -> bool {
+        self.aliases.contains_key(id)
+    }
+
     /// The aliases: (alias, target model ID).
     pub fn aliases(&self) -> impl Iterator<Item = (&str, &str)> {
         self.aliases.iter().map(|(a, t)| (a.as_str(), t.as_str()))

@@ -50,6 +50,8 @@ pub struct CallContext {
     capacity: Arc<Mutex<Option<tokio::sync::OwnedSemaphorePermit>>>,
     /// The application inference profile the call names, metered with it.
     pub inference_profile: Option<String>,
+    /// The alias the call names, metered beside the model that answers.
+    pub model_alias: Option<String>,
 }
 
 impl CallContext {
@@ -70,6 +72,7 @@ impl CallContext {
             inference_type: InferenceType::OnDemand,
             capacity: Arc::new(Mutex::new(None)),
             inference_profile: None,
+            model_alias: None,
         }
     }
 
@@ -372,6 +375,15 @@ impl Basalt {
         &self.capacity
     }
 
+    /// Notes the inference profile or alias a call named, for its metering record.
+    fn note_names(&self, ctx: &mut CallContext, requested_id: &str) {
+        ctx.inference_profile = crate::profiles::profile_id(requested_id).map(str::to_owned);
+        ctx.model_alias = self
+            .catalog
+            .is_alias(requested_id)
+            .then(|| requested_id.to_owned());
+    }
+
     /// Where a call runs: through a provisioned model's reserved capacity (its ARN as
     /// the model ID), or on the on-demand share. Custom models have no on-demand share.
     async fn place(
@@ -380,7 +392,7 @@ impl Basalt {
         requested_id: &str,
         entry: &ModelEntry,
     ) -> Result<(), CoreError> {
-        ctx.inference_profile = crate::profiles::profile_id(requested_id).map(str::to_owned);
+        self.note_names(ctx, requested_id);
         let permit = if let Some(pm) = provisioned_id(requested_id) {
             let record = crate::provisioned::find(self.provisioned_store.as_ref(), pm)?;
             if crate::provisioned::status_of(&record)
@@ -675,6 +687,7 @@ impl Basalt {
             cost_usd: cost,
             outcome: outcome.as_str().into(),
             inference_profile: ctx.inference_profile.clone(),
+            model_alias: ctx.model_alias.clone(),
         });
         self.quotas.add_spend(ctx.principal.as_ref(), cost);
         if let Ok(mut permit) = ctx.capacity.lock() {
@@ -853,7 +866,7 @@ impl Basalt {
     ) -> Result<Embeddings, CoreError> {
         let entry = self.resolve(model_id)?.clone();
         let mut ctx = ctx;
-        ctx.inference_profile = crate::profiles::profile_id(model_id).map(str::to_owned);
+        self.note_names(&mut ctx, model_id);
         let result = async {
             let provider = self.embedding_provider(&entry)?;
             self.admit(

@@ -43,6 +43,9 @@ pub struct UsageGroup {
     /// of tagging spend per application); absent for calls that named a model.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub inference_profile: Option<String>,
+    /// The alias the calls named (`model_id` is the model that answered them).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model_alias: Option<String>,
     pub invocations: u64,
     pub errors: u64,
     pub throttles: u64,
@@ -86,7 +89,7 @@ pub fn report(
     until_ms: i64,
     bucket: Bucket,
 ) -> UsageReport {
-    type GroupKey = (i64, String, String, String, Option<String>);
+    type GroupKey = (i64, String, String, String, Option<String>, Option<String>);
     let mut groups: BTreeMap<GroupKey, Acc> = BTreeMap::new();
     for s in samples {
         let start = bucket.ms().map(|b| s.at_ms - s.at_ms.rem_euclid(b));
@@ -97,6 +100,7 @@ pub fn report(
                 s.model_id.clone(),
                 s.inference_type.clone(),
                 s.inference_profile.clone(),
+                s.model_alias.clone(),
             ))
             .or_default();
         let g = acc.group.get_or_insert_with(|| UsageGroup {
@@ -105,6 +109,7 @@ pub fn report(
             model_id: s.model_id.clone(),
             inference_type: s.inference_type.clone(),
             inference_profile: s.inference_profile.clone(),
+            model_alias: s.model_alias.clone(),
             invocations: 0,
             errors: 0,
             throttles: 0,
@@ -260,6 +265,7 @@ mod tests {
             latency_ms,
             cost_usd: cost,
             inference_profile: None,
+            model_alias: None,
         }
     }
 

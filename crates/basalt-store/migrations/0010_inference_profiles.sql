@@ -12,3 +12,5 @@ CREATE TABLE inference_profiles (
 );
 -- The profile an invocation was made through, if any.
 ALTER TABLE invocations ADD COLUMN inference_profile TEXT;
+-- The alias the call named, when it named one (model_id is the model that answered).
+ALTER TABLE invocations ADD COLUMN model_alias TEXT;

@@ -113,6 +113,8 @@ pub struct InvocationRecord {
     pub outcome: String,
     /// The application inference profile the call was made through, if any.
     pub inference_profile: Option<String>,
+    /// The alias the call named, if it named one (`model_id` is the model that answered).
+    pub model_alias: Option<String>,
 }
 
 /// Usage summed over a period for one key and model.
@@ -161,6 +163,8 @@ pub struct InvocationSample {
     pub cost_usd: f64,
     /// The application inference profile the call was made through, if any.
     pub inference_profile: Option<String>,
+    /// The alias the call named, if any.
+    pub model_alias: Option<String>,
 }
 
 /// Requests and tokens counted in one quota window.

@@ -250,8 +250,8 @@ impl InvocationLog for SqliteStore {
                     .prepare_cached(
                         "INSERT INTO invocations (at_ms, request_id, key_id, key_name, model_id, inference_type,
                          operation, input_tokens, output_tokens, latency_ms, first_token_ms, cost_usd, outcome,
-                         inference_profile)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                         inference_profile, model_alias)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
                     )
                     .map_err(db)?;
                 for r in records {
@@ -270,6 +270,7 @@ impl InvocationLog for SqliteStore {
                         r.cost_usd,
                         r.outcome,
                         r.inference_profile,
+                        r.model_alias,
                     ])
                     .map_err(db)?;
                 }
@@ -319,7 +320,8 @@ impl InvocationLog for SqliteStore {
             let mut stmt = conn
                 .prepare(
                     "SELECT at_ms, COALESCE(key_name, '(none)'), model_id, inference_type, outcome,
-                            input_tokens, output_tokens, latency_ms, cost_usd, inference_profile
+                            input_tokens, output_tokens, latency_ms, cost_usd, inference_profile,
+                            model_alias
                      FROM invocations WHERE at_ms >= ?1 AND at_ms < ?2 ORDER BY at_ms",
                 )
                 .map_err(db)?;
@@ -336,6 +338,7 @@ impl InvocationLog for SqliteStore {
                         latency_ms: row.get::<_, i64>(7)?.max(0) as u64,
                         cost_usd: row.get(8)?,
                         inference_profile: row.get(9)?,
+                        model_alias: row.get(10)?,
                     })
                 })
                 .map_err(db)?;
@@ -456,6 +459,7 @@ mod tests {
             cost_usd: 0.5,
             outcome: outcome.into(),
             inference_profile: None,
+            model_alias: None,
         }
     }
 

@@ -586,9 +586,11 @@ fn usage(
             "{:<17} {:<16} {:<42} {:<11} {:>7} {:>6} {:>9} {:>10} {:>10} {:>11.6} {:>8} {:>8}",
             period,
             g.key_name,
-            g.inference_profile
-                .as_ref()
-                .map_or_else(|| g.model_id.clone(), |p| format!("{} ({p})", g.model_id)),
+            match (&g.inference_profile, &g.model_alias) {
+                (Some(p), _) => format!("{} (profile {p})", g.model_id),
+                (None, Some(a)) => format!("{} (as {a})", g.model_id),
+                (None, None) => g.model_id.clone(),
+            },
             g.inference_type,
             g.invocations,
             g.errors,
