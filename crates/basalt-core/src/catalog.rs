@@ -106,6 +106,8 @@ pub struct ModelEntry {
     pub lifecycle: Lifecycle,
     pub input_price_per_1k: f64,
     pub output_price_per_1k: f64,
+    /// Price of 1,000 input tokens served from the prompt cache.
+    pub cache_read_price_per_1k: f64,
     /// Hourly price of one provisioned model unit.
     pub provisioned_unit_hour_price: f64,
     /// A custom or imported model: invocable only through provisioned throughput.
@@ -119,7 +121,20 @@ impl ModelEntry {
 
     /// Cost in US dollars of an invocation.
     pub fn cost(&self, input_tokens: u64, output_tokens: u64) -> f64 {
-        (input_tokens as f64 * self.input_price_per_1k
+        self.cost_with_cache(input_tokens, 0, output_tokens)
+    }
+
+    /// Cost in US dollars of an invocation of which `cache_read_tokens` of the
+    /// input came from the prompt cache (priced at the cache-read price).
+    pub fn cost_with_cache(
+        &self,
+        input_tokens: u64,
+        cache_read_tokens: u64,
+        output_tokens: u64,
+    ) -> f64 {
+        let cached = cache_read_tokens.min(input_tokens);
+        ((input_tokens - cached) as f64 * self.input_price_per_1k
+            + cached as f64 * self.cache_read_price_per_1k
             + output_tokens as f64 * self.output_price_per_1k)
             / 1000.0
     }
@@ -425,6 +440,11 @@ impl Catalog {
                 },
                 input_price_per_1k: m.price.input_per_1k,
                 output_price_per_1k: m.price.output_per_1k,
+                cache_read_price_per_1k: m
+                    .price
+                    .cache_read_input_per_1k
+                    .unwrap_or(m.price.input_per_1k)
+                    .max(0.0),
             };
             if models.insert(m.id.clone(), entry).is_some() {
                 return Err(invalid(id, "the ID is defined twice"));
@@ -558,6 +578,22 @@ price = {{ input_per_1k = 0.1, output_per_1k = 0.2 }}
         let catalog = config("").expect("valid");
         let m = catalog.get("acme.chat-v1:0").expect("present");
         assert!((m.cost(1000, 500) - 0.2).abs() < 1e-12);
+        assert!(
+            (m.cost_with_cache(1000, 400, 500) - m.cost(1000, 500)).abs() < 1e-12,
+            "no cache price configured: cached input costs the input price"
+        );
+        let discounted = ModelEntry {
+            cache_read_price_per_1k: m.input_price_per_1k / 10.0,
+            ..m.clone()
+        };
+        let expected = m.cost(600, 500) + 400.0 * m.input_price_per_1k / 10.0 / 1000.0;
+        assert!((discounted.cost_with_cache(1000, 400, 500) - expected).abs() < 1e-12);
+        assert!(
+            (discounted.cost_with_cache(10, 400, 0) - 10.0 * m.input_price_per_1k / 10.0 / 1000.0)
+                .abs()
+                < 1e-12,
+            "cache reads never exceed the input"
+        );
         assert!(!m.is_embedding());
     }
 

@@ -615,6 +615,10 @@ pub struct PriceConfig {
     pub input_per_1k: f64,
     #[serde(default)]
     pub output_per_1k: f64,
+    /// Price of 1,000 input tokens served from the prompt cache; absent: the input
+    /// price (no discount).
+    #[serde(default)]
+    pub cache_read_input_per_1k: Option<f64>,
     /// Price of one provisioned model unit per hour.
     #[serde(default)]
     pub provisioned_unit_hour: f64,

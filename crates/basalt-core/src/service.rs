@@ -671,7 +671,11 @@ impl Basalt {
             InferenceType::Provisioned => 0.0,
             InferenceType::OnDemand => 1.0,
         };
-        let cost = entry.cost(usage.input_tokens as u64, usage.output_tokens as u64) * price_factor;
+        let cost = entry.cost_with_cache(
+            u64::from(usage.input_tokens),
+            u64::from(usage.cache_read_input_tokens),
+            u64::from(usage.output_tokens),
+        ) * price_factor;
         self.meter.record(InvocationRecord {
             at_ms: ctx.at_ms,
             request_id: ctx.request_id.clone(),

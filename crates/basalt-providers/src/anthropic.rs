@@ -196,6 +196,10 @@ struct MessageReader {
     outbox: Outbox,
     blocks: BTreeMap<u64, Block>,
     usage: TokenUsage,
+    /// Anthropic's `input_tokens` counts only the uncached part of the prompt; the
+    /// parts read from and written to its cache are counted apart.
+    uncached_input: u32,
+    cache_write: u32,
     stop: Option<StopReason>,
     started: Instant,
     first_token_ms: Option<u64>,
@@ -208,6 +212,8 @@ impl MessageReader {
             outbox: Outbox::default(),
             blocks: BTreeMap::new(),
             usage: TokenUsage::default(),
+            uncached_input: 0,
+            cache_write: 0,
             stop: None,
             started,
             first_token_ms: None,
@@ -223,7 +229,7 @@ impl MessageReader {
     fn read_usage(&mut self, usage: &Value) {
         let get = |k: &str| usage.get(k).and_then(Value::as_u64).map(|v| v as u32);
         if let Some(n) = get("input_tokens") {
-            self.usage.input_tokens = n;
+            self.uncached_input = n;
         }
         if let Some(n) = get("output_tokens") {
             self.usage.output_tokens = n;
@@ -231,6 +237,14 @@ impl MessageReader {
         if let Some(n) = get("cache_read_input_tokens") {
             self.usage.cache_read_input_tokens = n;
         }
+        if let Some(n) = get("cache_creation_input_tokens") {
+            self.cache_write = n;
+        }
+        // The whole prompt, as every other provider counts it.
+        self.usage.input_tokens = self
+            .uncached_input
+            .saturating_add(self.usage.cache_read_input_tokens)
+            .saturating_add(self.cache_write);
     }
 
     /// A whole (non-streamed) message.
@@ -535,6 +549,27 @@ mod tests {
         assert!(
             matches!(&deltas[2], GenerationDelta::End { stop_reason: StopReason::ToolUse, usage, .. }
             if usage.input_tokens == 25 && usage.output_tokens == 40)
+        );
+    }
+
+    #[test]
+    fn cached_prompt_parts_count_in_the_whole_prompt() {
+        let mut t = MessageReader::new("a".into(), Instant::now());
+        for e in [
+            r#"{"type":"message_start","message":{"id":"m","type":"message","role":"assistant","content":[],"model":"c","stop_reason":null,"usage":{"input_tokens":5,"cache_read_input_tokens":100,"cache_creation_input_tokens":20,"output_tokens":1}}}"#,
+            r#"{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#,
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hi"}}"#,
+            r#"{"type":"content_block_stop","index":0}"#,
+            r#"{"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},"usage":{"output_tokens":3}}"#,
+            r#"{"type":"message_stop"}"#,
+        ] {
+            t.event(e);
+        }
+        let deltas: Vec<_> = t.outbox.drain();
+        assert!(
+            matches!(deltas.last(), Some(GenerationDelta::End { usage, .. })
+            if usage.input_tokens == 125 && usage.cache_read_input_tokens == 100 && usage.output_tokens == 3),
+            "{deltas:?}"
         );
     }
 

@@ -382,8 +382,12 @@ impl ConverseReader {
 
     fn read_usage(&mut self, usage: &Value) {
         let n = |k: &str| usage.get(k).and_then(Value::as_u64).unwrap_or(0) as u32;
+        // Bedrock's `inputTokens` leaves out the prompt read from and written to its
+        // cache; the whole prompt is what every other provider counts.
         self.usage = TokenUsage {
-            input_tokens: n("inputTokens"),
+            input_tokens: n("inputTokens")
+                .saturating_add(n("cacheReadInputTokens"))
+                .saturating_add(n("cacheWriteInputTokens")),
             output_tokens: n("outputTokens"),
             cache_read_input_tokens: n("cacheReadInputTokens"),
         };

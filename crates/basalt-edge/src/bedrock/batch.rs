@@ -314,7 +314,10 @@ impl RecordInvoker for BedrockRecords {
     fn token_counts(&self, output: &Value) -> (u64, u64) {
         let n = |v: Option<&Value>| v.and_then(Value::as_u64).unwrap_or(0);
         if let Some(usage) = output.get("usage") {
-            return (n(usage.get("inputTokens")), n(usage.get("outputTokens")));
+            let input = n(usage.get("inputTokens"))
+                + n(usage.get("cacheReadInputTokens"))
+                + n(usage.get("cacheWriteInputTokens"));
+            return (input, n(usage.get("outputTokens")));
         }
         if output.get("embedding").is_some() {
             return (n(output.get("inputTextTokenCount")), 0);

@@ -29,8 +29,21 @@ fn context(principal: Principal, request_id: RequestId, operation: &'static str)
     CallContext::new(Some(principal), request_id.0, operation)
 }
 
-fn usage_json(usage: &TokenUsage) -> Value {
-    json!({ "inputTokens": usage.input_tokens, "outputTokens": usage.output_tokens, "totalTokens": usage.total() })
+/// Converse's `usage`. With cache points in the request, the prompt is split as
+/// Bedrock splits it: `cacheReadInputTokens` is what the engine really served from its
+/// prefix cache (or what the upstream reported), `inputTokens` the rest. Basalt's
+/// engine keeps every prompt prefix without a write step or charge, so
+/// `cacheWriteInputTokens` is 0. Without cache points, the prompt is all
+/// `inputTokens`, as on Bedrock.
+fn usage_json(usage: &TokenUsage, cache_points: bool) -> Value {
+    let mut out = json!({ "inputTokens": usage.input_tokens, "outputTokens": usage.output_tokens, "totalTokens": usage.total() });
+    if cache_points {
+        let read = usage.cache_read_input_tokens.min(usage.input_tokens);
+        out["inputTokens"] = json!(usage.input_tokens - read);
+        out["cacheReadInputTokens"] = json!(read);
+        out["cacheWriteInputTokens"] = json!(0);
+    }
+    out
 }
 
 fn with_lifecycle(mut response: Response, core: &Basalt, model_id: &str) -> Response {
@@ -52,6 +65,7 @@ pub async fn converse(
 ) -> Result<Response, BedrockError> {
     let mut converse = parse_json::<ConverseBody>(&body)?;
     inline_documents(&mut converse).await?;
+    let cache_points = converse.names_cache_points();
     let (request, guardrail) = converse.into_guarded_request(&model_id, false)?;
     let ctx = context(principal, request_id, "Converse");
     let (generation, trace) = match guardrail {
@@ -65,7 +79,7 @@ pub async fn converse(
             (guarded.generation, trace)
         }
     };
-    let mut body = converse_body(&generation);
+    let mut body = converse_body(&generation, cache_points);
     if let Some(trace) = trace {
         body["trace"] = json!({ "guardrail": trace });
     }
@@ -134,13 +148,14 @@ pub async fn converse_stream(
 ) -> Result<Response, BedrockError> {
     let mut converse = parse_json::<ConverseBody>(&body)?;
     inline_documents(&mut converse).await?;
+    let cache_points = converse.names_cache_points();
     let (request, guardrail) = converse.into_guarded_request(&model_id, true)?;
     let ctx = context(principal, request_id, "ConverseStream");
     match guardrail {
         None => {
             let stream = state.core.chat_stream(ctx, request).await?;
             let answering = stream.model_id().to_string();
-            converse_stream_response(&state, &model_id, answering, stream, None).await
+            converse_stream_response(&state, &model_id, answering, stream, None, cache_points).await
         }
         Some(call) => {
             let stream = state
@@ -149,7 +164,8 @@ pub async fn converse_stream(
                 .await?;
             let answering = stream.model_id().to_string();
             let trace = call.trace.then(|| stream.trace());
-            converse_stream_response(&state, &model_id, answering, stream, trace).await
+            converse_stream_response(&state, &model_id, answering, stream, trace, cache_points)
+                .await
         }
     }
 }
@@ -162,6 +178,7 @@ async fn converse_stream_response<S>(
     answering: String,
     mut stream: S,
     trace: Option<Arc<std::sync::Mutex<GuardTrace>>>,
+    cache_points: bool,
 ) -> Result<Response, BedrockError>
 where
     S: futures::Stream<Item = GenerationDelta> + Send + Unpin + 'static,
@@ -231,8 +248,7 @@ where
                     "messageStop",
                     &json!({ "stopReason": stop_reason.as_bedrock() }),
                 ));
-                let mut metadata =
-                    json!({ "usage": usage_json(&usage), "metrics": { "latencyMs": latency_ms } });
+                let mut metadata = json!({ "usage": usage_json(&usage, cache_points), "metrics": { "latencyMs": latency_ms } });
                 if let Some(trace) = trace
                     .as_ref()
                     .and_then(|t| t.lock().ok().map(|t| t.clone()))
@@ -322,12 +338,13 @@ pub(crate) async fn converse_native(
 ) -> Result<(Value, TokenUsage), BedrockError> {
     let mut converse = parse_json::<ConverseBody>(body)?;
     inline_documents(&mut converse).await?;
+    let cache_points = converse.names_cache_points();
     let request = converse.into_chat_request(model_id)?;
     let generation = core.chat(ctx, request).await?;
-    Ok((converse_body(&generation), generation.usage))
+    Ok((converse_body(&generation, cache_points), generation.usage))
 }
 
-fn converse_body(generation: &basalt_core::types::Generation) -> Value {
+fn converse_body(generation: &basalt_core::types::Generation, cache_points: bool) -> Value {
     let mut content = Vec::new();
     if !generation.text.is_empty() || generation.tool_calls.is_empty() {
         content.push(json!({ "text": generation.text }));
@@ -340,7 +357,7 @@ fn converse_body(generation: &basalt_core::types::Generation) -> Value {
     json!({
         "output": { "message": { "role": "assistant", "content": content } },
         "stopReason": generation.stop_reason.as_bedrock(),
-        "usage": usage_json(&generation.usage),
+        "usage": usage_json(&generation.usage, cache_points),
         "metrics": { "latencyMs": generation.latency_ms },
     })
 }

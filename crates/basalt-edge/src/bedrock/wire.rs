@@ -52,6 +52,30 @@ pub struct ConverseBody {
     pub output_config: Option<Value>,
 }
 
+impl ConverseBody {
+    /// Whether the request marks a `cachePoint` (in `system`, a message or
+    /// `toolConfig.tools`): Bedrock then reports the prompt cache in `usage`.
+    pub fn names_cache_points(&self) -> bool {
+        let marks = |block: &Map<String, Value>| block.contains_key("cachePoint");
+        self.system.iter().any(marks)
+            || self
+                .messages
+                .iter()
+                .flatten()
+                .any(|m| m.content.iter().any(marks))
+            || self
+                .tool_config
+                .as_ref()
+                .and_then(|t| t.get("tools"))
+                .and_then(Value::as_array)
+                .is_some_and(|tools| {
+                    tools
+                        .iter()
+                        .any(|t| t.as_object().is_some_and(|o| o.contains_key("cachePoint")))
+                })
+    }
+}
+
 #[derive(Debug, Deserialize)]
 pub struct WireMessage {
     pub role: String,
