@@ -1,5 +1,6 @@
 //! Providers: what answers a model's requests. One trait per capability; the local
-//! engines implement them here, remote providers will sit beside them.
+//! engines (`LocalChat`, `LocalEmbedding`), the remote providers (`RemoteChat`,
+//! `RemoteEmbedding`, over `basalt-providers`) and `Echo` implement them here.
 
 use std::pin::Pin;
 use std::sync::Arc;

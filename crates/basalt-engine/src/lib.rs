@@ -4,8 +4,9 @@
 //!   scheduler thread per model that decodes every in-flight request in one batch
 //!   (continuous batching) and reuses each slot's KV cache for a shared prompt prefix.
 //! - [`embed::EmbeddingEngine`]: a BERT sentence-embedding model (sentence-transformers
-//!   layout: safetensors + tokenizer.json), converted at load to a Q8_0 GGUF and run on
-//!   llama.cpp, batched across calls, mean-pooled and L2-normalised.
+//!   layout: safetensors + tokenizer.json) on ONNX Runtime, its graph built at load
+//!   with int8 linear layers; inputs from every call share one queue, and vectors are
+//!   mean-pooled and L2-normalised inside the graph.
 //!
 //! This crate knows nothing about HTTP, Bedrock or OpenAI: it takes token-level
 //! requests and returns text, tokens and counts.

@@ -1,7 +1,9 @@
 //! Persistence behind small traits, one per capability: [`KeyStore`] for API keys,
 //! [`InvocationLog`] for metering, [`GuardrailStore`] for guardrail versions,
 //! [`QuotaStore`] for quota windows, [`KnowledgeStore`] for knowledge-base records,
-//! [`JobStore`] for long-running jobs of every kind (claimed under leases).
+//! [`JobStore`] for long-running jobs of every kind (claimed under leases),
+//! [`BatchJobStore`], [`ProvisionedStore`] and [`InferenceProfileStore`] for their
+//! features' records; [`CoreStore`] is all of the core's.
 //! [`SqliteStore`] implements them all (WAL mode,
 //! migrations from `migrations/`); nothing here assumes SQLite in the traits, so a
 //! PostgreSQL implementation can be added beside it and run the same tests.

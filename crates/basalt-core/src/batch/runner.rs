@@ -1,4 +1,4 @@
-//! Batch jobs on the job runner ([`crate::jobs`]): [`BatchJobs`] is the handler of
+//! Batch jobs on the job runner ([`crate::jobs`]): [`BatchRunner`] is the handler of
 //! [`JobKind::Batch`].
 //!
 //! Durability: the output files are the record of progress. Every output line names
