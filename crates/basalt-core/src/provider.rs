@@ -2,7 +2,6 @@
 //! engines (`LocalChat`, `LocalEmbedding`), the remote providers (`RemoteChat`,
 //! `RemoteEmbedding`, over `basalt-providers`) and `Echo` implement them here.
 
-use std::pin::Pin;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -11,7 +10,6 @@ use basalt_engine::chat::{
     OutputConstraint, SamplingParams,
 };
 use basalt_engine::embed::EmbeddingEngine;
-use futures::Stream;
 
 use crate::error::engine_error;
 use crate::tool_calls;
@@ -20,8 +18,9 @@ use crate::types::{
 };
 use crate::CoreError;
 
-/// Deltas of one generation; ends with `End` or `Error`.
-pub type DeltaStream = Pin<Box<dyn Stream<Item = GenerationDelta> + Send>>;
+/// Deltas of one generation; ends with `End` or `Error` (one type for local and
+/// remote providers).
+pub use basalt_providers::DeltaStream;
 
 /// A model that writes text.
 #[async_trait]

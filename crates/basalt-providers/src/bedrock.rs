@@ -165,24 +165,6 @@ impl BedrockChat {
         self.send(body, request.stream).await
     }
 
-    /// A raw prompt sent as one user message.
-    pub async fn complete(
-        &self,
-        prompt: &str,
-        params: &InferenceParams,
-        max_tokens: u32,
-    ) -> Result<DeltaStream, CoreError> {
-        let (inference, additional) = inference_config(params, max_tokens);
-        let mut body = json!({
-            "messages": [{"role": "user", "content": [{"text": prompt}]}],
-            "inferenceConfig": inference,
-        });
-        if !additional.is_empty() {
-            body["additionalModelRequestFields"] = Value::Object(additional);
-        }
-        self.send(body, true).await
-    }
-
     /// The request, signed (SigV4) or with the bearer key.
     fn build(
         &self,

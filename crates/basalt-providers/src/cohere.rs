@@ -107,25 +107,6 @@ impl CohereChat {
         self.send(body).await
     }
 
-    /// A raw prompt sent as one user message.
-    pub async fn complete(
-        &self,
-        prompt: &str,
-        params: &InferenceParams,
-        max_tokens: u32,
-    ) -> Result<DeltaStream, CoreError> {
-        let mut body = Map::new();
-        body.insert("model".into(), json!(self.upstream.model));
-        body.insert(
-            "messages".into(),
-            json!([{"role": "user", "content": prompt}]),
-        );
-        body.insert("max_tokens".into(), json!(max_tokens));
-        insert_params(&mut body, params);
-        body.insert("stream".into(), json!(true));
-        self.send(Value::Object(body)).await
-    }
-
     async fn send(&self, body: Value) -> Result<DeltaStream, CoreError> {
         let started = Instant::now();
         let url = format!("{}/chat", self.upstream.base_url.trim_end_matches('/'));

@@ -161,18 +161,6 @@ impl GeminiChat {
     }
 
     /// A raw prompt sent as one user turn.
-    pub async fn complete(
-        &self,
-        prompt: &str,
-        params: &InferenceParams,
-        max_tokens: u32,
-    ) -> Result<DeltaStream, CoreError> {
-        let body = json!({
-            "contents": [{"role": "user", "parts": [{"text": prompt}]}],
-            "generationConfig": generation_config(params, max_tokens),
-        });
-        self.send(body, true).await
-    }
 
     async fn send(&self, body: Value, stream: bool) -> Result<DeltaStream, CoreError> {
         let started = Instant::now();

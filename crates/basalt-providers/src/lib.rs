@@ -131,19 +131,27 @@ impl ChatAdapter {
         }
     }
 
+    /// A raw prompt (a native InvokeModel body's `prompt`) sent as one user message,
+    /// streamed: the same request every adapter's `chat` sends for one turn.
     pub async fn complete(
         &self,
         prompt: &str,
         params: &basalt_types::InferenceParams,
         max_tokens: u32,
     ) -> Result<DeltaStream, CoreError> {
-        match self {
-            Self::OpenAi(a) => a.complete(prompt, params, max_tokens).await,
-            Self::Anthropic(a) => a.complete(prompt, params, max_tokens).await,
-            Self::Cohere(a) => a.complete(prompt, params, max_tokens).await,
-            Self::Gemini(a) => a.complete(prompt, params, max_tokens).await,
-            Self::Bedrock(a) => a.complete(prompt, params, max_tokens).await,
-        }
+        let request = basalt_types::ChatRequest {
+            model_id: String::new(),
+            system: Vec::new(),
+            messages: vec![basalt_types::Message {
+                role: basalt_types::Role::User,
+                content: vec![basalt_types::ContentBlock::Text(prompt.to_owned())],
+            }],
+            params: params.clone(),
+            tools: None,
+            response_schema: None,
+            stream: true,
+        };
+        self.chat(&request, max_tokens).await
     }
 }
 

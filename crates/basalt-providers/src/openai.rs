@@ -178,23 +178,6 @@ impl OpenAiChat {
     }
 
     /// A raw prompt (a native InvokeModel body) sent as one user message.
-    pub async fn complete(
-        &self,
-        prompt: &str,
-        params: &InferenceParams,
-        max_tokens: u32,
-    ) -> Result<DeltaStream, CoreError> {
-        let mut body = Map::new();
-        body.insert("model".into(), json!(self.upstream.model));
-        body.insert(
-            "messages".into(),
-            json!([{"role": "user", "content": prompt}]),
-        );
-        body.insert("max_tokens".into(), json!(max_tokens));
-        self.insert_params(&mut body, params)?;
-        self.insert_stream(&mut body);
-        self.send(Value::Object(body)).await
-    }
 
     async fn send(&self, body: Value) -> Result<DeltaStream, CoreError> {
         let started = Instant::now();
