@@ -1,4 +1,9 @@
-//! Guardrail policies and their evaluation, independent of any wire format or model.
+//! Guardrail policies and their evaluation, independent of any model and of HTTP.
+//!
+//! The policy types ([`policy`]) use Bedrock's member names, and their serde form is
+//! the one the store keeps; the edge parses Bedrock's `CreateGuardrail` body with
+//! its own outer types and fills these. (Separating the policy model from Bedrock's
+//! member names entirely is open work, issue 21.)
 //!
 //! A [`GuardrailPolicy`] is validated and compiled once into a [`CompiledGuardrail`]
 //! (word automatons, regexes). Policies that compare meanings — denied topics and

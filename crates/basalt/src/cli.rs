@@ -494,7 +494,7 @@ fn keys(paths: &Paths, command: KeysCommand) -> Result<()> {
 
 /// `30m`, `24h`, `7d` back from now, or an RFC 3339 time; unix milliseconds.
 fn parse_instant(value: &str) -> Result<i64> {
-    let now_ms = (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
+    let now_ms = basalt_core::common::now_ms();
     let (number, unit) = value.split_at(value.len().saturating_sub(1));
     let scale = match unit {
         "m" => Some(60_000),
@@ -531,7 +531,7 @@ fn usage(
     let provisioned = provisioned_costs(paths, &store, since_ms, until_ms)?;
     let config = paths.load_config()?;
     let catalog = basalt_core::catalog::Catalog::from_config(&config)?;
-    let now_ms = (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
+    let now_ms = basalt_core::common::now_ms();
     let report = basalt_core::usage::report(
         &store.invocation_samples(since_ms, until_ms)?,
         &basalt_store::ProvisionedStore::list_provisioned(store.as_ref())?,
@@ -640,7 +640,7 @@ fn provisioned_costs(
     until_ms: i64,
 ) -> Result<Vec<serde_json::Value>> {
     let config = paths.load_config()?;
-    let now_ms = (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
+    let now_ms = basalt_core::common::now_ms();
     let until = until_ms.min(now_ms);
     Ok(basalt_store::ProvisionedStore::list_provisioned(store)?
         .into_iter()

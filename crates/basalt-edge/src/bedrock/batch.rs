@@ -19,7 +19,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use super::runtime::{converse_native, invoke_native};
-use super::wire::parse_json;
+use super::wire::{parse_json, required};
 use crate::common::timestamp;
 use crate::error::{BedrockError, BedrockErrorCode};
 use crate::AppState;
@@ -66,10 +66,6 @@ struct CreateBody {
     vpc_config: Option<Value>,
     #[allow(dead_code)]
     tags: Option<Value>,
-}
-
-fn required<T>(value: Option<T>, name: &str) -> Result<T, BedrockError> {
-    value.ok_or_else(|| BedrockError::validation(format!("{name} is required")))
 }
 
 pub async fn create_job(
@@ -197,7 +193,7 @@ pub struct ListQuery {
 
 fn parse_time(name: &str, value: &str) -> Result<i64, BedrockError> {
     OffsetDateTime::parse(value, &Rfc3339)
-        .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
+        .map(crate::common::unix_ms)
         .or_else(|_| value.parse::<f64>().map(|secs| (secs * 1000.0) as i64))
         .map_err(|_| BedrockError::validation(format!("{name} {value:?} is not a timestamp")))
 }

@@ -19,7 +19,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::paging::Paging;
-use super::wire::parse_json;
+use super::wire::{parse_json, required};
 use crate::auth::RequestId;
 use crate::common::{now_ms, timestamp};
 use crate::error::BedrockError;
@@ -33,10 +33,6 @@ fn agent<T>(r: Result<T, CoreError>) -> Result<T, BedrockError> {
 
 fn accepted(body: Value) -> Response {
     (StatusCode::ACCEPTED, Json(body)).into_response()
-}
-
-fn required<T>(value: Option<T>, name: &str) -> Result<T, BedrockError> {
-    value.ok_or_else(|| BedrockError::validation(format!("{name} is required")))
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -17,6 +17,11 @@ use basalt_core::guardrails::{GuardrailUse, TextLocation};
 
 use crate::error::BedrockError;
 
+/// A required member of a request body, or a ValidationException naming it.
+pub fn required<T>(value: Option<T>, name: &str) -> Result<T, BedrockError> {
+    value.ok_or_else(|| BedrockError::validation(format!("{name} is required")))
+}
+
 /// Parses a JSON body into `T`, mapping every failure to a ValidationException.
 pub fn parse_json<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, BedrockError> {
     if body.is_empty() {
