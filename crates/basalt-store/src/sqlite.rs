@@ -39,6 +39,25 @@ pub(crate) fn db(e: rusqlite::Error) -> StoreError {
     StoreError::Database(e.to_string())
 }
 
+/// A unique-constraint violation as the duplicate it is (`client token`, `name`,
+/// else `id`), any other failure as a database error.
+pub(crate) fn unique_violation(e: rusqlite::Error) -> StoreError {
+    match &e {
+        rusqlite::Error::SqliteFailure(f, Some(m))
+            if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+        {
+            if m.contains("client_token") {
+                StoreError::Duplicate("client token")
+            } else if m.contains("name") {
+                StoreError::Duplicate("name")
+            } else {
+                StoreError::Duplicate("id")
+            }
+        }
+        _ => db(e),
+    }
+}
+
 impl SqliteStore {
     /// Opens (creating if needed) the database file and applies pending migrations.
     pub fn open(path: &Path) -> Result<Self, StoreError> {

@@ -55,6 +55,18 @@ pub(crate) fn insert_job_row(
     Ok(())
 }
 
+/// A job's state and lease holder, read inside a transaction.
+fn state_and_owner(
+    tx: &rusqlite::Transaction<'_>,
+    id: &str,
+) -> Result<Option<(JobState, Option<String>)>, StoreError> {
+    tx.query_row("SELECT state, owner FROM jobs WHERE id = ?1", [id], |r| {
+        Ok((state_of(r.get(0)?)?, r.get(1)?))
+    })
+    .optional()
+    .map_err(db)
+}
+
 impl JobStore for SqliteStore {
     fn insert_job(&self, job: &NewJob<'_>) -> Result<(), StoreError> {
         self.with(|conn| insert_job_row(conn, job))
@@ -174,16 +186,10 @@ impl JobStore for SqliteStore {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(db)?;
-            let current: Option<(String, Option<String>)> = tx
-                .query_row("SELECT state, owner FROM jobs WHERE id = ?1", [id], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })
-                .optional()
-                .map_err(db)?;
+            let current = state_and_owner(&tx, id)?;
             let Some((current, holder)) = current else {
                 return Ok(false);
             };
-            let current = state_of(current).map_err(db)?;
             if current.is_final()
                 || unless.contains(&current)
                 || owner.is_some_and(|o| holder.as_deref() != Some(o))
@@ -210,16 +216,11 @@ impl JobStore for SqliteStore {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(db)?;
-            let current: Option<(String, Option<String>)> = tx
-                .query_row("SELECT state, owner FROM jobs WHERE id = ?1", [id], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })
-                .optional()
-                .map_err(db)?;
+            let current = state_and_owner(&tx, id)?;
             let Some((current, owner)) = current else {
                 return Ok(false);
             };
-            if state_of(current).map_err(db)?.is_final() {
+            if current.is_final() {
                 return Ok(false);
             }
             let message = "stopped by request";

@@ -2,7 +2,7 @@
 
 use rusqlite::{params, OptionalExtension};
 
-use crate::sqlite::db;
+use crate::sqlite::{db, unique_violation};
 use crate::{InferenceProfileRecord, InferenceProfileStore, SqliteStore, StoreError};
 
 const COLUMNS: &str =
@@ -21,23 +21,6 @@ fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<InferenceProfileRecord>
     })
 }
 
-fn constraint(e: rusqlite::Error) -> StoreError {
-    match &e {
-        rusqlite::Error::SqliteFailure(f, Some(m))
-            if f.code == rusqlite::ErrorCode::ConstraintViolation =>
-        {
-            if m.contains("client_token") {
-                StoreError::Duplicate("client token")
-            } else if m.contains("name") {
-                StoreError::Duplicate("name")
-            } else {
-                StoreError::Duplicate("id")
-            }
-        }
-        _ => db(e),
-    }
-}
-
 impl InferenceProfileStore for SqliteStore {
     fn insert_inference_profile(&self, r: &InferenceProfileRecord) -> Result<(), StoreError> {
         self.with(|conn| {
@@ -48,7 +31,7 @@ impl InferenceProfileStore for SqliteStore {
                     r.created_ms, r.updated_ms
                 ],
             )
-            .map_err(constraint)?;
+            .map_err(unique_violation)?;
             Ok(())
         })
     }

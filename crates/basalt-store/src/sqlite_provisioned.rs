@@ -2,7 +2,7 @@
 
 use rusqlite::{params, OptionalExtension};
 
-use crate::sqlite::db;
+use crate::sqlite::{db, unique_violation};
 use crate::{ProvisionedRecord, ProvisionedStore, SqliteStore, StoreError};
 
 const COLUMNS: &str = "id, name, model_id, desired_model_id, model_units, status, failure_message,
@@ -25,23 +25,6 @@ fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ProvisionedRecord> {
     })
 }
 
-fn constraint(e: rusqlite::Error) -> StoreError {
-    match &e {
-        rusqlite::Error::SqliteFailure(f, Some(m))
-            if f.code == rusqlite::ErrorCode::ConstraintViolation =>
-        {
-            if m.contains("client_token") {
-                StoreError::Duplicate("client token")
-            } else if m.contains("name") {
-                StoreError::Duplicate("name")
-            } else {
-                StoreError::Duplicate("id")
-            }
-        }
-        _ => db(e),
-    }
-}
-
 impl ProvisionedStore for SqliteStore {
     fn insert_provisioned(&self, r: &ProvisionedRecord) -> Result<(), StoreError> {
         self.with(|conn| {
@@ -52,7 +35,7 @@ impl ProvisionedStore for SqliteStore {
                     r.failure_message, r.commitment, r.commitment_expires_ms, r.client_token, r.created_ms, r.updated_ms
                 ],
             )
-            .map_err(constraint)?;
+            .map_err(unique_violation)?;
             Ok(())
         })
     }
@@ -103,7 +86,7 @@ impl ProvisionedStore for SqliteStore {
                  failure_message = ?6, updated_ms = ?7 WHERE id = ?1",
                 params![r.id, r.name, r.model_id, r.desired_model_id, r.status, r.failure_message, r.updated_ms],
             )
-            .map_err(constraint)?;
+            .map_err(unique_violation)?;
             Ok(())
         })
     }
