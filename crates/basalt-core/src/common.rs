@@ -26,6 +26,33 @@ pub fn random_id(len: usize, alphabet: &[u8]) -> String {
         .collect()
 }
 
+/// Resource tags as stored: `[{"key": …, "value": …}]`, or none for no tags.
+pub fn tags_json(tags: &[(String, String)]) -> Option<String> {
+    (!tags.is_empty()).then(|| {
+        serde_json::Value::Array(
+            tags.iter()
+                .map(|(k, v)| serde_json::json!({"key": k, "value": v}))
+                .collect(),
+        )
+        .to_string()
+    })
+}
+
+/// Stored tags read back (what does not parse is left out).
+pub fn tags_of(stored: Option<&str>) -> Vec<(String, String)> {
+    stored
+        .and_then(|t| serde_json::from_str::<Vec<serde_json::Value>>(t).ok())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|t| {
+            Some((
+                t.get("key")?.as_str()?.to_owned(),
+                t.get("value")?.as_str()?.to_owned(),
+            ))
+        })
+        .collect()
+}
+
 /// A store failure as the caller sees it: a duplicate is a conflict, anything else
 /// an internal error naming the store (`area`).
 pub(crate) fn store_error(area: &'static str) -> impl Fn(StoreError) -> CoreError {
@@ -56,5 +83,8 @@ mod tests {
             internal.to_string(),
             "batch job store: database error: disk full"
         );
+        let tags = vec![("team".to_string(), "a".to_string())];
+        assert_eq!(tags_of(tags_json(&tags).as_deref()), tags);
+        assert_eq!(tags_json(&[]), None);
     }
 }

@@ -52,19 +52,7 @@ pub struct InferenceProfile {
 
 impl From<InferenceProfileRecord> for InferenceProfile {
     fn from(r: InferenceProfileRecord) -> Self {
-        let tags = r
-            .tags_json
-            .as_deref()
-            .and_then(|t| serde_json::from_str::<Vec<serde_json::Value>>(t).ok())
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|t| {
-                Some((
-                    t.get("key")?.as_str()?.to_owned(),
-                    t.get("value")?.as_str()?.to_owned(),
-                ))
-            })
-            .collect();
+        let tags = crate::common::tags_of(r.tags_json.as_deref());
         Self {
             id: r.id,
             name: r.name,
@@ -191,15 +179,7 @@ impl InferenceProfileService {
             )));
         }
         let model_id = self.source_model(&spec.copy_from)?;
-        let tags_json = (!spec.tags.is_empty()).then(|| {
-            serde_json::Value::Array(
-                spec.tags
-                    .iter()
-                    .map(|(k, v)| serde_json::json!({"key": k, "value": v}))
-                    .collect(),
-            )
-            .to_string()
-        });
+        let tags_json = crate::common::tags_json(&spec.tags);
         let at = now_ms();
         let record = InferenceProfileRecord {
             id: random_id(12, LOWER_ALNUM),

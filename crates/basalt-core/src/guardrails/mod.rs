@@ -268,15 +268,7 @@ impl GuardrailService {
         spec: &GuardrailSpec,
         at: i64,
     ) -> Result<GuardrailRecord, CoreError> {
-        let tags_json = (!spec.tags.is_empty()).then(|| {
-            serde_json::Value::Array(
-                spec.tags
-                    .iter()
-                    .map(|(k, v)| serde_json::json!({"key": k, "value": v}))
-                    .collect(),
-            )
-            .to_string()
-        });
+        let tags_json = crate::common::tags_json(&spec.tags);
         Ok(GuardrailRecord {
             id,
             version: DRAFT.into(),
