@@ -37,6 +37,8 @@ pub struct ConfigFile {
     #[serde(default)]
     pub jobs: crate::jobs::JobsConfig,
     #[serde(default)]
+    pub agents: crate::agents::AgentsConfig,
+    #[serde(default)]
     pub provisioned: ProvisionedConfig,
     /// S3-compatible object storage for `s3://` locations.
     #[serde(default)]

@@ -5,6 +5,7 @@
 //! runs it on its provider ([`provider`]), and meters the invocation ([`metering`]).
 //! Nothing in this crate knows HTTP or a wire format.
 
+pub mod agents;
 pub mod batch;
 pub mod catalog;
 pub mod common;

@@ -52,6 +52,8 @@ pub struct CallContext {
     pub inference_profile: Option<String>,
     /// The alias the call names, metered beside the model that answers.
     pub model_alias: Option<String>,
+    /// The agent session this call is a step of (`<agent ID>/<session ID>`), metered with it.
+    pub agent_session: Option<String>,
 }
 
 impl CallContext {
@@ -73,6 +75,7 @@ impl CallContext {
             capacity: Arc::new(Mutex::new(None)),
             inference_profile: None,
             model_alias: None,
+            agent_session: None,
         }
     }
 
@@ -692,6 +695,7 @@ impl Basalt {
             outcome: outcome.as_str().into(),
             inference_profile: ctx.inference_profile.clone(),
             model_alias: ctx.model_alias.clone(),
+            agent_session: ctx.agent_session.clone(),
         });
         self.quotas.add_spend(ctx.principal.as_ref(), cost);
         if let Ok(mut permit) = ctx.capacity.lock() {

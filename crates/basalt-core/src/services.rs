@@ -6,6 +6,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::agents::AgentService;
 use crate::batch::runner::{BatchRunner, RecordInvoker};
 use crate::batch::BatchService;
 use crate::config::ConfigFile;
@@ -30,6 +31,7 @@ pub struct Services {
     pub guardrails: Arc<GuardrailService>,
     pub batch: Arc<BatchService>,
     pub knowledge: Arc<KnowledgeService>,
+    pub agents: Arc<AgentService>,
 }
 
 impl Services {
@@ -72,8 +74,15 @@ impl Services {
             Arc::clone(&core),
             Arc::clone(&guardrails),
             Arc::clone(&jobs),
-            store,
+            store.clone(),
             config.knowledge_bases.clone(),
+        )?);
+        let agents = Arc::new(AgentService::new(
+            Arc::clone(&core),
+            Arc::clone(&knowledge),
+            Arc::clone(&guardrails),
+            store,
+            config.agents.clone(),
         )?);
         Ok(Self {
             core,
@@ -83,6 +92,7 @@ impl Services {
             guardrails,
             batch,
             knowledge,
+            agents,
         })
     }
 

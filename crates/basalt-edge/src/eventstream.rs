@@ -40,13 +40,18 @@ pub fn event(event_type: &'static str, payload: &serde_json::Value) -> Bytes {
 
 /// An `exception` frame (`:exception-type` is the modelled member, e.g. `throttlingException`).
 pub fn exception(error: &BedrockError) -> Bytes {
+    exception_member(error.code.stream_member(), &error.message)
+}
+
+/// An `exception` frame of the stream member `member` (`dependencyFailedException`).
+pub fn exception_member(member: &'static str, message: &str) -> Bytes {
     frame(
         vec![
-            header(":exception-type", error.code.stream_member()),
+            header(":exception-type", member),
             header(":content-type", "application/json"),
             header(":message-type", "exception"),
         ],
-        serde_json::to_vec(&serde_json::json!({ "message": error.message })).unwrap_or_default(),
+        serde_json::to_vec(&serde_json::json!({ "message": message })).unwrap_or_default(),
     )
 }
 

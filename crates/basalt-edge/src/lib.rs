@@ -41,6 +41,7 @@ pub struct AppState {
     pub batch: Arc<BatchService>,
     pub guardrails: Arc<basalt_core::guardrails::GuardrailService>,
     pub knowledge: Arc<basalt_core::knowledge::KnowledgeService>,
+    pub agents: Arc<basalt_core::agents::AgentService>,
     /// Every service (for the background work).
     pub services: Services,
     pub metrics: Option<PrometheusHandle>,
@@ -63,6 +64,7 @@ impl AppState {
             batch: Arc::clone(&services.batch),
             guardrails: Arc::clone(&services.guardrails),
             knowledge: Arc::clone(&services.knowledge),
+            agents: Arc::clone(&services.agents),
             services,
             metrics,
             admission,

@@ -10,11 +10,13 @@
 
 mod batch;
 mod guardrails;
+pub mod agents;
 pub mod jobs;
 pub mod knowledge;
 mod profiles;
 mod provisioned;
 mod sqlite;
+mod sqlite_agents;
 mod sqlite_batch;
 mod sqlite_guardrails;
 mod sqlite_jobs;
@@ -22,6 +24,7 @@ mod sqlite_knowledge;
 mod sqlite_profiles;
 mod sqlite_provisioned;
 
+pub use agents::{AgentKind, AgentRecord, AgentStore};
 pub use batch::{BatchCounts, BatchJobRecord, BatchJobStore, BATCH_JOB_KIND};
 pub use guardrails::{GuardrailRecord, GuardrailStore, DRAFT};
 pub use jobs::{Claim, JobProgress, JobRecord, JobState, JobStore, NewJob};
@@ -117,6 +120,8 @@ pub struct InvocationRecord {
     pub inference_profile: Option<String>,
     /// The alias the call named, if it named one (`model_id` is the model that answered).
     pub model_alias: Option<String>,
+    /// The agent session the call was a step of (`<agent ID>/<session ID>`), if any.
+    pub agent_session: Option<String>,
 }
 
 /// Usage summed over a period for one key and model.
@@ -199,6 +204,7 @@ pub trait CoreStore:
     + ProvisionedStore
     + InferenceProfileStore
     + KnowledgeStore
+    + AgentStore
 {
 }
 
@@ -211,5 +217,6 @@ impl<T> CoreStore for T where
         + ProvisionedStore
         + InferenceProfileStore
         + KnowledgeStore
+    + AgentStore
 {
 }

@@ -22,6 +22,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0008_key_version.sql"),
     include_str!("../migrations/0009_jobs.sql"),
     include_str!("../migrations/0010_inference_profiles.sql"),
+    include_str!("../migrations/0011_agents.sql"),
 ];
 
 /// SQLite in WAL mode behind a mutex (writes are short; metering is batched by callers).
@@ -269,8 +270,8 @@ impl InvocationLog for SqliteStore {
                     .prepare_cached(
                         "INSERT INTO invocations (at_ms, request_id, key_id, key_name, model_id, inference_type,
                          operation, input_tokens, output_tokens, latency_ms, first_token_ms, cost_usd, outcome,
-                         inference_profile, model_alias)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                         inference_profile, model_alias, agent_session)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
                     )
                     .map_err(db)?;
                 for r in records {
@@ -290,6 +291,7 @@ impl InvocationLog for SqliteStore {
                         r.outcome,
                         r.inference_profile,
                         r.model_alias,
+                        r.agent_session,
                     ])
                     .map_err(db)?;
                 }
@@ -479,6 +481,7 @@ mod tests {
             outcome: outcome.into(),
             inference_profile: None,
             model_alias: None,
+            agent_session: None,
         }
     }
 

@@ -27,17 +27,17 @@ use crate::AppState;
 
 type Answer = Result<Response, BedrockError>;
 
-fn agent<T>(r: Result<T, CoreError>) -> Result<T, BedrockError> {
+pub(super) fn agent<T>(r: Result<T, CoreError>) -> Result<T, BedrockError> {
     r.map_err(BedrockError::agent)
 }
 
-fn accepted(body: Value) -> Response {
+pub(super) fn accepted(body: Value) -> Response {
     (StatusCode::ACCEPTED, Json(body)).into_response()
 }
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct ListBody {
+pub(super) struct ListBody {
     max_results: Option<i64>,
     next_token: Option<String>,
     #[allow(dead_code)]
@@ -46,7 +46,7 @@ struct ListBody {
     sort_by: Option<Value>,
 }
 
-fn list_body(body: &Bytes) -> Result<ListBody, BedrockError> {
+pub(super) fn list_body(body: &Bytes) -> Result<ListBody, BedrockError> {
     if body.is_empty() {
         Ok(ListBody::default())
     } else {
@@ -56,7 +56,7 @@ fn list_body(body: &Bytes) -> Result<ListBody, BedrockError> {
 
 impl ListBody {
     /// The page this body asks for, of `operation`, for the caller `key_id`.
-    fn paging<'a>(
+    pub(super) fn paging<'a>(
         &self,
         operation: &'static str,
         key_id: &'a str,

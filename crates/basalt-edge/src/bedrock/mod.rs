@@ -1,6 +1,8 @@
 //! The Bedrock dialect: runtime (`bedrock-runtime`), control plane (`bedrock`), and
 //! the knowledge-base parts of `bedrock-agent` and `bedrock-agent-runtime`.
 
+mod agent_runtime;
+mod agents;
 mod batch;
 mod control;
 mod documents;
@@ -125,6 +127,58 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/retrieveAndGenerateStream",
             post(retrieval::retrieve_and_generate_stream),
+        )
+        .route(
+            "/agents/",
+            put(agents::create_agent).post(agents::list_agents),
+        )
+        .route(
+            "/agents/{agent_id}/",
+            get(agents::get_agent)
+                .put(agents::update_agent)
+                .delete(agents::delete_agent)
+                .post(agents::prepare_agent),
+        )
+        // InvokeInlineAgent: `POST /agents/{sessionId}` (no trailing slash).
+        .route("/agents/{agent_id}", post(agent_runtime::invoke_inline_agent))
+        .route(
+            "/agents/{agent_id}/agentversions/{version}/actiongroups/",
+            put(agents::create_action_group).post(agents::list_action_groups),
+        )
+        .route(
+            "/agents/{agent_id}/agentversions/{version}/actiongroups/{group_id}/",
+            get(agents::get_action_group)
+                .put(agents::update_action_group)
+                .delete(agents::delete_action_group),
+        )
+        .route(
+            "/agents/{agent_id}/agentversions/{version}/knowledgebases/",
+            put(agents::associate_knowledge_base).post(agents::list_knowledge_bases),
+        )
+        .route(
+            "/agents/{agent_id}/agentversions/{version}/knowledgebases/{kb_id}/",
+            get(agents::get_knowledge_base)
+                .put(agents::update_knowledge_base)
+                .delete(agents::disassociate_knowledge_base),
+        )
+        .route("/agents/{agent_id}/agentversions/", post(agents::list_versions))
+        .route(
+            "/agents/{agent_id}/agentversions/{version}/",
+            get(agents::get_version).delete(agents::delete_version),
+        )
+        .route(
+            "/agents/{agent_id}/agentaliases/",
+            put(agents::create_alias).post(agents::list_aliases),
+        )
+        .route(
+            "/agents/{agent_id}/agentaliases/{alias_id}/",
+            get(agents::get_alias)
+                .put(agents::update_alias)
+                .delete(agents::delete_alias),
+        )
+        .route(
+            "/agents/{agent_id}/agentAliases/{alias_id}/sessions/{session_id}/text",
+            post(agent_runtime::invoke_agent),
         )
         .route("/foundation-models", get(control::list_foundation_models))
         .route(

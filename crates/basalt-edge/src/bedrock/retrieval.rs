@@ -37,11 +37,11 @@ struct VectorSearch {
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct RetrievalConfiguration {
+pub(super) struct RetrievalConfiguration {
     vector_search_configuration: Option<VectorSearch>,
 }
 
-fn retrieve_spec(
+pub(super) fn retrieve_spec(
     kb: String,
     text: String,
     config: Option<RetrievalConfiguration>,
@@ -99,7 +99,7 @@ fn location_json(r: &Retrieved) -> Value {
     }
 }
 
-fn result_json(r: &Retrieved, with_score: bool) -> Value {
+pub(super) fn result_json(r: &Retrieved, with_score: bool) -> Value {
     let mut out = json!({
         "content": { "type": "TEXT", "text": r.text },
         "location": location_json(r),
@@ -341,7 +341,7 @@ fn generate_spec(body: GenerateBody) -> Result<GenerateSpec, BedrockError> {
     })
 }
 
-fn citation_json(c: &Citation) -> Value {
+pub(super) fn citation_json(c: &Citation) -> Value {
     json!({
         "generatedResponsePart": {
             "textResponsePart": { "text": c.text, "span": { "start": c.start, "end": c.end } }

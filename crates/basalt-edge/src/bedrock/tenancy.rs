@@ -91,6 +91,60 @@ const SHARED_WRITES: &[(Method, &str, &str)] = &[
         "/knowledgebases/{kb}/datasources/{ds}/ingestionjobs/{job}/stop",
         "stopping an ingestion job",
     ),
+    (Method::PUT, "/agents/", "creating an agent"),
+    (Method::PUT, "/agents/{agent_id}/", "updating an agent"),
+    (Method::DELETE, "/agents/{agent_id}/", "deleting an agent"),
+    (Method::POST, "/agents/{agent_id}/", "preparing an agent"),
+    (
+        Method::PUT,
+        "/agents/{agent_id}/agentversions/{version}/actiongroups/",
+        "creating an action group",
+    ),
+    (
+        Method::PUT,
+        "/agents/{agent_id}/agentversions/{version}/actiongroups/{group_id}/",
+        "updating an action group",
+    ),
+    (
+        Method::DELETE,
+        "/agents/{agent_id}/agentversions/{version}/actiongroups/{group_id}/",
+        "deleting an action group",
+    ),
+    (
+        Method::PUT,
+        "/agents/{agent_id}/agentversions/{version}/knowledgebases/",
+        "associating a knowledge base with an agent",
+    ),
+    (
+        Method::PUT,
+        "/agents/{agent_id}/agentversions/{version}/knowledgebases/{kb_id}/",
+        "updating an agent's knowledge base",
+    ),
+    (
+        Method::DELETE,
+        "/agents/{agent_id}/agentversions/{version}/knowledgebases/{kb_id}/",
+        "disassociating a knowledge base from an agent",
+    ),
+    (
+        Method::DELETE,
+        "/agents/{agent_id}/agentversions/{version}/",
+        "deleting an agent version",
+    ),
+    (
+        Method::PUT,
+        "/agents/{agent_id}/agentaliases/",
+        "creating an agent alias",
+    ),
+    (
+        Method::PUT,
+        "/agents/{agent_id}/agentaliases/{alias_id}/",
+        "updating an agent alias",
+    ),
+    (
+        Method::DELETE,
+        "/agents/{agent_id}/agentaliases/{alias_id}/",
+        "deleting an agent alias",
+    ),
 ];
 
 /// What a request changes, when it changes a shared resource.

@@ -1,0 +1,1291 @@
+//! The agent loop. A turn: the input (text, the caller's results of returned
+//! actions, or the user's answer to a question) goes into the session's
+//! conversation; then, up to `[agents] max_steps` times, the agent's model is called
+//! through the calling path (quotas, placement, metering tagged with the session)
+//! with every tool of the agent; the actions it asks for run (at once and in
+//! parallel: HTTP executors and knowledge-base searches; or they go back to the
+//! caller in a `returnControl`, or the question goes to the user), their results
+//! go back as tool results; an answer without tool calls ends the turn. The session
+//! is written back when the turn ends, so an interrupted turn leaves the session
+//! as it was before it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use futures::{FutureExt, StreamExt};
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+
+use super::definition::{AgentStatus, AgentVersion, Executor, DRAFT, TEST_ALIAS};
+use super::session::{
+    self, ActionInput, ActionTarget, LoadedSession, NamedValue, Pending, PendingCall,
+    SessionKey, StoredBlock, StoredMessage,
+};
+use super::tools::{ToolAction, ToolSet};
+use super::AgentService;
+use crate::common::{now_ms, random_id};
+use crate::guardrail_policy::{Segment, Source};
+use crate::keys::Principal;
+use crate::knowledge::retrieve::{cite, Citation, RetrieveSpec, Retrieved};
+use crate::service::CallContext;
+use crate::types::{
+    ChatRequest, GenerationDelta, InferenceParams, TokenUsage, ToolCall, ToolChoice, ToolConfig,
+};
+use crate::CoreError;
+
+/// The agent ID inline agents' sessions are kept under.
+pub const INLINE_AGENT: &str = "INLINE";
+
+/// Which agent runs.
+#[derive(Debug, Clone)]
+pub enum Target {
+    Stored { agent_id: String, alias_id: String },
+    /// InvokeInlineAgent: the definition comes with the request.
+    Inline(Box<AgentVersion>),
+}
+
+/// A knowledge base's search settings for this call.
+#[derive(Debug, Clone, Default)]
+pub struct KnowledgeBaseSearch {
+    pub knowledge_base_id: String,
+    pub number_of_results: Option<usize>,
+    pub search_type: Option<basalt_kb::index::SearchType>,
+    pub filter: Option<Value>,
+}
+
+/// The caller's result of a returned action.
+#[derive(Debug, Clone)]
+pub struct ActionResult {
+    pub action_group: String,
+    pub target: ActionTarget,
+    pub body: String,
+    /// `responseState` FAILURE.
+    pub failed: bool,
+    /// `confirmationState` DENY.
+    pub denied: bool,
+    pub http_status: Option<u16>,
+}
+
+/// One InvokeAgent / InvokeInlineAgent call.
+#[derive(Debug, Clone)]
+pub struct InvokeRequest {
+    pub target: Target,
+    pub session_id: String,
+    pub input_text: Option<String>,
+    pub enable_trace: bool,
+    pub end_session: bool,
+    pub stream_final_response: bool,
+    pub session_attributes: Option<BTreeMap<String, String>>,
+    pub prompt_session_attributes: Option<BTreeMap<String, String>>,
+    pub invocation_id: Option<String>,
+    pub results: Vec<ActionResult>,
+    pub knowledge_base_searches: Vec<KnowledgeBaseSearch>,
+}
+
+/// How an action ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Execution {
+    Lambda,
+    ReturnControl,
+}
+
+/// One part of a step's trace.
+#[derive(Debug, Clone)]
+pub enum TracePart {
+    ModelInput {
+        text: String,
+        foundation_model: String,
+        params: InferenceParams,
+    },
+    ModelOutput {
+        raw: String,
+        usage: TokenUsage,
+        start_ms: i64,
+        end_ms: i64,
+    },
+    Rationale(String),
+    ActionInvocation {
+        input: ActionInput,
+        execution: Execution,
+    },
+    KnowledgeBaseLookup {
+        knowledge_base_id: String,
+        text: String,
+    },
+    ActionObservation {
+        action_group: String,
+        text: String,
+    },
+    KnowledgeBaseObservation {
+        references: Vec<Retrieved>,
+    },
+    AskUser {
+        question: String,
+    },
+    Finish {
+        text: String,
+    },
+    /// The agent's guardrail intervened on `what` (`input`, `output`, `tool result`).
+    Guardrail {
+        what: &'static str,
+        blocked: bool,
+    },
+    Failure {
+        reason: String,
+    },
+}
+
+/// A trace event: the step's trace ID and what happened.
+#[derive(Debug, Clone)]
+pub struct Trace {
+    pub trace_id: String,
+    pub part: TracePart,
+}
+
+/// What an invocation streams.
+#[derive(Debug, Clone)]
+pub enum AgentEvent {
+    Trace(Trace),
+    /// Answer text; the attribution of the final chunk.
+    Chunk {
+        text: String,
+        citations: Vec<Citation>,
+    },
+    /// Actions for the caller to run; ends the stream.
+    ReturnControl {
+        invocation_id: String,
+        inputs: Vec<ActionInput>,
+    },
+    /// The turn failed; ends the stream.
+    Failed(AgentFailure),
+}
+
+/// Why a turn failed after its stream started.
+#[derive(Debug, Clone)]
+pub enum AgentFailure {
+    /// `[agents] max_steps` model calls without a final answer.
+    StepLimit(String),
+    /// A model call failed.
+    Model(CoreError),
+}
+
+/// A started invocation.
+#[derive(Debug)]
+pub struct Started {
+    pub agent_id: String,
+    pub alias_id: String,
+    pub version: String,
+    pub session_id: String,
+    pub events: mpsc::Receiver<AgentEvent>,
+}
+
+/// Removes a session from the busy set when the turn ends.
+struct BusyGuard {
+    service: Arc<AgentService>,
+    label: String,
+}
+
+impl Drop for BusyGuard {
+    fn drop(&mut self) {
+        if let Ok(mut busy) = self.service.busy.lock() {
+            busy.remove(&self.label);
+        }
+    }
+}
+
+fn uuid_like() -> String {
+    const HEX: &[u8] = b"0123456789abcdef";
+    let raw = random_id(32, HEX);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &raw[..8],
+        &raw[8..12],
+        &raw[12..16],
+        &raw[16..20],
+        &raw[20..]
+    )
+}
+
+/// A parameter value as the text Bedrock passes.
+fn value_text(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::String(_) => "string",
+        Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
+        Value::Number(_) => "number",
+        Value::Bool(_) => "boolean",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+        Value::Null => "string",
+    }
+}
+
+/// The inputs of an action call from the model's arguments.
+fn action_input(action: &ToolAction, arguments: &Value) -> Option<ActionInput> {
+    let args = arguments.as_object();
+    let get = |name: &str| args.and_then(|a| a.get(name));
+    match action {
+        ToolAction::Function {
+            action_group,
+            function,
+            ..
+        } => Some(ActionInput {
+            action_group: action_group.clone(),
+            target: ActionTarget::Function(function.name.clone()),
+            parameters: function
+                .parameters
+                .iter()
+                .filter_map(|p| {
+                    get(&p.name).map(|v| NamedValue {
+                        name: p.name.clone(),
+                        kind: p.kind.as_str().into(),
+                        value: value_text(v),
+                    })
+                })
+                .collect(),
+            body: None,
+        }),
+        ToolAction::Api {
+            action_group,
+            operation,
+            ..
+        } => {
+            let parameters = operation
+                .parameters
+                .iter()
+                .filter_map(|p| {
+                    get(&p.name).map(|v| NamedValue {
+                        name: p.name.clone(),
+                        kind: p
+                            .schema
+                            .get("type")
+                            .and_then(Value::as_str)
+                            .unwrap_or(json_type(v))
+                            .to_string(),
+                        value: value_text(v),
+                    })
+                })
+                .collect();
+            let body = operation.request_body.as_ref().map(|b| {
+                let properties = b
+                    .schema
+                    .get("properties")
+                    .and_then(Value::as_object)
+                    .map(|props| {
+                        props
+                            .iter()
+                            .filter_map(|(name, schema)| {
+                                get(name).map(|v| NamedValue {
+                                    name: name.clone(),
+                                    kind: schema
+                                        .get("type")
+                                        .and_then(Value::as_str)
+                                        .unwrap_or(json_type(v))
+                                        .to_string(),
+                                    value: value_text(v),
+                                })
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                (b.content_type.clone(), properties)
+            });
+            Some(ActionInput {
+                action_group: action_group.clone(),
+                target: ActionTarget::Api {
+                    method: operation.method.clone(),
+                    path: operation.path.clone(),
+                },
+                parameters,
+                body,
+            })
+        }
+        _ => None,
+    }
+}
+
+fn named_values_json(values: &[NamedValue]) -> Value {
+    Value::Array(
+        values
+            .iter()
+            .map(|v| json!({"name": v.name, "type": v.kind, "value": v.value}))
+            .collect(),
+    )
+}
+
+/// The result text in a Bedrock `responseBody` map (`{"TEXT": {"body": …}}`,
+/// `{"application/json": {"body": …}}`).
+pub fn response_body_text(body: &Value) -> Option<String> {
+    let map = body.as_object()?;
+    map.values()
+        .find_map(|v| v.get("body").map(value_text))
+}
+
+/// What the system prompt says.
+fn system_prompt(version: &AgentVersion, prompt_attributes: &BTreeMap<String, String>) -> String {
+    let instruction = version.settings.instruction.clone().unwrap_or_default();
+    let attributes = prompt_attributes
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    if let Some(template) = orchestration_override(version)
+        .and_then(|o| o.get("basePromptTemplate"))
+        .and_then(Value::as_str)
+    {
+        return template
+            .replace("$instruction$", &instruction)
+            .replace("$prompt_session_attributes$", &attributes);
+    }
+    if attributes.is_empty() {
+        instruction
+    } else {
+        format!("{instruction}\n\nSession attributes:\n{attributes}")
+    }
+}
+
+/// The ORCHESTRATION entry of `promptOverrideConfiguration`, when it is overridden.
+fn orchestration_override(version: &AgentVersion) -> Option<&Value> {
+    version
+        .settings
+        .prompt_overrides
+        .as_ref()?
+        .get("promptConfigurations")?
+        .as_array()?
+        .iter()
+        .find(|c| {
+            c.get("promptType").and_then(Value::as_str) == Some("ORCHESTRATION")
+                && c.get("promptCreationMode").and_then(Value::as_str) == Some("OVERRIDDEN")
+        })
+}
+
+/// Sampling settings from the ORCHESTRATION override, if any.
+fn step_params(version: &AgentVersion) -> InferenceParams {
+    let mut params = InferenceParams::default();
+    if let Some(config) = orchestration_override(version).and_then(|o| o.get("inferenceConfiguration")) {
+        params.temperature = config.get("temperature").and_then(Value::as_f64).map(|t| t as f32);
+        params.top_p = config.get("topP").and_then(Value::as_f64).map(|t| t as f32);
+        params.top_k = config.get("topK").and_then(Value::as_u64).map(|k| k as u32);
+        params.max_tokens = config
+            .get("maximumLength")
+            .and_then(Value::as_u64)
+            .map(|m| m as u32);
+        params.stop_sequences = config
+            .get("stopSequences")
+            .and_then(Value::as_array)
+            .map(|s| s.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+            .unwrap_or_default();
+    }
+    params
+}
+
+/// One invocation's fixed parts, shared by its steps.
+struct Turn {
+    service: Arc<AgentService>,
+    principal: Option<Principal>,
+    request_id: String,
+    version: AgentVersion,
+    alias_id: String,
+    key: SessionKey,
+    tools: ToolSet,
+    enable_trace: bool,
+    stream_final: bool,
+    searches: Vec<KnowledgeBaseSearch>,
+    events: mpsc::Sender<AgentEvent>,
+}
+
+/// What one executed action gave.
+struct Observation {
+    tool_use_id: String,
+    content: String,
+    traces: Vec<TracePart>,
+    references: Vec<Retrieved>,
+    session_attributes: Option<BTreeMap<String, String>>,
+    prompt_session_attributes: Option<BTreeMap<String, String>>,
+}
+
+fn string_map(value: Option<&Value>) -> Option<BTreeMap<String, String>> {
+    value?.as_object().map(|m| {
+        m.iter()
+            .map(|(k, v)| (k.clone(), value_text(v)))
+            .collect()
+    })
+}
+
+impl AgentService {
+    /// InvokeAgent / InvokeInlineAgent: checks the request, then runs the turn in the
+    /// background, streaming its events. Errors before the stream starts (unknown
+    /// agent or alias, an agent not prepared, results for no waiting action) come
+    /// back here.
+    pub async fn invoke(
+        self: &Arc<Self>,
+        principal: Option<Principal>,
+        request_id: String,
+        request: InvokeRequest,
+    ) -> Result<Started, CoreError> {
+        if !super::definition::is_session_id(&request.session_id) {
+            return Err(CoreError::Validation(format!(
+                "sessionId {:?} must match [0-9a-zA-Z._:-]{{2,100}}",
+                request.session_id
+            )));
+        }
+        if let Some(text) = &request.input_text {
+            let chars = text.chars().count();
+            if chars > self.config.max_input_chars {
+                return Err(CoreError::Validation(format!(
+                    "inputText is {chars} characters; the limit is {}",
+                    self.config.max_input_chars
+                )));
+            }
+        }
+        let (version, alias_id, agent_id) = match &request.target {
+            Target::Stored { agent_id, alias_id } => {
+                let alias = self.alias(agent_id, alias_id)?;
+                if !alias.accepts_invocations {
+                    return Err(CoreError::Validation(format!(
+                        "alias {alias_id} does not accept invocations"
+                    )));
+                }
+                let version = self.version(agent_id, &alias.version)?;
+                if version.version == DRAFT && version.status != AgentStatus::Prepared {
+                    return Err(CoreError::Validation(format!(
+                        "agent {agent_id} is {}; call PrepareAgent before invoking {TEST_ALIAS}",
+                        version.status
+                    )));
+                }
+                (version, alias_id.clone(), agent_id.clone())
+            }
+            Target::Inline(version) => {
+                let (reasons, _) = self.preparation_problems(version);
+                if let Some(reason) = reasons.first() {
+                    return Err(CoreError::Validation(reason.clone()));
+                }
+                (
+                    (**version).clone(),
+                    TEST_ALIAS.to_string(),
+                    INLINE_AGENT.to_string(),
+                )
+            }
+        };
+        let tools = ToolSet::of(&version)?;
+        let key = SessionKey {
+            agent_id: agent_id.clone(),
+            alias_id: alias_id.clone(),
+            session_id: request.session_id.clone(),
+        };
+        let label = key.label();
+        {
+            let mut busy = self
+                .busy
+                .lock()
+                .map_err(|_| CoreError::Internal("the agent session set is poisoned".into()))?;
+            if !busy.insert(label.clone()) {
+                return Err(CoreError::Conflict(format!(
+                    "session {} is answering another request",
+                    request.session_id
+                )));
+            }
+        }
+        let guard = BusyGuard {
+            service: Arc::clone(self),
+            label,
+        };
+        let store = Arc::clone(&self.store);
+        let load_key = key.clone();
+        let mut session = tokio::task::spawn_blocking(move || session::load(store.as_ref(), &load_key))
+            .await
+            .map_err(|e| CoreError::Internal(format!("reading the agent session failed: {e}")))??;
+        let caller = principal.as_ref().map(|p| p.key_id.clone());
+        if session.revision.is_some() && session.state.key_id != caller {
+            return Err(CoreError::AccessDenied(format!(
+                "session {} belongs to another key",
+                request.session_id
+            )));
+        }
+        session.state.key_id = caller;
+        let before = session.state.clone();
+        let opening = self
+            .open_turn(&mut session, &request)?
+            .map(|text| (text, before));
+        if let Some(attributes) = request.session_attributes.clone() {
+            session.state.session_attributes = attributes;
+        }
+        if let Some(attributes) = request.prompt_session_attributes.clone() {
+            session.state.prompt_session_attributes = attributes;
+        }
+        let (events, receiver) = mpsc::channel(64);
+        let turn = Turn {
+            service: Arc::clone(self),
+            principal,
+            request_id,
+            version: version.clone(),
+            alias_id: alias_id.clone(),
+            key,
+            tools,
+            enable_trace: request.enable_trace,
+            stream_final: request.stream_final_response,
+            searches: request.knowledge_base_searches.clone(),
+            events,
+        };
+        let end_session = request.end_session;
+        tokio::spawn(async move {
+            let _guard = guard;
+            turn.run(session, opening, end_session).await;
+        });
+        Ok(Started {
+            agent_id,
+            alias_id,
+            version: version.version,
+            session_id: request.session_id,
+            events: receiver,
+        })
+    }
+
+    /// Puts the turn's input into the conversation: the caller's results of the
+    /// waiting actions, the user's answer to a question, or new input text. Returns
+    /// the text the input guardrail checks, if any.
+    fn open_turn(
+        &self,
+        session: &mut LoadedSession,
+        request: &InvokeRequest,
+    ) -> Result<Option<String>, CoreError> {
+        let state = &mut session.state;
+        match state.pending.take() {
+            Some(Pending::ReturnControl {
+                invocation_id,
+                calls,
+                done,
+            }) => {
+                if request.invocation_id.as_deref() != Some(invocation_id.as_str()) {
+                    return Err(CoreError::Validation(format!(
+                        "session {} is waiting for the results of invocation {invocation_id}; sessionState.invocationId must name it",
+                        request.session_id
+                    )));
+                }
+                let mut results = request.results.clone();
+                let mut blocks: Vec<StoredBlock> = done
+                    .into_iter()
+                    .map(|(id, content)| StoredBlock::ToolResult {
+                        tool_use_id: id,
+                        content,
+                        is_error: false,
+                    })
+                    .collect();
+                for call in &calls {
+                    let at = results
+                        .iter()
+                        .position(|r| {
+                            r.action_group == call.input.action_group && r.target == call.input.target
+                        })
+                        .ok_or_else(|| {
+                            CoreError::Validation(format!(
+                                "returnControlInvocationResults has no result for {} {}",
+                                call.input.action_group,
+                                target_name(&call.input.target)
+                            ))
+                        })?;
+                    let result = results.remove(at);
+                    let (content, is_error) = if result.denied {
+                        ("The user denied this action.".to_string(), false)
+                    } else if result.failed {
+                        (format!("The action failed: {}", result.body), true)
+                    } else {
+                        (result.body, false)
+                    };
+                    blocks.push(StoredBlock::ToolResult {
+                        tool_use_id: call.tool_use_id.clone(),
+                        content: self.cut_observation(content),
+                        is_error,
+                    });
+                }
+                if let Some(extra) = results.first() {
+                    return Err(CoreError::Validation(format!(
+                        "returnControlInvocationResults has a result for {} {}, which invocation {invocation_id} did not ask for",
+                        extra.action_group,
+                        target_name(&extra.target)
+                    )));
+                }
+                state.messages.push(StoredMessage {
+                    assistant: false,
+                    blocks,
+                });
+                Ok(None)
+            }
+            pending => {
+                if request.invocation_id.is_some() || !request.results.is_empty() {
+                    state.pending = pending;
+                    return Err(CoreError::Validation(format!(
+                        "session {} has no action waiting for results (the invocation is unknown or was already answered)",
+                        request.session_id
+                    )));
+                }
+                let text = request
+                    .input_text
+                    .as_deref()
+                    .map(str::trim)
+                    .filter(|t| !t.is_empty())
+                    .ok_or_else(|| {
+                        CoreError::Validation(
+                            "inputText is required unless sessionState returns action results".into(),
+                        )
+                    })?
+                    .to_string();
+                state.turn_input = text.clone();
+                match pending {
+                    Some(Pending::AskUser { tool_use_id, done }) => {
+                        let mut blocks: Vec<StoredBlock> = done
+                            .into_iter()
+                            .map(|(id, content)| StoredBlock::ToolResult {
+                                tool_use_id: id,
+                                content,
+                                is_error: false,
+                            })
+                            .collect();
+                        blocks.push(StoredBlock::ToolResult {
+                            tool_use_id,
+                            content: text.clone(),
+                            is_error: false,
+                        });
+                        state.messages.push(StoredMessage {
+                            assistant: false,
+                            blocks,
+                        });
+                    }
+                    _ => state.messages.push(StoredMessage::user_text(&text)),
+                }
+                Ok(Some(text))
+            }
+        }
+    }
+
+    fn cut_observation(&self, text: String) -> String {
+        let max = self.config.max_observation_chars;
+        if text.chars().count() <= max {
+            text
+        } else {
+            let cut: String = text.chars().take(max).collect();
+            format!("{cut}\n[cut at {max} characters]")
+        }
+    }
+}
+
+fn target_name(target: &ActionTarget) -> String {
+    match target {
+        ActionTarget::Function(f) => format!("function {f}"),
+        ActionTarget::Api { method, path } => format!("{method} {path}"),
+    }
+}
+
+impl Turn {
+    async fn send(&self, event: AgentEvent) {
+        let _ = self.events.send(event).await;
+    }
+
+    async fn trace(&self, trace_id: &str, part: TracePart) {
+        if self.enable_trace {
+            self.send(AgentEvent::Trace(Trace {
+                trace_id: trace_id.to_string(),
+                part,
+            }))
+            .await;
+        }
+    }
+
+    async fn save(&self, session: &LoadedSession, end_session: bool) {
+        let store = Arc::clone(&self.service.store);
+        let key = self.key.clone();
+        let mut session = session.clone();
+        session
+            .state
+            .trim(self.service.config.max_history_messages);
+        let ttl = self.version.settings.idle_session_ttl_secs;
+        let outcome = tokio::task::spawn_blocking(move || {
+            if end_session {
+                session::end(store.as_ref(), &key).map(|()| true)
+            } else {
+                session::save(store.as_ref(), &key, &session, ttl)
+            }
+        })
+        .await;
+        match outcome {
+            Ok(Ok(true)) => {}
+            Ok(Ok(false)) => tracing::warn!(session = %self.key.label(), "an agent session was written by another turn meanwhile; this turn's changes are dropped"),
+            Ok(Err(e)) => tracing::error!(session = %self.key.label(), error = %e, "writing an agent session failed"),
+            Err(e) => tracing::error!(session = %self.key.label(), error = %e, "writing an agent session failed"),
+        }
+    }
+
+    /// Checks `text` with the agent's guardrail; the replacement when it is blocked.
+    async fn guard(&self, trace_id: &str, source: Source, what: &'static str, text: &str) -> Option<String> {
+        let guardrail = self.version.settings.guardrail.as_ref()?;
+        let outcome = self
+            .service
+            .guardrails
+            .apply_guardrail(
+                &guardrail.identifier,
+                &guardrail.version,
+                source,
+                vec![Segment::guarded(text)],
+            )
+            .await;
+        match outcome {
+            Ok(outcome) if outcome.verdict.blocked => {
+                self.trace(trace_id, TracePart::Guardrail { what, blocked: true }).await;
+                Some(outcome.blocked_message)
+            }
+            Ok(outcome) if outcome.verdict.anonymized => {
+                self.trace(trace_id, TracePart::Guardrail { what, blocked: false }).await;
+                outcome.verdict.masked.into_iter().next()
+            }
+            Ok(_) => None,
+            Err(e) => {
+                tracing::warn!(error = %e, "the agent's guardrail could not be applied");
+                Some(format!("[the guardrail could not check this {what}]"))
+            }
+        }
+    }
+
+    /// Runs the turn. `input` is the new text with the session as it was before it.
+    async fn run(
+        self,
+        mut session: LoadedSession,
+        input: Option<(String, session::SessionState)>,
+        end_session: bool,
+    ) {
+        let turn_id = uuid_like();
+        if let Some((text, before)) = input {
+            if let Some(blocked) = self.guard(&format!("{turn_id}-0"), Source::Input, "input", &text).await {
+                // The blocked input never reaches the model or the history.
+                session.state = before;
+                self.send(AgentEvent::Chunk {
+                    text: blocked,
+                    citations: Vec::new(),
+                })
+                .await;
+                self.save(&session, end_session).await;
+                return;
+            }
+        }
+        let mut references: Vec<Retrieved> = Vec::new();
+        let model = self.version.settings.foundation_model.clone().unwrap_or_default();
+        for step in 0..self.service.config.max_steps {
+            let trace_id = format!("{turn_id}-{step}");
+            let request = ChatRequest {
+                model_id: model.clone(),
+                system: vec![system_prompt(
+                    &self.version,
+                    &session.state.prompt_session_attributes,
+                )],
+                messages: session.state.messages.iter().map(StoredMessage::to_message).collect(),
+                params: step_params(&self.version),
+                tools: (!self.tools.is_empty()).then(|| ToolConfig {
+                    tools: self.tools.specs.clone(),
+                    choice: ToolChoice::Auto,
+                }),
+                response_schema: None,
+                stream: true,
+            };
+            self.trace(
+                &trace_id,
+                TracePart::ModelInput {
+                    text: model_input_text(&request),
+                    foundation_model: model.clone(),
+                    params: request.params.clone(),
+                },
+            )
+            .await;
+            let mut ctx = CallContext::new(
+                self.principal.clone(),
+                format!("{}-{step}", self.request_id),
+                "InvokeAgent",
+            );
+            ctx.agent_session = Some(format!("{}/{}", self.key.agent_id, self.key.session_id));
+            let start_ms = now_ms();
+            let (text, calls, usage, streamed) = match self.generate(ctx, request).await {
+                Ok(out) => out,
+                Err(e) => {
+                    self.trace(&trace_id, TracePart::Failure { reason: e.to_string() }).await;
+                    self.send(AgentEvent::Failed(AgentFailure::Model(e))).await;
+                    return;
+                }
+            };
+            self.trace(
+                &trace_id,
+                TracePart::ModelOutput {
+                    raw: model_output_text(&text, &calls),
+                    usage,
+                    start_ms,
+                    end_ms: now_ms(),
+                },
+            )
+            .await;
+            if calls.is_empty() {
+                let mut answer = text;
+                if let Some(replaced) = self.guard(&trace_id, Source::Output, "answer", &answer).await {
+                    answer = replaced;
+                }
+                session.state.messages.push(StoredMessage {
+                    assistant: true,
+                    blocks: vec![StoredBlock::Text {
+                        text: answer.clone(),
+                    }],
+                });
+                self.trace(&trace_id, TracePart::Finish { text: answer.clone() }).await;
+                let citations = if references.is_empty() {
+                    Vec::new()
+                } else {
+                    cite(&answer, &references)
+                };
+                if !streamed || !citations.is_empty() {
+                    self.send(AgentEvent::Chunk {
+                        text: if streamed { String::new() } else { answer },
+                        citations,
+                    })
+                    .await;
+                }
+                self.save(&session, end_session).await;
+                return;
+            }
+            if !text.trim().is_empty() {
+                self.trace(&trace_id, TracePart::Rationale(text.trim().to_string())).await;
+            }
+            let mut blocks = Vec::new();
+            if !text.trim().is_empty() {
+                blocks.push(StoredBlock::Text { text: text.clone() });
+            }
+            blocks.extend(calls.iter().map(|c| StoredBlock::ToolUse {
+                id: c.id.clone(),
+                name: c.name.clone(),
+                input: c.input.clone(),
+            }));
+            session.state.messages.push(StoredMessage {
+                assistant: true,
+                blocks,
+            });
+            match self.act(&trace_id, &mut session, &calls, &mut references).await {
+                Some(StepEnd::Waiting(event)) => {
+                    self.send(event).await;
+                    self.save(&session, false).await;
+                    return;
+                }
+                Some(StepEnd::Continue) | None => {}
+            }
+        }
+        let reason = format!(
+            "the agent made {} model calls in this turn without a final answer ([agents] max_steps)",
+            self.service.config.max_steps
+        );
+        self.trace(&format!("{turn_id}-{}", self.service.config.max_steps), TracePart::Failure { reason: reason.clone() }).await;
+        // Close the open tool calls so the session can go on.
+        self.save(&session, end_session).await;
+        self.send(AgentEvent::Failed(AgentFailure::StepLimit(reason))).await;
+    }
+
+    /// One model call: its text, tool calls, usage, and whether the text went out
+    /// as it was generated.
+    async fn generate(
+        &self,
+        ctx: CallContext,
+        request: ChatRequest,
+    ) -> Result<(String, Vec<ToolCall>, TokenUsage, bool), CoreError> {
+        let mut stream = self.service.core.chat_stream(ctx, request).await?;
+        let mut text = String::new();
+        let mut calls = Vec::new();
+        let mut streamed = false;
+        while let Some(delta) = stream.next().await {
+            match delta {
+                GenerationDelta::Text(t) => {
+                    if self.stream_final && calls.is_empty() && !t.is_empty() && self.version.settings.guardrail.is_none() {
+                        streamed = true;
+                        self.send(AgentEvent::Chunk {
+                            text: t.clone(),
+                            citations: Vec::new(),
+                        })
+                        .await;
+                    }
+                    text.push_str(&t);
+                }
+                GenerationDelta::ToolCall(call) => calls.push(call),
+                GenerationDelta::End { usage, .. } => return Ok((text, calls, usage, streamed)),
+                GenerationDelta::Error(e) => return Err(e),
+            }
+        }
+        Err(CoreError::ModelError("the model's answer ended early".into()))
+    }
+
+    /// Runs a step's actions; `Waiting` when the turn ends waiting for the caller.
+    async fn act(
+        &self,
+        trace_id: &str,
+        session: &mut LoadedSession,
+        calls: &[ToolCall],
+        references: &mut Vec<Retrieved>,
+    ) -> Option<StepEnd> {
+        let mut returned: Vec<PendingCall> = Vec::new();
+        let mut ask: Option<(String, String)> = None;
+        let mut immediate: Vec<(String, String)> = Vec::new();
+        let mut runs = Vec::new();
+        for call in calls {
+            match self.tools.action(&call.name) {
+                None => immediate.push((
+                    call.id.clone(),
+                    format!("There is no tool named {}.", call.name),
+                )),
+                Some(ToolAction::AskUser) => {
+                    let question = call
+                        .input
+                        .get("question")
+                        .map(value_text)
+                        .unwrap_or_default();
+                    if ask.is_some() || question.trim().is_empty() {
+                        immediate.push((
+                            call.id.clone(),
+                            "Ask one question at a time, with a non-empty question.".into(),
+                        ));
+                    } else {
+                        ask = Some((call.id.clone(), question));
+                    }
+                }
+                Some(ToolAction::KnowledgeBase { knowledge_base_id }) => {
+                    runs.push(self.search(call, knowledge_base_id.clone()).boxed());
+                }
+                Some(action) => {
+                    let Some(input) = action_input(action, &call.input) else {
+                        continue;
+                    };
+                    let executor = match action {
+                        ToolAction::Function { executor, .. } | ToolAction::Api { executor, .. } => executor.clone(),
+                        _ => Executor::None,
+                    };
+                    match executor {
+                        Executor::Lambda(arn) => {
+                            self.trace(
+                                trace_id,
+                                TracePart::ActionInvocation {
+                                    input: input.clone(),
+                                    execution: Execution::Lambda,
+                                },
+                            )
+                            .await;
+                            let event = self.lambda_event(session, &input);
+                            runs.push(self.execute(call.id.clone(), arn, input, event).boxed());
+                        }
+                        _ => {
+                            self.trace(
+                                trace_id,
+                                TracePart::ActionInvocation {
+                                    input: input.clone(),
+                                    execution: Execution::ReturnControl,
+                                },
+                            )
+                            .await;
+                            returned.push(PendingCall {
+                                tool_use_id: call.id.clone(),
+                                input,
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        let observations = futures::future::join_all(runs).await;
+        let mut done = immediate;
+        for mut observation in observations {
+            for part in observation.traces.drain(..) {
+                self.trace(trace_id, part).await;
+            }
+            if let Some(a) = observation.session_attributes.take() {
+                session.state.session_attributes = a;
+            }
+            if let Some(a) = observation.prompt_session_attributes.take() {
+                session.state.prompt_session_attributes = a;
+            }
+            let mut content = self.service.cut_observation(observation.content);
+            if let Some(replaced) = self.guard(trace_id, Source::Input, "tool result", &content).await {
+                content = format!(
+                    "[This tool result was withheld: the agent's guardrail flagged it. {replaced}]"
+                );
+            }
+            references.extend(observation.references);
+            done.push((observation.tool_use_id, content));
+        }
+        if let Some((tool_use_id, question)) = ask {
+            self.trace(trace_id, TracePart::AskUser { question: question.clone() }).await;
+            // Actions returned to the caller in the same step are dropped: one
+            // question first.
+            for call in returned {
+                done.push((
+                    call.tool_use_id,
+                    "Not run: the user was asked a question first.".into(),
+                ));
+            }
+            session.state.pending = Some(Pending::AskUser { tool_use_id, done });
+            return Some(StepEnd::Waiting(AgentEvent::Chunk {
+                text: question,
+                citations: Vec::new(),
+            }));
+        }
+        if !returned.is_empty() {
+            let invocation_id = uuid_like();
+            let inputs = returned.iter().map(|c| c.input.clone()).collect();
+            session.state.pending = Some(Pending::ReturnControl {
+                invocation_id: invocation_id.clone(),
+                calls: returned,
+                done,
+            });
+            return Some(StepEnd::Waiting(AgentEvent::ReturnControl {
+                invocation_id,
+                inputs,
+            }));
+        }
+        session.state.messages.push(StoredMessage {
+            assistant: false,
+            blocks: done
+                .into_iter()
+                .map(|(tool_use_id, content)| StoredBlock::ToolResult {
+                    tool_use_id,
+                    content,
+                    is_error: false,
+                })
+                .collect(),
+        });
+        Some(StepEnd::Continue)
+    }
+
+    fn lambda_event(&self, session: &LoadedSession, input: &ActionInput) -> Value {
+        let mut event = json!({
+            "messageVersion": "1.0",
+            "agent": {
+                "name": self.version.settings.name,
+                "id": self.key.agent_id,
+                "alias": self.alias_id,
+                "version": self.version.version,
+            },
+            "inputText": session.state.turn_input,
+            "sessionId": self.key.session_id,
+            "actionGroup": input.action_group,
+            "parameters": named_values_json(&input.parameters),
+            "sessionAttributes": session.state.session_attributes,
+            "promptSessionAttributes": session.state.prompt_session_attributes,
+        });
+        match &input.target {
+            ActionTarget::Function(f) => event["function"] = json!(f),
+            ActionTarget::Api { method, path } => {
+                event["apiPath"] = json!(path);
+                event["httpMethod"] = json!(method);
+                if let Some((content_type, properties)) = &input.body {
+                    event["requestBody"] = json!({"content": {content_type: {"properties": named_values_json(properties)}}});
+                }
+            }
+        }
+        event
+    }
+
+    async fn execute(&self, tool_use_id: String, arn: String, input: ActionInput, event: Value) -> Observation {
+        let name = super::executor::lambda_function_name(&arn).unwrap_or_default().to_string();
+        let outcome = self.service.executors.call(&name, &event).await;
+        let (content, session_attributes, prompt_session_attributes) = match outcome {
+            Ok(answer) => {
+                let response = answer.get("response");
+                let body = response.and_then(|r| {
+                    r.get("functionResponse")
+                        .and_then(|f| f.get("responseBody"))
+                        .or_else(|| r.get("responseBody"))
+                });
+                let failed = response
+                    .and_then(|r| r.get("functionResponse"))
+                    .and_then(|f| f.get("responseState"))
+                    .and_then(Value::as_str)
+                    == Some("FAILURE");
+                match body.and_then(response_body_text) {
+                    Some(text) if failed => (format!("The action failed: {text}"), None, None),
+                    Some(text) => (
+                        text,
+                        string_map(answer.get("sessionAttributes")),
+                        string_map(answer.get("promptSessionAttributes")),
+                    ),
+                    None => (
+                        format!(
+                            "The action failed: the executor of {name} answered without response.functionResponse.responseBody or response.responseBody"
+                        ),
+                        None,
+                        None,
+                    ),
+                }
+            }
+            Err(message) => (format!("The action failed: {message}"), None, None),
+        };
+        Observation {
+            tool_use_id,
+            traces: vec![TracePart::ActionObservation {
+                action_group: input.action_group,
+                text: content.clone(),
+            }],
+            content,
+            references: Vec::new(),
+            session_attributes,
+            prompt_session_attributes,
+        }
+    }
+
+    async fn search(&self, call: &ToolCall, knowledge_base_id: String) -> Observation {
+        let query = call
+            .input
+            .get("searchQuery")
+            .map(value_text)
+            .unwrap_or_default();
+        let settings = self
+            .searches
+            .iter()
+            .find(|s| s.knowledge_base_id == knowledge_base_id)
+            .cloned()
+            .unwrap_or_default();
+        let mut traces = vec![TracePart::KnowledgeBaseLookup {
+            knowledge_base_id: knowledge_base_id.clone(),
+            text: query.clone(),
+        }];
+        let spec = RetrieveSpec {
+            knowledge_base_id: knowledge_base_id.clone(),
+            text: query.clone(),
+            number_of_results: settings.number_of_results,
+            search_type: settings.search_type,
+            filter: settings.filter,
+        };
+        let outcome = if query.trim().is_empty() {
+            Err(CoreError::Validation("searchQuery is empty".into()))
+        } else {
+            self.service
+                .knowledge
+                .retrieve(self.principal.as_ref(), &self.request_id, &spec)
+                .await
+        };
+        let (content, references) = match outcome {
+            Ok(found) if found.is_empty() => ("No passages matched the search.".to_string(), found),
+            Ok(found) => {
+                let text = found
+                    .iter()
+                    .enumerate()
+                    .map(|(i, r)| format!("<passage id=\"{}\" source=\"{}\">\n{}\n</passage>", i + 1, r.uri, r.text))
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                (text, found)
+            }
+            Err(e) => (format!("The search failed: {e}"), Vec::new()),
+        };
+        traces.push(TracePart::KnowledgeBaseObservation {
+            references: references.clone(),
+        });
+        Observation {
+            tool_use_id: call.id.clone(),
+            content,
+            traces,
+            references,
+            session_attributes: None,
+            prompt_session_attributes: None,
+        }
+    }
+}
+
+/// How a step ended when the turn goes on or waits.
+enum StepEnd {
+    Continue,
+    Waiting(AgentEvent),
+}
+
+/// The model input a trace shows: the system prompt, the messages and the tools.
+fn model_input_text(request: &ChatRequest) -> String {
+    let messages: Vec<Value> = request
+        .messages
+        .iter()
+        .map(|m| {
+            json!({
+                "role": m.role.as_str(),
+                "content": m.content.iter().map(|b| match b {
+                    crate::types::ContentBlock::Text(t) => json!({"text": t}),
+                    crate::types::ContentBlock::ToolUse(c) => json!({"toolUse": {"toolUseId": c.id, "name": c.name, "input": c.input}}),
+                    crate::types::ContentBlock::ToolResult { tool_use_id, content, .. } => json!({"toolResult": {"toolUseId": tool_use_id, "content": [{"text": content}]}}),
+                    _ => json!({}),
+                }).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let tools: Vec<Value> = request
+        .tools
+        .iter()
+        .flat_map(|t| t.tools.iter())
+        .map(|t| json!({"name": t.name, "description": t.description, "inputSchema": t.input_schema}))
+        .collect();
+    json!({"system": request.system.join("\n"), "messages": messages, "tools": tools}).to_string()
+}
+
+/// The model output a trace shows.
+fn model_output_text(text: &str, calls: &[ToolCall]) -> String {
+    let mut content: Vec<Value> = Vec::new();
+    if !text.is_empty() {
+        content.push(json!({"text": text}));
+    }
+    content.extend(calls.iter().map(|c| json!({"toolUse": {"toolUseId": c.id, "name": c.name, "input": c.input}})));
+    json!({"content": content}).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agents::definition::{Function, FunctionParameter, ParameterType};
+
+    #[test]
+    fn function_arguments_become_bedrocks_named_text_values() {
+        let action = ToolAction::Function {
+            action_group: "orders".into(),
+            executor: Executor::ReturnControl,
+            function: Function {
+                name: "get_order".into(),
+                description: None,
+                parameters: vec![
+                    FunctionParameter {
+                        name: "order_id".into(),
+                        kind: ParameterType::String,
+                        description: None,
+                        required: true,
+                    },
+                    FunctionParameter {
+                        name: "count".into(),
+                        kind: ParameterType::Integer,
+                        description: None,
+                        required: false,
+                    },
+                ],
+                require_confirmation: false,
+            },
+        };
+        let input = action_input(&action, &json!({"order_id": "A1", "count": 3, "extra": true}))
+            .expect("an input");
+        assert_eq!(input.target, ActionTarget::Function("get_order".into()));
+        assert_eq!(
+            input.parameters,
+            vec![
+                NamedValue { name: "order_id".into(), kind: "string".into(), value: "A1".into() },
+                NamedValue { name: "count".into(), kind: "integer".into(), value: "3".into() },
+            ]
+        );
+    }
+
+    #[test]
+    fn response_bodies_are_read_from_any_content_type() {
+        assert_eq!(
+            response_body_text(&json!({"TEXT": {"body": "shipped"}})).as_deref(),
+            Some("shipped")
+        );
+        assert_eq!(
+            response_body_text(&json!({"application/json": {"body": "{\"a\":1}"}})).as_deref(),
+            Some("{\"a\":1}")
+        );
+        assert_eq!(response_body_text(&json!({"TEXT": {}})), None);
+    }
+}

@@ -1,0 +1,319 @@
+//! An agent session as stored: the conversation so far, the action waiting for the
+//! caller (return of control or a question to the user), the session attributes
+//! and the key that owns it. One record per `(agent, alias, session ID)`, written
+//! with a compare-and-swap at the end of each turn; it expires after the agent's
+//! idle TTL.
+
+use std::collections::BTreeMap;
+
+use basalt_store::{AgentKind, AgentRecord, AgentStore};
+use serde::{Deserialize, Serialize};
+
+use crate::common::{now_ms, store_error};
+use crate::types::{ContentBlock, Message, Role, ToolCall};
+use crate::CoreError;
+
+/// Where an action goes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionTarget {
+    Function(String),
+    Api { method: String, path: String },
+}
+
+/// A named parameter value as Bedrock passes it (`{name, type, value}`, value as text).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NamedValue {
+    pub name: String,
+    pub kind: String,
+    pub value: String,
+}
+
+/// One action the model asked for, with its inputs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActionInput {
+    pub action_group: String,
+    pub target: ActionTarget,
+    /// Function parameters, or an API call's path, query and header parameters.
+    pub parameters: Vec<NamedValue>,
+    /// An API call's body: its content type and properties.
+    pub body: Option<(String, Vec<NamedValue>)>,
+}
+
+/// A call waiting for the caller's result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PendingCall {
+    pub tool_use_id: String,
+    pub input: ActionInput,
+}
+
+/// What the session waits for before the model can go on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pending {
+    /// Results of actions returned to the caller (`returnControl`).
+    ReturnControl {
+        invocation_id: String,
+        calls: Vec<PendingCall>,
+        /// Results of the same step's other actions, already run.
+        done: Vec<(String, String)>,
+    },
+    /// The user's answer to `ask_user`, which becomes the tool's result.
+    AskUser {
+        tool_use_id: String,
+        done: Vec<(String, String)>,
+    },
+}
+
+/// One stored content block.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum StoredBlock {
+    Text {
+        text: String,
+    },
+    ToolUse {
+        id: String,
+        name: String,
+        input: serde_json::Value,
+    },
+    ToolResult {
+        tool_use_id: String,
+        content: String,
+        is_error: bool,
+    },
+}
+
+/// One stored message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredMessage {
+    pub assistant: bool,
+    pub blocks: Vec<StoredBlock>,
+}
+
+impl StoredMessage {
+    pub fn user_text(text: &str) -> Self {
+        Self {
+            assistant: false,
+            blocks: vec![StoredBlock::Text { text: text.into() }],
+        }
+    }
+
+    pub fn to_message(&self) -> Message {
+        Message {
+            role: if self.assistant {
+                Role::Assistant
+            } else {
+                Role::User
+            },
+            content: self
+                .blocks
+                .iter()
+                .map(|b| match b {
+                    StoredBlock::Text { text } => ContentBlock::Text(text.clone()),
+                    StoredBlock::ToolUse { id, name, input } => ContentBlock::ToolUse(ToolCall {
+                        id: id.clone(),
+                        name: name.clone(),
+                        input: input.clone(),
+                    }),
+                    StoredBlock::ToolResult {
+                        tool_use_id,
+                        content,
+                        is_error,
+                    } => ContentBlock::ToolResult {
+                        tool_use_id: tool_use_id.clone(),
+                        content: content.clone(),
+                        is_error: *is_error,
+                    },
+                })
+                .collect(),
+        }
+    }
+
+    /// Whether this message starts a turn (a user's text, not tool results).
+    fn starts_turn(&self) -> bool {
+        !self.assistant && matches!(self.blocks.first(), Some(StoredBlock::Text { .. }))
+    }
+}
+
+/// A session's state.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SessionState {
+    /// The key that opened the session: only it may continue it.
+    pub key_id: Option<String>,
+    pub messages: Vec<StoredMessage>,
+    pub pending: Option<Pending>,
+    /// The input text of the turn in progress (Lambda events carry it).
+    pub turn_input: String,
+    pub session_attributes: BTreeMap<String, String>,
+    pub prompt_session_attributes: BTreeMap<String, String>,
+    pub started_ms: i64,
+}
+
+impl SessionState {
+    /// Drops whole turns from the front until at most `max` messages are left.
+    pub fn trim(&mut self, max: usize) {
+        while self.messages.len() > max {
+            let next_turn = self
+                .messages
+                .iter()
+                .enumerate()
+                .skip(1)
+                .find(|(_, m)| m.starts_turn())
+                .map(|(i, _)| i);
+            match next_turn {
+                Some(i) => {
+                    self.messages.drain(..i);
+                }
+                None => break,
+            }
+        }
+    }
+}
+
+/// Where a session is kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionKey {
+    pub agent_id: String,
+    pub alias_id: String,
+    pub session_id: String,
+}
+
+impl SessionKey {
+    fn key(&self) -> String {
+        format!("{}/{}", self.alias_id, self.session_id)
+    }
+
+    /// For the busy set and metering.
+    pub fn label(&self) -> String {
+        format!("{}/{}/{}", self.agent_id, self.alias_id, self.session_id)
+    }
+}
+
+/// A loaded session: its state and the revision it was read at (`None`: new).
+#[derive(Debug, Clone)]
+pub struct LoadedSession {
+    pub state: SessionState,
+    pub revision: Option<i64>,
+    pub created_ms: i64,
+}
+
+/// Reads a session; an expired one is gone and a new one starts.
+pub fn load(store: &dyn AgentStore, key: &SessionKey) -> Result<LoadedSession, CoreError> {
+    let now = now_ms();
+    let record = store
+        .agent_record(AgentKind::Session, &key.agent_id, &key.key())
+        .map_err(store_error("agent session"))?;
+    if let Some(record) = record {
+        if record.expires_ms.is_some_and(|e| e <= now) {
+            store
+                .delete_agent_record(AgentKind::Session, &key.agent_id, &key.key())
+                .map_err(store_error("agent session"))?;
+        } else {
+            let state = serde_json::from_str(&record.body).map_err(|e| {
+                CoreError::Internal(format!("stored agent session does not parse: {e}"))
+            })?;
+            return Ok(LoadedSession {
+                state,
+                revision: Some(record.revision),
+                created_ms: record.created_ms,
+            });
+        }
+    }
+    Ok(LoadedSession {
+        state: SessionState {
+            started_ms: now,
+            ..SessionState::default()
+        },
+        revision: None,
+        created_ms: now,
+    })
+}
+
+/// Writes a session back; false when another turn wrote it meanwhile.
+pub fn save(
+    store: &dyn AgentStore,
+    key: &SessionKey,
+    session: &LoadedSession,
+    idle_ttl_secs: u32,
+) -> Result<bool, CoreError> {
+    let now = now_ms();
+    let body = serde_json::to_string(&session.state)
+        .map_err(|e| CoreError::Internal(format!("an agent session does not serialize: {e}")))?;
+    let record = AgentRecord {
+        kind: AgentKind::Session,
+        agent_id: key.agent_id.clone(),
+        key: key.key(),
+        name: None,
+        body,
+        revision: session.revision.unwrap_or(1),
+        created_ms: session.created_ms,
+        updated_ms: now,
+        expires_ms: Some(now + i64::from(idle_ttl_secs) * 1000),
+    };
+    match session.revision {
+        None => match store.insert_agent_record(&record) {
+            Ok(()) => Ok(true),
+            Err(basalt_store::StoreError::Duplicate(_)) => Ok(false),
+            Err(e) => Err(store_error("agent session")(e)),
+        },
+        Some(_) => store
+            .update_agent_record(&record)
+            .map_err(store_error("agent session")),
+    }
+}
+
+/// Ends a session (endSession).
+pub fn end(store: &dyn AgentStore, key: &SessionKey) -> Result<(), CoreError> {
+    store
+        .delete_agent_record(AgentKind::Session, &key.agent_id, &key.key())
+        .map_err(store_error("agent session"))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn turn(text: &str) -> Vec<StoredMessage> {
+        vec![
+            StoredMessage::user_text(text),
+            StoredMessage {
+                assistant: true,
+                blocks: vec![StoredBlock::ToolUse {
+                    id: "t".into(),
+                    name: "g__f".into(),
+                    input: serde_json::json!({}),
+                }],
+            },
+            StoredMessage {
+                assistant: false,
+                blocks: vec![StoredBlock::ToolResult {
+                    tool_use_id: "t".into(),
+                    content: "r".into(),
+                    is_error: false,
+                }],
+            },
+            StoredMessage {
+                assistant: true,
+                blocks: vec![StoredBlock::Text {
+                    text: "done".into(),
+                }],
+            },
+        ]
+    }
+
+    #[test]
+    fn trimming_drops_whole_turns_never_a_tool_result_without_its_call() {
+        let mut state = SessionState::default();
+        for t in ["one", "two", "three"] {
+            state.messages.extend(turn(t));
+        }
+        state.trim(6);
+        assert_eq!(state.messages.len(), 4);
+        assert_eq!(state.messages[0], StoredMessage::user_text("three"));
+        // A single turn longer than the limit is kept whole.
+        state.trim(2);
+        assert_eq!(state.messages.len(), 4);
+    }
+}
