@@ -503,6 +503,55 @@ def test_a_session_remembers_its_turns_until_it_ends(cp, rt, double):
         f"after endSession the session starts empty: {conversation(last)}")
 
 
+MEMORY = {"enabledMemoryTypes": ["SESSION_SUMMARY"], "storageDays": 30,
+          "sessionSummaryConfiguration": {"maxRecentSessions": 5}}
+
+
+def test_an_ended_session_is_summarized_into_memory_and_read_by_the_next(cp, rt, double):
+    agent_id = ready_agent(cp, memoryConfiguration=MEMORY)
+    memory_id = "user-" + fresh("m")
+    summary = "The user is Ada and prefers window seats."
+    double.script(UPSTREAM, [{"text": "Noted, Ada."}, {"text": summary}, {"text": "A window seat, Ada."}])
+    first = session_id()
+    turn = invoke(rt, agent_id, first, "I am Ada and I like window seats.", memoryId=memory_id, endSession=True)
+    assert turn.ok().text == "Noted, Ada."
+    # The summary is written in the background after the stream ends.
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        memory = rt.get_agent_memory(agentId=agent_id, agentAliasId=TEST_ALIAS, memoryId=memory_id,
+                                     memoryType="SESSION_SUMMARY")["memoryContents"]
+        if memory:
+            break
+        time.sleep(0.2)
+    summarizer = double.chat_requests(UPSTREAM)[1]
+    assert "Ada" in message_text(summarizer["messages"][-1]), (
+        f"the summarizer gets the session's transcript: {summarizer['messages']}")
+    assert not summarizer.get("tools"), "the summary call offers no tools"
+
+    assert [m["sessionSummary"]["summaryText"] for m in memory] == [summary], memory
+    assert memory[0]["sessionSummary"]["sessionId"] == first
+    assert memory[0]["sessionSummary"]["memoryId"] == memory_id
+
+    invoke(rt, agent_id, session_id(), "Book me a seat.", memoryId=memory_id).ok()
+    assert summary in system_text(double.last(UPSTREAM)), (
+        "the next session of the memory has the summary in its system prompt")
+
+    rt.delete_agent_memory(agentId=agent_id, agentAliasId=TEST_ALIAS, memoryId=memory_id)
+    assert rt.get_agent_memory(agentId=agent_id, agentAliasId=TEST_ALIAS, memoryId=memory_id,
+                               memoryType="SESSION_SUMMARY")["memoryContents"] == []
+
+
+def test_memory_needs_an_agent_with_memory_and_a_valid_id(cp, rt, double):
+    plain = ready_agent(cp)
+    expect_stream_or_call_error(lambda: invoke(rt, plain, session_id(), "Hi", memoryId="user-1").ok(),
+                                "ValidationException")
+    with_memory = ready_agent(cp, memoryConfiguration=MEMORY)
+    expect_stream_or_call_error(
+        lambda: rt.get_agent_memory(agentId=with_memory, agentAliasId=TEST_ALIAS, memoryId="bad id!",
+                                    memoryType="SESSION_SUMMARY"), "ValidationException")
+    assert double.chat_requests(UPSTREAM) == [], "no model call for a refused request"
+
+
 def test_a_pending_return_control_survives_a_restart(double, executor, tmp_path_factory):
     base = tmp_path_factory.mktemp("agents-restart")
     config = base / "front.toml"

@@ -76,6 +76,7 @@ impl AppState {
 /// reading of batch records. Call once, inside the runtime, before serving [`app`].
 pub fn start_background(state: &AppState) {
     state.services.start_jobs(Arc::new(bedrock::BedrockRecords));
+    state.agents.start_idle_sweeper();
 }
 
 /// The whole HTTP API.

@@ -11,6 +11,7 @@
 
 pub mod definition;
 pub mod executor;
+pub mod memory;
 pub mod openapi;
 pub mod run;
 pub mod session;

@@ -80,6 +80,8 @@ pub struct InvokeRequest {
     pub invocation_id: Option<String>,
     pub results: Vec<ActionResult>,
     pub knowledge_base_searches: Vec<KnowledgeBaseSearch>,
+    /// SESSION_SUMMARY memory this session reads and is summarized into.
+    pub memory_id: Option<String>,
 }
 
 /// How an action ran.
@@ -328,8 +330,20 @@ pub fn response_body_text(body: &Value) -> Option<String> {
 }
 
 /// What the system prompt says.
-fn system_prompt(version: &AgentVersion, prompt_attributes: &BTreeMap<String, String>) -> String {
-    let instruction = version.settings.instruction.clone().unwrap_or_default();
+fn system_prompt(
+    version: &AgentVersion,
+    prompt_attributes: &BTreeMap<String, String>,
+    memory: &[String],
+) -> String {
+    let mut instruction = version.settings.instruction.clone().unwrap_or_default();
+    if !memory.is_empty() {
+        instruction.push_str(
+            "\n\nSummaries of your earlier sessions with this user, newest first:\n",
+        );
+        for summary in memory {
+            instruction.push_str(&format!("<summary>\n{summary}\n</summary>\n"));
+        }
+    }
     let attributes = prompt_attributes
         .iter()
         .map(|(k, v)| format!("{k}: {v}"))
@@ -397,6 +411,8 @@ struct Turn {
     enable_trace: bool,
     stream_final: bool,
     searches: Vec<KnowledgeBaseSearch>,
+    /// Summaries of the memory's earlier sessions.
+    memory: Vec<String>,
     events: mpsc::Sender<AgentEvent>,
 }
 
@@ -474,6 +490,14 @@ impl AgentService {
             }
         };
         let tools = ToolSet::of(&version)?;
+        if let Some(memory_id) = &request.memory_id {
+            super::memory::check_memory_id(memory_id)?;
+            if version.settings.memory.is_none() {
+                return Err(CoreError::Validation(format!(
+                    "memoryId was given, but agent {agent_id} has no memoryConfiguration"
+                )));
+            }
+        }
         let key = SessionKey {
             agent_id: agent_id.clone(),
             alias_id: alias_id.clone(),
@@ -501,6 +525,11 @@ impl AgentService {
         let mut session = tokio::task::spawn_blocking(move || session::load(store.as_ref(), &load_key))
             .await
             .map_err(|e| CoreError::Internal(format!("reading the agent session failed: {e}")))??;
+        if let Some((ended, expiry)) = session.expired.take() {
+            let service = Arc::clone(self);
+            let (principal, key) = (principal.clone(), key.clone());
+            tokio::spawn(async move { service.summarize(principal, &key, ended, expiry).await });
+        }
         let caller = principal.as_ref().map(|p| p.key_id.clone());
         if session.revision.is_some() && session.state.key_id != caller {
             return Err(CoreError::AccessDenied(format!(
@@ -509,6 +538,19 @@ impl AgentService {
             )));
         }
         session.state.key_id = caller;
+        session.state.version = version.version.clone();
+        if request.memory_id.is_some() {
+            session.state.memory_id = request.memory_id.clone();
+        }
+        let memory = match &session.state.memory_id {
+            Some(memory_id) => {
+                let (service, version, memory_id) = (Arc::clone(self), version.clone(), memory_id.clone());
+                tokio::task::spawn_blocking(move || service.recent_summaries(&version, &memory_id))
+                    .await
+                    .unwrap_or_default()
+            }
+            None => Vec::new(),
+        };
         let before = session.state.clone();
         let opening = self
             .open_turn(&mut session, &request)?
@@ -531,6 +573,7 @@ impl AgentService {
             enable_trace: request.enable_trace,
             stream_final: request.stream_final_response,
             searches: request.knowledge_base_searches.clone(),
+            memory,
             events,
         };
         let end_session = request.end_session;
@@ -705,16 +748,27 @@ impl Turn {
             .state
             .trim(self.service.config.max_history_messages);
         let ttl = self.version.settings.idle_session_ttl_secs;
+        let ended = end_session.then(|| session.state.clone());
         let outcome = tokio::task::spawn_blocking(move || {
             if end_session {
-                session::end(store.as_ref(), &key).map(|()| true)
+                // A session that was never stored ends too: nothing to delete.
+                session::end(store.as_ref(), &key).map(|_| true)
             } else {
                 session::save(store.as_ref(), &key, &session, ttl)
             }
         })
         .await;
         match outcome {
-            Ok(Ok(true)) => {}
+            Ok(Ok(true)) => {
+                if let Some(state) = ended {
+                    // In the background: the caller's stream ends now.
+                    let (service, principal, key) =
+                        (Arc::clone(&self.service), self.principal.clone(), self.key.clone());
+                    tokio::spawn(async move {
+                        service.summarize(principal, &key, state, now_ms()).await
+                    });
+                }
+            }
             Ok(Ok(false)) => tracing::warn!(session = %self.key.label(), "an agent session was written by another turn meanwhile; this turn's changes are dropped"),
             Ok(Err(e)) => tracing::error!(session = %self.key.label(), error = %e, "writing an agent session failed"),
             Err(e) => tracing::error!(session = %self.key.label(), error = %e, "writing an agent session failed"),
@@ -781,6 +835,7 @@ impl Turn {
                 system: vec![system_prompt(
                     &self.version,
                     &session.state.prompt_session_attributes,
+                    &self.memory,
                 )],
                 messages: session.state.messages.iter().map(StoredMessage::to_message).collect(),
                 params: step_params(&self.version),

@@ -148,6 +148,12 @@ pub struct SessionState {
     pub session_attributes: BTreeMap<String, String>,
     pub prompt_session_attributes: BTreeMap<String, String>,
     pub started_ms: i64,
+    /// The agent version the session ran on.
+    #[serde(default)]
+    pub version: String,
+    /// The memory the session's summary goes to when it ends (`memoryId`).
+    #[serde(default)]
+    pub memory_id: Option<String>,
 }
 
 impl SessionState {
@@ -196,6 +202,9 @@ pub struct LoadedSession {
     pub state: SessionState,
     pub revision: Option<i64>,
     pub created_ms: i64,
+    /// The session this ID held before, dropped because it had idled out (its
+    /// state and expiry), for its memory summary.
+    pub expired: Option<(SessionState, i64)>,
 }
 
 /// Reads a session; an expired one is gone and a new one starts.
@@ -204,20 +213,29 @@ pub fn load(store: &dyn AgentStore, key: &SessionKey) -> Result<LoadedSession, C
     let record = store
         .agent_record(AgentKind::Session, &key.agent_id, &key.key())
         .map_err(store_error("agent session"))?;
+    let mut expired = None;
     if let Some(record) = record {
-        if record.expires_ms.is_some_and(|e| e <= now) {
-            store
-                .delete_agent_record(AgentKind::Session, &key.agent_id, &key.key())
-                .map_err(store_error("agent session"))?;
-        } else {
-            let state = serde_json::from_str(&record.body).map_err(|e| {
-                CoreError::Internal(format!("stored agent session does not parse: {e}"))
-            })?;
-            return Ok(LoadedSession {
-                state,
-                revision: Some(record.revision),
-                created_ms: record.created_ms,
-            });
+        let state: SessionState = serde_json::from_str(&record.body).map_err(|e| {
+            CoreError::Internal(format!("stored agent session does not parse: {e}"))
+        })?;
+        match record.expires_ms {
+            Some(expiry) if expiry <= now => {
+                // Whoever deletes it summarizes it (another node's sweeper may race).
+                let deleted = store
+                    .delete_agent_record(AgentKind::Session, &key.agent_id, &key.key())
+                    .map_err(store_error("agent session"))?;
+                if deleted {
+                    expired = Some((state, expiry));
+                }
+            }
+            _ => {
+                return Ok(LoadedSession {
+                    state,
+                    revision: Some(record.revision),
+                    created_ms: record.created_ms,
+                    expired: None,
+                })
+            }
         }
     }
     Ok(LoadedSession {
@@ -227,6 +245,7 @@ pub fn load(store: &dyn AgentStore, key: &SessionKey) -> Result<LoadedSession, C
         },
         revision: None,
         created_ms: now,
+        expired,
     })
 }
 
@@ -263,12 +282,23 @@ pub fn save(
     }
 }
 
-/// Ends a session (endSession).
-pub fn end(store: &dyn AgentStore, key: &SessionKey) -> Result<(), CoreError> {
+/// Ends a session (endSession); true when this call removed it.
+pub fn end(store: &dyn AgentStore, key: &SessionKey) -> Result<bool, CoreError> {
     store
         .delete_agent_record(AgentKind::Session, &key.agent_id, &key.key())
-        .map_err(store_error("agent session"))?;
-    Ok(())
+        .map_err(store_error("agent session"))
+}
+
+impl SessionKey {
+    /// The key of a stored session record (`<alias>/<session>`).
+    pub fn of_record(agent_id: &str, record_key: &str) -> Option<Self> {
+        let (alias_id, session_id) = record_key.split_once('/')?;
+        Some(Self {
+            agent_id: agent_id.to_string(),
+            alias_id: alias_id.to_string(),
+            session_id: session_id.to_string(),
+        })
+    }
 }
 
 #[cfg(test)]

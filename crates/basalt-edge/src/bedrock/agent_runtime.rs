@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use basalt_core::agents::definition::{
     AgentSettings, AgentStatus, AgentVersion, Collaboration, KnowledgeBaseLink, DRAFT,
@@ -291,6 +291,7 @@ fn invoke_request(
         invocation_id: state.invocation_id,
         results: results(state.return_control_invocation_results.unwrap_or_default())?,
         knowledge_base_searches: searches(state.knowledge_base_configurations.unwrap_or_default())?,
+        memory_id: None,
     })
 }
 
@@ -302,12 +303,7 @@ pub async fn invoke_agent(
     body: Bytes,
 ) -> Result<Response, BedrockError> {
     let body: InvokeAgentBody = parse_json(&body)?;
-    if body.memory_id.is_some() {
-        return Err(BedrockError::validation(
-            "memoryId: SESSION_SUMMARY memory is not supported by this server yet",
-        ));
-    }
-    let request = invoke_request(
+    let mut request = invoke_request(
         Target::Stored {
             agent_id,
             alias_id,
@@ -319,13 +315,21 @@ pub async fn invoke_agent(
         body.session_state,
         body.streaming_configurations,
     )?;
+    request.memory_id = body.memory_id;
+    let memory_id = request.memory_id.clone();
     let started = agent(
         state
             .agents
             .invoke(Some(principal), request_id.0.clone(), request)
             .await,
     )?;
-    Ok(stream_response(started))
+    let mut response = stream_response(started);
+    if let Some(v) = memory_id.and_then(|m| HeaderValue::from_str(&m).ok()) {
+        response
+            .headers_mut()
+            .insert("x-amz-bedrock-agent-memory-id", v);
+    }
+    Ok(response)
 }
 
 pub async fn invoke_inline_agent(
@@ -674,4 +678,76 @@ impl TraceContext {
             "trace": inner,
         })
     }
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct MemoryQuery {
+    memory_id: Option<String>,
+    memory_type: Option<String>,
+    max_items: Option<String>,
+    next_token: Option<String>,
+    session_id: Option<String>,
+}
+
+/// GetAgentMemory: `GET /agents/{agentId}/agentAliases/{agentAliasId}/memories`.
+pub async fn get_agent_memory(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path((agent_id, alias_id)): Path<(String, String)>,
+    axum::extract::Query(query): axum::extract::Query<MemoryQuery>,
+) -> Result<Response, BedrockError> {
+    let memory_id = required(query.memory_id, "memoryId")?;
+    if query.memory_type.as_deref() != Some("SESSION_SUMMARY") {
+        return Err(BedrockError::validation("memoryType must be SESSION_SUMMARY"));
+    }
+    let agents = std::sync::Arc::clone(&state.agents);
+    let summaries = agent(
+        tokio::task::spawn_blocking(move || agents.memories(&agent_id, &alias_id, &memory_id))
+            .await
+            .map_err(|e| CoreError::Internal(format!("reading agent memory failed: {e}")))
+            .and_then(|r| r),
+    )?;
+    let paging = super::paging::Paging::from_query(
+        "GetAgentMemory",
+        &principal.key_id,
+        query.max_items.as_deref(),
+        query.next_token.as_deref(),
+    )?;
+    let out = paging.page(summaries).into_json("memoryContents", |s| {
+        json!({"sessionSummary": {
+            "memoryId": s.memory_id,
+            "sessionId": s.session_id,
+            "sessionStartTime": timestamp(s.session_start_ms),
+            "sessionExpiryTime": timestamp(s.session_expiry_ms),
+            "summaryText": s.summary_text,
+        }})
+    });
+    Ok(axum::Json(out).into_response())
+}
+
+/// DeleteAgentMemory: `DELETE …/memories?memoryId=&sessionId=` → 202 `{}`.
+pub async fn delete_agent_memory(
+    State(state): State<AppState>,
+    Path((agent_id, alias_id)): Path<(String, String)>,
+    axum::extract::Query(query): axum::extract::Query<MemoryQuery>,
+) -> Result<Response, BedrockError> {
+    if let Some(m) = &query.memory_id {
+        agent(basalt_core::agents::memory::check_memory_id(m))?;
+    }
+    let agents = std::sync::Arc::clone(&state.agents);
+    agent(
+        tokio::task::spawn_blocking(move || {
+            agents.delete_memory(
+                &agent_id,
+                &alias_id,
+                query.memory_id.as_deref(),
+                query.session_id.as_deref(),
+            )
+        })
+        .await
+        .map_err(|e| CoreError::Internal(format!("deleting agent memory failed: {e}")))
+        .and_then(|r| r),
+    )?;
+    Ok(super::knowledge::accepted(json!({})))
 }

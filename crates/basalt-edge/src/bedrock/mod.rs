@@ -177,6 +177,10 @@ pub fn routes() -> Router<AppState> {
                 .delete(agents::delete_alias),
         )
         .route(
+            "/agents/{agent_id}/agentAliases/{alias_id}/memories",
+            get(agent_runtime::get_agent_memory).delete(agent_runtime::delete_agent_memory),
+        )
+        .route(
             "/agents/{agent_id}/agentAliases/{alias_id}/sessions/{session_id}/text",
             post(agent_runtime::invoke_agent),
         )
