@@ -844,17 +844,20 @@ impl Turn {
                     choice: ToolChoice::Auto,
                 }),
                 response_schema: None,
-                stream: true,
+                // The upstream streams only when the answer goes out as generated.
+                stream: self.stream_final,
             };
-            self.trace(
-                &trace_id,
-                TracePart::ModelInput {
-                    text: model_input_text(&request),
-                    foundation_model: model.clone(),
-                    params: request.params.clone(),
-                },
-            )
-            .await;
+            if self.enable_trace {
+                self.trace(
+                    &trace_id,
+                    TracePart::ModelInput {
+                        text: model_input_text(&request),
+                        foundation_model: model.clone(),
+                        params: request.params.clone(),
+                    },
+                )
+                .await;
+            }
             let mut ctx = CallContext::new(
                 self.principal.clone(),
                 format!("{}-{step}", self.request_id),
@@ -870,16 +873,18 @@ impl Turn {
                     return;
                 }
             };
-            self.trace(
-                &trace_id,
-                TracePart::ModelOutput {
-                    raw: model_output_text(&text, &calls),
-                    usage,
-                    start_ms,
-                    end_ms: now_ms(),
-                },
-            )
-            .await;
+            if self.enable_trace {
+                self.trace(
+                    &trace_id,
+                    TracePart::ModelOutput {
+                        raw: model_output_text(&text, &calls),
+                        usage,
+                        start_ms,
+                        end_ms: now_ms(),
+                    },
+                )
+                .await;
+            }
             if calls.is_empty() {
                 let mut answer = text;
                 if let Some(replaced) = self.guard(&trace_id, Source::Output, "answer", &answer).await {
