@@ -20,7 +20,7 @@ import pytest
 from agent_support import (  # noqa: F401  (fixtures)
     CHAT, DOWN_EXECUTOR, EXECUTOR_SECRET, EXECUTOR_TIMEOUT_SECS, INSTRUCTION, MAX_STEPS, ROLE_ARN, TEST_ALIAS,
     UPSTREAM, USER_INPUT_GROUP, Reply, _fresh_doubles, add_groups, admin, clients_for, cp, create_agent,
-    create_kb, double, drain, executor, expect_stream_or_call_error, fill_arguments, fresh, front, front_env,
+    create_kb, double, drain, executor, expect_error, expect_stream_or_call_error, fill_arguments, fresh, front, front_env,
     front_toml, function, function_group, function_result, invoke, lambda_executor, lambda_reply, lax, new_key,
     orders_group, param, prepare, ready_agent, resume_state, rt, session_id, system_text, tool_messages, tool_names,
     tool_schema, wait_alias,
@@ -781,3 +781,100 @@ def test_a_local_model_agent_calls_its_tool_or_answers(server, make_client, key)
     else:
         assert turn.chunks and turn.text.strip(), f"neither a tool call nor an answer: {turn.kinds}"
     assert not TOOL_MARKUP.search(turn.text), f"raw tool-call text leaked into the answer: {turn.text!r}"
+
+
+# ------------------------------------------------------------------- collaborators
+
+def collaborator_alias(cp, instruction: str) -> tuple[str, str]:
+    """A prepared collaborator agent with an alias (version 1); returns (agent ID, alias ARN)."""
+    agent_id = ready_agent(cp, instruction=instruction)
+    alias = cp.create_agent_alias(agentId=agent_id, agentAliasName="live")["agentAlias"]
+    alias = wait_alias(cp, agent_id, alias["agentAliasId"])
+    return agent_id, alias["agentAliasArn"]
+
+
+def supervisor(cp, mode: str, collaborators: list[tuple[str, str, str]]) -> str:
+    """A prepared supervisor in `mode` with (name, instruction, alias ARN) collaborators."""
+    agent_id = create_agent(cp, agentCollaboration=mode)["agentId"]
+    for name, instruction, arn in collaborators:
+        out = cp.associate_agent_collaborator(
+            agentId=agent_id, agentVersion="DRAFT", agentDescriptor={"aliasArn": arn}, collaboratorName=name,
+            collaborationInstruction=instruction, relayConversationHistory="TO_COLLABORATOR")["agentCollaborator"]
+        assert out["collaboratorName"] == name and out["agentDescriptor"] == {"aliasArn": arn}, out
+    prepared = prepare(cp, agent_id)
+    assert prepared["agentStatus"] == "PREPARED", prepared.get("failureReasons")
+    return agent_id
+
+
+BILLING_INSTRUCTION = "You are the billing desk. You answer questions about balances and invoices."
+SHIPPING_INSTRUCTION = "You are the shipping desk. You answer questions about parcels and deliveries."
+
+
+def test_a_supervisor_hands_work_to_a_collaborator(cp, rt, double):
+    _, billing = collaborator_alias(cp, BILLING_INSTRUCTION)
+    boss = supervisor(cp, "SUPERVISOR", [("billing", "Ask it anything about money.", billing)])
+    listed = cp.list_agent_collaborators(agentId=boss, agentVersion="DRAFT")["agentCollaboratorSummaries"]
+    assert [c["collaboratorName"] for c in listed] == ["billing"], listed
+    double.script(UPSTREAM, [
+        call_step({"name": "collaborator__billing", "arguments": {"input": "Balance of account 7?"}}),
+        {"text": "The balance is 42."},
+        {"text": "Your balance is 42."},
+    ])
+    turn = invoke(rt, boss, session_id(), "How much money is on account 7?", enableTrace=True).ok()
+    assert turn.text == "Your balance is 42."
+    sent = double.chat_requests(UPSTREAM)
+    assert len(sent) == 3, f"supervisor, collaborator, supervisor: {len(sent)} calls"
+    assert "collaborator__billing" in tool_names(sent[0]), tool_names(sent[0])
+    assert BILLING_INSTRUCTION in system_text(sent[1]), "the collaborator runs with its own instruction"
+    relayed = conversation(sent[1])[-1][1]
+    assert "Balance of account 7?" in relayed and "How much money is on account 7?" in relayed, (
+        f"TO_COLLABORATOR relays the conversation with the request: {relayed!r}")
+    assert [m["content"] for m in tool_messages(sent[2])] == ["The balance is 42."], (
+        "the collaborator's answer is the supervisor's observation")
+    inputs = [i for i in turn.steps("invocationInput") if i.get("invocationType") == "AGENT_COLLABORATOR"]
+    assert inputs and inputs[0]["agentCollaboratorInvocationInput"]["agentCollaboratorName"] == "billing", inputs
+    outputs = [o for o in turn.steps("observation") if o.get("type") == "AGENT_COLLABORATOR"]
+    assert outputs[0]["agentCollaboratorInvocationOutput"]["output"]["text"] == "The balance is 42.", outputs
+    theirs = [t for t in turn.traces if t.get("collaboratorName") == "billing"]
+    assert theirs, "the collaborator's own traces are in the stream"
+    assert all(len(t["callerChain"]) == 2 and t["callerChain"][1]["agentAliasArn"] == billing for t in theirs), (
+        theirs[0])
+
+
+def test_a_router_sends_the_input_to_one_collaborator(cp, rt, double):
+    _, billing = collaborator_alias(cp, BILLING_INSTRUCTION)
+    _, shipping = collaborator_alias(cp, SHIPPING_INSTRUCTION)
+    router = supervisor(cp, "SUPERVISOR_ROUTER", [("billing", "Money questions.", billing),
+                                                  ("shipping", "Parcel questions.", shipping)])
+    double.script(UPSTREAM, [
+        call_step({"name": "collaborator__shipping", "arguments": {"input": "Where is parcel 9?"}}),
+        {"text": "Parcel 9 left the depot yesterday."},
+    ])
+    turn = invoke(rt, router, session_id(), "Where is parcel 9?", enableTrace=True).ok()
+    assert turn.text == "Parcel 9 left the depot yesterday.", "the chosen collaborator's answer is the answer"
+    sent = double.chat_requests(UPSTREAM)
+    assert len(sent) == 2, f"one routing call and the collaborator's: {len(sent)}"
+    assert sorted(tool_names(sent[0])) == ["collaborator__billing", "collaborator__shipping"], tool_names(sent[0])
+    assert sent[0].get("tool_choice") == "required", f"the router must pick one: {sent[0].get('tool_choice')}"
+    assert SHIPPING_INSTRUCTION in system_text(sent[1])
+    routing = [t["trace"]["routingClassifierTrace"] for t in turn.traces if "routingClassifierTrace" in t["trace"]]
+    assert any("modelInvocationInput" in r for r in routing) and any(
+        r.get("observation", {}).get("type") == "AGENT_COLLABORATOR" for r in routing), routing
+
+
+def test_collaborators_are_checked(cp, rt, double):
+    own_id, billing = collaborator_alias(cp, BILLING_INSTRUCTION)
+    plain = create_agent(cp)["agentId"]
+    expect_error(lambda: cp.associate_agent_collaborator(
+        agentId=plain, agentVersion="DRAFT", agentDescriptor={"aliasArn": billing}, collaboratorName="billing",
+        collaborationInstruction="Money."), "ValidationException", 400)
+    boss = create_agent(cp, agentCollaboration="SUPERVISOR")["agentId"]
+    expect_error(lambda: cp.associate_agent_collaborator(
+        agentId=boss, agentVersion="DRAFT", agentDescriptor={"aliasArn": "arn:aws:bedrock:us-east-1:1:agent/X"},
+        collaboratorName="broken", collaborationInstruction="Money."), "ValidationException", 400)
+    failed = prepare(cp, boss)
+    assert failed["agentStatus"] == "FAILED" and any("no collaborators" in r for r in failed["failureReasons"]), (
+        failed.get("failureReasons"))
+    expect_error(lambda: cp.associate_agent_collaborator(
+        agentId=own_id, agentVersion="DRAFT", agentDescriptor={"aliasArn": billing}, collaboratorName="me",
+        collaborationInstruction="Me."), "ValidationException", 400)

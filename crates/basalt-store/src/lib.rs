@@ -8,9 +8,9 @@
 //! migrations from `migrations/`); nothing here assumes SQLite in the traits, so a
 //! PostgreSQL implementation can be added beside it and run the same tests.
 
+pub mod agents;
 mod batch;
 mod guardrails;
-pub mod agents;
 pub mod jobs;
 pub mod knowledge;
 mod profiles;
@@ -217,6 +217,6 @@ impl<T> CoreStore for T where
         + ProvisionedStore
         + InferenceProfileStore
         + KnowledgeStore
-    + AgentStore
+        + AgentStore
 {
 }

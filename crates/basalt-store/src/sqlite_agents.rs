@@ -267,7 +267,12 @@ mod tests {
     fn deleting_an_agent_drops_every_kind_and_expiry_lists_idle_sessions() {
         let store = SqliteStore::open_in_memory().expect("open");
         store
-            .insert_agent_record(&record(AgentKind::Version, "A1", "DRAFT", Some(("agents", "bot"))))
+            .insert_agent_record(&record(
+                AgentKind::Version,
+                "A1",
+                "DRAFT",
+                Some(("agents", "bot")),
+            ))
             .expect("agent");
         let mut session = record(AgentKind::Session, "A1", "TSTALIASID/s1", None);
         session.expires_ms = Some(100);

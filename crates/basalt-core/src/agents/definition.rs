@@ -179,6 +179,31 @@ pub struct KnowledgeBaseLink {
     pub updated_ms: i64,
 }
 
+/// An agent a supervisor can hand work to (by one of its aliases).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Collaborator {
+    pub id: String,
+    pub name: String,
+    /// When and how the supervisor should use it.
+    pub instruction: String,
+    pub alias_arn: String,
+    /// `relayConversationHistory` TO_COLLABORATOR: it sees the conversation so far.
+    pub relay_history: bool,
+    pub client_token: Option<String>,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+}
+
+/// `arn:aws:bedrock:<region>:<account>:agent-alias/<agent ID>/<alias ID>` → the IDs.
+pub fn parse_alias_arn(arn: &str) -> Option<(&str, &str)> {
+    let rest = arn.strip_prefix("arn:aws:bedrock:")?;
+    let mut parts = rest.splitn(3, ':');
+    let (_region, _account, resource) = (parts.next()?, parts.next()?, parts.next()?);
+    let ids = resource.strip_prefix("agent-alias/")?;
+    let (agent, alias) = ids.split_once('/')?;
+    (is_resource_id(agent) && is_resource_id(alias)).then_some((agent, alias))
+}
+
 /// One version of an agent: everything an invocation of it needs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AgentVersion {
@@ -191,6 +216,9 @@ pub struct AgentVersion {
     pub recommended_actions: Vec<String>,
     pub action_groups: Vec<ActionGroup>,
     pub knowledge_bases: Vec<KnowledgeBaseLink>,
+    /// A supervisor's collaborators.
+    #[serde(default)]
+    pub collaborators: Vec<Collaborator>,
     pub client_token: Option<String>,
     pub created_ms: i64,
     pub updated_ms: i64,
@@ -288,6 +316,24 @@ mod tests {
         assert!(!is_session_id("a b"));
         assert!(is_version("DRAFT") && is_version("1") && is_version("120"));
         assert!(!is_version("0") && !is_version("draft") && !is_version("1a"));
+    }
+
+    #[test]
+    fn alias_arns_name_an_agent_and_an_alias() {
+        assert_eq!(
+            parse_alias_arn(
+                "arn:aws:bedrock:us-east-1:123456789012:agent-alias/AGENT12345/ALIAS12345"
+            ),
+            Some(("AGENT12345", "ALIAS12345"))
+        );
+        assert_eq!(
+            parse_alias_arn("arn:aws:bedrock:us-east-1:1:agent/AGENT12345"),
+            None
+        );
+        assert_eq!(
+            parse_alias_arn("arn:aws:bedrock:us-east-1:1:agent-alias/AGENT12345/../x"),
+            None
+        );
     }
 
     #[test]

@@ -94,25 +94,33 @@ impl Executors {
             .timeout(Duration::from_secs(config.timeout_secs))
             .json(event);
         for (header, env) in &config.headers_from_env {
-            let value = std::env::var(env)
-                .map_err(|_| format!("the executor header {header} needs the environment variable {env}"))?;
+            let value = std::env::var(env).map_err(|_| {
+                format!("the executor header {header} needs the environment variable {env}")
+            })?;
             request = request.header(header.as_str(), value);
         }
         let response = request.send().await.map_err(|e| {
             if e.is_timeout() {
-                format!("the executor of {function_name} did not answer within {} s", config.timeout_secs)
+                format!(
+                    "the executor of {function_name} did not answer within {} s",
+                    config.timeout_secs
+                )
             } else {
-                format!("the executor of {function_name} could not be reached: {}", e.without_url())
+                format!(
+                    "the executor of {function_name} could not be reached: {}",
+                    e.without_url()
+                )
             }
         })?;
         let status = response.status();
         let mut body = Vec::new();
         let mut response = response;
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|e| format!("the executor of {function_name} broke off its answer: {}", e.without_url()))?
-        {
+        while let Some(chunk) = response.chunk().await.map_err(|e| {
+            format!(
+                "the executor of {function_name} broke off its answer: {}",
+                e.without_url()
+            )
+        })? {
             if body.len() + chunk.len() > MAX_ANSWER_BYTES {
                 return Err(format!(
                     "the executor of {function_name} answered more than {MAX_ANSWER_BYTES} bytes"
@@ -126,8 +134,9 @@ impl Executors {
                 status.as_u16()
             ));
         }
-        serde_json::from_slice(&body)
-            .map_err(|e| format!("the executor of {function_name} answered something other than JSON: {e}"))
+        serde_json::from_slice(&body).map_err(|e| {
+            format!("the executor of {function_name} answered something other than JSON: {e}")
+        })
     }
 }
 
@@ -145,7 +154,10 @@ mod tests {
             lambda_function_name("arn:aws:lambda:us-east-1:123456789012:function:f_1:live"),
             Some("f_1")
         );
-        assert_eq!(lambda_function_name("arn:aws:lambda:us-east-1:1:layer:x"), None);
+        assert_eq!(
+            lambda_function_name("arn:aws:lambda:us-east-1:1:layer:x"),
+            None
+        );
         assert_eq!(lambda_function_name("arn:aws:s3:::bucket"), None);
         assert_eq!(lambda_function_name("order-lookup"), None);
         assert_eq!(

@@ -18,7 +18,7 @@ use super::AgentService;
 use crate::common::{now_ms, store_error};
 use crate::keys::Principal;
 use crate::service::CallContext;
-use crate::types::{ChatRequest, InferenceParams, Message, Role, ContentBlock};
+use crate::types::{ChatRequest, ContentBlock, InferenceParams, Message, Role};
 use crate::CoreError;
 
 /// One session's summary.
@@ -161,7 +161,14 @@ impl AgentService {
         if key.agent_id == INLINE_AGENT || state.messages.is_empty() {
             return;
         }
-        let version = match self.version(&key.agent_id, if state.version.is_empty() { DRAFT } else { &state.version }) {
+        let version = match self.version(
+            &key.agent_id,
+            if state.version.is_empty() {
+                DRAFT
+            } else {
+                &state.version
+            },
+        ) {
             Ok(v) => v,
             Err(e) => {
                 tracing::warn!(session = %key.label(), error = %e, "no summary for an agent session whose agent version is gone");
@@ -189,7 +196,11 @@ impl AgentService {
             response_schema: None,
             stream: false,
         };
-        let mut ctx = CallContext::new(principal, format!("memory-{}", key.session_id), "InvokeAgent");
+        let mut ctx = CallContext::new(
+            principal,
+            format!("memory-{}", key.session_id),
+            "InvokeAgent",
+        );
         ctx.agent_session = Some(format!("{}/{}", key.agent_id, key.session_id));
         let summary = match self.core.chat(ctx, request).await {
             Ok(g) => g.text.trim().to_string(),
@@ -243,16 +254,27 @@ impl AgentService {
                 let store = Arc::clone(&service.store);
                 let found = tokio::task::spawn_blocking(move || {
                     let now = now_ms();
-                    let expired = store.expired_agent_records(AgentKind::Session, now, SWEEP_BATCH)?;
+                    let expired =
+                        store.expired_agent_records(AgentKind::Session, now, SWEEP_BATCH)?;
                     let mut mine = Vec::new();
                     for record in expired {
-                        if store.delete_agent_record(AgentKind::Session, &record.agent_id, &record.key)? {
+                        if store.delete_agent_record(
+                            AgentKind::Session,
+                            &record.agent_id,
+                            &record.key,
+                        )? {
                             mine.push(record);
                         }
                     }
                     // Summaries past their storage days go too.
-                    for memory in store.expired_agent_records(AgentKind::Memory, now, SWEEP_BATCH)? {
-                        store.delete_agent_record(AgentKind::Memory, &memory.agent_id, &memory.key)?;
+                    for memory in
+                        store.expired_agent_records(AgentKind::Memory, now, SWEEP_BATCH)?
+                    {
+                        store.delete_agent_record(
+                            AgentKind::Memory,
+                            &memory.agent_id,
+                            &memory.key,
+                        )?;
                     }
                     Ok::<_, basalt_store::StoreError>(mine)
                 })
@@ -288,14 +310,19 @@ mod tests {
     #[test]
     fn the_transcript_names_who_said_what_and_keeps_the_end_of_long_sessions() {
         let mut state = SessionState::default();
-        state.messages.push(StoredMessage::user_text("I live in Oslo"));
+        state
+            .messages
+            .push(StoredMessage::user_text("I live in Oslo"));
         state.messages.push(StoredMessage {
             assistant: true,
             blocks: vec![StoredBlock::Text {
                 text: "Noted.".into(),
             }],
         });
-        assert_eq!(transcript(&state), "User: I live in Oslo\nAssistant: Noted.");
+        assert_eq!(
+            transcript(&state),
+            "User: I live in Oslo\nAssistant: Noted."
+        );
         state
             .messages
             .push(StoredMessage::user_text(&"x".repeat(MAX_TRANSCRIPT_CHARS)));

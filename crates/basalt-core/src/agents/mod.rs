@@ -29,7 +29,8 @@ use crate::knowledge::KnowledgeService;
 use crate::{Basalt, CoreError};
 use definition::{
     ActionGroup, ActionSchema, AgentAlias, AgentSettings, AgentStatus, AgentVersion,
-    AliasHistoryEvent, ApiSource, BuiltIn, Executor, KnowledgeBaseLink, DRAFT, TEST_ALIAS,
+    AliasHistoryEvent, ApiSource, BuiltIn, Collaboration, Collaborator, Executor,
+    KnowledgeBaseLink, DRAFT, TEST_ALIAS,
 };
 
 /// `[agents]`: the loop's limits and the HTTP executors of Lambda action groups.
@@ -96,6 +97,19 @@ pub struct AliasSpec {
     pub version: Option<String>,
     pub client_token: Option<String>,
 }
+
+/// What AssociateAgentCollaborator and UpdateAgentCollaborator give.
+#[derive(Debug, Clone)]
+pub struct CollaboratorSpec {
+    pub name: String,
+    pub instruction: String,
+    pub alias_arn: String,
+    pub relay_history: bool,
+    pub client_token: Option<String>,
+}
+
+/// Most collaborators of one supervisor.
+const MAX_COLLABORATORS: usize = 10;
 
 /// An agent as ListAgents shows it.
 #[derive(Debug, Clone)]
@@ -176,7 +190,8 @@ fn version_record(version: &AgentVersion, revision: i64) -> Result<AgentRecord, 
         kind: AgentKind::Version,
         agent_id: version.agent_id.clone(),
         key: version.version.clone(),
-        name: (version.version == DRAFT).then(|| ("agents".to_string(), version.settings.name.clone())),
+        name: (version.version == DRAFT)
+            .then(|| ("agents".to_string(), version.settings.name.clone())),
         body: to_json(version)?,
         revision,
         created_ms: version.created_ms,
@@ -306,6 +321,7 @@ impl AgentService {
             recommended_actions: Vec::new(),
             action_groups: Vec::new(),
             knowledge_bases: Vec::new(),
+            collaborators: Vec::new(),
             client_token: spec.client_token,
             created_ms: now,
             updated_ms: now,
@@ -393,16 +409,15 @@ impl AgentService {
             let out = edit(&mut draft)?;
             draft.status = AgentStatus::NotPrepared;
             draft.updated_ms = now_ms().max(draft.updated_ms);
-            let written = self
-                .store
-                .update_agent_record(&version_record(&draft, revision)?)
-                .map_err(|e| match e {
-                    basalt_store::StoreError::Duplicate("name") => CoreError::Conflict(format!(
-                        "an agent named {} already exists",
-                        draft.settings.name
-                    )),
-                    other => store_error("agent")(other),
-                })?;
+            let written =
+                self.store
+                    .update_agent_record(&version_record(&draft, revision)?)
+                    .map_err(|e| match e {
+                        basalt_store::StoreError::Duplicate("name") => CoreError::Conflict(
+                            format!("an agent named {} already exists", draft.settings.name),
+                        ),
+                        other => store_error("agent")(other),
+                    })?;
             if written {
                 return Ok((draft, out));
             }
@@ -480,7 +495,11 @@ impl AgentService {
             reasons.push("the agent has no instruction".to_string());
             actions.push("set instruction (40 characters or more) with UpdateAgent".to_string());
         }
-        match settings.foundation_model.as_deref().map(|m| (m, self.core.resolve(m))) {
+        match settings
+            .foundation_model
+            .as_deref()
+            .map(|m| (m, self.core.resolve(m)))
+        {
             None => {
                 reasons.push("the agent has no foundationModel".to_string());
                 actions.push("set foundationModel with UpdateAgent".to_string());
@@ -520,8 +539,31 @@ impl AgentService {
             }
         }
         if let Some(g) = &settings.guardrail {
-            if let Err(e) = self.guardrails.get_guardrail(&g.identifier, Some(&g.version)) {
-                reasons.push(format!("guardrail {} version {}: {e}", g.identifier, g.version));
+            if let Err(e) = self
+                .guardrails
+                .get_guardrail(&g.identifier, Some(&g.version))
+            {
+                reasons.push(format!(
+                    "guardrail {} version {}: {e}",
+                    g.identifier, g.version
+                ));
+            }
+        }
+        match (settings.collaboration, version.collaborators.is_empty()) {
+            (Collaboration::Disabled, false) => reasons
+                .push("the agent has collaborators but agentCollaboration is DISABLED".to_string()),
+            (Collaboration::Supervisor | Collaboration::SupervisorRouter, true) => {
+                reasons.push(format!(
+                    "agentCollaboration is {} but the agent has no collaborators",
+                    settings.collaboration
+                ));
+                actions.push("associate collaborators with AssociateAgentCollaborator".into());
+            }
+            _ => {}
+        }
+        for c in &version.collaborators {
+            if let Err(e) = self.collaborator_target(&version.agent_id, &c.alias_arn) {
+                reasons.push(format!("collaborator {}: {e}", c.name));
             }
         }
         if let Err(e) = tools::ToolSet::of(version) {
@@ -612,12 +654,10 @@ impl AgentService {
             )));
         }
         match spec.built_in {
-            Some(BuiltIn::CodeInterpreter) => {
-                return Err(CoreError::Validation(
-                    "parentActionGroupSignature AMAZON.CodeInterpreter is not supported by this server"
-                        .into(),
-                ))
-            }
+            Some(BuiltIn::CodeInterpreter) => return Err(CoreError::Validation(
+                "parentActionGroupSignature AMAZON.CodeInterpreter is not supported by this server"
+                    .into(),
+            )),
             Some(BuiltIn::UserInput) => {
                 if spec.description.is_some()
                     || spec.executor != Executor::None
@@ -665,7 +705,10 @@ impl AgentService {
     }
 
     /// An action group of an inline agent (InvokeInlineAgent), checked as a stored one.
-    pub async fn inline_action_group(&self, spec: ActionGroupSpec) -> Result<ActionGroup, CoreError> {
+    pub async fn inline_action_group(
+        &self,
+        spec: ActionGroupSpec,
+    ) -> Result<ActionGroup, CoreError> {
         self.action_group_of(&spec, random_id(10, UPPER_ALNUM), now_ms())
             .await
     }
@@ -689,7 +732,10 @@ impl AgentService {
                 )));
             }
             if group.built_in.is_some()
-                && draft.action_groups.iter().any(|g| g.built_in == group.built_in)
+                && draft
+                    .action_groups
+                    .iter()
+                    .any(|g| g.built_in == group.built_in)
             {
                 return Err(CoreError::Conflict(
                     "the agent already has an action group with this parentActionGroupSignature"
@@ -773,7 +819,9 @@ impl AgentService {
             let before = draft.action_groups.len();
             draft.action_groups.retain(|g| g.id != group_id);
             if draft.action_groups.len() == before {
-                return Err(not_found(&format!("action group {group_id} does not exist")));
+                return Err(not_found(&format!(
+                    "action group {group_id} does not exist"
+                )));
             }
             Ok(())
         })?;
@@ -940,7 +988,11 @@ impl AgentService {
         }
         self.version(agent_id, version)?;
         if !skip_in_use_check {
-            if let Some(alias) = self.aliases(agent_id)?.iter().find(|a| a.version == version) {
+            if let Some(alias) = self
+                .aliases(agent_id)?
+                .iter()
+                .find(|a| a.version == version)
+            {
                 return Err(CoreError::Conflict(format!(
                     "version {version} is used by alias {}",
                     alias.alias_id
@@ -980,7 +1032,10 @@ impl AgentService {
                 updated_ms: now,
                 ..draft.clone()
             };
-            match self.store.insert_agent_record(&version_record(&snapshot, 1)?) {
+            match self
+                .store
+                .insert_agent_record(&version_record(&snapshot, 1)?)
+            {
                 Ok(()) => return Ok(snapshot.version),
                 Err(basalt_store::StoreError::Duplicate(_)) => continue,
                 Err(e) => return Err(store_error("agent")(e)),
@@ -1046,14 +1101,16 @@ impl AgentService {
         Ok(alias)
     }
 
-    fn alias_with_revision(&self, agent_id: &str, alias_id: &str) -> Result<(AgentAlias, i64), CoreError> {
+    fn alias_with_revision(
+        &self,
+        agent_id: &str,
+        alias_id: &str,
+    ) -> Result<(AgentAlias, i64), CoreError> {
         let record = self
             .store
             .agent_record(AgentKind::Alias, agent_id, alias_id)
             .map_err(store_error("agent alias"))?
-            .ok_or_else(|| {
-                not_found(&format!("agent {agent_id} has no alias {alias_id}"))
-            })?;
+            .ok_or_else(|| not_found(&format!("agent {agent_id} has no alias {alias_id}")))?;
         Ok((parse_alias(&record)?, record.revision))
     }
 
@@ -1110,7 +1167,8 @@ impl AgentService {
         }
         check_alias_name(&spec.name)?;
         let (current, _) = self.alias_with_revision(agent_id, alias_id)?;
-        if current.name != spec.name && self.aliases(agent_id)?.iter().any(|a| a.name == spec.name) {
+        if current.name != spec.name && self.aliases(agent_id)?.iter().any(|a| a.name == spec.name)
+        {
             return Err(CoreError::Conflict(format!(
                 "agent {agent_id} already has an alias named {}",
                 spec.name
@@ -1164,6 +1222,187 @@ impl AgentService {
             .map_err(store_error("agent alias"))?;
         alias.status = AgentStatus::Deleting;
         Ok(alias)
+    }
+}
+
+impl AgentService {
+    /// The agent version a collaborator's alias runs, checked: it exists, is not
+    /// the supervisor itself, runs prepared, and has no collaborators of its own.
+    pub(crate) fn collaborator_target(
+        &self,
+        supervisor_id: &str,
+        alias_arn: &str,
+    ) -> Result<AgentVersion, CoreError> {
+        let (agent_id, alias_id) = definition::parse_alias_arn(alias_arn).ok_or_else(|| {
+            CoreError::Validation(format!(
+                "agentDescriptor.aliasArn {alias_arn:?} is not an agent alias ARN"
+            ))
+        })?;
+        if agent_id == supervisor_id {
+            return Err(CoreError::Validation(
+                "an agent cannot be its own collaborator".into(),
+            ));
+        }
+        let alias = self.alias(agent_id, alias_id)?;
+        let version = self.version(agent_id, &alias.version)?;
+        if version.status != AgentStatus::Prepared {
+            return Err(CoreError::Validation(format!(
+                "collaborator agent {agent_id} is {}; prepare it first",
+                version.status
+            )));
+        }
+        if version.settings.collaboration != Collaboration::Disabled {
+            return Err(CoreError::Validation(format!(
+                "agent {agent_id} is a supervisor itself; collaborators cannot have collaborators"
+            )));
+        }
+        Ok(version)
+    }
+
+    fn check_collaborator(
+        &self,
+        agent_id: &str,
+        version: &str,
+        spec: &CollaboratorSpec,
+    ) -> Result<(), CoreError> {
+        check_draft(version)?;
+        if !definition::is_resource_name(&spec.name) {
+            return Err(CoreError::Validation(format!(
+                "collaboratorName {:?} must match ([0-9a-zA-Z][_-]?){{1,100}}",
+                spec.name
+            )));
+        }
+        let chars = spec.instruction.chars().count();
+        if !(1..=4000).contains(&chars) {
+            return Err(CoreError::Validation(format!(
+                "collaborationInstruction must be 1 to 4000 characters, got {chars}"
+            )));
+        }
+        let draft = self.agent(agent_id)?;
+        if draft.settings.collaboration == Collaboration::Disabled {
+            return Err(CoreError::Validation(format!(
+                "agent {agent_id} has agentCollaboration DISABLED; make it a SUPERVISOR or SUPERVISOR_ROUTER first"
+            )));
+        }
+        self.collaborator_target(agent_id, &spec.alias_arn)?;
+        Ok(())
+    }
+
+    pub fn associate_collaborator(
+        &self,
+        agent_id: &str,
+        version: &str,
+        spec: CollaboratorSpec,
+    ) -> Result<Collaborator, CoreError> {
+        self.check_collaborator(agent_id, version, &spec)?;
+        let now = now_ms();
+        let collaborator = Collaborator {
+            id: random_id(10, UPPER_ALNUM),
+            name: spec.name,
+            instruction: spec.instruction,
+            alias_arn: spec.alias_arn,
+            relay_history: spec.relay_history,
+            client_token: spec.client_token,
+            created_ms: now,
+            updated_ms: now,
+        };
+        self.edit_draft(agent_id, |draft| {
+            if draft
+                .collaborators
+                .iter()
+                .any(|c| c.name == collaborator.name)
+            {
+                return Err(CoreError::Conflict(format!(
+                    "agent {agent_id} already has a collaborator named {}",
+                    collaborator.name
+                )));
+            }
+            if draft.collaborators.len() >= MAX_COLLABORATORS {
+                return Err(CoreError::QuotaExceeded(format!(
+                    "an agent has at most {MAX_COLLABORATORS} collaborators"
+                )));
+            }
+            draft.collaborators.push(collaborator.clone());
+            Ok(())
+        })?;
+        Ok(collaborator)
+    }
+
+    pub fn collaborator(
+        &self,
+        agent_id: &str,
+        version: &str,
+        collaborator_id: &str,
+    ) -> Result<Collaborator, CoreError> {
+        self.version(agent_id, version)?
+            .collaborators
+            .into_iter()
+            .find(|c| c.id == collaborator_id)
+            .ok_or_else(|| not_found(&format!("collaborator {collaborator_id} does not exist")))
+    }
+
+    pub fn list_collaborators(
+        &self,
+        agent_id: &str,
+        version: &str,
+    ) -> Result<Vec<Collaborator>, CoreError> {
+        Ok(self.version(agent_id, version)?.collaborators)
+    }
+
+    pub fn update_collaborator(
+        &self,
+        agent_id: &str,
+        version: &str,
+        collaborator_id: &str,
+        spec: CollaboratorSpec,
+    ) -> Result<Collaborator, CoreError> {
+        self.check_collaborator(agent_id, version, &spec)?;
+        let (_, updated) = self.edit_draft(agent_id, |draft| {
+            if draft
+                .collaborators
+                .iter()
+                .any(|c| c.name == spec.name && c.id != collaborator_id)
+            {
+                return Err(CoreError::Conflict(format!(
+                    "agent {agent_id} already has a collaborator named {}",
+                    spec.name
+                )));
+            }
+            let slot = draft
+                .collaborators
+                .iter_mut()
+                .find(|c| c.id == collaborator_id)
+                .ok_or_else(|| {
+                    not_found(&format!("collaborator {collaborator_id} does not exist"))
+                })?;
+            slot.name = spec.name.clone();
+            slot.instruction = spec.instruction.clone();
+            slot.alias_arn = spec.alias_arn.clone();
+            slot.relay_history = spec.relay_history;
+            slot.updated_ms = now_ms();
+            Ok(slot.clone())
+        })?;
+        Ok(updated)
+    }
+
+    pub fn disassociate_collaborator(
+        &self,
+        agent_id: &str,
+        version: &str,
+        collaborator_id: &str,
+    ) -> Result<(), CoreError> {
+        check_draft(version)?;
+        self.edit_draft(agent_id, |draft| {
+            let before = draft.collaborators.len();
+            draft.collaborators.retain(|c| c.id != collaborator_id);
+            if draft.collaborators.len() == before {
+                return Err(not_found(&format!(
+                    "collaborator {collaborator_id} does not exist"
+                )));
+            }
+            Ok(())
+        })?;
+        Ok(())
     }
 }
 

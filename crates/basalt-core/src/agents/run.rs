@@ -18,8 +18,8 @@ use tokio::sync::mpsc;
 
 use super::definition::{AgentStatus, AgentVersion, Executor, DRAFT, TEST_ALIAS};
 use super::session::{
-    self, ActionInput, ActionTarget, LoadedSession, NamedValue, Pending, PendingCall,
-    SessionKey, StoredBlock, StoredMessage,
+    self, ActionInput, ActionTarget, LoadedSession, NamedValue, Pending, PendingCall, SessionKey,
+    StoredBlock, StoredMessage,
 };
 use super::tools::{ToolAction, ToolSet};
 use super::AgentService;
@@ -39,7 +39,10 @@ pub const INLINE_AGENT: &str = "INLINE";
 /// Which agent runs.
 #[derive(Debug, Clone)]
 pub enum Target {
-    Stored { agent_id: String, alias_id: String },
+    Stored {
+        agent_id: String,
+        alias_id: String,
+    },
     /// InvokeInlineAgent: the definition comes with the request.
     Inline(Box<AgentVersion>),
 }
@@ -134,6 +137,29 @@ pub enum TracePart {
     },
     Failure {
         reason: String,
+    },
+    /// The supervisor hands work to a collaborator.
+    CollaboratorInvocation {
+        name: String,
+        alias_arn: String,
+        input: String,
+    },
+    CollaboratorObservation {
+        name: String,
+        alias_arn: String,
+        output: String,
+    },
+    /// A router's classification step (its model call and the choice).
+    Routing(Box<TracePart>),
+    /// A trace of a collaborator's own turn, shown in the supervisor's stream.
+    OfCollaborator {
+        name: String,
+        /// The supervisor's alias ARN, then the collaborator's.
+        caller_chain: Vec<String>,
+        agent_id: String,
+        alias_id: String,
+        version: String,
+        trace: Box<Trace>,
     },
 }
 
@@ -325,8 +351,7 @@ fn named_values_json(values: &[NamedValue]) -> Value {
 /// `{"application/json": {"body": …}}`).
 pub fn response_body_text(body: &Value) -> Option<String> {
     let map = body.as_object()?;
-    map.values()
-        .find_map(|v| v.get("body").map(value_text))
+    map.values().find_map(|v| v.get("body").map(value_text))
 }
 
 /// What the system prompt says.
@@ -337,9 +362,8 @@ fn system_prompt(
 ) -> String {
     let mut instruction = version.settings.instruction.clone().unwrap_or_default();
     if !memory.is_empty() {
-        instruction.push_str(
-            "\n\nSummaries of your earlier sessions with this user, newest first:\n",
-        );
+        instruction
+            .push_str("\n\nSummaries of your earlier sessions with this user, newest first:\n");
         for summary in memory {
             instruction.push_str(&format!("<summary>\n{summary}\n</summary>\n"));
         }
@@ -382,8 +406,13 @@ fn orchestration_override(version: &AgentVersion) -> Option<&Value> {
 /// Sampling settings from the ORCHESTRATION override, if any.
 fn step_params(version: &AgentVersion) -> InferenceParams {
     let mut params = InferenceParams::default();
-    if let Some(config) = orchestration_override(version).and_then(|o| o.get("inferenceConfiguration")) {
-        params.temperature = config.get("temperature").and_then(Value::as_f64).map(|t| t as f32);
+    if let Some(config) =
+        orchestration_override(version).and_then(|o| o.get("inferenceConfiguration"))
+    {
+        params.temperature = config
+            .get("temperature")
+            .and_then(Value::as_f64)
+            .map(|t| t as f32);
         params.top_p = config.get("topP").and_then(Value::as_f64).map(|t| t as f32);
         params.top_k = config.get("topK").and_then(Value::as_u64).map(|k| k as u32);
         params.max_tokens = config
@@ -393,7 +422,12 @@ fn step_params(version: &AgentVersion) -> InferenceParams {
         params.stop_sequences = config
             .get("stopSequences")
             .and_then(Value::as_array)
-            .map(|s| s.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+            .map(|s| {
+                s.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect()
+            })
             .unwrap_or_default();
     }
     params
@@ -427,11 +461,9 @@ struct Observation {
 }
 
 fn string_map(value: Option<&Value>) -> Option<BTreeMap<String, String>> {
-    value?.as_object().map(|m| {
-        m.iter()
-            .map(|(k, v)| (k.clone(), value_text(v)))
-            .collect()
-    })
+    value?
+        .as_object()
+        .map(|m| m.iter().map(|(k, v)| (k.clone(), value_text(v))).collect())
 }
 
 impl AgentService {
@@ -522,9 +554,12 @@ impl AgentService {
         };
         let store = Arc::clone(&self.store);
         let load_key = key.clone();
-        let mut session = tokio::task::spawn_blocking(move || session::load(store.as_ref(), &load_key))
-            .await
-            .map_err(|e| CoreError::Internal(format!("reading the agent session failed: {e}")))??;
+        let mut session =
+            tokio::task::spawn_blocking(move || session::load(store.as_ref(), &load_key))
+                .await
+                .map_err(|e| {
+                    CoreError::Internal(format!("reading the agent session failed: {e}"))
+                })??;
         if let Some((ended, expiry)) = session.expired.take() {
             let service = Arc::clone(self);
             let (principal, key) = (principal.clone(), key.clone());
@@ -544,7 +579,8 @@ impl AgentService {
         }
         let memory = match &session.state.memory_id {
             Some(memory_id) => {
-                let (service, version, memory_id) = (Arc::clone(self), version.clone(), memory_id.clone());
+                let (service, version, memory_id) =
+                    (Arc::clone(self), version.clone(), memory_id.clone());
                 tokio::task::spawn_blocking(move || service.recent_summaries(&version, &memory_id))
                     .await
                     .unwrap_or_default()
@@ -624,7 +660,8 @@ impl AgentService {
                     let at = results
                         .iter()
                         .position(|r| {
-                            r.action_group == call.input.action_group && r.target == call.input.target
+                            r.action_group == call.input.action_group
+                                && r.target == call.input.target
                         })
                         .ok_or_else(|| {
                             CoreError::Validation(format!(
@@ -675,7 +712,8 @@ impl AgentService {
                     .filter(|t| !t.is_empty())
                     .ok_or_else(|| {
                         CoreError::Validation(
-                            "inputText is required unless sessionState returns action results".into(),
+                            "inputText is required unless sessionState returns action results"
+                                .into(),
                         )
                     })?
                     .to_string();
@@ -744,9 +782,7 @@ impl Turn {
         let store = Arc::clone(&self.service.store);
         let key = self.key.clone();
         let mut session = session.clone();
-        session
-            .state
-            .trim(self.service.config.max_history_messages);
+        session.state.trim(self.service.config.max_history_messages);
         let ttl = self.version.settings.idle_session_ttl_secs;
         let ended = end_session.then(|| session.state.clone());
         let outcome = tokio::task::spawn_blocking(move || {
@@ -762,21 +798,36 @@ impl Turn {
             Ok(Ok(true)) => {
                 if let Some(state) = ended {
                     // In the background: the caller's stream ends now.
-                    let (service, principal, key) =
-                        (Arc::clone(&self.service), self.principal.clone(), self.key.clone());
+                    let (service, principal, key) = (
+                        Arc::clone(&self.service),
+                        self.principal.clone(),
+                        self.key.clone(),
+                    );
                     tokio::spawn(async move {
                         service.summarize(principal, &key, state, now_ms()).await
                     });
                 }
             }
-            Ok(Ok(false)) => tracing::warn!(session = %self.key.label(), "an agent session was written by another turn meanwhile; this turn's changes are dropped"),
-            Ok(Err(e)) => tracing::error!(session = %self.key.label(), error = %e, "writing an agent session failed"),
-            Err(e) => tracing::error!(session = %self.key.label(), error = %e, "writing an agent session failed"),
+            Ok(Ok(false)) => {
+                tracing::warn!(session = %self.key.label(), "an agent session was written by another turn meanwhile; this turn's changes are dropped")
+            }
+            Ok(Err(e)) => {
+                tracing::error!(session = %self.key.label(), error = %e, "writing an agent session failed")
+            }
+            Err(e) => {
+                tracing::error!(session = %self.key.label(), error = %e, "writing an agent session failed")
+            }
         }
     }
 
     /// Checks `text` with the agent's guardrail; the replacement when it is blocked.
-    async fn guard(&self, trace_id: &str, source: Source, what: &'static str, text: &str) -> Option<String> {
+    async fn guard(
+        &self,
+        trace_id: &str,
+        source: Source,
+        what: &'static str,
+        text: &str,
+    ) -> Option<String> {
         let guardrail = self.version.settings.guardrail.as_ref()?;
         let outcome = self
             .service
@@ -790,11 +841,25 @@ impl Turn {
             .await;
         match outcome {
             Ok(outcome) if outcome.verdict.blocked => {
-                self.trace(trace_id, TracePart::Guardrail { what, blocked: true }).await;
+                self.trace(
+                    trace_id,
+                    TracePart::Guardrail {
+                        what,
+                        blocked: true,
+                    },
+                )
+                .await;
                 Some(outcome.blocked_message)
             }
             Ok(outcome) if outcome.verdict.anonymized => {
-                self.trace(trace_id, TracePart::Guardrail { what, blocked: false }).await;
+                self.trace(
+                    trace_id,
+                    TracePart::Guardrail {
+                        what,
+                        blocked: false,
+                    },
+                )
+                .await;
                 outcome.verdict.masked.into_iter().next()
             }
             Ok(_) => None,
@@ -814,7 +879,10 @@ impl Turn {
     ) {
         let turn_id = uuid_like();
         if let Some((text, before)) = input {
-            if let Some(blocked) = self.guard(&format!("{turn_id}-0"), Source::Input, "input", &text).await {
+            if let Some(blocked) = self
+                .guard(&format!("{turn_id}-0"), Source::Input, "input", &text)
+                .await
+            {
                 // The blocked input never reaches the model or the history.
                 session.state = before;
                 self.send(AgentEvent::Chunk {
@@ -826,8 +894,40 @@ impl Turn {
                 return;
             }
         }
+        if self.version.settings.collaboration == super::definition::Collaboration::SupervisorRouter
+        {
+            let last_text = match session.state.messages.last() {
+                Some(m) if !m.assistant => m.blocks.iter().find_map(|b| match b {
+                    StoredBlock::Text { text } => Some(text.clone()),
+                    _ => None,
+                }),
+                _ => None,
+            };
+            if let Some(input) = last_text {
+                if let Some(answer) = self.route(&turn_id, &session, &input).await {
+                    session.state.messages.push(StoredMessage {
+                        assistant: true,
+                        blocks: vec![StoredBlock::Text {
+                            text: answer.clone(),
+                        }],
+                    });
+                    self.send(AgentEvent::Chunk {
+                        text: answer,
+                        citations: Vec::new(),
+                    })
+                    .await;
+                    self.save(&session, end_session).await;
+                    return;
+                }
+            }
+        }
         let mut references: Vec<Retrieved> = Vec::new();
-        let model = self.version.settings.foundation_model.clone().unwrap_or_default();
+        let model = self
+            .version
+            .settings
+            .foundation_model
+            .clone()
+            .unwrap_or_default();
         for step in 0..self.service.config.max_steps {
             let trace_id = format!("{turn_id}-{step}");
             let request = ChatRequest {
@@ -837,7 +937,12 @@ impl Turn {
                     &session.state.prompt_session_attributes,
                     &self.memory,
                 )],
-                messages: session.state.messages.iter().map(StoredMessage::to_message).collect(),
+                messages: session
+                    .state
+                    .messages
+                    .iter()
+                    .map(StoredMessage::to_message)
+                    .collect(),
                 params: step_params(&self.version),
                 tools: (!self.tools.is_empty()).then(|| ToolConfig {
                     tools: self.tools.specs.clone(),
@@ -868,7 +973,13 @@ impl Turn {
             let (text, calls, usage, streamed) = match self.generate(ctx, request).await {
                 Ok(out) => out,
                 Err(e) => {
-                    self.trace(&trace_id, TracePart::Failure { reason: e.to_string() }).await;
+                    self.trace(
+                        &trace_id,
+                        TracePart::Failure {
+                            reason: e.to_string(),
+                        },
+                    )
+                    .await;
                     self.send(AgentEvent::Failed(AgentFailure::Model(e))).await;
                     return;
                 }
@@ -887,7 +998,10 @@ impl Turn {
             }
             if calls.is_empty() {
                 let mut answer = text;
-                if let Some(replaced) = self.guard(&trace_id, Source::Output, "answer", &answer).await {
+                if let Some(replaced) = self
+                    .guard(&trace_id, Source::Output, "answer", &answer)
+                    .await
+                {
                     answer = replaced;
                 }
                 session.state.messages.push(StoredMessage {
@@ -896,7 +1010,13 @@ impl Turn {
                         text: answer.clone(),
                     }],
                 });
-                self.trace(&trace_id, TracePart::Finish { text: answer.clone() }).await;
+                self.trace(
+                    &trace_id,
+                    TracePart::Finish {
+                        text: answer.clone(),
+                    },
+                )
+                .await;
                 let citations = if references.is_empty() {
                     Vec::new()
                 } else {
@@ -913,7 +1033,8 @@ impl Turn {
                 return;
             }
             if !text.trim().is_empty() {
-                self.trace(&trace_id, TracePart::Rationale(text.trim().to_string())).await;
+                self.trace(&trace_id, TracePart::Rationale(text.trim().to_string()))
+                    .await;
             }
             let mut blocks = Vec::new();
             if !text.trim().is_empty() {
@@ -928,7 +1049,10 @@ impl Turn {
                 assistant: true,
                 blocks,
             });
-            match self.act(&trace_id, &mut session, &calls, &mut references).await {
+            match self
+                .act(&trace_id, &mut session, &calls, &mut references)
+                .await
+            {
                 Some(StepEnd::Waiting(event)) => {
                     self.send(event).await;
                     self.save(&session, false).await;
@@ -941,10 +1065,17 @@ impl Turn {
             "the agent made {} model calls in this turn without a final answer ([agents] max_steps)",
             self.service.config.max_steps
         );
-        self.trace(&format!("{turn_id}-{}", self.service.config.max_steps), TracePart::Failure { reason: reason.clone() }).await;
+        self.trace(
+            &format!("{turn_id}-{}", self.service.config.max_steps),
+            TracePart::Failure {
+                reason: reason.clone(),
+            },
+        )
+        .await;
         // Close the open tool calls so the session can go on.
         self.save(&session, end_session).await;
-        self.send(AgentEvent::Failed(AgentFailure::StepLimit(reason))).await;
+        self.send(AgentEvent::Failed(AgentFailure::StepLimit(reason)))
+            .await;
     }
 
     /// One model call: its text, tool calls, usage, and whether the text went out
@@ -961,7 +1092,11 @@ impl Turn {
         while let Some(delta) = stream.next().await {
             match delta {
                 GenerationDelta::Text(t) => {
-                    if self.stream_final && calls.is_empty() && !t.is_empty() && self.version.settings.guardrail.is_none() {
+                    if self.stream_final
+                        && calls.is_empty()
+                        && !t.is_empty()
+                        && self.version.settings.guardrail.is_none()
+                    {
                         streamed = true;
                         self.send(AgentEvent::Chunk {
                             text: t.clone(),
@@ -976,7 +1111,9 @@ impl Turn {
                 GenerationDelta::Error(e) => return Err(e),
             }
         }
-        Err(CoreError::ModelError("the model's answer ended early".into()))
+        Err(CoreError::ModelError(
+            "the model's answer ended early".into(),
+        ))
     }
 
     /// Runs a step's actions; `Waiting` when the turn ends waiting for the caller.
@@ -1015,12 +1152,29 @@ impl Turn {
                 Some(ToolAction::KnowledgeBase { knowledge_base_id }) => {
                     runs.push(self.search(call, knowledge_base_id.clone()).boxed());
                 }
+                Some(ToolAction::Collaborator {
+                    name,
+                    alias_arn,
+                    relay_history,
+                }) => {
+                    let input = call.input.get("input").map(value_text).unwrap_or_default();
+                    let input = if *relay_history {
+                        with_history(&session.state, &input)
+                    } else {
+                        input
+                    };
+                    runs.push(
+                        self.delegate(call.id.clone(), name.clone(), alias_arn.clone(), input)
+                            .boxed(),
+                    );
+                }
                 Some(action) => {
                     let Some(input) = action_input(action, &call.input) else {
                         continue;
                     };
                     let executor = match action {
-                        ToolAction::Function { executor, .. } | ToolAction::Api { executor, .. } => executor.clone(),
+                        ToolAction::Function { executor, .. }
+                        | ToolAction::Api { executor, .. } => executor.clone(),
                         _ => Executor::None,
                     };
                     match executor {
@@ -1067,7 +1221,10 @@ impl Turn {
                 session.state.prompt_session_attributes = a;
             }
             let mut content = self.service.cut_observation(observation.content);
-            if let Some(replaced) = self.guard(trace_id, Source::Input, "tool result", &content).await {
+            if let Some(replaced) = self
+                .guard(trace_id, Source::Input, "tool result", &content)
+                .await
+            {
                 content = format!(
                     "[This tool result was withheld: the agent's guardrail flagged it. {replaced}]"
                 );
@@ -1076,7 +1233,13 @@ impl Turn {
             done.push((observation.tool_use_id, content));
         }
         if let Some((tool_use_id, question)) = ask {
-            self.trace(trace_id, TracePart::AskUser { question: question.clone() }).await;
+            self.trace(
+                trace_id,
+                TracePart::AskUser {
+                    question: question.clone(),
+                },
+            )
+            .await;
             // Actions returned to the caller in the same step are dropped: one
             // question first.
             for call in returned {
@@ -1118,6 +1281,199 @@ impl Turn {
         Some(StepEnd::Continue)
     }
 
+    /// Runs a collaborator's turn on the same session ID and gives its answer back
+    /// as the observation; its traces go into this stream with the caller chain.
+    async fn delegate(
+        &self,
+        tool_use_id: String,
+        name: String,
+        alias_arn: String,
+        input: String,
+    ) -> Observation {
+        let mut traces = vec![TracePart::CollaboratorInvocation {
+            name: name.clone(),
+            alias_arn: alias_arn.clone(),
+            input: input.clone(),
+        }];
+        let output = self
+            .run_collaborator(&name, &alias_arn, input, &mut traces)
+            .await;
+        traces.push(TracePart::CollaboratorObservation {
+            name,
+            alias_arn,
+            output: output.clone(),
+        });
+        Observation {
+            tool_use_id,
+            content: output,
+            traces,
+            references: Vec::new(),
+            session_attributes: None,
+            prompt_session_attributes: None,
+        }
+    }
+
+    /// The collaborator's answer (or what went wrong), collecting its traces.
+    async fn run_collaborator(
+        &self,
+        name: &str,
+        alias_arn: &str,
+        input: String,
+        traces: &mut Vec<TracePart>,
+    ) -> String {
+        let Some((agent_id, alias_id)) = super::definition::parse_alias_arn(alias_arn) else {
+            return format!("The collaborator {name} has no valid alias ARN.");
+        };
+        let request = InvokeRequest {
+            target: Target::Stored {
+                agent_id: agent_id.to_string(),
+                alias_id: alias_id.to_string(),
+            },
+            session_id: self.key.session_id.clone(),
+            input_text: Some(input),
+            enable_trace: self.enable_trace,
+            end_session: false,
+            stream_final_response: false,
+            session_attributes: None,
+            prompt_session_attributes: None,
+            invocation_id: None,
+            results: Vec::new(),
+            knowledge_base_searches: self.searches.clone(),
+            memory_id: None,
+        };
+        let started = invoke_boxed(
+            Arc::clone(&self.service),
+            self.principal.clone(),
+            format!("{}-{name}", self.request_id),
+            request,
+        )
+        .await;
+        let mut started = match started {
+            Ok(s) => s,
+            Err(e) => return format!("The collaborator {name} could not be invoked: {e}"),
+        };
+        let supervisor_arn = self.service.alias_arn(&self.key.agent_id, &self.alias_id);
+        let mut answer = String::new();
+        while let Some(event) = started.events.recv().await {
+            match event {
+                AgentEvent::Trace(trace) => traces.push(TracePart::OfCollaborator {
+                    name: name.to_string(),
+                    caller_chain: vec![supervisor_arn.clone(), alias_arn.to_string()],
+                    agent_id: started.agent_id.clone(),
+                    alias_id: started.alias_id.clone(),
+                    version: started.version.clone(),
+                    trace: Box::new(trace),
+                }),
+                AgentEvent::Chunk { text, .. } => answer.push_str(&text),
+                AgentEvent::ReturnControl { .. } => {
+                    return format!(
+                        "The collaborator {name} asked for actions its caller must run; this server does not relay a collaborator's return of control yet."
+                    )
+                }
+                AgentEvent::Failed(AgentFailure::StepLimit(m)) => {
+                    return format!("The collaborator {name} failed: {m}")
+                }
+                AgentEvent::Failed(AgentFailure::Model(e)) => {
+                    return format!("The collaborator {name} failed: {e}")
+                }
+            }
+        }
+        answer
+    }
+
+    /// SUPERVISOR_ROUTER: the model picks one collaborator for the input, which
+    /// then answers it directly; `None` when it picks none (the supervisor answers).
+    async fn route(&self, turn_id: &str, session: &LoadedSession, input: &str) -> Option<String> {
+        let trace_id = format!("{turn_id}-routing");
+        let collaborators = self.tools.collaborators_only();
+        let model = self
+            .version
+            .settings
+            .foundation_model
+            .clone()
+            .unwrap_or_default();
+        let request = ChatRequest {
+            model_id: model.clone(),
+            system: vec![format!(
+                "{}\n\nChoose the one collaborator agent best suited to the user's last message and call its tool with the message. Call exactly one tool.",
+                self.version.settings.instruction.clone().unwrap_or_default()
+            )],
+            messages: session.state.messages.iter().map(StoredMessage::to_message).collect(),
+            params: step_params(&self.version),
+            tools: Some(ToolConfig {
+                tools: collaborators,
+                choice: ToolChoice::Any,
+            }),
+            response_schema: None,
+            stream: false,
+        };
+        if self.enable_trace {
+            self.trace(
+                &trace_id,
+                TracePart::Routing(Box::new(TracePart::ModelInput {
+                    text: model_input_text(&request),
+                    foundation_model: model,
+                    params: request.params.clone(),
+                })),
+            )
+            .await;
+        }
+        let mut ctx = CallContext::new(
+            self.principal.clone(),
+            format!("{}-routing", self.request_id),
+            "InvokeAgent",
+        );
+        ctx.agent_session = Some(format!("{}/{}", self.key.agent_id, self.key.session_id));
+        let start_ms = now_ms();
+        let (text, calls, usage, _) = self.generate(ctx, request).await.ok()?;
+        if self.enable_trace {
+            self.trace(
+                &trace_id,
+                TracePart::Routing(Box::new(TracePart::ModelOutput {
+                    raw: model_output_text(&text, &calls),
+                    usage,
+                    start_ms,
+                    end_ms: now_ms(),
+                })),
+            )
+            .await;
+        }
+        let (name, alias_arn) = calls
+            .iter()
+            .find_map(|c| match self.tools.action(&c.name) {
+                Some(ToolAction::Collaborator {
+                    name, alias_arn, ..
+                }) => Some((name.clone(), alias_arn.clone())),
+                _ => None,
+            })?;
+        self.trace(
+            &trace_id,
+            TracePart::Routing(Box::new(TracePart::CollaboratorInvocation {
+                name: name.clone(),
+                alias_arn: alias_arn.clone(),
+                input: input.to_string(),
+            })),
+        )
+        .await;
+        let mut traces = Vec::new();
+        let answer = self
+            .run_collaborator(&name, &alias_arn, input.to_string(), &mut traces)
+            .await;
+        for part in traces {
+            self.trace(&trace_id, part).await;
+        }
+        self.trace(
+            &trace_id,
+            TracePart::Routing(Box::new(TracePart::CollaboratorObservation {
+                name,
+                alias_arn,
+                output: answer.clone(),
+            })),
+        )
+        .await;
+        Some(answer)
+    }
+
     fn lambda_event(&self, session: &LoadedSession, input: &ActionInput) -> Value {
         let mut event = json!({
             "messageVersion": "1.0",
@@ -1147,8 +1503,16 @@ impl Turn {
         event
     }
 
-    async fn execute(&self, tool_use_id: String, arn: String, input: ActionInput, event: Value) -> Observation {
-        let name = super::executor::lambda_function_name(&arn).unwrap_or_default().to_string();
+    async fn execute(
+        &self,
+        tool_use_id: String,
+        arn: String,
+        input: ActionInput,
+        event: Value,
+    ) -> Observation {
+        let name = super::executor::lambda_function_name(&arn)
+            .unwrap_or_default()
+            .to_string();
         let outcome = self.service.executors.call(&name, &event).await;
         let (content, session_attributes, prompt_session_attributes) = match outcome {
             Ok(answer) => {
@@ -1231,7 +1595,14 @@ impl Turn {
                 let text = found
                     .iter()
                     .enumerate()
-                    .map(|(i, r)| format!("<passage id=\"{}\" source=\"{}\">\n{}\n</passage>", i + 1, r.uri, r.text))
+                    .map(|(i, r)| {
+                        format!(
+                            "<passage id=\"{}\" source=\"{}\">\n{}\n</passage>",
+                            i + 1,
+                            r.uri,
+                            r.text
+                        )
+                    })
                     .collect::<Vec<_>>()
                     .join("\n");
                 (text, found)
@@ -1250,6 +1621,40 @@ impl Turn {
             prompt_session_attributes: None,
         }
     }
+}
+
+/// A collaborator's input with the conversation so far (TO_COLLABORATOR).
+fn with_history(state: &session::SessionState, input: &str) -> String {
+    let history: Vec<String> = state
+        .messages
+        .iter()
+        .flat_map(|m| {
+            m.blocks.iter().filter_map(move |b| match b {
+                StoredBlock::Text { text } if m.assistant => Some(format!("Assistant: {text}")),
+                StoredBlock::Text { text } => Some(format!("User: {text}")),
+                _ => None,
+            })
+        })
+        .collect();
+    if history.is_empty() {
+        input.to_string()
+    } else {
+        format!(
+            "Conversation so far:\n{}\n\nRequest: {input}",
+            history.join("\n")
+        )
+    }
+}
+
+/// [`AgentService::invoke`] behind a boxed future: a supervisor's turn invokes its
+/// collaborators, so the future types would otherwise contain themselves.
+fn invoke_boxed(
+    service: Arc<AgentService>,
+    principal: Option<Principal>,
+    request_id: String,
+    request: InvokeRequest,
+) -> futures::future::BoxFuture<'static, Result<Started, CoreError>> {
+    async move { service.invoke(principal, request_id, request).await }.boxed()
 }
 
 /// How a step ended when the turn goes on or waits.
@@ -1290,7 +1695,11 @@ fn model_output_text(text: &str, calls: &[ToolCall]) -> String {
     if !text.is_empty() {
         content.push(json!({"text": text}));
     }
-    content.extend(calls.iter().map(|c| json!({"toolUse": {"toolUseId": c.id, "name": c.name, "input": c.input}})));
+    content.extend(
+        calls
+            .iter()
+            .map(|c| json!({"toolUse": {"toolUseId": c.id, "name": c.name, "input": c.input}})),
+    );
     json!({"content": content}).to_string()
 }
 
@@ -1324,14 +1733,25 @@ mod tests {
                 require_confirmation: false,
             },
         };
-        let input = action_input(&action, &json!({"order_id": "A1", "count": 3, "extra": true}))
-            .expect("an input");
+        let input = action_input(
+            &action,
+            &json!({"order_id": "A1", "count": 3, "extra": true}),
+        )
+        .expect("an input");
         assert_eq!(input.target, ActionTarget::Function("get_order".into()));
         assert_eq!(
             input.parameters,
             vec![
-                NamedValue { name: "order_id".into(), kind: "string".into(), value: "A1".into() },
-                NamedValue { name: "count".into(), kind: "integer".into(), value: "3".into() },
+                NamedValue {
+                    name: "order_id".into(),
+                    kind: "string".into(),
+                    value: "A1".into()
+                },
+                NamedValue {
+                    name: "count".into(),
+                    kind: "integer".into(),
+                    value: "3".into()
+                },
             ]
         );
     }

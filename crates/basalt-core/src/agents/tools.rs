@@ -7,9 +7,7 @@ use std::collections::HashMap;
 
 use serde_json::{json, Map, Value};
 
-use super::definition::{
-    ActionSchema, AgentVersion, BuiltIn, Executor, Function, ParameterType,
-};
+use super::definition::{ActionSchema, AgentVersion, BuiltIn, Executor, Function, ParameterType};
 use super::openapi::ApiOperation;
 use crate::types::ToolSpec;
 use crate::CoreError;
@@ -49,6 +47,17 @@ pub enum ToolAction {
         knowledge_base_id: String,
     },
     AskUser,
+    /// Hand the work to a collaborator agent (supervisors).
+    Collaborator {
+        name: String,
+        alias_arn: String,
+        relay_history: bool,
+    },
+}
+
+/// The tool of a collaborator.
+pub fn collaborator_tool(name: &str) -> String {
+    format!("collaborator__{name}")
 }
 
 /// An agent version's tools.
@@ -136,7 +145,35 @@ impl ToolSet {
                 },
             )?;
         }
+        if version.settings.collaboration != super::definition::Collaboration::Disabled {
+            for c in &version.collaborators {
+                set.add(
+                    collaborator_tool(&c.name),
+                    Some(format!("Send a request to the collaborator agent {}: {}", c.name, c.instruction)),
+                    json!({"type": "object", "properties": {"input": {"type": "string", "description": "What to ask the collaborator, with everything it needs to know"}}, "required": ["input"]}),
+                    ToolAction::Collaborator {
+                        name: c.name.clone(),
+                        alias_arn: c.alias_arn.clone(),
+                        relay_history: c.relay_history,
+                    },
+                )?;
+            }
+        }
         Ok(set)
+    }
+
+    /// Only the collaborators' tools (a router's choice).
+    pub fn collaborators_only(&self) -> Vec<ToolSpec> {
+        self.specs
+            .iter()
+            .filter(|s| {
+                matches!(
+                    self.actions.get(&s.name),
+                    Some(ToolAction::Collaborator { .. })
+                )
+            })
+            .cloned()
+            .collect()
     }
 
     fn add(

@@ -14,8 +14,8 @@ use basalt_core::agents::definition::{
     AgentSettings, AgentStatus, AgentVersion, Collaboration, KnowledgeBaseLink, DRAFT,
 };
 use basalt_core::agents::run::{
-    ActionResult, AgentEvent, AgentFailure, Execution, InvokeRequest, KnowledgeBaseSearch,
-    Started, Target, Trace, TracePart, INLINE_AGENT,
+    ActionResult, AgentEvent, AgentFailure, Execution, InvokeRequest, KnowledgeBaseSearch, Started,
+    Target, Trace, TracePart, INLINE_AGENT,
 };
 use basalt_core::agents::session::{ActionInput, ActionTarget, NamedValue};
 use basalt_core::common::now_ms;
@@ -172,7 +172,9 @@ fn response_failed(state: Option<&str>) -> Result<bool, BedrockError> {
 fn body_text(body: Option<Value>, denied: bool, what: &str) -> Result<String, BedrockError> {
     match body {
         None if denied => Ok(String::new()),
-        None => Err(BedrockError::validation(format!("{what}.responseBody is required"))),
+        None => Err(BedrockError::validation(format!(
+            "{what}.responseBody is required"
+        ))),
         Some(b) => basalt_core::agents::run::response_body_text(&b).ok_or_else(|| {
             BedrockError::validation(format!(
                 "{what}.responseBody must map a content type to {{\"body\": ...}}"
@@ -195,12 +197,19 @@ fn results(list: Vec<ResultBody>) -> Result<Vec<ActionResult>, BedrockError> {
                 (Some(f), None) => {
                     let denied = confirmation_denied(f.confirmation_state.as_deref())?;
                     Ok(ActionResult {
-                        action_group: required(f.action_group, &format!("{what}.functionResult.actionGroup"))?,
+                        action_group: required(
+                            f.action_group,
+                            &format!("{what}.functionResult.actionGroup"),
+                        )?,
                         target: ActionTarget::Function(required(
                             f.function,
                             &format!("{what}.functionResult.function"),
                         )?),
-                        body: body_text(f.response_body, denied, &format!("{what}.functionResult"))?,
+                        body: body_text(
+                            f.response_body,
+                            denied,
+                            &format!("{what}.functionResult"),
+                        )?,
                         failed: response_failed(f.response_state.as_deref())?,
                         denied,
                         http_status: None,
@@ -209,10 +218,16 @@ fn results(list: Vec<ResultBody>) -> Result<Vec<ActionResult>, BedrockError> {
                 (None, Some(a)) => {
                     let denied = confirmation_denied(a.confirmation_state.as_deref())?;
                     Ok(ActionResult {
-                        action_group: required(a.action_group, &format!("{what}.apiResult.actionGroup"))?,
+                        action_group: required(
+                            a.action_group,
+                            &format!("{what}.apiResult.actionGroup"),
+                        )?,
                         target: ActionTarget::Api {
-                            method: required(a.http_method, &format!("{what}.apiResult.httpMethod"))?
-                                .to_ascii_uppercase(),
+                            method: required(
+                                a.http_method,
+                                &format!("{what}.apiResult.httpMethod"),
+                            )?
+                            .to_ascii_uppercase(),
                             path: required(a.api_path, &format!("{what}.apiResult.apiPath"))?,
                         },
                         body: body_text(a.response_body, denied, &format!("{what}.apiResult"))?,
@@ -304,10 +319,7 @@ pub async fn invoke_agent(
 ) -> Result<Response, BedrockError> {
     let body: InvokeAgentBody = parse_json(&body)?;
     let mut request = invoke_request(
-        Target::Stored {
-            agent_id,
-            alias_id,
-        },
+        Target::Stored { agent_id, alias_id },
         session_id,
         body.input_text,
         body.enable_trace,
@@ -352,7 +364,10 @@ pub async fn invoke_inline_agent(
         ));
     }
     if body.custom_orchestration.is_some()
-        || body.orchestration_type.as_deref().is_some_and(|t| t != "DEFAULT")
+        || body
+            .orchestration_type
+            .as_deref()
+            .is_some_and(|t| t != "DEFAULT")
     {
         return Err(BedrockError::validation(
             "custom orchestration is not supported by this server; orchestrationType must be DEFAULT",
@@ -372,10 +387,11 @@ pub async fn invoke_inline_agent(
     }
     let guardrail = match body.guardrail_configuration {
         None => None,
-        Some(g) => guardrail_ref(Some(
-            serde_json::from_value(g)
-                .map_err(|e| BedrockError::validation(format!("guardrailConfiguration: {e}")))?,
-        ))?,
+        Some(g) => {
+            guardrail_ref(Some(serde_json::from_value(g).map_err(|e| {
+                BedrockError::validation(format!("guardrailConfiguration: {e}"))
+            })?))?
+        }
     };
     let now = now_ms();
     let mut version = AgentVersion {
@@ -399,14 +415,23 @@ pub async fn invoke_inline_agent(
         recommended_actions: Vec::new(),
         action_groups: Vec::new(),
         knowledge_bases: Vec::new(),
+        collaborators: Vec::new(),
         client_token: None,
         created_ms: now,
         updated_ms: now,
         prepared_ms: Some(now),
     };
     let mut kb_searches = Vec::new();
-    for (i, kb) in body.knowledge_bases.unwrap_or_default().into_iter().enumerate() {
-        let id = required(kb.knowledge_base_id, &format!("knowledgeBases[{i}].knowledgeBaseId"))?;
+    for (i, kb) in body
+        .knowledge_bases
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+    {
+        let id = required(
+            kb.knowledge_base_id,
+            &format!("knowledgeBases[{i}].knowledgeBaseId"),
+        )?;
         let spec = retrieve_spec(id.clone(), String::new(), kb.retrieval_configuration)?;
         kb_searches.push(KnowledgeBaseSearch {
             knowledge_base_id: id.clone(),
@@ -535,7 +560,9 @@ fn stream_exception(member: &'static str, message: String) -> Bytes {
 fn exception_of(e: &CoreError) -> &'static str {
     let code = BedrockError::agent(e.clone()).code;
     match code {
-        BedrockErrorCode::ModelError | BedrockErrorCode::ModelTimeout => "dependencyFailedException",
+        BedrockErrorCode::ModelError | BedrockErrorCode::ModelTimeout => {
+            "dependencyFailedException"
+        }
         BedrockErrorCode::ServiceUnavailable => "badGatewayException",
         other => other.stream_member(),
     }
@@ -569,115 +596,174 @@ impl TraceContext {
             AgentEvent::Failed(AgentFailure::StepLimit(message)) => {
                 stream_exception("dependencyFailedException", message)
             }
-            AgentEvent::Failed(AgentFailure::Model(e)) => stream_exception(exception_of(&e), e.to_string()),
+            AgentEvent::Failed(AgentFailure::Model(e)) => {
+                stream_exception(exception_of(&e), e.to_string())
+            }
         }
     }
 
     fn trace_json(&self, trace: Trace) -> Value {
-        let id = trace.trace_id;
-        let inner = match trace.part {
-            TracePart::ModelInput {
-                text,
-                foundation_model,
-                params,
-            } => {
-                let mut config = serde_json::Map::new();
-                if let Some(t) = params.temperature {
-                    config.insert("temperature".into(), json!(t));
-                }
-                if let Some(t) = params.top_p {
-                    config.insert("topP".into(), json!(t));
-                }
-                if let Some(k) = params.top_k {
-                    config.insert("topK".into(), json!(k));
-                }
-                if let Some(m) = params.max_tokens {
-                    config.insert("maximumLength".into(), json!(m));
-                }
-                if !params.stop_sequences.is_empty() {
-                    config.insert("stopSequences".into(), json!(params.stop_sequences));
-                }
-                json!({"orchestrationTrace": {"modelInvocationInput": {
-                    "traceId": id, "text": text, "type": "ORCHESTRATION",
-                    "foundationModel": foundation_model,
-                    "inferenceConfiguration": config,
-                    "promptCreationMode": "DEFAULT", "parserMode": "DEFAULT",
-                }}})
+        match trace.part {
+            TracePart::OfCollaborator {
+                name,
+                caller_chain,
+                agent_id,
+                alias_id,
+                version,
+                trace,
+            } => json!({
+                "agentId": agent_id,
+                "agentAliasId": alias_id,
+                "agentVersion": version,
+                "sessionId": self.session_id,
+                "eventTime": timestamp(now_ms()),
+                "collaboratorName": name,
+                "callerChain": caller_chain.iter().map(|a| json!({"agentAliasArn": a})).collect::<Vec<_>>(),
+                "trace": part_json(trace.trace_id, trace.part),
+            }),
+            part => json!({
+                "agentId": self.agent_id,
+                "agentAliasId": self.alias_id,
+                "agentVersion": self.version,
+                "sessionId": self.session_id,
+                "eventTime": timestamp(now_ms()),
+                "trace": part_json(trace.trace_id, part),
+            }),
+        }
+    }
+}
+
+/// The `trace` member of a trace event.
+fn part_json(id: String, part: TracePart) -> Value {
+    let inner = match part {
+        TracePart::ModelInput {
+            text,
+            foundation_model,
+            params,
+        } => {
+            let mut config = serde_json::Map::new();
+            if let Some(t) = params.temperature {
+                config.insert("temperature".into(), json!(t));
             }
-            TracePart::ModelOutput {
-                raw,
-                usage,
-                start_ms,
-                end_ms,
-            } => json!({"orchestrationTrace": {"modelInvocationOutput": {
-                "traceId": id,
-                "rawResponse": {"content": raw},
-                "metadata": {
-                    "usage": {"inputTokens": usage.input_tokens, "outputTokens": usage.output_tokens},
-                    "startTime": timestamp(start_ms), "endTime": timestamp(end_ms),
-                    "totalTimeMs": (end_ms - start_ms).max(0),
-                },
-            }}}),
-            TracePart::Rationale(text) => {
-                json!({"orchestrationTrace": {"rationale": {"traceId": id, "text": text}}})
+            if let Some(t) = params.top_p {
+                config.insert("topP".into(), json!(t));
             }
-            TracePart::ActionInvocation { input, execution } => {
-                let mut group = json!({
-                    "actionGroupName": input.action_group,
-                    "parameters": named_values(&input.parameters),
-                    "executionType": match execution { Execution::Lambda => "LAMBDA", Execution::ReturnControl => "RETURN_CONTROL" },
-                });
-                match &input.target {
-                    ActionTarget::Function(f) => group["function"] = json!(f),
-                    ActionTarget::Api { method, path } => {
-                        group["apiPath"] = json!(path);
-                        group["verb"] = json!(method.to_ascii_lowercase());
-                        if let Some(body) = request_body_json(&input) {
-                            group["requestBody"] = body;
-                        }
+            if let Some(k) = params.top_k {
+                config.insert("topK".into(), json!(k));
+            }
+            if let Some(m) = params.max_tokens {
+                config.insert("maximumLength".into(), json!(m));
+            }
+            if !params.stop_sequences.is_empty() {
+                config.insert("stopSequences".into(), json!(params.stop_sequences));
+            }
+            json!({"orchestrationTrace": {"modelInvocationInput": {
+                "traceId": id, "text": text, "type": "ORCHESTRATION",
+                "foundationModel": foundation_model,
+                "inferenceConfiguration": config,
+                "promptCreationMode": "DEFAULT", "parserMode": "DEFAULT",
+            }}})
+        }
+        TracePart::ModelOutput {
+            raw,
+            usage,
+            start_ms,
+            end_ms,
+        } => json!({"orchestrationTrace": {"modelInvocationOutput": {
+            "traceId": id,
+            "rawResponse": {"content": raw},
+            "metadata": {
+                "usage": {"inputTokens": usage.input_tokens, "outputTokens": usage.output_tokens},
+                "startTime": timestamp(start_ms), "endTime": timestamp(end_ms),
+                "totalTimeMs": (end_ms - start_ms).max(0),
+            },
+        }}}),
+        TracePart::Rationale(text) => {
+            json!({"orchestrationTrace": {"rationale": {"traceId": id, "text": text}}})
+        }
+        TracePart::ActionInvocation { input, execution } => {
+            let mut group = json!({
+                "actionGroupName": input.action_group,
+                "parameters": named_values(&input.parameters),
+                "executionType": match execution { Execution::Lambda => "LAMBDA", Execution::ReturnControl => "RETURN_CONTROL" },
+            });
+            match &input.target {
+                ActionTarget::Function(f) => group["function"] = json!(f),
+                ActionTarget::Api { method, path } => {
+                    group["apiPath"] = json!(path);
+                    group["verb"] = json!(method.to_ascii_lowercase());
+                    if let Some(body) = request_body_json(&input) {
+                        group["requestBody"] = body;
                     }
                 }
-                json!({"orchestrationTrace": {"invocationInput": {
-                    "traceId": id, "invocationType": "ACTION_GROUP", "actionGroupInvocationInput": group,
-                }}})
             }
-            TracePart::KnowledgeBaseLookup {
-                knowledge_base_id,
-                text,
-            } => json!({"orchestrationTrace": {"invocationInput": {
-                "traceId": id, "invocationType": "KNOWLEDGE_BASE",
-                "knowledgeBaseLookupInput": {"knowledgeBaseId": knowledge_base_id, "text": text},
-            }}}),
-            TracePart::ActionObservation { text, .. } => json!({"orchestrationTrace": {"observation": {
-                "traceId": id, "type": "ACTION_GROUP", "actionGroupInvocationOutput": {"text": text},
-            }}}),
-            TracePart::KnowledgeBaseObservation { references } => json!({"orchestrationTrace": {"observation": {
+            json!({"orchestrationTrace": {"invocationInput": {
+                "traceId": id, "invocationType": "ACTION_GROUP", "actionGroupInvocationInput": group,
+            }}})
+        }
+        TracePart::KnowledgeBaseLookup {
+            knowledge_base_id,
+            text,
+        } => json!({"orchestrationTrace": {"invocationInput": {
+            "traceId": id, "invocationType": "KNOWLEDGE_BASE",
+            "knowledgeBaseLookupInput": {"knowledgeBaseId": knowledge_base_id, "text": text},
+        }}}),
+        TracePart::ActionObservation { text, .. } => json!({"orchestrationTrace": {"observation": {
+            "traceId": id, "type": "ACTION_GROUP", "actionGroupInvocationOutput": {"text": text},
+        }}}),
+        TracePart::KnowledgeBaseObservation { references } => {
+            json!({"orchestrationTrace": {"observation": {
                 "traceId": id, "type": "KNOWLEDGE_BASE",
                 "knowledgeBaseLookupOutput": {"retrievedReferences": references.iter().map(|r| result_json(r, false)).collect::<Vec<_>>()},
-            }}}),
-            TracePart::AskUser { question } => json!({"orchestrationTrace": {"observation": {
-                "traceId": id, "type": "ASK_USER", "finalResponse": {"text": question},
-            }}}),
-            TracePart::Finish { text } => json!({"orchestrationTrace": {"observation": {
-                "traceId": id, "type": "FINISH", "finalResponse": {"text": text},
-            }}}),
-            TracePart::Guardrail { what, blocked } => json!({"guardrailTrace": {
-                "traceId": id, "action": "INTERVENED",
-                "metadata": {"clientRequestId": format!("{what}: {}", if blocked { "blocked" } else { "masked" })},
-            }}),
-            TracePart::Failure { reason } => json!({"failureTrace": {
-                "traceId": id, "failureReason": reason, "failureCode": 424,
-            }}),
-        };
-        json!({
-            "agentId": self.agent_id,
-            "agentAliasId": self.alias_id,
-            "agentVersion": self.version,
-            "sessionId": self.session_id,
-            "eventTime": timestamp(now_ms()),
-            "trace": inner,
-        })
-    }
+            }}})
+        }
+        TracePart::AskUser { question } => json!({"orchestrationTrace": {"observation": {
+            "traceId": id, "type": "ASK_USER", "finalResponse": {"text": question},
+        }}}),
+        TracePart::Finish { text } => json!({"orchestrationTrace": {"observation": {
+            "traceId": id, "type": "FINISH", "finalResponse": {"text": text},
+        }}}),
+        TracePart::Guardrail { what, blocked } => json!({"guardrailTrace": {
+            "traceId": id, "action": "INTERVENED",
+            "metadata": {"clientRequestId": format!("{what}: {}", if blocked { "blocked" } else { "masked" })},
+        }}),
+        TracePart::Failure { reason } => json!({"failureTrace": {
+            "traceId": id, "failureReason": reason, "failureCode": 424,
+        }}),
+        TracePart::CollaboratorInvocation {
+            name,
+            alias_arn,
+            input,
+        } => json!({"orchestrationTrace": {"invocationInput": {
+            "traceId": id, "invocationType": "AGENT_COLLABORATOR",
+            "agentCollaboratorInvocationInput": {
+                "agentCollaboratorName": name, "agentCollaboratorAliasArn": alias_arn,
+                "input": {"type": "TEXT", "text": input},
+            },
+        }}}),
+        TracePart::CollaboratorObservation {
+            name,
+            alias_arn,
+            output,
+        } => json!({"orchestrationTrace": {"observation": {
+            "traceId": id, "type": "AGENT_COLLABORATOR",
+            "agentCollaboratorInvocationOutput": {
+                "agentCollaboratorName": name, "agentCollaboratorAliasArn": alias_arn,
+                "output": {"type": "TEXT", "text": output},
+            },
+        }}}),
+        TracePart::Routing(inner) => {
+            let rendered = part_json(id, *inner);
+            let body = rendered
+                .get("orchestrationTrace")
+                .cloned()
+                .unwrap_or(rendered);
+            json!({"routingClassifierTrace": body})
+        }
+        // Rendered with its own envelope by `trace_json`; nested, it is dropped.
+        TracePart::OfCollaborator { .. } => json!({}),
+    };
+    inner
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -699,7 +785,9 @@ pub async fn get_agent_memory(
 ) -> Result<Response, BedrockError> {
     let memory_id = required(query.memory_id, "memoryId")?;
     if query.memory_type.as_deref() != Some("SESSION_SUMMARY") {
-        return Err(BedrockError::validation("memoryType must be SESSION_SUMMARY"));
+        return Err(BedrockError::validation(
+            "memoryType must be SESSION_SUMMARY",
+        ));
     }
     let agents = std::sync::Arc::clone(&state.agents);
     let summaries = agent(

@@ -11,10 +11,12 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use basalt_core::agents::definition::{
     ActionGroup, ActionSchema, AgentAlias, AgentSettings, AgentVersion, ApiSource, BuiltIn,
-    Collaboration, Executor, Function, FunctionParameter, GuardrailRef, KnowledgeBaseLink,
-    MemorySettings, ParameterType, DRAFT,
+    Collaboration, Collaborator, Executor, Function, FunctionParameter, GuardrailRef,
+    KnowledgeBaseLink, MemorySettings, ParameterType, DRAFT,
 };
-use basalt_core::agents::{ActionGroupSpec, ActionSchemaSpec, AgentSpec, AliasSpec};
+use basalt_core::agents::{
+    ActionGroupSpec, ActionSchemaSpec, AgentSpec, AliasSpec, CollaboratorSpec,
+};
 use basalt_core::keys::Principal;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -99,7 +101,10 @@ pub(super) fn guardrail_ref(
 
 fn memory_settings(body: Option<MemoryBody>) -> Result<Option<MemorySettings>, BedrockError> {
     let Some(m) = body else { return Ok(None) };
-    let types = required(m.enabled_memory_types, "memoryConfiguration.enabledMemoryTypes")?;
+    let types = required(
+        m.enabled_memory_types,
+        "memoryConfiguration.enabledMemoryTypes",
+    )?;
     if types != ["SESSION_SUMMARY"] {
         return Err(BedrockError::validation(
             "memoryConfiguration.enabledMemoryTypes must be [\"SESSION_SUMMARY\"]",
@@ -129,7 +134,10 @@ fn collaboration(text: Option<String>) -> Result<Collaboration, BedrockError> {
 impl AgentBody {
     /// The settings; `update` requires what UpdateAgent requires.
     pub(super) fn spec(self, update: bool) -> Result<AgentSpec, BedrockError> {
-        if self.orchestration_type.as_deref().is_some_and(|t| t != "DEFAULT")
+        if self
+            .orchestration_type
+            .as_deref()
+            .is_some_and(|t| t != "DEFAULT")
             || self.custom_orchestration.is_some()
         {
             return Err(BedrockError::validation(
@@ -137,18 +145,16 @@ impl AgentBody {
             ));
         }
         let collaboration = collaboration(self.agent_collaboration)?;
-        if collaboration != Collaboration::Disabled {
-            return Err(BedrockError::validation(
-                "agentCollaboration SUPERVISOR and SUPERVISOR_ROUTER are not supported by this server yet",
-            ));
-        }
         let foundation_model = if update {
             Some(required(self.foundation_model, "foundationModel")?)
         } else {
             self.foundation_model
         };
         let role_arn = if update {
-            Some(required(self.agent_resource_role_arn, "agentResourceRoleArn")?)
+            Some(required(
+                self.agent_resource_role_arn,
+                "agentResourceRoleArn",
+            )?)
         } else {
             self.agent_resource_role_arn
         };
@@ -328,10 +334,7 @@ pub async fn delete_agent(
     })))
 }
 
-pub async fn prepare_agent(
-    State(state): State<AppState>,
-    Path(agent_id): Path<String>,
-) -> Answer {
+pub async fn prepare_agent(State(state): State<AppState>, Path(agent_id): Path<String>) -> Answer {
     let prepared = agent(state.agents.prepare_agent(&agent_id))?;
     Ok(accepted(json!({
         "agentId": prepared.agent_id,
@@ -477,11 +480,9 @@ impl ActionGroupBody {
                 lambda: None,
                 custom_control: Some(c),
             }) if c == "RETURN_CONTROL" => Executor::ReturnControl,
-            Some(_) => {
-                return Err(BedrockError::validation(
-                    "actionGroupExecutor must be exactly one of lambda or customControl RETURN_CONTROL",
-                ))
-            }
+            Some(_) => return Err(BedrockError::validation(
+                "actionGroupExecutor must be exactly one of lambda or customControl RETURN_CONTROL",
+            )),
         };
         let schema = match (self.api_schema, self.function_schema) {
             (Some(_), Some(_)) => {
@@ -596,8 +597,10 @@ pub async fn create_action_group(
             .create_action_group(&agent_id, &version, spec)
             .await,
     )?;
-    Ok(Json(json!({ "agentActionGroup": action_group_json(&agent_id, &version, &group) }))
-        .into_response())
+    Ok(
+        Json(json!({ "agentActionGroup": action_group_json(&agent_id, &version, &group) }))
+            .into_response(),
+    )
 }
 
 pub async fn list_action_groups(
@@ -629,8 +632,10 @@ pub async fn get_action_group(
     Path((agent_id, version, group_id)): Path<(String, String, String)>,
 ) -> Answer {
     let group = agent(state.agents.action_group(&agent_id, &version, &group_id))?;
-    Ok(Json(json!({ "agentActionGroup": action_group_json(&agent_id, &version, &group) }))
-        .into_response())
+    Ok(
+        Json(json!({ "agentActionGroup": action_group_json(&agent_id, &version, &group) }))
+            .into_response(),
+    )
 }
 
 pub async fn update_action_group(
@@ -645,8 +650,10 @@ pub async fn update_action_group(
             .update_action_group(&agent_id, &version, &group_id, spec)
             .await,
     )?;
-    Ok(Json(json!({ "agentActionGroup": action_group_json(&agent_id, &version, &group) }))
-        .into_response())
+    Ok(
+        Json(json!({ "agentActionGroup": action_group_json(&agent_id, &version, &group) }))
+            .into_response(),
+    )
 }
 
 pub async fn delete_action_group(
@@ -713,8 +720,10 @@ pub async fn associate_knowledge_base(
         })
         .await,
     )?;
-    Ok(Json(json!({ "agentKnowledgeBase": kb_link_json(&link.0, &link.1, &link.2) }))
-        .into_response())
+    Ok(
+        Json(json!({ "agentKnowledgeBase": kb_link_json(&link.0, &link.1, &link.2) }))
+            .into_response(),
+    )
 }
 
 /// Runs a call that may read a knowledge base's record on the blocking pool.
@@ -753,9 +762,15 @@ pub async fn get_knowledge_base(
     State(state): State<AppState>,
     Path((agent_id, version, kb_id)): Path<(String, String, String)>,
 ) -> Answer {
-    let link = agent(state.agents.knowledge_base_link(&agent_id, &version, &kb_id))?;
-    Ok(Json(json!({ "agentKnowledgeBase": kb_link_json(&agent_id, &version, &link) }))
-        .into_response())
+    let link = agent(
+        state
+            .agents
+            .knowledge_base_link(&agent_id, &version, &kb_id),
+    )?;
+    Ok(
+        Json(json!({ "agentKnowledgeBase": kb_link_json(&agent_id, &version, &link) }))
+            .into_response(),
+    )
 }
 
 pub async fn update_knowledge_base(
@@ -772,8 +787,10 @@ pub async fn update_knowledge_base(
         body.description,
         enabled,
     ))?;
-    Ok(Json(json!({ "agentKnowledgeBase": kb_link_json(&agent_id, &version, &link) }))
-        .into_response())
+    Ok(
+        Json(json!({ "agentKnowledgeBase": kb_link_json(&agent_id, &version, &link) }))
+            .into_response(),
+    )
 }
 
 pub async fn disassociate_knowledge_base(
@@ -886,11 +903,9 @@ impl AliasBody {
             None => None,
             Some("ACCEPT_INVOCATIONS") => Some(true),
             Some("REJECT_INVOCATIONS") => Some(false),
-            Some(other) => {
-                return Err(BedrockError::validation(format!(
-                    "aliasInvocationState {other:?} must be ACCEPT_INVOCATIONS or REJECT_INVOCATIONS"
-                )))
-            }
+            Some(other) => return Err(BedrockError::validation(format!(
+                "aliasInvocationState {other:?} must be ACCEPT_INVOCATIONS or REJECT_INVOCATIONS"
+            ))),
         };
         Ok((
             AliasSpec {
@@ -954,7 +969,9 @@ pub async fn create_alias(
         ));
     }
     let alias = agent(state.agents.create_alias(&agent_id, spec))?;
-    Ok(accepted(json!({ "agentAlias": alias_json(&state, &alias, false) })))
+    Ok(accepted(
+        json!({ "agentAlias": alias_json(&state, &alias, false) }),
+    ))
 }
 
 pub async fn list_aliases(
@@ -991,7 +1008,9 @@ pub async fn update_alias(
             .agents
             .update_alias(&agent_id, &alias_id, spec, accepts),
     )?;
-    Ok(accepted(json!({ "agentAlias": alias_json(&state, &alias, false) })))
+    Ok(accepted(
+        json!({ "agentAlias": alias_json(&state, &alias, false) }),
+    ))
 }
 
 pub async fn delete_alias(
@@ -1004,4 +1023,142 @@ pub async fn delete_alias(
         "agentAliasId": alias.alias_id,
         "agentAliasStatus": alias.status.as_str(),
     })))
+}
+
+// ---- collaborators ---------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct DescriptorBody {
+    alias_arn: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct CollaboratorBody {
+    agent_descriptor: Option<DescriptorBody>,
+    collaborator_name: Option<String>,
+    collaboration_instruction: Option<String>,
+    relay_conversation_history: Option<String>,
+    client_token: Option<String>,
+}
+
+impl CollaboratorBody {
+    fn spec(self) -> Result<CollaboratorSpec, BedrockError> {
+        let relay_history = match self.relay_conversation_history.as_deref() {
+            None | Some("DISABLED") => false,
+            Some("TO_COLLABORATOR") => true,
+            Some(other) => {
+                return Err(BedrockError::validation(format!(
+                    "relayConversationHistory {other:?} must be TO_COLLABORATOR or DISABLED"
+                )))
+            }
+        };
+        Ok(CollaboratorSpec {
+            name: required(self.collaborator_name, "collaboratorName")?,
+            instruction: required(self.collaboration_instruction, "collaborationInstruction")?,
+            alias_arn: required(
+                self.agent_descriptor.and_then(|d| d.alias_arn),
+                "agentDescriptor.aliasArn",
+            )?,
+            relay_history,
+            client_token: self.client_token,
+        })
+    }
+}
+
+fn collaborator_json(agent_id: &str, version: &str, c: &Collaborator, summary: bool) -> Value {
+    let mut out = json!({
+        "agentId": agent_id,
+        "agentVersion": version,
+        "collaboratorId": c.id,
+        "collaboratorName": c.name,
+        "collaborationInstruction": c.instruction,
+        "agentDescriptor": {"aliasArn": c.alias_arn},
+        "relayConversationHistory": if c.relay_history { "TO_COLLABORATOR" } else { "DISABLED" },
+        "createdAt": timestamp(c.created_ms),
+        "lastUpdatedAt": timestamp(c.updated_ms),
+    });
+    if let (false, Some(t)) = (summary, &c.client_token) {
+        out["clientToken"] = json!(t);
+    }
+    out
+}
+
+pub async fn associate_collaborator(
+    State(state): State<AppState>,
+    Path((agent_id, version)): Path<(String, String)>,
+    body: Bytes,
+) -> Answer {
+    let spec = parse_json::<CollaboratorBody>(&body)?.spec()?;
+    let c = agent(
+        state
+            .agents
+            .associate_collaborator(&agent_id, &version, spec),
+    )?;
+    Ok(
+        Json(json!({ "agentCollaborator": collaborator_json(&agent_id, &version, &c, false) }))
+            .into_response(),
+    )
+}
+
+pub async fn list_collaborators(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path((agent_id, version)): Path<(String, String)>,
+    body: Bytes,
+) -> Answer {
+    let list = list_body(&body)?;
+    let all = agent(state.agents.list_collaborators(&agent_id, &version))?;
+    let paging = list.paging("ListAgentCollaborators", &principal.key_id)?;
+    let out = paging
+        .page(all)
+        .into_json("agentCollaboratorSummaries", |c| {
+            collaborator_json(&agent_id, &version, c, true)
+        });
+    Ok(Json(out).into_response())
+}
+
+pub async fn get_collaborator(
+    State(state): State<AppState>,
+    Path((agent_id, version, collaborator_id)): Path<(String, String, String)>,
+) -> Answer {
+    let c = agent(
+        state
+            .agents
+            .collaborator(&agent_id, &version, &collaborator_id),
+    )?;
+    Ok(
+        Json(json!({ "agentCollaborator": collaborator_json(&agent_id, &version, &c, false) }))
+            .into_response(),
+    )
+}
+
+pub async fn update_collaborator(
+    State(state): State<AppState>,
+    Path((agent_id, version, collaborator_id)): Path<(String, String, String)>,
+    body: Bytes,
+) -> Answer {
+    let spec = parse_json::<CollaboratorBody>(&body)?.spec()?;
+    let c = agent(
+        state
+            .agents
+            .update_collaborator(&agent_id, &version, &collaborator_id, spec),
+    )?;
+    Ok(
+        Json(json!({ "agentCollaborator": collaborator_json(&agent_id, &version, &c, false) }))
+            .into_response(),
+    )
+}
+
+pub async fn disassociate_collaborator(
+    State(state): State<AppState>,
+    Path((agent_id, version, collaborator_id)): Path<(String, String, String)>,
+) -> Answer {
+    agent(
+        state
+            .agents
+            .disassociate_collaborator(&agent_id, &version, &collaborator_id),
+    )?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -140,7 +140,10 @@ pub fn routes() -> Router<AppState> {
                 .post(agents::prepare_agent),
         )
         // InvokeInlineAgent: `POST /agents/{sessionId}` (no trailing slash).
-        .route("/agents/{agent_id}", post(agent_runtime::invoke_inline_agent))
+        .route(
+            "/agents/{agent_id}",
+            post(agent_runtime::invoke_inline_agent),
+        )
         .route(
             "/agents/{agent_id}/agentversions/{version}/actiongroups/",
             put(agents::create_action_group).post(agents::list_action_groups),
@@ -161,7 +164,20 @@ pub fn routes() -> Router<AppState> {
                 .put(agents::update_knowledge_base)
                 .delete(agents::disassociate_knowledge_base),
         )
-        .route("/agents/{agent_id}/agentversions/", post(agents::list_versions))
+        .route(
+            "/agents/{agent_id}/agentversions/{version}/agentcollaborators/",
+            put(agents::associate_collaborator).post(agents::list_collaborators),
+        )
+        .route(
+            "/agents/{agent_id}/agentversions/{version}/agentcollaborators/{collaborator_id}/",
+            get(agents::get_collaborator)
+                .put(agents::update_collaborator)
+                .delete(agents::disassociate_collaborator),
+        )
+        .route(
+            "/agents/{agent_id}/agentversions/",
+            post(agents::list_versions),
+        )
         .route(
             "/agents/{agent_id}/agentversions/{version}/",
             get(agents::get_version).delete(agents::delete_version),

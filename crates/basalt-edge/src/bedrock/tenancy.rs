@@ -126,6 +126,21 @@ const SHARED_WRITES: &[(Method, &str, &str)] = &[
         "disassociating a knowledge base from an agent",
     ),
     (
+        Method::PUT,
+        "/agents/{agent_id}/agentversions/{version}/agentcollaborators/",
+        "associating a collaborator with an agent",
+    ),
+    (
+        Method::PUT,
+        "/agents/{agent_id}/agentversions/{version}/agentcollaborators/{collaborator_id}/",
+        "updating an agent's collaborator",
+    ),
+    (
+        Method::DELETE,
+        "/agents/{agent_id}/agentversions/{version}/agentcollaborators/{collaborator_id}/",
+        "disassociating a collaborator from an agent",
+    ),
+    (
         Method::DELETE,
         "/agents/{agent_id}/agentversions/{version}/",
         "deleting an agent version",
