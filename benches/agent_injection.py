@@ -501,6 +501,21 @@ def report(cases: list[Case]) -> None:
             fp = sum(c.verdict["confidence"] in blocks for c in ben)
             print(f"| {s} | {strength} | {pct(det, len(mal))} | {pct(fp, len(ben))} |")
 
+    # Malicious rows by kind (bastioncorpus category, agent-injection-bench family) and
+    # PROMPT_ATTACK confidence: which kinds only the most sensitive strength catches.
+    print()
+    print("Malicious texts by kind and PROMPT_ATTACK confidence (NONE = reaches the model at every strength):")
+    print()
+    print("| set | kind | n | HIGH | MEDIUM | LOW | NONE |")
+    print("|---|---|---|---|---|---|---|")
+    for s in sets:
+        mal = [c for c in cases if s in c.sets and c.malicious]
+        for kind in sorted({c.kind.split("/")[0] for c in mal}):
+            group = [c for c in mal if c.kind.split("/")[0] == kind]
+            counts = [sum(c.verdict["confidence"] == level for c in group)
+                      for level in ("HIGH", "MEDIUM", "LOW", "NONE")]
+            print(f"| {s} | {kind} | {len(group)} | " + " | ".join(map(str, counts)) + " |")
+
     print()
     print("Malicious texts that reached the model:")
     for c in cases:

@@ -109,9 +109,12 @@ static CLASSIFIERS: LazyLock<HashMap<&'static str, LinearClassifier>> = LazyLock
             }
         }
     }
-    out.retain(|_, c| c.is_consistent());
+    out.retain(|_, c| c.is_consistent() && c.dimensions == EMBEDDING_DIMENSIONS);
     out
 });
+
+/// The length of the vectors every content classifier reads (all-MiniLM-L6-v2's).
+pub const EMBEDDING_DIMENSIONS: usize = 384;
 
 /// The classifier of a category, when this server has one.
 pub fn classifier(category: &str) -> Option<&'static LinearClassifier> {

@@ -132,6 +132,10 @@ pub struct Function {
     pub description: Option<String>,
     pub parameters: Vec<FunctionParameter>,
     pub require_confirmation: bool,
+    /// The full input schema, when the function came from an MCP server's
+    /// `tools/list` (the model sees it instead of one built from `parameters`).
+    #[serde(default)]
+    pub input_schema: Option<serde_json::Value>,
 }
 
 /// Where an API schema came from (shown back as given).

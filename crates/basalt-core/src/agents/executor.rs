@@ -12,12 +12,25 @@ use serde_json::Value;
 
 use crate::CoreError;
 
+/// How an executor is spoken to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExecutorProtocol {
+    /// Bedrock's Lambda event POSTed as JSON, Bedrock's Lambda response back.
+    #[default]
+    Lambda,
+    /// A Model Context Protocol server over streamable HTTP (`tools/list`, `tools/call`).
+    Mcp,
+}
+
 /// `[agents.executors.<Lambda function name>]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExecutorConfig {
-    /// Where the Lambda input event is POSTed.
+    /// Where the Lambda input event is POSTed (or the MCP server's endpoint).
     pub url: String,
+    #[serde(default)]
+    pub protocol: ExecutorProtocol,
     /// Longest wait for the answer.
     #[serde(default = "default_timeout")]
     pub timeout_secs: u64,
@@ -80,6 +93,13 @@ impl Executors {
             client,
             configs: configs.clone(),
         })
+    }
+
+    /// The executor of `function_name` when it is an MCP server.
+    pub fn mcp(&self, function_name: &str) -> Option<&ExecutorConfig> {
+        self.configs
+            .get(function_name)
+            .filter(|c| c.protocol == ExecutorProtocol::Mcp)
     }
 
     /// Runs one action: POSTs `event` to the executor of `function_name` and reads

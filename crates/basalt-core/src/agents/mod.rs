@@ -11,6 +11,7 @@
 
 pub mod definition;
 pub mod executor;
+pub mod mcp;
 pub mod memory;
 pub mod openapi;
 pub mod run;
@@ -676,10 +677,39 @@ impl AgentService {
                             .into(),
                     ));
                 }
-                if matches!(spec.schema, ActionSchemaSpec::None) {
+                let mcp = match &spec.executor {
+                    Executor::Lambda(arn) => executor::lambda_function_name(arn)
+                        .and_then(|name| self.executors.mcp(name)),
+                    _ => None,
+                };
+                if matches!(spec.schema, ActionSchemaSpec::Api(_)) && mcp.is_some() {
                     return Err(CoreError::Validation(
-                        "an action group needs apiSchema or functionSchema".into(),
+                        "an MCP executor runs functions: give functionSchema, or no schema to take the server's tools/list"
+                            .into(),
                     ));
+                }
+                if matches!(spec.schema, ActionSchemaSpec::None) {
+                    let Some(config) = mcp else {
+                        return Err(CoreError::Validation(
+                            "an action group needs apiSchema or functionSchema (or an MCP executor, whose tools/list is its functions)"
+                                .into(),
+                        ));
+                    };
+                    let functions = mcp::list_functions(config)
+                        .await
+                        .map_err(CoreError::Validation)?;
+                    if functions.is_empty() {
+                        return Err(CoreError::Validation(format!(
+                            "the MCP server at {} lists no tools",
+                            config.url
+                        )));
+                    }
+                    return self.finish_action_group(
+                        spec,
+                        id,
+                        created_ms,
+                        ActionSchema::Functions(functions),
+                    );
                 }
             }
         }
@@ -691,6 +721,16 @@ impl AgentService {
             }
         }
         let schema = self.action_schema(&spec.schema).await?;
+        self.finish_action_group(spec, id, created_ms, schema)
+    }
+
+    fn finish_action_group(
+        &self,
+        spec: &ActionGroupSpec,
+        id: String,
+        created_ms: i64,
+        schema: ActionSchema,
+    ) -> Result<ActionGroup, CoreError> {
         Ok(ActionGroup {
             id,
             name: spec.name.clone(),

@@ -33,6 +33,9 @@ use crate::types::{
 };
 use crate::CoreError;
 
+/// Lines of a tool result the guardrail also checks one by one.
+const MAX_GUARDED_LINES: usize = 64;
+
 /// The agent ID inline agents' sessions are kept under.
 pub const INLINE_AGENT: &str = "INLINE";
 
@@ -827,17 +830,24 @@ impl Turn {
         source: Source,
         what: &'static str,
         text: &str,
-    ) -> Option<String> {
+    ) -> Option<Guarded> {
         let guardrail = self.version.settings.guardrail.as_ref()?;
+        // A tool result is checked line by line as well as whole: an injection after
+        // a benign lead-in scores low when the two are scored as one text.
+        let mut segments = vec![Segment::guarded(text)];
+        if what == "tool result" {
+            segments.extend(
+                text.lines()
+                    .map(str::trim)
+                    .filter(|l| l.len() >= 16 && l.len() < text.trim().len())
+                    .take(MAX_GUARDED_LINES)
+                    .map(Segment::guarded),
+            );
+        }
         let outcome = self
             .service
             .guardrails
-            .apply_guardrail(
-                &guardrail.identifier,
-                &guardrail.version,
-                source,
-                vec![Segment::guarded(text)],
-            )
+            .apply_guardrail(&guardrail.identifier, &guardrail.version, source, segments)
             .await;
         match outcome {
             Ok(outcome) if outcome.verdict.blocked => {
@@ -849,7 +859,7 @@ impl Turn {
                     },
                 )
                 .await;
-                Some(outcome.blocked_message)
+                Some(Guarded::Blocked(outcome.blocked_message))
             }
             Ok(outcome) if outcome.verdict.anonymized => {
                 self.trace(
@@ -860,12 +870,19 @@ impl Turn {
                     },
                 )
                 .await;
-                outcome.verdict.masked.into_iter().next()
+                outcome
+                    .verdict
+                    .masked
+                    .into_iter()
+                    .next()
+                    .map(Guarded::Masked)
             }
             Ok(_) => None,
             Err(e) => {
                 tracing::warn!(error = %e, "the agent's guardrail could not be applied");
-                Some(format!("[the guardrail could not check this {what}]"))
+                Some(Guarded::Blocked(format!(
+                    "[the guardrail could not check this {what}]"
+                )))
             }
         }
     }
@@ -879,19 +896,24 @@ impl Turn {
     ) {
         let turn_id = uuid_like();
         if let Some((text, before)) = input {
-            if let Some(blocked) = self
+            match self
                 .guard(&format!("{turn_id}-0"), Source::Input, "input", &text)
                 .await
             {
-                // The blocked input never reaches the model or the history.
-                session.state = before;
-                self.send(AgentEvent::Chunk {
-                    text: blocked,
-                    citations: Vec::new(),
-                })
-                .await;
-                self.save(&session, end_session).await;
-                return;
+                Some(Guarded::Blocked(blocked)) => {
+                    // The blocked input never reaches the model or the history.
+                    session.state = before;
+                    self.send(AgentEvent::Chunk {
+                        text: blocked,
+                        citations: Vec::new(),
+                    })
+                    .await;
+                    self.save(&session, end_session).await;
+                    return;
+                }
+                // The model and the history see the masked text.
+                Some(Guarded::Masked(masked)) => mask_last_input(&mut session.state, masked),
+                None => {}
             }
         }
         if self.version.settings.collaboration == super::definition::Collaboration::SupervisorRouter
@@ -998,7 +1020,7 @@ impl Turn {
             }
             if calls.is_empty() {
                 let mut answer = text;
-                if let Some(replaced) = self
+                if let Some(Guarded::Blocked(replaced) | Guarded::Masked(replaced)) = self
                     .guard(&trace_id, Source::Output, "answer", &answer)
                     .await
                 {
@@ -1188,7 +1210,16 @@ impl Turn {
                             )
                             .await;
                             let event = self.lambda_event(session, &input);
-                            runs.push(self.execute(call.id.clone(), arn, input, event).boxed());
+                            runs.push(
+                                self.execute(
+                                    call.id.clone(),
+                                    arn,
+                                    input,
+                                    event,
+                                    call.input.clone(),
+                                )
+                                .boxed(),
+                            );
                         }
                         _ => {
                             self.trace(
@@ -1221,13 +1252,17 @@ impl Turn {
                 session.state.prompt_session_attributes = a;
             }
             let mut content = self.service.cut_observation(observation.content);
-            if let Some(replaced) = self
+            match self
                 .guard(trace_id, Source::Input, "tool result", &content)
                 .await
             {
-                content = format!(
-                    "[This tool result was withheld: the agent's guardrail flagged it. {replaced}]"
-                );
+                Some(Guarded::Blocked(message)) => {
+                    content = format!(
+                        "[This tool result was withheld: the agent's guardrail flagged it. {message}]"
+                    );
+                }
+                Some(Guarded::Masked(masked)) => content = masked,
+                None => {}
             }
             references.extend(observation.references);
             done.push((observation.tool_use_id, content));
@@ -1509,10 +1544,30 @@ impl Turn {
         arn: String,
         input: ActionInput,
         event: Value,
+        arguments: Value,
     ) -> Observation {
         let name = super::executor::lambda_function_name(&arn)
             .unwrap_or_default()
             .to_string();
+        if let (Some(config), ActionTarget::Function(tool)) =
+            (self.service.executors.mcp(&name), &input.target)
+        {
+            let content = match super::mcp::call(config, tool, &arguments).await {
+                Ok(text) => text,
+                Err(message) => format!("The action failed: {message}"),
+            };
+            return Observation {
+                tool_use_id,
+                traces: vec![TracePart::ActionObservation {
+                    action_group: input.action_group,
+                    text: content.clone(),
+                }],
+                content,
+                references: Vec::new(),
+                session_attributes: None,
+                prompt_session_attributes: None,
+            };
+        }
         let outcome = self.service.executors.call(&name, &event).await;
         let (content, session_attributes, prompt_session_attributes) = match outcome {
             Ok(answer) => {
@@ -1657,6 +1712,26 @@ fn invoke_boxed(
     async move { service.invoke(principal, request_id, request).await }.boxed()
 }
 
+/// What the agent's guardrail did to a text.
+enum Guarded {
+    /// Replaced by the guardrail's blocked message.
+    Blocked(String),
+    /// The text with its findings masked.
+    Masked(String),
+}
+
+/// Writes the masked input over the turn's input (new text or the answer to a question).
+fn mask_last_input(state: &mut session::SessionState, masked: String) {
+    let Some(message) = state.messages.last_mut().filter(|m| !m.assistant) else {
+        return;
+    };
+    match message.blocks.last_mut() {
+        Some(StoredBlock::Text { text }) => *text = masked,
+        Some(StoredBlock::ToolResult { content, .. }) => *content = masked,
+        _ => {}
+    }
+}
+
 /// How a step ended when the turn goes on or waits.
 enum StepEnd {
     Continue,
@@ -1731,6 +1806,7 @@ mod tests {
                     },
                 ],
                 require_confirmation: false,
+                input_schema: None,
             },
         };
         let input = action_input(

@@ -106,7 +106,7 @@ impl ToolSet {
                         set.add(
                             format!("{}__{}", group.name, f.name),
                             f.description.clone().or_else(|| group.description.clone()),
-                            function_schema(f),
+                            f.input_schema.clone().unwrap_or_else(|| function_schema(f)),
                             ToolAction::Function {
                                 action_group: group.name.clone(),
                                 executor: group.executor.clone(),

@@ -220,10 +220,20 @@ impl GuardrailService {
     fn guardrail_embedder(&self) -> Result<Arc<dyn EmbeddingProvider>, CoreError> {
         let configured = &self.config.embedding_model;
         let entry = if configured.is_empty() {
-            self.core
-                .catalog()
-                .models()
-                .find(|m| m.is_embedding() && self.core.has_embedding_provider(&m.id))
+            // The content filters read all-MiniLM-L6-v2's vectors: prefer a model of
+            // that width, then any.
+            let usable = || {
+                self.core
+                    .catalog()
+                    .models()
+                    .filter(|m| m.is_embedding() && self.core.has_embedding_provider(&m.id))
+            };
+            usable()
+                .find(|m| {
+                    self.core.embedding_dimensions(&m.id).ok()
+                        == Some(basalt_guardrails::content::EMBEDDING_DIMENSIONS)
+                })
+                .or_else(|| usable().next())
         } else {
             self.core.catalog().get(configured)
         };
@@ -257,7 +267,15 @@ impl GuardrailService {
         spec.policy.validate().map_err(policy_error)?;
         let compiled = CompiledGuardrail::compile(spec.policy.clone()).map_err(policy_error)?;
         if compiled.needs_embeddings() {
-            self.guardrail_embedder()?;
+            let embedder = self.guardrail_embedder()?;
+            let width = basalt_guardrails::content::EMBEDDING_DIMENSIONS;
+            if !spec.policy.content_filters.is_empty() && embedder.dimensions() != width {
+                // Vectors of another model would make every content filter say NONE.
+                return Err(CoreError::Validation(format!(
+                    "content filters read all-MiniLM-L6-v2 vectors ({width} dimensions), but the guardrails' embedding model gives {}; set [guardrails] embedding_model to the catalog's all-MiniLM-L6-v2",
+                    embedder.dimensions()
+                )));
+            }
         }
         Ok(())
     }

@@ -449,6 +449,7 @@ fn functions(body: FunctionSchemaBody) -> Result<Vec<Function>, BedrockError> {
                 description: f.description,
                 parameters,
                 require_confirmation,
+                input_schema: None,
             })
         })
         .collect()
@@ -903,9 +904,11 @@ impl AliasBody {
             None => None,
             Some("ACCEPT_INVOCATIONS") => Some(true),
             Some("REJECT_INVOCATIONS") => Some(false),
-            Some(other) => return Err(BedrockError::validation(format!(
+            Some(other) => {
+                return Err(BedrockError::validation(format!(
                 "aliasInvocationState {other:?} must be ACCEPT_INVOCATIONS or REJECT_INVOCATIONS"
-            ))),
+            )))
+            }
         };
         Ok((
             AliasSpec {
