@@ -982,3 +982,62 @@ def test_a_guardrail_passes_a_benign_tool_result_unchanged(tool_guard, double, e
     assert tool_messages(sent) == [{"role": "tool", "tool_call_id": answered_calls(double, 0)[0]["id"],
                                     "content": BENIGN_RESULT}], tool_messages(sent)
     assert guardrail_traces(turn) == [], f"no guardrail intervention on a benign turn: {guardrail_traces(turn)}"
+
+
+def test_conversation_history_replaces_the_sessions_history(cp, rt, double):
+    agent_id = ready_agent(cp)
+    double.script(UPSTREAM, [{"text": "Your name is Grace."}])
+    history = {"messages": [{"role": "user", "content": [{"text": "I am Grace Hopper."}]},
+                            {"role": "assistant", "content": [{"text": "Hello Grace."}]}]}
+    invoke(rt, agent_id, session_id(), "What is my name?",
+           sessionState={"conversationHistory": history}).ok()
+    assert conversation(double.last(UPSTREAM)) == [
+        ("user", "I am Grace Hopper."), ("assistant", "Hello Grace."), ("user", "What is my name?")], (
+        conversation(double.last(UPSTREAM)))
+    bad = {"messages": [{"role": "assistant", "content": [{"text": "Hi."}]}]}
+    expect_stream_or_call_error(
+        lambda: invoke(rt, agent_id, session_id(), "Hi", sessionState={"conversationHistory": bad}).ok(),
+        "ValidationException")
+
+
+def test_a_tenant_key_reads_only_its_own_memory(front, cp, rt, double):
+    agent_id = ready_agent(cp, memoryConfiguration=MEMORY)
+    memory_id = "shared-" + fresh("m")
+    tenant = clients_for(front, new_key(front, fresh("tenant"), {"equals": {"key": "team", "value": "a"}}))
+    double.script(UPSTREAM, [{"text": "Noted."}, {"text": "The admin's secret plan."}])
+    invoke(rt, agent_id, session_id(), "My plan is secret.", memoryId=memory_id, endSession=True).ok()
+    deadline = time.time() + 20
+    while time.time() < deadline and not rt.get_agent_memory(
+            agentId=agent_id, agentAliasId=TEST_ALIAS, memoryId=memory_id,
+            memoryType="SESSION_SUMMARY")["memoryContents"]:
+        time.sleep(0.2)
+    theirs = tenant.rt.get_agent_memory(agentId=agent_id, agentAliasId=TEST_ALIAS, memoryId=memory_id,
+                                        memoryType="SESSION_SUMMARY")["memoryContents"]
+    assert theirs == [], f"a tenant key must not read another key's summaries: {theirs}"
+    double.script(UPSTREAM, [{"text": "Hello."}])
+    invoke(tenant.rt, agent_id, session_id(), "Hi", memoryId=memory_id).ok()
+    assert "secret plan" not in system_text(double.last(UPSTREAM)), (
+        "another key's summary must not reach a tenant's prompt")
+    tenant.rt.delete_agent_memory(agentId=agent_id, agentAliasId=TEST_ALIAS, memoryId=memory_id)
+    mine = rt.get_agent_memory(agentId=agent_id, agentAliasId=TEST_ALIAS, memoryId=memory_id,
+                               memoryType="SESSION_SUMMARY")["memoryContents"]
+    assert len(mine) == 1, "a tenant's DeleteAgentMemory leaves other keys' summaries alone"
+
+
+def test_a_streamed_answer_is_checked_by_the_guardrail_as_it_goes(front, admin, cp, rt, double):
+    control = boto3.session.Session().client(
+        "bedrock", endpoint_url=front.url, region_name=REGION, aws_access_key_id=admin.key["access_key_id"],
+        aws_secret_access_key=admin.key["secret_access_key"], config=BOTO_CONFIG)
+    guardrail = control.create_guardrail(
+        name=fresh("g"), blockedInputMessaging="Input blocked.", blockedOutputsMessaging="Answer blocked.",
+        wordPolicyConfig={"wordsConfig": [{"text": "forbidden"}]})
+    agent_id = ready_agent(cp, guardrailConfiguration={"guardrailIdentifier": guardrail["guardrailId"],
+                                                       "guardrailVersion": "DRAFT"})
+    clean = "one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen"
+    streaming = {"streamFinalResponse": True, "applyGuardrailInterval": 20}
+    double.script(UPSTREAM, [{"text": clean}, {"text": clean + " then a forbidden word and more text"}])
+    turn = invoke(rt, agent_id, session_id(), "Count.", streamingConfigurations=streaming).ok()
+    assert turn.text == clean and len(turn.chunks) > 1, [c["bytes"] for c in turn.chunks]
+    turn = invoke(rt, agent_id, session_id(), "Count again.", streamingConfigurations=streaming).ok()
+    assert "forbidden" not in turn.text, f"no text past the guardrail reaches the caller: {turn.text!r}"
+    assert turn.text.endswith("Answer blocked."), turn.text

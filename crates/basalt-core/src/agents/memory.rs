@@ -29,6 +29,9 @@ pub struct SessionSummary {
     pub session_start_ms: i64,
     pub session_expiry_ms: i64,
     pub summary_text: String,
+    /// The key whose session it summarizes: a tenant key sees only its own.
+    #[serde(default)]
+    pub key_id: Option<String>,
 }
 
 /// The summarization prompt (MEMORY_SUMMARIZATION).
@@ -82,16 +85,23 @@ impl AgentService {
     /// GetAgentMemory: the memory's summaries, newest first.
     pub fn memories(
         &self,
+        caller: Option<&Principal>,
         agent_id: &str,
         alias_id: &str,
         memory_id: &str,
     ) -> Result<Vec<SessionSummary>, CoreError> {
         check_memory_id(memory_id)?;
         self.alias(agent_id, alias_id)?;
-        self.summaries(agent_id, memory_id)
+        self.summaries(caller, agent_id, memory_id)
     }
 
-    fn summaries(&self, agent_id: &str, memory_id: &str) -> Result<Vec<SessionSummary>, CoreError> {
+    /// The memory's summaries the caller may read, newest first.
+    fn summaries(
+        &self,
+        caller: Option<&Principal>,
+        agent_id: &str,
+        memory_id: &str,
+    ) -> Result<Vec<SessionSummary>, CoreError> {
         let now = now_ms();
         let prefix = format!("{memory_id}/");
         let mut found: Vec<SessionSummary> = self
@@ -100,7 +110,8 @@ impl AgentService {
             .map_err(store_error("agent memory"))?
             .iter()
             .filter(|r| r.key.starts_with(&prefix) && r.expires_ms.is_none_or(|e| e > now))
-            .filter_map(|r| serde_json::from_str(&r.body).ok())
+            .filter_map(|r| serde_json::from_str::<SessionSummary>(&r.body).ok())
+            .filter(|s| caller.is_none_or(|p| p.may_act_on(s.key_id.as_deref())))
             .collect();
         found.sort_by(|a: &SessionSummary, b| b.session_expiry_ms.cmp(&a.session_expiry_ms));
         Ok(found)
@@ -109,6 +120,7 @@ impl AgentService {
     /// DeleteAgentMemory: one session's summary, or the whole memory.
     pub fn delete_memory(
         &self,
+        caller: Option<&Principal>,
         agent_id: &str,
         alias_id: &str,
         memory_id: Option<&str>,
@@ -126,6 +138,12 @@ impl AgentService {
             if memory_id.is_some_and(|m| m != memory) || session_id.is_some_and(|s| s != session) {
                 continue;
             }
+            let owner = serde_json::from_str::<SessionSummary>(&record.body)
+                .ok()
+                .and_then(|s| s.key_id);
+            if caller.is_some_and(|p| !p.may_act_on(owner.as_deref())) {
+                continue;
+            }
             self.store
                 .delete_agent_record(AgentKind::Memory, agent_id, &record.key)
                 .map_err(store_error("agent memory"))?;
@@ -134,11 +152,16 @@ impl AgentService {
     }
 
     /// The summaries that go into a session's prompt.
-    pub(crate) fn recent_summaries(&self, version: &AgentVersion, memory_id: &str) -> Vec<String> {
+    pub(crate) fn recent_summaries(
+        &self,
+        caller: Option<&Principal>,
+        version: &AgentVersion,
+        memory_id: &str,
+    ) -> Vec<String> {
         let Some(memory) = &version.settings.memory else {
             return Vec::new();
         };
-        self.summaries(&version.agent_id, memory_id)
+        self.summaries(caller, &version.agent_id, memory_id)
             .unwrap_or_default()
             .into_iter()
             .take(memory.max_recent_sessions as usize)
@@ -216,6 +239,7 @@ impl AgentService {
             session_start_ms: state.started_ms,
             session_expiry_ms: expiry_ms,
             summary_text: summary,
+            key_id: state.key_id.clone(),
         };
         let Ok(body) = serde_json::to_string(&body) else {
             return;

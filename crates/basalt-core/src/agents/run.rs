@@ -88,6 +88,12 @@ pub struct InvokeRequest {
     pub knowledge_base_searches: Vec<KnowledgeBaseSearch>,
     /// SESSION_SUMMARY memory this session reads and is summarized into.
     pub memory_id: Option<String>,
+    /// `sessionState.conversationHistory`: replaces the session's history (user or
+    /// assistant text, oldest first).
+    pub conversation_history: Option<Vec<(bool, String)>>,
+    /// `applyGuardrailInterval`: characters of a streamed answer between two checks
+    /// of the agent's guardrail (default 50).
+    pub guardrail_interval: Option<u32>,
 }
 
 /// How an action ran.
@@ -447,6 +453,8 @@ struct Turn {
     tools: ToolSet,
     enable_trace: bool,
     stream_final: bool,
+    /// Characters of a streamed answer between two guardrail checks.
+    guardrail_interval: usize,
     searches: Vec<KnowledgeBaseSearch>,
     /// Summaries of the memory's earlier sessions.
     memory: Vec<String>,
@@ -577,16 +585,25 @@ impl AgentService {
         }
         session.state.key_id = caller;
         session.state.version = version.version.clone();
+        if let Some(history) = &request.conversation_history {
+            self.replace_history(&mut session.state, history)?;
+        }
         if request.memory_id.is_some() {
             session.state.memory_id = request.memory_id.clone();
         }
         let memory = match &session.state.memory_id {
             Some(memory_id) => {
-                let (service, version, memory_id) =
-                    (Arc::clone(self), version.clone(), memory_id.clone());
-                tokio::task::spawn_blocking(move || service.recent_summaries(&version, &memory_id))
-                    .await
-                    .unwrap_or_default()
+                let (service, version, memory_id, caller) = (
+                    Arc::clone(self),
+                    version.clone(),
+                    memory_id.clone(),
+                    principal.clone(),
+                );
+                tokio::task::spawn_blocking(move || {
+                    service.recent_summaries(caller.as_ref(), &version, &memory_id)
+                })
+                .await
+                .unwrap_or_default()
             }
             None => Vec::new(),
         };
@@ -611,6 +628,7 @@ impl AgentService {
             tools,
             enable_trace: request.enable_trace,
             stream_final: request.stream_final_response,
+            guardrail_interval: request.guardrail_interval.unwrap_or(50).max(1) as usize,
             searches: request.knowledge_base_searches.clone(),
             memory,
             events,
@@ -746,6 +764,50 @@ impl AgentService {
                 Ok(Some(text))
             }
         }
+    }
+
+    /// The caller's conversation history in place of the stored one.
+    fn replace_history(
+        &self,
+        state: &mut session::SessionState,
+        history: &[(bool, String)],
+    ) -> Result<(), CoreError> {
+        if state.pending.is_some() {
+            return Err(CoreError::Validation(
+                "conversationHistory cannot replace the history of a session that waits for action results"
+                    .into(),
+            ));
+        }
+        if history.len() > self.config.max_history_messages {
+            return Err(CoreError::Validation(format!(
+                "conversationHistory holds {} messages; the limit is {} ([agents] max_history_messages)",
+                history.len(),
+                self.config.max_history_messages
+            )));
+        }
+        let mut expect_assistant = false;
+        for (i, (assistant, text)) in history.iter().enumerate() {
+            if *assistant != expect_assistant || text.trim().is_empty() {
+                return Err(CoreError::Validation(format!(
+                    "conversationHistory.messages[{i}]: messages must alternate user, assistant, ... starting with user, each with text"
+                )));
+            }
+            expect_assistant = !expect_assistant;
+        }
+        if history.last().is_some_and(|(assistant, _)| !assistant) {
+            return Err(CoreError::Validation(
+                "conversationHistory must end with an assistant message (the new input follows it)"
+                    .into(),
+            ));
+        }
+        state.messages = history
+            .iter()
+            .map(|(assistant, text)| StoredMessage {
+                assistant: *assistant,
+                blocks: vec![StoredBlock::Text { text: text.clone() }],
+            })
+            .collect();
+        Ok(())
     }
 
     fn cut_observation(&self, text: String) -> String {
@@ -992,7 +1054,7 @@ impl Turn {
             );
             ctx.agent_session = Some(format!("{}/{}", self.key.agent_id, self.key.session_id));
             let start_ms = now_ms();
-            let (text, calls, usage, streamed) = match self.generate(ctx, request).await {
+            let (text, calls, usage, sent) = match self.generate(ctx, request, &trace_id).await {
                 Ok(out) => out,
                 Err(e) => {
                     self.trace(
@@ -1020,11 +1082,15 @@ impl Turn {
             }
             if calls.is_empty() {
                 let mut answer = text;
+                // What is still to send: the unsent rest, or the guardrail's answer
+                // (after a streamed prefix that passed it).
+                let mut rest = answer[sent..].to_string();
                 if let Some(Guarded::Blocked(replaced) | Guarded::Masked(replaced)) = self
                     .guard(&trace_id, Source::Output, "answer", &answer)
                     .await
                 {
-                    answer = replaced;
+                    answer = replaced.clone();
+                    rest = replaced;
                 }
                 session.state.messages.push(StoredMessage {
                     assistant: true,
@@ -1044,9 +1110,9 @@ impl Turn {
                 } else {
                     cite(&answer, &references)
                 };
-                if !streamed || !citations.is_empty() {
+                if !rest.is_empty() || !citations.is_empty() {
                     self.send(AgentEvent::Chunk {
-                        text: if streamed { String::new() } else { answer },
+                        text: rest,
                         citations,
                     })
                     .await;
@@ -1106,30 +1172,45 @@ impl Turn {
         &self,
         ctx: CallContext,
         request: ChatRequest,
-    ) -> Result<(String, Vec<ToolCall>, TokenUsage, bool), CoreError> {
+        trace_id: &str,
+    ) -> Result<(String, Vec<ToolCall>, TokenUsage, usize), CoreError> {
         let mut stream = self.service.core.chat_stream(ctx, request).await?;
         let mut text = String::new();
         let mut calls = Vec::new();
-        let mut streamed = false;
+        // Bytes of `text` already sent; with a guardrail, text goes out only after
+        // the answer so far passed it (every `applyGuardrailInterval` characters).
+        let mut sent = 0;
+        let mut live = self.stream_final;
         while let Some(delta) = stream.next().await {
             match delta {
                 GenerationDelta::Text(t) => {
-                    if self.stream_final
-                        && calls.is_empty()
-                        && !t.is_empty()
-                        && self.version.settings.guardrail.is_none()
-                    {
-                        streamed = true;
-                        self.send(AgentEvent::Chunk {
-                            text: t.clone(),
-                            citations: Vec::new(),
-                        })
-                        .await;
-                    }
                     text.push_str(&t);
+                    if !live || !calls.is_empty() || text.len() == sent {
+                        continue;
+                    }
+                    if self.version.settings.guardrail.is_some() {
+                        if text[sent..].chars().count() < self.guardrail_interval {
+                            continue;
+                        }
+                        if self
+                            .guard(trace_id, Source::Output, "answer", &text)
+                            .await
+                            .is_some()
+                        {
+                            // The rest goes out as the guardrail's final answer.
+                            live = false;
+                            continue;
+                        }
+                    }
+                    self.send(AgentEvent::Chunk {
+                        text: text[sent..].to_string(),
+                        citations: Vec::new(),
+                    })
+                    .await;
+                    sent = text.len();
                 }
                 GenerationDelta::ToolCall(call) => calls.push(call),
-                GenerationDelta::End { usage, .. } => return Ok((text, calls, usage, streamed)),
+                GenerationDelta::End { usage, .. } => return Ok((text, calls, usage, sent)),
                 GenerationDelta::Error(e) => return Err(e),
             }
         }
@@ -1375,6 +1456,8 @@ impl Turn {
             results: Vec::new(),
             knowledge_base_searches: self.searches.clone(),
             memory_id: None,
+            conversation_history: None,
+            guardrail_interval: None,
         };
         let started = invoke_boxed(
             Arc::clone(&self.service),
@@ -1460,7 +1543,7 @@ impl Turn {
         );
         ctx.agent_session = Some(format!("{}/{}", self.key.agent_id, self.key.session_id));
         let start_ms = now_ms();
-        let (text, calls, usage, _) = self.generate(ctx, request).await.ok()?;
+        let (text, calls, usage, _) = self.generate(ctx, request, &trace_id).await.ok()?;
         if self.enable_trace {
             self.trace(
                 &trace_id,

@@ -245,6 +245,60 @@ fn results(list: Vec<ResultBody>) -> Result<Vec<ActionResult>, BedrockError> {
         .collect()
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct HistoryMessage {
+    role: Option<String>,
+    content: Option<Vec<HistoryBlock>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct HistoryBlock {
+    text: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct HistoryBody {
+    messages: Option<Vec<HistoryMessage>>,
+}
+
+/// `sessionState.conversationHistory`: (is the assistant's, text) per message.
+fn conversation_history(value: Value) -> Result<Vec<(bool, String)>, BedrockError> {
+    let body: HistoryBody = serde_json::from_value(value)
+        .map_err(|e| BedrockError::validation(format!("conversationHistory: {e}")))?;
+    body.messages
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let assistant = match m.role.as_deref() {
+                Some("user") => false,
+                Some("assistant") => true,
+                _ => {
+                    return Err(BedrockError::validation(format!(
+                        "conversationHistory.messages[{i}].role must be user or assistant"
+                    )))
+                }
+            };
+            let text: Vec<String> = m
+                .content
+                .unwrap_or_default()
+                .into_iter()
+                .map(|b| {
+                    b.text.ok_or_else(|| {
+                        BedrockError::validation(format!(
+                            "conversationHistory.messages[{i}]: only text blocks are supported"
+                        ))
+                    })
+                })
+                .collect::<Result<_, _>>()?;
+            Ok((assistant, text.join("\n")))
+        })
+        .collect()
+}
+
 fn searches(list: Vec<KnowledgeBaseConfigBody>) -> Result<Vec<KnowledgeBaseSearch>, BedrockError> {
     list.into_iter()
         .enumerate()
@@ -280,11 +334,10 @@ fn invoke_request(
             "sessionState.files is not supported by this server (there is no code interpreter)",
         ));
     }
-    if state.conversation_history.is_some() {
-        return Err(BedrockError::validation(
-            "sessionState.conversationHistory is not supported by this server yet; the session keeps its own history",
-        ));
-    }
+    let conversation_history = state
+        .conversation_history
+        .map(conversation_history)
+        .transpose()?;
     let streaming = streaming.unwrap_or_default();
     if streaming
         .apply_guardrail_interval
@@ -307,6 +360,8 @@ fn invoke_request(
         results: results(state.return_control_invocation_results.unwrap_or_default())?,
         knowledge_base_searches: searches(state.knowledge_base_configurations.unwrap_or_default())?,
         memory_id: None,
+        conversation_history,
+        guardrail_interval: streaming.apply_guardrail_interval,
     })
 }
 
@@ -784,6 +839,7 @@ pub async fn get_agent_memory(
     axum::extract::Query(query): axum::extract::Query<MemoryQuery>,
 ) -> Result<Response, BedrockError> {
     let memory_id = required(query.memory_id, "memoryId")?;
+    let key_id = principal.key_id.clone();
     if query.memory_type.as_deref() != Some("SESSION_SUMMARY") {
         return Err(BedrockError::validation(
             "memoryType must be SESSION_SUMMARY",
@@ -791,14 +847,16 @@ pub async fn get_agent_memory(
     }
     let agents = std::sync::Arc::clone(&state.agents);
     let summaries = agent(
-        tokio::task::spawn_blocking(move || agents.memories(&agent_id, &alias_id, &memory_id))
-            .await
-            .map_err(|e| CoreError::Internal(format!("reading agent memory failed: {e}")))
-            .and_then(|r| r),
+        tokio::task::spawn_blocking(move || {
+            agents.memories(Some(&principal), &agent_id, &alias_id, &memory_id)
+        })
+        .await
+        .map_err(|e| CoreError::Internal(format!("reading agent memory failed: {e}")))
+        .and_then(|r| r),
     )?;
     let paging = super::paging::Paging::from_query(
         "GetAgentMemory",
-        &principal.key_id,
+        &key_id,
         query.max_items.as_deref(),
         query.next_token.as_deref(),
     )?;
@@ -817,6 +875,7 @@ pub async fn get_agent_memory(
 /// DeleteAgentMemory: `DELETE …/memories?memoryId=&sessionId=` → 202 `{}`.
 pub async fn delete_agent_memory(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     Path((agent_id, alias_id)): Path<(String, String)>,
     axum::extract::Query(query): axum::extract::Query<MemoryQuery>,
 ) -> Result<Response, BedrockError> {
@@ -827,6 +886,7 @@ pub async fn delete_agent_memory(
     agent(
         tokio::task::spawn_blocking(move || {
             agents.delete_memory(
+                Some(&principal),
                 &agent_id,
                 &alias_id,
                 query.memory_id.as_deref(),
