@@ -563,14 +563,9 @@ impl AgentService {
             service: Arc::clone(self),
             label,
         };
-        let store = Arc::clone(&self.store);
-        let load_key = key.clone();
-        let mut session =
-            tokio::task::spawn_blocking(move || session::load(store.as_ref(), &load_key))
-                .await
-                .map_err(|e| {
-                    CoreError::Internal(format!("reading the agent session failed: {e}"))
-                })??;
+        // One SQLite row by its key (WAL: readers do not wait for writers): on this
+        // thread, as the other services' small records are.
+        let mut session = session::load(self.store.as_ref(), &key)?;
         if let Some((ended, expiry)) = session.expired.take() {
             let service = Arc::clone(self);
             let (principal, key) = (principal.clone(), key.clone());
@@ -844,23 +839,21 @@ impl Turn {
     }
 
     async fn save(&self, session: &LoadedSession, end_session: bool) {
-        let store = Arc::clone(&self.service.store);
-        let key = self.key.clone();
+        let store = self.service.store.as_ref();
+        let key = &self.key;
         let mut session = session.clone();
         session.state.trim(self.service.config.max_history_messages);
         let ttl = self.version.settings.idle_session_ttl_secs;
         let ended = end_session.then(|| session.state.clone());
-        let outcome = tokio::task::spawn_blocking(move || {
-            if end_session {
-                // A session that was never stored ends too: nothing to delete.
-                session::end(store.as_ref(), &key).map(|_| true)
-            } else {
-                session::save(store.as_ref(), &key, &session, ttl)
-            }
-        })
-        .await;
+        // One SQLite row written on this thread (see `invoke`).
+        let outcome = if end_session {
+            // A session that was never stored ends too: nothing to delete.
+            session::end(store, key).map(|_| true)
+        } else {
+            session::save(store, key, &session, ttl)
+        };
         match outcome {
-            Ok(Ok(true)) => {
+            Ok(true) => {
                 if let Some(state) = ended {
                     // In the background: the caller's stream ends now.
                     let (service, principal, key) = (
@@ -873,11 +866,8 @@ impl Turn {
                     });
                 }
             }
-            Ok(Ok(false)) => {
+            Ok(false) => {
                 tracing::warn!(session = %self.key.label(), "an agent session was written by another turn meanwhile; this turn's changes are dropped")
-            }
-            Ok(Err(e)) => {
-                tracing::error!(session = %self.key.label(), error = %e, "writing an agent session failed")
             }
             Err(e) => {
                 tracing::error!(session = %self.key.label(), error = %e, "writing an agent session failed")
