@@ -1041,3 +1041,33 @@ def test_a_streamed_answer_is_checked_by_the_guardrail_as_it_goes(front, admin, 
     turn = invoke(rt, agent_id, session_id(), "Count again.", streamingConfigurations=streaming).ok()
     assert "forbidden" not in turn.text, f"no text past the guardrail reaches the caller: {turn.text!r}"
     assert turn.text.endswith("Answer blocked."), turn.text
+
+
+def test_a_collaborators_return_of_control_goes_through_the_supervisor(cp, rt, double):
+    orders_agent = ready_agent(cp, groups=[orders_group()], instruction=BILLING_INSTRUCTION)
+    alias = wait_alias(cp, orders_agent, cp.create_agent_alias(
+        agentId=orders_agent, agentAliasName="live")["agentAlias"]["agentAliasId"])
+    boss = supervisor(cp, "SUPERVISOR", [("orders", "Order questions.", alias["agentAliasArn"])])
+    double.script(UPSTREAM, [
+        call_step({"name": "collaborator__orders", "arguments": {"input": "Status of A1?"}}),
+        call_step(ORDER_CALL),
+        {"text": "A1 has shipped."},
+        {"text": "Your order A1 has shipped."},
+    ])
+    session = session_id()
+    first = invoke(rt, boss, session, "Where is my order A1?").ok()
+    rc = first.return_control
+    assert rc is not None, f"the collaborator's action comes back to the caller: {first.kinds}"
+    call = rc["invocationInputs"][0]["functionInvocationInput"]
+    assert (call["actionGroup"], call["function"], call["agentId"], call.get("collaboratorName")) == (
+        "orders", "get_order", orders_agent, "orders"), call
+    assert call["parameters"] == A1_PARAMETERS
+    result = {"functionResult": {"actionGroup": "orders", "function": "get_order", "agentId": orders_agent,
+                                 "responseBody": {"TEXT": {"body": "shipped"}}}}
+    second = invoke(rt, boss, session, sessionState=resume_state(rc["invocationId"], result)).ok()
+    assert second.text == "Your order A1 has shipped."
+    sent = double.chat_requests(UPSTREAM)
+    assert len(sent) == 4, len(sent)
+    assert [m["content"] for m in tool_messages(sent[2])] == ["shipped"], "the collaborator gets the result"
+    assert [m["content"] for m in tool_messages(sent[3])] == ["A1 has shipped."], (
+        "the supervisor gets the collaborator's answer")

@@ -70,6 +70,8 @@ pub struct ActionResult {
     /// `confirmationState` DENY.
     pub denied: bool,
     pub http_status: Option<u16>,
+    /// `agentId`: the collaborator whose action this answers, when not this agent.
+    pub agent_id: Option<String>,
 }
 
 /// One InvokeAgent / InvokeInlineAgent call.
@@ -287,6 +289,7 @@ fn action_input(action: &ToolAction, arguments: &Value) -> Option<ActionInput> {
                 })
                 .collect(),
             body: None,
+            collaborator: None,
         }),
         ToolAction::Api {
             action_group,
@@ -341,6 +344,7 @@ fn action_input(action: &ToolAction, arguments: &Value) -> Option<ActionInput> {
                 },
                 parameters,
                 body,
+                collaborator: None,
             })
         }
         _ => None,
@@ -469,6 +473,29 @@ struct Observation {
     references: Vec<Retrieved>,
     session_attributes: Option<BTreeMap<String, String>>,
     prompt_session_attributes: Option<BTreeMap<String, String>>,
+    /// A collaborator that returned control: what it waits for and its actions.
+    returned: Option<(session::CollaboratorWait, Vec<ActionInput>)>,
+}
+
+/// How a collaborator's turn ended.
+enum CollaboratorOutcome {
+    Answer(String),
+    /// It returned control: its invocation and the actions (for the caller).
+    Returned {
+        agent_id: String,
+        invocation_id: String,
+        inputs: Vec<ActionInput>,
+    },
+}
+
+/// What a collaborator's turn is given.
+enum CollaboratorInput {
+    Text(String),
+    /// The caller's results of the collaborator's returned actions.
+    Results {
+        invocation_id: String,
+        results: Vec<ActionResult>,
+    },
 }
 
 fn string_map(value: Option<&Value>) -> Option<BTreeMap<String, String>> {
@@ -603,8 +630,9 @@ impl AgentService {
             None => Vec::new(),
         };
         let before = session.state.clone();
+        let mut resumes = Vec::new();
         let opening = self
-            .open_turn(&mut session, &request)?
+            .open_turn(&mut session, &request, &mut resumes)?
             .map(|text| (text, before));
         if let Some(attributes) = request.session_attributes.clone() {
             session.state.session_attributes = attributes;
@@ -631,7 +659,7 @@ impl AgentService {
         let end_session = request.end_session;
         tokio::spawn(async move {
             let _guard = guard;
-            turn.run(session, opening, end_session).await;
+            turn.run(session, opening, resumes, end_session).await;
         });
         Ok(Started {
             agent_id,
@@ -649,6 +677,7 @@ impl AgentService {
         &self,
         session: &mut LoadedSession,
         request: &InvokeRequest,
+        resumes: &mut Vec<(session::CollaboratorWait, Vec<ActionResult>)>,
     ) -> Result<Option<String>, CoreError> {
         let state = &mut session.state;
         match state.pending.take() {
@@ -656,6 +685,7 @@ impl AgentService {
                 invocation_id,
                 calls,
                 done,
+                collaborators,
             }) => {
                 if request.invocation_id.as_deref() != Some(invocation_id.as_str()) {
                     return Err(CoreError::Validation(format!(
@@ -664,6 +694,20 @@ impl AgentService {
                     )));
                 }
                 let mut results = request.results.clone();
+                // The results for a collaborator's actions go back to it.
+                for wait in collaborators {
+                    let (theirs, ours): (Vec<ActionResult>, Vec<ActionResult>) = results
+                        .into_iter()
+                        .partition(|r| r.agent_id.as_deref() == Some(wait.agent_id.as_str()));
+                    results = ours;
+                    if theirs.is_empty() {
+                        return Err(CoreError::Validation(format!(
+                            "returnControlInvocationResults has no result for collaborator {} (agentId {})",
+                            wait.name, wait.agent_id
+                        )));
+                    }
+                    resumes.push((wait, theirs));
+                }
                 let mut blocks: Vec<StoredBlock> = done
                     .into_iter()
                     .map(|(id, content)| StoredBlock::ToolResult {
@@ -944,9 +988,17 @@ impl Turn {
         self,
         mut session: LoadedSession,
         input: Option<(String, session::SessionState)>,
+        resumes: Vec<(session::CollaboratorWait, Vec<ActionResult>)>,
         end_session: bool,
     ) {
         let turn_id = uuid_like();
+        if !resumes.is_empty()
+            && !self
+                .resume_collaborators(&turn_id, &mut session, resumes)
+                .await
+        {
+            return;
+        }
         if let Some((text, before)) = input {
             match self
                 .guard(&format!("{turn_id}-0"), Source::Input, "input", &text)
@@ -1312,9 +1364,17 @@ impl Turn {
         }
         let observations = futures::future::join_all(runs).await;
         let mut done = immediate;
+        let mut waits: Vec<session::CollaboratorWait> = Vec::new();
+        let mut relayed: Vec<ActionInput> = Vec::new();
         for mut observation in observations {
             for part in observation.traces.drain(..) {
                 self.trace(trace_id, part).await;
+            }
+            if let Some((wait, inputs)) = observation.returned.take() {
+                // A collaborator returned control: its actions go to the caller.
+                waits.push(wait);
+                relayed.extend(inputs);
+                continue;
             }
             if let Some(a) = observation.session_attributes.take() {
                 session.state.session_attributes = a;
@@ -1338,7 +1398,7 @@ impl Turn {
             references.extend(observation.references);
             done.push((observation.tool_use_id, content));
         }
-        if let Some((tool_use_id, question)) = ask {
+        if let Some((tool_use_id, question)) = ask.clone().filter(|_| waits.is_empty()) {
             self.trace(
                 trace_id,
                 TracePart::AskUser {
@@ -1360,13 +1420,21 @@ impl Turn {
                 citations: Vec::new(),
             }));
         }
-        if !returned.is_empty() {
+        if let (Some((tool_use_id, _)), false) = (ask, waits.is_empty()) {
+            done.push((
+                tool_use_id,
+                "Not asked: actions were returned to the caller first.".into(),
+            ));
+        }
+        if !returned.is_empty() || !waits.is_empty() {
             let invocation_id = uuid_like();
-            let inputs = returned.iter().map(|c| c.input.clone()).collect();
+            let mut inputs: Vec<ActionInput> = returned.iter().map(|c| c.input.clone()).collect();
+            inputs.extend(relayed);
             session.state.pending = Some(Pending::ReturnControl {
                 invocation_id: invocation_id.clone(),
                 calls: returned,
                 done,
+                collaborators: waits,
             });
             return Some(StepEnd::Waiting(AgentEvent::ReturnControl {
                 invocation_id,
@@ -1387,6 +1455,111 @@ impl Turn {
         Some(StepEnd::Continue)
     }
 
+    /// Gives collaborators the caller's results of their returned actions. Their
+    /// answers join the step's tool results; true when the turn goes on, false when
+    /// one returned control again (the stream has ended with it, the session saved).
+    async fn resume_collaborators(
+        &self,
+        turn_id: &str,
+        session: &mut LoadedSession,
+        resumes: Vec<(session::CollaboratorWait, Vec<ActionResult>)>,
+    ) -> bool {
+        let trace_id = format!("{turn_id}-resume");
+        let mut answered = Vec::new();
+        let mut waits = Vec::new();
+        let mut relayed = Vec::new();
+        for (wait, results) in resumes {
+            let mut traces = Vec::new();
+            let outcome = self
+                .run_collaborator(
+                    &wait.name,
+                    &wait.alias_arn,
+                    CollaboratorInput::Results {
+                        invocation_id: wait.invocation_id.clone(),
+                        results,
+                    },
+                    &mut traces,
+                )
+                .await;
+            for part in traces {
+                self.trace(&trace_id, part).await;
+            }
+            match outcome {
+                CollaboratorOutcome::Answer(text) => {
+                    self.trace(
+                        &trace_id,
+                        TracePart::CollaboratorObservation {
+                            name: wait.name.clone(),
+                            alias_arn: wait.alias_arn.clone(),
+                            output: text.clone(),
+                        },
+                    )
+                    .await;
+                    answered.push((wait.tool_use_id, self.service.cut_observation(text)));
+                }
+                CollaboratorOutcome::Returned {
+                    invocation_id,
+                    inputs,
+                    ..
+                } => {
+                    relayed.extend(inputs);
+                    waits.push(session::CollaboratorWait {
+                        invocation_id,
+                        ..wait
+                    });
+                }
+            }
+        }
+        if waits.is_empty() {
+            if let Some(message) = session.state.messages.last_mut() {
+                message
+                    .blocks
+                    .extend(answered.into_iter().map(|(tool_use_id, content)| {
+                        StoredBlock::ToolResult {
+                            tool_use_id,
+                            content,
+                            is_error: false,
+                        }
+                    }));
+            }
+            return true;
+        }
+        // Another return of control: the results so far wait with it.
+        let mut done: Vec<(String, String)> = session
+            .state
+            .messages
+            .pop()
+            .map(|m| {
+                m.blocks
+                    .into_iter()
+                    .filter_map(|b| match b {
+                        StoredBlock::ToolResult {
+                            tool_use_id,
+                            content,
+                            ..
+                        } => Some((tool_use_id, content)),
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        done.extend(answered);
+        let invocation_id = uuid_like();
+        session.state.pending = Some(Pending::ReturnControl {
+            invocation_id: invocation_id.clone(),
+            calls: Vec::new(),
+            done,
+            collaborators: waits,
+        });
+        self.send(AgentEvent::ReturnControl {
+            invocation_id,
+            inputs: relayed,
+        })
+        .await;
+        self.save(session, false).await;
+        false
+    }
+
     /// Runs a collaborator's turn on the same session ID and gives its answer back
     /// as the observation; its traces go into this stream with the caller chain.
     async fn delegate(
@@ -1401,14 +1574,52 @@ impl Turn {
             alias_arn: alias_arn.clone(),
             input: input.clone(),
         }];
-        let output = self
-            .run_collaborator(&name, &alias_arn, input, &mut traces)
+        let outcome = self
+            .run_collaborator(
+                &name,
+                &alias_arn,
+                CollaboratorInput::Text(input),
+                &mut traces,
+            )
             .await;
-        traces.push(TracePart::CollaboratorObservation {
-            name,
-            alias_arn,
-            output: output.clone(),
-        });
+        self.collaborator_observation(tool_use_id, name, alias_arn, outcome, traces)
+    }
+
+    fn collaborator_observation(
+        &self,
+        tool_use_id: String,
+        name: String,
+        alias_arn: String,
+        outcome: CollaboratorOutcome,
+        mut traces: Vec<TracePart>,
+    ) -> Observation {
+        let (output, returned) = match outcome {
+            CollaboratorOutcome::Answer(text) => (text, None),
+            CollaboratorOutcome::Returned {
+                agent_id,
+                invocation_id,
+                inputs,
+            } => (
+                String::new(),
+                Some((
+                    session::CollaboratorWait {
+                        tool_use_id: tool_use_id.clone(),
+                        name: name.clone(),
+                        alias_arn: alias_arn.clone(),
+                        agent_id,
+                        invocation_id,
+                    },
+                    inputs,
+                )),
+            ),
+        };
+        if returned.is_none() {
+            traces.push(TracePart::CollaboratorObservation {
+                name,
+                alias_arn,
+                output: output.clone(),
+            });
+        }
         Observation {
             tool_use_id,
             content: output,
@@ -1416,6 +1627,7 @@ impl Turn {
             references: Vec::new(),
             session_attributes: None,
             prompt_session_attributes: None,
+            returned,
         }
     }
 
@@ -1424,11 +1636,19 @@ impl Turn {
         &self,
         name: &str,
         alias_arn: &str,
-        input: String,
+        input: CollaboratorInput,
         traces: &mut Vec<TracePart>,
-    ) -> String {
+    ) -> CollaboratorOutcome {
+        let answer = |text: String| CollaboratorOutcome::Answer(text);
         let Some((agent_id, alias_id)) = super::definition::parse_alias_arn(alias_arn) else {
-            return format!("The collaborator {name} has no valid alias ARN.");
+            return answer(format!("The collaborator {name} has no valid alias ARN."));
+        };
+        let (input_text, invocation_id, results) = match input {
+            CollaboratorInput::Text(text) => (Some(text), None, Vec::new()),
+            CollaboratorInput::Results {
+                invocation_id,
+                results,
+            } => (None, Some(invocation_id), results),
         };
         let request = InvokeRequest {
             target: Target::Stored {
@@ -1436,14 +1656,14 @@ impl Turn {
                 alias_id: alias_id.to_string(),
             },
             session_id: self.key.session_id.clone(),
-            input_text: Some(input),
+            input_text,
             enable_trace: self.enable_trace,
             end_session: false,
             stream_final_response: false,
             session_attributes: None,
             prompt_session_attributes: None,
-            invocation_id: None,
-            results: Vec::new(),
+            invocation_id,
+            results,
             knowledge_base_searches: self.searches.clone(),
             memory_id: None,
             conversation_history: None,
@@ -1458,10 +1678,10 @@ impl Turn {
         .await;
         let mut started = match started {
             Ok(s) => s,
-            Err(e) => return format!("The collaborator {name} could not be invoked: {e}"),
+            Err(e) => return answer(format!("The collaborator {name} could not be invoked: {e}")),
         };
         let supervisor_arn = self.service.alias_arn(&self.key.agent_id, &self.alias_id);
-        let mut answer = String::new();
+        let mut text = String::new();
         while let Some(event) = started.events.recv().await {
             match event {
                 AgentEvent::Trace(trace) => traces.push(TracePart::OfCollaborator {
@@ -1472,21 +1692,33 @@ impl Turn {
                     version: started.version.clone(),
                     trace: Box::new(trace),
                 }),
-                AgentEvent::Chunk { text, .. } => answer.push_str(&text),
-                AgentEvent::ReturnControl { .. } => {
-                    return format!(
-                        "The collaborator {name} asked for actions its caller must run; this server does not relay a collaborator's return of control yet."
-                    )
+                AgentEvent::Chunk { text: part, .. } => text.push_str(&part),
+                AgentEvent::ReturnControl {
+                    invocation_id,
+                    inputs,
+                } => {
+                    let inputs = inputs
+                        .into_iter()
+                        .map(|mut i| {
+                            i.collaborator = Some((started.agent_id.clone(), name.to_string()));
+                            i
+                        })
+                        .collect();
+                    return CollaboratorOutcome::Returned {
+                        agent_id: started.agent_id.clone(),
+                        invocation_id,
+                        inputs,
+                    };
                 }
                 AgentEvent::Failed(AgentFailure::StepLimit(m)) => {
-                    return format!("The collaborator {name} failed: {m}")
+                    return answer(format!("The collaborator {name} failed: {m}"))
                 }
                 AgentEvent::Failed(AgentFailure::Model(e)) => {
-                    return format!("The collaborator {name} failed: {e}")
+                    return answer(format!("The collaborator {name} failed: {e}"))
                 }
             }
         }
-        answer
+        answer(text)
     }
 
     /// SUPERVISOR_ROUTER: the model picks one collaborator for the input, which
@@ -1564,9 +1796,15 @@ impl Turn {
         )
         .await;
         let mut traces = Vec::new();
-        let answer = self
-            .run_collaborator(&name, &alias_arn, input.to_string(), &mut traces)
-            .await;
+        let answer = match self
+            .run_collaborator(&name, &alias_arn, CollaboratorInput::Text(input.to_string()), &mut traces)
+            .await
+        {
+            CollaboratorOutcome::Answer(text) => text,
+            CollaboratorOutcome::Returned { .. } => format!(
+                "The collaborator {name} asked for actions its caller must run, which a router does not relay; use SUPERVISOR mode for collaborators with RETURN_CONTROL actions."
+            ),
+        };
         for part in traces {
             self.trace(&trace_id, part).await;
         }
@@ -1639,6 +1877,7 @@ impl Turn {
                 references: Vec::new(),
                 session_attributes: None,
                 prompt_session_attributes: None,
+                returned: None,
             };
         }
         let outcome = self.service.executors.call(&name, &event).await;
@@ -1683,6 +1922,7 @@ impl Turn {
             references: Vec::new(),
             session_attributes,
             prompt_session_attributes,
+            returned: None,
         }
     }
 
@@ -1747,6 +1987,7 @@ impl Turn {
             references,
             session_attributes: None,
             prompt_session_attributes: None,
+            returned: None,
         }
     }
 }

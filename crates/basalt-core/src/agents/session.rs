@@ -38,6 +38,23 @@ pub struct ActionInput {
     pub parameters: Vec<NamedValue>,
     /// An API call's body: its content type and properties.
     pub body: Option<(String, Vec<NamedValue>)>,
+    /// The collaborator whose action this is (its agent ID and name), when a
+    /// supervisor relays a collaborator's return of control.
+    #[serde(default)]
+    pub collaborator: Option<(String, String)>,
+}
+
+/// A collaborator's turn that returned control through its supervisor.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CollaboratorWait {
+    /// The supervisor's tool call that the collaborator's answer will answer.
+    pub tool_use_id: String,
+    pub name: String,
+    pub alias_arn: String,
+    /// The collaborator's agent ID (the results for it carry it as `agentId`).
+    pub agent_id: String,
+    /// The collaborator session's own invocation.
+    pub invocation_id: String,
 }
 
 /// A call waiting for the caller's result.
@@ -57,6 +74,9 @@ pub enum Pending {
         calls: Vec<PendingCall>,
         /// Results of the same step's other actions, already run.
         done: Vec<(String, String)>,
+        /// Collaborators whose actions are part of this return of control.
+        #[serde(default)]
+        collaborators: Vec<CollaboratorWait>,
     },
     /// The user's answer to `ask_user`, which becomes the tool's result.
     AskUser {

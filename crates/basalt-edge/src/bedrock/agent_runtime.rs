@@ -47,7 +47,6 @@ struct KnowledgeBaseConfigBody {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct FunctionResultBody {
     action_group: Option<String>,
-    #[allow(dead_code)]
     agent_id: Option<String>,
     confirmation_state: Option<String>,
     function: Option<String>,
@@ -59,7 +58,6 @@ struct FunctionResultBody {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct ApiResultBody {
     action_group: Option<String>,
-    #[allow(dead_code)]
     agent_id: Option<String>,
     api_path: Option<String>,
     confirmation_state: Option<String>,
@@ -213,6 +211,7 @@ fn results(list: Vec<ResultBody>) -> Result<Vec<ActionResult>, BedrockError> {
                         failed: response_failed(f.response_state.as_deref())?,
                         denied,
                         http_status: None,
+                        agent_id: f.agent_id,
                     })
                 }
                 (None, Some(a)) => {
@@ -235,6 +234,7 @@ fn results(list: Vec<ResultBody>) -> Result<Vec<ActionResult>, BedrockError> {
                             || a.http_status_code.is_some_and(|c| c >= 400),
                         denied,
                         http_status: a.http_status_code,
+                        agent_id: a.agent_id,
                     })
                 }
                 _ => Err(BedrockError::validation(format!(
@@ -582,6 +582,21 @@ fn request_body_json(input: &ActionInput) -> Option<Value> {
 }
 
 fn invocation_input_json(input: &ActionInput, agent_id: &str) -> Value {
+    let (agent_id, collaborator) = match &input.collaborator {
+        Some((id, name)) => (id.as_str(), Some(name.as_str())),
+        None => (agent_id, None),
+    };
+    let mut out = invocation_input_of(input, agent_id);
+    if let (Some(name), Some(member)) = (
+        collaborator,
+        out.as_object_mut().and_then(|o| o.values_mut().next()),
+    ) {
+        member["collaboratorName"] = json!(name);
+    }
+    out
+}
+
+fn invocation_input_of(input: &ActionInput, agent_id: &str) -> Value {
     match &input.target {
         ActionTarget::Function(function) => json!({"functionInvocationInput": {
             "actionGroup": input.action_group,
