@@ -1071,3 +1071,25 @@ def test_a_collaborators_return_of_control_goes_through_the_supervisor(cp, rt, d
     assert [m["content"] for m in tool_messages(sent[2])] == ["shipped"], "the collaborator gets the result"
     assert [m["content"] for m in tool_messages(sent[3])] == ["A1 has shipped."], (
         "the supervisor gets the collaborator's answer")
+
+
+def test_prompt_templates_are_shown_and_an_override_is_the_system_prompt(cp, rt, double):
+    plain = create_agent(cp)["agentId"]
+    shown = cp.get_agent(agentId=plain)["agent"]["promptOverrideConfiguration"]["promptConfigurations"]
+    by_type = {c["promptType"]: c for c in shown}
+    assert {"ORCHESTRATION", "MEMORY_SUMMARIZATION"} <= set(by_type), shown
+    assert by_type["ORCHESTRATION"]["promptCreationMode"] == "DEFAULT"
+    assert "$instruction$" in by_type["ORCHESTRATION"]["basePromptTemplate"], by_type["ORCHESTRATION"]
+    override = {"promptConfigurations": [{
+        "promptType": "ORCHESTRATION", "promptCreationMode": "OVERRIDDEN", "promptState": "ENABLED",
+        "basePromptTemplate": "RULES: $instruction$ ATTRS:$prompt_session_attributes$",
+        "inferenceConfiguration": {"maximumLength": 77, "temperature": 0.0, "topP": 1.0, "topK": 5,
+                                   "stopSequences": ["END"]}}]}
+    agent_id = ready_agent(cp, promptOverrideConfiguration=override)
+    double.script(UPSTREAM, [{"text": "ok"}])
+    invoke(rt, agent_id, session_id(), "Hi", sessionState={"promptSessionAttributes": {"tier": "gold"}}).ok()
+    sent = double.last(UPSTREAM)
+    assert system_text(sent).startswith("RULES: " + INSTRUCTION + " ATTRS:"), system_text(sent)
+    assert "tier: gold" in system_text(sent)
+    assert sent["max_tokens"] == 77 or sent.get("max_completion_tokens") == 77, sent
+    assert sent.get("stop") == ["END"], sent.get("stop")

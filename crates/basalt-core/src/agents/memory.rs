@@ -18,7 +18,7 @@ use super::AgentService;
 use crate::common::{now_ms, store_error};
 use crate::keys::Principal;
 use crate::service::CallContext;
-use crate::types::{ChatRequest, ContentBlock, InferenceParams, Message, Role};
+use crate::types::{ChatRequest, ContentBlock, Message, Role};
 use crate::CoreError;
 
 /// One session's summary.
@@ -33,9 +33,6 @@ pub struct SessionSummary {
     #[serde(default)]
     pub key_id: Option<String>,
 }
-
-/// The summarization prompt (MEMORY_SUMMARIZATION).
-pub const SUMMARY_PROMPT: &str = "You write the memory of an assistant. Summarize the conversation below for the assistant's future sessions with the same user: the user's goals, facts about the user and their preferences, what was decided or done, and what is still open. Write at most 200 words of plain text. Do not invent anything that is not in the conversation.";
 
 /// Longest transcript given to the summarizer, in characters (the most recent part).
 const MAX_TRANSCRIPT_CHARS: usize = 40_000;
@@ -209,12 +206,12 @@ impl AgentService {
         };
         let request = ChatRequest {
             model_id: model,
-            system: vec![SUMMARY_PROMPT.to_string()],
+            system: vec![super::prompts::template(&version, "MEMORY_SUMMARIZATION").to_string()],
             messages: vec![Message {
                 role: Role::User,
                 content: vec![ContentBlock::Text(transcript(&state))],
             }],
-            params: InferenceParams::default(),
+            params: super::prompts::params(&version, "MEMORY_SUMMARIZATION"),
             tools: None,
             response_schema: None,
             stream: false,

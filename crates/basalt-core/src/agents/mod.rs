@@ -14,6 +14,7 @@ pub mod executor;
 pub mod mcp;
 pub mod memory;
 pub mod openapi;
+pub mod prompts;
 pub mod run;
 pub mod session;
 pub mod tools;

@@ -373,77 +373,12 @@ fn system_prompt(
     prompt_attributes: &BTreeMap<String, String>,
     memory: &[String],
 ) -> String {
-    let mut instruction = version.settings.instruction.clone().unwrap_or_default();
-    if !memory.is_empty() {
-        instruction
-            .push_str("\n\nSummaries of your earlier sessions with this user, newest first:\n");
-        for summary in memory {
-            instruction.push_str(&format!("<summary>\n{summary}\n</summary>\n"));
-        }
-    }
-    let attributes = prompt_attributes
-        .iter()
-        .map(|(k, v)| format!("{k}: {v}"))
-        .collect::<Vec<_>>()
-        .join("\n");
-    if let Some(template) = orchestration_override(version)
-        .and_then(|o| o.get("basePromptTemplate"))
-        .and_then(Value::as_str)
-    {
-        return template
-            .replace("$instruction$", &instruction)
-            .replace("$prompt_session_attributes$", &attributes);
-    }
-    if attributes.is_empty() {
-        instruction
-    } else {
-        format!("{instruction}\n\nSession attributes:\n{attributes}")
-    }
+    super::prompts::orchestration(version, prompt_attributes, memory)
 }
 
-/// The ORCHESTRATION entry of `promptOverrideConfiguration`, when it is overridden.
-fn orchestration_override(version: &AgentVersion) -> Option<&Value> {
-    version
-        .settings
-        .prompt_overrides
-        .as_ref()?
-        .get("promptConfigurations")?
-        .as_array()?
-        .iter()
-        .find(|c| {
-            c.get("promptType").and_then(Value::as_str) == Some("ORCHESTRATION")
-                && c.get("promptCreationMode").and_then(Value::as_str) == Some("OVERRIDDEN")
-        })
-}
-
-/// Sampling settings from the ORCHESTRATION override, if any.
+/// Sampling settings of the orchestration steps.
 fn step_params(version: &AgentVersion) -> InferenceParams {
-    let mut params = InferenceParams::default();
-    if let Some(config) =
-        orchestration_override(version).and_then(|o| o.get("inferenceConfiguration"))
-    {
-        params.temperature = config
-            .get("temperature")
-            .and_then(Value::as_f64)
-            .map(|t| t as f32);
-        params.top_p = config.get("topP").and_then(Value::as_f64).map(|t| t as f32);
-        params.top_k = config.get("topK").and_then(Value::as_u64).map(|k| k as u32);
-        params.max_tokens = config
-            .get("maximumLength")
-            .and_then(Value::as_u64)
-            .map(|m| m as u32);
-        params.stop_sequences = config
-            .get("stopSequences")
-            .and_then(Value::as_array)
-            .map(|s| {
-                s.iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_owned)
-                    .collect()
-            })
-            .unwrap_or_default();
-    }
-    params
+    super::prompts::params(version, "ORCHESTRATION")
 }
 
 /// One invocation's fixed parts, shared by its steps.

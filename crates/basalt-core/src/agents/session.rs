@@ -354,6 +354,42 @@ mod tests {
     }
 
     #[test]
+    fn a_session_round_trips_and_an_idle_one_comes_back_as_expired_once() {
+        let store = basalt_store::SqliteStore::open_in_memory().expect("store");
+        let key = SessionKey {
+            agent_id: "AGENT12345".into(),
+            alias_id: "TSTALIASID".into(),
+            session_id: "s-1".into(),
+        };
+        let mut loaded = load(&store, &key).expect("load");
+        assert!(loaded.revision.is_none() && loaded.expired.is_none());
+        loaded
+            .state
+            .messages
+            .push(StoredMessage::user_text("hello"));
+        assert!(save(&store, &key, &loaded, 600).expect("save"));
+        let again = load(&store, &key).expect("reload");
+        assert_eq!(again.state.messages, loaded.state.messages);
+        assert_eq!(again.revision, Some(1));
+        // A stale writer (revision 1 was already replaced) loses.
+        assert!(save(&store, &key, &again, 600).expect("second save"));
+        assert!(!save(&store, &key, &again, 600).expect("stale save"));
+        // Make it idle past its TTL: the next load starts a new session and hands
+        // back the old one for its summary, once.
+        let mut record = store
+            .agent_record(AgentKind::Session, &key.agent_id, &key.key())
+            .expect("read")
+            .expect("present");
+        record.expires_ms = Some(1);
+        assert!(store.update_agent_record(&record).expect("expire"));
+        let fresh = load(&store, &key).expect("load after expiry");
+        assert!(fresh.revision.is_none() && fresh.state.messages.is_empty());
+        let (ended, expiry) = fresh.expired.expect("the idle session");
+        assert_eq!((ended.messages.len(), expiry), (1, 1));
+        assert!(load(&store, &key).expect("load again").expired.is_none());
+    }
+
+    #[test]
     fn trimming_drops_whole_turns_never_a_tool_result_without_its_call() {
         let mut state = SessionState::default();
         for t in ["one", "two", "three"] {

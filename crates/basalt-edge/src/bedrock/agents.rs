@@ -197,9 +197,11 @@ fn settings_json(out: &mut Value, v: &AgentVersion) {
     if let Some(k) = &s.customer_encryption_key_arn {
         put("customerEncryptionKeyArn", json!(k));
     }
-    if let Some(p) = &s.prompt_overrides {
-        put("promptOverrideConfiguration", p.clone());
-    }
+    // The agent's entries and the default of every prompt type it leaves alone.
+    put(
+        "promptOverrideConfiguration",
+        basalt_core::agents::prompts::shown(v),
+    );
     if let Some(g) = &s.guardrail {
         put(
             "guardrailConfiguration",
