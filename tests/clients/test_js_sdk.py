@@ -71,7 +71,7 @@ def kb_id(make_client, key, batch_root) -> str:
     return kb
 
 
-def run_sdk(node, server, key, kb=None, calls=ALL_CALLS, secret=None) -> tuple[int, dict, str]:
+def run_sdk(node, server, key, kb=None, calls=ALL_CALLS, secret=None, agent=None) -> tuple[int, dict, str]:
     """Run sdk_calls.mjs; returns (exit status, its JSON output, its stderr)."""
     env = dict(os.environ)
     env.update({
@@ -86,6 +86,8 @@ def run_sdk(node, server, key, kb=None, calls=ALL_CALLS, secret=None) -> tuple[i
     })
     if kb is not None:
         env["BASALT_KB_ID"] = kb
+    if agent is not None:
+        env["BASALT_AGENT_ID"] = agent
     cp = subprocess.run([node, str(SCRIPT)], cwd=JS_DIR, env=env, capture_output=True,
                         text=True, timeout=600)
     try:
@@ -204,3 +206,25 @@ def test_wrong_secret_is_access_denied(node, server, key, kb_id):
     streams = out["transport"]["http2Streams"]
     assert [s["status"] for s in streams] == [403, 403], streams
     assert out["transport"]["http1Requests"] == [], out["transport"]
+
+
+def test_invoke_agent_streams_over_http2(node, server, key, make_client):
+    """InvokeAgent through the SDK's default HTTP/2 handler: the event stream parses,
+    the answer is a chunk, and the session ID comes back in its header."""
+    cp = make_client("bedrock-agent", key)
+    agent = cp.create_agent(agentName=f"js-sdk-agent-{os.getpid()}", foundationModel=CHAT_MODEL,
+                            instruction="You are a helpful assistant that answers questions in one short sentence.",
+                            agentResourceRoleArn="arn:aws:iam::123456789012:role/agent",
+                            promptOverrideConfiguration={"promptConfigurations": [{
+                                "promptType": "ORCHESTRATION", "promptCreationMode": "DEFAULT",
+                                "inferenceConfiguration": {"maximumLength": 24, "temperature": 0.0}}]})["agent"]
+    prepared = cp.prepare_agent(agentId=agent["agentId"])
+    assert prepared["agentStatus"] == "PREPARED", cp.get_agent(agentId=agent["agentId"])["agent"].get("failureReasons")
+    rc, out, err = run_sdk(node, server, key, calls=("invokeAgent",), agent=agent["agentId"])
+    call = out["calls"]["invokeAgent"]
+    assert rc == 0 and call["ok"], f"{call.get('error')}\nstderr:\n{err}"
+    assert call["sessionId"] == call["askedSessionId"], call
+    assert call["contentType"] == "application/json", call
+    assert "chunk" in call["events"] and "trace" in call["events"], call["events"]
+    assert call["text"].strip(), f"an answer came back: {call}"
+    assert out["transport"]["http2Streams"] and not out["transport"]["http1Requests"], out["transport"]

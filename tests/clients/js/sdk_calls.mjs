@@ -16,10 +16,11 @@
 //   --model      BASALT_MODEL_ID            chat model id (required)
 //   --kb         BASALT_KB_ID               knowledge base id (required by retrieve,
 //                                           retrieveAndGenerate)
+//   --agent      BASALT_AGENT_ID            a prepared agent's id (required by invokeAgent)
 //   --region     BASALT_REGION              default us-east-1
 //   --calls      BASALT_CALLS               comma-separated subset of: converse,
-//                converseStream, invokeModel, countTokens, retrieve, retrieveAndGenerate
-//                (default: all)
+//                converseStream, invokeModel, countTokens, retrieve, retrieveAndGenerate,
+//                invokeAgent (default: all)
 //
 // Output (stdout): {"ok", "sdk": {versions}, "handlers": {...}, "transport": {...},
 // "calls": {name: {"ok", "status", "requestId", ...results | "error": {...}}}}.
@@ -40,6 +41,7 @@ import {
 } from "@aws-sdk/client-bedrock-runtime";
 import {
   BedrockAgentRuntimeClient,
+  InvokeAgentCommand,
   RetrieveAndGenerateCommand,
   RetrieveCommand,
 } from "@aws-sdk/client-bedrock-agent-runtime";
@@ -51,6 +53,7 @@ const ALL_CALLS = [
   "countTokens",
   "retrieve",
   "retrieveAndGenerate",
+  "invokeAgent",
 ];
 
 // ------------------------------------------------------------------ settings
@@ -70,6 +73,7 @@ function settings() {
     secretAccessKey: pick("secret", "BASALT_SECRET_ACCESS_KEY"),
     model: pick("model", "BASALT_MODEL_ID"),
     kb: pick("kb", "BASALT_KB_ID"),
+    agent: pick("agent", "BASALT_AGENT_ID"),
     region: pick("region", "BASALT_REGION", "us-east-1"),
     calls: pick("calls", "BASALT_CALLS", ALL_CALLS.join(","))
       .split(",")
@@ -77,12 +81,15 @@ function settings() {
       .filter(Boolean),
   };
   for (const [k, v] of Object.entries(s)) {
-    if (v === undefined && k !== "kb") throw new Error(`setting ${k} is missing`);
+    if (v === undefined && k !== "kb" && k !== "agent") throw new Error(`setting ${k} is missing`);
   }
   const unknown = s.calls.filter((c) => !ALL_CALLS.includes(c));
   if (unknown.length) throw new Error(`unknown calls ${unknown.join(", ")}; known: ${ALL_CALLS.join(", ")}`);
   if (!s.kb && s.calls.some((c) => c.startsWith("retrieve"))) {
     throw new Error("setting kb is missing (needed by retrieve and retrieveAndGenerate)");
+  }
+  if (!s.agent && s.calls.includes("invokeAgent")) {
+    throw new Error("setting agent is missing (needed by invokeAgent)");
   }
   return s;
 }
@@ -276,6 +283,34 @@ function calls(s, runtime, agent) {
           score: x.score,
           text: snippet(x.content?.text, 120),
         })),
+      };
+    },
+
+    async invokeAgent() {
+      const sessionId = `js-sdk-${Date.now()}`;
+      const r = await agent.send(
+        new InvokeAgentCommand({
+          agentId: s.agent,
+          agentAliasId: "TSTALIASID",
+          sessionId,
+          inputText: question,
+          enableTrace: true,
+        }),
+      );
+      const events = [];
+      let text = "";
+      for await (const event of r.completion) {
+        const kind = Object.keys(event).find((k) => event[k] !== undefined) ?? "?";
+        events.push(kind);
+        if (event.chunk?.bytes) text += decoder.decode(event.chunk.bytes);
+      }
+      return {
+        ...meta(r),
+        sessionId: r.sessionId,
+        askedSessionId: sessionId,
+        contentType: r.contentType,
+        events: [...new Set(events)],
+        text: snippet(text),
       };
     },
 
