@@ -727,6 +727,9 @@ def test_each_model_call_of_a_turn_is_metered(front, cp, double):
     usage = [a["usage"] for a in double.answers]
     assert row["input_tokens"] == sum(u["prompt_tokens"] for u in usage), (row, usage)
     assert row["output_tokens"] == sum(u["completion_tokens"] for u in usage), (row, usage)
+    groups = [g for g in front.cli_json("usage", "--json")["groups"] if g["key_name"] == name]
+    assert groups and all(g.get("agent") == agent_id for g in groups), (
+        f"`basalt usage` reports the calls under their agent: {groups}")
     deadline = time.monotonic() + 15
     while invoke_agent_count(front) < before + 2 and time.monotonic() < deadline:
         time.sleep(0.2)

@@ -46,6 +46,9 @@ pub struct UsageGroup {
     /// The alias the calls named (`model_id` is the model that answered them).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub model_alias: Option<String>,
+    /// The agent whose turns made the calls (InvokeAgent), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
     pub invocations: u64,
     pub errors: u64,
     pub throttles: u64,
@@ -89,10 +92,22 @@ pub fn report(
     until_ms: i64,
     bucket: Bucket,
 ) -> UsageReport {
-    type GroupKey = (i64, String, String, String, Option<String>, Option<String>);
+    type GroupKey = (
+        i64,
+        String,
+        String,
+        String,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+    );
     let mut groups: BTreeMap<GroupKey, Acc> = BTreeMap::new();
     for s in samples {
         let start = bucket.ms().map(|b| s.at_ms - s.at_ms.rem_euclid(b));
+        let agent = s
+            .agent_session
+            .as_deref()
+            .map(|a| a.split('/').next().unwrap_or(a).to_string());
         let acc = groups
             .entry((
                 start.unwrap_or(0),
@@ -101,6 +116,7 @@ pub fn report(
                 s.inference_type.clone(),
                 s.inference_profile.clone(),
                 s.model_alias.clone(),
+                agent.clone(),
             ))
             .or_default();
         let g = acc.group.get_or_insert_with(|| UsageGroup {
@@ -110,6 +126,7 @@ pub fn report(
             inference_type: s.inference_type.clone(),
             inference_profile: s.inference_profile.clone(),
             model_alias: s.model_alias.clone(),
+            agent,
             invocations: 0,
             errors: 0,
             throttles: 0,
@@ -266,6 +283,7 @@ mod tests {
             cost_usd: cost,
             inference_profile: None,
             model_alias: None,
+            agent_session: None,
         }
     }
 

@@ -172,6 +172,8 @@ pub struct InvocationSample {
     pub inference_profile: Option<String>,
     /// The alias the call named, if any.
     pub model_alias: Option<String>,
+    /// The agent session the call was a step of (`<agent ID>/<session ID>`), if any.
+    pub agent_session: Option<String>,
 }
 
 /// Requests and tokens counted in one quota window.

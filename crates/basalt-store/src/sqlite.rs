@@ -342,7 +342,7 @@ impl InvocationLog for SqliteStore {
                 .prepare(
                     "SELECT at_ms, COALESCE(key_name, '(none)'), model_id, inference_type, outcome,
                             input_tokens, output_tokens, latency_ms, cost_usd, inference_profile,
-                            model_alias
+                            model_alias, agent_session
                      FROM invocations WHERE at_ms >= ?1 AND at_ms < ?2 ORDER BY at_ms",
                 )
                 .map_err(db)?;
@@ -360,6 +360,7 @@ impl InvocationLog for SqliteStore {
                         cost_usd: row.get(8)?,
                         inference_profile: row.get(9)?,
                         model_alias: row.get(10)?,
+                        agent_session: row.get(11)?,
                     })
                 })
                 .map_err(db)?;

@@ -586,10 +586,11 @@ fn usage(
             "{:<17} {:<16} {:<42} {:<11} {:>7} {:>6} {:>9} {:>10} {:>10} {:>11.6} {:>8} {:>8}",
             period,
             g.key_name,
-            match (&g.inference_profile, &g.model_alias) {
-                (Some(p), _) => format!("{} (profile {p})", g.model_id),
-                (None, Some(a)) => format!("{} (as {a})", g.model_id),
-                (None, None) => g.model_id.clone(),
+            match (&g.inference_profile, &g.model_alias, &g.agent) {
+                (Some(p), _, _) => format!("{} (profile {p})", g.model_id),
+                (None, Some(a), _) => format!("{} (as {a})", g.model_id),
+                (None, None, Some(agent)) => format!("{} (agent {agent})", g.model_id),
+                (None, None, None) => g.model_id.clone(),
             },
             g.inference_type,
             g.invocations,
