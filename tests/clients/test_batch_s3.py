@@ -255,3 +255,41 @@ def test_a_killed_s3_job_resumes_from_its_staged_output(s3_store, s3, tmp_path_f
         assert not staging.exists(), "the job's staging directory is removed once its output is uploaded"
     finally:
         stop_server(srv)
+
+
+# ------------------------------------------------------------------- agents' apiSchema in S3
+
+ORDERS_OPENAPI = {
+    "openapi": "3.0.0", "info": {"title": "orders", "version": "1"},
+    "paths": {"/orders/{orderId}": {"get": {
+        "operationId": "getOrder", "description": "Look up an order",
+        "parameters": [{"name": "orderId", "in": "path", "required": True, "schema": {"type": "string"}}],
+        "responses": {"200": {"description": "the order"}}}}},
+}
+
+
+def test_an_agents_api_schema_is_read_from_an_allowed_bucket(front, s3):
+    key = front.cli_json("keys", "create", "--name", f"agents-s3-{uuid.uuid4().hex[:6]}", "--json")
+    cp = boto3.session.Session().client(
+        "bedrock-agent", endpoint_url=front.url, region_name="us-east-1", aws_access_key_id=key["access_key_id"],
+        aws_secret_access_key=key["secret_access_key"], config=BOTO_CONFIG)
+    object_key = f"schemas/{uuid.uuid4().hex[:8]}/orders.json"
+    s3.put_object(Bucket=BUCKET, Key=object_key, Body=json.dumps(ORDERS_OPENAPI).encode())
+    agent_id = cp.create_agent(agentName=f"s3-schema-{uuid.uuid4().hex[:6]}", foundationModel=CHAT_MODEL,
+                               instruction="You look up orders with the orders API when asked about them.",
+                               agentResourceRoleArn=ROLE)["agent"]["agentId"]
+
+    def group(bucket, key_):
+        return cp.create_agent_action_group(
+            agentId=agent_id, agentVersion="DRAFT", actionGroupName=f"g{uuid.uuid4().hex[:6]}",
+            actionGroupExecutor={"customControl": "RETURN_CONTROL"},
+            apiSchema={"s3": {"s3BucketName": bucket, "s3ObjectKey": key_}})["agentActionGroup"]
+
+    created = group(BUCKET, object_key)
+    assert created["apiSchema"] == {"s3": {"s3BucketName": BUCKET, "s3ObjectKey": object_key}}, created
+    prepared = cp.prepare_agent(agentId=agent_id)
+    assert prepared["agentStatus"] == "PREPARED", cp.get_agent(agentId=agent_id)["agent"].get("failureReasons")
+    expect_client_error(lambda: group(BUCKET, "schemas/missing.json"), "ValidationException", 400)
+    expect_client_error(lambda: group(OTHER_BUCKET, object_key), "AccessDeniedException", 403)
+    s3.put_object(Bucket=BUCKET, Key=object_key + ".bad", Body=b"openapi: [unclosed")
+    expect_client_error(lambda: group(BUCKET, object_key + ".bad"), "ValidationException", 400)

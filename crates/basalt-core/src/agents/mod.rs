@@ -629,7 +629,8 @@ impl AgentService {
     async fn read_s3_schema(&self, bucket: &str, key: &str) -> Result<String, CoreError> {
         let uri = format!("s3://{bucket}/{key}");
         let location = self.core.s3().check(&uri)?;
-        let objects = self.core.s3().objects_under(&location).await?;
+        // The object itself (a HEAD), not a listing under it as a folder.
+        let objects = self.core.s3().objects(&location, "").await?;
         let object = objects
             .iter()
             .find(|o| o.key == key)
