@@ -47,6 +47,10 @@ CREATE_BODIES = {
     "unknown-model": json.dumps({**GOOD, "foundationModel": "nobody.nothing-v1:0"}).encode(),
     "deep-nesting": ('{"agentName": "x", "promptOverrideConfiguration": ' + deep(5000) + "}").encode(),
     "bad-collaboration": json.dumps({**GOOD, "agentCollaboration": "EVERYONE"}).encode(),
+    "prompt-override-string": json.dumps({**GOOD, "promptOverrideConfiguration": "x"}).encode(),
+    "prompt-override-list": json.dumps({**GOOD, "promptOverrideConfiguration": [1]}).encode(),
+    "prompt-configurations-object": json.dumps(
+        {**GOOD, "promptOverrideConfiguration": {"promptConfigurations": {"a": 1}}}).encode(),
 }
 
 

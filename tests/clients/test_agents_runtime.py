@@ -445,8 +445,9 @@ def test_ask_user_asks_and_the_next_turn_answers(cp, rt, double):
 
 def test_the_step_cap_ends_the_turn_with_a_dependency_failure(cp, rt, double, executor):
     agent_id = ready_agent(cp, groups=[orders_group(lambda_executor())])
-    double.script(UPSTREAM, [call_step(order_call(f"L{i}")) for i in range(MAX_STEPS + 3)])
-    turn = invoke(rt, agent_id, session_id(), "Keep looking things up.", enableTrace=True)
+    double.script(UPSTREAM, [call_step(order_call(f"L{i}")) for i in range(MAX_STEPS)])
+    session = session_id()
+    turn = invoke(rt, agent_id, session, "Keep looking things up.", enableTrace=True)
     assert turn.error is not None, f"the turn should fail after {MAX_STEPS} model calls; events: {turn.kinds}"
     assert turn.error.response["Error"]["Code"] == "dependencyFailedException", turn.error.response["Error"]
     assert len(double.requests) == MAX_STEPS, (
@@ -458,6 +459,13 @@ def test_the_step_cap_ends_the_turn_with_a_dependency_failure(cp, rt, double, ex
     assert "failureTrace" in turn.events[-1].get("trace", {}).get("trace", {}), (
         f"the failureTrace is the last event before the error: {turn.kinds}")
     assert turn.chunks == [], "no answer chunk for a failed turn"
+    # The session goes on after a stopped turn: the next input follows an assistant
+    # message, as every upstream requires.
+    double.script(UPSTREAM, [{"text": "Starting over."}])
+    again = invoke(rt, agent_id, session, "Never mind, just say hello.").ok()
+    assert again.text == "Starting over."
+    roles = [m["role"] for m in double.last(UPSTREAM)["messages"] if m["role"] != "system"]
+    assert all(a != b or a == "tool" for a, b in zip(roles, roles[1:])), roles
 
 
 # ------------------------------------------------------------------- sessions
@@ -882,6 +890,13 @@ def test_collaborators_are_checked(cp, rt, double):
     expect_error(lambda: cp.associate_agent_collaborator(
         agentId=own_id, agentVersion="DRAFT", agentDescriptor={"aliasArn": billing}, collaboratorName="me",
         collaborationInstruction="Me."), "ValidationException", 400)
+    # One agent is one collaborator (returned actions are routed back by its agent ID).
+    boss2 = create_agent(cp, agentCollaboration="SUPERVISOR")["agentId"]
+    cp.associate_agent_collaborator(agentId=boss2, agentVersion="DRAFT", agentDescriptor={"aliasArn": billing},
+                                    collaboratorName="billing", collaborationInstruction="Money.")
+    expect_error(lambda: cp.associate_agent_collaborator(
+        agentId=boss2, agentVersion="DRAFT", agentDescriptor={"aliasArn": billing}, collaboratorName="billing2",
+        collaborationInstruction="More money."), "ConflictException", 409)
 
 
 # ------------------------------------------------------------------- a guardrail on tool results

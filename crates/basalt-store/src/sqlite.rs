@@ -36,6 +36,23 @@ pub struct SqliteStore {
     watcher: Option<Mutex<Connection>>,
 }
 
+/// A unique-constraint failure of a record with a unique name and ID: `Duplicate("name")`
+/// when the constraint names a `name` column, else `Duplicate("id")`.
+pub(crate) fn name_or_id_taken(e: rusqlite::Error) -> StoreError {
+    match &e {
+        rusqlite::Error::SqliteFailure(f, Some(m))
+            if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+        {
+            if m.contains("name") {
+                StoreError::Duplicate("name")
+            } else {
+                StoreError::Duplicate("id")
+            }
+        }
+        _ => db(e),
+    }
+}
+
 pub(crate) fn db(e: rusqlite::Error) -> StoreError {
     StoreError::Database(e.to_string())
 }

@@ -3,7 +3,7 @@
 use rusqlite::{params, OptionalExtension};
 
 use crate::agents::{AgentKind, AgentRecord, AgentStore};
-use crate::sqlite::db;
+use crate::sqlite::{db, name_or_id_taken as constraint};
 use crate::{SqliteStore, StoreError};
 
 const COLUMNS: &str =
@@ -23,21 +23,6 @@ fn from_row(kind: AgentKind, row: &rusqlite::Row<'_>) -> rusqlite::Result<AgentR
         updated_ms: row.get(7)?,
         expires_ms: row.get(8)?,
     })
-}
-
-fn constraint(e: rusqlite::Error) -> StoreError {
-    match &e {
-        rusqlite::Error::SqliteFailure(f, Some(m))
-            if f.code == rusqlite::ErrorCode::ConstraintViolation =>
-        {
-            if m.contains("name") {
-                StoreError::Duplicate("name")
-            } else {
-                StoreError::Duplicate("id")
-            }
-        }
-        _ => db(e),
-    }
 }
 
 fn name_parts(record: &AgentRecord) -> (Option<&str>, Option<&str>) {

@@ -3,7 +3,7 @@
 use rusqlite::{params, OptionalExtension};
 
 use crate::knowledge::{KnowledgeKind, KnowledgeRecord, KnowledgeStore};
-use crate::sqlite::db;
+use crate::sqlite::{db, name_or_id_taken as constraint};
 use crate::{SqliteStore, StoreError};
 
 fn from_row(kind: KnowledgeKind, row: &rusqlite::Row<'_>) -> rusqlite::Result<KnowledgeRecord> {
@@ -16,21 +16,6 @@ fn from_row(kind: KnowledgeKind, row: &rusqlite::Row<'_>) -> rusqlite::Result<Kn
         created_ms: row.get(4)?,
         updated_ms: row.get(5)?,
     })
-}
-
-fn constraint(e: rusqlite::Error) -> StoreError {
-    match &e {
-        rusqlite::Error::SqliteFailure(f, Some(m))
-            if f.code == rusqlite::ErrorCode::ConstraintViolation =>
-        {
-            if m.contains("name") {
-                StoreError::Duplicate("name")
-            } else {
-                StoreError::Duplicate("id")
-            }
-        }
-        _ => db(e),
-    }
 }
 
 impl KnowledgeStore for SqliteStore {

@@ -129,7 +129,11 @@ impl AgentService {
             .list_agent_records(AgentKind::Memory, Some(agent_id))
             .map_err(store_error("agent memory"))?;
         for record in records {
-            let Some((memory, session)) = record.key.split_once('/') else {
+            // `<memory>/<owner>/<session>`.
+            let mut parts = record.key.splitn(3, '/');
+            let (Some(memory), Some(_owner), Some(session)) =
+                (parts.next(), parts.next(), parts.next())
+            else {
                 continue;
             };
             if memory_id.is_some_and(|m| m != memory) || session_id.is_some_and(|s| s != session) {
@@ -244,7 +248,13 @@ impl AgentService {
         let record = AgentRecord {
             kind: AgentKind::Memory,
             agent_id: key.agent_id.clone(),
-            key: format!("{memory_id}/{}", key.session_id),
+            // One summary per memory, owner and session: a key never replaces
+            // another key's summary.
+            key: format!(
+                "{memory_id}/{}/{}",
+                state.key_id.as_deref().unwrap_or("-"),
+                key.session_id
+            ),
             name: None,
             body,
             revision: 1,
@@ -273,12 +283,20 @@ impl AgentService {
             loop {
                 tick.tick().await;
                 let store = Arc::clone(&service.store);
+                let busy: std::collections::HashSet<String> =
+                    service.busy.lock().map(|b| b.clone()).unwrap_or_default();
                 let found = tokio::task::spawn_blocking(move || {
                     let now = now_ms();
                     let expired =
                         store.expired_agent_records(AgentKind::Session, now, SWEEP_BATCH)?;
                     let mut mine = Vec::new();
                     for record in expired {
+                        // A session with a turn running now is not idle.
+                        let running = SessionKey::of_record(&record.agent_id, &record.key)
+                            .is_some_and(|k| busy.contains(&k.label()));
+                        if running {
+                            continue;
+                        }
                         if store.delete_agent_record(
                             AgentKind::Session,
                             &record.agent_id,

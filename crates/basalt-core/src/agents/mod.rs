@@ -1348,7 +1348,19 @@ impl AgentService {
             created_ms: now,
             updated_ms: now,
         };
+        let target = |arn: &str| definition::parse_alias_arn(arn).map(|(a, _)| a.to_string());
         self.edit_draft(agent_id, |draft| {
+            // Results of returned actions are routed back by the collaborator's agent
+            // ID, so one agent is one collaborator.
+            if draft
+                .collaborators
+                .iter()
+                .any(|c| target(&c.alias_arn) == target(&collaborator.alias_arn))
+            {
+                return Err(CoreError::Conflict(format!(
+                    "agent {agent_id} already has a collaborator on that agent"
+                )));
+            }
             if draft
                 .collaborators
                 .iter()

@@ -161,13 +161,12 @@ pub fn shown(version: &AgentVersion) -> Value {
             }));
         }
     }
-    let mut out = version
-        .settings
-        .prompt_overrides
-        .clone()
-        .unwrap_or_else(|| json!({}));
-    out["promptConfigurations"] = Value::Array(configurations);
-    out
+    let mut out = match version.settings.prompt_overrides.clone() {
+        Some(Value::Object(map)) => map,
+        _ => serde_json::Map::new(),
+    };
+    out.insert("promptConfigurations".into(), Value::Array(configurations));
+    Value::Object(out)
 }
 
 #[cfg(test)]

@@ -33,6 +33,9 @@ use crate::types::{
 };
 use crate::CoreError;
 
+/// How long a turn waits for a caller that does not read its events.
+const STALLED_CALLER: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Lines of a tool result the guardrail also checks one by one.
 const MAX_GUARDED_LINES: usize = 64;
 
@@ -398,6 +401,8 @@ struct Turn {
     /// Summaries of the memory's earlier sessions.
     memory: Vec<String>,
     events: mpsc::Sender<AgentEvent>,
+    /// The caller stopped reading (or went away): events are no longer sent.
+    caller_gone: std::sync::atomic::AtomicBool,
 }
 
 /// What one executed action gave.
@@ -415,6 +420,9 @@ struct Observation {
 /// How a collaborator's turn ended.
 enum CollaboratorOutcome {
     Answer(String),
+    /// The collaborator refused the call before its turn started (for a resume: the
+    /// caller's results do not fit what it waits for).
+    Refused(CoreError),
     /// It returned control: its invocation and the actions (for the caller).
     Returned {
         agent_id: String,
@@ -530,7 +538,11 @@ impl AgentService {
         let mut session = session::load(self.store.as_ref(), &key)?;
         if let Some((ended, expiry)) = session.expired.take() {
             let service = Arc::clone(self);
-            let (principal, key) = (principal.clone(), key.clone());
+            // Metered to the key whose session it was, when that is the caller.
+            let owner = principal
+                .clone()
+                .filter(|p| ended.key_id.as_deref() == Some(p.key_id.as_str()));
+            let (principal, key) = (owner, key.clone());
             tokio::spawn(async move { service.summarize(principal, &key, ended, expiry).await });
         }
         let caller = principal.as_ref().map(|p| p.key_id.clone());
@@ -590,6 +602,7 @@ impl AgentService {
             searches: request.knowledge_base_searches.clone(),
             memory,
             events,
+            caller_gone: std::sync::atomic::AtomicBool::new(false),
         };
         let end_session = request.end_session;
         tokio::spawn(async move {
@@ -803,8 +816,21 @@ fn target_name(target: &ActionTarget) -> String {
 }
 
 impl Turn {
+    /// Sends an event; a caller that reads nothing for `STALLED_CALLER` is let go
+    /// (the turn finishes, so the session stays whole, and its events are dropped).
     async fn send(&self, event: AgentEvent) {
-        let _ = self.events.send(event).await;
+        if self.caller_gone.load(std::sync::atomic::Ordering::Relaxed) {
+            return;
+        }
+        if self
+            .events
+            .send_timeout(event, STALLED_CALLER)
+            .await
+            .is_err()
+        {
+            self.caller_gone
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 
     async fn trace(&self, trace_id: &str, part: TracePart) {
@@ -1024,12 +1050,7 @@ impl Turn {
                 )
                 .await;
             }
-            let mut ctx = CallContext::new(
-                self.principal.clone(),
-                format!("{}-{step}", self.request_id),
-                "InvokeAgent",
-            );
-            ctx.agent_session = Some(format!("{}/{}", self.key.agent_id, self.key.session_id));
+            let ctx = self.call_context(&step.to_string());
             let start_ms = now_ms();
             let (text, calls, usage, sent) = match self.generate(ctx, request, &trace_id).await {
                 Ok(out) => out,
@@ -1062,12 +1083,23 @@ impl Turn {
                 // What is still to send: the unsent rest, or the guardrail's answer
                 // (after a streamed prefix that passed it).
                 let mut rest = answer[sent..].to_string();
-                if let Some(Guarded::Blocked(replaced) | Guarded::Masked(replaced)) = self
+                match self
                     .guard(&trace_id, Source::Output, "answer", &answer)
                     .await
                 {
-                    answer = replaced.clone();
-                    rest = replaced;
+                    Some(Guarded::Blocked(replaced)) => {
+                        answer = replaced.clone();
+                        rest = replaced;
+                    }
+                    Some(Guarded::Masked(masked)) => {
+                        // What went out already passed: send only what follows it.
+                        rest = match masked.strip_prefix(&answer[..sent]) {
+                            Some(tail) => tail.to_string(),
+                            None => masked.clone(),
+                        };
+                        answer = masked;
+                    }
+                    None => {}
                 }
                 session.state.messages.push(StoredMessage {
                     assistant: true,
@@ -1137,10 +1169,28 @@ impl Turn {
             },
         )
         .await;
-        // Close the open tool calls so the session can go on.
+        // The conversation must alternate: the turn ends with the agent's word, so the
+        // next input of this session follows an assistant message.
+        session.state.messages.push(StoredMessage {
+            assistant: true,
+            blocks: vec![StoredBlock::Text {
+                text: "(I stopped here: this turn reached its step limit.)".into(),
+            }],
+        });
         self.save(&session, end_session).await;
         self.send(AgentEvent::Failed(AgentFailure::StepLimit(reason)))
             .await;
+    }
+
+    /// The metering context of one of this turn's model calls (`part` names it).
+    fn call_context(&self, part: &str) -> CallContext {
+        let mut ctx = CallContext::new(
+            self.principal.clone(),
+            format!("{}-{part}", self.request_id),
+            "InvokeAgent",
+        );
+        ctx.agent_session = Some(format!("{}/{}", self.key.agent_id, self.key.session_id));
+        ctx
     }
 
     /// One model call: its text, tool calls, usage, and whether the text went out
@@ -1420,6 +1470,12 @@ impl Turn {
                 self.trace(&trace_id, part).await;
             }
             match outcome {
+                CollaboratorOutcome::Refused(e) => {
+                    // The caller's results do not fit: nothing is saved, so the
+                    // supervisor and the collaborator both still wait for them.
+                    self.send(AgentEvent::Failed(AgentFailure::Model(e))).await;
+                    return false;
+                }
                 CollaboratorOutcome::Answer(text) => {
                     self.trace(
                         &trace_id,
@@ -1530,6 +1586,10 @@ impl Turn {
     ) -> Observation {
         let (output, returned) = match outcome {
             CollaboratorOutcome::Answer(text) => (text, None),
+            CollaboratorOutcome::Refused(e) => (
+                format!("The collaborator {name} could not be invoked: {e}"),
+                None,
+            ),
             CollaboratorOutcome::Returned {
                 agent_id,
                 invocation_id,
@@ -1575,6 +1635,13 @@ impl Turn {
         traces: &mut Vec<TracePart>,
     ) -> CollaboratorOutcome {
         let answer = |text: String| CollaboratorOutcome::Answer(text);
+        // Checked again at run time: an alias may point at another version by now.
+        if let Err(e) = self
+            .service
+            .collaborator_target(&self.key.agent_id, alias_arn)
+        {
+            return answer(format!("The collaborator {name} cannot run: {e}"));
+        }
         let Some((agent_id, alias_id)) = super::definition::parse_alias_arn(alias_arn) else {
             return answer(format!("The collaborator {name} has no valid alias ARN."));
         };
@@ -1613,7 +1680,7 @@ impl Turn {
         .await;
         let mut started = match started {
             Ok(s) => s,
-            Err(e) => return answer(format!("The collaborator {name} could not be invoked: {e}")),
+            Err(e) => return CollaboratorOutcome::Refused(e),
         };
         let supervisor_arn = self.service.alias_arn(&self.key.agent_id, &self.alias_id);
         let mut text = String::new();
@@ -1693,12 +1760,7 @@ impl Turn {
             )
             .await;
         }
-        let mut ctx = CallContext::new(
-            self.principal.clone(),
-            format!("{}-routing", self.request_id),
-            "InvokeAgent",
-        );
-        ctx.agent_session = Some(format!("{}/{}", self.key.agent_id, self.key.session_id));
+        let ctx = self.call_context("routing");
         let start_ms = now_ms();
         let (text, calls, usage, _) = self.generate(ctx, request, &trace_id).await.ok()?;
         if self.enable_trace {
@@ -1736,6 +1798,9 @@ impl Turn {
             .await
         {
             CollaboratorOutcome::Answer(text) => text,
+            CollaboratorOutcome::Refused(e) => {
+                format!("The collaborator {name} could not be invoked: {e}")
+            }
             CollaboratorOutcome::Returned { .. } => format!(
                 "The collaborator {name} asked for actions its caller must run, which a router does not relay; use SUPERVISOR mode for collaborators with RETURN_CONTROL actions."
             ),

@@ -296,9 +296,31 @@ pub fn save(
             Err(basalt_store::StoreError::Duplicate(_)) => Ok(false),
             Err(e) => Err(store_error("agent session")(e)),
         },
-        Some(_) => store
-            .update_agent_record(&record)
-            .map_err(store_error("agent session")),
+        Some(_) => {
+            if store
+                .update_agent_record(&record)
+                .map_err(store_error("agent session"))?
+            {
+                return Ok(true);
+            }
+            // Gone meanwhile (the idle sweeper took it as the turn began): this
+            // turn's state starts it again; changed by another turn: this one loses.
+            let gone = store
+                .agent_record(AgentKind::Session, &key.agent_id, &key.key())
+                .map_err(store_error("agent session"))?
+                .is_none();
+            if !gone {
+                return Ok(false);
+            }
+            match store.insert_agent_record(&AgentRecord {
+                revision: 1,
+                ..record
+            }) {
+                Ok(()) => Ok(true),
+                Err(basalt_store::StoreError::Duplicate(_)) => Ok(false),
+                Err(e) => Err(store_error("agent session")(e)),
+            }
+        }
     }
 }
 

@@ -145,6 +145,22 @@ impl AgentBody {
             ));
         }
         let collaboration = collaboration(self.agent_collaboration)?;
+        if let Some(p) = &self.prompt_override_configuration {
+            let configurations = p.get("promptConfigurations");
+            if !p.is_object() || configurations.is_some_and(|c| !c.is_array()) {
+                return Err(BedrockError::validation(
+                    "promptOverrideConfiguration must be an object whose promptConfigurations is a list",
+                ));
+            }
+            if configurations
+                .and_then(Value::as_array)
+                .is_some_and(|list| list.iter().any(|c| !c.is_object()))
+            {
+                return Err(BedrockError::validation(
+                    "promptOverrideConfiguration.promptConfigurations must hold objects",
+                ));
+            }
+        }
         let foundation_model = if update {
             Some(required(self.foundation_model, "foundationModel")?)
         } else {
