@@ -1111,3 +1111,21 @@ def test_prompt_templates_are_shown_and_an_override_is_the_system_prompt(cp, rt,
     assert "tier: gold" in system_text(sent)
     assert sent["max_tokens"] == 77 or sent.get("max_completion_tokens") == 77, sent
     assert sent.get("stop") == ["END"], sent.get("stop")
+
+
+def test_prompt_creation_configurations_shape_the_earlier_turns(cp, rt, double, executor):
+    agent_id = ready_agent(cp, groups=[orders_group(lambda_executor())])
+    executor.answer = lambda event: lambda_reply(event, "shipped")
+    double.script(UPSTREAM, [call_step(ORDER_CALL), {"text": "A1 shipped."},
+                             {"text": "Lean."}, {"text": "Nothing earlier."}])
+    session = session_id()
+    invoke(rt, agent_id, session, "Where is A1?").ok()
+    invoke(rt, agent_id, session, "And now?",
+           promptCreationConfigurations={"excludePreviousThinkingSteps": True}).ok()
+    assert conversation(double.last(UPSTREAM)) == [
+        ("user", "Where is A1?"), ("assistant", "A1 shipped."), ("user", "And now?")], (
+        "earlier turns without their tool calls and results")
+    assert not tool_messages(double.last(UPSTREAM))
+    invoke(rt, agent_id, session, "Anything?",
+           promptCreationConfigurations={"previousConversationTurnsToInclude": 0}).ok()
+    assert conversation(double.last(UPSTREAM)) == [("user", "Anything?")], conversation(double.last(UPSTREAM))

@@ -99,6 +99,8 @@ pub struct InvokeRequest {
     /// `applyGuardrailInterval`: characters of a streamed answer between two checks
     /// of the agent's guardrail (default 50).
     pub guardrail_interval: Option<u32>,
+    /// `promptCreationConfigurations`: which earlier turns the model sees.
+    pub context: session::ContextShape,
 }
 
 /// How an action ran.
@@ -400,6 +402,8 @@ struct Turn {
     searches: Vec<KnowledgeBaseSearch>,
     /// Summaries of the memory's earlier sessions.
     memory: Vec<String>,
+    /// Which earlier turns the model calls see.
+    context: session::ContextShape,
     events: mpsc::Sender<AgentEvent>,
     /// The caller stopped reading (or went away): events are no longer sent.
     caller_gone: std::sync::atomic::AtomicBool,
@@ -601,6 +605,7 @@ impl AgentService {
             guardrail_interval: request.guardrail_interval.unwrap_or(50).max(1) as usize,
             searches: request.knowledge_base_searches.clone(),
             memory,
+            context: request.context,
             events,
             caller_gone: std::sync::atomic::AtomicBool::new(false),
         };
@@ -1024,12 +1029,7 @@ impl Turn {
                     &session.state.prompt_session_attributes,
                     &self.memory,
                 )],
-                messages: session
-                    .state
-                    .messages
-                    .iter()
-                    .map(StoredMessage::to_message)
-                    .collect(),
+                messages: session.state.context(self.context),
                 params: step_params(&self.version),
                 tools: (!self.tools.is_empty()).then(|| ToolConfig {
                     tools: self.tools.specs.clone(),
@@ -1670,6 +1670,7 @@ impl Turn {
             memory_id: None,
             conversation_history: None,
             guardrail_interval: None,
+            context: self.context,
         };
         let started = invoke_boxed(
             Arc::clone(&self.service),

@@ -176,7 +176,67 @@ pub struct SessionState {
     pub memory_id: Option<String>,
 }
 
+/// Which earlier turns a model call sees (`promptCreationConfigurations`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ContextShape {
+    /// At most this many earlier turns (`previousConversationTurnsToInclude`).
+    pub previous_turns: Option<usize>,
+    /// Earlier turns as their question and answer only, without the tool calls and
+    /// results between them (`excludePreviousThinkingSteps`).
+    pub exclude_thinking: bool,
+}
+
 impl SessionState {
+    /// The messages a model call sees: the turn in progress whole, and the earlier
+    /// turns as `shape` says. The stored history is unchanged.
+    pub fn context(&self, shape: ContextShape) -> Vec<crate::types::Message> {
+        let starts: Vec<usize> = self
+            .messages
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| m.starts_turn())
+            .map(|(i, _)| i)
+            .collect();
+        let current = starts.last().copied().unwrap_or(0);
+        let earlier: Vec<(usize, usize)> = starts
+            .windows(2)
+            .map(|w| (w[0], w[1]))
+            .chain(starts.first().filter(|&&f| f > 0).map(|&f| (0, f)))
+            .collect();
+        let mut earlier = earlier;
+        earlier.sort_unstable();
+        if let Some(n) = shape.previous_turns {
+            let skip = earlier.len().saturating_sub(n);
+            earlier.drain(..skip);
+        }
+        let mut out = Vec::new();
+        for (from, to) in earlier {
+            let turn = &self.messages[from..to];
+            if shape.exclude_thinking {
+                let question = turn.first().filter(|m| m.starts_turn());
+                let answer = turn.iter().rev().find(|m| {
+                    m.assistant
+                        && m.blocks.len() == 1
+                        && matches!(m.blocks[0], StoredBlock::Text { .. })
+                });
+                // A turn without a plain answer (stopped, or waiting) is left out
+                // whole, so the messages still alternate.
+                if let (Some(q), Some(a)) = (question, answer) {
+                    out.push(q.to_message());
+                    out.push(a.to_message());
+                }
+            } else {
+                out.extend(turn.iter().map(StoredMessage::to_message));
+            }
+        }
+        out.extend(
+            self.messages[current..]
+                .iter()
+                .map(StoredMessage::to_message),
+        );
+        out
+    }
+
     /// Drops whole turns from the front until at most `max` messages are left.
     pub fn trim(&mut self, max: usize) {
         while self.messages.len() > max {
@@ -409,6 +469,41 @@ mod tests {
         let (ended, expiry) = fresh.expired.expect("the idle session");
         assert_eq!((ended.messages.len(), expiry), (1, 1));
         assert!(load(&store, &key).expect("load again").expired.is_none());
+    }
+
+    #[test]
+    fn the_context_keeps_the_current_turn_whole_and_shapes_the_earlier_ones() {
+        let mut state = SessionState::default();
+        for t in ["one", "two"] {
+            state.messages.extend(turn(t));
+        }
+        state.messages.push(StoredMessage::user_text("three"));
+        let texts = |shape| {
+            state
+                .context(shape)
+                .iter()
+                .map(|m| format!("{}:{}", m.role.as_str(), m.content.len()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(texts(ContextShape::default()).len(), 9);
+        let lean = ContextShape {
+            previous_turns: None,
+            exclude_thinking: true,
+        };
+        assert_eq!(
+            texts(lean),
+            ["user:1", "assistant:1", "user:1", "assistant:1", "user:1"]
+        );
+        let last_one = ContextShape {
+            previous_turns: Some(1),
+            exclude_thinking: true,
+        };
+        assert_eq!(texts(last_one), ["user:1", "assistant:1", "user:1"]);
+        let none = ContextShape {
+            previous_turns: Some(0),
+            exclude_thinking: false,
+        };
+        assert_eq!(texts(none), ["user:1"]);
     }
 
     #[test]

@@ -17,7 +17,7 @@ use basalt_core::agents::run::{
     ActionResult, AgentEvent, AgentFailure, Execution, InvokeRequest, KnowledgeBaseSearch, Started,
     Target, Trace, TracePart, INLINE_AGENT,
 };
-use basalt_core::agents::session::{ActionInput, ActionTarget, NamedValue};
+use basalt_core::agents::session::{ActionInput, ActionTarget, ContextShape, NamedValue};
 use basalt_core::common::now_ms;
 use basalt_core::keys::Principal;
 use basalt_core::CoreError;
@@ -104,10 +104,25 @@ struct InvokeAgentBody {
     streaming_configurations: Option<StreamingBody>,
     #[allow(dead_code)]
     bedrock_model_configurations: Option<Value>,
-    #[allow(dead_code)]
-    prompt_creation_configurations: Option<Value>,
+    prompt_creation_configurations: Option<PromptCreationBody>,
     #[allow(dead_code)]
     source_arn: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct PromptCreationBody {
+    exclude_previous_thinking_steps: Option<bool>,
+    previous_conversation_turns_to_include: Option<u32>,
+}
+
+impl PromptCreationBody {
+    fn shape(body: Option<Self>) -> ContextShape {
+        body.map_or_else(ContextShape::default, |b| ContextShape {
+            previous_turns: b.previous_conversation_turns_to_include.map(|n| n as usize),
+            exclude_thinking: b.exclude_previous_thinking_steps.unwrap_or(false),
+        })
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -143,8 +158,7 @@ struct InvokeInlineAgentBody {
     customer_encryption_key_arn: Option<String>,
     #[allow(dead_code)]
     bedrock_model_configurations: Option<Value>,
-    #[allow(dead_code)]
-    prompt_creation_configurations: Option<Value>,
+    prompt_creation_configurations: Option<PromptCreationBody>,
 }
 
 fn confirmation_denied(state: Option<&str>) -> Result<bool, BedrockError> {
@@ -362,6 +376,7 @@ fn invoke_request(
         memory_id: None,
         conversation_history,
         guardrail_interval: streaming.apply_guardrail_interval,
+        context: ContextShape::default(),
     })
 }
 
@@ -383,6 +398,7 @@ pub async fn invoke_agent(
         body.streaming_configurations,
     )?;
     request.memory_id = body.memory_id;
+    request.context = PromptCreationBody::shape(body.prompt_creation_configurations);
     let memory_id = request.memory_id.clone();
     let started = agent(
         state
@@ -517,6 +533,7 @@ pub async fn invoke_inline_agent(
         body.streaming_configurations,
     )?;
     request.knowledge_base_searches.extend(kb_searches);
+    request.context = PromptCreationBody::shape(body.prompt_creation_configurations);
     let started = agent(
         state
             .agents
