@@ -661,14 +661,8 @@ impl AgentService {
                     }
                     resumes.push((wait, theirs));
                 }
-                let mut blocks: Vec<StoredBlock> = done
-                    .into_iter()
-                    .map(|(id, content)| StoredBlock::ToolResult {
-                        tool_use_id: id,
-                        content,
-                        is_error: false,
-                    })
-                    .collect();
+                let mut blocks: Vec<StoredBlock> =
+                    done.into_iter().map(StoredBlock::result).collect();
                 for call in &calls {
                     let at = results
                         .iter()
@@ -733,14 +727,8 @@ impl AgentService {
                 state.turn_input = text.clone();
                 match pending {
                     Some(Pending::AskUser { tool_use_id, done }) => {
-                        let mut blocks: Vec<StoredBlock> = done
-                            .into_iter()
-                            .map(|(id, content)| StoredBlock::ToolResult {
-                                tool_use_id: id,
-                                content,
-                                is_error: false,
-                            })
-                            .collect();
+                        let mut blocks: Vec<StoredBlock> =
+                            done.into_iter().map(StoredBlock::result).collect();
                         blocks.push(StoredBlock::ToolResult {
                             tool_use_id,
                             content: text.clone(),
@@ -1428,14 +1416,7 @@ impl Turn {
         }
         session.state.messages.push(StoredMessage {
             assistant: false,
-            blocks: done
-                .into_iter()
-                .map(|(tool_use_id, content)| StoredBlock::ToolResult {
-                    tool_use_id,
-                    content,
-                    is_error: false,
-                })
-                .collect(),
+            blocks: done.into_iter().map(StoredBlock::result).collect(),
         });
         Some(StepEnd::Continue)
     }
@@ -1505,13 +1486,7 @@ impl Turn {
             if let Some(message) = session.state.messages.last_mut() {
                 message
                     .blocks
-                    .extend(answered.into_iter().map(|(tool_use_id, content)| {
-                        StoredBlock::ToolResult {
-                            tool_use_id,
-                            content,
-                            is_error: false,
-                        }
-                    }));
+                    .extend(answered.into_iter().map(StoredBlock::result));
             }
             return true;
         }

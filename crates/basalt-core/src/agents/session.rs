@@ -104,6 +104,17 @@ pub enum StoredBlock {
     },
 }
 
+impl StoredBlock {
+    /// A tool's result (not an error).
+    pub fn result((tool_use_id, content): (String, String)) -> Self {
+        Self::ToolResult {
+            tool_use_id,
+            content,
+            is_error: false,
+        }
+    }
+}
+
 /// One stored message.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StoredMessage {
