@@ -8,22 +8,14 @@ from __future__ import annotations
 import pytest
 
 from agent_support import (  # noqa: F401  (fixtures)
-    CHAT, UPSTREAM, clients_for, create_agent, drain, fresh, front_env, lambda_arn, models_toml, new_key,
+    CHAT, UPSTREAM, clients_for, create_agent, double, drain, fresh, front_env, lambda_arn, models_toml, new_key,
     prepare, session_id, tool_messages, tool_names, tool_schema, TEST_ALIAS,
 )
 from conftest import serve_front
 from mcp_double import McpDouble
-from scripted_double import ScriptedDouble
 
 MCP_EXECUTOR = "weather-mcp"
 DOWN_MCP = "down-mcp"
-
-
-@pytest.fixture(scope="module")
-def double():
-    d = ScriptedDouble()
-    yield d
-    d.close()
 
 
 @pytest.fixture(scope="module")

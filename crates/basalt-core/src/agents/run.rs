@@ -564,20 +564,9 @@ impl AgentService {
         if request.memory_id.is_some() {
             session.state.memory_id = request.memory_id.clone();
         }
+        // On this thread, as the session's own row (see above).
         let memory = match &session.state.memory_id {
-            Some(memory_id) => {
-                let (service, version, memory_id, caller) = (
-                    Arc::clone(self),
-                    version.clone(),
-                    memory_id.clone(),
-                    principal.clone(),
-                );
-                tokio::task::spawn_blocking(move || {
-                    service.recent_summaries(caller.as_ref(), &version, &memory_id)
-                })
-                .await
-                .unwrap_or_default()
-            }
+            Some(memory_id) => self.recent_summaries(principal.as_ref(), &version, memory_id),
             None => Vec::new(),
         };
         let before = session.state.clone();

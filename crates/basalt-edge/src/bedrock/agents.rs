@@ -729,25 +729,22 @@ pub async fn associate_knowledge_base(
     let enabled = kb_state(body.knowledge_base_state.as_deref())?.unwrap_or(true);
     let kb_id = required(body.knowledge_base_id, "knowledgeBaseId")?;
     let description = required(body.description, "description")?;
-    let state2 = state.clone();
+    let agents = std::sync::Arc::clone(&state.agents);
+    let (id, ver) = (agent_id.clone(), version.clone());
     let link = agent(
-        on_blocking(&state, move || {
-            state2
-                .agents
-                .associate_knowledge_base(&agent_id, &version, &kb_id, description, enabled)
-                .map(|l| (agent_id, version, l))
+        on_blocking(move || {
+            agents.associate_knowledge_base(&id, &ver, &kb_id, description, enabled)
         })
         .await,
     )?;
     Ok(
-        Json(json!({ "agentKnowledgeBase": kb_link_json(&link.0, &link.1, &link.2) }))
+        Json(json!({ "agentKnowledgeBase": kb_link_json(&agent_id, &version, &link) }))
             .into_response(),
     )
 }
 
 /// Runs a call that may read a knowledge base's record on the blocking pool.
 async fn on_blocking<T: Send + 'static>(
-    _state: &AppState,
     work: impl FnOnce() -> Result<T, basalt_core::CoreError> + Send + 'static,
 ) -> Result<T, basalt_core::CoreError> {
     tokio::task::spawn_blocking(work)
