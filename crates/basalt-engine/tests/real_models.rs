@@ -26,6 +26,7 @@ fn engine_config(slots: u32, queue_capacity: usize) -> ChatEngineConfig {
         threads: 2,
         kv_cache_budget_bytes: None,
         shared_step_interval: 1,
+        lora_adapter: None,
     }
 }
 
@@ -462,6 +463,7 @@ fn sequences_held_out_of_reserved_steps_still_answer_exactly_as_alone() {
     // their pending tokens must carry over the skipped steps unchanged.
     let engine = ChatEngine::load(ChatEngineConfig {
         shared_step_interval: 3,
+        lora_adapter: None,
         ..engine_config(3, 8)
     })
     .expect("the SmolLM2 GGUF loads");

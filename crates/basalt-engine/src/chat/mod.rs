@@ -47,6 +47,10 @@ pub struct ChatEngineConfig {
     /// While a `Reserved` request runs, the other requests join one decode step in
     /// this many (1: every step, i.e. no compute kept for reserved requests).
     pub shared_step_interval: u32,
+    /// A GGUF LoRA adapter applied to every request of this engine (a custom model:
+    /// the base file plus the adapter). The engine has its own context, so no KV
+    /// prefix computed under another adapter is ever reused.
+    pub lora_adapter: Option<PathBuf>,
 }
 
 /// Bytes of f16 keys and values one token takes in the KV cache of `model`.
@@ -193,8 +197,15 @@ impl ChatEngine {
         } else {
             0
         });
-        let model = LlamaModel::load_from_file(backend, &config.model_path, &params)
+        let mut model = LlamaModel::load_from_file(backend, &config.model_path, &params)
             .map_err(|e| load_err(e.to_string()))?;
+        let adapter = match &config.lora_adapter {
+            Some(path) => Some(model.lora_adapter_init(path).map_err(|e| EngineError::Load {
+                path: path.display().to_string(),
+                reason: format!("not a LoRA adapter for this model: {e}"),
+            })?),
+            None => None,
+        };
         let model = Arc::new(model);
         let template_source = model
             .chat_template(None)
@@ -238,6 +249,7 @@ impl ChatEngine {
         let ready = scheduler::spawn(
             backend,
             Arc::clone(&model),
+            adapter,
             config.clone(),
             receiver,
             Arc::clone(&counters),

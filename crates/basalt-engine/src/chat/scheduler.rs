@@ -12,6 +12,7 @@ use std::sync::{mpsc, Arc};
 
 use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::context::LlamaContext;
+use llama_cpp_2::model::LlamaLoraAdapter;
 use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::LlamaModel;
@@ -63,6 +64,7 @@ struct Slot {
 pub(super) fn spawn(
     backend: &'static LlamaBackend,
     model: Arc<LlamaModel>,
+    adapter: Option<LlamaLoraAdapter>,
     config: ChatEngineConfig,
     jobs: mpsc::Receiver<Job>,
     counters: Arc<EngineCounters>,
@@ -79,7 +81,7 @@ pub(super) fn spawn(
                 .with_n_seq_max(config.slots)
                 .with_n_threads(config.threads)
                 .with_n_threads_batch(config.threads);
-            let ctx = match model.new_context(backend, params) {
+            let mut ctx = match model.new_context(backend, params) {
                 Ok(ctx) => ctx,
                 Err(e) => {
                     let _ = ready_tx.send(Err(EngineError::Compute(format!(
@@ -88,6 +90,16 @@ pub(super) fn spawn(
                     return;
                 }
             };
+            // The adapter lives on this thread as long as the context that uses it.
+            let mut adapter = adapter;
+            if let Some(adapter) = adapter.as_mut() {
+                if let Err(e) = ctx.lora_adapter_set(adapter, 1.0) {
+                    let _ = ready_tx.send(Err(EngineError::Compute(format!(
+                        "cannot apply the LoRA adapter: {e}"
+                    ))));
+                    return;
+                }
+            }
             let _ = ready_tx.send(Ok(()));
             Scheduler::new(&model, ctx, config, counters).run(jobs);
         })

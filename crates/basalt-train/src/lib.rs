@@ -1,0 +1,34 @@
+//! LoRA training of local llama-architecture models on CPU.
+//!
+//! [`LlamaModel`] runs a decoder in candle on the weights of the GGUF file the local
+//! engine serves, dequantized; [`Trainer`] fits low-rank adapters ([`LoraLayers`]) to
+//! tokenized records with AdamW and checkpoints as it goes; [`write_gguf_adapter`]
+//! writes the result as a GGUF LoRA adapter llama.cpp applies over the same file.
+//! Tokenization and chat templates are the caller's (the serving engine's), so the
+//! trained and the served model see the same tokens.
+
+pub mod adapter;
+pub mod lora;
+pub mod model;
+pub mod optim;
+pub mod train;
+
+pub use adapter::{read_gguf_adapter, write_gguf_adapter, write_named_adapter};
+pub use lora::{LoraLayers, LoraSpec, Target};
+pub use model::{greedy_continuation, LlamaConfig, LlamaModel};
+pub use train::{evaluate, Example, StepMetrics, TrainConfig, Trainer};
+
+/// Why training failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error("model: {0}")]
+    Model(String),
+    #[error("data: {0}")]
+    Data(String),
+    #[error("io: {0}")]
+    Io(String),
+    #[error("the loss diverged (not finite) at step {0}; lower learningRate")]
+    Diverged(usize),
+    #[error("tensor: {0}")]
+    Tensor(#[from] candle_core::Error),
+}
