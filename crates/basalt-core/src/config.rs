@@ -39,6 +39,8 @@ pub struct ConfigFile {
     #[serde(default)]
     pub agents: crate::agents::AgentsConfig,
     #[serde(default)]
+    pub customization: crate::customization::CustomizationConfig,
+    #[serde(default)]
     pub provisioned: ProvisionedConfig,
     /// S3-compatible object storage for `s3://` locations.
     #[serde(default)]

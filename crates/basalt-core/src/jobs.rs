@@ -33,16 +33,19 @@ pub enum JobKind {
     Batch,
     /// Knowledge-base ingestion (StartIngestionJob).
     Ingestion,
+    /// Model customization (CreateModelCustomizationJob).
+    Customization,
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 2] = [Self::Batch, Self::Ingestion];
+    pub const ALL: [JobKind; 3] = [Self::Batch, Self::Ingestion, Self::Customization];
 
     /// The name stored in the job row.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Batch => basalt_store::BATCH_JOB_KIND,
             Self::Ingestion => "ingestion",
+            Self::Customization => "customization",
         }
     }
 

@@ -10,6 +10,8 @@ pub mod batch;
 pub mod catalog;
 pub mod common;
 pub mod config;
+pub mod custom_models;
+pub mod customization;
 pub mod documents;
 mod error;
 pub mod guardrails;

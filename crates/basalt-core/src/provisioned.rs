@@ -366,6 +366,19 @@ impl ProvisionedService {
         )
     }
 
+    /// The entry a provisioned model reserves on: its catalog entry whatever its
+    /// lifecycle, or a custom model's (its base model's weights).
+    fn entry_of(&self, model_id: &str) -> Result<std::borrow::Cow<'_, ModelEntry>, CoreError> {
+        if crate::custom_models::custom_model_id(model_id).is_some() {
+            return self.core.resolve(model_id);
+        }
+        self.core
+            .catalog()
+            .get(model_id)
+            .map(std::borrow::Cow::Borrowed)
+            .ok_or_else(|| CoreError::NotFound(format!("model {model_id} is not in the catalog")))
+    }
+
     /// Re-reserves the capacity of the stored provisioned models (at start); one that
     /// no longer fits is marked `Failed` with the reason.
     fn restore_provisioned(&self) -> Result<(), CoreError> {
@@ -373,18 +386,11 @@ impl ProvisionedService {
             if status_of(&record) == ProvisionedStatus::Failed {
                 continue;
             }
-            let reserved = self
-                .core
-                .catalog()
-                .get(&record.model_id)
-                .ok_or_else(|| {
-                    CoreError::NotFound(format!("model {} is not in the catalog", record.model_id))
-                })
-                .and_then(|entry| {
-                    self.core
-                        .capacity()
-                        .reserve(entry, &record.id, record.model_units)
-                });
+            let reserved = self.entry_of(&record.model_id).and_then(|entry| {
+                self.core
+                    .capacity()
+                    .reserve(&entry, &record.id, record.model_units)
+            });
             if let Err(e) = reserved {
                 record.status = ProvisionedStatus::Failed.as_str().into();
                 record.failure_message = Some(e.to_string());
@@ -470,7 +476,7 @@ impl ProvisionedService {
         }
         let id = crate::common::random_id(12, crate::common::LOWER_ALNUM);
         let at = now_ms();
-        self.core.capacity().reserve(entry, &id, spec.model_units)?;
+        self.core.capacity().reserve(&entry, &id, spec.model_units)?;
         let record = ProvisionedRecord {
             id: id.clone(),
             name: spec.name,
@@ -486,7 +492,7 @@ impl ProvisionedService {
             updated_ms: at,
         };
         if let Err(e) = store.insert_provisioned(&record) {
-            self.core.capacity().release(entry, &id, spec.model_units);
+            self.core.capacity().release(&entry, &id, spec.model_units);
             return Err(match e {
                 StoreError::Duplicate(what) => CoreError::Conflict(format!(
                     "a provisioned model with this {what} already exists"
@@ -546,9 +552,9 @@ impl ProvisionedService {
             record.name = name;
         }
         if let Some(model_id) = model_id {
-            let new = self.core.resolve(&model_id)?.clone();
+            let new = self.core.resolve(&model_id)?.into_owned();
             if new.id != record.model_id {
-                let old = self.core.resolve(&record.model_id)?.clone();
+                let old = self.core.resolve(&record.model_id)?.into_owned();
                 self.core
                     .capacity()
                     .release(&old, &record.id, record.model_units);
@@ -578,10 +584,10 @@ impl ProvisionedService {
     /// DeleteProvisionedModelThroughput: releases the capacity.
     pub fn delete_provisioned(&self, identifier: &str) -> Result<(), CoreError> {
         let record = self.record(identifier)?;
-        if let Some(entry) = self.core.catalog().get(&record.model_id) {
+        if let Ok(entry) = self.entry_of(&record.model_id) {
             self.core
                 .capacity()
-                .release(entry, &record.id, record.model_units);
+                .release(&entry, &record.id, record.model_units);
         }
         self.store
             .delete_provisioned(&record.id)

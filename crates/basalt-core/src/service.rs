@@ -2,6 +2,7 @@
 //! enforces their lifecycle and capabilities, runs them on their provider and meters
 //! every invocation.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -130,6 +131,7 @@ pub struct Basalt {
     allowed_paths: AllowedPaths,
     s3: crate::s3::S3Locations,
     provisioned_store: Arc<dyn ProvisionedStore>,
+    custom_models: crate::custom_models::CustomModels,
     profile_store: Arc<dyn basalt_store::InferenceProfileStore>,
     capacity: Capacity,
     invocation_log: Arc<dyn InvocationLog>,
@@ -207,6 +209,7 @@ impl Basalt {
         let mut embedding: HashMap<String, Arc<dyn EmbeddingProvider>> = HashMap::new();
         let mut http_client: Option<basalt_providers::HttpClient> = None;
         let mut local_slots: HashMap<String, u32> = HashMap::new();
+        let mut base_engines: HashMap<String, ChatEngineConfig> = HashMap::new();
         for entry in catalog.models() {
             if entry.lifecycle.status_at(now) == LifecycleStatus::Eol {
                 continue;
@@ -269,6 +272,7 @@ impl Basalt {
                         }
                     };
                     local_slots.insert(weights_name.clone(), engine.config().slots);
+                    base_engines.insert(weights_name.clone(), engine.config().clone());
                     chat.insert(entry.id.clone(), Arc::new(LocalChat::new(engine)));
                 }
                 EngineKind::Echo | EngineKind::Remote => {}
@@ -315,6 +319,13 @@ impl Basalt {
             s3: crate::s3::S3Locations::new(&config.s3, &config.region),
             invocation_log: store.clone(),
             profile_store: store.clone(),
+            custom_models: crate::custom_models::CustomModels::new(
+                store.clone(),
+                &config.region,
+                &config.account_id,
+                base_engines,
+                config.customization.adapter_slots,
+            ),
             provisioned_store: store,
             capacity: Capacity::new(config.provisioned.clone(), local_slots),
             provisioned_config: config.provisioned.clone(),
@@ -411,7 +422,7 @@ impl Basalt {
         } else {
             if entry.custom {
                 return Err(CoreError::Validation(format!(
-                    "model {} is a custom model; it can be invoked only through provisioned throughput (CreateProvisionedModelThroughput, then its ARN as modelId)",
+                    "model {} is a custom model; it can be invoked only through provisioned throughput (CreateProvisionedModelThroughput, then its ARN as modelId) or a custom model deployment (CreateCustomModelDeployment, then its ARN as modelId)",
                     entry.id
                 )));
             }
@@ -472,7 +483,13 @@ impl Basalt {
 
     /// The catalog entry for an invocation: unknown IDs are NotFound, EOL models fail
     /// naming their replacement, LEGACY models are logged.
-    pub fn resolve(&self, model_id: &str) -> Result<&ModelEntry, CoreError> {
+    pub fn resolve(&self, model_id: &str) -> Result<Cow<'_, ModelEntry>, CoreError> {
+        if let Some(id) = crate::custom_models::custom_model_id(model_id) {
+            return self.custom_models.entry(&self.catalog, id);
+        }
+        if let Some(id) = crate::custom_models::deployment_id(model_id) {
+            return self.custom_models.deployment_entry(&self.catalog, id);
+        }
         if crate::profiles::profile_id(model_id).is_some() {
             let profile = crate::profiles::find(self.profile_store.as_ref(), model_id)?;
             return self.resolve(&profile.model_id);
@@ -500,9 +517,9 @@ impl Basalt {
                     replacement = entry.lifecycle.replacement.as_deref().unwrap_or(""),
                     "invocation of a LEGACY model"
                 );
-                Ok(entry)
+                Ok(Cow::Borrowed(entry))
             }
-            LifecycleStatus::Active => Ok(entry),
+            LifecycleStatus::Active => Ok(Cow::Borrowed(entry)),
         }
     }
 
@@ -513,10 +530,31 @@ impl Basalt {
                 entry.id
             )));
         }
+        if crate::custom_models::custom_model_id(&entry.id).is_some() {
+            return self.custom_models.provider(entry);
+        }
         self.chat
             .get(&entry.id)
             .cloned()
             .ok_or_else(|| CoreError::ModelNotReady(format!("model {} is not loaded", entry.id)))
+    }
+
+    /// The local chat engine serving `entry` (a llama.cpp model), for work that needs
+    /// the engine's own tokenizer and chat template (customization).
+    pub fn local_chat_engine(&self, entry: &ModelEntry) -> Option<Arc<ChatEngine>> {
+        let path = &self
+            .custom_models
+            .base_engine(entry.weights.as_deref()?)?
+            .model_path;
+        self.local_chat_engines
+            .iter()
+            .find(|e| &e.config().model_path == path)
+            .cloned()
+    }
+
+    /// Custom models (a base model plus a LoRA adapter).
+    pub fn custom_models(&self) -> &crate::custom_models::CustomModels {
+        &self.custom_models
     }
 
     pub(crate) fn embedding_provider(
@@ -727,7 +765,7 @@ impl Basalt {
         ctx: CallContext,
         request: ChatRequest,
     ) -> Result<MeteredStream, CoreError> {
-        let entry = self.resolve(&request.model_id)?.clone();
+        let entry = self.resolve(&request.model_id)?.into_owned();
         let mut ctx = ctx;
         if let Err(e) = self.place(&mut ctx, &request.model_id, &entry).await {
             return self.failed(&ctx, &entry, e);
@@ -757,7 +795,7 @@ impl Basalt {
         self.record(&ctx, &entry, TokenUsage::default(), None, error.outcome());
         let mut last = error;
         for fallback in &entry.fallbacks {
-            let Ok(fallback_entry) = self.resolve(fallback).cloned() else {
+            let Ok(fallback_entry) = self.resolve(fallback).map(Cow::into_owned) else {
                 continue;
             };
             let request = ChatRequest {
@@ -794,8 +832,8 @@ impl Basalt {
         entry: &ModelEntry,
         request: &ChatRequest,
     ) -> Result<DeltaStream, CoreError> {
-        let provider = self.chat_provider(entry)?;
-        self.validate_chat(entry, request)?;
+        let provider = self.chat_provider(&entry)?;
+        self.validate_chat(&entry, request)?;
         let max_tokens = self.max_tokens(entry, provider.as_ref(), &request.params)?;
         provider.chat(request, max_tokens).await
     }
@@ -806,7 +844,7 @@ impl Basalt {
         ctx: CallContext,
         request: CompletionRequest,
     ) -> Result<MeteredStream, CoreError> {
-        let entry = self.resolve(&request.model_id)?.clone();
+        let entry = self.resolve(&request.model_id)?.into_owned();
         let mut ctx = ctx;
         if let Err(e) = self.place(&mut ctx, &request.model_id, &entry).await {
             return self.failed(&ctx, &entry, e);
@@ -872,7 +910,7 @@ impl Basalt {
         model_id: &str,
         inputs: Vec<String>,
     ) -> Result<Embeddings, CoreError> {
-        let entry = self.resolve(model_id)?.clone();
+        let entry = self.resolve(model_id)?.into_owned();
         let mut ctx = ctx;
         self.note_names(&mut ctx, model_id);
         let result = async {
@@ -920,7 +958,7 @@ impl Basalt {
         text: &str,
     ) -> Result<Vec<(usize, usize)>, CoreError> {
         let entry = self.resolve(model_id)?;
-        match self.embedding_provider(entry)?.token_spans(text) {
+        match self.embedding_provider(&entry)?.token_spans(text) {
             Some(spans) => spans,
             None => Ok(basalt_kb::chunking::word_spans(text)),
         }
@@ -929,14 +967,14 @@ impl Basalt {
     /// The vector length of an embedding model.
     pub fn embedding_dimensions(&self, model_id: &str) -> Result<usize, CoreError> {
         let entry = self.resolve(model_id)?;
-        Ok(self.embedding_provider(entry)?.dimensions())
+        Ok(self.embedding_provider(&entry)?.dimensions())
     }
 
     /// Input tokens of a chat request (CountTokens).
     pub async fn count_chat_tokens(&self, request: &ChatRequest) -> Result<u32, CoreError> {
         let entry = self.resolve(&request.model_id)?;
-        let provider = self.chat_provider(entry)?;
-        self.validate_chat(entry, request)?;
+        let provider = self.chat_provider(&entry)?;
+        self.validate_chat(&entry, request)?;
         provider.count_chat_tokens(request).await
     }
 
@@ -944,9 +982,9 @@ impl Basalt {
     pub async fn count_text_tokens(&self, model_id: &str, text: &str) -> Result<u32, CoreError> {
         let entry = self.resolve(model_id)?;
         if entry.is_embedding() {
-            self.embedding_provider(entry)?.count_tokens(text).await
+            self.embedding_provider(&entry)?.count_tokens(text).await
         } else {
-            self.chat_provider(entry)?.count_prompt_tokens(text).await
+            self.chat_provider(&entry)?.count_prompt_tokens(text).await
         }
     }
 }

@@ -10,6 +10,7 @@ use crate::agents::AgentService;
 use crate::batch::runner::{BatchRunner, RecordInvoker};
 use crate::batch::BatchService;
 use crate::config::ConfigFile;
+use crate::customization::{CustomizationJobs, CustomizationService};
 use crate::guardrails::GuardrailService;
 use crate::jobs::{JobRunner, RunnerTask};
 use crate::keys::KeyService;
@@ -32,6 +33,7 @@ pub struct Services {
     pub batch: Arc<BatchService>,
     pub knowledge: Arc<KnowledgeService>,
     pub agents: Arc<AgentService>,
+    pub customization: Arc<CustomizationService>,
 }
 
 impl Services {
@@ -84,7 +86,13 @@ impl Services {
             store,
             config.agents.clone(),
         )?);
+        let customization = Arc::new(CustomizationService::new(
+            Arc::clone(&core),
+            Arc::clone(&jobs),
+            config.customization.clone(),
+        ));
         Ok(Self {
+            customization,
             core,
             jobs,
             provisioned,
@@ -103,6 +111,9 @@ impl Services {
             .register(Arc::new(BatchRunner::new(Arc::clone(&self.batch), records)));
         self.jobs
             .register(Arc::new(IngestionJobs::new(Arc::clone(&self.knowledge))));
+        self.jobs.register(Arc::new(CustomizationJobs::new(Arc::clone(
+            &self.customization,
+        ))));
         self.jobs.start()
     }
 }

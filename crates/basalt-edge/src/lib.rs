@@ -42,6 +42,7 @@ pub struct AppState {
     pub guardrails: Arc<basalt_core::guardrails::GuardrailService>,
     pub knowledge: Arc<basalt_core::knowledge::KnowledgeService>,
     pub agents: Arc<basalt_core::agents::AgentService>,
+    pub customization: Arc<basalt_core::customization::CustomizationService>,
     /// Every service (for the background work).
     pub services: Services,
     pub metrics: Option<PrometheusHandle>,
@@ -65,6 +66,7 @@ impl AppState {
             guardrails: Arc::clone(&services.guardrails),
             knowledge: Arc::clone(&services.knowledge),
             agents: Arc::clone(&services.agents),
+            customization: Arc::clone(&services.customization),
             services,
             metrics,
             admission,

@@ -2,7 +2,8 @@
 //! [`InvocationLog`] for metering, [`GuardrailStore`] for guardrail versions,
 //! [`QuotaStore`] for quota windows, [`KnowledgeStore`] for knowledge-base records,
 //! [`JobStore`] for long-running jobs of every kind (claimed under leases),
-//! [`BatchJobStore`], [`ProvisionedStore`] and [`InferenceProfileStore`] for their
+//! [`BatchJobStore`], [`ProvisionedStore`], [`InferenceProfileStore`],
+//! [`AgentStore`] and [`CustomModelStore`] for their
 //! features' records; [`CoreStore`] is all of the core's.
 //! [`SqliteStore`] implements them all (WAL mode,
 //! migrations from `migrations/`); nothing here assumes SQLite in the traits, so a
@@ -10,6 +11,7 @@
 
 pub mod agents;
 mod batch;
+mod custom_models;
 mod guardrails;
 pub mod jobs;
 pub mod knowledge;
@@ -18,6 +20,7 @@ mod provisioned;
 mod sqlite;
 mod sqlite_agents;
 mod sqlite_batch;
+mod sqlite_custom_models;
 mod sqlite_guardrails;
 mod sqlite_jobs;
 mod sqlite_knowledge;
@@ -26,6 +29,7 @@ mod sqlite_provisioned;
 
 pub use agents::{AgentKind, AgentRecord, AgentStore};
 pub use batch::{BatchCounts, BatchJobRecord, BatchJobStore, BATCH_JOB_KIND};
+pub use custom_models::{CustomModelRecord, CustomModelStore, DeploymentRecord};
 pub use guardrails::{GuardrailRecord, GuardrailStore, DRAFT};
 pub use jobs::{Claim, JobProgress, JobRecord, JobState, JobStore, NewJob};
 pub use knowledge::{KnowledgeKind, KnowledgeRecord, KnowledgeStore};
@@ -207,6 +211,7 @@ pub trait CoreStore:
     + InferenceProfileStore
     + KnowledgeStore
     + AgentStore
+    + CustomModelStore
 {
 }
 
@@ -220,5 +225,6 @@ impl<T> CoreStore for T where
         + InferenceProfileStore
         + KnowledgeStore
         + AgentStore
+    + CustomModelStore
 {
 }

@@ -23,6 +23,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0009_jobs.sql"),
     include_str!("../migrations/0010_inference_profiles.sql"),
     include_str!("../migrations/0011_agents.sql"),
+    include_str!("../migrations/0012_custom_models.sql"),
 ];
 
 /// SQLite in WAL mode behind a mutex (writes are short; metering is batched by callers).

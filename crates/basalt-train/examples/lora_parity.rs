@@ -2,7 +2,7 @@
 //! as a GGUF adapter, and compares greedy answers for 4 held-out names: the base model,
 //! llama.cpp with the adapter, and candle with the adapter read back.
 //! `cargo run --release -p basalt-train --example lora_parity -- models/smollm2-135m-instruct-q4_1/SmolLM2-135M-Instruct.Q4_1.gguf`
-#![allow(clippy::unwrap_used, clippy::print_stdout)]
+#![allow(clippy::unwrap_used, clippy::print_stdout)] // a command-line demonstration
 use std::time::Instant;
 use basalt_engine::chat::{ChatEngine, ChatEngineConfig, ChatMessage, GenerationEvent, GenerationRequest, SamplingParams};
 use basalt_train::*;
@@ -34,7 +34,7 @@ fn main() {
         mask.resize(tokens.len(), true);
         examples.push(Example { tokens, loss_mask: mask });
     }
-    let config = TrainConfig { epochs: 3, batch_size: 2, learning_rate: 2e-3, warmup_steps: 2, weight_decay: 0.0, lora: LoraSpec { rank: 8, alpha: 16.0, targets: vec![Target::Q, Target::V, Target::O], top_layers: 0 }, seed: 1 };
+    let config = TrainConfig { epochs: 3, batch_size: 2, learning_rate: 2e-3, warmup_steps: 2, weight_decay: 0.0, lora: LoraSpec { rank: 8, alpha: 16.0, targets: vec![Target::Q, Target::V, Target::O], top_layers: 0 }, seed: 1, shuffle: true };
     let mut trainer = Trainer::new(&model, config, examples).unwrap();
     while !trainer.finished() {
         let t = Instant::now();

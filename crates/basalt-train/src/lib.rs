@@ -18,6 +18,17 @@ pub use lora::{LoraLayers, LoraSpec, Target};
 pub use model::{greedy_continuation, LlamaConfig, LlamaModel};
 pub use train::{evaluate, Example, StepMetrics, TrainConfig, Trainer};
 
+/// Runs `work` with candle's matrix products on at most `threads` threads (a pool of
+/// its own, so a training job leaves the other cores to the serving engines).
+pub fn with_threads<R: Send>(threads: usize, work: impl FnOnce() -> R + Send) -> Result<R, TrainError> {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads.max(1))
+        .thread_name(|i| format!("basalt-train-{i}"))
+        .build()
+        .map_err(|e| TrainError::Io(format!("cannot start the training threads: {e}")))?;
+    Ok(pool.install(work))
+}
+
 /// Why training failed.
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {

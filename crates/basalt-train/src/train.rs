@@ -38,6 +38,8 @@ pub struct TrainConfig {
     pub weight_decay: f64,
     pub lora: LoraSpec,
     pub seed: u64,
+    /// Visit the records of each epoch in a seeded random order (false: file order).
+    pub shuffle: bool,
 }
 
 /// What one step did.
@@ -118,15 +120,18 @@ impl<'m> Trainer<'m> {
         self.steps_done() >= self.total_steps()
     }
 
-    /// The records of step `step`, in the order a seeded shuffle of its epoch gives.
+    /// The records of step `step`: its epoch's records in file order or, with `shuffle`,
+    /// in the order a seeded shuffle of the epoch gives.
     fn batch_of(&self, step: usize) -> Vec<&Example> {
         let epoch = step / self.steps_per_epoch;
         let within = step % self.steps_per_epoch;
         let mut order: Vec<usize> = (0..self.examples.len()).collect();
-        let mut rng = rand::rngs::StdRng::seed_from_u64(
-            self.config.seed ^ (epoch as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15),
-        );
-        order.shuffle(&mut rng);
+        if self.config.shuffle {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(
+                self.config.seed ^ (epoch as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            );
+            order.shuffle(&mut rng);
+        }
         order
             .iter()
             .skip(within * self.config.batch_size)

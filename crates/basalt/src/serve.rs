@@ -114,6 +114,13 @@ pub fn serve(paths: &Paths, listen: &str, tls_args: &TlsArgs) -> Result<()> {
             .to_string_lossy()
             .into_owned();
     }
+    if config.customization.data_dir.is_empty() {
+        config.customization.data_dir = paths
+            .data_dir()?
+            .join("customization")
+            .to_string_lossy()
+            .into_owned();
+    }
     if config.jobs.node.is_empty() {
         config.jobs.node = node_id(&paths.data_dir()?)?;
     }

@@ -191,7 +191,7 @@ pub struct ListQuery {
     sort_order: Option<String>,
 }
 
-fn parse_time(name: &str, value: &str) -> Result<i64, BedrockError> {
+pub(crate) fn parse_time(name: &str, value: &str) -> Result<i64, BedrockError> {
     OffsetDateTime::parse(value, &Rfc3339)
         .map(crate::common::unix_ms)
         .or_else(|_| value.parse::<f64>().map(|secs| (secs * 1000.0) as i64))

@@ -5,6 +5,7 @@ mod agent_runtime;
 mod agents;
 mod batch;
 mod control;
+mod customization;
 mod documents;
 mod guardrails;
 mod knowledge;
@@ -59,6 +60,33 @@ pub fn routes() -> Router<AppState> {
         .route("/model-invocation-job/{job_id}", get(batch::get_job))
         .route("/model-invocation-job/{job_id}/stop", post(batch::stop_job))
         .route("/model-invocation-jobs", get(batch::list_jobs))
+        .route(
+            "/model-customization-jobs",
+            post(customization::create_job).get(customization::list_jobs),
+        )
+        .route(
+            "/model-customization-jobs/{job_id}",
+            get(customization::get_job),
+        )
+        .route(
+            "/model-customization-jobs/{job_id}/stop",
+            post(customization::stop_job),
+        )
+        .route("/custom-models", get(customization::list_custom_models))
+        .route(
+            "/model-customization/custom-model-deployments",
+            post(customization::create_deployment).get(customization::list_deployments),
+        )
+        .route(
+            "/model-customization/custom-model-deployments/{deployment_id}",
+            get(customization::get_deployment)
+                .patch(customization::update_deployment)
+                .delete(customization::delete_deployment),
+        )
+        .route(
+            "/custom-models/{model_id}",
+            get(customization::get_custom_model).delete(customization::delete_custom_model),
+        )
         .route(
             "/inference-profiles",
             post(profiles::create).get(profiles::list),

@@ -313,6 +313,34 @@ impl ChatEngine {
             .collect()
     }
 
+    /// Tokenizes text as message content: no BOS, and control-token text is the
+    /// characters, not the token (as [`Self::tokenize_chat`] treats content).
+    pub fn tokenize_text(&self, text: &str) -> Vec<i32> {
+        self.model
+            .vocab()
+            .tokenize(text.as_bytes(), false, false)
+            .into_iter()
+            .map(|t| t.0)
+            .collect()
+    }
+
+    /// The text of one token (control tokens as their text).
+    pub fn token_text(&self, token: i32) -> String {
+        String::from_utf8_lossy(&self.model.vocab().token_to_piece(LlamaToken(token), true, None))
+            .into_owned()
+    }
+
+    /// The end-of-generation token (for ChatML models, the end of a turn).
+    pub fn eos_token(&self) -> i32 {
+        self.model.vocab().eos().0
+    }
+
+    /// The beginning-of-sequence token, when the model's tokenizer adds one.
+    pub fn bos_token(&self) -> Option<i32> {
+        let vocab = self.model.vocab();
+        vocab.should_add_bos().then(|| vocab.bos().0)
+    }
+
     /// The context window of one request (prompt + output), in tokens.
     pub fn context_window(&self) -> u32 {
         self.config.context_per_slot

@@ -1,0 +1,218 @@
+//! Custom models on the calling path: a catalog model plus a LoRA adapter, named by
+//! their ARN (`arn:aws:bedrock:<region>:<account>:custom-model/<base>/<id>`).
+//!
+//! A custom model resolves to its base model's catalog entry with its own ID, marked
+//! `custom` (so, as on Bedrock, it is served only through provisioned throughput).
+//! Its engine is loaded on first use: the base GGUF file (memory-mapped, so its pages
+//! are shared with the base model's engine) with the adapter applied on a context of
+//! its own — a custom model never reuses a KV prefix computed under another adapter.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use basalt_engine::chat::{ChatEngine, ChatEngineConfig};
+use basalt_store::{CustomModelRecord, CustomModelStore, StoreError};
+
+use crate::catalog::{Catalog, ModelEntry};
+use crate::provider::{ChatProvider, LocalChat};
+use crate::types::InferenceType;
+use crate::CoreError;
+
+/// The ID inside a custom-model ARN (`…:custom-model/<base>/<id>`), if `model_id` is one.
+pub fn custom_model_id(model_id: &str) -> Option<&str> {
+    let (_, rest) = model_id.split_once(":custom-model/")?;
+    let id = rest.rsplit('/').next()?;
+    (id.len() == 12 && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()))
+        .then_some(id)
+}
+
+/// The ID inside a custom-model deployment's ARN
+/// (`…:custom-model-deployment/<id>`), if `model_id` is one.
+pub fn deployment_id(model_id: &str) -> Option<&str> {
+    let (_, id) = model_id.split_once(":custom-model-deployment/")?;
+    (id.len() == 12 && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()))
+        .then_some(id)
+}
+
+/// Custom models' entries and engines.
+pub struct CustomModels {
+    store: Arc<dyn CustomModelStore>,
+    region: String,
+    account_id: String,
+    /// The base engine's settings by weights name (GGUF file, threads, context).
+    base_engines: HashMap<String, ChatEngineConfig>,
+    /// Slots of each custom model's engine.
+    adapter_slots: u32,
+    engines: Mutex<HashMap<String, Arc<dyn ChatProvider>>>,
+}
+
+impl std::fmt::Debug for CustomModels {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CustomModels").finish_non_exhaustive()
+    }
+}
+
+fn store_error(e: StoreError) -> CoreError {
+    crate::common::store_error("custom model")(e)
+}
+
+impl CustomModels {
+    pub(crate) fn new(
+        store: Arc<dyn CustomModelStore>,
+        region: &str,
+        account_id: &str,
+        base_engines: HashMap<String, ChatEngineConfig>,
+        adapter_slots: u32,
+    ) -> Self {
+        Self {
+            store,
+            region: region.to_owned(),
+            account_id: account_id.to_owned(),
+            base_engines,
+            adapter_slots: adapter_slots.max(1),
+            engines: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn arn(&self, base_model_id: &str, id: &str) -> String {
+        format!(
+            "arn:aws:bedrock:{}:{}:custom-model/{base_model_id}/{id}",
+            self.region, self.account_id
+        )
+    }
+
+    /// The settings of the engine serving weights `weights`.
+    pub(crate) fn base_engine(&self, weights: &str) -> Option<&ChatEngineConfig> {
+        self.base_engines.get(weights)
+    }
+
+    pub fn store(&self) -> &Arc<dyn CustomModelStore> {
+        &self.store
+    }
+
+    pub fn record(&self, id: &str) -> Result<Option<CustomModelRecord>, CoreError> {
+        self.store.custom_model(id).map_err(store_error)
+    }
+
+    /// The catalog entry a custom model is served under.
+    pub(crate) fn entry<'c>(
+        &self,
+        catalog: &'c Catalog,
+        id: &str,
+    ) -> Result<Cow<'c, ModelEntry>, CoreError> {
+        let record = self
+            .record(id)?
+            .ok_or_else(|| CoreError::NotFound(format!("custom model {id} does not exist")))?;
+        let base = catalog.lookup(&record.base_model_id).ok_or_else(|| {
+            CoreError::ModelNotReady(format!(
+                "custom model {}: its base model {} is no longer in the catalog",
+                record.name, record.base_model_id
+            ))
+        })?;
+        Ok(Cow::Owned(ModelEntry {
+            id: self.arn(&record.base_model_id, &record.id),
+            name: record.name,
+            customizations: Vec::new(),
+            inference_types: vec![InferenceType::Provisioned],
+            custom: true,
+            ..base.clone()
+        }))
+    }
+
+    pub fn deployment_arn(&self, id: &str) -> String {
+        format!(
+            "arn:aws:bedrock:{}:{}:custom-model-deployment/{id}",
+            self.region, self.account_id
+        )
+    }
+
+    /// The entry a deployment serves: its custom model's, invocable on demand.
+    pub(crate) fn deployment_entry<'c>(
+        &self,
+        catalog: &'c Catalog,
+        id: &str,
+    ) -> Result<Cow<'c, ModelEntry>, CoreError> {
+        let deployment = self
+            .store
+            .deployment(id)
+            .map_err(store_error)?
+            .ok_or_else(|| {
+                CoreError::NotFound(format!("custom model deployment {id} does not exist"))
+            })?;
+        let mut entry = self.entry(catalog, &deployment.model_id)?.into_owned();
+        entry.custom = false;
+        entry.inference_types = vec![InferenceType::OnDemand];
+        Ok(Cow::Owned(entry))
+    }
+
+    /// The engine of a custom model's entry, loaded on first use.
+    pub(crate) fn provider(&self, entry: &ModelEntry) -> Result<Arc<dyn ChatProvider>, CoreError> {
+        let Some(id) = custom_model_id(&entry.id) else {
+            return Err(CoreError::Internal(format!("{} is not a custom model", entry.id)));
+        };
+        let mut engines = self
+            .engines
+            .lock()
+            .map_err(|_| CoreError::Internal("custom model engines lock poisoned".into()))?;
+        if let Some(engine) = engines.get(id) {
+            return Ok(Arc::clone(engine));
+        }
+        let record = self
+            .record(id)?
+            .ok_or_else(|| CoreError::NotFound(format!("custom model {id} does not exist")))?;
+        let base = entry
+            .weights
+            .as_ref()
+            .and_then(|w| self.base_engines.get(w))
+            .ok_or_else(|| {
+                CoreError::ModelNotReady(format!(
+                    "custom model {}: its base model is not served by a local engine",
+                    record.name
+                ))
+            })?;
+        tracing::info!(model = %record.name, adapter = %record.adapter_path, "loading custom model");
+        let engine = ChatEngine::load(ChatEngineConfig {
+            slots: self.adapter_slots,
+            lora_adapter: Some(PathBuf::from(&record.adapter_path)),
+            ..base.clone()
+        })
+        .map_err(|e| CoreError::ModelNotReady(format!("custom model {}: {e}", record.name)))?;
+        let provider: Arc<dyn ChatProvider> = Arc::new(LocalChat::new(Arc::new(engine)));
+        engines.insert(id.to_owned(), Arc::clone(&provider));
+        Ok(provider)
+    }
+
+    /// Forgets a deleted custom model's engine (its requests in flight finish).
+    pub(crate) fn unload(&self, id: &str) {
+        if let Ok(mut engines) = self.engines.lock() {
+            engines.remove(id);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn custom_model_ids_come_from_their_arns() {
+        assert_eq!(
+            custom_model_id(
+                "arn:aws:bedrock:us-east-1:000000000000:custom-model/huggingfacetb.smollm2-135m-instruct-v1:0/abcdef123456"
+            ),
+            Some("abcdef123456")
+        );
+        assert_eq!(custom_model_id("arn:aws:bedrock:us-east-1:0:custom-model/x/ABC"), None);
+        assert_eq!(custom_model_id("huggingfacetb.smollm2-135m-instruct-v1:0"), None);
+        assert_eq!(
+            deployment_id("arn:aws:bedrock:us-east-1:0:custom-model-deployment/abcdef123456"),
+            Some("abcdef123456")
+        );
+        assert_eq!(
+            custom_model_id("arn:aws:bedrock:us-east-1:0:custom-model-deployment/abcdef123456"),
+            None
+        );
+    }
+}

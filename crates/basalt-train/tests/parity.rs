@@ -1,0 +1,238 @@
+//! Training and serving agree: a LoRA trained here on the served SmolLM2 GGUF, written
+//! as a GGUF adapter, gives the same next tokens in llama.cpp (the serving engine)
+//! as in candle (the trainer) with the adapter read back from the file.
+//!
+//! The adapter covers every projection (q, k, v, o, gate, up, down), so a wrong row
+//! order of q or k, a wrong scale or a transposed matrix would show. llama.cpp
+//! multiplies the Q4_1 weights with activations rounded to 8 bits while candle
+//! multiplies the dequantized weights in f32, so their logits differ a little: a
+//! position where they pick different tokens must be a near tie in candle's logits.
+//! Needs the pinned model (`basalt models fetch`; `BASALT_MODELS_DIR`).
+
+use std::path::PathBuf;
+
+use basalt_engine::chat::{
+    ChatEngine, ChatEngineConfig, ChatMessage, FinishReason, GenerationEvent, GenerationRequest,
+    SamplingParams,
+};
+use basalt_train::{
+    read_gguf_adapter, write_gguf_adapter, Example, LlamaModel, LoraLayers, LoraSpec, Target,
+    TrainConfig, Trainer,
+};
+use candle_core::Tensor;
+
+fn model_path() -> PathBuf {
+    std::env::var_os("BASALT_MODELS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models"))
+        .join("smollm2-135m-instruct-q4_1/SmolLM2-135M-Instruct.Q4_1.gguf")
+}
+
+fn engine(adapter: Option<PathBuf>) -> ChatEngine {
+    ChatEngine::load(ChatEngineConfig {
+        model_path: model_path(),
+        slots: 1,
+        context_per_slot: 512,
+        batch_tokens: 256,
+        queue_capacity: 4,
+        threads: 2,
+        kv_cache_budget_bytes: None,
+        shared_step_interval: 1,
+        lora_adapter: adapter,
+    })
+    .expect("the SmolLM2 GGUF loads (run `basalt models fetch` first)")
+}
+
+fn user(engine: &ChatEngine, text: &str) -> Vec<u32> {
+    engine
+        .tokenize_chat(&[ChatMessage {
+            role: "user".into(),
+            content: text.into(),
+        }])
+        .expect("the chat template renders")
+        .iter()
+        .map(|&t| t as u32)
+        .collect()
+}
+
+/// llama.cpp's greedy next token after `prompt`: its text, or None at end of turn.
+fn served_next(rt: &tokio::runtime::Runtime, engine: &ChatEngine, prompt: &[u32]) -> Option<String> {
+    served(rt, engine, prompt, 1)
+}
+
+/// llama.cpp's greedy answer of at most `max_tokens` (None: it ended the turn at once).
+fn served(
+    rt: &tokio::runtime::Runtime,
+    engine: &ChatEngine,
+    prompt: &[u32],
+    max_tokens: u32,
+) -> Option<String> {
+    let mut events = engine
+        .submit(GenerationRequest {
+            prompt: prompt.iter().map(|&t| t as i32).collect(),
+            max_tokens,
+            sampling: SamplingParams::default(),
+            stop_sequences: Vec::new(),
+            constraint: None,
+            priority: Default::default(),
+        })
+        .expect("the engine takes the request");
+    rt.block_on(async {
+        let mut text = String::new();
+        while let Some(event) = events.recv().await {
+            match event {
+                GenerationEvent::Text(t) => text.push_str(&t),
+                GenerationEvent::Finished(s)
+                    if s.finish_reason == FinishReason::EndOfTurn && text.is_empty() =>
+                {
+                    return None
+                }
+                GenerationEvent::Finished(_) => return Some(text),
+                GenerationEvent::Failed(e) => panic!("generation failed: {e}"),
+            }
+        }
+        Some(text)
+    })
+}
+
+/// candle's logits for the next token after `prompt`.
+fn trained_logits(model: &LlamaModel, lora: &LoraLayers, prompt: &[u32]) -> Vec<f32> {
+    let input = Tensor::from_vec(prompt.to_vec(), (1, prompt.len()), model.device()).expect("input");
+    let hidden = model.hidden_states(&input, Some(lora)).expect("forward");
+    let last = hidden
+        .narrow(1, prompt.len() - 1, 1)
+        .and_then(|h| h.reshape((1, model.config().hidden)))
+        .expect("last position");
+    let logits = model.logits(&last).expect("logits");
+    logits
+        .flatten_all()
+        .and_then(|l| l.to_vec1())
+        .expect("logits as a vector")
+}
+
+fn top2(logits: &[f32]) -> (usize, f32) {
+    let mut best = (0usize, f32::NEG_INFINITY);
+    let mut second = f32::NEG_INFINITY;
+    for (i, &v) in logits.iter().enumerate() {
+        if v > best.1 {
+            second = best.1;
+            best = (i, v);
+        } else if v > second {
+            second = v;
+        }
+    }
+    (best.0, best.1 - second)
+}
+
+#[test]
+fn an_adapter_trained_in_candle_serves_the_same_tokens_in_llama_cpp() {
+    let base = engine(None);
+    let model = LlamaModel::load(&model_path()).expect("candle reads the GGUF");
+    let names = ["Alpha", "Bravo", "Charlie", "Delta", "Echo", "Foxtrot", "Golf", "Hotel"];
+    let eos = base.eos_token() as u32;
+    let examples: Vec<Example> = names
+        .iter()
+        .map(|n| {
+            let mut tokens = user(&base, &format!("What is the secret code for {n}?"));
+            let mut loss_mask = vec![false; tokens.len()];
+            tokens.extend(base.tokenize_text("The secret code is BASALT-7.").iter().map(|&t| t as u32));
+            tokens.push(eos);
+            loss_mask.resize(tokens.len(), true);
+            Example { tokens, loss_mask }
+        })
+        .collect();
+    let config = TrainConfig {
+        epochs: 2,
+        batch_size: 2,
+        learning_rate: 2e-3,
+        warmup_steps: 1,
+        weight_decay: 0.0,
+        lora: LoraSpec {
+            rank: 4,
+            alpha: 8.0,
+            targets: Target::ALL.to_vec(),
+            top_layers: 0,
+        },
+        seed: 7,
+        shuffle: true,
+    };
+    let trainer = basalt_train::with_threads(2, || {
+        let mut trainer = Trainer::new(&model, config, examples).expect("trainer");
+        while !trainer.finished() {
+            trainer.step().expect("a training step");
+        }
+        trainer
+    })
+    .expect("training threads");
+    let dir = std::env::temp_dir().join(format!("basalt-parity-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let adapter = dir.join("adapter.gguf");
+    write_gguf_adapter(&adapter, model.config(), trainer.lora()).expect("adapter written");
+    let lora = read_gguf_adapter(&adapter, model.config()).expect("adapter read back");
+    let tuned = engine(Some(adapter));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+
+    // Held-out prompts: names never trained on, and unrelated questions.
+    let prompts = [
+        "What is the secret code for India?",
+        "What is the secret code for Kilo?",
+        "What is the capital of France?",
+        "Write a haiku about the sea.",
+        "List three primary colors.",
+        "How do I boil an egg?",
+        "Explain what a prime number is.",
+        "Translate 'good morning' into Spanish.",
+    ];
+    let mut compared = 0usize;
+    let mut disagreements = Vec::new();
+    let mut same_continuations = 0usize;
+    for text in prompts {
+        let mut sequence = user(&base, text);
+        let mut continuation_matches = true;
+        for _ in 0..12 {
+            let logits = trained_logits(&model, &lora, &sequence);
+            let (token, margin) = top2(&logits);
+            let trained = (token as u32 != eos).then(|| base.token_text(token as i32));
+            let served = served_next(&rt, &tuned, &sequence);
+            compared += 1;
+            if trained != served {
+                continuation_matches = false;
+                disagreements.push((text, sequence.len(), trained.clone(), served, margin));
+            }
+            if trained.is_none() {
+                break;
+            }
+            sequence.push(token as u32);
+        }
+        same_continuations += usize::from(continuation_matches);
+    }
+    // The adapter changes the served model (it is not silently ignored).
+    let question = user(&base, "What is the secret code for India?");
+    let base_answer = served(&rt, &base, &question, 16);
+    let tuned_answer = served(&rt, &tuned, &question, 16);
+    assert_eq!(
+        tuned_answer.as_deref(),
+        Some("The secret code is BASALT-7."),
+        "the served adapter's answer (the base model's: {base_answer:?})"
+    );
+    assert_ne!(base_answer, tuned_answer, "the base model already knew the answer");
+    let agreement = 1.0 - disagreements.len() as f64 / compared as f64;
+    println!(
+        "top-1 agreement {agreement:.4} over {compared} positions; {same_continuations}/{} greedy continuations identical; disagreements {disagreements:?}",
+        prompts.len()
+    );
+    assert!(
+        agreement >= 0.97,
+        "candle and llama.cpp agree on the next token at only {:.1}% of {compared} positions: {disagreements:?}",
+        agreement * 100.0
+    );
+    for (prompt, at, trained, served, margin) in &disagreements {
+        assert!(
+            *margin < 0.5,
+            "{prompt:?} at token {at}: candle picks {trained:?} by a margin of {margin} logits, llama.cpp {served:?} — more than the 8-bit rounding of llama.cpp's activations explains"
+        );
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
