@@ -28,6 +28,16 @@ pub fn custom_model_id(model_id: &str) -> Option<&str> {
         .then_some(id)
 }
 
+/// The ID inside an imported model's ARN (`…:imported-model/<id>`), if `model_id` is one.
+pub fn imported_model_id(model_id: &str) -> Option<&str> {
+    let (_, id) = model_id.split_once(":imported-model/")?;
+    (id.len() == 12 && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()))
+        .then_some(id)
+}
+
+/// The `customization_type` of an imported model's record.
+pub const IMPORTED: &str = "IMPORTED";
+
 /// The ID inside a custom-model deployment's ARN
 /// (`…:custom-model-deployment/<id>`), if `model_id` is one.
 pub fn deployment_id(model_id: &str) -> Option<&str> {
@@ -46,6 +56,10 @@ pub struct CustomModels {
     /// Slots of each custom model's engine.
     adapter_slots: u32,
     engines: Mutex<HashMap<String, Arc<dyn ChatProvider>>>,
+    /// Imported models whose engine is loading, or failed to load (the reason).
+    loading: Arc<Mutex<HashMap<String, Option<String>>>>,
+    /// Finished loads of imported models, taken into `engines` by the next call.
+    loaded: Arc<Mutex<HashMap<String, Arc<dyn ChatProvider>>>>,
 }
 
 impl std::fmt::Debug for CustomModels {
@@ -73,6 +87,8 @@ impl CustomModels {
             base_engines,
             adapter_slots: adapter_slots.max(1),
             engines: Mutex::new(HashMap::new()),
+            loading: Arc::new(Mutex::new(HashMap::new())),
+            loaded: Arc::new(Mutex::new(HashMap::new())),
         }
     }
 
@@ -147,8 +163,185 @@ impl CustomModels {
         Ok(Cow::Owned(entry))
     }
 
-    /// The engine of a custom model's entry, loaded on first use.
+    pub fn imported_arn(&self, id: &str) -> String {
+        format!(
+            "arn:aws:bedrock:{}:{}:imported-model/{id}",
+            self.region, self.account_id
+        )
+    }
+
+    /// The entry of an imported model, invocable on demand: a GGUF model of its own,
+    /// or an adapter imported onto a catalog base (that base's entry).
+    pub(crate) fn imported_entry<'c>(
+        &self,
+        catalog: &'c Catalog,
+        id: &str,
+    ) -> Result<Cow<'c, ModelEntry>, CoreError> {
+        let record = self
+            .record(id)?
+            .filter(|r| r.customization_type == IMPORTED)
+            .ok_or_else(|| CoreError::NotFound(format!("imported model {id} does not exist")))?;
+        let arn = self.imported_arn(&record.id);
+        if !record.base_model_id.is_empty() {
+            let base = catalog.lookup(&record.base_model_id).ok_or_else(|| {
+                CoreError::ModelNotReady(format!(
+                    "imported model {}: its base model {} is no longer in the catalog",
+                    record.name, record.base_model_id
+                ))
+            })?;
+            return Ok(Cow::Owned(ModelEntry {
+                id: arn,
+                name: record.name,
+                customizations: Vec::new(),
+                inference_types: vec![InferenceType::OnDemand],
+                custom: false,
+                ..base.clone()
+            }));
+        }
+        let template = catalog
+            .models()
+            .find(|m| m.engine == crate::catalog::EngineKind::LlamaCpp)
+            .ok_or_else(|| {
+                CoreError::ModelNotReady(
+                    "imported models are served by the local engine, and this server runs none"
+                        .into(),
+                )
+            })?;
+        Ok(Cow::Owned(ModelEntry {
+            id: arn,
+            name: record.name,
+            provider: "Imported".into(),
+            weights: None,
+            customizations: Vec::new(),
+            inference_types: vec![InferenceType::OnDemand],
+            fallbacks: Vec::new(),
+            custom: false,
+            input_price_per_1k: 0.0,
+            output_price_per_1k: 0.0,
+            cache_read_price_per_1k: 0.0,
+            provisioned_unit_hour_price: 0.0,
+            ..template.clone()
+        }))
+    }
+
+    /// An imported model's engine: ready, or loading in the background (the call is
+    /// answered ModelNotReady meanwhile, as Bedrock answers a cold imported model).
+    fn imported_provider(
+        &self,
+        entry: &ModelEntry,
+        id: &str,
+        engines: &mut HashMap<String, Arc<dyn ChatProvider>>,
+    ) -> Result<Arc<dyn ChatProvider>, CoreError> {
+        let lock = |e| CoreError::Internal(format!("imported model engines lock poisoned: {e}"));
+        if let Some(provider) = self.loaded.lock().map_err(|e| lock(e.to_string()))?.remove(id) {
+            engines.insert(id.to_owned(), Arc::clone(&provider));
+            return Ok(provider);
+        }
+        let mut loading = self.loading.lock().map_err(|e| lock(e.to_string()))?;
+        match loading.get(id) {
+            Some(None) => {
+                return Err(CoreError::ModelNotReady(format!(
+                    "imported model {id} is loading; retry shortly"
+                )))
+            }
+            Some(Some(reason)) => {
+                let reason = reason.clone();
+                loading.remove(id);
+                return Err(CoreError::ModelNotReady(format!(
+                    "imported model {id} failed to load: {reason}"
+                )));
+            }
+            None => {}
+        }
+        let record = self
+            .record(id)?
+            .ok_or_else(|| CoreError::NotFound(format!("imported model {id} does not exist")))?;
+        let template = if record.base_model_id.is_empty() {
+            self.base_engines.values().next()
+        } else {
+            None
+        };
+        let config = match template {
+            Some(t) => ChatEngineConfig {
+                model_path: PathBuf::from(&record.adapter_path),
+                slots: self.adapter_slots,
+                lora_adapter: None,
+                ..t.clone()
+            },
+            None => {
+                let base = entry
+                    .weights
+                    .as_ref()
+                    .and_then(|w| self.base_engines.get(w))
+                    .ok_or_else(|| {
+                        CoreError::ModelNotReady(format!(
+                            "imported model {}: no local engine to serve it",
+                            record.name
+                        ))
+                    })?;
+                ChatEngineConfig {
+                    slots: self.adapter_slots,
+                    lora_adapter: Some(PathBuf::from(&record.adapter_path)),
+                    ..base.clone()
+                }
+            }
+        };
+        loading.insert(id.to_owned(), None);
+        drop(loading);
+        let (loading, loaded, key, name) = (
+            Arc::clone(&self.loading),
+            Arc::clone(&self.loaded),
+            id.to_owned(),
+            record.name.clone(),
+        );
+        let started = std::thread::Builder::new()
+            .name("basalt-model-load".into())
+            .spawn(move || {
+                tracing::info!(model = %name, "loading imported model");
+                let result = ChatEngine::load(config);
+                match result {
+                    Ok(engine) => {
+                        let provider: Arc<dyn ChatProvider> =
+                            Arc::new(LocalChat::new(Arc::new(engine)));
+                        if let Ok(mut l) = loaded.lock() {
+                            l.insert(key.clone(), provider);
+                        }
+                        if let Ok(mut l) = loading.lock() {
+                            l.remove(&key);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(model = %name, error = %e, "imported model failed to load");
+                        if let Ok(mut l) = loading.lock() {
+                            l.insert(key, Some(e.to_string()));
+                        }
+                    }
+                }
+            });
+        if let Err(e) = started {
+            if let Ok(mut l) = self.loading.lock() {
+                l.remove(id);
+            }
+            return Err(CoreError::Internal(format!("cannot start loading: {e}")));
+        }
+        Err(CoreError::ModelNotReady(format!(
+            "imported model {} is loading; retry shortly",
+            record.name
+        )))
+    }
+
+    /// The engine of a custom or imported model's entry, loaded on first use.
     pub(crate) fn provider(&self, entry: &ModelEntry) -> Result<Arc<dyn ChatProvider>, CoreError> {
+        if let Some(id) = imported_model_id(&entry.id) {
+            let mut engines = self
+                .engines
+                .lock()
+                .map_err(|_| CoreError::Internal("custom model engines lock poisoned".into()))?;
+            if let Some(engine) = engines.get(id) {
+                return Ok(Arc::clone(engine));
+            }
+            return self.imported_provider(entry, id, &mut engines);
+        }
         let Some(id) = custom_model_id(&entry.id) else {
             return Err(CoreError::Internal(format!("{} is not a custom model", entry.id)));
         };

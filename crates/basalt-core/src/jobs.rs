@@ -35,10 +35,17 @@ pub enum JobKind {
     Ingestion,
     /// Model customization (CreateModelCustomizationJob).
     Customization,
+    /// Model import (CreateModelImportJob).
+    Import,
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 3] = [Self::Batch, Self::Ingestion, Self::Customization];
+    pub const ALL: [JobKind; 4] = [
+        Self::Batch,
+        Self::Ingestion,
+        Self::Customization,
+        Self::Import,
+    ];
 
     /// The name stored in the job row.
     pub fn as_str(self) -> &'static str {
@@ -46,6 +53,7 @@ impl JobKind {
             Self::Batch => basalt_store::BATCH_JOB_KIND,
             Self::Ingestion => "ingestion",
             Self::Customization => "customization",
+            Self::Import => "import",
         }
     }
 

@@ -490,6 +490,9 @@ impl Basalt {
         if let Some(id) = crate::custom_models::deployment_id(model_id) {
             return self.custom_models.deployment_entry(&self.catalog, id);
         }
+        if let Some(id) = crate::custom_models::imported_model_id(model_id) {
+            return self.custom_models.imported_entry(&self.catalog, id);
+        }
         if crate::profiles::profile_id(model_id).is_some() {
             let profile = crate::profiles::find(self.profile_store.as_ref(), model_id)?;
             return self.resolve(&profile.model_id);
@@ -530,7 +533,9 @@ impl Basalt {
                 entry.id
             )));
         }
-        if crate::custom_models::custom_model_id(&entry.id).is_some() {
+        if crate::custom_models::custom_model_id(&entry.id).is_some()
+            || crate::custom_models::imported_model_id(&entry.id).is_some()
+        {
             return self.custom_models.provider(entry);
         }
         self.chat

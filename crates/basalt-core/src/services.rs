@@ -10,7 +10,7 @@ use crate::agents::AgentService;
 use crate::batch::runner::{BatchRunner, RecordInvoker};
 use crate::batch::BatchService;
 use crate::config::ConfigFile;
-use crate::customization::{CustomizationJobs, CustomizationService};
+use crate::customization::{CustomizationJobs, CustomizationService, ImportJobs};
 use crate::guardrails::GuardrailService;
 use crate::jobs::{JobRunner, RunnerTask};
 use crate::keys::KeyService;
@@ -114,6 +114,8 @@ impl Services {
         self.jobs.register(Arc::new(CustomizationJobs::new(Arc::clone(
             &self.customization,
         ))));
+        self.jobs
+            .register(Arc::new(ImportJobs::new(Arc::clone(&self.customization))));
         self.jobs.start()
     }
 }

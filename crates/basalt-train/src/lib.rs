@@ -11,11 +11,13 @@ pub mod adapter;
 pub mod lora;
 pub mod model;
 pub mod optim;
+pub mod peft;
 pub mod train;
 
 pub use adapter::{read_gguf_adapter, write_gguf_adapter, write_named_adapter};
 pub use lora::{LoraLayers, LoraSpec, Target};
-pub use model::{greedy_continuation, LlamaConfig, LlamaModel};
+pub use peft::{convert_peft_adapter, PeftAdapter};
+pub use model::{describe_gguf, greedy_continuation, GgufInfo, LlamaConfig, LlamaModel};
 pub use train::{evaluate, Example, StepMetrics, TrainConfig, Trainer};
 
 /// Runs `work` with candle's matrix products on at most `threads` threads (a pool of

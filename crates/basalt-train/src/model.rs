@@ -48,6 +48,15 @@ impl LlamaConfig {
         }
     }
 
+    /// The shape of the llama model in a GGUF file (its header only).
+    pub fn read(path: &Path) -> Result<Self, TrainError> {
+        let file =
+            File::open(path).map_err(|e| TrainError::Io(format!("{}: {e}", path.display())))?;
+        let content = gguf_file::Content::read(&mut BufReader::new(file))
+            .map_err(|e| TrainError::Model(format!("{}: not a GGUF file: {e}", path.display())))?;
+        Self::from_gguf(&content)
+    }
+
     fn from_gguf(content: &gguf_file::Content) -> Result<Self, TrainError> {
         let md = &content.metadata;
         let string = |key: &str| -> Result<String, TrainError> {
@@ -431,4 +440,36 @@ pub fn greedy_continuation(
         tokens.push(next);
     }
     Ok(out)
+}
+
+/// What a GGUF file says about itself (read from its header; no tensor data).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GgufInfo {
+    /// `general.architecture`.
+    pub architecture: String,
+    /// `general.type` (`model` when absent; `adapter` for LoRA files).
+    pub kind: String,
+    /// Whether it carries a chat template (`tokenizer.chat_template`).
+    pub chat_template: bool,
+    pub tensors: usize,
+}
+
+/// Reads a GGUF file's header.
+pub fn describe_gguf(path: &Path) -> Result<GgufInfo, TrainError> {
+    let file = File::open(path).map_err(|e| TrainError::Io(format!("{}: {e}", path.display())))?;
+    let mut reader = BufReader::new(file);
+    let content = gguf_file::Content::read(&mut reader)
+        .map_err(|e| TrainError::Model(format!("{}: not a GGUF file: {e}", path.display())))?;
+    let text = |key: &str| {
+        content
+            .metadata
+            .get(key)
+            .and_then(|v| v.to_string().ok().cloned())
+    };
+    Ok(GgufInfo {
+        architecture: text("general.architecture").unwrap_or_default(),
+        kind: text("general.type").unwrap_or_else(|| "model".into()),
+        chat_template: content.metadata.contains_key("tokenizer.chat_template"),
+        tensors: content.tensor_infos.len(),
+    })
 }

@@ -219,7 +219,7 @@ fn an_adapter_trained_in_candle_serves_the_same_tokens_in_llama_cpp() {
     );
     assert_ne!(base_answer, tuned_answer, "the base model already knew the answer");
     let agreement = 1.0 - disagreements.len() as f64 / compared as f64;
-    println!(
+    eprintln!(
         "top-1 agreement {agreement:.4} over {compared} positions; {same_continuations}/{} greedy continuations identical; disagreements {disagreements:?}",
         prompts.len()
     );

@@ -12,13 +12,14 @@
 
 pub mod data;
 pub mod hyper;
+pub mod import;
 mod training;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use basalt_store::{CustomModelRecord, JobState, StoreError};
-pub use basalt_store::DeploymentRecord;
+use basalt_store::{JobState, StoreError};
+pub use basalt_store::{CustomModelRecord, DeploymentRecord};
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::EngineKind;
@@ -28,6 +29,7 @@ use crate::keys::Principal;
 use crate::types::CustomizationType;
 use crate::{Basalt, CoreError};
 
+pub use import::{ImportDetails, ImportJob, ImportJobs, ImportSpec};
 pub use training::CustomizationJobs;
 
 /// `[customization]`.
@@ -250,6 +252,15 @@ impl CustomizationService {
 
     pub(crate) fn core(&self) -> &Arc<Basalt> {
         &self.core
+    }
+
+    /// Where jobs keep their work files and models their adapters and GGUF files.
+    pub(crate) fn data_root(&self) -> std::path::PathBuf {
+        if self.config.data_dir.is_empty() {
+            std::env::temp_dir().join("basalt-customization")
+        } else {
+            std::path::PathBuf::from(&self.config.data_dir)
+        }
     }
 
     pub fn job_arn(&self, job: &CustomizationJob) -> String {
@@ -509,7 +520,12 @@ impl CustomizationService {
             None => store.custom_model_by_name(identifier).map_err(store_error)?,
         };
         match record {
-            Some(r) if principal.may_act_on(r.key_id.as_deref()) => self.custom_model_of(r),
+            Some(r)
+                if principal.may_act_on(r.key_id.as_deref())
+                    && r.customization_type != crate::custom_models::IMPORTED =>
+            {
+                self.custom_model_of(r)
+            }
             _ => Err(CoreError::NotFound(format!(
                 "custom model {identifier} does not exist"
             ))),
@@ -525,6 +541,7 @@ impl CustomizationService {
             .map_err(store_error)?
             .into_iter()
             .filter(|r| principal.may_act_on(r.key_id.as_deref()))
+            .filter(|r| r.customization_type != crate::custom_models::IMPORTED)
             .map(|r| self.custom_model_of(r))
             .collect()
     }
@@ -676,26 +693,217 @@ impl CustomizationService {
                 model.record.name, d.name
             )));
         }
+        self.remove_model_files(&model.record)
+    }
+
+    /// CreateModelImportJob: checks the names and the source folder's location and
+    /// queues the job (the folder is read when it runs).
+    pub fn create_import_job(
+        &self,
+        principal: &Principal,
+        mut spec: ImportSpec,
+    ) -> Result<ImportJob, CoreError> {
+        let _guard = self
+            .creating
+            .lock()
+            .map_err(|_| CoreError::Internal("customization lock poisoned".into()))?;
+        let jobs = self.all_import_jobs()?;
+        if let Some(token) = &spec.client_token {
+            if let Some(job) = jobs
+                .iter()
+                .find(|j| j.spec.client_token.as_deref() == Some(token.as_str()))
+            {
+                return Ok(job.clone());
+            }
+        }
+        if !valid_job_name(&spec.job_name) {
+            return Err(CoreError::Validation(format!(
+                "jobName {:?} must be 1 to 63 letters, digits, -, + or ., starting with a letter or digit",
+                spec.job_name
+            )));
+        }
+        if !valid_model_name(&spec.imported_model_name) {
+            return Err(CoreError::Validation(format!(
+                "importedModelName {:?} must be 1 to 63 letters or digits, each optionally followed by _ or -",
+                spec.imported_model_name
+            )));
+        }
+        if !(spec.role_arn.starts_with("arn:aws") && spec.role_arn.contains(":role/")) {
+            return Err(CoreError::Validation(format!(
+                "roleArn {:?} is not an IAM role ARN (arn:aws:iam::<account>:role/<name>)",
+                spec.role_arn
+            )));
+        }
+        if spec.source_uri.starts_with("s3://") {
+            self.core.s3().check(&spec.source_uri)?;
+        } else if !self.core.allowed_paths().existing(&spec.source_uri)?.is_dir() {
+            return Err(CoreError::Validation(format!(
+                "{} is not a folder (modelDataSource.s3DataSource.s3Uri names the folder of the model)",
+                spec.source_uri
+            )));
+        }
+        if jobs.iter().any(|j| j.spec.job_name == spec.job_name) {
+            return Err(CoreError::Conflict(format!(
+                "a model import job named {:?} already exists",
+                spec.job_name
+            )));
+        }
+        let taken = self
+            .core
+            .custom_models()
+            .store()
+            .custom_model_by_name(&spec.imported_model_name)
+            .map_err(store_error)?
+            .is_some()
+            || jobs.iter().any(|j| {
+                !matches!(j.state, JobState::Failed | JobState::Stopped)
+                    && j.spec.imported_model_name == spec.imported_model_name
+            });
+        if taken {
+            return Err(CoreError::Conflict(format!(
+                "a model named {:?} already exists or is being imported",
+                spec.imported_model_name
+            )));
+        }
+        spec.key_id = Some(principal.key_id.clone());
+        let id = random_id(12, LOWER_ALNUM);
+        let payload = serde_json::to_string(&spec)
+            .map_err(|e| CoreError::Internal(format!("import spec: {e}")))?;
+        self.jobs.submit(&id, JobKind::Import, &payload)?;
+        match self.jobs.job(&id)? {
+            Some(r) => ImportJob::from_record(r),
+            None => Err(CoreError::Internal(format!("job {id} vanished after creation"))),
+        }
+    }
+
+    fn all_import_jobs(&self) -> Result<Vec<ImportJob>, CoreError> {
+        self.jobs
+            .list(Some(JobKind::Import))?
+            .into_iter()
+            .map(ImportJob::from_record)
+            .collect()
+    }
+
+    pub fn import_job_arn(&self, id: &str) -> String {
+        format!(
+            "arn:aws:bedrock:{}:{}:model-import-job/{id}",
+            self.core.region(),
+            self.core.account_id()
+        )
+    }
+
+    /// GetModelImportJob.
+    pub fn import_job(&self, principal: &Principal, identifier: &str) -> Result<ImportJob, CoreError> {
+        let missing =
+            || CoreError::NotFound(format!("model import job {identifier} does not exist"));
+        let id = job_id(identifier).map_err(|_| missing())?;
+        match self.jobs.job(id)? {
+            Some(r) if r.kind == JobKind::Import.as_str() => {
+                let job = ImportJob::from_record(r)?;
+                if principal.may_act_on(job.spec.key_id.as_deref()) {
+                    Ok(job)
+                } else {
+                    Err(missing())
+                }
+            }
+            _ => Err(missing()),
+        }
+    }
+
+    /// ListModelImportJobs: those `principal` may see, oldest first.
+    pub fn list_import_jobs(&self, principal: &Principal) -> Result<Vec<ImportJob>, CoreError> {
+        Ok(self
+            .all_import_jobs()?
+            .into_iter()
+            .filter(|j| principal.may_act_on(j.spec.key_id.as_deref()))
+            .collect())
+    }
+
+    fn imported_record(
+        &self,
+        principal: &Principal,
+        identifier: &str,
+    ) -> Result<CustomModelRecord, CoreError> {
+        let store = self.core.custom_models().store();
+        let id = crate::custom_models::imported_model_id(identifier).unwrap_or(identifier);
+        let record = match store.custom_model(id).map_err(store_error)? {
+            Some(r) => Some(r),
+            None => store.custom_model_by_name(identifier).map_err(store_error)?,
+        };
+        match record {
+            Some(r)
+                if principal.may_act_on(r.key_id.as_deref())
+                    && r.customization_type == crate::custom_models::IMPORTED =>
+            {
+                Ok(r)
+            }
+            _ => Err(CoreError::NotFound(format!(
+                "imported model {identifier} does not exist"
+            ))),
+        }
+    }
+
+    /// GetImportedModel by name, ID or ARN: the record and its description.
+    pub fn imported_model(
+        &self,
+        principal: &Principal,
+        identifier: &str,
+    ) -> Result<(CustomModelRecord, ImportDetails), CoreError> {
+        let record = self.imported_record(principal, identifier)?;
+        let details = serde_json::from_str(&record.details_json).map_err(|e| {
+            CoreError::Internal(format!("stored imported model {}: {e}", record.id))
+        })?;
+        Ok((record, details))
+    }
+
+    /// ListImportedModels: those `principal` may see, oldest first.
+    pub fn list_imported_models(
+        &self,
+        principal: &Principal,
+    ) -> Result<Vec<(CustomModelRecord, ImportDetails)>, CoreError> {
         self.core
             .custom_models()
             .store()
-            .delete_custom_model(&model.record.id)
+            .list_custom_models()
+            .map_err(store_error)?
+            .into_iter()
+            .filter(|r| principal.may_act_on(r.key_id.as_deref()))
+            .filter(|r| r.customization_type == crate::custom_models::IMPORTED)
+            .map(|r| {
+                let details = serde_json::from_str(&r.details_json).map_err(|e| {
+                    CoreError::Internal(format!("stored imported model {}: {e}", r.id))
+                })?;
+                Ok((r, details))
+            })
+            .collect()
+    }
+
+    /// DeleteImportedModel: its files go with it.
+    pub fn delete_imported_model(
+        &self,
+        principal: &Principal,
+        identifier: &str,
+    ) -> Result<(), CoreError> {
+        let record = self.imported_record(principal, identifier)?;
+        self.remove_model_files(&record)
+    }
+
+    fn remove_model_files(&self, record: &CustomModelRecord) -> Result<(), CoreError> {
+        self.core
+            .custom_models()
+            .store()
+            .delete_custom_model(&record.id)
             .map_err(store_error)?;
-        self.core.custom_models().unload(&model.record.id);
-        let dir = std::path::Path::new(&model.record.adapter_path)
+        self.core.custom_models().unload(&record.id);
+        let dir = std::path::Path::new(&record.adapter_path)
             .parent()
             .map(std::path::Path::to_path_buf);
         if let Some(dir) = dir {
             if let Err(e) = std::fs::remove_dir_all(&dir) {
-                tracing::warn!(dir = %dir.display(), error = %e, "cannot remove a deleted custom model's files");
+                tracing::warn!(dir = %dir.display(), error = %e, "cannot remove a deleted model's files");
             }
         }
         Ok(())
-    }
-
-    /// The time now (for tests of the job views).
-    pub fn now_ms() -> i64 {
-        now_ms()
     }
 }
 

@@ -225,13 +225,7 @@ impl CustomizationJobs {
     }
 
     fn files(&self, id: &str, spec: &CustomizationSpec) -> Result<JobFiles, Halt> {
-        let config = self.service.config();
-        let root = if config.data_dir.is_empty() {
-            std::env::temp_dir().join("basalt-customization")
-        } else {
-            PathBuf::from(&config.data_dir)
-        };
-        let work = root.join("jobs").join(id);
+        let work = self.service.data_root().join("jobs").join(id);
         let leaf = format!("model-customization-job-{id}");
         let core = self.service.core();
         let (output, upload) = if spec.output_uri.starts_with("s3://") {
@@ -418,12 +412,7 @@ impl CustomizationJobs {
             }
             None => {
                 let id = random_id(12, LOWER_ALNUM);
-                let dir = files
-                    .work
-                    .parent()
-                    .and_then(Path::parent)
-                    .map(|root| root.join("models").join(&id))
-                    .ok_or_else(|| Halt::Failed("no models directory".into()))?;
+                let dir = self.service.data_root().join("models").join(&id);
                 std::fs::create_dir_all(&dir).map_err(|e| {
                     Halt::Failed(format!("cannot create {}: {e}", dir.display()))
                 })?;

@@ -16,7 +16,7 @@ use basalt_core::customization::{
     Phase,
 };
 use basalt_core::jobs::JobState;
-use basalt_core::customization::DeploymentRecord;
+use basalt_core::customization::{DeploymentRecord, ImportDetails, ImportJob, ImportSpec};
 use basalt_core::keys::Principal;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -675,4 +675,219 @@ pub async fn list_deployments(
         .page(rows)
         .into_json("modelDeploymentSummaries", Value::clone);
     Ok(Json(body).into_response())
+}
+
+// ---- model import --------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct S3DataSource {
+    s3_uri: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ModelDataSource {
+    s3_data_source: Option<S3DataSource>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct CreateImportBody {
+    job_name: Option<String>,
+    imported_model_name: Option<String>,
+    role_arn: Option<String>,
+    model_data_source: Option<ModelDataSource>,
+    client_request_token: Option<String>,
+    #[allow(dead_code)]
+    job_tags: Option<Value>,
+    #[allow(dead_code)]
+    imported_model_tags: Option<Value>,
+    #[allow(dead_code)]
+    vpc_config: Option<Value>,
+    #[allow(dead_code)]
+    imported_model_kms_key_id: Option<String>,
+}
+
+pub async fn create_import_job(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    body: Bytes,
+) -> Result<Response, BedrockError> {
+    let body: CreateImportBody = parse_json(&body)?;
+    let source = required(
+        required(
+            required(body.model_data_source, "modelDataSource")?.s3_data_source,
+            "modelDataSource.s3DataSource",
+        )?
+        .s3_uri,
+        "modelDataSource.s3DataSource.s3Uri",
+    )?;
+    let job = state.customization.create_import_job(
+        &principal,
+        ImportSpec {
+            job_name: required(body.job_name, "jobName")?,
+            imported_model_name: required(body.imported_model_name, "importedModelName")?,
+            role_arn: required(body.role_arn, "roleArn")?,
+            source_uri: source,
+            client_token: body.client_request_token,
+            key_id: None,
+        },
+    )?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "jobArn": state.customization.import_job_arn(&job.id) })),
+    )
+        .into_response())
+}
+
+fn import_status(state: JobState) -> &'static str {
+    match state {
+        JobState::Completed | JobState::PartiallyCompleted => "Completed",
+        JobState::Failed | JobState::Expired | JobState::Stopped => "Failed",
+        _ => "InProgress",
+    }
+}
+
+fn import_job_json(state: &AppState, job: &ImportJob, summary: bool) -> Value {
+    let mut out = json!({
+        "jobArn": state.customization.import_job_arn(&job.id),
+        "jobName": job.spec.job_name,
+        "importedModelName": job.spec.imported_model_name,
+        "status": import_status(job.state),
+        "creationTime": timestamp(job.created_ms),
+        "lastModifiedTime": timestamp(job.updated_ms),
+    });
+    if let Some(end) = job.end_ms {
+        out["endTime"] = timestamp(end);
+    }
+    if job.state == JobState::Completed {
+        if let Some(id) = &job.result.imported_model_id {
+            out["importedModelArn"] = json!(state.core.custom_models().imported_arn(id));
+        }
+    }
+    if !summary {
+        out["roleArn"] = json!(job.spec.role_arn);
+        out["modelDataSource"] = json!({ "s3DataSource": { "s3Uri": job.spec.source_uri } });
+        if job.state == JobState::Failed {
+            if let Some(m) = &job.message {
+                out["failureMessage"] = json!(m);
+            }
+        }
+    }
+    out
+}
+
+pub async fn get_import_job(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Response, BedrockError> {
+    let job = state.customization.import_job(&principal, &id)?;
+    Ok(Json(import_job_json(&state, &job, false)).into_response())
+}
+
+pub async fn list_import_jobs(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Query(q): Query<ListQuery>,
+) -> Result<Response, BedrockError> {
+    const STATUSES: [&str; 3] = ["InProgress", "Completed", "Failed"];
+    if let Some(s) = &q.status_equals {
+        if !STATUSES.contains(&s.as_str()) {
+            return Err(BedrockError::validation(format!(
+                "statusEquals {s:?} is not one of {}",
+                STATUSES.join(", ")
+            )));
+        }
+    }
+    let filter = ListFilter::from_query(&q)?;
+    let paging = Paging::from_query(
+        "ListModelImportJobs",
+        &principal.key_id,
+        q.max_results.as_deref(),
+        q.next_token.as_deref(),
+    )?;
+    let mut jobs: Vec<ImportJob> = state
+        .customization
+        .list_import_jobs(&principal)?
+        .into_iter()
+        .filter(|j| q.status_equals.as_deref().is_none_or(|s| import_status(j.state) == s))
+        .filter(|j| q.name_contains.as_deref().is_none_or(|n| j.spec.job_name.contains(n)))
+        .filter(|j| filter.admits(j.created_ms))
+        .collect();
+    if filter.descending {
+        jobs.reverse();
+    }
+    let body = paging
+        .page(jobs)
+        .into_json("modelImportJobSummaries", |j| import_job_json(&state, j, true));
+    Ok(Json(body).into_response())
+}
+
+fn imported_model_json(
+    state: &AppState,
+    record: &basalt_core::customization::CustomModelRecord,
+    details: &ImportDetails,
+    summary: bool,
+) -> Value {
+    let mut out = json!({
+        "modelArn": state.core.custom_models().imported_arn(&record.id),
+        "modelName": record.name,
+        "creationTime": timestamp(record.created_ms),
+        "instructSupported": details.instruct_supported,
+        "modelArchitecture": details.architecture,
+    });
+    if !summary {
+        out["jobName"] = json!(details.spec.job_name);
+        out["jobArn"] = json!(state.customization.import_job_arn(&record.job_id));
+        out["modelDataSource"] = json!({ "s3DataSource": { "s3Uri": details.spec.source_uri } });
+    }
+    out
+}
+
+pub async fn get_imported_model(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Response, BedrockError> {
+    let (record, details) = state.customization.imported_model(&principal, &id)?;
+    Ok(Json(imported_model_json(&state, &record, &details, false)).into_response())
+}
+
+pub async fn list_imported_models(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Query(q): Query<ListQuery>,
+) -> Result<Response, BedrockError> {
+    let filter = ListFilter::from_query(&q)?;
+    let paging = Paging::from_query(
+        "ListImportedModels",
+        &principal.key_id,
+        q.max_results.as_deref(),
+        q.next_token.as_deref(),
+    )?;
+    let mut models: Vec<_> = state
+        .customization
+        .list_imported_models(&principal)?
+        .into_iter()
+        .filter(|(r, _)| q.name_contains.as_deref().is_none_or(|n| r.name.contains(n)))
+        .filter(|(r, _)| filter.admits(r.created_ms))
+        .collect();
+    if filter.descending {
+        models.reverse();
+    }
+    let body = paging
+        .page(models)
+        .into_json("modelSummaries", |(r, d)| imported_model_json(&state, r, d, true));
+    Ok(Json(body).into_response())
+}
+
+pub async fn delete_imported_model(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Response, BedrockError> {
+    state.customization.delete_imported_model(&principal, &id)?;
+    Ok(Json(json!({})).into_response())
 }

@@ -74,6 +74,19 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/custom-models", get(customization::list_custom_models))
         .route(
+            "/model-import-jobs",
+            post(customization::create_import_job).get(customization::list_import_jobs),
+        )
+        .route(
+            "/model-import-jobs/{job_id}",
+            get(customization::get_import_job),
+        )
+        .route("/imported-models", get(customization::list_imported_models))
+        .route(
+            "/imported-models/{model_id}",
+            get(customization::get_imported_model).delete(customization::delete_imported_model),
+        )
+        .route(
             "/model-customization/custom-model-deployments",
             post(customization::create_deployment).get(customization::list_deployments),
         )
