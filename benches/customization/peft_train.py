@@ -3,11 +3,11 @@
 Each JSONL record {"prompt", "completion"} becomes: the chat template applied to one user
 turn (the prompt) with the generation prompt, then the completion's tokens and EOS,
 truncated to --seq-len. The loss covers only the completion and EOS (labels -100
-elsewhere). Batches take the records in file order, cycling, padded on the right to the
-longest in the batch. float32 weights, LoRA (dropout 0, no bias) on --targets, AdamW
-(weight decay 0). The first 2 steps are warm-up; tokens/s counts the non-padding input
-tokens of the remaining (timed) steps over their wall time. peak_rss_mib is the
-process's peak resident set (ru_maxrss), model loading included.
+elsewhere), averaged over the batch's loss tokens. Batches take the records in file
+order, cycling, right-padded to the longest in the batch. float32 weights, LoRA (dropout
+0, no bias) on --targets, AdamW (weight decay 0). The first 2 steps are warm-up;
+tokens/s counts the non-padding input tokens of the remaining (timed) steps over their
+wall time. peak_rss_mib is the process's peak resident set (ru_maxrss), loading included.
 
     python peft_train.py --model /tmp/smollm2-hf --data train.jsonl --rank 8 --alpha 16 \\
         --targets q_proj,v_proj --seq-len 256 --batch 4 --steps 12 --lr 1e-4 --threads 2 --json

@@ -7,9 +7,10 @@
 # the CPU (see requirements.txt). By default torch is installed without them, and small
 # stand-in libraries with their sonames are built (needs gcc and readelf) into torch/lib,
 # the last folder of torch's RUNPATH, so real NVIDIA wheels would still win if installed.
-# Every stand-in function returns 100 (cudaErrorNoDevice): torch.cuda.is_available() is
-# False, and nothing on the CPU path calls them. TORCH_CUDA_WHEELS=1 installs the stock
-# NVIDIA wheels and triton instead (about 5.3 GB in all, no stand-ins).
+# Every stand-in function returns 100 (cudaErrorNoDevice; the error-string ones a message):
+# torch.cuda.is_available() is False, and nothing on the CPU path calls them.
+# TORCH_CUDA_WHEELS=1 installs the stock NVIDIA wheels and triton instead (about 5.3 GB in
+# all, no stand-ins).
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 VENV="${VENV:-$HERE/.venv}"
@@ -29,7 +30,7 @@ if [ "$MODE" = cuda-wheels ]; then
 else
   "$VENV/bin/python" - <<'EOF'
 """Build do-nothing stand-ins for the CUDA libraries that torch's libraries link."""
-import glob, os, re, subprocess, sysconfig, tempfile
+import glob, os, re, shutil, subprocess, sysconfig, tempfile
 
 lib = os.path.join(sysconfig.get_paths()["purelib"], "torch", "lib")
 objs = glob.glob(f"{lib}/*.so*") + glob.glob(f"{lib}/../_C*.so")
@@ -56,12 +57,16 @@ listing = f"{lib}/CUDA_STAND_INS"  # ours from an earlier run, rebuilt
 ours = open(listing).read().split() if os.path.exists(listing) else []
 missing = sorted(n for n in needed
                  if (n in ours or not os.path.exists(f"{lib}/{n}")) and f"{n} " not in system)
+if not missing:
+    print("setup: no CUDA stand-ins needed")
+    raise SystemExit(0)
 symbols = {n: {} for n in missing}  # library -> {symbol: (version, type)}
+# Unversioned references bind to any library loaded: they go to libcudart's stand-in.
+cudart = next((n for n in missing if n.startswith("libcudart.")), missing[0])
 for name, (version, kind) in undefined.items():
-    # Unversioned references bind to any library loaded: give them to libcudart's stand-in.
-    owner = version_file.get(version) if version else "libcudart.so.13"
-    symbols.setdefault(owner if owner in symbols else missing[0], {})[name] = (version, kind)
-tmp = tempfile.mkdtemp()
+    owner = version_file.get(version, cudart) if version else cudart
+    symbols[owner if owner in symbols else cudart][name] = (version, kind)
+tmp = tempfile.mkdtemp(prefix="cuda-stand-ins-")
 for so, syms in symbols.items():
     src, script = f"{tmp}/{so}.c", f"{tmp}/{so}.map"
     with open(src, "w") as f:
@@ -85,6 +90,7 @@ for so, syms in symbols.items():
             f.writelines(f"{v} {{ global: {'; '.join(n)}; }};\n" for v, n in by_version.items())
         args.append(f"-Wl,--version-script={script}")
     subprocess.run(args, check=True)
+shutil.rmtree(tmp)
 open(listing, "w").write("\n".join(sorted(symbols)) + "\n")
 print(f"setup: built {len(symbols)} CUDA stand-ins in {lib}: {' '.join(sorted(symbols))}")
 EOF

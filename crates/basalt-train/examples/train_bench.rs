@@ -9,6 +9,10 @@
 //!
 //! Batches are taken in file order, cycling; the first two steps are warm-up and
 //! not timed; tokens are the non-padding input tokens of the timed steps.
+//!
+//! Records with `{"input": ...}` are continued-pre-training text (the loss on every
+//! token). `--eval FILE` reports the mean loss and perplexity on FILE's records
+//! before and after training (held-out data).
 #![allow(clippy::print_stdout)] // a command-line tool: its report is its output
 
 use std::collections::HashMap;
@@ -19,6 +23,10 @@ use basalt_engine::chat::{ChatEngine, ChatEngineConfig, ChatMessage};
 use basalt_train::{Example, LlamaModel, LoraSpec, Target, TrainConfig, Trainer};
 
 const WARMUP_STEPS: usize = 2;
+
+/// The `basalt` binary's allocator, so memory is measured as the server would use it.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn args() -> Result<HashMap<String, String>, String> {
     let mut out = HashMap::new();
@@ -71,6 +79,15 @@ fn tokenize(model: &PathBuf, data: &PathBuf, seq_len: usize) -> Result<Vec<Examp
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         let record: serde_json::Value = serde_json::from_str(line).map_err(|e| e.to_string())?;
         let field = |k: &str| record.get(k).and_then(|v| v.as_str()).unwrap_or_default().to_owned();
+        if record.get("input").is_some() {
+            let mut tokens: Vec<u32> = engine.bos_token().into_iter().map(|t| t as u32).collect();
+            tokens.extend(engine.tokenize_text(&field("input")).iter().map(|&t| t as u32));
+            tokens.push(eos);
+            tokens.truncate(seq_len);
+            let loss_mask = vec![true; tokens.len()];
+            examples.push(Example { tokens, loss_mask });
+            continue;
+        }
         let prompt = engine
             .tokenize_chat(&[ChatMessage {
                 role: "user".into(),
@@ -105,6 +122,10 @@ fn run() -> Result<(), String> {
         .map(|t| Target::parse(t.trim()).ok_or_else(|| format!("unknown target {t}")))
         .collect::<Result<Vec<_>, _>>()?;
     let examples = tokenize(&model_path, &data, seq_len)?;
+    let held_out = match args.get("eval") {
+        Some(path) => tokenize(&model_path, &PathBuf::from(path), seq_len)?,
+        None => Vec::new(),
+    };
     let records = examples.len();
     let epochs = (steps * batch).div_ceil(records.max(1)).max(1);
     basalt_train::with_threads(threads, || -> Result<(), String> {
@@ -125,6 +146,13 @@ fn run() -> Result<(), String> {
             shuffle: false,
         };
         let mut trainer = Trainer::new(&model, config, examples).map_err(|e| e.to_string())?;
+        let eval = |trainer: &Trainer| -> Result<Option<f64>, String> {
+            if held_out.is_empty() {
+                return Ok(None);
+            }
+            trainer.evaluate(&held_out).map(Some).map_err(|e| e.to_string())
+        };
+        let before = eval(&trainer)?;
         let mut tokens = 0usize;
         let mut started = None;
         let mut last_loss = 0.0;
@@ -139,7 +167,12 @@ fn run() -> Result<(), String> {
             last_loss = m.loss;
         }
         let seconds = started.map_or(0.0, |s| s.elapsed().as_secs_f64());
+        let after = eval(&trainer)?;
         let report = serde_json::json!({
+            "eval_loss_before": before,
+            "eval_loss_after": after,
+            "eval_perplexity_before": before.map(f64::exp),
+            "eval_perplexity_after": after.map(f64::exp),
             "tokens_per_s": tokens as f64 / seconds.max(1e-9),
             "steps": steps.saturating_sub(WARMUP_STEPS),
             "tokens": tokens,

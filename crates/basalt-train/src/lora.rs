@@ -77,7 +77,8 @@ impl LoraAdapter {
     /// `s·(x·Aᵀ)·Bᵀ` for `x` `[..., in]`.
     pub fn delta(&self, x: &Tensor) -> Result<Tensor, TrainError> {
         let down = x.broadcast_matmul(&self.a.as_tensor().t()?)?;
-        Ok((down.broadcast_matmul(&self.b.as_tensor().t()?)? * self.scale)?)
+        // Scaling B (rank × out) rather than the product saves an activation.
+        Ok(down.broadcast_matmul(&(self.b.as_tensor().t()? * self.scale)?)?)
     }
 }
 
