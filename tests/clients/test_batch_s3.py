@@ -293,3 +293,43 @@ def test_an_agents_api_schema_is_read_from_an_allowed_bucket(front, s3):
     expect_client_error(lambda: group(OTHER_BUCKET, object_key), "AccessDeniedException", 403)
     s3.put_object(Bucket=BUCKET, Key=object_key + ".bad", Body=b"openapi: [unclosed")
     expect_client_error(lambda: group(BUCKET, object_key + ".bad"), "ValidationException", 400)
+
+
+def test_a_customization_job_reads_and_writes_s3(control, s3):
+    """Model customization with s3:// training and validation data and an s3:// output:
+    Bedrock's metrics files and the GGUF adapter land under the job's folder."""
+    prefix = f"ft-{uuid.uuid4().hex[:8]}"
+    rows = [{"prompt": f"What is the code for {n}?", "completion": "The code is K-9."}
+            for n in ("Ann", "Bob", "Cid", "Dee")]
+    s3.put_object(Bucket=BUCKET, Key=f"{prefix}/train.jsonl",
+                  Body="".join(json.dumps(r) + "\n" for r in rows).encode())
+    s3.put_object(Bucket=BUCKET, Key=f"{prefix}/val.jsonl", Body=(json.dumps(rows[0]) + "\n").encode())
+    arn = control.create_model_customization_job(
+        jobName=prefix, customModelName=prefix, roleArn=ROLE, baseModelIdentifier=CHAT_MODEL,
+        customizationType="FINE_TUNING", trainingDataConfig={"s3Uri": f"s3://{BUCKET}/{prefix}/train.jsonl"},
+        validationDataConfig={"validators": [{"s3Uri": f"s3://{BUCKET}/{prefix}/val.jsonl"}]},
+        outputDataConfig={"s3Uri": f"s3://{BUCKET}/{prefix}/out/"},
+        hyperParameters={"epochCount": "1", "batchSize": "2"})["jobArn"]
+    job_id = arn.rsplit("/", 1)[1]
+    deadline = time.monotonic() + 300
+    while (job := control.get_model_customization_job(jobIdentifier=arn))["status"] == "InProgress":
+        assert time.monotonic() < deadline, f"the customization job is still running: {job}"
+        time.sleep(0.3)
+    assert job["status"] == "Completed", f"the s3 customization job ended {job['status']}: {job.get('failureMessage')!r}"
+    root = f"{prefix}/out/model-customization-job-{job_id}/"
+    listed = s3.list_objects_v2(Bucket=BUCKET, Prefix=root).get("Contents", [])
+    keys = sorted(o["Key"][len(root):] for o in listed)
+    assert keys == ["adapter/adapter.gguf", "training_artifacts/step_wise_training_metrics.csv",
+                    "validation_artifacts/post_fine_tuning_validation/validation/validation_metrics.csv"], (
+        f"objects under {root}: {keys}")
+    metrics = s3.get_object(Bucket=BUCKET, Key=root + "training_artifacts/step_wise_training_metrics.csv")
+    lines = metrics["Body"].read().decode().splitlines()
+    assert lines[0] == "step_number,epoch_number,training_loss,perplexity" and len(lines) == 3, (
+        f"the metrics file: {lines}")
+    adapter = s3.get_object(Bucket=BUCKET, Key=root + "adapter/adapter.gguf")["Body"].read(4)
+    assert adapter == b"GGUF", f"the adapter object is not GGUF: {adapter!r}"
+    # Buckets the server does not allow are refused before anything runs.
+    expect_client_error(lambda: control.create_model_customization_job(
+        jobName=f"{prefix}-x", customModelName=f"{prefix}-x", roleArn=ROLE, baseModelIdentifier=CHAT_MODEL,
+        trainingDataConfig={"s3Uri": f"s3://{OTHER_BUCKET}/train.jsonl"},
+        outputDataConfig={"s3Uri": f"s3://{BUCKET}/{prefix}/out/"}), "AccessDeniedException", 403)

@@ -51,7 +51,7 @@ fn non_empty(config: &serde_json::Value, key: &str) -> bool {
 /// layout (`j` the half, `i` within it) becomes row `(h, i, j)`.
 pub fn permute_rows_for_rope(t: &Tensor, heads: usize) -> Result<Tensor, TrainError> {
     let (rows, cols) = t.dims2()?;
-    if heads == 0 || rows % heads != 0 || (rows / heads) % 2 != 0 {
+    if heads == 0 || rows % heads != 0 || (rows / heads) % 2 == 1 {
         return Err(refuse(format!(
             "cannot permute {rows} rows for {heads} heads (not whole, even-sized heads)"
         )));

@@ -224,6 +224,27 @@ fn valid_model_name(name: &str) -> bool {
     units <= 63
 }
 
+/// A job's name, the name of the model it makes (`field`) and its role ARN, as
+/// Bedrock's patterns want them.
+fn check_names(job_name: &str, field: &str, model_name: &str, role_arn: &str) -> Result<(), CoreError> {
+    if !valid_job_name(job_name) {
+        return Err(CoreError::Validation(format!(
+            "jobName {job_name:?} must be 1 to 63 letters, digits, -, + or ., starting with a letter or digit"
+        )));
+    }
+    if !valid_model_name(model_name) {
+        return Err(CoreError::Validation(format!(
+            "{field} {model_name:?} must be 1 to 63 letters or digits, each optionally followed by _ or -"
+        )));
+    }
+    if !(role_arn.starts_with("arn:aws") && role_arn.contains(":role/")) {
+        return Err(CoreError::Validation(format!(
+            "roleArn {role_arn:?} is not an IAM role ARN (arn:aws:iam::<account>:role/<name>)"
+        )));
+    }
+    Ok(())
+}
+
 /// The 12-character ID of a job ID or job ARN.
 fn job_id(identifier: &str) -> Result<&str, CoreError> {
     let id = identifier.rsplit('/').next().unwrap_or(identifier);
@@ -307,24 +328,7 @@ impl CustomizationService {
                 return Ok(job.clone());
             }
         }
-        if !valid_job_name(&spec.job_name) {
-            return Err(CoreError::Validation(format!(
-                "jobName {:?} must be 1 to 63 letters, digits, -, + or ., starting with a letter or digit",
-                spec.job_name
-            )));
-        }
-        if !valid_model_name(&spec.custom_model_name) {
-            return Err(CoreError::Validation(format!(
-                "customModelName {:?} must be 1 to 63 letters or digits, each optionally followed by _ or -",
-                spec.custom_model_name
-            )));
-        }
-        if !(spec.role_arn.starts_with("arn:aws") && spec.role_arn.contains(":role/")) {
-            return Err(CoreError::Validation(format!(
-                "roleArn {:?} is not an IAM role ARN (arn:aws:iam::<account>:role/<name>)",
-                spec.role_arn
-            )));
-        }
+        check_names(&spec.job_name, "customModelName", &spec.custom_model_name, &spec.role_arn)?;
         let base_id = spec
             .base_model_id
             .rsplit_once(":foundation-model/")
@@ -716,24 +720,7 @@ impl CustomizationService {
                 return Ok(job.clone());
             }
         }
-        if !valid_job_name(&spec.job_name) {
-            return Err(CoreError::Validation(format!(
-                "jobName {:?} must be 1 to 63 letters, digits, -, + or ., starting with a letter or digit",
-                spec.job_name
-            )));
-        }
-        if !valid_model_name(&spec.imported_model_name) {
-            return Err(CoreError::Validation(format!(
-                "importedModelName {:?} must be 1 to 63 letters or digits, each optionally followed by _ or -",
-                spec.imported_model_name
-            )));
-        }
-        if !(spec.role_arn.starts_with("arn:aws") && spec.role_arn.contains(":role/")) {
-            return Err(CoreError::Validation(format!(
-                "roleArn {:?} is not an IAM role ARN (arn:aws:iam::<account>:role/<name>)",
-                spec.role_arn
-            )));
-        }
+        check_names(&spec.job_name, "importedModelName", &spec.imported_model_name, &spec.role_arn)?;
         if spec.source_uri.starts_with("s3://") {
             self.core.s3().check(&spec.source_uri)?;
         } else if !self.core.allowed_paths().existing(&spec.source_uri)?.is_dir() {

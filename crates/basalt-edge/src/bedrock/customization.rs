@@ -273,15 +273,26 @@ pub struct ListQuery {
     sort_order: Option<String>,
 }
 
-/// The filters and order every list here shares.
+/// The filters and order every list here shares: `statusEquals` (one of the
+/// operation's statuses), `nameContains`, the creation-time window and `sortOrder`.
 struct ListFilter {
+    status: Option<String>,
+    name: Option<String>,
     after: Option<i64>,
     before: Option<i64>,
     descending: bool,
 }
 
 impl ListFilter {
-    fn from_query(q: &ListQuery) -> Result<Self, BedrockError> {
+    fn from_query(q: &ListQuery, statuses: &[&str]) -> Result<Self, BedrockError> {
+        if let Some(s) = &q.status_equals {
+            if !statuses.contains(&s.as_str()) {
+                return Err(BedrockError::validation(format!(
+                    "statusEquals {s:?} is not one of {}",
+                    statuses.join(", ")
+                )));
+            }
+        }
         if q.sort_by.as_deref().is_some_and(|s| s != "CreationTime") {
             return Err(BedrockError::validation("sortBy must be CreationTime"));
         }
@@ -295,6 +306,8 @@ impl ListFilter {
             }
         };
         Ok(Self {
+            status: q.status_equals.clone(),
+            name: q.name_contains.clone(),
             after: q
                 .creation_time_after
                 .as_deref()
@@ -309,8 +322,27 @@ impl ListFilter {
         })
     }
 
-    fn admits(&self, created_ms: i64) -> bool {
-        self.after.is_none_or(|a| created_ms > a) && self.before.is_none_or(|b| created_ms < b)
+    /// The rows that pass, in the order asked for (`rows` come oldest first).
+    fn select<T>(
+        &self,
+        rows: Vec<T>,
+        created_ms: impl Fn(&T) -> i64,
+        name: impl Fn(&T) -> &str,
+        status: impl Fn(&T) -> &'static str,
+    ) -> Vec<T> {
+        let mut out: Vec<T> = rows
+            .into_iter()
+            .filter(|r| self.status.as_deref().is_none_or(|s| status(r) == s))
+            .filter(|r| self.name.as_deref().is_none_or(|n| name(r).contains(n)))
+            .filter(|r| {
+                let at = created_ms(r);
+                self.after.is_none_or(|a| at > a) && self.before.is_none_or(|b| at < b)
+            })
+            .collect();
+        if self.descending {
+            out.reverse();
+        }
+        out
     }
 }
 
@@ -320,36 +352,19 @@ pub async fn list_jobs(
     Query(q): Query<ListQuery>,
 ) -> Result<Response, BedrockError> {
     const STATUSES: [&str; 5] = ["InProgress", "Completed", "Failed", "Stopping", "Stopped"];
-    if let Some(s) = &q.status_equals {
-        if !STATUSES.contains(&s.as_str()) {
-            return Err(BedrockError::validation(format!(
-                "statusEquals {s:?} is not one of {}",
-                STATUSES.join(", ")
-            )));
-        }
-    }
-    let filter = ListFilter::from_query(&q)?;
+    let filter = ListFilter::from_query(&q, &STATUSES)?;
     let paging = Paging::from_query(
         "ListModelCustomizationJobs",
         &principal.key_id,
         q.max_results.as_deref(),
         q.next_token.as_deref(),
     )?;
-    let mut jobs: Vec<CustomizationJob> = state
-        .customization
-        .list_jobs(&principal)?
-        .into_iter()
-        .filter(|j| q.status_equals.as_deref().is_none_or(|s| status(j.state) == s))
-        .filter(|j| {
-            q.name_contains
-                .as_deref()
-                .is_none_or(|n| j.spec.job_name.contains(n))
-        })
-        .filter(|j| filter.admits(j.created_ms))
-        .collect();
-    if filter.descending {
-        jobs.reverse();
-    }
+    let jobs = filter.select(
+        state.customization.list_jobs(&principal)?,
+        |j| j.created_ms,
+        |j| &j.spec.job_name,
+        |j| status(j.state),
+    );
     let body = paging
         .page(jobs)
         .into_json("modelCustomizationJobSummaries", |job| {
@@ -432,7 +447,7 @@ pub async fn list_custom_models(
             )));
         }
     }
-    let filter = ListFilter::from_query(&q)?;
+    let filter = ListFilter::from_query(&q, &[])?;
     let paging = Paging::from_query(
         "ListCustomModels",
         &principal.key_id,
@@ -448,28 +463,21 @@ pub async fn list_custom_models(
                 .map_or(arn, |(_, id)| id)
                 .to_owned()
         });
+    // None of this server's models are shared from another account (isOwned=false).
     let owned_only = q.is_owned.as_deref() == Some("false");
-    let mut models: Vec<CustomModel> = state
+    let listed: Vec<CustomModel> = state
         .customization
         .list_custom_models(&principal)?
         .into_iter()
         .filter(|_| !owned_only)
         .filter(|_| q.model_status.as_deref().is_none_or(|s| s == "Active"))
         .filter(|m| {
-            q.name_contains
-                .as_deref()
-                .is_none_or(|n| m.record.name.contains(n))
-        })
-        .filter(|m| {
             base_filter
                 .as_deref()
                 .is_none_or(|b| m.record.base_model_id == b)
         })
-        .filter(|m| filter.admits(m.record.created_ms))
         .collect();
-    if filter.descending {
-        models.reverse();
-    }
+    let models = filter.select(listed, |m| m.record.created_ms, |m| &m.record.name, |_| "Active");
     let body = paging
         .page(models)
         .into_json("modelSummaries", |m| model_summary(&state, m));
@@ -623,54 +631,53 @@ pub async fn list_deployments(
     Extension(principal): Extension<Principal>,
     Query(q): Query<DeploymentListQuery>,
 ) -> Result<Response, BedrockError> {
-    let filter = ListFilter::from_query(&ListQuery {
-        creation_time_after: q.created_after,
-        creation_time_before: q.created_before,
-        status_equals: None,
-        name_contains: None,
-        base_model_arn_equals: None,
-        foundation_model_arn_equals: None,
-        model_status: None,
-        is_owned: None,
-        max_results: None,
-        next_token: None,
-        sort_by: q.sort_by,
-        sort_order: q.sort_order,
-    })?;
-    if let Some(s) = q.status_equals.as_deref() {
-        if !["Creating", "Active", "Failed"].contains(&s) {
-            return Err(BedrockError::validation(format!(
-                "statusEquals {s:?} is not one of Creating, Active, Failed"
-            )));
-        }
-    }
+    let filter = ListFilter::from_query(
+        &ListQuery {
+            creation_time_after: q.created_after,
+            creation_time_before: q.created_before,
+            status_equals: q.status_equals,
+            name_contains: q.name_contains,
+            base_model_arn_equals: None,
+            foundation_model_arn_equals: None,
+            model_status: None,
+            is_owned: None,
+            max_results: None,
+            next_token: None,
+            sort_by: q.sort_by,
+            sort_order: q.sort_order,
+        },
+        &["Creating", "Active", "Failed"],
+    )?;
     let paging = Paging::from_query(
         "ListCustomModelDeployments",
         &principal.key_id,
         q.max_results.as_deref(),
         q.next_token.as_deref(),
     )?;
-    let mut rows: Vec<Value> = state
+    let listed: Vec<(DeploymentRecord, Value)> = state
         .customization
         .list_deployments(&principal)?
-        .iter()
-        .filter(|d| filter.admits(d.created_ms))
-        .filter(|d| q.name_contains.as_deref().is_none_or(|n| d.name.contains(n)))
-        .map(|d| deployment_json(&state, d, true))
-        .filter(|v| {
-            q.status_equals
-                .as_deref()
-                .is_none_or(|s| v["status"].as_str() == Some(s))
+        .into_iter()
+        .map(|d| {
+            let json = deployment_json(&state, &d, true);
+            (d, json)
         })
-        .filter(|v| {
+        .filter(|(_, v)| {
             q.model_arn_equals
                 .as_deref()
                 .is_none_or(|m| v["modelArn"].as_str() == Some(m))
         })
         .collect();
-    if filter.descending {
-        rows.reverse();
-    }
+    let rows: Vec<Value> = filter
+        .select(
+            listed,
+            |(d, _)| d.created_ms,
+            |(d, _)| &d.name,
+            |(_, v)| if v["status"] == "Active" { "Active" } else { "Failed" },
+        )
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect();
     let body = paging
         .page(rows)
         .into_json("modelDeploymentSummaries", Value::clone);
@@ -793,32 +800,19 @@ pub async fn list_import_jobs(
     Query(q): Query<ListQuery>,
 ) -> Result<Response, BedrockError> {
     const STATUSES: [&str; 3] = ["InProgress", "Completed", "Failed"];
-    if let Some(s) = &q.status_equals {
-        if !STATUSES.contains(&s.as_str()) {
-            return Err(BedrockError::validation(format!(
-                "statusEquals {s:?} is not one of {}",
-                STATUSES.join(", ")
-            )));
-        }
-    }
-    let filter = ListFilter::from_query(&q)?;
+    let filter = ListFilter::from_query(&q, &STATUSES)?;
     let paging = Paging::from_query(
         "ListModelImportJobs",
         &principal.key_id,
         q.max_results.as_deref(),
         q.next_token.as_deref(),
     )?;
-    let mut jobs: Vec<ImportJob> = state
-        .customization
-        .list_import_jobs(&principal)?
-        .into_iter()
-        .filter(|j| q.status_equals.as_deref().is_none_or(|s| import_status(j.state) == s))
-        .filter(|j| q.name_contains.as_deref().is_none_or(|n| j.spec.job_name.contains(n)))
-        .filter(|j| filter.admits(j.created_ms))
-        .collect();
-    if filter.descending {
-        jobs.reverse();
-    }
+    let jobs = filter.select(
+        state.customization.list_import_jobs(&principal)?,
+        |j| j.created_ms,
+        |j| &j.spec.job_name,
+        |j| import_status(j.state),
+    );
     let body = paging
         .page(jobs)
         .into_json("modelImportJobSummaries", |j| import_job_json(&state, j, true));
@@ -860,23 +854,19 @@ pub async fn list_imported_models(
     Extension(principal): Extension<Principal>,
     Query(q): Query<ListQuery>,
 ) -> Result<Response, BedrockError> {
-    let filter = ListFilter::from_query(&q)?;
+    let filter = ListFilter::from_query(&q, &[])?;
     let paging = Paging::from_query(
         "ListImportedModels",
         &principal.key_id,
         q.max_results.as_deref(),
         q.next_token.as_deref(),
     )?;
-    let mut models: Vec<_> = state
-        .customization
-        .list_imported_models(&principal)?
-        .into_iter()
-        .filter(|(r, _)| q.name_contains.as_deref().is_none_or(|n| r.name.contains(n)))
-        .filter(|(r, _)| filter.admits(r.created_ms))
-        .collect();
-    if filter.descending {
-        models.reverse();
-    }
+    let models = filter.select(
+        state.customization.list_imported_models(&principal)?,
+        |(r, _)| r.created_ms,
+        |(r, _)| &r.name,
+        |_| "Active",
+    );
     let body = paging
         .page(models)
         .into_json("modelSummaries", |(r, d)| imported_model_json(&state, r, d, true));
