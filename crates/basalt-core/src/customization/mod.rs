@@ -383,18 +383,8 @@ impl CustomizationService {
                 spec.job_name
             )));
         }
-        let name_taken = self
-            .core
-            .custom_models()
-            .store()
-            .custom_model_by_name(&spec.custom_model_name)
-            .map_err(store_error)?
-            .is_some()
-            || jobs.iter().any(|j| {
-                !matches!(j.state, JobState::Failed | JobState::Stopped)
-                    && j.spec.custom_model_name == spec.custom_model_name
-            });
-        if name_taken {
+        let pending = jobs.iter().map(|j| (j.state, j.spec.custom_model_name.as_str()));
+        if self.model_name_taken(&spec.custom_model_name, pending)? {
             return Err(CoreError::Conflict(format!(
                 "a custom model named {:?} already exists or is being trained",
                 spec.custom_model_name
@@ -407,6 +397,26 @@ impl CustomizationService {
         self.jobs.submit(&id, JobKind::Customization, &payload)?;
         self.find_job(&id)?
             .ok_or_else(|| CoreError::Internal(format!("job {id} vanished after creation")))
+    }
+
+    /// Whether a model has `name`, or a job that did not fail or stop will make one
+    /// (`jobs`: each job's state and the name of the model it makes).
+    fn model_name_taken<'a>(
+        &self,
+        name: &str,
+        mut jobs: impl Iterator<Item = (JobState, &'a str)>,
+    ) -> Result<bool, CoreError> {
+        let exists = self
+            .core
+            .custom_models()
+            .store()
+            .custom_model_by_name(name)
+            .map_err(store_error)?
+            .is_some();
+        Ok(exists
+            || jobs.any(|(state, made)| {
+                !matches!(state, JobState::Failed | JobState::Stopped) && made == name
+            }))
     }
 
     fn check_input(&self, uri: &str) -> Result<(), CoreError> {
@@ -735,18 +745,8 @@ impl CustomizationService {
                 spec.job_name
             )));
         }
-        let taken = self
-            .core
-            .custom_models()
-            .store()
-            .custom_model_by_name(&spec.imported_model_name)
-            .map_err(store_error)?
-            .is_some()
-            || jobs.iter().any(|j| {
-                !matches!(j.state, JobState::Failed | JobState::Stopped)
-                    && j.spec.imported_model_name == spec.imported_model_name
-            });
-        if taken {
+        let pending = jobs.iter().map(|j| (j.state, j.spec.imported_model_name.as_str()));
+        if self.model_name_taken(&spec.imported_model_name, pending)? {
             return Err(CoreError::Conflict(format!(
                 "a model named {:?} already exists or is being imported",
                 spec.imported_model_name
