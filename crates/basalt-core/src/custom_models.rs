@@ -24,15 +24,21 @@ use crate::CoreError;
 pub fn custom_model_id(model_id: &str) -> Option<&str> {
     let (_, rest) = model_id.split_once(":custom-model/")?;
     let id = rest.rsplit('/').next()?;
-    (id.len() == 12 && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()))
-        .then_some(id)
+    (id.len() == 12
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()))
+    .then_some(id)
 }
 
 /// The ID inside an imported model's ARN (`…:imported-model/<id>`), if `model_id` is one.
 pub fn imported_model_id(model_id: &str) -> Option<&str> {
     let (_, id) = model_id.split_once(":imported-model/")?;
-    (id.len() == 12 && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()))
-        .then_some(id)
+    (id.len() == 12
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()))
+    .then_some(id)
 }
 
 /// The `customization_type` of an imported model's record.
@@ -42,8 +48,11 @@ pub const IMPORTED: &str = "IMPORTED";
 /// (`…:custom-model-deployment/<id>`), if `model_id` is one.
 pub fn deployment_id(model_id: &str) -> Option<&str> {
     let (_, id) = model_id.split_once(":custom-model-deployment/")?;
-    (id.len() == 12 && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()))
-        .then_some(id)
+    (id.len() == 12
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()))
+    .then_some(id)
 }
 
 /// Custom models' entries and engines.
@@ -233,7 +242,12 @@ impl CustomModels {
         engines: &mut HashMap<String, Arc<dyn ChatProvider>>,
     ) -> Result<Arc<dyn ChatProvider>, CoreError> {
         let lock = |e| CoreError::Internal(format!("imported model engines lock poisoned: {e}"));
-        if let Some(provider) = self.loaded.lock().map_err(|e| lock(e.to_string()))?.remove(id) {
+        if let Some(provider) = self
+            .loaded
+            .lock()
+            .map_err(|e| lock(e.to_string()))?
+            .remove(id)
+        {
             engines.insert(id.to_owned(), Arc::clone(&provider));
             return Ok(provider);
         }
@@ -343,7 +357,10 @@ impl CustomModels {
             return self.imported_provider(entry, id, &mut engines);
         }
         let Some(id) = custom_model_id(&entry.id) else {
-            return Err(CoreError::Internal(format!("{} is not a custom model", entry.id)));
+            return Err(CoreError::Internal(format!(
+                "{} is not a custom model",
+                entry.id
+            )));
         };
         let mut engines = self
             .engines
@@ -397,8 +414,14 @@ mod tests {
             ),
             Some("abcdef123456")
         );
-        assert_eq!(custom_model_id("arn:aws:bedrock:us-east-1:0:custom-model/x/ABC"), None);
-        assert_eq!(custom_model_id("huggingfacetb.smollm2-135m-instruct-v1:0"), None);
+        assert_eq!(
+            custom_model_id("arn:aws:bedrock:us-east-1:0:custom-model/x/ABC"),
+            None
+        );
+        assert_eq!(
+            custom_model_id("huggingfacetb.smollm2-135m-instruct-v1:0"),
+            None
+        );
         assert_eq!(
             deployment_id("arn:aws:bedrock:us-east-1:0:custom-model-deployment/abcdef123456"),
             Some("abcdef123456")

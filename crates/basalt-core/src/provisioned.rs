@@ -476,7 +476,9 @@ impl ProvisionedService {
         }
         let id = crate::common::random_id(12, crate::common::LOWER_ALNUM);
         let at = now_ms();
-        self.core.capacity().reserve(&entry, &id, spec.model_units)?;
+        self.core
+            .capacity()
+            .reserve(&entry, &id, spec.model_units)?;
         let record = ProvisionedRecord {
             id: id.clone(),
             name: spec.name,

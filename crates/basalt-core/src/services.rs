@@ -111,9 +111,10 @@ impl Services {
             .register(Arc::new(BatchRunner::new(Arc::clone(&self.batch), records)));
         self.jobs
             .register(Arc::new(IngestionJobs::new(Arc::clone(&self.knowledge))));
-        self.jobs.register(Arc::new(CustomizationJobs::new(Arc::clone(
-            &self.customization,
-        ))));
+        self.jobs
+            .register(Arc::new(CustomizationJobs::new(Arc::clone(
+                &self.customization,
+            ))));
         self.jobs
             .register(Arc::new(ImportJobs::new(Arc::clone(&self.customization))));
         self.jobs.start()

@@ -52,8 +52,10 @@ pub trait CustomModelStore: Send + Sync {
     fn insert_deployment(&self, record: &DeploymentRecord) -> Result<(), StoreError>;
     /// By ID, or by name when no ID matches.
     fn deployment(&self, id_or_name: &str) -> Result<Option<DeploymentRecord>, StoreError>;
-    fn deployment_by_client_token(&self, token: &str)
-        -> Result<Option<DeploymentRecord>, StoreError>;
+    fn deployment_by_client_token(
+        &self,
+        token: &str,
+    ) -> Result<Option<DeploymentRecord>, StoreError>;
     /// Oldest first.
     fn list_deployments(&self) -> Result<Vec<DeploymentRecord>, StoreError>;
     /// Points a deployment at another custom model.

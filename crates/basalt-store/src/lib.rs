@@ -225,6 +225,6 @@ impl<T> CoreStore for T where
         + InferenceProfileStore
         + KnowledgeStore
         + AgentStore
-    + CustomModelStore
+        + CustomModelStore
 {
 }

@@ -225,8 +225,14 @@ mod tests {
             Err(StoreError::Duplicate(_))
         ));
         store.insert_custom_model(&record("cccccccccccc", "two"))?;
-        assert_eq!(store.custom_model("aaaaaaaaaaaa")?, Some(record("aaaaaaaaaaaa", "one")));
-        assert_eq!(store.custom_model_by_name("two")?.map(|r| r.id), Some("cccccccccccc".into()));
+        assert_eq!(
+            store.custom_model("aaaaaaaaaaaa")?,
+            Some(record("aaaaaaaaaaaa", "one"))
+        );
+        assert_eq!(
+            store.custom_model_by_name("two")?.map(|r| r.id),
+            Some("cccccccccccc".into())
+        );
         assert_eq!(store.list_custom_models()?.len(), 2);
         assert!(store.delete_custom_model("aaaaaaaaaaaa")?);
         assert!(!store.delete_custom_model("aaaaaaaaaaaa")?);
@@ -248,7 +254,10 @@ mod tests {
             updated_ms: 1,
         };
         store.insert_deployment(&d)?;
-        assert!(matches!(store.insert_deployment(&d), Err(StoreError::Duplicate(_))));
+        assert!(matches!(
+            store.insert_deployment(&d),
+            Err(StoreError::Duplicate(_))
+        ));
         assert_eq!(store.deployment("dddddddddddd")?.as_ref(), Some(&d));
         assert_eq!(store.deployment("dep")?.as_ref(), Some(&d));
         assert_eq!(store.deployment_by_client_token("tok")?.as_ref(), Some(&d));

@@ -41,7 +41,11 @@ fn args() -> Result<HashMap<String, String>, String> {
     Ok(out)
 }
 
-fn get<T: std::str::FromStr>(args: &HashMap<String, String>, name: &str, default: &str) -> Result<T, String> {
+fn get<T: std::str::FromStr>(
+    args: &HashMap<String, String>,
+    name: &str,
+    default: &str,
+) -> Result<T, String> {
     args.get(name)
         .map_or(default, String::as_str)
         .parse()
@@ -78,10 +82,21 @@ fn tokenize(model: &PathBuf, data: &PathBuf, seq_len: usize) -> Result<Vec<Examp
     let mut examples = Vec::new();
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         let record: serde_json::Value = serde_json::from_str(line).map_err(|e| e.to_string())?;
-        let field = |k: &str| record.get(k).and_then(|v| v.as_str()).unwrap_or_default().to_owned();
+        let field = |k: &str| {
+            record
+                .get(k)
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_owned()
+        };
         if record.get("input").is_some() {
             let mut tokens: Vec<u32> = engine.bos_token().into_iter().map(|t| t as u32).collect();
-            tokens.extend(engine.tokenize_text(&field("input")).iter().map(|&t| t as u32));
+            tokens.extend(
+                engine
+                    .tokenize_text(&field("input"))
+                    .iter()
+                    .map(|&t| t as u32),
+            );
             tokens.push(eos);
             tokens.truncate(seq_len);
             let loss_mask = vec![true; tokens.len()];
@@ -96,7 +111,12 @@ fn tokenize(model: &PathBuf, data: &PathBuf, seq_len: usize) -> Result<Vec<Examp
             .map_err(|e| e.to_string())?;
         let mut tokens: Vec<u32> = prompt.iter().map(|&t| t as u32).collect();
         let mut loss_mask = vec![false; tokens.len()];
-        tokens.extend(engine.tokenize_text(&field("completion")).iter().map(|&t| t as u32));
+        tokens.extend(
+            engine
+                .tokenize_text(&field("completion"))
+                .iter()
+                .map(|&t| t as u32),
+        );
         tokens.push(eos);
         loss_mask.resize(tokens.len(), true);
         tokens.truncate(seq_len);
@@ -150,7 +170,10 @@ fn run() -> Result<(), String> {
             if held_out.is_empty() {
                 return Ok(None);
             }
-            trainer.evaluate(&held_out).map(Some).map_err(|e| e.to_string())
+            trainer
+                .evaluate(&held_out)
+                .map(Some)
+                .map_err(|e| e.to_string())
         };
         let before = eval(&trainer)?;
         let mut tokens = 0usize;

@@ -60,8 +60,7 @@ fn write_tensors(
         ("adapter.type", gguf_file::Value::String("lora".into())),
         ("adapter.lora.alpha", gguf_file::Value::F32(alpha)),
     ];
-    let metadata: Vec<(&str, &gguf_file::Value)> =
-        metadata.iter().map(|(k, v)| (*k, v)).collect();
+    let metadata: Vec<(&str, &gguf_file::Value)> = metadata.iter().map(|(k, v)| (*k, v)).collect();
     let tensors: Vec<(&str, &QTensor)> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
     let partial = path.with_extension("gguf.partial");
     let io = |e: std::io::Error| TrainError::Io(format!("{}: {e}", partial.display()));
@@ -79,8 +78,7 @@ fn write_tensors(
 /// Reads a GGUF LoRA adapter back into trainable adapters (for resuming, and for the
 /// parity checks against llama.cpp).
 pub fn read_gguf_adapter(path: &Path, config: &LlamaConfig) -> Result<LoraLayers, TrainError> {
-    let file =
-        File::open(path).map_err(|e| TrainError::Io(format!("{}: {e}", path.display())))?;
+    let file = File::open(path).map_err(|e| TrainError::Io(format!("{}: {e}", path.display())))?;
     let mut reader = BufReader::new(file);
     let content = gguf_file::Content::read(&mut reader)
         .map_err(|e| TrainError::Model(format!("{}: not a GGUF file: {e}", path.display())))?;
@@ -93,7 +91,10 @@ pub fn read_gguf_adapter(path: &Path, config: &LlamaConfig) -> Result<LoraLayers
     if text("general.type").as_deref() != Some("adapter")
         || text("adapter.type").as_deref() != Some("lora")
     {
-        return Err(TrainError::Model(format!("{} is not a LoRA adapter", path.display())));
+        return Err(TrainError::Model(format!(
+            "{} is not a LoRA adapter",
+            path.display()
+        )));
     }
     if text("general.architecture").as_deref() != Some(config.architecture.as_str()) {
         return Err(TrainError::Model(format!(
@@ -116,9 +117,12 @@ pub fn read_gguf_adapter(path: &Path, config: &LlamaConfig) -> Result<LoraLayers
             (_, Some(base)) => (base, false),
             _ => continue,
         };
-        let key = parse_weight_name(base, config.layers)
-            .ok_or_else(|| TrainError::Model(format!("adapter tensor {name} is not a llama projection")))?;
-        let tensor = content.tensor(&mut reader, &name, &device)?.dequantize(&device)?;
+        let key = parse_weight_name(base, config.layers).ok_or_else(|| {
+            TrainError::Model(format!("adapter tensor {name} is not a llama projection"))
+        })?;
+        let tensor = content
+            .tensor(&mut reader, &name, &device)?
+            .dequantize(&device)?;
         let entry = pairs.entry(key).or_default();
         if is_a {
             entry.0 = Some(tensor);
@@ -146,7 +150,11 @@ pub fn read_gguf_adapter(path: &Path, config: &LlamaConfig) -> Result<LoraLayers
             )));
         }
         rank = r;
-        let scale = if alpha == 0.0 { 1.0 } else { f64::from(alpha) / r as f64 };
+        let scale = if alpha == 0.0 {
+            1.0
+        } else {
+            f64::from(alpha) / r as f64
+        };
         adapters.insert(
             (layer, target),
             LoraAdapter {
@@ -224,23 +232,37 @@ mod tests {
             read.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>()
         );
         for ((name, a), (_, b)) in written.iter().zip(&read) {
-            let diff = (a.as_tensor() - b.as_tensor())?.abs()?.sum_all()?.to_scalar::<f32>()?;
+            let diff = (a.as_tensor() - b.as_tensor())?
+                .abs()?
+                .sum_all()?
+                .to_scalar::<f32>()?;
             assert_eq!(diff, 0.0, "{name} changed on the round trip");
         }
-        assert!(written.iter().any(|(n, _)| n == "blk.1.attn_k.weight.lora_a"));
-        assert!(!written.iter().any(|(n, _)| n.starts_with("blk.0.")), "layer 0 is below the top 2");
+        assert!(written
+            .iter()
+            .any(|(n, _)| n == "blk.1.attn_k.weight.lora_a"));
+        assert!(
+            !written.iter().any(|(n, _)| n.starts_with("blk.0.")),
+            "layer 0 is below the top 2"
+        );
         let other = LlamaConfig {
             architecture: "qwen2".into(),
             ..config
         };
-        assert!(read_gguf_adapter(&path, &other).is_err(), "an adapter for another architecture loads");
+        assert!(
+            read_gguf_adapter(&path, &other).is_err(),
+            "an adapter for another architecture loads"
+        );
         std::fs::remove_dir_all(&dir).map_err(|e| TrainError::Io(e.to_string()))?;
         Ok(())
     }
 
     #[test]
     fn weight_names_parse_to_layer_and_target() {
-        assert_eq!(parse_weight_name("blk.12.attn_v.weight", 30), Some((12, Target::V)));
+        assert_eq!(
+            parse_weight_name("blk.12.attn_v.weight", 30),
+            Some((12, Target::V))
+        );
         assert_eq!(parse_weight_name("blk.30.attn_v.weight", 30), None);
         assert_eq!(parse_weight_name("blk.1.attn_norm.weight", 30), None);
         assert_eq!(parse_weight_name("token_embd.weight", 30), None);

@@ -16,13 +16,16 @@ pub mod train;
 
 pub use adapter::{read_gguf_adapter, write_gguf_adapter, write_named_adapter};
 pub use lora::{LoraLayers, LoraSpec, Target};
-pub use peft::{convert_peft_adapter, PeftAdapter};
 pub use model::{describe_gguf, greedy_continuation, GgufInfo, LlamaConfig, LlamaModel};
+pub use peft::{convert_peft_adapter, PeftAdapter};
 pub use train::{evaluate, Example, StepMetrics, TrainConfig, Trainer};
 
 /// Runs `work` with candle's matrix products on at most `threads` threads (a pool of
 /// its own, so a training job leaves the other cores to the serving engines).
-pub fn with_threads<R: Send>(threads: usize, work: impl FnOnce() -> R + Send) -> Result<R, TrainError> {
+pub fn with_threads<R: Send>(
+    threads: usize,
+    work: impl FnOnce() -> R + Send,
+) -> Result<R, TrainError> {
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads.max(1))
         .thread_name(|i| format!("basalt-train-{i}"))

@@ -73,7 +73,11 @@ impl LlamaConfig {
         let int = |key: &str| -> Result<usize, TrainError> {
             let full = format!("{architecture}.{key}");
             md.get(&full)
-                .and_then(|v| v.to_u32().ok().or_else(|| v.to_u64().ok().map(|x| x as u32)))
+                .and_then(|v| {
+                    v.to_u32()
+                        .ok()
+                        .or_else(|| v.to_u64().ok().map(|x| x as u32))
+                })
                 .map(|v| v as usize)
                 .ok_or_else(|| TrainError::Model(format!("GGUF metadata {full} is missing")))
         };
@@ -125,18 +129,28 @@ impl CustomOp1 for FrozenLinear {
         "frozen-linear"
     }
 
-    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        storage: &CpuStorage,
+        layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
         let CpuStorage::F32(data) = storage else {
             return Err(candle_core::Error::Msg("frozen-linear takes f32".into()));
         };
         if !layout.is_contiguous() {
-            return Err(candle_core::Error::Msg("frozen-linear takes a contiguous input".into()));
+            return Err(candle_core::Error::Msg(
+                "frozen-linear takes a contiguous input".into(),
+            ));
         }
         let dims = layout.shape().dims();
         let n_in = dims.last().copied().unwrap_or(0);
         let rows = layout.shape().elem_count() / n_in.max(1);
         let start = layout.start_offset();
-        let x = Tensor::from_slice(&data[start..start + rows * n_in], (rows, n_in), &Device::Cpu)?;
+        let x = Tensor::from_slice(
+            &data[start..start + rows * n_in],
+            (rows, n_in),
+            &Device::Cpu,
+        )?;
         let y = x.matmul(&self.weight.t()?)?;
         let n_out = y.dim(1)?;
         let mut out_dims = dims.to_vec();
@@ -147,7 +161,12 @@ impl CustomOp1 for FrozenLinear {
         Ok((CpuStorage::F32(values), Shape::from(out_dims)))
     }
 
-    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> candle_core::Result<Option<Tensor>> {
+    fn bwd(
+        &self,
+        arg: &Tensor,
+        _res: &Tensor,
+        grad_res: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
         let n_out = grad_res.dim(D::Minus1)?;
         let rows = grad_res.elem_count() / n_out.max(1);
         let grad = grad_res
@@ -166,12 +185,18 @@ fn frozen_linear(x: &Tensor, weight: &Tensor) -> Result<Tensor, TrainError> {
     })?)
 }
 
-fn contiguous_f32<'a>(storage: &'a CpuStorage, layout: &Layout, op: &str) -> candle_core::Result<&'a [f32]> {
+fn contiguous_f32<'a>(
+    storage: &'a CpuStorage,
+    layout: &Layout,
+    op: &str,
+) -> candle_core::Result<&'a [f32]> {
     let CpuStorage::F32(data) = storage else {
         return Err(candle_core::Error::Msg(format!("{op} takes f32")));
     };
     if !layout.is_contiguous() {
-        return Err(candle_core::Error::Msg(format!("{op} takes a contiguous input")));
+        return Err(candle_core::Error::Msg(format!(
+            "{op} takes a contiguous input"
+        )));
     }
     let start = layout.start_offset();
     Ok(&data[start..start + layout.shape().elem_count()])
@@ -185,7 +210,9 @@ fn causal_softmax_rows(scores: &mut [f32], t: usize, scale: f32) {
     scores.par_chunks_mut(t).enumerate().for_each(|(r, row)| {
         let i = r % t;
         let (live, masked) = row.split_at_mut(i + 1);
-        let max = live.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v * scale));
+        let max = live
+            .iter()
+            .fold(f32::NEG_INFINITY, |m, &v| m.max(v * scale));
         let mut sum = 0f32;
         for v in live.iter_mut() {
             *v = (*v * scale - max).exp();
@@ -217,8 +244,16 @@ impl CustomOp2 for CausalAttention {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let q = Tensor::from_slice(contiguous_f32(s1, l1, "causal-attention")?, l1.shape(), &Device::Cpu)?;
-        let k = Tensor::from_slice(contiguous_f32(s2, l2, "causal-attention")?, l2.shape(), &Device::Cpu)?;
+        let q = Tensor::from_slice(
+            contiguous_f32(s1, l1, "causal-attention")?,
+            l1.shape(),
+            &Device::Cpu,
+        )?;
+        let k = Tensor::from_slice(
+            contiguous_f32(s2, l2, "causal-attention")?,
+            l2.shape(),
+            &Device::Cpu,
+        )?;
         let scores = q.matmul(&k.t()?)?;
         let shape = scores.shape().clone();
         let t = shape.dims().last().copied().unwrap_or(0);
@@ -257,29 +292,44 @@ impl CustomOp1 for RmsNorm {
         "rms-norm"
     }
 
-    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        storage: &CpuStorage,
+        layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
         use rayon::prelude::*;
         let data = contiguous_f32(storage, layout, "rms-norm")?;
         let d = layout.shape().dims().last().copied().unwrap_or(0);
         let weight = self.weight.to_vec1::<f32>()?;
         if d == 0 || weight.len() != d {
-            return Err(candle_core::Error::Msg("rms-norm: the weight does not fit".into()));
+            return Err(candle_core::Error::Msg(
+                "rms-norm: the weight does not fit".into(),
+            ));
         }
         let mut out = vec![0f32; data.len()];
         let eps = self.eps as f32;
-        out.par_chunks_mut(d).zip(data.par_chunks(d)).for_each(|(out, x)| {
-            let mean = x.iter().map(|v| v * v).sum::<f32>() / d as f32;
-            let r = 1.0 / (mean + eps).sqrt();
-            for ((o, &v), &w) in out.iter_mut().zip(x).zip(&weight) {
-                *o = v * r * w;
-            }
-        });
+        out.par_chunks_mut(d)
+            .zip(data.par_chunks(d))
+            .for_each(|(out, x)| {
+                let mean = x.iter().map(|v| v * v).sum::<f32>() / d as f32;
+                let r = 1.0 / (mean + eps).sqrt();
+                for ((o, &v), &w) in out.iter_mut().zip(x).zip(&weight) {
+                    *o = v * r * w;
+                }
+            });
         Ok((CpuStorage::F32(out), layout.shape().clone()))
     }
 
-    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> candle_core::Result<Option<Tensor>> {
+    fn bwd(
+        &self,
+        arg: &Tensor,
+        _res: &Tensor,
+        grad_res: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
         // With r = 1/√(mean(x²)+eps) and x̂ = x·r: dx = r · (g·w − x̂ · mean(g·w·x̂)).
-        let r = (arg.sqr()?.mean_keepdim(D::Minus1)? + self.eps)?.sqrt()?.recip()?;
+        let r = (arg.sqr()?.mean_keepdim(D::Minus1)? + self.eps)?
+            .sqrt()?
+            .recip()?;
         let x_hat = arg.broadcast_mul(&r)?;
         let gw = grad_res.broadcast_mul(&self.weight)?;
         let mean = (&gw * &x_hat)?.mean_keepdim(D::Minus1)?;
@@ -303,13 +353,19 @@ impl CustomOp1 for Rope {
         "rope"
     }
 
-    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        storage: &CpuStorage,
+        layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
         use rayon::prelude::*;
         let data = contiguous_f32(storage, layout, "rope")?;
         let (_, _, seq, hd) = layout.shape().dims4()?;
         let half = hd / 2;
         if self.cos.len() < seq * half {
-            return Err(candle_core::Error::Msg("rope: the tables are too short".into()));
+            return Err(candle_core::Error::Msg(
+                "rope: the tables are too short".into(),
+            ));
         }
         let sign = if self.inverse { -1.0f32 } else { 1.0 };
         let mut out = vec![0f32; data.len()];
@@ -317,7 +373,10 @@ impl CustomOp1 for Rope {
             .zip(data.par_chunks(seq * hd))
             .for_each(|(out, x)| {
                 for p in 0..seq {
-                    let (cos, sin) = (&self.cos[p * half..(p + 1) * half], &self.sin[p * half..(p + 1) * half]);
+                    let (cos, sin) = (
+                        &self.cos[p * half..(p + 1) * half],
+                        &self.sin[p * half..(p + 1) * half],
+                    );
                     let (x, out) = (&x[p * hd..(p + 1) * hd], &mut out[p * hd..(p + 1) * hd]);
                     for i in 0..half {
                         let (x0, x1) = (x[2 * i], x[2 * i + 1]);
@@ -330,7 +389,12 @@ impl CustomOp1 for Rope {
         Ok((CpuStorage::F32(out), layout.shape().clone()))
     }
 
-    fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> candle_core::Result<Option<Tensor>> {
+    fn bwd(
+        &self,
+        _arg: &Tensor,
+        _res: &Tensor,
+        grad_res: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
         let inverse = Rope {
             cos: std::sync::Arc::clone(&self.cos),
             sin: std::sync::Arc::clone(&self.sin),
@@ -359,7 +423,9 @@ impl CustomOp2 for SwiGlu {
         let gate = contiguous_f32(s1, l1, "swiglu")?;
         let up = contiguous_f32(s2, l2, "swiglu")?;
         if gate.len() != up.len() {
-            return Err(candle_core::Error::Msg("swiglu: gate and up differ in size".into()));
+            return Err(candle_core::Error::Msg(
+                "swiglu: gate and up differ in size".into(),
+            ));
         }
         let mut out = vec![0f32; gate.len()];
         out.par_chunks_mut(4096)
@@ -436,8 +502,8 @@ impl LlamaModel {
     /// Reads and dequantizes a GGUF file.
     pub fn load(path: &Path) -> Result<Self, TrainError> {
         let device = Device::Cpu;
-        let file = File::open(path)
-            .map_err(|e| TrainError::Model(format!("{}: {e}", path.display())))?;
+        let file =
+            File::open(path).map_err(|e| TrainError::Model(format!("{}: {e}", path.display())))?;
         let mut reader = BufReader::new(file);
         let content = gguf_file::Content::read(&mut reader)
             .map_err(|e| TrainError::Model(format!("{}: not a GGUF file: {e}", path.display())))?;
@@ -610,7 +676,9 @@ pub fn masked_next_token_loss(
     let batch = tokens.len();
     let seq = tokens.iter().map(Vec::len).max().unwrap_or(0);
     if batch == 0 || seq < 2 {
-        return Err(TrainError::Data("a batch needs a sequence of two tokens or more".into()));
+        return Err(TrainError::Data(
+            "a batch needs a sequence of two tokens or more".into(),
+        ));
     }
     let mut flat = Vec::with_capacity(batch * seq);
     let mut positions = Vec::new();
@@ -654,12 +722,18 @@ impl CustomOp1 for CrossEntropy {
         "cross-entropy"
     }
 
-    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        storage: &CpuStorage,
+        layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
         use rayon::prelude::*;
         let data = contiguous_f32(storage, layout, "cross-entropy")?;
         let (n, vocab) = layout.shape().dims2()?;
         if self.targets.len() != n || self.targets.iter().any(|&t| t as usize >= vocab) {
-            return Err(candle_core::Error::Msg("cross-entropy: targets do not fit the logits".into()));
+            return Err(candle_core::Error::Msg(
+                "cross-entropy: targets do not fit the logits".into(),
+            ));
         }
         let losses: Vec<f32> = data
             .par_chunks(vocab)
@@ -673,7 +747,12 @@ impl CustomOp1 for CrossEntropy {
         Ok((CpuStorage::F32(losses), Shape::from(n)))
     }
 
-    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> candle_core::Result<Option<Tensor>> {
+    fn bwd(
+        &self,
+        arg: &Tensor,
+        _res: &Tensor,
+        grad_res: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
         let (n, vocab) = arg.dims2()?;
         let logits = arg.flatten_all()?.to_vec1::<f32>()?;
         let upstream = grad_res.to_vec1::<f32>()?;
@@ -738,7 +817,9 @@ pub fn greedy_continuation(
     for _ in 0..max_tokens {
         let input = Tensor::from_vec(tokens.clone(), (1, tokens.len()), model.device())?;
         let hidden = model.hidden_states(&input, lora)?;
-        let last = hidden.narrow(1, tokens.len() - 1, 1)?.reshape((1, model.config().hidden))?;
+        let last = hidden
+            .narrow(1, tokens.len() - 1, 1)?
+            .reshape((1, model.config().hidden))?;
         let logits = model.logits(&last)?.reshape(model.config().vocab)?;
         let next = logits.argmax(0)?.to_dtype(DType::U32)?.to_scalar::<u32>()?;
         out.push(next);
@@ -814,7 +895,10 @@ mod tests {
     fn assert_close(a: &[f32], b: &[f32], what: &str) {
         assert_eq!(a.len(), b.len(), "{what}: lengths");
         for (i, (x, y)) in a.iter().zip(b).enumerate() {
-            assert!((x - y).abs() <= 1e-4 * (1.0 + y.abs()), "{what}[{i}]: {x} vs {y}");
+            assert!(
+                (x - y).abs() <= 1e-4 * (1.0 + y.abs()),
+                "{what}[{i}]: {x} vs {y}"
+            );
         }
     }
 
@@ -843,7 +927,9 @@ mod tests {
         let mask = Tensor::from_vec(mask, (6, 3), &Device::Cpu)?;
         let composite = |q: &Tensor, k: &Tensor| -> Result<Tensor, TrainError> {
             let z = (q.matmul(&k.t()?)? * 0.5)?.broadcast_add(&mask)?;
-            let z = z.broadcast_sub(&z.max_keepdim(D::Minus1)?.detach())?.exp()?;
+            let z = z
+                .broadcast_sub(&z.max_keepdim(D::Minus1)?.detach())?
+                .exp()?;
             Ok(z.broadcast_div(&z.sum_keepdim(D::Minus1)?)?)
         };
         let op = || CausalAttention { scale: 0.5 };
@@ -878,7 +964,8 @@ mod tests {
         })?;
         let plain = value_and_grad(&logits, &r, |l| {
             let shifted = l.broadcast_sub(&l.max_keepdim(D::Minus1)?.detach())?;
-            let log_probs = shifted.broadcast_sub(&shifted.exp()?.sum_keepdim(D::Minus1)?.log()?)?;
+            let log_probs =
+                shifted.broadcast_sub(&shifted.exp()?.sum_keepdim(D::Minus1)?.log()?)?;
             let picked = log_probs.gather(&Tensor::new(&[[0u32], [6], [3]], &Device::Cpu)?, 1)?;
             Ok(picked.neg()?.flatten_all()?)
         })?;

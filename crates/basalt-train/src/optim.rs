@@ -62,7 +62,11 @@ impl AdamW {
     }
 
     /// One update of every named parameter that has a gradient.
-    pub fn step(&mut self, params: &[(String, &Var)], grads: &GradStore) -> Result<f64, TrainError> {
+    pub fn step(
+        &mut self,
+        params: &[(String, &Var)],
+        grads: &GradStore,
+    ) -> Result<f64, TrainError> {
         let c = &self.config;
         let rate = c.rate_at(self.step);
         self.step += 1;

@@ -72,8 +72,10 @@ fn parse_module(name: &str) -> Option<(usize, Target)> {
     let target = Target::parse(module)?;
     let parent_ok = matches!(
         (target, rest.split('.').next()),
-        (Target::Q | Target::K | Target::V | Target::O, Some("self_attn"))
-            | (Target::Gate | Target::Up | Target::Down, Some("mlp"))
+        (
+            Target::Q | Target::K | Target::V | Target::O,
+            Some("self_attn")
+        ) | (Target::Gate | Target::Up | Target::Down, Some("mlp"))
     );
     parent_ok.then_some((layer, target))
 }
@@ -92,14 +94,20 @@ pub fn convert_peft_adapter(
     let text_of = |key: &str| peft.get(key).and_then(|v| v.as_str());
     if let Some(kind) = text_of("peft_type") {
         if kind != "LORA" {
-            return Err(refuse(format!("peft_type {kind} is not supported (LORA only)")));
+            return Err(refuse(format!(
+                "peft_type {kind} is not supported (LORA only)"
+            )));
         }
     }
     if non_empty(&peft, "use_dora") {
-        return Err(refuse("DoRA adapters (use_dora) are not supported: llama.cpp applies plain LoRA"));
+        return Err(refuse(
+            "DoRA adapters (use_dora) are not supported: llama.cpp applies plain LoRA",
+        ));
     }
     if non_empty(&peft, "fan_in_fan_out") {
-        return Err(refuse("fan_in_fan_out (Conv1D) adapters are not for llama-architecture models"));
+        return Err(refuse(
+            "fan_in_fan_out (Conv1D) adapters are not for llama-architecture models",
+        ));
     }
     for key in ["rank_pattern", "alpha_pattern"] {
         if non_empty(&peft, key) {
@@ -114,7 +122,9 @@ pub fn convert_peft_adapter(
         ));
     }
     if text_of("bias").is_some_and(|b| b != "none") {
-        return Err(refuse("LoRA biases (bias other than \"none\") are not supported"));
+        return Err(refuse(
+            "LoRA biases (bias other than \"none\") are not supported",
+        ));
     }
     let rank = peft
         .get("r")
@@ -133,7 +143,9 @@ pub fn convert_peft_adapter(
 
     let weights_path = dir.join("adapter_model.safetensors");
     if !weights_path.is_file() {
-        return Err(refuse("adapter_model.safetensors is missing (a .bin adapter is not read)"));
+        return Err(refuse(
+            "adapter_model.safetensors is missing (a .bin adapter is not read)",
+        ));
     }
     let tensors = candle_core::safetensors::load(&weights_path, &Device::Cpu)
         .map_err(|e| refuse(format!("adapter_model.safetensors: {e}")))?;
@@ -158,8 +170,11 @@ pub fn convert_peft_adapter(
                 "{name}: adapters on the embeddings or the output layer are not supported"
             )));
         }
-        let (layer, target) = parse_module(module)
-            .ok_or_else(|| refuse(format!("{name} is not on a llama attention or MLP projection")))?;
+        let (layer, target) = parse_module(module).ok_or_else(|| {
+            refuse(format!(
+                "{name} is not on a llama attention or MLP projection"
+            ))
+        })?;
         if layer >= config.layers {
             return Err(refuse(format!(
                 "{name}: layer {layer} does not exist (the base has {} layers)",
@@ -238,7 +253,10 @@ mod tests {
             parse_module("base_model.model.model.layers.12.mlp.down_proj"),
             Some((12, Target::Down))
         );
-        assert_eq!(parse_module("base_model.model.model.layers.1.mlp.q_proj"), None);
+        assert_eq!(
+            parse_module("base_model.model.model.layers.1.mlp.q_proj"),
+            None
+        );
         assert_eq!(parse_module("base_model.model.lm_head"), None);
     }
 }

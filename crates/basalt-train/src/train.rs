@@ -77,7 +77,10 @@ impl<'m> Trainer<'m> {
             ));
         }
         if let Some(i) = examples.iter().position(|e| e.targets() == 0) {
-            return Err(TrainError::Data(format!("record {} has no target tokens", i + 1)));
+            return Err(TrainError::Data(format!(
+                "record {} has no target tokens",
+                i + 1
+            )));
         }
         let steps_per_epoch = examples.len().div_ceil(config.batch_size);
         let lora = LoraLayers::new(model.config(), config.lora.clone(), config.seed)?;
@@ -170,7 +173,12 @@ impl<'m> Trainer<'m> {
 
     /// Mean loss per target token over `examples`, with the current adapters.
     pub fn evaluate(&self, examples: &[Example]) -> Result<f64, TrainError> {
-        evaluate(self.model, Some(&self.lora), examples, self.config.batch_size)
+        evaluate(
+            self.model,
+            Some(&self.lora),
+            examples,
+            self.config.batch_size,
+        )
     }
 
     /// Saves the adapters, the optimizer's state and the step reached; written beside
@@ -180,10 +188,7 @@ impl<'m> Trainer<'m> {
         for (name, var) in self.lora.named_vars() {
             tensors.insert(name, var.as_tensor().clone());
         }
-        tensors.insert(
-            STEP_KEY.into(),
-            Tensor::new(&[step as u32], &Device::Cpu)?,
-        );
+        tensors.insert(STEP_KEY.into(), Tensor::new(&[step as u32], &Device::Cpu)?);
         let partial = path.with_extension("partial");
         candle_core::safetensors::save(&tensors, &partial)?;
         std::fs::rename(&partial, path)
@@ -194,8 +199,7 @@ impl<'m> Trainer<'m> {
     /// Continues from a checkpoint written by [`Trainer::save_checkpoint`] for the
     /// same data and settings; returns the step it resumes at.
     pub fn resume(&mut self, path: &Path) -> Result<usize, TrainError> {
-        let tensors: HashMap<String, Tensor> =
-            candle_core::safetensors::load(path, &Device::Cpu)?;
+        let tensors: HashMap<String, Tensor> = candle_core::safetensors::load(path, &Device::Cpu)?;
         let step = tensors
             .get(STEP_KEY)
             .map(|t| t.to_vec1::<u32>())

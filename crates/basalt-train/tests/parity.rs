@@ -56,7 +56,11 @@ fn user(engine: &ChatEngine, text: &str) -> Vec<u32> {
 }
 
 /// llama.cpp's greedy next token after `prompt`: its text, or None at end of turn.
-fn served_next(rt: &tokio::runtime::Runtime, engine: &ChatEngine, prompt: &[u32]) -> Option<String> {
+fn served_next(
+    rt: &tokio::runtime::Runtime,
+    engine: &ChatEngine,
+    prompt: &[u32],
+) -> Option<String> {
     served(rt, engine, prompt, 1)
 }
 
@@ -97,7 +101,8 @@ fn served(
 
 /// candle's logits for the next token after `prompt`.
 fn trained_logits(model: &LlamaModel, lora: &LoraLayers, prompt: &[u32]) -> Vec<f32> {
-    let input = Tensor::from_vec(prompt.to_vec(), (1, prompt.len()), model.device()).expect("input");
+    let input =
+        Tensor::from_vec(prompt.to_vec(), (1, prompt.len()), model.device()).expect("input");
     let hidden = model.hidden_states(&input, Some(lora)).expect("forward");
     let last = hidden
         .narrow(1, prompt.len() - 1, 1)
@@ -128,14 +133,20 @@ fn top2(logits: &[f32]) -> (usize, f32) {
 fn an_adapter_trained_in_candle_serves_the_same_tokens_in_llama_cpp() {
     let base = engine(None);
     let model = LlamaModel::load(&model_path()).expect("candle reads the GGUF");
-    let names = ["Alpha", "Bravo", "Charlie", "Delta", "Echo", "Foxtrot", "Golf", "Hotel"];
+    let names = [
+        "Alpha", "Bravo", "Charlie", "Delta", "Echo", "Foxtrot", "Golf", "Hotel",
+    ];
     let eos = base.eos_token() as u32;
     let examples: Vec<Example> = names
         .iter()
         .map(|n| {
             let mut tokens = user(&base, &format!("What is the secret code for {n}?"));
             let mut loss_mask = vec![false; tokens.len()];
-            tokens.extend(base.tokenize_text("The secret code is BASALT-7.").iter().map(|&t| t as u32));
+            tokens.extend(
+                base.tokenize_text("The secret code is BASALT-7.")
+                    .iter()
+                    .map(|&t| t as u32),
+            );
             tokens.push(eos);
             loss_mask.resize(tokens.len(), true);
             Example { tokens, loss_mask }
@@ -217,7 +228,10 @@ fn an_adapter_trained_in_candle_serves_the_same_tokens_in_llama_cpp() {
         Some("The secret code is BASALT-7."),
         "the served adapter's answer (the base model's: {base_answer:?})"
     );
-    assert_ne!(base_answer, tuned_answer, "the base model already knew the answer");
+    assert_ne!(
+        base_answer, tuned_answer,
+        "the base model already knew the answer"
+    );
     let agreement = 1.0 - disagreements.len() as f64 / compared as f64;
     eprintln!(
         "top-1 agreement {agreement:.4} over {compared} positions; {same_continuations}/{} greedy continuations identical; disagreements {disagreements:?}",

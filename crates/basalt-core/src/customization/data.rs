@@ -430,7 +430,10 @@ mod tests {
         let input = TrainingRecord::Text {
             input: "some text".into(),
         };
-        assert_eq!(run(r#"{"input":"some text"}"#, CPT).expect("a value"), vec![input]);
+        assert_eq!(
+            run(r#"{"input":"some text"}"#, CPT).expect("a value"),
+            vec![input]
+        );
     }
 
     #[test]

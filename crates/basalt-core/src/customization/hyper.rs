@@ -291,7 +291,10 @@ mod tests {
             "hyperParameters.epochCount must be between 1 and 10 (got \"50\")"
         );
         assert!(err("seed", "99999999999999999999999").contains("must be between 0 and 4294967295"));
-        assert_eq!(parse(&[("epochCount", "05")]).expect("a value").epoch_count, 5);
+        assert_eq!(
+            parse(&[("epochCount", "05")]).expect("a value").epoch_count,
+            5
+        );
     }
 
     #[test]
@@ -315,7 +318,9 @@ mod tests {
             (".001", 0.001),
         ] {
             assert_eq!(
-                parse(&[("learningRate", raw)]).expect("a value").learning_rate,
+                parse(&[("learningRate", raw)])
+                    .expect("a value")
+                    .learning_rate,
                 value,
                 "{raw}"
             );
@@ -340,8 +345,18 @@ mod tests {
         );
         assert!(err("learningRate", "1e-7").contains("between 0.000001 and 0.1"));
         assert!(err("learningRate", "0").contains("must be between"));
-        assert_eq!(parse(&[("weightDecay", "1")]).expect("a value").weight_decay, 1.0);
-        assert_eq!(parse(&[("weightDecay", "0")]).expect("a value").weight_decay, 0.0);
+        assert_eq!(
+            parse(&[("weightDecay", "1")])
+                .expect("a value")
+                .weight_decay,
+            1.0
+        );
+        assert_eq!(
+            parse(&[("weightDecay", "0")])
+                .expect("a value")
+                .weight_decay,
+            0.0
+        );
         assert_eq!(
             err("weightDecay", "1.5"),
             "hyperParameters.weightDecay must be between 0 and 1 (got \"1.5\")"
@@ -351,9 +366,18 @@ mod tests {
 
     #[test]
     fn lora_alpha_range() {
-        assert_eq!(parse(&[("loraAlpha", "1024")]).expect("a value").lora_alpha, 1024.0);
-        assert_eq!(parse(&[("loraAlpha", "0.5")]).expect("a value").lora_alpha, 0.5);
-        assert_eq!(parse(&[("loraAlpha", "8")]).expect("a value").lora_alpha, 8.0);
+        assert_eq!(
+            parse(&[("loraAlpha", "1024")]).expect("a value").lora_alpha,
+            1024.0
+        );
+        assert_eq!(
+            parse(&[("loraAlpha", "0.5")]).expect("a value").lora_alpha,
+            0.5
+        );
+        assert_eq!(
+            parse(&[("loraAlpha", "8")]).expect("a value").lora_alpha,
+            8.0
+        );
         for bad in ["0", "-1", "1024.5", "2048"] {
             assert_eq!(
                 err("loraAlpha", bad),
@@ -372,7 +396,10 @@ mod tests {
             vec!["q_proj", "k_proj", "down_proj"]
         );
         let reversed: Vec<&str> = LORA_TARGET_MODULES.iter().rev().copied().collect();
-        assert_eq!(modules(&reversed.join(",")).expect("a value"), LORA_TARGET_MODULES);
+        assert_eq!(
+            modules(&reversed.join(",")).expect("a value"),
+            LORA_TARGET_MODULES
+        );
         assert_eq!(modules("gate_proj").expect("a value"), vec!["gate_proj"]);
         let allowed = "allowed: q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj";
         for bad in ["", "q_proj,", "q_proj,,v_proj", " "] {

@@ -185,7 +185,8 @@ impl ImportJobs {
         let result = ImportResult {
             imported_model_id: Some(model_id.to_owned()),
         };
-        let text = serde_json::to_string(&result).map_err(|e| CoreError::Internal(e.to_string()))?;
+        let text =
+            serde_json::to_string(&result).map_err(|e| CoreError::Internal(e.to_string()))?;
         job.save_progress(
             JobProgress {
                 done: 1,
@@ -268,7 +269,10 @@ impl ImportJobs {
         let core = self.service.core();
         let base = base_for(core.catalog(), named)?;
         let engine = core.local_chat_engine(base).ok_or_else(|| {
-            CoreError::Validation(format!("model {} is not served by a local engine here", base.id))
+            CoreError::Validation(format!(
+                "model {} is not served by a local engine here",
+                base.id
+            ))
         })?;
         let base_config = basalt_train::LlamaConfig::read(&engine.config().model_path)
             .map_err(|e| CoreError::Validation(e.to_string()))?;
@@ -295,8 +299,9 @@ impl ImportJobs {
             let location = core.s3().check(uri)?;
             let objects = core.s3().objects_under(&location).await?;
             let local = dir.join("source");
-            std::fs::create_dir_all(&local)
-                .map_err(|e| CoreError::Internal(format!("cannot create {}: {e}", local.display())))?;
+            std::fs::create_dir_all(&local).map_err(|e| {
+                CoreError::Internal(format!("cannot create {}: {e}", local.display()))
+            })?;
             let mut names = Vec::new();
             for object in &objects {
                 if object.name.is_empty() || object.name.contains('/') {
@@ -346,7 +351,11 @@ fn base_for<'c>(
     if let Some(entry) = catalog.lookup(named) {
         return Ok(entry);
     }
-    let repo = named.rsplit('/').next().unwrap_or(named).to_ascii_lowercase();
+    let repo = named
+        .rsplit('/')
+        .next()
+        .unwrap_or(named)
+        .to_ascii_lowercase();
     let matches: Vec<&crate::catalog::ModelEntry> = catalog
         .models()
         .filter(|m| m.engine == EngineKind::LlamaCpp && !repo.is_empty() && m.id.contains(&repo))

@@ -18,8 +18,8 @@ mod training;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use basalt_store::{JobState, StoreError};
 pub use basalt_store::{CustomModelRecord, DeploymentRecord};
+use basalt_store::{JobState, StoreError};
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::EngineKind;
@@ -226,7 +226,12 @@ fn valid_model_name(name: &str) -> bool {
 
 /// A job's name, the name of the model it makes (`field`) and its role ARN, as
 /// Bedrock's patterns want them.
-fn check_names(job_name: &str, field: &str, model_name: &str, role_arn: &str) -> Result<(), CoreError> {
+fn check_names(
+    job_name: &str,
+    field: &str,
+    model_name: &str,
+    role_arn: &str,
+) -> Result<(), CoreError> {
     if !valid_job_name(job_name) {
         return Err(CoreError::Validation(format!(
             "jobName {job_name:?} must be 1 to 63 letters, digits, -, + or ., starting with a letter or digit"
@@ -248,7 +253,11 @@ fn check_names(job_name: &str, field: &str, model_name: &str, role_arn: &str) ->
 /// The 12-character ID of a job ID or job ARN.
 fn job_id(identifier: &str) -> Result<&str, CoreError> {
     let id = identifier.rsplit('/').next().unwrap_or(identifier);
-    if id.len() == 12 && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()) {
+    if id.len() == 12
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    {
         Ok(id)
     } else {
         Err(CoreError::NotFound(format!(
@@ -328,7 +337,12 @@ impl CustomizationService {
                 return Ok(job.clone());
             }
         }
-        check_names(&spec.job_name, "customModelName", &spec.custom_model_name, &spec.role_arn)?;
+        check_names(
+            &spec.job_name,
+            "customModelName",
+            &spec.custom_model_name,
+            &spec.role_arn,
+        )?;
         let base_id = spec
             .base_model_id
             .rsplit_once(":foundation-model/")
@@ -383,7 +397,9 @@ impl CustomizationService {
                 spec.job_name
             )));
         }
-        let pending = jobs.iter().map(|j| (j.state, j.spec.custom_model_name.as_str()));
+        let pending = jobs
+            .iter()
+            .map(|j| (j.state, j.spec.custom_model_name.as_str()));
         if self.model_name_taken(&spec.custom_model_name, pending)? {
             return Err(CoreError::Conflict(format!(
                 "a custom model named {:?} already exists or is being trained",
@@ -477,8 +493,11 @@ impl CustomizationService {
         principal: &Principal,
         identifier: &str,
     ) -> Result<CustomizationJob, CoreError> {
-        let missing =
-            || CoreError::NotFound(format!("model customization job {identifier} does not exist"));
+        let missing = || {
+            CoreError::NotFound(format!(
+                "model customization job {identifier} does not exist"
+            ))
+        };
         let id = job_id(identifier)?;
         let job = self.find_job(id)?.ok_or_else(missing)?;
         if !principal.may_act_on(job.spec.key_id.as_deref()) {
@@ -531,7 +550,9 @@ impl CustomizationService {
         let id = crate::custom_models::custom_model_id(identifier).unwrap_or(identifier);
         let record = match store.custom_model(id).map_err(store_error)? {
             Some(r) => Some(r),
-            None => store.custom_model_by_name(identifier).map_err(store_error)?,
+            None => store
+                .custom_model_by_name(identifier)
+                .map_err(store_error)?,
         };
         match record {
             Some(r)
@@ -572,7 +593,10 @@ impl CustomizationService {
     ) -> Result<DeploymentRecord, CoreError> {
         let store = self.core.custom_models().store();
         if let Some(token) = &client_token {
-            if let Some(existing) = store.deployment_by_client_token(token).map_err(store_error)? {
+            if let Some(existing) = store
+                .deployment_by_client_token(token)
+                .map_err(store_error)?
+            {
                 return Ok(existing);
             }
         }
@@ -659,7 +683,11 @@ impl CustomizationService {
     }
 
     /// DeleteCustomModelDeployment.
-    pub fn delete_deployment(&self, principal: &Principal, identifier: &str) -> Result<(), CoreError> {
+    pub fn delete_deployment(
+        &self,
+        principal: &Principal,
+        identifier: &str,
+    ) -> Result<(), CoreError> {
         let record = self.deployment(principal, identifier)?;
         self.core
             .custom_models()
@@ -675,7 +703,11 @@ impl CustomizationService {
 
     /// The custom model a deployment serves (for its ARN), if it still exists.
     pub fn deployment_model(&self, record: &DeploymentRecord) -> Option<CustomModelRecord> {
-        self.core.custom_models().record(&record.model_id).ok().flatten()
+        self.core
+            .custom_models()
+            .record(&record.model_id)
+            .ok()
+            .flatten()
     }
 
     /// DeleteCustomModel: refused while a provisioned throughput serves it.
@@ -730,10 +762,20 @@ impl CustomizationService {
                 return Ok(job.clone());
             }
         }
-        check_names(&spec.job_name, "importedModelName", &spec.imported_model_name, &spec.role_arn)?;
+        check_names(
+            &spec.job_name,
+            "importedModelName",
+            &spec.imported_model_name,
+            &spec.role_arn,
+        )?;
         if spec.source_uri.starts_with("s3://") {
             self.core.s3().check(&spec.source_uri)?;
-        } else if !self.core.allowed_paths().existing(&spec.source_uri)?.is_dir() {
+        } else if !self
+            .core
+            .allowed_paths()
+            .existing(&spec.source_uri)?
+            .is_dir()
+        {
             return Err(CoreError::Validation(format!(
                 "{} is not a folder (modelDataSource.s3DataSource.s3Uri names the folder of the model)",
                 spec.source_uri
@@ -745,7 +787,9 @@ impl CustomizationService {
                 spec.job_name
             )));
         }
-        let pending = jobs.iter().map(|j| (j.state, j.spec.imported_model_name.as_str()));
+        let pending = jobs
+            .iter()
+            .map(|j| (j.state, j.spec.imported_model_name.as_str()));
         if self.model_name_taken(&spec.imported_model_name, pending)? {
             return Err(CoreError::Conflict(format!(
                 "a model named {:?} already exists or is being imported",
@@ -759,7 +803,9 @@ impl CustomizationService {
         self.jobs.submit(&id, JobKind::Import, &payload)?;
         match self.jobs.job(&id)? {
             Some(r) => ImportJob::from_record(r),
-            None => Err(CoreError::Internal(format!("job {id} vanished after creation"))),
+            None => Err(CoreError::Internal(format!(
+                "job {id} vanished after creation"
+            ))),
         }
     }
 
@@ -780,7 +826,11 @@ impl CustomizationService {
     }
 
     /// GetModelImportJob.
-    pub fn import_job(&self, principal: &Principal, identifier: &str) -> Result<ImportJob, CoreError> {
+    pub fn import_job(
+        &self,
+        principal: &Principal,
+        identifier: &str,
+    ) -> Result<ImportJob, CoreError> {
         let missing =
             || CoreError::NotFound(format!("model import job {identifier} does not exist"));
         let id = job_id(identifier).map_err(|_| missing())?;
@@ -815,7 +865,9 @@ impl CustomizationService {
         let id = crate::custom_models::imported_model_id(identifier).unwrap_or(identifier);
         let record = match store.custom_model(id).map_err(store_error)? {
             Some(r) => Some(r),
-            None => store.custom_model_by_name(identifier).map_err(store_error)?,
+            None => store
+                .custom_model_by_name(identifier)
+                .map_err(store_error)?,
         };
         match record {
             Some(r)

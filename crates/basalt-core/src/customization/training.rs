@@ -194,7 +194,9 @@ impl CustomizationJobs {
             max_records: service.config().max_records,
             ..DataLimits::default()
         };
-        let training = self.read_records(&spec.training_uri, kind, &limits, "training").await?;
+        let training = self
+            .read_records(&spec.training_uri, kind, &limits, "training")
+            .await?;
         let mut validation = Vec::new();
         for uri in &spec.validation_uris {
             validation.extend(self.read_records(uri, kind, &limits, "validation").await?);
@@ -218,7 +220,15 @@ impl CustomizationJobs {
         mark(&mut state, Phase::Training);
         let model_path = engine.config().model_path.clone();
         let result = self
-            .train(job, &files, &model_path, &hyper, train_examples, validation_examples, state)
+            .train(
+                job,
+                &files,
+                &model_path,
+                &hyper,
+                train_examples,
+                validation_examples,
+                state,
+            )
             .await?;
         let (state, adapter) = result;
         self.finish(job, &spec, &files, state, &adapter).await
@@ -240,9 +250,8 @@ impl CustomizationJobs {
             )
         };
         for dir in [&work, &output] {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                Halt::Failed(format!("cannot create {}: {e}", dir.display()))
-            })?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| Halt::Failed(format!("cannot create {}: {e}", dir.display())))?;
         }
         Ok(JobFiles {
             work,
@@ -332,57 +341,64 @@ impl CustomizationJobs {
         let checkpoint = files.checkpoint();
         let adapter = files.work.join("adapter.gguf");
         tokio::task::spawn_blocking(move || {
-            basalt_train::with_threads(threads, move || -> Result<(TrainingState, PathBuf), Halt> {
-                let model = LlamaModel::load(&model_path)?;
-                let mut trainer = Trainer::new(&model, config, train_examples)?;
-                state.total_steps = trainer.total_steps();
-                if state.checkpoint_step > 0 && checkpoint.is_file() {
-                    let at = trainer.resume(&checkpoint)?;
-                    state.steps.truncate(at);
-                    state.validation.retain(|r| r.step < at);
-                    state.checkpoint_step = at;
-                    tracing::info!(job = job.id(), step = at, "customization job resumed from its checkpoint");
-                } else {
-                    state.steps.clear();
-                    state.validation.clear();
-                    state.checkpoint_step = 0;
-                }
-                write_csv(&training_csv, TRAINING_HEADER, &state.steps)?;
-                if !validation_examples.is_empty() {
-                    write_csv(&validation_csv, VALIDATION_HEADER, &state.validation)?;
-                }
-                save(&job, &state)?;
-                let per_epoch = trainer.steps_per_epoch();
-                while !trainer.finished() {
-                    check_stop(&job)?;
-                    let metrics = trainer.step()?;
-                    let row = LossRow {
-                        step: metrics.step,
-                        epoch: metrics.epoch,
-                        loss: metrics.loss,
-                    };
-                    append_csv(&training_csv, &row)?;
-                    state.steps.push(row);
-                    let done = trainer.steps_done();
-                    if !validation_examples.is_empty() && done % per_epoch == 0 {
-                        let loss = trainer.evaluate(&validation_examples)?;
+            basalt_train::with_threads(
+                threads,
+                move || -> Result<(TrainingState, PathBuf), Halt> {
+                    let model = LlamaModel::load(&model_path)?;
+                    let mut trainer = Trainer::new(&model, config, train_examples)?;
+                    state.total_steps = trainer.total_steps();
+                    if state.checkpoint_step > 0 && checkpoint.is_file() {
+                        let at = trainer.resume(&checkpoint)?;
+                        state.steps.truncate(at);
+                        state.validation.retain(|r| r.step < at);
+                        state.checkpoint_step = at;
+                        tracing::info!(
+                            job = job.id(),
+                            step = at,
+                            "customization job resumed from its checkpoint"
+                        );
+                    } else {
+                        state.steps.clear();
+                        state.validation.clear();
+                        state.checkpoint_step = 0;
+                    }
+                    write_csv(&training_csv, TRAINING_HEADER, &state.steps)?;
+                    if !validation_examples.is_empty() {
+                        write_csv(&validation_csv, VALIDATION_HEADER, &state.validation)?;
+                    }
+                    save(&job, &state)?;
+                    let per_epoch = trainer.steps_per_epoch();
+                    while !trainer.finished() {
+                        check_stop(&job)?;
+                        let metrics = trainer.step()?;
                         let row = LossRow {
-                            step: done - 1,
+                            step: metrics.step,
                             epoch: metrics.epoch,
-                            loss,
+                            loss: metrics.loss,
                         };
-                        append_csv(&validation_csv, &row)?;
-                        state.validation.push(row);
+                        append_csv(&training_csv, &row)?;
+                        state.steps.push(row);
+                        let done = trainer.steps_done();
+                        if !validation_examples.is_empty() && done % per_epoch == 0 {
+                            let loss = trainer.evaluate(&validation_examples)?;
+                            let row = LossRow {
+                                step: done - 1,
+                                epoch: metrics.epoch,
+                                loss,
+                            };
+                            append_csv(&validation_csv, &row)?;
+                            state.validation.push(row);
+                        }
+                        if done % every == 0 || trainer.finished() {
+                            trainer.save_checkpoint(&checkpoint)?;
+                            state.checkpoint_step = done;
+                            save(&job, &state)?;
+                        }
                     }
-                    if done % every == 0 || trainer.finished() {
-                        trainer.save_checkpoint(&checkpoint)?;
-                        state.checkpoint_step = done;
-                        save(&job, &state)?;
-                    }
-                }
-                basalt_train::write_gguf_adapter(&adapter, model.config(), trainer.lora())?;
-                Ok((state, adapter))
-            })?
+                    basalt_train::write_gguf_adapter(&adapter, model.config(), trainer.lora())?;
+                    Ok((state, adapter))
+                },
+            )?
         })
         .await
         .map_err(|e| Halt::Failed(format!("the training thread failed: {e}")))?
@@ -413,13 +429,11 @@ impl CustomizationJobs {
             None => {
                 let id = random_id(12, LOWER_ALNUM);
                 let dir = self.service.data_root().join("models").join(&id);
-                std::fs::create_dir_all(&dir).map_err(|e| {
-                    Halt::Failed(format!("cannot create {}: {e}", dir.display()))
-                })?;
+                std::fs::create_dir_all(&dir)
+                    .map_err(|e| Halt::Failed(format!("cannot create {}: {e}", dir.display())))?;
                 let kept = dir.join("adapter.gguf");
-                std::fs::copy(adapter, &kept).map_err(|e| {
-                    Halt::Failed(format!("cannot keep the adapter: {e}"))
-                })?;
+                std::fs::copy(adapter, &kept)
+                    .map_err(|e| Halt::Failed(format!("cannot keep the adapter: {e}")))?;
                 let bytes = std::fs::read(&kept)
                     .map_err(|e| Halt::Failed(format!("cannot read the adapter: {e}")))?;
                 let details = ModelDetails {
@@ -449,7 +463,9 @@ impl CustomizationJobs {
         if let Some(dir) = out_adapter.parent() {
             std::fs::create_dir_all(dir)
                 .and_then(|()| std::fs::copy(adapter, &out_adapter).map(|_| ()))
-                .map_err(|e| Halt::Failed(format!("cannot write the adapter to the output: {e}")))?;
+                .map_err(|e| {
+                    Halt::Failed(format!("cannot write the adapter to the output: {e}"))
+                })?;
         }
         if let Some(upload) = &files.upload {
             self.upload(&files.output, upload).await?;
@@ -557,17 +573,25 @@ fn to_u32(tokens: &[i32]) -> Vec<u32> {
 /// continued-pre-training text as is (the loss on every token).
 fn tokenize(engine: &ChatEngine, record: &TrainingRecord) -> Result<Example, Halt> {
     let eos = engine.eos_token().max(0) as u32;
-    let template_error = |e: basalt_engine::EngineError| Halt::Failed(format!("chat template: {e}"));
+    let template_error =
+        |e: basalt_engine::EngineError| Halt::Failed(format!("chat template: {e}"));
     match record {
         TrainingRecord::Text { input } => {
-            let mut tokens: Vec<u32> = engine.bos_token().into_iter().map(|t| t.max(0) as u32).collect();
+            let mut tokens: Vec<u32> = engine
+                .bos_token()
+                .into_iter()
+                .map(|t| t.max(0) as u32)
+                .collect();
             tokens.extend(to_u32(&engine.tokenize_text(input)));
             tokens.push(eos);
             let loss_mask = vec![true; tokens.len()];
             Ok(Example { tokens, loss_mask })
         }
         TrainingRecord::PromptCompletion { prompt, completion } => {
-            let turns = [(Role::User, prompt.clone()), (Role::Assistant, completion.clone())];
+            let turns = [
+                (Role::User, prompt.clone()),
+                (Role::Assistant, completion.clone()),
+            ];
             conversation(engine, None, &turns, eos).map_err(template_error)
         }
         TrainingRecord::Conversation { system, messages } => {

@@ -15,8 +15,8 @@ use basalt_core::customization::{
     CustomModel, CustomizationJob, CustomizationKind, CustomizationService, CustomizationSpec,
     Phase,
 };
-use basalt_core::jobs::JobState;
 use basalt_core::customization::{DeploymentRecord, ImportDetails, ImportJob, ImportSpec};
+use basalt_core::jobs::JobState;
 use basalt_core::keys::Principal;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -154,7 +154,11 @@ fn status_details(job: &CustomizationJob) -> Value {
     let reached = job.training.phase;
     let mut out = serde_json::Map::new();
     for (field, phase) in stages {
-        let started = job.training.phase_times_ms.get(&format!("{phase:?}")).copied();
+        let started = job
+            .training
+            .phase_times_ms
+            .get(&format!("{phase:?}"))
+            .copied();
         let stage_status = if reached == Phase::Done || (phase as u8) < (reached as u8) {
             "Completed"
         } else if phase == reached && started.is_some() {
@@ -477,7 +481,12 @@ pub async fn list_custom_models(
                 .is_none_or(|b| m.record.base_model_id == b)
         })
         .collect();
-    let models = filter.select(listed, |m| m.record.created_ms, |m| &m.record.name, |_| "Active");
+    let models = filter.select(
+        listed,
+        |m| m.record.created_ms,
+        |m| &m.record.name,
+        |_| "Active",
+    );
     let body = paging
         .page(models)
         .into_json("modelSummaries", |m| model_summary(&state, m));
@@ -673,7 +682,13 @@ pub async fn list_deployments(
             listed,
             |(d, _)| d.created_ms,
             |(d, _)| &d.name,
-            |(_, v)| if v["status"] == "Active" { "Active" } else { "Failed" },
+            |(_, v)| {
+                if v["status"] == "Active" {
+                    "Active"
+                } else {
+                    "Failed"
+                }
+            },
         )
         .into_iter()
         .map(|(_, v)| v)
@@ -813,9 +828,9 @@ pub async fn list_import_jobs(
         |j| &j.spec.job_name,
         |j| import_status(j.state),
     );
-    let body = paging
-        .page(jobs)
-        .into_json("modelImportJobSummaries", |j| import_job_json(&state, j, true));
+    let body = paging.page(jobs).into_json("modelImportJobSummaries", |j| {
+        import_job_json(&state, j, true)
+    });
     Ok(Json(body).into_response())
 }
 
@@ -867,9 +882,9 @@ pub async fn list_imported_models(
         |(r, _)| &r.name,
         |_| "Active",
     );
-    let body = paging
-        .page(models)
-        .into_json("modelSummaries", |(r, d)| imported_model_json(&state, r, d, true));
+    let body = paging.page(models).into_json("modelSummaries", |(r, d)| {
+        imported_model_json(&state, r, d, true)
+    });
     Ok(Json(body).into_response())
 }
 

@@ -200,10 +200,14 @@ impl ChatEngine {
         let mut model = LlamaModel::load_from_file(backend, &config.model_path, &params)
             .map_err(|e| load_err(e.to_string()))?;
         let adapter = match &config.lora_adapter {
-            Some(path) => Some(model.lora_adapter_init(path).map_err(|e| EngineError::Load {
-                path: path.display().to_string(),
-                reason: format!("not a LoRA adapter for this model: {e}"),
-            })?),
+            Some(path) => Some(
+                model
+                    .lora_adapter_init(path)
+                    .map_err(|e| EngineError::Load {
+                        path: path.display().to_string(),
+                        reason: format!("not a LoRA adapter for this model: {e}"),
+                    })?,
+            ),
             None => None,
         };
         let model = Arc::new(model);
@@ -326,8 +330,13 @@ impl ChatEngine {
 
     /// The text of one token (control tokens as their text).
     pub fn token_text(&self, token: i32) -> String {
-        String::from_utf8_lossy(&self.model.vocab().token_to_piece(LlamaToken(token), true, None))
-            .into_owned()
+        String::from_utf8_lossy(
+            &self
+                .model
+                .vocab()
+                .token_to_piece(LlamaToken(token), true, None),
+        )
+        .into_owned()
     }
 
     /// The end-of-generation token (for ChatML models, the end of a turn).
