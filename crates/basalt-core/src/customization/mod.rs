@@ -144,8 +144,10 @@ pub struct TrainingState {
     pub total_steps: usize,
     /// Steps covered by the adapter checkpoint on disk (a resumed job starts here).
     pub checkpoint_step: usize,
-    /// The training loss of every step up to `checkpoint_step`.
-    pub steps: Vec<LossRow>,
+    /// The last step trained (the job's `trainingMetrics`); every step's loss is in
+    /// the metrics file, not here, so the state stays small however long the job.
+    pub last_step: Option<LossRow>,
+    /// One row per epoch.
     pub validation: Vec<LossRow>,
     pub custom_model_id: Option<String>,
     pub phase_times_ms: BTreeMap<String, i64>,

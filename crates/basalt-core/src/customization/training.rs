@@ -151,6 +151,26 @@ fn write_csv(path: &Path, header: &str, rows: &[LossRow]) -> Result<(), Halt> {
     std::fs::write(path, text).map_err(io)
 }
 
+/// Keeps a metrics file's rows of the steps before `below` (a resumed job trains the
+/// rest again); a missing file is written with its header.
+fn keep_csv_rows(path: &Path, header: &str, below: usize) -> Result<(), Halt> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(Halt::Failed(format!("cannot read {}: {e}", path.display()))),
+    };
+    let mut kept = format!("{header}\n");
+    for line in text.lines().skip(1) {
+        let step = line.split(',').next().and_then(|s| s.parse::<usize>().ok());
+        if step.is_some_and(|s| s < below) {
+            kept.push_str(line);
+            kept.push('\n');
+        }
+    }
+    std::fs::write(path, kept)
+        .map_err(|e| Halt::Failed(format!("cannot write {}: {e}", path.display())))
+}
+
 fn append_csv(path: &Path, row: &LossRow) -> Result<(), Halt> {
     let io = |e: std::io::Error| Halt::Failed(format!("cannot write {}: {e}", path.display()));
     let mut file = std::fs::OpenOptions::new()
@@ -349,7 +369,11 @@ impl CustomizationJobs {
                     state.total_steps = trainer.total_steps();
                     if state.checkpoint_step > 0 && checkpoint.is_file() {
                         let at = trainer.resume(&checkpoint)?;
-                        state.steps.truncate(at);
+                        // The steps after the checkpoint are trained again: their rows go.
+                        keep_csv_rows(&training_csv, TRAINING_HEADER, at)?;
+                        if !validation_examples.is_empty() {
+                            keep_csv_rows(&validation_csv, VALIDATION_HEADER, at)?;
+                        }
                         state.validation.retain(|r| r.step < at);
                         state.checkpoint_step = at;
                         tracing::info!(
@@ -358,13 +382,13 @@ impl CustomizationJobs {
                             "customization job resumed from its checkpoint"
                         );
                     } else {
-                        state.steps.clear();
+                        state.last_step = None;
                         state.validation.clear();
                         state.checkpoint_step = 0;
-                    }
-                    write_csv(&training_csv, TRAINING_HEADER, &state.steps)?;
-                    if !validation_examples.is_empty() {
-                        write_csv(&validation_csv, VALIDATION_HEADER, &state.validation)?;
+                        write_csv(&training_csv, TRAINING_HEADER, &[])?;
+                        if !validation_examples.is_empty() {
+                            write_csv(&validation_csv, VALIDATION_HEADER, &[])?;
+                        }
                     }
                     save(&job, &state)?;
                     let per_epoch = trainer.steps_per_epoch();
@@ -377,7 +401,7 @@ impl CustomizationJobs {
                             loss: metrics.loss,
                         };
                         append_csv(&training_csv, &row)?;
-                        state.steps.push(row);
+                        state.last_step = Some(row);
                         let done = trainer.steps_done();
                         if !validation_examples.is_empty() && done % per_epoch == 0 {
                             let loss = trainer.evaluate(&validation_examples)?;
@@ -438,7 +462,7 @@ impl CustomizationJobs {
                     .map_err(|e| Halt::Failed(format!("cannot read the adapter: {e}")))?;
                 let details = ModelDetails {
                     spec: spec.clone(),
-                    training_loss: state.steps.last().map(|r| r.loss),
+                    training_loss: state.last_step.as_ref().map(|r| r.loss),
                     validation_loss: state.validation.last().map(|r| r.loss),
                 };
                 store
@@ -518,7 +542,7 @@ fn mark(state: &mut TrainingState, phase: Phase) {
 fn save(job: &ActiveJob, state: &TrainingState) -> Result<(), Halt> {
     let text = serde_json::to_string(state).map_err(|e| Halt::Failed(e.to_string()))?;
     let progress = JobProgress {
-        done: state.steps.len() as u64,
+        done: state.checkpoint_step as u64,
         total: (state.total_steps > 0).then_some(state.total_steps as u64),
     };
     if job.save_progress(progress, Some(&text))? {

@@ -232,7 +232,7 @@ fn job_json(state: &AppState, job: &CustomizationJob) -> Value {
         if let Some(arn) = custom_model_arn_of(state, job) {
             out["outputModelArn"] = json!(arn);
         }
-        if let Some(last) = job.training.steps.last() {
+        if let Some(last) = &job.training.last_step {
             out["trainingMetrics"] = json!({ "trainingLoss": last.loss });
         }
         if let Some(last) = job.training.validation.last() {
