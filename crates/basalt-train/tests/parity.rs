@@ -6,7 +6,8 @@
 //! order of q or k, a wrong scale or a transposed matrix would show. llama.cpp
 //! multiplies the Q4_1 weights with activations rounded to 8 bits while candle
 //! multiplies the dequantized weights in f32, so their logits differ a little: a
-//! position where they pick different tokens must be a near tie in candle's logits.
+//! position where they pick different tokens must be a near tie in candle's logits,
+//! and the adapter must not disagree more often than the base model alone does.
 //! Needs the pinned model (`basalt models fetch`; `BASALT_MODELS_DIR`).
 
 use std::path::PathBuf;
@@ -100,10 +101,10 @@ fn served(
 }
 
 /// candle's logits for the next token after `prompt`.
-fn trained_logits(model: &LlamaModel, lora: &LoraLayers, prompt: &[u32]) -> Vec<f32> {
+fn trained_logits(model: &LlamaModel, lora: Option<&LoraLayers>, prompt: &[u32]) -> Vec<f32> {
     let input =
         Tensor::from_vec(prompt.to_vec(), (1, prompt.len()), model.device()).expect("input");
-    let hidden = model.hidden_states(&input, Some(lora)).expect("forward");
+    let hidden = model.hidden_states(&input, lora).expect("forward");
     let last = hidden
         .narrow(1, prompt.len() - 1, 1)
         .and_then(|h| h.reshape((1, model.config().hidden)))
@@ -127,6 +128,56 @@ fn top2(logits: &[f32]) -> (usize, f32) {
         }
     }
     (best.0, best.1 - second)
+}
+
+/// A position where the two sides pick different tokens: the prompt, the position,
+/// candle's and llama.cpp's tokens, and candle's top-2 margin.
+type Disagreement = (&'static str, usize, Option<String>, Option<String>, f32);
+
+struct Comparison {
+    compared: usize,
+    disagreements: Vec<Disagreement>,
+    same_continuations: usize,
+}
+
+/// Next-token agreement along candle's greedy continuation of each prompt (16
+/// tokens): candle with `lora` against `served` (llama.cpp).
+fn compare(
+    rt: &tokio::runtime::Runtime,
+    base: &ChatEngine,
+    model: &LlamaModel,
+    lora: Option<&LoraLayers>,
+    served: &ChatEngine,
+    prompts: &[&'static str],
+    eos: u32,
+) -> Comparison {
+    let mut out = Comparison {
+        compared: 0,
+        disagreements: Vec::new(),
+        same_continuations: 0,
+    };
+    for &text in prompts {
+        let mut sequence = user(base, text);
+        let mut continuation_matches = true;
+        for _ in 0..16 {
+            let logits = trained_logits(model, lora, &sequence);
+            let (token, margin) = top2(&logits);
+            let trained = (token as u32 != eos).then(|| base.token_text(token as i32));
+            let answer = served_next(rt, served, &sequence);
+            out.compared += 1;
+            if trained != answer {
+                continuation_matches = false;
+                out.disagreements
+                    .push((text, sequence.len(), trained.clone(), answer, margin));
+            }
+            if trained.is_none() {
+                break;
+            }
+            sequence.push(token as u32);
+        }
+        out.same_continuations += usize::from(continuation_matches);
+    }
+    out
 }
 
 #[test]
@@ -195,30 +246,24 @@ fn an_adapter_trained_in_candle_serves_the_same_tokens_in_llama_cpp() {
         "How do I boil an egg?",
         "Explain what a prime number is.",
         "Translate 'good morning' into Spanish.",
+        "Why is the sky blue?",
+        "Give me a tip for learning to code.",
+        "What does a librarian do?",
+        "Name a planet in our solar system.",
+        "How many legs does a spider have?",
+        "Suggest a name for a grey cat.",
+        "What is 7 times 8?",
+        "Describe a rainy day in one sentence.",
     ];
-    let mut compared = 0usize;
-    let mut disagreements = Vec::new();
-    let mut same_continuations = 0usize;
-    for text in prompts {
-        let mut sequence = user(&base, text);
-        let mut continuation_matches = true;
-        for _ in 0..12 {
-            let logits = trained_logits(&model, &lora, &sequence);
-            let (token, margin) = top2(&logits);
-            let trained = (token as u32 != eos).then(|| base.token_text(token as i32));
-            let served = served_next(&rt, &tuned, &sequence);
-            compared += 1;
-            if trained != served {
-                continuation_matches = false;
-                disagreements.push((text, sequence.len(), trained.clone(), served, margin));
-            }
-            if trained.is_none() {
-                break;
-            }
-            sequence.push(token as u32);
-        }
-        same_continuations += usize::from(continuation_matches);
-    }
+    let with_adapter = compare(&rt, &base, &model, Some(&lora), &tuned, &prompts, eos);
+    // The same comparison without the adapter: how often the quantized serving
+    // disagrees with the f32 model by itself.
+    let without = compare(&rt, &base, &model, None, &base, &prompts, eos);
+    let Comparison {
+        compared,
+        disagreements,
+        same_continuations,
+    } = with_adapter;
     // The adapter changes the served model (it is not silently ignored).
     let question = user(&base, "What is the secret code for India?");
     let base_answer = served(&rt, &base, &question, 16);
@@ -234,6 +279,12 @@ fn an_adapter_trained_in_candle_serves_the_same_tokens_in_llama_cpp() {
     );
     let agreement = 1.0 - disagreements.len() as f64 / compared as f64;
     eprintln!(
+        "without the adapter: top-1 agreement {:.4} over {} positions; disagreements {:?}",
+        1.0 - without.disagreements.len() as f64 / without.compared as f64,
+        without.compared,
+        without.disagreements
+    );
+    eprintln!(
         "top-1 agreement {agreement:.4} over {compared} positions; {same_continuations}/{} greedy continuations identical; disagreements {disagreements:?}",
         prompts.len()
     );
@@ -241,6 +292,11 @@ fn an_adapter_trained_in_candle_serves_the_same_tokens_in_llama_cpp() {
         agreement >= 0.97,
         "candle and llama.cpp agree on the next token at only {:.1}% of {compared} positions: {disagreements:?}",
         agreement * 100.0
+    );
+    let base_agreement = 1.0 - without.disagreements.len() as f64 / without.compared as f64;
+    assert!(
+        agreement >= base_agreement - 0.01,
+        "with the adapter candle and llama.cpp agree at {agreement:.4} of positions, without it at {base_agreement:.4}: the adapter adds disagreement"
     );
     for (prompt, at, trained, served, margin) in &disagreements {
         assert!(
