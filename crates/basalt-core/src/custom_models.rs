@@ -282,23 +282,7 @@ impl CustomModels {
                 lora_adapter: None,
                 ..t.clone()
             },
-            None => {
-                let base = entry
-                    .weights
-                    .as_ref()
-                    .and_then(|w| self.base_engines.get(w))
-                    .ok_or_else(|| {
-                        CoreError::ModelNotReady(format!(
-                            "imported model {}: no local engine to serve it",
-                            record.name
-                        ))
-                    })?;
-                ChatEngineConfig {
-                    slots: self.adapter_slots,
-                    lora_adapter: Some(PathBuf::from(&record.adapter_path)),
-                    ..base.clone()
-                }
-            }
+            None => self.adapter_engine_config(entry, &record)?,
         };
         loading.insert(id.to_owned(), None);
         drop(loading);
@@ -344,6 +328,30 @@ impl CustomModels {
         )))
     }
 
+    /// The engine settings of a model that is `entry`'s base plus `record`'s adapter:
+    /// the base engine's, with the adapter and this registry's slot count.
+    fn adapter_engine_config(
+        &self,
+        entry: &ModelEntry,
+        record: &CustomModelRecord,
+    ) -> Result<ChatEngineConfig, CoreError> {
+        let base = entry
+            .weights
+            .as_ref()
+            .and_then(|w| self.base_engines.get(w))
+            .ok_or_else(|| {
+                CoreError::ModelNotReady(format!(
+                    "model {}: its base model is not served by a local engine",
+                    record.name
+                ))
+            })?;
+        Ok(ChatEngineConfig {
+            slots: self.adapter_slots,
+            lora_adapter: Some(PathBuf::from(&record.adapter_path)),
+            ..base.clone()
+        })
+    }
+
     /// The engine of a custom or imported model's entry, loaded on first use.
     pub(crate) fn provider(&self, entry: &ModelEntry) -> Result<Arc<dyn ChatProvider>, CoreError> {
         if let Some(id) = imported_model_id(&entry.id) {
@@ -372,23 +380,10 @@ impl CustomModels {
         let record = self
             .record(id)?
             .ok_or_else(|| CoreError::NotFound(format!("custom model {id} does not exist")))?;
-        let base = entry
-            .weights
-            .as_ref()
-            .and_then(|w| self.base_engines.get(w))
-            .ok_or_else(|| {
-                CoreError::ModelNotReady(format!(
-                    "custom model {}: its base model is not served by a local engine",
-                    record.name
-                ))
-            })?;
+        let config = self.adapter_engine_config(entry, &record)?;
         tracing::info!(model = %record.name, adapter = %record.adapter_path, "loading custom model");
-        let engine = ChatEngine::load(ChatEngineConfig {
-            slots: self.adapter_slots,
-            lora_adapter: Some(PathBuf::from(&record.adapter_path)),
-            ..base.clone()
-        })
-        .map_err(|e| CoreError::ModelNotReady(format!("custom model {}: {e}", record.name)))?;
+        let engine = ChatEngine::load(config)
+            .map_err(|e| CoreError::ModelNotReady(format!("custom model {}: {e}", record.name)))?;
         let provider: Arc<dyn ChatProvider> = Arc::new(LocalChat::new(Arc::new(engine)));
         engines.insert(id.to_owned(), Arc::clone(&provider));
         Ok(provider)
