@@ -18,6 +18,15 @@ pub const UPPER_ALNUM: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ";
 /// Tool-call IDs: letters of both cases and digits.
 pub const ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
 
+/// Whether `id` is a resource ID as [`random_id`] makes them: 12 lowercase letters
+/// and digits.
+pub fn is_resource_id(id: &str) -> bool {
+    id.len() == 12
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+}
+
 /// A random ID of `len` characters drawn from `alphabet`.
 pub fn random_id(len: usize, alphabet: &[u8]) -> String {
     let mut rng = rand::thread_rng();

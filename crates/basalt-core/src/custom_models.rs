@@ -24,21 +24,13 @@ use crate::CoreError;
 pub fn custom_model_id(model_id: &str) -> Option<&str> {
     let (_, rest) = model_id.split_once(":custom-model/")?;
     let id = rest.rsplit('/').next()?;
-    (id.len() == 12
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()))
-    .then_some(id)
+    crate::common::is_resource_id(id).then_some(id)
 }
 
 /// The ID inside an imported model's ARN (`…:imported-model/<id>`), if `model_id` is one.
 pub fn imported_model_id(model_id: &str) -> Option<&str> {
     let (_, id) = model_id.split_once(":imported-model/")?;
-    (id.len() == 12
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()))
-    .then_some(id)
+    crate::common::is_resource_id(id).then_some(id)
 }
 
 /// The `customization_type` of an imported model's record.
@@ -48,11 +40,7 @@ pub const IMPORTED: &str = "IMPORTED";
 /// (`…:custom-model-deployment/<id>`), if `model_id` is one.
 pub fn deployment_id(model_id: &str) -> Option<&str> {
     let (_, id) = model_id.split_once(":custom-model-deployment/")?;
-    (id.len() == 12
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()))
-    .then_some(id)
+    crate::common::is_resource_id(id).then_some(id)
 }
 
 /// Custom models' entries and engines.

@@ -5,14 +5,14 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Write};
+use std::io::{BufWriter, Write};
 use std::path::Path;
 
 use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
 use candle_core::{Device, Tensor, Var};
 
 use crate::lora::{LoraAdapter, LoraLayers, LoraSpec, Target};
-use crate::model::LlamaConfig;
+use crate::model::{metadata_text, open_gguf, LlamaConfig};
 use crate::TrainError;
 
 /// Writes `lora` as a GGUF LoRA adapter for a base of `config`'s architecture.
@@ -78,16 +78,8 @@ fn write_tensors(
 /// Reads a GGUF LoRA adapter back into trainable adapters (for resuming, and for the
 /// parity checks against llama.cpp).
 pub fn read_gguf_adapter(path: &Path, config: &LlamaConfig) -> Result<LoraLayers, TrainError> {
-    let file = File::open(path).map_err(|e| TrainError::Io(format!("{}: {e}", path.display())))?;
-    let mut reader = BufReader::new(file);
-    let content = gguf_file::Content::read(&mut reader)
-        .map_err(|e| TrainError::Model(format!("{}: not a GGUF file: {e}", path.display())))?;
-    let text = |key: &str| {
-        content
-            .metadata
-            .get(key)
-            .and_then(|v| v.to_string().ok().cloned())
-    };
+    let (content, mut reader) = open_gguf(path)?;
+    let text = |key: &str| metadata_text(&content, key);
     if text("general.type").as_deref() != Some("adapter")
         || text("adapter.type").as_deref() != Some("lora")
     {

@@ -50,18 +50,14 @@ impl LlamaConfig {
 
     /// The shape of the llama model in a GGUF file (its header only).
     pub fn read(path: &Path) -> Result<Self, TrainError> {
-        let file =
-            File::open(path).map_err(|e| TrainError::Io(format!("{}: {e}", path.display())))?;
-        let content = gguf_file::Content::read(&mut BufReader::new(file))
-            .map_err(|e| TrainError::Model(format!("{}: not a GGUF file: {e}", path.display())))?;
+        let (content, _) = open_gguf(path)?;
         Self::from_gguf(&content)
     }
 
     fn from_gguf(content: &gguf_file::Content) -> Result<Self, TrainError> {
         let md = &content.metadata;
         let string = |key: &str| -> Result<String, TrainError> {
-            md.get(key)
-                .and_then(|v| v.to_string().ok().cloned())
+            metadata_text(content, key)
                 .ok_or_else(|| TrainError::Model(format!("GGUF metadata {key} is missing")))
         };
         let architecture = string("general.architecture")?;
@@ -502,11 +498,7 @@ impl LlamaModel {
     /// Reads and dequantizes a GGUF file.
     pub fn load(path: &Path) -> Result<Self, TrainError> {
         let device = Device::Cpu;
-        let file =
-            File::open(path).map_err(|e| TrainError::Model(format!("{}: {e}", path.display())))?;
-        let mut reader = BufReader::new(file);
-        let content = gguf_file::Content::read(&mut reader)
-            .map_err(|e| TrainError::Model(format!("{}: not a GGUF file: {e}", path.display())))?;
+        let (content, mut reader) = open_gguf(path)?;
         let config = LlamaConfig::from_gguf(&content)?;
         let mut tensor = |name: &str| -> Result<Tensor, TrainError> {
             let q = content
@@ -831,6 +823,24 @@ pub fn greedy_continuation(
     Ok(out)
 }
 
+/// A GGUF file's header (metadata and tensor table), and the reader positioned to
+/// read its tensors.
+pub(crate) fn open_gguf(path: &Path) -> Result<(gguf_file::Content, BufReader<File>), TrainError> {
+    let file = File::open(path).map_err(|e| TrainError::Io(format!("{}: {e}", path.display())))?;
+    let mut reader = BufReader::new(file);
+    let content = gguf_file::Content::read(&mut reader)
+        .map_err(|e| TrainError::Model(format!("{}: not a GGUF file: {e}", path.display())))?;
+    Ok((content, reader))
+}
+
+/// A string value of a GGUF file's metadata.
+pub(crate) fn metadata_text(content: &gguf_file::Content, key: &str) -> Option<String> {
+    content
+        .metadata
+        .get(key)
+        .and_then(|v| v.to_string().ok().cloned())
+}
+
 /// What a GGUF file says about itself (read from its header; no tensor data).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GgufInfo {
@@ -845,16 +855,8 @@ pub struct GgufInfo {
 
 /// Reads a GGUF file's header.
 pub fn describe_gguf(path: &Path) -> Result<GgufInfo, TrainError> {
-    let file = File::open(path).map_err(|e| TrainError::Io(format!("{}: {e}", path.display())))?;
-    let mut reader = BufReader::new(file);
-    let content = gguf_file::Content::read(&mut reader)
-        .map_err(|e| TrainError::Model(format!("{}: not a GGUF file: {e}", path.display())))?;
-    let text = |key: &str| {
-        content
-            .metadata
-            .get(key)
-            .and_then(|v| v.to_string().ok().cloned())
-    };
+    let (content, _) = open_gguf(path)?;
+    let text = |key: &str| metadata_text(&content, key);
     Ok(GgufInfo {
         architecture: text("general.architecture").unwrap_or_default(),
         kind: text("general.type").unwrap_or_else(|| "model".into()),

@@ -138,11 +138,7 @@ fn job_id(identifier: &str) -> Result<&str, CoreError> {
     let id = identifier
         .rsplit_once(":model-invocation-job/")
         .map_or(identifier, |(_, id)| id);
-    if id.len() == 12
-        && id
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
-    {
+    if crate::common::is_resource_id(id) {
         Ok(id)
     } else {
         Err(CoreError::Validation(format!(

@@ -255,11 +255,7 @@ fn check_names(
 /// The 12-character ID of a job ID or job ARN.
 fn job_id(identifier: &str) -> Result<&str, CoreError> {
     let id = identifier.rsplit('/').next().unwrap_or(identifier);
-    if id.len() == 12
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-    {
+    if crate::common::is_resource_id(id) {
         Ok(id)
     } else {
         Err(CoreError::NotFound(format!(
