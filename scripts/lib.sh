@@ -30,7 +30,8 @@ apt_install() {
 }
 
 # System packages the build needs: cmake and a C++ compiler for llama.cpp,
-# libclang for its bindgen bindings, curl for the HTTP/2 SigV4 client tests.
+# libclang for its bindgen bindings, curl for the HTTP/2 SigV4 client tests,
+# Chromium for the console's browser tests.
 install_system_packages() {
   local missing=()
   command -v cmake >/dev/null 2>&1 || missing+=(cmake)
@@ -40,6 +41,8 @@ install_system_packages() {
   if ! command -v clang >/dev/null 2>&1 || ! has_libclang; then
     missing+=(libclang-dev clang)
   fi
+  # Headless Chromium for the console's browser tests (Playwright drives /usr/bin/chromium).
+  [ -x /usr/bin/chromium ] || missing+=(chromium)
   apt_install "${missing[@]}"
 }
 

@@ -48,6 +48,9 @@ pub struct ConfigFile {
     /// Knowledge bases (RAG).
     #[serde(default)]
     pub knowledge_bases: KnowledgeBasesConfig,
+    /// The web console at `/console`.
+    #[serde(default)]
+    pub console: ConsoleConfig,
     /// Directories under which `file:///…` URIs (batch input and output) may point;
     /// `BASALT_ALLOWED_PATHS` (colon-separated) adds more. Empty: none.
     #[serde(default)]
@@ -106,6 +109,29 @@ pub fn cores() -> usize {
 }
 
 /// Explicit request limits.
+/// The web console (`/console`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsoleConfig {
+    /// Serve the console. Absent: on when the server listens on a loopback address
+    /// only, off otherwise.
+    pub enabled: Option<bool>,
+    /// A console session ends after this many minutes without a request.
+    pub idle_minutes: u64,
+    /// Sessions kept at once; the least recently used one ends first.
+    pub max_sessions: usize,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        Self {
+            enabled: None,
+            idle_minutes: 30,
+            max_sessions: 1000,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {

@@ -17,8 +17,8 @@ use hmac::{Hmac, Mac};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
-pub use basalt_store::KeyLimits;
-use basalt_store::{KeyRecord, KeyStore, StoreError};
+pub use basalt_store::{KeyLimits, KeyRecord};
+use basalt_store::{KeyStore, StoreError};
 
 use crate::CoreError;
 
@@ -402,7 +402,8 @@ impl KeyService {
     }
 }
 
-fn principal(r: &KeyRecord) -> Principal {
+/// The caller a key record authenticates as.
+pub fn principal(r: &KeyRecord) -> Principal {
     Principal {
         key_id: r.id.clone(),
         key_name: r.name.clone(),

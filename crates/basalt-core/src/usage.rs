@@ -16,6 +16,7 @@ use crate::types::{InferenceType, Outcome};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Bucket {
     Whole,
+    Minute,
     Hour,
     Day,
 }
@@ -24,6 +25,7 @@ impl Bucket {
     fn ms(self) -> Option<i64> {
         match self {
             Self::Whole => None,
+            Self::Minute => Some(60_000),
             Self::Hour => Some(3_600_000),
             Self::Day => Some(86_400_000),
         }

@@ -1,12 +1,17 @@
 //! Basalt's own control-plane routes (no AWS counterpart), for administrator keys:
+//! `GET` / `POST /basalt/v1/keys` — list keys (no secrets) / create one (its secrets
+//! are in this answer only); `DELETE /basalt/v1/keys/{key}` — revoke;
 //! `GET` / `PUT /basalt/v1/keys/{key}/limits` — a key's quota overrides, as
-//! `basalt keys update` sets them; `GET /basalt/v1/usage` — the usage report with
-//! latency percentiles and recommendations. Errors use the Bedrock error shape.
+//! `basalt keys update` sets them; `PUT /basalt/v1/keys/{key}/retrieval-filter` — its
+//! mandatory retrieval filter; `GET /basalt/v1/usage` — the usage report with
+//! latency percentiles and recommendations; and, for any key that may see the job,
+//! `GET /basalt/v1/model-customization-jobs/{job}/loss-curve`. Errors use the
+//! Bedrock error shape.
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{delete, get, put};
 use axum::{Extension, Json, Router};
 use basalt_core::keys::{KeyLimits, Principal};
 use basalt_core::usage::Bucket;
@@ -19,11 +24,21 @@ use crate::AppState;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
+        .route("/basalt/v1/keys", get(list_keys).post(create_key))
+        .route("/basalt/v1/keys/{key_id}", delete(revoke_key))
         .route(
             "/basalt/v1/keys/{key_id}/limits",
             get(get_limits).put(put_limits),
         )
+        .route(
+            "/basalt/v1/keys/{key_id}/retrieval-filter",
+            put(put_retrieval_filter),
+        )
         .route("/basalt/v1/usage", get(usage))
+        .route(
+            "/basalt/v1/model-customization-jobs/{job_id}/loss-curve",
+            get(loss_curve),
+        )
 }
 
 #[derive(Debug, Deserialize)]
@@ -46,7 +61,7 @@ fn instant(name: &str, value: &str) -> Result<i64, BedrockError> {
     })
 }
 
-/// `GET /basalt/v1/usage?since=&until=&by=hour|day`: the usage report (default: the
+/// `GET /basalt/v1/usage?since=&until=&by=minute|hour|day`: the usage report (default: the
 /// last 24 hours, whole period), for administrator keys.
 async fn usage(
     State(state): State<AppState>,
@@ -77,11 +92,20 @@ async fn usage(
     }
     let bucket = match q.by.as_deref() {
         None | Some("none") => Bucket::Whole,
+        Some("minute") => {
+            // A minute per row: at most a day of them.
+            if until - since > 86_400_000 {
+                return Err(BedrockError::validation(
+                    "by minute covers at most 24 hours (since to until)",
+                ));
+            }
+            Bucket::Minute
+        }
         Some("hour") => Bucket::Hour,
         Some("day") => Bucket::Day,
         Some(other) => {
             return Err(BedrockError::validation(format!(
-                "by {other:?} is not one of hour, day, none"
+                "by {other:?} is not one of minute, hour, day, none"
             )))
         }
     };
@@ -157,4 +181,120 @@ async fn put_limits(
         },
     )?;
     body(&state, &key_id)
+}
+
+/// `GET /basalt/v1/model-customization-jobs/{job}/loss-curve`: training loss per
+/// step and validation loss per evaluation so far (any key that may see the job).
+async fn loss_curve(
+    State(state): State<AppState>,
+    Path(job_id): Path<String>,
+    Extension(principal): Extension<Principal>,
+) -> Result<Response, BedrockError> {
+    let curve = state.customization.loss_curve(&principal, &job_id)?;
+    Ok(Json(json!({ "training": curve.training, "validation": curve.validation })).into_response())
+}
+
+/// A key as the list shows it: no secret, nor the bearer token's hash.
+fn key_json(record: &basalt_core::keys::KeyRecord) -> serde_json::Value {
+    json!({
+        "keyId": record.id,
+        "name": record.name,
+        "accessKeyId": record.access_key_id,
+        "isAdmin": record.is_admin,
+        "createdAt": record.created_at,
+        "revokedAt": record.revoked_at,
+        "requestsPerMinute": record.limits.requests_per_minute,
+        "tokensPerMinute": record.limits.tokens_per_minute,
+        "monthlyBudgetUsd": record.limits.monthly_budget_usd,
+        "retrievalFilter": record
+            .retrieval_filter
+            .as_deref()
+            .and_then(|f| serde_json::from_str::<serde_json::Value>(f).ok()),
+    })
+}
+
+/// `GET /basalt/v1/keys`: every key, newest first, revoked ones included.
+async fn list_keys(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+) -> Result<Response, BedrockError> {
+    admin_only(&principal)?;
+    let mut keys = state.core.keys().list()?;
+    keys.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(a.id.cmp(&b.id)));
+    let keys: Vec<_> = keys.iter().map(key_json).collect();
+    Ok(Json(json!({ "keys": keys })).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct CreateKeyBody {
+    name: String,
+    #[serde(default)]
+    is_admin: bool,
+}
+
+/// `POST /basalt/v1/keys` `{"name", "isAdmin"}`: a new key; its secret access key and
+/// bearer token are in this answer and nowhere else.
+async fn create_key(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    raw: Bytes,
+) -> Result<Response, BedrockError> {
+    admin_only(&principal)?;
+    let body: CreateKeyBody = parse_json(&raw)?;
+    let now = crate::common::now_ms() / 1000;
+    let issued = state.core.keys().create(&body.name, body.is_admin, now)?;
+    tracing::info!(key = %issued.id, name = %issued.name, by = %principal.key_id, "key created");
+    Ok((
+        axum::http::StatusCode::CREATED,
+        Json(json!({
+            "keyId": issued.id,
+            "name": issued.name,
+            "isAdmin": body.is_admin,
+            "accessKeyId": issued.access_key_id,
+            "secretAccessKey": issued.secret_access_key,
+            "bearerToken": issued.bearer_token,
+        })),
+    )
+        .into_response())
+}
+
+/// `DELETE /basalt/v1/keys/{key}`: revokes the key (by key ID or access key ID).
+async fn revoke_key(
+    State(state): State<AppState>,
+    Path(key_id): Path<String>,
+    Extension(principal): Extension<Principal>,
+) -> Result<Response, BedrockError> {
+    admin_only(&principal)?;
+    state
+        .core
+        .keys()
+        .revoke(&key_id, crate::common::now_ms() / 1000)?;
+    tracing::info!(key = %key_id, by = %principal.key_id, "key revoked");
+    Ok(axum::http::StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RetrievalFilterBody {
+    /// A Bedrock `RetrievalFilter`; null or absent clears it.
+    filter: Option<serde_json::Value>,
+}
+
+/// `PUT /basalt/v1/keys/{key}/retrieval-filter` `{"filter": {...} | null}`.
+async fn put_retrieval_filter(
+    State(state): State<AppState>,
+    Path(key_id): Path<String>,
+    Extension(principal): Extension<Principal>,
+    raw: Bytes,
+) -> Result<Response, BedrockError> {
+    admin_only(&principal)?;
+    let body: RetrievalFilterBody = parse_json(&raw)?;
+    let text = body.filter.filter(|f| !f.is_null()).map(|f| f.to_string());
+    state
+        .core
+        .keys()
+        .set_retrieval_filter(&key_id, text.as_deref())?;
+    let record = state.core.keys().get(&key_id)?;
+    Ok(Json(key_json(&record)).into_response())
 }

@@ -384,7 +384,7 @@ impl Admission {
     }
 
     /// Waits for a permit to work (held until the handler returns its response).
-    async fn work(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+    pub(crate) async fn work(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
         self.work.acquire().await.ok()
     }
 

@@ -87,10 +87,7 @@ pub fn start_background(state: &AppState) {
 /// and the concurrency limit itself (after authentication); `/health` and `/metrics`
 /// are outside both, so a saturated or attacked server still answers them.
 pub fn app(state: AppState) -> Router {
-    let api = Router::new()
-        .merge(bedrock::routes())
-        .merge(openai::routes())
-        .merge(admin::routes())
+    let api = api_routes()
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::authenticate,
@@ -104,6 +101,42 @@ pub fn app(state: AppState) -> Router {
         .merge(api)
         .fallback(auth::not_found)
         .with_state(state)
+}
+
+/// Every API route without the authentication middleware: for [`call_as`], which
+/// calls them on behalf of a caller authenticated another way (the console's session).
+pub fn api_routes() -> Router<AppState> {
+    Router::new()
+        .merge(bedrock::routes())
+        .merge(openai::routes())
+        .merge(admin::routes())
+}
+
+/// Calls an API route as `principal`: what the route answers is what the same request
+/// signed by that key would get, permissions, limits and errors included. `api` is
+/// [`api_routes`] with the state; the body is the request's whole body (the caller
+/// bounds it). Takes a permit to work as every API request does.
+pub async fn call_as(
+    state: &AppState,
+    api: &Router,
+    principal: basalt_core::keys::Principal,
+    mut request: axum::http::Request<axum::body::Body>,
+) -> axum::response::Response {
+    use tower::ServiceExt;
+    let request_id = uuid::Uuid::new_v4().to_string();
+    request.extensions_mut().insert(principal);
+    request
+        .extensions_mut()
+        .insert(auth::RequestId(request_id.clone()));
+    let _permit = state.admission.work().await;
+    let mut response = match api.clone().oneshot(request).await {
+        Ok(response) => response,
+        Err(never) => match never {},
+    };
+    if let Ok(v) = axum::http::HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert("x-amzn-requestid", v);
+    }
+    response
 }
 
 async fn render_metrics(axum::extract::State(state): axum::extract::State<AppState>) -> String {

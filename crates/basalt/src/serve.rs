@@ -223,22 +223,33 @@ pub fn serve(paths: &Paths, listen: &str, tls_args: &TlsArgs) -> Result<()> {
         );
         println!("Create more with `basalt keys create --name NAME`.");
     }
+    // The console is on by default only where nobody else can reach it.
+    let console_on = config
+        .console
+        .enabled
+        .unwrap_or_else(|| addresses.iter().all(|(_, a)| a.ip().is_loopback()));
+    if console_on {
+        if let Some((scheme, address)) = addresses.last() {
+            println!("  Console: {scheme}://{address}/console (sign in with a bearer token or an access key)");
+        }
+    }
     let state = AppState::new(services, Some(metrics));
+    let mut router = app(state.clone());
+    if console_on {
+        router = router.merge(basalt_console::router(
+            state.clone(),
+            basalt_console::ConsoleOptions::from_config(&config.console),
+        ));
+    }
     let threads = config.server.serving_threads();
     let connection_limits = http::ConnectionLimits {
         header_timeout: Duration::from_secs(config.limits.header_timeout_secs.max(1)),
         max_headers: basalt_edge::auth::HTTP_MAX_HEADERS,
     };
-    http::run(
-        listeners,
-        app(state.clone()),
-        threads,
-        connection_limits,
-        async move {
-            basalt_edge::start_background(&state);
-            shutdown_signal().await;
-        },
-    )?;
+    http::run(listeners, router, threads, connection_limits, async move {
+        basalt_edge::start_background(&state);
+        shutdown_signal().await;
+    })?;
     tracing::info!("shut down");
     meter.flush(Duration::from_secs(5));
     Ok(())

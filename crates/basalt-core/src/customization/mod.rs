@@ -32,6 +32,21 @@ use crate::{Basalt, CoreError};
 pub use import::{ImportDetails, ImportJob, ImportJobs, ImportSpec};
 pub use training::CustomizationJobs;
 
+/// One point of a loss curve.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct LossPoint {
+    pub step: u64,
+    pub epoch: u64,
+    pub loss: f64,
+}
+
+/// A customization job's losses so far.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct LossCurve {
+    pub training: Vec<LossPoint>,
+    pub validation: Vec<LossPoint>,
+}
+
 /// `[customization]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -502,6 +517,23 @@ impl CustomizationService {
             return Err(missing());
         }
         Ok(job)
+    }
+
+    /// A job's loss curve so far: training loss per step and validation loss per
+    /// evaluation, read from the metrics files the job writes (the last 10,000 rows).
+    pub fn loss_curve(
+        &self,
+        principal: &Principal,
+        identifier: &str,
+    ) -> Result<LossCurve, CoreError> {
+        let job = self.job(principal, identifier)?;
+        let Some((training, validation)) = training::metrics_files(self, &job.id, &job.spec) else {
+            return Ok(LossCurve::default());
+        };
+        Ok(LossCurve {
+            training: training::read_loss_rows(&training, 10_000),
+            validation: training::read_loss_rows(&validation, 10_000),
+        })
     }
 
     /// ListModelCustomizationJobs: the jobs `principal` may see, oldest first.

@@ -125,6 +125,60 @@ impl JobFiles {
     }
 }
 
+/// Where a job's metrics files are on this server: its output folder (`file://`
+/// outputs) or the staging copy of it (`s3://` outputs). None when the output is
+/// not a place this server may write.
+pub(super) fn metrics_files(
+    service: &CustomizationService,
+    id: &str,
+    spec: &CustomizationSpec,
+) -> Option<(PathBuf, PathBuf)> {
+    let leaf = format!("model-customization-job-{id}");
+    let output = if spec.output_uri.starts_with("s3://") {
+        service
+            .data_root()
+            .join("jobs")
+            .join(id)
+            .join("output")
+            .join(&leaf)
+    } else {
+        service
+            .core()
+            .allowed_paths()
+            .writable_dir(&spec.output_uri)
+            .ok()?
+            .join(&leaf)
+    };
+    let files = JobFiles {
+        work: PathBuf::new(),
+        output,
+        upload: None,
+    };
+    Some((files.training_csv(), files.validation_csv()))
+}
+
+/// The rows of a metrics CSV (`step,epoch,loss,perplexity`), at most `max`, the
+/// last ones kept; a missing file has none.
+pub(super) fn read_loss_rows(path: &Path, max: usize) -> Vec<super::LossPoint> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Vec::new();
+    };
+    let rows: Vec<super::LossPoint> = text
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let mut cells = line.split(',');
+            Some(super::LossPoint {
+                step: cells.next()?.trim().parse().ok()?,
+                epoch: cells.next()?.trim().parse().ok()?,
+                loss: cells.next()?.trim().parse().ok()?,
+            })
+        })
+        .collect();
+    let skip = rows.len().saturating_sub(max);
+    rows.into_iter().skip(skip).collect()
+}
+
 const TRAINING_HEADER: &str = "step_number,epoch_number,training_loss,perplexity";
 const VALIDATION_HEADER: &str = "step_number,epoch_number,validation_loss,perplexity";
 
