@@ -39,11 +39,15 @@ pub struct RequestId(pub String);
 pub enum Dialect {
     Bedrock,
     OpenAi,
+    /// Anthropic's Messages API (`/v1/messages`).
+    Anthropic,
 }
 
 impl Dialect {
     pub fn of(path: &str) -> Self {
-        if path.starts_with("/v1/") || path == "/v1" {
+        if path == "/v1/messages" || path.starts_with("/v1/messages/") {
+            Dialect::Anthropic
+        } else if path.starts_with("/v1/") || path == "/v1" {
             Dialect::OpenAi
         } else {
             Dialect::Bedrock
@@ -56,6 +60,7 @@ fn deny(dialect: Dialect, reason: &str) -> Response {
     match dialect {
         Dialect::Bedrock => BedrockError::access_denied().into_response(),
         Dialect::OpenAi => OpenAiError::unauthorized().into_response(),
+        Dialect::Anthropic => crate::AnthropicError::unauthorized().into_response(),
     }
 }
 
@@ -95,6 +100,21 @@ fn credentials(
     request: &axum::http::request::Parts,
 ) -> Result<Credentials, Response> {
     let keys = state.core.keys();
+    // Anthropic's clients send the key as `x-api-key` (or `Authorization: Bearer`).
+    if dialect == Dialect::Anthropic && !request.headers.contains_key("authorization") {
+        let Some(token) = request
+            .headers
+            .get("x-api-key")
+            .and_then(|v| v.to_str().ok())
+        else {
+            return Err(deny(dialect, "no x-api-key or Authorization header"));
+        };
+        return match keys.bearer(token.trim()) {
+            Ok(Some(principal)) => Ok(Credentials::Known(principal)),
+            Ok(None) => Err(deny(dialect, "unknown or revoked API key")),
+            Err(e) => Err(internal(dialect, e)),
+        };
+    }
     let Some(value) = request
         .headers
         .get("authorization")
@@ -110,8 +130,11 @@ fn credentials(
             Err(e) => Err(internal(dialect, e)),
         };
     }
-    if dialect == Dialect::OpenAi {
-        return Err(deny(dialect, "OpenAI routes take a bearer key"));
+    if dialect != Dialect::Bedrock {
+        return Err(deny(
+            dialect,
+            "OpenAI and Anthropic routes take a bearer key",
+        ));
     }
     let auth = match sigv4::parse_authorization(value) {
         Some(Ok(auth)) => auth,
@@ -191,6 +214,7 @@ fn verify_signature(
             }
             .into_response(),
             Dialect::OpenAi => OpenAiError::unauthorized().into_response(),
+            Dialect::Anthropic => crate::AnthropicError::unauthorized().into_response(),
         });
     }
     let parts = sigv4::RequestParts {
@@ -216,6 +240,7 @@ fn internal(dialect: Dialect, e: basalt_core::CoreError) -> Response {
     match dialect {
         Dialect::Bedrock => BedrockError::from(e).into_response(),
         Dialect::OpenAi => OpenAiError::from(e).into_response(),
+        Dialect::Anthropic => crate::AnthropicError::from(e).into_response(),
     }
 }
 
@@ -228,6 +253,12 @@ fn too_large(dialect: Dialect, limit: usize) -> Response {
         }
         .into_response(),
         Dialect::OpenAi => OpenAiError::invalid_request(message).into_response(),
+        Dialect::Anthropic => {
+            let mut e = crate::AnthropicError::invalid_request(message);
+            e.status = axum::http::StatusCode::PAYLOAD_TOO_LARGE;
+            e.kind = "request_too_large";
+            e.into_response()
+        }
     }
 }
 
@@ -448,6 +479,7 @@ fn count_response(dialect: Dialect, status: u16) {
         let dialect_label = match dialect {
             Dialect::Bedrock => "bedrock",
             Dialect::OpenAi => "openai",
+            Dialect::Anthropic => "anthropic",
         };
         metrics::counter!("basalt_http_responses_total", "dialect" => dialect_label, "status" => status.to_string())
     };
@@ -485,6 +517,13 @@ pub async fn not_found(request: Request) -> Response {
             code: Some("unknown_url"),
             param: None,
             message: format!("Unknown request URL: {} {path}", request.method()),
+        }
+        .into_response(),
+        Dialect::Anthropic => crate::AnthropicError {
+            status: axum::http::StatusCode::NOT_FOUND,
+            kind: "not_found_error",
+            message: format!("no operation at {} {path}", request.method()),
+            retry_after_secs: 1,
         }
         .into_response(),
     }

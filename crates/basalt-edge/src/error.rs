@@ -257,6 +257,95 @@ impl IntoResponse for OpenAiError {
     }
 }
 
+/// An error in Anthropic's Messages API shape:
+/// `{"type": "error", "error": {"type": ..., "message": ...}}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnthropicError {
+    pub status: StatusCode,
+    /// `invalid_request_error`, `authentication_error`, `permission_error`,
+    /// `not_found_error`, `rate_limit_error`, `api_error`, `overloaded_error`, ...
+    pub kind: &'static str,
+    pub message: String,
+    /// Seconds in `retry-after` on a 429 or 529.
+    pub retry_after_secs: u64,
+}
+
+impl AnthropicError {
+    pub fn invalid_request(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            kind: "invalid_request_error",
+            message: message.into(),
+            retry_after_secs: 1,
+        }
+    }
+
+    pub fn unauthorized() -> Self {
+        Self {
+            status: StatusCode::UNAUTHORIZED,
+            kind: "authentication_error",
+            message: "invalid x-api-key".into(),
+            retry_after_secs: 1,
+        }
+    }
+
+    /// The `error` member as a stream's `error` event carries it.
+    pub fn body(&self) -> serde_json::Value {
+        json!({ "type": "error", "error": { "type": self.kind, "message": self.message } })
+    }
+}
+
+impl From<CoreError> for AnthropicError {
+    fn from(e: CoreError) -> Self {
+        let (status, kind) = match &e {
+            CoreError::Validation(_) | CoreError::Conflict(_) => {
+                (StatusCode::BAD_REQUEST, "invalid_request_error")
+            }
+            CoreError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found_error"),
+            CoreError::AccessDenied(_) => (StatusCode::FORBIDDEN, "permission_error"),
+            CoreError::QuotaExceeded(_)
+            | CoreError::Throttled(_)
+            | CoreError::RateLimited { .. }
+            | CoreError::BudgetExhausted(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limit_error"),
+            CoreError::ModelNotReady(_) | CoreError::ServiceUnavailable(_) => (
+                StatusCode::from_u16(529).unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
+                "overloaded_error",
+            ),
+            CoreError::ModelTimeout(_) => (StatusCode::GATEWAY_TIMEOUT, "timeout_error"),
+            CoreError::ModelError(_) | CoreError::Internal(_) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "api_error")
+            }
+        };
+        let retry_after_secs = match &e {
+            CoreError::RateLimited {
+                retry_after_secs, ..
+            } => *retry_after_secs,
+            _ => 1,
+        };
+        Self {
+            status,
+            kind,
+            message: e.to_string(),
+            retry_after_secs,
+        }
+    }
+}
+
+impl IntoResponse for AnthropicError {
+    fn into_response(self) -> Response {
+        if self.status.is_server_error() {
+            tracing::error!(kind = self.kind, message = %self.message, "request failed");
+        }
+        let mut response = (self.status, axum::Json(self.body())).into_response();
+        if self.status == StatusCode::TOO_MANY_REQUESTS || self.status.as_u16() == 529 {
+            if let Ok(value) = HeaderValue::from_str(&self.retry_after_secs.to_string()) {
+                response.headers_mut().insert("retry-after", value);
+            }
+        }
+        response
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

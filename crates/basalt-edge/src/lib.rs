@@ -10,6 +10,7 @@
 //! [`app`] builds the router; the binary serves it.
 
 mod admin;
+pub mod anthropic;
 pub mod auth;
 pub mod bedrock;
 mod common;
@@ -29,7 +30,7 @@ use basalt_core::provisioned::ProvisionedService;
 use basalt_core::{Basalt, Services};
 use metrics_exporter_prometheus::PrometheusHandle;
 
-pub use error::{BedrockError, BedrockErrorCode, OpenAiError};
+pub use error::{AnthropicError, BedrockError, BedrockErrorCode, OpenAiError};
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -109,6 +110,7 @@ pub fn api_routes() -> Router<AppState> {
     Router::new()
         .merge(bedrock::routes())
         .merge(openai::routes())
+        .merge(anthropic::routes())
         .merge(admin::routes())
 }
 

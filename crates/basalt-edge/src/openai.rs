@@ -703,13 +703,38 @@ fn model_json(id: &str, provider: &str, created: i64) -> Value {
     json!({ "id": id, "object": "model", "created": created, "owned_by": provider })
 }
 
-async fn list_models(State(state): State<AppState>) -> Response {
+/// A model in Anthropic's shape (`GET /v1/models` with an `anthropic-version` header).
+fn anthropic_model_json(m: &basalt_core::catalog::ModelEntry) -> Value {
+    let created = m
+        .lifecycle
+        .start_of_life
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| "1970-01-01T00:00:00Z".into());
+    json!({ "type": "model", "id": m.id, "display_name": m.name, "created_at": created })
+}
+
+/// `GET /v1/models`: OpenAI's list, or Anthropic's when the client sends
+/// `anthropic-version` (the Anthropic SDKs and Claude Code do).
+async fn list_models(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let now = OffsetDateTime::now_utc();
-    let data: Vec<Value> = state
-        .core
-        .catalog()
-        .models()
-        .filter(|m| m.lifecycle.status_at(now) != basalt_core::catalog::LifecycleStatus::Eol)
+    let live = || {
+        state.core.catalog().models().filter(move |m| {
+            m.lifecycle.status_at(now) != basalt_core::catalog::LifecycleStatus::Eol
+        })
+    };
+    if headers.contains_key("anthropic-version") {
+        let data: Vec<Value> = live().map(anthropic_model_json).collect();
+        let first = data.first().map(|m| m["id"].clone()).unwrap_or(Value::Null);
+        let last = data.last().map(|m| m["id"].clone()).unwrap_or(Value::Null);
+        return Json(
+            json!({ "data": data, "has_more": false, "first_id": first, "last_id": last }),
+        )
+        .into_response();
+    }
+    let data: Vec<Value> = live()
         .map(|m| {
             model_json(
                 &m.id,
@@ -724,7 +749,20 @@ async fn list_models(State(state): State<AppState>) -> Response {
 async fn get_model(
     State(state): State<AppState>,
     Path(model_id): Path<String>,
+    headers: HeaderMap,
 ) -> Result<Response, OpenAiError> {
+    if headers.contains_key("anthropic-version") {
+        return Ok(match state.core.catalog().get(&model_id) {
+            Some(m) => Json(anthropic_model_json(m)).into_response(),
+            None => crate::AnthropicError {
+                status: StatusCode::NOT_FOUND,
+                kind: "not_found_error",
+                message: format!("model: {model_id}"),
+                retry_after_secs: 1,
+            }
+            .into_response(),
+        });
+    }
     let m = state
         .core
         .catalog()

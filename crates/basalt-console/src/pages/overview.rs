@@ -46,7 +46,12 @@ pub fn invocable_chat_models(
                 && (m.inference_types.is_empty() || m.inference_types.contains(&mode))
         })
         .collect();
-    models.sort_by_key(|m| model_state(console, m) == "not loaded");
+    models.sort_by_key(|m| {
+        (
+            model_state(console, m) == "not loaded",
+            m.lifecycle.status_at(now) != basalt_core::catalog::LifecycleStatus::Active,
+        )
+    });
     models
 }
 
