@@ -76,6 +76,19 @@ install_js_clients() {
   fi
 }
 
+# Claude Code (pinned, from npm) for the Anthropic dialect's client test, kept outside
+# the clone (it is ~400 MB): the test runs its native binary against Basalt.
+CLAUDE_CODE_VERSION=2.1.332
+export BASALT_CLAUDE_CODE="${BASALT_CLAUDE_CODE:-$HOME/.cache/basalt/claude-code-$CLAUDE_CODE_VERSION}"
+install_claude_code() {
+  if [ ! -x "$BASALT_CLAUDE_CODE/node_modules/@anthropic-ai/claude-code-linux-x64/claude" ]; then
+    log "installing Claude Code $CLAUDE_CODE_VERSION into $BASALT_CLAUDE_CODE"
+    mkdir -p "$BASALT_CLAUDE_CODE"
+    (cd "$BASALT_CLAUDE_CODE" && npm install --no-audit --no-fund --no-save --ignore-scripts \
+      "@anthropic-ai/claude-code@$CLAUDE_CODE_VERSION" >/dev/null)
+  fi
+}
+
 # llama.cpp's AMX kernels (Intel Sapphire Rapids and later) make the engine 2.5x faster
 # at decoding and 4-5x at prompt processing on CPUs that have them. GCC 12 miscompiles
 # them (the stores that fill ggml's tile configuration are dropped, so `ldtilecfg` loads

@@ -6,6 +6,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 install_system_packages
 install_python_clients
 install_js_clients
+install_claude_code
 build_release
 fetch_models
 cd "$REPO"

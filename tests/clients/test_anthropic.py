@@ -51,6 +51,17 @@ def test_system_as_blocks_and_multi_turn(claude):
     assert r.content[0].text.strip()
 
 
+def test_system_message_inside_the_conversation(claude):
+    """Newer clients (Claude Code) send `system` messages among the turns: their text
+    joins the system prompt."""
+    r = claude.messages.create(
+        model=CHAT_MODEL, max_tokens=8, extra_body={"temperature": 0},
+        messages=[{"role": "user", "content": "Hello"},
+                  {"role": "system", "content": [{"type": "text", "text": "Answer in one word."}]},
+                  {"role": "user", "content": "Name a fruit."}])
+    assert r.content[0].text.strip()
+
+
 def test_max_tokens_and_stop_sequences(claude):
     r = claude.messages.create(model=CHAT_MODEL, max_tokens=3, extra_body={"temperature": 0},
                                messages=[{"role": "user", "content": "Write a long story about a knight."}])
@@ -141,7 +152,7 @@ def test_count_tokens_and_models(claude):
 
 def test_errors_in_anthropic_shape(claude, server):
     with pytest.raises(anthropic.BadRequestError) as e:
-        claude.messages.create(model=CHAT_MODEL, max_tokens=5, messages=[{"role": "system", "content": "x"}])
+        claude.messages.create(model=CHAT_MODEL, max_tokens=5, messages=[{"role": "tool", "content": "x"}])
     assert e.value.body["error"]["type"] == "invalid_request_error" and "messages.0.role" in e.value.body["error"]["message"]
     with pytest.raises(anthropic.BadRequestError) as e:
         claude.messages.create(model=CHAT_MODEL, max_tokens=5, tools=[{"type": "web_search_20250305", "name": "web_search"}],

@@ -14,9 +14,21 @@ function drawCharts() {
     let spec;
     try { spec = JSON.parse(el.dataset.chart); } catch (e) { return; }
     const data = [spec.x, ...spec.series.map((s) => s.values)];
-    const series = [{}, ...spec.series.map((s, i) => ({ label: s.label, stroke: palette[i % palette.length], width: 2, spanGaps: false }))];
+    const series = [{}, ...spec.series.map((s, i) => ({ label: s.label, scale: s.scale || "y", stroke: palette[i % palette.length], width: 2, spanGaps: false, points: { show: true, size: 4 } }))];
     const width = Math.max(280, el.clientWidth || 480);
-    new uPlot({ width, height: 200, series, axes: [{}, { size: 60 }], scales: { x: { time: spec.time !== false } } }, data, el);
+    const scales = { x: { time: spec.time !== false } };
+    if (spec.x.length === 1) {
+      // One point: a window around it, not uPlot's years-wide default.
+      const x = spec.x[0], pad = spec.time === false ? 1 : 1800;
+      scales.x.range = [x - pad, x + pad];
+    }
+    const axes = [{}, { size: 60 }];
+    const second = spec.series.find((s) => s.scale && s.scale !== "y");
+    if (second) {
+      scales[second.scale] = { auto: true };
+      axes.push({ scale: second.scale, side: 1, size: 70, grid: { show: false } });
+    }
+    new uPlot({ width, height: 200, series, axes, scales }, data, el);
     el.dataset.drawn = "1";
     el.setAttribute("role", "img");
     el.setAttribute("aria-label", spec.series.map((s) => s.label).join(", ") + " chart");

@@ -7,7 +7,8 @@
 //! What a Basalt model cannot do is refused, never ignored silently: server tools
 //! (`web_search`, `bash`, …), image URLs. `output_config.format` (a JSON schema) is
 //! structured output, enforced as for Converse. `thinking`, `output_config.effort`,
-//! `speed`, `inference_geo`, `container`, `diagnostics` and `metadata` are accepted and
+//! `speed`, `inference_geo`, `container`, `diagnostics`, `context_management`,
+//! `mcp_servers` and `metadata` are accepted and
 //! have no effect (no Basalt model thinks out loud or has speed tiers);
 //! `cache_control` marks are honoured as Bedrock's cache points are: the usage then
 //! splits the prompt into `cache_read_input_tokens` (what the engine really reused)
@@ -84,6 +85,11 @@ struct MessagesBody {
     user_profile_id: Option<Value>,
     #[allow(dead_code)]
     workspace_id: Option<Value>,
+    /// Claude Code's context editing: accepted; the conversation is used as sent.
+    #[allow(dead_code)]
+    context_management: Option<Value>,
+    #[allow(dead_code)]
+    mcp_servers: Option<Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -167,9 +173,11 @@ fn tool_result_text(content: &Value, at: &str) -> Result<String, AnthropicError>
             for (i, b) in blocks.iter().enumerate() {
                 match b["type"].as_str() {
                     Some("text") => parts.push(b["text"].as_str().unwrap_or_default().to_string()),
-                    other => return Err(invalid(format!(
+                    other => {
+                        return Err(invalid(format!(
                         "{at}.content.{i}.type: {other:?} in a tool result is not supported (text)"
-                    ))),
+                    )))
+                    }
                 }
             }
             Ok(parts.join("\n"))
@@ -336,19 +344,47 @@ fn chat_request(
         return Err(invalid("messages: at least one message is required"));
     }
     let system = system_texts(&body.system, &mut cache)?;
+    let mut system = system;
     let mut messages = Vec::with_capacity(body.messages.len());
     for (i, m) in body.messages.iter().enumerate() {
         let role = match m.role.as_str() {
             "user" => Role::User,
             "assistant" => Role::Assistant,
+            // A system message inside the conversation (newer clients send them):
+            // its text joins the system prompt, in order.
+            "system" => {
+                for block in content_blocks(&m.content, &format!("messages.{i}"), &mut cache)? {
+                    match block {
+                        ContentBlock::Text(t) => system.push(t),
+                        _ => {
+                            return Err(invalid(format!(
+                                "messages.{i}.content: a system message holds text only"
+                            )))
+                        }
+                    }
+                }
+                continue;
+            }
             other => {
                 return Err(invalid(format!(
-                    "messages.{i}.role: {other:?} is not one of user, assistant (the system prompt goes in `system`)"
+                    "messages.{i}.role: {other:?} is not one of user, assistant, system"
                 )))
             }
         };
         let content = content_blocks(&m.content, &format!("messages.{i}"), &mut cache)?;
-        messages.push(Message { role, content });
+        // Consecutive turns of one role are one turn, as Anthropic combines them.
+        match messages.last_mut() {
+            Some(Message {
+                role: last,
+                content: blocks,
+            }) if *last == role => blocks.extend(content),
+            _ => messages.push(Message { role, content }),
+        }
+    }
+    if messages.is_empty() {
+        return Err(invalid(
+            "messages: at least one user or assistant message is required",
+        ));
     }
     let tools = tool_config(&body.tools, &body.tool_choice, &mut cache)?;
     for (name, value) in [("temperature", body.temperature), ("top_p", body.top_p)] {

@@ -18,6 +18,7 @@ async fn render_list(
     next: Option<&str>,
     error: Option<ApiFailure>,
 ) -> Response {
+    let status = super::status_of(error.as_ref());
     let listed = console
         .call(
             signed,
@@ -34,12 +35,15 @@ async fn render_list(
         ),
         Err(e) => (Value::Null, Value::Null, Some(e.to_string())),
     };
-    let models: Vec<String> =
-        super::overview::invocable_chat_models(console, basalt_core::types::InferenceType::Batch)
-            .into_iter()
-            .map(|m| m.id.clone())
-            .collect();
-    console.page(
+    let models: Vec<String> = super::overview::invocable_chat_models(
+        console,
+        basalt_core::types::InferenceType::OnDemand,
+    )
+    .into_iter()
+    .map(|m| m.id.clone())
+    .collect();
+    console.page_with_status(
+        status,
         signed,
         "batch.html",
         "batch",

@@ -29,6 +29,7 @@ async fn render_list(
     error: Option<ApiFailure>,
     form: Value,
 ) -> Response {
+    let status = super::status_of(error.as_ref());
     let listed = console
         .call(signed, Method::GET, &paged("/guardrails", next), None)
         .await;
@@ -36,7 +37,8 @@ async fn render_list(
         Ok(v) => (v["guardrails"].clone(), v["nextToken"].clone(), None),
         Err(e) => (Value::Null, Value::Null, Some(e.to_string())),
     };
-    console.page(
+    console.page_with_status(
+        status,
         signed,
         "guardrails.html",
         "guardrails",
@@ -158,6 +160,7 @@ async fn render_detail(
     version: Option<&str>,
     error: Option<ApiFailure>,
 ) -> Response {
+    let status = super::status_of(error.as_ref());
     let version = version.filter(|v| !v.is_empty()).unwrap_or("DRAFT");
     let path = format!(
         "/guardrails/{}?guardrailVersion={}",
@@ -184,7 +187,8 @@ async fn render_detail(
         .unwrap_or(Value::Null);
     let policies =
         serde_json::to_string_pretty(&policies_as_config(&guardrail)).unwrap_or_default();
-    console.page(
+    console.page_with_status(
+        status,
         signed,
         "guardrail.html",
         "guardrails",

@@ -20,6 +20,7 @@ async fn render(
     issued: Value,
     error: Option<ApiFailure>,
 ) -> Response {
+    let status = super::status_of(error.as_ref());
     let keys = console
         .call(signed, Method::GET, "/basalt/v1/keys", None)
         .await;
@@ -27,7 +28,8 @@ async fn render(
         Ok(v) => (v["keys"].clone(), None),
         Err(e) => (Value::Null, Some(e.to_string())),
     };
-    console.page(
+    console.page_with_status(
+        status,
         signed,
         "keys.html",
         "keys",

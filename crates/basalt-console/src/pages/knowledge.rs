@@ -46,6 +46,7 @@ async fn render_list(
     next: Option<&str>,
     error: Option<ApiFailure>,
 ) -> Response {
+    let status = super::status_of(error.as_ref());
     let listed = console
         .call(
             signed,
@@ -62,7 +63,8 @@ async fn render_list(
         ),
         Err(e) => (Value::Null, Value::Null, Some(e.to_string())),
     };
-    console.page(
+    console.page_with_status(
+        status,
         signed,
         "knowledge_bases.html",
         "knowledge",

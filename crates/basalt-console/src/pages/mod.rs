@@ -164,3 +164,8 @@ pub fn json_field(name: &str, text: &str) -> Result<serde_json::Value, crate::Ap
         message: format!("{name} is not valid JSON: {e}"),
     })
 }
+
+/// The status of a page re-rendered after a failed form: the API's own.
+pub fn status_of(error: Option<&crate::ApiFailure>) -> StatusCode {
+    error.map_or(StatusCode::OK, |e| e.status)
+}

@@ -19,6 +19,7 @@ async fn render(
     next: Option<&str>,
     error: Option<ApiFailure>,
 ) -> Response {
+    let status = super::status_of(error.as_ref());
     let core = &console.app().core;
     let now = time::OffsetDateTime::now_utc();
     let models: Vec<Value> = core
@@ -56,7 +57,8 @@ async fn render(
         ),
         Err(e) => (Value::Null, Value::Null, Some(e.to_string())),
     };
-    console.page(
+    console.page_with_status(
+        status,
         signed,
         "models.html",
         "models",

@@ -58,7 +58,8 @@ pub fn invocable_chat_models(
 /// Per-minute series over `[since, until)` from a `by=minute` usage report.
 fn minute_series(report: &Value, since: i64, until: i64) -> Value {
     let start = since - since.rem_euclid(60_000);
-    let n = ((until - start) / 60_000).max(1) as usize;
+    // Every minute that overlaps the period, the current (unfinished) one included.
+    let n = ((until - start + 59_999) / 60_000).max(1) as usize;
     let mut x = Vec::with_capacity(n);
     let (mut req, mut tok, mut err, mut thr) =
         (vec![0u64; n], vec![0u64; n], vec![0u64; n], vec![0u64; n]);

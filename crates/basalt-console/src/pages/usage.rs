@@ -76,7 +76,7 @@ fn chart(report: &Value) -> Value {
         "x": x,
         "series": [
             {"label": "requests", "values": buckets.values().map(|v| v.1).collect::<Vec<_>>()},
-            {"label": "cost (USD)", "values": buckets.values().map(|v| v.0).collect::<Vec<_>>()},
+            {"label": "cost (USD)", "scale": "usd", "values": buckets.values().map(|v| v.0).collect::<Vec<_>>()},
         ]
     })
 }
