@@ -51,6 +51,9 @@ pub struct ConfigFile {
     /// The web console at `/console`.
     #[serde(default)]
     pub console: ConsoleConfig,
+    /// Stored responses of OpenAI's Responses API.
+    #[serde(default)]
+    pub responses: crate::responses::ResponsesConfig,
     /// Directories under which `file:///…` URIs (batch input and output) may point;
     /// `BASALT_ALLOWED_PATHS` (colon-separated) adds more. Empty: none.
     #[serde(default)]

@@ -25,6 +25,7 @@ pub mod profiles;
 pub mod provider;
 pub mod provisioned;
 pub mod quotas;
+pub mod responses;
 pub mod s3;
 mod service;
 pub mod services;

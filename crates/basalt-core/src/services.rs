@@ -18,6 +18,7 @@ use crate::knowledge::{IngestionJobs, KnowledgeService};
 use crate::metering::Meter;
 use crate::profiles::InferenceProfileService;
 use crate::provisioned::ProvisionedService;
+use crate::responses::ResponseService;
 use crate::{Basalt, CoreError};
 
 /// Every service of a running server.
@@ -34,6 +35,8 @@ pub struct Services {
     pub knowledge: Arc<KnowledgeService>,
     pub agents: Arc<AgentService>,
     pub customization: Arc<CustomizationService>,
+    /// Stored responses of OpenAI's Responses API.
+    pub responses: Arc<ResponseService>,
 }
 
 impl Services {
@@ -79,6 +82,10 @@ impl Services {
             store.clone(),
             config.knowledge_bases.clone(),
         )?);
+        let responses = Arc::new(ResponseService::new(
+            store.clone(),
+            config.responses.clone(),
+        ));
         let agents = Arc::new(AgentService::new(
             Arc::clone(&core),
             Arc::clone(&knowledge),
@@ -93,6 +100,7 @@ impl Services {
         ));
         Ok(Self {
             customization,
+            responses,
             core,
             jobs,
             provisioned,

@@ -650,6 +650,10 @@ mod tests {
             ),
             (
                 json!({"model": "m", "max_tokens": 5, "messages": [{"role": "system", "content": "x"}]}),
+                "user or assistant",
+            ),
+            (
+                json!({"model": "m", "max_tokens": 5, "messages": [{"role": "tool", "content": "x"}]}),
                 "messages.0.role",
             ),
             (

@@ -18,6 +18,7 @@ mod error;
 pub mod eventstream;
 mod json_body;
 pub mod openai;
+mod responses;
 pub mod sigv4;
 mod streaming;
 
@@ -44,6 +45,7 @@ pub struct AppState {
     pub knowledge: Arc<basalt_core::knowledge::KnowledgeService>,
     pub agents: Arc<basalt_core::agents::AgentService>,
     pub customization: Arc<basalt_core::customization::CustomizationService>,
+    pub responses: Arc<basalt_core::responses::ResponseService>,
     /// Every service (for the background work).
     pub services: Services,
     pub metrics: Option<PrometheusHandle>,
@@ -68,6 +70,7 @@ impl AppState {
             knowledge: Arc::clone(&services.knowledge),
             agents: Arc::clone(&services.agents),
             customization: Arc::clone(&services.customization),
+            responses: Arc::clone(&services.responses),
             services,
             metrics,
             admission,
@@ -111,6 +114,7 @@ pub fn api_routes() -> Router<AppState> {
         .merge(bedrock::routes())
         .merge(openai::routes())
         .merge(anthropic::routes())
+        .merge(responses::routes())
         .merge(admin::routes())
 }
 

@@ -111,10 +111,15 @@ enum ImageUrl {
 
 /// An `image_url` part: only `data:image/...;base64,` URLs (the server fetches nothing).
 fn image_part(url: &ImageUrl, at: &str) -> Result<ContentBlock, OpenAiError> {
-    use base64::Engine;
     let url = match url {
         ImageUrl::Object { url } | ImageUrl::Text(url) => url,
     };
+    data_url_image(url, at)
+}
+
+/// An image from a `data:image/...;base64,` URL (the server fetches nothing).
+pub(crate) fn data_url_image(url: &str, at: &str) -> Result<ContentBlock, OpenAiError> {
+    use base64::Engine;
     let bad = |m: &str| OpenAiError::invalid_request(format!("{at}: {m}"));
     let rest = url
         .strip_prefix("data:")

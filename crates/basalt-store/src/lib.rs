@@ -17,6 +17,7 @@ pub mod jobs;
 pub mod knowledge;
 mod profiles;
 mod provisioned;
+mod responses;
 mod sqlite;
 mod sqlite_agents;
 mod sqlite_batch;
@@ -26,6 +27,7 @@ mod sqlite_jobs;
 mod sqlite_knowledge;
 mod sqlite_profiles;
 mod sqlite_provisioned;
+mod sqlite_responses;
 
 pub use agents::{AgentKind, AgentRecord, AgentStore};
 pub use batch::{BatchCounts, BatchJobRecord, BatchJobStore, BATCH_JOB_KIND};
@@ -35,6 +37,7 @@ pub use jobs::{Claim, JobProgress, JobRecord, JobState, JobStore, NewJob};
 pub use knowledge::{KnowledgeKind, KnowledgeRecord, KnowledgeStore};
 pub use profiles::{InferenceProfileRecord, InferenceProfileStore};
 pub use provisioned::{ProvisionedRecord, ProvisionedStore};
+pub use responses::{ResponseStore, StoredResponseRecord};
 
 pub use sqlite::SqliteStore;
 
@@ -212,6 +215,7 @@ pub trait CoreStore:
     + KnowledgeStore
     + AgentStore
     + CustomModelStore
+    + ResponseStore
 {
 }
 
@@ -226,5 +230,6 @@ impl<T> CoreStore for T where
         + KnowledgeStore
         + AgentStore
         + CustomModelStore
+        + ResponseStore
 {
 }

@@ -24,6 +24,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0010_inference_profiles.sql"),
     include_str!("../migrations/0011_agents.sql"),
     include_str!("../migrations/0012_custom_models.sql"),
+    include_str!("../migrations/0013_responses.sql"),
 ];
 
 /// SQLite in WAL mode behind a mutex (writes are short; metering is batched by callers).
