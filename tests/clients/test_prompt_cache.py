@@ -52,3 +52,33 @@ def test_the_stream_reports_the_cache_in_its_metadata(runtime):
     usage = [e["metadata"]["usage"] for e in resp["stream"] if "metadata" in e]
     assert len(usage) == 1 and usage[0]["cacheReadInputTokens"] > 0, usage
     assert usage[0]["cacheWriteInputTokens"] == 0, usage
+
+
+def test_anthropic_cache_control_reports_cache_reads(server, key):
+    """The Anthropic dialect: with `cache_control` marks, `cache_read_input_tokens` is
+    what the engine reused and `input_tokens` the rest (Anthropic's split)."""
+    import anthropic
+
+    claude = anthropic.Anthropic(base_url=server.url, api_key=key.bearer_token, max_retries=0)
+    system = system_prompt()
+    call = lambda: claude.messages.create(  # noqa: E731
+        model=CHAT_MODEL, max_tokens=4, extra_body={"temperature": 0},
+        system=[{"type": "text", "text": system, "cache_control": {"type": "ephemeral"}}],
+        messages=[{"role": "user", "content": "What is basalt?"}]).usage
+    first, second = call(), call()
+    whole = lambda u: u.input_tokens + u.cache_read_input_tokens  # noqa: E731
+    assert whole(first) == whole(second), (first, second)
+    assert second.cache_read_input_tokens > first.cache_read_input_tokens, (first, second)
+    assert second.cache_creation_input_tokens == 0
+
+
+def test_openai_responses_report_cached_tokens(oai):
+    """OpenAI's dialects report the reused prefix as `cached_tokens` (part of the input)."""
+    system = system_prompt()
+    call = lambda: oai.responses.create(  # noqa: E731
+        model=CHAT_MODEL, instructions=system, input="What is basalt?", max_output_tokens=4,
+        temperature=0, store=False).usage
+    first, second = call(), call()
+    assert first.input_tokens == second.input_tokens
+    assert second.input_tokens_details.cached_tokens > first.input_tokens_details.cached_tokens, (first, second)
+    assert second.input_tokens_details.cached_tokens <= second.input_tokens
