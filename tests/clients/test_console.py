@@ -957,6 +957,25 @@ def test_agent_page_test_chat_with_trace(user_page, agent_id):
         viewer.locator("summary").first.inner_text()
 
 
+def test_agent_created_and_prepared_in_the_console(user_page, bedrock_agent):
+    page = user_page
+    name = unique("console-made-agent")
+    goto(page, "/console/agents")
+    open_details_of(page, "#a-name")
+    page.fill("#a-name", name)
+    page.select_option("#a-model", CHAT_MODEL)
+    submit(page, "#create-agent button[type=submit]")
+    assert re.search(r"/console/agents/[^/?]+$", page.url), f"not on the agent's page: {page.url}"
+    agent_id = page.url.rsplit("/", 1)[1]
+    assert bedrock_agent.get_agent(agentId=agent_id)["agent"]["agentName"] == name, \
+        "the console created the agent through the API"
+    submit(page, "#prepare-agent button[type=submit]")
+    wait_for(lambda: bedrock_agent.get_agent(agentId=agent_id)["agent"]["agentStatus"] == "PREPARED",
+             30, "the agent prepared from the console")
+    goto(page, f"/console/agents/{agent_id}")
+    assert "PREPARED" in page.inner_text("main")
+
+
 # --------------------------------------------------------------------------
 # Escaping
 # --------------------------------------------------------------------------

@@ -16,29 +16,119 @@ use super::{filled, paged_body, PageQuery};
 use crate::api::segment;
 use crate::{Console, Signed};
 
+async fn render_list(
+    console: &Console,
+    signed: &Signed,
+    next: Option<&str>,
+    error: Option<crate::ApiFailure>,
+) -> Response {
+    let status = super::status_of(error.as_ref());
+    let listed = console
+        .call(signed, Method::POST, "/agents/", Some(&paged_body(next)))
+        .await;
+    let (agents, next_token, list_error) = match listed {
+        Ok(v) => (v["agentSummaries"].clone(), v["nextToken"].clone(), None),
+        Err(e) => (Value::Null, Value::Null, Some(e.to_string())),
+    };
+    let models: Vec<String> = super::overview::invocable_chat_models(
+        console,
+        basalt_core::types::InferenceType::OnDemand,
+    )
+    .into_iter()
+    .filter(|m| m.tools)
+    .map(|m| m.id.clone())
+    .collect();
+    console.page_with_status(
+        status,
+        signed,
+        "agents.html",
+        "agents",
+        context! { agents, next_token, models, error => error.map(|e| e.to_string()).or(list_error) },
+    )
+}
+
 pub async fn list(
     State(console): State<Console>,
     Extension(signed): Extension<Signed>,
     Query(q): Query<PageQuery>,
 ) -> Response {
-    let listed = console
+    render_list(&console, &signed, q.next.as_deref(), None).await
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CreateForm {
+    name: Option<String>,
+    model: Option<String>,
+    instruction: Option<String>,
+    description: Option<String>,
+}
+
+/// `POST /console/agents`: CreateAgent (the draft), then its page.
+pub async fn create(
+    State(console): State<Console>,
+    Extension(signed): Extension<Signed>,
+    Form(form): Form<CreateForm>,
+) -> Response {
+    let mut body = json!({
+        "agentName": filled(&form.name).unwrap_or_default(),
+        "foundationModel": filled(&form.model).unwrap_or_default(),
+        "instruction": filled(&form.instruction).unwrap_or_default(),
+        "agentResourceRoleArn": format!("arn:aws:iam::{}:role/basalt-console", console.app().core.account_id()),
+        "idleSessionTTLInSeconds": 600,
+    });
+    if let Some(d) = filled(&form.description) {
+        body["description"] = d.into();
+    }
+    match console
+        .call(&signed, Method::PUT, "/agents/", Some(&body))
+        .await
+    {
+        Ok(v) => super::see_other(&format!(
+            "/console/agents/{}",
+            segment(v["agent"]["agentId"].as_str().unwrap_or_default())
+        )),
+        Err(e) => render_list(&console, &signed, None, Some(e)).await,
+    }
+}
+
+/// `POST /console/agents/{id}/prepare`: PrepareAgent.
+pub async fn prepare(
+    State(console): State<Console>,
+    Extension(signed): Extension<Signed>,
+    Path(id): Path<String>,
+) -> Response {
+    match console
         .call(
             &signed,
             Method::POST,
-            "/agents/",
-            Some(&paged_body(q.next.as_deref())),
+            &format!("/agents/{}/", segment(&id)),
+            None,
         )
-        .await;
-    let (agents, next_token, error) = match listed {
-        Ok(v) => (v["agentSummaries"].clone(), v["nextToken"].clone(), None),
-        Err(e) => (Value::Null, Value::Null, Some(e.to_string())),
-    };
-    console.page(
-        &signed,
-        "agents.html",
-        "agents",
-        context! { agents, next_token, error },
-    )
+        .await
+    {
+        Ok(_) => super::see_other(&format!("/console/agents/{}", segment(&id))),
+        Err(e) => console.error_page(&signed, "agents", &e),
+    }
+}
+
+/// `POST /console/agents/{id}/delete`: DeleteAgent.
+pub async fn delete(
+    State(console): State<Console>,
+    Extension(signed): Extension<Signed>,
+    Path(id): Path<String>,
+) -> Response {
+    match console
+        .call(
+            &signed,
+            Method::DELETE,
+            &format!("/agents/{}/", segment(&id)),
+            None,
+        )
+        .await
+    {
+        Ok(_) => super::see_other("/console/agents"),
+        Err(e) => console.error_page(&signed, "agents", &e),
+    }
 }
 
 pub async fn detail(
