@@ -55,7 +55,7 @@ pub struct NewChunk {
 pub enum SearchType {
     /// Vectors alone.
     Semantic,
-    /// Vectors and BM25, fused by reciprocal rank.
+    /// Vectors and BM25, fused by their scaled scores (`store::fuse_scores`).
     Hybrid,
     /// BM25 alone (not a Bedrock search type; for benchmarks and diagnostics).
     Keyword,
@@ -525,9 +525,11 @@ impl EmbeddedIndex {
             SearchType::Semantic => semantic.into_iter().map(|(s, v)| (s, v as f64)).collect(),
             SearchType::Keyword => keyword.into_iter().map(|(s, v)| (s, v as f64)).collect(),
             SearchType::Hybrid => {
-                let semantic: Vec<usize> = semantic.iter().map(|(s, _)| *s).collect();
-                let keyword: Vec<usize> = keyword.iter().map(|(s, _)| *s).collect();
-                crate::store::fuse([&semantic, &keyword])
+                let semantic: Vec<(usize, f64)> =
+                    semantic.into_iter().map(|(s, v)| (s, v as f64)).collect();
+                let keyword: Vec<(usize, f64)> =
+                    keyword.into_iter().map(|(s, v)| (s, v as f64)).collect();
+                crate::store::fuse_scores(&semantic, &keyword, crate::store::HYBRID_VECTOR_WEIGHT)
             }
         };
         let mut seen = HashSet::new();

@@ -1,7 +1,7 @@
 //! The knowledge-base storage engine, independent of HTTP and of the core: reading
 //! documents ([`parse`], [`metadata`]), cutting them ([`chunking`]), Bedrock's
 //! retrieval filters ([`filter`]), and the embedded store ([`index`]: SQLite chunks,
-//! exact vector search, tantivy BM25, hybrid by reciprocal-rank fusion) and the
+//! exact vector search, tantivy BM25, hybrid by score-aware fusion) and the
 //! PostgreSQL/pgvector store ([`postgres`]), both behind [`store::ChunkStore`].
 //!
 //! Embedding happens in the core (it is metered and may be remote); this crate takes
