@@ -969,11 +969,21 @@ def test_agent_created_and_prepared_in_the_console(user_page, bedrock_agent):
     agent_id = page.url.rsplit("/", 1)[1]
     assert bedrock_agent.get_agent(agentId=agent_id)["agent"]["agentName"] == name, \
         "the console created the agent through the API"
+    open_details_of(page, "#ag-name")
+    page.fill("#ag-name", "orders")
+    submit(page, "#add-action-group button[type=submit]")
+    groups = bedrock_agent.list_agent_action_groups(agentId=agent_id, agentVersion="DRAFT")["actionGroupSummaries"]
+    assert [g["actionGroupName"] for g in groups] == ["orders"], groups
+    group = bedrock_agent.get_agent_action_group(agentId=agent_id, agentVersion="DRAFT",
+                                                 actionGroupId=groups[0]["actionGroupId"])["agentActionGroup"]
+    assert group["actionGroupExecutor"] == {"customControl": "RETURN_CONTROL"}, group
+    assert group["functionSchema"]["functions"][0]["name"] == "get_order", group
     submit(page, "#prepare-agent button[type=submit]")
     wait_for(lambda: bedrock_agent.get_agent(agentId=agent_id)["agent"]["agentStatus"] == "PREPARED",
              30, "the agent prepared from the console")
     goto(page, f"/console/agents/{agent_id}")
     assert "PREPARED" in page.inner_text("main")
+    assert "orders" in page.inner_text("main")
 
 
 # --------------------------------------------------------------------------

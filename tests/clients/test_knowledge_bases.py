@@ -13,6 +13,7 @@ PostgreSQL as connection `test`."""
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from botocore.exceptions import ClientError
@@ -353,6 +354,41 @@ def test_retrieve_and_generate_cites_the_right_file_and_keeps_the_session(agent_
         agent_rt.retrieve_and_generate(
             input={"text": "Anything?"}, retrieveAndGenerateConfiguration=config, sessionId="no-such-session")
     assert error_code(e) == "ResourceNotFoundException"
+
+
+def rag_invocations(server) -> float:
+    """RetrieveAndGenerate model calls so far, from /metrics."""
+    from basalt_support import http_request
+
+    total = 0.0
+    for line in http_request(server.port, "GET", "/metrics").body.decode().splitlines():
+        if line.startswith("basalt_invocations_total{") and 'operation="RetrieveAndGenerate"' in line:
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def test_retrieve_and_generate_with_query_decomposition(agent_rt, rocks, server):
+    kb_id, _, _ = rocks
+    config = rag_config(kb_id, sources=1)
+    config["knowledgeBaseConfiguration"]["orchestrationConfiguration"] = {
+        "queryTransformationConfiguration": {"type": "QUERY_DECOMPOSITION"}}
+    before = rag_invocations(server)
+    answer = agent_rt.retrieve_and_generate(
+        input={"text": "What is basalt, and what is granite made of?"}, retrieveAndGenerateConfiguration=config)
+    assert answer["output"]["text"].strip(), answer
+    deadline = time.monotonic() + 10
+    while rag_invocations(server) - before < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert rag_invocations(server) - before == 2, "one model call splits the question, one answers it"
+    for c in answer["citations"]:
+        part = c["generatedResponsePart"]["textResponsePart"]
+        assert answer["output"]["text"][part["span"]["start"]:part["span"]["end"]] == part["text"], c
+    bad = rag_config(kb_id)
+    bad["knowledgeBaseConfiguration"]["orchestrationConfiguration"] = {
+        "queryTransformationConfiguration": {"type": "QUERY_EXPANSION"}}
+    with pytest.raises(ClientError) as e:
+        agent_rt.retrieve_and_generate(input={"text": "x"}, retrieveAndGenerateConfiguration=bad)
+    assert error_code(e) == "ValidationException" and "QUERY_DECOMPOSITION" in str(e.value)
 
 
 def test_retrieve_and_generate_stream_sends_output_and_citations(agent_rt, rocks):

@@ -91,6 +91,75 @@ pub async fn create(
     }
 }
 
+#[derive(Debug, Deserialize)]
+pub struct ActionGroupForm {
+    name: Option<String>,
+    description: Option<String>,
+    functions: Option<String>,
+    lambda: Option<String>,
+}
+
+/// `POST /console/agents/{id}/action-groups`: CreateAgentActionGroup on the draft,
+/// with a function schema; the caller runs the functions (RETURN_CONTROL) unless a
+/// Lambda ARN is given.
+pub async fn create_action_group(
+    State(console): State<Console>,
+    Extension(signed): Extension<Signed>,
+    Path(id): Path<String>,
+    Form(form): Form<ActionGroupForm>,
+) -> Response {
+    let functions =
+        match super::json_field("the functions", filled(&form.functions).unwrap_or("[]")) {
+            Ok(f) => f,
+            Err(e) => return console.error_page(&signed, "agents", &e),
+        };
+    let executor = match filled(&form.lambda) {
+        Some(arn) => json!({ "lambda": arn }),
+        None => json!({ "customControl": "RETURN_CONTROL" }),
+    };
+    let mut body = json!({
+        "actionGroupName": filled(&form.name).unwrap_or_default(),
+        "actionGroupExecutor": executor,
+        "functionSchema": { "functions": functions },
+    });
+    if let Some(d) = filled(&form.description) {
+        body["description"] = d.into();
+    }
+    let path = format!("/agents/{}/agentversions/DRAFT/actiongroups/", segment(&id));
+    match console.call(&signed, Method::PUT, &path, Some(&body)).await {
+        Ok(_) => super::see_other(&format!("/console/agents/{}", segment(&id))),
+        Err(e) => console.error_page(&signed, "agents", &e),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct KnowledgeBaseForm {
+    knowledge_base: Option<String>,
+    description: Option<String>,
+}
+
+/// `POST /console/agents/{id}/knowledge-bases`: AssociateAgentKnowledgeBase.
+pub async fn associate_knowledge_base(
+    State(console): State<Console>,
+    Extension(signed): Extension<Signed>,
+    Path(id): Path<String>,
+    Form(form): Form<KnowledgeBaseForm>,
+) -> Response {
+    let body = json!({
+        "knowledgeBaseId": filled(&form.knowledge_base).unwrap_or_default(),
+        "description": filled(&form.description).unwrap_or("Search this knowledge base for facts the user asks about."),
+        "knowledgeBaseState": "ENABLED",
+    });
+    let path = format!(
+        "/agents/{}/agentversions/DRAFT/knowledgebases/",
+        segment(&id)
+    );
+    match console.call(&signed, Method::PUT, &path, Some(&body)).await {
+        Ok(_) => super::see_other(&format!("/console/agents/{}", segment(&id))),
+        Err(e) => console.error_page(&signed, "agents", &e),
+    }
+}
+
 /// `POST /console/agents/{id}/prepare`: PrepareAgent.
 pub async fn prepare(
     State(console): State<Console>,
@@ -168,12 +237,22 @@ pub async fn detail(
     )
     .await;
     let aliases = list(format!("{base}/agentaliases/"), "agentAliasSummaries").await;
+    let all_kbs = console
+        .call(
+            &signed,
+            Method::POST,
+            "/knowledgebases/",
+            Some(&json!({ "maxResults": 100 })),
+        )
+        .await
+        .map(|v| v["knowledgeBaseSummaries"].clone())
+        .unwrap_or(Value::Null);
     let session = crate::session::random_token()[..16].to_string();
     console.page(
         &signed,
         "agent.html",
         "agents",
-        context! { agent, action_groups, knowledge_bases, aliases, session },
+        context! { agent, action_groups, knowledge_bases, aliases, session, all_kbs },
     )
 }
 

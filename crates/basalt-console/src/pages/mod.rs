@@ -94,6 +94,14 @@ pub fn routes() -> Router<Console> {
         .route("/console/batch/{id}/stop", post(batch::stop))
         .route("/console/agents", get(agents::list).post(agents::create))
         .route("/console/agents/{id}/prepare", post(agents::prepare))
+        .route(
+            "/console/agents/{id}/action-groups",
+            post(agents::create_action_group),
+        )
+        .route(
+            "/console/agents/{id}/knowledge-bases",
+            post(agents::associate_knowledge_base),
+        )
         .route("/console/agents/{id}/delete", post(agents::delete))
         .route("/console/agents/{id}", get(agents::detail))
         .route("/console/agents/{id}/test", post(agents::test))

@@ -64,6 +64,60 @@ pub struct GenerateSpec {
     pub prompt_template: Option<String>,
     pub params: InferenceParams,
     pub guardrail: Option<(String, String)>,
+    /// `QUERY_DECOMPOSITION`: the model splits the question into sub-questions, each
+    /// searched on its own, and the answer draws on all their results.
+    pub decompose: bool,
+}
+
+/// How the generation model is asked to split a question (query decomposition).
+pub const DECOMPOSITION_PROMPT: &str = "You split a user's question into the simplest sub-questions that can each be answered by one search of a document collection. A question about one thing stays one sub-question; a question that compares or combines several things becomes one sub-question per thing. Keep each sub-question short and self-contained. Answer only with JSON: {\"queries\": [\"...\"]}, at most 5 queries.";
+
+/// The most sub-questions a decomposition may give.
+const MAX_SUB_QUERIES: usize = 5;
+
+/// The sub-questions in a decomposition answer (`{"queries": [...]}`): trimmed,
+/// deduplicated, at most [`MAX_SUB_QUERIES`]; the question itself when the answer
+/// holds none.
+pub fn sub_queries(answer: &str, question: &str) -> Vec<String> {
+    let parsed: Value = serde_json::from_str(answer.trim()).unwrap_or(Value::Null);
+    let mut out: Vec<String> = Vec::new();
+    for q in parsed["queries"].as_array().into_iter().flatten() {
+        let Some(q) = q.as_str().map(str::trim).filter(|q| !q.is_empty()) else {
+            continue;
+        };
+        let q: String = q.chars().take(1000).collect();
+        if !out.contains(&q) {
+            out.push(q);
+        }
+        if out.len() == MAX_SUB_QUERIES {
+            break;
+        }
+    }
+    if out.is_empty() {
+        out.push(question.to_string());
+    }
+    out
+}
+
+/// Results of several searches merged: round robin by rank (each sub-question's best
+/// first), a chunk found twice kept once, at most `cap`.
+pub fn interleave(lists: Vec<Vec<Retrieved>>, cap: usize) -> Vec<Retrieved> {
+    let mut seen: HashSet<(String, String)> = HashSet::new();
+    let mut out = Vec::new();
+    let longest = lists.iter().map(Vec::len).max().unwrap_or(0);
+    for rank in 0..longest {
+        for list in &lists {
+            if let Some(r) = list.get(rank) {
+                if seen.insert((r.uri.clone(), r.text.clone())) {
+                    out.push(r.clone());
+                    if out.len() == cap {
+                        return out;
+                    }
+                }
+            }
+        }
+    }
+    out
 }
 
 /// One cited span of an answer.
@@ -221,6 +275,58 @@ impl KnowledgeService {
     }
 
     /// RetrieveAndGenerate with a knowledge base.
+    /// Query decomposition: the generation model splits the question (as JSON,
+    /// constrained by a schema), each sub-question is searched with the request's
+    /// retrieval settings, and the results are merged ([`interleave`]: up to
+    /// `numberOfResults` per sub-question). The split is a model call of its own,
+    /// metered as RetrieveAndGenerate.
+    async fn retrieve_decomposed(
+        self: &Arc<Self>,
+        principal: Option<&Principal>,
+        request_id: &str,
+        spec: &GenerateSpec,
+    ) -> Result<Vec<Retrieved>, CoreError> {
+        let question = &spec.retrieve.text;
+        let schema = serde_json::json!({
+            "type": "object",
+            "properties": {"queries": {"type": "array", "items": {"type": "string", "minLength": 1, "maxLength": 300}, "minItems": 1, "maxItems": MAX_SUB_QUERIES}},
+            "required": ["queries"],
+            "additionalProperties": false,
+        });
+        let request = ChatRequest {
+            model_id: spec.model_id.clone(),
+            system: vec![DECOMPOSITION_PROMPT.to_string()],
+            messages: vec![Message {
+                role: Role::User,
+                content: vec![ContentBlock::Text(question.clone())],
+            }],
+            params: InferenceParams {
+                max_tokens: Some(256),
+                temperature: Some(0.0),
+                ..InferenceParams::default()
+            },
+            tools: None,
+            response_schema: Some(schema),
+            stream: false,
+        };
+        let ctx = CallContext::new(
+            principal.cloned(),
+            request_id.to_owned(),
+            "RetrieveAndGenerate",
+        );
+        let answer = self.core.chat(ctx, request).await?.text;
+        let queries = sub_queries(&answer, question);
+        tracing::debug!(?queries, "query decomposition");
+        let mut lists = Vec::with_capacity(queries.len());
+        for q in &queries {
+            let mut sub = spec.retrieve.clone();
+            sub.text = q.clone();
+            lists.push(self.retrieve(principal, request_id, &sub).await?);
+        }
+        let per_query = spec.retrieve.number_of_results.unwrap_or(DEFAULT_RESULTS);
+        Ok(interleave(lists, per_query * queries.len()))
+    }
+
     pub async fn retrieve_and_generate(
         self: &Arc<Self>,
         principal: Option<&Principal>,
@@ -261,7 +367,12 @@ impl KnowledgeService {
                 true,
             ),
         };
-        let results = self.retrieve(principal, request_id, &spec.retrieve).await?;
+        let results = if spec.decompose {
+            self.retrieve_decomposed(principal, request_id, &spec)
+                .await?
+        } else {
+            self.retrieve(principal, request_id, &spec.retrieve).await?
+        };
         let numbered: Vec<String> = results
             .iter()
             .enumerate()
@@ -627,6 +738,56 @@ pub fn cite(answer: &str, results: &[Retrieved]) -> Vec<Citation> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn hit(uri: &str, text: &str) -> Retrieved {
+        Retrieved {
+            text: text.into(),
+            uri: uri.into(),
+            kind: LocationKind::S3,
+            metadata: Default::default(),
+            score: 1.0,
+        }
+    }
+
+    #[test]
+    fn decomposition_answers_become_sub_queries() {
+        assert_eq!(
+            sub_queries(
+                r#"{"queries": [" What is basalt? ", "What is granite?", "What is basalt?", ""]}"#,
+                "q"
+            ),
+            vec![
+                "What is basalt?".to_string(),
+                "What is granite?".to_string()
+            ]
+        );
+        assert_eq!(
+            sub_queries("not json", "the question"),
+            vec!["the question".to_string()]
+        );
+        assert_eq!(
+            sub_queries(r#"{"queries": []}"#, "q"),
+            vec!["q".to_string()]
+        );
+        let many =
+            serde_json::json!({"queries": (0..9).map(|i| format!("q{i}")).collect::<Vec<_>>()});
+        assert_eq!(sub_queries(&many.to_string(), "q").len(), MAX_SUB_QUERIES);
+    }
+
+    #[test]
+    fn merged_results_take_turns_and_drop_repeats() {
+        let a = vec![hit("a", "1"), hit("a", "2"), hit("a", "3")];
+        let b = vec![hit("b", "1"), hit("a", "1"), hit("b", "2")];
+        let merged: Vec<(String, String)> = interleave(vec![a, b], 4)
+            .into_iter()
+            .map(|r| (r.uri, r.text))
+            .collect();
+        let want: Vec<(String, String)> = [("a", "1"), ("b", "1"), ("a", "2"), ("a", "3")]
+            .iter()
+            .map(|(u, t)| (u.to_string(), t.to_string()))
+            .collect();
+        assert_eq!(merged, want);
+    }
 
     fn source(uri: &str, text: &str) -> Retrieved {
         Retrieved {

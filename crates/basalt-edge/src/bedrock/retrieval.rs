@@ -281,11 +281,30 @@ fn generate_spec(body: GenerateBody) -> Result<GenerateSpec, BedrockError> {
     let kb = config
         .knowledge_base_configuration
         .ok_or_else(|| BedrockError::validation("knowledgeBaseConfiguration is required"))?;
-    if kb.orchestration_configuration.is_some() {
-        return Err(BedrockError::validation(
-            "orchestrationConfiguration (query decomposition) is not supported by this server",
-        ));
-    }
+    let decompose = match &kb.orchestration_configuration {
+        None | Some(Value::Null) => false,
+        Some(Value::Object(o)) => {
+            if let Some(key) = o.keys().find(|k| *k != "queryTransformationConfiguration") {
+                return Err(BedrockError::validation(format!(
+                    "orchestrationConfiguration.{key} is not supported by this server; supported: queryTransformationConfiguration"
+                )));
+            }
+            match o.get("queryTransformationConfiguration").map(|q| q.get("type").and_then(Value::as_str)) {
+                None => false,
+                Some(Some("QUERY_DECOMPOSITION")) => true,
+                Some(other) => {
+                    return Err(BedrockError::validation(format!(
+                        "queryTransformationConfiguration.type must be QUERY_DECOMPOSITION, got {other:?}"
+                    )))
+                }
+            }
+        }
+        Some(_) => {
+            return Err(BedrockError::validation(
+                "orchestrationConfiguration must be an object",
+            ))
+        }
+    };
     let kb_id = kb.knowledge_base_id.ok_or_else(|| {
         BedrockError::validation("knowledgeBaseConfiguration.knowledgeBaseId is required")
     })?;
@@ -338,6 +357,7 @@ fn generate_spec(body: GenerateBody) -> Result<GenerateSpec, BedrockError> {
         prompt_template,
         params,
         guardrail,
+        decompose,
     })
 }
 
