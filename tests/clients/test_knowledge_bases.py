@@ -356,15 +356,47 @@ def test_retrieve_and_generate_cites_the_right_file_and_keeps_the_session(agent_
     assert error_code(e) == "ResourceNotFoundException"
 
 
-def rag_invocations(server) -> float:
-    """RetrieveAndGenerate model calls so far, from /metrics."""
+def rag_invocations(server, operation="RetrieveAndGenerate", model=None) -> float:
+    """Model calls of one operation so far (of one model, if given), from /metrics."""
     from basalt_support import http_request
 
     total = 0.0
     for line in http_request(server.port, "GET", "/metrics").body.decode().splitlines():
-        if line.startswith("basalt_invocations_total{") and 'operation="RetrieveAndGenerate"' in line:
+        if (line.startswith("basalt_invocations_total{") and f'operation="{operation}"' in line
+                and (model is None or f'model_id="{model}"' in line)):
             total += float(line.rsplit(" ", 1)[1])
     return total
+
+
+def test_retrieve_with_an_implicit_filter(agent_rt, rocks, server):
+    """implicitFilterConfiguration: the model turns the question into conditions on the
+    declared attributes (one model call, metered as Retrieve), joined to the request's
+    filter. What SmolLM2 derives is its own; the request's explicit filter still holds."""
+    kb_id, _, _ = rocks
+    attributes = [
+        {"key": "rock", "type": "STRING", "description": "The rock a document is about, in lowercase: basalt, granite, obsidian, pumice"},
+        {"key": "year", "type": "NUMBER", "description": "The year the document was written"},
+    ]
+    before = rag_invocations(server, "Retrieve", CHAT_MODEL)
+    results = agent_rt.retrieve(
+        knowledgeBaseId=kb_id, retrievalQuery={"text": "What do the documents about basalt say?"},
+        retrievalConfiguration={"vectorSearchConfiguration": {
+            "numberOfResults": 5, "filter": {"equals": {"key": "tenant", "value": "a"}},
+            "implicitFilterConfiguration": {"modelArn": CHAT_ARN, "metadataAttributes": attributes}}})["retrievalResults"]
+    deadline = time.monotonic() + 10
+    while rag_invocations(server, "Retrieve", CHAT_MODEL) - before < 1 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert rag_invocations(server, "Retrieve", CHAT_MODEL) - before == 1, "one model call derives the filter"
+    assert all(r["metadata"].get("tenant") == "a" for r in results), results
+    # botocore itself checks that modelArn, key, type and description are present.
+    for bad, needle in [
+        ({"modelArn": CHAT_ARN, "metadataAttributes": [{"key": "when", "type": "DATE", "description": "d"}]},
+         "STRING, NUMBER"),
+    ]:
+        with pytest.raises(ClientError) as e:
+            agent_rt.retrieve(knowledgeBaseId=kb_id, retrievalQuery={"text": "x"},
+                              retrievalConfiguration={"vectorSearchConfiguration": {"implicitFilterConfiguration": bad}})
+        assert error_code(e) == "ValidationException" and needle in str(e.value), (bad, e.value)
 
 
 def test_retrieve_and_generate_with_query_decomposition(agent_rt, rocks, server):

@@ -1913,6 +1913,7 @@ impl Turn {
             number_of_results: settings.number_of_results,
             search_type: settings.search_type,
             filter: settings.filter,
+            implicit_filter: None,
         };
         let outcome = if query.trim().is_empty() {
             Err(CoreError::Validation("searchQuery is empty".into()))

@@ -42,6 +42,126 @@ pub struct RetrieveSpec {
     pub number_of_results: Option<usize>,
     pub search_type: Option<SearchType>,
     pub filter: Option<Value>,
+    /// Bedrock's implicit filter: a model turns the question into a metadata filter
+    /// over these attributes, joined to `filter`.
+    pub implicit_filter: Option<ImplicitFilter>,
+}
+
+/// The type of a metadata attribute an implicit filter may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttributeType {
+    String,
+    Number,
+    Boolean,
+    StringList,
+}
+
+impl AttributeType {
+    pub fn parse(name: &str) -> Option<Self> {
+        Some(match name {
+            "STRING" => Self::String,
+            "NUMBER" => Self::Number,
+            "BOOLEAN" => Self::Boolean,
+            "STRING_LIST" => Self::StringList,
+            _ => return None,
+        })
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::String => "STRING",
+            Self::Number => "NUMBER",
+            Self::Boolean => "BOOLEAN",
+            Self::StringList => "STRING_LIST",
+        }
+    }
+
+    /// The filter operators a condition on this type may use.
+    fn operators(self) -> &'static [&'static str] {
+        match self {
+            Self::String => &["equals", "notEquals", "stringContains"],
+            Self::Number => &[
+                "equals",
+                "notEquals",
+                "greaterThan",
+                "greaterThanOrEquals",
+                "lessThan",
+                "lessThanOrEquals",
+            ],
+            Self::Boolean => &["equals", "notEquals"],
+            Self::StringList => &["listContains"],
+        }
+    }
+}
+
+/// One metadata attribute an implicit filter may use.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FilterAttribute {
+    pub key: String,
+    pub kind: AttributeType,
+    pub description: String,
+}
+
+/// `implicitFilterConfiguration`: which model derives the filter, over which
+/// attributes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImplicitFilter {
+    pub model_id: String,
+    pub attributes: Vec<FilterAttribute>,
+}
+
+/// The most conditions a derived filter may hold.
+const MAX_IMPLICIT_CONDITIONS: usize = 5;
+
+/// A model's `{"conditions": [{"key", "operator", "value"}]}` as a Bedrock
+/// `RetrievalFilter`: conditions on undeclared keys, with an operator the attribute's
+/// type does not take, or with a value that does not read as that type are dropped;
+/// none left, no filter.
+pub fn implicit_filter_from(answer: &str, attributes: &[FilterAttribute]) -> Option<Value> {
+    let parsed: Value = serde_json::from_str(answer.trim()).ok()?;
+    let mut conditions = Vec::new();
+    for c in parsed["conditions"].as_array().into_iter().flatten() {
+        let (Some(key), Some(operator)) = (c["key"].as_str(), c["operator"].as_str()) else {
+            continue;
+        };
+        let Some(attribute) = attributes.iter().find(|a| a.key == key) else {
+            continue;
+        };
+        if !attribute.kind.operators().contains(&operator) {
+            continue;
+        }
+        let raw = match &c["value"] {
+            Value::String(s) => s.trim().to_string(),
+            Value::Null => continue,
+            other => other.to_string(),
+        };
+        let value = match attribute.kind {
+            AttributeType::Number => match raw.parse::<f64>() {
+                Ok(n) if n.is_finite() => serde_json::json!(n),
+                _ => continue,
+            },
+            AttributeType::Boolean => match raw.to_ascii_lowercase().as_str() {
+                "true" => Value::Bool(true),
+                "false" => Value::Bool(false),
+                _ => continue,
+            },
+            AttributeType::String | AttributeType::StringList => {
+                if raw.is_empty() {
+                    continue;
+                }
+                Value::String(raw)
+            }
+        };
+        conditions.push(serde_json::json!({ operator: { "key": key, "value": value } }));
+        if conditions.len() == MAX_IMPLICIT_CONDITIONS {
+            break;
+        }
+    }
+    match conditions.len() {
+        0 => None,
+        1 => conditions.pop(),
+        _ => Some(serde_json::json!({ "andAll": conditions })),
+    }
 }
 
 /// A retrieved chunk as the wire returns it.
@@ -174,6 +294,82 @@ impl LocationKind {
 }
 
 impl KnowledgeService {
+    /// An implicit filter: the model reads the question and the declared attributes
+    /// and answers conditions as JSON (constrained by a schema); see
+    /// [`implicit_filter_from`]. The call is metered as Retrieve.
+    async fn derive_filter(
+        self: &Arc<Self>,
+        principal: Option<&Principal>,
+        request_id: &str,
+        implicit: &ImplicitFilter,
+        question: &str,
+    ) -> Result<Option<Value>, CoreError> {
+        let keys: Vec<&str> = implicit.attributes.iter().map(|a| a.key.as_str()).collect();
+        let operators: Vec<&str> = {
+            let mut all: Vec<&str> = implicit
+                .attributes
+                .iter()
+                .flat_map(|a| a.kind.operators().iter().copied())
+                .collect();
+            all.sort_unstable();
+            all.dedup();
+            all
+        };
+        let schema = serde_json::json!({
+            "type": "object",
+            "properties": {"conditions": {"type": "array", "maxItems": MAX_IMPLICIT_CONDITIONS, "items": {
+                "type": "object",
+                "properties": {
+                    "key": {"type": "string", "enum": keys},
+                    "operator": {"type": "string", "enum": operators},
+                    "value": {"type": "string", "maxLength": 200},
+                },
+                "required": ["key", "operator", "value"],
+                "additionalProperties": false,
+            }}},
+            "required": ["conditions"],
+            "additionalProperties": false,
+        });
+        let described: Vec<String> = implicit
+            .attributes
+            .iter()
+            .map(|a| {
+                format!(
+                    "- {} ({}; operators: {}): {}",
+                    a.key,
+                    a.kind.name(),
+                    a.kind.operators().join(", "),
+                    a.description
+                )
+            })
+            .collect();
+        let system = format!(
+            "You turn a search question into metadata filter conditions for a document search. The documents have these attributes:\n{}\nGive a condition only for what the question states explicitly about these attributes; give none when it states nothing about them. Write every value as a string (numbers in digits, booleans as true or false). Answer only with JSON: {{\"conditions\": [{{\"key\": ..., \"operator\": ..., \"value\": ...}}]}}.",
+            described.join("\n")
+        );
+        let request = ChatRequest {
+            model_id: implicit.model_id.clone(),
+            system: vec![system],
+            messages: vec![Message {
+                role: Role::User,
+                content: vec![ContentBlock::Text(question.to_string())],
+            }],
+            params: InferenceParams {
+                max_tokens: Some(200),
+                temperature: Some(0.0),
+                ..InferenceParams::default()
+            },
+            tools: None,
+            response_schema: Some(schema),
+            stream: false,
+        };
+        let ctx = CallContext::new(principal.cloned(), request_id.to_owned(), "Retrieve");
+        let answer = self.core.chat(ctx, request).await?.text;
+        let filter = implicit_filter_from(&answer, &implicit.attributes);
+        tracing::debug!(?filter, "implicit filter");
+        Ok(filter)
+    }
+
     /// Retrieve.
     pub async fn retrieve(
         self: &Arc<Self>,
@@ -193,8 +389,18 @@ impl KnowledgeService {
                 "retrievalQuery.text is required".into(),
             ));
         }
-        let requested = spec
-            .filter
+        let derived = match &spec.implicit_filter {
+            Some(implicit) => {
+                self.derive_filter(principal, request_id, implicit, &spec.text)
+                    .await?
+            }
+            None => None,
+        };
+        let joined = match (spec.filter.clone(), derived) {
+            (Some(given), Some(derived)) => Some(serde_json::json!({ "andAll": [given, derived] })),
+            (given, derived) => given.or(derived),
+        };
+        let requested = joined
             .as_ref()
             .map(Filter::parse)
             .transpose()
@@ -738,6 +944,55 @@ pub fn cite(answer: &str, results: &[Retrieved]) -> Vec<Citation> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn implicit_conditions_become_a_filter_of_declared_keys_and_types() {
+        let attributes = vec![
+            FilterAttribute {
+                key: "year".into(),
+                kind: AttributeType::Number,
+                description: "year".into(),
+            },
+            FilterAttribute {
+                key: "rock".into(),
+                kind: AttributeType::String,
+                description: "rock".into(),
+            },
+            FilterAttribute {
+                key: "tags".into(),
+                kind: AttributeType::StringList,
+                description: "tags".into(),
+            },
+        ];
+        let answer = r#"{"conditions": [
+            {"key": "year", "operator": "greaterThanOrEquals", "value": "2021"},
+            {"key": "rock", "operator": "equals", "value": "basalt"},
+            {"key": "year", "operator": "stringContains", "value": "20"},
+            {"key": "owner", "operator": "equals", "value": "x"},
+            {"key": "year", "operator": "equals", "value": "recent"},
+            {"key": "tags", "operator": "listContains", "value": "volcanic"}
+        ]}"#;
+        assert_eq!(
+            implicit_filter_from(answer, &attributes),
+            Some(serde_json::json!({"andAll": [
+                {"greaterThanOrEquals": {"key": "year", "value": 2021.0}},
+                {"equals": {"key": "rock", "value": "basalt"}},
+                {"listContains": {"key": "tags", "value": "volcanic"}}
+            ]}))
+        );
+        assert_eq!(
+            implicit_filter_from(
+                r#"{"conditions": [{"key": "rock", "operator": "equals", "value": "talc"}]}"#,
+                &attributes
+            ),
+            Some(serde_json::json!({"equals": {"key": "rock", "value": "talc"}}))
+        );
+        assert_eq!(
+            implicit_filter_from(r#"{"conditions": []}"#, &attributes),
+            None
+        );
+        assert_eq!(implicit_filter_from("nonsense", &attributes), None);
+    }
 
     fn hit(uri: &str, text: &str) -> Retrieved {
         Retrieved {

@@ -9,7 +9,8 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use basalt_core::keys::Principal;
 use basalt_core::knowledge::retrieve::{
-    Citation, GenerateSpec, Generated, LocationKind, RetrieveSpec, Retrieved,
+    AttributeType, Citation, FilterAttribute, GenerateSpec, Generated, ImplicitFilter,
+    LocationKind, RetrieveSpec, Retrieved,
 };
 use basalt_core::knowledge::{model_id_of, SearchType};
 use basalt_core::types::InferenceParams;
@@ -54,11 +55,10 @@ pub(super) fn retrieve_spec(
             "rerankingConfiguration is not supported by this server",
         ));
     }
-    if search.implicit_filter_configuration.is_some() {
-        return Err(BedrockError::validation(
-            "implicitFilterConfiguration is not supported by this server; give an explicit filter",
-        ));
-    }
+    let implicit_filter = match search.implicit_filter_configuration {
+        None | Some(Value::Null) => None,
+        Some(config) => Some(implicit_filter(&config)?),
+    };
     let search_type = match search.override_search_type.as_deref() {
         None => None,
         Some("HYBRID") => Some(SearchType::Hybrid),
@@ -86,6 +86,61 @@ pub(super) fn retrieve_spec(
         number_of_results,
         search_type,
         filter: search.filter,
+        implicit_filter,
+    })
+}
+
+/// `implicitFilterConfiguration`: `modelArn` and 1..25 `metadataAttributes`
+/// (`key`, `type` STRING / NUMBER / BOOLEAN / STRING_LIST, `description`).
+fn implicit_filter(config: &Value) -> Result<ImplicitFilter, BedrockError> {
+    let at = "vectorSearchConfiguration.implicitFilterConfiguration";
+    let object = config
+        .as_object()
+        .ok_or_else(|| BedrockError::validation(format!("{at} must be an object")))?;
+    if let Some(key) = object
+        .keys()
+        .find(|k| *k != "modelArn" && *k != "metadataAttributes")
+    {
+        return Err(BedrockError::validation(format!(
+            "{at}.{key} is not a member"
+        )));
+    }
+    let model = config["modelArn"]
+        .as_str()
+        .ok_or_else(|| BedrockError::validation(format!("{at}.modelArn is required")))?;
+    let listed = config["metadataAttributes"]
+        .as_array()
+        .ok_or_else(|| BedrockError::validation(format!("{at}.metadataAttributes is required")))?;
+    if !(1..=25).contains(&listed.len()) {
+        return Err(BedrockError::validation(format!(
+            "{at}.metadataAttributes must have 1 to 25 attributes"
+        )));
+    }
+    let mut attributes = Vec::with_capacity(listed.len());
+    for (i, a) in listed.iter().enumerate() {
+        let key = a["key"]
+            .as_str()
+            .filter(|k| !k.is_empty() && k.len() <= 256);
+        let kind = a["type"].as_str().and_then(AttributeType::parse);
+        let (Some(key), Some(kind)) = (key, kind) else {
+            return Err(BedrockError::validation(format!(
+                "{at}.metadataAttributes[{i}] needs key (1..256 characters) and type (STRING, NUMBER, BOOLEAN or STRING_LIST)"
+            )));
+        };
+        attributes.push(FilterAttribute {
+            key: key.to_string(),
+            kind,
+            description: a["description"]
+                .as_str()
+                .unwrap_or_default()
+                .chars()
+                .take(1000)
+                .collect(),
+        });
+    }
+    Ok(ImplicitFilter {
+        model_id: model_id_of(model).to_owned(),
+        attributes,
     })
 }
 
