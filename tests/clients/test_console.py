@@ -1078,6 +1078,8 @@ def _load(context, path: str, cdp_events: bool = True) -> dict:
     cached: set[str] = set()
     cdp.on("Network.responseReceived", lambda e: net.__setitem__(e["requestId"], e))
     cdp.on("Network.requestServedFromCache", lambda e: cached.add(e["requestId"]))
+    wire: dict[str, float] = {}
+    cdp.on("Network.loadingFinished", lambda e: wire.__setitem__(e["requestId"], e.get("encodedDataLength", 0)))
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(f"pageerror: {e}"))
     page.on("console", lambda m: errors.append(f"console.{m.type}: {m.text}") if m.type == "error" else None)
@@ -1094,7 +1096,8 @@ def _load(context, path: str, cdp_events: bool = True) -> dict:
         if "/console/assets/" in e["response"]["url"] and rid not in cached
         and not e["response"].get("fromDiskCache") and not e["response"].get("fromPrefetchCache"))
     assets_seen = sorted(e["response"]["url"] for e in net.values() if "/console/assets/" in e["response"]["url"])
-    return {"page": page, "status": r.status if r else None, "bytes": total, "from_network": from_network,
+    return {"page": page, "status": r.status if r else None, "bytes": total,
+            "transferred": int(sum(wire.values())), "from_network": from_network,
             "assets_seen": assets_seen, "errors": errors}
 
 
@@ -1181,6 +1184,7 @@ def test_every_page_screenshot_and_accessibility(admin_page, contexts, bedrock, 
         perf[label] = {
             "path": path,
             "first_load_bytes": first["bytes"],
+            "first_load_transferred_bytes": first["transferred"],
             "first_load_assets": len(first["assets_seen"]),
             "repeat_assets_from_network": len(second["from_network"]),
             "repeat_assets_seen": len(second["assets_seen"]),
@@ -1189,9 +1193,9 @@ def test_every_page_screenshot_and_accessibility(admin_page, contexts, bedrock, 
             "axe_minor_moderate": minor,
         }
     (out_dir / "perf.json").write_text(json.dumps(perf, indent=2))
-    print(f"\n{'page':16} {'first load B':>12} {'assets':>6} {'repeat net':>10} {'p50 ms':>8} {'p99 ms':>8}")
+    print(f"\n{'page':16} {'first load B':>12} {'on the wire':>11} {'assets':>6} {'repeat net':>10} {'p50 ms':>8} {'p99 ms':>8}")
     for label, p in perf.items():
-        print(f"{label:16} {p['first_load_bytes']:>12} {p['first_load_assets']:>6} "
+        print(f"{label:16} {p['first_load_bytes']:>12} {p['first_load_transferred_bytes']:>11} {p['first_load_assets']:>6} "
               f"{p['repeat_assets_from_network']:>10} {p['server_ms_p50']:>8} {p['server_ms_p99']:>8}")
     print(f"screenshots and perf.json in {out_dir}")
     assert not failures, "console pages failed checks:\n" + "\n".join(failures)
