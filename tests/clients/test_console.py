@@ -25,6 +25,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from botocore.exceptions import ClientError
 
 from basalt_support import CHAT_MODEL, EMBED_MODEL, LONG_PROMPT, chatml, http_request, user_msg
 
@@ -984,6 +985,12 @@ def test_agent_created_and_prepared_in_the_console(user_page, bedrock_agent):
     goto(page, f"/console/agents/{agent_id}")
     assert "PREPARED" in page.inner_text("main")
     assert "orders" in page.inner_text("main")
+    page.once("dialog", lambda d: d.accept())
+    submit(page, f"form[action='/console/agents/{agent_id}/delete'] button[type=submit]")
+    assert page.url.endswith("/console/agents"), page.url
+    with pytest.raises(ClientError) as e:
+        bedrock_agent.get_agent(agentId=agent_id)
+    assert e.value.response["Error"]["Code"] == "ResourceNotFoundException"
 
 
 # --------------------------------------------------------------------------

@@ -75,6 +75,23 @@ impl Console {
         Self::read(response).await
     }
 
+    /// A form's action: the API call, then the page `then` (303, so a reload does not
+    /// resubmit), or the API's error on a page of the `nav` area.
+    pub async fn act(
+        &self,
+        signed: &Signed,
+        method: Method,
+        path_and_query: &str,
+        body: Option<&Value>,
+        then: &str,
+        nav: &str,
+    ) -> axum::response::Response {
+        match self.call(signed, method, path_and_query, body).await {
+            Ok(_) => crate::pages::see_other(then),
+            Err(e) => self.error_page(signed, nav, &e),
+        }
+    }
+
     /// An API answer's JSON, or its error.
     pub async fn read(response: axum::response::Response) -> Result<Value, ApiFailure> {
         let status = response.status();

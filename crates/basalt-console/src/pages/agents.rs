@@ -126,10 +126,10 @@ pub async fn create_action_group(
         body["description"] = d.into();
     }
     let path = format!("/agents/{}/agentversions/DRAFT/actiongroups/", segment(&id));
-    match console.call(&signed, Method::PUT, &path, Some(&body)).await {
-        Ok(_) => super::see_other(&format!("/console/agents/{}", segment(&id))),
-        Err(e) => console.error_page(&signed, "agents", &e),
-    }
+    let then = format!("/console/agents/{}", segment(&id));
+    console
+        .act(&signed, Method::PUT, &path, Some(&body), &then, "agents")
+        .await
 }
 
 #[derive(Debug, Deserialize)]
@@ -154,10 +154,10 @@ pub async fn associate_knowledge_base(
         "/agents/{}/agentversions/DRAFT/knowledgebases/",
         segment(&id)
     );
-    match console.call(&signed, Method::PUT, &path, Some(&body)).await {
-        Ok(_) => super::see_other(&format!("/console/agents/{}", segment(&id))),
-        Err(e) => console.error_page(&signed, "agents", &e),
-    }
+    let then = format!("/console/agents/{}", segment(&id));
+    console
+        .act(&signed, Method::PUT, &path, Some(&body), &then, "agents")
+        .await
 }
 
 /// `POST /console/agents/{id}/prepare`: PrepareAgent.
@@ -166,18 +166,11 @@ pub async fn prepare(
     Extension(signed): Extension<Signed>,
     Path(id): Path<String>,
 ) -> Response {
-    match console
-        .call(
-            &signed,
-            Method::POST,
-            &format!("/agents/{}/", segment(&id)),
-            None,
-        )
+    let path = format!("/agents/{}/", segment(&id));
+    let then = format!("/console/agents/{}", segment(&id));
+    console
+        .act(&signed, Method::POST, &path, None, &then, "agents")
         .await
-    {
-        Ok(_) => super::see_other(&format!("/console/agents/{}", segment(&id))),
-        Err(e) => console.error_page(&signed, "agents", &e),
-    }
 }
 
 /// `POST /console/agents/{id}/delete`: DeleteAgent.
@@ -186,18 +179,17 @@ pub async fn delete(
     Extension(signed): Extension<Signed>,
     Path(id): Path<String>,
 ) -> Response {
-    match console
-        .call(
+    let path = format!("/agents/{}/", segment(&id));
+    console
+        .act(
             &signed,
             Method::DELETE,
-            &format!("/agents/{}/", segment(&id)),
+            &path,
             None,
+            "/console/agents",
+            "agents",
         )
         .await
-    {
-        Ok(_) => super::see_other("/console/agents"),
-        Err(e) => console.error_page(&signed, "agents", &e),
-    }
 }
 
 pub async fn detail(

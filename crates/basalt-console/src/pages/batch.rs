@@ -135,16 +135,9 @@ pub async fn stop(
     Extension(signed): Extension<Signed>,
     Path(id): Path<String>,
 ) -> Response {
-    match console
-        .call(
-            &signed,
-            Method::POST,
-            &format!("/model-invocation-job/{}/stop", segment(&id)),
-            None,
-        )
+    let path = format!("/model-invocation-job/{}/stop", segment(&id));
+    let then = format!("/console/batch/{}", segment(&id));
+    console
+        .act(&signed, Method::POST, &path, None, &then, "batch")
         .await
-    {
-        Ok(_) => see_other(&format!("/console/batch/{}", segment(&id))),
-        Err(e) => console.error_page(&signed, "batch", &e),
-    }
 }
