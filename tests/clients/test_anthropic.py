@@ -150,6 +150,16 @@ def test_count_tokens_and_models(claude):
     assert CHAT_MODEL in ids
 
 
+def test_models_list_takes_the_x_api_key_header(server, key):
+    headers = {"x-api-key": key.bearer_token, "anthropic-version": "2023-06-01"}
+    r = http_request(server.port, "GET", "/v1/models", b"", headers)
+    assert r.status == 200, r.body
+    body = json.loads(r.body)
+    assert body["data"] and all(m["type"] == "model" for m in body["data"]), body
+    one = http_request(server.port, "GET", f"/v1/models/{CHAT_MODEL}", b"", headers)
+    assert one.status == 200 and json.loads(one.body)["id"] == CHAT_MODEL
+
+
 def test_errors_in_anthropic_shape(claude, server):
     with pytest.raises(anthropic.BadRequestError) as e:
         claude.messages.create(model=CHAT_MODEL, max_tokens=5, messages=[{"role": "tool", "content": "x"}])

@@ -100,8 +100,11 @@ fn credentials(
     request: &axum::http::request::Parts,
 ) -> Result<Credentials, Response> {
     let keys = state.core.keys();
-    // Anthropic's clients send the key as `x-api-key` (or `Authorization: Bearer`).
-    if dialect == Dialect::Anthropic && !request.headers.contains_key("authorization") {
+    // Anthropic's clients send the key as `x-api-key` (or `Authorization: Bearer`), on
+    // `/v1/messages` and on `/v1/models` (which answers in their shape).
+    let anthropic_client = dialect == Dialect::Anthropic
+        || (dialect == Dialect::OpenAi && request.headers.contains_key("anthropic-version"));
+    if anthropic_client && !request.headers.contains_key("authorization") {
         let Some(token) = request
             .headers
             .get("x-api-key")
