@@ -75,6 +75,22 @@ impl Console {
         Self::read(response).await
     }
 
+    /// One page of a paged API list: its `member` items, the next page's token, and
+    /// the API's error (the items are then null, and the page says why).
+    pub async fn list_page(
+        &self,
+        signed: &Signed,
+        method: Method,
+        path_and_query: &str,
+        body: Option<&Value>,
+        member: &str,
+    ) -> (Value, Value, Option<String>) {
+        match self.call(signed, method, path_and_query, body).await {
+            Ok(v) => (v[member].clone(), v["nextToken"].clone(), None),
+            Err(e) => (Value::Null, Value::Null, Some(e.to_string())),
+        }
+    }
+
     /// A form's action: the API call, then the page `then` (303, so a reload does not
     /// resubmit), or the API's error on a page of the `nav` area.
     pub async fn act(

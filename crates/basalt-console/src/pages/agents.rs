@@ -23,13 +23,15 @@ async fn render_list(
     error: Option<crate::ApiFailure>,
 ) -> Response {
     let status = super::status_of(error.as_ref());
-    let listed = console
-        .call(signed, Method::POST, "/agents/", Some(&paged_body(next)))
+    let (agents, next_token, list_error) = console
+        .list_page(
+            signed,
+            Method::POST,
+            "/agents/",
+            Some(&paged_body(next)),
+            "agentSummaries",
+        )
         .await;
-    let (agents, next_token, list_error) = match listed {
-        Ok(v) => (v["agentSummaries"].clone(), v["nextToken"].clone(), None),
-        Err(e) => (Value::Null, Value::Null, Some(e.to_string())),
-    };
     let models: Vec<String> = super::overview::invocable_chat_models(
         console,
         basalt_core::types::InferenceType::OnDemand,

@@ -6,7 +6,7 @@ use axum::response::Response;
 use axum::{Extension, Form};
 use minijinja::context;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use super::{filled, paged, see_other, PageQuery};
 use crate::api::segment;
@@ -19,22 +19,15 @@ async fn render_list(
     error: Option<ApiFailure>,
 ) -> Response {
     let status = super::status_of(error.as_ref());
-    let listed = console
-        .call(
+    let (jobs, next_token, list_error) = console
+        .list_page(
             signed,
             Method::GET,
             &paged("/model-invocation-jobs", next),
             None,
+            "invocationJobSummaries",
         )
         .await;
-    let (jobs, next_token, list_error) = match listed {
-        Ok(v) => (
-            v["invocationJobSummaries"].clone(),
-            v["nextToken"].clone(),
-            None,
-        ),
-        Err(e) => (Value::Null, Value::Null, Some(e.to_string())),
-    };
     let models: Vec<String> = super::overview::invocable_chat_models(
         console,
         basalt_core::types::InferenceType::OnDemand,

@@ -17,12 +17,13 @@ pub async fn list(
     Extension(signed): Extension<Signed>,
     Query(q): Query<PageQuery>,
 ) -> Response {
-    let jobs = console
-        .call(
+    let (jobs, next_token, error) = console
+        .list_page(
             &signed,
             Method::GET,
             &paged("/model-customization-jobs", q.next.as_deref()),
             None,
+            "modelCustomizationJobSummaries",
         )
         .await;
     let models = console
@@ -30,14 +31,6 @@ pub async fn list(
         .await
         .map(|v| v["modelSummaries"].clone())
         .unwrap_or(Value::Null);
-    let (jobs, next_token, error) = match jobs {
-        Ok(v) => (
-            v["modelCustomizationJobSummaries"].clone(),
-            v["nextToken"].clone(),
-            None,
-        ),
-        Err(e) => (Value::Null, Value::Null, Some(e.to_string())),
-    };
     console.page(
         &signed,
         "customization.html",

@@ -30,13 +30,15 @@ async fn render_list(
     form: Value,
 ) -> Response {
     let status = super::status_of(error.as_ref());
-    let listed = console
-        .call(signed, Method::GET, &paged("/guardrails", next), None)
+    let (guardrails, next_token, list_error) = console
+        .list_page(
+            signed,
+            Method::GET,
+            &paged("/guardrails", next),
+            None,
+            "guardrails",
+        )
         .await;
-    let (guardrails, next_token, list_error) = match listed {
-        Ok(v) => (v["guardrails"].clone(), v["nextToken"].clone(), None),
-        Err(e) => (Value::Null, Value::Null, Some(e.to_string())),
-    };
     console.page_with_status(
         status,
         signed,

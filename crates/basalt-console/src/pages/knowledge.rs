@@ -47,22 +47,15 @@ async fn render_list(
     error: Option<ApiFailure>,
 ) -> Response {
     let status = super::status_of(error.as_ref());
-    let listed = console
-        .call(
+    let (kbs, next_token, list_error) = console
+        .list_page(
             signed,
             Method::POST,
             "/knowledgebases/",
             Some(&paged_body(next)),
+            "knowledgeBaseSummaries",
         )
         .await;
-    let (kbs, next_token, list_error) = match listed {
-        Ok(v) => (
-            v["knowledgeBaseSummaries"].clone(),
-            v["nextToken"].clone(),
-            None,
-        ),
-        Err(e) => (Value::Null, Value::Null, Some(e.to_string())),
-    };
     console.page_with_status(
         status,
         signed,

@@ -41,22 +41,15 @@ async fn render(
             })
         })
         .collect();
-    let provisioned = console
-        .call(
+    let (provisioned, next_token, list_error) = console
+        .list_page(
             signed,
             Method::GET,
             &paged("/provisioned-model-throughputs", next),
             None,
+            "provisionedModelSummaries",
         )
         .await;
-    let (provisioned, next_token, list_error) = match provisioned {
-        Ok(v) => (
-            v["provisionedModelSummaries"].clone(),
-            v["nextToken"].clone(),
-            None,
-        ),
-        Err(e) => (Value::Null, Value::Null, Some(e.to_string())),
-    };
     console.page_with_status(
         status,
         signed,
