@@ -184,6 +184,11 @@ pub struct EngineConfig {
     pub queue_capacity: usize,
     /// CPU threads; 0 means every available core.
     pub threads: u32,
+    /// Follow the CPU the machine leaves: before each decode step a chat engine
+    /// takes the cores other processes are not keeping busy, and chat and embedding
+    /// engines split the cores when both have work (see `basalt_engine::cpu`).
+    /// false: every engine always uses `threads`.
+    pub adapt_threads: bool,
     /// Most inputs per embedding forward pass. 1 (the default): every input alone,
     /// so its vector depends on its text only; more pads queued inputs into one
     /// pass, and int8 activation scales then move a vector slightly with its
@@ -207,6 +212,7 @@ impl Default for EngineConfig {
             batch_tokens: 512,
             queue_capacity: 64,
             threads: 0,
+            adapt_threads: true,
             embedding_batch: 1,
             embedding_batch_tokens: 4096,
             onnxruntime_weights: "onnxruntime".into(),

@@ -47,6 +47,7 @@ pub use error::CoreError;
 /// The local engine's counters, for `/metrics`.
 pub mod engine_counters {
     pub use basalt_engine::chat::EngineCounters;
+    pub use basalt_engine::cpu::{budget as cpu_budget, CpuSnapshot};
 }
 pub use service::{Basalt, CallContext, MeteredStream, BATCH_PRICE_FACTOR};
 pub use services::Services;

@@ -210,6 +210,7 @@ impl Basalt {
         let mut http_client: Option<basalt_providers::HttpClient> = None;
         let mut local_slots: HashMap<String, u32> = HashMap::new();
         let mut base_engines: HashMap<String, ChatEngineConfig> = HashMap::new();
+        basalt_engine::cpu::budget().set_adaptive(config.engine.adapt_threads);
         for entry in catalog.models() {
             if entry.lifecycle.status_at(now) == LifecycleStatus::Eol {
                 continue;

@@ -159,7 +159,7 @@ async fn render_metrics(axum::extract::State(state): axum::extract::State<AppSta
     use basalt_core::engine_counters::EngineCounters;
     use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
     type Pick = fn(&EngineCounters) -> &AtomicU64;
-    let metrics: [(&str, &str, &str, Pick); 5] = [
+    let metrics: [(&str, &str, &str, Pick); 6] = [
         (
             "basalt_engine_prompt_tokens_processed_total",
             "counter",
@@ -185,6 +185,12 @@ async fn render_metrics(axum::extract::State(state): axum::extract::State<AppSta
             |c| &c.decode_steps,
         ),
         (
+            "basalt_engine_threads",
+            "gauge",
+            "llama.cpp threads of the engine's last decode step",
+            |c| &c.threads,
+        ),
+        (
             "basalt_engine_requests_waiting",
             "gauge",
             "Requests accepted and waiting for a slot",
@@ -203,5 +209,53 @@ async fn render_metrics(axum::extract::State(state): axum::extract::State<AppSta
             }
         }
     }
+    render_cpu_budget(&mut text);
     text
+}
+
+/// The CPU budget shared by the local engines: what it sees and what it decided.
+fn render_cpu_budget(text: &mut String) {
+    let cpu = basalt_core::engine_counters::cpu_budget().snapshot();
+    let gauges: [(&str, &str, String); 7] = [
+        (
+            "basalt_cpu_cores",
+            "Cores this process may use",
+            cpu.cores.to_string(),
+        ),
+        (
+            "basalt_cpu_adaptive",
+            "1 when engine threads follow the load ([engine] adapt_threads)",
+            u8::from(cpu.adaptive).to_string(),
+        ),
+        (
+            "basalt_cpu_neighbours_measured",
+            "1 when other processes' load is read (this process may use every CPU of the machine)",
+            u8::from(cpu.reads_neighbours).to_string(),
+        ),
+        (
+            "basalt_cpu_neighbour_load",
+            "Cores other processes keep busy (smoothed)",
+            format!("{:.3}", cpu.neighbour_load),
+        ),
+        (
+            "basalt_cpu_reserved_for_neighbours",
+            "Cores the engines leave to other processes",
+            cpu.reserved_for_neighbours.to_string(),
+        ),
+        (
+            "basalt_cpu_embedding_passes_running",
+            "Embedding forward passes running",
+            cpu.embedding_passes_running.to_string(),
+        ),
+        (
+            "basalt_cpu_embedding_passes_waiting",
+            "Embedding forward passes waiting for a core",
+            cpu.embedding_passes_waiting.to_string(),
+        ),
+    ];
+    for (name, help, value) in gauges {
+        text.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n"
+        ));
+    }
 }

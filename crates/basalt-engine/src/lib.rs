@@ -12,6 +12,7 @@
 //! requests and returns text, tokens and counts.
 
 pub mod chat;
+pub mod cpu;
 pub mod embed;
 mod error;
 

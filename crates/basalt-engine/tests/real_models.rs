@@ -673,3 +673,34 @@ fn a_cached_prompt_gets_the_same_answer_as_a_fresh_one() {
         }
     }
 }
+
+#[test]
+fn a_chat_engine_gives_cores_to_a_running_embedding_pass() {
+    // The engine is sized to every core (at least two), so the budget has a core to
+    // take from it; the permit stands for an ingestion's embedding pass.
+    let cores = std::thread::available_parallelism().map_or(2, usize::from);
+    let configured = cores.max(2);
+    let engine = ChatEngine::load(ChatEngineConfig {
+        threads: configured as i32,
+        ..engine_config(1, 4)
+    })
+    .expect("the SmolLM2 GGUF loads");
+    let threads = |engine: &ChatEngine| {
+        engine
+            .counters()
+            .threads
+            .load(std::sync::atomic::Ordering::Relaxed) as usize
+    };
+    let permit = basalt_engine::cpu::budget().embedding_pass();
+    let mut rx = engine
+        .submit(request(&engine, "Name three colours.", 8))
+        .expect("accepted");
+    drain(&mut rx);
+    let during = threads(&engine);
+    drop(permit);
+    assert!(
+        (1..configured).contains(&during),
+        "while an embedding pass runs, chat decodes on fewer than its {configured} threads \
+         (it used {during}; {configured} means llama.cpp's thread count could not be changed)"
+    );
+}

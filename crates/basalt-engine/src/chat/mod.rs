@@ -10,6 +10,7 @@ mod grammar;
 mod scheduler;
 mod stop;
 mod template;
+mod threads;
 
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc};
@@ -164,6 +165,8 @@ pub struct EngineCounters {
     pub tokens_generated: std::sync::atomic::AtomicU64,
     pub requests_finished: std::sync::atomic::AtomicU64,
     pub decode_steps: std::sync::atomic::AtomicU64,
+    /// llama.cpp threads of the last decode step (a gauge; see [`crate::cpu`]).
+    pub threads: std::sync::atomic::AtomicU64,
 }
 
 /// A loaded chat model and its scheduler thread.

@@ -21,10 +21,12 @@ use llama_cpp_2::token::LlamaToken;
 use tokio::sync::mpsc as tokio_mpsc;
 
 use super::stop::{StopMatcher, StopScan};
+use super::threads::ThreadControl;
 use super::{
     ChatEngineConfig, EngineCounters, FinishReason, GenerationEvent, GenerationRequest,
     GenerationSummary, Priority,
 };
+use crate::cpu;
 use crate::EngineError;
 
 /// A request handed to the scheduler.
@@ -101,7 +103,8 @@ pub(super) fn spawn(
                 }
             }
             let _ = ready_tx.send(Ok(()));
-            Scheduler::new(&model, ctx, config, counters).run(jobs);
+            let threads = ThreadControl::new(&ctx, config.threads.max(1) as usize);
+            Scheduler::new(&model, ctx, threads, config, counters).run(jobs);
         })
         .map_err(|e| EngineError::Compute(format!("cannot start engine thread: {e}")))?;
     Ok(ready_rx)
@@ -121,12 +124,17 @@ struct Scheduler<'m> {
     batch: LlamaBatch<'static>,
     /// Steps taken while a reserved request runs (for `shared_step_interval`).
     reserved_steps: u32,
+    /// llama.cpp's thread count, set from the CPU budget before each step.
+    threads: ThreadControl,
+    /// Held while this engine has work (the budget shares cores among busy engines).
+    busy: Option<cpu::ChatBusy>,
 }
 
 impl<'m> Scheduler<'m> {
     fn new(
         model: &'m LlamaModel,
         ctx: LlamaContext<'m>,
+        threads: ThreadControl,
         config: ChatEngineConfig,
         counters: Arc<EngineCounters>,
     ) -> Self {
@@ -147,6 +155,8 @@ impl<'m> Scheduler<'m> {
             waiting: VecDeque::new(),
             batch,
             reserved_steps: 0,
+            threads,
+            busy: None,
         }
     }
 
@@ -154,6 +164,7 @@ impl<'m> Scheduler<'m> {
         loop {
             let busy = self.slots.iter().any(|s| s.active.is_some()) || !self.waiting.is_empty();
             if !busy {
+                self.busy = None;
                 match jobs.recv() {
                     Ok(job) => self.waiting.push_back(job),
                     Err(_) => return, // the engine was dropped
@@ -166,6 +177,9 @@ impl<'m> Scheduler<'m> {
             self.admit_waiting();
             if self.slots.iter().all(|s| s.active.is_none()) {
                 continue;
+            }
+            if self.busy.is_none() {
+                self.busy = Some(cpu::budget().chat_busy());
             }
             self.step();
         }
@@ -355,6 +369,11 @@ impl<'m> Scheduler<'m> {
             return;
         }
         self.counters.decode_steps.fetch_add(1, Ordering::Relaxed);
+        let threads = cpu::budget().chat_threads(self.config.threads.max(1) as usize);
+        self.threads.set(&mut self.ctx, threads);
+        self.counters
+            .threads
+            .store(self.threads.current() as u64, Ordering::Relaxed);
         if let Err(e) = self.ctx.decode(&mut self.batch) {
             self.fail_all(format!("llama.cpp decode failed: {e}"));
             return;

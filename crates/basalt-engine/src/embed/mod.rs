@@ -401,10 +401,14 @@ fn worker(mut session: Session, config: &EmbeddingEngineConfig, queue: &Queue) {
             .iter()
             .map(|(call, i)| call.sequences[*i].as_slice())
             .collect();
+        // One core per pass, within what the process's CPU budget gives embeddings
+        // (chat decoding beside it keeps its part).
+        let permit = crate::cpu::budget().embedding_pass();
         let (mut vectors, failure) = match encode_group(&mut session, &group) {
             Ok(vectors) => (vectors.into_iter(), None),
             Err(e) => (Vec::new().into_iter(), Some(e.to_string())),
         };
+        drop(permit);
         // Answer per call, in the order the inputs were taken.
         let mut start = 0;
         while start < taken.len() {

@@ -1,0 +1,143 @@
+"""Decode speed beside a CPU-bound neighbour, and chat beside a knowledge-base
+ingestion (issue 22, item 2). Driven by benches/cpu_contention.sh.
+
+    python benches/cpu_contention.py decode URL [BEARER]
+        decode tok/s of one streamed chat completion at a time (OpenAI wire, the same
+        client for Basalt and llama-server): median over REPEATS requests.
+    python benches/cpu_contention.py ingest URL KEY_JSON WORK_DIR [--with-chat]
+        3,000 short documents ingested into a new knowledge base (documents/s); with
+        --with-chat, streamed chat requests run one after another for the whole
+        ingestion and their decode tok/s is reported beside it.
+
+Decode rate = (content chunks - 1) / (time of last chunk - time of first chunk): one
+chunk per token on both servers; prompt processing is outside the window. Every
+figure is printed as one JSON line.
+"""
+import http.client
+import json
+import random
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+MODEL = "huggingfacetb.smollm2-135m-instruct-v1:0"
+EMBED = "sentence-transformers.all-minilm-l6-v2-v1:0"
+PROMPT = "Write a very long story about a lighthouse keeper and the sea. Use many details."
+
+
+def stream_decode_rate(url, bearer, max_tokens=128):
+    """One streamed completion; its decode tok/s (None when too short to time)."""
+    parsed = urlparse(url)
+    conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=600)
+    body = json.dumps({
+        "model": MODEL, "stream": True, "temperature": 0, "max_tokens": max_tokens,
+        "messages": [{"role": "user", "content": PROMPT}],
+    })
+    headers = {"Content-Type": "application/json"}
+    if bearer:
+        headers["Authorization"] = f"Bearer {bearer}"
+    conn.request("POST", "/v1/chat/completions", body, headers)
+    response = conn.getresponse()
+    if response.status != 200:
+        raise SystemExit(f"chat answered {response.status}: {response.read()[:500]!r}")
+    first = last = None
+    chunks = 0
+    for raw in response:
+        line = raw.strip()
+        if not line.startswith(b"data:"):
+            continue
+        data = line[5:].strip()
+        if data == b"[DONE]":
+            break
+        event = json.loads(data)
+        choices = event.get("choices") or []
+        if choices and (choices[0].get("delta") or {}).get("content"):
+            now = time.perf_counter()
+            first = first or now
+            last = now
+            chunks += 1
+    conn.close()
+    if chunks < 8 or last == first:
+        return None
+    return (chunks - 1) / (last - first)
+
+
+def decode(url, bearer=None):
+    repeats = int(__import__("os").environ.get("REPEATS", "5"))
+    stream_decode_rate(url, bearer, 16)  # warm: the prompt is in the KV cache after this
+    rates = [r for r in (stream_decode_rate(url, bearer) for _ in range(repeats)) if r]
+    print(json.dumps({"decode_tok_s": statistics.median(rates), "runs": rates}))
+
+
+WORDS = ("river stone harbour lantern copper meadow signal orchard ledger basalt "
+         "granite valley engine quarry winter summer beacon forest island market "
+         "bridge tunnel garden archive station compass anchor thunder silver amber").split()
+
+
+def documents(folder, count=3000):
+    rng = random.Random(7)
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        words = [rng.choice(WORDS) for _ in range(rng.randint(25, 45))]
+        (folder / f"doc-{i:05}.txt").write_text(f"Note {i}. " + " ".join(words) + ".\n")
+
+
+def ingest(url, key_json, work, with_chat=""):
+    import boto3
+    from botocore.config import Config
+
+    key = json.loads(Path(key_json).read_text())
+    agent = boto3.client(
+        "bedrock-agent", endpoint_url=url, region_name="us-east-1",
+        aws_access_key_id=key["access_key_id"], aws_secret_access_key=key["secret_access_key"],
+        config=Config(retries={"total_max_attempts": 1}, read_timeout=600))
+    folder = Path(work) / f"docs-{int(time.time() * 1000)}"
+    documents(folder)
+    kb = agent.create_knowledge_base(
+        name=f"contention-{folder.name}", roleArn="arn:aws:iam::000000000000:role/bench",
+        knowledgeBaseConfiguration={"type": "VECTOR", "vectorKnowledgeBaseConfiguration": {
+            "embeddingModelArn": f"arn:aws:bedrock:us-east-1::foundation-model/{EMBED}"}},
+        storageConfiguration={"type": "BASALT_EMBEDDED"})["knowledgeBase"]["knowledgeBaseId"]
+    ds = agent.create_data_source(
+        knowledgeBaseId=kb, name="docs",
+        dataSourceConfiguration={"type": "S3", "s3Configuration": {"bucketArn": folder.as_uri() + "/"}},
+        vectorIngestionConfiguration={"chunkingConfiguration": {"chunkingStrategy": "NONE"}},
+    )["dataSource"]["dataSourceId"]
+    done = threading.Event()
+    rates = []
+
+    def chat_loop():
+        while not done.is_set():
+            rate = stream_decode_rate(url, key["bearer_token"])
+            if rate and not done.is_set():
+                rates.append(rate)
+
+    chat = threading.Thread(target=chat_loop) if with_chat else None
+    if chat:
+        chat.start()
+        time.sleep(1.0)  # the chat loop is decoding when the ingestion starts
+    started = time.perf_counter()
+    job = agent.start_ingestion_job(knowledgeBaseId=kb, dataSourceId=ds)["ingestionJob"]
+    while job["status"] not in ("COMPLETE", "FAILED", "STOPPED"):
+        time.sleep(0.2)
+        job = agent.get_ingestion_job(knowledgeBaseId=kb, dataSourceId=ds,
+                                      ingestionJobId=job["ingestionJobId"])["ingestionJob"]
+    elapsed = time.perf_counter() - started
+    done.set()
+    if chat:
+        chat.join()
+    indexed = job["statistics"]["numberOfNewDocumentsIndexed"]
+    result = {"status": job["status"], "documents": indexed, "seconds": elapsed,
+              "docs_per_s": indexed / elapsed}
+    if with_chat:
+        result["chat_decode_tok_s"] = statistics.median(rates) if rates else 0.0
+        result["chat_requests"] = len(rates)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    mode, args = sys.argv[1], sys.argv[2:]
+    {"decode": decode, "ingest": ingest}[mode](*args)
