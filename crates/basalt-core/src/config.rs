@@ -189,6 +189,11 @@ pub struct EngineConfig {
     /// engines split the cores when both have work (see `basalt_engine::cpu`).
     /// false: every engine always uses `threads`.
     pub adapt_threads: bool,
+    /// A greedy (temperature 0) answer never depends on the load: the same tokens
+    /// whatever other requests share the engine's steps, however the prompt was
+    /// chunked or cached, on any thread count. Costs some speed (llama.cpp's flash
+    /// attention is off; `benches/README.md`, batch invariance).
+    pub batch_invariant: bool,
     /// Most inputs per embedding forward pass. 1 (the default): every input alone,
     /// so its vector depends on its text only; more pads queued inputs into one
     /// pass, and int8 activation scales then move a vector slightly with its
@@ -213,6 +218,7 @@ impl Default for EngineConfig {
             queue_capacity: 64,
             threads: 0,
             adapt_threads: true,
+            batch_invariant: true,
             embedding_batch: 1,
             embedding_batch_tokens: 4096,
             onnxruntime_weights: "onnxruntime".into(),

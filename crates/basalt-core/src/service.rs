@@ -1113,6 +1113,7 @@ fn chat_config(
         kv_cache_budget_bytes: (engine.kv_cache_mib > 0).then(|| engine.kv_cache_mib * 1024 * 1024),
         threads: engine_threads(engine),
         shared_step_interval: provisioned.shared_step_interval.max(1),
+        batch_invariant: engine.batch_invariant,
         lora_adapter: None,
     }
 }

@@ -26,6 +26,7 @@ fn engine_config(slots: u32, queue_capacity: usize) -> ChatEngineConfig {
         threads: 2,
         kv_cache_budget_bytes: None,
         shared_step_interval: 1,
+        batch_invariant: true,
         lora_adapter: None,
     }
 }
@@ -703,4 +704,100 @@ fn a_chat_engine_gives_cores_to_a_running_embedding_pass() {
         "while an embedding pass runs, chat decodes on fewer than its {configured} threads \
          (it used {during}; {configured} means llama.cpp's thread count could not be changed)"
     );
+}
+
+/// A small deterministic generator (the test needs no random crate).
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self, below: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (self.0 >> 33) % below.max(1)
+    }
+}
+
+#[test]
+fn greedy_answers_do_not_depend_on_arrival_batching_or_threads() {
+    // Property: for any arrival order and timing (so any mix of decode steps and
+    // prompt chunks), with the thread count changing under it (an embedding pass
+    // takes a core now and then), every greedy answer equals its answer alone on an
+    // idle engine. Two of the prompts fill more than 512 KV cells, where llama.cpp's
+    // flash attention would split its sums by thread count. (With
+    // `batch_invariant: false` this fails within the first seeds.)
+    let engine = Arc::new(
+        ChatEngine::load(ChatEngineConfig {
+            slots: 3,
+            batch_tokens: 128,
+            ..engine_config(3, 16)
+        })
+        .expect("the SmolLM2 GGUF loads"),
+    );
+    let licence = "Permission is hereby granted, free of charge, to any person obtaining a copy \
+        of this software and associated documentation files, to deal in the Software without \
+        restriction, including without limitation the rights to use, copy, modify, merge, \
+        publish, distribute, sublicense, and sell copies of the Software. ";
+    let long_a = format!(
+        "{}\nSummarise the text above in one sentence.",
+        licence.repeat(9)
+    );
+    let long_b = format!(
+        "{}\nWhat may a person do with the software?",
+        licence.repeat(8)
+    );
+    let questions: Vec<String> = vec![
+        long_a,
+        "Write a short poem about the sea.".into(),
+        long_b,
+        "List four metals and one use of each.".into(),
+        "Explain how a bicycle gear works.".into(),
+    ];
+    let ask = |engine: &ChatEngine, question: &str| {
+        let mut rx = engine
+            .submit(request(engine, question, 40))
+            .expect("accepted");
+        collect_text(&mut rx)
+    };
+    assert!(
+        prompt_for(&engine, &questions[0]).len() > 512,
+        "the long prompt must fill more than 512 KV cells"
+    );
+    let solo: Vec<(String, u32)> = questions.iter().map(|q| ask(&engine, q)).collect();
+    for seed in 1..=6u64 {
+        let mut rng = Lcg(seed);
+        let mut order: Vec<usize> = (0..questions.len()).collect();
+        for i in (1..order.len()).rev() {
+            order.swap(i, rng.next(i as u64 + 1) as usize);
+        }
+        let delays: Vec<u64> = order.iter().map(|_| rng.next(40)).collect();
+        let squeeze_at = rng.next(200);
+        let squeezer = std::thread::spawn(move || {
+            // An embedding pass for a while: the chat engine drops to fewer threads.
+            std::thread::sleep(std::time::Duration::from_millis(squeeze_at));
+            let permit = basalt_engine::cpu::budget().embedding_pass();
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            drop(permit);
+        });
+        let handles: Vec<_> = order
+            .iter()
+            .zip(&delays)
+            .map(|(&i, &delay)| {
+                let engine = Arc::clone(&engine);
+                let question = questions[i].clone();
+                std::thread::sleep(std::time::Duration::from_millis(delay));
+                std::thread::spawn(move || (i, ask(&engine, &question)))
+            })
+            .collect();
+        for handle in handles {
+            let (i, answer) = handle.join().expect("request thread");
+            assert_eq!(
+                answer, solo[i],
+                "seed {seed}: {:?} answered differently beside other requests (order {order:?}, delays {delays:?} ms)",
+                &questions[i][..40.min(questions[i].len())]
+            );
+        }
+        squeezer.join().expect("squeezer");
+    }
 }

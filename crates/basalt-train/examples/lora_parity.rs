@@ -19,6 +19,7 @@ fn engine(path: &std::path::Path, adapter: Option<std::path::PathBuf>) -> ChatEn
         threads: 2,
         kv_cache_budget_bytes: None,
         shared_step_interval: 1,
+        batch_invariant: true,
         lora_adapter: adapter,
     })
     .unwrap()

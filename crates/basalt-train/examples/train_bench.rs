@@ -74,6 +74,7 @@ fn tokenize(model: &PathBuf, data: &PathBuf, seq_len: usize) -> Result<Vec<Examp
         threads: 1,
         kv_cache_budget_bytes: None,
         shared_step_interval: 1,
+        batch_invariant: true,
         lora_adapter: None,
     })
     .map_err(|e| e.to_string())?;

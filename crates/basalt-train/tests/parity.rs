@@ -39,6 +39,7 @@ fn engine(adapter: Option<PathBuf>) -> ChatEngine {
         threads: 2,
         kv_cache_budget_bytes: None,
         shared_step_interval: 1,
+        batch_invariant: true,
         lora_adapter: adapter,
     })
     .expect("the SmolLM2 GGUF loads (run `basalt models fetch` first)")

@@ -48,6 +48,14 @@ pub struct ChatEngineConfig {
     /// While a `Reserved` request runs, the other requests join one decode step in
     /// this many (1: every step, i.e. no compute kept for reserved requests).
     pub shared_step_interval: u32,
+    /// Greedy answers that do not depend on what else the engine is doing: every
+    /// token's logits come out bit for bit the same whatever shares its decode step,
+    /// however its prompt was chunked and on any thread count. It turns llama.cpp's
+    /// flash attention off (its CPU kernel splits a sum by thread count once the
+    /// KV cache holds 512 cells, and tiles it by the step's rows); the build also
+    /// leaves out llamafile's tinyBLAS (`.cargo/config.toml`), whose multi-row
+    /// kernels sum in another order than the one-row ones. Cost: `benches/README.md`.
+    pub batch_invariant: bool,
     /// A GGUF LoRA adapter applied to every request of this engine (a custom model:
     /// the base file plus the adapter). The engine has its own context, so no KV
     /// prefix computed under another adapter is ever reused.

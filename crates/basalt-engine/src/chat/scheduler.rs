@@ -82,7 +82,12 @@ pub(super) fn spawn(
                 .with_n_ubatch(config.batch_tokens)
                 .with_n_seq_max(config.slots)
                 .with_n_threads(config.threads)
-                .with_n_threads_batch(config.threads);
+                .with_n_threads_batch(config.threads)
+                .with_flash_attention_policy(if config.batch_invariant {
+                    llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_DISABLED
+                } else {
+                    llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_AUTO
+                });
             let mut ctx = match model.new_context(backend, params) {
                 Ok(ctx) => ctx,
                 Err(e) => {
