@@ -4,6 +4,8 @@ ingestion (issue 22, item 2). Driven by benches/cpu_contention.sh.
     python benches/cpu_contention.py decode URL [BEARER]
         decode tok/s of one streamed chat completion at a time (OpenAI wire, the same
         client for Basalt and llama-server): median over REPEATS requests.
+    python benches/cpu_contention.py train URL KEY_JSON WORK_DIR
+        decode tok/s of streamed chat requests while a LoRA fine-tuning job trains.
     python benches/cpu_contention.py ingest URL KEY_JSON WORK_DIR [--with-chat]
         3,000 short documents ingested into a new knowledge base (documents/s); with
         --with-chat, streamed chat requests run one after another for the whole
@@ -138,6 +140,47 @@ def ingest(url, key_json, work, with_chat=""):
     print(json.dumps(result))
 
 
+def train(url, key_json, work):
+    """Chat decode while a LoRA fine-tuning job trains on the same server."""
+    import boto3
+    from botocore.config import Config
+
+    key = json.loads(Path(key_json).read_text())
+    control = boto3.client(
+        "bedrock", endpoint_url=url, region_name="us-east-1",
+        aws_access_key_id=key["access_key_id"], aws_secret_access_key=key["secret_access_key"],
+        config=Config(retries={"total_max_attempts": 1}, read_timeout=600))
+    folder = Path(work) / f"train-{int(time.time() * 1000)}"
+    folder.mkdir(parents=True)
+    rng = random.Random(3)
+    with open(folder / "train.jsonl", "w") as f:
+        for i in range(400):
+            words = " ".join(rng.choice(WORDS) for _ in range(12))
+            f.write(json.dumps({"prompt": f"Describe item {i}.", "completion": f"Item {i}: {words}."}) + "\n")
+    arn = control.create_model_customization_job(
+        jobName=f"contention-{folder.name}", customModelName=f"cm-{folder.name}",
+        roleArn="arn:aws:iam::000000000000:role/bench", baseModelIdentifier=MODEL,
+        customizationType="FINE_TUNING", trainingDataConfig={"s3Uri": f"file://{folder}/train.jsonl"},
+        outputDataConfig={"s3Uri": f"file://{folder}/out/"},
+        hyperParameters={"epochCount": "2", "batchSize": "1"})["jobArn"]
+    training = lambda: ((control.get_model_customization_job(jobIdentifier=arn).get("statusDetails") or {})  # noqa: E731
+                        .get("trainingDetails") or {}).get("status") == "InProgress"
+    deadline = time.monotonic() + 120
+    while not training():
+        assert time.monotonic() < deadline, "the training job did not start training"
+        time.sleep(0.2)
+    time.sleep(1.0)
+    rates = []
+    for _ in range(int(__import__("os").environ.get("REPEATS", "5"))):
+        rate = stream_decode_rate(url, key["bearer_token"])
+        if rate:
+            rates.append(rate)
+    still = training()
+    control.stop_model_customization_job(jobIdentifier=arn)
+    print(json.dumps({"decode_tok_s": statistics.median(rates), "runs": rates,
+                      "training_throughout": still}))
+
+
 if __name__ == "__main__":
     mode, args = sys.argv[1], sys.argv[2:]
-    {"decode": decode, "ingest": ingest}[mode](*args)
+    {"decode": decode, "ingest": ingest, "train": train}[mode](*args)

@@ -68,6 +68,8 @@ for adapt in false true; do
   log "$system: ingestion of 3,000 short documents alone, then with chat decoding throughout"
   record "$system" ingest-solo "$("$PY" "$BENCH" ingest "$URL" "$WORK/$system/key.json" "$WORK/$system")"
   record "$system" ingest-with-chat "$("$PY" "$BENCH" ingest "$URL" "$WORK/$system/key.json" "$WORK/$system" --with-chat)"
+  log "$system: chat decode while a fine-tuning job trains"
+  record "$system" during-training "$("$PY" "$BENCH" train "$URL" "$WORK/$system/key.json" "$WORK/$system")"
   kill $B; wait $B 2>/dev/null || true
 done
 
@@ -88,4 +90,9 @@ for s in ("basalt-adapt-false", "basalt-adapt-true"):
           f"({100 * both['docs_per_s'] / alone['docs_per_s']:.0f} %); chat {solo_chat:6.1f} tok/s alone, "
           f"{both['chat_decode_tok_s']:6.1f} during ingestion ({100 * both['chat_decode_tok_s'] / solo_chat:.0f} %, "
           f"{both['chat_requests']} requests)   (goals >= 40 % each)")
+print("\nChat decode while a LoRA fine-tuning job trains ([customization] threads, default half the cores):")
+for s in ("basalt-adapt-false", "basalt-adapt-true"):
+    solo_chat, during = get(s, "solo")["decode_tok_s"], get(s, "during-training")
+    print(f"{s:24} {during['decode_tok_s']:7.1f} tok/s ({100 * during['decode_tok_s'] / solo_chat:.0f} % of solo; "
+          f"training throughout: {during['training_throughout']})")
 PY

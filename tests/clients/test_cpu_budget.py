@@ -28,6 +28,7 @@ def test_the_budget_is_published(raw_get, runtime):
     g = gauges(raw_get)
     for name in ("basalt_cpu_cores", "basalt_cpu_adaptive", "basalt_cpu_neighbours_measured",
                  "basalt_cpu_neighbour_load", "basalt_cpu_reserved_for_neighbours",
+                 "basalt_cpu_background_threads",
                  "basalt_cpu_embedding_passes_running", "basalt_cpu_embedding_passes_waiting"):
         assert name in g, f"{name} missing from /metrics"
     assert int(g["basalt_cpu_cores"]) >= 1

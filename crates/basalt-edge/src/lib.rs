@@ -216,7 +216,7 @@ async fn render_metrics(axum::extract::State(state): axum::extract::State<AppSta
 /// The CPU budget shared by the local engines: what it sees and what it decided.
 fn render_cpu_budget(text: &mut String) {
     let cpu = basalt_core::engine_counters::cpu_budget().snapshot();
-    let gauges: [(&str, &str, String); 7] = [
+    let gauges: [(&str, &str, String); 8] = [
         (
             "basalt_cpu_cores",
             "Cores this process may use",
@@ -241,6 +241,11 @@ fn render_cpu_budget(text: &mut String) {
             "basalt_cpu_reserved_for_neighbours",
             "Cores the engines leave to other processes",
             cpu.reserved_for_neighbours.to_string(),
+        ),
+        (
+            "basalt_cpu_background_threads",
+            "Threads of training jobs, which the engines leave their cores to",
+            cpu.background_threads.to_string(),
         ),
         (
             "basalt_cpu_embedding_passes_running",

@@ -19,7 +19,9 @@
 //!
 //! Embedding workers take a [`CpuBudget::embedding_pass`] permit for each forward
 //! pass, which admits at most the embeddings' part at once, so ingesting documents
-//! no longer starves chat (and chat no longer starves ingestion).
+//! no longer starves chat (and chat no longer starves ingestion). Work with a fixed
+//! thread pool of its own (a training job) declares its threads with
+//! [`CpuBudget::background_work`]; the engines plan around them.
 //!
 //! Other processes' load is only read where this process may use every CPU of the
 //! machine (`/proc/stat` counts the whole machine); under a narrower CPU set or a
@@ -53,6 +55,8 @@ pub struct CpuSnapshot {
     pub neighbour_load: f64,
     /// Cores held back for them.
     pub reserved_for_neighbours: usize,
+    /// Threads of background work with a pool of its own (training jobs).
+    pub background_threads: usize,
     /// Chat engines with work.
     pub chat_engines_busy: usize,
     /// Embedding passes running.
@@ -67,6 +71,7 @@ pub struct CpuBudget {
     cores: usize,
     adaptive: AtomicBool,
     chat_busy: AtomicUsize,
+    background: AtomicUsize,
     gate: Mutex<EmbeddingGate>,
     gate_changed: Condvar,
     load: Mutex<LoadMeter>,
@@ -91,6 +96,7 @@ impl CpuBudget {
             cores: cores.max(1),
             adaptive: AtomicBool::new(true),
             chat_busy: AtomicUsize::new(0),
+            background: AtomicUsize::new(0),
             gate: Mutex::new(EmbeddingGate::default()),
             gate_changed: Condvar::new(),
             load: Mutex::new(meter),
@@ -110,11 +116,12 @@ impl CpuBudget {
         self.adaptive.load(Ordering::Relaxed)
     }
 
-    /// Cores left by other processes (at least one).
+    /// Cores left by other processes and by background work (at least one).
     fn available(&self) -> usize {
         self.refresh_load();
         self.cores
             .saturating_sub(self.reserved.load(Ordering::Relaxed))
+            .saturating_sub(self.background.load(Ordering::Relaxed))
             .max(1)
     }
 
@@ -176,6 +183,17 @@ impl CpuBudget {
         ChatBusy { budget: self }
     }
 
+    /// Declares `threads` cores busy with work that runs on a pool of its own (a
+    /// training job) until the guard is dropped.
+    pub fn background_work(&'static self, threads: usize) -> BackgroundWork {
+        self.background.fetch_add(threads, Ordering::Relaxed);
+        self.gate_changed.notify_all();
+        BackgroundWork {
+            budget: self,
+            threads,
+        }
+    }
+
     /// Waits until one more embedding pass may run; the pass runs while the permit
     /// is held.
     pub fn embedding_pass(&'static self) -> EmbeddingPermit {
@@ -212,6 +230,7 @@ impl CpuBudget {
             reads_neighbours: self.reads_neighbours,
             neighbour_load: self.neighbour_millicores.load(Ordering::Relaxed) as f64 / 1000.0,
             reserved_for_neighbours: self.reserved.load(Ordering::Relaxed),
+            background_threads: self.background.load(Ordering::Relaxed),
             chat_engines_busy: self.chat_busy.load(Ordering::Relaxed),
             embedding_passes_running: running,
             embedding_passes_waiting: waiting,
@@ -248,6 +267,22 @@ pub struct ChatBusy {
 impl Drop for ChatBusy {
     fn drop(&mut self) {
         self.budget.chat_busy.fetch_sub(1, Ordering::Relaxed);
+        self.budget.gate_changed.notify_all();
+    }
+}
+
+/// Cores declared busy by background work.
+#[derive(Debug)]
+pub struct BackgroundWork {
+    budget: &'static CpuBudget,
+    threads: usize,
+}
+
+impl Drop for BackgroundWork {
+    fn drop(&mut self) {
+        self.budget
+            .background
+            .fetch_sub(self.threads, Ordering::Relaxed);
         self.budget.gate_changed.notify_all();
     }
 }
@@ -467,6 +502,21 @@ mod tests {
         big.set_adaptive(false);
         assert_eq!(big.chat_threads(16), 16);
         assert_eq!(big.embedding_allowed(), usize::MAX);
+    }
+
+    #[test]
+    fn a_training_job_keeps_its_cores() {
+        let budget: &'static CpuBudget = Box::leak(Box::new(CpuBudget::new(4)));
+        budget.load.lock().map(|mut m| m.usable = false).ok();
+        let training = budget.background_work(2);
+        assert_eq!(budget.chat_threads(4), 2, "chat takes what training leaves");
+        assert_eq!(budget.embedding_allowed(), 2);
+        let more = budget.background_work(4);
+        assert_eq!(budget.chat_threads(4), 1, "always at least one core");
+        drop(more);
+        drop(training);
+        assert_eq!(budget.chat_threads(4), 4);
+        assert_eq!(budget.snapshot().background_threads, 0);
     }
 
     #[test]

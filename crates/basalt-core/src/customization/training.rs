@@ -415,6 +415,8 @@ impl CustomizationJobs {
         let checkpoint = files.checkpoint();
         let adapter = files.work.join("adapter.gguf");
         tokio::task::spawn_blocking(move || {
+            // The engines plan around the job's threads while it trains.
+            let _cores = basalt_engine::cpu::budget().background_work(threads);
             basalt_train::with_threads(
                 threads,
                 move || -> Result<(TrainingState, PathBuf), Halt> {
