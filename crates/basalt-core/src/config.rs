@@ -194,6 +194,10 @@ pub struct EngineConfig {
     /// chunked or cached, on any thread count. Costs some speed (llama.cpp's flash
     /// attention is off; `benches/README.md`, batch invariance).
     pub batch_invariant: bool,
+    /// Prompt-lookup speculation: tokens drafted per decode step from the prompt and
+    /// the answer so far, verified in the same step (0: off). The output is the one
+    /// plain decoding gives. `benches/README.md`, prompt lookup.
+    pub lookup_drafts: u32,
     /// Most inputs per embedding forward pass. 1 (the default): every input alone,
     /// so its vector depends on its text only; more pads queued inputs into one
     /// pass, and int8 activation scales then move a vector slightly with its
@@ -219,6 +223,7 @@ impl Default for EngineConfig {
             threads: 0,
             adapt_threads: true,
             batch_invariant: true,
+            lookup_drafts: 0,
             embedding_batch: 1,
             embedding_batch_tokens: 4096,
             onnxruntime_weights: "onnxruntime".into(),

@@ -1114,6 +1114,7 @@ fn chat_config(
         threads: engine_threads(engine),
         shared_step_interval: provisioned.shared_step_interval.max(1),
         batch_invariant: engine.batch_invariant,
+        lookup_drafts: engine.lookup_drafts,
         lora_adapter: None,
     }
 }

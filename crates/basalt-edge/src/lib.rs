@@ -159,7 +159,7 @@ async fn render_metrics(axum::extract::State(state): axum::extract::State<AppSta
     use basalt_core::engine_counters::EngineCounters;
     use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
     type Pick = fn(&EngineCounters) -> &AtomicU64;
-    let metrics: [(&str, &str, &str, Pick); 6] = [
+    let metrics: [(&str, &str, &str, Pick); 8] = [
         (
             "basalt_engine_prompt_tokens_processed_total",
             "counter",
@@ -183,6 +183,18 @@ async fn render_metrics(axum::extract::State(state): axum::extract::State<AppSta
             "counter",
             "llama.cpp decode calls",
             |c| &c.decode_steps,
+        ),
+        (
+            "basalt_engine_lookup_drafted_total",
+            "counter",
+            "Tokens drafted by prompt lookup ([engine] lookup_drafts)",
+            |c| &c.lookup_drafted,
+        ),
+        (
+            "basalt_engine_lookup_accepted_total",
+            "counter",
+            "Drafted tokens the model confirmed",
+            |c| &c.lookup_accepted,
         ),
         (
             "basalt_engine_threads",

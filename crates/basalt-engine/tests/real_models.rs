@@ -27,6 +27,7 @@ fn engine_config(slots: u32, queue_capacity: usize) -> ChatEngineConfig {
         kv_cache_budget_bytes: None,
         shared_step_interval: 1,
         batch_invariant: true,
+        lookup_drafts: 0,
         lora_adapter: None,
     }
 }
@@ -800,4 +801,58 @@ fn greedy_answers_do_not_depend_on_arrival_batching_or_threads() {
         }
         squeezer.join().expect("squeezer");
     }
+}
+
+#[test]
+fn prompt_lookup_gives_the_answer_plain_decoding_gives() {
+    let plain = small_engine(4);
+    let lookup = ChatEngine::load(ChatEngineConfig {
+        lookup_drafts: 4,
+        ..engine_config(1, 4)
+    })
+    .expect("the SmolLM2 GGUF loads");
+    let passage = "The lighthouse at Cape Verity was built in 1871 from granite quarried on \
+        the island, and its lamp was first lit on the night of the great autumn storm.";
+    let questions = [
+        format!("Repeat this sentence exactly: {passage}"),
+        format!("Context: {passage}\nQuestion: When was the lighthouse built and from what?"),
+        "Write a short poem about bread.".to_string(),
+    ];
+    let run = |engine: &ChatEngine, question: &str, sampling: SamplingParams| {
+        let mut req = request(engine, question, 60);
+        req.sampling = sampling;
+        let mut rx = engine.submit(req).expect("accepted");
+        collect_text(&mut rx)
+    };
+    let seeded = SamplingParams {
+        temperature: 0.8,
+        top_p: 0.95,
+        top_k: 40,
+        seed: 7,
+    };
+    for question in &questions {
+        for sampling in [SamplingParams::default(), seeded.clone()] {
+            assert_eq!(
+                run(&lookup, question, sampling.clone()),
+                run(&plain, question, sampling.clone()),
+                "prompt lookup changed the answer to {question:?} ({sampling:?})"
+            );
+        }
+    }
+    let accepted = lookup
+        .counters()
+        .lookup_accepted
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        accepted > 0,
+        "copying a sentence from the prompt must confirm some drafted tokens"
+    );
+    assert_eq!(
+        plain
+            .counters()
+            .lookup_drafted
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0,
+        "lookup_drafts = 0 drafts nothing"
+    );
 }

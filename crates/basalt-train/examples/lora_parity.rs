@@ -20,6 +20,7 @@ fn engine(path: &std::path::Path, adapter: Option<std::path::PathBuf>) -> ChatEn
         kv_cache_budget_bytes: None,
         shared_step_interval: 1,
         batch_invariant: true,
+        lookup_drafts: 0,
         lora_adapter: adapter,
     })
     .unwrap()

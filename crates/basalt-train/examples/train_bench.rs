@@ -75,6 +75,7 @@ fn tokenize(model: &PathBuf, data: &PathBuf, seq_len: usize) -> Result<Vec<Examp
         kv_cache_budget_bytes: None,
         shared_step_interval: 1,
         batch_invariant: true,
+        lookup_drafts: 0,
         lora_adapter: None,
     })
     .map_err(|e| e.to_string())?;

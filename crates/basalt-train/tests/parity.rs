@@ -40,6 +40,7 @@ fn engine(adapter: Option<PathBuf>) -> ChatEngine {
         kv_cache_budget_bytes: None,
         shared_step_interval: 1,
         batch_invariant: true,
+        lookup_drafts: 0,
         lora_adapter: adapter,
     })
     .expect("the SmolLM2 GGUF loads (run `basalt models fetch` first)")

@@ -56,6 +56,12 @@ pub struct ChatEngineConfig {
     /// leaves out llamafile's tinyBLAS (`.cargo/config.toml`), whose multi-row
     /// kernels sum in another order than the one-row ones. Cost: `benches/README.md`.
     pub batch_invariant: bool,
+    /// Prompt-lookup speculation: at most this many tokens drafted per step from the
+    /// prompt and the answer so far (what followed an earlier occurrence of the last
+    /// three tokens) and verified in the same step; 0 turns it off. Every draft is
+    /// checked against what the model samples, so the output is the one plain
+    /// decoding gives (with `batch_invariant`, bit for bit).
+    pub lookup_drafts: u32,
     /// A GGUF LoRA adapter applied to every request of this engine (a custom model:
     /// the base file plus the adapter). The engine has its own context, so no KV
     /// prefix computed under another adapter is ever reused.
@@ -173,6 +179,9 @@ pub struct EngineCounters {
     pub tokens_generated: std::sync::atomic::AtomicU64,
     pub requests_finished: std::sync::atomic::AtomicU64,
     pub decode_steps: std::sync::atomic::AtomicU64,
+    /// Tokens drafted by prompt lookup, and those of them the model confirmed.
+    pub lookup_drafted: std::sync::atomic::AtomicU64,
+    pub lookup_accepted: std::sync::atomic::AtomicU64,
     /// llama.cpp threads of the last decode step (a gauge; see [`crate::cpu`]).
     pub threads: std::sync::atomic::AtomicU64,
 }

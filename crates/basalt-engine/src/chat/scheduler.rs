@@ -54,6 +54,15 @@ struct Active {
     stops: StopMatcher,
     /// Index in the current batch whose logits belong to this slot.
     logits_at: Option<i32>,
+    /// Tokens drafted by prompt lookup into this step after the pending one (their
+    /// rows follow `logits_at`), to be verified against what the model samples.
+    drafts: Vec<LlamaToken>,
+    /// Steps left before this request drafts again (after drafts that missed).
+    lookup_pause: u32,
+    /// Drafted steps whose first draft missed, in a row.
+    lookup_misses: u32,
+    /// Tokens to draft next (grows while drafts are confirmed, shrinks when not).
+    lookup_len: usize,
 }
 
 struct Slot {
@@ -267,6 +276,10 @@ impl<'m> Scheduler<'m> {
                 partial_utf8: Vec::new(),
                 stops,
                 logits_at: None,
+                drafts: Vec::new(),
+                lookup_pause: 0,
+                lookup_misses: 0,
+                lookup_len: 1,
             });
         }
     }
@@ -310,6 +323,36 @@ impl<'m> Scheduler<'m> {
                     active.logits_at = Some(used as i32);
                     slot.cached.push(token);
                     used += 1;
+                    // Prompt lookup: tokens that followed the same n-gram earlier in
+                    // the prompt or the answer, verified in this same step.
+                    let room = [
+                        self.config.lookup_drafts as usize,
+                        (active
+                            .job
+                            .request
+                            .max_tokens
+                            .saturating_sub(active.generated + 1)) as usize,
+                        (self.config.context_per_slot as usize)
+                            .saturating_sub(slot.cached.len() + 2),
+                        budget.saturating_sub(used),
+                        active.lookup_len,
+                    ]
+                    .into_iter()
+                    .min()
+                    .unwrap_or(0);
+                    if active.lookup_pause > 0 {
+                        active.lookup_pause -= 1;
+                    } else if room > 0 {
+                        for draft in lookup_drafts(&slot.cached, room) {
+                            let pos = slot.cached.len() as i32;
+                            if self.batch.add(draft, pos, &[slot.seq], true).is_err() {
+                                break;
+                            }
+                            slot.cached.push(draft);
+                            active.drafts.push(draft);
+                            used += 1;
+                        }
+                    }
                 } else {
                     active.pending = Some(token);
                 }
@@ -388,6 +431,7 @@ impl<'m> Scheduler<'m> {
 
     fn sample_all(&mut self) {
         let window = self.config.context_per_slot as usize;
+        let vocab = self.model.vocab();
         for slot in &mut self.slots {
             let Some(active) = slot.active.as_mut() else {
                 continue;
@@ -395,43 +439,84 @@ impl<'m> Scheduler<'m> {
             let Some(at) = active.logits_at.take() else {
                 continue;
             };
-            let token = if active.plain_greedy {
-                // Greedy without a grammar: an argmax over the logits, which skips
-                // building llama.cpp's candidate array (the whole vocabulary) per token.
-                argmax(self.ctx.get_logits_ith(at))
-            } else {
-                active.sampler.sample(&self.ctx, at)
-            };
-            let vocab = self.model.vocab();
-            let outcome = if vocab.is_eog(token) {
-                Some(FinishReason::EndOfTurn)
-            } else {
-                active.generated += 1;
-                self.counters
-                    .tokens_generated
-                    .fetch_add(1, Ordering::Relaxed);
-                active
-                    .partial_utf8
-                    .extend(vocab.token_to_piece(token, false, None));
-                let text = take_valid_utf8(&mut active.partial_utf8);
-                match active.stops.push(&text) {
-                    StopScan::Stopped(before) => {
-                        send_text(&active.job.events, before);
-                        Some(FinishReason::StopSequence)
-                    }
-                    StopScan::Continue(released) => {
-                        send_text(&active.job.events, released);
-                        if active.generated >= active.job.request.max_tokens {
-                            Some(FinishReason::MaxTokens)
-                        } else if slot.cached.len() + 1 >= window {
-                            Some(FinishReason::ContextWindow)
-                        } else {
-                            active.pending = Some(token);
-                            None
-                        }
-                    }
+            let drafts = std::mem::take(&mut active.drafts);
+            // Cache entries up to and including the pending token fed this step.
+            let fed = slot.cached.len() - drafts.len();
+            // Row `row` holds the pending token (row 0) or draft `row - 1`; its logits
+            // give the next token. A draft is kept only when it equals what the model
+            // samples at the row before it, so the output is the one plain decoding
+            // gives (the same sampler, the same draws, in the same order).
+            let mut row = 0usize;
+            let outcome = loop {
+                let index = at + row as i32;
+                let token = if active.plain_greedy {
+                    // Greedy without a grammar: an argmax over the logits, which skips
+                    // building llama.cpp's candidate array (the whole vocabulary).
+                    argmax(self.ctx.get_logits_ith(index))
+                } else {
+                    active.sampler.sample(&self.ctx, index)
+                };
+                let outcome = emit(active, token, &vocab, &self.counters, fed + row, window);
+                if outcome.is_some() {
+                    break outcome;
                 }
+                if drafts.get(row) == Some(&token) {
+                    // The draft was right: it is already in the cache, and its row's
+                    // logits are the next ones.
+                    active.pending = None;
+                    row += 1;
+                    continue;
+                }
+                break None;
             };
+            if !drafts.is_empty() {
+                self.counters
+                    .lookup_drafted
+                    .fetch_add(drafts.len() as u64, Ordering::Relaxed);
+                self.counters
+                    .lookup_accepted
+                    .fetch_add(row as u64, Ordering::Relaxed);
+                // The next draft: twice as long after a fully confirmed one, one past
+                // what was confirmed otherwise.
+                active.lookup_len = if row == drafts.len() {
+                    (2 * drafts.len()).min(self.config.lookup_drafts as usize)
+                } else {
+                    row + 1
+                };
+                if row == 0 {
+                    active.lookup_misses += 1;
+                    if active.lookup_misses >= LOOKUP_MISSES_BEFORE_PAUSE {
+                        active.lookup_pause = LOOKUP_PAUSE_STEPS;
+                        active.lookup_misses = 0;
+                    }
+                } else {
+                    active.lookup_misses = 0;
+                }
+            }
+            // Drafts after the last one kept never happened: out of the cache.
+            let keep = fed + row;
+            if slot.cached.len() > keep {
+                if self
+                    .ctx
+                    .kv_cache_seq_rm(slot.seq, Some(keep as u32), None)
+                    .is_ok()
+                {
+                    slot.cached.truncate(keep);
+                } else {
+                    // The cache cannot be trimmed: forget it, and stop the request
+                    // (its context is gone) rather than answer from a wrong one.
+                    let _ = self.ctx.kv_cache_seq_rm(slot.seq, None, None);
+                    slot.cached.clear();
+                    let _ = active
+                        .job
+                        .events
+                        .send(GenerationEvent::Failed(EngineError::Compute(
+                            "llama.cpp could not drop drafted tokens from the KV cache".into(),
+                        )));
+                    slot.active = None;
+                    continue;
+                }
+            }
             if let Some(reason) = outcome {
                 if reason != FinishReason::StopSequence {
                     let mut rest = active.stops.finish();
@@ -465,6 +550,72 @@ impl<'m> Scheduler<'m> {
             }
             let _ = self.ctx.kv_cache_seq_rm(slot.seq, None, None);
             slot.cached.clear();
+        }
+    }
+}
+
+/// Drafted steps whose first draft missed, in a row, before a request stops drafting
+/// for [`LOOKUP_PAUSE_STEPS`] steps (free text rarely repeats itself: a miss costs
+/// the rows of the drafts).
+const LOOKUP_MISSES_BEFORE_PAUSE: u32 = 2;
+const LOOKUP_PAUSE_STEPS: u32 = 16;
+
+/// Shortest n-gram whose earlier occurrence drafts the tokens after it.
+const LOOKUP_NGRAM: usize = 3;
+
+/// Prompt lookup: the (at most `max`) tokens that followed the most recent earlier
+/// occurrence of the last [`LOOKUP_NGRAM`] tokens of `history` (the prompt and the
+/// answer so far). Empty when there is none.
+fn lookup_drafts(history: &[LlamaToken], max: usize) -> Vec<LlamaToken> {
+    let n = LOOKUP_NGRAM;
+    if max == 0 || history.len() <= n {
+        return Vec::new();
+    }
+    let tail = &history[history.len() - n..];
+    for start in (0..history.len() - n).rev() {
+        if &history[start..start + n] == tail {
+            let from = start + n;
+            let to = (from + max).min(history.len());
+            return history[from..to].to_vec();
+        }
+    }
+    Vec::new()
+}
+
+/// Hands one sampled token to its request: text out, and whether the request ends
+/// here. `fed` is how many cache entries are real (the prompt and the tokens fed).
+fn emit(
+    active: &mut Active,
+    token: LlamaToken,
+    vocab: &llama_cpp_2::vocab::LlamaVocab,
+    counters: &EngineCounters,
+    fed: usize,
+    window: usize,
+) -> Option<FinishReason> {
+    if vocab.is_eog(token) {
+        return Some(FinishReason::EndOfTurn);
+    }
+    active.generated += 1;
+    counters.tokens_generated.fetch_add(1, Ordering::Relaxed);
+    active
+        .partial_utf8
+        .extend(vocab.token_to_piece(token, false, None));
+    let text = take_valid_utf8(&mut active.partial_utf8);
+    match active.stops.push(&text) {
+        StopScan::Stopped(before) => {
+            send_text(&active.job.events, before);
+            Some(FinishReason::StopSequence)
+        }
+        StopScan::Continue(released) => {
+            send_text(&active.job.events, released);
+            if active.generated >= active.job.request.max_tokens {
+                Some(FinishReason::MaxTokens)
+            } else if fed + 1 >= window {
+                Some(FinishReason::ContextWindow)
+            } else {
+                active.pending = Some(token);
+                None
+            }
         }
     }
 }
@@ -572,6 +723,24 @@ mod tests {
         bytes.push("é".as_bytes()[1]);
         assert_eq!(take_valid_utf8(&mut bytes), "é");
         assert!(bytes.is_empty());
+    }
+
+    #[test]
+    fn lookup_drafts_what_followed_the_last_trigram() {
+        let t = |v: &[i32]| v.iter().map(|&x| LlamaToken(x)).collect::<Vec<_>>();
+        // "... 1 2 3 4 5 ... 1 2 3" drafts "4 5" (the most recent match first).
+        let history = t(&[9, 1, 2, 3, 4, 5, 8, 1, 2, 3, 7, 1, 2, 3]);
+        assert_eq!(lookup_drafts(&history, 4), t(&[7, 1, 2, 3]));
+        assert_eq!(lookup_drafts(&history, 1), t(&[7]));
+        assert_eq!(lookup_drafts(&history, 0), t(&[]));
+        assert_eq!(
+            lookup_drafts(&t(&[1, 2, 3, 4]), 4),
+            t(&[]),
+            "no earlier occurrence"
+        );
+        assert_eq!(lookup_drafts(&t(&[1, 2]), 4), t(&[]));
+        // A run overlapping its own tail: "5 5 5 5" drafts the 5 after the first trigram.
+        assert_eq!(lookup_drafts(&t(&[5, 5, 5, 5]), 3), t(&[5]));
     }
 
     #[test]
