@@ -11,16 +11,15 @@ Prints one JSON line:
 - mismatches: of 8 greedy requests (4 long prompts, 4 short) sent together with
   random delays, 4 rounds, how many answers differed from the same request alone.
 """
-import http.client
 import json
 import random
 import statistics
 import sys
 import threading
 import time
-from urllib.parse import urlparse
 
-MODEL = "huggingfacetb.smollm2-135m-instruct-v1:0"
+from chat_stream import stream_chat
+
 LICENCE = ("Permission is hereby granted, free of charge, to any person obtaining a copy of "
            "this software and associated documentation files, to deal in the Software without "
            "restriction, including without limitation the rights to use, copy, modify, merge, "
@@ -28,33 +27,8 @@ LICENCE = ("Permission is hereby granted, free of charge, to any person obtainin
 
 
 def chat(url, bearer, prompt, max_tokens):
-    """(text, seconds to first chunk, decode tok/s, chunks) of one streamed completion."""
-    parsed = urlparse(url)
-    conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=600)
-    body = json.dumps({"model": MODEL, "stream": True, "temperature": 0, "max_tokens": max_tokens,
-                       "messages": [{"role": "user", "content": prompt}]})
-    started = time.perf_counter()
-    conn.request("POST", "/v1/chat/completions", body,
-                 {"Content-Type": "application/json", "Authorization": f"Bearer {bearer}"})
-    response = conn.getresponse()
-    if response.status != 200:
-        raise SystemExit(f"chat answered {response.status}: {response.read()[:300]!r}")
-    text, first, last, chunks = [], None, None, 0
-    for raw in response:
-        line = raw.strip()
-        if not line.startswith(b"data:") or line[5:].strip() == b"[DONE]":
-            continue
-        choices = json.loads(line[5:]).get("choices") or []
-        piece = (choices[0].get("delta") or {}).get("content") if choices else None
-        if piece:
-            now = time.perf_counter()
-            first = first or now
-            last = now
-            chunks += 1
-            text.append(piece)
-    conn.close()
-    rate = (chunks - 1) / (last - first) if chunks > 1 and last > first else 0.0
-    return "".join(text), (first or started) - started, rate, chunks
+    """(text, seconds to first chunk, decode tok/s, tokens) of one streamed completion."""
+    return stream_chat(url, bearer, prompt, max_tokens)
 
 
 def main(url, bearer):

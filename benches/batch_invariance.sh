@@ -17,16 +17,9 @@ cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -r
 trap cleanup EXIT
 RESULTS="$WORK/results.jsonl"
 for invariant in false true; do
-  dir="$WORK/invariant-$invariant"
-  mkdir -p "$dir"
-  sed "s/^batch_invariant = .*/batch_invariant = $invariant/" "$REPO/config/basalt.toml" > "$dir/basalt.toml"
-  PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-  BASALT_DATA_DIR="$dir/data" "$BASALT_BIN" serve --config "$dir/basalt.toml" \
-    --listen "127.0.0.1:$PORT" --models-dir "$BASALT_MODELS_DIR" > "$dir/basalt.log" 2>&1 &
-  B=$!; PIDS+=($B)
-  for _ in $(seq 300); do curl -sf "http://127.0.0.1:$PORT/health" >/dev/null && break; sleep 0.2; done
-  BEARER=$(BASALT_DATA_DIR="$dir/data" "$BASALT_BIN" keys create --name bench --json |
-    python3 -c 'import json,sys; print(json.load(sys.stdin)["bearer_token"])')
+  sed "s/^batch_invariant = .*/batch_invariant = $invariant/" "$REPO/config/basalt.toml" > "$WORK/invariant-$invariant.toml"
+  start_basalt_config "$WORK/invariant-$invariant.toml" "$WORK/invariant-$invariant"
+  B=$BASALT; PIDS+=($B)
   log "batch_invariant = $invariant"
   echo "{\"batch_invariant\": $invariant, \"result\": $("$VENV/bin/python" "$REPO/benches/batch_invariance.py" "http://127.0.0.1:$PORT" "$BEARER")}" | tee -a "$RESULTS"
   kill $B; wait $B 2>/dev/null || true

@@ -11,11 +11,9 @@ ingestion (issue 22, item 2). Driven by benches/cpu_contention.sh.
         --with-chat, streamed chat requests run one after another for the whole
         ingestion and their decode tok/s is reported beside it.
 
-Decode rate = (content chunks - 1) / (time of last chunk - time of first chunk): one
-chunk per token on both servers; prompt processing is outside the window. Every
-figure is printed as one JSON line.
+Decode rate as benches/chat_stream.py measures it (prompt processing outside the
+window). Every figure is printed as one JSON line.
 """
-import http.client
 import json
 import random
 import statistics
@@ -23,48 +21,16 @@ import sys
 import threading
 import time
 from pathlib import Path
-from urllib.parse import urlparse
 
-MODEL = "huggingfacetb.smollm2-135m-instruct-v1:0"
+from chat_stream import MODEL, stream_chat
 EMBED = "sentence-transformers.all-minilm-l6-v2-v1:0"
 PROMPT = "Write a very long story about a lighthouse keeper and the sea. Use many details."
 
 
 def stream_decode_rate(url, bearer, max_tokens=128):
     """One streamed completion; its decode tok/s (None when too short to time)."""
-    parsed = urlparse(url)
-    conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=600)
-    body = json.dumps({
-        "model": MODEL, "stream": True, "temperature": 0, "max_tokens": max_tokens,
-        "messages": [{"role": "user", "content": PROMPT}],
-    })
-    headers = {"Content-Type": "application/json"}
-    if bearer:
-        headers["Authorization"] = f"Bearer {bearer}"
-    conn.request("POST", "/v1/chat/completions", body, headers)
-    response = conn.getresponse()
-    if response.status != 200:
-        raise SystemExit(f"chat answered {response.status}: {response.read()[:500]!r}")
-    first = last = None
-    chunks = 0
-    for raw in response:
-        line = raw.strip()
-        if not line.startswith(b"data:"):
-            continue
-        data = line[5:].strip()
-        if data == b"[DONE]":
-            break
-        event = json.loads(data)
-        choices = event.get("choices") or []
-        if choices and (choices[0].get("delta") or {}).get("content"):
-            now = time.perf_counter()
-            first = first or now
-            last = now
-            chunks += 1
-    conn.close()
-    if chunks < 8 or last == first:
-        return None
-    return (chunks - 1) / (last - first)
+    _, _, rate, tokens = stream_chat(url, bearer, PROMPT, max_tokens)
+    return rate if tokens >= 8 and rate > 0 else None
 
 
 def decode(url, bearer=None):

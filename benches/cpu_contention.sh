@@ -49,15 +49,9 @@ for adapt in false true; do
   system="basalt-adapt-$adapt"
   mkdir -p "$WORK/$system"
   sed "s/^adapt_threads = .*/adapt_threads = $adapt/; s/^threads = 0 /threads = $THREADS /" \
-    "$REPO/config/basalt.toml" > "$WORK/$system/basalt.toml"
-  PORT=$(free_port)
-  BASALT_ALLOWED_PATHS="$WORK/$system" BASALT_DATA_DIR="$WORK/$system/data" "$BASALT_BIN" serve \
-    --config "$WORK/$system/basalt.toml" --listen "127.0.0.1:$PORT" --models-dir "$BASALT_MODELS_DIR" \
-    > "$WORK/$system/basalt.log" 2>&1 &
-  B=$!; PIDS+=($B)
-  for _ in $(seq 300); do curl -sf "http://127.0.0.1:$PORT/health" >/dev/null && break; sleep 0.2; done
-  BASALT_DATA_DIR="$WORK/$system/data" "$BASALT_BIN" keys create --name bench --json > "$WORK/$system/key.json"
-  BEARER=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["bearer_token"])' "$WORK/$system/key.json")
+    "$REPO/config/basalt.toml" > "$WORK/$system.toml"
+  start_basalt_config "$WORK/$system.toml" "$WORK/$system"
+  B=$BASALT; PIDS+=($B)
   URL="http://127.0.0.1:$PORT"
   log "$system: decode solo, then beside $NEIGHBOURS busy neighbour(s)"
   record "$system" solo "$("$PY" "$BENCH" decode "$URL" "$BEARER")"
@@ -66,10 +60,10 @@ for adapt in false true; do
   curl -sf "$URL/metrics" | grep -E '^basalt_(engine_threads|cpu_)' | sed "s/^/  [$system, neighbour] /" >&2
   stop_neighbours
   log "$system: ingestion of 3,000 short documents alone, then with chat decoding throughout"
-  record "$system" ingest-solo "$("$PY" "$BENCH" ingest "$URL" "$WORK/$system/key.json" "$WORK/$system")"
-  record "$system" ingest-with-chat "$("$PY" "$BENCH" ingest "$URL" "$WORK/$system/key.json" "$WORK/$system" --with-chat)"
+  record "$system" ingest-solo "$("$PY" "$BENCH" ingest "$URL" "$KEY_JSON" "$WORK/$system")"
+  record "$system" ingest-with-chat "$("$PY" "$BENCH" ingest "$URL" "$KEY_JSON" "$WORK/$system" --with-chat)"
   log "$system: chat decode while a fine-tuning job trains"
-  record "$system" during-training "$("$PY" "$BENCH" train "$URL" "$WORK/$system/key.json" "$WORK/$system")"
+  record "$system" during-training "$("$PY" "$BENCH" train "$URL" "$KEY_JSON" "$WORK/$system")"
   kill $B; wait $B 2>/dev/null || true
 done
 

@@ -13,14 +13,11 @@ the token count from the stream's usage; the mean over the requests of each work
 The answers are printed too (hashed), so runs can be compared for equality.
 """
 import hashlib
-import http.client
 import json
 import statistics
 import sys
-import time
-from urllib.parse import urlparse
 
-MODEL = "huggingfacetb.smollm2-135m-instruct-v1:0"
+from chat_stream import stream_chat
 PASSAGES = [
     "The Varden Bridge opened in 1932. It is 418 metres long and carries two railway tracks "
     "and a footpath over the river Aln. Its steel came from the Harrow works in Sheffield.",
@@ -48,38 +45,9 @@ FREE = [
 
 
 def stream(url, bearer, prompt, max_tokens=128):
-    parsed = urlparse(url)
-    conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=600)
-    body = json.dumps({"model": MODEL, "stream": True, "temperature": 0, "max_tokens": max_tokens,
-                       "stream_options": {"include_usage": True},
-                       "messages": [{"role": "user", "content": prompt}]})
-    headers = {"Content-Type": "application/json"}
-    if bearer:
-        headers["Authorization"] = f"Bearer {bearer}"
-    conn.request("POST", "/v1/chat/completions", body, headers)
-    response = conn.getresponse()
-    if response.status != 200:
-        raise SystemExit(f"chat answered {response.status}: {response.read()[:300]!r}")
-    text, first, last, chunks, tokens = [], None, None, 0, None
-    for raw in response:
-        line = raw.strip()
-        if not line.startswith(b"data:") or line[5:].strip() == b"[DONE]":
-            continue
-        event = json.loads(line[5:])
-        if event.get("usage"):
-            tokens = event["usage"].get("completion_tokens")
-        choices = event.get("choices") or []
-        piece = (choices[0].get("delta") or {}).get("content") if choices else None
-        if piece:
-            now = time.perf_counter()
-            first = first or now
-            last = now
-            chunks += 1
-            text.append(piece)
-    conn.close()
-    tokens = tokens or chunks
-    rate = (tokens - 1) / (last - first) if last and last > first else 0.0
-    return "".join(text), rate, tokens
+    """(text, decode tok/s, completion tokens) of one streamed completion."""
+    text, _, rate, tokens = stream_chat(url, bearer, prompt, max_tokens)
+    return text, rate, tokens
 
 
 def main(url, bearer=None):

@@ -35,16 +35,10 @@ for spec in none ngram-simple; do
 done
 
 for drafts in 0 "$DRAFTS"; do
-  dir="$WORK/basalt-$drafts"; mkdir -p "$dir"
   sed "s/^lookup_drafts = .*/lookup_drafts = $drafts/; s/^threads = 0 /threads = $THREADS /" \
-    "$REPO/config/basalt.toml" > "$dir/basalt.toml"
-  PORT=$(free_port)
-  BASALT_DATA_DIR="$dir/data" "$BASALT_BIN" serve --config "$dir/basalt.toml" --listen "127.0.0.1:$PORT" \
-    --models-dir "$BASALT_MODELS_DIR" > "$dir/basalt.log" 2>&1 &
-  B=$!; PIDS+=($B)
-  wait_up "$PORT"
-  BEARER=$(BASALT_DATA_DIR="$dir/data" "$BASALT_BIN" keys create --name bench --json |
-    python3 -c 'import json,sys; print(json.load(sys.stdin)["bearer_token"])')
+    "$REPO/config/basalt.toml" > "$WORK/basalt-$drafts.toml"
+  start_basalt_config "$WORK/basalt-$drafts.toml" "$WORK/basalt-$drafts"
+  B=$BASALT; PIDS+=($B)
   log "Basalt, lookup_drafts = $drafts"
   R=$("$VENV/bin/python" "$REPO/benches/prompt_lookup.py" "http://127.0.0.1:$PORT" "$BEARER")
   M=$(curl -sf "http://127.0.0.1:$PORT/metrics" | python3 -c '

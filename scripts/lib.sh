@@ -135,6 +135,24 @@ start_basalt_in() {
   log "the server did not start; its log:"; cat "$work/basalt.log" >&2; return 1
 }
 
+# Starts basalt serve with the config file $1, its data and allowed local paths in the
+# folder $2; sets PORT, BASALT (its pid), KEY_JSON (a new key as `keys create --json`
+# prints it) and BEARER (that key's bearer token).
+start_basalt_config() {
+  local config="$1" dir="$2"
+  mkdir -p "$dir"
+  PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  BASALT_ALLOWED_PATHS="$dir" BASALT_DATA_DIR="$dir/data" "$BASALT_BIN" serve --config "$config" \
+    --listen "127.0.0.1:$PORT" --models-dir "$BASALT_MODELS_DIR" > "$dir/basalt.log" 2>&1 &
+  BASALT=$!
+  local up=""
+  for _ in $(seq 300); do curl -sf "http://127.0.0.1:$PORT/health" >/dev/null && { up=1; break; }; sleep 0.2; done
+  [ -n "$up" ] || { log "the server did not start; its log:"; cat "$dir/basalt.log" >&2; return 1; }
+  KEY_JSON="$dir/key.json"
+  BASALT_DATA_DIR="$dir/data" "$BASALT_BIN" keys create --name bench --json > "$KEY_JSON"
+  BEARER=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["bearer_token"])' "$KEY_JSON")
+}
+
 # The benchmarks' FAISS environment (faiss-cpu and numpy, pinned) at $PEER_VENV.
 ensure_faiss_venv() {
   PEER_VENV="${PEER_VENV:-$REPO/benches/.work/faiss-venv}"
