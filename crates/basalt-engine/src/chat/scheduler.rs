@@ -385,8 +385,10 @@ impl<'m> Scheduler<'m> {
             // kernels for a many-row chunk and for one row sum in different orders,
             // so its logits would differ by rounding between a fresh prompt and one
             // whose prefix is cached (where only that token is computed), and a
-            // greedy or grammar-constrained answer could take another path.
-            if end == prompt.len() && end - start > 1 {
+            // greedy or grammar-constrained answer could take another path. A
+            // batch-invariant engine computes every row the same way, so there the
+            // last token rides with its chunk (one decode step less per request).
+            if end == prompt.len() && end - start > 1 && !self.config.batch_invariant {
                 end -= 1;
             }
             for i in active.prompt_done..end {
