@@ -8,7 +8,7 @@ fetch_models
 WORK="$(mktemp -d)"
 trap 'kill $BASALT 2>/dev/null || true; rm -rf "$WORK"' EXIT
 mkdir -p "$WORK/batch"
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+PORT=$(free_port)
 # Batch-heavy sizing: 16 sequences decoded together, 16 records in flight.
 sed -e "s/^threads = .*/threads = ${THREADS:-2}/" -e "s/^slots = .*/slots = ${SLOTS:-16}/" \
   "$REPO/config/basalt.toml" > "$WORK/basalt.toml"

@@ -22,7 +22,6 @@ PY="$VENV/bin/python"
 BENCH="$REPO/benches/cpu_contention.py"
 RESULTS="$WORK/results.jsonl"
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 start_neighbours() {
   NB=()
   for _ in $(seq "$NEIGHBOURS"); do python3 -c 'while True: pass' & NB+=($!); PIDS+=($!); done

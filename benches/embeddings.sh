@@ -15,7 +15,7 @@ if [ ! -x "$ST_VENV/bin/python" ]; then
 fi
 WORK="$(mktemp -d)"
 trap 'kill $BASALT 2>/dev/null || true; rm -rf "$WORK"' EXIT
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+PORT=$(free_port)
 sed -e "s/^threads = .*/threads = ${THREADS:-2}/" -e "s/^embedding_batch = [0-9]*/embedding_batch = ${EMBEDDING_BATCH:-1}/" "$REPO/config/basalt.toml" > "$WORK/basalt.toml"
 BASALT_DATA_DIR="$WORK/data" "$BASALT_BIN" serve --config "$WORK/basalt.toml" --listen "127.0.0.1:$PORT" \
   --models-dir "$BASALT_MODELS_DIR" > "$WORK/basalt.log" 2>&1 &

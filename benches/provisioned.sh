@@ -7,7 +7,7 @@ build_release
 fetch_models
 WORK="$(mktemp -d)"
 trap 'kill $BASALT 2>/dev/null || true; rm -rf "$WORK"' EXIT
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+PORT=$(free_port)
 sed -e "s/^threads = .*/threads = ${THREADS:-2}/" "$REPO/config/basalt.toml" > "$WORK/basalt.toml"
 # SHARED_STEP_INTERVAL=N overrides [provisioned] shared_step_interval (1: no compute kept).
 if [ -n "${SHARED_STEP_INTERVAL:-}" ]; then

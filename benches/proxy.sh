@@ -31,8 +31,7 @@ DURATION="${DURATION:-30s}"
 WORK="$(mktemp -d)"
 BASALT=; LITELLM=; RELAY=
 trap 'kill $BASALT $LITELLM $RELAY 2>/dev/null || true; "$NGINX" -p "$WORK/nginx" -c "$WORK/nginx.conf" -s stop 2>/dev/null || true; rm -rf "$WORK"' EXIT
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-NPORT=$(port); BPORT=$(port); LPORT=$(port); RPORT=$(port)
+NPORT=$(free_port); BPORT=$(free_port); LPORT=$(free_port); RPORT=$(free_port)
 
 COMPLETION='{"id":"chatcmpl-bench","object":"chat.completion","created":1700000000,"model":"bench","choices":[{"index":0,"message":{"role":"assistant","content":"I am fine, thank you."},"finish_reason":"stop"}],"usage":{"prompt_tokens":21,"completion_tokens":7,"total_tokens":28}}'
 mkdir -p "$WORK/nginx/logs"

@@ -15,8 +15,7 @@ MODEL="$BASALT_MODELS_DIR/smollm2-135m-instruct-q4_1/SmolLM2-135M-Instruct.Q4_1.
 SERVER_BIN=$(llama_cpp_tool llama-server)
 WORK="$(mktemp -d)"
 trap 'kill $BASALT $LLAMA 2>/dev/null || true; rm -rf "$WORK"' EXIT
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-LPORT=$(port); BPORT=$(port)
+LPORT=$(free_port); BPORT=$(free_port)
 "$SERVER_BIN" -m "$MODEL" -t "$THREADS" -np "$SLOTS" -c $((SLOTS * CTX_PER_SLOT)) --port "$LPORT" \
   --alias huggingfacetb.smollm2-135m-instruct-v1:0 --jinja > "$WORK/llama.log" 2>&1 &
 LLAMA=$!

@@ -125,9 +125,12 @@ fetch_models() {
 
 # Starts the server on the default config with its data under $1 (local paths allowed
 # there) on a free port; sets PORT and BASALT (its PID) and waits until it answers.
+# A free TCP port on loopback.
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
 start_basalt_in() {
   local work="$1"
-  PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  PORT=$(free_port)
   BASALT_ALLOWED_PATHS="$work" BASALT_DATA_DIR="$work/data" "$BASALT_BIN" serve --config "$REPO/config/basalt.toml" \
     --listen "127.0.0.1:$PORT" --models-dir "$BASALT_MODELS_DIR" > "$work/basalt.log" 2>&1 &
   BASALT=$!
@@ -141,7 +144,7 @@ start_basalt_in() {
 start_basalt_config() {
   local config="$1" dir="$2"
   mkdir -p "$dir"
-  PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  PORT=$(free_port)
   BASALT_ALLOWED_PATHS="$dir" BASALT_DATA_DIR="$dir/data" "$BASALT_BIN" serve --config "$config" \
     --listen "127.0.0.1:$PORT" --models-dir "$BASALT_MODELS_DIR" > "$dir/basalt.log" 2>&1 &
   BASALT=$!

@@ -33,92 +33,63 @@ fn logits_of(
     let mut ctx = model.new_context(backend, params).expect("context");
     let mut batch = LlamaBatch::new(512, 4);
     let head = prompt.len() - 4;
-    // Sequences 1 and 2: a short prompt each.
-    for seq in 1..3 {
-        batch.clear();
-        for (i, t) in prompt[..20 + seq as usize].iter().enumerate() {
-            batch.add(*t, i as i32, &[seq], false).expect("add");
-        }
-        ctx.decode(&mut batch).expect("decode");
-    }
-    // Sequence 0: all but the last 4 tokens, in chunks.
-    for start in (0..head).step_by(256) {
-        batch.clear();
-        for i in start..(start + 256).min(head) {
-            batch.add(prompt[i], i as i32, &[0], false).expect("add");
-        }
-        ctx.decode(&mut batch).expect("decode");
-    }
     let last = prompt.len() - 1;
-    match case {
-        "one-at-a-time" => {
-            for i in head..prompt.len() {
-                batch.clear();
-                batch
-                    .add(prompt[i], i as i32, &[0], i == last)
-                    .expect("add");
-                ctx.decode(&mut batch).expect("decode");
-            }
-            ctx.get_logits_ith(0).to_vec()
-        }
+    // A row of a step: (token, position, sequence, logits wanted).
+    type Row = (LlamaToken, i32, i32, bool);
+    let own = |i: usize| -> Row { (prompt[i], i as i32, 0, i == last) };
+    let singles = |upto: usize| (head..upto).map(|i| vec![own(i)]).collect::<Vec<_>>();
+    let other = |at: usize, pos: i32, seq: i32| -> Row { (prompt[at], pos, seq, true) };
+    // Sequences 1 and 2 get a short prompt each, sequence 0 all but its last 4 tokens
+    // in chunks; then the case's steps, the last of which holds sequence 0's last token.
+    let mut steps: Vec<Vec<Row>> = (1..3)
+        .map(|seq| {
+            (0..20 + seq as usize)
+                .map(|i| (prompt[i], i as i32, seq, false))
+                .collect()
+        })
+        .collect();
+    steps.extend((0..head).step_by(256).map(|start| {
+        (start..(start + 256).min(head))
+            .map(|i| (prompt[i], i as i32, 0, false))
+            .collect::<Vec<Row>>()
+    }));
+    steps.extend(match case {
+        "one-at-a-time" => singles(prompt.len()),
         "beside-others" => {
-            for i in head..last {
-                batch.clear();
-                batch.add(prompt[i], i as i32, &[0], false).expect("add");
-                ctx.decode(&mut batch).expect("decode");
-            }
-            batch.clear();
-            batch.add(prompt[5], 21, &[1], true).expect("add");
-            batch
-                .add(prompt[last], last as i32, &[0], true)
-                .expect("add");
-            batch.add(prompt[6], 22, &[2], true).expect("add");
-            ctx.decode(&mut batch).expect("decode");
-            ctx.get_logits_ith(1).to_vec()
-        }
-        "chunk2" => {
-            for i in head..last - 1 {
-                batch.clear();
-                batch.add(prompt[i], i as i32, &[0], false).expect("add");
-                ctx.decode(&mut batch).expect("decode");
-            }
-            batch.clear();
-            batch
-                .add(prompt[last - 1], (last - 1) as i32, &[0], false)
-                .expect("add");
-            batch
-                .add(prompt[last], last as i32, &[0], true)
-                .expect("add");
-            ctx.decode(&mut batch).expect("decode");
-            ctx.get_logits_ith(1).to_vec()
+            let mut s = singles(last);
+            s.push(vec![other(5, 21, 1), own(last), other(6, 22, 2)]);
+            s
         }
         "beside-3-others" => {
-            for i in head..last {
-                batch.clear();
-                batch.add(prompt[i], i as i32, &[0], false).expect("add");
-                ctx.decode(&mut batch).expect("decode");
-            }
-            batch.clear();
-            batch.add(prompt[5], 21, &[1], true).expect("add");
-            batch.add(prompt[6], 22, &[2], true).expect("add");
-            batch.add(prompt[7], 0, &[3], true).expect("add");
-            batch
-                .add(prompt[last], last as i32, &[0], true)
-                .expect("add");
-            ctx.decode(&mut batch).expect("decode");
-            ctx.get_logits_ith(3).to_vec()
+            let mut s = singles(last);
+            s.push(vec![
+                other(5, 21, 1),
+                other(6, 22, 2),
+                other(7, 0, 3),
+                own(last),
+            ]);
+            s
         }
-        _ => {
-            batch.clear();
-            for i in head..prompt.len() {
-                batch
-                    .add(prompt[i], i as i32, &[0], i == last)
-                    .expect("add");
-            }
-            ctx.decode(&mut batch).expect("decode");
-            ctx.get_logits_ith(3).to_vec()
+        "chunk2" => {
+            let mut s = singles(last - 1);
+            s.push(vec![own(last - 1), own(last)]);
+            s
         }
+        _ => vec![(head..prompt.len()).map(own).collect()],
+    });
+    for rows in &steps {
+        batch.clear();
+        for &(token, pos, seq, logits) in rows {
+            batch.add(token, pos, &[seq], logits).expect("add");
+        }
+        ctx.decode(&mut batch).expect("decode");
     }
+    let final_step = steps.last().expect("steps");
+    let at = final_step
+        .iter()
+        .position(|&(_, pos, seq, _)| seq == 0 && pos == last as i32)
+        .expect("the last token is in the last step");
+    ctx.get_logits_ith(at as i32).to_vec()
 }
 
 fn main() {
