@@ -69,6 +69,9 @@ pub(crate) fn store_error(area: &'static str) -> impl Fn(StoreError) -> CoreErro
         StoreError::Duplicate(what) => {
             CoreError::Conflict(format!("a resource with this {what} already exists"))
         }
+        StoreError::Unavailable(why) => {
+            CoreError::ServiceUnavailable(format!("the {area} store is unavailable: {why}"))
+        }
         other => CoreError::Internal(format!("{area} store: {other}")),
     }
 }
@@ -92,6 +95,10 @@ mod tests {
             internal.to_string(),
             "batch job store: database error: disk full"
         );
+        assert!(matches!(
+            map(StoreError::Unavailable("connection refused".into())),
+            CoreError::ServiceUnavailable(_)
+        ));
         let tags = vec![("team".to_string(), "a".to_string())];
         assert_eq!(tags_of(tags_json(&tags).as_deref()), tags);
         assert_eq!(tags_json(&[]), None);

@@ -25,6 +25,8 @@ pub struct ConfigFile {
     #[serde(default)]
     pub server: ServerConfig,
     #[serde(default)]
+    pub store: StoreConfig,
+    #[serde(default)]
     pub limits: LimitsConfig,
     #[serde(default)]
     pub engine: EngineConfig,
@@ -103,6 +105,42 @@ impl ServerConfig {
         } else {
             cores()
         }
+    }
+}
+
+/// Where the server keeps its records: the embedded SQLite file in the data
+/// directory, or one PostgreSQL database shared by a fleet of nodes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// `postgres://user:password@host:port/database` (or `?host=/socket/dir`).
+    /// Absent: SQLite (`basalt.db` in the data directory). `BASALT_STORE_URL`
+    /// overrides it, so a password need not be written in the file.
+    pub url: Option<String>,
+    /// PostgreSQL connections per node at most.
+    pub max_connections: usize,
+    /// How long a request waits for a free connection (or for a down database)
+    /// before it fails with a 503.
+    pub acquire_timeout_ms: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            max_connections: 8,
+            acquire_timeout_ms: 5_000,
+        }
+    }
+}
+
+impl StoreConfig {
+    /// The store URL: `BASALT_STORE_URL` when set and not empty, else `url`.
+    pub fn effective_url(&self) -> Option<String> {
+        std::env::var("BASALT_STORE_URL")
+            .ok()
+            .filter(|u| !u.trim().is_empty())
+            .or_else(|| self.url.clone())
     }
 }
 

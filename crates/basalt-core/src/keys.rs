@@ -139,7 +139,7 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 fn store_err(e: StoreError) -> CoreError {
-    CoreError::Internal(format!("key store: {e}"))
+    crate::common::store_error("key")(e)
 }
 
 fn random_token(prefix: &str, bytes: usize, alphabet: &[u8]) -> String {

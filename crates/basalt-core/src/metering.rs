@@ -33,6 +33,8 @@ pub mod names {
     pub const SERVER_ERRORS: &str = "basalt_invocation_server_errors_total";
     /// Cost from catalog prices, in billionths of a US dollar (counters are integers).
     pub const COST: &str = "basalt_cost_nanodollars_total";
+    /// Metering writes the store could not take (they are tried again).
+    pub const UNWRITTEN_RETRIES: &str = "basalt_metering_store_retries_total";
 }
 
 /// Hands records to the writer thread and updates metrics.
@@ -58,42 +60,60 @@ impl Meter {
     /// Starts the writer thread over `log`.
     pub fn start(log: Arc<dyn InvocationLog>) -> Self {
         let (sender, receiver) = mpsc::channel::<Message>();
-        let spawned = std::thread::Builder::new().name("basalt-meter".into()).spawn(move || {
-            let mut pending: Vec<InvocationRecord> = Vec::new();
-            let mut waiters: Vec<mpsc::Sender<()>> = Vec::new();
-            // Whether the last batch was full: records are arriving faster than one
-            // batch per window, so the next one is written at once.
-            let mut behind = false;
-            while let Ok(first) = receiver.recv() {
-                // The first record opens a batch window. Sleeping through it, rather
-                // than waiting on the channel, lets the request threads queue their
-                // records without waking this thread once per request.
-                if !behind && matches!(first, Message::Record(_)) {
-                    std::thread::sleep(BATCH_WINDOW);
-                }
-                let mut next = Some(first);
-                while let Some(message) = next.take() {
-                    match message {
-                        Message::Record(r) => pending.push(*r),
-                        Message::Flush(w) => waiters.push(w),
+        let spawned = std::thread::Builder::new()
+            .name("basalt-meter".into())
+            .spawn(move || {
+                // Records not yet in the store: a batch the store could not take (a shared
+                // database down or restarting) stays here and is written again, up to
+                // MAX_UNWRITTEN records.
+                let mut unwritten: Vec<InvocationRecord> = Vec::new();
+                let mut waiters: Vec<mpsc::Sender<()>> = Vec::new();
+                // Whether the last batch was full: records are arriving faster than one
+                // batch per window, so the next one is written at once.
+                let mut behind = false;
+                loop {
+                    let first = if unwritten.is_empty() {
+                        match receiver.recv() {
+                            Ok(message) => Some(message),
+                            Err(_) => break,
+                        }
+                    } else {
+                        match receiver.recv_timeout(RETRY_AFTER) {
+                            Ok(message) => Some(message),
+                            Err(mpsc::RecvTimeoutError::Timeout) => None,
+                            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                        }
+                    };
+                    // The first record opens a batch window. Sleeping through it, rather
+                    // than waiting on the channel, lets the request threads queue their
+                    // records without waking this thread once per request.
+                    if !behind && unwritten.is_empty() && matches!(first, Some(Message::Record(_)))
+                    {
+                        std::thread::sleep(BATCH_WINDOW);
                     }
-                    if pending.len() < MAX_BATCH {
-                        next = receiver.try_recv().ok();
+                    let mut fresh: Vec<InvocationRecord> = Vec::new();
+                    let mut next = first;
+                    while let Some(message) = next.take() {
+                        match message {
+                            Message::Record(r) => fresh.push(*r),
+                            Message::Flush(w) => waiters.push(w),
+                        }
+                        if fresh.len() < MAX_BATCH {
+                            next = receiver.try_recv().ok();
+                        }
+                    }
+                    behind = fresh.len() >= MAX_BATCH;
+                    if !fresh.is_empty() {
+                        publish_metrics(&fresh);
+                    }
+                    write(log.as_ref(), &mut unwritten, fresh);
+                    for w in waiters.drain(..) {
+                        let _ = w.send(());
                     }
                 }
-                behind = pending.len() >= MAX_BATCH;
-                if !pending.is_empty() {
-                    publish_metrics(&pending);
-                    if let Err(e) = log.record_invocations(&pending) {
-                        tracing::error!(error = %e, records = pending.len(), "cannot write invocation records");
-                    }
-                    pending.clear();
-                }
-                for w in waiters.drain(..) {
-                    let _ = w.send(());
-                }
-            }
-        });
+                // The server is stopping: one last try for what is still unwritten.
+                write(log.as_ref(), &mut unwritten, Vec::new());
+            });
         if let Err(e) = spawned {
             tracing::error!(error = %e, "cannot start the metering thread; invocations will not be recorded");
         }
@@ -110,6 +130,44 @@ impl Meter {
         let (tx, rx) = mpsc::channel();
         if self.sender.send(Message::Flush(tx)).is_ok() {
             let _ = rx.recv_timeout(timeout);
+        }
+    }
+}
+
+/// How long the writer waits before it writes again records the store could not take.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+/// Most records kept for another try; beyond it the oldest are dropped (and logged).
+const MAX_UNWRITTEN: usize = 200_000;
+
+/// Writes what is unwritten and `fresh` to the store in batches. A batch the store is
+/// unavailable for stays for the next try (the store writes a batch exactly once even
+/// when a try's outcome was unknown); one it refuses otherwise is dropped and logged.
+fn write(
+    log: &dyn InvocationLog,
+    unwritten: &mut Vec<InvocationRecord>,
+    fresh: Vec<InvocationRecord>,
+) {
+    unwritten.extend(fresh);
+    while !unwritten.is_empty() {
+        let batch = unwritten.len().min(MAX_BATCH);
+        match log.record_invocations(&unwritten[..batch]) {
+            Ok(()) => {
+                unwritten.drain(..batch);
+            }
+            Err(basalt_store::StoreError::Unavailable(why)) => {
+                metrics::counter!(names::UNWRITTEN_RETRIES).increment(1);
+                tracing::warn!(error = %why, records = unwritten.len(), "the store cannot take invocation records now; they are kept and written again");
+                if unwritten.len() > MAX_UNWRITTEN {
+                    let dropped = unwritten.len() - MAX_UNWRITTEN;
+                    unwritten.drain(..dropped);
+                    tracing::error!(dropped, "the store has been unavailable too long; the oldest invocation records are dropped");
+                }
+                return;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, records = batch, "cannot write invocation records");
+                unwritten.drain(..batch);
+            }
         }
     }
 }

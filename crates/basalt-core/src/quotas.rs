@@ -1,28 +1,32 @@
 //! On-demand quotas: requests and tokens per minute per key and model, and a monthly
 //! spend budget per key.
 //!
-//! Windows are fixed calendar minutes (`floor(now / 60 s)`), counted per (key, model)
-//! in memory and written behind to the store once a second, so a restarted node
-//! keeps counting the current minute. A request is admitted when its key's window
-//! has room for one more request and for its token reservation (estimated input
-//! tokens + `maxTokens`); when it ends, the reservation is settled to the tokens it
-//! really used. Limits, most specific first: the key's own override
-//! (`basalt keys update --rpm/--tpm`), the model's (`[quotas.models."<id>"]`), the
-//! server default (`[quotas]`); 0 or absent means unlimited.
+//! Windows are fixed calendar minutes (`floor(now / 60 s)`), per (key, model). The
+//! store holds each window's count for the whole fleet (every node sharing it); a
+//! node **claims shares** of a window ahead of use — one atomic, limit-checked store
+//! write per share — and admits requests from its share in memory. So a fleet never
+//! admits more than the limit (the store refuses a claim past it), and a node pays a
+//! store round trip only when its share runs out: a share is the shortfall plus a
+//! sixteenth of the limit (at most an eighth of what is left), so at a steady rate
+//! one request in several claims. When a window runs short (less than a quarter
+//! left), nodes give their unused shares back once a second. A request is admitted
+//! when its share has room for one more request and for its token reservation
+//! (estimated input tokens + `maxTokens`); when it ends, the reservation is settled
+//! to the tokens it really used (the difference returns to the node's share).
+//! Limits, most specific first: the key's own override (`basalt keys update
+//! --rpm/--tpm`), the model's (`[quotas.models."<id>"]`), the server default
+//! (`[quotas]`); 0 or absent means unlimited.
 //!
-//! Several nodes behind a load balancer: fixed windows keyed by
-//! (key, model, minute) are exactly what a shared counter store does well — one
-//! `INCRBY` with a 2-minute expiry in Redis, or one `INSERT … ON CONFLICT DO UPDATE
-//! … RETURNING` in PostgreSQL per admission — so the `QuotaStore` trait can move
-//! from write-behind to the authoritative counter without changing the admission
-//! rules here.
+//! Budgets: a key's spend this month is read from the invocation log (every node's
+//! invocations when the store is shared) every [`SPEND_REFRESH_MS`] and kept up to
+//! date in memory between reads; other nodes' spend is seen within that interval.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use basalt_store::{InvocationLog, QuotaStore, QuotaWindow};
+use basalt_store::{InvocationLog, QuotaClaim, QuotaStore};
 
 use crate::config::QuotasConfig;
 use crate::keys::Principal;
@@ -75,11 +79,33 @@ pub struct QuotaTicket {
     reserved_tokens: u64,
 }
 
+/// One window as this node sees it: the share it claimed, what it used of it, and the
+/// fleet's claimed totals as the store last answered.
 #[derive(Debug, Clone, Copy, Default)]
 struct Counts {
     window_start_ms: i64,
-    requests: u64,
-    tokens: u64,
+    granted_requests: u64,
+    used_requests: u64,
+    granted_tokens: u64,
+    used_tokens: u64,
+    fleet_requests: u64,
+    fleet_tokens: u64,
+    limits: Option<MinuteLimits>,
+}
+
+impl Counts {
+    fn unused(&self) -> (u64, u64) {
+        (
+            self.granted_requests.saturating_sub(self.used_requests),
+            self.granted_tokens.saturating_sub(self.used_tokens),
+        )
+    }
+}
+
+/// What a claim asks beyond the shortfall, so the next requests need no store call: a
+/// sixteenth of the limit, at most an eighth of what the fleet has left.
+fn share_bonus(max: u64, fleet: u64) -> u64 {
+    (max / 16).min(max.saturating_sub(fleet) / 8)
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -96,7 +122,6 @@ const SPEND_REFRESH_MS: i64 = 60_000;
 #[derive(Default)]
 struct State {
     windows: HashMap<(String, String), Counts>,
-    dirty: HashSet<(String, String)>,
     spend: HashMap<String, Spend>,
     /// Keys warned about their budget this month.
     warned: HashSet<(String, i64)>,
@@ -154,14 +179,16 @@ impl Quotas {
         let mut state = State::default();
         for w in store
             .quota_windows_since(window)
-            .map_err(|e| CoreError::Internal(format!("quota store: {e}")))?
+            .map_err(crate::common::store_error("quota"))?
         {
+            // What the fleet (this node before a restart included) claimed already.
             state.windows.insert(
                 (w.key_id, w.model_id),
                 Counts {
                     window_start_ms: w.window_start_ms,
-                    requests: w.requests,
-                    tokens: w.tokens,
+                    fleet_requests: w.requests,
+                    fleet_tokens: w.tokens,
+                    ..Counts::default()
                 },
             );
         }
@@ -255,6 +282,18 @@ impl Quotas {
         let window = now - now.rem_euclid(WINDOW_MS);
         let retry_after_secs = ((window + WINDOW_MS - now) as u64).div_ceil(1000).max(1);
         let key = (principal.key_id.clone(), model_id.to_string());
+        let need_requests = u64::from(limits.requests.is_some());
+        let need_tokens = if limits.tokens.is_some() {
+            reserve_tokens
+        } else {
+            0
+        };
+        let ticket = QuotaTicket {
+            key_id: principal.key_id.clone(),
+            model_id: model_id.to_string(),
+            window_start_ms: window,
+            reserved_tokens: need_tokens,
+        };
         let counts = state.windows.entry(key.clone()).or_default();
         if counts.window_start_ms != window {
             *counts = Counts {
@@ -262,38 +301,96 @@ impl Quotas {
                 ..Counts::default()
             };
         }
-        if let Some(max) = limits.requests {
-            if counts.requests + 1 > max {
-                return Err(CoreError::RateLimited {
-                    message: format!(
-                        "the requests-per-minute quota ({max}) of key {} on model {model_id} is used up; it resets in {retry_after_secs} s",
-                        principal.key_name
-                    ),
-                    retry_after_secs,
-                });
+        counts.limits = Some(limits);
+        let short_requests =
+            (counts.used_requests + need_requests).saturating_sub(counts.granted_requests);
+        let short_tokens = (counts.used_tokens + need_tokens).saturating_sub(counts.granted_tokens);
+        if short_requests == 0 && short_tokens == 0 {
+            counts.used_requests += need_requests;
+            counts.used_tokens += need_tokens;
+            return Ok(Some(ticket));
+        }
+        // The share ran out: claim more from the store, outside the lock.
+        let bonus = |short: u64, max: Option<u64>, fleet: u64| match (short, max) {
+            (0, _) | (_, None) => 0,
+            (_, Some(max)) => share_bonus(max, fleet),
+        };
+        let bonus_requests = bonus(short_requests, limits.requests, counts.fleet_requests);
+        let bonus_tokens = bonus(short_tokens, limits.tokens, counts.fleet_tokens);
+        let fleet_tokens_seen = counts.fleet_tokens;
+        let unused_tokens = counts.unused().1;
+        drop(state);
+        let claim =
+            |requests: u64, tokens: u64| -> Result<Option<(u64, u64, u64, u64)>, CoreError> {
+                let claimed = self
+                    .store
+                    .claim_quota(
+                        &QuotaClaim {
+                            key_id: principal.key_id.clone(),
+                            model_id: model_id.to_string(),
+                            window_start_ms: window,
+                            requests: requests.min(i64::MAX as u64) as i64,
+                            tokens: tokens.min(i64::MAX as u64) as i64,
+                        },
+                        limits.requests,
+                        limits.tokens,
+                    )
+                    .map_err(crate::common::store_error("quota"))?;
+                Ok(claimed.map(|w| (requests, tokens, w.requests, w.tokens)))
+            };
+        let mut granted = claim(short_requests + bonus_requests, short_tokens + bonus_tokens)?;
+        if granted.is_none() && bonus_requests + bonus_tokens > 0 {
+            granted = claim(short_requests, short_tokens)?;
+        }
+        // Which limit refused: try the requests alone (a share that fits is kept).
+        let mut requests_fit = granted.is_some();
+        let mut partial = None;
+        if granted.is_none() && short_requests > 0 && short_tokens > 0 {
+            partial = claim(short_requests, 0)?;
+            requests_fit = partial.is_some();
+        } else if granted.is_none() {
+            requests_fit = short_requests == 0;
+        }
+        let mut state = self
+            .state
+            .lock()
+            .map_err(|_| CoreError::Internal("quota state lock poisoned".into()))?;
+        let counts = state.windows.entry(key).or_default();
+        let same_window = counts.window_start_ms == window;
+        if let Some((requests, tokens, fleet_requests, fleet_tokens)) = granted.or(partial) {
+            if same_window {
+                counts.granted_requests += requests;
+                counts.granted_tokens += tokens;
+                counts.fleet_requests = fleet_requests;
+                counts.fleet_tokens = fleet_tokens;
             }
         }
-        if let Some(max) = limits.tokens {
-            if counts.tokens + reserve_tokens > max {
-                return Err(CoreError::RateLimited {
-                    message: format!(
-                        "the tokens-per-minute quota ({max}) of key {} on model {model_id} has {} tokens left and this request may use {reserve_tokens} (input + maxTokens); it resets in {retry_after_secs} s",
-                        principal.key_name,
-                        max.saturating_sub(counts.tokens)
-                    ),
-                    retry_after_secs,
-                });
+        if granted.is_some() {
+            if same_window {
+                counts.used_requests += need_requests;
+                counts.used_tokens += need_tokens;
             }
+            return Ok(Some(ticket));
         }
-        counts.requests += 1;
-        counts.tokens += reserve_tokens;
-        state.dirty.insert(key);
-        Ok(Some(QuotaTicket {
-            key_id: principal.key_id.clone(),
-            model_id: model_id.to_string(),
-            window_start_ms: window,
-            reserved_tokens: reserve_tokens,
-        }))
+        if !requests_fit {
+            let max = limits.requests.unwrap_or_default();
+            return Err(CoreError::RateLimited {
+                message: format!(
+                    "the requests-per-minute quota ({max}) of key {} on model {model_id} is used up; it resets in {retry_after_secs} s",
+                    principal.key_name
+                ),
+                retry_after_secs,
+            });
+        }
+        let max = limits.tokens.unwrap_or_default();
+        let left = max.saturating_sub(fleet_tokens_seen) + unused_tokens;
+        Err(CoreError::RateLimited {
+            message: format!(
+                "the tokens-per-minute quota ({max}) of key {} on model {model_id} has about {left} tokens left and this request may use {reserve_tokens} (input + maxTokens); it resets in {retry_after_secs} s",
+                principal.key_name
+            ),
+            retry_after_secs,
+        })
     }
 
     /// Replaces a ticket's reservation with the tokens the request really used, in the
@@ -302,12 +399,15 @@ impl Quotas {
         let Ok(mut state) = self.state.lock() else {
             return;
         };
+        if ticket.reserved_tokens == 0 {
+            // No token limit applied when it was admitted: nothing was reserved.
+            return;
+        }
         let key = (ticket.key_id, ticket.model_id);
         if let Some(counts) = state.windows.get_mut(&key) {
             if counts.window_start_ms == ticket.window_start_ms {
-                counts.tokens =
-                    (counts.tokens + used_tokens).saturating_sub(ticket.reserved_tokens);
-                state.dirty.insert(key);
+                counts.used_tokens =
+                    (counts.used_tokens + used_tokens).saturating_sub(ticket.reserved_tokens);
             }
         }
     }
@@ -350,37 +450,92 @@ impl Quotas {
         (spent, self.budget(principal))
     }
 
-    /// Writes changed windows to the store and forgets finished ones.
+    /// Gives back the unused shares of windows that run short (less than a quarter of
+    /// a limit left in the fleet), or of every window when `all` (a node shutting
+    /// down), forgets finished windows and prunes old ones from the store.
     pub fn flush(&self) {
+        self.give_back(false);
+    }
+
+    /// Gives back every unused share (the node is about to stop).
+    pub fn release_all(&self) {
+        self.give_back(true);
+    }
+
+    fn give_back(&self, all: bool) {
         let now = self.clock.now_ms();
         let window = now - now.rem_euclid(WINDOW_MS);
-        let rows: Vec<QuotaWindow> = {
+        // The fleet's totals now (other nodes claim too), to judge what runs short.
+        let fleet = match self.store.quota_windows_since(window) {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read quota windows");
+                Vec::new()
+            }
+        };
+        let returns: Vec<QuotaClaim> = {
             let Ok(mut state) = self.state.lock() else {
                 return;
             };
-            let dirty: Vec<(String, String)> = state.dirty.drain().collect();
-            let rows = dirty
-                .into_iter()
-                .filter_map(|key| {
-                    state.windows.get(&key).map(|c| QuotaWindow {
-                        key_id: key.0.clone(),
-                        model_id: key.1.clone(),
+            state.windows.retain(|_, c| c.window_start_ms >= window);
+            for w in fleet {
+                if let Some(c) = state
+                    .windows
+                    .get_mut(&(w.key_id, w.model_id))
+                    .filter(|c| c.window_start_ms == w.window_start_ms)
+                {
+                    c.fleet_requests = w.requests;
+                    c.fleet_tokens = w.tokens;
+                }
+            }
+            state
+                .windows
+                .iter_mut()
+                .filter_map(|((key_id, model_id), c)| {
+                    let limits = c.limits?;
+                    let short = |max: Option<u64>, fleet: u64| {
+                        max.is_some_and(|m| m.saturating_sub(fleet) < m.div_ceil(4))
+                    };
+                    let (requests, tokens) = c.unused();
+                    let scarce = short(limits.requests, c.fleet_requests)
+                        || short(limits.tokens, c.fleet_tokens);
+                    if (requests == 0 && tokens == 0) || !(all || scarce) {
+                        return None;
+                    }
+                    c.granted_requests -= requests;
+                    c.granted_tokens -= tokens;
+                    Some(QuotaClaim {
+                        key_id: key_id.clone(),
+                        model_id: model_id.clone(),
                         window_start_ms: c.window_start_ms,
-                        requests: c.requests,
-                        tokens: c.tokens,
+                        requests: -(requests.min(i64::MAX as u64) as i64),
+                        tokens: -(tokens.min(i64::MAX as u64) as i64),
                     })
                 })
-                .collect();
-            state.windows.retain(|_, c| c.window_start_ms >= window);
-            rows
+                .collect()
         };
-        if !rows.is_empty() {
-            if let Err(e) = self.store.save_quota_windows(&rows) {
-                tracing::error!(error = %e, "cannot save quota windows");
+        for claim in returns {
+            match self.store.claim_quota(&claim, None, None) {
+                Ok(Some(totals)) => {
+                    if let Ok(mut state) = self.state.lock() {
+                        if let Some(c) = state
+                            .windows
+                            .get_mut(&(claim.key_id.clone(), claim.model_id.clone()))
+                            .filter(|c| c.window_start_ms == claim.window_start_ms)
+                        {
+                            c.fleet_requests = totals.requests;
+                            c.fleet_tokens = totals.tokens;
+                        }
+                    }
+                }
+                Ok(None) => {}
+                // The share stays claimed until the window ends: the fleet admits
+                // less, never more.
+                Err(e) => tracing::warn!(error = %e, "cannot give back a quota share"),
             }
         }
         if let Err(e) = self.store.prune_quota_windows(window - WINDOW_MS) {
-            tracing::error!(error = %e, "cannot prune quota windows");
+            tracing::warn!(error = %e, "cannot prune quota windows");
         }
     }
 
@@ -546,6 +701,80 @@ mod tests {
             ),
             "the restarted node still counts this minute"
         );
+    }
+
+    #[test]
+    fn nodes_sharing_a_store_admit_exactly_the_limit_between_them() {
+        let store = Arc::new(SqliteStore::open_in_memory().expect("store"));
+        let clock = Arc::new(ManualClock::new(T0));
+        let nodes: Vec<Quotas> = (0..3)
+            .map(|_| quotas(QuotasConfig::default(), &store, &clock))
+            .collect();
+        let p = principal(KeyLimits {
+            requests_per_minute: Some(100),
+            ..KeyLimits::default()
+        });
+        let mut admitted = [0u32; 3];
+        // Uneven traffic: node 0 takes most requests, node 2 a few.
+        for i in 0..400 {
+            let node = match i % 8 {
+                0..=4 => 0,
+                5 | 6 => 1,
+                _ => 2,
+            };
+            if nodes[node].admit(Some(&p), "m", 0).is_ok() {
+                admitted[node] += 1;
+            }
+            if i % 50 == 49 {
+                nodes.iter().for_each(Quotas::flush);
+            }
+        }
+        assert_eq!(
+            admitted.iter().sum::<u32>(),
+            100,
+            "three nodes must admit the limit between them, no more and no less: {admitted:?}"
+        );
+        assert!(
+            admitted.iter().all(|&n| n > 0),
+            "every node must get a share: {admitted:?}"
+        );
+    }
+
+    #[test]
+    fn unused_shares_come_back_when_the_window_runs_short() {
+        let store = Arc::new(SqliteStore::open_in_memory().expect("store"));
+        let clock = Arc::new(ManualClock::new(T0));
+        let a = quotas(QuotasConfig::default(), &store, &clock);
+        let b = quotas(QuotasConfig::default(), &store, &clock);
+        let p = principal(KeyLimits {
+            requests_per_minute: Some(64),
+            ..KeyLimits::default()
+        });
+        // Node a takes 40, claiming a share beyond each shortfall as it goes.
+        for i in 0..40 {
+            assert!(a.admit(Some(&p), "m", 0).is_ok(), "request {i} on a");
+        }
+        let claimed =
+            |store: &SqliteStore| store.quota_windows_since(0).expect("windows")[0].requests;
+        assert!(
+            claimed(&store) > 40,
+            "a must have claimed a share beyond what it used, got {}",
+            claimed(&store)
+        );
+        // Node b gets what a has not claimed; then a gives back its unused share.
+        let mut on_b = 0;
+        while b.admit(Some(&p), "m", 0).is_ok() {
+            on_b += 1;
+        }
+        a.flush();
+        while b.admit(Some(&p), "m", 0).is_ok() {
+            on_b += 1;
+        }
+        assert_eq!(
+            on_b, 24,
+            "after a gives its unused share back, b must be able to use the rest of the 64"
+        );
+        assert_eq!(claimed(&store), 64);
     }
 
     #[test]

@@ -45,7 +45,7 @@ pub struct StoredResponse {
 }
 
 fn store_err(e: StoreError) -> CoreError {
-    CoreError::Internal(format!("response store: {e}"))
+    crate::common::store_error("response")(e)
 }
 
 /// How often expired responses are swept.

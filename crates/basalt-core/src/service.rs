@@ -152,16 +152,13 @@ fn default_threads() -> i32 {
 
 impl Basalt {
     /// Verifies and loads every model the catalog can serve (EOL models are not loaded).
-    pub fn start<S>(
+    pub fn start(
         config: &ConfigFile,
         models_dir: &Path,
         meter: Meter,
         keys: Arc<KeyService>,
-        store: Arc<S>,
-    ) -> Result<Self, CoreError>
-    where
-        S: basalt_store::CoreStore + 'static,
-    {
+        store: Arc<dyn basalt_store::CoreStore>,
+    ) -> Result<Self, CoreError> {
         Self::start_with_clock(
             config,
             models_dir,
@@ -173,17 +170,14 @@ impl Basalt {
     }
 
     /// [`Self::start`] with a given clock for the quota windows.
-    pub fn start_with_clock<S>(
+    pub fn start_with_clock(
         config: &ConfigFile,
         models_dir: &Path,
         meter: Meter,
         keys: Arc<KeyService>,
-        store: Arc<S>,
+        store: Arc<dyn basalt_store::CoreStore>,
         clock: Arc<dyn Clock>,
-    ) -> Result<Self, CoreError>
-    where
-        S: basalt_store::CoreStore + 'static,
-    {
+    ) -> Result<Self, CoreError> {
         let catalog = Catalog::from_config(config)?;
         if let Some(unknown) = config
             .quotas

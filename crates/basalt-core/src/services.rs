@@ -41,16 +41,13 @@ pub struct Services {
 
 impl Services {
     /// Loads the models and starts every service on `store`.
-    pub fn start<S>(
+    pub fn start(
         config: &ConfigFile,
         models_dir: &Path,
         meter: Meter,
         keys: Arc<KeyService>,
-        store: Arc<S>,
-    ) -> Result<Self, CoreError>
-    where
-        S: basalt_store::CoreStore + 'static,
-    {
+        store: Arc<dyn basalt_store::CoreStore>,
+    ) -> Result<Self, CoreError> {
         let core = Arc::new(Basalt::start(
             config,
             models_dir,

@@ -5,9 +5,9 @@
 //! [`BatchJobStore`], [`ProvisionedStore`], [`InferenceProfileStore`],
 //! [`AgentStore`] and [`CustomModelStore`] for their
 //! features' records; [`CoreStore`] is all of the core's.
-//! [`SqliteStore`] implements them all (WAL mode,
-//! migrations from `migrations/`); nothing here assumes SQLite in the traits, so a
-//! PostgreSQL implementation can be added beside it and run the same tests.
+//! [`SqliteStore`] (the embedded default: WAL mode, migrations from `migrations/`) and
+//! [`PostgresStore`] (one database for a fleet of nodes: migrations from
+//! `migrations/postgres/`) implement them all, and one suite of tests runs on both.
 
 pub mod agents;
 mod batch;
@@ -15,6 +15,17 @@ mod custom_models;
 mod guardrails;
 pub mod jobs;
 pub mod knowledge;
+mod pg;
+mod pg_agents;
+mod pg_batch;
+mod pg_custom_models;
+mod pg_guardrails;
+mod pg_jobs;
+mod pg_keys;
+mod pg_knowledge;
+mod pg_profiles;
+mod pg_provisioned;
+mod pg_responses;
 mod profiles;
 mod provisioned;
 mod responses;
@@ -39,7 +50,13 @@ pub use profiles::{InferenceProfileRecord, InferenceProfileStore};
 pub use provisioned::{ProvisionedRecord, ProvisionedStore};
 pub use responses::{ResponseStore, StoredResponseRecord};
 
+pub use pg::{PoolConfig, PostgresStore};
 pub use sqlite::SqliteStore;
+
+#[cfg(test)]
+mod suite;
+#[cfg(test)]
+mod testing;
 
 /// What can go wrong in the store.
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +65,10 @@ pub enum StoreError {
     Database(String),
     #[error("a record with this {0} already exists")]
     Duplicate(&'static str),
+    /// The database cannot be reached (down, restarting, out of connections): the
+    /// request may succeed later.
+    #[error("the store is unavailable: {0}")]
+    Unavailable(String),
 }
 
 /// A key's own quota overrides; `None` means the configured default applies.
@@ -193,10 +214,29 @@ pub struct QuotaWindow {
     pub tokens: u64,
 }
 
-/// Quota windows, written behind the in-memory counters.
+/// A change to one quota window's counts: positive to claim, negative to give back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuotaClaim {
+    pub key_id: String,
+    pub model_id: String,
+    pub window_start_ms: i64,
+    pub requests: i64,
+    pub tokens: i64,
+}
+
+/// Quota windows: the requests and tokens claimed in each (key, model, minute) by
+/// every node sharing the store. Nodes claim shares ahead of use, so admission is
+/// exact across nodes without a store round trip per request.
 pub trait QuotaStore: Send + Sync {
-    /// Inserts or replaces these windows' counts.
-    fn save_quota_windows(&self, windows: &[QuotaWindow]) -> Result<(), StoreError>;
+    /// Adds `claim` to its window unless a positive part would take the window past
+    /// its limit (`None`: unlimited); returns the window's totals after it, or `None`
+    /// when it was refused (nothing changed). Counts never go below zero.
+    fn claim_quota(
+        &self,
+        claim: &QuotaClaim,
+        max_requests: Option<u64>,
+        max_tokens: Option<u64>,
+    ) -> Result<Option<QuotaWindow>, StoreError>;
     /// Windows that started at or after `since_ms`.
     fn quota_windows_since(&self, since_ms: i64) -> Result<Vec<QuotaWindow>, StoreError>;
     /// Drops windows that started before `before_ms`.
@@ -232,4 +272,28 @@ impl<T> CoreStore for T where
         + CustomModelStore
         + ResponseStore
 {
+}
+
+/// Everything a server keeps: its keys and the core's records.
+pub trait ServerStore: KeyStore + CoreStore {}
+
+impl<T> ServerStore for T where T: KeyStore + CoreStore {}
+
+/// Opens the store a server or the CLI is configured with: PostgreSQL for a
+/// `postgres://` or `postgresql://` URL, else SQLite at `sqlite_path`.
+pub fn open(
+    url: Option<&str>,
+    sqlite_path: &std::path::Path,
+    pool: PoolConfig,
+) -> Result<std::sync::Arc<dyn ServerStore>, StoreError> {
+    match url {
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            Ok(std::sync::Arc::new(PostgresStore::open(url, pool)?))
+        }
+        Some(other) => Err(StoreError::Database(format!(
+            "store url {:?} is not a postgres:// URL (leave it out for the embedded SQLite store)",
+            other.split('@').next_back().unwrap_or_default()
+        ))),
+        None => Ok(std::sync::Arc::new(SqliteStore::open(sqlite_path)?)),
+    }
 }

@@ -6,8 +6,8 @@ use std::sync::Mutex;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::{
-    InvocationLog, InvocationRecord, InvocationSample, KeyLimits, KeyRecord, KeyStore, QuotaStore,
-    QuotaWindow, StoreError, UsageRow,
+    InvocationLog, InvocationRecord, InvocationSample, KeyLimits, KeyRecord, KeyStore, QuotaClaim,
+    QuotaStore, QuotaWindow, StoreError, UsageRow,
 };
 
 /// Migrations, applied in order; the index + 1 is the schema version.
@@ -130,6 +130,39 @@ impl SqliteStore {
             .map_err(|_| StoreError::Database("connection lock poisoned".into()))?;
         f(&mut conn)
     }
+}
+
+/// A claim's upsert (the same text runs on SQLite and PostgreSQL): a new window takes
+/// the claim as it is (checked against the limits beforehand), an existing one only if
+/// each positive part stays within its limit. No row comes back when it was refused.
+pub(crate) const CLAIM_QUOTA_SQL: &str =
+    "INSERT INTO quota_windows (key_id, model_id, window_start_ms, requests, tokens)
+     VALUES ($1, $2, $3,
+             CASE WHEN CAST($4 AS BIGINT) < 0 THEN 0 ELSE CAST($4 AS BIGINT) END,
+             CASE WHEN CAST($5 AS BIGINT) < 0 THEN 0 ELSE CAST($5 AS BIGINT) END)
+     ON CONFLICT (key_id, model_id, window_start_ms) DO UPDATE
+     SET requests = CASE WHEN quota_windows.requests + CAST($4 AS BIGINT) < 0 THEN 0
+                         ELSE quota_windows.requests + CAST($4 AS BIGINT) END,
+         tokens = CASE WHEN quota_windows.tokens + CAST($5 AS BIGINT) < 0 THEN 0
+                       ELSE quota_windows.tokens + CAST($5 AS BIGINT) END
+     WHERE (CAST($4 AS BIGINT) <= 0 OR CAST($6 AS BIGINT) IS NULL
+            OR quota_windows.requests + CAST($4 AS BIGINT) <= CAST($6 AS BIGINT))
+       AND (CAST($5 AS BIGINT) <= 0 OR CAST($7 AS BIGINT) IS NULL
+            OR quota_windows.tokens + CAST($5 AS BIGINT) <= CAST($7 AS BIGINT))
+     RETURNING requests, tokens";
+
+/// Whether a claim could fit an empty window (a new row is not checked by the upsert).
+pub(crate) fn claim_fits_alone(
+    claim: &QuotaClaim,
+    max_requests: Option<u64>,
+    max_tokens: Option<u64>,
+) -> bool {
+    let fits = |part: i64, max: Option<u64>| part <= 0 || max.is_none_or(|m| part as u64 <= m);
+    fits(claim.requests, max_requests) && fits(claim.tokens, max_tokens)
+}
+
+pub(crate) fn clamp_i64(v: u64) -> i64 {
+    v.min(i64::MAX as u64) as i64
 }
 
 fn key_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<KeyRecord> {
@@ -404,24 +437,42 @@ impl InvocationLog for SqliteStore {
 }
 
 impl QuotaStore for SqliteStore {
-    fn save_quota_windows(&self, windows: &[QuotaWindow]) -> Result<(), StoreError> {
+    fn claim_quota(
+        &self,
+        claim: &QuotaClaim,
+        max_requests: Option<u64>,
+        max_tokens: Option<u64>,
+    ) -> Result<Option<QuotaWindow>, StoreError> {
+        if !claim_fits_alone(claim, max_requests, max_tokens) {
+            return Ok(None);
+        }
         self.with(|conn| {
-            let tx = conn.transaction().map_err(db)?;
-            {
-                let mut stmt = tx
-                    .prepare_cached(
-                        "INSERT INTO quota_windows (key_id, model_id, window_start_ms, requests, tokens)
-                         VALUES (?1, ?2, ?3, ?4, ?5)
-                         ON CONFLICT (key_id, model_id, window_start_ms)
-                         DO UPDATE SET requests = excluded.requests, tokens = excluded.tokens",
-                    )
-                    .map_err(db)?;
-                for w in windows {
-                    stmt.execute(params![w.key_id, w.model_id, w.window_start_ms, w.requests as i64, w.tokens as i64])
-                        .map_err(db)?;
-                }
-            }
-            tx.commit().map_err(db)
+            conn.prepare_cached(CLAIM_QUOTA_SQL)
+                .and_then(|mut statement| {
+                    statement
+                        .query_row(
+                            params![
+                                claim.key_id,
+                                claim.model_id,
+                                claim.window_start_ms,
+                                claim.requests,
+                                claim.tokens,
+                                max_requests.map(clamp_i64),
+                                max_tokens.map(clamp_i64),
+                            ],
+                            |row| {
+                                Ok(QuotaWindow {
+                                    key_id: claim.key_id.clone(),
+                                    model_id: claim.model_id.clone(),
+                                    window_start_ms: claim.window_start_ms,
+                                    requests: row.get::<_, i64>(0)?.max(0) as u64,
+                                    tokens: row.get::<_, i64>(1)?.max(0) as u64,
+                                })
+                            },
+                        )
+                        .optional()
+                })
+                .map_err(db)
         })
     }
 
@@ -457,222 +508,5 @@ impl QuotaStore for SqliteStore {
             .map_err(db)?;
             Ok(())
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn key(id: &str, akid: &str) -> KeyRecord {
-        KeyRecord {
-            id: id.into(),
-            name: format!("name-{id}"),
-            access_key_id: akid.into(),
-            bearer_sha256: format!("hash-{id}"),
-            is_admin: false,
-            created_at: 1,
-            revoked_at: None,
-            limits: KeyLimits::default(),
-            retrieval_filter: None,
-        }
-    }
-
-    fn invocation(
-        key: &str,
-        model: &str,
-        input: u64,
-        outcome: &str,
-        at_ms: i64,
-    ) -> InvocationRecord {
-        InvocationRecord {
-            at_ms,
-            request_id: "r".into(),
-            key_id: Some(key.into()),
-            key_name: Some(key.into()),
-            model_id: model.into(),
-            inference_type: "ON_DEMAND".into(),
-            operation: "Converse".into(),
-            input_tokens: input,
-            output_tokens: 2,
-            latency_ms: 10,
-            first_token_ms: None,
-            cost_usd: 0.5,
-            outcome: outcome.into(),
-            inference_profile: None,
-            model_alias: None,
-            agent_session: None,
-        }
-    }
-
-    #[test]
-    fn keys_round_trip_and_revoke_by_either_id() {
-        let store = SqliteStore::open_in_memory().expect("open");
-        store.insert_key(&key("k1", "AKIA1")).expect("insert");
-        store.insert_key(&key("k2", "AKIA2")).expect("insert");
-        assert_eq!(
-            store
-                .key_by_access_key_id("AKIA1")
-                .expect("get")
-                .map(|k| k.id),
-            Some("k1".into())
-        );
-        assert_eq!(
-            store
-                .key_by_bearer_sha256("hash-k2")
-                .expect("get")
-                .map(|k| k.id),
-            Some("k2".into())
-        );
-        assert!(store.key_by_access_key_id("nope").expect("get").is_none());
-        assert!(store.revoke_key("AKIA1", 5).expect("revoke"));
-        assert!(
-            !store.revoke_key("k1", 6).expect("revoke twice"),
-            "second revoke must report nothing changed"
-        );
-        assert!(store.revoke_key("k2", 7).expect("revoke by id"));
-        let keys = store.list_keys().expect("list");
-        assert_eq!(
-            keys.iter().map(|k| k.revoked_at).collect::<Vec<_>>(),
-            vec![Some(5), Some(7)]
-        );
-    }
-
-    #[test]
-    fn duplicate_access_key_is_refused() {
-        let store = SqliteStore::open_in_memory().expect("open");
-        store.insert_key(&key("k1", "AKIA1")).expect("insert");
-        let mut dup = key("k3", "AKIA1");
-        dup.bearer_sha256 = "other".into();
-        assert!(matches!(
-            store.insert_key(&dup),
-            Err(StoreError::Duplicate(_))
-        ));
-    }
-
-    #[test]
-    fn usage_groups_by_key_and_model_within_the_period() {
-        let store = SqliteStore::open_in_memory().expect("open");
-        store
-            .record_invocations(&[
-                invocation("a", "m1", 10, "success", 100),
-                invocation("a", "m1", 5, "client_error", 150),
-                invocation("b", "m1", 7, "success", 120),
-                invocation("a", "m1", 99, "success", 500),
-            ])
-            .expect("record");
-        let rows = store.usage(0, 200).expect("usage");
-        assert_eq!(rows.len(), 2);
-        assert_eq!(
-            (
-                rows[0].key_name.as_str(),
-                rows[0].invocations,
-                rows[0].errors,
-                rows[0].input_tokens
-            ),
-            ("a", 2, 1, 15)
-        );
-        assert_eq!(
-            (
-                rows[1].key_name.as_str(),
-                rows[1].invocations,
-                rows[1].input_tokens
-            ),
-            ("b", 1, 7)
-        );
-        assert!((rows[0].cost_usd - 1.0).abs() < 1e-9);
-    }
-
-    #[test]
-    fn key_limits_and_quota_windows_round_trip() {
-        let store = SqliteStore::open_in_memory().expect("open");
-        store.insert_key(&key("k1", "AKIA1")).expect("insert");
-        let limits = KeyLimits {
-            requests_per_minute: Some(3),
-            tokens_per_minute: None,
-            monthly_budget_usd: Some(2.5),
-        };
-        assert!(store.set_key_limits("AKIA1", &limits).expect("set"));
-        assert!(!store.set_key_limits("nope", &limits).expect("set"));
-        let got = store
-            .key_by_access_key_id("AKIA1")
-            .expect("get")
-            .expect("exists");
-        assert_eq!(got.limits, limits);
-        let w = |start, requests| QuotaWindow {
-            key_id: "k1".into(),
-            model_id: "m".into(),
-            window_start_ms: start,
-            requests,
-            tokens: 10 * requests,
-        };
-        store
-            .save_quota_windows(&[w(60_000, 1), w(120_000, 2)])
-            .expect("save");
-        store.save_quota_windows(&[w(120_000, 5)]).expect("update");
-        assert_eq!(
-            store.quota_windows_since(120_000).expect("load"),
-            vec![w(120_000, 5)]
-        );
-        store.prune_quota_windows(120_000).expect("prune");
-        assert_eq!(store.quota_windows_since(0).expect("load").len(), 1);
-        store
-            .record_invocations(&[
-                invocation("k1", "m", 1, "success", 100),
-                invocation("k1", "m", 1, "success", 50),
-            ])
-            .expect("record");
-        let spend = store.spend_by_key(60).expect("spend");
-        assert_eq!(spend.len(), 1);
-        assert!((spend[0].1 - 0.5).abs() < 1e-9, "{spend:?}");
-    }
-
-    #[test]
-    fn migrations_apply_once_on_reopen() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("basalt.db");
-        SqliteStore::open(&path)
-            .expect("first open")
-            .insert_key(&key("k1", "AKIA1"))
-            .expect("insert");
-        let again = SqliteStore::open(&path).expect("second open");
-        assert_eq!(again.list_keys().expect("list").len(), 1);
-    }
-
-    #[test]
-    fn change_marker_moves_when_another_connection_writes() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("basalt.db");
-        let server = SqliteStore::open(&path).expect("open");
-        let before = server.change_marker().expect("marker");
-        SqliteStore::open(&path)
-            .expect("cli open")
-            .insert_key(&key("k1", "AKIA1"))
-            .expect("insert");
-        assert_ne!(server.change_marker().expect("marker"), before);
-    }
-
-    #[test]
-    fn change_marker_moves_with_key_writes_only() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = SqliteStore::open(&dir.path().join("basalt.db")).expect("open");
-        let before = store.change_marker().expect("marker");
-        store
-            .record_invocations(&[invocation("k1", "m1", 3, "success", 1)])
-            .expect("metering write");
-        assert_eq!(
-            store.change_marker().expect("marker"),
-            before,
-            "a metering write emptied the key cache"
-        );
-        store.insert_key(&key("k1", "AKIA1")).expect("insert");
-        let inserted = store.change_marker().expect("marker");
-        assert_ne!(inserted, before, "an inserted key did not move the marker");
-        assert!(store.revoke_key("k1", 5).expect("revoke"));
-        assert_ne!(
-            store.change_marker().expect("marker"),
-            inserted,
-            "a revocation did not move the marker"
-        );
     }
 }

@@ -70,35 +70,3 @@ impl ResponseStore for SqliteStore {
         })
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn record(id: &str, at: i64) -> StoredResponseRecord {
-        StoredResponseRecord {
-            id: id.into(),
-            key_id: Some("key-a".into()),
-            created_ms: at,
-            model_id: "m".into(),
-            response_json: "{}".into(),
-            conversation_json: "[]".into(),
-        }
-    }
-
-    #[test]
-    fn responses_round_trip_delete_and_prune() {
-        let store = SqliteStore::open_in_memory().expect("open");
-        store.insert_response(&record("r1", 10)).expect("insert");
-        store.insert_response(&record("r2", 20)).expect("insert");
-        assert!(
-            store.insert_response(&record("r1", 30)).is_err(),
-            "IDs are unique"
-        );
-        assert_eq!(store.response("r1").expect("get"), Some(record("r1", 10)));
-        assert!(store.delete_response("r1").expect("delete"));
-        assert!(!store.delete_response("r1").expect("delete again"));
-        assert_eq!(store.prune_responses(25).expect("prune"), 1);
-        assert_eq!(store.response("r2").expect("get"), None);
-    }
-}

@@ -7,7 +7,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use basalt_core::config::{ConfigFile, DEFAULT_CONFIG};
 use basalt_core::keys::{KeyLimits, KeyService, MasterKey};
 use basalt_core::model_fetch::{fetch_weights, verify_weights, FetchOutcome, Source};
-use basalt_store::{InvocationLog, SqliteStore};
+use basalt_store::{PoolConfig, ServerStore};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use time::OffsetDateTime;
 
@@ -270,12 +270,26 @@ impl Paths {
         Ok(dir)
     }
 
-    pub fn open_store(&self) -> Result<Arc<SqliteStore>> {
+    /// The configured store: PostgreSQL when `[store] url` (or `BASALT_STORE_URL`)
+    /// names one, else SQLite in the data directory.
+    pub fn open_store(&self) -> Result<Arc<dyn ServerStore>> {
         let dir = self.ensure_data_dir()?;
-        Ok(Arc::new(SqliteStore::open(&dir.join("basalt.db"))?))
+        let config = self.load_config()?.store;
+        let pool = PoolConfig {
+            max_connections: config.max_connections.max(1),
+            acquire_timeout: std::time::Duration::from_millis(config.acquire_timeout_ms),
+            ..PoolConfig::default()
+        };
+        let url = config.effective_url();
+        basalt_store::open(url.as_deref(), &dir.join("basalt.db"), pool).with_context(
+            || match url {
+                Some(_) => "cannot open the PostgreSQL store ([store] url)".to_string(),
+                None => format!("cannot open the store {}", dir.join("basalt.db").display()),
+            },
+        )
     }
 
-    pub fn key_service(&self, store: Arc<SqliteStore>) -> Result<KeyService> {
+    pub fn key_service(&self, store: Arc<dyn ServerStore>) -> Result<KeyService> {
         let dir = self.ensure_data_dir()?;
         Ok(KeyService::new(
             store,
@@ -301,7 +315,6 @@ pub fn run(cli: Cli) -> Result<()> {
 }
 
 fn jobs(paths: &Paths, command: JobsCommand) -> Result<()> {
-    use basalt_store::JobStore;
     let JobsCommand::List { kind, json } = command;
     if let Some(k) = &kind {
         if basalt_core::jobs::JobKind::parse(k).is_none() {
@@ -527,8 +540,8 @@ fn usage(
     }
     let store = paths.open_store()?;
     let rows = store.usage(since_ms, until_ms)?;
-    let budgets = budgets(paths, &store)?;
-    let provisioned = provisioned_costs(paths, &store, since_ms, until_ms)?;
+    let budgets = budgets(paths, &*store)?;
+    let provisioned = provisioned_costs(paths, &*store, since_ms, until_ms)?;
     let config = paths.load_config()?;
     let catalog = basalt_core::catalog::Catalog::from_config(&config)?;
     let now_ms = basalt_core::common::now_ms();
@@ -636,7 +649,7 @@ fn usage(
 /// catalog's `provisioned_unit_hour` price); deleted ones are no longer listed.
 fn provisioned_costs(
     paths: &Paths,
-    store: &SqliteStore,
+    store: &dyn ServerStore,
     since_ms: i64,
     until_ms: i64,
 ) -> Result<Vec<serde_json::Value>> {
@@ -662,7 +675,7 @@ fn provisioned_costs(
 }
 
 /// This month's spend of every active key with a budget (its own or the default).
-fn budgets(paths: &Paths, store: &SqliteStore) -> Result<Vec<serde_json::Value>> {
+fn budgets(paths: &Paths, store: &dyn ServerStore) -> Result<Vec<serde_json::Value>> {
     let config = paths.load_config()?;
     let now = OffsetDateTime::now_utc();
     let month_start = now

@@ -1,0 +1,304 @@
+//! Keys, metering and quota windows.
+
+use std::time::Duration;
+
+use super::eventually;
+use crate::testing::{on_both_backends, Backend};
+use crate::{InvocationRecord, KeyLimits, KeyRecord, QuotaClaim, QuotaWindow, StoreError};
+
+fn key(id: &str, akid: &str) -> KeyRecord {
+    KeyRecord {
+        id: id.into(),
+        name: format!("name-{id}"),
+        access_key_id: akid.into(),
+        bearer_sha256: format!("hash-{id}"),
+        is_admin: false,
+        created_at: 1,
+        revoked_at: None,
+        limits: KeyLimits::default(),
+        retrieval_filter: None,
+    }
+}
+
+fn invocation(key: &str, model: &str, input: u64, outcome: &str, at_ms: i64) -> InvocationRecord {
+    InvocationRecord {
+        at_ms,
+        request_id: "r".into(),
+        key_id: Some(key.into()),
+        key_name: Some(key.into()),
+        model_id: model.into(),
+        inference_type: "ON_DEMAND".into(),
+        operation: "Converse".into(),
+        input_tokens: input,
+        output_tokens: 2,
+        latency_ms: 10,
+        first_token_ms: None,
+        cost_usd: 0.5,
+        outcome: outcome.into(),
+        inference_profile: None,
+        model_alias: None,
+        agent_session: None,
+    }
+}
+
+fn keys_round_trip_and_revoke_by_either_id(backend: &Backend) {
+    let store = backend.open();
+    store.insert_key(&key("k1", "AKIA1")).expect("insert");
+    let mut admin = key("k2", "AKIA2");
+    admin.is_admin = true;
+    admin.retrieval_filter = None;
+    store.insert_key(&admin).expect("insert");
+    assert_eq!(
+        store
+            .key_by_access_key_id("AKIA1")
+            .expect("get")
+            .map(|k| k.id),
+        Some("k1".into())
+    );
+    let got = store.key_by_bearer_sha256("hash-k2").expect("get");
+    assert_eq!(got, Some(admin), "a key did not come back as stored");
+    assert!(store.key_by_access_key_id("nope").expect("get").is_none());
+    assert!(store.revoke_key("AKIA1", 5).expect("revoke"));
+    assert!(
+        !store.revoke_key("k1", 6).expect("revoke twice"),
+        "second revoke must report nothing changed"
+    );
+    assert!(store.revoke_key("k2", 7).expect("revoke by id"));
+    let keys = store.list_keys().expect("list");
+    assert_eq!(
+        keys.iter().map(|k| k.revoked_at).collect::<Vec<_>>(),
+        vec![Some(5), Some(7)]
+    );
+    assert!(store
+        .set_key_retrieval_filter("k1", Some(r#"{"equals":{"key":"t","value":"a"}}"#))
+        .expect("set filter"));
+    assert!(!store
+        .set_key_retrieval_filter("nope", None)
+        .expect("set filter"));
+    assert_eq!(
+        store
+            .key_by_access_key_id("AKIA1")
+            .expect("get")
+            .and_then(|k| k.retrieval_filter)
+            .as_deref(),
+        Some(r#"{"equals":{"key":"t","value":"a"}}"#)
+    );
+}
+
+fn duplicate_access_key_is_refused(backend: &Backend) {
+    let store = backend.open();
+    store.insert_key(&key("k1", "AKIA1")).expect("insert");
+    let mut dup = key("k3", "AKIA1");
+    dup.bearer_sha256 = "other".into();
+    assert!(matches!(
+        store.insert_key(&dup),
+        Err(StoreError::Duplicate(_))
+    ));
+    assert_eq!(
+        store.list_keys().expect("list").len(),
+        1,
+        "the refused key was written"
+    );
+}
+
+fn usage_groups_by_key_and_model_within_the_period(backend: &Backend) {
+    let store = backend.open();
+    store
+        .record_invocations(&[
+            invocation("a", "m1", 10, "success", 100),
+            invocation("a", "m1", 5, "client_error", 150),
+            invocation("b", "m1", 7, "success", 120),
+            invocation("a", "m1", 99, "success", 500),
+            invocation("b", "m1", 1, "throttled", 130),
+        ])
+        .expect("record");
+    let rows = store.usage(0, 200).expect("usage");
+    assert_eq!(rows.len(), 2);
+    assert_eq!(
+        (
+            rows[0].key_name.as_str(),
+            rows[0].invocations,
+            rows[0].errors,
+            rows[0].input_tokens
+        ),
+        ("a", 2, 1, 15)
+    );
+    assert_eq!(
+        (
+            rows[1].key_name.as_str(),
+            rows[1].invocations,
+            rows[1].input_tokens,
+            rows[1].throttles,
+            rows[1].errors
+        ),
+        ("b", 2, 8, 1, 1)
+    );
+    assert!((rows[0].cost_usd - 1.0).abs() < 1e-9);
+    assert!((rows[0].avg_latency_ms - 10.0).abs() < 1e-9);
+    let samples = store.invocation_samples(100, 151).expect("samples");
+    assert_eq!(
+        samples.iter().map(|s| s.at_ms).collect::<Vec<_>>(),
+        vec![100, 120, 130, 150],
+        "samples must come oldest first, within the period"
+    );
+}
+
+fn key_limits_and_quota_windows_round_trip(backend: &Backend) {
+    let store = backend.open();
+    store.insert_key(&key("k1", "AKIA1")).expect("insert");
+    let limits = KeyLimits {
+        requests_per_minute: Some(3),
+        tokens_per_minute: None,
+        monthly_budget_usd: Some(2.5),
+    };
+    assert!(store.set_key_limits("AKIA1", &limits).expect("set"));
+    assert!(!store.set_key_limits("nope", &limits).expect("set"));
+    let got = store
+        .key_by_access_key_id("AKIA1")
+        .expect("get")
+        .expect("exists");
+    assert_eq!(got.limits, limits);
+    let claim = |start, requests, tokens| QuotaClaim {
+        key_id: "k1".into(),
+        model_id: "m".into(),
+        window_start_ms: start,
+        requests,
+        tokens,
+    };
+    let totals = |start, requests, tokens| QuotaWindow {
+        key_id: "k1".into(),
+        model_id: "m".into(),
+        window_start_ms: start,
+        requests,
+        tokens,
+    };
+    assert_eq!(
+        store
+            .claim_quota(&claim(60_000, 1, 10), Some(3), None)
+            .expect("claim"),
+        Some(totals(60_000, 1, 10))
+    );
+    assert_eq!(
+        store
+            .claim_quota(&claim(120_000, 2, 20), Some(3), Some(30))
+            .expect("claim"),
+        Some(totals(120_000, 2, 20))
+    );
+    assert_eq!(
+        store
+            .claim_quota(&claim(120_000, 2, 0), Some(3), Some(30))
+            .expect("claim"),
+        None,
+        "2 + 2 requests must not fit a limit of 3"
+    );
+    assert_eq!(
+        store
+            .claim_quota(&claim(120_000, 0, 11), Some(3), Some(30))
+            .expect("claim"),
+        None,
+        "20 + 11 tokens must not fit a limit of 30"
+    );
+    assert_eq!(
+        store
+            .claim_quota(&claim(180_000, 4, 0), Some(3), None)
+            .expect("claim"),
+        None,
+        "a new window must not take more than its limit either"
+    );
+    assert_eq!(
+        store
+            .claim_quota(&claim(120_000, 1, 10), Some(3), Some(30))
+            .expect("claim"),
+        Some(totals(120_000, 3, 30)),
+        "a claim that fits exactly is taken"
+    );
+    assert_eq!(
+        store
+            .claim_quota(&claim(120_000, -5, -4), Some(3), Some(30))
+            .expect("give back"),
+        Some(totals(120_000, 0, 26)),
+        "giving back is never refused and never goes below zero"
+    );
+    assert_eq!(
+        store.quota_windows_since(120_000).expect("load"),
+        vec![totals(120_000, 0, 26)],
+        "refused claims must have changed nothing"
+    );
+    store.prune_quota_windows(120_000).expect("prune");
+    assert_eq!(store.quota_windows_since(0).expect("load").len(), 1);
+    store
+        .record_invocations(&[
+            invocation("k1", "m", 1, "success", 100),
+            invocation("k1", "m", 1, "success", 50),
+        ])
+        .expect("record");
+    let spend = store.spend_by_key(60).expect("spend");
+    assert_eq!(spend.len(), 1);
+    assert!((spend[0].1 - 0.5).abs() < 1e-9, "{spend:?}");
+}
+
+fn migrations_apply_once_on_reopen(backend: &Backend) {
+    backend
+        .open()
+        .insert_key(&key("k1", "AKIA1"))
+        .expect("insert");
+    let again = backend.open();
+    assert_eq!(again.list_keys().expect("list").len(), 1);
+}
+
+fn change_marker_moves_when_another_handle_writes(backend: &Backend) {
+    let server = backend.open();
+    let before = server.change_marker().expect("marker");
+    backend
+        .open()
+        .insert_key(&key("k1", "AKIA1"))
+        .expect("insert");
+    assert!(
+        eventually(Duration::from_secs(5), || server
+            .change_marker()
+            .expect("marker")
+            != before),
+        "a key written through another handle did not move the change marker within 5 s"
+    );
+}
+
+fn change_marker_moves_with_key_writes_only(backend: &Backend) {
+    let store = backend.open();
+    let before = store.change_marker().expect("marker");
+    store
+        .record_invocations(&[invocation("k1", "m1", 3, "success", 1)])
+        .expect("metering write");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        store.change_marker().expect("marker"),
+        before,
+        "a metering write emptied the key cache"
+    );
+    store.insert_key(&key("k1", "AKIA1")).expect("insert");
+    assert!(
+        eventually(Duration::from_secs(5), || store
+            .change_marker()
+            .expect("marker")
+            != before),
+        "an inserted key did not move the marker"
+    );
+    let inserted = store.change_marker().expect("marker");
+    assert!(store.revoke_key("k1", 5).expect("revoke"));
+    assert!(
+        eventually(Duration::from_secs(5), || store
+            .change_marker()
+            .expect("marker")
+            != inserted),
+        "a revocation did not move the marker"
+    );
+}
+
+on_both_backends!(
+    keys_round_trip_and_revoke_by_either_id,
+    duplicate_access_key_is_refused,
+    usage_groups_by_key_and_model_within_the_period,
+    key_limits_and_quota_windows_round_trip,
+    migrations_apply_once_on_reopen,
+    change_marker_moves_when_another_handle_writes,
+    change_marker_moves_with_key_writes_only,
+);
