@@ -1,0 +1,297 @@
+"""A fleet: three Basalt nodes sharing one PostgreSQL store (`[store] url`) behind the
+small load balancer of `scripts/fleet_lb.py`, as `scripts/fleet.sh` starts one.
+
+What must hold across nodes: a key made on one node signs on every node; a revoked
+key stops working on every node within the key watcher's bound (a notification, at
+worst its one-second re-read); a requests-per-minute quota admits exactly its limit
+whichever nodes the requests reach; `basalt usage` on any node reports the whole
+fleet; a batch job whose node is killed with SIGKILL is taken over by another node
+once its lease expires, every record written exactly once; and while the database
+restarts, calls that need it fail with a modelled 503 (none hang), calls that do not
+keep working, and every invocation is metered exactly once when it is back.
+
+The chat model is the scripted OpenAI double (scripted_double.py), so records take
+as long as the test says."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+
+from basalt_support import inline_table, remote_model_toml, user_msg
+from conftest import BOTO_CONFIG, REPO, Server, _tail, start_server, stop_server
+from kb_support import start_postgres
+from scripted_double import API_KEY as DOUBLE_KEY
+from scripted_double import ScriptedDouble
+from test_batch import create, output_lines, wait, write_input
+
+REGION = "us-east-1"
+CHAT = "fleet.chat-v1:0"
+UPSTREAM = "fleet-upstream"
+DOUBLE_KEY_ENV = "BASALT_TEST_FLEET_KEY"
+LEASE_SECS = 3
+# What the key watcher promises: a notification at once, at worst its re-read every
+# second. The test allows scheduling noise on a shared machine on top.
+REVOCATION_BOUND_SECS = 1.0
+REVOCATION_ALLOWANCE_SECS = 4.0
+
+
+@dataclass
+class Fleet:
+    nodes: list[Server]
+    lb_port: int
+    lb: subprocess.Popen
+    config: Path
+    base: Path
+    root: Path
+    double: ScriptedDouble
+    pg: object
+    env: dict
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.lb_port}"
+
+    def node_base(self, i: int) -> Path:
+        return self.base / f"node{i}"
+
+
+def fleet_config(base: Path, store_url: str, double: ScriptedDouble) -> Path:
+    upstream = "upstream = " + inline_table(api="openai", base_url=double.base_url, model=UPSTREAM,
+                                            api_key_env=DOUBLE_KEY_ENV, timeout_secs=30, context_window=32000)
+    text = (f'region = "{REGION}"\n'
+            f"[store]\nurl = {json.dumps(store_url)}\nacquire_timeout_ms = 3000\n"
+            f"[jobs]\nlease_secs = {LEASE_SECS}\npoll_millis = 200\n"
+            "[batch]\nconcurrency = 2\n"
+            + remote_model_toml(CHAT, upstream, extra=("routing = { retries = 0 }",)))
+    path = base / "fleet.toml"
+    path.write_text(text)
+    return path
+
+
+def start_node(fleet_base: Path, i: int, config: Path, env: dict, master_key: bytes | None) -> Server:
+    base = fleet_base / f"node{i}"
+    (base / "data").mkdir(parents=True, exist_ok=True)
+    if master_key is not None:
+        # Every node derives SigV4 secrets from the same master key.
+        (base / "data" / "master.key").write_bytes(master_key)
+    return start_server(config, base, env)
+
+
+def start_lb(ports: list[int]) -> tuple[subprocess.Popen, int]:
+    proc = subprocess.Popen([sys.executable, str(REPO / "scripts" / "fleet_lb.py"), "0",
+                             *[f"127.0.0.1:{p}" for p in ports]],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    line = proc.stdout.readline() if proc.stdout else ""
+    assert line.startswith("listening on 127.0.0.1:"), f"the load balancer did not start: {line!r}"
+    return proc, int(line.rsplit(":", 1)[1])
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory, _hermetic_client_env):
+    base = tmp_path_factory.mktemp("fleet")
+    root = base / "root"
+    root.mkdir()
+    pg, uri = start_postgres(base / "pg")
+    double = ScriptedDouble()
+    config = fleet_config(base, uri, double)
+    # The CLI (`basalt keys`, `basalt usage`) reads the same configuration, so it
+    # works on the fleet's store from any node's data directory.
+    env = {"BASALT_ALLOWED_PATHS": str(root), DOUBLE_KEY_ENV: DOUBLE_KEY, "BASALT_CONFIG": str(config)}
+    nodes: list[Server] = []
+    lb = None
+    try:
+        nodes.append(start_node(base, 0, config, env, None))
+        master = (nodes[0].data_dir / "master.key").read_bytes()
+        for i in (1, 2):
+            nodes.append(start_node(base, i, config, env, master))
+        lb, lb_port = start_lb([n.port for n in nodes])
+        yield Fleet(nodes, lb_port, lb, config, base, root, double, pg, env)
+    finally:
+        if lb is not None:
+            lb.terminate()
+            lb.wait(timeout=10)
+        crashed = [(i, stop_server(n)) for i, n in enumerate(nodes)]
+        double.close()
+        pg.cleanup()
+    bad = [(i, code) for i, code in crashed if code not in (None, -9)]
+    assert not bad, f"fleet nodes exited while the tests ran: {bad}\n" + "\n".join(
+        _tail(nodes[i].log_path) for i, _ in bad)
+
+
+def runtime(url: str, key: dict):
+    return boto3.session.Session().client(
+        "bedrock-runtime", endpoint_url=url, region_name=REGION, aws_access_key_id=key["access_key_id"],
+        aws_secret_access_key=key["secret_access_key"], config=BOTO_CONFIG)
+
+
+def control(url: str, key: dict):
+    return boto3.session.Session().client(
+        "bedrock", endpoint_url=url, region_name=REGION, aws_access_key_id=key["access_key_id"],
+        aws_secret_access_key=key["secret_access_key"], config=BOTO_CONFIG)
+
+
+def converse(url: str, key: dict, text: str = "hello"):
+    return runtime(url, key).converse(modelId=CHAT, messages=[user_msg(text)],
+                                      inferenceConfig={"maxTokens": 8})
+
+
+def error_code(call) -> str | None:
+    try:
+        call()
+    except ClientError as e:
+        return e.response["Error"]["Code"]
+    return None
+
+
+def new_key(node: Server, name: str) -> dict:
+    return node.cli_json("keys", "create", "--name", name, "--json")
+
+
+def test_a_key_made_on_one_node_signs_on_every_node_and_through_the_balancer(fleet):
+    key = new_key(fleet.nodes[1], "fleet-everywhere")
+    for i, node in enumerate(fleet.nodes):
+        out = converse(node.url, key)
+        assert out["stopReason"] in ("end_turn", "max_tokens"), f"node {i}: {out}"
+    for _ in range(3):
+        converse(fleet.url, key)
+
+
+def test_a_revoked_key_stops_on_every_node_within_the_watchers_bound(fleet):
+    key = new_key(fleet.nodes[0], "fleet-revoked")
+    for node in fleet.nodes:
+        converse(node.url, key)  # every node has the key in its cache now
+    fleet.nodes[2].cli("keys", "revoke", key["access_key_id"])
+    revoked_at = time.monotonic()
+    took = {}
+    pending = set(range(len(fleet.nodes)))
+    while pending and time.monotonic() - revoked_at < REVOCATION_BOUND_SECS + REVOCATION_ALLOWANCE_SECS:
+        for i in sorted(pending):
+            code = error_code(lambda: converse(fleet.nodes[i].url, key))
+            if code is not None:
+                assert code == "AccessDeniedException", f"node {i} refused the revoked key with {code}"
+                took[i] = time.monotonic() - revoked_at
+                pending.discard(i)
+        time.sleep(0.02)
+    assert not pending, f"nodes {sorted(pending)} still accept a key revoked on node 2"
+    print(f"\nrevocation reached every node within {max(took.values()):.3f} s: {took}")
+
+
+def wait_for_fresh_minute(margin_secs: float = 20.0) -> None:
+    """Quota windows are calendar minutes: start where the test has `margin_secs`."""
+    left = 60 - time.time() % 60
+    if left < margin_secs:
+        time.sleep(left + 0.2)
+
+
+def test_a_quota_admits_exactly_its_limit_across_the_fleet(fleet):
+    key = new_key(fleet.nodes[0], "fleet-quota")
+    limit = 12
+    fleet.nodes[1].cli("keys", "update", key["access_key_id"], "--rpm", str(limit))
+    wait_for_fresh_minute()
+    results: list[tuple[int, str | None]] = []
+    lock = threading.Lock()
+
+    def fire(i: int) -> None:
+        node = fleet.nodes[i % len(fleet.nodes)]
+        code = error_code(lambda: converse(node.url, key, f"request {i}"))
+        with lock:
+            results.append((i % len(fleet.nodes), code))
+
+    threads = [threading.Thread(target=fire, args=(i,)) for i in range(36)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    admitted = [node for node, code in results if code is None]
+    refused = [code for _, code in results if code is not None]
+    assert len(results) == 36
+    assert set(refused) <= {"ThrottlingException"}, f"refusals other than throttles: {refused}"
+    assert len(admitted) == limit, (
+        f"3 nodes admitted {len(admitted)} requests of a key limited to {limit}/min "
+        f"(by node: {[admitted.count(i) for i in range(3)]})")
+    # Every node's CLI reads the fleet's metering.
+    time.sleep(1.0)  # metering batches are written within a few tens of milliseconds
+    for i, node in enumerate(fleet.nodes):
+        rows = node.cli_json("usage", "--json", "--since", "1h")
+        mine = [r for r in rows["rows"] if r["key_name"] == "fleet-quota"] if isinstance(rows, dict) else []
+        invocations = sum(r["invocations"] for r in mine)
+        assert invocations == 36, f"node {i}'s `basalt usage` counts {invocations} of the fleet's 36 calls: {mine}"
+
+
+def test_a_batch_job_survives_the_death_of_its_node(fleet):
+    key = new_key(fleet.nodes[0], "fleet-batch")
+    n = 40
+    # Each record takes 0.2 s upstream; two at a time, the job runs about 4 s.
+    fleet.double.script(UPSTREAM, [{"text": "ok", "delay": 0.2} for _ in range(3 * n)])
+    work = fleet.root / "batch"
+    work.mkdir()
+    inp, out = work / "records.jsonl", work / "out"
+    ids = write_input(inp, n)
+    arn = create(control(fleet.url, key), CHAT, inp, out)
+    job_id = arn.rsplit("/", 1)[1]
+    wait(control(fleet.url, key), arn, predicate=lambda j: j.get("processedRecordCount", 0) >= 6)
+    row = {r["id"]: r for r in fleet.nodes[0].cli_json("jobs", "list", "--json")}[job_id]
+    assert row["state"] == "InProgress" and row["node"], row
+    owners = {(n.data_dir / "node-id").read_text().strip(): i for i, n in enumerate(fleet.nodes)}
+    victim = owners[row["node"]]
+    fleet.nodes[victim].proc.kill()  # SIGKILL: the lease is never given back
+    fleet.nodes[victim].proc.wait(timeout=30)
+    try:
+        survivor = fleet.nodes[(victim + 1) % len(fleet.nodes)]
+        job = wait(control(survivor.url, key), arn, timeout=120)
+        assert job["status"] == "Completed", job
+        lines = output_lines(out, arn, "records.jsonl")
+        assert sorted(line["recordId"] for line in lines) == ids, \
+            "every record exactly once across the dead node and the one that took over"
+        after = {r["id"]: r for r in survivor.cli_json("jobs", "list", "--json")}[job_id]
+        assert after["state"] == "Completed" and after["claims"] == 2, \
+            f"claimed by the killed node, then once by another after the lease: {after}"
+    finally:
+        # The node comes back (same data directory, same node name) for later tests.
+        fleet.nodes[victim] = start_server(fleet.config, fleet.node_base(victim), fleet.env)
+
+
+def test_a_database_restart_fails_what_needs_it_with_503_and_meters_once(fleet):
+    key = new_key(fleet.nodes[0], "fleet-pg-restart")
+    node = fleet.nodes[1]
+    converse(node.url, key)  # the node has the key cached
+    pg = fleet.pg
+    pg.stop()
+    try:
+        started = time.monotonic()
+        code = error_code(lambda: control(node.url, key).list_model_invocation_jobs())
+        took = time.monotonic() - started
+        assert code == "ServiceUnavailableException", f"a control-plane call with the database down answered {code}"
+        assert took < 15, f"the call waited {took:.1f} s for the database instead of failing"
+        # An inference call needs no database: it is served, and its metering waits.
+        out = converse(node.url, key, "while the database is down")
+        assert out["stopReason"] in ("end_turn", "max_tokens"), out
+    finally:
+        with pg._lock:
+            pg.ensure_postgres_running()
+    deadline = time.monotonic() + 30
+    while True:
+        code = error_code(lambda: control(node.url, key).list_model_invocation_jobs())
+        if code is None:
+            break
+        assert time.monotonic() < deadline, f"the node did not reconnect after the restart: {code}"
+        time.sleep(0.3)
+    deadline = time.monotonic() + 30
+    while True:
+        rows = node.cli_json("usage", "--json", "--since", "1h")
+        mine = [r for r in rows["rows"] if r["key_name"] == "fleet-pg-restart"]
+        count = sum(r["invocations"] for r in mine)
+        if count >= 2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert count == 2, f"two calls must be metered exactly once each, found {count}: {mine}"
