@@ -27,16 +27,18 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from basalt_support import inline_table, remote_model_toml, user_msg
+from basalt_support import inline_table, remote_embedding_toml, remote_model_toml, user_msg
 from conftest import BOTO_CONFIG, REPO, Server, _tail, start_server, stop_server
-from kb_support import start_postgres
+from kb_support import EMBEDDED, ROLE_ARN, custom_source, ingest_texts, rds_storage, start_postgres
 from scripted_double import API_KEY as DOUBLE_KEY
-from scripted_double import ScriptedDouble
+from scripted_double import DIMENSIONS, ScriptedDouble
 from test_batch import create, output_lines, wait, write_input
 
 REGION = "us-east-1"
 CHAT = "fleet.chat-v1:0"
 UPSTREAM = "fleet-upstream"
+EMBED = "fleet.embed-v1:0"
+EMBED_UPSTREAM = "fleet-embed"
 DOUBLE_KEY_ENV = "BASALT_TEST_FLEET_KEY"
 LEASE_SECS = 3
 # What the key watcher promises: a notification at once, at worst its re-read every
@@ -68,11 +70,15 @@ class Fleet:
 def fleet_config(base: Path, store_url: str, double: ScriptedDouble) -> Path:
     upstream = "upstream = " + inline_table(api="openai", base_url=double.base_url, model=UPSTREAM,
                                             api_key_env=DOUBLE_KEY_ENV, timeout_secs=30, context_window=32000)
+    embed = "upstream = " + inline_table(api="openai", base_url=double.base_url, model=EMBED_UPSTREAM,
+                                         api_key_env=DOUBLE_KEY_ENV, timeout_secs=30)
     text = (f'region = "{REGION}"\n'
             f"[store]\nurl = {json.dumps(store_url)}\nacquire_timeout_ms = 3000\n"
             f"[jobs]\nlease_secs = {LEASE_SECS}\npoll_millis = 200\n"
             "[batch]\nconcurrency = 2\n"
-            + remote_model_toml(CHAT, upstream, extra=("routing = { retries = 0 }",)))
+            f"[knowledge_bases.postgres.fleet]\nurl = {json.dumps(store_url)}\n"
+            + remote_model_toml(CHAT, upstream, extra=("routing = { retries = 0 }",))
+            + remote_embedding_toml(EMBED, embed, DIMENSIONS))
     path = base / "fleet.toml"
     path.write_text(text)
     return path
@@ -153,6 +159,15 @@ def error_code(call) -> str | None:
     return None
 
 
+def agent_clients(url: str, key: dict):
+    def make(service):
+        return boto3.session.Session().client(
+            service, endpoint_url=url, region_name=REGION, aws_access_key_id=key["access_key_id"],
+            aws_secret_access_key=key["secret_access_key"], config=BOTO_CONFIG)
+
+    return make("bedrock-agent"), make("bedrock-agent-runtime")
+
+
 def new_key(node: Server, name: str) -> dict:
     return node.cli_json("keys", "create", "--name", name, "--json")
 
@@ -184,6 +199,32 @@ def test_a_revoked_key_stops_on_every_node_within_the_watchers_bound(fleet):
         time.sleep(0.02)
     assert not pending, f"nodes {sorted(pending)} still accept a key revoked on node 2"
     print(f"\nrevocation reached every node within {max(took.values()):.3f} s: {took}")
+
+
+def test_a_pgvector_knowledge_base_serves_every_node_and_an_embedded_one_is_refused(fleet):
+    key = new_key(fleet.nodes[0], "fleet-kb")
+    agent0, _ = agent_clients(fleet.nodes[0].url, key)
+    agent1, _ = agent_clients(fleet.nodes[1].url, key)
+    _, runtime2 = agent_clients(fleet.nodes[2].url, key)
+    vector = {"type": "VECTOR", "vectorKnowledgeBaseConfiguration": {
+        "embeddingModelArn": f"arn:aws:bedrock:{REGION}::foundation-model/{EMBED}"}}
+    with pytest.raises(ClientError) as refused:
+        agent0.create_knowledge_base(name="fleet-embedded", roleArn=ROLE_ARN,
+                                     knowledgeBaseConfiguration=vector, storageConfiguration=EMBEDDED)
+    error = refused.value.response["Error"]
+    assert error["Code"] == "ValidationException" and "RDS" in error["Message"], error
+    kb = agent0.create_knowledge_base(name="fleet-pgvector", roleArn=ROLE_ARN, knowledgeBaseConfiguration=vector,
+                                      storageConfiguration=rds_storage("kb_fleet", connection="fleet"))
+    kb_id = kb["knowledgeBase"]["knowledgeBaseId"]
+    ds_id = custom_source(agent1, kb_id, "docs")
+    ingest_texts(agent1, kb_id, ds_id, {
+        "columns": "The basalt columns of Fingal's Cave are hexagonal, formed as lava cooled.",
+        "pumice": "Pumice is so full of gas bubbles that it floats on water."})
+    found = runtime2.retrieve(knowledgeBaseId=kb_id, retrievalQuery={"text": "hexagonal basalt columns"},
+                              retrievalConfiguration={"vectorSearchConfiguration": {
+                                  "numberOfResults": 1, "overrideSearchType": "HYBRID"}})["retrievalResults"]
+    assert found and "hexagonal" in found[0]["content"]["text"], \
+        f"a document ingested through node 1 must be found through node 2: {found}"
 
 
 def wait_for_fresh_minute(margin_secs: float = 20.0) -> None:

@@ -365,6 +365,15 @@ pub struct KnowledgeBasesConfig {
     pub postgres: BTreeMap<String, PostgresConnection>,
     /// Web data sources.
     pub web: WebCrawlConfig,
+    /// Allow `BASALT_EMBEDDED` knowledge bases when the server's records are in a
+    /// shared PostgreSQL store (`[store] url`). Off: refused, since an embedded index
+    /// lives on one node's disk and the other nodes of a fleet would not see it (use
+    /// `RDS`, pgvector, which every node reaches). On: for one node on PostgreSQL.
+    pub embedded_with_shared_store: bool,
+    /// Whether the server's records are in a shared store (set from `[store]`, not
+    /// read from the file).
+    #[serde(skip)]
+    pub shared_store: bool,
 }
 
 /// What web data sources may crawl.
@@ -412,6 +421,8 @@ impl Default for KnowledgeBasesConfig {
             approximate_scan_fraction: 0.10,
             postgres: BTreeMap::new(),
             web: WebCrawlConfig::default(),
+            embedded_with_shared_store: false,
+            shared_store: false,
         }
     }
 }

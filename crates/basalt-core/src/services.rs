@@ -9,7 +9,7 @@ use std::sync::Arc;
 use crate::agents::AgentService;
 use crate::batch::runner::{BatchRunner, RecordInvoker};
 use crate::batch::BatchService;
-use crate::config::ConfigFile;
+use crate::config::{ConfigFile, KnowledgeBasesConfig};
 use crate::customization::{CustomizationJobs, CustomizationService, ImportJobs};
 use crate::guardrails::GuardrailService;
 use crate::jobs::{JobRunner, RunnerTask};
@@ -77,7 +77,10 @@ impl Services {
             Arc::clone(&guardrails),
             Arc::clone(&jobs),
             store.clone(),
-            config.knowledge_bases.clone(),
+            KnowledgeBasesConfig {
+                shared_store: config.store.effective_url().is_some(),
+                ..config.knowledge_bases.clone()
+            },
         )?);
         let responses = Arc::new(ResponseService::new(
             store.clone(),

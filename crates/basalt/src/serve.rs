@@ -246,11 +246,14 @@ pub fn serve(paths: &Paths, listen: &str, tls_args: &TlsArgs) -> Result<()> {
         header_timeout: Duration::from_secs(config.limits.header_timeout_secs.max(1)),
         max_headers: basalt_edge::auth::HTTP_MAX_HEADERS,
     };
+    let core = std::sync::Arc::clone(&state.core);
     http::run(listeners, router, threads, connection_limits, async move {
         basalt_edge::start_background(&state);
         shutdown_signal().await;
     })?;
     tracing::info!("shut down");
+    // Quota shares this node claimed and did not use go back to the fleet.
+    core.quotas().release_all();
     meter.flush(Duration::from_secs(5));
     Ok(())
 }

@@ -1033,11 +1033,21 @@ impl KnowledgeService {
                 "storageConfiguration is required; supported types: {STORAGE_TYPES} (e.g. {{\"type\": \"BASALT_EMBEDDED\"}})"
             ))
         })?;
-        if let Storage::Postgres(rds) = Storage::of(&storage)? {
-            self.connection(&rds.connection)?;
-            for (value, what) in [(&rds.table, "tableName")] {
-                basalt_kb::postgres::check_identifier(value, what).map_err(kb_error)?;
+        match Storage::of(&storage)? {
+            Storage::Postgres(rds) => {
+                self.connection(&rds.connection)?;
+                for (value, what) in [(&rds.table, "tableName")] {
+                    basalt_kb::postgres::check_identifier(value, what).map_err(kb_error)?;
+                }
             }
+            Storage::Embedded
+                if self.config.shared_store && !self.config.embedded_with_shared_store =>
+            {
+                return Err(CoreError::Validation(
+                    "this server shares its records with a fleet (a PostgreSQL [store]): a BASALT_EMBEDDED index would live on one node's disk only; use storageConfiguration type RDS (pgvector), or set [knowledge_bases] embedded_with_shared_store = true for a single node".into(),
+                ));
+            }
+            Storage::Embedded => {}
         }
         Ok((model_id.to_owned(), dimensions, storage))
     }
