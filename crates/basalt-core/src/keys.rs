@@ -33,6 +33,8 @@ pub struct Principal {
     pub limits: KeyLimits,
     /// A knowledge-base retrieval filter joined to every retrieval this key makes.
     pub retrieval_filter: Option<String>,
+    /// The key's permissions (`None`: every action).
+    pub policy: Option<std::sync::Arc<crate::policy::KeyPolicy>>,
 }
 
 impl Principal {
@@ -229,6 +231,7 @@ impl KeyService {
             revoked_at: None,
             limits: KeyLimits::default(),
             retrieval_filter: None,
+            policy: None,
         };
         self.store.insert_key(&record).map_err(store_err)?;
         if let Ok(mut cache) = self.cache.write() {
@@ -280,6 +283,23 @@ impl KeyService {
             .store
             .set_key_retrieval_filter(id, filter)
             .map_err(store_err)?;
+        if let Ok(mut cache) = self.cache.write() {
+            *cache = KeyCache::default();
+        }
+        if found {
+            Ok(())
+        } else {
+            Err(CoreError::NotFound(format!("no key {id}")))
+        }
+    }
+
+    /// Replaces a key's permissions policy (by key ID or access key ID); `None` removes
+    /// it (the key may do everything again). A policy is checked before it is stored.
+    pub fn set_policy(&self, id: &str, policy: Option<&str>) -> Result<(), CoreError> {
+        if let Some(text) = policy {
+            crate::policy::KeyPolicy::parse(text)?;
+        }
+        let found = self.store.set_key_policy(id, policy).map_err(store_err)?;
         if let Ok(mut cache) = self.cache.write() {
             *cache = KeyCache::default();
         }
@@ -410,6 +430,13 @@ pub fn principal(r: &KeyRecord) -> Principal {
         is_admin: r.is_admin,
         limits: r.limits,
         retrieval_filter: r.retrieval_filter.clone(),
+        policy: r.policy.as_deref().map(|text| {
+            std::sync::Arc::new(crate::policy::KeyPolicy::parse(text).unwrap_or_else(|e| {
+                // Policies are checked when set; one that no longer parses allows nothing.
+                tracing::warn!(key = %r.name, error = %e, "a stored key policy does not parse; the key may do nothing");
+                crate::policy::KeyPolicy::deny_all()
+            }))
+        }),
     }
 }
 

@@ -6,6 +6,7 @@
 //! Nothing in this crate knows HTTP or a wire format.
 
 pub mod agents;
+pub mod audit;
 pub mod batch;
 pub mod catalog;
 pub mod common;
@@ -21,6 +22,7 @@ pub mod knowledge;
 pub mod local_paths;
 pub mod metering;
 pub mod model_fetch;
+pub mod policy;
 pub mod profiles;
 pub mod provider;
 pub mod provisioned;

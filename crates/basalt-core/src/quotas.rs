@@ -570,6 +570,7 @@ mod tests {
             is_admin: false,
             limits,
             retrieval_filter: None,
+            policy: None,
         }
     }
 

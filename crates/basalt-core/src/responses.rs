@@ -168,6 +168,7 @@ mod tests {
             is_admin: false,
             limits: Default::default(),
             retrieval_filter: None,
+            policy: None,
         }
     }
 

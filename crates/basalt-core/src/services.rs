@@ -7,6 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::agents::AgentService;
+use crate::audit::AuditLog;
 use crate::batch::runner::{BatchRunner, RecordInvoker};
 use crate::batch::BatchService;
 use crate::config::{ConfigFile, KnowledgeBasesConfig};
@@ -37,6 +38,8 @@ pub struct Services {
     pub customization: Arc<CustomizationService>,
     /// Stored responses of OpenAI's Responses API.
     pub responses: Arc<ResponseService>,
+    /// Control-plane changes: who, what, when.
+    pub audit: Arc<AuditLog>,
 }
 
 impl Services {
@@ -82,6 +85,7 @@ impl Services {
                 ..config.knowledge_bases.clone()
             },
         )?);
+        let audit = Arc::new(AuditLog::new(store.clone()));
         let responses = Arc::new(ResponseService::new(
             store.clone(),
             config.responses.clone(),
@@ -99,6 +103,7 @@ impl Services {
             config.customization.clone(),
         ));
         Ok(Self {
+            audit,
             customization,
             responses,
             core,

@@ -34,6 +34,8 @@ pub fn routes() -> Router<AppState> {
             "/basalt/v1/keys/{key_id}/retrieval-filter",
             put(put_retrieval_filter),
         )
+        .route("/basalt/v1/keys/{key_id}/policy", put(put_policy))
+        .route("/basalt/v1/audit", get(audit_log))
         .route("/basalt/v1/usage", get(usage))
         .route(
             "/basalt/v1/model-customization-jobs/{job_id}/loss-curve",
@@ -132,6 +134,7 @@ fn body(state: &AppState, key_id: &str) -> Result<Response, BedrockError> {
         is_admin: record.is_admin,
         limits: record.limits,
         retrieval_filter: record.retrieval_filter.clone(),
+        policy: None,
     };
     let (spent, budget) = state.core.quotas().budget_status(&principal);
     Ok(Json(json!({
@@ -210,6 +213,10 @@ fn key_json(record: &basalt_core::keys::KeyRecord) -> serde_json::Value {
             .retrieval_filter
             .as_deref()
             .and_then(|f| serde_json::from_str::<serde_json::Value>(f).ok()),
+        "policy": record
+            .policy
+            .as_deref()
+            .and_then(|p| serde_json::from_str::<serde_json::Value>(p).ok()),
     })
 }
 
@@ -297,4 +304,95 @@ async fn put_retrieval_filter(
         .set_retrieval_filter(&key_id, text.as_deref())?;
     let record = state.core.keys().get(&key_id)?;
     Ok(Json(key_json(&record)).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct PolicyBody {
+    /// An IAM-style policy document; null or absent removes the key's policy.
+    policy: Option<serde_json::Value>,
+}
+
+/// `PUT /basalt/v1/keys/{key}/policy` `{"policy": {...} | null}`: the key's
+/// permissions (see `basalt_core::policy`); the answer is the key as listed.
+async fn put_policy(
+    State(state): State<AppState>,
+    Path(key_id): Path<String>,
+    Extension(principal): Extension<Principal>,
+    raw: Bytes,
+) -> Result<Response, BedrockError> {
+    admin_only(&principal)?;
+    let body: PolicyBody = parse_json(&raw)?;
+    let text = body.policy.filter(|p| !p.is_null()).map(|p| p.to_string());
+    state.core.keys().set_policy(&key_id, text.as_deref())?;
+    let record = state.core.keys().get(&key_id)?;
+    Ok(Json(key_json(&record)).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AuditParams {
+    since: Option<String>,
+    until: Option<String>,
+    /// Only this key's entries (key ID or name).
+    key: Option<String>,
+    max_results: Option<usize>,
+    next_token: Option<String>,
+}
+
+/// `GET /basalt/v1/audit?since=&until=&key=&maxResults=&nextToken=`: control-plane
+/// changes, oldest first (default: the last 24 hours, 100 a page), for administrators.
+async fn audit_log(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    axum::extract::Query(q): axum::extract::Query<AuditParams>,
+) -> Result<Response, BedrockError> {
+    if !principal.is_admin {
+        return Err(BedrockError {
+            code: BedrockErrorCode::AccessDenied,
+            message: "only an administrator key may read the audit log".into(),
+        });
+    }
+    let now = crate::common::now_ms();
+    let until = q
+        .until
+        .as_deref()
+        .map(|u| instant("until", u))
+        .transpose()?
+        .unwrap_or(now + 1);
+    let since = q
+        .since
+        .as_deref()
+        .map(|s| instant("since", s))
+        .transpose()?
+        .unwrap_or(now - 86_400_000);
+    let after = q
+        .next_token
+        .as_deref()
+        .map(|t| {
+            t.parse::<i64>()
+                .map_err(|_| BedrockError::validation("nextToken is not one this server gave"))
+        })
+        .transpose()?;
+    let page = state.services.audit.page(
+        since,
+        until,
+        q.key.as_deref(),
+        after,
+        q.max_results.unwrap_or(100),
+    )?;
+    let entries: Vec<_> = page
+        .entries
+        .iter()
+        .map(|e| {
+            json!({
+                "atMs": e.at_ms, "requestId": e.request_id, "keyId": e.key_id, "keyName": e.key_name,
+                "action": e.action, "resource": e.resource, "status": e.status, "source": e.source,
+            })
+        })
+        .collect();
+    Ok(
+        Json(json!({ "entries": entries, "nextToken": page.next_after.map(|a| a.to_string()) }))
+            .into_response(),
+    )
 }

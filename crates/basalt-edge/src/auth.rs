@@ -304,13 +304,60 @@ pub async fn authenticate(State(state): State<AppState>, request: Request, next:
     let mut response = match admit(&state, dialect, &mut parts, body).await {
         Err(refused) => refused,
         Ok((principal, bytes)) => {
-            parts.extensions.insert(principal);
-            parts.extensions.insert(RequestId(request_id.clone()));
-            // A permit only for authenticated requests whose body is in: neither a
-            // client without credentials nor a slow sender holds one.
-            let _permit = state.admission.work().await;
-            next.run(Request::from_parts(parts, Body::from(bytes)))
-                .await
+            let path = parts.uri.path().to_owned();
+            match crate::permissions::authorize(
+                &state,
+                &principal,
+                &parts.method,
+                &path,
+                &parts.headers,
+                &bytes,
+            ) {
+                Err(refused) => {
+                    let attempt = crate::permissions::attempted(
+                        &state,
+                        &parts.method,
+                        &path,
+                        &parts.headers,
+                        &bytes,
+                    );
+                    if let Some(attempt) = attempt {
+                        let status = refused.status().as_u16();
+                        crate::permissions::audit(
+                            &state,
+                            &principal,
+                            &request_id,
+                            "api",
+                            attempt,
+                            status,
+                        )
+                        .await;
+                    }
+                    refused
+                }
+                Ok(authorized) => {
+                    parts.extensions.insert(principal.clone());
+                    parts.extensions.insert(RequestId(request_id.clone()));
+                    // A permit only for authenticated requests whose body is in: neither a
+                    // client without credentials nor a slow sender holds one.
+                    let _permit = state.admission.work().await;
+                    let response = next
+                        .run(Request::from_parts(parts, Body::from(bytes)))
+                        .await;
+                    if let Some(done) = authorized.filter(|a| a.mutates) {
+                        crate::permissions::audit(
+                            &state,
+                            &principal,
+                            &request_id,
+                            "api",
+                            (done.action, done.resources),
+                            response.status().as_u16(),
+                        )
+                        .await;
+                    }
+                    response
+                }
+            }
         }
     };
     // Every API response by dialect and status, including those refused before a model

@@ -18,6 +18,7 @@ mod error;
 pub mod eventstream;
 mod json_body;
 pub mod openai;
+pub mod permissions;
 mod responses;
 pub mod sigv4;
 mod streaming;
@@ -126,11 +127,45 @@ pub async fn call_as(
     state: &AppState,
     api: &Router,
     principal: basalt_core::keys::Principal,
-    mut request: axum::http::Request<axum::body::Body>,
+    request: axum::http::Request<axum::body::Body>,
 ) -> axum::response::Response {
+    use axum::response::IntoResponse;
     use tower::ServiceExt;
     let request_id = uuid::Uuid::new_v4().to_string();
-    request.extensions_mut().insert(principal);
+    // The same permissions as the API's own entrance: the body is whole here.
+    let (parts, body) = request.into_parts();
+    let bytes = match axum::body::to_bytes(body, usize::MAX).await {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            return error::BedrockError::from(basalt_core::CoreError::Validation(format!(
+                "cannot read the request body: {e}"
+            )))
+            .into_response()
+        }
+    };
+    let path = parts.uri.path().to_owned();
+    let authorized = match permissions::authorize(
+        state,
+        &principal,
+        &parts.method,
+        &path,
+        &parts.headers,
+        &bytes,
+    ) {
+        Ok(authorized) => authorized,
+        Err(refused) => {
+            if let Some(attempt) =
+                permissions::attempted(state, &parts.method, &path, &parts.headers, &bytes)
+            {
+                let status = refused.status().as_u16();
+                permissions::audit(state, &principal, &request_id, "console", attempt, status)
+                    .await;
+            }
+            return refused;
+        }
+    };
+    let mut request = axum::http::Request::from_parts(parts, axum::body::Body::from(bytes));
+    request.extensions_mut().insert(principal.clone());
     request
         .extensions_mut()
         .insert(auth::RequestId(request_id.clone()));
@@ -139,6 +174,17 @@ pub async fn call_as(
         Ok(response) => response,
         Err(never) => match never {},
     };
+    if let Some(done) = authorized.filter(|a| a.mutates) {
+        permissions::audit(
+            state,
+            &principal,
+            &request_id,
+            "console",
+            (done.action, done.resources),
+            response.status().as_u16(),
+        )
+        .await;
+    }
     if let Ok(v) = axum::http::HeaderValue::from_str(&request_id) {
         response.headers_mut().insert("x-amzn-requestid", v);
     }

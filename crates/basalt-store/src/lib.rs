@@ -95,6 +95,8 @@ pub struct KeyRecord {
     pub limits: KeyLimits,
     /// A mandatory knowledge-base retrieval filter (RetrievalFilter JSON).
     pub retrieval_filter: Option<String>,
+    /// The key's permissions policy (IAM-style JSON); `None`: every action.
+    pub policy: Option<String>,
 }
 
 /// API keys.
@@ -118,6 +120,12 @@ pub trait KeyStore: Send + Sync {
         &self,
         id_or_access_key_id: &str,
         limits: &KeyLimits,
+    ) -> Result<bool, StoreError>;
+    /// Replaces the key's permissions policy; false when no such key.
+    fn set_key_policy(
+        &self,
+        id_or_access_key_id: &str,
+        policy: Option<&str>,
     ) -> Result<bool, StoreError>;
     /// A value that changes whenever the keys change (from any connection or process),
     /// so callers can cache keys and notice revocations at once.
@@ -243,9 +251,48 @@ pub trait QuotaStore: Send + Sync {
     fn prune_quota_windows(&self, before_ms: i64) -> Result<(), StoreError>;
 }
 
+/// One control-plane change (or a refused attempt at one): who, what, when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRecord {
+    /// Unix milliseconds.
+    pub at_ms: i64,
+    pub request_id: String,
+    /// The key that made it (`None`: the CLI, which names its user in `key_name`).
+    pub key_id: Option<String>,
+    pub key_name: String,
+    /// The action, e.g. `bedrock:CreateGuardrail`, `basalt:RevokeKey`.
+    pub action: String,
+    /// The resources, as ARNs, comma-separated (`*` for none in particular).
+    pub resource: String,
+    /// The HTTP status it was answered with (0 for the CLI, which has none).
+    pub status: u16,
+    /// Where it came from: `api`, `console` or `cli`.
+    pub source: String,
+}
+
+/// What an audit query asks for.
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery<'a> {
+    pub since_ms: i64,
+    pub until_ms: i64,
+    /// Only this key's (ID or name).
+    pub key: Option<&'a str>,
+    /// Only entries after this sequence number (paging).
+    pub after: Option<i64>,
+    pub limit: usize,
+}
+
+/// The audit log of control-plane changes.
+pub trait AuditStore: Send + Sync {
+    fn record_audit(&self, record: &AuditRecord) -> Result<(), StoreError>;
+    /// Entries in the period, oldest first, each with its sequence number.
+    fn audit_log(&self, query: &AuditQuery<'_>) -> Result<Vec<(i64, AuditRecord)>, StoreError>;
+}
+
 /// Everything the core keeps in one store (a backend implements all of it).
 pub trait CoreStore:
-    GuardrailStore
+    AuditStore
+    + GuardrailStore
     + QuotaStore
     + InvocationLog
     + BatchJobStore
@@ -260,7 +307,8 @@ pub trait CoreStore:
 }
 
 impl<T> CoreStore for T where
-    T: GuardrailStore
+    T: AuditStore
+        + GuardrailStore
         + QuotaStore
         + InvocationLog
         + BatchJobStore

@@ -29,7 +29,10 @@ use postgres::{Client, NoTls};
 use crate::StoreError;
 
 /// Migrations, applied in order; the index + 1 is the schema version.
-const MIGRATIONS: &[&str] = &[include_str!("../migrations/postgres/0001_schema.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/postgres/0001_schema.sql"),
+    include_str!("../migrations/postgres/0002_key_policy_and_audit.sql"),
+];
 
 /// A constant of this store's advisory lock (the bytes of "basalt").
 const MIGRATION_LOCK: i64 = 0x6261_7361_6c74;

@@ -3,15 +3,16 @@
 use postgres::Row;
 
 use crate::pg::{duplicate, pg};
-use crate::sqlite::{claim_fits_alone, clamp_i64, CLAIM_QUOTA_SQL};
+use crate::sqlite::{claim_fits_alone, clamp_i64, AUDIT_QUERY_SQL, CLAIM_QUOTA_SQL};
 use crate::{
-    InvocationLog, InvocationRecord, InvocationSample, KeyLimits, KeyRecord, KeyStore,
-    PostgresStore, QuotaClaim, QuotaStore, QuotaWindow, StoreError, UsageRow,
+    AuditQuery, AuditRecord, AuditStore, InvocationLog, InvocationRecord, InvocationSample,
+    KeyLimits, KeyRecord, KeyStore, PostgresStore, QuotaClaim, QuotaStore, QuotaWindow, StoreError,
+    UsageRow,
 };
 
 const KEY_COLUMNS: &str =
     "id, name, access_key_id, bearer_sha256, is_admin, created_at, revoked_at,
-     requests_per_minute, tokens_per_minute, monthly_budget_usd, retrieval_filter";
+     requests_per_minute, tokens_per_minute, monthly_budget_usd, retrieval_filter, policy";
 
 fn key_from_row(row: &Row) -> KeyRecord {
     KeyRecord {
@@ -28,6 +29,7 @@ fn key_from_row(row: &Row) -> KeyRecord {
             monthly_budget_usd: row.get(9),
         },
         retrieval_filter: row.get(10),
+        policy: row.get(11),
     }
 }
 
@@ -56,8 +58,9 @@ impl KeyStore for PostgresStore {
         self.with(|c| {
             c.execute(
                 "INSERT INTO api_keys (id, name, access_key_id, bearer_sha256, is_admin, created_at,
-                 revoked_at, requests_per_minute, tokens_per_minute, monthly_budget_usd)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                 revoked_at, requests_per_minute, tokens_per_minute, monthly_budget_usd,
+                 retrieval_filter, policy)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
                 &[
                     &key.id,
                     &key.name,
@@ -69,6 +72,8 @@ impl KeyStore for PostgresStore {
                     &opt_i64(key.limits.requests_per_minute),
                     &opt_i64(key.limits.tokens_per_minute),
                     &key.limits.monthly_budget_usd,
+                    &key.retrieval_filter,
+                    &key.policy,
                 ],
             )
             .map_err(duplicate("key id"))?;
@@ -158,6 +163,22 @@ impl KeyStore for PostgresStore {
                         &opt_i64(limits.tokens_per_minute),
                         &limits.monthly_budget_usd,
                     ],
+                )
+                .map_err(pg)?;
+            Ok(changed > 0)
+        })
+    }
+
+    fn set_key_policy(
+        &self,
+        id_or_access_key_id: &str,
+        policy: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        self.with(|c| {
+            let changed = c
+                .execute(
+                    "UPDATE api_keys SET policy = $2 WHERE id = $1 OR access_key_id = $1",
+                    &[&id_or_access_key_id, &policy],
                 )
                 .map_err(pg)?;
             Ok(changed > 0)
@@ -380,6 +401,64 @@ impl QuotaStore for PostgresStore {
             )
             .map_err(pg)?;
             Ok(())
+        })
+    }
+}
+
+impl AuditStore for PostgresStore {
+    fn record_audit(&self, r: &AuditRecord) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO audit_log (at_ms, request_id, key_id, key_name, action, resource, status, source)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                &[
+                    &r.at_ms,
+                    &r.request_id,
+                    &r.key_id,
+                    &r.key_name,
+                    &r.action,
+                    &r.resource,
+                    &i32::from(r.status),
+                    &r.source,
+                ],
+            )
+            .map_err(pg)?;
+            Ok(())
+        })
+    }
+
+    fn audit_log(&self, q: &AuditQuery<'_>) -> Result<Vec<(i64, AuditRecord)>, StoreError> {
+        self.with(|c| {
+            let rows = c
+                .query(
+                    AUDIT_QUERY_SQL,
+                    &[
+                        &q.since_ms,
+                        &q.until_ms,
+                        &q.key,
+                        &q.after.unwrap_or(0),
+                        &(q.limit.min(i64::MAX as usize) as i64),
+                    ],
+                )
+                .map_err(pg)?;
+            Ok(rows
+                .iter()
+                .map(|row| {
+                    (
+                        row.get(0),
+                        AuditRecord {
+                            at_ms: row.get(1),
+                            request_id: row.get(2),
+                            key_id: row.get(3),
+                            key_name: row.get(4),
+                            action: row.get(5),
+                            resource: row.get(6),
+                            status: row.get::<_, i32>(7).clamp(0, i32::from(u16::MAX)) as u16,
+                            source: row.get(8),
+                        },
+                    )
+                })
+                .collect())
         })
     }
 }

@@ -6,8 +6,8 @@ use std::sync::Mutex;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::{
-    InvocationLog, InvocationRecord, InvocationSample, KeyLimits, KeyRecord, KeyStore, QuotaClaim,
-    QuotaStore, QuotaWindow, StoreError, UsageRow,
+    AuditQuery, AuditRecord, AuditStore, InvocationLog, InvocationRecord, InvocationSample,
+    KeyLimits, KeyRecord, KeyStore, QuotaClaim, QuotaStore, QuotaWindow, StoreError, UsageRow,
 };
 
 /// Migrations, applied in order; the index + 1 is the schema version.
@@ -25,6 +25,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0011_agents.sql"),
     include_str!("../migrations/0012_custom_models.sql"),
     include_str!("../migrations/0013_responses.sql"),
+    include_str!("../migrations/0014_key_policy_and_audit.sql"),
 ];
 
 /// SQLite in WAL mode behind a mutex (writes are short; metering is batched by callers).
@@ -180,22 +181,24 @@ fn key_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<KeyRecord> {
             monthly_budget_usd: row.get(9)?,
         },
         retrieval_filter: row.get(10)?,
+        policy: row.get(11)?,
     })
 }
 
 const KEY_COLUMNS: &str =
     "id, name, access_key_id, bearer_sha256, is_admin, created_at, revoked_at,
-     requests_per_minute, tokens_per_minute, monthly_budget_usd, retrieval_filter";
+     requests_per_minute, tokens_per_minute, monthly_budget_usd, retrieval_filter, policy";
 
 impl KeyStore for SqliteStore {
     fn insert_key(&self, key: &KeyRecord) -> Result<(), StoreError> {
         self.with(|conn| {
             conn.execute(
                 "INSERT INTO api_keys (id, name, access_key_id, bearer_sha256, is_admin, created_at, revoked_at,
-                 requests_per_minute, tokens_per_minute, monthly_budget_usd)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                 requests_per_minute, tokens_per_minute, monthly_budget_usd, retrieval_filter, policy)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
                 params![key.id, key.name, key.access_key_id, key.bearer_sha256, key.is_admin as i64, key.created_at, key.revoked_at,
-                    key.limits.requests_per_minute.map(|v| v as i64), key.limits.tokens_per_minute.map(|v| v as i64), key.limits.monthly_budget_usd],
+                    key.limits.requests_per_minute.map(|v| v as i64), key.limits.tokens_per_minute.map(|v| v as i64), key.limits.monthly_budget_usd,
+                    key.retrieval_filter, key.policy],
             )
             .map_err(|e| match e {
                 rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation => {
@@ -288,6 +291,22 @@ impl KeyStore for SqliteStore {
                 .execute(
                     "UPDATE api_keys SET retrieval_filter = ?2 WHERE id = ?1 OR access_key_id = ?1",
                     params![id_or_access_key_id, filter],
+                )
+                .map_err(db)?;
+            Ok(changed > 0)
+        })
+    }
+
+    fn set_key_policy(
+        &self,
+        id_or_access_key_id: &str,
+        policy: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        self.with(|conn| {
+            let changed = conn
+                .execute(
+                    "UPDATE api_keys SET policy = ?2 WHERE id = ?1 OR access_key_id = ?1",
+                    params![id_or_access_key_id, policy],
                 )
                 .map_err(db)?;
             Ok(changed > 0)
@@ -507,6 +526,75 @@ impl QuotaStore for SqliteStore {
             )
             .map_err(db)?;
             Ok(())
+        })
+    }
+}
+
+fn audit_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, AuditRecord)> {
+    Ok((
+        row.get(0)?,
+        AuditRecord {
+            at_ms: row.get(1)?,
+            request_id: row.get(2)?,
+            key_id: row.get(3)?,
+            key_name: row.get(4)?,
+            action: row.get(5)?,
+            resource: row.get(6)?,
+            status: row.get::<_, i64>(7)?.clamp(0, i64::from(u16::MAX)) as u16,
+            source: row.get(8)?,
+        },
+    ))
+}
+
+/// The audit query's text (the same on both backends).
+pub(crate) const AUDIT_QUERY_SQL: &str =
+    "SELECT seq, at_ms, request_id, key_id, key_name, action, resource, status, source
+     FROM audit_log
+     WHERE at_ms >= $1 AND at_ms < $2
+       AND (CAST($3 AS TEXT) IS NULL OR key_id = CAST($3 AS TEXT) OR key_name = CAST($3 AS TEXT))
+       AND seq > $4
+     ORDER BY seq LIMIT $5";
+
+impl AuditStore for SqliteStore {
+    fn record_audit(&self, r: &AuditRecord) -> Result<(), StoreError> {
+        self.with(|conn| {
+            conn.prepare_cached(
+                "INSERT INTO audit_log (at_ms, request_id, key_id, key_name, action, resource, status, source)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )
+            .and_then(|mut statement| {
+                statement.execute(params![
+                    r.at_ms,
+                    r.request_id,
+                    r.key_id,
+                    r.key_name,
+                    r.action,
+                    r.resource,
+                    i64::from(r.status),
+                    r.source
+                ])
+            })
+            .map_err(db)?;
+            Ok(())
+        })
+    }
+
+    fn audit_log(&self, q: &AuditQuery<'_>) -> Result<Vec<(i64, AuditRecord)>, StoreError> {
+        self.with(|conn| {
+            let mut statement = conn.prepare_cached(AUDIT_QUERY_SQL).map_err(db)?;
+            let rows = statement
+                .query_map(
+                    params![
+                        q.since_ms,
+                        q.until_ms,
+                        q.key,
+                        q.after.unwrap_or(0),
+                        q.limit.min(i64::MAX as usize) as i64
+                    ],
+                    audit_from_row,
+                )
+                .map_err(db)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(db)
         })
     }
 }

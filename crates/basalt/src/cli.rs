@@ -70,6 +70,23 @@ enum Command {
         #[command(subcommand)]
         command: JobsCommand,
     },
+    /// The audit log of control-plane changes (who, what, when), oldest first.
+    Audit {
+        #[command(flatten)]
+        paths: Paths,
+        /// Start of the period: a duration back from now (30m, 24h, 7d) or an RFC 3339 time.
+        #[arg(long, default_value = "7d")]
+        since: String,
+        /// End of the period (same forms); default now.
+        #[arg(long)]
+        until: Option<String>,
+        /// Only this key's entries (key ID or name).
+        #[arg(long)]
+        key: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Usage and cost by key and model.
     Usage {
         #[command(flatten)]
@@ -173,6 +190,10 @@ struct LimitArgs {
     /// makes, e.g. '{"equals":{"key":"tenant","value":"acme"}}' (tenant isolation).
     #[arg(long, value_name = "JSON|none")]
     retrieval_filter: Option<String>,
+    /// The key's permissions: an IAM-style policy (JSON, or @FILE to read it from a
+    /// file); `none` removes it (the key may do everything).
+    #[arg(long, value_name = "JSON|@FILE|none")]
+    policy: Option<String>,
 }
 
 impl LimitArgs {
@@ -181,12 +202,24 @@ impl LimitArgs {
             && self.tpm.is_none()
             && self.budget.is_none()
             && self.retrieval_filter.is_none()
+            && self.policy.is_none()
     }
 
-    /// Sets or clears the key's retrieval filter when the option was given.
+    /// Sets or clears the key's retrieval filter and policy when the options were given.
     fn apply_filter(&self, keys: &basalt_core::keys::KeyService, id: &str) -> Result<()> {
         if let Some(f) = &self.retrieval_filter {
             keys.set_retrieval_filter(id, (f != "none").then_some(f.as_str()))?;
+        }
+        if let Some(p) = &self.policy {
+            let text = match p.strip_prefix('@') {
+                Some(file) => Some(
+                    std::fs::read_to_string(file)
+                        .with_context(|| format!("cannot read the policy file {file}"))?,
+                ),
+                None if p == "none" => None,
+                None => Some(p.clone()),
+            };
+            keys.set_policy(id, text.as_deref())?;
         }
         Ok(())
     }
@@ -304,6 +337,13 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Models { paths, command } => models(&paths, command),
         Command::Keys { paths, command } => keys(&paths, command),
         Command::Jobs { paths, command } => jobs(&paths, command),
+        Command::Audit {
+            paths,
+            since,
+            until,
+            key,
+            json,
+        } => audit(&paths, &since, until.as_deref(), key.as_deref(), json),
         Command::Usage {
             paths,
             since,
@@ -433,6 +473,26 @@ fn format_time(secs: i64) -> String {
 
 fn keys(paths: &Paths, command: KeysCommand) -> Result<()> {
     let store = paths.open_store()?;
+    let config = paths.load_config()?;
+    let audit = basalt_core::audit::AuditLog::new(store.clone());
+    let record = |action: &str, id: &str| {
+        audit.record(&basalt_store::AuditRecord {
+            at_ms: basalt_core::common::now_ms(),
+            request_id: String::new(),
+            key_id: None,
+            key_name: format!(
+                "cli:{}",
+                std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+            ),
+            action: action.to_owned(),
+            resource: format!(
+                "arn:basalt:{}:{}:key/{id}",
+                config.region, config.account_id
+            ),
+            status: 0,
+            source: "cli".into(),
+        })
+    };
     let keys = paths.key_service(store)?;
     match command {
         KeysCommand::Create {
@@ -443,9 +503,11 @@ fn keys(paths: &Paths, command: KeysCommand) -> Result<()> {
         } => {
             let wanted = limits.apply(KeyLimits::default())?;
             let k = keys.create(&name, admin, now())?;
+            record("basalt:CreateKey", &k.id);
             if !limits.is_empty() {
                 keys.set_limits(&k.id, wanted)?;
                 limits.apply_filter(&keys, &k.id)?;
+                record("basalt:UpdateKey", &k.id);
             }
             if json {
                 println!(
@@ -474,6 +536,7 @@ fn keys(paths: &Paths, command: KeysCommand) -> Result<()> {
                             "created_at": format_time(k.created_at), "revoked_at": k.revoked_at.map(format_time),
                             "limits": limits_json(&k.limits),
                             "retrieval_filter": k.retrieval_filter.as_deref().and_then(|f| serde_json::from_str::<serde_json::Value>(f).ok()),
+                            "policy": k.policy.as_deref().and_then(|p| serde_json::from_str::<serde_json::Value>(p).ok()),
                         })
                     })
                     .collect();
@@ -489,17 +552,66 @@ fn keys(paths: &Paths, command: KeysCommand) -> Result<()> {
         }
         KeysCommand::Update { id, limits } => {
             if limits.is_empty() {
-                bail!("nothing to update: give --rpm, --tpm, --budget or --retrieval-filter");
+                bail!("nothing to update: give --rpm, --tpm, --budget, --retrieval-filter or --policy");
             }
             let current = keys.get(&id)?;
             let updated = limits.apply(current.limits)?;
             keys.set_limits(&id, updated)?;
             limits.apply_filter(&keys, &id)?;
+            record("basalt:UpdateKey", &current.id);
             eprintln!("{id}: {}", limits_json(&updated));
         }
         KeysCommand::Revoke { id } => {
             keys.revoke(&id, now())?;
+            record("basalt:RevokeKey", &id);
             eprintln!("revoked {id}");
+        }
+    }
+    Ok(())
+}
+
+fn audit(
+    paths: &Paths,
+    since: &str,
+    until: Option<&str>,
+    key: Option<&str>,
+    json: bool,
+) -> Result<()> {
+    let since_ms = parse_instant(since)?;
+    let until_ms = until.map(parse_instant).transpose()?.unwrap_or(i64::MAX);
+    let log = basalt_core::audit::AuditLog::new(paths.open_store()?);
+    let mut after = None;
+    let mut rows = Vec::new();
+    loop {
+        let page = log.page(since_ms, until_ms, key, after, basalt_core::audit::MAX_PAGE)?;
+        rows.extend(page.entries);
+        match page.next_after {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    if json {
+        let rows: Vec<_> = rows
+            .iter()
+            .map(|e| {
+                serde_json::json!({
+                    "at_ms": e.at_ms, "request_id": e.request_id, "key_id": e.key_id, "key_name": e.key_name,
+                    "action": e.action, "resource": e.resource, "status": e.status, "source": e.source,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::Value::Array(rows));
+    } else {
+        for e in rows {
+            println!(
+                "{}\t{}\t{}\t{}\t{}\t{}",
+                format_time(e.at_ms / 1000),
+                e.key_name,
+                e.action,
+                e.resource,
+                e.status,
+                e.source
+            );
         }
     }
     Ok(())

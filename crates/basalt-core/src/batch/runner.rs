@@ -421,6 +421,7 @@ async fn run_record(
         is_admin: false,
         limits: KeyLimits::default(),
         retrieval_filter: None,
+        policy: None,
     });
     let mut delay = Duration::from_millis(200);
     for attempt in 0.. {

@@ -4,7 +4,10 @@ use std::time::Duration;
 
 use super::eventually;
 use crate::testing::{on_both_backends, Backend};
-use crate::{InvocationRecord, KeyLimits, KeyRecord, QuotaClaim, QuotaWindow, StoreError};
+use crate::{
+    AuditQuery, AuditRecord, InvocationRecord, KeyLimits, KeyRecord, QuotaClaim, QuotaWindow,
+    StoreError,
+};
 
 fn key(id: &str, akid: &str) -> KeyRecord {
     KeyRecord {
@@ -17,6 +20,7 @@ fn key(id: &str, akid: &str) -> KeyRecord {
         revoked_at: None,
         limits: KeyLimits::default(),
         retrieval_filter: None,
+        policy: None,
     }
 }
 
@@ -46,7 +50,8 @@ fn keys_round_trip_and_revoke_by_either_id(backend: &Backend) {
     store.insert_key(&key("k1", "AKIA1")).expect("insert");
     let mut admin = key("k2", "AKIA2");
     admin.is_admin = true;
-    admin.retrieval_filter = None;
+    admin.retrieval_filter = Some(r#"{"equals":{"key":"t","value":"b"}}"#.into());
+    admin.policy = Some(r#"{"Statement":[]}"#.into());
     store.insert_key(&admin).expect("insert");
     assert_eq!(
         store
@@ -293,7 +298,106 @@ fn change_marker_moves_with_key_writes_only(backend: &Backend) {
     );
 }
 
+fn key_policies_round_trip(backend: &Backend) {
+    let store = backend.open();
+    store.insert_key(&key("k1", "AKIA1")).expect("insert");
+    let policy =
+        r#"{"Statement":[{"Effect":"Allow","Action":"bedrock:InvokeModel","Resource":"*"}]}"#;
+    assert!(store.set_key_policy("AKIA1", Some(policy)).expect("set"));
+    assert!(
+        !store.set_key_policy("nope", Some(policy)).expect("set"),
+        "no such key"
+    );
+    let got = store
+        .key_by_access_key_id("AKIA1")
+        .expect("get")
+        .expect("key");
+    assert_eq!(got.policy.as_deref(), Some(policy));
+    assert!(store.set_key_policy("k1", None).expect("clear"));
+    let got = store
+        .key_by_access_key_id("AKIA1")
+        .expect("get")
+        .expect("key");
+    assert_eq!(got.policy, None, "a cleared policy must read back as none");
+}
+
+fn the_audit_log_pages_and_filters_by_key(backend: &Backend) {
+    let store = backend.open();
+    let entry = |at_ms, key: &str, action: &str| AuditRecord {
+        at_ms,
+        request_id: format!("req-{at_ms}"),
+        key_id: Some(format!("id-{key}")),
+        key_name: key.into(),
+        action: action.into(),
+        resource: "*".into(),
+        status: 200,
+        source: "api".into(),
+    };
+    for (at, key, action) in [
+        (10, "alice", "bedrock:CreateGuardrail"),
+        (20, "bob", "bedrock:DeleteGuardrail"),
+        (30, "alice", "basalt:RevokeKey"),
+        (40, "alice", "bedrock:CreateKnowledgeBase"),
+    ] {
+        store.record_audit(&entry(at, key, action)).expect("record");
+    }
+    let all = store
+        .audit_log(&AuditQuery {
+            since_ms: 0,
+            until_ms: 100,
+            limit: 10,
+            ..AuditQuery::default()
+        })
+        .expect("query");
+    assert_eq!(
+        all.iter().map(|(_, r)| r.at_ms).collect::<Vec<_>>(),
+        vec![10, 20, 30, 40]
+    );
+    assert_eq!(
+        all[0].1,
+        entry(10, "alice", "bedrock:CreateGuardrail"),
+        "an entry must read back as written"
+    );
+    let page = |after| {
+        store
+            .audit_log(&AuditQuery {
+                since_ms: 0,
+                until_ms: 100,
+                key: Some("alice"),
+                after,
+                limit: 2,
+            })
+            .expect("query")
+    };
+    let first = page(None);
+    assert_eq!(
+        first.iter().map(|(_, r)| r.at_ms).collect::<Vec<_>>(),
+        vec![10, 30]
+    );
+    let second = page(first.last().map(|(seq, _)| *seq));
+    assert_eq!(
+        second.iter().map(|(_, r)| r.at_ms).collect::<Vec<_>>(),
+        vec![40]
+    );
+    let by_id = store
+        .audit_log(&AuditQuery {
+            since_ms: 15,
+            until_ms: 35,
+            key: Some("id-bob"),
+            limit: 10,
+            ..AuditQuery::default()
+        })
+        .expect("query");
+    assert_eq!(
+        by_id.len(),
+        1,
+        "a key ID and a period must both filter: {by_id:?}"
+    );
+}
+
 on_both_backends!(
+    key_policies_round_trip,
+    the_audit_log_pages_and_filters_by_key,
     keys_round_trip_and_revoke_by_either_id,
     duplicate_access_key_is_refused,
     usage_groups_by_key_and_model_within_the_period,
