@@ -421,6 +421,11 @@ fn str_field(value: &Value, key: &str) -> String {
         .to_string()
 }
 
+/// A streaming reader of this wire, for [`crate::replay`].
+pub(crate) fn message_reader(label: String, started: Instant) -> impl crate::exchange::Translator {
+    MessageReader::new(label, started)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -525,6 +525,22 @@ impl ConverseReader {
     }
 }
 
+/// A ConverseStream body read as [`BedrockChat`]'s stream reads it, for [`crate::replay`].
+pub(crate) fn replay_event_stream(body: &[u8], split: usize) -> Vec<GenerationDelta> {
+    let reader = std::cell::RefCell::new(ConverseReader::new("replay".into(), Instant::now()));
+    crate::replay::event_stream(
+        |message| reader.borrow_mut().frame(message),
+        || {
+            let mut r = reader.borrow_mut();
+            (r.outbox.take_queued(), r.outbox.is_finished())
+        },
+        || reader.borrow_mut().closed(),
+        |e| reader.borrow_mut().outbox.fail(e),
+        body,
+        split,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

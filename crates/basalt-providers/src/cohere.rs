@@ -514,6 +514,11 @@ impl CohereEmbeddings {
     }
 }
 
+/// A streaming reader of this wire, for [`crate::replay`].
+pub(crate) fn chat_reader(label: String, started: Instant) -> impl crate::exchange::Translator {
+    ChatReader::new(label, started)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

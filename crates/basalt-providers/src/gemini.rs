@@ -446,6 +446,11 @@ impl GeminiEmbeddings {
     }
 }
 
+/// A streaming reader of this wire, for [`crate::replay`].
+pub(crate) fn response_reader(label: String, started: Instant) -> impl crate::exchange::Translator {
+    ResponseReader::new(label, started)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

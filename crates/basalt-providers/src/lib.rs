@@ -28,6 +28,7 @@ pub mod gemini;
 mod http;
 pub mod openai;
 mod partial_call;
+pub mod replay;
 pub mod router;
 pub use http::HttpClient;
 pub use reqwest;

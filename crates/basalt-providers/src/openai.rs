@@ -517,6 +517,11 @@ impl Translator for StreamState {
     }
 }
 
+/// A streaming reader of this wire, for [`crate::replay`].
+pub(crate) fn stream_state(label: String, started: Instant) -> impl crate::exchange::Translator {
+    StreamState::new(label, started)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
