@@ -56,8 +56,16 @@ pub(crate) fn name_or_id_taken(e: rusqlite::Error) -> StoreError {
     }
 }
 
+/// A SQLite failure as the store's: a full disk (or a file the process can no longer
+/// write) is `Unavailable` — the request may succeed once space returns, and callers
+/// answer 503 and keep what they could not write — anything else a database error.
 pub(crate) fn db(e: rusqlite::Error) -> StoreError {
-    StoreError::Database(e.to_string())
+    match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::DiskFull | rusqlite::ErrorCode::SystemIoFailure) => {
+            StoreError::Unavailable(format!("SQLite: {e}"))
+        }
+        _ => StoreError::Database(e.to_string()),
+    }
 }
 
 /// A unique-constraint violation as the duplicate it is (`client token`, `name`,
