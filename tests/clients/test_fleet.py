@@ -27,7 +27,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from basalt_support import inline_table, remote_embedding_toml, remote_model_toml, user_msg
+from basalt_support import http_request, inline_table, remote_embedding_toml, remote_model_toml, user_msg
 from conftest import BOTO_CONFIG, REPO, Server, _tail, start_server, stop_server
 from kb_support import EMBEDDED, ROLE_ARN, custom_source, ingest_texts, rds_storage, start_postgres
 from scripted_double import API_KEY as DOUBLE_KEY
@@ -77,7 +77,8 @@ def fleet_config(base: Path, store_url: str, double: ScriptedDouble) -> Path:
             f"[jobs]\nlease_secs = {LEASE_SECS}\npoll_millis = 200\n"
             "[batch]\nconcurrency = 2\n"
             f"[knowledge_bases.postgres.fleet]\nurl = {json.dumps(store_url)}\n"
-            + remote_model_toml(CHAT, upstream, extra=("routing = { retries = 0 }",))
+            + remote_model_toml(CHAT, upstream, extra=("routing = { retries = 0 }",
+                                                       'inference_types = ["ON_DEMAND", "PROVISIONED"]'))
             + remote_embedding_toml(EMBED, embed, DIMENSIONS))
     path = base / "fleet.toml"
     path.write_text(text)
@@ -227,6 +228,29 @@ def test_a_pgvector_knowledge_base_serves_every_node_and_an_embedded_one_is_refu
         f"a document ingested through node 1 must be found through node 2: {found}"
 
 
+def test_provisioned_throughput_made_on_one_node_serves_on_every_node(fleet):
+    key = new_key(fleet.nodes[0], "fleet-provisioned")
+    arn = control(fleet.nodes[0].url, key).create_provisioned_model_throughput(
+        modelUnits=1, provisionedModelName="fleet-pt", modelId=CHAT)["provisionedModelArn"]
+    try:
+        for i, node in enumerate(fleet.nodes):
+            out = runtime(node.url, key).converse(modelId=arn, messages=[user_msg("hello")],
+                                                  inferenceConfig={"maxTokens": 4})
+            assert out["stopReason"] in ("end_turn", "max_tokens"), f"node {i}: {out}"
+        deadline = time.monotonic() + 10  # each node's meter writes within tens of milliseconds
+        while True:
+            rows = fleet.nodes[2].cli_json("usage", "--json", "--since", "1h")
+            provisioned = [(r["inference_type"], r["invocations"]) for r in rows["rows"]
+                           if r["key_name"] == "fleet-provisioned"]
+            if provisioned == [("PROVISIONED", 3)] or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert provisioned == [("PROVISIONED", 3)], \
+            f"three calls, one per node, metered as provisioned: {provisioned}"
+    finally:
+        control(fleet.nodes[1].url, key).delete_provisioned_model_throughput(provisionedModelId=arn)
+
+
 def wait_for_fresh_minute(margin_secs: float = 20.0) -> None:
     """Quota windows are calendar minutes: start where the test has `margin_secs`."""
     left = 60 - time.time() % 60
@@ -314,6 +338,10 @@ def test_a_database_restart_fails_what_needs_it_with_503_and_meters_once(fleet):
         took = time.monotonic() - started
         assert code == "ServiceUnavailableException", f"a control-plane call with the database down answered {code}"
         assert took < 15, f"the call waited {took:.1f} s for the database instead of failing"
+        ready = http_request(node.port, "GET", "/ready", timeout=15)
+        assert ready.status == 503 and ready.json()["ready"] is False, \
+            f"/ready must say the node cannot serve while its store is down: {ready.status} {ready.body!r}"
+        assert http_request(node.port, "GET", "/health").status == 200, "/health says only that the process is up"
         # An inference call needs no database: it is served, and its metering waits.
         out = converse(node.url, key, "while the database is down")
         assert out["stopReason"] in ("end_turn", "max_tokens"), out
@@ -323,7 +351,7 @@ def test_a_database_restart_fails_what_needs_it_with_503_and_meters_once(fleet):
     deadline = time.monotonic() + 30
     while True:
         code = error_code(lambda: control(node.url, key).list_model_invocation_jobs())
-        if code is None:
+        if code is None and http_request(node.port, "GET", "/ready").status == 200:
             break
         assert time.monotonic() < deadline, f"the node did not reconnect after the restart: {code}"
         time.sleep(0.3)

@@ -66,7 +66,8 @@ impl Meter {
                 // Records not yet in the store: a batch the store could not take (a shared
                 // database down or restarting) stays here and is written again, up to
                 // MAX_UNWRITTEN records.
-                let mut unwritten: Vec<InvocationRecord> = Vec::new();
+                let mut unwritten: std::collections::VecDeque<Vec<InvocationRecord>> =
+                    std::collections::VecDeque::new();
                 let mut waiters: Vec<mpsc::Sender<()>> = Vec::new();
                 // Whether the last batch was full: records are arriving faster than one
                 // batch per window, so the next one is written at once.
@@ -139,34 +140,41 @@ const RETRY_AFTER: Duration = Duration::from_secs(1);
 /// Most records kept for another try; beyond it the oldest are dropped (and logged).
 const MAX_UNWRITTEN: usize = 200_000;
 
-/// Writes what is unwritten and `fresh` to the store in batches. A batch the store is
-/// unavailable for stays for the next try (the store writes a batch exactly once even
-/// when a try's outcome was unknown); one it refuses otherwise is dropped and logged.
+/// Writes what is unwritten and then `fresh` to the store, a batch at a time. A batch
+/// the store is unavailable for stays, exactly as it was, for the next try: the store
+/// writes a batch once even when a try's outcome was lost with its connection (it
+/// knows a batch by a digest of its records), so a batch is never re-cut. One it
+/// refuses otherwise is dropped and logged.
 fn write(
     log: &dyn InvocationLog,
-    unwritten: &mut Vec<InvocationRecord>,
+    unwritten: &mut std::collections::VecDeque<Vec<InvocationRecord>>,
     fresh: Vec<InvocationRecord>,
 ) {
-    unwritten.extend(fresh);
-    while !unwritten.is_empty() {
-        let batch = unwritten.len().min(MAX_BATCH);
-        match log.record_invocations(&unwritten[..batch]) {
+    if !fresh.is_empty() {
+        unwritten.push_back(fresh);
+    }
+    while let Some(batch) = unwritten.front() {
+        match log.record_invocations(batch) {
             Ok(()) => {
-                unwritten.drain(..batch);
+                unwritten.pop_front();
             }
             Err(basalt_store::StoreError::Unavailable(why)) => {
                 metrics::counter!(names::UNWRITTEN_RETRIES).increment(1);
-                tracing::warn!(error = %why, records = unwritten.len(), "the store cannot take invocation records now; they are kept and written again");
-                if unwritten.len() > MAX_UNWRITTEN {
-                    let dropped = unwritten.len() - MAX_UNWRITTEN;
-                    unwritten.drain(..dropped);
-                    tracing::error!(dropped, "the store has been unavailable too long; the oldest invocation records are dropped");
+                let waiting: usize = unwritten.iter().map(Vec::len).sum();
+                tracing::warn!(error = %why, records = waiting, "the store cannot take invocation records now; they are kept and written again");
+                let mut excess = waiting.saturating_sub(MAX_UNWRITTEN);
+                while excess > 0 {
+                    let Some(oldest) = unwritten.pop_front() else {
+                        break;
+                    };
+                    excess = excess.saturating_sub(oldest.len());
+                    tracing::error!(dropped = oldest.len(), "the store has been unavailable too long; the oldest invocation records are dropped");
                 }
                 return;
             }
             Err(e) => {
-                tracing::error!(error = %e, records = batch, "cannot write invocation records");
-                unwritten.drain(..batch);
+                tracing::error!(error = %e, records = batch.len(), "cannot write invocation records");
+                unwritten.pop_front();
             }
         }
     }

@@ -101,6 +101,8 @@ pub struct Capacity {
     models: Mutex<HashMap<String, ModelCapacity>>,
     /// Concurrency of each provisioned model.
     provisioned: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// Held while a reservation made on first use is checked and taken.
+    reserving: Mutex<()>,
 }
 
 impl std::fmt::Debug for Capacity {
@@ -131,6 +133,7 @@ impl Capacity {
             local_slots,
             models: Mutex::new(HashMap::new()),
             provisioned: Mutex::new(HashMap::new()),
+            reserving: Mutex::new(()),
         }
     }
 
@@ -272,6 +275,34 @@ impl Capacity {
     }
 
     /// Waits for one of a provisioned model's reserved slots.
+    /// Whether this node holds a reservation for provisioned model `pm_id`.
+    pub fn is_reserved(&self, pm_id: &str) -> bool {
+        self.provisioned
+            .lock()
+            .map(|p| p.contains_key(pm_id))
+            .unwrap_or(false)
+    }
+
+    /// Reserves `units` for `pm_id` unless this node holds its reservation already (a
+    /// provisioned model made on another node of a fleet, first asked for here). True
+    /// when it reserved now.
+    pub fn reserve_missing(
+        &self,
+        entry: &ModelEntry,
+        pm_id: &str,
+        units: u32,
+    ) -> Result<bool, CoreError> {
+        let _one_at_a_time = self
+            .reserving
+            .lock()
+            .map_err(|_| CoreError::Internal("capacity lock poisoned".into()))?;
+        if self.is_reserved(pm_id) {
+            return Ok(false);
+        }
+        self.reserve(entry, pm_id, units)?;
+        Ok(true)
+    }
+
     pub async fn admit_provisioned(&self, pm_id: &str) -> Result<OwnedSemaphorePermit, CoreError> {
         let semaphore = self
             .provisioned

@@ -413,6 +413,14 @@ impl Basalt {
                 )));
             }
             ctx.inference_type = InferenceType::Provisioned;
+            // Made on another node sharing the store: this node reserves its units
+            // when first asked for it.
+            if self
+                .capacity
+                .reserve_missing(entry, &record.id, record.model_units)?
+            {
+                tracing::info!(provisioned = %record.id, units = record.model_units, "reserved the units of a provisioned model made on another node");
+            }
             Some(self.capacity.admit_provisioned(&record.id).await?)
         } else {
             if entry.custom {

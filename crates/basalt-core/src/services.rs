@@ -40,6 +40,8 @@ pub struct Services {
     pub responses: Arc<ResponseService>,
     /// Control-plane changes: who, what, when.
     pub audit: Arc<AuditLog>,
+    /// Whether the store answers (readiness).
+    pub store_health: Arc<dyn basalt_store::StoreHealth>,
 }
 
 impl Services {
@@ -86,6 +88,7 @@ impl Services {
             },
         )?);
         let audit = Arc::new(AuditLog::new(store.clone()));
+        let store_health: Arc<dyn basalt_store::StoreHealth> = store.clone();
         let responses = Arc::new(ResponseService::new(
             store.clone(),
             config.responses.clone(),
@@ -104,6 +107,7 @@ impl Services {
         ));
         Ok(Self {
             audit,
+            store_health,
             customization,
             responses,
             core,

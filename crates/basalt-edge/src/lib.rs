@@ -102,6 +102,7 @@ pub fn app(state: AppState) -> Router {
         .layer(axum::extract::DefaultBodyLimit::disable());
     Router::new()
         .route("/health", get(|| async { "ok" }))
+        .route("/ready", get(ready))
         .route("/metrics", get(render_metrics))
         .merge(api)
         .fallback(auth::not_found)
@@ -189,6 +190,35 @@ pub async fn call_as(
         response.headers_mut().insert("x-amzn-requestid", v);
     }
     response
+}
+
+/// `GET /ready`: 200 when this node can serve (its store answers), else 503 with why
+/// — for a load balancer's health check; `/health` says only that the process is up.
+async fn ready(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let health = Arc::clone(&state.services.store_health);
+    let checked = tokio::task::spawn_blocking(move || health.ping()).await;
+    match checked {
+        Ok(Ok(())) => (
+            axum::http::StatusCode::OK,
+            axum::Json(serde_json::json!({ "ready": true })),
+        )
+            .into_response(),
+        Ok(Err(e)) => (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(serde_json::json!({ "ready": false, "reason": e.to_string() })),
+        )
+            .into_response(),
+        Err(_) => (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(
+                serde_json::json!({ "ready": false, "reason": "the readiness check failed" }),
+            ),
+        )
+            .into_response(),
+    }
 }
 
 async fn render_metrics(axum::extract::State(state): axum::extract::State<AppState>) -> String {

@@ -289,9 +289,16 @@ pub trait AuditStore: Send + Sync {
     fn audit_log(&self, query: &AuditQuery<'_>) -> Result<Vec<(i64, AuditRecord)>, StoreError>;
 }
 
+/// Whether the store answers (readiness).
+pub trait StoreHealth: Send + Sync + std::fmt::Debug {
+    /// One trivial round trip; `Unavailable` when the database cannot be reached.
+    fn ping(&self) -> Result<(), StoreError>;
+}
+
 /// Everything the core keeps in one store (a backend implements all of it).
 pub trait CoreStore:
     AuditStore
+    + StoreHealth
     + GuardrailStore
     + QuotaStore
     + InvocationLog
@@ -308,6 +315,7 @@ pub trait CoreStore:
 
 impl<T> CoreStore for T where
     T: AuditStore
+        + StoreHealth
         + GuardrailStore
         + QuotaStore
         + InvocationLog

@@ -405,6 +405,12 @@ impl QuotaStore for PostgresStore {
     }
 }
 
+impl crate::StoreHealth for PostgresStore {
+    fn ping(&self) -> Result<(), StoreError> {
+        self.with(|c| c.batch_execute("SELECT 1").map_err(pg))
+    }
+}
+
 impl AuditStore for PostgresStore {
     fn record_audit(&self, r: &AuditRecord) -> Result<(), StoreError> {
         self.with(|c| {

@@ -563,6 +563,12 @@ pub(crate) const AUDIT_QUERY_SQL: &str =
        AND seq > $4
      ORDER BY seq LIMIT $5";
 
+impl crate::StoreHealth for SqliteStore {
+    fn ping(&self) -> Result<(), StoreError> {
+        self.with(|conn| conn.query_row("SELECT 1", [], |_| Ok(())).map_err(db))
+    }
+}
+
 impl AuditStore for SqliteStore {
     fn record_audit(&self, r: &AuditRecord) -> Result<(), StoreError> {
         self.with(|conn| {

@@ -395,7 +395,15 @@ fn the_audit_log_pages_and_filters_by_key(backend: &Backend) {
     );
 }
 
+fn a_reachable_store_answers_a_ping(backend: &Backend) {
+    backend
+        .open()
+        .ping()
+        .expect("a store that was just opened must answer");
+}
+
 on_both_backends!(
+    a_reachable_store_answers_a_ping,
     key_policies_round_trip,
     the_audit_log_pages_and_filters_by_key,
     keys_round_trip_and_revoke_by_either_id,
