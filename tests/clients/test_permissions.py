@@ -20,7 +20,8 @@ import openai
 import pytest
 from botocore.exceptions import ClientError
 
-from basalt_support import CHAT_MODEL, EMBED_MODEL, http_request, user_msg
+from basalt_support import CHAT_MODEL, EMBED_MODEL, user_msg
+from test_admin_keys import call
 
 REGION = "us-east-1"
 MODEL_ARN = f"arn:aws:bedrock:{REGION}::foundation-model/{CHAT_MODEL}"
@@ -28,14 +29,6 @@ MODEL_ARN = f"arn:aws:bedrock:{REGION}::foundation-model/{CHAT_MODEL}"
 
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
-def call(server, method, path, token, body=None):
-    data = b"" if body is None else json.dumps(body).encode()
-    headers = {"Authorization": f"Bearer {token}"}
-    if body is not None:
-        headers["Content-Type"] = "application/json"
-    return http_request(server.port, method, path, data, headers)
 
 
 @pytest.fixture(scope="module")

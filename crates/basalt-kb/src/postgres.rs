@@ -23,7 +23,7 @@
 //! dropping a [`PgStore`] there hands its client to a thread that closes it.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use postgres::types::ToSql;
 use postgres::{Client, NoTls};
@@ -37,76 +37,15 @@ use crate::KbError;
 /// Connection settings (libpq URL or key-value syntax), re-exported for the core.
 pub use postgres::Config as PgConfig;
 
-/// What went wrong, in words. The driver's own `Display` is only its kind of error
-/// ("db error", "error connecting to server"): for an error the server reported,
-/// the server's message (then its detail and hint, where there are some) says what
-/// went wrong (`database "x" does not exist`, `role "x" does not exist`); for any
-/// other, the causes behind it do (`error connecting to server: Connection refused
-/// (os error 111)`). No credentials: the driver puts neither the user's password
-/// nor the connection settings into its errors, and the server's messages name at
-/// most the role.
-pub fn describe(e: &postgres::Error) -> String {
-    if let Some(db) = e.as_db_error() {
-        let mut out = db.message().to_owned();
-        if let Some(detail) = db.detail() {
-            out.push_str(": ");
-            out.push_str(detail);
-        }
-        if let Some(hint) = db.hint() {
-            out.push_str(" (hint: ");
-            out.push_str(hint);
-            out.push(')');
-        }
-        return out;
-    }
-    let mut out = e.to_string();
-    let mut cause = std::error::Error::source(e);
-    // A bounded walk: a cause chain is short, and a cycle must not hang a request.
-    for _ in 0..8 {
-        let Some(c) = cause else { break };
-        let text = c.to_string();
-        if !text.is_empty() && !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        cause = c.source();
-    }
-    out
-}
+/// What went wrong, in words (the store crate's reading of a driver error, shared).
+pub use basalt_store::pg::describe;
 
 fn pg_error(e: postgres::Error) -> KbError {
     KbError::Index(format!("PostgreSQL: {}", describe(&e)))
 }
 
-/// Drops a client where that is allowed. Outside a runtime that is here; inside
-/// one (an async handler dropping the last reference to a store) the client's drop
-/// would `block_on` its own runtime and panic, so a thread of its own closes it.
-fn close(client: Client) {
-    if tokio::runtime::Handle::try_current().is_err() {
-        drop(client);
-        return;
-    }
-    // The client waits in a slot rather than moving into the closure: when the
-    // thread cannot start, the closure is dropped here, and a client inside it
-    // would be dropped on this thread after all.
-    let slot = Arc::new(Mutex::new(Some(client)));
-    let theirs = Arc::clone(&slot);
-    let spawned = std::thread::Builder::new()
-        .name("basalt-pg-close".into())
-        .spawn(move || {
-            let client = theirs.lock().ok().and_then(|mut c| c.take());
-            drop(client);
-        });
-    if let Err(e) = spawned {
-        tracing::warn!(
-            error = %e,
-            "cannot start a thread to close a PostgreSQL connection; it is left open"
-        );
-        let client = slot.lock().ok().and_then(|mut c| c.take());
-        // Leaked, not dropped: dropping it here would panic this thread.
-        std::mem::forget(client);
-    }
-}
+/// Drops a client where that is allowed (outside a runtime; see the module doc).
+use basalt_store::pg::close;
 
 /// Column names of the chunk table (`rdsConfiguration.fieldMapping`).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -15,7 +15,7 @@ mod custom_models;
 mod guardrails;
 pub mod jobs;
 pub mod knowledge;
-mod pg;
+pub mod pg;
 mod pg_agents;
 mod pg_batch;
 mod pg_custom_models;
