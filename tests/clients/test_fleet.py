@@ -364,3 +364,54 @@ def test_a_database_restart_fails_what_needs_it_with_503_and_meters_once(fleet):
             break
         time.sleep(0.5)
     assert count == 2, f"two calls must be metered exactly once each, found {count}: {mine}"
+
+
+def test_sigterm_drains_a_node_with_streams_in_flight(fleet):
+    """SIGTERM: the node takes no new connection, the streams it is serving finish whole,
+    then it exits cleanly; the balancer sends new work to the other nodes meanwhile."""
+    import signal
+    import socket
+
+    key = new_key(fleet.nodes[0], "fleet-drain")
+    words = " ".join(f"word{i}" for i in range(40))
+    # Each answer waits 2 s upstream, so the streams are in flight when SIGTERM lands.
+    fleet.double.script(UPSTREAM, [{"text": words, "delay": 2.0} for _ in range(3)])
+    node = fleet.nodes[1]
+    results: list[str] = []
+    errors: list[str] = []
+
+    def stream():
+        try:
+            out = runtime(node.url, key).converse_stream(modelId=CHAT, messages=[user_msg("talk")],
+                                                         inferenceConfig={"maxTokens": 200})
+            text = ""
+            for event in out["stream"]:
+                text += event.get("contentBlockDelta", {}).get("delta", {}).get("text", "")
+            results.append(text)
+        except Exception as e:  # noqa: BLE001 — the assertion below names it
+            errors.append(repr(e))
+
+    threads = [threading.Thread(target=stream) for _ in range(3)]
+    for t in threads:
+        t.start()
+    time.sleep(0.8)
+    node.proc.send_signal(signal.SIGTERM)
+    time.sleep(0.5)
+    refused = False
+    try:
+        socket.create_connection(("127.0.0.1", node.port), timeout=2).close()
+    except OSError:
+        refused = True
+    # Meanwhile the fleet answers through the balancer (the draining node refuses).
+    out = converse(fleet.url, key)
+    assert out["stopReason"] in ("end_turn", "max_tokens"), out
+    for t in threads:
+        t.join(timeout=60)
+    code = node.proc.wait(timeout=60)
+    try:
+        assert not errors, f"streams in flight at SIGTERM failed: {errors}"
+        assert results == [words] * 3, f"every stream in flight must finish whole: {results}"
+        assert refused, "a draining node must not accept new connections"
+        assert code == 0, f"the drained node exited with {code}"
+    finally:
+        fleet.nodes[1] = start_server(fleet.config, fleet.node_base(1), fleet.env)
