@@ -180,6 +180,11 @@ def test_a_key_made_on_one_node_signs_on_every_node_and_through_the_balancer(fle
         assert out["stopReason"] in ("end_turn", "max_tokens"), f"node {i}: {out}"
     for _ in range(3):
         converse(fleet.url, key)
+    # Each node's /metrics names the node, so a fleet's scrapes sum and split cleanly.
+    for i, node in enumerate(fleet.nodes):
+        name = (node.data_dir / "node-id").read_text().strip()
+        text = http_request(node.port, "GET", "/metrics").body.decode()
+        assert f'node="{name}"' in text, f"node {i}'s metrics do not carry its name {name}"
 
 
 def test_a_revoked_key_stops_on_every_node_within_the_watchers_bound(fleet):

@@ -135,7 +135,9 @@ pub fn serve(paths: &Paths, listen: &str, tls_args: &TlsArgs) -> Result<()> {
             time::OffsetDateTime::now_utc().unix_timestamp(),
         )?)
     };
+    // Every series carries the node's name, so a fleet's scrapes sum and split cleanly.
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .add_global_label("node", config.jobs.node.clone())
         .set_buckets(&[
             0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
         ])
