@@ -524,8 +524,11 @@ def test_guardrail_units_are_metered(control, runtime, raw_get):
     def units():
         status, _, body = raw_get("/metrics")
         text = body.decode()
-        found = re.findall(r'^basalt_guardrail_text_units_total{policy="word"} (\d+)$', text, re.M)
-        return int(found[0]) if found else 0
+        # Every series also carries the node's name (`node="..."`).
+        found = [int(v) for labels, v in
+                 re.findall(r'^basalt_guardrail_text_units_total{([^}]*)} (\d+)$', text, re.M)
+                 if 'policy="word"' in labels]
+        return found[0] if found else 0
 
     before = units()
     r = apply(runtime, gid, "b" * 2500)
