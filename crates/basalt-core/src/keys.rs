@@ -255,6 +255,19 @@ impl KeyService {
         Ok(self.list()?.iter().any(|k| k.revoked_at.is_none()))
     }
 
+    /// After a write to key `id`: the cache is emptied (the change marker is read at
+    /// most once a millisecond), and a key that did not exist is `NotFound`.
+    fn key_changed(&self, found: bool, id: &str) -> Result<(), CoreError> {
+        if let Ok(mut cache) = self.cache.write() {
+            *cache = KeyCache::default();
+        }
+        if found {
+            Ok(())
+        } else {
+            Err(CoreError::NotFound(format!("no key {id}")))
+        }
+    }
+
     /// Revokes by key ID or access key ID.
     pub fn revoke(&self, id: &str, now: i64) -> Result<(), CoreError> {
         let revoked = self.store.revoke_key(id, now).map_err(store_err)?;
@@ -283,14 +296,7 @@ impl KeyService {
             .store
             .set_key_retrieval_filter(id, filter)
             .map_err(store_err)?;
-        if let Ok(mut cache) = self.cache.write() {
-            *cache = KeyCache::default();
-        }
-        if found {
-            Ok(())
-        } else {
-            Err(CoreError::NotFound(format!("no key {id}")))
-        }
+        self.key_changed(found, id)
     }
 
     /// Replaces a key's permissions policy (by key ID or access key ID); `None` removes
@@ -300,14 +306,7 @@ impl KeyService {
             crate::policy::KeyPolicy::parse(text)?;
         }
         let found = self.store.set_key_policy(id, policy).map_err(store_err)?;
-        if let Ok(mut cache) = self.cache.write() {
-            *cache = KeyCache::default();
-        }
-        if found {
-            Ok(())
-        } else {
-            Err(CoreError::NotFound(format!("no key {id}")))
-        }
+        self.key_changed(found, id)
     }
 
     /// Replaces a key's quota overrides (by key ID or access key ID).
@@ -330,14 +329,7 @@ impl KeyService {
             }
         }
         let found = self.store.set_key_limits(id, &limits).map_err(store_err)?;
-        if let Ok(mut cache) = self.cache.write() {
-            *cache = KeyCache::default();
-        }
-        if found {
-            Ok(())
-        } else {
-            Err(CoreError::NotFound(format!("no key {id}")))
-        }
+        self.key_changed(found, id)
     }
 
     /// One key by key ID or access key ID.

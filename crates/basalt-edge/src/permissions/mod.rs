@@ -83,8 +83,10 @@ fn denied(dialect: Dialect, message: String) -> Response {
     }
 }
 
-/// Decides whether `principal` may make this request. `Ok(None)`: no route matches
-/// and the key has no policy (the router answers). `Err`: the refusal to send.
+/// Decides whether `principal` may make this request. `Ok(Some)`: it may, and this is
+/// what to audit if it changes something; `Ok(None)`: it may (a key without a policy)
+/// and there is nothing to audit, or no route matches (the router answers). `Err`: the
+/// refusal to send.
 pub fn authorize(
     state: &AppState,
     principal: &Principal,
@@ -95,6 +97,10 @@ pub fn authorize(
 ) -> Result<Option<Authorized>, Response> {
     let dialect = Dialect::of(path);
     let (region, account) = (state.core.region(), state.core.account_id());
+    if principal.policy.is_none() && targets::mutates(method, path) != Some(true) {
+        // Nothing to check and nothing to audit: an invocation's body is not read again.
+        return Ok(None);
+    }
     let Some(target) = targets::target_of(method, path, headers, body) else {
         return match &principal.policy {
             None => Ok(None),

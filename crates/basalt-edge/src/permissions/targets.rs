@@ -69,6 +69,38 @@ pub struct Target {
 /// The target of a request by method, path (no query string) and body; None when no route
 /// matches (the caller denies such a request for a key with a policy).
 pub fn target_of(method: &Method, path: &str, headers: &HeaderMap, body: &[u8]) -> Option<Target> {
+    let (route, found) = route_of(method, path)?;
+    let request = Request {
+        params: found.params,
+        headers,
+        body,
+        json: OnceCell::new(),
+    };
+    let acts = (route.acts_on)(&request);
+    Some(Target {
+        action: if acts.streaming {
+            "bedrock:InvokeModelWithResponseStream"
+        } else {
+            route.action
+        },
+        resources: if acts.resources.is_empty() {
+            vec![Resource::Any]
+        } else {
+            acts.resources
+        },
+        guardrail: acts.guardrail,
+        mutates: route.mutates,
+    })
+}
+
+/// Whether the request's route changes something (`None`: no route matches), from
+/// the method and path alone: no body is read.
+pub fn mutates(method: &Method, path: &str) -> Option<bool> {
+    route_of(method, path).map(|(route, _)| route.mutates)
+}
+
+/// The route a request reaches and its path parameters, as axum picks it.
+fn route_of(method: &Method, path: &str) -> Option<(&'static Route, Match)> {
     // axum's `get` answers HEAD too.
     let verb = match *method {
         Method::GET | Method::HEAD => Verb::Get,
@@ -97,27 +129,7 @@ pub fn target_of(method: &Method, path: &str, headers: &HeaderMap, body: &[u8]) 
     let route = ROUTES
         .iter()
         .find(|r| r.template == best.template && r.verb == verb)?;
-    let request = Request {
-        params: best.params,
-        headers,
-        body,
-        json: OnceCell::new(),
-    };
-    let acts = (route.acts_on)(&request);
-    Some(Target {
-        action: if acts.streaming {
-            "bedrock:InvokeModelWithResponseStream"
-        } else {
-            route.action
-        },
-        resources: if acts.resources.is_empty() {
-            vec![Resource::Any]
-        } else {
-            acts.resources
-        },
-        guardrail: acts.guardrail,
-        mutates: route.mutates,
-    })
+    Some((route, best))
 }
 
 /// The HTTP methods the routes use (HEAD is served as GET).
