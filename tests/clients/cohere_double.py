@@ -1,5 +1,5 @@
-"""A wire-faithful test double of Cohere's v2 API: Chat (`POST /v2/chat`) and Embed
-(`POST /v2/embed`).
+"""A wire-faithful test double of Cohere's v2 API: Chat (`POST /v2/chat`), Embed
+(`POST /v2/embed`) and Rerank (`POST /v2/rerank`).
 
 Follows Cohere's API reference (https://docs.cohere.com/reference/chat,
 https://docs.cohere.com/reference/chat-stream, https://docs.cohere.com/reference/embed)
@@ -15,6 +15,13 @@ naming the type and a `data:` line with the JSON (`message-start`, `content-star
 NONE, a tool result for no call), 401 for a bad token, 429 when rate limited.
 Embed: at most 96 `texts`, `input_type` required, vectors in `embeddings.float`
 (1024 floats, deterministic, see `vector`), `meta.billed_units.input_tokens`.
+
+Rerank (https://docs.cohere.com/reference/rerank): `model`, `query`, `documents` (1 to
+1,000 strings), `top_n`, `max_tokens_per_doc`; answers `results` `[{index,
+relevance_score}]` most relevant first and `meta.billed_units.search_units` (one per
+100 documents). Relevance here is lexical and deterministic: the share of the query's
+words (three letters or more) a document contains, slightly lowered for longer
+documents; a query containing "raise 429" is rate limited.
 
 Behaviour is chosen by the last user text, as in the other doubles: "use the tool",
 "raise 429" / "raise 503", "fail midway" (stream cut before `message-end`); otherwise
@@ -36,6 +43,8 @@ MAX_TEXTS = 96
 CHAT_FIELDS = {"model", "messages", "tools", "documents", "citation_options", "response_format", "safety_mode",
                "max_tokens", "stop_sequences", "temperature", "seed", "frequency_penalty", "presence_penalty", "k",
                "p", "logprobs", "tool_choice", "strict_tools", "stream", "thinking", "priority"}
+RERANK_FIELDS = {"model", "query", "documents", "top_n", "max_tokens_per_doc", "priority"}
+MAX_RERANK_DOCUMENTS = 1000
 EMBED_FIELDS = {"model", "texts", "images", "inputs", "input_type", "embedding_types", "truncate",
                 "output_dimension", "max_tokens"}
 
@@ -117,6 +126,41 @@ def validate_embed(body: dict):
     return None
 
 
+def validate_rerank(body: dict):
+    for key in body:
+        if key not in RERANK_FIELDS:
+            return _invalid(f"unknown field: parameter '{key}' is not a valid field")
+    if not isinstance(body.get("model"), str) or not body["model"]:
+        return _invalid("model is required")
+    if not isinstance(body.get("query"), str) or not body["query"].strip():
+        return _invalid("query must not be empty")
+    documents = body.get("documents")
+    if not isinstance(documents, list) or not documents:
+        return _invalid("list of documents must not be empty")
+    if not all(isinstance(d, str) for d in documents):
+        return _invalid("documents must be a list of strings")
+    if len(documents) > MAX_RERANK_DOCUMENTS:
+        return _invalid(f"too many documents - documents must contain at most {MAX_RERANK_DOCUMENTS} items")
+    if "top_n" in body and not (isinstance(body["top_n"], int) and body["top_n"] > 0):
+        return _invalid("top_n must be greater than 0")
+    return None
+
+
+def _words(text: str) -> list[str]:
+    return ["".join(ch for ch in w if ch.isalnum()) for w in text.lower().split()]
+
+
+def relevance(query: str, document: str) -> float:
+    """The share of the query's words (3+ letters) found in the document, lowered a
+    little for longer documents."""
+    terms = {w for w in _words(query) if len(w) >= 3}
+    words = _words(document)
+    if not terms:
+        return 0.0
+    found = len(terms & set(words)) / len(terms)
+    return round(found / (1 + 0.001 * len(words)), 6)
+
+
 class CohereDouble:
     def __init__(self):
         self.requests: list[dict] = []
@@ -137,6 +181,8 @@ class CohereDouble:
                     return self._json(401, {"id": str(uuid.uuid4()), "message": "invalid api token"})
                 if self.path == "/v2/embed":
                     return self.embed(body)
+                if self.path == "/v2/rerank":
+                    return self.rerank(body)
                 if self.path != "/v2/chat":
                     return self._json(404, {"id": str(uuid.uuid4()), "message": f"404 page not found: {self.path}"})
                 problem = validate_chat(body)
@@ -220,6 +266,20 @@ class CohereDouble:
                                  "embeddings": {"float": [vector(t) for t in body["texts"]]},
                                  "meta": {"api_version": {"version": "2"}, "billed_units": {"input_tokens": n}},
                                  "response_type": "embeddings_by_type"})
+
+            def rerank(self, body):
+                problem = validate_rerank(body)
+                if problem:
+                    return self._json(*problem)
+                if "raise 429" in body["query"]:
+                    return self._json(429, {"id": str(uuid.uuid4()), "message": "You are using a Trial key, which is limited to 10 API calls / minute."})
+                scored = sorted(((relevance(body["query"], d), i) for i, d in enumerate(body["documents"])),
+                                key=lambda p: (-p[0], p[1]))
+                top = scored[: body.get("top_n", len(scored))]
+                units = -(-len(body["documents"]) // 100)
+                self._json(200, {"id": str(uuid.uuid4()),
+                                 "results": [{"index": i, "relevance_score": score} for score, i in top],
+                                 "meta": {"api_version": {"version": "2"}, "billed_units": {"search_units": units}}})
 
         self.http = DoubleServer(Handler)
         self.port = self.http.port

@@ -34,6 +34,9 @@ pub enum NativeBody {
     MetaLlama,
     /// `{"inputText","dimensions","normalize"}` → `{"embedding","inputTextTokenCount"}`.
     TitanEmbed,
+    /// A reranking model (Amazon Rerank, Cohere Rerank on Bedrock):
+    /// `{"query","documents","top_n"}` → `{"results":[{"index","relevance_score"}]}`.
+    Rerank,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,6 +122,12 @@ impl ModelEntry {
         self.output_modalities.contains(&Modality::Embedding)
     }
 
+    /// A reranking model: it scores documents against a query (Rerank, and
+    /// rerankingConfiguration in retrieval), and does not write text.
+    pub fn is_rerank(&self) -> bool {
+        self.native_body == NativeBody::Rerank
+    }
+
     /// Cost in US dollars of an invocation.
     pub fn cost(&self, input_tokens: u64, output_tokens: u64) -> f64 {
         self.cost_with_cache(input_tokens, 0, output_tokens)
@@ -197,7 +206,7 @@ fn parse_time(
         .transpose()
 }
 
-/// `provider.name-vN:M` with lowercase ASCII, digits, `.`, `-` and `_`.
+/// `provider.name-vN:M` (or `-vN-N:M`) with lowercase ASCII, digits, `.`, `-` and `_`.
 fn is_pinned_model_id(id: &str) -> bool {
     let Some((body, minor)) = id.rsplit_once(':') else {
         return false;
@@ -205,10 +214,10 @@ fn is_pinned_model_id(id: &str) -> bool {
     let Some((head, major)) = body.rsplit_once("-v") else {
         return false;
     };
-    !minor.is_empty()
-        && minor.bytes().all(|b| b.is_ascii_digit())
-        && !major.is_empty()
-        && major.bytes().all(|b| b.is_ascii_digit())
+    let number = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    number(minor)
+        // Bedrock writes a dotted major version with dashes: `cohere.rerank-v3-5:0`.
+        && major.split('-').all(number)
         && head.contains('.')
         && head
             .bytes()
@@ -278,8 +287,11 @@ impl Catalog {
                 ));
             }
             let embedding = m.output_modalities.iter().any(|o| o == "EMBEDDING");
+            let rerank = m.native_body == "rerank";
             let apis = if embedding {
                 basalt_providers::EmbeddingAdapter::APIS
+            } else if rerank {
+                basalt_providers::RerankAdapter::APIS
             } else {
                 basalt_providers::ChatAdapter::APIS
             };
@@ -292,6 +304,8 @@ impl Catalog {
                             u.api,
                             if embedding {
                                 " the APIs with embeddings"
+                            } else if rerank {
+                                " the APIs with reranking"
                             } else {
                                 ""
                             },
@@ -327,13 +341,22 @@ impl Catalog {
             let native_body = match m.native_body.as_str() {
                 "meta-llama" => NativeBody::MetaLlama,
                 "titan-embed" => NativeBody::TitanEmbed,
+                "rerank" => NativeBody::Rerank,
                 other => {
                     return Err(invalid(
                         id,
-                        format!("native_body {other:?} is not one of meta-llama, titan-embed"),
+                        format!(
+                            "native_body {other:?} is not one of meta-llama, titan-embed, rerank"
+                        ),
                     ))
                 }
             };
+            if rerank && (engine != EngineKind::Remote || embedding || m.tools || m.streaming) {
+                return Err(invalid(
+                    id,
+                    "a rerank model (native_body rerank) is served by a remote provider (engine remote, api cohere or bedrock), outputs TEXT, and has no tools or streaming",
+                ));
+            }
             if engine != EngineKind::Echo
                 && engine != EngineKind::Remote
                 && embedding != (engine == EngineKind::OnnxBert)
@@ -348,7 +371,7 @@ impl Catalog {
                     "dimensions (the vector length) is required for a remote embedding model, and only there",
                 ));
             }
-            if remote && embedding && !m.fallbacks.is_empty() {
+            if remote && (embedding || rerank) && !m.fallbacks.is_empty() {
                 return Err(invalid(id, "fallbacks are for chat models"));
             }
             let modalities: Vec<&str> = Modality::ALL.iter().map(|m| m.as_str()).collect();
@@ -617,6 +640,28 @@ price = {{ input_per_1k = 0.1, output_per_1k = 0.2 }}
     }
 
     #[test]
+    fn a_rerank_model_is_remote_on_an_api_with_reranking() {
+        let rerank = |engine: &str, api: &str, extra: &str| {
+            config(&format!(
+                "[[models]]\nid = \"acme.rerank-v1:0\"\nname = \"R\"\nprovider = \"A\"\nengine = \"{engine}\"\nnative_body = \"rerank\"\ninput_modalities = [\"TEXT\"]\noutput_modalities = [\"TEXT\"]\nlifecycle = {{ status = \"ACTIVE\" }}\nprice = {{ input_per_1k = 2.0 }}\nupstream = {{ api = \"{api}\", base_url = \"http://127.0.0.1:1/v2\", model = \"rerank-v3.5\" }}\n{extra}"
+            ))
+        };
+        let catalog = rerank("remote", "cohere", "").expect("valid");
+        let m = catalog.get("acme.rerank-v1:0").expect("present");
+        assert!(m.is_rerank() && !m.is_embedding());
+        assert!(rerank("remote", "bedrock", "").is_ok());
+        let wrong_api = rerank("remote", "openai", "").expect_err("no rerank on openai");
+        assert!(wrong_api.to_string().contains("reranking"), "{wrong_api}");
+        let streamed = rerank("remote", "cohere", "streaming = true").expect_err("no stream");
+        assert!(streamed.to_string().contains("rerank model"), "{streamed}");
+        assert!(!config("")
+            .expect("valid")
+            .get("acme.chat-v1:0")
+            .expect("present")
+            .is_rerank());
+    }
+
+    #[test]
     fn a_passed_end_of_life_date_makes_a_model_eol() {
         let lifecycle = Lifecycle {
             status: LifecycleStatus::Active,
@@ -647,6 +692,9 @@ price = {{ input_per_1k = 0.1, output_per_1k = 0.2 }}
         assert!(is_pinned_model_id(
             "sentence-transformers.all-minilm-l6-v2-v1:0"
         ));
+        assert!(is_pinned_model_id("cohere.rerank-v3-5:0"));
+        assert!(!is_pinned_model_id("cohere.rerank-v3-:0"));
+        assert!(!is_pinned_model_id("cohere.rerank-v3-x:0"));
         assert!(!is_pinned_model_id("smollm2"));
         assert!(!is_pinned_model_id("acme.chat-v1"));
         assert!(!is_pinned_model_id("Acme.Chat-v1:0"));

@@ -51,5 +51,5 @@ pub mod engine_counters {
     pub use basalt_engine::chat::EngineCounters;
     pub use basalt_engine::cpu::{budget as cpu_budget, CpuSnapshot};
 }
-pub use service::{Basalt, CallContext, MeteredStream, BATCH_PRICE_FACTOR};
+pub use service::{Basalt, CallContext, MeteredStream, BATCH_PRICE_FACTOR, MAX_RERANK_DOCUMENTS};
 pub use services::Services;

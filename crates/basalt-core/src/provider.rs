@@ -1,6 +1,6 @@
 //! Providers: what answers a model's requests. One trait per capability; the local
 //! engines (`LocalChat`, `LocalEmbedding`), the remote providers (`RemoteChat`,
-//! `RemoteEmbedding`, over `basalt-providers`) and `Echo` implement them here.
+//! `RemoteEmbedding`, `RemoteRerank`, over `basalt-providers`) and `Echo` implement them here.
 
 use std::sync::Arc;
 
@@ -470,6 +470,34 @@ impl EmbeddingProvider for RemoteEmbedding {
             )));
         }
         Ok((embedded.vectors, embedded.input_tokens))
+    }
+}
+
+/// A document's place in a reranking (its index in the request, its relevance).
+pub use basalt_providers::rerank::Ranked;
+
+/// A reranking model served by a remote provider (Cohere Rerank and the servers that
+/// copy its API, or Bedrock's rerank models), across its deployments.
+#[derive(Debug)]
+pub struct RemoteRerank {
+    router: basalt_providers::router::Router<basalt_providers::RerankAdapter>,
+}
+
+impl RemoteRerank {
+    pub fn new(router: basalt_providers::router::Router<basalt_providers::RerankAdapter>) -> Self {
+        Self { router }
+    }
+
+    /// The `top_n` most relevant `documents` to `query`, most relevant first, and the
+    /// search units billed.
+    pub async fn rerank(
+        &self,
+        query: &str,
+        documents: &[String],
+        top_n: usize,
+    ) -> Result<(Vec<Ranked>, u32), CoreError> {
+        let answer = self.router.rerank(query, documents, top_n).await?;
+        Ok((answer.ranking, answer.search_units))
     }
 }
 

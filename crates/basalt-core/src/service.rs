@@ -23,7 +23,8 @@ use crate::local_paths::AllowedPaths;
 use crate::metering::Meter;
 use crate::model_fetch::verify_weights;
 use crate::provider::{
-    ChatProvider, DeltaStream, Echo, EmbeddingProvider, LocalChat, LocalEmbedding, RemoteChat,
+    ChatProvider, DeltaStream, Echo, EmbeddingProvider, LocalChat, LocalEmbedding, Ranked,
+    RemoteChat, RemoteRerank,
 };
 use crate::provisioned::{provisioned_id, Capacity};
 use crate::quotas::{Clock, QuotaTicket, Quotas, SystemClock};
@@ -94,6 +95,9 @@ pub const BATCH_PRICE_FACTOR: f64 = 0.5;
 
 /// A rough input-token count for a quota reservation (4 characters a token); the
 /// reservation is settled to the real count when the call ends.
+/// The most documents one reranking takes (Bedrock's Rerank limit).
+pub const MAX_RERANK_DOCUMENTS: usize = 1000;
+
 fn estimated_tokens<'a>(texts: impl IntoIterator<Item = &'a str>) -> u64 {
     texts
         .into_iter()
@@ -121,6 +125,7 @@ pub struct Basalt {
     catalog: Catalog,
     chat: HashMap<String, Arc<dyn ChatProvider>>,
     embedding: HashMap<String, Arc<dyn EmbeddingProvider>>,
+    rerank: HashMap<String, Arc<RemoteRerank>>,
     local_chat_engines: Vec<Arc<ChatEngine>>,
     meter: Meter,
     keys: Arc<KeyService>,
@@ -201,6 +206,7 @@ impl Basalt {
         let mut embed_by_weights: HashMap<String, Arc<EmbeddingEngine>> = HashMap::new();
         let mut chat: HashMap<String, Arc<dyn ChatProvider>> = HashMap::new();
         let mut embedding: HashMap<String, Arc<dyn EmbeddingProvider>> = HashMap::new();
+        let mut rerank: HashMap<String, Arc<RemoteRerank>> = HashMap::new();
         let mut http_client: Option<basalt_providers::HttpClient> = None;
         let mut local_slots: HashMap<String, u32> = HashMap::new();
         let mut base_engines: HashMap<String, ChatEngineConfig> = HashMap::new();
@@ -224,6 +230,8 @@ impl Basalt {
                 };
                 if entry.is_embedding() {
                     embedding.insert(entry.id.clone(), Arc::new(remote_embedding(entry, client)?));
+                } else if entry.is_rerank() {
+                    rerank.insert(entry.id.clone(), Arc::new(remote_rerank(entry, client)?));
                 } else {
                     chat.insert(entry.id.clone(), Arc::new(remote_chat(entry, client)?));
                 }
@@ -303,6 +311,7 @@ impl Basalt {
             catalog,
             chat,
             embedding,
+            rerank,
             local_chat_engines: chat_by_weights.into_values().collect(),
             meter,
             keys,
@@ -533,6 +542,12 @@ impl Basalt {
         if entry.is_embedding() {
             return Err(CoreError::Validation(format!(
                 "model {} is an embedding model; it cannot generate text",
+                entry.id
+            )));
+        }
+        if entry.is_rerank() {
+            return Err(CoreError::Validation(format!(
+                "model {} is a reranking model; it scores documents (Rerank), it cannot generate text",
                 entry.id
             )));
         }
@@ -958,6 +973,66 @@ impl Basalt {
         }
     }
 
+    /// Reranks `documents` by relevance to `query` with a reranking model: the
+    /// `top_n` most relevant, most relevant first, and the search units billed. Metered in search units (one query
+    /// over up to 100 documents), recorded as input tokens, so a reranking model's
+    /// `input_per_1k` price is the price of 1,000 search units.
+    pub async fn rerank(
+        &self,
+        ctx: CallContext,
+        model_id: &str,
+        query: &str,
+        documents: &[String],
+        top_n: usize,
+    ) -> Result<(Vec<Ranked>, u32), CoreError> {
+        let entry = self.resolve(model_id)?.into_owned();
+        let mut ctx = ctx;
+        self.note_names(&mut ctx, model_id);
+        let result = async {
+            if !entry.is_rerank() {
+                return Err(CoreError::Validation(format!(
+                    "model {} is not a reranking model",
+                    entry.id
+                )));
+            }
+            let provider = self.rerank.get(&entry.id).cloned().ok_or_else(|| {
+                CoreError::ModelNotReady(format!("model {} is not loaded", entry.id))
+            })?;
+            if query.trim().is_empty() {
+                return Err(CoreError::Validation("the query is empty".into()));
+            }
+            if documents.is_empty() || documents.len() > MAX_RERANK_DOCUMENTS {
+                return Err(CoreError::Validation(format!(
+                    "a reranking takes 1 to {MAX_RERANK_DOCUMENTS} documents, got {}",
+                    documents.len()
+                )));
+            }
+            if let Some(i) = documents.iter().position(|d| d.trim().is_empty()) {
+                return Err(CoreError::Validation(format!("document {i} is empty")));
+            }
+            self.admit(
+                &ctx,
+                &entry,
+                u64::from(basalt_providers::rerank::search_units(documents.len())),
+            )?;
+            provider
+                .rerank(query, documents, top_n.clamp(1, documents.len()))
+                .await
+        }
+        .await;
+        match result {
+            Ok((ranking, search_units)) => {
+                let usage = TokenUsage {
+                    input_tokens: search_units,
+                    ..TokenUsage::default()
+                };
+                self.record(&ctx, &entry, usage, None, Outcome::Success);
+                Ok((ranking, search_units))
+            }
+            Err(e) => self.failed(&ctx, &entry, e),
+        }
+    }
+
     /// Byte spans of the tokens of `text` under an embedding model's tokenizer; for a
     /// remote model (whose tokenizer is not here) each word counts as one token.
     pub fn embedding_token_spans(
@@ -1099,6 +1174,16 @@ fn remote_embedding(
         router,
         entry.dimensions.unwrap_or(0) as usize,
     ))
+}
+
+/// The router over a remote reranking model's deployments.
+fn remote_rerank(
+    entry: &crate::catalog::ModelEntry,
+    client: basalt_providers::HttpClient,
+) -> Result<RemoteRerank, CoreError> {
+    let deployments = remote_deployments(entry, &client, basalt_providers::RerankAdapter::new)?;
+    let router = basalt_providers::router::Router::new(deployments, routing_policy(&entry.routing));
+    Ok(RemoteRerank::new(router))
 }
 
 fn chat_config(

@@ -59,7 +59,7 @@ pub struct BedrockChat {
 }
 
 /// A path segment as botocore encodes it (`:` → `%3A`).
-fn encode_segment(s: &str) -> String {
+pub(crate) fn encode_segment(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
@@ -177,48 +177,7 @@ impl BedrockChat {
         } else {
             "application/json"
         };
-        let mut request = self
-            .client
-            .post(url)
-            .timeout(self.upstream.timeout)
-            .header("content-type", "application/json")
-            .header("accept", accept);
-        if let Some(aws) = &self.upstream.aws {
-            let identity = aws_credential_types::Credentials::new(
-                aws.access_key_id.clone(),
-                aws.secret_access_key.clone(),
-                aws.session_token.clone(),
-                None,
-                "basalt-config",
-            )
-            .into();
-            let params = aws_sigv4::sign::v4::SigningParams::builder()
-                .identity(&identity)
-                .region(&aws.region)
-                .name("bedrock")
-                .time(SystemTime::now())
-                .settings(aws_sigv4::http_request::SigningSettings::default())
-                .build()
-                .map_err(|e| CoreError::Internal(format!("cannot sign for {}: {e}", self.label)))?
-                .into();
-            let headers = [("content-type", "application/json"), ("accept", accept)];
-            let signable = aws_sigv4::http_request::SignableRequest::new(
-                "POST",
-                url,
-                headers.into_iter(),
-                aws_sigv4::http_request::SignableBody::Bytes(&body),
-            )
-            .map_err(|e| CoreError::Internal(format!("cannot sign for {}: {e}", self.label)))?;
-            let (instructions, _) = aws_sigv4::http_request::sign(signable, &params)
-                .map_err(|e| CoreError::Internal(format!("cannot sign for {}: {e}", self.label)))?
-                .into_parts();
-            for (name, value) in instructions.headers() {
-                request = request.header(name, value);
-            }
-        } else if let Some(key) = &self.upstream.api_key {
-            request = request.bearer_auth(key);
-        }
-        Ok(request.body(body))
+        authorized_post(&self.client, &self.upstream, &self.label, url, body, accept)
     }
 
     async fn send(&self, body: Value, stream: bool) -> Result<DeltaStream, CoreError> {
@@ -289,6 +248,63 @@ impl BedrockChat {
             },
         )))
     }
+}
+
+/// A POST of a JSON `body` to a Bedrock runtime `url`, signed with SigV4 (service
+/// `bedrock`) from the upstream's access key, or carrying its Bedrock API key as a
+/// bearer token.
+pub(crate) fn authorized_post(
+    client: &crate::HttpClient,
+    upstream: &Upstream,
+    label: &str,
+    url: &str,
+    body: Vec<u8>,
+    accept: &str,
+) -> Result<reqwest::RequestBuilder, CoreError> {
+    let mut request = client
+        .post(url)
+        .timeout(upstream.timeout)
+        .header("content-type", "application/json")
+        .header("accept", accept);
+    if let Some(aws) = &upstream.aws {
+        let identity = aws_credential_types::Credentials::new(
+            aws.access_key_id.clone(),
+            aws.secret_access_key.clone(),
+            aws.session_token.clone(),
+            None,
+            "basalt-config",
+        )
+        .into();
+        let cannot_sign = |e: &dyn std::fmt::Display| {
+            CoreError::Internal(format!("cannot sign for {label}: {e}"))
+        };
+        let params = aws_sigv4::sign::v4::SigningParams::builder()
+            .identity(&identity)
+            .region(&aws.region)
+            .name("bedrock")
+            .time(SystemTime::now())
+            .settings(aws_sigv4::http_request::SigningSettings::default())
+            .build()
+            .map_err(|e| cannot_sign(&e))?
+            .into();
+        let headers = [("content-type", "application/json"), ("accept", accept)];
+        let signable = aws_sigv4::http_request::SignableRequest::new(
+            "POST",
+            url,
+            headers.into_iter(),
+            aws_sigv4::http_request::SignableBody::Bytes(&body),
+        )
+        .map_err(|e| cannot_sign(&e))?;
+        let (instructions, _) = aws_sigv4::http_request::sign(signable, &params)
+            .map_err(|e| cannot_sign(&e))?
+            .into_parts();
+        for (name, value) in instructions.headers() {
+            request = request.header(name, value);
+        }
+    } else if let Some(key) = &upstream.api_key {
+        request = request.bearer_auth(key);
+    }
+    Ok(request.body(body))
 }
 
 fn inference_config(

@@ -13,6 +13,8 @@
 //! - [`gemini`]: Google's Gemini `generateContent` / `streamGenerateContent` and
 //!   `batchEmbedContents`.
 //! - [`embeddings`]: OpenAI-style `/embeddings` (OpenAI, compatible servers, Mistral).
+//! - [`rerank`]: reranking models (Cohere's Rerank and the servers that copy it;
+//!   Bedrock's rerank models through InvokeModel).
 //! - [`router`]: several deployments of one model: least in-flight balancing, circuit
 //!   breakers, retries with jittered backoff before the first streamed byte.
 //!
@@ -29,9 +31,11 @@ mod http;
 pub mod openai;
 mod partial_call;
 pub mod replay;
+pub mod rerank;
 pub mod router;
 pub use http::HttpClient;
 pub use reqwest;
+pub use rerank::RerankAdapter;
 mod sse;
 
 use std::pin::Pin;

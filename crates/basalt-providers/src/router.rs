@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use basalt_types::{ChatRequest, CoreError, GenerationDelta, InferenceParams};
 use futures::StreamExt;
 
-use crate::{ChatAdapter, DeltaStream, EmbeddingAdapter};
+use crate::{ChatAdapter, DeltaStream, EmbeddingAdapter, RerankAdapter};
 
 /// How a model's deployments are used.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -288,6 +288,28 @@ impl Router<EmbeddingAdapter> {
                 let adapter = adapter.clone();
                 let inputs = inputs.to_vec();
                 async move { adapter.embed(&inputs).await }
+            })
+            .await?;
+        deployment.in_flight.fetch_sub(1, Ordering::Relaxed);
+        Ok(answer)
+    }
+}
+
+impl Router<RerankAdapter> {
+    /// The `top_n` most relevant of `documents` to `query`, from the first deployment
+    /// that answers.
+    pub async fn rerank(
+        &self,
+        query: &str,
+        documents: &[String],
+        top_n: usize,
+    ) -> Result<crate::rerank::Reranked, CoreError> {
+        let (answer, deployment) = self
+            .attempt(|adapter| {
+                let adapter = adapter.clone();
+                let query = query.to_string();
+                let documents = documents.to_vec();
+                async move { adapter.rerank(&query, &documents, top_n).await }
             })
             .await?;
         deployment.in_flight.fetch_sub(1, Ordering::Relaxed);

@@ -1914,6 +1914,7 @@ impl Turn {
             search_type: settings.search_type,
             filter: settings.filter,
             implicit_filter: None,
+            reranking: None,
         };
         let outcome = if query.trim().is_empty() {
             Err(CoreError::Validation("searchQuery is empty".into()))

@@ -45,6 +45,60 @@ pub struct RetrieveSpec {
     /// Bedrock's implicit filter: a model turns the question into a metadata filter
     /// over these attributes, joined to `filter`.
     pub implicit_filter: Option<ImplicitFilter>,
+    /// Reorders the `number_of_results` found by a reranking model's relevance.
+    pub reranking: Option<Reranking>,
+}
+
+/// Reranking of retrieved chunks (Bedrock's `rerankingConfiguration`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reranking {
+    pub model_id: String,
+    /// How many of the reranked chunks are returned (default: all of them).
+    pub number_of_results: Option<usize>,
+    pub metadata: RerankMetadata,
+}
+
+/// Which metadata the reranking model reads beside a chunk's text.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum RerankMetadata {
+    /// The text alone (no `metadataConfiguration`).
+    #[default]
+    None,
+    /// Every attribute (`selectionMode` ALL).
+    All,
+    /// Only these attributes (SELECTIVE with `fieldsToInclude`).
+    Include(Vec<String>),
+    /// Every attribute but these (SELECTIVE with `fieldsToExclude`).
+    Exclude(Vec<String>),
+}
+
+impl RerankMetadata {
+    /// What the reranking model reads for a chunk: its text, then one `key: value`
+    /// line per selected attribute (in key order; Basalt's chunk ID never).
+    pub fn document(&self, text: &str, metadata: &Metadata) -> String {
+        let selected = |key: &str| {
+            key != CHUNK_ID_KEY
+                && match self {
+                    Self::None => false,
+                    Self::All => true,
+                    Self::Include(keys) => keys.iter().any(|k| k == key),
+                    Self::Exclude(keys) => !keys.iter().any(|k| k == key),
+                }
+        };
+        let mut lines: Vec<String> = metadata
+            .iter()
+            .filter(|(k, _)| selected(k))
+            .map(|(k, v)| match v {
+                Value::String(s) => format!("{k}: {s}"),
+                other => format!("{k}: {other}"),
+            })
+            .collect();
+        if lines.is_empty() {
+            return text.to_string();
+        }
+        lines.sort();
+        format!("{text}\n\n{}", lines.join("\n"))
+    }
 }
 
 /// The type of a metadata attribute an implicit filter may use.
@@ -429,7 +483,7 @@ impl KnowledgeService {
         .await
         .map_err(|e| CoreError::Internal(e.to_string()))?
         .map_err(kb_error)?;
-        Ok(hits
+        let retrieved: Vec<Retrieved> = hits
             .into_iter()
             .map(|h| {
                 let mut metadata = h.metadata;
@@ -441,6 +495,45 @@ impl KnowledgeService {
                     metadata,
                     score: h.score,
                 }
+            })
+            .collect();
+        match &spec.reranking {
+            Some(reranking) if !retrieved.is_empty() => {
+                let ctx = CallContext::new(principal.cloned(), request_id.to_owned(), "Retrieve");
+                self.rerank(ctx, reranking, &spec.text, retrieved).await
+            }
+            _ => Ok(retrieved),
+        }
+    }
+
+    /// Retrieved chunks in the order a reranking model gives them, each scored with
+    /// its relevance, cut to the reranking's number of results.
+    async fn rerank(
+        &self,
+        ctx: CallContext,
+        reranking: &Reranking,
+        query: &str,
+        retrieved: Vec<Retrieved>,
+    ) -> Result<Vec<Retrieved>, CoreError> {
+        let documents: Vec<String> = retrieved
+            .iter()
+            .map(|r| reranking.metadata.document(&r.text, &r.metadata))
+            .collect();
+        let top_n = reranking
+            .number_of_results
+            .unwrap_or(documents.len())
+            .min(documents.len());
+        let (ranking, _) = self
+            .core
+            .rerank(ctx, &reranking.model_id, query, &documents, top_n)
+            .await?;
+        let mut slots: Vec<Option<Retrieved>> = retrieved.into_iter().map(Some).collect();
+        Ok(ranking
+            .into_iter()
+            .filter_map(|ranked| {
+                let mut chunk = slots.get_mut(ranked.index)?.take()?;
+                chunk.score = ranked.score;
+                Some(chunk)
             })
             .collect())
     }
@@ -1002,6 +1095,31 @@ mod tests {
             metadata: Default::default(),
             score: 1.0,
         }
+    }
+
+    #[test]
+    fn a_reranked_document_carries_the_selected_metadata() {
+        let metadata: Metadata = [
+            ("year".to_string(), serde_json::json!(2021)),
+            ("author".to_string(), serde_json::json!("Ada")),
+            (CHUNK_ID_KEY.to_string(), serde_json::json!("7")),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(RerankMetadata::None.document("text", &metadata), "text");
+        assert_eq!(
+            RerankMetadata::All.document("text", &metadata),
+            "text\n\nauthor: Ada\nyear: 2021"
+        );
+        assert_eq!(
+            RerankMetadata::Include(vec!["year".into()]).document("text", &metadata),
+            "text\n\nyear: 2021"
+        );
+        assert_eq!(
+            RerankMetadata::Exclude(vec!["year".into(), "author".into()])
+                .document("text", &metadata),
+            "text"
+        );
     }
 
     #[test]

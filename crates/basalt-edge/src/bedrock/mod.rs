@@ -12,6 +12,7 @@ mod knowledge;
 mod paging;
 mod profiles;
 mod provisioned;
+mod rerank;
 mod retrieval;
 mod runtime;
 mod tenancy;
@@ -161,6 +162,7 @@ pub fn routes() -> Router<AppState> {
             post(knowledge::get_documents),
         )
         .route("/knowledgebases/{kb}/retrieve", post(retrieval::retrieve))
+        .route("/rerank", post(rerank::rerank))
         .route(
             "/retrieveAndGenerate",
             post(retrieval::retrieve_and_generate),

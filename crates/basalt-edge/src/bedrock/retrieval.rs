@@ -33,7 +33,7 @@ struct VectorSearch {
     override_search_type: Option<String>,
     filter: Option<Value>,
     implicit_filter_configuration: Option<Value>,
-    reranking_configuration: Option<Value>,
+    reranking_configuration: Option<super::rerank::RetrievalReranking>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -50,11 +50,10 @@ pub(super) fn retrieve_spec(
     let search = config
         .and_then(|c| c.vector_search_configuration)
         .unwrap_or_default();
-    if search.reranking_configuration.is_some() {
-        return Err(BedrockError::validation(
-            "rerankingConfiguration is not supported by this server",
-        ));
-    }
+    let reranking = search
+        .reranking_configuration
+        .map(super::rerank::RetrievalReranking::into_spec)
+        .transpose()?;
     let implicit_filter = match search.implicit_filter_configuration {
         None | Some(Value::Null) => None,
         Some(config) => Some(implicit_filter(&config)?),
@@ -87,6 +86,7 @@ pub(super) fn retrieve_spec(
         search_type,
         filter: search.filter,
         implicit_filter,
+        reranking,
     })
 }
 

@@ -325,6 +325,7 @@ pub(crate) async fn invoke_native(
             Ok((out, generation.usage, generation.latency_ms))
         }
         NativeBody::TitanEmbed => embed_titan(core, ctx, model_id, body).await,
+        NativeBody::Rerank => super::rerank::invoke_native(core, ctx, model_id, body).await,
     }
 }
 
@@ -591,6 +592,11 @@ pub async fn count_tokens(
             let text = match entry.native_body {
                 NativeBody::MetaLlama => parse_json::<LlamaBody>(&raw)?.prompt,
                 NativeBody::TitanEmbed => parse_json::<TitanEmbedBody>(&raw)?.input_text,
+                NativeBody::Rerank => {
+                    return Err(BedrockError::validation(format!(
+                        "model {model_id} is a reranking model, billed in search units, not tokens; CountTokens does not apply"
+                    )))
+                }
             };
             state.core.count_text_tokens(&model_id, &text).await?
         }

@@ -254,6 +254,7 @@ const ROUTES: &[Route] = &[
     route(POST, "/retrieveAndGenerate", "bedrock:RetrieveAndGenerate", READS, retrieve_and_generate),
     // IAM has no separate action for the streamed variant.
     route(POST, "/retrieveAndGenerateStream", "bedrock:RetrieveAndGenerate", READS, retrieve_and_generate),
+    route(POST, "/rerank", "bedrock:Rerank", READS, rerank),
     // bedrock-agent: agents
     route(PUT, "/agents/", "bedrock:CreateAgent", WRITES, any),
     route(POST, "/agents/", "bedrock:ListAgents", READS, any),
@@ -607,6 +608,16 @@ fn chat_completion(r: &Request<'_>) -> ActsOn {
 /// RetrieveAndGenerate(Stream): the knowledge base and model of
 /// `retrieveAndGenerateConfiguration.knowledgeBaseConfiguration`, and its generation
 /// guardrail.
+/// Rerank acts on the reranking model its body names.
+fn rerank(r: &Request<'_>) -> ActsOn {
+    on(r.body_str(
+        "/rerankingConfiguration/bedrockRerankingConfiguration/modelConfiguration/modelArn",
+    )
+    .map(Resource::Model)
+    .into_iter()
+    .collect())
+}
+
 fn retrieve_and_generate(r: &Request<'_>) -> ActsOn {
     const KB: &str = "/retrieveAndGenerateConfiguration/knowledgeBaseConfiguration";
     let resources = [
