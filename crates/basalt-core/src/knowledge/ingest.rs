@@ -22,7 +22,10 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::KnowledgeService;
-use super::{kb_error, now_ms, DataSource, IngestionJob, IngestionStatus, KnowledgeBase, Location};
+use super::{
+    kb_error, now_ms, DataSource, IngestionJob, IngestionStatus, KnowledgeBase, Location,
+    ResumePoint,
+};
 use crate::keys::Principal;
 use crate::service::CallContext;
 use crate::CoreError;
@@ -110,6 +113,7 @@ pub(crate) async fn run_job(
         }
     }
     job.updated_ms = now_ms();
+    job.resume = None;
     if let Err(e) = service.save_job(&job) {
         tracing::error!(job = %job_id, error = %e, "cannot record the end of an ingestion job");
     }
@@ -135,15 +139,32 @@ async fn run(
         };
         service.save_job(&job)
     };
-    update(&|j| j.status = IngestionStatus::InProgress)?;
+    // A job resumed after its server stopped carries on from its resume point; one
+    // stopped before it had one starts again (it had counted nothing yet).
+    let resume = shared
+        .lock()
+        .map_err(|_| CoreError::Internal("job state poisoned".into()))?
+        .resume
+        .clone();
+    update(&|j| {
+        j.status = IngestionStatus::InProgress;
+        if resume.is_none() {
+            j.statistics = Default::default();
+            j.failure_reasons.clear();
+        }
+    })?;
     let index = service.index(kb)?;
     let chunking = ds.chunking()?;
     let location = ds.location()?;
-    let (documents, sidecars_scanned, notes) = list(service, &location, stop).await?;
-    update(&|j| {
-        j.statistics.number_of_metadata_documents_scanned = sidecars_scanned;
-        j.failure_reasons.extend(notes.iter().cloned());
-    })?;
+    let (mut documents, sidecars_scanned, notes) = list(service, &location, stop).await?;
+    // One order for every run of a job, so a resume point names a prefix.
+    documents.sort_by(|a, b| a.uri.cmp(&b.uri));
+    if resume.is_none() {
+        update(&|j| {
+            j.statistics.number_of_metadata_documents_scanned = sidecars_scanned;
+            j.failure_reasons.extend(notes.iter().cloned());
+        })?;
+    }
     let stored = {
         let index = Arc::clone(&index);
         let ds_id = ds.data_source_id.clone();
@@ -153,6 +174,15 @@ async fn run(
             .map_err(kb_error)?
     };
     let seen: HashSet<String> = documents.iter().map(|d| d.uri.clone()).collect();
+    let resume = resume.unwrap_or_default();
+    if let Some(done) = &resume.done_through {
+        documents.retain(|d| d.uri > *done);
+    }
+    // The store's hash of each document before this job touched it: what a resumed
+    // run compares with to count documents the stopped run indexed.
+    let earlier: Arc<HashMap<String, Option<String>>> =
+        Arc::new(resume.started.into_iter().collect());
+    let order: Vec<String> = documents.iter().map(|d| d.uri.clone()).collect();
     let stored = Arc::new(stored);
     let limit = service.config().max_document_bytes;
     let concurrency = service.config().ingestion_concurrency.max(1);
@@ -160,6 +190,31 @@ async fn run(
         .lock()
         .map(|j| j.ingestion_job_id.clone())
         .unwrap_or_default();
+    // The documents that may start before the next record of progress: the next
+    // `concurrency` after the last one counted (the stream below yields in order and
+    // holds at most `concurrency` documents).
+    let window = |next: usize| -> Vec<(String, Option<String>)> {
+        order
+            .iter()
+            .skip(next)
+            .take(concurrency)
+            .map(|uri| {
+                let before = match earlier.get(uri) {
+                    Some(hash) => hash.clone(),
+                    None => stored.get(uri).cloned(),
+                };
+                (uri.clone(), before)
+            })
+            .collect()
+    };
+    let done_before = resume.done_through.clone();
+    update(&|j| {
+        j.resume = Some(ResumePoint {
+            done_through: done_before.clone(),
+            started: window(0),
+        })
+    })?;
+    let mut position = 0;
     let mut outcomes = futures::stream::iter(documents)
         .map(|doc| {
             let service = Arc::clone(service);
@@ -171,23 +226,33 @@ async fn run(
             let ds_id = ds.data_source_id.clone();
             let stop = Arc::clone(stop);
             let job_id = job_id.clone();
+            let earlier = Arc::clone(&earlier);
             async move {
                 if stop.load(Ordering::SeqCst) {
                     return None;
                 }
                 let uri = doc.uri.clone();
-                let outcome = ingest_source_document(
+                let mut outcome = ingest_source_document(
                     &service, principal, &kb, &index, &ds_id, &chunking, &stored, doc, limit,
                     &job_id,
                 )
                 .await;
+                if let (Outcome::Unchanged, Some(before)) = (&outcome, earlier.get(&uri)) {
+                    outcome = indexed_by_the_stopped_run(before.as_deref(), stored.get(&uri));
+                }
                 Some((uri, outcome))
             }
         })
-        .buffer_unordered(concurrency);
+        .buffered(concurrency);
     while let Some(next) = outcomes.next().await {
+        position += 1;
         let Some((uri, outcome)) = next else { continue };
+        let started = window(position);
         update(&|j| {
+            j.resume = Some(ResumePoint {
+                done_through: Some(uri.clone()),
+                started: started.clone(),
+            });
             let s = &mut j.statistics;
             s.number_of_documents_scanned += 1;
             match &outcome {
@@ -511,6 +576,21 @@ async fn ingest_source_document(
     }
 }
 
+/// What a document a stopped run of this job may have indexed counts as, when the
+/// resumed run finds it unchanged: `before` is the store's hash before the job, `now`
+/// its hash now. Equal hashes mean the document was unchanged all along.
+fn indexed_by_the_stopped_run(before: Option<&str>, now: Option<&String>) -> Outcome {
+    let Some(now) = now else {
+        return Outcome::Unchanged;
+    };
+    match before {
+        Some(b) if b == now => Outcome::Unchanged,
+        None => Outcome::New,
+        Some(b) if b.split(':').next() == now.split(':').next() => Outcome::MetadataModified,
+        Some(_) => Outcome::Modified,
+    }
+}
+
 /// Parses, chunks, embeds and stores one document; returns its chunk count.
 pub(crate) async fn index_document(
     service: &Arc<KnowledgeService>,
@@ -622,4 +702,28 @@ pub(crate) async fn embed_all(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_resumed_run_counts_what_the_stopped_run_indexed() {
+        let now = "c2:m1".to_string();
+        let counted = |before: Option<&str>, now: Option<&String>| {
+            match indexed_by_the_stopped_run(before, now) {
+                Outcome::New => "new",
+                Outcome::Modified => "modified",
+                Outcome::MetadataModified => "metadata",
+                Outcome::Unchanged => "unchanged",
+                Outcome::Skipped | Outcome::Failed(_) => "other",
+            }
+        };
+        assert_eq!(counted(None, Some(&now)), "new");
+        assert_eq!(counted(Some("c1:m1"), Some(&now)), "modified");
+        assert_eq!(counted(Some("c2:m0"), Some(&now)), "metadata");
+        assert_eq!(counted(Some("c2:m1"), Some(&now)), "unchanged");
+        assert_eq!(counted(None, None), "unchanged");
+    }
 }

@@ -202,6 +202,22 @@ pub struct IngestionJob {
     pub failure_reasons: Vec<String>,
     pub started_ms: i64,
     pub updated_ms: i64,
+    /// Where the job picks up if the server stops during it (written with its
+    /// statistics, cleared when it ends).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume: Option<ResumePoint>,
+}
+
+/// How far a running ingestion job has got, in the URI order it works in: every
+/// document up to and including `done_through` is counted in the job's statistics;
+/// the ones in `started` (the next `ingestion_concurrency` documents) may have been
+/// indexed since, each listed with the hash the store held for it before this job
+/// touched it (none: a new document), so a resumed job counts them as this job's work.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ResumePoint {
+    pub done_through: Option<String>,
+    pub started: Vec<(String, Option<String>)>,
 }
 
 impl IngestionJob {
@@ -301,8 +317,8 @@ impl KnowledgeService {
     }
 
     /// Jobs a previous process left running without a job-runner row (made before
-    /// the runner existed) are failed; jobs with one are failed by their handler when
-    /// the runner claims them again ([`IngestionJobs`]).
+    /// the runner existed) are failed; jobs with one resume from their resume point
+    /// when the runner claims them again ([`IngestionJobs`]).
     fn fail_interrupted_jobs(&self) -> Result<(), CoreError> {
         for record in self
             .store
@@ -532,9 +548,9 @@ impl KnowledgeService {
     }
 }
 
-/// Ingestion is not resumed: a job the server stopped during is failed (its
-/// documents so far are indexed, and the next job, comparing hashes, does the rest
-/// without redoing them).
+/// A job left running by a server without a job-runner row cannot be resumed: it is
+/// failed (its documents so far are indexed, and the next job, comparing hashes, does
+/// the rest without redoing them).
 fn fail_interrupted(job: &mut IngestionJob) {
     job.status = IngestionStatus::Failed;
     job.failure_reasons.push(
@@ -574,11 +590,12 @@ impl IngestionJobs {
             // Ended before its runner row was: nothing to run.
             return Ok(job.status);
         }
+        // A resumed job (its server stopped during it, or a node died) carries on from
+        // its resume point; the key that started it is not known any more, so its
+        // remaining embedding calls are metered without a key.
         let starter = knowledge.take_starter(active.id());
         if active.resumed() {
-            fail_interrupted(&mut job);
-            knowledge.save_job(&job)?;
-            return Ok(job.status);
+            tracing::info!(job = %active.id(), resume = ?job.resume.as_ref().map(|r| &r.done_through), "ingestion job resumed");
         }
         if active.stop_requested() {
             job.status = IngestionStatus::Stopped;
@@ -1358,6 +1375,7 @@ impl KnowledgeService {
             failure_reasons: Vec::new(),
             started_ms: now,
             updated_ms: now,
+            resume: None,
         };
         self.save_job(&job)?;
         if let Ok(mut starters) = self.starters.lock() {
