@@ -124,36 +124,59 @@ impl Bm25 {
         self.reader.reload().map_err(bm25_error)
     }
 
-    /// Chunk ids and BM25 scores of the best `limit` chunks (of those in `keep`).
-    pub(crate) fn search(
+    /// Chunk ids and BM25 scores of the best `limit` chunks (tantivy skips blocks of
+    /// postings that cannot enter them).
+    pub(crate) fn top(&self, query: &str, limit: usize) -> Result<Vec<(i64, f32)>, KbError> {
+        let searcher = self.reader.searcher();
+        let parsed = self.parse(query);
+        let top = searcher
+            .search(&parsed, &TopDocs::with_limit(limit.max(1)).order_by_score())
+            .map_err(bm25_error)?;
+        self.chunk_ids(&searcher, top)
+    }
+
+    /// Chunk ids and BM25 scores of the best `limit` chunks of those in `keep`: every
+    /// matching posting scored and tested.
+    pub(crate) fn top_in(
         &self,
         query: &str,
         limit: usize,
-        keep: Option<Arc<IdSet>>,
+        keep: Arc<IdSet>,
     ) -> Result<Vec<(i64, f32)>, KbError> {
         let searcher = self.reader.searcher();
+        let parsed = self.parse(query);
+        let collector = FilterCollector::new(
+            "chunk_id".to_owned(),
+            move |id: u64| keep.contains(id),
+            TopDocs::with_limit(limit.max(1)).order_by_score(),
+        );
+        let top = searcher.search(&parsed, &collector).map_err(bm25_error)?;
+        self.chunk_ids(&searcher, top)
+    }
+
+    fn parse(&self, query: &str) -> Box<dyn tantivy::query::Query> {
         let parser = QueryParser::for_index(&self.index, vec![self.text]);
-        let (parsed, _ignored) = parser.parse_query_lenient(query);
-        let top_docs = TopDocs::with_limit(limit.max(1)).order_by_score();
-        let top = match keep {
-            None => searcher.search(&parsed, &top_docs),
-            Some(set) => {
-                let collector = FilterCollector::new(
-                    "chunk_id".to_owned(),
-                    move |id: u64| set.contains(id),
-                    top_docs,
-                );
-                searcher.search(&parsed, &collector)
-            }
-        }
-        .map_err(bm25_error)?;
+        parser.parse_query_lenient(query).0
+    }
+
+    fn chunk_ids(
+        &self,
+        searcher: &tantivy::Searcher,
+        top: Vec<(f32, tantivy::DocAddress)>,
+    ) -> Result<Vec<(i64, f32)>, KbError> {
         let mut out = Vec::with_capacity(top.len());
+        let mut columns = std::collections::HashMap::new();
         for (score, address) in top {
-            let column = searcher
-                .segment_reader(address.segment_ord)
-                .fast_fields()
-                .u64("chunk_id")
-                .map_err(bm25_error)?;
+            let column = match columns.entry(address.segment_ord) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(e) => e.insert(
+                    searcher
+                        .segment_reader(address.segment_ord)
+                        .fast_fields()
+                        .u64("chunk_id")
+                        .map_err(bm25_error)?,
+                ),
+            };
             if let Some(id) = column.first(address.doc_id) {
                 out.push((id as i64, score));
             }

@@ -32,7 +32,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use crate::ann::{AnnBuild, AnnParams};
 use crate::bm25::{doc_key, Bm25};
 use crate::filter::{Filter, Metadata};
-use crate::vectors::{Allowed, VectorSet};
+use crate::vectors::{Allowed, SlotBits, VectorSet};
 use crate::KbError;
 
 fn db_error(e: rusqlite::Error) -> KbError {
@@ -121,6 +121,11 @@ impl std::fmt::Debug for EmbeddedIndex {
             .finish_non_exhaustive()
     }
 }
+
+/// How many more than `limit / share` a filtered keyword search reads first.
+const KEYWORD_OVERFETCH_MARGIN: f64 = 2.0;
+/// The most a filtered keyword search reads before scoring every match instead.
+const KEYWORD_MAX_OVERFETCH: usize = 4096;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS documents(
@@ -501,13 +506,13 @@ impl EmbeddedIndex {
         let pool = (query.k * 4).max(50);
         // The keyword half needs the passing chunks as a set; the vector half then
         // tests membership in it instead of evaluating the filter again.
-        let allowed = match query.search {
+        let slots = match query.search {
             SearchType::Semantic => None,
-            _ => query.filter.map(|f| Arc::new(vectors.passing(f))),
+            _ => query.filter.map(|f| vectors.passing_slots(f)),
         };
-        let semantic = match (query.search, &allowed) {
+        let semantic = match (query.search, &slots) {
             (SearchType::Keyword, _) => Vec::new(),
-            (_, Some(ids)) => vectors.top_allowed(query.vector, pool, Allowed::Ids(ids)),
+            (_, Some(slots)) => vectors.top_allowed(query.vector, pool, Allowed::Slots(slots)),
             _ => vectors.top(query.vector, pool, query.filter),
         };
         let keyword = match query.search {
@@ -515,7 +520,10 @@ impl EmbeddedIndex {
             _ => {
                 // Chunks deleted since the last commit may still be in the keyword
                 // index; they have no slot and drop out here.
-                let hits = self.bm25.search(query.text, pool, allowed)?;
+                let hits = match &slots {
+                    None => self.bm25.top(query.text, pool)?,
+                    Some(slots) => self.keyword_in(&vectors, query.text, pool, slots)?,
+                };
                 hits.into_iter()
                     .filter_map(|(id, score)| vectors.slot_of.get(&id).map(|s| (*s, score)))
                     .collect()
@@ -547,6 +555,43 @@ impl EmbeddedIndex {
         }
         drop(vectors);
         self.hits(picked)
+    }
+
+    /// The best `limit` keyword hits among the chunks in `slots`. The unfiltered best
+    /// `limit / share` (times a margin) are read first — tantivy skips blocks of
+    /// postings that cannot enter them — and the first `limit` of them in `slots` are
+    /// the answer whenever there are that many: they are exactly the filter's best,
+    /// the ranking being the same. Only when fewer pass is every matching posting
+    /// scored and tested.
+    fn keyword_in(
+        &self,
+        vectors: &VectorSet,
+        text: &str,
+        limit: usize,
+        slots: &SlotBits,
+    ) -> Result<Vec<(i64, f32)>, KbError> {
+        let share = slots.count() as f64 / vectors.live().max(1) as f64;
+        let wide = ((limit as f64 / share.max(1e-6)) * KEYWORD_OVERFETCH_MARGIN) as usize;
+        if wide <= KEYWORD_MAX_OVERFETCH {
+            let top = self.bm25.top(text, wide)?;
+            let read = top.len();
+            let passing: Vec<(i64, f32)> = top
+                .into_iter()
+                .filter(|(id, _)| {
+                    vectors
+                        .slot_of
+                        .get(id)
+                        .is_some_and(|slot| slots.contains(*slot))
+                })
+                .take(limit)
+                .collect();
+            // Fewer read than asked means every match was read: the answer is whole.
+            if passing.len() >= limit || read < wide {
+                return Ok(passing);
+            }
+        }
+        self.bm25
+            .top_in(text, limit, Arc::new(vectors.ids_of(slots)))
     }
 
     /// Chunk IDs of the exact top `k` by vector alone (for measuring recall).

@@ -199,6 +199,71 @@ fn filtered_search_still_fills_k_from_matching_chunks() {
 }
 
 #[test]
+fn a_filtered_keyword_search_is_the_unfiltered_ranking_filtered() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let index = open(dir.path());
+    // 400 chunks; "rock" appears 1..=8 times (so scores differ), and the tenant
+    // attribute gives filters of every share: half, a tenth, one chunk in 200, none.
+    for i in 0..400 {
+        let text = format!("{} basalt {i}", "rock ".repeat(1 + i % 8));
+        let tenant = match i {
+            _ if i % 200 == 7 => "rare",
+            _ if i % 10 == 3 => "tenth",
+            _ if i % 2 == 0 => "half",
+            _ => "other",
+        };
+        let c = chunk(&text, &[1.0, 0.0, 0.0], json!({ "tenant": tenant }));
+        assert!(index
+            .put_document("ds", &format!("d{i}"), "h", vec![c])
+            .is_ok());
+    }
+    assert!(index.flush().is_ok());
+    let everything = search(
+        &index,
+        &[1.0, 0.0, 0.0],
+        "rock",
+        400,
+        None,
+        SearchType::Keyword,
+    );
+    assert_eq!(everything.len(), 400);
+    let tenant_of = |text: &str| -> &str {
+        let i: usize = text
+            .rsplit(' ')
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        match i {
+            _ if i % 200 == 7 => "rare",
+            _ if i % 10 == 3 => "tenth",
+            _ if i % 2 == 0 => "half",
+            _ => "other",
+        }
+    };
+    for tenant in ["half", "tenth", "rare", "nobody"] {
+        let filter = Filter::parse(&json!({"equals": {"key": "tenant", "value": tenant}}))
+            .unwrap_or_else(|e| panic!("{e}"));
+        for k in [1, 5, 20] {
+            let got = search(
+                &index,
+                &[1.0, 0.0, 0.0],
+                "rock",
+                k,
+                Some(&filter),
+                SearchType::Keyword,
+            );
+            let want: Vec<String> = everything
+                .iter()
+                .filter(|t| tenant_of(t) == tenant)
+                .take(k)
+                .cloned()
+                .collect();
+            assert_eq!(got, want, "tenant {tenant}, k {k}");
+        }
+    }
+}
+
+#[test]
 fn hybrid_ranks_a_chunk_both_methods_like_above_either_alone() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let index = open(dir.path());

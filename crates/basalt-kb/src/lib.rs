@@ -10,6 +10,7 @@
 pub mod ann;
 mod bm25;
 pub mod chunking;
+mod columns;
 pub mod filter;
 pub mod index;
 pub mod metadata;

@@ -1,15 +1,15 @@
 //! The vectors of a store, in memory: a row-major f32 matrix with an int8 copy, the
-//! chunk ID and group of each row, and the metadata as columns (one per attribute,
-//! indexed by row) so that a filter is evaluated with one array lookup per leaf. The
+//! chunk ID and group of each row, and the metadata as dictionary-encoded columns
+//! ([`crate::columns`]: one per attribute, a code per row) so that a filter leaf is
+//! resolved once per query and tested with two array reads per row. The
 //! scan that searches them is described in the [`crate::index`] module comment; above
 //! [`AnnParams::build_from`] vectors it reads only the cells of the approximate index
 //! ([`crate::ann`]) nearest to the query.
 
 use std::collections::{BinaryHeap, HashMap};
 
-use serde_json::Value;
-
 use crate::ann::{AnnBuild, AnnParams, Cell, Ivf};
+use crate::columns::{Column, ResolvedLeaf};
 use crate::filter::{Filter, Metadata};
 use crate::simd::QueryCodes;
 
@@ -32,9 +32,12 @@ pub struct VectorSet {
     scales: Vec<f32>,
     pub(crate) slots: Vec<Option<Slot>>,
     pub(crate) slot_of: HashMap<i64, usize>,
-    /// Attribute → value by slot (shorter than `slots` where later rows lack it).
-    columns: HashMap<String, Vec<Option<Value>>>,
+    /// Attribute → its values by slot.
+    columns: HashMap<String, Column>,
     dead: usize,
+    /// Which slots hold a vector, as a bitset (so a filter's slots need no lookup of
+    /// `slots`, whose entries a cell's scan would read in scattered order).
+    live_bits: Vec<u64>,
     max_id: i64,
     ann: Option<Ivf>,
     params: AnnParams,
@@ -42,7 +45,7 @@ pub struct VectorSet {
 
 /// A filter resolved against the columns once per query.
 enum Compiled<'a> {
-    Leaf(&'a Filter, Option<&'a [Option<Value>]>),
+    Leaf(ResolvedLeaf<'a>),
     All(Vec<Compiled<'a>>),
     Any(Vec<Compiled<'a>>),
 }
@@ -50,14 +53,68 @@ enum Compiled<'a> {
 impl Compiled<'_> {
     fn matches(&self, slot: usize) -> bool {
         match self {
-            Self::Leaf(filter, column) => {
-                filter.leaf_matches(column.and_then(|c| c.get(slot)).and_then(Option::as_ref))
-            }
+            Self::Leaf(leaf) => leaf.matches(slot),
             Self::All(parts) => parts.iter().all(|p| p.matches(slot)),
             Self::Any(parts) => parts.iter().any(|p| p.matches(slot)),
         }
     }
+
+    /// The slots `0..n` that pass, as a bitset: each leaf in one pass over its
+    /// column, combined word by word.
+    fn bits(&self, n: usize) -> Vec<u64> {
+        let words = n.div_ceil(64);
+        let combine = |parts: &[Compiled<'_>], start: u64, op: fn(u64, u64) -> u64| {
+            let mut out = vec![start; words];
+            for part in parts {
+                for (o, b) in out.iter_mut().zip(part.bits(n)) {
+                    *o = op(*o, b);
+                }
+            }
+            out
+        };
+        match self {
+            Self::Leaf(leaf) => leaf.bits(n),
+            Self::All(parts) => combine(parts, u64::MAX, |a, b| a & b),
+            Self::Any(parts) => combine(parts, 0, |a, b| a | b),
+        }
+    }
 }
+
+/// Slots a filter lets through, computed before a scan that would otherwise look
+/// them up one by one in scattered order (the cells of the approximate index).
+#[derive(Debug, Clone, Default)]
+pub struct SlotBits(Vec<u64>);
+
+impl SlotBits {
+    #[inline]
+    pub fn contains(&self, slot: usize) -> bool {
+        self.0
+            .get(slot / 64)
+            .is_some_and(|w| w >> (slot % 64) & 1 == 1)
+    }
+
+    /// How many slots are in the set.
+    pub fn count(&self) -> usize {
+        self.0.iter().map(|w| w.count_ones() as usize).sum()
+    }
+
+    /// The slots in the set, in order.
+    fn slots(&self) -> impl Iterator<Item = usize> + '_ {
+        self.0.iter().enumerate().flat_map(|(w, &word)| {
+            let mut word = word;
+            std::iter::from_fn(move || {
+                (word != 0).then(|| {
+                    let slot = w * 64 + word.trailing_zeros() as usize;
+                    word &= word - 1;
+                    slot
+                })
+            })
+        })
+    }
+}
+
+/// How many rows ahead a scan of scattered rows prefetches.
+const PREFETCH_AHEAD: usize = 8;
 
 /// Which chunks a search may return.
 #[derive(Debug, Clone, Copy)]
@@ -67,6 +124,8 @@ pub enum Allowed<'a> {
     Matching(&'a Filter),
     /// Those in a set computed before (e.g. for the keyword half of a hybrid query).
     Ids(&'a IdSet),
+    /// Those in a set of slots computed before ([`VectorSet::passing_slots`]).
+    Slots(&'a SlotBits),
 }
 
 /// [`Allowed`] resolved against the set once per query.
@@ -74,6 +133,7 @@ enum Admit<'a> {
     All,
     Compiled(Compiled<'a>),
     Ids(&'a IdSet),
+    Slots(&'a SlotBits),
 }
 
 impl Admit<'_> {
@@ -87,6 +147,7 @@ impl Admit<'_> {
                 .get(slot)
                 .and_then(Option::as_ref)
                 .is_some_and(|s| ids.contains(s.id as u64)),
+            Self::Slots(bits) => bits.contains(slot),
         }
     }
 }
@@ -246,6 +307,7 @@ impl VectorSet {
             Allowed::All => Admit::All,
             Allowed::Matching(filter) => Admit::Compiled(self.compile(filter)),
             Allowed::Ids(ids) => Admit::Ids(ids),
+            Allowed::Slots(bits) => Admit::Slots(bits),
         }
     }
 
@@ -253,12 +315,10 @@ impl VectorSet {
         match filter {
             Filter::AndAll(parts) => Compiled::All(parts.iter().map(|p| self.compile(p)).collect()),
             Filter::OrAll(parts) => Compiled::Any(parts.iter().map(|p| self.compile(p)).collect()),
-            leaf => Compiled::Leaf(
-                leaf,
-                leaf.key()
-                    .and_then(|k| self.columns.get(k))
-                    .map(Vec::as_slice),
-            ),
+            leaf => Compiled::Leaf(match leaf.key().and_then(|k| self.columns.get(k)) {
+                Some(column) => column.resolve(leaf),
+                None => ResolvedLeaf::absent(leaf),
+            }),
         }
     }
 
@@ -267,11 +327,18 @@ impl VectorSet {
         let slot = self.slots.len();
         self.slot_of.insert(id, slot);
         self.slots.push(Some(Slot { id, group }));
+        if slot % 64 == 0 {
+            self.live_bits.push(0);
+        }
+        if let Some(w) = self.live_bits.get_mut(slot / 64) {
+            *w |= 1 << (slot % 64);
+        }
         self.max_id = self.max_id.max(id);
         for (key, value) in metadata {
-            let column = self.columns.entry(key.clone()).or_default();
-            column.resize(slot, None);
-            column.push(Some(value.clone()));
+            self.columns
+                .entry(key.clone())
+                .or_default()
+                .set(slot, value);
         }
         self.matrix.extend_from_slice(vector);
         let (codes, scale) = quantize(vector);
@@ -294,11 +361,12 @@ impl VectorSet {
         if let Some(slot) = self.slot_of.remove(&id) {
             self.slots[slot] = None;
             for column in self.columns.values_mut() {
-                if let Some(v) = column.get_mut(slot) {
-                    *v = None;
-                }
+                column.clear(slot);
             }
             self.dead += 1;
+            if let Some(w) = self.live_bits.get_mut(slot / 64) {
+                *w &= !(1 << (slot % 64));
+            }
         }
         if self.dead > 1024 && self.dead * 2 > self.slots.len() {
             self.compact();
@@ -327,18 +395,19 @@ impl VectorSet {
                 kept.push(i);
             }
         }
-        for column in self.columns.values_mut() {
-            *column = kept
-                .iter()
-                .map(|i| column.get(*i).cloned().flatten())
-                .collect();
-        }
-        self.columns.retain(|_, c| c.iter().any(Option::is_some));
+        self.columns = std::mem::take(&mut self.columns)
+            .into_iter()
+            .filter_map(|(key, column)| Some((key, column.kept(&kept)?)))
+            .collect();
         self.matrix = matrix;
         self.quantized = quantized;
         self.scales = scales;
         self.slots = slots;
         self.dead = 0;
+        self.live_bits = vec![0; self.slots.len().div_ceil(64)];
+        for slot in 0..self.slots.len() {
+            self.live_bits[slot / 64] |= 1 << (slot % 64);
+        }
         if let Some(ivf) = &mut self.ann {
             ivf.renumber(&new_slot);
         }
@@ -351,18 +420,58 @@ impl VectorSet {
 
     /// The chunk IDs that pass `filter`.
     pub fn passing(&self, filter: &Filter) -> IdSet {
-        let compiled = self.compile(filter);
+        self.ids_of(&self.passing_slots(filter))
+    }
+
+    /// The live slots that pass `filter`.
+    pub fn passing_slots(&self, filter: &Filter) -> SlotBits {
+        let mut bits = self.compile(filter).bits(self.slots.len());
+        for (b, live) in bits.iter_mut().zip(&self.live_bits) {
+            *b &= live;
+        }
+        bits.truncate(self.live_bits.len());
+        SlotBits(bits)
+    }
+
+    /// The chunk IDs of the live slots in `bits`.
+    pub fn ids_of(&self, bits: &SlotBits) -> IdSet {
         let mut set = IdSet {
             bits: vec![0; (self.max_id.max(0) as usize) / 64 + 1],
         };
-        for (i, slot) in self.slots.iter().enumerate() {
-            if let Some(slot) = slot {
-                if compiled.matches(i) {
-                    set.insert(slot.id as u64);
+        for (w, mut word) in bits.0.iter().copied().enumerate() {
+            while word != 0 {
+                let slot = w * 64 + word.trailing_zeros() as usize;
+                word &= word - 1;
+                if let Some(Some(s)) = self.slots.get(slot) {
+                    set.insert(s.id as u64);
                 }
             }
         }
         set
+    }
+
+    /// The live slots `admit` lets through, as a bitset.
+    fn slot_bits(&self, admit: &Admit<'_>) -> SlotBits {
+        let n = self.slots.len();
+        let mut bits = match admit {
+            Admit::All => vec![u64::MAX; n.div_ceil(64)],
+            Admit::Slots(bits) => bits.0.clone(),
+            Admit::Compiled(compiled) => compiled.bits(n),
+            Admit::Ids(ids) => {
+                let mut bits = vec![0u64; n.div_ceil(64)];
+                for (slot, s) in self.slots.iter().enumerate() {
+                    if s.as_ref().is_some_and(|s| ids.contains(s.id as u64)) {
+                        bits[slot / 64] |= 1 << (slot % 64);
+                    }
+                }
+                bits
+            }
+        };
+        for (b, live) in bits.iter_mut().zip(&self.live_bits) {
+            *b &= live;
+        }
+        bits.truncate(self.live_bits.len());
+        SlotBits(bits)
     }
 
     /// Slots and scores of the best `k` by dot product among those passing `filter`:
@@ -383,13 +492,27 @@ impl VectorSet {
             return self.exact_top_allowed(query, k, allowed);
         }
         let mut scan = Int8Scan::new(self, query, k * RESCORE_FACTOR, self.admit(allowed));
+        let share = self.share_admitted(&scan.admit);
+        // A selective filter is tested before the dot product: most rows then cost a
+        // filter test (two array reads per leaf) instead of a dot product.
+        let prefilter = share < PREFILTER_BELOW;
         match &self.ann {
-            None if self.share_admitted(&scan.admit) < PREFILTER_BELOW => {
-                // A selective filter: test it first, slot by slot (its columns are
-                // read in order), and read the codes of the chunks it lets through only.
-                let rows = self.quantized.chunks_exact(d).zip(&self.scales);
-                for (slot, (codes, scale)) in rows.enumerate() {
-                    if self.slots[slot].is_some() && scan.admit.admits(self, slot) {
+            None if prefilter => {
+                // A selective filter: its slots first (each leaf one pass over its
+                // column), then the codes of those slots only.
+                let admitted = self.slot_bits(&scan.admit);
+                let slots: Vec<usize> = admitted.slots().collect();
+                for (j, &slot) in slots.iter().enumerate() {
+                    if let Some(ahead) = slots
+                        .get(j + PREFETCH_AHEAD)
+                        .and_then(|&a| self.quantized.get(a * d..(a + 1) * d))
+                    {
+                        crate::simd::prefetch(ahead);
+                    }
+                    if let (Some(codes), Some(scale)) = (
+                        self.quantized.get(slot * d..(slot + 1) * d),
+                        self.scales.get(slot),
+                    ) {
                         scan.offer_admitted(slot, codes, *scale);
                     }
                 }
@@ -401,7 +524,9 @@ impl VectorSet {
                 }
             }
             Some(ivf) => {
-                let budget = self.scan_budget(&scan.admit);
+                let budget = self.scan_budget(&scan.admit, share);
+                let admitted = prefilter.then(|| self.slot_bits(&scan.admit));
+                let mut picked: Vec<u32> = Vec::new();
                 let mut read = 0;
                 for cell in ivf.probe_order(query) {
                     if read >= budget && scan.full() {
@@ -409,8 +534,36 @@ impl VectorSet {
                     }
                     let list = &ivf.lists[cell as usize];
                     let rows = list.codes.chunks_exact(d).zip(&list.scales);
-                    for (slot, (codes, scale)) in list.slots.iter().zip(rows) {
-                        scan.offer(*slot as usize, codes, *scale);
+                    if let Some(admitted) = &admitted {
+                        // The cell's admitted rows first (no branch per row), then
+                        // their dot products with each row prefetched a few ahead.
+                        picked.clear();
+                        picked.resize(list.slots.len(), 0);
+                        let mut n = 0;
+                        for (i, slot) in list.slots.iter().enumerate() {
+                            picked[n] = i as u32;
+                            n += usize::from(admitted.contains(*slot as usize));
+                        }
+                        picked.truncate(n);
+                        let row = |i: u32| {
+                            let i = i as usize;
+                            (
+                                &list.codes[i * d..(i + 1) * d],
+                                list.scales[i],
+                                list.slots[i],
+                            )
+                        };
+                        for (j, &i) in picked.iter().enumerate() {
+                            if let Some(&ahead) = picked.get(j + PREFETCH_AHEAD) {
+                                crate::simd::prefetch(row(ahead).0);
+                            }
+                            let (codes, scale, slot) = row(i);
+                            scan.offer_admitted(slot as usize, codes, scale);
+                        }
+                    } else {
+                        for (slot, (codes, scale)) in list.slots.iter().zip(rows) {
+                            scan.offer(*slot as usize, codes, *scale);
+                        }
                     }
                     read += list.len();
                 }
@@ -433,13 +586,13 @@ impl VectorSet {
     /// `scan_min`), divided by the square root of the share a filter lets through
     /// (estimated on a sample of the slots): a filter's k best sit deeper in the
     /// ranking, so more cells hold them.
-    fn scan_budget(&self, admit: &Admit<'_>) -> usize {
+    fn scan_budget(&self, admit: &Admit<'_>, share: f64) -> usize {
         let live = self.live();
         let base = ((live as f64 * self.params.scan_fraction) as usize).max(self.params.scan_min);
         if matches!(admit, Admit::All) {
             return base;
         }
-        ((base as f64 / self.share_admitted(admit).sqrt()) as usize).min(live)
+        ((base as f64 / share.sqrt()) as usize).min(live)
     }
 
     /// The share of the live chunks `admit` lets through, estimated on a sample of
