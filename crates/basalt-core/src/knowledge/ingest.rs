@@ -711,14 +711,14 @@ mod tests {
     #[test]
     fn a_resumed_run_counts_what_the_stopped_run_indexed() {
         let now = "c2:m1".to_string();
-        let counted = |before: Option<&str>, now: Option<&String>| {
-            match indexed_by_the_stopped_run(before, now) {
-                Outcome::New => "new",
-                Outcome::Modified => "modified",
-                Outcome::MetadataModified => "metadata",
-                Outcome::Unchanged => "unchanged",
-                Outcome::Skipped | Outcome::Failed(_) => "other",
-            }
+        let counted = |before: Option<&str>, now: Option<&String>| match indexed_by_the_stopped_run(
+            before, now,
+        ) {
+            Outcome::New => "new",
+            Outcome::Modified => "modified",
+            Outcome::MetadataModified => "metadata",
+            Outcome::Unchanged => "unchanged",
+            Outcome::Skipped | Outcome::Failed(_) => "other",
         };
         assert_eq!(counted(None, Some(&now)), "new");
         assert_eq!(counted(Some("c1:m1"), Some(&now)), "modified");
