@@ -18,6 +18,8 @@ documents). It prints:
 """
 import json
 import math
+import os
+import subprocess
 import sys
 import time
 import urllib.error
@@ -101,6 +103,18 @@ def main(url, key_json, dataset, work, max_docs=None):
           f"{indexed / ingest_s:.1f} docs/s, {chunks / ingest_s:.1f} chunks/s; "
           f"embedding alone {embed_s:.1f} s ({100 * embed_s / ingest_s:.0f} % of the job); "
           f"failed {stats['numberOfDocumentsFailed']}")
+    # The peer: sentence-transformers embedding the same texts (embedding only — it
+    # has no parsing, storage or index to build), when ST_PYTHON names its python.
+    st_python, model_dir = os.environ.get("ST_PYTHON"), os.environ.get("ST_MODEL_DIR")
+    if st_python and model_dir:
+        texts_file = Path(work) / "texts.json"
+        texts_file.write_text(json.dumps(clipped))
+        st_s = float(subprocess.check_output(
+            [st_python, str(Path(__file__).with_name("st_encode.py")), model_dir, str(texts_file),
+             os.environ.get("THREADS", "2")], env=dict(os.environ, HF_HUB_OFFLINE="1")).decode().split()[-1])
+        print(f"peer: sentence-transformers embedded the same {len(clipped)} texts in {st_s:.1f} s = "
+              f"{len(clipped) / st_s:.1f} docs/s; Basalt's whole ingestion is "
+              f"{(indexed / ingest_s) / (len(clipped) / st_s):.2f}x its embedding alone")
     qrels_path = Path(dataset) / "qrels" / "test.tsv"
     if not qrels_path.exists():
         return

@@ -3,7 +3,8 @@
 # quality) through the server's API: benches/kb_bench.py. DATASET names a BEIR-format
 # directory (corpus.jsonl, queries.jsonl, qrels/test.tsv), e.g. SciFact; without one,
 # the corpus is this machine's Debian copyright files (/usr/share/doc/*/copyright, one
-# document each, no judgements), which measures throughput only.
+# document each, no judgements), which measures throughput only. Beside it,
+# sentence-transformers embeds the same texts (benches/st_encode.py; PEER=0 skips it).
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
 install_system_packages
 build_release
@@ -24,6 +25,16 @@ with out.open("w") as f:
         if text:
             f.write(json.dumps({"_id": p.parent.name, "title": p.parent.name, "text": text}) + "\n")
 PY
+fi
+# The peer (PEER=0 skips it): sentence-transformers on the same model files and texts.
+if [ "${PEER:-1}" != 0 ]; then
+  ST_VENV="${ST_VENV:-$REPO/benches/.work/st-venv}"
+  if [ ! -x "$ST_VENV/bin/python" ]; then
+    log "creating $ST_VENV with sentence-transformers==6.2.0"
+    python3 -m venv "$ST_VENV"
+    "$ST_VENV/bin/pip" install --quiet --disable-pip-version-check sentence-transformers==6.2.0
+  fi
+  export ST_PYTHON="$ST_VENV/bin/python" ST_MODEL_DIR="$BASALT_MODELS_DIR/all-minilm-l6-v2"
 fi
 start_basalt_in "$WORK"
 BASALT_DATA_DIR="$WORK/data" "$BASALT_BIN" keys create --name bench --json > "$WORK/key.json"

@@ -396,10 +396,16 @@ def test_sigterm_drains_a_node_with_streams_in_flight(fleet):
         except Exception as e:  # noqa: BLE001 — the assertion below names it
             errors.append(repr(e))
 
+    before = len(fleet.double.chat_requests(UPSTREAM))
     threads = [threading.Thread(target=stream) for _ in range(3)]
     for t in threads:
         t.start()
-    time.sleep(0.8)
+    # SIGTERM once all three are in flight: the node has sent each upstream (a busy
+    # machine can take more than a second to get there).
+    deadline = time.monotonic() + 30
+    while len(fleet.double.chat_requests(UPSTREAM)) < before + 3:
+        assert time.monotonic() < deadline, f"the streams never reached the upstream: {errors}"
+        time.sleep(0.05)
     node.proc.send_signal(signal.SIGTERM)
     time.sleep(0.5)
     refused = False

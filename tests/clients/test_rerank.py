@@ -11,7 +11,8 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from basalt_support import expect_client_error, inline_table, remote_embedding_toml, remote_model_toml
+from basalt_support import (expect_client_error, http_request, inline_table, remote_embedding_toml,
+                            remote_model_toml)
 from cohere_double import API_KEY, DIMENSIONS, CohereDouble, relevance
 from conftest import BOTO_CONFIG, REGION, serve_front
 from kb_support import EMBEDDED
@@ -208,6 +209,67 @@ def test_bedrock_as_the_rerank_upstream(relay, art):
     relay_key = relay.cli_json("keys", "create", "--name", "relay-tests", "--json")
     via = client(relay, relay_key, "bedrock-agent-runtime").rerank(**rerank_request(DOCUMENTS, model=VIA_BEDROCK, number=4))
     direct = art.rerank(**rerank_request(DOCUMENTS, number=4))
+    assert [(x["index"], x["relevanceScore"]) for x in via["results"]] == [
+        (x["index"], x["relevanceScore"]) for x in direct["results"]]
+
+
+# ------------------------------------------------- /v1/rerank (Cohere's API, copied by many)
+
+def v1_rerank(srv, token, body):
+    r = http_request(srv.port, "POST", "/v1/rerank", json.dumps(body).encode(),
+                     {"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    return r.status, json.loads(r.body or b"{}")
+
+
+def test_v1_rerank_speaks_coheres_api(front, key, double):
+    status, body = v1_rerank(front, key["bearer_token"], {
+        "model": RERANK, "query": QUERY, "top_n": 2, "return_documents": True,
+        "documents": [DOCUMENTS[0], {"text": DOCUMENTS[1]}, *DOCUMENTS[2:]]})
+    assert status == 200, body
+    order = expected_order(QUERY, DOCUMENTS)
+    assert [r["index"] for r in body["results"]] == order[:2], body
+    assert body["results"][0]["document"] == {"text": DOCUMENTS[order[0]]}
+    assert body["results"][0]["relevance_score"] == pytest.approx(relevance(QUERY, DOCUMENTS[order[0]]))
+    assert body["meta"]["billed_units"] == {"search_units": 1} and body["model"] == RERANK
+    assert double.last("/v2/rerank")["documents"] == DOCUMENTS
+
+
+@pytest.mark.parametrize("change, param", [
+    ({"documents": []}, "documents"),
+    ({"top_n": 0}, "top_n"),
+    ({"max_tokens_per_doc": 100}, "max_tokens_per_doc"),
+    ({"model": CHAT}, None),
+    ({"documents": "not a list"}, "documents"),
+])
+def test_v1_rerank_bad_input_is_an_openai_error(front, key, change, param):
+    status, body = v1_rerank(front, key["bearer_token"], {"model": RERANK, "query": QUERY, "documents": DOCUMENTS,
+                                                          **change})
+    assert status == 400, body
+    assert body["error"]["type"] == "invalid_request_error", body
+    if param:
+        assert body["error"]["param"] == param, body
+
+
+def test_v1_rerank_needs_a_key(front):
+    status, body = v1_rerank(front, "not-a-key", {"model": RERANK, "query": QUERY, "documents": DOCUMENTS})
+    assert status == 401, body
+
+
+@pytest.fixture(scope="module")
+def cohere_client_of_basalt(front, key, tmp_path_factory, _hermetic_client_env):
+    """A Basalt whose rerank model is the front's, reached as Cohere's API at /v1."""
+    upstream = "upstream = " + inline_table(api="cohere", base_url=front.url + "/v1", model=RERANK,
+                                            api_key_env="BASALT_TEST_FRONT_TOKEN", timeout_secs=30)
+    yield from serve_front(tmp_path_factory, "rerank-via-v1", rerank_toml("basalt.rerank-via-v1-v1:0", upstream),
+                           {"BASALT_TEST_FRONT_TOKEN": key["bearer_token"]})
+
+
+def test_basalt_is_a_cohere_rerank_upstream(cohere_client_of_basalt, art):
+    srv = cohere_client_of_basalt
+    k = srv.cli_json("keys", "create", "--name", "via-v1", "--json")
+    via = client(srv, k, "bedrock-agent-runtime").rerank(
+        **rerank_request(DOCUMENTS, model="basalt.rerank-via-v1-v1:0", number=3))
+    direct = art.rerank(**rerank_request(DOCUMENTS, number=3))
     assert [(x["index"], x["relevanceScore"]) for x in via["results"]] == [
         (x["index"], x["relevanceScore"]) for x in direct["results"]]
 

@@ -3,7 +3,8 @@
 //!
 //! - [`bedrock`]: the Bedrock runtime (`/model/...`) and control plane
 //!   (`/foundation-models`), as boto3 sends them with `endpoint_url`.
-//! - [`openai`]: `/v1/chat/completions`, `/v1/embeddings`, `/v1/models`.
+//! - [`openai`]: `/v1/chat/completions`, `/v1/embeddings`, `/v1/models`; `rerank`:
+//!   `/v1/rerank` (Cohere's reranking API, which Jina, vLLM and llama-server copy).
 //! - [`auth`]: SigV4 and bearer-key authentication, body limits and request IDs, as one
 //!   middleware in front of every API route.
 //!
@@ -19,6 +20,7 @@ pub mod eventstream;
 mod json_body;
 pub mod openai;
 pub mod permissions;
+mod rerank;
 mod responses;
 pub mod sigv4;
 mod streaming;
@@ -115,6 +117,7 @@ pub fn api_routes() -> Router<AppState> {
     Router::new()
         .merge(bedrock::routes())
         .merge(openai::routes())
+        .merge(rerank::routes())
         .merge(anthropic::routes())
         .merge(responses::routes())
         .merge(admin::routes())

@@ -60,6 +60,8 @@ pub struct KnowledgeBaseSearch {
     pub number_of_results: Option<usize>,
     pub search_type: Option<basalt_kb::index::SearchType>,
     pub filter: Option<Value>,
+    pub implicit_filter: Option<crate::knowledge::retrieve::ImplicitFilter>,
+    pub reranking: Option<crate::knowledge::retrieve::Reranking>,
 }
 
 /// The caller's result of a returned action.
@@ -1913,8 +1915,8 @@ impl Turn {
             number_of_results: settings.number_of_results,
             search_type: settings.search_type,
             filter: settings.filter,
-            implicit_filter: None,
-            reranking: None,
+            implicit_filter: settings.implicit_filter,
+            reranking: settings.reranking,
         };
         let outcome = if query.trim().is_empty() {
             Err(CoreError::Validation("searchQuery is empty".into()))

@@ -327,6 +327,8 @@ fn searches(list: Vec<KnowledgeBaseConfigBody>) -> Result<Vec<KnowledgeBaseSearc
                 number_of_results: spec.number_of_results,
                 search_type: spec.search_type,
                 filter: spec.filter,
+                implicit_filter: spec.implicit_filter,
+                reranking: spec.reranking,
             })
         })
         .collect()
@@ -509,6 +511,8 @@ pub async fn invoke_inline_agent(
             number_of_results: spec.number_of_results,
             search_type: spec.search_type,
             filter: spec.filter,
+            implicit_filter: spec.implicit_filter,
+            reranking: spec.reranking,
         });
         version.knowledge_bases.push(KnowledgeBaseLink {
             knowledge_base_id: id,

@@ -297,6 +297,7 @@ const ROUTES: &[Route] = &[
     // openai.rs
     route(POST, "/v1/chat/completions", "bedrock:InvokeModel", READS, chat_completion),
     route(POST, "/v1/embeddings", "bedrock:InvokeModel", READS, body_model),
+    route(POST, "/v1/rerank", "bedrock:Rerank", READS, body_model),
     route(GET, "/v1/models", "bedrock:ListFoundationModels", READS, any),
     route(GET, "/v1/models/{model_id}", "bedrock:GetFoundationModel", READS, model),
     // anthropic.rs
@@ -1282,6 +1283,7 @@ mod tests {
         let files = [
             ("bedrock/mod.rs", include_str!("../bedrock/mod.rs")),
             ("openai.rs", include_str!("../openai.rs")),
+            ("rerank.rs", include_str!("../rerank.rs")),
             ("anthropic.rs", include_str!("../anthropic.rs")),
             ("responses.rs", include_str!("../responses.rs")),
             ("admin.rs", include_str!("../admin.rs")),
