@@ -874,6 +874,33 @@ def test_a_router_sends_the_input_to_one_collaborator(cp, rt, double):
         r.get("observation", {}).get("type") == "AGENT_COLLABORATOR" for r in routing), routing
 
 
+def test_a_routers_classifier_prompt_can_be_overridden(cp, rt, double):
+    _, billing = collaborator_alias(cp, BILLING_INSTRUCTION)
+    override = {"promptConfigurations": [{
+        "promptType": "ROUTING_CLASSIFIER", "promptCreationMode": "OVERRIDDEN",
+        "basePromptTemplate": "Route by desk: $instruction$ Pick billing for money.",
+        "inferenceConfiguration": {"temperature": 0.0, "topP": 1.0, "maximumLength": 48, "stopSequences": []}}]}
+    router = create_agent(cp, agentCollaboration="SUPERVISOR_ROUTER", promptOverrideConfiguration=override)["agentId"]
+    cp.associate_agent_collaborator(
+        agentId=router, agentVersion="DRAFT", agentDescriptor={"aliasArn": billing}, collaboratorName="billing",
+        collaborationInstruction="Money questions.")
+    assert prepare(cp, router)["agentStatus"] == "PREPARED"
+    shown = {c["promptType"]: c for c in cp.get_agent(agentId=router)["agent"]["promptOverrideConfiguration"][
+        "promptConfigurations"]}
+    assert shown["ROUTING_CLASSIFIER"]["basePromptTemplate"].startswith("Route by desk:"), shown
+    double.script(UPSTREAM, [
+        call_step({"name": "collaborator__billing", "arguments": {"input": "Balance?"}}),
+        {"text": "It is 42."},
+    ])
+    turn = invoke(rt, router, session_id(), "What is my balance?").ok()
+    assert turn.text == "It is 42."
+    routing = double.chat_requests(UPSTREAM)[-2]
+    system = system_text(routing)
+    assert system.startswith("Route by desk: ") and system.endswith("Pick billing for money."), system
+    assert "Choose the one collaborator" not in system, "the override replaces the default instructions"
+    assert (routing.get("max_completion_tokens") or routing.get("max_tokens")) == 48, routing
+
+
 def test_collaborators_are_checked(cp, rt, double):
     own_id, billing = collaborator_alias(cp, BILLING_INSTRUCTION)
     plain = create_agent(cp)["agentId"]

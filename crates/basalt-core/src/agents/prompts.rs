@@ -1,6 +1,7 @@
 //! The prompt templates an agent uses, Bedrock's `promptOverrideConfiguration` by
-//! prompt type: ORCHESTRATION (the system prompt of every step) and
-//! MEMORY_SUMMARIZATION (the summarizer's instructions). GetAgent shows the defaults
+//! prompt type: ORCHESTRATION (the system prompt of every step),
+//! MEMORY_SUMMARIZATION (the summarizer's instructions) and ROUTING_CLASSIFIER (a
+//! SUPERVISOR_ROUTER's choice of collaborator). GetAgent shows the defaults
 //! for the types the agent does not override; an OVERRIDDEN entry's
 //! `basePromptTemplate` replaces the default, and an entry's `inferenceConfiguration`
 //! applies to that prompt type's model calls in either mode.
@@ -19,11 +20,53 @@ pub const DEFAULT_ORCHESTRATION: &str = "$instruction$$memory_content$$prompt_se
 /// user message).
 pub const DEFAULT_MEMORY_SUMMARIZATION: &str = "You write the memory of an assistant. Summarize the conversation below for the assistant's future sessions with the same user: the user's goals, facts about the user and their preferences, what was decided or done, and what is still open. Write at most 200 words of plain text. Do not invent anything that is not in the conversation.";
 
+/// The default routing instructions of a SUPERVISOR_ROUTER (its model then sees one
+/// tool per collaborator and must call exactly one).
+pub const DEFAULT_ROUTING_CLASSIFIER: &str = "$instruction$\n\nChoose the one collaborator agent best suited to the user's last message and call its tool with the message. Call exactly one tool.";
+
 /// The prompt types this server runs, with their default templates.
-pub const PROMPT_TYPES: [(&str, &str); 2] = [
+pub const PROMPT_TYPES: [(&str, &str); 3] = [
     ("ORCHESTRATION", DEFAULT_ORCHESTRATION),
     ("MEMORY_SUMMARIZATION", DEFAULT_MEMORY_SUMMARIZATION),
+    ("ROUTING_CLASSIFIER", DEFAULT_ROUTING_CLASSIFIER),
 ];
+
+/// Whether the agent's entry for a prompt type sets `inferenceConfiguration`.
+pub fn has_inference_configuration(version: &AgentVersion, prompt_type: &str) -> bool {
+    entry(version, prompt_type).is_some_and(|e| e.get("inferenceConfiguration").is_some())
+}
+
+/// The system prompt of a router's choice of collaborator.
+pub fn routing_classifier(version: &AgentVersion) -> String {
+    let instruction = version.settings.instruction.clone().unwrap_or_default();
+    fill(
+        template(version, "ROUTING_CLASSIFIER"),
+        &[("$instruction$", instruction.as_str())],
+    )
+}
+
+/// `template` with each placeholder replaced, in one pass: a placeholder inside a
+/// replacement (an instruction, an attribute value) is left as written.
+fn fill(template: &str, values: &[(&str, &str)]) -> String {
+    let mut out = String::new();
+    let mut rest = template;
+    while let Some(start) = rest.find('$') {
+        out.push_str(&rest[..start]);
+        let after = &rest[start..];
+        match values.iter().find(|(p, _)| after.starts_with(p)) {
+            Some((placeholder, value)) => {
+                out.push_str(value);
+                rest = &after[placeholder.len()..];
+            }
+            None => {
+                out.push('$');
+                rest = &after[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
 
 /// The agent's entry for a prompt type, if it gives one.
 fn entry<'a>(version: &'a AgentVersion, prompt_type: &str) -> Option<&'a Value> {
@@ -106,33 +149,14 @@ pub fn orchestration(
             .collect();
         format!("\n\nSession attributes:\n{}", lines.join("\n"))
     };
-    // One pass over the template, so a placeholder inside the instruction or an
-    // attribute value is left as written.
-    let mut out = String::new();
-    let mut rest = template(version, "ORCHESTRATION");
-    while let Some(start) = rest.find('$') {
-        out.push_str(&rest[..start]);
-        let after = &rest[start..];
-        let replaced = [
+    fill(
+        template(version, "ORCHESTRATION"),
+        &[
             ("$instruction$", instruction.as_str()),
             ("$memory_content$", memory_content.as_str()),
             ("$prompt_session_attributes$", attributes.as_str()),
-        ]
-        .into_iter()
-        .find(|(placeholder, _)| after.starts_with(placeholder));
-        match replaced {
-            Some((placeholder, value)) => {
-                out.push_str(value);
-                rest = &after[placeholder.len()..];
-            }
-            None => {
-                out.push('$');
-                rest = &after[1..];
-            }
-        }
-    }
-    out.push_str(rest);
-    out
+        ],
+    )
 }
 
 /// `promptOverrideConfiguration` as GetAgent shows it: the agent's entries, and the
@@ -221,6 +245,25 @@ mod tests {
     }
 
     #[test]
+    fn a_router_uses_its_routing_classifier_template_and_sampling() {
+        let default = version(None);
+        assert!(routing_classifier(&default).starts_with(
+            "Be helpful with $instruction$ left alone.\n\nChoose the one collaborator"
+        ));
+        assert!(!has_inference_configuration(&default, "ROUTING_CLASSIFIER"));
+        let v = version(Some(json!({"promptConfigurations": [{
+            "promptType": "ROUTING_CLASSIFIER", "promptCreationMode": "OVERRIDDEN",
+            "basePromptTemplate": "Route by topic. $instruction$",
+            "inferenceConfiguration": {"temperature": 0.0, "maximumLength": 32}}]})));
+        assert_eq!(
+            routing_classifier(&v),
+            "Route by topic. Be helpful with $instruction$ left alone."
+        );
+        assert!(has_inference_configuration(&v, "ROUTING_CLASSIFIER"));
+        assert_eq!(params(&v, "ROUTING_CLASSIFIER").max_tokens, Some(32));
+    }
+
+    #[test]
     fn an_overridden_template_replaces_the_default_and_defaults_are_shown() {
         let v = version(Some(json!({"promptConfigurations": [{
             "promptType": "ORCHESTRATION", "promptCreationMode": "OVERRIDDEN",
@@ -238,7 +281,14 @@ mod tests {
             .iter()
             .filter_map(|c| c["promptType"].as_str())
             .collect();
-        assert_eq!(types, ["ORCHESTRATION", "MEMORY_SUMMARIZATION"]);
+        assert_eq!(
+            types,
+            [
+                "ORCHESTRATION",
+                "MEMORY_SUMMARIZATION",
+                "ROUTING_CLASSIFIER"
+            ]
+        );
         assert_eq!(
             template(&v, "MEMORY_SUMMARIZATION"),
             DEFAULT_MEMORY_SUMMARIZATION

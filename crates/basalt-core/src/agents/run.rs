@@ -1703,12 +1703,22 @@ impl Turn {
             .unwrap_or_default();
         let request = ChatRequest {
             model_id: model.clone(),
-            system: vec![format!(
-                "{}\n\nChoose the one collaborator agent best suited to the user's last message and call its tool with the message. Call exactly one tool.",
-                self.version.settings.instruction.clone().unwrap_or_default()
-            )],
-            messages: session.state.messages.iter().map(StoredMessage::to_message).collect(),
-            params: step_params(&self.version),
+            system: vec![super::prompts::routing_classifier(&self.version)],
+            messages: session
+                .state
+                .messages
+                .iter()
+                .map(StoredMessage::to_message)
+                .collect(),
+            // The ROUTING_CLASSIFIER entry's sampling when it sets one, else the steps'.
+            params: if super::prompts::has_inference_configuration(
+                &self.version,
+                "ROUTING_CLASSIFIER",
+            ) {
+                super::prompts::params(&self.version, "ROUTING_CLASSIFIER")
+            } else {
+                step_params(&self.version)
+            },
             tools: Some(ToolConfig {
                 tools: collaborators,
                 choice: ToolChoice::Any,
