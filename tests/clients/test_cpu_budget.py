@@ -16,8 +16,8 @@ def gauges(raw_get) -> dict:
     status, _, body = raw_get("/metrics")
     assert status == 200
     text = body.decode() if isinstance(body, bytes) else body
-    found = dict(re.findall(r"^(basalt_cpu_[a-z_]+) ([0-9.]+)$", text, re.M))
-    threads = re.findall(r'^basalt_engine_threads{engine="\d+"} (\d+)$', text, re.M)
+    found = dict(re.findall(r"^(basalt_cpu_[a-z_]+)(?:\{[^}]*\})? ([0-9.]+)$", text, re.M))
+    threads = re.findall(r'^basalt_engine_threads{engine="\d+"[^}]*} (\d+)$', text, re.M)
     found["engine_threads"] = max((int(t) for t in threads), default=0)
     return found
 

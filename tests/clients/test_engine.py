@@ -10,7 +10,7 @@ def engine_counter(raw_get, name: str) -> int:
     status, _, body = raw_get("/metrics")
     assert status == 200
     text = body.decode() if isinstance(body, bytes) else body
-    values = re.findall(rf'^{name}{{engine="\d+"}} (\d+)$', text, re.M)
+    values = re.findall(rf'^{name}{{engine="\d+"[^}}]*}} (\d+)$', text, re.M)
     assert values, f"{name} missing from /metrics"
     return sum(int(v) for v in values)
 
@@ -51,5 +51,5 @@ def test_closing_a_stream_stops_its_generation(runtime, raw_get, converse_ok):
             break
         assert time.monotonic() < deadline, "the engine kept generating for a closed stream"
     status, _, body = raw_get("/metrics")
-    waiting = re.findall(r'^basalt_engine_requests_waiting{engine="\d+"} (\d+)$', body.decode() if isinstance(body, bytes) else body, re.M)
+    waiting = re.findall(r'^basalt_engine_requests_waiting{engine="\d+"[^}]*} (\d+)$', body.decode() if isinstance(body, bytes) else body, re.M)
     assert waiting and all(w == "0" for w in waiting), waiting

@@ -184,7 +184,9 @@ def test_a_key_made_on_one_node_signs_on_every_node_and_through_the_balancer(fle
     for i, node in enumerate(fleet.nodes):
         name = (node.data_dir / "node-id").read_text().strip()
         text = http_request(node.port, "GET", "/metrics").body.decode()
-        assert f'node="{name}"' in text, f"node {i}'s metrics do not carry its name {name}"
+        samples = [line for line in text.splitlines() if line and not line.startswith("#")]
+        unnamed = [line for line in samples if f'node="{name}"' not in line]
+        assert samples and not unnamed, f"node {i}'s series without its name {name}: {unnamed[:5]}"
 
 
 def test_a_revoked_key_stops_on_every_node_within_the_watchers_bound(fleet):

@@ -288,24 +288,36 @@ async fn render_metrics(axum::extract::State(state): axum::extract::State<AppSta
             |c| &c.waiting,
         ),
     ];
+    // Rendered here rather than through the recorder, so the recorder's global
+    // `node` label is added by hand: every series names its node.
+    let node = prometheus_label(state.services.jobs.node());
     let engines = state.core.local_chat_engines();
     if !engines.is_empty() {
         for (name, kind, help, pick) in metrics {
             text.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
             for (i, engine) in engines.iter().enumerate() {
                 text.push_str(&format!(
-                    "{name}{{engine=\"{i}\"}} {}\n",
+                    "{name}{{engine=\"{i}\",node=\"{node}\"}} {}\n",
                     pick(engine.counters()).load(Relaxed)
                 ));
             }
         }
     }
-    render_cpu_budget(&mut text);
+    render_cpu_budget(&mut text, &node);
     text
 }
 
+/// A label value as the Prometheus text format writes it (`\\`, `\"` and `\n`
+/// escaped).
+fn prometheus_label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
 /// The CPU budget shared by the local engines: what it sees and what it decided.
-fn render_cpu_budget(text: &mut String) {
+fn render_cpu_budget(text: &mut String, node: &str) {
     let cpu = basalt_core::engine_counters::cpu_budget().snapshot();
     let gauges: [(&str, &str, String); 8] = [
         (
@@ -351,7 +363,7 @@ fn render_cpu_budget(text: &mut String) {
     ];
     for (name, help, value) in gauges {
         text.push_str(&format!(
-            "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n"
+            "# HELP {name} {help}\n# TYPE {name} gauge\n{name}{{node=\"{node}\"}} {value}\n"
         ));
     }
 }
