@@ -16,6 +16,7 @@ as long as the test says."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -254,8 +255,23 @@ def test_provisioned_throughput_made_on_one_node_serves_on_every_node(fleet):
             time.sleep(0.2)
         assert provisioned == [("PROVISIONED", 3)], \
             f"three calls, one per node, metered as provisioned: {provisioned}"
+        assert [reserved_units(node) for node in fleet.nodes] == [1, 1, 1], "each node reserved the unit"
     finally:
         control(fleet.nodes[1].url, key).delete_provisioned_model_throughput(provisionedModelId=arn)
+    # Every node gives the unit back: the deleting one at once, the others when they
+    # next compare their reservations with the store (every 2 s, 5 s after reserving).
+    deadline = time.monotonic() + 20
+    while any(reserved_units(node) for node in fleet.nodes):
+        assert time.monotonic() < deadline, [reserved_units(node) for node in fleet.nodes]
+        time.sleep(0.25)
+
+
+def reserved_units(node) -> int:
+    """basalt_provisioned_units_reserved of the fleet's chat model on a node."""
+    text = http_request(node.port, "GET", "/metrics").body.decode()
+    found = re.findall(r'^basalt_provisioned_units_reserved\{[^}]*capacity="model:' + re.escape(CHAT)
+                       + r'"[^}]*\} (\S+)$', text, re.M)
+    return int(float(found[0])) if found else 0
 
 
 def wait_for_fresh_minute(margin_secs: float = 20.0) -> None:

@@ -99,8 +99,8 @@ pub struct Capacity {
     /// weights share one engine, so they share its capacity).
     local_slots: HashMap<String, u32>,
     models: Mutex<HashMap<String, ModelCapacity>>,
-    /// Concurrency of each provisioned model.
-    provisioned: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// The reservation this node holds for each provisioned model.
+    provisioned: Mutex<HashMap<String, Held>>,
     /// Held while a reservation made on first use is checked and taken.
     reserving: Mutex<()>,
 }
@@ -111,6 +111,15 @@ impl std::fmt::Debug for Capacity {
             .field("config", &self.config)
             .finish_non_exhaustive()
     }
+}
+
+/// A provisioned model's reservation on this node.
+struct Held {
+    /// Its concurrency.
+    semaphore: Arc<Semaphore>,
+    entry: ModelEntry,
+    units: u32,
+    since: std::time::Instant,
 }
 
 /// What capacity a model draws on: its engine (weights) when local, itself when remote.
@@ -177,24 +186,58 @@ impl Capacity {
             .models
             .lock()
             .map_err(|_| CoreError::Internal("capacity lock poisoned".into()))?;
-        let model = models.entry(capacity_key(entry)).or_default();
+        let key = capacity_key(entry);
+        let model = models.entry(key.clone()).or_default();
         model.reserved_units += units;
         self.resize_on_demand(entry, model);
+        reserved_gauge(&key, model.reserved_units);
         if let Ok(mut p) = self.provisioned.lock() {
             p.insert(
                 pm_id.to_string(),
-                Arc::new(Semaphore::new(self.concurrency(entry, units).max(1))),
+                Held {
+                    semaphore: Arc::new(Semaphore::new(self.concurrency(entry, units).max(1))),
+                    entry: entry.clone(),
+                    units,
+                    since: std::time::Instant::now(),
+                },
             );
         }
         Ok(())
     }
 
+    /// The provisioned models this node holds a reservation for, and how long it has
+    /// held each.
+    pub fn held(&self) -> Vec<(String, Duration)> {
+        self.provisioned
+            .lock()
+            .map(|p| {
+                p.iter()
+                    .map(|(id, h)| (id.clone(), h.since.elapsed()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Gives back the units this node holds for `pm_id` (whatever model they are on).
+    pub fn release_held(&self, pm_id: &str) {
+        let held = self
+            .provisioned
+            .lock()
+            .ok()
+            .and_then(|p| p.get(pm_id).map(|h| (h.entry.clone(), h.units)));
+        if let Some((entry, units)) = held {
+            self.release(&entry, pm_id, units);
+        }
+    }
+
     /// Gives back a provisioned model's units.
     pub fn release(&self, entry: &ModelEntry, pm_id: &str, units: u32) {
         if let Ok(mut models) = self.models.lock() {
-            if let Some(model) = models.get_mut(&capacity_key(entry)) {
+            let key = capacity_key(entry);
+            if let Some(model) = models.get_mut(&key) {
                 model.reserved_units = model.reserved_units.saturating_sub(units);
                 self.resize_on_demand(entry, model);
+                reserved_gauge(&key, model.reserved_units);
             }
         }
         if let Ok(mut p) = self.provisioned.lock() {
@@ -308,7 +351,7 @@ impl Capacity {
             .provisioned
             .lock()
             .ok()
-            .and_then(|p| p.get(pm_id).cloned())
+            .and_then(|p| p.get(pm_id).map(|h| Arc::clone(&h.semaphore)))
             .ok_or_else(|| {
                 CoreError::ModelNotReady(format!(
                     "provisioned model {pm_id} has no capacity reserved"
@@ -321,6 +364,30 @@ impl Capacity {
     }
 }
 
+/// Releases this node's reservations whose provisioned model is gone from the store
+/// or failed (those older than [`RECONCILE_GRACE`]).
+fn reconcile(core: &Basalt, store: &dyn ProvisionedStore) -> Result<(), CoreError> {
+    let held = core.capacity().held();
+    if held.is_empty() {
+        return Ok(());
+    }
+    let stored: std::collections::HashSet<String> = store
+        .list_provisioned()
+        .map_err(store_error)?
+        .into_iter()
+        .filter(|r| status_of(r) != ProvisionedStatus::Failed)
+        .map(|r| r.id)
+        .collect();
+    for (pm_id, age) in held {
+        if age < RECONCILE_GRACE || stored.contains(&pm_id) {
+            continue;
+        }
+        core.capacity().release_held(&pm_id);
+        tracing::info!(provisioned = %pm_id, "released the units of a provisioned model deleted on another node");
+    }
+    Ok(())
+}
+
 /// What CreateProvisionedModelThroughput asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProvisionedSpec {
@@ -330,6 +397,18 @@ pub struct ProvisionedSpec {
     pub commitment: Option<String>,
     pub client_token: Option<String>,
 }
+
+/// `basalt_provisioned_units_reserved{capacity}`: the units this node holds on a
+/// model (local models by their engine's weights, remote ones by ID).
+fn reserved_gauge(key: &str, units: u32) {
+    metrics::gauge!("basalt_provisioned_units_reserved", "capacity" => key.to_string())
+        .set(f64::from(units));
+}
+
+/// How often a node compares its reservations with the shared store, and how long a
+/// new reservation is left alone (its record is written just after it).
+const RECONCILE_EVERY: Duration = Duration::from_secs(2);
+const RECONCILE_GRACE: Duration = Duration::from_secs(5);
 
 fn store_error(e: StoreError) -> CoreError {
     crate::common::store_error("provisioned model")(e)
@@ -386,7 +465,30 @@ impl ProvisionedService {
     pub fn start(core: Arc<Basalt>, store: Arc<dyn ProvisionedStore>) -> Result<Self, CoreError> {
         let service = Self { core, store };
         service.restore_provisioned()?;
+        service.start_reconciler();
         Ok(service)
+    }
+
+    /// Every [`RECONCILE_EVERY`], gives back the reservations of provisioned models
+    /// deleted by another node of a fleet, so their units
+    /// return to this node's on-demand traffic within seconds rather than at restart.
+    fn start_reconciler(&self) {
+        let core = Arc::downgrade(&self.core);
+        let store = Arc::clone(&self.store);
+        let spawned = std::thread::Builder::new()
+            .name("basalt-provisioned".into())
+            .spawn(move || loop {
+                std::thread::sleep(RECONCILE_EVERY);
+                let Some(core) = core.upgrade() else {
+                    return;
+                };
+                if let Err(e) = reconcile(&core, &*store) {
+                    tracing::debug!(error = %e, "provisioned reservations not reconciled this time");
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start the provisioned reconciler; units of models deleted on other nodes come back at restart");
+        }
     }
 
     pub fn provisioned_arn(&self, id: &str) -> String {
