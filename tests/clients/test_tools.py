@@ -110,6 +110,22 @@ def test_converse_stream_sends_tool_use_blocks(runtime):
     assert stop["stopReason"] == "tool_use"
 
 
+def test_a_text_answer_with_tools_offered_streams_as_it_is_generated(runtime):
+    """Under `auto`, output whose first visible character is not `{` cannot become a
+    call (the tool grammar only opens an answer), so it streams token by token."""
+    args = dict(modelId=CHAT_MODEL, messages=[user_msg("Write one sentence about the sea.")],
+                inferenceConfig={"maxTokens": 40, "temperature": 0},
+                toolConfig={"tools": [tool_spec("get_weather")]})
+    whole = runtime.converse(**args)
+    assert whole["stopReason"] in ("end_turn", "max_tokens"), "the model answers this one in text"
+    events = list(runtime.converse_stream(**args)["stream"])
+    texts = [e["contentBlockDelta"]["delta"]["text"] for e in events
+             if "contentBlockDelta" in e and "text" in e["contentBlockDelta"]["delta"]]
+    assert len(texts) > 3, f"the text came in {len(texts)} delta(s), not as it was generated"
+    assert "".join(texts) == whole["output"]["message"]["content"][0]["text"]
+    assert not any("toolUse" in e.get("contentBlockStart", {}).get("start", {}) for e in events)
+
+
 def test_bad_tool_definitions_are_validation_errors(runtime, converse_ok):
     base = dict(modelId=CHAT_MODEL, messages=[user_msg("Hi")], inferenceConfig={"maxTokens": 8})
     expect_client_error(

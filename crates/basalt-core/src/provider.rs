@@ -183,14 +183,38 @@ impl LocalChat {
         let stream = async_stream_from(
             move |tx: futures::channel::mpsc::UnboundedSender<GenerationDelta>| async move {
                 // With tools, the output is held until it is known to be a call or text.
+                // Under `auto` the grammar is lazy: a call can only open the output, so
+                // output whose first visible character is not `{` is text, and streams
+                // from there on (a forced choice is always a call).
                 let mut held = tool_request.as_ref().map(|_| String::new());
+                let lazy = tool_request
+                    .as_ref()
+                    .and_then(|r| r.tools.as_ref())
+                    .is_some_and(|t| matches!(t.choice, ToolChoice::Auto));
                 while let Some(event) = events.recv().await {
                     let mut deltas = Vec::with_capacity(2);
                     match event {
-                        GenerationEvent::Text(t) => match held.as_mut() {
-                            Some(buffer) => buffer.push_str(&t),
-                            None => deltas.push(GenerationDelta::Text(t)),
-                        },
+                        GenerationEvent::Text(t) => {
+                            let is_text = match held.as_mut() {
+                                Some(buffer) => {
+                                    buffer.push_str(&t);
+                                    lazy && buffer
+                                        .trim_start()
+                                        .chars()
+                                        .next()
+                                        .is_some_and(|c| c != '{')
+                                }
+                                None => {
+                                    deltas.push(GenerationDelta::Text(t));
+                                    false
+                                }
+                            };
+                            if is_text {
+                                if let Some(text) = held.take() {
+                                    deltas.push(GenerationDelta::Text(text));
+                                }
+                            }
+                        }
                         GenerationEvent::Finished(s) => {
                             let mut stop_reason = match s.finish_reason {
                                 FinishReason::EndOfTurn => StopReason::EndTurn,
