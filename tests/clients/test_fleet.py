@@ -188,6 +188,17 @@ def test_a_key_made_on_one_node_signs_on_every_node_and_through_the_balancer(fle
         samples = [line for line in text.splitlines() if line and not line.startswith("#")]
         unnamed = [line for line in samples if f'node="{name}"' not in line]
         assert samples and not unnamed, f"node {i}'s series without its name {name}: {unnamed[:5]}"
+    # `basalt usage --per-node` on any node splits the fleet's usage by serving node.
+    names = {(node.data_dir / "node-id").read_text().strip() for node in fleet.nodes}
+    deadline = time.monotonic() + 15
+    while True:
+        groups = [g for g in fleet.nodes[0].cli_json("usage", "--json", "--since", "1h", "--per-node")["groups"]
+                  if g["key_name"] == "fleet-everywhere"]
+        if sum(g["invocations"] for g in groups) >= 6 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert sum(g["invocations"] for g in groups) == 6, groups
+    assert {g["node"] for g in groups} == names, f"every node served one call at least: {groups}"
 
 
 def test_a_revoked_key_stops_on_every_node_within_the_watchers_bound(fleet):

@@ -126,6 +126,8 @@ pub struct Basalt {
     chat: HashMap<String, Arc<dyn ChatProvider>>,
     embedding: HashMap<String, Arc<dyn EmbeddingProvider>>,
     rerank: HashMap<String, Arc<RemoteRerank>>,
+    /// This node's name in a fleet (`[jobs] node`), written on each invocation row.
+    node: Option<String>,
     local_chat_engines: Vec<Arc<ChatEngine>>,
     meter: Meter,
     keys: Arc<KeyService>,
@@ -312,6 +314,7 @@ impl Basalt {
             chat,
             embedding,
             rerank,
+            node: (!config.jobs.node.is_empty()).then(|| config.jobs.node.clone()),
             local_chat_engines: chat_by_weights.into_values().collect(),
             meter,
             keys,
@@ -368,6 +371,7 @@ impl Basalt {
         since_ms: i64,
         until_ms: i64,
         bucket: crate::usage::Bucket,
+        per_node: bool,
     ) -> Result<crate::usage::UsageReport, CoreError> {
         let samples = self
             .invocation_log
@@ -385,6 +389,7 @@ impl Basalt {
             since_ms,
             until_ms,
             bucket,
+            per_node,
         ))
     }
 
@@ -757,6 +762,7 @@ impl Basalt {
             inference_profile: ctx.inference_profile.clone(),
             model_alias: ctx.model_alias.clone(),
             agent_session: ctx.agent_session.clone(),
+            node: self.node.clone(),
         });
         self.quotas.add_spend(ctx.principal.as_ref(), cost);
         if let Ok(mut permit) = ctx.capacity.lock() {

@@ -51,6 +51,9 @@ pub struct UsageGroup {
     /// The agent whose turns made the calls (InvokeAgent), if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub agent: Option<String>,
+    /// The node that served the calls, in a report split per node.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
     pub invocations: u64,
     pub errors: u64,
     pub throttles: u64,
@@ -84,7 +87,9 @@ struct Acc {
     latencies: Vec<u64>,
 }
 
-/// Builds the report over `[since_ms, until_ms)`.
+/// Builds the report over `[since_ms, until_ms)`; `per_node` splits each group by
+/// the node that served the calls (a fleet on one store).
+#[allow(clippy::too_many_arguments)]
 pub fn report(
     samples: &[InvocationSample],
     provisioned: &[ProvisionedRecord],
@@ -93,12 +98,14 @@ pub fn report(
     since_ms: i64,
     until_ms: i64,
     bucket: Bucket,
+    per_node: bool,
 ) -> UsageReport {
     type GroupKey = (
         i64,
         String,
         String,
         String,
+        Option<String>,
         Option<String>,
         Option<String>,
         Option<String>,
@@ -110,6 +117,11 @@ pub fn report(
             .agent_session
             .as_deref()
             .map(|a| a.split('/').next().unwrap_or(a).to_string());
+        let node = if per_node {
+            Some(s.node.clone().unwrap_or_else(|| "(unrecorded)".into()))
+        } else {
+            None
+        };
         let acc = groups
             .entry((
                 start.unwrap_or(0),
@@ -119,6 +131,7 @@ pub fn report(
                 s.inference_profile.clone(),
                 s.model_alias.clone(),
                 agent.clone(),
+                node.clone(),
             ))
             .or_default();
         let g = acc.group.get_or_insert_with(|| UsageGroup {
@@ -129,6 +142,7 @@ pub fn report(
             inference_profile: s.inference_profile.clone(),
             model_alias: s.model_alias.clone(),
             agent,
+            node,
             invocations: 0,
             errors: 0,
             throttles: 0,
@@ -286,6 +300,7 @@ mod tests {
             inference_profile: None,
             model_alias: None,
             agent_session: None,
+            node: None,
         }
     }
 
@@ -310,6 +325,7 @@ mod tests {
             0,
             2 * hour,
             Bucket::Hour,
+            false,
         );
         assert_eq!(r.groups.len(), 2);
         assert_eq!(
@@ -323,6 +339,55 @@ mod tests {
                 r.groups[1].p50_latency_ms
             ),
             (1, 1, None)
+        );
+    }
+
+    #[test]
+    fn a_report_per_node_splits_each_group_by_the_serving_node() {
+        let on = |node: Option<&str>, at_ms| InvocationSample {
+            node: node.map(str::to_owned),
+            ..sample(at_ms, "ON_DEMAND", "success", 10, 0.0)
+        };
+        let samples = vec![
+            on(Some("n1"), 1),
+            on(Some("n2"), 2),
+            on(Some("n1"), 3),
+            on(None, 4),
+        ];
+        let config = ProvisionedConfig::default();
+        let whole = report(
+            &samples,
+            &[],
+            &catalog(),
+            &config,
+            0,
+            10,
+            Bucket::Whole,
+            false,
+        );
+        assert_eq!(whole.groups.len(), 1);
+        assert_eq!(
+            (whole.groups[0].invocations, whole.groups[0].node.as_deref()),
+            (4, None)
+        );
+        let split = report(
+            &samples,
+            &[],
+            &catalog(),
+            &config,
+            0,
+            10,
+            Bucket::Whole,
+            true,
+        );
+        let by_node: Vec<(Option<&str>, u64)> = split
+            .groups
+            .iter()
+            .map(|g| (g.node.as_deref(), g.invocations))
+            .collect();
+        assert_eq!(
+            by_node,
+            vec![(Some("(unrecorded)"), 1), (Some("n1"), 2), (Some("n2"), 1)]
         );
     }
 
@@ -353,6 +418,7 @@ mod tests {
             0,
             hour,
             Bucket::Whole,
+            false,
         );
         assert!(
             r.recommendations

@@ -48,6 +48,9 @@ pub struct UsageQuery {
     since: Option<String>,
     until: Option<String>,
     by: Option<String>,
+    /// `true`: each group split by the node that served it (a fleet on one store).
+    #[serde(rename = "perNode")]
+    per_node: Option<bool>,
 }
 
 /// A time as unix milliseconds or RFC 3339.
@@ -63,8 +66,9 @@ fn instant(name: &str, value: &str) -> Result<i64, BedrockError> {
     })
 }
 
-/// `GET /basalt/v1/usage?since=&until=&by=minute|hour|day`: the usage report (default: the
-/// last 24 hours, whole period), for administrator keys.
+/// `GET /basalt/v1/usage?since=&until=&by=minute|hour|day&perNode=true`: the usage
+/// report (default: the last 24 hours, whole period, not split per node), for
+/// administrator keys.
 async fn usage(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -111,7 +115,9 @@ async fn usage(
             )))
         }
     };
-    let report = state.core.usage_report(since, until, bucket)?;
+    let report = state
+        .core
+        .usage_report(since, until, bucket, q.per_node.unwrap_or(false))?;
     Ok(Json(json!({ "sinceMs": since, "untilMs": until, "groups": report.groups, "recommendations": report.recommendations })).into_response())
 }
 

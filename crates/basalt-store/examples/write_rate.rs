@@ -27,6 +27,7 @@ fn record(i: u64, writer: usize) -> InvocationRecord {
         inference_profile: None,
         model_alias: None,
         agent_session: None,
+        node: None,
     }
 }
 

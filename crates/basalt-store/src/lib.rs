@@ -158,6 +158,8 @@ pub struct InvocationRecord {
     pub model_alias: Option<String>,
     /// The agent session the call was a step of (`<agent ID>/<session ID>`), if any.
     pub agent_session: Option<String>,
+    /// The node that served the call (`[jobs] node`), on a fleet sharing the store.
+    pub node: Option<String>,
 }
 
 /// Usage summed over a period for one key and model.
@@ -210,6 +212,8 @@ pub struct InvocationSample {
     pub model_alias: Option<String>,
     /// The agent session the call was a step of (`<agent ID>/<session ID>`), if any.
     pub agent_session: Option<String>,
+    /// The node that served the call, if recorded.
+    pub node: Option<String>,
 }
 
 /// Requests and tokens counted in one quota window.

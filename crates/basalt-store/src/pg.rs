@@ -32,6 +32,7 @@ use crate::StoreError;
 const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/postgres/0001_schema.sql"),
     include_str!("../migrations/postgres/0002_key_policy_and_audit.sql"),
+    include_str!("../migrations/postgres/0003_invocation_node.sql"),
 ];
 
 /// A constant of this store's advisory lock (the bytes of "basalt").

@@ -41,7 +41,15 @@ fn batch_digest(records: &[InvocationRecord]) -> String {
         let mut h = std::hash::DefaultHasher::new();
         salt.hash(&mut h);
         for r in records {
-            (&r.request_id, r.at_ms, &r.model_id, &r.operation, &r.key_id).hash(&mut h);
+            (
+                &r.request_id,
+                r.at_ms,
+                &r.model_id,
+                &r.operation,
+                &r.key_id,
+                &r.node,
+            )
+                .hash(&mut h);
             (r.input_tokens, r.output_tokens, r.latency_ms, &r.outcome).hash(&mut h);
         }
         h.finish()
@@ -223,8 +231,9 @@ impl InvocationLog for PostgresStore {
                 .prepare(
                     "INSERT INTO invocations (at_ms, request_id, key_id, key_name, model_id,
                      inference_type, operation, input_tokens, output_tokens, latency_ms,
-                     first_token_ms, cost_usd, outcome, inference_profile, model_alias, agent_session)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+                     first_token_ms, cost_usd, outcome, inference_profile, model_alias, agent_session,
+                     node)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
                 )
                 .map_err(pg)?;
             for r in records {
@@ -247,6 +256,7 @@ impl InvocationLog for PostgresStore {
                         &r.inference_profile,
                         &r.model_alias,
                         &r.agent_session,
+                        &r.node,
                     ],
                 )
                 .map_err(pg)?;
@@ -297,7 +307,7 @@ impl InvocationLog for PostgresStore {
                 .query(
                     "SELECT at_ms, COALESCE(key_name, '(none)'), model_id, inference_type, outcome,
                             input_tokens, output_tokens, latency_ms, cost_usd, inference_profile,
-                            model_alias, agent_session
+                            model_alias, agent_session, node
                      FROM invocations WHERE at_ms >= $1 AND at_ms < $2 ORDER BY at_ms, id",
                     &[&since_ms, &until_ms],
                 )
@@ -317,6 +327,7 @@ impl InvocationLog for PostgresStore {
                     inference_profile: row.get(9),
                     model_alias: row.get(10),
                     agent_session: row.get(11),
+                    node: row.get(12),
                 })
                 .collect())
         })

@@ -26,6 +26,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0012_custom_models.sql"),
     include_str!("../migrations/0013_responses.sql"),
     include_str!("../migrations/0014_key_policy_and_audit.sql"),
+    include_str!("../migrations/0015_invocation_node.sql"),
 ];
 
 /// SQLite in WAL mode behind a mutex (writes are short; metering is batched by callers).
@@ -349,8 +350,8 @@ impl InvocationLog for SqliteStore {
                     .prepare_cached(
                         "INSERT INTO invocations (at_ms, request_id, key_id, key_name, model_id, inference_type,
                          operation, input_tokens, output_tokens, latency_ms, first_token_ms, cost_usd, outcome,
-                         inference_profile, model_alias, agent_session)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+                         inference_profile, model_alias, agent_session, node)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
                     )
                     .map_err(db)?;
                 for r in records {
@@ -371,6 +372,7 @@ impl InvocationLog for SqliteStore {
                         r.inference_profile,
                         r.model_alias,
                         r.agent_session,
+                        r.node,
                     ])
                     .map_err(db)?;
                 }
@@ -421,7 +423,7 @@ impl InvocationLog for SqliteStore {
                 .prepare(
                     "SELECT at_ms, COALESCE(key_name, '(none)'), model_id, inference_type, outcome,
                             input_tokens, output_tokens, latency_ms, cost_usd, inference_profile,
-                            model_alias, agent_session
+                            model_alias, agent_session, node
                      FROM invocations WHERE at_ms >= ?1 AND at_ms < ?2 ORDER BY at_ms",
                 )
                 .map_err(db)?;
@@ -440,6 +442,7 @@ impl InvocationLog for SqliteStore {
                         inference_profile: row.get(9)?,
                         model_alias: row.get(10)?,
                         agent_session: row.get(11)?,
+                        node: row.get(12)?,
                     })
                 })
                 .map_err(db)?;

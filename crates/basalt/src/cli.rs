@@ -100,6 +100,9 @@ enum Command {
         /// Split the report per hour or per day.
         #[arg(long, value_enum)]
         by: Option<ByArg>,
+        /// Split each group by the node that served it (a fleet on one store).
+        #[arg(long)]
+        per_node: bool,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -349,8 +352,9 @@ pub fn run(cli: Cli) -> Result<()> {
             since,
             until,
             by,
+            per_node,
             json,
-        } => usage(&paths, &since, until.as_deref(), by, json),
+        } => usage(&paths, &since, until.as_deref(), by, per_node, json),
     }
 }
 
@@ -640,6 +644,7 @@ fn usage(
     since: &str,
     until: Option<&str>,
     by: Option<ByArg>,
+    per_node: bool,
     json: bool,
 ) -> Result<()> {
     let since_ms = parse_instant(since)?;
@@ -669,6 +674,7 @@ fn usage(
             Some(ByArg::Hour) => basalt_core::usage::Bucket::Hour,
             Some(ByArg::Day) => basalt_core::usage::Bucket::Day,
         },
+        per_node,
     );
     if json {
         let rows: Vec<_> = rows
@@ -716,7 +722,11 @@ fn usage(
                 (None, Some(a), _) => format!("{} (as {a})", g.model_id),
                 (None, None, Some(agent)) => format!("{} (agent {agent})", g.model_id),
                 (None, None, None) => g.model_id.clone(),
-            },
+            } + &g
+                .node
+                .as_ref()
+                .map(|n| format!(" @ {n}"))
+                .unwrap_or_default(),
             g.inference_type,
             g.invocations,
             g.errors,

@@ -42,6 +42,7 @@ fn invocation(key: &str, model: &str, input: u64, outcome: &str, at_ms: i64) -> 
         inference_profile: None,
         model_alias: None,
         agent_session: None,
+        node: None,
     }
 }
 
@@ -110,7 +111,10 @@ fn usage_groups_by_key_and_model_within_the_period(backend: &Backend) {
     let store = backend.open();
     store
         .record_invocations(&[
-            invocation("a", "m1", 10, "success", 100),
+            InvocationRecord {
+                node: Some("node-a".into()),
+                ..invocation("a", "m1", 10, "success", 100)
+            },
             invocation("a", "m1", 5, "client_error", 150),
             invocation("b", "m1", 7, "success", 120),
             invocation("a", "m1", 99, "success", 500),
@@ -145,6 +149,14 @@ fn usage_groups_by_key_and_model_within_the_period(backend: &Backend) {
         samples.iter().map(|s| s.at_ms).collect::<Vec<_>>(),
         vec![100, 120, 130, 150],
         "samples must come oldest first, within the period"
+    );
+    assert_eq!(
+        samples
+            .iter()
+            .map(|s| s.node.as_deref())
+            .collect::<Vec<_>>(),
+        vec![Some("node-a"), None, None, None],
+        "the serving node is kept"
     );
 }
 
