@@ -32,7 +32,8 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/models/{model_id}", get(get_model))
 }
 
-fn parse<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, OpenAiError> {
+/// A JSON body, or the OpenAI dialect's error naming where it went wrong.
+pub(crate) fn parse<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, OpenAiError> {
     crate::json_body::parse(body).map_err(|e| OpenAiError {
         param: (e.path != ".").then_some(e.path),
         ..OpenAiError::invalid_request(format!(

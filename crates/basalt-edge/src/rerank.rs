@@ -63,13 +63,7 @@ async fn rerank(
     Extension(request_id): Extension<RequestId>,
     body: Bytes,
 ) -> Result<Response, OpenAiError> {
-    let request: RerankBody = crate::json_body::parse(&body).map_err(|e| OpenAiError {
-        param: (e.path != ".").then_some(e.path),
-        ..OpenAiError::invalid_request(format!(
-            "We could not parse the JSON body of your request: {}",
-            e.error
-        ))
-    })?;
+    let request: RerankBody = crate::openai::parse(&body)?;
     if request.max_tokens_per_doc.is_some() {
         return Err(invalid(
             "max_tokens_per_doc",
