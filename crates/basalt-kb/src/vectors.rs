@@ -122,9 +122,8 @@ pub enum Allowed<'a> {
     All,
     /// Those a filter matches (evaluated only for a chunk that would be a candidate).
     Matching(&'a Filter),
-    /// Those in a set computed before (e.g. for the keyword half of a hybrid query).
-    Ids(&'a IdSet),
-    /// Those in a set of slots computed before ([`VectorSet::passing_slots`]).
+    /// Those in a set of slots computed before ([`VectorSet::passing_slots`]; the
+    /// vector half of a hybrid query reuses the keyword half's).
     Slots(&'a SlotBits),
 }
 
@@ -132,21 +131,15 @@ pub enum Allowed<'a> {
 enum Admit<'a> {
     All,
     Compiled(Compiled<'a>),
-    Ids(&'a IdSet),
     Slots(&'a SlotBits),
 }
 
 impl Admit<'_> {
     /// Whether a live `slot` may be returned.
-    fn admits(&self, set: &VectorSet, slot: usize) -> bool {
+    fn admits(&self, slot: usize) -> bool {
         match self {
             Self::All => true,
             Self::Compiled(filter) => filter.matches(slot),
-            Self::Ids(ids) => set
-                .slots
-                .get(slot)
-                .and_then(Option::as_ref)
-                .is_some_and(|s| ids.contains(s.id as u64)),
             Self::Slots(bits) => bits.contains(slot),
         }
     }
@@ -306,7 +299,6 @@ impl VectorSet {
         match allowed {
             Allowed::All => Admit::All,
             Allowed::Matching(filter) => Admit::Compiled(self.compile(filter)),
-            Allowed::Ids(ids) => Admit::Ids(ids),
             Allowed::Slots(bits) => Admit::Slots(bits),
         }
     }
@@ -418,11 +410,6 @@ impl VectorSet {
         self.slots.len() - self.dead
     }
 
-    /// The chunk IDs that pass `filter`.
-    pub fn passing(&self, filter: &Filter) -> IdSet {
-        self.ids_of(&self.passing_slots(filter))
-    }
-
     /// The live slots that pass `filter`.
     pub fn passing_slots(&self, filter: &Filter) -> SlotBits {
         let mut bits = self.compile(filter).bits(self.slots.len());
@@ -457,15 +444,6 @@ impl VectorSet {
             Admit::All => vec![u64::MAX; n.div_ceil(64)],
             Admit::Slots(bits) => bits.0.clone(),
             Admit::Compiled(compiled) => compiled.bits(n),
-            Admit::Ids(ids) => {
-                let mut bits = vec![0u64; n.div_ceil(64)];
-                for (slot, s) in self.slots.iter().enumerate() {
-                    if s.as_ref().is_some_and(|s| ids.contains(s.id as u64)) {
-                        bits[slot / 64] |= 1 << (slot % 64);
-                    }
-                }
-                bits
-            }
         };
         for (b, live) in bits.iter_mut().zip(&self.live_bits) {
             *b &= live;
@@ -609,7 +587,7 @@ impl VectorSet {
             let slot = (i.wrapping_mul(0x9e37_79b9_7f4a_7c15) % n) as usize;
             if self.slots[slot].is_some() {
                 seen += 1;
-                passed += usize::from(admit.admits(self, slot));
+                passed += usize::from(admit.admits(slot));
             }
         }
         (passed.max(1) as f64 / seen.max(1) as f64).min(1.0)
@@ -647,7 +625,7 @@ impl VectorSet {
             if heap.len() == k && heap.peek().is_some_and(|m| score <= m.0 .0 .0) {
                 continue;
             }
-            if !admit.admits(self, slot) {
+            if !admit.admits(slot) {
                 continue;
             }
             heap.push(std::cmp::Reverse((Score(score), slot)));
@@ -716,7 +694,7 @@ impl<'a> Int8Scan<'a> {
         if !matches!(self.set.slots.get(slot), Some(Some(_))) {
             return;
         }
-        if !self.admit.admits(self.set, slot) {
+        if !self.admit.admits(slot) {
             return;
         }
         self.push(slot, score);
