@@ -246,6 +246,20 @@ impl<A> Router<A> {
     }
 }
 
+impl<A> Router<A> {
+    /// [`Self::attempt`] for an answer that arrives whole (no stream to keep the
+    /// deployment's in-flight count up while it is read).
+    async fn whole<T, F, Fut>(&self, call: F) -> Result<T, CoreError>
+    where
+        F: Fn(&A) -> Fut,
+        Fut: std::future::Future<Output = Result<T, CoreError>>,
+    {
+        let (answer, deployment) = self.attempt(call).await?;
+        deployment.in_flight.fetch_sub(1, Ordering::Relaxed);
+        Ok(answer)
+    }
+}
+
 impl Router<ChatAdapter> {
     pub async fn chat(
         &self,
@@ -283,15 +297,12 @@ impl Router<ChatAdapter> {
 impl Router<EmbeddingAdapter> {
     /// Vectors for `inputs` from the first deployment that answers.
     pub async fn embed(&self, inputs: &[String]) -> Result<crate::embeddings::Embedded, CoreError> {
-        let (answer, deployment) = self
-            .attempt(|adapter| {
-                let adapter = adapter.clone();
-                let inputs = inputs.to_vec();
-                async move { adapter.embed(&inputs).await }
-            })
-            .await?;
-        deployment.in_flight.fetch_sub(1, Ordering::Relaxed);
-        Ok(answer)
+        self.whole(|adapter| {
+            let adapter = adapter.clone();
+            let inputs = inputs.to_vec();
+            async move { adapter.embed(&inputs).await }
+        })
+        .await
     }
 }
 
@@ -304,16 +315,13 @@ impl Router<RerankAdapter> {
         documents: &[String],
         top_n: usize,
     ) -> Result<crate::rerank::Reranked, CoreError> {
-        let (answer, deployment) = self
-            .attempt(|adapter| {
-                let adapter = adapter.clone();
-                let query = query.to_string();
-                let documents = documents.to_vec();
-                async move { adapter.rerank(&query, &documents, top_n).await }
-            })
-            .await?;
-        deployment.in_flight.fetch_sub(1, Ordering::Relaxed);
-        Ok(answer)
+        self.whole(|adapter| {
+            let adapter = adapter.clone();
+            let query = query.to_string();
+            let documents = documents.to_vec();
+            async move { adapter.rerank(&query, &documents, top_n).await }
+        })
+        .await
     }
 }
 
