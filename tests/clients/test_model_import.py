@@ -8,8 +8,13 @@ ListImportedModels / DeleteImportedModel, and invoking an imported model on dema
   Hugging Face PEFT adapter (adapter_config.json + adapter_model.safetensors, q and k
   rows in Hugging Face order, by the pure-Python fixture below) and imported onto its
   base: the imported model's greedy answers equal the custom model's.
-- Refusals: an empty folder, a Hugging Face model folder (not converted yet), DoRA,
-  a source outside the allowed directories, missing fields, a duplicate name."""
+- A Hugging Face model folder (config.json, tokenizer.json, safetensors) converted to
+  GGUF and quantized by llama.cpp's quantizer: the served SmolLM2 written as such a
+  folder (by the numpy fixture below) comes back byte for byte and answers the same; a
+  BF16 sharded copy imports and answers; a tiny random Qwen2 model imports and serves.
+- Refusals: an empty folder, Hugging Face folders that cannot be converted (each with
+  its reason), DoRA, a source outside the allowed directories, missing fields, a
+  duplicate name."""
 from __future__ import annotations
 
 import json
@@ -72,8 +77,21 @@ def answer(runtime, model_id: str, text: str, timeout: float = 60) -> str:
 # GGUF reading and PEFT writing (the fixture: no numpy, no torch)
 # --------------------------------------------------------------------------
 
+# ggml type → (elements per block, bytes per block), for sizing tensors.
+GGML_BLOCKS = {0: (1, 4), 1: (1, 2), 2: (32, 18), 3: (32, 20), 6: (32, 22), 7: (32, 24), 8: (32, 34),
+               10: (256, 84), 11: (256, 110), 12: (256, 144), 13: (256, 176), 14: (256, 210), 30: (1, 2)}
+
+
 def read_gguf(path: Path) -> tuple[dict, dict]:
     """(metadata, tensors) of a GGUF file whose tensors are f32: name → (ggml dims, bytes)."""
+    meta, tensors = read_gguf_raw(path)
+    for name, (_, kind, _) in tensors.items():
+        assert kind == 0, f"tensor {name} is not f32"
+    return meta, {name: (dims, raw) for name, (dims, _, raw) in tensors.items()}
+
+
+def read_gguf_raw(path: Path) -> tuple[dict, dict]:
+    """(metadata, tensors) of a GGUF file: name → (ggml dims, ggml type, bytes)."""
     data = path.read_bytes()
     pos = 0
 
@@ -112,16 +130,18 @@ def read_gguf(path: Path) -> tuple[dict, dict]:
         name = string()
         dims = [take("Q") for _ in range(take("I"))]
         kind, offset = take("I"), take("Q")
-        assert kind == 0, f"tensor {name} is not f32"
-        infos.append((name, dims, offset))
+        assert kind in GGML_BLOCKS, f"tensor {name} has ggml type {kind}, which this reader does not size"
+        infos.append((name, dims, kind, offset))
     alignment = meta.get("general.alignment", 32)
     start = (pos + alignment - 1) // alignment * alignment
     tensors = {}
-    for name, dims, offset in infos:
-        size = 4
+    for name, dims, kind, offset in infos:
+        count = 1
         for d in dims:
-            size *= d
-        tensors[name] = (dims, data[start + offset:start + offset + size])
+            count *= d
+        per_block, block_bytes = GGML_BLOCKS[kind]
+        size = count // per_block * block_bytes
+        tensors[name] = (dims, kind, data[start + offset:start + offset + size])
     return meta, tensors
 
 
@@ -174,6 +194,120 @@ def write_peft(adapter_gguf: Path, out: Path, **config_overrides) -> None:
               "inference_mode": True}
     config.update(config_overrides)
     (out / "adapter_config.json").write_text(json.dumps(config))
+
+
+def dequantize(kind: int, raw: bytes, count: int):
+    """ggml blocks → float32 values, as ggml's own dequantization computes them."""
+    import numpy as np
+    if kind == 0:
+        return np.frombuffer(raw, dtype="<f4").copy()
+    if kind == 1:
+        return np.frombuffer(raw, dtype="<f2").astype(np.float32)
+    if kind == 8:  # Q8_0: d (f16), 32 × int8
+        blocks = np.frombuffer(raw, dtype=np.dtype([("d", "<f2"), ("q", "i1", 32)]))
+        return (blocks["q"].astype(np.float32) * blocks["d"].astype(np.float32)[:, None]).reshape(count)
+    if kind == 3:  # Q4_1: d, m (f16), 16 bytes of nibbles: low → elements 0..15, high → 16..31
+        blocks = np.frombuffer(raw, dtype=np.dtype([("d", "<f2"), ("m", "<f2"), ("q", "u1", 16)]))
+        q = np.concatenate([blocks["q"] & 0x0F, blocks["q"] >> 4], axis=1).astype(np.float32)
+        return (q * blocks["d"].astype(np.float32)[:, None] + blocks["m"].astype(np.float32)[:, None]).reshape(count)
+    raise AssertionError(f"the fixture does not dequantize ggml type {kind}")
+
+
+HF_LAYER_NAMES = {"attn_norm": "input_layernorm", "ffn_norm": "post_attention_layernorm",
+                  **PEFT_NAMES}
+
+
+def write_hf_model(gguf: Path, out: Path, dtype: str = "F32", shards: int = 1) -> dict:
+    """The served GGUF model as a Hugging Face folder: config.json, tokenizer.json,
+    tokenizer_config.json and the weights dequantized to `dtype` (F32 or BF16) in
+    `shards` safetensors files, q/k rows back in Hugging Face order. Returns the GGUF's
+    metadata."""
+    import numpy as np
+    meta, tensors = read_gguf_raw(gguf)
+    assert meta["general.architecture"] == "llama", f"{gguf} is not a llama model"
+    heads, kv_heads = meta["llama.attention.head_count"], meta["llama.attention.head_count_kv"]
+    weights = {}
+    for name, (dims, kind, raw) in tensors.items():
+        count = 1
+        for d in dims:
+            count *= d
+        values = dequantize(kind, raw, count).reshape(list(reversed(dims)))
+        parts = name.split(".")
+        if name == "token_embd.weight":
+            hf = "model.embed_tokens.weight"
+        elif name == "output_norm.weight":
+            hf = "model.norm.weight"
+        elif name == "output.weight":
+            hf = "lm_head.weight"
+        else:
+            assert parts[0] == "blk" and parts[3] == "weight", f"unexpected tensor {name}"
+            hf = f"model.layers.{parts[1]}.{HF_LAYER_NAMES[parts[2]]}.weight"
+            if parts[2] in ("attn_q", "attn_k"):
+                n = heads if parts[2] == "attn_q" else kv_heads
+                rows, cols = values.shape
+                values = values.reshape(n, rows // n // 2, 2, cols).swapaxes(1, 2).reshape(rows, cols)
+        weights[hf] = values
+    out.mkdir(parents=True, exist_ok=True)
+    names = sorted(weights)
+    for shard in range(shards):
+        header, blobs, offset = {}, [], 0
+        for name in names[shard::shards]:
+            values = weights[name]
+            if dtype == "BF16":  # round to nearest even, as torch does
+                bits = values.astype(np.float32).view(np.uint32)
+                raw = ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16).astype("<u2").tobytes()
+            else:
+                raw = values.astype("<f4").tobytes()
+            header[name] = {"dtype": dtype, "shape": list(values.shape), "data_offsets": [offset, offset + len(raw)]}
+            blobs.append(raw)
+            offset += len(raw)
+        header["__metadata__"] = {"format": "pt"}
+        head = json.dumps(header).encode()
+        head += b" " * (-len(head) % 8)
+        file = "model.safetensors" if shards == 1 else f"model-{shard + 1:05d}-of-{shards:05d}.safetensors"
+        (out / file).write_bytes(struct.pack("<Q", len(head)) + head + b"".join(blobs))
+
+    tokens, types = meta["tokenizer.ggml.tokens"], meta["tokenizer.ggml.token_type"]
+    assert meta["tokenizer.ggml.model"] == "gpt2" and meta["tokenizer.ggml.pre"] == "smollm", (
+        "the fixture writes SmolLM's tokenizer.json only")
+    special = lambda key: tokens[meta[key]] if key in meta else None  # noqa: E731
+    tokenizer = {
+        "version": "1.0", "truncation": None, "padding": None,
+        "added_tokens": [{"id": i, "content": t, "single_word": False, "lstrip": False, "rstrip": False,
+                          "normalized": False, "special": True} for i, t in enumerate(tokens) if types[i] == 3],
+        "normalizer": None,
+        "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+            {"type": "Digits", "individual_digits": True},
+            {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True}]},
+        "post_processor": {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": False, "use_regex": True},
+        "decoder": {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True, "use_regex": True},
+        "model": {"type": "BPE", "dropout": None, "unk_token": None, "continuing_subword_prefix": None,
+                  "end_of_word_suffix": None, "fuse_unk": False, "byte_fallback": False,
+                  "vocab": {t: i for i, t in enumerate(tokens) if types[i] != 5},
+                  "merges": meta["tokenizer.ggml.merges"]},
+    }
+    (out / "tokenizer.json").write_text(json.dumps(tokenizer, ensure_ascii=False))
+    tokenizer_config = {"tokenizer_class": "GPT2Tokenizer", "clean_up_tokenization_spaces": False,
+                        "model_max_length": meta["llama.context_length"],
+                        "chat_template": meta["tokenizer.chat_template"]}
+    for kind, key in [("bos", "bos_token_id"), ("eos", "eos_token_id"), ("unk", "unknown_token_id"),
+                      ("pad", "padding_token_id")]:
+        if special(f"tokenizer.ggml.{key}") is not None:
+            tokenizer_config[f"{kind}_token"] = special(f"tokenizer.ggml.{key}")
+    for kind in ("bos", "eos"):
+        if f"tokenizer.ggml.add_{kind}_token" in meta:
+            tokenizer_config[f"add_{kind}_token"] = meta[f"tokenizer.ggml.add_{kind}_token"]
+    (out / "tokenizer_config.json").write_text(json.dumps(tokenizer_config))
+    config = {"architectures": ["LlamaForCausalLM"], "model_type": "llama",
+              "hidden_size": meta["llama.embedding_length"], "intermediate_size": meta["llama.feed_forward_length"],
+              "num_hidden_layers": meta["llama.block_count"], "num_attention_heads": heads,
+              "num_key_value_heads": kv_heads, "max_position_embeddings": meta["llama.context_length"],
+              "rms_norm_eps": meta["llama.attention.layer_norm_rms_epsilon"],
+              "rope_theta": meta["llama.rope.freq_base"], "rope_scaling": None, "vocab_size": len(tokens),
+              "tie_word_embeddings": "output.weight" not in tensors, "hidden_act": "silu",
+              "torch_dtype": "float32" if dtype == "F32" else "bfloat16"}
+    (out / "config.json").write_text(json.dumps(config))
+    return meta
 
 
 # --------------------------------------------------------------------------
@@ -247,9 +381,228 @@ def test_a_peft_adapter_round_trip_answers_as_the_custom_model(control, runtime,
         control.delete_imported_model(modelIdentifier=imported)
 
 
+def imported_gguf(server, model_arn: str) -> Path:
+    path = server.data_dir / "customization" / "models" / model_arn.rsplit("/", 1)[-1] / "model.gguf"
+    assert path.is_file(), f"the imported model has no GGUF file at {path}"
+    return path
+
+
+def test_a_hugging_face_folder_imports_as_the_model_it_was_made_from(control, runtime, batch_root, server):
+    """The served SmolLM2 written as a Hugging Face folder (f32 safetensors, q/k rows in
+    Hugging Face order, tokenizer.json) and imported with the server's quantization
+    (Q4_1, the served file's own): llama.cpp's quantizer gives back every tensor byte
+    for byte, the tokenizer and chat template are the same, so the answers are too."""
+    source = workdir(batch_root)
+    original_meta = write_hf_model(GGUF, source)
+    arn, name = create_import(control, source)
+    job = wait_import(control, arn, timeout=300)
+    assert job["status"] == "Completed", f"the Hugging Face import ended {job['status']}: {job.get('failureMessage')!r}"
+    model_arn = job["importedModelArn"]
+    model = control.get_imported_model(modelIdentifier=model_arn)
+    assert (model["modelArchitecture"], model["instructSupported"]) == ("llama", True), f"GetImportedModel: {model}"
+
+    meta, tensors = read_gguf_raw(imported_gguf(server, model_arn))
+    _, original = read_gguf_raw(GGUF)
+    for key, value in original_meta.items():
+        if key.startswith(("llama.", "tokenizer.")):
+            assert meta.get(key) == value, f"the imported GGUF's {key} is {str(meta.get(key))[:200]!r}, the served one's {str(value)[:200]!r}"
+    assert sorted(tensors) == sorted(original), f"tensor names differ: {sorted(set(tensors) ^ set(original))[:10]}"
+    different = [n for n in original if tensors[n][:2] != original[n][:2] or tensors[n][2] != original[n][2]]
+    assert not different, (f"{len(different)} of {len(original)} tensors differ from the served file's, e.g. "
+                           f"{different[:3]} (types {[(tensors[n][1], original[n][1]) for n in different[:3]]})")
+
+    for text in ["What is the capital of France?", question("India")]:
+        mine = answer(runtime, model_arn, text)
+        base = answer(runtime, CHAT_MODEL, text)
+        assert mine == base, f"the imported folder answers {mine!r}, the catalog model {base!r} for {text!r}"
+    control.delete_imported_model(modelIdentifier=model_arn)
+
+
+def test_a_bf16_sharded_folder_imports_and_answers(control, runtime, batch_root, server):
+    """Weights in BF16 across three shards: converted, quantized and served (bf16 rounding
+    changes the weights slightly, so only the shape of the result is compared)."""
+    source = workdir(batch_root)
+    write_hf_model(GGUF, source, dtype="BF16", shards=3)
+    arn, _ = create_import(control, source)
+    job = wait_import(control, arn, timeout=300)
+    assert job["status"] == "Completed", f"the BF16 import ended {job['status']}: {job.get('failureMessage')!r}"
+    model_arn = job["importedModelArn"]
+    _, tensors = read_gguf_raw(imported_gguf(server, model_arn))
+    _, original = read_gguf_raw(GGUF)
+    assert {n: t[:2] for n, t in tensors.items()} == {n: t[:2] for n, t in original.items()}, (
+        "the BF16 import's tensors have other shapes or types than the served file's")
+    reply = answer(runtime, model_arn, "What is the capital of France?")
+    assert "Paris" in reply, f"the BF16 import answers {reply!r}"
+    control.delete_imported_model(modelIdentifier=model_arn)
+
+
+# A tiny model in Hugging Face layout, made here, for the Qwen2 path and for refusals.
+def bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's byte → printable character table."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return dict(zip(bs, map(chr, cs)))
+
+
+QWEN2_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+               r"|\s*[\r\n]+|\s+(?!\S)|\s+")
+CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+          "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+
+
+def write_tiny_hf(out: Path, arch: str = "Qwen2ForCausalLM", config_changes: dict | None = None,
+                  tensor_changes=None, tokenizer_changes=None) -> None:
+    """A randomly initialised model (hidden 32, 2 layers, byte-level vocabulary of 300)."""
+    import numpy as np
+    rng = np.random.default_rng(7)
+    hidden, layers, heads, kv_heads, ffn, vocab_size = 32, 2, 2, 1, 64, 300
+    head_dim = hidden // heads
+    config = {"architectures": [arch], "hidden_size": hidden, "num_hidden_layers": layers,
+              "num_attention_heads": heads, "num_key_value_heads": kv_heads, "intermediate_size": ffn,
+              "vocab_size": vocab_size, "max_position_embeddings": 512, "rms_norm_eps": 1e-6,
+              "rope_theta": 10000.0, "tie_word_embeddings": False}
+    config.update(config_changes or {})
+    shapes = {"model.embed_tokens.weight": [vocab_size, hidden], "model.norm.weight": [hidden],
+              "lm_head.weight": [vocab_size, hidden]}
+    for i in range(layers):
+        p = f"model.layers.{i}."
+        shapes.update({p + "input_layernorm.weight": [hidden], p + "post_attention_layernorm.weight": [hidden],
+                       p + "self_attn.q_proj.weight": [heads * head_dim, hidden],
+                       p + "self_attn.k_proj.weight": [kv_heads * head_dim, hidden],
+                       p + "self_attn.v_proj.weight": [kv_heads * head_dim, hidden],
+                       p + "self_attn.o_proj.weight": [hidden, heads * head_dim],
+                       p + "mlp.gate_proj.weight": [ffn, hidden], p + "mlp.up_proj.weight": [ffn, hidden],
+                       p + "mlp.down_proj.weight": [hidden, ffn]})
+        if arch.startswith("Qwen2"):
+            shapes.update({p + "self_attn.q_proj.bias": [heads * head_dim],
+                           p + "self_attn.k_proj.bias": [kv_heads * head_dim],
+                           p + "self_attn.v_proj.bias": [kv_heads * head_dim]})
+    tensors = {}
+    for name, shape in shapes.items():
+        values = np.ones(shape, np.float32) if name.endswith("norm.weight") else rng.normal(0, 0.2, shape).astype(np.float32)
+        tensors[name] = ("F32", values.tobytes(), shape)
+    if tensor_changes:
+        tensor_changes(tensors)
+    header, blobs, offset = {}, [], 0
+    for name, (dtype, raw, shape) in sorted(tensors.items()):
+        header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [offset, offset + len(raw)]}
+        blobs.append(raw)
+        offset += len(raw)
+    head = json.dumps(header).encode()
+    head += b" " * (-len(head) % 8)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "model.safetensors").write_bytes(struct.pack("<Q", len(head)) + head + b"".join(blobs))
+    chars = list(bytes_to_unicode().values())
+    vocab = {c: i for i, c in enumerate(chars)}
+    merges = [["Ġ", "t"], ["h", "e"], ["Ġt", "he"]]
+    for a, b in merges:
+        vocab[a + b] = len(vocab)
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    added = [{"id": len(vocab) + k, "content": t, "single_word": False, "lstrip": False, "rstrip": False,
+              "normalized": False, "special": True} for k, t in enumerate(specials)]
+    tokenizer = {"version": "1.0", "added_tokens": added, "normalizer": None,
+                 "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+                     {"type": "Split", "pattern": {"Regex": QWEN2_SPLIT}, "behavior": "Isolated", "invert": False},
+                     {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": False, "use_regex": False}]},
+                 "decoder": {"type": "ByteLevel"},
+                 "model": {"type": "BPE", "byte_fallback": False, "vocab": vocab, "merges": merges}}
+    if tokenizer_changes:
+        tokenizer_changes(tokenizer)
+    (out / "tokenizer.json").write_text(json.dumps(tokenizer, ensure_ascii=False))
+    (out / "tokenizer_config.json").write_text(json.dumps(
+        {"eos_token": "<|im_end|>", "pad_token": "<|endoftext|>", "bos_token": None, "chat_template": CHATML}))
+    (out / "config.json").write_text(json.dumps(config))
+
+
+def test_a_qwen2_folder_imports_and_serves(control, runtime, batch_root, server):
+    """A (random, tiny) Qwen2 model: biases on q/k/v, no rotary permutation, the Qwen2
+    pre-tokenizer; it is converted, quantized and answers Converse through its template."""
+    source = workdir(batch_root)
+    write_tiny_hf(source)
+    arn, _ = create_import(control, source)
+    job = wait_import(control, arn)
+    assert job["status"] == "Completed", f"the Qwen2 import ended {job['status']}: {job.get('failureMessage')!r}"
+    model_arn = job["importedModelArn"]
+    model = control.get_imported_model(modelIdentifier=model_arn)
+    assert (model["modelArchitecture"], model["instructSupported"]) == ("qwen2", True), f"GetImportedModel: {model}"
+    meta, tensors = read_gguf_raw(imported_gguf(server, model_arn))
+    assert (meta["general.architecture"], meta["tokenizer.ggml.pre"], meta["qwen2.block_count"]) == ("qwen2", "qwen2", 2)
+    assert "blk.1.attn_q.bias" in tensors and tensors["blk.1.attn_q.bias"][1] == 0, "the q bias is missing or not f32"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            resp = runtime.converse(modelId=model_arn, messages=[user_msg("the")],
+                                    inferenceConfig={"temperature": 0, "maxTokens": 8})
+            break
+        except Exception as e:  # botocore ClientError: ModelNotReady while it loads
+            assert getattr(e, "response", {}).get("Error", {}).get("Code") == "ModelNotReadyException", f"{e}"
+            assert time.monotonic() < deadline, "the Qwen2 import never loaded"
+            time.sleep(0.3)
+    assert resp["usage"]["outputTokens"] >= 1 and resp["stopReason"] in ("max_tokens", "end_turn"), f"{resp}"
+    control.delete_imported_model(modelIdentifier=model_arn)
+
+
+def _drop(name):
+    return lambda t: t.pop(name)
+
+
+def _set(name, **change):
+    def apply(t):
+        dtype, raw, shape = t[name]
+        t[name] = (change.get("dtype", dtype), change.get("raw", raw), change.get("shape", shape))
+    return apply
+
+
+@pytest.mark.parametrize("case, kwargs, mentions", [
+    ("llama-architecture-unknown", {"arch": "GPT2LMHeadModel"}, "GPT2LMHeadModel"),
+    ("huge-layers", {"config_changes": {"num_hidden_layers": 100000}}, "num_hidden_layers"),
+    ("odd-heads", {"config_changes": {"num_key_value_heads": 3}}, "not a multiple"),
+    ("yarn", {"config_changes": {"rope_scaling": {"rope_type": "yarn", "factor": 4.0}}}, "yarn"),
+    ("missing-tensor", {"tensor_changes": _drop("model.layers.1.mlp.down_proj.weight")}, "is missing"),
+    ("extra-tensor", {"tensor_changes": lambda t: t.update({"model.layers.0.mlp.experts.weight": ("F32", b"\0" * 16, [4])})},
+     "is not part of a qwen2 model"),
+    ("wrong-shape", {"tensor_changes": _set("model.embed_tokens.weight", shape=[300, 31], raw=b"\0" * 300 * 31 * 4)},
+     "config.json makes it"),
+    ("int8", {"tensor_changes": _set("model.norm.weight", dtype="I8", raw=b"\0" * 32)}, "must be F32, F16 or BF16"),
+    ("short-data", {"tensor_changes": _set("model.norm.weight", raw=b"\0" * 8)}, "do not fit"),
+    ("spm-tokenizer", {"tokenizer_changes": lambda t: t["model"].update(byte_fallback=True)}, "SentencePiece-style"),
+    ("unknown-pre-tokenizer", {"tokenizer_changes": lambda t: t.update(pre_tokenizer={"type": "Whitespace"})},
+     "pre_tokenizer"),
+    ("token-past-vocab", {"tokenizer_changes": lambda t: t["model"]["vocab"].update({"zz": 5000})},
+     "past the model's vocab_size"),
+])
+def test_a_hugging_face_folder_that_cannot_be_converted_fails_with_the_reason(control, batch_root, case, kwargs,
+                                                                             mentions):
+    source = workdir(batch_root)
+    write_tiny_hf(source, **kwargs)
+    arn, name = create_import(control, source)
+    job = wait_import(control, arn)
+    assert job["status"] == "Failed", f"importing a {case} folder ended {job['status']}"
+    assert mentions in job.get("failureMessage", ""), f"{case}: failureMessage {job.get('failureMessage')!r}"
+    expect_client_error(lambda: control.get_imported_model(modelIdentifier=name), "ResourceNotFoundException", 404)
+
+
+def test_a_hugging_face_folder_without_a_tokenizer_or_weights_fails(control, batch_root):
+    for missing, mentions in [("tokenizer.json", "tokenizer.json is missing"),
+                              ("model.safetensors", "no *.safetensors file")]:
+        source = workdir(batch_root)
+        write_tiny_hf(source)
+        (source / missing).unlink()
+        arn, _ = create_import(control, source)
+        job = wait_import(control, arn)
+        assert job["status"] == "Failed" and mentions in job.get("failureMessage", ""), (
+            f"a folder without {missing} ended {job['status']}: {job.get('failureMessage')!r}")
+
+
 @pytest.mark.parametrize("case, files, mentions", [
     ("empty", {}, "no GGUF file"),
-    ("hf-folder", {"config.json": "{}", "model.safetensors": ""}, "Hugging Face model folder"),
+    ("hf-folder", {"config.json": "{}", "model.safetensors": ""}, "config.json: architecture"),
     ("two-ggufs", {"a.gguf": "x", "b.gguf": "y"}, "more than one GGUF"),
     ("not-gguf", {"model.gguf": "not a gguf file"}, "not a GGUF file"),
 ])

@@ -8,10 +8,14 @@
 //!   with int8 linear layers; inputs from every call share one queue, and vectors are
 //!   mean-pooled and L2-normalised inside the graph.
 //!
+//! - [`convert`]: Hugging Face model folders (safetensors) to GGUF, quantized by
+//!   llama.cpp's own quantizer (model import).
+//!
 //! This crate knows nothing about HTTP, Bedrock or OpenAI: it takes token-level
 //! requests and returns text, tokens and counts.
 
 pub mod chat;
+pub mod convert;
 pub mod cpu;
 pub mod embed;
 mod error;

@@ -5,13 +5,16 @@
 //! model (`…:imported-model/<id>`), invocable on demand; a cold one answers
 //! ModelNotReady while its engine loads.
 //!
-//! A Hugging Face model folder (`config.json` + `*.safetensors`) is recognised and
-//! refused with the reason: converting one to GGUF is not built yet.
+//! A Hugging Face model folder (`config.json`, the tokenizer files and `*.safetensors`
+//! of a Llama, Mistral or Qwen2 layout) is converted to GGUF in Rust
+//! ([`basalt_engine::convert`]) and quantized by llama.cpp's quantizer to
+//! `[customization] import_quantization`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use basalt_engine::convert;
 use basalt_store::{CustomModelRecord, JobState};
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
@@ -158,9 +161,14 @@ impl ImportJobs {
                 return Err(e);
             }
         };
-        let bytes = tokio::fs::read(&path)
-            .await
-            .map_err(|e| CoreError::Internal(format!("cannot read {}: {e}", path.display())))?;
+        // What came from S3 was only needed for the conversion.
+        let _ = std::fs::remove_dir_all(dir.join("source"));
+        let sha256 = {
+            let path = path.clone();
+            tokio::task::spawn_blocking(move || file_sha256(&path))
+                .await
+                .map_err(|e| CoreError::Internal(format!("the checksum stopped: {e}")))??
+        };
         let record = CustomModelRecord {
             id: id.clone(),
             name: spec.imported_model_name.clone(),
@@ -169,7 +177,7 @@ impl ImportJobs {
             job_id: job.id().to_owned(),
             customization_type: IMPORTED.to_owned(),
             adapter_path: path.to_string_lossy().into_owned(),
-            adapter_sha256: hex::encode(sha2::Sha256::digest(&bytes)),
+            adapter_sha256: sha256,
             details_json: serde_json::to_string(&details)
                 .map_err(|e| CoreError::Internal(e.to_string()))?,
             created_ms: now_ms(),
@@ -206,11 +214,13 @@ impl ImportJobs {
     ) -> Result<(PathBuf, String, ImportDetails), CoreError> {
         let folder = self.fetch(&spec.source_uri, dir).await?;
         let has = |name: &str| folder.names.iter().any(|n| n == name);
-        let ggufs: Vec<&String> = folder
+        let ggufs: Vec<String> = folder
             .names
             .iter()
             .filter(|n| n.to_ascii_lowercase().ends_with(".gguf"))
+            .cloned()
             .collect();
+        let hf_model = has("config.json");
         if has("adapter_config.json") {
             return self.convert_peft(spec, &folder, dir);
         }
@@ -237,10 +247,7 @@ impl ImportJobs {
                     },
                 ))
             }
-            [] if has("config.json") => Err(CoreError::Validation(format!(
-                "{} is a Hugging Face model folder (config.json + safetensors); converting one to GGUF is not supported yet — import a GGUF file (llama.cpp's convert_hf_to_gguf.py makes one)",
-                spec.source_uri
-            ))),
+            [] if hf_model => self.convert_hf(spec, folder, dir).await,
             [] => Err(CoreError::Validation(format!(
                 "{} holds no GGUF file and no PEFT adapter (adapter_config.json + adapter_model.safetensors)",
                 spec.source_uri
@@ -250,6 +257,60 @@ impl ImportJobs {
                 spec.source_uri
             ))),
         }
+    }
+
+    /// A Hugging Face model folder: converted to GGUF beside the model, then quantized
+    /// into `model.gguf`, on a blocking thread (a large model takes minutes).
+    async fn convert_hf(
+        &self,
+        spec: &ImportSpec,
+        folder: Folder,
+        dir: &Path,
+    ) -> Result<(PathBuf, String, ImportDetails), CoreError> {
+        let config = self.service.config();
+        let quantization = config.import_quantization;
+        let threads = match config.threads {
+            0 => std::thread::available_parallelism()
+                .map(|n| (n.get() / 2).max(1))
+                .unwrap_or(1),
+            n => n,
+        };
+        let converted = dir.join("converted.gguf");
+        let target = dir.join("model.gguf");
+        let name = spec.imported_model_name.clone();
+        let (converted_path, target_path) = (converted.clone(), target.clone());
+        let model = tokio::task::spawn_blocking(move || {
+            let model =
+                convert::convert_hf_model(&folder.dir, &folder.names, &converted_path, &name)?;
+            let quantized = convert::quantize(&converted_path, &target_path, quantization, threads);
+            let _ = std::fs::remove_file(&converted_path);
+            quantized.map(|()| model)
+        })
+        .await
+        .map_err(|e| CoreError::Internal(format!("the conversion stopped: {e}")))?
+        .map_err(|e| match e {
+            convert::ConvertError::Refused(why) => {
+                CoreError::Validation(format!("{}: {why}", spec.source_uri))
+            }
+            other => CoreError::Internal(other.to_string()),
+        })?;
+        tracing::info!(
+            model = %spec.imported_model_name,
+            architecture = %model.architecture,
+            parameters = model.parameters,
+            quantization = quantization.name(),
+            "converted a Hugging Face model folder"
+        );
+        Ok((
+            target,
+            String::new(),
+            ImportDetails {
+                spec: spec.clone(),
+                architecture: model.architecture,
+                instruct_supported: model.chat_template,
+                format: format!("HF_SAFETENSORS:{}", quantization.name()),
+            },
+        ))
     }
 
     fn convert_peft(
@@ -331,6 +392,24 @@ impl ImportJobs {
         }
         Ok(Folder { dir: path, names })
     }
+}
+
+/// The SHA-256 of a file, read in blocks (a model may be larger than memory).
+fn file_sha256(path: &Path) -> Result<String, CoreError> {
+    use std::io::Read;
+    let io =
+        |e: std::io::Error| CoreError::Internal(format!("cannot read {}: {e}", path.display()));
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    let mut hasher = sha2::Sha256::new();
+    let mut buffer = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buffer).map_err(io)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buffer[..n]);
+    }
+    Ok(hex::encode(hasher.finalize()))
 }
 
 fn copy_file(from: &Path, to: &Path) -> Result<(), CoreError> {

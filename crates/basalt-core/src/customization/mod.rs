@@ -69,6 +69,17 @@ pub struct CustomizationConfig {
     /// Where adapters and checkpoints are kept (the binary sets
     /// `<data dir>/customization` when empty).
     pub data_dir: String,
+    /// The type an imported Hugging Face model is quantized to by llama.cpp's quantizer
+    /// (`Q8_0`, `Q4_K_M`, `F16`, … as `llama-quantize` names them).
+    #[serde(deserialize_with = "quantization_name")]
+    pub import_quantization: basalt_engine::convert::QuantType,
+}
+
+fn quantization_name<'de, D: serde::Deserializer<'de>>(
+    de: D,
+) -> Result<basalt_engine::convert::QuantType, D::Error> {
+    let name = String::deserialize(de)?;
+    name.parse().map_err(serde::de::Error::custom)
 }
 
 impl Default for CustomizationConfig {
@@ -82,6 +93,7 @@ impl Default for CustomizationConfig {
             max_running: 1,
             adapter_slots: 2,
             data_dir: String::new(),
+            import_quantization: basalt_engine::convert::QuantType::Q8_0,
         }
     }
 }

@@ -9,7 +9,8 @@
 //! pinned exactly for this), the check fails and the engine keeps its configured
 //! thread count: slower beside a busy neighbour, never wrong.
 //!
-//! The only `unsafe` of the engine: three reads and one store through that pointer.
+//! The `unsafe` of the chat engine: three reads and one store through that pointer (the
+//! other `unsafe` of the crate is the quantizer's FFI call, `convert/quantize.rs`).
 #![allow(unsafe_code)]
 
 use llama_cpp_2::context::LlamaContext;
