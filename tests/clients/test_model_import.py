@@ -11,7 +11,8 @@ ListImportedModels / DeleteImportedModel, and invoking an imported model on dema
 - A Hugging Face model folder (config.json, tokenizer.json, safetensors) converted to
   GGUF and quantized by llama.cpp's quantizer: the served SmolLM2 written as such a
   folder (by the numpy fixture below) comes back byte for byte and answers the same; a
-  BF16 sharded copy imports and answers; a tiny random Qwen2 model imports and serves.
+  BF16 sharded copy imports and answers; tiny random Qwen2 and Mistral (SentencePiece
+  tokenizer.model) models import and serve.
 - Refusals: an empty folder, Hugging Face folders that cannot be converted (each with
   its reason), DoRA, a source outside the allowed directories, missing fields, a
   duplicate name."""
@@ -548,6 +549,64 @@ def test_a_qwen2_folder_imports_and_serves(control, runtime, batch_root, server)
     control.delete_imported_model(modelIdentifier=model_arn)
 
 
+def sentencepiece_model(pieces: list[tuple[str, float, int]], model_type: int = 2) -> bytes:
+    """A SentencePiece ModelProto (protobuf) of (piece, score, type) — BPE by default."""
+    def varint(v: int) -> bytes:
+        out = bytearray()
+        while True:
+            byte, v = v & 0x7F, v >> 7
+            out.append(byte | (0x80 if v else 0))
+            if not v:
+                return bytes(out)
+
+    def field(number: int, body: bytes) -> bytes:
+        return varint(number << 3 | 2) + varint(len(body)) + body
+
+    out = b"".join(field(1, field(1, text.encode()) + varint(2 << 3 | 5) + struct.pack("<f", score)
+                         + varint(3 << 3) + varint(kind)) for text, score, kind in pieces)
+    out += field(2, varint(3 << 3) + varint(model_type))          # trainer_spec.model_type
+    out += field(3, field(1, b"identity") + varint(3 << 3) + varint(1))  # normalizer: add_dummy_prefix
+    return out
+
+
+def test_a_mistral_folder_with_a_sentencepiece_tokenizer_imports_and_serves(control, runtime, batch_root, server):
+    """Mistral's layout with a SentencePiece tokenizer.model (no tokenizer.json): llama.cpp's
+    `llama` tokenizer with each piece's score and type, byte pieces, BOS added."""
+    source = workdir(batch_root)
+    write_tiny_hf(source, arch="MistralForCausalLM", config_changes={"sliding_window": 4096})
+    (source / "tokenizer.json").unlink()
+    pieces = [("<unk>", 0.0, 2), ("<s>", 0.0, 3), ("</s>", 0.0, 3)]
+    pieces += [(f"<0x{b:02X}>", 0.0, 6) for b in range(256)]
+    pieces += [(p, -float(i), 1) for i, p in enumerate(["▁t", "he", "▁the", "▁", "t", "h", "e", "a"])]
+    (source / "tokenizer.model").write_bytes(sentencepiece_model(pieces))
+    (source / "tokenizer_config.json").write_text(json.dumps({
+        "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "add_bos_token": True,
+        "chat_template": "{% for m in messages %}[INST] {{ m['content'] }} [/INST]{% endfor %}"}))
+    arn, _ = create_import(control, source)
+    job = wait_import(control, arn)
+    assert job["status"] == "Completed", f"the Mistral import ended {job['status']}: {job.get('failureMessage')!r}"
+    model_arn = job["importedModelArn"]
+    meta, _ = read_gguf_raw(imported_gguf(server, model_arn))
+    assert (meta["general.architecture"], meta["tokenizer.ggml.model"]) == ("llama", "llama"), meta.get("tokenizer.ggml.model")
+    assert meta["tokenizer.ggml.tokens"][:len(pieces)] == [p for p, _, _ in pieces], "the pieces changed"
+    assert meta["tokenizer.ggml.scores"][len(pieces) - 1] == -7.0 and meta["tokenizer.ggml.token_type"][3] == 6
+    assert (meta["tokenizer.ggml.bos_token_id"], meta["tokenizer.ggml.eos_token_id"],
+            meta["tokenizer.ggml.add_bos_token"]) == (1, 2, True)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            resp = runtime.converse(modelId=model_arn, messages=[user_msg("the tea")],
+                                    inferenceConfig={"temperature": 0, "maxTokens": 8})
+            break
+        except Exception as e:  # botocore ClientError: ModelNotReady while it loads
+            assert getattr(e, "response", {}).get("Error", {}).get("Code") == "ModelNotReadyException", f"{e}"
+            assert time.monotonic() < deadline, "the Mistral import never loaded"
+            time.sleep(0.3)
+    # [INST] the tea [/INST] with BOS: the prompt is tokenized by the imported pieces.
+    assert resp["usage"]["inputTokens"] >= 5 and resp["usage"]["outputTokens"] >= 1, f"{resp['usage']}"
+    control.delete_imported_model(modelIdentifier=model_arn)
+
+
 def _drop(name):
     return lambda t: t.pop(name)
 
@@ -571,7 +630,8 @@ def _set(name, **change):
      "config.json makes it"),
     ("int8", {"tensor_changes": _set("model.norm.weight", dtype="I8", raw=b"\0" * 32)}, "must be F32, F16 or BF16"),
     ("short-data", {"tensor_changes": _set("model.norm.weight", raw=b"\0" * 8)}, "do not fit"),
-    ("spm-tokenizer", {"tokenizer_changes": lambda t: t["model"].update(byte_fallback=True)}, "SentencePiece-style"),
+    ("spm-tokenizer-without-model", {"tokenizer_changes": lambda t: t["model"].update(byte_fallback=True)},
+     "which the folder lacks"),
     ("unknown-pre-tokenizer", {"tokenizer_changes": lambda t: t.update(pre_tokenizer={"type": "Whitespace"})},
      "pre_tokenizer"),
     ("token-past-vocab", {"tokenizer_changes": lambda t: t["model"]["vocab"].update({"zz": 5000})},
@@ -588,7 +648,7 @@ def test_a_hugging_face_folder_that_cannot_be_converted_fails_with_the_reason(co
     expect_client_error(lambda: control.get_imported_model(modelIdentifier=name), "ResourceNotFoundException", 404)
 
 
-def test_a_hugging_face_folder_without_a_tokenizer_or_weights_fails(control, batch_root):
+def test_a_hugging_face_folder_without_a_usable_tokenizer_or_weights_fails(control, batch_root):
     for missing, mentions in [("tokenizer.json", "tokenizer.json is missing"),
                               ("model.safetensors", "no *.safetensors file")]:
         source = workdir(batch_root)
@@ -598,6 +658,16 @@ def test_a_hugging_face_folder_without_a_tokenizer_or_weights_fails(control, bat
         job = wait_import(control, arn)
         assert job["status"] == "Failed" and mentions in job.get("failureMessage", ""), (
             f"a folder without {missing} ended {job['status']}: {job.get('failureMessage')!r}")
+    for model, mentions in [(sentencepiece_model([("<unk>", 0.0, 2), ("a", -1.0, 1)], model_type=1), "Unigram"),
+                            (b"\xff" * 40, "tokenizer.model: varint"),
+                            (sentencepiece_model([("<unk>", 0.0, 2)] * 400), "more than the model's vocab_size")]:
+        source = workdir(batch_root)
+        write_tiny_hf(source)
+        (source / "tokenizer.model").write_bytes(model)
+        arn, _ = create_import(control, source)
+        job = wait_import(control, arn)
+        assert job["status"] == "Failed" and mentions in job.get("failureMessage", ""), (
+            f"a folder with a bad tokenizer.model ({mentions}) ended {job['status']}: {job.get('failureMessage')!r}")
 
 
 @pytest.mark.parametrize("case, files, mentions", [

@@ -45,6 +45,7 @@ pub enum MetaValue {
     Text(String),
     TextArray(Vec<String>),
     I32Array(Vec<i32>),
+    F32Array(Vec<f32>),
 }
 
 /// One tensor of the table: its GGUF name, its dimensions in ggml's order (fastest
@@ -125,6 +126,12 @@ impl<W: Write> Counting<W> {
             MetaValue::I32Array(items) => {
                 self.u32(9)?;
                 self.u32(5)?;
+                self.u64(items.len() as u64)?;
+                items.iter().try_for_each(|v| self.bytes(&v.to_le_bytes()))
+            }
+            MetaValue::F32Array(items) => {
+                self.u32(9)?;
+                self.u32(6)?;
                 self.u64(items.len() as u64)?;
                 items.iter().try_for_each(|v| self.bytes(&v.to_le_bytes()))
             }

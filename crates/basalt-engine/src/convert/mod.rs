@@ -14,6 +14,7 @@ mod gguf_write;
 mod hf_config;
 mod quantize;
 mod safetensors_files;
+mod sentencepiece;
 mod vocab;
 
 use std::collections::BTreeMap;
@@ -75,11 +76,26 @@ pub fn convert_hf_model(
     let config_json = read_json("config.json")?
         .ok_or_else(|| ConvertError::Refused("config.json is missing".into()))?;
     let config = HfConfig::parse(&config_json)?;
-    let tokenizer = read_json("tokenizer.json")?.ok_or_else(|| {
-        ConvertError::Refused(
-            "tokenizer.json is missing (a slow tokenizer alone is not converted)".into(),
+    let sentencepiece = if names.iter().any(|n| n == "tokenizer.model") {
+        let path = dir.join("tokenizer.model");
+        let len = std::fs::metadata(&path)
+            .map_err(|e| ConvertError::Refused(format!("tokenizer.model: {e}")))?
+            .len();
+        if len > sentencepiece::MAX_MODEL_BYTES {
+            return Err(ConvertError::Refused(format!(
+                "tokenizer.model is {len} bytes (at most {})",
+                sentencepiece::MAX_MODEL_BYTES
+            )));
+        }
+        Some(
+            std::fs::read(&path)
+                .map_err(|e| ConvertError::Refused(format!("tokenizer.model: {e}")))?,
         )
-    })?;
+    } else {
+        None
+    };
+    let tokenizer = read_json("tokenizer.json")?.unwrap_or_default();
+    let added_tokens_file = read_json("added_tokens.json")?.unwrap_or_default();
     let tokenizer_config = read_json("tokenizer_config.json")?.unwrap_or_default();
     let chat_template_file = if names.iter().any(|n| n == "chat_template.jinja") {
         Some(
@@ -95,6 +111,8 @@ pub fn convert_hf_model(
             tokenizer_config: &tokenizer_config,
             model_config: &config_json,
             chat_template_file,
+            sentencepiece,
+            added_tokens_file: &added_tokens_file,
         },
         config.vocab_size,
     )?;

@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use super::gguf_write::MetaValue;
+use super::sentencepiece;
 use super::ConvertError;
 
 /// Most tokens a vocabulary may have.
@@ -20,6 +21,7 @@ const MAX_VOCAB: usize = 1 << 20;
 
 // llama.cpp's token types.
 const NORMAL: i32 = 1;
+const UNKNOWN: i32 = 2;
 const CONTROL: i32 = 3;
 const USER_DEFINED: i32 = 4;
 const UNUSED: i32 = 5;
@@ -38,6 +40,11 @@ pub struct TokenizerFiles<'a> {
     pub model_config: &'a Value,
     /// `chat_template.jinja`, when the folder has one.
     pub chat_template_file: Option<String>,
+    /// `tokenizer.model`, when the folder has one (a SentencePiece model: used first,
+    /// as llama.cpp's converter does).
+    pub sentencepiece: Option<Vec<u8>>,
+    /// `added_tokens.json`, or `null`.
+    pub added_tokens_file: &'a Value,
 }
 
 /// What the tokenizer becomes.
@@ -50,7 +57,179 @@ pub struct GgufVocab {
 /// The tokenizer as GGUF metadata, for a model whose embedding has `vocab_size` rows
 /// (tokens past the tokenizer's are padding, as llama.cpp's converter writes them).
 pub fn gguf_vocab(files: &TokenizerFiles, vocab_size: usize) -> Result<GgufVocab, ConvertError> {
+    let (mut metadata, added_ids) = match &files.sentencepiece {
+        Some(bytes) => sentencepiece_vocab(files, bytes, vocab_size)?,
+        None => byte_level_vocab(files, vocab_size)?,
+    };
+    metadata.extend(special_tokens(files, &added_ids, vocab_size));
+    let template = chat_template(files);
+    let has_template = template.is_some();
+    if let Some(template) = template {
+        metadata.push((
+            "tokenizer.chat_template".to_owned(),
+            MetaValue::Text(template),
+        ));
+    }
+    Ok(GgufVocab {
+        metadata,
+        size: vocab_size,
+        chat_template: has_template,
+    })
+}
+
+/// The metadata of a tokenizer and the IDs of its added tokens by text.
+type VocabParts = (Vec<(String, MetaValue)>, BTreeMap<String, usize>);
+
+/// A SentencePiece BPE model (`tokenizer.model`: Llama 2, Mistral 7B) as llama.cpp's
+/// `llama` tokenizer, as llama.cpp's converter writes it: every piece with its score
+/// and type, `added_tokens.json` and `tokenizer_config.json`'s `added_tokens_decoder`
+/// over them (score -1000), padding pieces past the model's up to `vocab_size`.
+fn sentencepiece_vocab(
+    files: &TokenizerFiles,
+    bytes: &[u8],
+    vocab_size: usize,
+) -> Result<VocabParts, ConvertError> {
+    let refuse = |why: String| ConvertError::Refused(format!("tokenizer.model: {why}"));
+    let model = sentencepiece::parse(bytes)?;
+    if !model.bpe {
+        return Err(refuse(
+            "a Unigram SentencePiece model is not converted here (BPE ones, as Llama 2 and Mistral use, are); import a GGUF file of this model".into(),
+        ));
+    }
+    if model.pieces.len() > vocab_size {
+        return Err(refuse(format!(
+            "{} pieces, more than the model's vocab_size {vocab_size}",
+            model.pieces.len()
+        )));
+    }
+    let mut tokens: Vec<String> = (0..vocab_size).map(|i| format!("[PAD{i}]")).collect();
+    let mut scores = vec![-10_000.0f32; vocab_size];
+    let mut types = vec![UNUSED; vocab_size];
+    for (i, piece) in model.pieces.iter().enumerate() {
+        tokens[i] = piece.text.clone();
+        scores[i] = piece.score;
+        types[i] = piece.kind;
+    }
+    if let Some(added) = files.added_tokens_file.as_object() {
+        for (text, id) in added {
+            if let Some(id) = token_id(id).filter(|id| *id < vocab_size) {
+                tokens[id] = text.clone();
+                scores[id] = -1000.0;
+                types[id] = USER_DEFINED;
+            }
+        }
+    }
+    if let Some(decoder) = files
+        .tokenizer_config
+        .get("added_tokens_decoder")
+        .and_then(Value::as_object)
+    {
+        for (id, entry) in decoder {
+            let Some(id) = id.parse::<usize>().ok().filter(|id| *id < vocab_size) else {
+                continue;
+            };
+            let Some(content) = entry.get("content").and_then(Value::as_str) else {
+                continue;
+            };
+            let special = entry.get("special").and_then(Value::as_bool) == Some(true);
+            if special || looks_special(content) {
+                tokens[id] = content.to_owned();
+                types[id] = CONTROL;
+            } else {
+                tokens[id] = content.replace('\u{2581}', " ");
+                types[id] = USER_DEFINED;
+            }
+            scores[id] = -1000.0;
+        }
+    }
+    // Special tokens are named by text: the tokenizer's added tokens, else the model's
+    // control and unknown pieces.
+    let mut added_ids = added_token_ids(files.tokenizer)?;
+    for (id, token) in tokens.iter().enumerate() {
+        if matches!(types[id], CONTROL | UNKNOWN) {
+            added_ids.entry(token.clone()).or_insert(id);
+        }
+    }
+    let metadata = vec![
+        (
+            "tokenizer.ggml.model".to_owned(),
+            MetaValue::Text("llama".into()),
+        ),
+        (
+            "tokenizer.ggml.pre".to_owned(),
+            MetaValue::Text("default".into()),
+        ),
+        (
+            "tokenizer.ggml.tokens".to_owned(),
+            MetaValue::TextArray(tokens),
+        ),
+        (
+            "tokenizer.ggml.scores".to_owned(),
+            MetaValue::F32Array(scores),
+        ),
+        (
+            "tokenizer.ggml.token_type".to_owned(),
+            MetaValue::I32Array(types),
+        ),
+        (
+            "tokenizer.ggml.add_space_prefix".to_owned(),
+            MetaValue::Bool(model.add_dummy_prefix),
+        ),
+    ];
+    Ok((metadata, added_ids))
+}
+
+/// `tokenizer.json`'s added tokens by text (none when the file is absent).
+fn added_token_ids(tokenizer: &Value) -> Result<BTreeMap<String, usize>, ConvertError> {
+    Ok(added_tokens(tokenizer)?
+        .into_iter()
+        .map(|entry| (entry.content, entry.id))
+        .collect())
+}
+
+struct AddedToken {
+    id: usize,
+    content: String,
+    special: bool,
+}
+
+fn added_tokens(tokenizer: &Value) -> Result<Vec<AddedToken>, ConvertError> {
     let refuse = |why: String| ConvertError::Refused(format!("tokenizer.json: {why}"));
+    let added = tokenizer
+        .get("added_tokens")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    if added.len() > MAX_VOCAB {
+        return Err(refuse(format!("{} added tokens", added.len())));
+    }
+    added
+        .iter()
+        .map(|entry| {
+            let (Some(id), Some(content)) = (
+                entry.get("id").and_then(token_id),
+                entry.get("content").and_then(Value::as_str),
+            ) else {
+                return Err(refuse(format!("added token {entry} has no id or content")));
+            };
+            Ok(AddedToken {
+                id,
+                content: content.to_owned(),
+                special: entry.get("special").and_then(Value::as_bool) == Some(true),
+            })
+        })
+        .collect()
+}
+
+/// A byte-level BPE `tokenizer.json` (Llama 3, Qwen2, SmolLM, GPT-2) as llama.cpp's
+/// `gpt2` tokenizer with its merges and pre-tokenizer.
+fn byte_level_vocab(files: &TokenizerFiles, vocab_size: usize) -> Result<VocabParts, ConvertError> {
+    let refuse = |why: String| ConvertError::Refused(format!("tokenizer.json: {why}"));
+    if files.tokenizer.is_null() {
+        return Err(ConvertError::Refused(
+            "tokenizer.json is missing (and there is no SentencePiece tokenizer.model)".into(),
+        ));
+    }
     let model = files
         .tokenizer
         .get("model")
@@ -63,7 +242,7 @@ pub fn gguf_vocab(files: &TokenizerFiles, vocab_size: usize) -> Result<GgufVocab
     }
     if model.get("byte_fallback").and_then(Value::as_bool) == Some(true) {
         return Err(refuse(
-            "a SentencePiece-style BPE tokenizer (byte_fallback, as Llama 2 and Mistral 7B use) is not converted yet; import a GGUF file of this model".into(),
+            "a SentencePiece-style BPE tokenizer (byte_fallback, as Llama 2 and Mistral 7B use) is converted from its tokenizer.model, which the folder lacks".into(),
         ));
     }
     let pre_tokenizer = files.tokenizer.get("pre_tokenizer").unwrap_or(&Value::Null);
@@ -85,31 +264,15 @@ pub fn gguf_vocab(files: &TokenizerFiles, vocab_size: usize) -> Result<GgufVocab
         let id = token_id(id).ok_or_else(|| refuse(format!("token {token:?} has ID {id}")))?;
         by_id.insert(id, (token.clone(), NORMAL));
     }
-    let added = files
-        .tokenizer
-        .get("added_tokens")
-        .and_then(Value::as_array)
-        .map(Vec::as_slice)
-        .unwrap_or_default();
-    if added.len() > MAX_VOCAB {
-        return Err(refuse(format!("{} added tokens", added.len())));
-    }
     let mut added_ids: BTreeMap<String, usize> = BTreeMap::new();
-    for entry in added {
-        let (Some(id), Some(content)) = (
-            entry.get("id").and_then(token_id),
-            entry.get("content").and_then(Value::as_str),
-        ) else {
-            return Err(refuse(format!("added token {entry} has no id or content")));
-        };
-        let special = entry.get("special").and_then(Value::as_bool) == Some(true);
-        let kind = if special || looks_special(content) {
+    for entry in added_tokens(files.tokenizer)? {
+        let kind = if entry.special || looks_special(&entry.content) {
             CONTROL
         } else {
             USER_DEFINED
         };
-        by_id.insert(id, (content.to_owned(), kind));
-        added_ids.insert(content.to_owned(), id);
+        by_id.insert(entry.id, (entry.content.clone(), kind));
+        added_ids.insert(entry.content, entry.id);
     }
     let highest = by_id.keys().next_back().copied().unwrap_or(0);
     if highest >= vocab_size {
@@ -133,7 +296,7 @@ pub fn gguf_vocab(files: &TokenizerFiles, vocab_size: usize) -> Result<GgufVocab
     }
     let merges = merges(model).map_err(refuse)?;
 
-    let mut metadata = vec![
+    let metadata = vec![
         (
             "tokenizer.ggml.model".to_owned(),
             MetaValue::Text("gpt2".into()),
@@ -156,20 +319,7 @@ pub fn gguf_vocab(files: &TokenizerFiles, vocab_size: usize) -> Result<GgufVocab
             MetaValue::Bool(adds_prefix_space(pre_tokenizer)),
         ),
     ];
-    metadata.extend(special_tokens(files, &added_ids, vocab_size));
-    let template = chat_template(files);
-    let has_template = template.is_some();
-    if let Some(template) = template {
-        metadata.push((
-            "tokenizer.chat_template".to_owned(),
-            MetaValue::Text(template),
-        ));
-    }
-    Ok(GgufVocab {
-        metadata,
-        size: vocab_size,
-        chat_template: has_template,
-    })
+    Ok((metadata, added_ids))
 }
 
 fn token_id(value: &Value) -> Option<usize> {
@@ -377,6 +527,8 @@ mod tests {
             tokenizer_config: &config,
             model_config: &json!({"pad_token_id": 0}),
             chat_template_file: None,
+            sentencepiece: None,
+            added_tokens_file: &Value::Null,
         };
         let vocab = gguf_vocab(&files, 8)?;
         let meta = &vocab.metadata;
@@ -419,6 +571,94 @@ mod tests {
     }
 
     #[test]
+    fn a_sentencepiece_model_becomes_llamas_tokenizer() -> Result<(), ConvertError> {
+        use super::sentencepiece::tests::model_proto;
+        let pieces = [
+            ("<unk>", 0.0, 2),
+            ("<s>", 0.0, 3),
+            ("</s>", 0.0, 3),
+            ("<0x0A>", 0.0, 6),
+            ("\u{2581}the", -1.5, 1),
+        ];
+        let proto = model_proto(&pieces, 2, true);
+        let config = json!({"bos_token": "<s>", "eos_token": "</s>", "add_bos_token": true,
+            "added_tokens_decoder": {"5": {"content": "<tool>", "special": true},
+                                     "6": {"content": "\u{2581}x", "special": false}}});
+        let files = TokenizerFiles {
+            tokenizer: &Value::Null,
+            tokenizer_config: &config,
+            model_config: &Value::Null,
+            chat_template_file: Some("{{ x }}".into()),
+            sentencepiece: Some(proto),
+            added_tokens_file: &Value::Null,
+        };
+        let vocab = gguf_vocab(&files, 8)?;
+        let meta = &vocab.metadata;
+        assert_eq!(
+            text(meta, "tokenizer.ggml.model"),
+            Some(MetaValue::Text("llama".into()))
+        );
+        assert_eq!(
+            text(meta, "tokenizer.ggml.tokens"),
+            Some(MetaValue::TextArray(
+                [
+                    "<unk>",
+                    "<s>",
+                    "</s>",
+                    "<0x0A>",
+                    "\u{2581}the",
+                    "<tool>",
+                    " x",
+                    "[PAD7]"
+                ]
+                .map(String::from)
+                .to_vec()
+            ))
+        );
+        assert_eq!(
+            text(meta, "tokenizer.ggml.scores"),
+            Some(MetaValue::F32Array(vec![
+                0.0, 0.0, 0.0, 0.0, -1.5, -1000.0, -1000.0, -10000.0
+            ]))
+        );
+        assert_eq!(
+            text(meta, "tokenizer.ggml.token_type"),
+            Some(MetaValue::I32Array(vec![2, 3, 3, 6, 1, 3, 4, 5]))
+        );
+        assert_eq!(
+            text(meta, "tokenizer.ggml.bos_token_id"),
+            Some(MetaValue::U32(1))
+        );
+        assert_eq!(
+            text(meta, "tokenizer.ggml.eos_token_id"),
+            Some(MetaValue::U32(2))
+        );
+        assert_eq!(
+            text(meta, "tokenizer.ggml.add_bos_token"),
+            Some(MetaValue::Bool(true))
+        );
+        assert_eq!(
+            text(meta, "tokenizer.ggml.add_space_prefix"),
+            Some(MetaValue::Bool(true))
+        );
+        assert!(
+            text(meta, "tokenizer.ggml.merges").is_none(),
+            "a SentencePiece vocabulary has merges"
+        );
+
+        let unigram = TokenizerFiles {
+            sentencepiece: Some(model_proto(&pieces, 1, true)),
+            ..files
+        };
+        let err = gguf_vocab(&unigram, 8)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("Unigram"), "{err}");
+        Ok(())
+    }
+
+    #[test]
     fn pre_tokenizers_are_named_or_refused() {
         let split = |regex: &str| {
             json!({"type": "Sequence", "pretokenizers": [
@@ -449,7 +689,7 @@ mod tests {
         let mut past = smollm_like();
         past["model"]["vocab"]["c"] = json!(40);
         for (tokenizer, expect) in [
-            (spm, "SentencePiece-style"),
+            (spm, "lacks"),
             (unigram, "only byte-level BPE"),
             (past, "past the model's vocab_size"),
         ] {
@@ -458,6 +698,8 @@ mod tests {
                 tokenizer_config: &Value::Null,
                 model_config: &Value::Null,
                 chat_template_file: None,
+                sentencepiece: None,
+                added_tokens_file: &Value::Null,
             };
             let err = gguf_vocab(&files, 8)
                 .err()
