@@ -23,12 +23,12 @@ def call(args, method, path, body=None):
         return json.load(r)
 
 
-def basalt_import(args) -> tuple[float, Path]:
+def basalt_import(args, folder=None) -> tuple[float, Path]:
     start = time.perf_counter()
     arn = call(args, "POST", "/model-import-jobs", {
         "jobName": f"bench-{uuid.uuid4().hex[:8]}", "importedModelName": f"bench-{uuid.uuid4().hex[:8]}",
         "roleArn": "arn:aws:iam::000000000000:role/bench",
-        "modelDataSource": {"s3DataSource": {"s3Uri": f"file://{args.folder}/"}}})["jobArn"]
+        "modelDataSource": {"s3DataSource": {"s3Uri": f"file://{folder or args.folder}/"}}})["jobArn"]
     while True:
         job = call(args, "GET", "/model-import-jobs/" + urllib.request.quote(arn, safe=""))
         if job["status"] in ("Completed", "Failed"):
@@ -40,13 +40,13 @@ def basalt_import(args) -> tuple[float, Path]:
     return took, Path(args.data) / "customization" / "models" / model_id / "model.gguf"
 
 
-def peer_convert(args) -> tuple[float, Path]:
+def peer_convert(args, folder=None) -> tuple[float, Path]:
     work = Path(args.work)
     f32, out = work / "peer-f32.gguf", work / "peer.gguf"
     for p in (f32, out):
         p.unlink(missing_ok=True)
     start = time.perf_counter()
-    subprocess.run([args.peer_python, args.convert, args.folder, "--outtype", "f32", "--outfile", str(f32)],
+    subprocess.run([args.peer_python, args.convert, folder or args.folder, "--outtype", "f32", "--outfile", str(f32)],
                    check=True, capture_output=True)
     subprocess.run([args.quantize, str(f32), str(out), args.quant, str(args.threads)], check=True, capture_output=True)
     took = time.perf_counter() - start
@@ -60,6 +60,8 @@ def main():
         ap.add_argument(f"--{flag}", required=True)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--check-folder", action="append", default=[],
+                    help="another folder converted once by each side, only to compare the files")
     args = ap.parse_args()
     times = {"llama.cpp": [], "Basalt": []}
     for _ in range(args.rounds):
@@ -73,6 +75,16 @@ def main():
         print(f"{side:10s} seconds {[round(t, 2) for t in runs]}")
     print(f"Basalt / llama.cpp wall time: {min(times['Basalt']) / min(times['llama.cpp']):.2f}x (lower is faster)")
 
+    compare(peer_file, basalt_file)
+    for folder in args.check_folder:
+        print(f"check: {folder}")
+        _, peer_file = peer_convert(args, folder)
+        _, basalt_file = basalt_import(args, folder)
+        compare(peer_file, basalt_file)
+
+
+def compare(peer_file: Path, basalt_file: Path):
+    """Prints how far Basalt's GGUF file agrees with llama.cpp's."""
     peer_meta, peer = read_gguf_raw(peer_file)
     mine_meta, mine = read_gguf_raw(basalt_file)
     same_names = sorted(peer) == sorted(mine)

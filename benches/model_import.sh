@@ -6,7 +6,8 @@
 # folder: the served SmolLM2-135M written by transformers (benches/customization/
 # hf_model.py, f32 safetensors). Prints each side's wall time (best of ROUNDS), the
 # ratio, and whether the two GGUF files hold the same tensors (types and bytes) and the
-# same tokenizer metadata.
+# same tokenizer metadata; then the same comparison, untimed, for a tiny Llama with a
+# real SentencePiece tokenizer.model (benches/customization/spm_model.py).
 # Environment: QUANT (Q8_0), ROUNDS (2), THREADS (2).
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
 source "$REPO/benches/llama_cpp.sh"
@@ -23,6 +24,8 @@ WORK="$REPO/benches/.work/model_import"
 GGUF="$BASALT_MODELS_DIR/smollm2-135m-instruct-q4_1/SmolLM2-135M-Instruct.Q4_1.gguf"
 mkdir -p "$WORK"
 [ -f "$WORK/hf/model.safetensors" ] || "$PY" "$REPO/benches/customization/hf_model.py" --gguf "$GGUF" --out "$WORK/hf"
+# A tiny Llama with a real SentencePiece BPE tokenizer.model: compared, not timed.
+[ -f "$WORK/spm/tokenizer.model" ] || "$PY" "$REPO/benches/customization/spm_model.py" --out "$WORK/spm"
 
 SERVE="$WORK/serve"
 rm -rf "$SERVE" && mkdir -p "$SERVE"
@@ -32,6 +35,7 @@ start_basalt_config "$SERVE/basalt.toml" "$SERVE"
 trap 'kill $BASALT 2>/dev/null || true' EXIT
 # The server reads the folder from its allowed paths.
 cp -r "$WORK/hf" "$SERVE/hf"
+cp -r "$WORK/spm" "$SERVE/spm"
 "$VENV/bin/python" "$REPO/benches/model_import.py" --url "http://127.0.0.1:$PORT" --token "$BEARER" \
   --folder "$SERVE/hf" --data "$SERVE/data" --work "$WORK" --rounds "$ROUNDS" --quant "$QUANT" --threads "$THREADS" \
-  --peer-python "$PY" --convert "$CONVERT" --quantize "$QUANTIZE"
+  --peer-python "$PY" --convert "$CONVERT" --quantize "$QUANTIZE" --check-folder "$SERVE/spm"

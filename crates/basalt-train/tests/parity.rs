@@ -8,6 +8,8 @@
 //! multiplies the dequantized weights in f32, so their logits differ a little: a
 //! position where they pick different tokens must be a near tie in candle's logits,
 //! and the adapter must not disagree more often than the base model alone does.
+//! Served on an F32 copy of the base (the weights candle trains on), llama.cpp must
+//! agree at 99 % of positions or more.
 //! Needs the pinned model (`basalt models fetch`; `BASALT_MODELS_DIR`).
 
 use std::path::PathBuf;
@@ -30,8 +32,12 @@ fn model_path() -> PathBuf {
 }
 
 fn engine(adapter: Option<PathBuf>) -> ChatEngine {
+    engine_on(model_path(), adapter)
+}
+
+fn engine_on(model_path: PathBuf, adapter: Option<PathBuf>) -> ChatEngine {
     ChatEngine::load(ChatEngineConfig {
-        model_path: model_path(),
+        model_path,
         slots: 1,
         context_per_slot: 512,
         batch_tokens: 256,
@@ -304,6 +310,41 @@ fn an_adapter_trained_in_candle_serves_the_same_tokens_in_llama_cpp() {
         assert!(
             *margin < 0.5,
             "{prompt:?} at token {at}: candle picks {trained:?} by a margin of {margin} logits, llama.cpp {served:?} — more than the 8-bit rounding of llama.cpp's activations explains"
+        );
+    }
+
+    // The same adapter served by llama.cpp on an F32 copy of the base (the weights
+    // candle trains on, dequantized by llama.cpp's quantizer): with the 8-bit
+    // activations out of the way, only summation order and the f16 KV cache differ.
+    let f32_model = dir.join("base-f32.gguf");
+    basalt_engine::convert::quantize(
+        &model_path(),
+        &f32_model,
+        basalt_engine::convert::QuantType::F32,
+        2,
+    )
+    .expect("an F32 copy of the base");
+    let tuned_f32 = engine_on(f32_model, Some(dir.join("adapter.gguf")));
+    let exact = compare(&rt, &base, &model, Some(&lora), &tuned_f32, &prompts, eos);
+    let exact_agreement = 1.0 - exact.disagreements.len() as f64 / exact.compared as f64;
+    eprintln!(
+        "on F32 weights: top-1 agreement {exact_agreement:.4} over {} positions; {}/{} greedy continuations identical; disagreements {:?}",
+        exact.compared,
+        exact.same_continuations,
+        prompts.len(),
+        exact.disagreements
+    );
+    assert!(
+        exact_agreement >= 0.99,
+        "on F32 weights candle and llama.cpp agree on the next token at only {:.1}% of {} positions: {:?}",
+        exact_agreement * 100.0,
+        exact.compared,
+        exact.disagreements
+    );
+    for (prompt, at, trained, served, margin) in &exact.disagreements {
+        assert!(
+            *margin < 0.1,
+            "on F32 weights, {prompt:?} at token {at}: candle picks {trained:?} by a margin of {margin} logits, llama.cpp {served:?}"
         );
     }
     std::fs::remove_dir_all(&dir).ok();

@@ -154,8 +154,23 @@ impl HfConfig {
             Some(_) => count("max_position_embeddings", 1 << 24)?,
         };
         let rms_eps = number("rms_norm_eps", 1e-6)?;
-        let rope_theta = number("rope_theta", 10_000.0)?;
-        let rope_scaling = rope_scaling(config.get("rope_scaling")).map_err(refuse)?;
+        // transformers 5 writes `rope_parameters` (theta and scaling together) where
+        // earlier versions wrote `rope_theta` and `rope_scaling`.
+        let rope_parameters = config.get("rope_parameters").filter(|v| v.is_object());
+        let rope_theta = match rope_parameters.and_then(|p| p.get("rope_theta")) {
+            Some(theta) => theta
+                .as_f64()
+                .filter(|v| v.is_finite() && *v > 0.0)
+                .map(|v| v as f32)
+                .ok_or_else(|| {
+                    refuse(format!(
+                        "rope_parameters.rope_theta = {theta} is not a positive number"
+                    ))
+                })?,
+            None => number("rope_theta", 10_000.0)?,
+        };
+        let rope_scaling =
+            rope_scaling(rope_parameters.or_else(|| config.get("rope_scaling"))).map_err(refuse)?;
         if architecture == Architecture::Qwen2 && rope_scaling != RopeScaling::None {
             return Err(refuse(
                 "rope_scaling on a Qwen2 model is not converted here".into(),
@@ -205,10 +220,10 @@ impl HfConfig {
             ),
             (key("rope.freq_base"), MetaValue::F32(self.rope_theta)),
         ];
-        if self.head_dim * self.heads != self.hidden {
-            out.push((key("attention.key_length"), n(self.head_dim)));
-            out.push((key("attention.value_length"), n(self.head_dim)));
-        }
+        // Written always, as llama.cpp's converter does (needed when heads × head_dim
+        // is not the hidden size).
+        out.push((key("attention.key_length"), n(self.head_dim)));
+        out.push((key("attention.value_length"), n(self.head_dim)));
         if let RopeScaling::Linear(factor) = self.rope_scaling {
             out.push((key("rope.scaling.type"), MetaValue::Text("linear".into())));
             out.push((key("rope.scaling.factor"), MetaValue::F32(factor)));
@@ -380,6 +395,7 @@ fn rope_scaling(value: Option<&Value>) -> Result<RopeScaling, String> {
         }
     };
     match kind {
+        "default" | "" if scaling.get("factor").is_none() => Ok(RopeScaling::None),
         "default" => Ok(RopeScaling::None),
         "linear" => Ok(RopeScaling::Linear(number("factor", None)?)),
         "llama3" => {
@@ -433,6 +449,31 @@ mod tests {
             .last()
             .ok_or_else(|| ConvertError::Refused("none".into()))?;
         assert!(head.optional && head.skip, "a tied lm_head is written");
+        Ok(())
+    }
+
+    #[test]
+    fn transformers_5_rope_parameters_are_read() -> Result<(), ConvertError> {
+        let mut value = smollm2();
+        value.as_object_mut().map(|o| o.remove("rope_theta"));
+        value["rope_parameters"] = json!({"rope_theta": 100000.0, "rope_type": "default"});
+        let config = HfConfig::parse(&value)?;
+        assert_eq!(
+            (config.rope_theta, config.rope_scaling.clone()),
+            (100_000.0, RopeScaling::None)
+        );
+        value["rope_parameters"] = json!({"rope_theta": 500000.0, "rope_type": "llama3", "factor": 32.0,
+            "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 8192});
+        let config = HfConfig::parse(&value)?;
+        assert_eq!(config.rope_theta, 500_000.0);
+        assert!(
+            matches!(config.rope_scaling, RopeScaling::Llama3 { factor, .. } if factor == 32.0)
+        );
+        value["rope_parameters"] = json!({"rope_theta": -1});
+        assert!(
+            HfConfig::parse(&value).is_err(),
+            "a negative rope_theta was read"
+        );
         Ok(())
     }
 

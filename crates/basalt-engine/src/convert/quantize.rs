@@ -105,7 +105,8 @@ impl FromStr for QuantType {
 }
 
 /// Quantizes the GGUF model at `input` to `to`, written to `output`, on `threads` threads
-/// (0: llama.cpp's choice).
+/// (0: llama.cpp's choice). Quantized tensors of the source are dequantized first, so
+/// `F32` makes a full-precision copy of a quantized model.
 pub fn quantize(
     input: &Path,
     output: &Path,
@@ -125,6 +126,8 @@ pub fn quantize(
         let mut params = sys::llama_model_quantize_default_params();
         params.nthread = i32::try_from(threads).unwrap_or(0);
         params.ftype = to.ftype();
+        // A quantized source is dequantized first (an F32 copy of a served model).
+        params.allow_requantize = true;
         sys::llama_model_quantize(input_c.as_ptr(), output_c.as_ptr(), &params)
     };
     if status != 0 {

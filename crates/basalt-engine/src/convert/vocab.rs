@@ -457,12 +457,14 @@ fn special_tokens(
             out.push((format!("tokenizer.ggml.{key}"), MetaValue::U32(id as u32)));
         }
     }
-    for kind in ["bos", "eos"] {
-        if let Some(add) = files
+    let (template_bos, template_eos) = template_adds(files.tokenizer);
+    for (kind, from_template) in [("bos", template_bos), ("eos", template_eos)] {
+        let add = files
             .tokenizer_config
             .get(format!("add_{kind}_token"))
             .and_then(Value::as_bool)
-        {
+            .or(from_template);
+        if let Some(add) = add {
             out.push((
                 format!("tokenizer.ggml.add_{kind}_token"),
                 MetaValue::Bool(add),
@@ -470,6 +472,24 @@ fn special_tokens(
         }
     }
     out
+}
+
+/// Whether `tokenizer.json`'s post-processor (a `TemplateProcessing`) puts a special
+/// token before the text (BOS: said either way) and after it (EOS: said when it does),
+/// for tokenizers whose `tokenizer_config.json` does not say.
+fn template_adds(tokenizer: &Value) -> (Option<bool>, Option<bool>) {
+    let Some(processor) = tokenizer
+        .get("post_processor")
+        .filter(|p| p.get("type").and_then(Value::as_str) == Some("TemplateProcessing"))
+    else {
+        return (None, None);
+    };
+    let Some(single) = processor.get("single").and_then(Value::as_array) else {
+        return (None, None);
+    };
+    let special = |item: Option<&Value>| item.is_some_and(|i| i.get("SpecialToken").is_some());
+    let eos = special(single.last()) && single.len() > 1;
+    (Some(special(single.first())), eos.then_some(true))
 }
 
 /// The chat template: `chat_template.jinja`, else `tokenizer_config.json`'s
@@ -656,6 +676,23 @@ mod tests {
             .unwrap_or_default();
         assert!(err.contains("Unigram"), "{err}");
         Ok(())
+    }
+
+    #[test]
+    fn a_post_processor_template_says_whether_bos_is_added() {
+        let with = |single: Value| json!({"post_processor": {"type": "TemplateProcessing", "single": single}});
+        let text = json!({"Sequence": {"id": "A", "type_id": 0}});
+        let bos = json!({"SpecialToken": {"id": "<s>", "type_id": 0}});
+        assert_eq!(template_adds(&with(json!([text]))), (Some(false), None));
+        assert_eq!(template_adds(&with(json!([bos, text]))), (Some(true), None));
+        assert_eq!(
+            template_adds(&with(json!([bos, text, bos]))),
+            (Some(true), Some(true))
+        );
+        assert_eq!(
+            template_adds(&json!({"post_processor": {"type": "ByteLevel"}})),
+            (None, None)
+        );
     }
 
     #[test]
