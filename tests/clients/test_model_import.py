@@ -59,19 +59,23 @@ def wait_import(control, arn: str, timeout: float = 120) -> dict:
         time.sleep(0.2)
 
 
-def answer(runtime, model_id: str, text: str, timeout: float = 60) -> str:
-    """Greedy answer; a cold imported model answers ModelNotReadyException until loaded."""
+def converse_when_ready(runtime, model_id: str, text: str, max_tokens: int = 24, timeout: float = 60) -> dict:
+    """A greedy Converse; a cold imported model answers ModelNotReadyException until loaded."""
     deadline = time.monotonic() + timeout
     while True:
         try:
-            resp = runtime.converse(modelId=model_id, messages=[user_msg(text)],
-                                    inferenceConfig={"temperature": 0, "maxTokens": 24})
-            return converse_text(resp).strip()
+            return runtime.converse(modelId=model_id, messages=[user_msg(text)],
+                                    inferenceConfig={"temperature": 0, "maxTokens": max_tokens})
         except Exception as e:  # botocore ClientError
             code = getattr(e, "response", {}).get("Error", {}).get("Code")
             assert code == "ModelNotReadyException", f"converse on {model_id} failed: {e}"
             assert time.monotonic() < deadline, f"{model_id} still not ready after {timeout}s"
             time.sleep(0.3)
+
+
+def answer(runtime, model_id: str, text: str, timeout: float = 60) -> str:
+    """The greedy answer's text."""
+    return converse_text(converse_when_ready(runtime, model_id, text, timeout=timeout)).strip()
 
 
 # --------------------------------------------------------------------------
@@ -535,16 +539,7 @@ def test_a_qwen2_folder_imports_and_serves(control, runtime, batch_root, server)
     meta, tensors = read_gguf_raw(imported_gguf(server, model_arn))
     assert (meta["general.architecture"], meta["tokenizer.ggml.pre"], meta["qwen2.block_count"]) == ("qwen2", "qwen2", 2)
     assert "blk.1.attn_q.bias" in tensors and tensors["blk.1.attn_q.bias"][1] == 0, "the q bias is missing or not f32"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            resp = runtime.converse(modelId=model_arn, messages=[user_msg("the")],
-                                    inferenceConfig={"temperature": 0, "maxTokens": 8})
-            break
-        except Exception as e:  # botocore ClientError: ModelNotReady while it loads
-            assert getattr(e, "response", {}).get("Error", {}).get("Code") == "ModelNotReadyException", f"{e}"
-            assert time.monotonic() < deadline, "the Qwen2 import never loaded"
-            time.sleep(0.3)
+    resp = converse_when_ready(runtime, model_arn, "the", max_tokens=8)
     assert resp["usage"]["outputTokens"] >= 1 and resp["stopReason"] in ("max_tokens", "end_turn"), f"{resp}"
     control.delete_imported_model(modelIdentifier=model_arn)
 
@@ -592,16 +587,7 @@ def test_a_mistral_folder_with_a_sentencepiece_tokenizer_imports_and_serves(cont
     assert meta["tokenizer.ggml.scores"][len(pieces) - 1] == -7.0 and meta["tokenizer.ggml.token_type"][3] == 6
     assert (meta["tokenizer.ggml.bos_token_id"], meta["tokenizer.ggml.eos_token_id"],
             meta["tokenizer.ggml.add_bos_token"]) == (1, 2, True)
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            resp = runtime.converse(modelId=model_arn, messages=[user_msg("the tea")],
-                                    inferenceConfig={"temperature": 0, "maxTokens": 8})
-            break
-        except Exception as e:  # botocore ClientError: ModelNotReady while it loads
-            assert getattr(e, "response", {}).get("Error", {}).get("Code") == "ModelNotReadyException", f"{e}"
-            assert time.monotonic() < deadline, "the Mistral import never loaded"
-            time.sleep(0.3)
+    resp = converse_when_ready(runtime, model_arn, "the tea", max_tokens=8)
     # [INST] the tea [/INST] with BOS: the prompt is tokenized by the imported pieces.
     assert resp["usage"]["inputTokens"] >= 5 and resp["usage"]["outputTokens"] >= 1, f"{resp['usage']}"
     control.delete_imported_model(modelIdentifier=model_arn)

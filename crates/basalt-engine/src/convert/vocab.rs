@@ -65,10 +65,7 @@ pub fn gguf_vocab(files: &TokenizerFiles, vocab_size: usize) -> Result<GgufVocab
     let template = chat_template(files);
     let has_template = template.is_some();
     if let Some(template) = template {
-        metadata.push((
-            "tokenizer.chat_template".to_owned(),
-            MetaValue::Text(template),
-        ));
+        metadata.push(entry("tokenizer.chat_template", MetaValue::Text(template)));
     }
     Ok(GgufVocab {
         metadata,
@@ -151,28 +148,13 @@ fn sentencepiece_vocab(
         }
     }
     let metadata = vec![
-        (
-            "tokenizer.ggml.model".to_owned(),
-            MetaValue::Text("llama".into()),
-        ),
-        (
-            "tokenizer.ggml.pre".to_owned(),
-            MetaValue::Text("default".into()),
-        ),
-        (
-            "tokenizer.ggml.tokens".to_owned(),
-            MetaValue::TextArray(tokens),
-        ),
-        (
-            "tokenizer.ggml.scores".to_owned(),
-            MetaValue::F32Array(scores),
-        ),
-        (
-            "tokenizer.ggml.token_type".to_owned(),
-            MetaValue::I32Array(types),
-        ),
-        (
-            "tokenizer.ggml.add_space_prefix".to_owned(),
+        entry("tokenizer.ggml.model", MetaValue::Text("llama".into())),
+        entry("tokenizer.ggml.pre", MetaValue::Text("default".into())),
+        entry("tokenizer.ggml.tokens", MetaValue::TextArray(tokens)),
+        entry("tokenizer.ggml.scores", MetaValue::F32Array(scores)),
+        entry("tokenizer.ggml.token_type", MetaValue::I32Array(types)),
+        entry(
+            "tokenizer.ggml.add_space_prefix",
             MetaValue::Bool(model.add_dummy_prefix),
         ),
     ];
@@ -297,25 +279,13 @@ fn byte_level_vocab(files: &TokenizerFiles, vocab_size: usize) -> Result<VocabPa
     let merges = merges(model).map_err(refuse)?;
 
     let metadata = vec![
-        (
-            "tokenizer.ggml.model".to_owned(),
-            MetaValue::Text("gpt2".into()),
-        ),
-        ("tokenizer.ggml.pre".to_owned(), MetaValue::Text(pre.into())),
-        (
-            "tokenizer.ggml.tokens".to_owned(),
-            MetaValue::TextArray(tokens),
-        ),
-        (
-            "tokenizer.ggml.token_type".to_owned(),
-            MetaValue::I32Array(types),
-        ),
-        (
-            "tokenizer.ggml.merges".to_owned(),
-            MetaValue::TextArray(merges),
-        ),
-        (
-            "tokenizer.ggml.add_space_prefix".to_owned(),
+        entry("tokenizer.ggml.model", MetaValue::Text("gpt2".into())),
+        entry("tokenizer.ggml.pre", MetaValue::Text(pre.into())),
+        entry("tokenizer.ggml.tokens", MetaValue::TextArray(tokens)),
+        entry("tokenizer.ggml.token_type", MetaValue::I32Array(types)),
+        entry("tokenizer.ggml.merges", MetaValue::TextArray(merges)),
+        entry(
+            "tokenizer.ggml.add_space_prefix",
             MetaValue::Bool(adds_prefix_space(pre_tokenizer)),
         ),
     ];
@@ -351,6 +321,10 @@ fn merges(model: &Value) -> Result<Vec<String>, String> {
             _ => Err(format!("merge {m} is not a string or a pair")),
         })
         .collect()
+}
+
+fn entry(key: &str, value: MetaValue) -> (String, MetaValue) {
+    (key.to_owned(), value)
 }
 
 /// Whether the byte-level pre-tokenizer puts a space before the first word
