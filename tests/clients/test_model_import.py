@@ -634,6 +634,18 @@ def test_a_hugging_face_folder_that_cannot_be_converted_fails_with_the_reason(co
     expect_client_error(lambda: control.get_imported_model(modelIdentifier=name), "ResourceNotFoundException", 404)
 
 
+def test_a_folder_larger_than_the_import_limit_is_refused_before_it_is_read(control, batch_root):
+    """A 3 GiB (sparse) file against the test server's 2 GiB max_import_bytes."""
+    source = workdir(batch_root)
+    with open(source / "model.gguf", "wb") as f:
+        f.truncate(3 << 30)
+    arn, name = create_import(control, source)
+    job = wait_import(control, arn)
+    assert job["status"] == "Failed" and "max_import_bytes" in job.get("failureMessage", ""), (
+        f"a 3 GiB folder ended {job['status']}: {job.get('failureMessage')!r}")
+    expect_client_error(lambda: control.get_imported_model(modelIdentifier=name), "ResourceNotFoundException", 404)
+
+
 def test_a_hugging_face_folder_without_a_usable_tokenizer_or_weights_fails(control, batch_root):
     for missing, mentions in [("tokenizer.json", "tokenizer.json is missing"),
                               ("model.safetensors", "no *.safetensors file")]:

@@ -359,15 +359,17 @@ impl ImportJobs {
         if uri.starts_with("s3://") {
             let location = core.s3().check(uri)?;
             let objects = core.s3().objects_under(&location).await?;
+            let objects: Vec<_> = objects
+                .into_iter()
+                .filter(|o| !o.name.is_empty() && !o.name.contains('/'))
+                .collect();
+            self.check_size(uri, objects.iter().map(|o| o.size))?;
             let local = dir.join("source");
             std::fs::create_dir_all(&local).map_err(|e| {
                 CoreError::Internal(format!("cannot create {}: {e}", local.display()))
             })?;
             let mut names = Vec::new();
             for object in &objects {
-                if object.name.is_empty() || object.name.contains('/') {
-                    continue;
-                }
                 core.s3()
                     .download(&location.bucket, object, &local.join(&object.name))
                     .await?;
@@ -380,6 +382,7 @@ impl ImportJobs {
             return Err(CoreError::Validation(format!("{uri} is not a folder")));
         }
         let mut names = Vec::new();
+        let mut sizes = Vec::new();
         let entries = std::fs::read_dir(&path)
             .map_err(|e| CoreError::Validation(format!("{uri} cannot be listed: {e}")))?;
         for entry in entries.flatten() {
@@ -388,9 +391,23 @@ impl ImportJobs {
             let resolved = core.allowed_paths().resolve(&entry.path())?;
             if resolved.is_file() {
                 names.push(entry.file_name().to_string_lossy().into_owned());
+                sizes.push(resolved.metadata().map(|m| m.len()).unwrap_or(0));
             }
         }
+        self.check_size(uri, sizes)?;
         Ok(Folder { dir: path, names })
+    }
+
+    /// Refuses a folder larger than `[customization] max_import_bytes`.
+    fn check_size(&self, uri: &str, sizes: impl IntoIterator<Item = u64>) -> Result<(), CoreError> {
+        let total: u64 = sizes.into_iter().fold(0u64, u64::saturating_add);
+        let limit = self.service.config().max_import_bytes;
+        if total > limit {
+            return Err(CoreError::Validation(format!(
+                "{uri} holds {total} bytes; [customization] max_import_bytes allows {limit}"
+            )));
+        }
+        Ok(())
     }
 }
 

@@ -73,6 +73,8 @@ pub struct CustomizationConfig {
     /// (`Q8_0`, `Q4_K_M`, `F16`, … as `llama-quantize` names them).
     #[serde(deserialize_with = "quantization_name")]
     pub import_quantization: basalt_engine::convert::QuantType,
+    /// Largest folder an import job reads (the sum of its files), in bytes.
+    pub max_import_bytes: u64,
 }
 
 fn quantization_name<'de, D: serde::Deserializer<'de>>(
@@ -94,6 +96,7 @@ impl Default for CustomizationConfig {
             adapter_slots: 2,
             data_dir: String::new(),
             import_quantization: basalt_engine::convert::QuantType::Q8_0,
+            max_import_bytes: 64 << 30,
         }
     }
 }
