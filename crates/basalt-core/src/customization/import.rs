@@ -269,16 +269,11 @@ impl ImportJobs {
     ) -> Result<(PathBuf, String, ImportDetails), CoreError> {
         let config = self.service.config();
         let quantization = config.import_quantization;
-        let threads = match config.threads {
-            0 => std::thread::available_parallelism()
-                .map(|n| (n.get() / 2).max(1))
-                .unwrap_or(1),
-            n => n,
-        };
-        let converted = dir.join("converted.gguf");
+        let threads = config.job_threads();
+        let converted_path = dir.join("converted.gguf");
         let target = dir.join("model.gguf");
+        let target_path = target.clone();
         let name = spec.imported_model_name.clone();
-        let (converted_path, target_path) = (converted.clone(), target.clone());
         let model = tokio::task::spawn_blocking(move || {
             let model =
                 convert::convert_hf_model(&folder.dir, &folder.names, &converted_path, &name)?;

@@ -77,6 +77,19 @@ pub struct CustomizationConfig {
     pub max_import_bytes: u64,
 }
 
+impl CustomizationConfig {
+    /// The CPU threads a training or import job uses: `threads`, or half the cores
+    /// (at least one) when it is 0.
+    pub fn job_threads(&self) -> usize {
+        match self.threads {
+            0 => std::thread::available_parallelism()
+                .map(|n| (n.get() / 2).max(1))
+                .unwrap_or(1),
+            n => n,
+        }
+    }
+}
+
 fn quantization_name<'de, D: serde::Deserializer<'de>>(
     de: D,
 ) -> Result<basalt_engine::convert::QuantType, D::Error> {

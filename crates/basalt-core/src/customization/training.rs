@@ -401,12 +401,7 @@ impl CustomizationJobs {
             seed: hyper.seed,
             shuffle: true,
         };
-        let threads = match self.service.config().threads {
-            0 => std::thread::available_parallelism()
-                .map(|n| (n.get() / 2).max(1))
-                .unwrap_or(1),
-            n => n,
-        };
+        let threads = self.service.config().job_threads();
         let every = self.service.config().checkpoint_every_steps.max(1);
         let job = job.clone();
         let model_path = model_path.to_path_buf();
