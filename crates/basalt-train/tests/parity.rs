@@ -239,10 +239,23 @@ fn an_adapter_trained_in_candle_serves_the_same_tokens_in_llama_cpp() {
     let adapter = dir.join("adapter.gguf");
     write_gguf_adapter(&adapter, model.config(), trainer.lora()).expect("adapter written");
     let lora = read_gguf_adapter(&adapter, model.config()).expect("adapter read back");
-    let tuned = engine(Some(adapter));
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .expect("runtime");
+    let question = user(&base, "What is the secret code for India?");
+    let base_before = served(&rt, &base, &question, 16);
+    let tuned = engine(Some(adapter.clone()));
+    // One copy of the base weights: the adapter's engine is the base's model plus the
+    // adapter on a context of its own, and the base's answers do not change.
+    assert!(
+        tuned.shares_weights_with(&base),
+        "the custom model's engine loaded its own copy of the base weights"
+    );
+    assert_eq!(
+        served(&rt, &base, &question, 16),
+        base_before,
+        "loading an adapter on the shared model changed the base model's answer"
+    );
 
     // Held-out prompts: names never trained on, and unrelated questions.
     let prompts = [
@@ -273,9 +286,17 @@ fn an_adapter_trained_in_candle_serves_the_same_tokens_in_llama_cpp() {
         same_continuations,
     } = with_adapter;
     // The adapter changes the served model (it is not silently ignored).
-    let question = user(&base, "What is the secret code for India?");
     let base_answer = served(&rt, &base, &question, 16);
     let tuned_answer = served(&rt, &tuned, &question, 16);
+    assert_eq!(base_answer, base_before, "the base model's answer changed");
+    // A second engine of the same adapter shares the weights too and answers alike;
+    // stopping it frees its adapter and leaves the others serving as before.
+    let again = engine(Some(adapter.clone()));
+    assert!(again.shares_weights_with(&base) && again.shares_weights_with(&tuned));
+    assert_eq!(served(&rt, &again, &question, 16), tuned_answer);
+    drop(again);
+    assert_eq!(served(&rt, &tuned, &question, 16), tuned_answer);
+    assert_eq!(served(&rt, &base, &question, 16), base_before);
     assert_eq!(
         tuned_answer.as_deref(),
         Some("The secret code is BASALT-7."),
@@ -327,6 +348,10 @@ fn an_adapter_trained_in_candle_serves_the_same_tokens_in_llama_cpp() {
     )
     .expect("an F32 copy of the base");
     let tuned_f32 = engine_on(f32_model, Some(dir.join("adapter.gguf")));
+    assert!(
+        !tuned_f32.shares_weights_with(&base),
+        "engines of two different files share one model"
+    );
     let exact = compare(&rt, &base, &model, Some(&lora), &tuned_f32, &prompts, eos);
     let exact_agreement = 1.0 - exact.disagreements.len() as f64 / exact.compared as f64;
     eprintln!(

@@ -8,6 +8,7 @@
 
 mod grammar;
 mod scheduler;
+mod shared;
 mod stop;
 mod template;
 mod threads;
@@ -16,7 +17,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
-use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
 use tokio::sync::mpsc as tokio_mpsc;
@@ -188,7 +188,7 @@ pub struct EngineCounters {
 
 /// A loaded chat model and its scheduler thread.
 pub struct ChatEngine {
-    model: Arc<LlamaModel>,
+    model: Arc<shared::SharedModel>,
     template: ChatTemplate,
     jobs: mpsc::SyncSender<scheduler::Job>,
     config: ChatEngineConfig,
@@ -212,25 +212,34 @@ impl ChatEngine {
             path: config.model_path.display().to_string(),
             reason,
         };
-        let params = LlamaModelParams::default().with_n_gpu_layers(if cfg!(feature = "cuda") {
-            999
-        } else {
-            0
-        });
-        let mut model = LlamaModel::load_from_file(backend, &config.model_path, &params)
-            .map_err(|e| load_err(e.to_string()))?;
+        let gpu_layers = if cfg!(feature = "cuda") { 999 } else { 0 };
+        let mut model = shared::load(backend, &config.model_path, gpu_layers).map_err(&load_err)?;
         let adapter = match &config.lora_adapter {
-            Some(path) => Some(
-                model
-                    .lora_adapter_init(path)
-                    .map_err(|e| EngineError::Load {
-                        path: path.display().to_string(),
-                        reason: format!("not a LoRA adapter for this model: {e}"),
-                    })?,
-            ),
+            Some(path) => {
+                let adapter_err = |reason: String| EngineError::Load {
+                    path: path.display().to_string(),
+                    reason: format!("not a LoRA adapter for this model: {reason}"),
+                };
+                match shared::Adapter::init(&model, path).map_err(adapter_err)? {
+                    Some(adapter) => Some(adapter),
+                    None => {
+                        // The shared model's pointer is not confirmed: a copy of our own.
+                        let mut private =
+                            shared::load_private(backend, &config.model_path, gpu_layers)
+                                .map_err(&load_err)?;
+                        let own = Arc::get_mut(&mut private)
+                            .ok_or_else(|| load_err("a private model is shared".into()))?;
+                        let adapter = own
+                            .model_mut()
+                            .lora_adapter_init(path)
+                            .map_err(|e| adapter_err(e.to_string()))?;
+                        model = private;
+                        Some(shared::Adapter::Private(adapter))
+                    }
+                }
+            }
             None => None,
         };
-        let model = Arc::new(model);
         let template_source = model
             .chat_template(None)
             .map_err(|e| load_err(format!("no chat template in the GGUF: {e}")))?
@@ -289,6 +298,12 @@ impl ChatEngine {
             counters,
             context_train,
         })
+    }
+
+    /// Whether this engine and `other` serve from one copy of the weights (a base
+    /// model and its custom models do).
+    pub fn shares_weights_with(&self, other: &ChatEngine) -> bool {
+        Arc::ptr_eq(&self.model, &other.model)
     }
 
     /// Renders messages with the model's chat template.

@@ -14,12 +14,12 @@ use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::llama_batch::LlamaBatch;
-use llama_cpp_2::model::LlamaLoraAdapter;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
 use tokio::sync::mpsc as tokio_mpsc;
 
+use super::shared::{self, Adapter, SharedModel};
 use super::stop::{StopMatcher, StopScan};
 use super::threads::ThreadControl;
 use super::{
@@ -74,8 +74,8 @@ struct Slot {
 
 pub(super) fn spawn(
     backend: &'static LlamaBackend,
-    model: Arc<LlamaModel>,
-    adapter: Option<LlamaLoraAdapter>,
+    model: Arc<SharedModel>,
+    adapter: Option<Adapter>,
     config: ChatEngineConfig,
     jobs: mpsc::Receiver<Job>,
     counters: Arc<EngineCounters>,
@@ -97,31 +97,51 @@ pub(super) fn spawn(
                 } else {
                     llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_AUTO
                 });
-            let mut ctx = match model.new_context(backend, params) {
+            // The adapter lives on this thread, and is dropped after the context that
+            // uses it (the scheduler, which owns the context, ends first).
+            let mut adapter = adapter;
+            let ctx = match start_context(backend, &model, params, adapter.as_mut()) {
                 Ok(ctx) => ctx,
                 Err(e) => {
-                    let _ = ready_tx.send(Err(EngineError::Compute(format!(
-                        "cannot create context: {e}"
-                    ))));
+                    let _ = ready_tx.send(Err(e));
                     return;
                 }
             };
-            // The adapter lives on this thread as long as the context that uses it.
-            let mut adapter = adapter;
-            if let Some(adapter) = adapter.as_mut() {
-                if let Err(e) = ctx.lora_adapter_set(adapter, 1.0) {
-                    let _ = ready_tx.send(Err(EngineError::Compute(format!(
-                        "cannot apply the LoRA adapter: {e}"
-                    ))));
-                    return;
-                }
-            }
             let _ = ready_tx.send(Ok(()));
             let threads = ThreadControl::new(&ctx, config.threads.max(1) as usize);
             Scheduler::new(&model, ctx, threads, config, counters).run(jobs);
+            drop(adapter);
         })
         .map_err(|e| EngineError::Compute(format!("cannot start engine thread: {e}")))?;
     Ok(ready_rx)
+}
+
+/// Creates the engine's context on `model` and sets `adapter` on it. A context reads
+/// the model's adapter set when it reserves its compute graph, at creation and at its
+/// first decode after an adapter is set, so both happen under the lock that guards
+/// that set (see `shared`): the first decode is one token, forgotten at once.
+fn start_context<'m>(
+    backend: &LlamaBackend,
+    model: &'m SharedModel,
+    params: LlamaContextParams,
+    adapter: Option<&mut Adapter>,
+) -> Result<LlamaContext<'m>, EngineError> {
+    let _adapters = model.is_shared().then(shared::adapter_list_lock);
+    let mut ctx = model
+        .new_context(backend, params)
+        .map_err(|e| EngineError::Compute(format!("cannot create context: {e}")))?;
+    if let Some(adapter) = adapter {
+        ctx.lora_adapter_set(adapter.wrapper(), 1.0)
+            .map_err(|e| EngineError::Compute(format!("cannot apply the LoRA adapter: {e}")))?;
+        let mut batch = LlamaBatch::new(1, 1);
+        batch
+            .add(model.vocab().bos(), 0, &[0], true)
+            .map_err(|e| EngineError::Compute(format!("cannot warm the context: {e}")))?;
+        ctx.decode(&mut batch)
+            .map_err(|e| EngineError::Compute(format!("cannot warm the context: {e}")))?;
+        ctx.clear_kv_cache();
+    }
+    Ok(ctx)
 }
 
 /// Prompt tokens of other requests one shared step may carry while a reserved

@@ -9,8 +9,9 @@
 //! pinned exactly for this), the check fails and the engine keeps its configured
 //! thread count: slower beside a busy neighbour, never wrong.
 //!
-//! The `unsafe` of the chat engine: three reads and one store through that pointer (the
-//! other `unsafe` of the crate is the quantizer's FFI call, `convert/quantize.rs`).
+//! The `unsafe` here: three reads and one store through that pointer (the crate's
+//! other `unsafe`: `chat/shared.rs`, adapters on a shared model, and the quantizer's
+//! FFI call, `convert/quantize.rs`).
 #![allow(unsafe_code)]
 
 use llama_cpp_2::context::LlamaContext;

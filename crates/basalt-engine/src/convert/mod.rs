@@ -324,7 +324,7 @@ fn plan_tensors(
 /// kernels (`rope` in normal mode) rotate adjacent pairs: row `h·d + 2i + j` of the
 /// result is row `h·d + j·d/2 + i` of the source.
 fn permute_rotary_rows(raw: &[u8], rows: usize, heads: usize) -> Vec<u8> {
-    if rows == 0 || heads == 0 || rows % (2 * heads) != 0 {
+    if rows == 0 || heads == 0 || !rows.is_multiple_of(2 * heads) {
         return raw.to_vec();
     }
     let width = raw.len() / rows;
