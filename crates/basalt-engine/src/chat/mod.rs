@@ -409,6 +409,35 @@ impl ChatEngine {
         &self,
         request: GenerationRequest,
     ) -> Result<tokio_mpsc::UnboundedReceiver<GenerationEvent>, EngineError> {
+        self.submit_job(request, None)
+    }
+
+    /// The logits this engine computes for the token after `prompt` (on its own
+    /// context, with its adapter): the numbers greedy decoding takes the argmax of.
+    /// Blocks until the scheduler has decoded the prompt. For comparing the served
+    /// model with another implementation of it (the trainer's parity test).
+    pub fn next_token_logits(&self, prompt: Vec<i32>) -> Result<Vec<f32>, EngineError> {
+        let (logits, received) = mpsc::channel();
+        let request = GenerationRequest {
+            prompt,
+            max_tokens: 1,
+            sampling: SamplingParams::default(),
+            stop_sequences: Vec::new(),
+            constraint: None,
+            priority: Priority::Standard,
+        };
+        // The events are kept until the logits arrive: dropping them cancels the job.
+        let _events = self.submit_job(request, Some(logits))?;
+        received
+            .recv_timeout(Duration::from_secs(600))
+            .map_err(|_| EngineError::Stopped)
+    }
+
+    fn submit_job(
+        &self,
+        request: GenerationRequest,
+        logits: Option<mpsc::Sender<Vec<f32>>>,
+    ) -> Result<tokio_mpsc::UnboundedReceiver<GenerationEvent>, EngineError> {
         if request.prompt.is_empty() {
             return Err(EngineError::InvalidRequest("the prompt is empty".into()));
         }
@@ -435,6 +464,7 @@ impl ChatEngine {
             request,
             events,
             sampler,
+            logits,
         };
         self.counters.waiting.fetch_add(1, Ordering::Relaxed);
         match self.jobs.try_send(job) {

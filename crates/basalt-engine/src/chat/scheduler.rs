@@ -35,6 +35,8 @@ pub(super) struct Job {
     pub events: tokio_mpsc::UnboundedSender<GenerationEvent>,
     /// Built (and its grammar compiled) before the job is queued.
     pub sampler: LlamaSampler,
+    /// Where the logits of the first sampled position go, when asked for.
+    pub logits: Option<mpsc::Sender<Vec<f32>>>,
 }
 
 /// A request occupying a slot.
@@ -471,6 +473,9 @@ impl<'m> Scheduler<'m> {
             let mut row = 0usize;
             let outcome = loop {
                 let index = at + row as i32;
+                if let Some(logits) = active.job.logits.take() {
+                    let _ = logits.send(self.ctx.get_logits_ith(index).to_vec());
+                }
                 let token = if active.plain_greedy {
                     // Greedy without a grammar: an argmax over the logits, which skips
                     // building llama.cpp's candidate array (the whole vocabulary).
