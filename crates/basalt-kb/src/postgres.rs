@@ -11,8 +11,9 @@
 //! (cover density), not BM25; hybrid fuses the two rankings by reciprocal rank, as
 //! the embedded store does.
 //!
-//! Connections are plain TCP or a Unix socket without TLS (a URL asking for
-//! `sslmode=require` is refused rather than silently downgraded).
+//! Connections are TCP (TLS as the connection string's libpq `sslmode`,
+//! `sslrootcert`, `sslcert` and `sslkey` ask: `basalt_store::pg_connect`) or a Unix
+//! socket.
 //!
 //! The `postgres` client is synchronous: it drives its connection with a tokio
 //! runtime of its own, and starting (`block_on`) or dropping that runtime panics on
@@ -26,7 +27,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use postgres::types::ToSql;
-use postgres::{Client, NoTls};
+use postgres::Client;
 use serde_json::Value;
 
 use crate::filter::{Filter, Metadata};
@@ -35,7 +36,7 @@ use crate::store::{fuse, ChunkStore};
 use crate::KbError;
 
 /// Connection settings (libpq URL or key-value syntax), re-exported for the core.
-pub use postgres::Config as PgConfig;
+pub use basalt_store::pg_connect::PgConnect;
 
 /// What went wrong, in words (the store crate's reading of a driver error, shared).
 pub use basalt_store::pg::describe;
@@ -89,7 +90,7 @@ pub fn check_identifier(name: &str, what: &str) -> Result<(), KbError> {
 
 /// One knowledge base's chunks in PostgreSQL.
 pub struct PgStore {
-    config: postgres::Config,
+    config: PgConnect,
     client: Mutex<Option<Client>>,
     table: String,
     fields: FieldMapping,
@@ -123,7 +124,7 @@ impl PgStore {
     /// Connects, creates the tables and indexes if missing, and checks an existing
     /// table's vector length.
     pub fn open(
-        config: postgres::Config,
+        config: PgConnect,
         table: &str,
         fields: FieldMapping,
         dimensions: usize,
@@ -194,7 +195,7 @@ impl PgStore {
             }
         };
         if guard.as_ref().is_none_or(Client::is_closed) {
-            *guard = Some(self.config.connect(NoTls).map_err(pg_error)?);
+            *guard = Some(self.config.connect().map_err(pg_error)?);
         }
         match guard.as_mut() {
             Some(client) => f(client),
@@ -686,12 +687,10 @@ mod tests {
     /// was (the driver alone says only "error connecting to server").
     #[test]
     fn a_refused_connection_says_why_from_inside_a_runtime() {
-        let mut config = PgConfig::new();
+        let mut config = PgConnect::parse("host=127.0.0.1 port=1 user=nobody dbname=nothing")
+            .unwrap_or_else(|e| panic!("{e}"));
         config
-            .host("127.0.0.1")
-            .port(1)
-            .user("nobody")
-            .dbname("nothing")
+            .config_mut()
             .connect_timeout(std::time::Duration::from_secs(5));
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()

@@ -18,6 +18,7 @@ pub mod knowledge;
 pub mod pg;
 mod pg_agents;
 mod pg_batch;
+pub mod pg_connect;
 mod pg_custom_models;
 mod pg_guardrails;
 mod pg_jobs;

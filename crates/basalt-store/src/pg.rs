@@ -24,7 +24,9 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use postgres::fallible_iterator::FallibleIterator;
-use postgres::{Client, NoTls};
+use postgres::Client;
+
+use crate::pg_connect::PgConnect;
 
 use crate::StoreError;
 
@@ -215,18 +217,18 @@ struct PoolState {
 
 /// A bounded pool of connections.
 pub(crate) struct Pool {
-    config: postgres::Config,
+    config: PgConnect,
     limits: PoolConfig,
     state: Mutex<PoolState>,
     freed: Condvar,
 }
 
 impl Pool {
-    fn new(mut config: postgres::Config, limits: PoolConfig) -> Self {
-        if config.get_connect_timeout().is_none() {
-            config.connect_timeout(limits.connect_timeout);
+    fn new(mut config: PgConnect, limits: PoolConfig) -> Self {
+        if config.config().get_connect_timeout().is_none() {
+            config.config_mut().connect_timeout(limits.connect_timeout);
         }
-        config.keepalives(true);
+        config.config_mut().keepalives(true);
         Self {
             config,
             limits,
@@ -251,7 +253,7 @@ impl Pool {
             if state.open < self.limits.max_connections {
                 state.open += 1;
                 drop(state);
-                return self.config.connect(NoTls).map_err(|e| {
+                return self.config.connect().map_err(|e| {
                     self.state().open -= 1;
                     self.freed.notify_one();
                     pg(e)
@@ -318,9 +320,9 @@ struct KeyWatch {
 }
 
 impl KeyWatch {
-    fn run(self: Arc<Self>, config: postgres::Config) {
+    fn run(self: Arc<Self>, config: PgConnect) {
         while !self.stop.load(Ordering::Relaxed) {
-            let mut client = match config.connect(NoTls) {
+            let mut client = match config.connect() {
                 Ok(client) => client,
                 Err(e) => {
                     tracing::debug!(error = %describe(&e), "key watcher cannot connect; retrying");
@@ -373,18 +375,12 @@ impl Drop for PostgresStore {
 }
 
 impl PostgresStore {
-    /// Connects to `url` (libpq URL or key-value syntax; plain TCP or a Unix socket,
-    /// no TLS: `sslmode=require` is refused rather than downgraded), applies pending
-    /// migrations and starts the key watcher.
+    /// Connects to `url` (libpq URL or key-value syntax, TCP or a Unix socket; TLS as
+    /// libpq's `sslmode`, `sslrootcert`, `sslcert` and `sslkey` ask: see
+    /// [`PgConnect`]), applies pending migrations and starts the key watcher.
     pub fn open(url: &str, limits: PoolConfig) -> Result<Self, StoreError> {
-        if url.contains("sslmode=require") || url.contains("sslmode=verify") {
-            return Err(StoreError::Database(
-                "the store connects without TLS; use a Unix socket or a trusted network, not sslmode=require".into(),
-            ));
-        }
-        let config: postgres::Config = url.parse().map_err(|e: postgres::Error| {
-            StoreError::Database(format!("store url: {}", describe(&e)))
-        })?;
+        let config =
+            PgConnect::parse(url).map_err(|e| StoreError::Database(format!("store url: {e}")))?;
         let pool = Pool::new(config.clone(), limits);
         pool.with(migrate)?;
         let version = pool.with(|c| {

@@ -933,14 +933,10 @@ impl KnowledgeService {
     /// (no pgvector, a table of other vectors) a `Validation`.
     fn open_postgres(&self, rds: &RdsStore, dimensions: usize) -> Result<PgStore, CoreError> {
         let (name, connection) = self.connection(&rds.connection)?;
-        if connection.url.contains("sslmode=require") || connection.url.contains("sslmode=verify") {
-            return Err(CoreError::Validation(
-                "TLS connections to PostgreSQL are not supported by this build; use a local socket or a trusted network".into(),
-            ));
-        }
-        let mut config: basalt_kb::postgres::PgConfig = connection.url.parse().map_err(|e| {
+        let mut connect = basalt_kb::postgres::PgConnect::parse(&connection.url).map_err(|e| {
             CoreError::Validation(format!("the configured PostgreSQL URL is not valid: {e}"))
         })?;
+        let config = connect.config_mut();
         config.dbname(&rds.database);
         let env = |name: &str| {
             (!name.is_empty())
@@ -954,7 +950,7 @@ impl KnowledgeService {
             config.password(password);
         }
         config.connect_timeout(std::time::Duration::from_secs(10));
-        PgStore::open(config, &rds.table, rds.fields.clone(), dimensions).map_err(|e| {
+        PgStore::open(connect, &rds.table, rds.fields.clone(), dimensions).map_err(|e| {
             tracing::warn!(
                 connection = name,
                 database = %rds.database,
