@@ -9,13 +9,13 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use basalt_engine::chat::{ChatEngine, ChatEngineConfig};
 use basalt_store::{CustomModelRecord, CustomModelStore, StoreError};
 
 use crate::catalog::{Catalog, ModelEntry};
+use crate::model_artifacts::ModelArtifacts;
 use crate::provider::{ChatProvider, LocalChat};
 use crate::types::InferenceType;
 use crate::CoreError;
@@ -57,6 +57,8 @@ pub struct CustomModels {
     loading: Arc<Mutex<HashMap<String, Option<String>>>>,
     /// Finished loads of imported models, taken into `engines` by the next call.
     loaded: Arc<Mutex<HashMap<String, Arc<dyn ChatProvider>>>>,
+    /// Models' files across a fleet.
+    artifacts: ModelArtifacts,
 }
 
 impl std::fmt::Debug for CustomModels {
@@ -76,9 +78,11 @@ impl CustomModels {
         account_id: &str,
         base_engines: HashMap<String, ChatEngineConfig>,
         adapter_slots: u32,
+        artifacts: ModelArtifacts,
     ) -> Self {
         Self {
             store,
+            artifacts,
             region: region.to_owned(),
             account_id: account_id.to_owned(),
             base_engines,
@@ -87,6 +91,11 @@ impl CustomModels {
             loading: Arc::new(Mutex::new(HashMap::new())),
             loaded: Arc::new(Mutex::new(HashMap::new())),
         }
+    }
+
+    /// Models' files across a fleet.
+    pub fn artifacts(&self) -> &ModelArtifacts {
+        &self.artifacts
     }
 
     pub fn arn(&self, base_model_id: &str, id: &str) -> String {
@@ -106,7 +115,13 @@ impl CustomModels {
     }
 
     pub fn record(&self, id: &str) -> Result<Option<CustomModelRecord>, CoreError> {
-        self.store.custom_model(id).map_err(store_error)
+        let record = self.store.custom_model(id).map_err(store_error)?;
+        if record.is_none() {
+            // Deleted, perhaps on another node: this node's engine and copy go too.
+            self.unload(id);
+            self.artifacts.forget(id);
+        }
+        Ok(record)
     }
 
     /// The catalog entry a custom model is served under.
@@ -265,7 +280,7 @@ impl CustomModels {
         };
         let config = match template {
             Some(t) => ChatEngineConfig {
-                model_path: PathBuf::from(&record.adapter_path),
+                model_path: self.artifacts.local_file(&record)?,
                 slots: self.adapter_slots,
                 lora_adapter: None,
                 ..t.clone()
@@ -335,7 +350,7 @@ impl CustomModels {
             })?;
         Ok(ChatEngineConfig {
             slots: self.adapter_slots,
-            lora_adapter: Some(PathBuf::from(&record.adapter_path)),
+            lora_adapter: Some(self.artifacts.local_file(record)?),
             ..base.clone()
         })
     }

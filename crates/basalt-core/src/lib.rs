@@ -21,6 +21,7 @@ pub mod keys;
 pub mod knowledge;
 pub mod local_paths;
 pub mod metering;
+pub mod model_artifacts;
 pub mod model_fetch;
 pub mod policy;
 pub mod profiles;

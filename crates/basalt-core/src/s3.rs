@@ -319,11 +319,31 @@ impl S3Locations {
         dest: &Path,
     ) -> Result<(), CoreError> {
         let uri = format!("s3://{bucket}/{}", object.key);
-        let store = self.store(bucket)?;
-        let result = store
-            .get(&object.path)
+        self.copy_to_file(bucket, &object.path, &uri, dest).await
+    }
+
+    /// Copies `s3://bucket/key` to a local file (written to a temporary name, then
+    /// renamed).
+    pub async fn download_key(
+        &self,
+        bucket: &str,
+        key: &str,
+        dest: &Path,
+    ) -> Result<(), CoreError> {
+        let uri = format!("s3://{bucket}/{key}");
+        self.copy_to_file(bucket, &ObjectPath::from(key), &uri, dest)
             .await
-            .map_err(|e| object_error(&uri, e))?;
+    }
+
+    async fn copy_to_file(
+        &self,
+        bucket: &str,
+        path: &ObjectPath,
+        uri: &str,
+        dest: &Path,
+    ) -> Result<(), CoreError> {
+        let store = self.store(bucket)?;
+        let result = store.get(path).await.map_err(|e| object_error(uri, e))?;
         let partial = dest.with_extension("partial");
         let io =
             |e: std::io::Error| CoreError::Internal(format!("cannot stage {uri} locally: {e}"));
@@ -337,6 +357,16 @@ impl S3Locations {
         drop(file);
         tokio::fs::rename(&partial, dest).await.map_err(io)?;
         Ok(())
+    }
+
+    /// Deletes `s3://bucket/key` (an object already gone is no error).
+    pub async fn delete(&self, bucket: &str, key: &str) -> Result<(), CoreError> {
+        let uri = format!("s3://{bucket}/{key}");
+        let store = self.store(bucket)?;
+        match store.delete(&ObjectPath::from(key)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(object_error(&uri, e)),
+        }
     }
 
     /// Writes a local file to `s3://bucket/key` (multipart for large files).

@@ -332,6 +332,12 @@ impl Basalt {
                 &config.account_id,
                 base_engines,
                 config.customization.adapter_slots,
+                crate::model_artifacts::ModelArtifacts::new(
+                    &config.customization.artifacts,
+                    &config.s3,
+                    &config.region,
+                    config.customization.data_root().join("models"),
+                )?,
             ),
             provisioned_store: store,
             capacity: Capacity::new(config.provisioned.clone(), local_slots),

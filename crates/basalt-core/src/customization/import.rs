@@ -17,7 +17,6 @@ use async_trait::async_trait;
 use basalt_engine::convert;
 use basalt_store::{CustomModelRecord, JobState};
 use serde::{Deserialize, Serialize};
-use sha2::Digest;
 
 use super::CustomizationService;
 use crate::catalog::EngineKind;
@@ -165,10 +164,22 @@ impl ImportJobs {
         let _ = std::fs::remove_dir_all(dir.join("source"));
         let sha256 = {
             let path = path.clone();
-            tokio::task::spawn_blocking(move || file_sha256(&path))
+            tokio::task::spawn_blocking(move || crate::model_artifacts::file_sha256(&path))
                 .await
                 .map_err(|e| CoreError::Internal(format!("the checksum stopped: {e}")))??
         };
+        // Other nodes of a fleet copy the file from the shared location, so it is
+        // there before the record that names it.
+        if let Err(e) = service
+            .core()
+            .custom_models()
+            .artifacts()
+            .publish(&id, &path)
+            .await
+        {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(e);
+        }
         let record = CustomModelRecord {
             id: id.clone(),
             name: spec.imported_model_name.clone(),
@@ -404,24 +415,6 @@ impl ImportJobs {
         }
         Ok(())
     }
-}
-
-/// The SHA-256 of a file, read in blocks (a model may be larger than memory).
-fn file_sha256(path: &Path) -> Result<String, CoreError> {
-    use std::io::Read;
-    let io =
-        |e: std::io::Error| CoreError::Internal(format!("cannot read {}: {e}", path.display()));
-    let mut file = std::fs::File::open(path).map_err(io)?;
-    let mut hasher = sha2::Sha256::new();
-    let mut buffer = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read(&mut buffer).map_err(io)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buffer[..n]);
-    }
-    Ok(hex::encode(hasher.finalize()))
 }
 
 fn copy_file(from: &Path, to: &Path) -> Result<(), CoreError> {

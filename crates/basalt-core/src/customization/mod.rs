@@ -75,9 +75,21 @@ pub struct CustomizationConfig {
     pub import_quantization: basalt_engine::convert::QuantType,
     /// Largest folder an import job reads (the sum of its files), in bytes.
     pub max_import_bytes: u64,
+    /// Where a fleet shares models' files (`s3://bucket/prefix/`; empty: not shared,
+    /// a model is served only by the node that made it). See `model_artifacts`.
+    pub artifacts: String,
 }
 
 impl CustomizationConfig {
+    /// Where jobs keep their work files and models their adapters and GGUF files.
+    pub fn data_root(&self) -> std::path::PathBuf {
+        if self.data_dir.is_empty() {
+            std::env::temp_dir().join("basalt-customization")
+        } else {
+            std::path::PathBuf::from(&self.data_dir)
+        }
+    }
+
     /// The CPU threads a training or import job uses: `threads`, or half the cores
     /// (at least one) when it is 0.
     pub fn job_threads(&self) -> usize {
@@ -110,6 +122,7 @@ impl Default for CustomizationConfig {
             data_dir: String::new(),
             import_quantization: basalt_engine::convert::QuantType::Q8_0,
             max_import_bytes: 64 << 30,
+            artifacts: String::new(),
         }
     }
 }
@@ -327,11 +340,7 @@ impl CustomizationService {
 
     /// Where jobs keep their work files and models their adapters and GGUF files.
     pub(crate) fn data_root(&self) -> std::path::PathBuf {
-        if self.config.data_dir.is_empty() {
-            std::env::temp_dir().join("basalt-customization")
-        } else {
-            std::path::PathBuf::from(&self.config.data_dir)
-        }
+        self.config.data_root()
     }
 
     pub fn job_arn(&self, job: &CustomizationJob) -> String {
@@ -769,7 +778,7 @@ impl CustomizationService {
     }
 
     /// DeleteCustomModel: refused while a provisioned throughput serves it.
-    pub fn delete_custom_model(
+    pub async fn delete_custom_model(
         &self,
         principal: &Principal,
         identifier: &str,
@@ -797,7 +806,7 @@ impl CustomizationService {
                 model.record.name, d.name
             )));
         }
-        self.remove_model_files(&model.record)
+        self.remove_model_files(&model.record).await
     }
 
     /// CreateModelImportJob: checks the names and the source folder's location and
@@ -976,30 +985,36 @@ impl CustomizationService {
     }
 
     /// DeleteImportedModel: its files go with it.
-    pub fn delete_imported_model(
+    pub async fn delete_imported_model(
         &self,
         principal: &Principal,
         identifier: &str,
     ) -> Result<(), CoreError> {
         let record = self.imported_record(principal, identifier)?;
-        self.remove_model_files(&record)
+        self.remove_model_files(&record).await
     }
 
-    fn remove_model_files(&self, record: &CustomModelRecord) -> Result<(), CoreError> {
+    async fn remove_model_files(&self, record: &CustomModelRecord) -> Result<(), CoreError> {
         self.core
             .custom_models()
             .store()
             .delete_custom_model(&record.id)
             .map_err(store_error)?;
-        self.core.custom_models().unload(&record.id);
+        let models = self.core.custom_models();
+        models.unload(&record.id);
+        // This node's files (the model's folder where it was made, or this node's
+        // copy), then the shared copy; other nodes drop theirs when next asked.
         let dir = std::path::Path::new(&record.adapter_path)
             .parent()
+            .filter(|d| d.ends_with(&record.id) && d.exists())
             .map(std::path::Path::to_path_buf);
         if let Some(dir) = dir {
             if let Err(e) = std::fs::remove_dir_all(&dir) {
                 tracing::warn!(dir = %dir.display(), error = %e, "cannot remove a deleted model's files");
             }
         }
+        models.artifacts().forget(&record.id);
+        models.artifacts().remove(record).await;
         Ok(())
     }
 }

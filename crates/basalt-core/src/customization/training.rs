@@ -511,6 +511,12 @@ impl CustomizationJobs {
                     .map_err(|e| Halt::Failed(format!("cannot keep the adapter: {e}")))?;
                 let bytes = std::fs::read(&kept)
                     .map_err(|e| Halt::Failed(format!("cannot read the adapter: {e}")))?;
+                // Other nodes of a fleet copy it from the shared location.
+                core.custom_models()
+                    .artifacts()
+                    .publish(&id, &kept)
+                    .await
+                    .map_err(|e| Halt::Failed(e.to_string()))?;
                 let details = ModelDetails {
                     spec: spec.clone(),
                     training_loss: state.last_step.as_ref().map(|r| r.loss),

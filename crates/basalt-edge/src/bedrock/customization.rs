@@ -506,7 +506,8 @@ pub async fn delete_custom_model(
         .collect();
     state
         .customization
-        .delete_custom_model(&principal, &id, &in_use)?;
+        .delete_custom_model(&principal, &id, &in_use)
+        .await?;
     Ok(Json(json!({})).into_response())
 }
 
@@ -893,6 +894,9 @@ pub async fn delete_imported_model(
     Extension(principal): Extension<Principal>,
     Path(id): Path<String>,
 ) -> Result<Response, BedrockError> {
-    state.customization.delete_imported_model(&principal, &id)?;
+    state
+        .customization
+        .delete_imported_model(&principal, &id)
+        .await?;
     Ok(Json(json!({})).into_response())
 }
