@@ -36,10 +36,12 @@ impl AgentStore for SqliteStore {
     fn insert_agent_record(&self, r: &AgentRecord) -> Result<(), StoreError> {
         let (scope, name) = name_parts(r);
         self.with(|conn| {
-            conn.execute(
+            conn.prepare_cached(
                 "INSERT INTO agent_records (kind, agent_id, key, name_scope, name, body, revision,
                  created_ms, updated_ms, expires_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-                params![
+            )
+            .map_err(db)?
+            .execute(params![
                     r.kind.as_str(),
                     r.agent_id,
                     r.key,
@@ -50,8 +52,7 @@ impl AgentStore for SqliteStore {
                     r.created_ms,
                     r.updated_ms,
                     r.expires_ms
-                ],
-            )
+                ])
             .map_err(constraint)?;
             Ok(())
         })
@@ -61,22 +62,23 @@ impl AgentStore for SqliteStore {
         let (scope, name) = name_parts(r);
         self.with(|conn| {
             let n = conn
-                .execute(
+                .prepare_cached(
                     "UPDATE agent_records SET name_scope=?4, name=?5, body=?6, revision=revision+1,
                      updated_ms=?7, expires_ms=?8
                      WHERE kind=?1 AND agent_id=?2 AND key=?3 AND revision=?9",
-                    params![
-                        r.kind.as_str(),
-                        r.agent_id,
-                        r.key,
-                        scope,
-                        name,
-                        r.body,
-                        r.updated_ms,
-                        r.expires_ms,
-                        r.revision
-                    ],
                 )
+                .map_err(db)?
+                .execute(params![
+                    r.kind.as_str(),
+                    r.agent_id,
+                    r.key,
+                    scope,
+                    name,
+                    r.body,
+                    r.updated_ms,
+                    r.expires_ms,
+                    r.revision
+                ])
                 .map_err(constraint)?;
             Ok(n > 0)
         })
@@ -89,13 +91,13 @@ impl AgentStore for SqliteStore {
         key: &str,
     ) -> Result<Option<AgentRecord>, StoreError> {
         self.with(|conn| {
-            conn.query_row(
-                &format!(
-                    "SELECT {COLUMNS} FROM agent_records WHERE kind=?1 AND agent_id=?2 AND key=?3"
-                ),
-                params![kind.as_str(), agent_id, key],
-                |row| from_row(kind, row),
-            )
+            conn.prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM agent_records WHERE kind=?1 AND agent_id=?2 AND key=?3"
+            ))
+            .map_err(db)?
+            .query_row(params![kind.as_str(), agent_id, key], |row| {
+                from_row(kind, row)
+            })
             .optional()
             .map_err(db)
         })
@@ -128,10 +130,11 @@ impl AgentStore for SqliteStore {
     ) -> Result<bool, StoreError> {
         self.with(|conn| {
             let n = conn
-                .execute(
+                .prepare_cached(
                     "DELETE FROM agent_records WHERE kind=?1 AND agent_id=?2 AND key=?3",
-                    params![kind.as_str(), agent_id, key],
                 )
+                .map_err(db)?
+                .execute(params![kind.as_str(), agent_id, key])
                 .map_err(db)?;
             Ok(n > 0)
         })
