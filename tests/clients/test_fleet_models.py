@@ -21,9 +21,9 @@ import pytest
 from botocore.exceptions import ClientError
 
 from basalt_support import converse_text, user_msg
-from conftest import BOTO_CONFIG, TEST_CONFIG, _tail, start_server, stop_server
+from conftest import BOTO_CONFIG, _tail, start_server, stop_server
 from kb_support import start_postgres
-from test_batch_s3 import BUCKET, s3, s3_store  # noqa: F401 (fixtures)
+from test_batch_s3 import BUCKET, s3, s3_server_config, s3_store  # noqa: F401 (fixtures)
 from test_customization import ROLE, fresh, uri
 from test_model_import import write_tiny_hf
 
@@ -32,22 +32,13 @@ PREFIX = "fleet-models/"
 
 
 def node_config(base: Path, store_url: str, endpoint: str) -> Path:
-    text = TEST_CONFIG.read_text()
+    """The S3 tests' configuration (moto, credentials from the environment), with the
+    shared store and the shared location for models' files."""
+    text = s3_server_config(base, endpoint).read_text()
     shared = f'artifacts = "s3://{BUCKET}/{PREFIX}"\n'
     assert "[customization]\n" in text, "the test configuration has no [customization] table"
     text = text.replace("[customization]\n", "[customization]\n" + shared, 1)
-    text += f"""
-[store]
-url = "{store_url}"
-
-[s3]
-endpoint = "{endpoint}"
-path_style = true
-allowed_buckets = ["{BUCKET}"]
-access_key_id_env = "BASALT_TEST_S3_KEY_ID"
-secret_access_key_env = "BASALT_TEST_S3_SECRET"
-timeout_secs = 20
-"""
+    text += f'\n[store]\nurl = "{store_url}"\n'
     path = base / "node.toml"
     path.write_text(text)
     return path

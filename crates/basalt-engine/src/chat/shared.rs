@@ -38,6 +38,8 @@ use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::{LlamaLoraAdapter, LlamaModel};
 
+use super::threads::pointer_in_debug;
+
 /// A loaded GGUF model and, when confirmed, llama.cpp's pointer to it.
 pub(super) struct SharedModel {
     model: LlamaModel,
@@ -239,9 +241,12 @@ impl Drop for Adapter {
     }
 }
 
+/// How `llama-cpp-2` 0.1.160 prints a model: `LlamaModel { model: 0x55d0c2a1b2c0 }`.
+const MODEL_DEBUG_HEAD: &str = "LlamaModel { model: ";
+
 /// The model's pointer, when its `Debug` output gives one that llama.cpp confirms.
 fn model_pointer(model: &LlamaModel) -> Option<NonNull<llama_cpp_sys_2::llama_model>> {
-    let address = pointer_in_debug(&format!("{model:?}"))?;
+    let address = pointer_in_debug(&format!("{model:?}"), MODEL_DEBUG_HEAD)?;
     let raw = NonNull::new(address as *mut llama_cpp_sys_2::llama_model)?;
     // SAFETY: reading three counters of a live model, at the address the wrapper
     // printed for its own model pointer; the checks confirm it before any other use.
@@ -258,29 +263,20 @@ fn model_pointer(model: &LlamaModel) -> Option<NonNull<llama_cpp_sys_2::llama_mo
     confirmed.then_some(raw)
 }
 
-/// The address in `LlamaModel { model: 0x55d0c2a1b2c0 }`.
-fn pointer_in_debug(debug: &str) -> Option<usize> {
-    let rest = debug.strip_prefix("LlamaModel { model: 0x")?;
-    let hex: String = rest.chars().take_while(char::is_ascii_hexdigit).collect();
-    if hex.is_empty() || rest[hex.len()..].trim() != "}" {
-        return None;
-    }
-    usize::from_str_radix(&hex, 16).ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn reads_only_the_expected_debug_shape() {
+        let read = |debug: &str| pointer_in_debug(debug, MODEL_DEBUG_HEAD);
         assert_eq!(
-            pointer_in_debug("LlamaModel { model: 0x55d0c2a1b2c0 }"),
+            read("LlamaModel { model: 0x55d0c2a1b2c0 }"),
             Some(0x55d0_c2a1_b2c0)
         );
-        assert_eq!(pointer_in_debug("LlamaModel { model: 0x1f, x: 2 }"), None);
-        assert_eq!(pointer_in_debug("LlamaContext { context: 0x1f }"), None);
-        assert_eq!(pointer_in_debug("LlamaModel { model: 0x }"), None);
+        assert_eq!(read("LlamaModel { model: 0x1f, x: 2 }"), None);
+        assert_eq!(read("LlamaContext { context: 0x1f }"), None);
+        assert_eq!(read("LlamaModel { model: 0x }"), None);
     }
 
     #[test]

@@ -62,7 +62,7 @@ fn context_pointer(
     ctx: &LlamaContext<'_>,
     configured: usize,
 ) -> Option<std::ptr::NonNull<llama_cpp_sys_2::llama_context>> {
-    let address = pointer_in_debug(&format!("{ctx:?}"))?;
+    let address = pointer_in_debug(&format!("{ctx:?}"), "LlamaContext { context: ")?;
     let raw = std::ptr::NonNull::new(address as *mut llama_cpp_sys_2::llama_context)?;
     // SAFETY: reading three counters of a live context. The address is the one the
     // wrapper printed for its own context pointer; the checks confirm it before any
@@ -80,11 +80,12 @@ fn context_pointer(
     confirmed.then_some(raw)
 }
 
-/// The address in `LlamaContext { context: 0x55d0c2a1b2c0 }`.
-fn pointer_in_debug(debug: &str) -> Option<usize> {
-    let rest = debug.strip_prefix("LlamaContext { context: 0x")?;
+/// The address in a wrapper's `Debug` output of one pointer field, such as
+/// `LlamaContext { context: 0x55d0c2a1b2c0 }` (`head`: `LlamaContext { context: `).
+pub(super) fn pointer_in_debug(debug: &str, head: &str) -> Option<usize> {
+    let rest = debug.strip_prefix(head)?.strip_prefix("0x")?;
     let hex: String = rest.chars().take_while(char::is_ascii_hexdigit).collect();
-    if rest[hex.len()..].trim() != "}" {
+    if hex.is_empty() || rest[hex.len()..].trim() != "}" {
         return None;
     }
     usize::from_str_radix(&hex, 16).ok()
@@ -96,15 +97,16 @@ mod tests {
 
     #[test]
     fn reads_only_the_expected_debug_shape() {
+        let head = "LlamaContext { context: ";
         assert_eq!(
-            pointer_in_debug("LlamaContext { context: 0x55d0c2a1b2c0 }"),
+            pointer_in_debug("LlamaContext { context: 0x55d0c2a1b2c0 }", head),
             Some(0x55d0_c2a1_b2c0)
         );
         assert_eq!(
-            pointer_in_debug("LlamaContext { context: 0x1f, other: 2 }"),
+            pointer_in_debug("LlamaContext { context: 0x1f, other: 2 }", head),
             None
         );
-        assert_eq!(pointer_in_debug("LlamaContext { ptr: 0x1f }"), None);
-        assert_eq!(pointer_in_debug("LlamaContext { context: 0x }"), None);
+        assert_eq!(pointer_in_debug("LlamaContext { ptr: 0x1f }", head), None);
+        assert_eq!(pointer_in_debug("LlamaContext { context: 0x }", head), None);
     }
 }
