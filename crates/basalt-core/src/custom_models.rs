@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use basalt_engine::chat::{ChatEngine, ChatEngineConfig};
 use basalt_store::{CustomModelRecord, CustomModelStore, StoreError};
 
+use crate::background::{BackgroundWork, Progress};
 use crate::catalog::{Catalog, ModelEntry};
 use crate::model_artifacts::ModelArtifacts;
 use crate::provider::{ChatProvider, LocalChat};
@@ -53,8 +54,8 @@ pub struct CustomModels {
     /// Slots of each custom model's engine.
     adapter_slots: u32,
     engines: Mutex<HashMap<String, Arc<dyn ChatProvider>>>,
-    /// Imported models whose engine is loading, or failed to load (the reason).
-    loading: Arc<Mutex<HashMap<String, Option<String>>>>,
+    /// Imported models whose engine is loading, or failed to load.
+    loading: BackgroundWork,
     /// Finished loads of imported models, taken into `engines` by the next call.
     loaded: Arc<Mutex<HashMap<String, Arc<dyn ChatProvider>>>>,
     /// Models' files across a fleet.
@@ -88,7 +89,7 @@ impl CustomModels {
             base_engines,
             adapter_slots: adapter_slots.max(1),
             engines: Mutex::new(HashMap::new()),
-            loading: Arc::new(Mutex::new(HashMap::new())),
+            loading: BackgroundWork::default(),
             loaded: Arc::new(Mutex::new(HashMap::new())),
         }
     }
@@ -254,21 +255,16 @@ impl CustomModels {
             engines.insert(id.to_owned(), Arc::clone(&provider));
             return Ok(provider);
         }
-        let mut loading = self.loading.lock().map_err(|e| lock(e.to_string()))?;
-        match loading.get(id) {
-            Some(None) => {
-                return Err(CoreError::ModelNotReady(format!(
-                    "imported model {id} is loading; retry shortly"
-                )))
+        let not_ready = |progress: Option<Progress>, name: &str| match progress {
+            Some(Progress::Failed(reason)) => {
+                CoreError::ModelNotReady(format!("imported model {name} failed to load: {reason}"))
             }
-            Some(Some(reason)) => {
-                let reason = reason.clone();
-                loading.remove(id);
-                return Err(CoreError::ModelNotReady(format!(
-                    "imported model {id} failed to load: {reason}"
-                )));
+            _ => {
+                CoreError::ModelNotReady(format!("imported model {name} is loading; retry shortly"))
             }
-            None => {}
+        };
+        if let Some(progress) = self.loading.pending(id) {
+            return Err(not_ready(Some(progress), id));
         }
         let record = self
             .record(id)?
@@ -287,48 +283,20 @@ impl CustomModels {
             },
             None => self.adapter_engine_config(entry, &record)?,
         };
-        loading.insert(id.to_owned(), None);
-        drop(loading);
-        let (loading, loaded, key, name) = (
-            Arc::clone(&self.loading),
-            Arc::clone(&self.loaded),
-            id.to_owned(),
-            record.name.clone(),
-        );
-        let started = std::thread::Builder::new()
-            .name("basalt-model-load".into())
-            .spawn(move || {
-                tracing::info!(model = %name, "loading imported model");
-                let result = ChatEngine::load(config);
-                match result {
-                    Ok(engine) => {
-                        let provider: Arc<dyn ChatProvider> =
-                            Arc::new(LocalChat::new(Arc::new(engine)));
-                        if let Ok(mut l) = loaded.lock() {
-                            l.insert(key.clone(), provider);
-                        }
-                        if let Ok(mut l) = loading.lock() {
-                            l.remove(&key);
-                        }
-                    }
-                    Err(e) => {
-                        tracing::warn!(model = %name, error = %e, "imported model failed to load");
-                        if let Ok(mut l) = loading.lock() {
-                            l.insert(key, Some(e.to_string()));
-                        }
-                    }
-                }
-            });
-        if let Err(e) = started {
-            if let Ok(mut l) = self.loading.lock() {
-                l.remove(id);
+        let (loaded, key, name) = (Arc::clone(&self.loaded), id.to_owned(), record.name.clone());
+        let progress = self.loading.start(id, "basalt-model-load", move || {
+            tracing::info!(model = %name, "loading imported model");
+            let engine = ChatEngine::load(config).map_err(|e| {
+                tracing::warn!(model = %name, error = %e, "imported model failed to load");
+                e.to_string()
+            })?;
+            let provider: Arc<dyn ChatProvider> = Arc::new(LocalChat::new(Arc::new(engine)));
+            if let Ok(mut l) = loaded.lock() {
+                l.insert(key, provider);
             }
-            return Err(CoreError::Internal(format!("cannot start loading: {e}")));
-        }
-        Err(CoreError::ModelNotReady(format!(
-            "imported model {} is loading; retry shortly",
-            record.name
-        )))
+            Ok(())
+        })?;
+        Err(not_ready(progress, &record.name))
     }
 
     /// The engine settings of a model that is `entry`'s base plus `record`'s adapter:

@@ -7,6 +7,7 @@
 
 pub mod agents;
 pub mod audit;
+pub(crate) mod background;
 pub mod batch;
 pub mod catalog;
 pub mod common;

@@ -9,13 +9,13 @@
 //! while an engine loads). Deleting the model deletes the object. Without `artifacts`,
 //! only the node that made a model serves it; another node answers that it cannot.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use basalt_store::CustomModelRecord;
 use sha2::Digest as _;
 
+use crate::background::{BackgroundWork, Progress};
 use crate::config::S3Config;
 use crate::s3::{S3Locations, S3Uri};
 use crate::CoreError;
@@ -26,8 +26,8 @@ pub struct ModelArtifacts {
     s3: Arc<S3Locations>,
     /// `<customization data dir>/models`: where this node keeps models' files.
     local_root: PathBuf,
-    /// Copies under way (None) or failed (the reason, reported once), by model ID.
-    fetching: Arc<Mutex<HashMap<String, Option<String>>>>,
+    /// Copies under way or failed, by model ID.
+    fetching: BackgroundWork,
 }
 
 impl std::fmt::Debug for ModelArtifacts {
@@ -57,7 +57,7 @@ impl ModelArtifacts {
             location,
             s3: Arc::new(S3Locations::new(s3, region)),
             local_root,
-            fetching: Arc::new(Mutex::new(HashMap::new())),
+            fetching: BackgroundWork::default(),
         })
     }
 
@@ -121,29 +121,18 @@ impl ModelArtifacts {
                 record.name
             )));
         };
-        let mut fetching = self
-            .fetching
-            .lock()
-            .map_err(|_| CoreError::Internal("model copies lock poisoned".into()))?;
-        match fetching.get(&record.id) {
-            Some(None) => {
-                return Err(CoreError::ModelNotReady(format!(
-                    "model {}'s file is being copied to this node; retry shortly",
-                    record.name
-                )))
-            }
-            Some(Some(reason)) => {
-                let reason = reason.clone();
-                fetching.remove(&record.id);
-                return Err(CoreError::ModelNotReady(format!(
-                    "model {}'s file could not be copied to this node ({reason}); the next request tries again",
-                    record.name
-                )));
-            }
-            None => {}
+        let not_ready = |progress: Option<Progress>| {
+            match progress {
+            Some(Progress::Failed(reason)) => CoreError::ModelNotReady(format!(
+                "model {}'s file could not be copied to this node ({reason}); the next request tries again",
+                record.name
+            )),
+            _ => CoreError::ModelNotReady(format!(
+                "model {}'s file is being copied to this node; retry shortly",
+                record.name
+            )),
         }
-        fetching.insert(record.id.clone(), None);
-        drop(fetching);
+        };
         let job = Fetch {
             s3: Arc::clone(&self.s3),
             bucket: location.bucket.clone(),
@@ -151,38 +140,17 @@ impl ModelArtifacts {
             dest: copy,
             sha256: record.adapter_sha256.clone(),
         };
-        let (fetching, id, name) = (
-            Arc::clone(&self.fetching),
-            record.id.clone(),
-            record.name.clone(),
-        );
-        let started = std::thread::Builder::new()
-            .name("basalt-model-copy".into())
-            .spawn(move || {
+        let name = record.name.clone();
+        let progress = self
+            .fetching
+            .start(&record.id, "basalt-model-copy", move || {
                 tracing::info!(model = %name, "copying a model's file to this node");
-                let outcome = job.run();
-                if let Ok(mut f) = fetching.lock() {
-                    match outcome {
-                        Ok(()) => {
-                            f.remove(&id);
-                        }
-                        Err(e) => {
-                            tracing::warn!(model = %name, error = %e, "cannot copy a model's file");
-                            f.insert(id, Some(e.to_string()));
-                        }
-                    }
-                }
-            });
-        if let Err(e) = started {
-            if let Ok(mut f) = self.fetching.lock() {
-                f.remove(&record.id);
-            }
-            return Err(CoreError::Internal(format!("cannot start a copy: {e}")));
-        }
-        Err(CoreError::ModelNotReady(format!(
-            "model {}'s file is being copied to this node; retry shortly",
-            record.name
-        )))
+                job.run().map_err(|e| {
+                    tracing::warn!(model = %name, error = %e, "cannot copy a model's file");
+                    e.to_string()
+                })
+            })?;
+        Err(not_ready(progress))
     }
 
     fn local_copy(&self, record: &CustomModelRecord) -> PathBuf {
