@@ -58,7 +58,7 @@ fn main() {
         })
         .collect();
     let managed = vec![rule(|_| ManagedWordsRule {
-        kind: "PROFANITY".into(),
+        kind: basalt_guardrails::policy::ManagedWordList::Profanity,
         input_action: None,
         output_action: None,
         input_enabled: None,

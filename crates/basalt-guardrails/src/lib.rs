@@ -1,9 +1,9 @@
 //! Guardrail policies and their evaluation, independent of any model and of HTTP.
 //!
-//! The policy types ([`policy`]) use Bedrock's member names, and their serde form is
-//! the one the store keeps; the edge parses Bedrock's `CreateGuardrail` body with
-//! its own outer types and fills these. (Separating the policy model from Bedrock's
-//! member names entirely is open work, issue 21.)
+//! The policy model ([`policy`]) has its own names; a dialect parses its request
+//! shapes into it (the Bedrock edge parses `CreateGuardrail`'s body) and spells a
+//! validation error's [`policy::FieldPath`] in its own names. The model's serde form
+//! is the one the store keeps.
 //!
 //! A [`GuardrailPolicy`] is validated and compiled once into a [`CompiledGuardrail`]
 //! (word automatons, regexes). Policies that compare meanings — denied topics and
@@ -23,7 +23,8 @@ use std::time::Instant;
 
 pub use pii::PiiType;
 pub use policy::{
-    ConfiguredAction, GroundingKind, GroundingRule, GuardrailPolicy, PolicyError, Strength,
+    ConfiguredAction, FieldPath, GroundingKind, GroundingRule, GuardrailPolicy, PolicyError,
+    PolicyPart, Strength,
 };
 use regex::Regex;
 use semantic::{EmbeddingPlan, TopicIndex};
@@ -223,22 +224,24 @@ impl CompiledGuardrail {
     pub fn compile(policy: GuardrailPolicy) -> Result<Self, PolicyError> {
         policy.validate()?;
         let custom_words = WordMatcher::new(policy.words.iter().map(|w| w.text.as_str()))
-            .map_err(PolicyError::Unsupported)?;
+            .map_err(PolicyError::unsupported)?;
         let managed_words = if policy.managed_word_lists.is_empty() {
             WordMatcher::new(std::iter::empty())
         } else {
             WordMatcher::new(words::profanity_list())
         }
-        .map_err(PolicyError::Unsupported)?;
+        .map_err(PolicyError::unsupported)?;
         let regexes = policy
             .regexes
             .iter()
-            .map(|r| {
+            .enumerate()
+            .map(|(i, r)| {
                 regex::RegexBuilder::new(&r.pattern)
                     .size_limit(policy::REGEX_SIZE_LIMIT)
                     .build()
                     .map_err(|e| PolicyError::Invalid {
-                        field: format!("regex {}", r.name),
+                        field: policy::FieldPath::rule(policy::PolicyPart::Regexes, i)
+                            .member("pattern"),
                         problem: e.to_string(),
                     })
             })
@@ -308,10 +311,9 @@ impl CompiledGuardrail {
             .enumerate()
             .filter_map(|(i, f)| {
                 let (strength, action, enabled) = match source {
-                    Source::Input => (&f.input_strength, f.input_action, f.input_enabled),
-                    Source::Output => (&f.output_strength, f.output_action, f.output_enabled),
+                    Source::Input => (f.input_strength, f.input_action, f.input_enabled),
+                    Source::Output => (f.output_strength, f.output_action, f.output_enabled),
                 };
-                let strength = Strength::parse(strength)?;
                 (enabled.unwrap_or(true) && strength != Strength::None)
                     .then(|| (i, strength, action.unwrap_or(ConfiguredAction::Block)))
             })
@@ -644,8 +646,8 @@ mod tests {
     fn content_filter(kind: &str, input: &str, output: &str) -> policy::ContentFilterRule {
         policy::ContentFilterRule {
             kind: kind.to_string(),
-            input_strength: input.to_string(),
-            output_strength: output.to_string(),
+            input_strength: Strength::parse(input).expect("a strength"),
+            output_strength: Strength::parse(output).expect("a strength"),
             input_modalities: None,
             output_modalities: None,
             input_action: None,
@@ -757,7 +759,7 @@ mod tests {
                 output_enabled: Some(false),
             }],
             managed_word_lists: vec![ManagedWordsRule {
-                kind: "PROFANITY".into(),
+                kind: policy::ManagedWordList::Profanity,
                 input_action: Some(ConfiguredAction::None),
                 output_action: None,
                 input_enabled: None,

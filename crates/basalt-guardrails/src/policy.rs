@@ -1,15 +1,21 @@
-//! A guardrail's policies as configured, and their validation against Bedrock's limits.
+//! A guardrail's policies: the model the evaluator compiles ([`GuardrailPolicy`]),
+//! independent of any wire format, and its validation against the limits Bedrock
+//! documents.
 //!
-//! The item types keep Bedrock's member names (`inputAction`, `inputEnabled`, …) so a
-//! stored policy renders back exactly as it was configured; the edge maps the
-//! containers (`topicsConfig` on create, `topics` on get).
+//! A dialect parses its own request shapes into these types (the Bedrock edge maps
+//! `topicPolicyConfig.topicsConfig[]` and the rest) and names a [`PolicyError`]'s
+//! [`FieldPath`] in its own spelling. The serde forms below are the stored form only:
+//! the model's own field names, with `alias`es that read the rows written before the
+//! model had its own names (they used Bedrock's member names).
+
+use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
 use crate::content;
 use crate::pii::PiiType;
 
-/// What a policy does when it detects something (the control plane's spelling).
+/// What a policy does when it detects something.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ConfiguredAction {
@@ -20,26 +26,65 @@ pub enum ConfiguredAction {
 
 /// A denied topic.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TopicRule {
     pub name: String,
     pub definition: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub examples: Vec<String>,
-    #[serde(rename = "type")]
-    pub kind: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        alias = "inputAction",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub input_action: Option<ConfiguredAction>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        alias = "outputAction",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub output_action: Option<ConfiguredAction>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        alias = "inputEnabled",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub input_enabled: Option<bool>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        alias = "outputEnabled",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub output_enabled: Option<bool>,
 }
 
+/// The topic policy's tier: which topic classifier a guardrail asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Tier {
+    Classic,
+    Standard,
+}
+
+impl Tier {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "CLASSIC" => Some(Self::Classic),
+            "STANDARD" => Some(Self::Standard),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Classic => "CLASSIC",
+            Self::Standard => "STANDARD",
+        }
+    }
+}
+
 /// A filter strength: how confident a classifier must be before the filter acts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Strength {
     None,
     Low,
@@ -80,100 +125,225 @@ impl Strength {
     }
 }
 
-/// A content filter (HATE, INSULTS, …).
+/// What a content filter reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Modality {
+    Text,
+    Image,
+}
+
+impl Modality {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "TEXT" => Some(Self::Text),
+            "IMAGE" => Some(Self::Image),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Text => "TEXT",
+            Self::Image => "IMAGE",
+        }
+    }
+}
+
+/// A content filter: a category ([`content::CATEGORIES`]: HATE, INSULTS, …) and its
+/// strength on each side.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ContentFilterRule {
-    #[serde(rename = "type")]
+    #[serde(alias = "type")]
     pub kind: String,
-    pub input_strength: String,
-    pub output_strength: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub input_modalities: Option<Vec<String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub output_modalities: Option<Vec<String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(alias = "inputStrength")]
+    pub input_strength: Strength,
+    #[serde(alias = "outputStrength")]
+    pub output_strength: Strength,
+    #[serde(
+        default,
+        alias = "inputModalities",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub input_modalities: Option<Vec<Modality>>,
+    #[serde(
+        default,
+        alias = "outputModalities",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub output_modalities: Option<Vec<Modality>>,
+    #[serde(
+        default,
+        alias = "inputAction",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub input_action: Option<ConfiguredAction>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        alias = "outputAction",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub output_action: Option<ConfiguredAction>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        alias = "inputEnabled",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub input_enabled: Option<bool>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        alias = "outputEnabled",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub output_enabled: Option<bool>,
 }
 
 /// A custom word or phrase.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct WordRule {
     pub text: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        alias = "inputAction",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub input_action: Option<ConfiguredAction>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        alias = "outputAction",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub output_action: Option<ConfiguredAction>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        alias = "inputEnabled",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub input_enabled: Option<bool>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        alias = "outputEnabled",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub output_enabled: Option<bool>,
 }
 
-/// A managed word list (only `PROFANITY` exists).
+/// The managed word lists there are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ManagedWordList {
+    Profanity,
+}
+
+impl ManagedWordList {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Profanity => "PROFANITY",
+        }
+    }
+}
+
+/// A managed word list.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ManagedWordsRule {
-    #[serde(rename = "type")]
-    pub kind: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(alias = "type")]
+    pub kind: ManagedWordList,
+    #[serde(
+        default,
+        alias = "inputAction",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub input_action: Option<ConfiguredAction>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        alias = "outputAction",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub output_action: Option<ConfiguredAction>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        alias = "inputEnabled",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub input_enabled: Option<bool>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        alias = "outputEnabled",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub output_enabled: Option<bool>,
 }
 
 /// A PII entity type and what to do with it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PiiRule {
-    #[serde(rename = "type")]
+    #[serde(alias = "type")]
     pub kind: PiiType,
     pub action: ConfiguredAction,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        alias = "inputAction",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub input_action: Option<ConfiguredAction>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        alias = "outputAction",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub output_action: Option<ConfiguredAction>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        alias = "inputEnabled",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub input_enabled: Option<bool>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        alias = "outputEnabled",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub output_enabled: Option<bool>,
 }
 
 /// A custom regular-expression entity.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RegexRule {
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     pub pattern: String,
     pub action: ConfiguredAction,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        alias = "inputAction",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub input_action: Option<ConfiguredAction>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        alias = "outputAction",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub output_action: Option<ConfiguredAction>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        alias = "inputEnabled",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub input_enabled: Option<bool>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        alias = "outputEnabled",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub output_enabled: Option<bool>,
 }
 
 /// A contextual grounding filter (GROUNDING or RELEVANCE).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct GroundingRule {
-    #[serde(rename = "type")]
+    #[serde(alias = "type")]
     pub kind: GroundingKind,
     pub threshold: f64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -201,43 +371,184 @@ impl GroundingKind {
 
 /// Every policy of one guardrail version. An empty list means the policy is off.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct GuardrailPolicy {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub topics: Vec<TopicRule>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub topics_tier: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, alias = "topicsTier", skip_serializing_if = "Option::is_none")]
+    pub topics_tier: Option<Tier>,
+    #[serde(
+        default,
+        alias = "contentFilters",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub content_filters: Vec<ContentFilterRule>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub words: Vec<WordRule>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        alias = "managedWordLists",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub managed_word_lists: Vec<ManagedWordsRule>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, alias = "piiEntities", skip_serializing_if = "Vec::is_empty")]
     pub pii_entities: Vec<PiiRule>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub regexes: Vec<RegexRule>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        alias = "groundingFilters",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub grounding_filters: Vec<GroundingRule>,
+}
+
+/// Which part of a guardrail a problem is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyPart {
+    Topics,
+    TopicsTier,
+    ContentFilters,
+    Words,
+    ManagedWordLists,
+    PiiEntities,
+    Regexes,
+    GroundingFilters,
+    /// A setting outside the policies (the name, a blocked message), as its caller
+    /// labelled it.
+    Setting(&'static str),
+}
+
+impl PolicyPart {
+    /// The model's name for the part (the field of [`GuardrailPolicy`]).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Topics => "topics",
+            Self::TopicsTier => "topics_tier",
+            Self::ContentFilters => "content_filters",
+            Self::Words => "words",
+            Self::ManagedWordLists => "managed_word_lists",
+            Self::PiiEntities => "pii_entities",
+            Self::Regexes => "regexes",
+            Self::GroundingFilters => "grounding_filters",
+            Self::Setting(label) => label,
+        }
+    }
+}
+
+/// Where a problem is: the part, the rule's index in it, the rule's field (the
+/// model's field name) and the index of an item of that field (a topic's example).
+/// A dialect renders it in its own spelling; `Display` uses the model's names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FieldPath {
+    pub part: PolicyPart,
+    pub index: Option<usize>,
+    pub member: Option<&'static str>,
+    pub item: Option<usize>,
+}
+
+impl FieldPath {
+    pub fn part(part: PolicyPart) -> Self {
+        Self {
+            part,
+            index: None,
+            member: None,
+            item: None,
+        }
+    }
+
+    pub fn rule(part: PolicyPart, index: usize) -> Self {
+        Self {
+            index: Some(index),
+            ..Self::part(part)
+        }
+    }
+
+    pub fn member(self, member: &'static str) -> Self {
+        Self {
+            member: Some(member),
+            ..self
+        }
+    }
+
+    pub fn item(self, item: usize) -> Self {
+        Self {
+            item: Some(item),
+            ..self
+        }
+    }
+
+    /// The path with the part and field names given by `part_name` and `member_name`.
+    pub fn render(
+        &self,
+        part_name: impl Fn(PolicyPart) -> String,
+        member_name: impl Fn(&'static str) -> String,
+    ) -> String {
+        let mut out = part_name(self.part);
+        if let Some(i) = self.index {
+            out.push_str(&format!("[{i}]"));
+        }
+        if let Some(m) = self.member {
+            out.push('.');
+            out.push_str(&member_name(m));
+        }
+        if let Some(j) = self.item {
+            out.push_str(&format!("[{j}]"));
+        }
+        out
+    }
+}
+
+impl fmt::Display for FieldPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.render(|p| p.as_str().to_string(), str::to_string))
+    }
 }
 
 /// Why a policy cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PolicyError {
     #[error("{field}: {problem}")]
-    Invalid { field: String, problem: String },
-    #[error("{0}")]
-    Unsupported(String),
+    Invalid { field: FieldPath, problem: String },
+    /// Valid, but not something this server can evaluate.
+    #[error("{}{problem}", .field.map(|f| format!("{f}: ")).unwrap_or_default())]
+    Unsupported {
+        field: Option<FieldPath>,
+        problem: String,
+    },
 }
 
-fn invalid(field: impl Into<String>, problem: impl Into<String>) -> PolicyError {
+impl PolicyError {
+    /// Where the problem is, if it is in one place.
+    pub fn field(&self) -> Option<FieldPath> {
+        match self {
+            Self::Invalid { field, .. } => Some(*field),
+            Self::Unsupported { field, .. } => *field,
+        }
+    }
+
+    /// The problem without its place.
+    pub fn problem(&self) -> &str {
+        match self {
+            Self::Invalid { problem, .. } | Self::Unsupported { problem, .. } => problem,
+        }
+    }
+
+    pub(crate) fn unsupported(problem: impl Into<String>) -> Self {
+        Self::Unsupported {
+            field: None,
+            problem: problem.into(),
+        }
+    }
+}
+
+fn invalid(field: FieldPath, problem: impl Into<String>) -> PolicyError {
     PolicyError::Invalid {
-        field: field.into(),
+        field,
         problem: problem.into(),
     }
 }
 
-fn check_len(field: &str, value: &str, min: usize, max: usize) -> Result<(), PolicyError> {
+fn check_len(field: FieldPath, value: &str, min: usize, max: usize) -> Result<(), PolicyError> {
     let n = value.chars().count();
     if n < min || n > max {
         return Err(invalid(
@@ -248,7 +559,7 @@ fn check_len(field: &str, value: &str, min: usize, max: usize) -> Result<(), Pol
     Ok(())
 }
 
-fn check_count(field: &str, n: usize, min: usize, max: usize) -> Result<(), PolicyError> {
+fn check_count(field: FieldPath, n: usize, min: usize, max: usize) -> Result<(), PolicyError> {
     if n < min || n > max {
         return Err(invalid(
             field,
@@ -260,19 +571,20 @@ fn check_count(field: &str, n: usize, min: usize, max: usize) -> Result<(), Poli
 
 /// Checks a guardrail name against Bedrock's pattern and length.
 pub fn validate_name(name: &str) -> Result<(), PolicyError> {
-    check_len("name", name, 1, 50)?;
+    let field = FieldPath::part(PolicyPart::Setting("name"));
+    check_len(field, name, 1, 50)?;
     if !name
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
     {
-        return Err(invalid("name", "may contain only letters, digits, - and _"));
+        return Err(invalid(field, "may contain only letters, digits, - and _"));
     }
     Ok(())
 }
 
-/// Checks a blocked message (`blockedInputMessaging`, `blockedOutputsMessaging`).
-pub fn validate_message(field: &str, message: &str) -> Result<(), PolicyError> {
-    check_len(field, message, 1, 500)
+/// Checks a blocked message; `label` names it in the error.
+pub fn validate_message(label: &'static str, message: &str) -> Result<(), PolicyError> {
+    check_len(FieldPath::part(PolicyPart::Setting(label)), message, 1, 500)
 }
 
 /// The largest compiled size of one custom regex (bytes of the regex program).
@@ -281,38 +593,33 @@ pub const REGEX_SIZE_LIMIT: usize = 1 << 20;
 impl GuardrailPolicy {
     /// Checks every limit Bedrock documents and that every pattern compiles.
     pub fn validate(&self) -> Result<(), PolicyError> {
+        use PolicyPart as P;
         if !self.topics.is_empty() {
-            check_count("topicPolicyConfig.topicsConfig", self.topics.len(), 1, 30)?;
+            check_count(FieldPath::part(P::Topics), self.topics.len(), 1, 30)?;
         }
         for (i, topic) in self.topics.iter().enumerate() {
-            let at = format!("topicPolicyConfig.topicsConfig[{i}]");
-            check_len(&format!("{at}.name"), &topic.name, 1, 100)?;
+            let at = FieldPath::rule(P::Topics, i);
+            check_len(at.member("name"), &topic.name, 1, 100)?;
             if !topic
                 .name
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || " -_!?.".contains(c))
             {
                 return Err(invalid(
-                    format!("{at}.name"),
+                    at.member("name"),
                     "may contain only letters, digits, spaces and - _ ! ? .",
                 ));
             }
-            check_len(&format!("{at}.definition"), &topic.definition, 1, 200)?;
-            check_count(&format!("{at}.examples"), topic.examples.len(), 0, 5)?;
+            check_len(at.member("definition"), &topic.definition, 1, 200)?;
+            check_count(at.member("examples"), topic.examples.len(), 0, 5)?;
             for (j, example) in topic.examples.iter().enumerate() {
-                check_len(&format!("{at}.examples[{j}]"), example, 1, 100)?;
+                check_len(at.member("examples").item(j), example, 1, 100)?;
             }
-            if topic.kind != "DENY" {
-                return Err(invalid(format!("{at}.type"), "must be DENY"));
-            }
-            no_anonymize(&at, topic.input_action, topic.output_action)?;
-        }
-        if let Some(tier) = &self.topics_tier {
-            check_tier("topicPolicyConfig.tierConfig.tierName", tier)?;
+            no_anonymize(at, topic.input_action, topic.output_action)?;
         }
         if !self.content_filters.is_empty() {
             check_count(
-                "contentPolicyConfig.filtersConfig",
+                FieldPath::part(P::ContentFilters),
                 self.content_filters.len(),
                 1,
                 6,
@@ -320,10 +627,10 @@ impl GuardrailPolicy {
         }
         let mut filter_types = std::collections::HashSet::new();
         for (i, filter) in self.content_filters.iter().enumerate() {
-            let at = format!("contentPolicyConfig.filtersConfig[{i}]");
+            let at = FieldPath::rule(P::ContentFilters, i);
             if !content::CATEGORIES.contains(&filter.kind.as_str()) {
                 return Err(invalid(
-                    format!("{at}.type"),
+                    at.member("kind"),
                     format!(
                         "{:?} is not one of {}",
                         filter.kind,
@@ -332,88 +639,76 @@ impl GuardrailPolicy {
                 ));
             }
             if content::classifier(&filter.kind).is_none() {
-                return Err(PolicyError::Unsupported(format!(
-                    "{at}.type: the {} content filter has no classifier on this server; configure the other policies",
-                    filter.kind
-                )));
+                return Err(PolicyError::Unsupported {
+                    field: Some(at.member("kind")),
+                    problem: format!(
+                        "the {} content filter has no classifier on this server; configure the other policies",
+                        filter.kind
+                    ),
+                });
             }
             if !filter_types.insert(filter.kind.as_str()) {
                 return Err(invalid(
-                    format!("{at}.type"),
+                    at.member("kind"),
                     format!("{} is configured twice", filter.kind),
                 ));
             }
-            for (field, strength) in [
-                ("inputStrength", &filter.input_strength),
-                ("outputStrength", &filter.output_strength),
-            ] {
-                if Strength::parse(strength).is_none() {
-                    return Err(invalid(
-                        format!("{at}.{field}"),
-                        format!("{strength:?} is not one of NONE, LOW, MEDIUM, HIGH"),
-                    ));
-                }
-            }
-            if filter.kind == "PROMPT_ATTACK" && filter.output_strength != "NONE" {
+            if filter.kind == "PROMPT_ATTACK" && filter.output_strength != Strength::None {
                 return Err(invalid(
-                    format!("{at}.outputStrength"),
+                    at.member("output_strength"),
                     "must be NONE for PROMPT_ATTACK: prompt attacks are checked on inputs only",
                 ));
             }
-            for (field, modalities) in [
-                ("inputModalities", &filter.input_modalities),
-                ("outputModalities", &filter.output_modalities),
+            for (member, modalities) in [
+                ("input_modalities", &filter.input_modalities),
+                ("output_modalities", &filter.output_modalities),
             ] {
                 if modalities
                     .as_ref()
-                    .is_some_and(|m| m.iter().any(|x| x != "TEXT"))
+                    .is_some_and(|m| m.iter().any(|x| *x != Modality::Text))
                 {
-                    return Err(PolicyError::Unsupported(format!(
-                        "{at}.{field}: only TEXT is supported by this server"
-                    )));
+                    return Err(PolicyError::Unsupported {
+                        field: Some(at.member(member)),
+                        problem: "only TEXT is supported by this server".into(),
+                    });
                 }
             }
-            no_anonymize(&at, filter.input_action, filter.output_action)?;
+            no_anonymize(at, filter.input_action, filter.output_action)?;
         }
         if !self.words.is_empty() {
-            check_count("wordPolicyConfig.wordsConfig", self.words.len(), 1, 10_000)?;
+            check_count(FieldPath::part(P::Words), self.words.len(), 1, 10_000)?;
         }
         for (i, word) in self.words.iter().enumerate() {
-            let at = format!("wordPolicyConfig.wordsConfig[{i}]");
-            check_len(&format!("{at}.text"), &word.text, 1, 100)?;
+            let at = FieldPath::rule(P::Words, i);
+            check_len(at.member("text"), &word.text, 1, 100)?;
             if word.text.trim().is_empty() {
-                return Err(invalid(format!("{at}.text"), "must not be blank"));
+                return Err(invalid(at.member("text"), "must not be blank"));
             }
-            no_anonymize(&at, word.input_action, word.output_action)?;
+            no_anonymize(at, word.input_action, word.output_action)?;
         }
         for (i, list) in self.managed_word_lists.iter().enumerate() {
-            let at = format!("wordPolicyConfig.managedWordListsConfig[{i}]");
-            if list.kind != "PROFANITY" {
-                return Err(invalid(format!("{at}.type"), "must be PROFANITY"));
-            }
-            no_anonymize(&at, list.input_action, list.output_action)?;
-        }
-        if !self.regexes.is_empty() {
-            check_count(
-                "sensitiveInformationPolicyConfig.regexesConfig",
-                self.regexes.len(),
-                1,
-                30,
+            no_anonymize(
+                FieldPath::rule(P::ManagedWordLists, i),
+                list.input_action,
+                list.output_action,
             )?;
         }
+        if !self.regexes.is_empty() {
+            check_count(FieldPath::part(P::Regexes), self.regexes.len(), 1, 30)?;
+        }
         for (i, rule) in self.regexes.iter().enumerate() {
-            let at = format!("sensitiveInformationPolicyConfig.regexesConfig[{i}]");
-            check_len(&format!("{at}.name"), &rule.name, 1, 100)?;
-            check_len(&format!("{at}.pattern"), &rule.pattern, 1, 500)?;
+            let at = FieldPath::rule(P::Regexes, i);
+            check_len(at.member("name"), &rule.name, 1, 100)?;
+            check_len(at.member("pattern"), &rule.pattern, 1, 500)?;
             if let Some(d) = &rule.description {
-                check_len(&format!("{at}.description"), d, 1, 1000)?;
+                check_len(at.member("description"), d, 1, 1000)?;
             }
             regex::RegexBuilder::new(&rule.pattern)
                 .size_limit(REGEX_SIZE_LIMIT)
                 .build()
                 .map_err(|e| {
                     invalid(
-                        format!("{at}.pattern"),
+                        at.member("pattern"),
                         format!("is not a valid regular expression: {e}"),
                     )
                 })?;
@@ -422,28 +717,28 @@ impl GuardrailPolicy {
         for (i, rule) in self.pii_entities.iter().enumerate() {
             if !seen.insert(rule.kind) {
                 return Err(invalid(
-                    format!("sensitiveInformationPolicyConfig.piiEntitiesConfig[{i}].type"),
+                    FieldPath::rule(P::PiiEntities, i).member("kind"),
                     format!("{} is configured twice", rule.kind.as_str()),
                 ));
             }
         }
         let mut kinds = std::collections::HashSet::new();
         for (i, rule) in self.grounding_filters.iter().enumerate() {
-            let at = format!("contextualGroundingPolicyConfig.filtersConfig[{i}]");
+            let at = FieldPath::rule(P::GroundingFilters, i);
             if !kinds.insert(rule.kind) {
                 return Err(invalid(
-                    format!("{at}.type"),
+                    at.member("kind"),
                     format!("{} is configured twice", rule.kind.as_str()),
                 ));
             }
             if !(0.0..=0.99).contains(&rule.threshold) || rule.threshold.is_nan() {
                 return Err(invalid(
-                    format!("{at}.threshold"),
+                    at.member("threshold"),
                     "must be between 0 and 0.99",
                 ));
             }
             if rule.action == Some(ConfiguredAction::Anonymize) {
-                return Err(invalid(format!("{at}.action"), "must be BLOCK or NONE"));
+                return Err(invalid(at.member("action"), "must be BLOCK or NONE"));
             }
         }
         Ok(())
@@ -461,18 +756,8 @@ impl GuardrailPolicy {
     }
 }
 
-fn check_tier(field: &str, tier: &str) -> Result<(), PolicyError> {
-    match tier {
-        "CLASSIC" | "STANDARD" => Ok(()),
-        other => Err(invalid(
-            field,
-            format!("{other:?} is not one of CLASSIC, STANDARD"),
-        )),
-    }
-}
-
 fn no_anonymize(
-    at: &str,
+    at: FieldPath,
     input: Option<ConfiguredAction>,
     output: Option<ConfiguredAction>,
 ) -> Result<(), PolicyError> {
@@ -491,7 +776,6 @@ mod tests {
             name: name.into(),
             definition: "Advice on what to invest in.".into(),
             examples: vec!["Which stocks should I buy?".into()],
-            kind: "DENY".into(),
             input_action: None,
             output_action: None,
             input_enabled: None,
@@ -508,9 +792,16 @@ mod tests {
         assert_eq!(policy.validate(), Ok(()));
         policy.topics[0].examples = vec!["x".into(); 6];
         let err = policy.validate().expect_err("six examples");
-        assert!(
-            err.to_string().contains("topicsConfig[0].examples"),
-            "{err}"
+        assert_eq!(
+            err.field(),
+            Some(FieldPath::rule(PolicyPart::Topics, 0).member("examples"))
+        );
+        assert!(err.to_string().contains("topics[0].examples"), "{err}");
+        policy.topics[0].examples = vec!["x".repeat(101)];
+        let err = policy.validate().expect_err("a long example");
+        assert_eq!(
+            err.to_string().split(':').next(),
+            Some("topics[0].examples[0]")
         );
         policy.topics = (0..31).map(|i| topic(&format!("t{i}"))).collect();
         assert!(policy.validate().is_err(), "31 topics");
@@ -532,10 +823,30 @@ mod tests {
             ..Default::default()
         };
         let err = policy.validate().expect_err("bad regex");
+        assert_eq!(
+            err.field(),
+            Some(FieldPath::rule(PolicyPart::Regexes, 0).member("pattern"))
+        );
         assert!(
-            err.to_string().contains("regexesConfig[0].pattern"),
+            err.problem().contains("not a valid regular expression"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_dialect_renders_the_path_in_its_own_names() {
+        let path = FieldPath::rule(PolicyPart::Topics, 2)
+            .member("examples")
+            .item(1);
+        let wire = path.render(
+            |p| match p {
+                PolicyPart::Topics => "topicPolicyConfig.topicsConfig".into(),
+                other => other.as_str().into(),
+            },
+            |m| m.to_uppercase(),
+        );
+        assert_eq!(wire, "topicPolicyConfig.topicsConfig[2].EXAMPLES[1]");
+        assert_eq!(path.to_string(), "topics[2].examples[1]");
     }
 
     #[test]
@@ -552,5 +863,47 @@ mod tests {
         assert!(validate_name("support-bot_1").is_ok());
         assert!(validate_name("has space").is_err());
         assert!(validate_name(&"a".repeat(51)).is_err());
+    }
+
+    /// Rows written before the model had its own names hold Bedrock's member names;
+    /// they still read, into the same policy a new row holds.
+    #[test]
+    fn stored_policies_of_both_forms_read_alike() {
+        let legacy = r#"{
+            "topics": [{"name": "Investment advice", "definition": "Advice on what to invest in.",
+                        "examples": ["Which stocks should I buy?"], "type": "DENY", "inputAction": "BLOCK"}],
+            "topicsTier": "CLASSIC",
+            "contentFilters": [{"type": "HATE", "inputStrength": "HIGH", "outputStrength": "LOW",
+                                "inputModalities": ["TEXT"], "outputEnabled": false}],
+            "words": [{"text": "gizmo", "inputEnabled": true}],
+            "managedWordLists": [{"type": "PROFANITY"}],
+            "piiEntities": [{"type": "EMAIL", "action": "ANONYMIZE", "outputAction": "BLOCK"}],
+            "regexes": [{"name": "id", "pattern": "ID-[0-9]+", "action": "BLOCK"}],
+            "groundingFilters": [{"type": "GROUNDING", "threshold": 0.5}]
+        }"#;
+        let old: GuardrailPolicy = serde_json::from_str(legacy).expect("a legacy row reads");
+        assert_eq!(old.topics[0].input_action, Some(ConfiguredAction::Block));
+        assert_eq!(old.topics_tier, Some(Tier::Classic));
+        assert_eq!(old.content_filters[0].input_strength, Strength::High);
+        assert_eq!(old.content_filters[0].output_strength, Strength::Low);
+        assert_eq!(
+            old.content_filters[0].input_modalities,
+            Some(vec![Modality::Text])
+        );
+        assert_eq!(old.content_filters[0].output_enabled, Some(false));
+        assert_eq!(old.words[0].input_enabled, Some(true));
+        assert_eq!(old.managed_word_lists[0].kind, ManagedWordList::Profanity);
+        assert_eq!(old.pii_entities[0].kind, PiiType::Email);
+        assert_eq!(
+            old.pii_entities[0].output_action,
+            Some(ConfiguredAction::Block)
+        );
+        assert_eq!(old.grounding_filters[0].kind, GroundingKind::Grounding);
+        assert_eq!(old.validate(), Ok(()));
+        let stored = serde_json::to_string(&old).expect("serializes");
+        assert!(stored.contains("\"input_strength\":\"HIGH\""), "{stored}");
+        assert!(!stored.contains("inputStrength"), "{stored}");
+        let new: GuardrailPolicy = serde_json::from_str(&stored).expect("a new row reads");
+        assert_eq!(new, old);
     }
 }

@@ -248,12 +248,12 @@ impl GuardrailService {
     fn validate_spec(&self, spec: &GuardrailSpec) -> Result<(), CoreError> {
         basalt_guardrails::policy::validate_name(&spec.name).map_err(policy_error)?;
         basalt_guardrails::policy::validate_message(
-            "blockedInputMessaging",
+            "blocked_input_messaging",
             &spec.blocked_input_messaging,
         )
         .map_err(policy_error)?;
         basalt_guardrails::policy::validate_message(
-            "blockedOutputsMessaging",
+            "blocked_outputs_messaging",
             &spec.blocked_outputs_messaging,
         )
         .map_err(policy_error)?;

@@ -7,9 +7,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use basalt_core::guardrail_policy::policy::{
-    ContentFilterRule, GroundingRule, ManagedWordsRule, PiiRule, RegexRule, TopicRule, WordRule,
-};
+use basalt_core::guardrail_policy::policy::{validate_message, validate_name, PolicyPart};
 use basalt_core::guardrail_policy::{
     Assessment, GuardrailPolicy, Qualifier, Segment, Source, Taken, Usage, Verdict,
 };
@@ -18,6 +16,10 @@ use basalt_core::keys::Principal;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
+use super::guardrail_policy::{
+    self as wire_policy, policy_error, rules, ContentFilter, GroundingFilter, ManagedWords,
+    PiiEntity, Regex, Topic, Word,
+};
 use super::paging::Paging;
 use super::wire::parse_json;
 use crate::common::rfc3339;
@@ -29,7 +31,7 @@ use crate::AppState;
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct TopicPolicyConfig {
-    topics_config: Vec<TopicRule>,
+    topics_config: Vec<Topic>,
     tier_config: Option<TierConfig>,
 }
 
@@ -42,7 +44,7 @@ struct TierConfig {
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct ContentPolicyConfig {
-    filters_config: Vec<ContentFilterRule>,
+    filters_config: Vec<ContentFilter>,
     /// Accepted; this server has one classifier per category for every tier.
     #[allow(dead_code)]
     tier_config: Option<TierConfig>,
@@ -52,24 +54,24 @@ struct ContentPolicyConfig {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct WordPolicyConfig {
     #[serde(default)]
-    words_config: Vec<WordRule>,
+    words_config: Vec<Word>,
     #[serde(default)]
-    managed_word_lists_config: Vec<ManagedWordsRule>,
+    managed_word_lists_config: Vec<ManagedWords>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct SensitiveInformationPolicyConfig {
     #[serde(default)]
-    pii_entities_config: Vec<PiiRule>,
+    pii_entities_config: Vec<PiiEntity>,
     #[serde(default)]
-    regexes_config: Vec<RegexRule>,
+    regexes_config: Vec<Regex>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct GroundingPolicyConfig {
-    filters_config: Vec<GroundingRule>,
+    filters_config: Vec<GroundingFilter>,
     /// Accepted; this server has one grounding method for every tier.
     #[allow(dead_code)]
     tier_config: Option<TierConfig>,
@@ -118,11 +120,18 @@ impl GuardrailBody {
         }
         let mut policy = GuardrailPolicy::default();
         if let Some(t) = self.topic_policy_config {
-            policy.topics = t.topics_config;
-            policy.topics_tier = t.tier_config.map(|c| c.tier_name);
+            policy.topics = rules(PolicyPart::Topics, t.topics_config, Topic::parse)?;
+            policy.topics_tier = t
+                .tier_config
+                .map(|c| wire_policy::tier(&c.tier_name))
+                .transpose()?;
         }
         if let Some(c) = self.content_policy_config {
-            policy.content_filters = c.filters_config;
+            policy.content_filters = rules(
+                PolicyPart::ContentFilters,
+                c.filters_config,
+                ContentFilter::parse,
+            )?;
         }
         if let Some(w) = self.word_policy_config {
             if w.words_config.is_empty() && w.managed_word_lists_config.is_empty() {
@@ -130,8 +139,12 @@ impl GuardrailBody {
                     "wordPolicyConfig needs wordsConfig or managedWordListsConfig",
                 ));
             }
-            policy.words = w.words_config;
-            policy.managed_word_lists = w.managed_word_lists_config;
+            policy.words = rules(PolicyPart::Words, w.words_config, Word::parse)?;
+            policy.managed_word_lists = rules(
+                PolicyPart::ManagedWordLists,
+                w.managed_word_lists_config,
+                ManagedWords::parse,
+            )?;
         }
         if let Some(p) = self.sensitive_information_policy_config {
             if p.pii_entities_config.is_empty() && p.regexes_config.is_empty() {
@@ -139,8 +152,12 @@ impl GuardrailBody {
                     "sensitiveInformationPolicyConfig needs piiEntitiesConfig or regexesConfig",
                 ));
             }
-            policy.pii_entities = p.pii_entities_config;
-            policy.regexes = p.regexes_config;
+            policy.pii_entities = rules(
+                PolicyPart::PiiEntities,
+                p.pii_entities_config,
+                PiiEntity::parse,
+            )?;
+            policy.regexes = rules(PolicyPart::Regexes, p.regexes_config, Regex::parse)?;
         }
         if let Some(g) = self.contextual_grounding_policy_config {
             if g.filters_config.is_empty() {
@@ -148,20 +165,43 @@ impl GuardrailBody {
                     "contextualGroundingPolicyConfig.filtersConfig needs at least one filter",
                 ));
             }
-            policy.grounding_filters = g.filters_config;
+            policy.grounding_filters = rules(
+                PolicyPart::GroundingFilters,
+                g.filters_config,
+                GroundingFilter::parse,
+            )?;
         }
+        let name = self
+            .name
+            .ok_or_else(|| BedrockError::validation("name is required"))?;
+        let blocked_input_messaging = self
+            .blocked_input_messaging
+            .ok_or_else(|| BedrockError::validation("blockedInputMessaging is required"))?;
+        let blocked_outputs_messaging = self
+            .blocked_outputs_messaging
+            .ok_or_else(|| BedrockError::validation("blockedOutputsMessaging is required"))?;
+        // The model's checks, here so that their errors name Bedrock's fields.
+        validate_name(&name).map_err(policy_error)?;
+        validate_message("blockedInputMessaging", &blocked_input_messaging)
+            .map_err(policy_error)?;
+        validate_message("blockedOutputsMessaging", &blocked_outputs_messaging)
+            .map_err(policy_error)?;
+        if self
+            .description
+            .as_ref()
+            .is_some_and(|d| d.is_empty() || d.chars().count() > 200)
+        {
+            return Err(BedrockError::validation(
+                "description must be 1 to 200 characters long",
+            ));
+        }
+        policy.validate().map_err(policy_error)?;
         Ok(GuardrailSpec {
-            name: self
-                .name
-                .ok_or_else(|| BedrockError::validation("name is required"))?,
+            name,
             description: self.description,
             policy,
-            blocked_input_messaging: self
-                .blocked_input_messaging
-                .ok_or_else(|| BedrockError::validation("blockedInputMessaging is required"))?,
-            blocked_outputs_messaging: self
-                .blocked_outputs_messaging
-                .ok_or_else(|| BedrockError::validation("blockedOutputsMessaging is required"))?,
+            blocked_input_messaging,
+            blocked_outputs_messaging,
             kms_key_id: self.kms_key_id,
             tags: self
                 .tags
@@ -246,49 +286,58 @@ pub struct VersionQuery {
     guardrail_version: Option<String>,
 }
 
-fn tier(name: &Option<String>) -> Option<Value> {
-    name.as_ref().map(|n| json!({ "tierName": n }))
-}
-
+/// The policies of `GetGuardrail`'s answer (`topicPolicy`, …), in Bedrock's shapes.
 fn policy_json(info: &GuardrailInfo) -> Map<String, Value> {
     let p = &info.policy;
     let mut out = Map::new();
     if !p.topics.is_empty() {
-        let mut topic = json!({ "topics": to(&p.topics) });
-        if let Some(t) = tier(&p.topics_tier) {
-            topic["tier"] = t;
+        let mut topic = json!({ "topics": render(&p.topics, Topic::render) });
+        if let Some(t) = p.topics_tier {
+            topic["tier"] = json!({ "tierName": t.as_str() });
         }
         out.insert("topicPolicy".into(), topic);
     }
     if !p.content_filters.is_empty() {
         out.insert(
             "contentPolicy".into(),
-            json!({ "filters": to(&p.content_filters) }),
+            json!({ "filters": render(&p.content_filters, ContentFilter::render) }),
         );
     }
     if !p.words.is_empty() || !p.managed_word_lists.is_empty() {
         out.insert(
             "wordPolicy".into(),
-            json!({ "words": to(&p.words), "managedWordLists": to(&p.managed_word_lists) }),
+            json!({
+                "words": render(&p.words, Word::render),
+                "managedWordLists": render(&p.managed_word_lists, ManagedWords::render),
+            }),
         );
     }
     if !p.pii_entities.is_empty() || !p.regexes.is_empty() {
         out.insert(
             "sensitiveInformationPolicy".into(),
-            json!({ "piiEntities": to(&p.pii_entities), "regexes": to(&p.regexes) }),
+            json!({
+                "piiEntities": render(&p.pii_entities, PiiEntity::render),
+                "regexes": render(&p.regexes, Regex::render),
+            }),
         );
     }
     if !p.grounding_filters.is_empty() {
         out.insert(
             "contextualGroundingPolicy".into(),
-            json!({ "filters": to(&p.grounding_filters) }),
+            json!({ "filters": render(&p.grounding_filters, GroundingFilter::render) }),
         );
     }
     out
 }
 
-fn to<T: serde::Serialize>(value: &T) -> Value {
-    serde_json::to_value(value).unwrap_or(Value::Null)
+/// Model rules as a JSON list of their wire shapes.
+fn render<M, W: serde::Serialize>(rules: &[M], wire: impl Fn(&M) -> W) -> Value {
+    Value::Array(
+        rules
+            .iter()
+            .map(|r| serde_json::to_value(wire(r)).unwrap_or(Value::Null))
+            .collect(),
+    )
 }
 
 pub async fn get_guardrail(

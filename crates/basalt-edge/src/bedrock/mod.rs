@@ -7,6 +7,7 @@ mod batch;
 mod control;
 mod customization;
 mod documents;
+mod guardrail_policy;
 mod guardrails;
 mod knowledge;
 mod paging;
