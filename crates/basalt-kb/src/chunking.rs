@@ -21,8 +21,9 @@ use crate::KbError;
 /// Byte spans (start, end) of each token of a text, in order, without special tokens.
 pub type TokenSpans = Vec<(usize, usize)>;
 
-/// How a data source cuts its documents.
-#[derive(Debug, Clone, PartialEq)]
+/// How a data source cuts its documents (serde: the form a store keeps).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "strategy", rename_all = "snake_case")]
 pub enum Chunking {
     FixedSize {
         max_tokens: usize,

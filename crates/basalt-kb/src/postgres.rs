@@ -48,8 +48,8 @@ fn pg_error(e: postgres::Error) -> KbError {
 /// Drops a client where that is allowed (outside a runtime; see the module doc).
 use basalt_store::pg::close;
 
-/// Column names of the chunk table (`rdsConfiguration.fieldMapping`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Column names of the chunk table (serde: the form a store keeps).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FieldMapping {
     pub primary_key: String,
     pub vector: String,

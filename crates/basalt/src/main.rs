@@ -8,6 +8,7 @@ mod cli;
 mod http;
 mod serve;
 mod tls;
+mod upgrade;
 
 use clap::Parser;
 

@@ -154,6 +154,7 @@ pub fn serve(paths: &Paths, listen: &str, tls_args: &TlsArgs) -> Result<()> {
             upkeep.run_upkeep();
         })
         .context("cannot start the metrics upkeep thread")?;
+    crate::upgrade::knowledge_records(store.as_ref())?;
     let meter = Meter::start(Arc::clone(&store) as _);
     let models_dir = paths.models_dir()?;
     let services =

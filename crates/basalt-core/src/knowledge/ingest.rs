@@ -154,8 +154,8 @@ async fn run(
         }
     })?;
     let index = service.index(kb)?;
-    let chunking = ds.chunking()?;
-    let location = ds.location()?;
+    let chunking = ds.chunking();
+    let location = ds.location.clone();
     let (mut documents, sidecars_scanned, notes) = list(service, &location, stop).await?;
     // One order for every run of a job, so a resume point names a prefix.
     documents.sort_by(|a, b| a.uri.cmp(&b.uri));
@@ -313,9 +313,9 @@ async fn list(
     location: &Location,
     stop: &AtomicBool,
 ) -> Result<(Vec<SourceDocument>, u64, Vec<String>), CoreError> {
-    if let Location::Web { config } = location {
+    if let Location::Web(source) = location {
         let settings = &service.config().web;
-        let spec = super::web::crawl_spec(config, settings.max_depth)?;
+        let spec = super::web::crawl_spec(source, settings.max_depth)?;
         let crawl = super::web::crawl(
             &spec,
             &settings.allowed_hosts,
@@ -372,7 +372,7 @@ async fn list_stored(
                 .await
                 .map_err(|e| CoreError::Internal(e.to_string()))?
         }
-        Location::Bucket { uri, prefixes } => {
+        Location::Bucket { uri, prefixes, .. } => {
             let location = service.core.s3().check(uri)?;
             let objects = service.core.s3().objects_under(&location).await?;
             let keys: HashMap<String, crate::s3::S3Object> =

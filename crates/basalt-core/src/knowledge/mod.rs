@@ -4,8 +4,10 @@
 //! knowledge base's store ([`STORAGE_TYPES`]: `BASALT_EMBEDDED`, or PostgreSQL with
 //! pgvector as `RDS`; both in the `basalt-kb` crate).
 //!
-//! The records are Bedrock's own JSON shapes (camelCase), with the configurations
-//! the caller gave kept as given and their parsed form next to them.
+//! The records are plain Rust types: a dialect parses its own request shapes into
+//! the specs ([`KnowledgeBaseSpec`], [`DataSourceSpec`]) and renders the records in
+//! its own shapes (the Bedrock edge does both for `bedrock-agent`). Their serde form
+//! is the one the store keeps.
 
 pub mod ingest;
 pub mod retrieve;
@@ -15,10 +17,11 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use basalt_kb::chunking::Chunking;
+pub use basalt_kb::chunking::Chunking;
 use basalt_kb::filter::Filter;
 use basalt_kb::index::EmbeddedIndex;
-use basalt_kb::postgres::{FieldMapping, PgStore};
+pub use basalt_kb::postgres::FieldMapping;
+use basalt_kb::postgres::PgStore;
 use basalt_kb::store::ChunkStore;
 use basalt_store::knowledge::{KnowledgeKind, KnowledgeRecord, KnowledgeStore};
 use basalt_store::StoreError;
@@ -51,6 +54,12 @@ fn store_error(e: StoreError) -> CoreError {
     crate::common::store_error("knowledge base")(e)
 }
 
+/// Checks a name a PostgreSQL store writes unquoted (a table, a column); `label`
+/// names it in the error.
+pub fn check_identifier(name: &str, label: &str) -> Result<(), CoreError> {
+    basalt_kb::postgres::check_identifier(name, label).map_err(kb_error)
+}
+
 pub(crate) fn kb_error(e: basalt_kb::KbError) -> CoreError {
     use basalt_kb::KbError as E;
     match e {
@@ -64,16 +73,28 @@ pub(crate) fn kb_error(e: basalt_kb::KbError) -> CoreError {
 /// messages list them.
 pub const STORAGE_TYPES: &str = "BASALT_EMBEDDED, RDS";
 
+/// The embedding model a knowledge base's vectors come from.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Embedding {
+    /// The model as the caller named it: a catalog ID or a model ARN.
+    pub model: String,
+    /// The dimensions the caller asked for, if it did (they must be the model's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub asked_dimensions: Option<usize>,
+    /// Whether the caller named the vectors' data type (32-bit floats, the only one).
+    #[serde(default)]
+    pub asked_float32: bool,
+}
+
 /// A knowledge base.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
 pub struct KnowledgeBase {
     pub knowledge_base_id: String,
     pub name: String,
     pub description: Option<String>,
     pub role_arn: String,
-    pub knowledge_base_configuration: Value,
-    pub storage_configuration: Value,
+    pub embedding: Embedding,
+    pub storage: Storage,
     /// The catalog ID of the embedding model.
     pub embedding_model_id: String,
     pub dimensions: usize,
@@ -83,53 +104,80 @@ pub struct KnowledgeBase {
     pub updated_ms: i64,
 }
 
-/// What CreateKnowledgeBase / UpdateKnowledgeBase give.
+/// What a knowledge base is created or updated with. An update without `storage`
+/// keeps the knowledge base's.
 #[derive(Debug, Clone)]
 pub struct KnowledgeBaseSpec {
     pub name: String,
     pub description: Option<String>,
     pub role_arn: String,
-    pub knowledge_base_configuration: Value,
-    pub storage_configuration: Option<Value>,
+    pub embedding: Embedding,
+    pub storage: Option<Storage>,
+}
+
+/// What happens to a data source's chunks when it is deleted.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum DeletionPolicy {
+    /// They are deleted with it.
+    #[default]
+    Delete,
+    /// They stay searchable in the knowledge base.
+    Retain,
+}
+
+impl DeletionPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Delete => "DELETE",
+            Self::Retain => "RETAIN",
+        }
+    }
 }
 
 /// A data source.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
 pub struct DataSource {
     pub data_source_id: String,
     pub knowledge_base_id: String,
     pub name: String,
     pub description: Option<String>,
-    pub data_source_configuration: Value,
-    pub vector_ingestion_configuration: Option<Value>,
-    /// `DELETE` (default) or `RETAIN`.
-    pub data_deletion_policy: String,
+    pub location: Location,
+    /// The chunking the caller chose; `None`: the default ([`Chunking::default`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chunking: Option<Chunking>,
+    pub deletion_policy: DeletionPolicy,
     pub status: String,
     pub failure_reasons: Vec<String>,
     pub created_ms: i64,
     pub updated_ms: i64,
 }
 
-/// What CreateDataSource / UpdateDataSource give.
+/// What a data source is created or updated with.
 #[derive(Debug, Clone)]
 pub struct DataSourceSpec {
     pub name: String,
     pub description: Option<String>,
-    pub data_source_configuration: Value,
-    pub vector_ingestion_configuration: Option<Value>,
-    pub data_deletion_policy: Option<String>,
+    pub location: Location,
+    pub chunking: Option<Chunking>,
+    pub deletion_policy: DeletionPolicy,
 }
 
 /// Where a data source's documents come from.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Location {
     /// A `file:///` folder under the allowed local paths.
     Folder { uri: String, prefixes: Vec<String> },
-    /// An `s3://` bucket (and prefixes).
-    Bucket { uri: String, prefixes: Vec<String> },
-    /// Pages crawled from seed URLs (`webConfiguration`).
-    Web { config: Value },
+    /// An `s3://` bucket (and prefixes); `bucket` is the bucket as the caller named
+    /// it (`s3://…` or a bucket ARN).
+    Bucket {
+        uri: String,
+        prefixes: Vec<String>,
+        bucket: String,
+    },
+    /// Pages crawled from seed URLs.
+    Web(web::WebSource),
     /// Documents arrive only through IngestKnowledgeBaseDocuments.
     Custom,
 }
@@ -359,7 +407,7 @@ impl KnowledgeService {
     /// names no knowledge base, since CreateKnowledgeBase opens the store before the
     /// knowledge base exists.
     fn open_index(&self, kb: &KnowledgeBase) -> Result<Arc<dyn ChunkStore>, CoreError> {
-        let index: Arc<dyn ChunkStore> = match Storage::of(&kb.storage_configuration)? {
+        let index: Arc<dyn ChunkStore> = match &kb.storage {
             Storage::Embedded => Arc::new(
                 EmbeddedIndex::open_with(
                     &self.index_dir.join(&kb.knowledge_base_id),
@@ -368,7 +416,7 @@ impl KnowledgeService {
                 )
                 .map_err(kb_error)?,
             ),
-            Storage::Postgres(rds) => Arc::new(self.open_postgres(&rds, kb.dimensions)?),
+            Storage::Postgres(rds) => Arc::new(self.open_postgres(rds, kb.dimensions)?),
         };
         Ok(index)
     }
@@ -671,234 +719,35 @@ pub fn model_id_of(identifier: &str) -> &str {
     }
 }
 
-fn str_at<'a>(value: &'a Value, path: &[&str]) -> Option<&'a str> {
-    path.iter().try_fold(value, |v, k| v.get(k))?.as_str()
-}
-
-fn usize_at(value: &Value, path: &[&str], name: &str) -> Result<usize, CoreError> {
-    path.iter()
-        .try_fold(value, |v, k| v.get(k))
-        .and_then(Value::as_u64)
-        .map(|n| n as usize)
-        .ok_or_else(|| CoreError::Validation(format!("{name} is required (a positive integer)")))
-}
-
-/// The chunking a data source's `vectorIngestionConfiguration` asks for.
-pub fn chunking_of(config: Option<&Value>) -> Result<Chunking, CoreError> {
-    let Some(chunking) = config.and_then(|c| c.get("chunkingConfiguration")) else {
-        return Ok(Chunking::default());
-    };
-    let strategy = str_at(chunking, &["chunkingStrategy"]).ok_or_else(|| {
-        CoreError::Validation("chunkingConfiguration.chunkingStrategy is required".into())
-    })?;
-    let parsed = match strategy {
-        "FIXED_SIZE" => Chunking::FixedSize {
-            max_tokens: usize_at(
-                chunking,
-                &["fixedSizeChunkingConfiguration", "maxTokens"],
-                "fixedSizeChunkingConfiguration.maxTokens",
-            )?,
-            overlap_percentage: usize_at(
-                chunking,
-                &["fixedSizeChunkingConfiguration", "overlapPercentage"],
-                "fixedSizeChunkingConfiguration.overlapPercentage",
-            )?,
-        },
-        "HIERARCHICAL" => {
-            let h = chunking
-                .get("hierarchicalChunkingConfiguration")
-                .ok_or_else(|| {
-                    CoreError::Validation(
-                        "HIERARCHICAL needs hierarchicalChunkingConfiguration".into(),
-                    )
-                })?;
-            let levels = h
-                .get("levelConfigurations")
-                .and_then(Value::as_array)
-                .filter(|l| l.len() == 2)
-                .ok_or_else(|| {
-                    CoreError::Validation(
-                        "hierarchicalChunkingConfiguration.levelConfigurations must hold two levels: parent, then child".into(),
-                    )
-                })?;
-            Chunking::Hierarchical {
-                parent_max_tokens: usize_at(
-                    &levels[0],
-                    &["maxTokens"],
-                    "levelConfigurations[0].maxTokens",
-                )?,
-                child_max_tokens: usize_at(
-                    &levels[1],
-                    &["maxTokens"],
-                    "levelConfigurations[1].maxTokens",
-                )?,
-                overlap_tokens: usize_at(
-                    h,
-                    &["overlapTokens"],
-                    "hierarchicalChunkingConfiguration.overlapTokens",
-                )?,
-            }
-        }
-        "SEMANTIC" => Chunking::Semantic {
-            max_tokens: usize_at(
-                chunking,
-                &["semanticChunkingConfiguration", "maxTokens"],
-                "semanticChunkingConfiguration.maxTokens",
-            )?,
-            buffer_size: usize_at(
-                chunking,
-                &["semanticChunkingConfiguration", "bufferSize"],
-                "semanticChunkingConfiguration.bufferSize",
-            )?,
-            breakpoint_percentile: usize_at(
-                chunking,
-                &[
-                    "semanticChunkingConfiguration",
-                    "breakpointPercentileThreshold",
-                ],
-                "semanticChunkingConfiguration.breakpointPercentileThreshold",
-            )?,
-        },
-        "NONE" => Chunking::None,
-        other => {
-            return Err(CoreError::Validation(format!(
-                "chunkingStrategy {other:?} is not one of FIXED_SIZE, HIERARCHICAL, SEMANTIC, NONE"
-            )))
-        }
-    };
-    parsed.validate().map_err(kb_error)?;
-    if let Some(parsing) = config.and_then(|c| c.get("parsingConfiguration")) {
-        return Err(CoreError::Validation(format!(
-            "parsingConfiguration ({}) is not supported by this server: documents are parsed by file type",
-            str_at(parsing, &["parsingStrategy"]).unwrap_or("?")
-        )));
-    }
-    if config.is_some_and(|c| {
-        c.get("customTransformationConfiguration").is_some()
-            || c.get("contextEnrichmentConfiguration").is_some()
-    }) {
-        return Err(CoreError::Validation(
-            "customTransformationConfiguration and contextEnrichmentConfiguration are not supported by this server".into(),
-        ));
-    }
-    Ok(parsed)
-}
-
-fn prefixes_of(s3: &Value) -> Vec<String> {
-    s3.get("inclusionPrefixes")
-        .and_then(Value::as_array)
-        .map(|l| {
-            l.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 impl DataSource {
-    /// Where the documents come from.
-    pub fn location(&self) -> Result<Location, CoreError> {
-        location_of(&self.data_source_configuration)
-    }
-
-    pub fn chunking(&self) -> Result<Chunking, CoreError> {
-        chunking_of(self.vector_ingestion_configuration.as_ref())
+    /// The chunking its documents are cut with.
+    pub fn chunking(&self) -> Chunking {
+        self.chunking.clone().unwrap_or_default()
     }
 }
 
-/// `s3Configuration.bucketArn` (`file:///…`, `s3://…` or `arn:aws:s3:::bucket`) or CUSTOM.
-pub fn location_of(config: &Value) -> Result<Location, CoreError> {
-    let kind = str_at(config, &["type"])
-        .ok_or_else(|| CoreError::Validation("dataSourceConfiguration.type is required".into()))?;
-    match kind {
-        "S3" => {
-            let s3 = config.get("s3Configuration").ok_or_else(|| {
-                CoreError::Validation("an S3 data source needs s3Configuration".into())
-            })?;
-            let arn = str_at(s3, &["bucketArn"])
-                .ok_or_else(|| CoreError::Validation("s3Configuration.bucketArn is required".into()))?;
-            let prefixes = prefixes_of(s3);
-            if arn.starts_with("file://") {
-                Ok(Location::Folder { uri: arn.to_owned(), prefixes })
-            } else if let Some(bucket) = arn.strip_prefix("arn:aws:s3:::") {
-                Ok(Location::Bucket { uri: format!("s3://{bucket}/"), prefixes })
-            } else if arn.starts_with("s3://") {
-                Ok(Location::Bucket { uri: arn.to_owned(), prefixes })
-            } else {
-                Err(CoreError::Validation(format!(
-                    "s3Configuration.bucketArn {arn:?} must be arn:aws:s3:::bucket, s3://bucket/prefix/ or file:///absolute/path/"
-                )))
-            }
-        }
-        "CUSTOM" => Ok(Location::Custom),
-        "WEB" => Ok(Location::Web {
-            config: config
-                .get("webConfiguration")
-                .cloned()
-                .ok_or_else(|| CoreError::Validation("a WEB data source needs webConfiguration".into()))?,
-        }),
-        other => Err(CoreError::Validation(format!(
-            "data source type {other} is not supported by this server; supported: S3 (s3:// buckets and file:/// folders), WEB, CUSTOM"
-        ))),
-    }
-}
-
-/// Which store a knowledge base uses (`storageConfiguration`).
-#[derive(Debug, Clone, PartialEq)]
+/// Which store a knowledge base's chunks live in.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Storage {
+    /// The embedded index, in the server's data directory.
     Embedded,
+    /// A pgvector table on one of the server's configured PostgreSQL connections.
     Postgres(RdsStore),
 }
 
-/// `rdsConfiguration`, resolved against the server's configured connections.
-#[derive(Debug, Clone, PartialEq)]
+/// A pgvector table, on a connection the server's configuration names.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RdsStore {
-    /// The `[knowledge_bases.postgres]` connection name.
+    /// The `[knowledge_bases.postgres]` connection: its name or its exact URL.
     pub connection: String,
     pub database: String,
     pub table: String,
     pub fields: FieldMapping,
-}
-
-impl Storage {
-    /// Parses a `storageConfiguration` (its type and, for RDS, its required fields).
-    pub fn of(storage: &Value) -> Result<Self, CoreError> {
-        match str_at(storage, &["type"]) {
-            Some("BASALT_EMBEDDED") => Ok(Self::Embedded),
-            Some("RDS") => {
-                let rds = storage.get("rdsConfiguration").ok_or_else(|| {
-                    CoreError::Validation("an RDS storageConfiguration needs rdsConfiguration".into())
-                })?;
-                let field = |name: &str| {
-                    str_at(rds, &[name]).map(str::to_owned).ok_or_else(|| {
-                        CoreError::Validation(format!("rdsConfiguration.{name} is required"))
-                    })
-                };
-                let mapping = |name: &str, default: &str| {
-                    str_at(rds, &["fieldMapping", name]).unwrap_or(default).to_owned()
-                };
-                let defaults = FieldMapping::default();
-                Ok(Self::Postgres(RdsStore {
-                    connection: field("resourceArn")?,
-                    database: field("databaseName")?,
-                    table: field("tableName")?,
-                    fields: FieldMapping {
-                        primary_key: mapping("primaryKeyField", &defaults.primary_key),
-                        vector: mapping("vectorField", &defaults.vector),
-                        text: mapping("textField", &defaults.text),
-                        metadata: mapping("metadataField", &defaults.metadata),
-                    },
-                }))
-            }
-            Some(other) => Err(CoreError::Validation(format!(
-                "storageConfiguration type {other} is not supported by this server; supported types: {STORAGE_TYPES}"
-            ))),
-            None => Err(CoreError::Validation(format!(
-                "storageConfiguration.type is required; supported types: {STORAGE_TYPES}"
-            ))),
-        }
-    }
+    /// The credentials secret the caller named. Kept to be answered back: the
+    /// credentials come from the server's configuration, never from a request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_secret: Option<String>,
 }
 
 impl KnowledgeService {
@@ -910,7 +759,7 @@ impl KnowledgeService {
     ) -> Result<(&str, &crate::config::PostgresConnection), CoreError> {
         if resource.starts_with("postgres") && resource.contains('@') {
             return Err(CoreError::Validation(
-                "rdsConfiguration.resourceArn must not carry credentials; they come from the server's [knowledge_bases.postgres] configuration".into(),
+                "a PostgreSQL store's connection must not carry credentials; they come from the server's [knowledge_bases.postgres] configuration".into(),
             ));
         }
         self.config
@@ -921,8 +770,12 @@ impl KnowledgeService {
             .ok_or_else(|| {
                 let names: Vec<&str> = self.config.postgres.keys().map(String::as_str).collect();
                 CoreError::Validation(format!(
-                    "rdsConfiguration.resourceArn {resource:?} is not a PostgreSQL connection this server has; configured: {}",
-                    if names.is_empty() { "none ([knowledge_bases.postgres.<name>] in the configuration)".to_owned() } else { names.join(", ") }
+                    "{resource:?} is not a PostgreSQL connection this server has; configured: {}",
+                    if names.is_empty() {
+                        "none ([knowledge_bases.postgres.<name>] in the configuration)".to_owned()
+                    } else {
+                        names.join(", ")
+                    }
                 ))
             })
     }
@@ -985,32 +838,15 @@ impl KnowledgeService {
         self.kb_arn(id)
     }
 
-    fn checked_kb(&self, spec: &KnowledgeBaseSpec) -> Result<(String, usize, Value), CoreError> {
+    /// Checks a spec against the catalog and the configuration: the embedding
+    /// model's catalog ID and dimensions, and the store.
+    fn checked_kb(&self, spec: &KnowledgeBaseSpec) -> Result<(String, usize, Storage), CoreError> {
         if spec.name.trim().is_empty() || spec.name.len() > 100 {
             return Err(CoreError::Validation(
                 "name must be 1..100 characters".into(),
             ));
         }
-        let config = &spec.knowledge_base_configuration;
-        match str_at(config, &["type"]) {
-            Some("VECTOR") => {}
-            Some(other) => {
-                return Err(CoreError::Validation(format!(
-                    "knowledgeBaseConfiguration.type {other} is not supported by this server; supported: VECTOR"
-                )))
-            }
-            None => {
-                return Err(CoreError::Validation(
-                    "knowledgeBaseConfiguration.type is required".into(),
-                ))
-            }
-        }
-        let arn = str_at(config, &["vectorKnowledgeBaseConfiguration", "embeddingModelArn"]).ok_or_else(|| {
-            CoreError::Validation(
-                "knowledgeBaseConfiguration.vectorKnowledgeBaseConfiguration.embeddingModelArn is required".into(),
-            )
-        })?;
-        let model_id = model_id_of(arn);
+        let model_id = model_id_of(&spec.embedding.model);
         let entry = self.core.catalog().lookup(model_id).ok_or_else(|| {
             CoreError::Validation(format!(
                 "embedding model {model_id} is not in this server's catalog"
@@ -1022,36 +858,22 @@ impl KnowledgeService {
             )));
         }
         let dimensions = self.core.embedding_dimensions(model_id)?;
-        if let Some(asked) = config
-            .pointer("/vectorKnowledgeBaseConfiguration/embeddingModelConfiguration/bedrockEmbeddingModelConfiguration/dimensions")
-            .and_then(Value::as_u64)
-        {
-            if asked as usize != dimensions {
+        if let Some(asked) = spec.embedding.asked_dimensions {
+            if asked != dimensions {
                 return Err(CoreError::Validation(format!(
                     "{model_id} makes {dimensions}-dimensional vectors, not {asked}"
                 )));
             }
         }
-        if let Some(t) = config
-            .pointer("/vectorKnowledgeBaseConfiguration/embeddingModelConfiguration/bedrockEmbeddingModelConfiguration/embeddingDataType")
-            .and_then(Value::as_str)
-            .filter(|t| *t != "FLOAT32")
-        {
-            return Err(CoreError::Validation(format!(
-                "embeddingDataType {t} is not supported; supported: FLOAT32"
-            )));
-        }
-        let storage = spec.storage_configuration.clone().ok_or_else(|| {
+        let storage = spec.storage.clone().ok_or_else(|| {
             CoreError::Validation(format!(
-                "storageConfiguration is required; supported types: {STORAGE_TYPES} (e.g. {{\"type\": \"BASALT_EMBEDDED\"}})"
+                "a knowledge base needs a store; supported: {STORAGE_TYPES}"
             ))
         })?;
-        match Storage::of(&storage)? {
+        match &storage {
             Storage::Postgres(rds) => {
                 self.connection(&rds.connection)?;
-                for (value, what) in [(&rds.table, "tableName")] {
-                    basalt_kb::postgres::check_identifier(value, what).map_err(kb_error)?;
-                }
+                check_identifier(&rds.table, "table")?;
             }
             Storage::Embedded
                 if self.config.shared_store && !self.config.embedded_with_shared_store =>
@@ -1076,8 +898,8 @@ impl KnowledgeService {
             name: spec.name,
             description: spec.description,
             role_arn: spec.role_arn,
-            knowledge_base_configuration: spec.knowledge_base_configuration,
-            storage_configuration: storage,
+            embedding: spec.embedding,
+            storage,
             embedding_model_id,
             dimensions,
             status: "ACTIVE".into(),
@@ -1096,10 +918,10 @@ impl KnowledgeService {
                 kb.name
             )));
         }
-        if let Storage::Postgres(rds) = Storage::of(&kb.storage_configuration)? {
+        if let Storage::Postgres(rds) = &kb.storage {
             let (wanted, _) = self.connection(&rds.connection)?;
             for other in self.list_knowledge_bases()? {
-                if let Ok(Storage::Postgres(o)) = Storage::of(&other.storage_configuration) {
+                if let Storage::Postgres(o) = &other.storage {
                     let same_connection = self
                         .connection(&o.connection)
                         .is_ok_and(|(name, _)| name == wanted);
@@ -1148,21 +970,18 @@ impl KnowledgeService {
     ) -> Result<KnowledgeBase, CoreError> {
         let mut kb = self.knowledge_base(id)?;
         let (model, _, storage) = self.checked_kb(&KnowledgeBaseSpec {
-            storage_configuration: spec
-                .storage_configuration
-                .clone()
-                .or_else(|| Some(kb.storage_configuration.clone())),
+            storage: spec.storage.clone().or_else(|| Some(kb.storage.clone())),
             ..spec.clone()
         })?;
-        if model != kb.embedding_model_id || storage != kb.storage_configuration {
+        if model != kb.embedding_model_id || storage != kb.storage {
             return Err(CoreError::Validation(
-                "the embedding model and storageConfiguration of a knowledge base cannot change; create a new knowledge base".into(),
+                "the embedding model and the store of a knowledge base cannot change; create a new knowledge base".into(),
             ));
         }
         kb.name = spec.name;
         kb.description = spec.description;
         kb.role_arn = spec.role_arn;
-        kb.knowledge_base_configuration = spec.knowledge_base_configuration;
+        kb.embedding = spec.embedding;
         kb.updated_ms = now_ms();
         self.save_kb(&kb, false)?;
         Ok(kb)
@@ -1210,21 +1029,17 @@ impl KnowledgeService {
         Ok(kb)
     }
 
-    fn checked_ds(&self, spec: &DataSourceSpec) -> Result<String, CoreError> {
+    fn checked_ds(&self, spec: &DataSourceSpec) -> Result<(), CoreError> {
         if spec.name.trim().is_empty() || spec.name.len() > 100 {
             return Err(CoreError::Validation(
                 "name must be 1..100 characters".into(),
             ));
         }
-        self.check_location(&location_of(&spec.data_source_configuration)?)?;
-        chunking_of(spec.vector_ingestion_configuration.as_ref())?;
-        match spec.data_deletion_policy.as_deref() {
-            None | Some("DELETE") => Ok("DELETE".into()),
-            Some("RETAIN") => Ok("RETAIN".into()),
-            Some(other) => Err(CoreError::Validation(format!(
-                "dataDeletionPolicy {other:?} is not one of DELETE, RETAIN"
-            ))),
+        self.check_location(&spec.location)?;
+        if let Some(chunking) = &spec.chunking {
+            chunking.validate().map_err(kb_error)?;
         }
+        Ok(())
     }
 
     fn check_location(&self, location: &Location) -> Result<(), CoreError> {
@@ -1237,9 +1052,9 @@ impl KnowledgeService {
                 Ok(())
             }
             Location::Bucket { uri, .. } => self.core.s3().check(uri).map(|_| ()),
-            Location::Web { config } => {
+            Location::Web(source) => {
                 let web = &self.config().web;
-                let spec = web::crawl_spec(config, web.max_depth)?;
+                let spec = web::crawl_spec(source, web.max_depth)?;
                 for seed in &spec.seeds {
                     let host = seed.host_str().unwrap_or_default();
                     if !web::host_allowed(&web.allowed_hosts, host) {
@@ -1260,16 +1075,16 @@ impl KnowledgeService {
         spec: DataSourceSpec,
     ) -> Result<DataSource, CoreError> {
         self.knowledge_base(kb_id)?;
-        let policy = self.checked_ds(&spec)?;
+        self.checked_ds(&spec)?;
         let now = now_ms();
         let ds = DataSource {
             data_source_id: new_id(),
             knowledge_base_id: kb_id.to_owned(),
             name: spec.name,
             description: spec.description,
-            data_source_configuration: spec.data_source_configuration,
-            vector_ingestion_configuration: spec.vector_ingestion_configuration,
-            data_deletion_policy: policy,
+            location: spec.location,
+            chunking: spec.chunking,
+            deletion_policy: spec.deletion_policy,
             status: "AVAILABLE".into(),
             failure_reasons: Vec::new(),
             created_ms: now,
@@ -1288,12 +1103,12 @@ impl KnowledgeService {
         spec: DataSourceSpec,
     ) -> Result<DataSource, CoreError> {
         let mut ds = self.data_source(kb_id, ds_id)?;
-        let policy = self.checked_ds(&spec)?;
+        self.checked_ds(&spec)?;
         ds.name = spec.name;
         ds.description = spec.description;
-        ds.data_source_configuration = spec.data_source_configuration;
-        ds.vector_ingestion_configuration = spec.vector_ingestion_configuration;
-        ds.data_deletion_policy = policy;
+        ds.location = spec.location;
+        ds.chunking = spec.chunking;
+        ds.deletion_policy = spec.deletion_policy;
         ds.updated_ms = now_ms();
         self.save_ds(&ds, false)?;
         Ok(ds)
@@ -1325,7 +1140,7 @@ impl KnowledgeService {
                 "data source {ds_id} has an ingestion job running; stop it first"
             )));
         }
-        if ds.data_deletion_policy == "DELETE" {
+        if ds.deletion_policy == DeletionPolicy::Delete {
             let kb = self.knowledge_base(kb_id)?;
             self.index(&kb)?
                 .delete_data_source(ds_id)
@@ -1346,7 +1161,7 @@ impl KnowledgeService {
     ) -> Result<IngestionJob, CoreError> {
         let kb = self.knowledge_base(kb_id)?;
         let ds = self.data_source(kb_id, ds_id)?;
-        if ds.location()? == Location::Custom {
+        if ds.location == Location::Custom {
             return Err(CoreError::Validation(format!(
                 "data source {ds_id} is CUSTOM: its documents arrive through IngestKnowledgeBaseDocuments"
             )));

@@ -790,7 +790,7 @@ impl KnowledgeService {
     ) -> Result<Vec<DocumentStatus>, CoreError> {
         let kb = self.knowledge_base(kb_id)?;
         let ds = self.data_source(kb_id, ds_id)?;
-        if ds.location()? != Location::Custom {
+        if ds.location != Location::Custom {
             return Err(CoreError::Validation(format!(
                 "data source {ds_id} is not CUSTOM; its documents come from its location through ingestion jobs"
             )));
@@ -801,7 +801,7 @@ impl KnowledgeService {
                 "documents must hold 1..{max} documents"
             )));
         }
-        let chunking = ds.chunking()?;
+        let chunking = ds.chunking();
         let index = self.index(&kb)?;
         // A tenant key writes only inside its tenant: each document's metadata must
         // satisfy its filter, and it may not replace a document outside it. Checked

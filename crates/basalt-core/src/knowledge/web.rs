@@ -1,9 +1,9 @@
 //! Web data sources: a breadth-first crawl from the seed URLs, within the scope
-//! Bedrock defines (default: the seed's host and path prefix; `HOST_ONLY`: the seed's
-//! host; `SUBDOMAINS`: the seed's registrable domain and its subdomains), through the
+//! Bedrock defines (default: the seed's host and path prefix; host only: the seed's
+//! host; subdomains: the seed's registrable domain and its subdomains), through the
 //! inclusion/exclusion regular expressions, to `[knowledge_bases.web] max_depth`
-//! links from a seed and at most `crawlerLimits.maxPages` pages, at most
-//! `crawlerLimits.rateLimit` pages a minute per host, honouring each host's
+//! links from a seed and at most the source's page limit, at most its rate limit of
+//! pages a minute per host, honouring each host's
 //! robots.txt for our user agent. Only hosts in `[knowledge_bases.web] allowed_hosts`
 //! are fetched (a crawler inside a server must not become a way into its network).
 
@@ -12,14 +12,43 @@ use std::time::{Duration, Instant};
 
 use basalt_kb::parse::{html_links, Format};
 use basalt_providers::reqwest::{self, Url};
-use serde_json::Value;
+use serde::{Deserialize, Serialize};
 
 use crate::CoreError;
 
 /// The crawler's product token (robots.txt groups match it).
 pub const USER_AGENT: &str = "BasaltCrawler";
 
-/// A crawl's parameters, from `webConfiguration` and the server configuration.
+/// The most pages one crawl fetches, and its default.
+pub const MAX_PAGES: u64 = 25_000;
+/// The most pages a minute a crawl fetches from one host, and its default.
+pub const MAX_PAGES_PER_MINUTE: u64 = 300;
+
+/// A web data source as configured (its values are checked by [`crawl_spec`]).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct WebSource {
+    pub seeds: Vec<String>,
+    #[serde(default)]
+    pub scope: Scope,
+    /// Regular expressions a followed URL must match (any of them), if there are any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub include: Vec<String>,
+    /// Regular expressions a followed URL must not match.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude: Vec<String>,
+    /// At most this many pages (default and most: [`MAX_PAGES`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_pages: Option<u64>,
+    /// At most this many pages a minute per host (default and most:
+    /// [`MAX_PAGES_PER_MINUTE`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pages_per_minute: Option<u64>,
+    /// Appended to the crawler's user agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_agent_suffix: Option<String>,
+}
+
+/// A crawl's parameters, from a [`WebSource`] and the server configuration.
 #[derive(Debug, Clone)]
 pub struct CrawlSpec {
     pub seeds: Vec<Url>,
@@ -33,9 +62,11 @@ pub struct CrawlSpec {
 }
 
 /// Which URLs a crawl may follow.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Scope {
     /// Same host, under the seed's path.
+    #[default]
     Default,
     HostOnly,
     Subdomains,
@@ -53,17 +84,15 @@ fn invalid(m: impl Into<String>) -> CoreError {
     CoreError::Validation(m.into())
 }
 
-/// Parses `webConfiguration` (checked at CreateDataSource and at each crawl).
-pub fn crawl_spec(web: &Value, max_depth: usize) -> Result<CrawlSpec, CoreError> {
+/// Checks a web source and makes its crawl (at CreateDataSource and at each crawl).
+pub fn crawl_spec(web: &WebSource, max_depth: usize) -> Result<CrawlSpec, CoreError> {
+    if web.seeds.is_empty() {
+        return Err(invalid("a web data source needs at least one seed URL"));
+    }
     let seeds = web
-        .pointer("/sourceConfiguration/urlConfiguration/seedUrls")
-        .and_then(Value::as_array)
-        .filter(|s| !s.is_empty())
-        .ok_or_else(|| invalid("webConfiguration.sourceConfiguration.urlConfiguration.seedUrls needs at least one URL"))?;
-    let seeds = seeds
+        .seeds
         .iter()
-        .map(|s| {
-            let text = s.get("url").and_then(Value::as_str).unwrap_or_default();
+        .map(|text| {
             let url = Url::parse(text).map_err(|e| invalid(format!("seed URL {text:?}: {e}")))?;
             if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
                 return Err(invalid(format!(
@@ -73,53 +102,36 @@ pub fn crawl_spec(web: &Value, max_depth: usize) -> Result<CrawlSpec, CoreError>
             Ok(url)
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let crawler = web.get("crawlerConfiguration");
-    let scope = match crawler.and_then(|c| c.get("scope")).and_then(Value::as_str) {
-        None => Scope::Default,
-        Some("HOST_ONLY") => Scope::HostOnly,
-        Some("SUBDOMAINS") => Scope::Subdomains,
-        Some(other) => {
-            return Err(invalid(format!(
-                "crawlerConfiguration.scope {other:?} is not HOST_ONLY or SUBDOMAINS"
-            )))
-        }
-    };
-    let patterns = |name: &str| -> Result<Vec<regex::Regex>, CoreError> {
-        crawler
-            .and_then(|c| c.get(name))
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
+    let patterns = |list: &[String], what: &str| -> Result<Vec<regex::Regex>, CoreError> {
+        list.iter()
             .map(|p| {
-                let p = p.as_str().unwrap_or_default();
                 regex::Regex::new(p).map_err(|e| {
                     invalid(format!(
-                        "crawlerConfiguration.{name}: {p:?} is not a regular expression: {e}"
+                        "{what} filter {p:?} is not a regular expression: {e}"
                     ))
                 })
             })
             .collect()
     };
-    let limit = |name: &str, default: u64, max: u64| -> Result<u64, CoreError> {
-        match crawler.and_then(|c| c.pointer(&format!("/crawlerLimits/{name}"))) {
-            None => Ok(default),
-            Some(v) => v
-                .as_u64()
-                .filter(|n| (1..=max).contains(n))
-                .ok_or_else(|| invalid(format!("crawlerLimits.{name} must be 1..{max}"))),
+    let limit = |value: Option<u64>, max: u64, what: &str| -> Result<u64, CoreError> {
+        match value {
+            None => Ok(max),
+            Some(n) if (1..=max).contains(&n) => Ok(n),
+            Some(n) => Err(invalid(format!("the {what} must be 1..{max}, not {n}"))),
         }
     };
-    let agent_suffix = crawler
-        .and_then(|c| c.get("userAgentHeader").or_else(|| c.get("userAgent")))
-        .and_then(Value::as_str)
-        .unwrap_or_default();
+    let agent_suffix = web.user_agent_suffix.as_deref().unwrap_or_default();
     Ok(CrawlSpec {
         seeds,
-        scope,
-        include: patterns("inclusionFilters")?,
-        exclude: patterns("exclusionFilters")?,
-        max_pages: limit("maxPages", 25_000, 25_000)? as usize,
-        pages_per_minute: limit("rateLimit", 300, 300)? as u32,
+        scope: web.scope,
+        include: patterns(&web.include, "inclusion")?,
+        exclude: patterns(&web.exclude, "exclusion")?,
+        max_pages: limit(web.max_pages, MAX_PAGES, "page limit")? as usize,
+        pages_per_minute: limit(
+            web.pages_per_minute,
+            MAX_PAGES_PER_MINUTE,
+            "rate limit (pages a minute)",
+        )? as u32,
         max_depth,
         user_agent: format!("{USER_AGENT}/0.1 {agent_suffix}").trim().to_owned(),
     })
@@ -345,15 +357,21 @@ pub async fn crawl(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
-    fn spec(scope: Option<&str>, include: &[&str], exclude: &[&str]) -> CrawlSpec {
-        let mut crawler = json!({"inclusionFilters": include, "exclusionFilters": exclude});
-        if let Some(s) = scope {
-            crawler["scope"] = json!(s);
+    fn source(seeds: &[&str]) -> WebSource {
+        WebSource {
+            seeds: seeds.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
         }
-        let web = json!({"sourceConfiguration": {"urlConfiguration": {"seedUrls": [{"url": "https://docs.example.com/guide/index.html"}]}},
-                         "crawlerConfiguration": crawler});
+    }
+
+    fn spec(scope: Scope, include: &[&str], exclude: &[&str]) -> CrawlSpec {
+        let web = WebSource {
+            scope,
+            include: include.iter().map(|s| s.to_string()).collect(),
+            exclude: exclude.iter().map(|s| s.to_string()).collect(),
+            ..source(&["https://docs.example.com/guide/index.html"])
+        };
         crawl_spec(&web, 3).unwrap_or_else(|e| panic!("{e}"))
     }
 
@@ -363,14 +381,14 @@ mod tests {
 
     #[test]
     fn scopes_follow_bedrock() {
-        let default = spec(None, &[], &[]);
+        let default = spec(Scope::Default, &[], &[]);
         assert!(default.in_scope(&url("https://docs.example.com/guide/a.html")));
         assert!(!default.in_scope(&url("https://docs.example.com/blog/a.html")));
         assert!(!default.in_scope(&url("https://example.com/guide/a.html")));
-        let host = spec(Some("HOST_ONLY"), &[], &[]);
+        let host = spec(Scope::HostOnly, &[], &[]);
         assert!(host.in_scope(&url("https://docs.example.com/blog/a.html")));
         assert!(!host.in_scope(&url("https://api.example.com/")));
-        let sub = spec(Some("SUBDOMAINS"), &[], &[]);
+        let sub = spec(Scope::Subdomains, &[], &[]);
         assert!(sub.in_scope(&url("https://api.example.com/x")));
         assert!(sub.in_scope(&url("https://example.com/x")));
         assert!(!sub.in_scope(&url("https://example.org/x")));
@@ -379,7 +397,7 @@ mod tests {
 
     #[test]
     fn filters_include_and_exclude() {
-        let s = spec(Some("HOST_ONLY"), &[".*\\.html$"], &[".*/private/.*"]);
+        let s = spec(Scope::HostOnly, &[".*\\.html$"], &[".*/private/.*"]);
         assert!(s.in_scope(&url("https://docs.example.com/a.html")));
         assert!(!s.in_scope(&url("https://docs.example.com/a.pdf")));
         assert!(!s.in_scope(&url("https://docs.example.com/private/a.html")));
@@ -388,33 +406,33 @@ mod tests {
     #[test]
     fn bad_configurations_are_named() {
         for (web, needle) in [
+            (source(&[]), "seed URL"),
+            (source(&["file:///etc"]), "http://"),
             (
-                json!({"sourceConfiguration": {"urlConfiguration": {"seedUrls": []}}}),
-                "seedUrls",
-            ),
-            (
-                json!({"sourceConfiguration": {"urlConfiguration": {"seedUrls": [{"url": "file:///etc"}]}}}),
-                "http://",
-            ),
-            (
-                json!({"sourceConfiguration": {"urlConfiguration": {"seedUrls": [{"url": "https://a.com"}]}},
-                    "crawlerConfiguration": {"scope": "EVERYWHERE"}}),
-                "scope",
-            ),
-            (
-                json!({"sourceConfiguration": {"urlConfiguration": {"seedUrls": [{"url": "https://a.com"}]}},
-                    "crawlerConfiguration": {"inclusionFilters": ["("]}}),
+                WebSource {
+                    include: vec!["(".into()],
+                    ..source(&["https://a.com"])
+                },
                 "regular expression",
             ),
             (
-                json!({"sourceConfiguration": {"urlConfiguration": {"seedUrls": [{"url": "https://a.com"}]}},
-                    "crawlerConfiguration": {"crawlerLimits": {"rateLimit": 1000}}}),
-                "rateLimit",
+                WebSource {
+                    pages_per_minute: Some(1000),
+                    ..source(&["https://a.com"])
+                },
+                "rate limit",
+            ),
+            (
+                WebSource {
+                    max_pages: Some(0),
+                    ..source(&["https://a.com"])
+                },
+                "page limit",
             ),
         ] {
             match crawl_spec(&web, 3) {
-                Ok(s) => panic!("{web} parsed: {s:?}"),
-                Err(e) => assert!(e.to_string().contains(needle), "{web}: {e}"),
+                Ok(s) => panic!("{web:?} parsed: {s:?}"),
+                Err(e) => assert!(e.to_string().contains(needle), "{web:?}: {e}"),
             }
         }
         assert!(host_allowed(&["*".into()], "x"));

@@ -18,6 +18,10 @@ use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
+use super::knowledge_wire::{
+    chunking_json, chunking_of, deletion_policy_of, embedding_json, embedding_of, location_json,
+    location_of, storage_json, storage_of,
+};
 use super::paging::Paging;
 use super::wire::{parse_json, required};
 use crate::auth::RequestId;
@@ -89,16 +93,30 @@ struct KnowledgeBaseBody {
 }
 
 impl KnowledgeBaseBody {
-    fn spec(self) -> Result<KnowledgeBaseSpec, BedrockError> {
+    /// The spec; an update may leave the store out (it cannot change anyway).
+    fn spec(self, creating: bool) -> Result<KnowledgeBaseSpec, BedrockError> {
+        let name = required(self.name, "name")?;
+        let role_arn = required(self.role_arn, "roleArn")?;
+        let embedding = embedding_of(&required(
+            self.knowledge_base_configuration,
+            "knowledgeBaseConfiguration",
+        )?)?;
+        let storage = match self.storage_configuration {
+            Some(storage) => Some(storage_of(&storage)?),
+            None if creating => {
+                return Err(BedrockError::validation(format!(
+                    "storageConfiguration is required; supported types: {} (e.g. {{\"type\": \"BASALT_EMBEDDED\"}})",
+                    basalt_core::knowledge::STORAGE_TYPES
+                )))
+            }
+            None => None,
+        };
         Ok(KnowledgeBaseSpec {
-            name: required(self.name, "name")?,
+            name,
             description: self.description,
-            role_arn: required(self.role_arn, "roleArn")?,
-            knowledge_base_configuration: required(
-                self.knowledge_base_configuration,
-                "knowledgeBaseConfiguration",
-            )?,
-            storage_configuration: self.storage_configuration,
+            role_arn,
+            embedding,
+            storage,
         })
     }
 }
@@ -109,8 +127,8 @@ fn kb_json(state: &AppState, kb: &KnowledgeBase) -> Value {
         "name": kb.name,
         "knowledgeBaseArn": state.knowledge.knowledge_base_arn(&kb.knowledge_base_id),
         "roleArn": kb.role_arn,
-        "knowledgeBaseConfiguration": kb.knowledge_base_configuration,
-        "storageConfiguration": kb.storage_configuration,
+        "knowledgeBaseConfiguration": embedding_json(&kb.embedding),
+        "storageConfiguration": storage_json(&kb.storage),
         "status": kb.status,
         "createdAt": timestamp(kb.created_ms),
         "updatedAt": timestamp(kb.updated_ms),
@@ -139,7 +157,7 @@ where
 }
 
 pub async fn create_knowledge_base(State(state): State<AppState>, body: Bytes) -> Answer {
-    let spec = parse_json::<KnowledgeBaseBody>(&body)?.spec()?;
+    let spec = parse_json::<KnowledgeBaseBody>(&body)?.spec(true)?;
     let kb = agent(on_blocking_pool(&state, move |core| core.create_knowledge_base(spec)).await)?;
     Ok(accepted(json!({ "knowledgeBase": kb_json(&state, &kb) })))
 }
@@ -154,7 +172,7 @@ pub async fn update_knowledge_base(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Answer {
-    let spec = parse_json::<KnowledgeBaseBody>(&body)?.spec()?;
+    let spec = parse_json::<KnowledgeBaseBody>(&body)?.spec(false)?;
     let kb = agent(state.knowledge.update_knowledge_base(&id, spec))?;
     Ok(accepted(json!({ "knowledgeBase": kb_json(&state, &kb) })))
 }
@@ -210,15 +228,17 @@ struct DataSourceBody {
 
 impl DataSourceBody {
     fn spec(self) -> Result<DataSourceSpec, BedrockError> {
+        let name = required(self.name, "name")?;
+        let location = location_of(&required(
+            self.data_source_configuration,
+            "dataSourceConfiguration",
+        )?)?;
         Ok(DataSourceSpec {
-            name: required(self.name, "name")?,
+            name,
             description: self.description,
-            data_source_configuration: required(
-                self.data_source_configuration,
-                "dataSourceConfiguration",
-            )?,
-            vector_ingestion_configuration: self.vector_ingestion_configuration,
-            data_deletion_policy: self.data_deletion_policy,
+            location,
+            chunking: chunking_of(self.vector_ingestion_configuration.as_ref())?,
+            deletion_policy: deletion_policy_of(self.data_deletion_policy.as_deref())?,
         })
     }
 }
@@ -229,16 +249,16 @@ fn ds_json(ds: &DataSource) -> Value {
         "dataSourceId": ds.data_source_id,
         "name": ds.name,
         "status": ds.status,
-        "dataSourceConfiguration": ds.data_source_configuration,
-        "dataDeletionPolicy": ds.data_deletion_policy,
+        "dataSourceConfiguration": location_json(&ds.location),
+        "dataDeletionPolicy": ds.deletion_policy.as_str(),
         "createdAt": timestamp(ds.created_ms),
         "updatedAt": timestamp(ds.updated_ms),
     });
     if let Some(d) = &ds.description {
         out["description"] = json!(d);
     }
-    if let Some(v) = &ds.vector_ingestion_configuration {
-        out["vectorIngestionConfiguration"] = v.clone();
+    if let Some(chunking) = &ds.chunking {
+        out["vectorIngestionConfiguration"] = chunking_json(chunking);
     }
     if !ds.failure_reasons.is_empty() {
         out["failureReasons"] = json!(ds.failure_reasons);

@@ -10,6 +10,7 @@ mod documents;
 mod guardrail_policy;
 mod guardrails;
 mod knowledge;
+pub mod knowledge_wire;
 mod paging;
 mod profiles;
 mod provisioned;
