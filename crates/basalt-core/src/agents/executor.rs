@@ -71,10 +71,13 @@ pub fn lambda_function_name(arn: &str) -> Option<&str> {
 pub struct Executors {
     client: reqwest::Client,
     configs: BTreeMap<String, ExecutorConfig>,
+    /// Each executor's URL, parsed once (not on every call).
+    urls: BTreeMap<String, reqwest::Url>,
 }
 
 impl Executors {
     pub fn new(configs: &BTreeMap<String, ExecutorConfig>) -> Result<Self, CoreError> {
+        let mut urls = BTreeMap::new();
         for (name, config) in configs {
             let url = reqwest::Url::parse(&config.url).map_err(|e| {
                 CoreError::Validation(format!("[agents.executors.{name}] url: {e}"))
@@ -84,6 +87,7 @@ impl Executors {
                     "[agents.executors.{name}] url must be http or https"
                 )));
             }
+            urls.insert(name.clone(), url);
         }
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -92,6 +96,7 @@ impl Executors {
         Ok(Self {
             client,
             configs: configs.clone(),
+            urls,
         })
     }
 
@@ -105,12 +110,17 @@ impl Executors {
     /// Runs one action: POSTs `event` to the executor of `function_name` and reads
     /// its JSON answer. The error is the observation the model gets.
     pub async fn call(&self, function_name: &str, event: &Value) -> Result<Value, String> {
-        let config = self.configs.get(function_name).ok_or_else(|| {
-            format!("no executor is configured for Lambda function {function_name}")
-        })?;
+        let (Some(config), Some(url)) = (
+            self.configs.get(function_name),
+            self.urls.get(function_name),
+        ) else {
+            return Err(format!(
+                "no executor is configured for Lambda function {function_name}"
+            ));
+        };
         let mut request = self
             .client
-            .post(&config.url)
+            .post(url.clone())
             .timeout(Duration::from_secs(config.timeout_secs))
             .json(event);
         for (header, env) in &config.headers_from_env {

@@ -335,10 +335,20 @@ struct Match {
 
 /// Matches `segments` (the path after its leading `/`, split at `/`) against a template.
 fn match_template(template: &'static str, segments: &[&str]) -> Option<Match> {
-    let parts: Vec<&'static str> = template.strip_prefix('/')?.split('/').collect();
-    if parts.len() != segments.len() {
+    let parts = template.strip_prefix('/')?.split('/');
+    // Every route is tried on every request: refuse without allocating first.
+    if parts.clone().count() != segments.len()
+        || parts.clone().zip(segments).any(|(part, segment)| {
+            if part.starts_with('{') && part.ends_with('}') {
+                segment.is_empty()
+            } else {
+                part != *segment
+            }
+        })
+    {
         return None;
     }
+    let parts: Vec<&'static str> = parts.collect();
     let mut literals = Vec::with_capacity(parts.len());
     let mut params = Vec::new();
     for (part, segment) in parts.iter().zip(segments) {
