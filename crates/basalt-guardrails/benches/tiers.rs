@@ -51,18 +51,12 @@ fn main() {
     let words: Vec<WordRule> = (0..1000)
         .map(|i| WordRule {
             text: format!("blocked phrase {i}"),
-            input_action: None,
-            output_action: None,
-            input_enabled: None,
-            output_enabled: None,
+            sides: Default::default(),
         })
         .collect();
     let managed = vec![rule(|_| ManagedWordsRule {
         kind: basalt_guardrails::policy::ManagedWordList::Profanity,
-        input_action: None,
-        output_action: None,
-        input_enabled: None,
-        output_enabled: None,
+        sides: Default::default(),
     })];
     let regexes: Vec<RegexRule> = [
         r"TCK-\d{4}",
@@ -78,10 +72,7 @@ fn main() {
         description: None,
         pattern: (*p).into(),
         action: ConfiguredAction::Anonymize,
-        input_action: None,
-        output_action: None,
-        input_enabled: None,
-        output_enabled: None,
+        sides: Default::default(),
     })
     .collect();
     let pii: Vec<PiiRule> = PiiType::ALL
@@ -89,10 +80,7 @@ fn main() {
         .map(|&kind| PiiRule {
             kind,
             action: ConfiguredAction::Anonymize,
-            input_action: None,
-            output_action: None,
-            input_enabled: None,
-            output_enabled: None,
+            sides: Default::default(),
         })
         .collect();
     println!("1,000 characters of input (a support e-mail with PII), 2,000 evaluations per tier");

@@ -190,20 +190,6 @@ impl Verdict {
     }
 }
 
-/// One rule's effective action for a source, or `None` when it is off for that side.
-fn side_action(
-    source: Source,
-    input: (Option<ConfiguredAction>, Option<bool>),
-    output: (Option<ConfiguredAction>, Option<bool>),
-    default: ConfiguredAction,
-) -> Option<ConfiguredAction> {
-    let (action, enabled) = match source {
-        Source::Input => input,
-        Source::Output => output,
-    };
-    enabled.unwrap_or(true).then(|| action.unwrap_or(default))
-}
-
 /// A policy ready to evaluate.
 #[derive(Debug)]
 pub struct CompiledGuardrail {
@@ -280,15 +266,11 @@ impl CompiledGuardrail {
 
     /// The texts an evaluation of `segments` needs embedded (possibly none).
     pub fn plan(&self, source: Source, segments: &[Segment]) -> EmbeddingPlan {
-        let topics_on = self.policy.topics.iter().any(|t| {
-            side_action(
-                source,
-                (t.input_action, t.input_enabled),
-                (t.output_action, t.output_enabled),
-                ConfiguredAction::Block,
-            )
-            .is_some()
-        });
+        let topics_on = self
+            .policy
+            .topics
+            .iter()
+            .any(|t| t.sides.action(source, ConfiguredAction::Block).is_some());
         let grounding_on = source == Source::Output
             && self
                 .policy
@@ -310,12 +292,12 @@ impl CompiledGuardrail {
             .iter()
             .enumerate()
             .filter_map(|(i, f)| {
-                let (strength, action, enabled) = match source {
-                    Source::Input => (f.input_strength, f.input_action, f.input_enabled),
-                    Source::Output => (f.output_strength, f.output_action, f.output_enabled),
+                let strength = match source {
+                    Source::Input => f.input_strength,
+                    Source::Output => f.output_strength,
                 };
-                (enabled.unwrap_or(true) && strength != Strength::None)
-                    .then(|| (i, strength, action.unwrap_or(ConfiguredAction::Block)))
+                let action = f.sides.action(source, ConfiguredAction::Block)?;
+                (strength != Strength::None).then_some((i, strength, action))
             })
             .collect()
     }
@@ -353,12 +335,7 @@ impl CompiledGuardrail {
         let topic_scores = self.topics.scores(plan, vectors);
         let mut topics_billed = false;
         for (rule, score) in self.policy.topics.iter().zip(topic_scores) {
-            let Some(action) = side_action(
-                source,
-                (rule.input_action, rule.input_enabled),
-                (rule.output_action, rule.output_enabled),
-                ConfiguredAction::Block,
-            ) else {
+            let Some(action) = rule.sides.action(source, ConfiguredAction::Block) else {
                 continue;
             };
             topics_billed = true;
@@ -419,12 +396,7 @@ impl CompiledGuardrail {
             let text = &segments[i].text;
             for hit in self.custom_words.find(text) {
                 let rule = &self.policy.words[hit.entry];
-                let Some(action) = side_action(
-                    source,
-                    (rule.input_action, rule.input_enabled),
-                    (rule.output_action, rule.output_enabled),
-                    ConfiguredAction::Block,
-                ) else {
+                let Some(action) = rule.sides.action(source, ConfiguredAction::Block) else {
                     continue;
                 };
                 let taken = Taken::from_configured(action);
@@ -435,12 +407,7 @@ impl CompiledGuardrail {
                 });
             }
             for list in &self.policy.managed_word_lists {
-                let Some(action) = side_action(
-                    source,
-                    (list.input_action, list.input_enabled),
-                    (list.output_action, list.output_enabled),
-                    ConfiguredAction::Block,
-                ) else {
+                let Some(action) = list.sides.action(source, ConfiguredAction::Block) else {
                     continue;
                 };
                 for hit in self.managed_words.find(text) {
@@ -453,23 +420,16 @@ impl CompiledGuardrail {
                 }
             }
         }
-        words_billed |= self.policy.words.iter().any(|r| {
-            side_action(
-                source,
-                (r.input_action, r.input_enabled),
-                (r.output_action, r.output_enabled),
-                ConfiguredAction::Block,
-            )
-            .is_some()
-        }) || self.policy.managed_word_lists.iter().any(|r| {
-            side_action(
-                source,
-                (r.input_action, r.input_enabled),
-                (r.output_action, r.output_enabled),
-                ConfiguredAction::Block,
-            )
-            .is_some()
-        });
+        words_billed |= self
+            .policy
+            .words
+            .iter()
+            .any(|r| r.sides.action(source, ConfiguredAction::Block).is_some())
+            || self
+                .policy
+                .managed_word_lists
+                .iter()
+                .any(|r| r.sides.action(source, ConfiguredAction::Block).is_some());
         if words_billed {
             assessment.usage.word_policy_units = text_units;
         }
@@ -479,28 +439,13 @@ impl CompiledGuardrail {
             .policy
             .pii_entities
             .iter()
-            .filter_map(|r| {
-                side_action(
-                    source,
-                    (r.input_action, r.input_enabled),
-                    (r.output_action, r.output_enabled),
-                    r.action,
-                )
-                .map(|a| (r.kind, a))
-            })
+            .filter_map(|r| r.sides.action(source, r.action).map(|a| (r.kind, a)))
             .collect();
         let regex_actions: Vec<Option<ConfiguredAction>> = self
             .policy
             .regexes
             .iter()
-            .map(|r| {
-                side_action(
-                    source,
-                    (r.input_action, r.input_enabled),
-                    (r.output_action, r.output_enabled),
-                    r.action,
-                )
-            })
+            .map(|r| r.sides.action(source, r.action))
             .collect();
         if !pii_actions.is_empty() {
             assessment.usage.sensitive_information_policy_units = text_units;
@@ -628,10 +573,7 @@ mod tests {
         PiiRule {
             kind,
             action,
-            input_action: None,
-            output_action: None,
-            input_enabled: None,
-            output_enabled: None,
+            sides: Default::default(),
         }
     }
 
@@ -650,10 +592,7 @@ mod tests {
             output_strength: Strength::parse(output).expect("a strength"),
             input_modalities: None,
             output_modalities: None,
-            input_action: None,
-            output_action: None,
-            input_enabled: None,
-            output_enabled: None,
+            sides: Default::default(),
         }
     }
 
@@ -732,7 +671,7 @@ mod tests {
     #[test]
     fn block_wins_over_anonymize_and_directions_are_separate() {
         let mut rule = pii(PiiType::UsSocialSecurityNumber, ConfiguredAction::Block);
-        rule.output_action = Some(ConfiguredAction::Anonymize);
+        rule.sides.output_action = Some(ConfiguredAction::Anonymize);
         let policy = GuardrailPolicy {
             pii_entities: vec![rule, pii(PiiType::Email, ConfiguredAction::Anonymize)],
             ..Default::default()
@@ -753,27 +692,24 @@ mod tests {
         let policy = GuardrailPolicy {
             words: vec![WordRule {
                 text: "project falcon".into(),
-                input_action: None,
-                output_action: None,
-                input_enabled: None,
-                output_enabled: Some(false),
+                sides: policy::Sides {
+                    output_enabled: Some(false),
+                    ..Default::default()
+                },
             }],
             managed_word_lists: vec![ManagedWordsRule {
                 kind: policy::ManagedWordList::Profanity,
-                input_action: Some(ConfiguredAction::None),
-                output_action: None,
-                input_enabled: None,
-                output_enabled: None,
+                sides: policy::Sides {
+                    input_action: Some(ConfiguredAction::None),
+                    ..Default::default()
+                },
             }],
             regexes: vec![RegexRule {
                 name: "ticket".into(),
                 description: None,
                 pattern: r"TCK-\d{4}".into(),
                 action: ConfiguredAction::Anonymize,
-                input_action: None,
-                output_action: None,
-                input_enabled: None,
-                output_enabled: None,
+                sides: Default::default(),
             }],
             ..Default::default()
         };

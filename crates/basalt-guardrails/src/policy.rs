@@ -24,13 +24,10 @@ pub enum ConfiguredAction {
     None,
 }
 
-/// A denied topic.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TopicRule {
-    pub name: String,
-    pub definition: String,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub examples: Vec<String>,
+/// What a rule does on each side of a model call: its action (the policy's default
+/// when unset) and whether it is on (on when unset).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sides {
     #[serde(
         default,
         alias = "inputAction",
@@ -55,6 +52,37 @@ pub struct TopicRule {
         skip_serializing_if = "Option::is_none"
     )]
     pub output_enabled: Option<bool>,
+}
+
+impl Sides {
+    /// The rule's action on `source`, or `None` when it is off on that side.
+    pub fn action(
+        &self,
+        source: crate::Source,
+        default: ConfiguredAction,
+    ) -> Option<ConfiguredAction> {
+        let (action, enabled) = match source {
+            crate::Source::Input => (self.input_action, self.input_enabled),
+            crate::Source::Output => (self.output_action, self.output_enabled),
+        };
+        enabled.unwrap_or(true).then(|| action.unwrap_or(default))
+    }
+
+    fn anonymizes(&self) -> bool {
+        self.input_action == Some(ConfiguredAction::Anonymize)
+            || self.output_action == Some(ConfiguredAction::Anonymize)
+    }
+}
+
+/// A denied topic.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TopicRule {
+    pub name: String,
+    pub definition: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub examples: Vec<String>,
+    #[serde(flatten)]
+    pub sides: Sides,
 }
 
 /// The topic policy's tier: which topic classifier a guardrail asks for.
@@ -172,60 +200,16 @@ pub struct ContentFilterRule {
         skip_serializing_if = "Option::is_none"
     )]
     pub output_modalities: Option<Vec<Modality>>,
-    #[serde(
-        default,
-        alias = "inputAction",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub input_action: Option<ConfiguredAction>,
-    #[serde(
-        default,
-        alias = "outputAction",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub output_action: Option<ConfiguredAction>,
-    #[serde(
-        default,
-        alias = "inputEnabled",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub input_enabled: Option<bool>,
-    #[serde(
-        default,
-        alias = "outputEnabled",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub output_enabled: Option<bool>,
+    #[serde(flatten)]
+    pub sides: Sides,
 }
 
 /// A custom word or phrase.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WordRule {
     pub text: String,
-    #[serde(
-        default,
-        alias = "inputAction",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub input_action: Option<ConfiguredAction>,
-    #[serde(
-        default,
-        alias = "outputAction",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub output_action: Option<ConfiguredAction>,
-    #[serde(
-        default,
-        alias = "inputEnabled",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub input_enabled: Option<bool>,
-    #[serde(
-        default,
-        alias = "outputEnabled",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub output_enabled: Option<bool>,
+    #[serde(flatten)]
+    pub sides: Sides,
 }
 
 /// The managed word lists there are.
@@ -248,30 +232,8 @@ impl ManagedWordList {
 pub struct ManagedWordsRule {
     #[serde(alias = "type")]
     pub kind: ManagedWordList,
-    #[serde(
-        default,
-        alias = "inputAction",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub input_action: Option<ConfiguredAction>,
-    #[serde(
-        default,
-        alias = "outputAction",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub output_action: Option<ConfiguredAction>,
-    #[serde(
-        default,
-        alias = "inputEnabled",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub input_enabled: Option<bool>,
-    #[serde(
-        default,
-        alias = "outputEnabled",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub output_enabled: Option<bool>,
+    #[serde(flatten)]
+    pub sides: Sides,
 }
 
 /// A PII entity type and what to do with it.
@@ -280,30 +242,8 @@ pub struct PiiRule {
     #[serde(alias = "type")]
     pub kind: PiiType,
     pub action: ConfiguredAction,
-    #[serde(
-        default,
-        alias = "inputAction",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub input_action: Option<ConfiguredAction>,
-    #[serde(
-        default,
-        alias = "outputAction",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub output_action: Option<ConfiguredAction>,
-    #[serde(
-        default,
-        alias = "inputEnabled",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub input_enabled: Option<bool>,
-    #[serde(
-        default,
-        alias = "outputEnabled",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub output_enabled: Option<bool>,
+    #[serde(flatten)]
+    pub sides: Sides,
 }
 
 /// A custom regular-expression entity.
@@ -314,30 +254,8 @@ pub struct RegexRule {
     pub description: Option<String>,
     pub pattern: String,
     pub action: ConfiguredAction,
-    #[serde(
-        default,
-        alias = "inputAction",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub input_action: Option<ConfiguredAction>,
-    #[serde(
-        default,
-        alias = "outputAction",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub output_action: Option<ConfiguredAction>,
-    #[serde(
-        default,
-        alias = "inputEnabled",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub input_enabled: Option<bool>,
-    #[serde(
-        default,
-        alias = "outputEnabled",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub output_enabled: Option<bool>,
+    #[serde(flatten)]
+    pub sides: Sides,
 }
 
 /// A contextual grounding filter (GROUNDING or RELEVANCE).
@@ -615,7 +533,7 @@ impl GuardrailPolicy {
             for (j, example) in topic.examples.iter().enumerate() {
                 check_len(at.member("examples").item(j), example, 1, 100)?;
             }
-            no_anonymize(at, topic.input_action, topic.output_action)?;
+            no_anonymize(at, &topic.sides)?;
         }
         if !self.content_filters.is_empty() {
             check_count(
@@ -673,7 +591,7 @@ impl GuardrailPolicy {
                     });
                 }
             }
-            no_anonymize(at, filter.input_action, filter.output_action)?;
+            no_anonymize(at, &filter.sides)?;
         }
         if !self.words.is_empty() {
             check_count(FieldPath::part(P::Words), self.words.len(), 1, 10_000)?;
@@ -684,14 +602,10 @@ impl GuardrailPolicy {
             if word.text.trim().is_empty() {
                 return Err(invalid(at.member("text"), "must not be blank"));
             }
-            no_anonymize(at, word.input_action, word.output_action)?;
+            no_anonymize(at, &word.sides)?;
         }
         for (i, list) in self.managed_word_lists.iter().enumerate() {
-            no_anonymize(
-                FieldPath::rule(P::ManagedWordLists, i),
-                list.input_action,
-                list.output_action,
-            )?;
+            no_anonymize(FieldPath::rule(P::ManagedWordLists, i), &list.sides)?;
         }
         if !self.regexes.is_empty() {
             check_count(FieldPath::part(P::Regexes), self.regexes.len(), 1, 30)?;
@@ -756,12 +670,8 @@ impl GuardrailPolicy {
     }
 }
 
-fn no_anonymize(
-    at: FieldPath,
-    input: Option<ConfiguredAction>,
-    output: Option<ConfiguredAction>,
-) -> Result<(), PolicyError> {
-    if input == Some(ConfiguredAction::Anonymize) || output == Some(ConfiguredAction::Anonymize) {
+fn no_anonymize(at: FieldPath, sides: &Sides) -> Result<(), PolicyError> {
+    if sides.anonymizes() {
         return Err(invalid(at, "actions must be BLOCK or NONE"));
     }
     Ok(())
@@ -776,10 +686,7 @@ mod tests {
             name: name.into(),
             definition: "Advice on what to invest in.".into(),
             examples: vec!["Which stocks should I buy?".into()],
-            input_action: None,
-            output_action: None,
-            input_enabled: None,
-            output_enabled: None,
+            sides: Sides::default(),
         }
     }
 
@@ -815,10 +722,7 @@ mod tests {
                 description: None,
                 pattern: "(unclosed".into(),
                 action: ConfiguredAction::Block,
-                input_action: None,
-                output_action: None,
-                input_enabled: None,
-                output_enabled: None,
+                sides: Sides::default(),
             }],
             ..Default::default()
         };
@@ -882,7 +786,10 @@ mod tests {
             "groundingFilters": [{"type": "GROUNDING", "threshold": 0.5}]
         }"#;
         let old: GuardrailPolicy = serde_json::from_str(legacy).expect("a legacy row reads");
-        assert_eq!(old.topics[0].input_action, Some(ConfiguredAction::Block));
+        assert_eq!(
+            old.topics[0].sides.input_action,
+            Some(ConfiguredAction::Block)
+        );
         assert_eq!(old.topics_tier, Some(Tier::Classic));
         assert_eq!(old.content_filters[0].input_strength, Strength::High);
         assert_eq!(old.content_filters[0].output_strength, Strength::Low);
@@ -890,12 +797,12 @@ mod tests {
             old.content_filters[0].input_modalities,
             Some(vec![Modality::Text])
         );
-        assert_eq!(old.content_filters[0].output_enabled, Some(false));
-        assert_eq!(old.words[0].input_enabled, Some(true));
+        assert_eq!(old.content_filters[0].sides.output_enabled, Some(false));
+        assert_eq!(old.words[0].sides.input_enabled, Some(true));
         assert_eq!(old.managed_word_lists[0].kind, ManagedWordList::Profanity);
         assert_eq!(old.pii_entities[0].kind, PiiType::Email);
         assert_eq!(
-            old.pii_entities[0].output_action,
+            old.pii_entities[0].sides.output_action,
             Some(ConfiguredAction::Block)
         );
         assert_eq!(old.grounding_filters[0].kind, GroundingKind::Grounding);

@@ -6,23 +6,19 @@
 
 use basalt_core::guardrail_policy::policy::{
     ContentFilterRule, FieldPath, GroundingKind, GroundingRule, ManagedWordList, ManagedWordsRule,
-    Modality, PiiRule, PolicyError, PolicyPart, RegexRule, Strength, Tier, TopicRule, WordRule,
+    Modality, PiiRule, PolicyError, PolicyPart, RegexRule, Sides, Strength, Tier, TopicRule,
+    WordRule,
 };
 use basalt_core::guardrail_policy::{ConfiguredAction, PiiType};
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
 use crate::error::BedrockError;
 
-/// `GuardrailTopicConfig` / `GuardrailTopic`.
-#[derive(Debug, Deserialize, Serialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Topic {
-    name: String,
-    definition: String,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    examples: Vec<String>,
-    #[serde(rename = "type")]
-    kind: String,
+/// A rule's per-side members (`inputAction`, `inputEnabled`, …).
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WireSides {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     input_action: Option<ConfiguredAction>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -33,9 +29,57 @@ pub struct Topic {
     output_enabled: Option<bool>,
 }
 
+impl WireSides {
+    fn parse(self) -> Sides {
+        Sides {
+            input_action: self.input_action,
+            output_action: self.output_action,
+            input_enabled: self.input_enabled,
+            output_enabled: self.output_enabled,
+        }
+    }
+
+    fn render(sides: &Sides) -> Self {
+        Self {
+            input_action: sides.input_action,
+            output_action: sides.output_action,
+            input_enabled: sides.input_enabled,
+            output_enabled: sides.output_enabled,
+        }
+    }
+}
+
+/// Refuses a rule with members this server does not know, naming the first.
+fn known_members(at: FieldPath, unknown: &Map<String, Value>) -> Result<(), BedrockError> {
+    match unknown.keys().next() {
+        None => Ok(()),
+        Some(name) => Err(BedrockError::validation(format!(
+            "{}: unknown member {name:?}",
+            wire_path(&at)
+        ))),
+    }
+}
+
+/// `GuardrailTopicConfig` / `GuardrailTopic`.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Topic {
+    name: String,
+    definition: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    examples: Vec<String>,
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(flatten)]
+    sides: WireSides,
+    /// Members this server does not know (refused by `parse`).
+    #[serde(flatten, skip_serializing)]
+    unknown: Map<String, Value>,
+}
+
 /// `GuardrailContentFilterConfig` / `GuardrailContentFilter`.
 #[derive(Debug, Deserialize, Serialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct ContentFilter {
     #[serde(rename = "type")]
     kind: String,
@@ -45,81 +89,66 @@ pub struct ContentFilter {
     input_modalities: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     output_modalities: Option<Vec<String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    input_action: Option<ConfiguredAction>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    output_action: Option<ConfiguredAction>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    input_enabled: Option<bool>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    output_enabled: Option<bool>,
+    #[serde(flatten)]
+    sides: WireSides,
+    /// Members this server does not know (refused by `parse`).
+    #[serde(flatten, skip_serializing)]
+    unknown: Map<String, Value>,
 }
 
 /// `GuardrailWordConfig` / `GuardrailWord`.
 #[derive(Debug, Deserialize, Serialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct Word {
     text: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    input_action: Option<ConfiguredAction>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    output_action: Option<ConfiguredAction>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    input_enabled: Option<bool>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    output_enabled: Option<bool>,
+    #[serde(flatten)]
+    sides: WireSides,
+    /// Members this server does not know (refused by `parse`).
+    #[serde(flatten, skip_serializing)]
+    unknown: Map<String, Value>,
 }
 
 /// `GuardrailManagedWordsConfig` / `GuardrailManagedWords`.
 #[derive(Debug, Deserialize, Serialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct ManagedWords {
     #[serde(rename = "type")]
     kind: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    input_action: Option<ConfiguredAction>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    output_action: Option<ConfiguredAction>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    input_enabled: Option<bool>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    output_enabled: Option<bool>,
+    #[serde(flatten)]
+    sides: WireSides,
+    /// Members this server does not know (refused by `parse`).
+    #[serde(flatten, skip_serializing)]
+    unknown: Map<String, Value>,
 }
 
 /// `GuardrailPiiEntityConfig` / `GuardrailPiiEntity`.
 #[derive(Debug, Deserialize, Serialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct PiiEntity {
     #[serde(rename = "type")]
     kind: PiiType,
     action: ConfiguredAction,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    input_action: Option<ConfiguredAction>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    output_action: Option<ConfiguredAction>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    input_enabled: Option<bool>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    output_enabled: Option<bool>,
+    #[serde(flatten)]
+    sides: WireSides,
+    /// Members this server does not know (refused by `parse`).
+    #[serde(flatten, skip_serializing)]
+    unknown: Map<String, Value>,
 }
 
 /// `GuardrailRegexConfig` / `GuardrailRegex`.
 #[derive(Debug, Deserialize, Serialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct Regex {
     name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     description: Option<String>,
     pattern: String,
     action: ConfiguredAction,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    input_action: Option<ConfiguredAction>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    output_action: Option<ConfiguredAction>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    input_enabled: Option<bool>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    output_enabled: Option<bool>,
+    #[serde(flatten)]
+    sides: WireSides,
+    /// Members this server does not know (refused by `parse`).
+    #[serde(flatten, skip_serializing)]
+    unknown: Map<String, Value>,
 }
 
 /// `GuardrailContextualGroundingFilterConfig` / `GuardrailContextualGroundingFilter`.
@@ -234,6 +263,7 @@ pub fn rules<W, M>(
 
 impl Topic {
     pub fn parse(self, at: FieldPath) -> Result<TopicRule, BedrockError> {
+        known_members(at, &self.unknown)?;
         if self.kind != "DENY" {
             return Err(BedrockError::validation(format!(
                 "{}: must be DENY",
@@ -244,10 +274,7 @@ impl Topic {
             name: self.name,
             definition: self.definition,
             examples: self.examples,
-            input_action: self.input_action,
-            output_action: self.output_action,
-            input_enabled: self.input_enabled,
-            output_enabled: self.output_enabled,
+            sides: self.sides.parse(),
         })
     }
 
@@ -257,26 +284,22 @@ impl Topic {
             definition: rule.definition.clone(),
             examples: rule.examples.clone(),
             kind: "DENY".into(),
-            input_action: rule.input_action,
-            output_action: rule.output_action,
-            input_enabled: rule.input_enabled,
-            output_enabled: rule.output_enabled,
+            sides: WireSides::render(&rule.sides),
+            unknown: Map::new(),
         }
     }
 }
 
 impl ContentFilter {
     pub fn parse(self, at: FieldPath) -> Result<ContentFilterRule, BedrockError> {
+        known_members(at, &self.unknown)?;
         Ok(ContentFilterRule {
             kind: self.kind,
             input_strength: strength(at, "input_strength", &self.input_strength)?,
             output_strength: strength(at, "output_strength", &self.output_strength)?,
             input_modalities: modalities(at, "input_modalities", self.input_modalities)?,
             output_modalities: modalities(at, "output_modalities", self.output_modalities)?,
-            input_action: self.input_action,
-            output_action: self.output_action,
-            input_enabled: self.input_enabled,
-            output_enabled: self.output_enabled,
+            sides: self.sides.parse(),
         })
     }
 
@@ -291,38 +314,33 @@ impl ContentFilter {
             output_strength: rule.output_strength.as_str().into(),
             input_modalities: names(&rule.input_modalities),
             output_modalities: names(&rule.output_modalities),
-            input_action: rule.input_action,
-            output_action: rule.output_action,
-            input_enabled: rule.input_enabled,
-            output_enabled: rule.output_enabled,
+            sides: WireSides::render(&rule.sides),
+            unknown: Map::new(),
         }
     }
 }
 
 impl Word {
-    pub fn parse(self, _at: FieldPath) -> Result<WordRule, BedrockError> {
+    pub fn parse(self, at: FieldPath) -> Result<WordRule, BedrockError> {
+        known_members(at, &self.unknown)?;
         Ok(WordRule {
             text: self.text,
-            input_action: self.input_action,
-            output_action: self.output_action,
-            input_enabled: self.input_enabled,
-            output_enabled: self.output_enabled,
+            sides: self.sides.parse(),
         })
     }
 
     pub fn render(rule: &WordRule) -> Self {
         Self {
             text: rule.text.clone(),
-            input_action: rule.input_action,
-            output_action: rule.output_action,
-            input_enabled: rule.input_enabled,
-            output_enabled: rule.output_enabled,
+            sides: WireSides::render(&rule.sides),
+            unknown: Map::new(),
         }
     }
 }
 
 impl ManagedWords {
     pub fn parse(self, at: FieldPath) -> Result<ManagedWordsRule, BedrockError> {
+        known_members(at, &self.unknown)?;
         let kind = match self.kind.as_str() {
             "PROFANITY" => ManagedWordList::Profanity,
             _ => {
@@ -334,33 +352,26 @@ impl ManagedWords {
         };
         Ok(ManagedWordsRule {
             kind,
-            input_action: self.input_action,
-            output_action: self.output_action,
-            input_enabled: self.input_enabled,
-            output_enabled: self.output_enabled,
+            sides: self.sides.parse(),
         })
     }
 
     pub fn render(rule: &ManagedWordsRule) -> Self {
         Self {
             kind: rule.kind.as_str().into(),
-            input_action: rule.input_action,
-            output_action: rule.output_action,
-            input_enabled: rule.input_enabled,
-            output_enabled: rule.output_enabled,
+            sides: WireSides::render(&rule.sides),
+            unknown: Map::new(),
         }
     }
 }
 
 impl PiiEntity {
-    pub fn parse(self, _at: FieldPath) -> Result<PiiRule, BedrockError> {
+    pub fn parse(self, at: FieldPath) -> Result<PiiRule, BedrockError> {
+        known_members(at, &self.unknown)?;
         Ok(PiiRule {
             kind: self.kind,
             action: self.action,
-            input_action: self.input_action,
-            output_action: self.output_action,
-            input_enabled: self.input_enabled,
-            output_enabled: self.output_enabled,
+            sides: self.sides.parse(),
         })
     }
 
@@ -368,25 +379,21 @@ impl PiiEntity {
         Self {
             kind: rule.kind,
             action: rule.action,
-            input_action: rule.input_action,
-            output_action: rule.output_action,
-            input_enabled: rule.input_enabled,
-            output_enabled: rule.output_enabled,
+            sides: WireSides::render(&rule.sides),
+            unknown: Map::new(),
         }
     }
 }
 
 impl Regex {
-    pub fn parse(self, _at: FieldPath) -> Result<RegexRule, BedrockError> {
+    pub fn parse(self, at: FieldPath) -> Result<RegexRule, BedrockError> {
+        known_members(at, &self.unknown)?;
         Ok(RegexRule {
             name: self.name,
             description: self.description,
             pattern: self.pattern,
             action: self.action,
-            input_action: self.input_action,
-            output_action: self.output_action,
-            input_enabled: self.input_enabled,
-            output_enabled: self.output_enabled,
+            sides: self.sides.parse(),
         })
     }
 
@@ -396,10 +403,8 @@ impl Regex {
             description: rule.description.clone(),
             pattern: rule.pattern.clone(),
             action: rule.action,
-            input_action: rule.input_action,
-            output_action: rule.output_action,
-            input_enabled: rule.input_enabled,
-            output_enabled: rule.output_enabled,
+            sides: WireSides::render(&rule.sides),
+            unknown: Map::new(),
         }
     }
 }
@@ -452,6 +457,29 @@ mod tests {
                 "blockedInputMessaging"
             ))),
             "blockedInputMessaging"
+        );
+    }
+
+    #[test]
+    fn per_side_members_are_known_and_others_refused() {
+        let at = FieldPath::rule(PolicyPart::Topics, 3);
+        let topic: Topic = serde_json::from_str(
+            r#"{"name": "t", "definition": "d", "type": "DENY", "inputAction": "NONE", "outputEnabled": false}"#,
+        )
+        .expect("parses");
+        let rule = topic.parse(at).expect("every member is known");
+        assert_eq!(rule.sides.input_action, Some(ConfiguredAction::None));
+        assert_eq!(rule.sides.output_enabled, Some(false));
+        let odd: Topic = serde_json::from_str(
+            r#"{"name": "t", "definition": "d", "type": "DENY", "inputActoin": "NONE"}"#,
+        )
+        .expect("parses");
+        let err = odd.parse(at).expect_err("a misspelt member");
+        assert!(
+            err.message
+                .contains(r#"topicPolicyConfig.topicsConfig[3]: unknown member "inputActoin""#),
+            "{}",
+            err.message
         );
     }
 

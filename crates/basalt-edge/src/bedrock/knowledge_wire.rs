@@ -305,8 +305,10 @@ pub fn chunking_json(chunking: &Chunking) -> Value {
     json!({ "chunkingConfiguration": config })
 }
 
-fn prefixes_of(s3: &Value) -> Vec<String> {
-    s3.get("inclusionPrefixes")
+/// The strings of a list member (`inclusionPrefixes`, `failureReasons`), if any.
+fn strings_at(value: &Value, name: &str) -> Vec<String> {
+    value
+        .get(name)
         .and_then(Value::as_array)
         .map(|l| {
             l.iter()
@@ -329,7 +331,7 @@ pub fn location_of(config: &Value) -> Result<Location, BedrockError> {
                 .ok_or_else(|| invalid("an S3 data source needs s3Configuration"))?;
             let arn = str_at(s3, &["bucketArn"])
                 .ok_or_else(|| invalid("s3Configuration.bucketArn is required"))?;
-            let prefixes = prefixes_of(s3);
+            let prefixes = strings_at(s3, "inclusionPrefixes");
             if arn.starts_with("file://") {
                 Ok(Location::Folder {
                     uri: arn.to_owned(),
@@ -516,16 +518,7 @@ pub fn upgrade_stored_record(kind: StoredKind, body: &str) -> Result<Option<Stri
     let required =
         |name: &str| text(name).ok_or_else(|| format!("the stored record has no {name}"));
     let int = |name: &str| old.get(name).and_then(Value::as_i64).unwrap_or_default();
-    let reasons: Vec<String> = old
-        .get("failureReasons")
-        .and_then(Value::as_array)
-        .map(|l| {
-            l.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default();
+    let reasons = strings_at(&old, "failureReasons");
     let new = match kind {
         StoredKind::KnowledgeBase => {
             let Some(config) = old.get("knowledgeBaseConfiguration") else {
