@@ -409,6 +409,10 @@ struct Turn {
     events: mpsc::Sender<AgentEvent>,
     /// The caller stopped reading (or went away): events are no longer sent.
     caller_gone: std::sync::atomic::AtomicBool,
+    /// The session's claim: released once the session is written, before the turn's
+    /// last event goes out, so a caller that has read the whole answer finds the
+    /// session written and free (else when the turn ends).
+    busy: std::sync::Mutex<Option<BusyGuard>>,
 }
 
 /// What one executed action gave.
@@ -599,10 +603,10 @@ impl AgentService {
             context: request.context,
             events,
             caller_gone: std::sync::atomic::AtomicBool::new(false),
+            busy: std::sync::Mutex::new(Some(guard)),
         };
         let end_session = request.end_session;
         tokio::spawn(async move {
-            let _guard = guard;
             turn.run(session, opening, resumes, end_session).await;
         });
         Ok(Started {
@@ -862,6 +866,9 @@ impl Turn {
                 tracing::error!(session = %self.key.label(), error = %e, "writing an agent session failed")
             }
         }
+        if let Ok(mut busy) = self.busy.lock() {
+            busy.take();
+        }
     }
 
     /// Checks `text` with the agent's guardrail; the replacement when it is blocked.
@@ -952,12 +959,12 @@ impl Turn {
                 Some(Guarded::Blocked(blocked)) => {
                     // The blocked input never reaches the model or the history.
                     session.state = before;
+                    self.save(&session, end_session).await;
                     self.send(AgentEvent::Chunk {
                         text: blocked,
                         citations: Vec::new(),
                     })
                     .await;
-                    self.save(&session, end_session).await;
                     return;
                 }
                 // The model and the history see the masked text.
@@ -982,12 +989,12 @@ impl Turn {
                             text: answer.clone(),
                         }],
                     });
+                    self.save(&session, end_session).await;
                     self.send(AgentEvent::Chunk {
                         text: answer,
                         citations: Vec::new(),
                     })
                     .await;
-                    self.save(&session, end_session).await;
                     return;
                 }
             }
@@ -1098,6 +1105,8 @@ impl Turn {
                 } else {
                     cite(&answer, &references)
                 };
+                // Written first: an answer the caller has read is in the session.
+                self.save(&session, end_session).await;
                 if !rest.is_empty() || !citations.is_empty() {
                     self.send(AgentEvent::Chunk {
                         text: rest,
@@ -1105,7 +1114,6 @@ impl Turn {
                     })
                     .await;
                 }
-                self.save(&session, end_session).await;
                 return;
             }
             if !text.trim().is_empty() {
@@ -1130,8 +1138,9 @@ impl Turn {
                 .await
             {
                 Some(StepEnd::Waiting(event)) => {
-                    self.send(event).await;
+                    // Written first: a caller that answers at once finds it waiting.
                     self.save(&session, false).await;
+                    self.send(event).await;
                     return;
                 }
                 Some(StepEnd::Continue) | None => {}
@@ -1508,12 +1517,12 @@ impl Turn {
             done,
             collaborators: waits,
         });
+        self.save(session, false).await;
         self.send(AgentEvent::ReturnControl {
             invocation_id,
             inputs: relayed,
         })
         .await;
-        self.save(session, false).await;
         false
     }
 
