@@ -23,12 +23,13 @@ use basalt_types::{
     ChatRequest, ContentBlock, CoreError, GenerationDelta, InferenceParams, Role, StopReason,
     TokenUsage, ToolChoice,
 };
-use serde_json::{json, Map, Value};
+use serde_json::Value;
 
 use crate::exchange::{exchange, Outbox, Translator};
 use crate::partial_call::{push_all, PartialCall};
 use crate::{DeltaStream, Upstream};
 
+mod request;
 mod wire;
 
 /// Which API of the OpenAI family an upstream speaks.
@@ -81,90 +82,26 @@ impl OpenAiChat {
         }
     }
 
-    /// The JSON body for `request`.
+    /// The JSON body for `request`, as a `Value` (for inspection; [`Self::chat`]
+    /// serialises the typed body straight to bytes).
     pub fn request_body(&self, request: &ChatRequest, max_tokens: u32) -> Result<Value, CoreError> {
-        let mut messages = Vec::new();
-        if !request.system.is_empty() {
-            messages.push(json!({"role": "system", "content": request.system.join("\n")}));
-        }
-        for message in &request.messages {
-            push_message(&mut messages, message.role, &message.content, self.flavor)?;
-        }
-        let mut body = Map::new();
-        body.insert("model".into(), json!(self.upstream.model));
-        body.insert("messages".into(), Value::Array(messages));
-        body.insert("max_tokens".into(), json!(max_tokens));
-        self.insert_params(&mut body, &request.params)?;
-        if let Some(tools) = &request.tools {
-            let specs: Vec<Value> = tools
-                .tools
-                .iter()
-                .map(|t| json!({"type": "function", "function": crate::tool_declaration(t, "parameters", t.input_schema.clone())}))
-                .collect();
-            body.insert("tools".into(), Value::Array(specs));
-            body.insert(
-                "tool_choice".into(),
-                match &tools.choice {
-                    ToolChoice::Auto => json!("auto"),
-                    ToolChoice::Any if self.flavor == Flavor::Mistral => json!("any"),
-                    ToolChoice::Any => json!("required"),
-                    ToolChoice::Tool(name) => {
-                        json!({"type": "function", "function": {"name": name}})
-                    }
-                },
-            );
-        }
-        if let Some(schema) = &request.response_schema {
-            body.insert(
-                "response_format".into(),
-                json!({"type": "json_schema", "json_schema": {"name": "response", "schema": schema, "strict": true}}),
-            );
-        }
-        if request.stream {
-            self.insert_stream(&mut body);
-        }
-        Ok(Value::Object(body))
+        let body = self.wire_body(request, max_tokens)?;
+        serde_json::to_value(&body)
+            .map_err(|e| CoreError::Internal(format!("cannot encode a request body: {e}")))
     }
 
-    fn insert_stream(&self, body: &mut Map<String, Value>) {
-        body.insert("stream".into(), json!(true));
-        if self.flavor == Flavor::OpenAi {
-            body.insert("stream_options".into(), json!({"include_usage": true}));
-        }
-    }
-
-    fn insert_params(
-        &self,
-        body: &mut Map<String, Value>,
-        params: &InferenceParams,
-    ) -> Result<(), CoreError> {
-        if let Some(t) = params.temperature {
-            body.insert("temperature".into(), json!(t));
-        }
-        if let Some(p) = params.top_p {
-            body.insert("top_p".into(), json!(p));
-        }
-        if let Some(k) = params.top_k {
-            if self.flavor == Flavor::Mistral {
-                return Err(CoreError::Validation(format!(
-                    "{}: Mistral's API has no top_k; use topP",
-                    self.label
-                )));
-            }
-            // Not in OpenAI's API; vLLM, llama-server and Basalt take it as an extension.
-            body.insert("top_k".into(), json!(k));
-        }
-        if !params.stop_sequences.is_empty() {
-            body.insert("stop".into(), json!(params.stop_sequences));
-        }
-        if let Some(seed) = params.seed {
-            let name = match self.flavor {
-                Flavor::OpenAi => "seed",
-                Flavor::Mistral => "random_seed",
-            };
-            body.insert(name.into(), json!(seed));
-        }
-        Ok(())
+    fn wire_body<'a>(
+        &'a self,
+        request: &'a ChatRequest,
+        max_tokens: u32,
+    ) -> Result<request::ChatBody<'a>, CoreError> {
+        request::ChatBody::new(
+            &self.upstream.model,
+            request,
+            max_tokens,
+            self.flavor,
+            &self.label,
+        )
     }
 
     /// Sends a chat request and streams the answer.
@@ -173,13 +110,13 @@ impl OpenAiChat {
         request: &ChatRequest,
         max_tokens: u32,
     ) -> Result<DeltaStream, CoreError> {
-        let body = self.request_body(request, max_tokens)?;
-        self.send(body).await
+        let body = self.wire_body(request, max_tokens)?;
+        self.send(&body).await
     }
 
     /// A raw prompt (a native InvokeModel body) sent as one user message.
 
-    async fn send(&self, body: Value) -> Result<DeltaStream, CoreError> {
+    async fn send(&self, body: &impl serde::Serialize) -> Result<DeltaStream, CoreError> {
         let started = Instant::now();
         let mut request = match &self.chat_url {
             Ok(url) => self.client.post(url.clone()),
@@ -187,7 +124,7 @@ impl OpenAiChat {
         }
         .timeout(self.upstream.timeout)
         .header("accept", "text/event-stream")
-        .json(&body);
+        .json(body);
         if let Some(key) = &self.upstream.api_key {
             request = request.bearer_auth(key);
         }
@@ -216,94 +153,6 @@ fn mistral_tool_id(id: &str) -> String {
             digit
         })
         .collect()
-}
-
-/// Appends one Converse message as OpenAI messages: tool results become `tool`
-/// messages (which must directly follow the assistant's `tool_calls`), assistant tool
-/// calls become `tool_calls`.
-fn push_message(
-    out: &mut Vec<Value>,
-    role: Role,
-    content: &[ContentBlock],
-    flavor: Flavor,
-) -> Result<(), CoreError> {
-    let tool_id = |id: &str| match flavor {
-        Flavor::OpenAi => id.to_string(),
-        Flavor::Mistral => mistral_tool_id(id),
-    };
-    let mut text = String::new();
-    let mut calls = Vec::new();
-    let mut results = Vec::new();
-    // With images, a user turn's content is a list of parts in their order.
-    let mut parts: Vec<Value> = Vec::new();
-    let mut has_image = false;
-    for block in content {
-        match block {
-            ContentBlock::Text(t) => {
-                text.push_str(t);
-                parts.push(json!({"type": "text", "text": t}));
-            }
-            ContentBlock::Image(image) => {
-                if role == Role::Assistant {
-                    return Err(CoreError::Validation(
-                        "images are accepted in user turns only".into(),
-                    ));
-                }
-                has_image = true;
-                parts.push(json!({"type": "image_url", "image_url": {"url": image.data_url()}}));
-            }
-            ContentBlock::ToolUse(call) => calls.push(json!({
-                "id": tool_id(&call.id),
-                "type": "function",
-                "function": {"name": call.name, "arguments": call.input.to_string()},
-            })),
-            ContentBlock::ToolResult {
-                tool_use_id,
-                content,
-                is_error,
-            } => {
-                let content = if *is_error {
-                    format!("Error: {content}")
-                } else {
-                    content.clone()
-                };
-                results
-                    .push(json!({"role": "tool", "tool_call_id": tool_id(tool_use_id), "content": content}));
-            }
-            ContentBlock::Other { kind } => {
-                return Err(CoreError::Validation(format!(
-                    "this model does not accept {kind} content blocks"
-                )))
-            }
-        }
-    }
-    match role {
-        Role::Assistant => {
-            let mut m = Map::new();
-            m.insert("role".into(), json!("assistant"));
-            m.insert(
-                "content".into(),
-                if text.is_empty() && !calls.is_empty() {
-                    Value::Null
-                } else {
-                    json!(text)
-                },
-            );
-            if !calls.is_empty() {
-                m.insert("tool_calls".into(), Value::Array(calls));
-            }
-            out.push(Value::Object(m));
-        }
-        Role::User => {
-            out.extend(results);
-            if has_image {
-                out.push(json!({"role": "user", "content": parts}));
-            } else if !text.is_empty() {
-                out.push(json!({"role": "user", "content": text}));
-            }
-        }
-    }
-    Ok(())
 }
 
 struct StreamState {
@@ -526,6 +375,7 @@ pub(crate) fn stream_state(label: String, started: Instant) -> impl crate::excha
 mod tests {
     use super::*;
     use basalt_types::{Message, ToolCall, ToolConfig, ToolSpec};
+    use serde_json::json;
     use std::time::Duration;
 
     fn adapter() -> OpenAiChat {
