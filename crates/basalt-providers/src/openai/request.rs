@@ -336,3 +336,86 @@ fn push_message<'a>(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use basalt_types::{InferenceParams, Message, ToolCall, ToolConfig, ToolSpec};
+    use serde_json::json;
+
+    use super::*;
+
+    /// The bytes on the wire: members in OpenAI's documented order, floats as written
+    /// (a `Value` built from an `f32` sent 0.699999988079071), absent members left out.
+    #[test]
+    fn the_body_is_written_member_by_member_with_floats_as_given() {
+        let request = ChatRequest {
+            model_id: "catalog-id".into(),
+            system: vec!["Be brief.".into(), "Use tools.".into()],
+            messages: vec![
+                Message {
+                    role: Role::User,
+                    content: vec![ContentBlock::Text("Weather?".into())],
+                },
+                Message {
+                    role: Role::Assistant,
+                    content: vec![ContentBlock::ToolUse(ToolCall {
+                        id: "call_1".into(),
+                        name: "weather".into(),
+                        input: json!({"city": "Paris"}),
+                    })],
+                },
+                Message {
+                    role: Role::User,
+                    content: vec![
+                        ContentBlock::ToolResult {
+                            tool_use_id: "call_1".into(),
+                            content: "down".into(),
+                            is_error: true,
+                        },
+                        ContentBlock::Text("And now?".into()),
+                    ],
+                },
+            ],
+            params: InferenceParams {
+                temperature: Some(0.7),
+                seed: Some(7),
+                ..Default::default()
+            },
+            tools: Some(ToolConfig {
+                tools: vec![ToolSpec {
+                    name: "weather".into(),
+                    description: None,
+                    input_schema: json!({"type": "object"}),
+                }],
+                choice: ToolChoice::Tool("weather".into()),
+            }),
+            response_schema: None,
+            stream: true,
+        };
+        let body = ChatBody::new("up", &request, 32, Flavor::OpenAi, "test").expect("body");
+        let text = serde_json::to_string(&body).expect("serialises");
+        assert_eq!(
+            text,
+            concat!(
+                r#"{"model":"up","messages":["#,
+                r#"{"role":"system","content":"Be brief.\nUse tools."},"#,
+                r#"{"role":"user","content":"Weather?"},"#,
+                r#"{"role":"assistant","content":null,"tool_calls":[{"id":"call_1","type":"function","function":{"name":"weather","arguments":"{\"city\":\"Paris\"}"}}]},"#,
+                r#"{"role":"tool","tool_call_id":"call_1","content":"Error: down"},"#,
+                r#"{"role":"user","content":"And now?"}],"#,
+                r#""max_tokens":32,"temperature":0.7,"seed":7,"#,
+                r#""tools":[{"type":"function","function":{"name":"weather","parameters":{"type":"object"}}}],"#,
+                r#""tool_choice":{"type":"function","function":{"name":"weather"}},"#,
+                r#""stream":true,"stream_options":{"include_usage":true}}"#
+            )
+        );
+        let mistral = ChatBody::new("up", &request, 32, Flavor::Mistral, "test").expect("body");
+        let value = serde_json::to_value(&mistral).expect("serialises");
+        assert_eq!(value["random_seed"], 7, "Mistral's name for the seed");
+        assert!(value.get("seed").is_none() && value.get("stream_options").is_none());
+        assert_eq!(
+            value["messages"][3]["tool_call_id"].as_str().map(str::len),
+            Some(9)
+        );
+    }
+}
