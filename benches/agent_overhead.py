@@ -15,10 +15,12 @@ at once: while the conversation holds fewer than three tool results it calls the
 of `lookup_a`, `lookup_b`, `lookup_c` (the tool whose name ends so: Basalt's model sees
 `tools__lookup_a`), then it answers "done". One turn is 4 model calls and 3 tool calls.
 
-Model time is the double's own time per request: from the arrival of the request line
-(or from the accept of its connection, for the first request on a connection, so the
-Python server's thread start is the double's time, not the framework's) to the
-handler's return. Tool time is the executor double's handler time for Basalt, the
+Model time is the double's own time per request: from the request's arrival (the
+kernel's receive timestamp of its first byte, or the accept of its connection if that
+came first, so the Python server's thread start, wake-up and read of the request line
+are the double's time, not the framework's) to the handler's return. The "late"
+figures measure as this script did before 2026-12-06: a kept-alive request from the
+handler's parsing of its request line. Tool time is the executor double's handler time for Basalt, the
 Python function's own time for the others. Per-step overhead of a turn:
 (client-seen wall time - sum of model times - sum of tool times) / 4.
 
