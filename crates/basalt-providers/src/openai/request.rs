@@ -2,7 +2,8 @@
 //! structs that borrow from the [`ChatRequest`] and are serialised straight to bytes.
 //!
 //! Building a `serde_json::Value` tree first (and cloning every tool's schema into it)
-//! was about 7 % of an agent turn's CPU; this writes the same members, in the same order.
+//! was about 6 % of an agent turn's CPU in a profile of the build without LTO; this
+//! writes the same members, in the same order.
 
 use std::borrow::Cow;
 
