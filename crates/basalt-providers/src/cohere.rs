@@ -185,11 +185,7 @@ fn push_message(
                 content,
                 is_error,
             } => {
-                let content = if *is_error {
-                    format!("Error: {content}")
-                } else {
-                    content.clone()
-                };
+                let content = crate::tool_result_text(content, *is_error).into_owned();
                 results
                     .push(json!({"role": "tool", "tool_call_id": tool_use_id, "content": content}));
             }

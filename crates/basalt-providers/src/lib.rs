@@ -199,6 +199,16 @@ impl EmbeddingAdapter {
     }
 }
 
+/// A tool result as text for the APIs that take a tool message's content as a plain
+/// string (OpenAI, Mistral, Cohere): a failed one is marked in the text itself.
+pub(crate) fn tool_result_text(content: &str, is_error: bool) -> std::borrow::Cow<'_, str> {
+    if is_error {
+        std::borrow::Cow::Owned(format!("Error: {content}"))
+    } else {
+        std::borrow::Cow::Borrowed(content)
+    }
+}
+
 /// A tool as most providers declare one: `{"name", "description"?, <schema_key>: schema}`
 /// (OpenAI and Cohere nest it under `function`, Bedrock under `toolSpec`).
 pub(crate) fn tool_declaration(

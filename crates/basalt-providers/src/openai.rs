@@ -19,10 +19,7 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use basalt_types::{
-    ChatRequest, ContentBlock, CoreError, GenerationDelta, InferenceParams, Role, StopReason,
-    TokenUsage, ToolChoice,
-};
+use basalt_types::{ChatRequest, CoreError, GenerationDelta, StopReason, TokenUsage};
 use serde_json::Value;
 
 use crate::exchange::{exchange, Outbox, Translator};
@@ -374,7 +371,9 @@ pub(crate) fn stream_state(label: String, started: Instant) -> impl crate::excha
 #[cfg(test)]
 mod tests {
     use super::*;
-    use basalt_types::{Message, ToolCall, ToolConfig, ToolSpec};
+    use basalt_types::{
+        ContentBlock, InferenceParams, Message, Role, ToolCall, ToolChoice, ToolConfig, ToolSpec,
+    };
     use serde_json::json;
     use std::time::Duration;
 

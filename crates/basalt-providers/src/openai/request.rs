@@ -289,11 +289,7 @@ fn push_message<'a>(
                 content,
                 is_error,
             } => {
-                let content = if *is_error {
-                    Cow::Owned(format!("Error: {content}"))
-                } else {
-                    Cow::Borrowed(content.as_str())
-                };
+                let content = crate::tool_result_text(content, *is_error);
                 if role == Role::User {
                     out.push(WireMessage {
                         role: "tool",
